@@ -1,0 +1,23 @@
+// The broker process: the shell around BrokerCore. It owns the ROUTER socket(s), the poll loop,
+// the clock and the worker processes it supervises; BrokerCore decides everything else.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace orq {
+
+struct BrokerConfig {
+  std::vector<std::string> endpoints;  // bound; the first is the one workers are told to use
+  int workers = 0;                     // local worker processes to start and keep alive
+  int threads = 1;                     // -t for each local worker
+  std::string pid_file;                // written once bound, removed on exit; empty: none
+  std::chrono::milliseconds heartbeat{1000};
+};
+
+// Runs until `orq down` (a shutdown request), SIGTERM or SIGINT; then stops the workers and
+// returns the process exit code. Prints "ready ENDPOINT" on stdout once it accepts requests.
+int RunBroker(const BrokerConfig& config);
+
+}  // namespace orq

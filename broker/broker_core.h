@@ -1,0 +1,161 @@
+// The broker's scheduling logic as a pure state machine. The shell (broker/broker.cc) hands it
+// each decoded message with the time it arrived, calls Tick() when NextWakeup() comes, and sends
+// what it returns. It owns no socket, reads no clock and starts no thread, so tests drive it with
+// a fake clock.
+//
+// What it keeps: jobs and their tasks, one ready queue per task class (priority, then submission
+// order), a heap of delayed tasks by due time, each worker's slots (credits) and leases, and the
+// clients waiting in `gather`. Dispatch is credit-based: a worker announces its slots when it
+// registers and is never sent more tasks than it has free; each result frees one slot.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "broker/result_store.h"
+#include "common/protocol.h"
+
+namespace orq {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// One message for the shell to send: `to` is the peer's ROUTER identity.
+struct Outgoing {
+  std::string to;
+  Message message;
+};
+
+struct BrokerOptions {
+  std::chrono::milliseconds heartbeat_interval = kHeartbeatInterval;
+  int liveness = kHeartbeatLiveness;
+  int64_t broker_pid = 0;  // for status and pong
+  std::string endpoint;    // for status
+};
+
+struct BrokerCounters {
+  uint64_t malformed = 0;      // frames that did not decode
+  uint64_t unexpected = 0;     // well-formed messages from the wrong kind of peer or an unknown worker
+  uint64_t stale_results = 0;  // results for a task not leased to that worker (any more)
+  uint64_t workers_lost = 0;   // workers dropped for missing heartbeats
+};
+
+class BrokerCore {
+ public:
+  BrokerCore(BrokerOptions options, ResultStore& store);
+
+  // A message from peer `from` (a client or a worker), received at `now`.
+  void Handle(const std::string& from, Message message, SteadyTime now, std::vector<Outgoing>& out);
+  // A frame from `from` that did not decode: counted, and the sender is told if it is a client.
+  void HandleMalformed(const std::string& from, const std::string& what, std::vector<Outgoing>& out);
+  // Sending to `peer` failed (it is gone): forget its gather requests.
+  void PeerUnreachable(const std::string& peer);
+  // Stop accepting work and tell every worker to stop (SIGTERM to the broker, or `orq down`).
+  void BeginShutdown(std::vector<Outgoing>& out);
+  // Time has passed: delayed tasks come due, heartbeats go out, silent workers lose their leases.
+  void Tick(SteadyTime now, std::vector<Outgoing>& out);
+  // When Tick() next has something to do.
+  SteadyTime NextWakeup() const;
+
+  bool shutting_down() const { return shutting_down_; }
+  const BrokerCounters& counters() const { return counters_; }
+  size_t worker_count() const { return workers_.size(); }
+
+ private:
+  enum class State : uint8_t { kQueued, kDelayed, kRunning, kFinished };
+
+  struct Task {
+    TaskSpec spec;            // cleared of its payload once finished
+    State state = State::kQueued;
+    uint32_t attempt = 0;     // executions started so far
+    uint32_t worker = 0;      // the worker holding the lease while kRunning
+  };
+  struct Job {
+    std::vector<Task> tasks;
+    uint32_t unfinished = 0;
+    std::vector<uint64_t> waiters;  // gather requests that name this job or one of its tasks
+  };
+  struct Worker {
+    std::string identity;
+    int64_t pid = 0;
+    uint32_t threads = 0;
+    Slots capacity{};
+    Slots in_use{};  // invariant: in_use[c] <= capacity[c], and equals leases of class c
+    std::unordered_set<TaskId, TaskIdHash> leases;
+    SteadyTime last_seen;
+  };
+  struct QueueEntry {
+    int32_t priority;
+    uint64_t seq;
+    TaskId id;
+    bool operator<(const QueueEntry& o) const {  // max-heap: highest priority, then oldest
+      return priority != o.priority ? priority < o.priority : seq > o.seq;
+    }
+  };
+  struct DelayedEntry {
+    SteadyTime due;
+    uint64_t seq;
+    TaskId id;
+    bool operator<(const DelayedEntry& o) const {  // min-heap on due time
+      return due != o.due ? due > o.due : seq > o.seq;
+    }
+  };
+  struct Waiter {
+    std::string client;
+    std::vector<TaskId> ids;  // in the order the client named them, jobs expanded
+    size_t remaining = 0;     // how many of ids are unfinished
+    // How often each job and each single task was named, so a finishing task updates
+    // `remaining` in O(1) however long `ids` is.
+    std::unordered_map<uint64_t, uint32_t> whole_jobs;
+    std::unordered_map<TaskId, uint32_t, TaskIdHash> single_tasks;
+  };
+
+  void Submit(const std::string& from, SubmitRequest& request, SteadyTime now,
+              std::vector<Outgoing>& out);
+  void Gather(const std::string& from, const GatherRequest& request, std::vector<Outgoing>& out);
+  void Cancel(const std::string& from, const CancelRequest& request, std::vector<Outgoing>& out);
+  void Status(const std::string& from, std::vector<Outgoing>& out) const;
+  void Shutdown(const std::string& from, std::vector<Outgoing>& out);
+  void Register(const std::string& from, const ReadyMessage& ready, SteadyTime now,
+                std::vector<Outgoing>& out);
+  void Results(Worker& worker, WorkerResultsMessage& results, std::vector<Outgoing>& out);
+
+  // Expands ids ("j7", "j7.2") into tasks; on an unknown id, replies kUnknownId and returns false.
+  // With `waiter`, also counts its mentions of each job and task.
+  bool Resolve(const std::string& from, const std::vector<std::string>& ids,
+               std::vector<TaskId>& tasks, std::vector<Outgoing>& out,
+               Waiter* waiter = nullptr) const;
+  void ForgetWaiter(uint64_t waiter_id);
+  Task* Find(TaskId id);
+  void Enqueue(TaskId id, const Task& task);
+  void Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out);
+  void ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) const;
+  void Dispatch(std::vector<Outgoing>& out);
+  void DropWorker(uint32_t worker_id, std::vector<Outgoing>& out);
+
+  BrokerOptions options_;
+  ResultStore& store_;
+  std::unordered_map<uint64_t, Job> jobs_;
+  uint64_t next_job_ = 1;
+  uint64_t next_seq_ = 0;  // submission order, the tie-break within a priority
+  std::priority_queue<QueueEntry> ready_[kTaskClassCount];  // may hold stale (cancelled) entries
+  std::priority_queue<DelayedEntry> delayed_;                // idem
+  std::unordered_map<uint32_t, Worker> workers_;
+  std::unordered_map<std::string, uint32_t> worker_ids_;  // ROUTER identity -> worker id
+  uint32_t next_worker_ = 1;
+  std::unordered_map<uint64_t, Waiter> waiters_;
+  uint64_t next_waiter_ = 1;
+  SteadyTime next_heartbeat_{};
+  bool shutting_down_ = false;
+  BrokerCounters counters_;
+  // Tasks per state, for status.
+  uint64_t queued_ = 0, delayed_count_ = 0, running_ = 0;
+  uint64_t finished_[5] = {};  // by TaskStatus
+};
+
+}  // namespace orq

@@ -1,0 +1,65 @@
+#include "cli/format.h"
+
+#include "common/ids.h"
+
+namespace orq {
+namespace {
+
+nlohmann::json ResultJson(const TaskOutcome& o) {
+  if (o.is_shell) return o.stdout_text;
+  if (o.result.empty()) return nullptr;
+  return nlohmann::json::parse(o.result, nullptr, /*allow_exceptions=*/false);
+}
+
+nlohmann::json Time(double t) { return t > 0 ? nlohmann::json(t) : nlohmann::json(nullptr); }
+
+}  // namespace
+
+void PrintText(const TaskOutcome& o, std::FILE* out) {
+  std::string_view text;
+  std::string decoded;
+  if (o.is_shell) {
+    text = o.stdout_text;
+  } else if (o.status == TaskStatus::kOk) {
+    text = o.result;
+    if (!text.empty() && text.front() == '"') {  // a JSON string prints as its contents
+      decoded = ResultJson(o).get<std::string>();
+      text = decoded;
+    }
+  }
+  std::fwrite(text.data(), 1, text.size(), out);
+  if (text.empty() || text.back() != '\n') std::fputc('\n', out);
+}
+
+nlohmann::json ToJson(const TaskOutcome& o) {
+  nlohmann::json j = {{"id", FormatTaskId(o.id)},
+                      {"status", StatusName(o.status)},
+                      {"result", o.status == TaskStatus::kOk || o.is_shell ? ResultJson(o) : nullptr},
+                      {"attempts", o.attempt},
+                      {"worker", o.worker_pid ? nlohmann::json(o.worker_pid) : nullptr},
+                      {"started", Time(o.started)},
+                      {"finished", Time(o.finished)}};
+  if (!o.error.empty()) j["error"] = o.error;
+  if (o.is_shell) {
+    j["exit_code"] = o.exit_code >= 0 ? nlohmann::json(o.exit_code) : nlohmann::json(nullptr);
+    j["stdout"] = o.stdout_text;
+    j["stderr"] = o.stderr_text;
+    if (o.output_truncated) j["truncated"] = true;
+  }
+  return j;
+}
+
+std::string FailureSentence(const TaskOutcome& o) {
+  std::string s = "orq: task " + FormatTaskId(o.id) + " " + std::string(StatusName(o.status));
+  if (!o.error.empty()) s += ": " + o.error;
+  if (o.is_shell && !o.stderr_text.empty()) {
+    std::string_view err = o.stderr_text;
+    auto nl = err.find('\n');
+    if (nl != std::string_view::npos && nl + 1 < err.size()) err = err.substr(0, nl);
+    while (!err.empty() && err.back() == '\n') err.remove_suffix(1);
+    s += " (stderr: " + std::string(err) + ")";
+  }
+  return s;
+}
+
+}  // namespace orq

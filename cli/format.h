@@ -1,0 +1,20 @@
+// How outcomes are shown: the text form (one line per task) and the JSON form (one object per
+// line) of `orq gather` and `orq run`.
+#pragma once
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/protocol.h"
+
+namespace orq {
+
+// The text form: a string result as is, any other JSON result as JSON, a shell task's stdout as
+// is (a missing final newline added). Non-ok tasks print an empty line (or their stdout).
+void PrintText(const TaskOutcome& outcome, std::FILE* out);
+nlohmann::json ToJson(const TaskOutcome& outcome);
+// "orq: task j1.2 failed: exit code 1" for a task that did not end ok.
+std::string FailureSentence(const TaskOutcome& outcome);
+
+}  // namespace orq

@@ -1,0 +1,155 @@
+// orq: asyncio.gather for processes. One executable, one subcommand per verb.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "broker/broker.h"
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "common/paths.h"
+#include "worker/worker.h"
+
+using namespace orq;
+
+int main(int argc, char** argv) {
+  CLI::App app{"orq: submit tasks from the shell, gather their results; orq runs them across "
+               "worker processes.",
+               "orq"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "orq 0.1.0");
+
+  RunOptions run;
+  auto* run_cmd = app.add_subcommand("run", "Run every task of FILE on a broker and workers started "
+                                            "for this run; print results in order");
+  run_cmd->add_option("file", run.file, "task file, JSON lines ('-' = stdin)")->required();
+  run_cmd->add_option("-w,--workers", run.workers, "worker processes (default: cores)")
+      ->check(CLI::PositiveNumber);
+  run_cmd->add_option("-t,--threads", run.threads, "threads per worker pool (default: cores)")
+      ->check(CLI::PositiveNumber);
+  run_cmd->add_flag("--json", run.json, "one JSON object per task instead of text");
+
+  int up_workers = -1, up_threads = 0;
+  auto* up_cmd = app.add_subcommand("up", "Start the broker and workers in the background");
+  up_cmd->add_option("-w,--workers", up_workers, "worker processes (default: cores)")
+      ->check(CLI::NonNegativeNumber);
+  up_cmd->add_option("-t,--threads", up_threads, "threads per worker pool (default: cores)")
+      ->check(CLI::PositiveNumber);
+
+  auto* down_cmd = app.add_subcommand("down", "Stop the background broker and its workers");
+
+  BrokerConfig broker;
+  std::string broker_endpoint;
+  std::vector<std::string> listen;
+  int broker_workers = 0, broker_threads = 0, heartbeat_ms = 1000;
+  auto* broker_cmd = app.add_subcommand("broker", "Run the broker in the foreground");
+  broker_cmd->add_option("--endpoint", broker_endpoint,
+                         "endpoint to bind (default: ipc://$ORQ_HOME/broker.ipc)");
+  broker_cmd->add_option("--listen", listen, "another endpoint to bind, e.g. tcp://0.0.0.0:5555");
+  broker_cmd->add_option("-w,--workers", broker_workers, "local workers to start and keep alive")
+      ->check(CLI::NonNegativeNumber);
+  broker_cmd->add_option("-t,--threads", broker_threads, "threads per local worker (default: cores)")
+      ->check(CLI::PositiveNumber);
+  broker_cmd->add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval")
+      ->check(CLI::Range(10, 60000));
+
+  WorkerConfig worker;
+  auto* worker_cmd = app.add_subcommand("worker", "Run a worker in the foreground");
+  worker_cmd->add_option("--connect", worker.endpoint, "the broker's endpoint")->required();
+  worker_cmd->add_option("-t,--threads", worker.threads, "cpu threads (default: cores)")
+      ->check(CLI::PositiveNumber);
+  worker_cmd->add_option("--slots", worker.async_slots, "sleep/echo tasks at once")
+      ->check(CLI::PositiveNumber);
+  worker_cmd->add_option("--shell-slots", worker.shell_slots, "shell tasks at once (default: threads)")
+      ->check(CLI::PositiveNumber);
+  worker_cmd->add_flag("--supervised", worker.supervised,
+                       "exit when the broker is gone instead of reconnecting");
+  worker_cmd->add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval")
+      ->check(CLI::Range(10, 60000));
+
+  SubmitOptions submit;
+  auto* submit_cmd = app.add_subcommand("submit", "Submit a job; prints its id once accepted");
+  submit_cmd->add_option("command", submit.command, "a shell task: -- CMD ARGS...");
+  submit_cmd->add_option("-f,--file", submit.file, "every task of a task file ('-' = stdin)");
+  submit_cmd->add_option("--sleep", submit.sleep, "a sleep task of SECONDS")
+      ->check(CLI::NonNegativeNumber);
+  submit_cmd->add_option("--result", submit.result, "the sleep task's result");
+  submit_cmd->add_option("--cpu", submit.cpu, "a cpu task of MS milliseconds")
+      ->check(CLI::NonNegativeNumber);
+  submit_cmd->add_option("--echo", submit.echo, "an echo task returning VALUE (JSON or text)");
+  submit_cmd->add_option("--delay", submit.delay, "seconds before the task is eligible")
+      ->check(CLI::NonNegativeNumber);
+  submit_cmd->add_option("--timeout", submit.timeout, "seconds the task may run")
+      ->check(CLI::PositiveNumber);
+  submit_cmd->add_option("--priority", submit.priority, "higher runs first (default 0)");
+
+  std::vector<std::string> gather_ids;
+  bool gather_json = false;
+  std::optional<double> gather_timeout;
+  auto* gather_cmd = app.add_subcommand("gather", "Wait for jobs or tasks; print results in order");
+  gather_cmd->add_option("ids", gather_ids, "job ids (j7) or task ids (j7.2)")->required();
+  gather_cmd->add_flag("--json", gather_json, "one JSON object per task");
+  gather_cmd->add_option("--timeout", gather_timeout, "give up after SECONDS (exit 124)")
+      ->check(CLI::NonNegativeNumber);
+
+  bool status_json = false;
+  auto* status_cmd = app.add_subcommand("status", "Show the broker, workers and task counts");
+  status_cmd->add_flag("--json", status_json, "as a JSON object");
+
+  std::vector<std::string> cancel_ids;
+  auto* cancel_cmd = app.add_subcommand("cancel", "Cancel tasks not yet finished");
+  cancel_cmd->add_option("ids", cancel_ids, "job ids (j7) or task ids (j7.2)")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  auto cores = [] { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); };
+  try {
+    if (*run_cmd) return RunCommand(run);
+    if (*up_cmd) return UpCommand(up_workers, up_threads);
+    if (*down_cmd) return DownCommand();
+    if (*submit_cmd) return SubmitCommand(submit);
+    if (*gather_cmd) return GatherCommand(gather_ids, gather_json, gather_timeout);
+    if (*status_cmd) return StatusCommand(status_json);
+    if (*cancel_cmd) return CancelCommand(cancel_ids);
+    if (*broker_cmd) {
+      const std::string home = OrqHome();
+      if (broker_endpoint.empty()) {
+        if (long pid = ReadLivePid(PidFile(home))) {
+          std::fprintf(stderr, "orq broker: a broker is already running in %s (pid %ld)\n",
+                       home.c_str(), pid);
+          return kExitUsage;
+        }
+        broker_endpoint = DefaultEndpoint(home);
+        broker.pid_file = PidFile(home);
+      }
+      broker.endpoints = {broker_endpoint};
+      broker.endpoints.insert(broker.endpoints.end(), listen.begin(), listen.end());
+      broker.workers = broker_workers;
+      broker.threads = broker_threads > 0 ? broker_threads : cores();
+      broker.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+      return RunBroker(broker);
+    }
+    if (*worker_cmd) {
+      if (worker.threads <= 0) worker.threads = cores();
+      worker.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+      return RunWorker(worker);
+    }
+  } catch (const Unreachable& e) {
+    std::fprintf(stderr, "orq: %s\n", e.what());
+    return kExitUnreachable;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "orq: %s\n", e.what());
+    return kExitUnreachable;
+  }
+  return kExitUsage;
+}

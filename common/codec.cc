@@ -1,0 +1,335 @@
+#include "common/codec.h"
+
+#include <cstring>
+#include <type_traits>
+
+namespace orq {
+namespace {
+
+// Appends little-endian varints, length-prefixed strings and raw doubles.
+class Writer {
+ public:
+  void U64(uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<char>(v | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<char>(v));
+  }
+  void I64(int64_t v) { U64((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
+  void F64(double v) {
+    char b[8];
+    std::memcpy(b, &v, 8);
+    out_.append(b, 8);
+  }
+  void Str(std::string_view s) {
+    U64(s.size());
+    out_.append(s);
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+// Reads what Writer wrote. Every read checks bounds; the first failure sticks (ok() false).
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool ok() const { return ok_; }
+  bool AtEnd() const { return pos_ == in_.size(); }
+  size_t Remaining() const { return in_.size() - pos_; }
+
+  uint64_t U64() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos_ >= in_.size()) return Fail();
+      auto b = static_cast<uint8_t>(in_[pos_++]);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    return Fail();
+  }
+  uint32_t U32() {
+    uint64_t v = U64();
+    if (v > UINT32_MAX) return static_cast<uint32_t>(Fail());
+    return static_cast<uint32_t>(v);
+  }
+  int64_t I64() {
+    uint64_t v = U64();
+    return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+  }
+  double F64() {
+    if (Remaining() < 8) return static_cast<double>(Fail());
+    double v;
+    std::memcpy(&v, in_.data() + pos_, 8);
+    pos_ += 8;
+    return v;
+  }
+  bool Bool() { return U64() != 0; }
+  std::string Str() {
+    uint64_t n = U64();
+    if (!ok_ || n > Remaining()) return Fail(), std::string();
+    std::string s(in_.substr(pos_, n));
+    pos_ += n;
+    return s;
+  }
+  // A count of items, each at least `min_bytes` long: bounded by what is left.
+  size_t Count(size_t min_bytes = 1) {
+    uint64_t n = U64();
+    if (!ok_ || n > Remaining() / min_bytes) return static_cast<size_t>(Fail());
+    return static_cast<size_t>(n);
+  }
+  uint64_t Fail() {
+    ok_ = false;
+    pos_ = in_.size();
+    return 0;
+  }
+
+ private:
+  std::string_view in_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+void Put(Writer& w, const TaskId& id) {
+  w.U64(id.job);
+  w.U64(id.index);
+}
+void Get(Reader& r, TaskId& id) {
+  id.job = r.U64();
+  id.index = r.U32();
+}
+
+void Put(Writer& w, const TaskSpec& s) {
+  w.U64(static_cast<uint8_t>(s.kind));
+  w.F64(s.delay);
+  w.F64(s.timeout);
+  w.I64(s.priority);
+  switch (s.kind) {
+    case TaskKind::kSleep:
+      w.F64(s.seconds);
+      w.Str(s.value);
+      break;
+    case TaskKind::kEcho:
+      w.Str(s.value);
+      break;
+    case TaskKind::kCpu:
+      w.F64(s.ms);
+      break;
+    case TaskKind::kShell:
+      w.U64(s.argv.size());
+      for (const auto& a : s.argv) w.Str(a);
+      break;
+  }
+}
+void Get(Reader& r, TaskSpec& s) {
+  uint64_t kind = r.U64();
+  if (kind > static_cast<uint8_t>(TaskKind::kShell)) return void(r.Fail());
+  s.kind = static_cast<TaskKind>(kind);
+  s.delay = r.F64();
+  s.timeout = r.F64();
+  int64_t priority = r.I64();
+  if (priority < INT32_MIN || priority > INT32_MAX) return void(r.Fail());
+  s.priority = static_cast<int32_t>(priority);
+  switch (s.kind) {
+    case TaskKind::kSleep:
+      s.seconds = r.F64();
+      s.value = r.Str();
+      break;
+    case TaskKind::kEcho:
+      s.value = r.Str();
+      break;
+    case TaskKind::kCpu:
+      s.ms = r.F64();
+      break;
+    case TaskKind::kShell:
+      s.argv.resize(r.Count());
+      for (auto& a : s.argv) a = r.Str();
+      break;
+  }
+}
+
+void Put(Writer& w, const TaskOutcome& o) {
+  Put(w, o.id);
+  w.U64(static_cast<uint8_t>(o.status));
+  w.U64(o.attempt);
+  w.I64(o.worker_pid);
+  w.F64(o.started);
+  w.F64(o.finished);
+  w.Str(o.result);
+  w.Str(o.error);
+  w.U64(o.is_shell);
+  if (o.is_shell) {
+    w.I64(o.exit_code);
+    w.Str(o.stdout_text);
+    w.Str(o.stderr_text);
+    w.U64(o.output_truncated);
+  }
+}
+void Get(Reader& r, TaskOutcome& o) {
+  Get(r, o.id);
+  uint64_t status = r.U64();
+  if (status > static_cast<uint8_t>(TaskStatus::kWorkerLost)) return void(r.Fail());
+  o.status = static_cast<TaskStatus>(status);
+  o.attempt = r.U32();
+  o.worker_pid = r.I64();
+  o.started = r.F64();
+  o.finished = r.F64();
+  o.result = r.Str();
+  o.error = r.Str();
+  o.is_shell = r.Bool();
+  if (o.is_shell) {
+    int64_t code = r.I64();
+    if (code < INT32_MIN || code > INT32_MAX) return void(r.Fail());
+    o.exit_code = static_cast<int32_t>(code);
+    o.stdout_text = r.Str();
+    o.stderr_text = r.Str();
+    o.output_truncated = r.Bool();
+  }
+}
+
+void Put(Writer& w, const Assignment& a) {
+  Put(w, a.id);
+  w.U64(a.attempt);
+  Put(w, a.spec);
+}
+void Get(Reader& r, Assignment& a) {
+  Get(r, a.id);
+  a.attempt = r.U32();
+  Get(r, a.spec);
+}
+
+void Put(Writer& w, const std::string& s) { w.Str(s); }
+void Get(Reader& r, std::string& s) { s = r.Str(); }
+
+template <typename T>
+void PutVector(Writer& w, const std::vector<T>& v) {
+  w.U64(v.size());
+  for (const auto& item : v) Put(w, item);
+}
+template <typename T>
+void GetVector(Reader& r, std::vector<T>& v) {
+  v.resize(r.Count());
+  for (auto& item : v) {
+    if (!r.ok()) return;
+    Get(r, item);
+  }
+}
+
+// Each message type: its command code and body layout, written once for both directions.
+// `Io` is Writer or Reader; Field() dispatches to Put or Get.
+struct Out {
+  Writer& w;
+  void operator()(uint64_t& v) { w.U64(v); }
+  void operator()(uint32_t& v) { w.U64(v); }
+  void operator()(int64_t& v) { w.I64(v); }
+  void operator()(bool& v) { w.U64(v); }
+  void operator()(std::string& v) { w.Str(v); }
+  void operator()(ErrorCode& v) { w.U64(static_cast<uint8_t>(v)); }
+  void operator()(Slots& v) {
+    for (auto& s : v) w.U64(s);
+  }
+  template <typename T>
+  void operator()(std::vector<T>& v) { PutVector(w, v); }
+};
+struct In {
+  Reader& r;
+  void operator()(uint64_t& v) { v = r.U64(); }
+  void operator()(uint32_t& v) { v = r.U32(); }
+  void operator()(int64_t& v) { v = r.I64(); }
+  void operator()(bool& v) { v = r.Bool(); }
+  void operator()(std::string& v) { v = r.Str(); }
+  void operator()(ErrorCode& v) {
+    uint64_t c = r.U64();
+    if (c < 1 || c > 3) r.Fail();
+    v = static_cast<ErrorCode>(c);
+  }
+  void operator()(Slots& v) {
+    for (auto& s : v) s = r.U32();
+  }
+  template <typename T>
+  void operator()(std::vector<T>& v) { GetVector(r, v); }
+};
+
+template <typename F> void Fields(SubmitRequest& m, F&& f) { f(m.tasks); }
+template <typename F> void Fields(GatherRequest& m, F&& f) { f(m.ids); }
+template <typename F> void Fields(StatusRequest&, F&&) {}
+template <typename F> void Fields(CancelRequest& m, F&& f) { f(m.ids); }
+template <typename F> void Fields(ShutdownRequest&, F&&) {}
+template <typename F> void Fields(PingRequest&, F&&) {}
+template <typename F> void Fields(SubmittedReply& m, F&& f) { f(m.job), f(m.count); }
+template <typename F> void Fields(ResultsReply& m, F&& f) { f(m.outcomes), f(m.final); }
+template <typename F> void Fields(StatusReply& m, F&& f) { f(m.json); }
+template <typename F> void Fields(CancelledReply& m, F&& f) { f(m.count); }
+template <typename F> void Fields(ErrorReply& m, F&& f) { f(m.code), f(m.message); }
+template <typename F> void Fields(PongReply& m, F&& f) { f(m.broker_pid); }
+template <typename F> void Fields(ShutdownAck&, F&&) {}
+template <typename F> void Fields(ReadyMessage& m, F&& f) { f(m.pid), f(m.threads), f(m.slots); }
+template <typename F> void Fields(WorkerResultsMessage& m, F&& f) { f(m.outcomes); }
+template <typename F> void Fields(HeartbeatMessage&, F&&) {}
+template <typename F> void Fields(TasksMessage& m, F&& f) { f(m.tasks); }
+template <typename F> void Fields(CancelTasksMessage& m, F&& f) { f(m.ids); }
+template <typename F> void Fields(BrokerHeartbeatMessage&, F&&) {}
+template <typename F> void Fields(StopMessage&, F&&) {}
+
+template <typename T> constexpr Command kCommandOf = Command::kPing;
+template <> constexpr Command kCommandOf<SubmitRequest> = Command::kSubmit;
+template <> constexpr Command kCommandOf<GatherRequest> = Command::kGather;
+template <> constexpr Command kCommandOf<StatusRequest> = Command::kStatus;
+template <> constexpr Command kCommandOf<CancelRequest> = Command::kCancel;
+template <> constexpr Command kCommandOf<ShutdownRequest> = Command::kShutdown;
+template <> constexpr Command kCommandOf<PingRequest> = Command::kPing;
+template <> constexpr Command kCommandOf<SubmittedReply> = Command::kSubmitted;
+template <> constexpr Command kCommandOf<ResultsReply> = Command::kResults;
+template <> constexpr Command kCommandOf<StatusReply> = Command::kStatusReply;
+template <> constexpr Command kCommandOf<CancelledReply> = Command::kCancelled;
+template <> constexpr Command kCommandOf<ErrorReply> = Command::kError;
+template <> constexpr Command kCommandOf<PongReply> = Command::kPong;
+template <> constexpr Command kCommandOf<ShutdownAck> = Command::kShutdownAck;
+template <> constexpr Command kCommandOf<ReadyMessage> = Command::kReady;
+template <> constexpr Command kCommandOf<WorkerResultsMessage> = Command::kWorkerResults;
+template <> constexpr Command kCommandOf<HeartbeatMessage> = Command::kHeartbeat;
+template <> constexpr Command kCommandOf<TasksMessage> = Command::kTasks;
+template <> constexpr Command kCommandOf<CancelTasksMessage> = Command::kCancelTasks;
+template <> constexpr Command kCommandOf<BrokerHeartbeatMessage> = Command::kBrokerHeartbeat;
+template <> constexpr Command kCommandOf<StopMessage> = Command::kStop;
+
+// Decodes body into alternative I of Message when its command matches.
+template <size_t I = 0>
+std::variant<Message, DecodeError> DecodeAs(Command command, std::string_view body) {
+  if constexpr (I == std::variant_size_v<Message>) {
+    return DecodeError{"unknown command " + std::to_string(static_cast<int>(command))};
+  } else {
+    using T = std::variant_alternative_t<I, Message>;
+    if (kCommandOf<T> != command) return DecodeAs<I + 1>(command, body);
+    T message;
+    Reader r(body);
+    Fields(message, In{r});
+    if (!r.ok()) return DecodeError{"truncated or malformed body"};
+    if (!r.AtEnd()) return DecodeError{"trailing bytes after the body"};
+    return Message(std::move(message));
+  }
+}
+
+}  // namespace
+
+EncodedMessage Encode(const Message& message) {
+  return std::visit(
+      [](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        Writer w;
+        Fields(const_cast<T&>(m), Out{w});  // Out only reads
+        return EncodedMessage{kCommandOf<T>, w.Take()};
+      },
+      message);
+}
+
+std::variant<Message, DecodeError> Decode(std::string_view version, std::string_view command,
+                                          std::string_view body) {
+  if (version != kProtocolVersion) return DecodeError{"wrong protocol version frame"};
+  if (command.size() != 1) return DecodeError{"command frame must be one byte"};
+  return DecodeAs(static_cast<Command>(static_cast<uint8_t>(command[0])), body);
+}
+
+}  // namespace orq

@@ -1,0 +1,29 @@
+// The codec: typed messages (common/protocol.h) to frames and back. No zmq here, so it is tested
+// and fuzzed on plain bytes. Decode never trusts its input: a short, long or inconsistent body is a
+// DecodeError, never a crash or an unbounded allocation.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "common/protocol.h"
+
+namespace orq {
+
+struct EncodedMessage {
+  Command command;
+  std::string body;
+};
+
+struct DecodeError {
+  std::string what;
+};
+
+EncodedMessage Encode(const Message& message);
+
+// Decodes the three frames of a message (version, command byte, body).
+std::variant<Message, DecodeError> Decode(std::string_view version, std::string_view command,
+                                          std::string_view body);
+
+}  // namespace orq

@@ -1,0 +1,155 @@
+// The orq wire protocol: every message that crosses a socket, in one place.
+//
+// Peers: clients (the CLI, a DEALER), workers (a DEALER with a routing id of their own) and the
+// broker (one ROUTER). Every message is three frames after the ROUTER's identity frame:
+//
+//   frame 0: kProtocolVersion ("ORQ1")
+//   frame 1: one byte, a Command below
+//   frame 2: the body, encoded by common/codec.h (a compact binary form, no JSON on hot paths)
+//
+// The codec turns frames into the typed messages below and back; nothing else indexes frames.
+// Malformed frames become a DecodeError value, never undefined behaviour.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/task_spec.h"
+
+namespace orq {
+
+inline constexpr std::string_view kProtocolVersion = "ORQ1";
+
+// One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
+// worker -> broker 0x3x, broker -> worker 0x4x.
+enum class Command : uint8_t {
+  kSubmit = 0x10,    // [TaskSpec...]                      -> kSubmitted or kError
+  kGather = 0x11,    // [id...] (job "j7" or task "j7.2")  -> kResults... (last has final) or kError
+  kStatus = 0x12,    //                                    -> kStatusReply
+  kCancel = 0x13,    // [id...]                            -> kCancelled or kError
+  kShutdown = 0x14,  //                                    -> kShutdownAck, then the broker stops
+  kPing = 0x15,      //                                    -> kPong
+
+  kSubmitted = 0x20,     // job number, task count
+  kResults = 0x21,       // [TaskOutcome...], final flag (gather replies are chunked)
+  kStatusReply = 0x22,   // JSON text (not a hot path; the CLI prints it)
+  kCancelled = 0x23,     // how many tasks were cancelled or asked to stop
+  kError = 0x24,         // ErrorCode, one sentence for the user
+  kPong = 0x25,          // broker pid
+  kShutdownAck = 0x26,   //
+
+  kReady = 0x30,          // pid, threads, slots per TaskClass: the worker's credits
+  kWorkerResults = 0x31,  // [TaskOutcome...]: each frees one slot of its task's class
+  kHeartbeat = 0x32,      //
+
+  kTasks = 0x40,        // [Assignment...]: never more than the worker's free slots
+  kCancelTasks = 0x41,  // [TaskId...]: stop these if still running, report them cancelled
+  kBrokerHeartbeat = 0x42,
+  kStop = 0x43,  // finish nothing more, kill running tasks, exit
+};
+
+// Heartbeats (the ZeroMQ Guide's Paranoid Pirate). The interval is short enough that a lost peer
+// is noticed within a few seconds, long enough to cost nothing. Liveness: missed intervals before
+// a peer counts as gone.
+inline constexpr std::chrono::milliseconds kHeartbeatInterval{1000};
+inline constexpr int kHeartbeatLiveness = 3;
+
+// Limits on what a peer may send (bounded input).
+inline constexpr size_t kMaxMessageBytes = 256u << 20;  // ZMQ_MAXMSGSIZE on every socket
+inline constexpr size_t kMaxTasksPerJob = 10'000'000;
+inline constexpr size_t kMaxTasksPerMessage = 1024;     // dispatch and gather chunks
+inline constexpr size_t kMaxOutputBytes = 1u << 20;     // per stream of a shell task
+
+// A task is named by its job and its index in the job: "j7.2" is job 7, task 2.
+struct TaskId {
+  uint64_t job = 0;
+  uint32_t index = 0;
+  friend bool operator==(const TaskId&, const TaskId&) = default;
+  friend auto operator<=>(const TaskId&, const TaskId&) = default;
+};
+struct TaskIdHash {
+  size_t operator()(const TaskId& id) const noexcept {
+    return std::hash<uint64_t>()(id.job * 0x9E3779B97F4A7C15ull ^ id.index);
+  }
+};
+
+// How a task ended. Stable numbers: they are on the wire and (issue 3) in the journal.
+enum class TaskStatus : uint8_t {
+  kOk = 0,
+  kFailed = 1,
+  kTimeout = 2,
+  kCancelled = 3,
+  kWorkerLost = 4,
+};
+
+// The outcome of one task, reported by a worker and kept by the broker.
+struct TaskOutcome {
+  TaskId id;
+  TaskStatus status = TaskStatus::kOk;
+  uint32_t attempt = 1;
+  int64_t worker_pid = 0;
+  double started = 0;   // wall-clock seconds since the epoch, for display only
+  double finished = 0;  // idem
+  std::string result;   // JSON text of the result (empty for shell tasks: the result is stdout)
+  std::string error;    // one sentence when status is not ok
+  bool is_shell = false;
+  int32_t exit_code = -1;     // shell only: exit code, or 128+signal when killed
+  std::string stdout_text;    // shell only
+  std::string stderr_text;    // shell only
+  bool output_truncated = false;
+};
+
+// A task handed to a worker: what to run and which attempt this is.
+struct Assignment {
+  TaskId id;
+  uint32_t attempt = 1;
+  TaskSpec spec;
+};
+
+enum class ErrorCode : uint8_t {
+  kBadRequest = 1,  // malformed or over a limit
+  kUnknownId = 2,   // gather/cancel named a job or task the broker does not have
+  kShuttingDown = 3,
+};
+
+// --- client -> broker ---
+struct SubmitRequest { std::vector<TaskSpec> tasks; };
+struct GatherRequest { std::vector<std::string> ids; };
+struct StatusRequest {};
+struct CancelRequest { std::vector<std::string> ids; };
+struct ShutdownRequest {};
+struct PingRequest {};
+// --- broker -> client ---
+struct SubmittedReply { uint64_t job = 0; uint32_t count = 0; };
+struct ResultsReply { std::vector<TaskOutcome> outcomes; bool final = true; };
+struct StatusReply { std::string json; };
+struct CancelledReply { uint32_t count = 0; };
+struct ErrorReply { ErrorCode code = ErrorCode::kBadRequest; std::string message; };
+struct PongReply { int64_t broker_pid = 0; };
+struct ShutdownAck {};
+// --- worker -> broker ---
+struct ReadyMessage {
+  int64_t pid = 0;
+  uint32_t threads = 0;
+  Slots slots;  // capacity per task class
+};
+struct WorkerResultsMessage { std::vector<TaskOutcome> outcomes; };
+struct HeartbeatMessage {};
+// --- broker -> worker ---
+struct TasksMessage { std::vector<Assignment> tasks; };
+struct CancelTasksMessage { std::vector<TaskId> ids; };
+struct BrokerHeartbeatMessage {};
+struct StopMessage {};
+
+using Message =
+    std::variant<SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest,
+                 PingRequest, SubmittedReply, ResultsReply, StatusReply, CancelledReply, ErrorReply,
+                 PongReply, ShutdownAck, ReadyMessage, WorkerResultsMessage, HeartbeatMessage,
+                 TasksMessage, CancelTasksMessage, BrokerHeartbeatMessage, StopMessage>;
+
+}  // namespace orq

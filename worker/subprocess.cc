@@ -1,0 +1,149 @@
+#include "worker/subprocess.h"
+
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/process.hpp>
+#include <boost/process/extend.hpp>
+#include <csignal>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace bp = boost::process;
+namespace asio = boost::asio;
+
+namespace orq {
+
+struct Subprocess::Impl {
+  explicit Impl(asio::io_context& loop) : out_pipe(loop), err_pipe(loop), kill_timer(loop) {}
+  bp::async_pipe out_pipe;
+  bp::async_pipe err_pipe;
+  asio::steady_timer kill_timer;
+  size_t limit = 0;
+  int open_streams = 2;
+  char out_buf[8192];
+  char err_buf[8192];
+  ChildExit exit;
+  Done done;
+};
+
+Subprocess::Subprocess(asio::io_context& loop) : impl_(std::make_unique<Impl>(loop)) {}
+
+Subprocess::~Subprocess() {
+  // Never leave a child behind: kill the group and reap the leader.
+  if (pid_ > 0 && !reaped_) {
+    ::kill(-pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+namespace {
+
+// Reads one stream to its end, keeping at most `limit` bytes.
+void ReadStream(std::shared_ptr<Subprocess> self, bp::async_pipe& pipe, char* buf, size_t size,
+                std::string& text, bool& truncated, size_t limit, std::function<void()> closed) {
+  pipe.async_read_some(asio::buffer(buf, size), [self, &pipe, buf, size, &text, &truncated, limit,
+                                                 closed](const boost::system::error_code& ec,
+                                                         size_t n) {
+    if (n > 0) {
+      size_t keep = text.size() < limit ? std::min(n, limit - text.size()) : 0;
+      text.append(buf, keep);
+      if (keep < n) truncated = true;
+    }
+    if (ec) return closed();
+    ReadStream(self, pipe, buf, size, text, truncated, limit, closed);
+  });
+}
+
+std::string FindProgram(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  auto path = bp::search_path(name);
+  return path.empty() ? std::string() : path.string();
+}
+
+}  // namespace
+
+std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop,
+                                              const std::vector<std::string>& argv,
+                                              size_t output_limit, Done done) {
+  std::shared_ptr<Subprocess> self(new Subprocess(loop));
+  Impl& impl = *self->impl_;
+  impl.limit = output_limit;
+  impl.done = std::move(done);
+  auto fail = [&](std::string why) {
+    impl.exit.exit_code = 127;
+    impl.exit.spawn_error = std::move(why);
+    self->reaped_ = true;
+    impl.open_streams = 0;
+    asio::post(loop, [self] { self->MaybeDone(); });
+    return self;
+  };
+  const std::string program = FindProgram(argv[0]);
+  if (program.empty()) return fail("cannot run '" + argv[0] + "': command not found");
+
+  std::error_code ec;
+  bp::child child(
+      bp::exe = program, bp::args = std::vector<std::string>(argv.begin() + 1, argv.end()),
+      bp::std_in < bp::null, bp::std_out > impl.out_pipe, bp::std_err > impl.err_pipe,
+      bp::extend::on_exec_setup([](auto&) {
+        ::setpgid(0, 0);               // its own group: TERM/KILL reach its children too
+        std::signal(SIGPIPE, SIG_DFL);  // the worker ignores SIGPIPE; the task should not
+      }),
+      ec);
+  if (ec) return fail("cannot run '" + argv[0] + "': " + ec.message());
+  self->pid_ = child.id();
+  ::setpgid(self->pid_, self->pid_);  // also from the parent, so a kill(-pid) right now works
+  child.detach();                      // reaped by Poll()
+
+  auto closed = [self] {
+    --self->impl_->open_streams;
+    self->MaybeDone();
+  };
+  ReadStream(self, impl.out_pipe, impl.out_buf, sizeof impl.out_buf, impl.exit.stdout_text,
+             impl.exit.truncated, output_limit, closed);
+  ReadStream(self, impl.err_pipe, impl.err_buf, sizeof impl.err_buf, impl.exit.stderr_text,
+             impl.exit.truncated, output_limit, closed);
+  return self;
+}
+
+void Subprocess::Poll() {
+  if (pid_ <= 0 || reaped_) return;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) != pid_) return;
+  reaped_ = true;
+  if (WIFSIGNALED(status)) {
+    impl_->exit.signal = WTERMSIG(status);
+    impl_->exit.exit_code = 128 + impl_->exit.signal;
+  } else {
+    impl_->exit.exit_code = WEXITSTATUS(status);
+  }
+  // The leader is gone; whatever it started in its group goes too, which also closes the pipes.
+  ::kill(-pid_, SIGKILL);
+  MaybeDone();
+}
+
+void Subprocess::Terminate(std::chrono::milliseconds grace) {
+  if (pid_ <= 0 || reaped_) return;
+  ::kill(-pid_, SIGTERM);
+  impl_->kill_timer.expires_after(grace);
+  impl_->kill_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec && !self->reaped_) ::kill(-self->pid_, SIGKILL);
+  });
+}
+
+void Subprocess::Kill() {
+  impl_->done = nullptr;
+  if (pid_ <= 0 || reaped_) return;
+  ::kill(-pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  reaped_ = true;
+}
+
+void Subprocess::MaybeDone() {
+  if (!reaped_ || impl_->open_streams > 0 || !impl_->done) return;
+  impl_->kill_timer.cancel();
+  auto done = std::move(impl_->done);
+  impl_->done = nullptr;
+  done(std::move(impl_->exit));
+}
+
+}  // namespace orq

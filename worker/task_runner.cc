@@ -1,0 +1,196 @@
+#include "worker/task_runner.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "worker/subprocess.h"
+
+namespace asio = boost::asio;
+
+namespace orq {
+namespace {
+
+double WallNow() {
+  using namespace std::chrono;
+  return duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
+}
+
+std::chrono::steady_clock::duration Seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(s));
+}
+
+std::string NumberJson(double v) { return nlohmann::json(v).dump(); }
+
+// Busy work for `ms` milliseconds of this thread's time.
+void Spin(double ms) {
+  const auto end = std::chrono::steady_clock::now() + Seconds(ms / 1000.0);
+  volatile uint64_t sink = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    for (int i = 0; i < 1000; ++i) sink = sink + i;
+  }
+}
+
+}  // namespace
+
+struct TaskRunner::Running {
+  explicit Running(asio::io_context& loop) : timer(loop), deadline(loop) {}
+  TaskOutcome outcome;               // id, attempt, started filled in at start
+  TaskKind kind = TaskKind::kEcho;
+  asio::steady_timer timer;          // sleep tasks
+  asio::steady_timer deadline;       // the task's timeout
+  std::shared_ptr<Subprocess> child; // shell tasks
+  TaskStatus stop_status = TaskStatus::kOk;  // set when a shell task is being stopped
+  std::string stop_error;
+};
+
+TaskRunner::TaskRunner(asio::io_context& loop, RunnerOptions options, Done done)
+    : loop_(loop), options_(options), done_(std::move(done)),
+      pool_(static_cast<size_t>(std::max(1, options.threads))) {}
+
+TaskRunner::~TaskRunner() {
+  KillAll();
+  pool_.join();
+}
+
+void TaskRunner::Start(const Assignment& a) {
+  if (tasks_.count(a.id)) return;  // already running: a duplicate assignment changes nothing
+  auto running = std::make_unique<Running>(loop_);
+  Running& r = *running;
+  r.outcome.id = a.id;
+  r.outcome.attempt = a.attempt;
+  r.outcome.worker_pid = options_.pid;
+  r.outcome.started = WallNow();
+  r.outcome.is_shell = a.spec.kind == TaskKind::kShell;
+  r.kind = a.spec.kind;
+  tasks_.emplace(a.id, std::move(running));
+  const TaskId id = a.id;
+  const TaskSpec& spec = a.spec;
+
+  if (spec.timeout > 0 && !(spec.kind == TaskKind::kSleep && spec.seconds <= spec.timeout)) {
+    r.deadline.expires_after(Seconds(spec.timeout));
+    r.deadline.async_wait([this, id, timeout = spec.timeout](const boost::system::error_code& ec) {
+      if (ec) return;
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "timed out after %g s", timeout);
+      Expire(id, TaskStatus::kTimeout, buf);
+    });
+  }
+
+  switch (spec.kind) {
+    case TaskKind::kEcho: {
+      TaskOutcome outcome;
+      outcome.result = spec.value;
+      Complete(id, std::move(outcome));
+      break;
+    }
+    case TaskKind::kSleep: {
+      r.timer.expires_after(Seconds(spec.seconds));
+      std::string result = spec.value.empty() ? NumberJson(spec.seconds) : spec.value;
+      r.timer.async_wait([this, id, result = std::move(result)](const boost::system::error_code& ec) {
+        if (ec) return;
+        TaskOutcome outcome;
+        outcome.result = result;
+        Complete(id, std::move(outcome));
+      });
+      break;
+    }
+    case TaskKind::kCpu: {
+      const double ms = spec.ms;
+      asio::post(pool_, [this, id, ms, attempt = a.attempt] {
+        Spin(ms);
+        asio::post(loop_, [this, id, ms, attempt] {
+          auto it = tasks_.find(id);
+          if (it == tasks_.end() || it->second->outcome.attempt != attempt) return;  // abandoned
+          TaskOutcome outcome;
+          outcome.result = NumberJson(ms);
+          Complete(id, std::move(outcome));
+        });
+      });
+      break;
+    }
+    case TaskKind::kShell: {
+      r.child = Subprocess::Start(loop_, spec.argv, options_.output_limit, [this, id](ChildExit e) {
+        auto it = tasks_.find(id);
+        if (it == tasks_.end()) return;
+        Running& rr = *it->second;
+        TaskOutcome outcome;
+        outcome.exit_code = e.exit_code;
+        outcome.stdout_text = std::move(e.stdout_text);
+        outcome.stderr_text = std::move(e.stderr_text);
+        outcome.output_truncated = e.truncated;
+        if (rr.stop_status != TaskStatus::kOk) {
+          outcome.status = rr.stop_status;
+          outcome.error = rr.stop_error;
+        } else if (!e.spawn_error.empty()) {
+          outcome.status = TaskStatus::kFailed;
+          outcome.error = e.spawn_error;
+        } else if (e.signal != 0) {
+          outcome.status = TaskStatus::kFailed;
+          outcome.error = "killed by signal " + std::to_string(e.signal);
+        } else if (e.exit_code != 0) {
+          outcome.status = TaskStatus::kFailed;
+          outcome.error = "exit code " + std::to_string(e.exit_code);
+        }
+        Complete(id, std::move(outcome));
+      });
+      break;
+    }
+  }
+}
+
+void TaskRunner::Complete(TaskId id, TaskOutcome outcome) {
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return;
+  Running& r = *it->second;
+  outcome.id = id;
+  outcome.attempt = r.outcome.attempt;
+  outcome.worker_pid = r.outcome.worker_pid;
+  outcome.started = r.outcome.started;
+  outcome.finished = WallNow();
+  outcome.is_shell = r.outcome.is_shell;
+  tasks_.erase(it);  // cancels its timers; their handlers see operation_aborted
+  done_(std::move(outcome));
+}
+
+void TaskRunner::Expire(TaskId id, TaskStatus status, std::string error) {
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return;
+  Running& r = *it->second;
+  if (r.child) {
+    // Report once the group is gone, so the outcome carries the output so far.
+    if (r.stop_status == TaskStatus::kOk) {
+      r.stop_status = status;
+      r.stop_error = std::move(error);
+      r.child->Terminate(options_.kill_grace);
+    }
+    return;
+  }
+  TaskOutcome outcome;
+  outcome.status = status;
+  outcome.error = std::move(error);
+  if (r.kind == TaskKind::kCpu)
+    outcome.error += " (its thread finishes the work; the result is discarded)";
+  Complete(id, std::move(outcome));
+}
+
+void TaskRunner::Cancel(TaskId id) { Expire(id, TaskStatus::kCancelled, "cancelled while running"); }
+
+void TaskRunner::KillAll() {
+  for (auto& [id, r] : tasks_) {
+    if (r->child) r->child->Kill();
+  }
+  tasks_.clear();
+}
+
+void TaskRunner::ReapChildren() {
+  std::vector<std::shared_ptr<Subprocess>> children;
+  for (auto& [id, r] : tasks_) {
+    if (r->child) children.push_back(r->child);
+  }
+  for (auto& child : children) child->Poll();  // Poll may complete (and erase) the task
+}
+
+}  // namespace orq

@@ -1,0 +1,192 @@
+#include "worker/worker.h"
+
+#include <utility>  // before Asio under C++20 with Boost 1.74
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+#include <random>
+#include <unistd.h>
+#include <zmq.hpp>
+
+#include "common/log.h"
+#include "common/zmq_util.h"
+#include "worker/task_runner.h"
+#include "worker/worker_core.h"
+
+namespace asio = boost::asio;
+
+namespace orq {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class WorkerShell {
+ public:
+  explicit WorkerShell(const WorkerConfig& config)
+      : config_(config),
+        core_(Options(config)),
+        runner_(loop_, RunnerOptions{config.threads, std::chrono::milliseconds(2000), kMaxOutputBytes,
+                                     ::getpid()},
+                [this](TaskOutcome outcome) { OnDone(std::move(outcome)); }),
+        timer_(loop_),
+        signals_(loop_, SIGTERM, SIGINT),
+        children_(loop_, SIGCHLD) {}
+
+  int Run() {
+    Connect();
+    signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
+      if (ec) return;
+      Log("signal " + std::to_string(signal) + ": stopping");
+      Exit();
+    });
+    WatchChildren();
+    loop_.run();
+    runner_.KillAll();
+    if (fd_) fd_->release();  // the fd belongs to zmq
+    return 0;
+  }
+
+ private:
+  static WorkerOptions Options(const WorkerConfig& c) {
+    WorkerOptions o;
+    o.pid = ::getpid();
+    o.threads = static_cast<uint32_t>(c.threads);
+    o.slots[static_cast<size_t>(TaskClass::kAsync)] =
+        static_cast<uint32_t>(c.async_slots > 0 ? c.async_slots : kDefaultAsyncSlots);
+    o.slots[static_cast<size_t>(TaskClass::kCpu)] = static_cast<uint32_t>(c.threads);
+    o.slots[static_cast<size_t>(TaskClass::kShell)] =
+        static_cast<uint32_t>(c.shell_slots > 0 ? c.shell_slots : c.threads);
+    o.heartbeat_interval = c.heartbeat;
+    o.supervised = c.supervised;
+    return o;
+  }
+
+  void Connect() {
+    if (fd_) {
+      fd_->cancel();
+      fd_->release();
+      fd_.reset();
+    }
+    socket_ = MakeSocket(ctx_, zmq::socket_type::dealer);
+    std::random_device rd;
+    std::string identity = "w" + std::to_string(::getpid()) + "-" + std::to_string(rd());
+    socket_.set(zmq::sockopt::routing_id, identity);
+    socket_.set(zmq::sockopt::sndhwm, 0);
+    socket_.connect(config_.endpoint);
+    fd_.emplace(loop_, socket_.get(zmq::sockopt::fd));
+    WorkerActions actions;
+    core_.Connected(Clock::now(), actions);
+    Apply(actions);
+    WaitReadable();
+  }
+
+  void WaitReadable() {
+    fd_->async_wait(asio::posix::stream_descriptor::wait_read,
+                    [this, fd = &*fd_](const boost::system::error_code& ec) {
+                      if (ec || !fd_ || fd != &*fd_) return;
+                      Drain();
+                      WaitReadable();
+                    });
+  }
+
+  // Reads every message waiting. ZMQ_FD is edge-triggered: after any send, the loop drains again.
+  void Drain() {
+    WorkerActions actions;
+    for (int i = 0; i < 1024; ++i) {
+      auto received = ReceiveMessage(socket_, /*router=*/false);
+      if (!received) break;
+      if (auto* error = std::get_if<DecodeError>(&received->message)) {
+        Log("malformed message from the broker: " + error->what);
+        continue;
+      }
+      core_.OnMessage(std::move(std::get<Message>(received->message)), Clock::now(), actions);
+    }
+    Apply(actions);
+  }
+
+  void OnDone(TaskOutcome outcome) {
+    core_.OnDone(std::move(outcome));
+    if (flush_posted_) return;
+    flush_posted_ = true;
+    // Completions that land in the same loop turn leave in one message.
+    asio::post(loop_, [this] {
+      flush_posted_ = false;
+      WorkerActions actions;
+      core_.Flush(actions);
+      Apply(actions);
+    });
+  }
+
+  void Apply(WorkerActions& actions) {
+    if (actions.exit) return Exit();
+    for (Assignment& a : actions.start) runner_.Start(a);
+    for (TaskId id : actions.cancel) runner_.Cancel(id);
+    if (!actions.send.empty()) {
+      for (const Message& m : actions.send) SendMessage(socket_, m);
+      // A send may have consumed the fd's edge: look for input again from the loop.
+      asio::post(loop_, [this] { Drain(); });
+    }
+    if (actions.reconnect) {
+      Log("no word from the broker; reconnecting");
+      Connect();
+    }
+    ArmTimer();
+  }
+
+  void ArmTimer() {
+    timer_.expires_at(core_.NextWakeup());
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      WorkerActions actions;
+      core_.Tick(Clock::now(), actions);
+      Apply(actions);
+    });
+  }
+
+  void WatchChildren() {
+    children_.async_wait([this](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      runner_.ReapChildren();
+      WatchChildren();
+    });
+  }
+
+  void Exit() {
+    if (exiting_) return;
+    exiting_ = true;
+    runner_.KillAll();
+    loop_.stop();
+  }
+
+  const WorkerConfig& config_;
+  asio::io_context loop_{1};
+  zmq::context_t ctx_{1};
+  zmq::socket_t socket_;
+  std::optional<asio::posix::stream_descriptor> fd_;  // ZMQ_FD of socket_, not owned
+  WorkerCore core_;
+  TaskRunner runner_;
+  asio::steady_timer timer_;
+  asio::signal_set signals_;
+  asio::signal_set children_;
+  bool flush_posted_ = false;
+  bool exiting_ = false;
+};
+
+}  // namespace
+
+int RunWorker(const WorkerConfig& config) {
+  SetLogComponent("worker");
+  std::signal(SIGPIPE, SIG_IGN);
+  try {
+    WorkerShell shell(config);
+    return shell.Run();
+  } catch (const zmq::error_t& e) {
+    Log(std::string("cannot run: ") + e.what());
+    return 3;
+  }
+}
+
+}  // namespace orq

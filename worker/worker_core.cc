@@ -1,0 +1,84 @@
+#include "worker/worker_core.h"
+
+#include <type_traits>
+
+namespace orq {
+
+WorkerCore::WorkerCore(WorkerOptions options) : options_(options) {}
+
+void WorkerCore::Connected(SteadyTime now, WorkerActions& actions) {
+  last_heard_ = now;
+  next_heartbeat_ = now + options_.heartbeat_interval;
+  actions.send.push_back(ReadyMessage{options_.pid, options_.threads, options_.slots});
+}
+
+void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actions) {
+  last_heard_ = now;
+  backoff_ = kReconnectMin;
+  std::visit(
+      [&](auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, TasksMessage>) {
+          for (Assignment& a : m.tasks) {
+            if (running_.insert(a.id).second) actions.start.push_back(std::move(a));
+          }
+        } else if constexpr (std::is_same_v<T, CancelTasksMessage>) {
+          for (TaskId id : m.ids) {
+            if (running_.count(id)) actions.cancel.push_back(id);
+          }
+        } else if constexpr (std::is_same_v<T, StopMessage>) {
+          actions.exit = true;
+        } else if constexpr (!std::is_same_v<T, BrokerHeartbeatMessage>) {
+          ++unexpected_;
+        }
+      },
+      message);
+}
+
+void WorkerCore::OnDone(TaskOutcome outcome) {
+  running_.erase(outcome.id);
+  pending_.push_back(std::move(outcome));
+}
+
+void WorkerCore::Flush(WorkerActions& actions) {
+  if (pending_.empty()) return;
+  // Chunks keep each message well under the size limit even with shell output in it.
+  WorkerResultsMessage message;
+  size_t bytes = 0;
+  for (TaskOutcome& o : pending_) {
+    bytes += 64 + o.result.size() + o.stdout_text.size() + o.stderr_text.size() + o.error.size();
+    message.outcomes.push_back(std::move(o));
+    if (message.outcomes.size() == kMaxTasksPerMessage || bytes > kMaxMessageBytes / 4) {
+      actions.send.push_back(std::move(message));
+      message = WorkerResultsMessage{};
+      bytes = 0;
+    }
+  }
+  if (!message.outcomes.empty()) actions.send.push_back(std::move(message));
+  pending_.clear();
+}
+
+void WorkerCore::Tick(SteadyTime now, WorkerActions& actions) {
+  if (now - last_heard_ > options_.heartbeat_interval * options_.liveness) {
+    if (options_.supervised) {
+      actions.exit = true;
+      return;
+    }
+    // Try again after the backoff; the next Connected() registers anew.
+    actions.reconnect = true;
+    last_heard_ = now + backoff_ - options_.heartbeat_interval * options_.liveness;
+    backoff_ = std::min(backoff_ * 2, kReconnectMax);
+  }
+  if (now >= next_heartbeat_) {
+    actions.send.push_back(HeartbeatMessage{});
+    next_heartbeat_ = now + options_.heartbeat_interval;
+  }
+}
+
+SteadyTime WorkerCore::NextWakeup() const {
+  return std::min(next_heartbeat_,
+                  last_heard_ + options_.heartbeat_interval * options_.liveness +
+                      std::chrono::milliseconds(1));
+}
+
+}  // namespace orq

@@ -1,0 +1,66 @@
+// The worker's protocol side as a pure state machine: registration with its slots, the leases it
+// holds, batching of outcomes, heartbeats both ways and the broker's liveness. The shell
+// (worker/worker.cc) feeds it messages, finished tasks and the time, and carries out the actions
+// it returns: messages to send, tasks to start or cancel, reconnect or exit.
+#pragma once
+
+#include <chrono>
+#include <unordered_set>
+#include <vector>
+
+#include "common/protocol.h"
+
+namespace orq {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+struct WorkerOptions {
+  int64_t pid = 0;
+  uint32_t threads = 1;
+  Slots slots{};
+  std::chrono::milliseconds heartbeat_interval = kHeartbeatInterval;
+  int liveness = kHeartbeatLiveness;
+  // Started by a local broker: exits when that broker is gone instead of reconnecting.
+  bool supervised = false;
+};
+
+// Reconnect backoff when the broker is lost: 1 s doubling to 32 s (the Guide's Paranoid Pirate).
+inline constexpr std::chrono::milliseconds kReconnectMin{1000};
+inline constexpr std::chrono::milliseconds kReconnectMax{32000};
+
+struct WorkerActions {
+  std::vector<Message> send;
+  std::vector<Assignment> start;
+  std::vector<TaskId> cancel;
+  bool reconnect = false;  // close the socket, open a new one, then call Connected()
+  bool exit = false;       // kill running tasks and exit
+};
+
+class WorkerCore {
+ public:
+  explicit WorkerCore(WorkerOptions options);
+
+  // A (new) connection to the broker: register with our slots.
+  void Connected(SteadyTime now, WorkerActions& actions);
+  void OnMessage(Message message, SteadyTime now, WorkerActions& actions);
+  // A task finished (any status): its outcome waits for Flush().
+  void OnDone(TaskOutcome outcome);
+  // Sends the waiting outcomes, in as few messages as the size limit allows.
+  void Flush(WorkerActions& actions);
+  void Tick(SteadyTime now, WorkerActions& actions);
+  SteadyTime NextWakeup() const;
+
+  size_t running() const { return running_.size(); }
+  uint64_t unexpected() const { return unexpected_; }
+
+ private:
+  WorkerOptions options_;
+  std::unordered_set<TaskId, TaskIdHash> running_;  // leased to us and not yet reported
+  std::vector<TaskOutcome> pending_;                // finished, not yet sent
+  SteadyTime last_heard_{};      // last message from the broker
+  SteadyTime next_heartbeat_{};
+  std::chrono::milliseconds backoff_ = kReconnectMin;
+  uint64_t unexpected_ = 0;      // messages a broker should not send to a worker
+};
+
+}  // namespace orq
