@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "worker/subprocess.h"
@@ -22,7 +23,11 @@ std::chrono::steady_clock::duration Seconds(double s) {
       std::chrono::duration<double>(s));
 }
 
-std::string NumberJson(double v) { return nlohmann::json(v).dump(); }
+// Whole numbers print as integers: a 2-second sleep returns 2, not 2.0.
+std::string NumberJson(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 9e15) return std::to_string(static_cast<int64_t>(v));
+  return nlohmann::json(v).dump();
+}
 
 // Busy work for `ms` milliseconds of this thread's time.
 void Spin(double ms) {
