@@ -119,7 +119,7 @@ BrokerCore::Task* BrokerCore::Find(TaskId id) {
 }
 
 void BrokerCore::Enqueue(TaskId id, const Task& task) {
-  ready_[ClassIndex(task.spec)].push({task.spec.priority, next_seq_++, id});
+  ready_[ClassIndex(task.spec)].push({task.spec.priority, id});
 }
 
 bool BrokerCore::Resolve(const std::string& from, const std::vector<std::string>& ids,

@@ -91,10 +91,11 @@ class BrokerCore {
   };
   struct QueueEntry {
     int32_t priority;
-    uint64_t seq;
     TaskId id;
-    bool operator<(const QueueEntry& o) const {  // max-heap: highest priority, then oldest
-      return priority != o.priority ? priority < o.priority : seq > o.seq;
+    // Max-heap: highest priority, then submission order (job, then index), so a task handed
+    // back by a lost worker goes back to its place, not to the end.
+    bool operator<(const QueueEntry& o) const {
+      return priority != o.priority ? priority < o.priority : id > o.id;
     }
   };
   struct DelayedEntry {
@@ -142,7 +143,7 @@ class BrokerCore {
   ResultStore& store_;
   std::unordered_map<uint64_t, Job> jobs_;
   uint64_t next_job_ = 1;
-  uint64_t next_seq_ = 0;  // submission order, the tie-break within a priority
+  uint64_t next_seq_ = 0;  // tie-break between delayed tasks due at the same time
   std::priority_queue<QueueEntry> ready_[kTaskClassCount];  // may hold stale (cancelled) entries
   std::priority_queue<DelayedEntry> delayed_;                // idem
   std::unordered_map<uint32_t, Worker> workers_;

@@ -1,0 +1,318 @@
+#include "broker/broker_core.h"
+
+#include <gtest/gtest.h>
+
+namespace orq {
+namespace {
+
+using std::chrono::milliseconds;
+
+TaskSpec Sleep(double seconds, int priority = 0, double delay = 0) {
+  TaskSpec s;
+  s.kind = TaskKind::kSleep;
+  s.seconds = seconds;
+  s.priority = priority;
+  s.delay = delay;
+  return s;
+}
+
+TaskSpec Cpu(double ms) {
+  TaskSpec s;
+  s.kind = TaskKind::kCpu;
+  s.ms = ms;
+  return s;
+}
+
+// Drives a BrokerCore with a fake clock and collects what it sends, per peer.
+class BrokerCoreTest : public ::testing::Test {
+ protected:
+  BrokerCoreTest() : core_(BrokerOptions{milliseconds(1000), 3, 1, "ipc://test"}, store_) {}
+
+  std::vector<Outgoing> Send(const std::string& from, Message m) {
+    std::vector<Outgoing> out;
+    core_.Handle(from, std::move(m), now_, out);
+    return out;
+  }
+  std::vector<Outgoing> Advance(milliseconds d) {
+    now_ += d;
+    std::vector<Outgoing> out;
+    core_.Tick(now_, out);
+    return out;
+  }
+  uint64_t SubmitJob(std::vector<TaskSpec> specs) {
+    auto out = Send("client", SubmitRequest{std::move(specs)});
+    for (auto& o : out) {
+      if (auto* s = std::get_if<SubmittedReply>(&o.message)) return s->job;
+    }
+    ADD_FAILURE() << "no SubmittedReply";
+    return 0;
+  }
+  std::vector<Outgoing> Register(const std::string& worker, Slots slots) {
+    return Send(worker, ReadyMessage{100, 1, slots});
+  }
+  // All tasks sent to `peer` in `out`.
+  static std::vector<Assignment> TasksTo(const std::vector<Outgoing>& out, const std::string& peer) {
+    std::vector<Assignment> tasks;
+    for (const auto& o : out) {
+      if (o.to != peer) continue;
+      if (auto* t = std::get_if<TasksMessage>(&o.message))
+        tasks.insert(tasks.end(), t->tasks.begin(), t->tasks.end());
+    }
+    return tasks;
+  }
+  static TaskOutcome Ok(const Assignment& a, std::string result) {
+    TaskOutcome o;
+    o.id = a.id;
+    o.attempt = a.attempt;
+    o.result = std::move(result);
+    return o;
+  }
+  static const ResultsReply* ResultsFor(const std::vector<Outgoing>& out, const std::string& peer) {
+    for (const auto& o : out) {
+      if (o.to == peer) {
+        if (auto* r = std::get_if<ResultsReply>(&o.message)) return r;
+      }
+    }
+    return nullptr;
+  }
+
+  MemoryResultStore store_;
+  BrokerCore core_;
+  SteadyTime now_{std::chrono::seconds(1000)};
+};
+
+TEST_F(BrokerCoreTest, WorkerGetsAtMostItsSlots) {
+  uint64_t job = SubmitJob({Sleep(1), Sleep(1), Sleep(1), Sleep(1), Sleep(1)});
+  auto out = Register("w1", {2, 1, 1});
+  auto first = TasksTo(out, "w1");
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].id, (TaskId{job, 0}));
+  EXPECT_EQ(first[1].id, (TaskId{job, 1}));
+  // One result frees one slot: one more task.
+  out = Send("w1", WorkerResultsMessage{{Ok(first[0], "1")}});
+  auto second = TasksTo(out, "w1");
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].id, (TaskId{job, 2}));
+}
+
+TEST_F(BrokerCoreTest, ClassesHaveSeparateCredits) {
+  // Given a worker with 1 cpu slot and many async slots,
+  Register("w1", {100, 1, 1});
+  // When two cpu tasks and a sleep arrive, Then it gets one cpu task and the sleep.
+  auto out = Send("client", SubmitRequest{{Cpu(10), Cpu(10), Sleep(1)}});
+  auto tasks = TasksTo(out, "w1");
+  ASSERT_EQ(tasks.size(), 2u);
+  int cpu = 0;
+  for (auto& t : tasks) cpu += t.spec.kind == TaskKind::kCpu;
+  EXPECT_EQ(cpu, 1);
+}
+
+TEST_F(BrokerCoreTest, SlowWorkerDoesNotHoldQueuedTasks) {
+  // Given two workers with one slot each, one of them busy,
+  Register("slow", {1, 1, 1});
+  uint64_t job = SubmitJob({Sleep(100)});
+  // When more tasks arrive, Then the free worker gets them, not the busy one.
+  auto out = Register("fast", {1, 1, 1});
+  EXPECT_TRUE(TasksTo(out, "fast").empty());
+  out = Send("client", SubmitRequest{{Sleep(1), Sleep(1)}});
+  EXPECT_TRUE(TasksTo(out, "slow").empty());
+  auto fast = TasksTo(out, "fast");
+  ASSERT_EQ(fast.size(), 1u);
+  EXPECT_EQ(fast[0].id.job, job + 1);
+}
+
+TEST_F(BrokerCoreTest, HigherPriorityRunsFirst) {
+  uint64_t job = SubmitJob({Sleep(1, 0), Sleep(1, 5), Sleep(1, 5), Sleep(1, -1)});
+  auto tasks = TasksTo(Register("w1", {10, 1, 1}), "w1");
+  ASSERT_EQ(tasks.size(), 4u);
+  EXPECT_EQ(tasks[0].id, (TaskId{job, 1}));  // priority 5, submitted first
+  EXPECT_EQ(tasks[1].id, (TaskId{job, 2}));
+  EXPECT_EQ(tasks[2].id, (TaskId{job, 0}));
+  EXPECT_EQ(tasks[3].id, (TaskId{job, 3}));
+}
+
+TEST_F(BrokerCoreTest, DelayedTaskBecomesEligibleAtItsTime) {
+  // Given a worker and a task delayed by 2 s,
+  Register("w1", {10, 1, 1});
+  auto out = Send("client", SubmitRequest{{Sleep(1, 0, 2.0)}});
+  // Then the worker does not see it early,
+  EXPECT_TRUE(TasksTo(out, "w1").empty());
+  EXPECT_TRUE(TasksTo(Advance(milliseconds(1999)), "w1").empty());
+  EXPECT_EQ(core_.NextWakeup(), now_ + milliseconds(1));
+  // and gets it once it is due.
+  EXPECT_EQ(TasksTo(Advance(milliseconds(1)), "w1").size(), 1u);
+}
+
+TEST_F(BrokerCoreTest, GatherWaitsAndRepliesInSubmissionOrder) {
+  Register("w1", {10, 1, 1});
+  uint64_t job = SubmitJob({Sleep(3), Sleep(1), Sleep(2)});
+  auto tasks = TasksTo(Send("w1", HeartbeatMessage{}), "w1");
+  // Given a client gathering the job,
+  auto out = Send("c2", GatherRequest{{"j" + std::to_string(job)}});
+  EXPECT_EQ(ResultsFor(out, "c2"), nullptr);
+  // When results arrive out of order,
+  auto all = Register("w1", {10, 1, 1});  // re-registering resends the tasks (new attempts)
+  tasks = TasksTo(all, "w1");
+  ASSERT_EQ(tasks.size(), 3u);
+  EXPECT_EQ(ResultsFor(Send("w1", WorkerResultsMessage{{Ok(tasks[1], "\"b\"")}}), "c2"), nullptr);
+  EXPECT_EQ(ResultsFor(Send("w1", WorkerResultsMessage{{Ok(tasks[2], "\"c\"")}}), "c2"), nullptr);
+  out = Send("w1", WorkerResultsMessage{{Ok(tasks[0], "\"a\"")}});
+  // Then the reply comes once, with results in submission order.
+  const ResultsReply* reply = ResultsFor(out, "c2");
+  ASSERT_NE(reply, nullptr);
+  ASSERT_EQ(reply->outcomes.size(), 3u);
+  EXPECT_EQ(reply->outcomes[0].result, "\"a\"");
+  EXPECT_EQ(reply->outcomes[1].result, "\"b\"");
+  EXPECT_EQ(reply->outcomes[2].result, "\"c\"");
+  EXPECT_EQ(reply->outcomes[0].worker_pid, 100);
+  EXPECT_TRUE(reply->final);
+}
+
+TEST_F(BrokerCoreTest, GatherOfSingleTasksAndFinishedJobsAnswersAtOnce) {
+  Register("w1", {10, 1, 1});
+  uint64_t job = SubmitJob({Sleep(1), Sleep(1)});
+  auto tasks = TasksTo(Send("w1", HeartbeatMessage{}), "w1");
+  tasks = TasksTo(Register("w1", {10, 1, 1}), "w1");
+  Send("w1", WorkerResultsMessage{{Ok(tasks[1], "2")}});
+  const std::string t1 = "j" + std::to_string(job) + ".1";
+  auto out = Send("c", GatherRequest{{t1, t1}});
+  const ResultsReply* reply = ResultsFor(out, "c");
+  ASSERT_NE(reply, nullptr);
+  EXPECT_EQ(reply->outcomes.size(), 2u);
+}
+
+TEST_F(BrokerCoreTest, UnknownIdsAreRefused) {
+  auto out = Send("c", GatherRequest{{"j42"}});
+  ASSERT_EQ(out.size(), 1u);
+  auto* error = std::get_if<ErrorReply>(&out[0].message);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->code, ErrorCode::kUnknownId);
+  EXPECT_EQ(error->message, "unknown job j42");
+  uint64_t job = SubmitJob({Sleep(1)});
+  out = Send("c", CancelRequest{{"j" + std::to_string(job) + ".1"}});
+  error = std::get_if<ErrorReply>(&out[0].message);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->message, "unknown task j1.1: job j1 has 1 task");
+}
+
+TEST_F(BrokerCoreTest, CancelQueuedDelayedAndRunning) {
+  Register("w1", {1, 1, 1});
+  uint64_t job = SubmitJob({Sleep(10), Sleep(10), Sleep(10, 0, 60)});
+  const std::string j = "j" + std::to_string(job);
+  // When the job is cancelled: the running task's worker is told, the others end at once.
+  auto out = Send("c", CancelRequest{{j}});
+  bool told = false;
+  for (auto& o : out) {
+    if (auto* c = std::get_if<CancelTasksMessage>(&o.message)) {
+      told = o.to == "w1" && c->ids == std::vector<TaskId>{{job, 0}};
+    }
+  }
+  EXPECT_TRUE(told);
+  auto* reply = std::get_if<CancelledReply>(&out.back().message);
+  ASSERT_NE(reply, nullptr);
+  EXPECT_EQ(reply->count, 3u);
+  // The freed slot is not used for the cancelled queued task.
+  EXPECT_TRUE(TasksTo(out, "w1").empty());
+  ASSERT_NE(store_.Find({job, 1}), nullptr);
+  EXPECT_EQ(store_.Find({job, 1})->status, TaskStatus::kCancelled);
+  EXPECT_EQ(store_.Find({job, 2})->status, TaskStatus::kCancelled);
+  EXPECT_EQ(store_.Find({job, 0}), nullptr);  // running: the worker reports it
+}
+
+TEST_F(BrokerCoreTest, RequeuesTaskWhenWorkerMissesHeartbeats) {
+  // Given a worker holding a task,
+  Register("w1", {1, 1, 1});
+  uint64_t job = SubmitJob({Sleep(100)});
+  // When it stays silent for longer than liveness x interval,
+  Advance(milliseconds(1000));
+  Advance(milliseconds(1000));
+  Advance(milliseconds(1000));
+  auto out = Advance(milliseconds(1001));
+  EXPECT_EQ(core_.counters().workers_lost, 1u);
+  // Then the task goes to the next worker, as attempt 2.
+  auto tasks = TasksTo(Register("w2", {1, 1, 1}), "w2");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].id, (TaskId{job, 0}));
+  EXPECT_EQ(tasks[0].attempt, 2u);
+}
+
+TEST_F(BrokerCoreTest, HeartbeatingWorkerKeepsItsTasks) {
+  Register("w1", {1, 1, 1});
+  SubmitJob({Sleep(100)});
+  for (int i = 0; i < 10; ++i) {
+    auto out = Advance(milliseconds(1000));
+    bool heartbeat = false;
+    for (auto& o : out) heartbeat |= o.to == "w1" && std::holds_alternative<BrokerHeartbeatMessage>(o.message);
+    EXPECT_TRUE(heartbeat);
+    Send("w1", HeartbeatMessage{});
+  }
+  EXPECT_EQ(core_.counters().workers_lost, 0u);
+}
+
+TEST_F(BrokerCoreTest, StaleResultIsRejected) {
+  Register("w1", {1, 1, 1});
+  uint64_t job = SubmitJob({Sleep(1)});
+  auto first = TasksTo(Register("w1", {1, 1, 1}), "w1");  // re-register: attempt 2
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(first[0].attempt, 2u);
+  TaskOutcome late;
+  late.id = {job, 0};
+  late.attempt = 1;
+  Send("w1", WorkerResultsMessage{{late}});
+  EXPECT_EQ(core_.counters().stale_results, 1u);
+  EXPECT_EQ(store_.Find({job, 0}), nullptr);
+  Send("w1", WorkerResultsMessage{{Ok(first[0], "1")}});
+  ASSERT_NE(store_.Find({job, 0}), nullptr);
+  // A second result for the finished task changes nothing.
+  Send("w1", WorkerResultsMessage{{Ok(first[0], "2")}});
+  EXPECT_EQ(store_.Find({job, 0})->result, "1");
+  EXPECT_EQ(core_.counters().stale_results, 2u);
+}
+
+TEST_F(BrokerCoreTest, InvalidSubmitIsRefusedWhole) {
+  TaskSpec bad;
+  bad.kind = TaskKind::kShell;  // no argv
+  auto out = Send("c", SubmitRequest{{Sleep(1), bad}});
+  ASSERT_EQ(out.size(), 1u);
+  auto* error = std::get_if<ErrorReply>(&out[0].message);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->code, ErrorCode::kBadRequest);
+  EXPECT_EQ(std::get_if<ErrorReply>(&Send("c", GatherRequest{{"j1"}})[0].message)->code,
+            ErrorCode::kUnknownId);
+}
+
+TEST_F(BrokerCoreTest, MessagesFromUnknownWorkersAreCounted) {
+  Send("stranger", HeartbeatMessage{});
+  Send("stranger", WorkerResultsMessage{});
+  Send("stranger", PongReply{});
+  EXPECT_EQ(core_.counters().unexpected, 3u);
+  std::vector<Outgoing> out;
+  core_.HandleMalformed("stranger", "garbage", out);
+  EXPECT_EQ(core_.counters().malformed, 1u);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<ErrorReply>(out[0].message));
+}
+
+TEST_F(BrokerCoreTest, ShutdownStopsWorkersAndRefusesWork) {
+  Register("w1", {1, 1, 1});
+  auto out = Send("c", ShutdownRequest{});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_TRUE(std::holds_alternative<StopMessage>(out[0].message));
+  EXPECT_TRUE(std::holds_alternative<ShutdownAck>(out[1].message));
+  EXPECT_TRUE(core_.shutting_down());
+  out = Send("c", SubmitRequest{{Sleep(1)}});
+  EXPECT_EQ(std::get<ErrorReply>(out[0].message).code, ErrorCode::kShuttingDown);
+}
+
+TEST_F(BrokerCoreTest, GoneClientsGatherIsForgotten) {
+  Register("w1", {1, 1, 1});
+  uint64_t job = SubmitJob({Sleep(1)});
+  Send("c", GatherRequest{{"j" + std::to_string(job)}});
+  core_.PeerUnreachable("c");
+  auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");
+  auto out = Send("w1", WorkerResultsMessage{{Ok(tasks[0], "1")}});
+  EXPECT_EQ(ResultsFor(out, "c"), nullptr);
+}
+
+}  // namespace
+}  // namespace orq

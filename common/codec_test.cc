@@ -1,0 +1,164 @@
+#include "common/codec.h"
+
+#include <gtest/gtest.h>
+
+namespace orq {
+namespace {
+
+TaskSpec ShellSpec() {
+  TaskSpec s;
+  s.kind = TaskKind::kShell;
+  s.argv = {"sh", "-c", "echo hi"};
+  s.delay = 1.5;
+  s.timeout = 3;
+  s.priority = -7;
+  return s;
+}
+
+TaskOutcome ShellOutcome() {
+  TaskOutcome o;
+  o.id = {42, 7};
+  o.status = TaskStatus::kFailed;
+  o.attempt = 2;
+  o.worker_pid = 1234;
+  o.started = 1.25;
+  o.finished = 2.5;
+  o.error = "exit code 3";
+  o.is_shell = true;
+  o.exit_code = 3;
+  o.stdout_text = std::string("out\0put", 7);
+  o.stderr_text = "err";
+  o.output_truncated = true;
+  return o;
+}
+
+bool SameOutcome(const TaskOutcome& a, const TaskOutcome& b) {
+  return a.id == b.id && a.status == b.status && a.attempt == b.attempt &&
+         a.worker_pid == b.worker_pid && a.started == b.started && a.finished == b.finished &&
+         a.result == b.result && a.error == b.error && a.is_shell == b.is_shell &&
+         a.exit_code == b.exit_code && a.stdout_text == b.stdout_text &&
+         a.stderr_text == b.stderr_text && a.output_truncated == b.output_truncated;
+}
+
+std::vector<Message> OneOfEach() {
+  TaskSpec sleep;
+  sleep.kind = TaskKind::kSleep;
+  sleep.seconds = 2;
+  sleep.value = "\"hello\"";
+  TaskSpec cpu;
+  cpu.kind = TaskKind::kCpu;
+  cpu.ms = 10;
+  TaskSpec echo;
+  echo.value = "{\"a\":[1,2]}";
+  TaskOutcome ok;
+  ok.id = {1, 0};
+  ok.result = "\"hello\"";
+  return {SubmitRequest{{sleep, cpu, echo, ShellSpec()}},
+          GatherRequest{{"j1", "j2.3"}},
+          StatusRequest{},
+          CancelRequest{{"j5"}},
+          ShutdownRequest{},
+          PingRequest{},
+          SubmittedReply{9, 1000},
+          ResultsReply{{ok, ShellOutcome()}, false},
+          StatusReply{"{\"x\":1}"},
+          CancelledReply{3},
+          ErrorReply{ErrorCode::kUnknownId, "unknown job j9"},
+          PongReply{77},
+          ShutdownAck{},
+          ReadyMessage{99, 4, {16384, 4, 4}},
+          WorkerResultsMessage{{ShellOutcome(), ok}},
+          HeartbeatMessage{},
+          TasksMessage{{{{3, 1}, 2, ShellSpec()}, {{3, 2}, 1, sleep}}},
+          CancelTasksMessage{{{3, 1}, {4, 0}}},
+          BrokerHeartbeatMessage{},
+          StopMessage{}};
+}
+
+std::variant<Message, DecodeError> RoundTrip(const Message& m) {
+  EncodedMessage e = Encode(m);
+  const char command = static_cast<char>(e.command);
+  return Decode(kProtocolVersion, std::string_view(&command, 1), e.body);
+}
+
+TEST(CodecTest, EveryMessageRoundTrips) {
+  for (const Message& m : OneOfEach()) {
+    // Given any message, When it is encoded and decoded, Then the same message comes back.
+    auto decoded = RoundTrip(m);
+    ASSERT_TRUE(std::holds_alternative<Message>(decoded)) << "index " << m.index();
+    const Message& back = std::get<Message>(decoded);
+    ASSERT_EQ(back.index(), m.index());
+    // Re-encoding the decoded message gives the same bytes: every field survived.
+    EXPECT_EQ(Encode(back).body, Encode(m).body) << "index " << m.index();
+  }
+}
+
+TEST(CodecTest, OutcomeFieldsSurvive) {
+  auto decoded = RoundTrip(WorkerResultsMessage{{ShellOutcome()}});
+  const auto& results = std::get<WorkerResultsMessage>(std::get<Message>(decoded));
+  ASSERT_EQ(results.outcomes.size(), 1u);
+  EXPECT_TRUE(SameOutcome(results.outcomes[0], ShellOutcome()));
+}
+
+TEST(CodecTest, SpecFieldsSurvive) {
+  auto decoded = RoundTrip(SubmitRequest{{ShellSpec()}});
+  const auto& submit = std::get<SubmitRequest>(std::get<Message>(decoded));
+  ASSERT_EQ(submit.tasks.size(), 1u);
+  EXPECT_EQ(submit.tasks[0], ShellSpec());
+}
+
+TEST(CodecTest, WrongVersionIsAnError) {
+  EncodedMessage e = Encode(PingRequest{});
+  const char command = static_cast<char>(e.command);
+  auto decoded = Decode("ORQ0", std::string_view(&command, 1), e.body);
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(decoded));
+}
+
+TEST(CodecTest, UnknownCommandIsAnError) {
+  auto decoded = Decode(kProtocolVersion, "\x7f", "");
+  ASSERT_TRUE(std::holds_alternative<DecodeError>(decoded));
+  EXPECT_NE(std::get<DecodeError>(decoded).what.find("unknown command"), std::string::npos);
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(Decode(kProtocolVersion, "", "")));
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(Decode(kProtocolVersion, "ab", "")));
+}
+
+TEST(CodecTest, EveryTruncationIsAnError) {
+  for (const Message& m : OneOfEach()) {
+    EncodedMessage e = Encode(m);
+    const char command = static_cast<char>(e.command);
+    // Given a body cut short at any length, When it is decoded, Then it is an error (or, for an
+    // empty body, the message that has no fields).
+    for (size_t n = 0; n < e.body.size(); ++n) {
+      auto decoded = Decode(kProtocolVersion, std::string_view(&command, 1), e.body.substr(0, n));
+      EXPECT_TRUE(std::holds_alternative<DecodeError>(decoded)) << "index " << m.index() << " n " << n;
+    }
+  }
+}
+
+TEST(CodecTest, TrailingBytesAreAnError) {
+  EncodedMessage e = Encode(CancelledReply{3});
+  const char command = static_cast<char>(e.command);
+  auto decoded = Decode(kProtocolVersion, std::string_view(&command, 1), e.body + "x");
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(decoded));
+}
+
+TEST(CodecTest, HugeCountDoesNotAllocate) {
+  // A count of 2^62 items in a 10-byte body: refused before any allocation.
+  std::string body = "\xff\xff\xff\xff\xff\xff\xff\xff\x3f";
+  const char command = static_cast<char>(Command::kSubmit);
+  auto decoded = Decode(kProtocolVersion, std::string_view(&command, 1), body);
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(decoded));
+}
+
+TEST(CodecTest, BadEnumValuesAreErrors) {
+  EncodedMessage e = Encode(WorkerResultsMessage{{ShellOutcome()}});
+  // The status byte follows the count and the id varints (1, 42, 7): set it to 9.
+  ASSERT_EQ(e.body[3], static_cast<char>(TaskStatus::kFailed));
+  e.body[3] = 9;
+  const char command = static_cast<char>(e.command);
+  auto decoded = Decode(kProtocolVersion, std::string_view(&command, 1), e.body);
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(decoded));
+}
+
+}  // namespace
+}  // namespace orq

@@ -1,0 +1,123 @@
+#include "common/task_spec.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+namespace orq {
+namespace {
+
+TaskSpec Parse(const std::string& line) {
+  auto parsed = ParseTaskJson(line, "t:1");
+  if (auto* e = std::get_if<SpecError>(&parsed)) ADD_FAILURE() << e->message;
+  return std::get<TaskSpec>(parsed);
+}
+
+std::string Error(const std::string& line) {
+  auto parsed = ParseTaskJson(line, "tasks.jsonl:3");
+  if (!std::holds_alternative<SpecError>(parsed)) return "(no error)";
+  return std::get<SpecError>(parsed).message;
+}
+
+TEST(TaskSpecTest, ParsesEachKind) {
+  TaskSpec sleep = Parse(R"({"kind": "sleep", "seconds": 1.5, "result": "hello"})");
+  EXPECT_EQ(sleep.kind, TaskKind::kSleep);
+  EXPECT_EQ(sleep.seconds, 1.5);
+  EXPECT_EQ(sleep.value, "\"hello\"");
+
+  TaskSpec echo = Parse(R"({"kind": "echo", "value": {"a": [1, 2]}})");
+  EXPECT_EQ(echo.kind, TaskKind::kEcho);
+  EXPECT_EQ(echo.value, R"({"a":[1,2]})");
+
+  TaskSpec cpu = Parse(R"({"kind": "cpu", "ms": 10})");
+  EXPECT_EQ(cpu.kind, TaskKind::kCpu);
+  EXPECT_EQ(cpu.ms, 10);
+
+  TaskSpec argv = Parse(R"({"kind": "shell", "argv": ["echo", "hi"]})");
+  EXPECT_EQ(argv.argv, (std::vector<std::string>{"echo", "hi"}));
+
+  TaskSpec cmd = Parse(R"({"kind": "shell", "cmd": "echo hi | tr a-z A-Z"})");
+  EXPECT_EQ(cmd.argv, (std::vector<std::string>{"/bin/sh", "-c", "echo hi | tr a-z A-Z"}));
+}
+
+TEST(TaskSpecTest, ParsesCommonFields) {
+  TaskSpec s = Parse(R"({"kind": "sleep", "seconds": 0, "delay": 2, "timeout": 5, "priority": -3})");
+  EXPECT_EQ(s.delay, 2);
+  EXPECT_EQ(s.timeout, 5);
+  EXPECT_EQ(s.priority, -3);
+  EXPECT_EQ(s.value, "");  // no result: the worker returns the seconds
+}
+
+TEST(TaskSpecTest, EachBadInputNamesLineAndField) {
+  EXPECT_EQ(Error("{not json").rfind("tasks.jsonl:3: malformed JSON: ", 0), 0u);
+  EXPECT_EQ(Error("[1]"), "tasks.jsonl:3: a task must be a JSON object, not array");
+  EXPECT_EQ(Error(R"({"seconds": 1})"), "tasks.jsonl:3: missing field 'kind' (sleep, echo, cpu or shell)");
+  EXPECT_EQ(Error(R"({"kind": "nap"})"),
+            "tasks.jsonl:3: unknown kind 'nap' (expected sleep, echo, cpu or shell)");
+  EXPECT_EQ(Error(R"({"kind": 3})"), "tasks.jsonl:3: field 'kind' must be a string");
+  EXPECT_EQ(Error(R"({"kind": "sleep"})"), "tasks.jsonl:3: missing field 'seconds'");
+  EXPECT_EQ(Error(R"({"kind": "sleep", "seconds": -1})"),
+            "tasks.jsonl:3: field 'seconds' must be zero or more, not -1");
+  EXPECT_EQ(Error(R"({"kind": "sleep", "seconds": "1"})"),
+            "tasks.jsonl:3: field 'seconds' must be a number, not string");
+  EXPECT_EQ(Error(R"({"kind": "sleep", "seconds": 1, "secnds": 1})"),
+            "tasks.jsonl:3: unknown field 'secnds' for a sleep task");
+  EXPECT_EQ(Error(R"({"kind": "echo"})"), "tasks.jsonl:3: missing field 'value'");
+  EXPECT_EQ(Error(R"({"kind": "cpu", "ms": null})"),
+            "tasks.jsonl:3: field 'ms' must be a number, not null");
+  EXPECT_EQ(Error(R"({"kind": "shell", "argv": []})"), "tasks.jsonl:3: field 'argv' must not be empty");
+  EXPECT_EQ(Error(R"({"kind": "shell", "argv": ["ls", 1]})"),
+            "tasks.jsonl:3: field 'argv' item 1 must be a string, not number");
+  EXPECT_EQ(Error(R"({"kind": "shell", "argv": "ls"})"),
+            "tasks.jsonl:3: field 'argv' must be an array of strings");
+  EXPECT_EQ(Error(R"({"kind": "shell"})"), "tasks.jsonl:3: a shell task needs exactly one of 'argv' or 'cmd'");
+  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": ""})"), "tasks.jsonl:3: field 'cmd' must not be empty");
+  EXPECT_EQ(Error(R"({"kind": "echo", "value": 1, "timeout": 0})"),
+            "tasks.jsonl:3: field 'timeout' must be more than zero, not 0");
+  EXPECT_EQ(Error(R"({"kind": "echo", "value": 1, "delay": -2})"),
+            "tasks.jsonl:3: field 'delay' must be zero or more, not -2");
+  EXPECT_EQ(Error(R"({"kind": "echo", "value": 1, "priority": 1.5})"),
+            "tasks.jsonl:3: field 'priority' must be an integer");
+}
+
+TEST(TaskSpecTest, FileWithOneBadLineIsRefusedWhole) {
+  // Given a file whose third line is bad, When it is parsed, Then no task comes back, only the
+  // error naming line 3.
+  std::istringstream in(
+      "{\"kind\": \"echo\", \"value\": 1}\n\n{\"kind\": \"sleep\", \"seconds\": -1}\n"
+      "{\"kind\": \"echo\", \"value\": 2}\n");
+  auto parsed = ParseTaskFile(in, "f.jsonl");
+  ASSERT_TRUE(std::holds_alternative<SpecError>(parsed));
+  EXPECT_EQ(std::get<SpecError>(parsed).message,
+            "f.jsonl:3: field 'seconds' must be zero or more, not -1");
+}
+
+TEST(TaskSpecTest, FileSkipsBlankLinesAndKeepsOrder) {
+  std::istringstream in("{\"kind\": \"echo\", \"value\": 1}\n  \n{\"kind\": \"echo\", \"value\": 2}\n");
+  auto parsed = ParseTaskFile(in, "f");
+  ASSERT_TRUE(std::holds_alternative<std::vector<TaskSpec>>(parsed));
+  const auto& specs = std::get<std::vector<TaskSpec>>(parsed);
+  ASSERT_EQ(specs.size(), 2u);
+  EXPECT_EQ(specs[0].value, "1");
+  EXPECT_EQ(specs[1].value, "2");
+}
+
+TEST(TaskSpecTest, EmptyFileIsRefused) {
+  std::istringstream in("\n\n");
+  auto parsed = ParseTaskFile(in, "empty.jsonl");
+  ASSERT_TRUE(std::holds_alternative<SpecError>(parsed));
+  EXPECT_EQ(std::get<SpecError>(parsed).message, "empty.jsonl: no tasks in the file");
+}
+
+TEST(TaskSpecTest, ValidateSpecChecksCommandLineValues) {
+  TaskSpec s;
+  s.kind = TaskKind::kShell;
+  EXPECT_TRUE(ValidateSpec(s).has_value());
+  s.argv = {"true"};
+  EXPECT_FALSE(ValidateSpec(s).has_value());
+  s.delay = -1;
+  EXPECT_EQ(*ValidateSpec(s), "field 'delay' must be zero or more, not -1.0");
+}
+
+}  // namespace
+}  // namespace orq

@@ -1,0 +1,179 @@
+#include "worker/task_runner.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fstream>
+
+namespace orq {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Runs tasks on a real loop, stepping it until the expected outcomes are in (with a ceiling).
+class TaskRunnerTest : public ::testing::Test {
+ protected:
+  TaskRunnerTest()
+      : children_(loop_, SIGCHLD),
+        runner_(loop_, RunnerOptions{2, milliseconds(500), 64, 4242},
+                [this](TaskOutcome o) { done_.push_back(std::move(o)); }) {
+    WatchChildren();
+  }
+  void WatchChildren() {
+    children_.async_wait([this](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      runner_.ReapChildren();
+      WatchChildren();
+    });
+  }
+  void Start(uint32_t index, TaskSpec spec) {
+    Assignment a;
+    a.id = {1, index};
+    a.attempt = 1;
+    a.spec = std::move(spec);
+    runner_.Start(a);
+  }
+  // Steps the loop until `n` outcomes are in or 20 s pass.
+  void WaitFor(size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (done_.size() < n && std::chrono::steady_clock::now() < deadline)
+      loop_.run_one_for(milliseconds(50));
+    ASSERT_EQ(done_.size(), n);
+  }
+  static TaskSpec Shell(std::vector<std::string> argv, double timeout = 0) {
+    TaskSpec s;
+    s.kind = TaskKind::kShell;
+    s.argv = std::move(argv);
+    s.timeout = timeout;
+    return s;
+  }
+  static TaskSpec Sleep(double seconds, std::string value = "", double timeout = 0) {
+    TaskSpec s;
+    s.kind = TaskKind::kSleep;
+    s.seconds = seconds;
+    s.value = std::move(value);
+    s.timeout = timeout;
+    return s;
+  }
+
+  boost::asio::io_context loop_;
+  boost::asio::signal_set children_;
+  std::vector<TaskOutcome> done_;
+  TaskRunner runner_;
+};
+
+TEST_F(TaskRunnerTest, SleepsFinishInTimeOrderAndReturnTheirResult) {
+  Start(0, Sleep(0.3, "\"late\""));
+  Start(1, Sleep(0.1));
+  WaitFor(2);
+  EXPECT_EQ(done_[0].id.index, 1u);
+  EXPECT_EQ(done_[0].result, "0.1");
+  EXPECT_EQ(done_[1].result, "\"late\"");
+  EXPECT_EQ(done_[1].worker_pid, 4242);
+  EXPECT_GE(done_[1].finished - done_[1].started, 0.25);
+}
+
+TEST_F(TaskRunnerTest, ThousandsOfSleepsWaitAtOnce) {
+  for (uint32_t i = 0; i < 5000; ++i) Start(i, Sleep(0.2));
+  EXPECT_EQ(runner_.running(), 5000u);
+  WaitFor(5000);
+  for (const auto& o : done_) EXPECT_EQ(o.status, TaskStatus::kOk);
+}
+
+TEST_F(TaskRunnerTest, EchoReturnsItsValue) {
+  TaskSpec s;
+  s.value = "{\"a\":1}";
+  Start(0, s);
+  WaitFor(1);
+  EXPECT_EQ(done_[0].result, "{\"a\":1}");
+}
+
+TEST_F(TaskRunnerTest, CpuRunsOnThePool) {
+  TaskSpec s;
+  s.kind = TaskKind::kCpu;
+  s.ms = 20;
+  Start(0, s);
+  Start(1, s);
+  WaitFor(2);
+  EXPECT_EQ(done_[0].result, "20");
+  EXPECT_EQ(done_[1].status, TaskStatus::kOk);
+}
+
+TEST_F(TaskRunnerTest, ShellCapturesOutputAndExitCode) {
+  Start(0, Shell({"sh", "-c", "echo out; echo err >&2; exit 3"}));
+  WaitFor(1);
+  const auto& o = done_[0];
+  EXPECT_EQ(o.status, TaskStatus::kFailed);
+  EXPECT_EQ(o.exit_code, 3);
+  EXPECT_EQ(o.stdout_text, "out\n");
+  EXPECT_EQ(o.stderr_text, "err\n");
+  EXPECT_EQ(o.error, "exit code 3");
+  EXPECT_TRUE(o.is_shell);
+}
+
+TEST_F(TaskRunnerTest, ShellOutputBeyondTheLimitIsTruncatedAndFlagged) {
+  Start(0, Shell({"sh", "-c", "head -c 1000 /dev/zero | tr '\\0' x"}));
+  WaitFor(1);
+  EXPECT_EQ(done_[0].status, TaskStatus::kOk);
+  EXPECT_EQ(done_[0].stdout_text, std::string(64, 'x'));
+  EXPECT_TRUE(done_[0].output_truncated);
+}
+
+TEST_F(TaskRunnerTest, MissingProgramFails) {
+  Start(0, Shell({"no-such-program-orq"}));
+  WaitFor(1);
+  EXPECT_EQ(done_[0].status, TaskStatus::kFailed);
+  EXPECT_EQ(done_[0].exit_code, 127);
+  EXPECT_EQ(done_[0].error, "cannot run 'no-such-program-orq': command not found");
+}
+
+TEST_F(TaskRunnerTest, SleepTimeout) {
+  Start(0, Sleep(10, "", 0.1));
+  WaitFor(1);
+  EXPECT_EQ(done_[0].status, TaskStatus::kTimeout);
+  EXPECT_EQ(done_[0].error, "timed out after 0.1 s");
+}
+
+TEST_F(TaskRunnerTest, ShellTimeoutKillsTheWholeGroup) {
+  // Given a shell task that starts a background child and writes its pid,
+  char dir[] = "/tmp/orq-runner-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string pid_file = std::string(dir) + "/bg.pid";
+  Start(0, Shell({"sh", "-c", "sleep 30 & echo $! > " + pid_file + "; trap '' TERM; sleep 30"}, 0.2));
+  // When its time limit passes (TERM is ignored: KILL follows after the grace),
+  WaitFor(1);
+  // Then it is reported as timeout, and the background child is gone too.
+  EXPECT_EQ(done_[0].status, TaskStatus::kTimeout);
+  EXPECT_EQ(done_[0].exit_code, 128 + SIGKILL);
+  std::ifstream in(pid_file);
+  pid_t bg = 0;
+  ASSERT_TRUE(in >> bg);
+  // The grandchild was killed; it may linger as a zombie of init for a moment, never running.
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(bg) + "/stat");
+    std::string pid, comm, state;
+    gone = !(stat >> pid >> comm >> state) || state == "Z";
+    if (!gone) loop_.run_one_for(milliseconds(10));
+  }
+  EXPECT_TRUE(gone);
+  std::remove(pid_file.c_str());
+  ::rmdir(dir);
+}
+
+TEST_F(TaskRunnerTest, CancelStopsARunningTask) {
+  Start(0, Sleep(30));
+  Start(1, Shell({"sleep", "30"}));
+  runner_.Cancel({1, 0});
+  runner_.Cancel({1, 1});
+  WaitFor(2);
+  for (const auto& o : done_) {
+    EXPECT_EQ(o.status, TaskStatus::kCancelled);
+    EXPECT_EQ(o.error, "cancelled while running");
+  }
+}
+
+}  // namespace
+}  // namespace orq

@@ -1,0 +1,119 @@
+#include "worker/worker_core.h"
+
+#include <gtest/gtest.h>
+
+namespace orq {
+namespace {
+
+using std::chrono::milliseconds;
+
+class WorkerCoreTest : public ::testing::Test {
+ protected:
+  WorkerCoreTest() : core_(Options(false)) {}
+  static WorkerOptions Options(bool supervised) {
+    WorkerOptions o;
+    o.pid = 7;
+    o.threads = 2;
+    o.slots = {100, 2, 2};
+    o.supervised = supervised;
+    return o;
+  }
+  static Assignment Task(uint32_t index) {
+    Assignment a;
+    a.id = {1, index};
+    a.attempt = 1;
+    return a;
+  }
+  SteadyTime now_{std::chrono::seconds(50)};
+  WorkerCore core_;
+};
+
+TEST_F(WorkerCoreTest, RegistersWithItsSlots) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  ASSERT_EQ(a.send.size(), 1u);
+  const auto& ready = std::get<ReadyMessage>(a.send[0]);
+  EXPECT_EQ(ready.pid, 7);
+  EXPECT_EQ(ready.slots, (Slots{100, 2, 2}));
+}
+
+TEST_F(WorkerCoreTest, StartsEachAssignedTaskOnce) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  a = {};
+  core_.OnMessage(TasksMessage{{Task(0), Task(1), Task(0)}}, now_, a);
+  ASSERT_EQ(a.start.size(), 2u);
+  EXPECT_EQ(core_.running(), 2u);
+}
+
+TEST_F(WorkerCoreTest, OutcomesLeaveTogetherOnFlush) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  core_.OnMessage(TasksMessage{{Task(0), Task(1)}}, now_, a);
+  TaskOutcome o0, o1;
+  o0.id = {1, 0};
+  o1.id = {1, 1};
+  core_.OnDone(o0);
+  core_.OnDone(o1);
+  a = {};
+  core_.Flush(a);
+  ASSERT_EQ(a.send.size(), 1u);
+  EXPECT_EQ(std::get<WorkerResultsMessage>(a.send[0]).outcomes.size(), 2u);
+  EXPECT_EQ(core_.running(), 0u);
+  a = {};
+  core_.Flush(a);
+  EXPECT_TRUE(a.send.empty());
+}
+
+TEST_F(WorkerCoreTest, CancelOnlyWhatRuns) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  core_.OnMessage(TasksMessage{{Task(0)}}, now_, a);
+  a = {};
+  core_.OnMessage(CancelTasksMessage{{{1, 0}, {1, 5}}}, now_, a);
+  EXPECT_EQ(a.cancel, (std::vector<TaskId>{{1, 0}}));
+}
+
+TEST_F(WorkerCoreTest, HeartbeatsEveryInterval) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  a = {};
+  core_.Tick(now_ + milliseconds(999), a);
+  EXPECT_TRUE(a.send.empty());
+  core_.OnMessage(BrokerHeartbeatMessage{}, now_ + milliseconds(999), a);
+  core_.Tick(now_ + milliseconds(1000), a);
+  ASSERT_EQ(a.send.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<HeartbeatMessage>(a.send[0]));
+}
+
+TEST_F(WorkerCoreTest, ReconnectsWhenBrokerIsSilent) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  a = {};
+  core_.Tick(now_ + milliseconds(3000), a);
+  EXPECT_FALSE(a.reconnect);
+  core_.Tick(now_ + milliseconds(3001), a);
+  EXPECT_TRUE(a.reconnect);
+  EXPECT_FALSE(a.exit);
+}
+
+TEST_F(WorkerCoreTest, SupervisedWorkerExitsWhenBrokerIsGone) {
+  WorkerCore core(Options(true));
+  WorkerActions a;
+  core.Connected(now_, a);
+  a = {};
+  core.Tick(now_ + milliseconds(3001), a);
+  EXPECT_TRUE(a.exit);
+}
+
+TEST_F(WorkerCoreTest, StopMeansExit) {
+  WorkerActions a;
+  core_.OnMessage(StopMessage{}, now_, a);
+  EXPECT_TRUE(a.exit);
+  a = {};
+  core_.OnMessage(SubmittedReply{}, now_, a);
+  EXPECT_EQ(core_.unexpected(), 1u);
+}
+
+}  // namespace
+}  // namespace orq
