@@ -116,8 +116,11 @@ class BrokerShell {
   void Supervise(Clock::time_point now) {
     for (auto& w : workers_) {
       if (w.process.pid() > 0) {
+        const pid_t pid = w.process.pid();
         if (w.process.Running()) continue;
-        Log("worker " + w.process.how_it_ended() + "; starting another");
+        Log("worker " + std::to_string(pid) + " " + w.process.how_it_ended() +
+            "; starting another");
+        core_.WorkerExited(pid, out_);
         w.backoff = now - w.started < kRestartWindow ? std::min(w.backoff * 2, kRestartMax)
                                                      : kRestartMin;
         w.restart_at = now + w.backoff;

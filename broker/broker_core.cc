@@ -381,6 +381,12 @@ void BrokerCore::DropWorker(uint32_t worker_id, std::vector<Outgoing>& out) {
   Dispatch(out);
 }
 
+void BrokerCore::WorkerExited(int64_t pid, std::vector<Outgoing>& out) {
+  for (const auto& [id, w] : workers_) {
+    if (w.pid == pid) return DropWorker(id, out);
+  }
+}
+
 void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
   while (!delayed_.empty() && delayed_.top().due <= now) {
     const TaskId id = delayed_.top().id;

@@ -55,6 +55,9 @@ class BrokerCore {
   void HandleMalformed(const std::string& from, const std::string& what, std::vector<Outgoing>& out);
   // Sending to `peer` failed (it is gone): forget its gather requests.
   void PeerUnreachable(const std::string& peer);
+  // A worker process is known to be dead (its supervisor reaped it): its leases go back to the
+  // queue now, without waiting for missed heartbeats.
+  void WorkerExited(int64_t pid, std::vector<Outgoing>& out);
   // Stop accepting work and tell every worker to stop (SIGTERM to the broker, or `orq down`).
   void BeginShutdown(std::vector<Outgoing>& out);
   // Time has passed: delayed tasks come due, heartbeats go out, silent workers lose their leases.

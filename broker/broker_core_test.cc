@@ -47,8 +47,8 @@ class BrokerCoreTest : public ::testing::Test {
     ADD_FAILURE() << "no SubmittedReply";
     return 0;
   }
-  std::vector<Outgoing> Register(const std::string& worker, Slots slots) {
-    return Send(worker, ReadyMessage{100, 1, slots});
+  std::vector<Outgoing> Register(const std::string& worker, Slots slots, int64_t pid = 100) {
+    return Send(worker, ReadyMessage{pid, 1, slots});
   }
   // All tasks sent to `peer` in `out`.
   static std::vector<Assignment> TasksTo(const std::vector<Outgoing>& out, const std::string& peer) {
@@ -234,6 +234,18 @@ TEST_F(BrokerCoreTest, RequeuesTaskWhenWorkerMissesHeartbeats) {
   ASSERT_EQ(tasks.size(), 1u);
   EXPECT_EQ(tasks[0].id, (TaskId{job, 0}));
   EXPECT_EQ(tasks[0].attempt, 2u);
+}
+
+TEST_F(BrokerCoreTest, RequeuesAtOnceWhenWorkerProcessExits) {
+  Register("w1", {1, 1, 1});  // pid 100
+  uint64_t job = SubmitJob({Sleep(100)});
+  Register("w2", {1, 1, 1}, 200);
+  std::vector<Outgoing> out;
+  core_.WorkerExited(100, out);
+  auto tasks = TasksTo(out, "w2");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].id, (TaskId{job, 0}));
+  EXPECT_EQ(core_.worker_count(), 1u);
 }
 
 TEST_F(BrokerCoreTest, HeartbeatingWorkerKeepsItsTasks) {

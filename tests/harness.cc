@@ -1,0 +1,182 @@
+#include "tests/harness.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace orq::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Child side of a spawn: environment with ORQ_HOME, then exec orq.
+[[noreturn]] void ExecOrq(const std::string& home, const std::vector<std::string>& args) {
+  ::setenv("ORQ_HOME", home.c_str(), 1);
+  ::unsetenv("ORQ_ENDPOINT");
+  std::vector<char*> argv;
+  std::string bin = ORQ_BINARY;
+  argv.push_back(bin.data());
+  std::vector<std::string> copy = args;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(bin.c_str(), argv.data());
+  ::_exit(127);
+}
+
+}  // namespace
+
+OrqEnv::OrqEnv() {
+  // Short: ipc:// paths must fit in 108 bytes.
+  char dir[] = "/tmp/orqt-XXXXXX";
+  if (!::mkdtemp(dir)) throw std::runtime_error("mkdtemp failed");
+  home_ = dir;
+}
+
+OrqEnv::~OrqEnv() {
+  Run({"down"}, "", std::chrono::seconds(30));
+  for (pid_t pid : Processes()) ::kill(pid, SIGKILL);
+  std::error_code ec;
+  std::filesystem::remove_all(home_, ec);
+}
+
+RunResult OrqEnv::Run(const std::vector<std::string>& args, const std::string& input,
+                      std::chrono::seconds timeout) const {
+  int in[2], out[2], err[2];
+  if (::pipe(in) || ::pipe(out) || ::pipe(err)) throw std::runtime_error("pipe failed");
+  const auto start = Clock::now();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
+    ExecOrq(home_, args);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  signal(SIGPIPE, SIG_IGN);
+  if (!input.empty()) (void)!::write(in[1], input.data(), input.size());
+  ::close(in[1]);
+
+  RunResult result;
+  const auto deadline = start + timeout;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open = 2;
+  bool timed_out = false;
+  while (open > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    if (::poll(fds, 2, static_cast<int>(left.count())) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      char buf[65536];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<size_t>(n));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open;
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) ::close(f.fd);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (timed_out)
+    result.code = -1;
+  else if (WIFEXITED(status))
+    result.code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    result.code = 128 + WTERMSIG(status);
+  return result;
+}
+
+pid_t OrqEnv::Start(const std::vector<std::string>& args) const {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int out = ::open((home_ + "/started.out").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    int err = ::open((home_ + "/started.err").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    int null = ::open("/dev/null", O_RDONLY);
+    ::dup2(null, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    ExecOrq(home_, args);
+  }
+  return pid;
+}
+
+std::vector<pid_t> OrqEnv::Processes() const {
+  std::vector<pid_t> pids;
+  const std::string needle = "ORQ_HOME=" + home_;
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return pids;
+  while (dirent* entry = ::readdir(proc)) {
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0 || pid == ::getpid()) continue;
+    std::ifstream environ("/proc/" + std::string(entry->d_name) + "/environ", std::ios::binary);
+    std::string env((std::istreambuf_iterator<char>(environ)), std::istreambuf_iterator<char>());
+    bool found = false;
+    for (size_t pos = 0; pos < env.size();) {
+      size_t next = env.find('\0', pos);
+      if (next == std::string::npos) next = env.size();
+      if (env.compare(pos, next - pos, needle) == 0) found = true;
+      pos = next + 1;
+    }
+    if (!found) continue;
+    std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
+    std::string p, comm, state;
+    stat >> p >> comm >> state;
+    if (state == "Z") continue;  // exited; its parent reaps it
+    pids.push_back(static_cast<pid_t>(pid));
+  }
+  ::closedir(proc);
+  return pids;
+}
+
+bool OrqEnv::WaitNoProcesses(std::chrono::seconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  while (!Processes().empty()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+std::string OrqEnv::WriteFile(const std::string& name, const std::string& content) const {
+  std::string path = home_ + "/" + name;
+  std::ofstream(path) << content;
+  return path;
+}
+
+std::string Example(const std::string& name) { return std::string(ORQ_SOURCE_DIR) + "/examples/" + name; }
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace orq::testing

@@ -1,0 +1,47 @@
+// Test support for integration tests: runs the real orq binary with a private $ORQ_HOME, with a
+// deadline on every run, and finds every process that still carries that home in its environment
+// (broker, workers and shell tasks all inherit it), so a test can assert nothing was left behind.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace orq::testing {
+
+struct RunResult {
+  int code = -1;  // exit code; 128+N when killed by signal N; -1 when it hit the deadline
+  std::string out;
+  std::string err;
+  double seconds = 0;
+};
+
+class OrqEnv {
+ public:
+  OrqEnv();
+  ~OrqEnv();  // `orq down`, then kills whatever is left with this home, then removes the home
+
+  // Runs `orq ARGS...` to completion (killed at `timeout`).
+  RunResult Run(const std::vector<std::string>& args, const std::string& input = "",
+                std::chrono::seconds timeout = std::chrono::seconds(60)) const;
+  // Starts `orq ARGS...` without waiting; its output goes to files in the home.
+  pid_t Start(const std::vector<std::string>& args) const;
+  // Processes (other than zombies) whose environment has this ORQ_HOME.
+  std::vector<pid_t> Processes() const;
+  // Waits until Processes() is empty; false at the deadline.
+  bool WaitNoProcesses(std::chrono::seconds timeout) const;
+  // Writes a file in the home and returns its path.
+  std::string WriteFile(const std::string& name, const std::string& content) const;
+
+  const std::string& home() const { return home_; }
+
+ private:
+  std::string home_;
+};
+
+std::string Example(const std::string& name);  // path of examples/NAME
+std::vector<std::string> Lines(const std::string& text);
+
+}  // namespace orq::testing
