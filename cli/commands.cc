@@ -348,8 +348,9 @@ int StatusCommand(bool json) {
                 w["threads"].get<long long>(), w["running"].get<long long>());
   }
   std::printf("tasks   ");
-  for (const auto& [state, count] : j["tasks"].items())
-    std::printf(" %s %lld", state.c_str(), count.get<long long>());
+  for (const char* state :
+       {"queued", "delayed", "running", "done", "failed", "timeout", "cancelled", "worker_lost"})
+    std::printf(" %s %lld", state, j["tasks"].value(state, 0LL));
   std::printf("\n");
   return kExitOk;
 }
