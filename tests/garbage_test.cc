@@ -1,0 +1,54 @@
+// A peer's garbage is logged and counted by the broker, never a crash, and never stops it from
+// serving others.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "tests/harness.h"
+
+namespace orq::testing {
+namespace {
+
+TEST(GarbageTest, BrokerCountsMalformedFramesAndKeepsServing) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  // Given a peer that sends junk: wrong frame counts, wrong version, unknown commands, bad bodies,
+  zmq::context_t ctx;
+  zmq::socket_t junk(ctx, zmq::socket_type::dealer);
+  junk.set(zmq::sockopt::linger, 1000);
+  junk.connect("ipc://" + env.home() + "/broker.ipc");
+  const std::vector<std::vector<std::string>> messages = {
+      {"hello"},
+      {"ORQ1"},
+      {"XXXX", "\x10", ""},
+      {"ORQ1", "\x7f", ""},
+      {"ORQ1", "\x10", "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"},
+      {"ORQ1", "\x11", std::string(1000, '\x01')},
+      {"ORQ1", "\x31", std::string(1, '\0')},  // well-formed, from a worker never registered
+      {"ORQ1", "\x10", "", "extra"},
+  };
+  for (const auto& frames : messages) {
+    for (size_t i = 0; i < frames.size(); ++i) {
+      junk.send(zmq::buffer(frames[i]),
+                i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+  // When a real client then uses the broker,
+  RunResult submit = env.Run({"submit", "--echo", "still here"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  RunResult gather = env.Run({"gather", Lines(submit.out)[0]});
+  // Then it is served, and the garbage was counted.
+  EXPECT_EQ(gather.out, "still here\n");
+  auto status = nlohmann::json::parse(env.Run({"status", "--json"}).out);
+  EXPECT_EQ(status["counters"]["malformed"], 7);
+  EXPECT_EQ(status["counters"]["unexpected"], 1);
+  // The junk peer was told, once per malformed request.
+  int replies = 0;
+  zmq::message_t reply;
+  while (junk.recv(reply, zmq::recv_flags::dontwait)) replies += reply.more() ? 0 : 1;
+  EXPECT_GE(replies, 1);
+}
+
+}  // namespace
+}  // namespace orq::testing
