@@ -155,6 +155,15 @@ std::vector<pid_t> OrqEnv::Processes() const {
   return pids;
 }
 
+bool OrqEnv::WaitProcesses(size_t n, std::chrono::seconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  while (Processes().size() < n) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 bool OrqEnv::WaitNoProcesses(std::chrono::seconds timeout) const {
   const auto deadline = Clock::now() + timeout;
   while (!Processes().empty()) {

@@ -30,6 +30,8 @@ class OrqEnv {
   pid_t Start(const std::vector<std::string>& args) const;
   // Processes (other than zombies) whose environment has this ORQ_HOME.
   std::vector<pid_t> Processes() const;
+  // Waits until at least `n` such processes run; false at the deadline.
+  bool WaitProcesses(size_t n, std::chrono::seconds timeout) const;
   // Waits until Processes() is empty; false at the deadline.
   bool WaitNoProcesses(std::chrono::seconds timeout) const;
   // Writes a file in the home and returns its path.

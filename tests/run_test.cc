@@ -150,10 +150,7 @@ TEST(RunTest, KilledRunLeavesNoProcess) {
                                    "{\"kind\": \"sleep\", \"seconds\": 60}\n");
   // Given a run whose broker, workers and shell task are all up,
   pid_t cli = env.Start({"run", "-w", "2", "-t", "1", file});
-  const auto deadline = std::chrono::steady_clock::now() + seconds(20);
-  while (env.Processes().size() < 5 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_GE(env.Processes().size(), 5u);  // cli, broker, 2 workers, the shell task
+  ASSERT_TRUE(env.WaitProcesses(5, seconds(20)));  // cli, broker, 2 workers, the shell task
   // When the CLI is killed with SIGKILL,
   ::kill(cli, SIGKILL);
   ::waitpid(cli, nullptr, 0);
@@ -165,10 +162,7 @@ TEST(RunTest, InterruptedRunStopsEverything) {
   OrqEnv env;
   std::string file = env.WriteFile("long.jsonl", "{\"kind\": \"shell\", \"argv\": [\"sleep\", \"60\"]}\n");
   pid_t cli = env.Start({"run", "-w", "1", "-t", "1", file});
-  const auto deadline = std::chrono::steady_clock::now() + seconds(20);
-  while (env.Processes().size() < 4 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_GE(env.Processes().size(), 4u);
+  ASSERT_TRUE(env.WaitProcesses(4, seconds(20)));  // cli, broker, worker, the shell task
   ::kill(cli, SIGINT);
   int status = 0;
   ::waitpid(cli, &status, 0);
