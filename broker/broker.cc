@@ -1,6 +1,7 @@
 #include "broker/broker.h"
 
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -9,6 +10,7 @@
 #include <zmq.hpp>
 
 #include "broker/broker_core.h"
+#include "broker/journal.h"
 #include "common/log.h"
 #include "common/spawn.h"
 #include "common/zmq_util.h"
@@ -22,15 +24,21 @@ using std::chrono::milliseconds;
 volatile std::sig_atomic_t stop_signal = 0;
 extern "C" void OnStopSignal(int signal) { stop_signal = signal; }
 
-// How long workers get to finish after a Stop before they are killed.
-constexpr milliseconds kWorkerStopGrace{5000};
+// After the grace for running tasks, how long workers get to say goodbye before they are killed.
+constexpr milliseconds kWorkerExitGrace{3000};
 // A local worker that exits is started again after this long (doubling while it keeps dying
 // within kRestartWindow of its start, up to kRestartMax).
-constexpr milliseconds kRestartMin{200};
+constexpr milliseconds kRestartMin{100};
 constexpr milliseconds kRestartMax{10000};
 constexpr milliseconds kRestartWindow{5000};
-// Messages handled per poll wake-up before the loop sends what it owes: bounds reply latency.
-constexpr int kBatch = 256;
+// Messages handled per poll wake-up before the loop commits and sends what it owes: bounds reply
+// latency while keeping batches (and group commits) large under load.
+constexpr int kBatch = 512;
+
+double WallNow() {
+  using namespace std::chrono;
+  return duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
+}
 
 struct LocalWorker {
   Process process;
@@ -43,13 +51,29 @@ class BrokerShell {
  public:
   explicit BrokerShell(const BrokerConfig& config)
       : config_(config),
-        core_(BrokerOptions{config.heartbeat, kHeartbeatLiveness, ::getpid(),
-                            config.endpoints.front()},
-              store_),
+        sqlite_(config.journal.empty() ? nullptr : SqliteJournal::Open(config.journal)),
+        core_(Options(config), store_, sqlite_ ? static_cast<Journal&>(*sqlite_) : null_journal_),
         socket_(MakeSocket(ctx_, zmq::socket_type::router)) {
     socket_.set(zmq::sockopt::router_mandatory, 1);
     socket_.set(zmq::sockopt::sndhwm, 0);  // replies are bounded by requests: never drop one
     for (const auto& endpoint : config.endpoints) socket_.bind(endpoint);
+    if (sqlite_) {
+      auto jobs = sqlite_->Load();
+      size_t tasks = 0;
+      for (const auto& j : jobs) tasks += j.tasks.size();
+      core_.Restore(std::move(jobs), Clock::now(), WallNow());
+      if (tasks) Log("recovered " + std::to_string(tasks) + " tasks from " + config.journal);
+      sqlite_->Commit();  // outcomes decided while restoring (worker_lost, cancelled)
+    }
+    // SIGCHLD through a signalfd in the poll set: a dead local worker is noticed at once.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    child_fd_ = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  }
+  ~BrokerShell() {
+    if (child_fd_ >= 0) ::close(child_fd_);
   }
 
   int Run() {
@@ -60,19 +84,26 @@ class BrokerShell {
     Log("listening on " + config_.endpoints.front() + " with " +
         std::to_string(config_.workers) + " local workers");
 
-    while (!core_.shutting_down()) {
-      if (stop_signal) {
+    Clock::time_point stop_deadline = Clock::time_point::max();
+    for (;;) {
+      if (stop_signal && !core_.shutting_down()) {
         Log("signal " + std::to_string(stop_signal) + ": shutting down");
         core_.BeginShutdown(out_);
-        Flush();
-        break;
+      }
+      if (core_.shutting_down()) {
+        if (stop_deadline == Clock::time_point::max()) {
+          stop_deadline = Clock::now() + kShutdownGrace + kWorkerExitGrace;
+          Log("shutting down: running tasks get " + std::to_string(kShutdownGrace.count()) + " ms");
+        }
+        if (AllWorkersGone() || Clock::now() >= stop_deadline) break;
       }
       auto now = Clock::now();
       auto wait = std::chrono::duration_cast<milliseconds>(core_.NextWakeup() - now);
-      wait = std::clamp(wait, milliseconds(0), milliseconds(1000));
-      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+      wait = std::clamp(wait, milliseconds(0), milliseconds(core_.shutting_down() ? 50 : 1000));
+      zmq::pollitem_t items[2] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                                  {nullptr, child_fd_, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(&item, 1, wait);
+        zmq::poll(items, child_fd_ >= 0 ? 2 : 1, wait);
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
       }
@@ -89,6 +120,12 @@ class BrokerShell {
         }
       }
       now = Clock::now();
+      if (items[1].revents & ZMQ_POLLIN) {
+        signalfd_siginfo info;
+        while (::read(child_fd_, &info, sizeof info) == sizeof info) {
+        }
+        Supervise(now);
+      }
       if (now >= core_.NextWakeup()) {
         core_.Tick(now, out_);
         Supervise(now);
@@ -96,35 +133,48 @@ class BrokerShell {
       Flush();
     }
     StopWorkers();
+    if (sqlite_) sqlite_->Commit();
     if (!config_.pid_file.empty()) ::unlink(config_.pid_file.c_str());
     Log("stopped");
     return 0;
   }
 
  private:
+  static BrokerOptions Options(const BrokerConfig& c) {
+    BrokerOptions o;
+    o.heartbeat_interval = c.heartbeat;
+    o.broker_pid = ::getpid();
+    o.endpoint = c.endpoints.front();
+    o.retention = c.retention;
+    if (c.max_tasks_per_job) o.max_tasks_per_job = c.max_tasks_per_job;
+    o.seed = static_cast<uint64_t>(::getpid()) ^ static_cast<uint64_t>(WallNow() * 1e6);
+    return o;
+  }
+
   LocalWorker StartWorker() {
     SpawnOptions options;
     options.args = {"worker", "--connect", config_.endpoints.front(), "--threads",
                     std::to_string(config_.threads), "--supervised",
                     "--heartbeat-ms", std::to_string(config_.heartbeat.count())};
     options.die_with_parent = true;
-    LocalWorker w{Process::SpawnSelf(options), Clock::now(), {}, kRestartMin};
-    return w;
+    return LocalWorker{Process::SpawnSelf(options), Clock::now(), {}, kRestartMin};
   }
 
   // Keeps the local workers alive: a dead one is started again, with backoff when it dies young.
+  // While shutting down, the dead stay dead.
   void Supervise(Clock::time_point now) {
     for (auto& w : workers_) {
       if (w.process.pid() > 0) {
         const pid_t pid = w.process.pid();
         if (w.process.Running()) continue;
-        Log("worker " + std::to_string(pid) + " " + w.process.how_it_ended() +
-            "; starting another");
         core_.WorkerExited(pid, out_);
+        if (core_.shutting_down()) continue;
         w.backoff = now - w.started < kRestartWindow ? std::min(w.backoff * 2, kRestartMax)
                                                      : kRestartMin;
         w.restart_at = now + w.backoff;
-      } else if (now >= w.restart_at) {
+        Log("worker " + std::to_string(pid) + " " + w.process.how_it_ended() +
+            "; starting another in " + std::to_string(w.backoff.count()) + " ms");
+      } else if (!core_.shutting_down() && now >= w.restart_at) {
         const auto backoff = w.backoff;
         w = StartWorker();
         w.backoff = backoff;
@@ -132,18 +182,25 @@ class BrokerShell {
     }
   }
 
-  void StopWorkers() {
-    const auto deadline = Clock::now() + kWorkerStopGrace;
+  bool AllWorkersGone() {
     for (auto& w : workers_) {
-      // They were sent Stop; the ones that do not exit in time are killed.
-      if (!w.process.WaitUntil(deadline)) {
+      if (w.process.Running()) return false;
+    }
+    return core_.worker_count() == 0;
+  }
+
+  void StopWorkers() {
+    for (auto& w : workers_) {
+      if (w.process.Running()) {
         Log("worker " + std::to_string(w.process.pid()) + " did not stop in time; killing it");
         w.process.Stop(milliseconds(0));
       }
     }
   }
 
+  // Commits the journal, then sends: nothing leaves before it is on disk.
   void Flush() {
+    if (sqlite_) sqlite_->Commit();
     for (auto& o : out_) {
       if (!SendMessage(socket_, o.message, o.to, zmq::send_flags::dontwait))
         core_.PeerUnreachable(o.to);
@@ -153,9 +210,12 @@ class BrokerShell {
 
   const BrokerConfig& config_;
   MemoryResultStore store_;
+  NullJournal null_journal_;
+  std::unique_ptr<SqliteJournal> sqlite_;  // null without a journal
   BrokerCore core_;
   zmq::context_t ctx_;
   zmq::socket_t socket_;
+  int child_fd_ = -1;  // signalfd for SIGCHLD
   std::vector<LocalWorker> workers_;
   std::vector<Outgoing> out_;
 };
@@ -174,6 +234,9 @@ int RunBroker(const BrokerConfig& config) {
     BrokerShell shell(config);
     return shell.Run();
   } catch (const zmq::error_t& e) {
+    Log(std::string("cannot serve: ") + e.what());
+    return 3;
+  } catch (const std::runtime_error& e) {
     Log(std::string("cannot serve: ") + e.what());
     return 3;
   }

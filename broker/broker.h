@@ -13,11 +13,15 @@ struct BrokerConfig {
   int workers = 0;                     // local worker processes to start and keep alive
   int threads = 1;                     // -t for each local worker
   std::string pid_file;                // written once bound, removed on exit; empty: none
+  std::string journal;                 // SQLite journal path; empty: results in memory only
   std::chrono::milliseconds heartbeat{1000};
+  std::chrono::seconds retention{0};   // forget finished jobs after this long; 0 = keep
+  size_t max_tasks_per_job = 0;        // 0 = kMaxTasksPerJob
 };
 
-// Runs until `orq down` (a shutdown request), SIGTERM or SIGINT; then stops the workers and
-// returns the process exit code. Prints "ready ENDPOINT" on stdout once it accepts requests.
+// Recovers the journal, then runs until `orq down` (a shutdown request), SIGTERM or SIGINT; then
+// gives running tasks kShutdownGrace to finish, stops the workers and returns the exit code.
+// Prints "ready ENDPOINT" on stdout once it accepts requests.
 int RunBroker(const BrokerConfig& config);
 
 }  // namespace orq

@@ -1,6 +1,7 @@
 #include "broker/broker_core.h"
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <type_traits>
 
@@ -24,11 +25,73 @@ constexpr size_t kGatherChunk = 4096;
 
 }  // namespace
 
-BrokerCore::BrokerCore(BrokerOptions options, ResultStore& store)
-    : options_(std::move(options)), store_(store) {}
+BrokerCore::BrokerCore(BrokerOptions options, ResultStore& store, Journal& journal)
+    : options_(std::move(options)), store_(store), journal_(journal), random_(options_.seed) {}
+
+void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double wall_now) {
+  now_ = now;
+  std::vector<Outgoing> unused;  // no worker or client is connected yet
+  for (RecoveredJob& recovered : jobs) {
+    Job& job = jobs_[recovered.job];
+    next_job_ = std::max(next_job_, recovered.job + 1);
+    job.tasks.resize(recovered.tasks.size());
+    job.unfinished = static_cast<uint32_t>(recovered.tasks.size());
+    for (uint32_t i = 0; i < job.tasks.size(); ++i) {
+      RecoveredTask& r = recovered.tasks[i];
+      Task& task = job.tasks[i];
+      const TaskId id{recovered.job, i};
+      task.spec = std::move(r.spec);
+      task.attempt = r.attempts;
+      task.failures = r.failures;
+      if (!r.last_error.empty()) last_errors_[id] = r.last_error;
+      if (r.outcome) {
+        task.state = State::kRunning;  // so Finish() counts it from a known state
+        ++running_;
+        Finish(id, task, std::move(*r.outcome), unused, /*journal=*/false);
+        continue;
+      }
+      task.state = State::kQueued;
+      ++queued_;
+      if (r.cancel_requested) {
+        TaskOutcome outcome;
+        outcome.status = TaskStatus::kCancelled;
+        outcome.error = "cancelled while running (the broker restarted meanwhile)";
+        outcome.is_shell = task.spec.kind == TaskKind::kShell;
+        Finish(id, task, std::move(outcome), unused);
+        continue;
+      }
+      double wait = 0;  // seconds until eligible
+      if (r.retry_due > 0) {
+        wait = r.retry_due - wall_now;
+      } else if (task.attempt == 0 && task.spec.delay > 0) {
+        wait = recovered.submitted + task.spec.delay - wall_now;
+      } else if (task.attempt > task.failures) {
+        // It was running when the broker stopped: that execution is lost.
+        ++counters_.requeued;
+        if (task.attempt - task.failures >= task.spec.attempts) {
+          LeaseLost(id, task, "the broker stopped while it ran", unused);
+          continue;
+        }
+      }
+      if (wait > 0) {
+        task.state = State::kDelayed;
+        --queued_;
+        ++delayed_count_;
+        Delay(id, now + std::chrono::duration_cast<SteadyTime::duration>(
+                            std::chrono::duration<double>(wait)));
+      } else {
+        Enqueue(id, task);
+      }
+    }
+    if (job.unfinished == 0) job.finished_at = now;
+  }
+}
+
+void BrokerCore::Delay(TaskId id, SteadyTime due) { delayed_.push({due, next_seq_++, id}); }
 
 void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now,
                         std::vector<Outgoing>& out) {
+  now_ = now;
   Worker* worker = nullptr;
   if (auto it = worker_ids_.find(from); it != worker_ids_.end()) {
     worker = &workers_.at(it->second);
@@ -42,15 +105,20 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
           [&](CancelRequest& m) { Cancel(from, m, out); },
           [&](ShutdownRequest&) { Shutdown(from, out); },
           [&](PingRequest&) { out.push_back({from, PongReply{options_.broker_pid}}); },
+          [&](ForgetRequest& m) { Forget(from, m, out); },
           [&](ReadyMessage& m) { Register(from, m, now, out); },
           [&](WorkerResultsMessage& m) {
-            if (worker)
-              Results(*worker, m, out);
-            else
-              ++counters_.unexpected;
+            if (worker) return Results(*worker, m, now, out);
+            // A worker we dropped (paused, partitioned): its results are stale; it must register
+            // again, telling us what it still runs.
+            counters_.stale_results += m.outcomes.size();
+            out.push_back({from, ReregisterMessage{}});
           },
           [&](HeartbeatMessage&) {
-            if (!worker) ++counters_.unexpected;
+            if (!worker) out.push_back({from, ReregisterMessage{}});
+          },
+          [&](GoodbyeMessage&) {
+            if (worker) DropWorker(worker_ids_.at(from), "it left", out);
           },
           [&](auto&) { ++counters_.unexpected; },  // a reply sent to the broker
       },
@@ -82,13 +150,15 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     return;
   }
   if (request.tasks.empty()) return refuse("a job needs at least one task");
-  if (request.tasks.size() > kMaxTasksPerJob)
-    return refuse("a job may hold at most " + std::to_string(kMaxTasksPerJob) + " tasks");
+  if (request.tasks.size() > options_.max_tasks_per_job)
+    return refuse("a job may hold at most " + std::to_string(options_.max_tasks_per_job) +
+                  " tasks; this one has " + std::to_string(request.tasks.size()));
   for (size_t i = 0; i < request.tasks.size(); ++i) {
     if (auto error = ValidateSpec(request.tasks[i]))
       return refuse("task " + std::to_string(i) + ": " + *error);
   }
   const uint64_t job_number = next_job_++;
+  journal_.RecordJob(job_number, request.tasks);
   Job& job = jobs_[job_number];
   job.tasks.resize(request.tasks.size());
   job.unfinished = static_cast<uint32_t>(request.tasks.size());
@@ -99,9 +169,8 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     if (task.spec.delay > 0) {
       task.state = State::kDelayed;
       ++delayed_count_;
-      auto due = now + std::chrono::duration_cast<SteadyTime::duration>(
-                           std::chrono::duration<double>(task.spec.delay));
-      delayed_.push({due, next_seq_++, id});
+      Delay(id, now + std::chrono::duration_cast<SteadyTime::duration>(
+                          std::chrono::duration<double>(task.spec.delay)));
     } else {
       task.state = State::kQueued;
       ++queued_;
@@ -195,7 +264,8 @@ void BrokerCore::ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) 
   out.push_back({waiter.client, std::move(chunk)});
 }
 
-void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out) {
+void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
+                        bool journal) {
   switch (task.state) {
     case State::kQueued: --queued_; break;
     case State::kDelayed: --delayed_count_; break;
@@ -203,9 +273,15 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
     case State::kFinished: return;  // one outcome per task, always
   }
   task.state = State::kFinished;
+  task.cancel_requested = false;
   ++finished_[static_cast<size_t>(outcome.status)];
   outcome.id = id;
   outcome.attempt = task.attempt;
+  if (auto it = last_errors_.find(id); it != last_errors_.end()) {
+    outcome.last_error = std::move(it->second);
+    last_errors_.erase(it);
+  }
+  if (journal) journal_.RecordOutcome(outcome);
   store_.Put(std::move(outcome));
   // The spec's payload is no longer needed; the kind stays for status.
   task.spec.value.clear();
@@ -213,7 +289,10 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   task.spec.argv = {};
 
   Job& job = jobs_.at(id.job);
-  --job.unfinished;
+  if (--job.unfinished == 0) {
+    job.finished_at = now_;
+    finished_jobs_.push_back(id.job);
+  }
   for (size_t i = 0; i < job.waiters.size();) {
     const uint64_t waiter_id = job.waiters[i];
     Waiter& waiter = waiters_.at(waiter_id);
@@ -240,7 +319,11 @@ void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,
   for (TaskId id : ids) {
     Task& task = *Find(id);
     if (task.state == State::kRunning) {
-      stops[task.worker].ids.push_back(id);
+      if (!task.cancel_requested) {
+        task.cancel_requested = true;
+        journal_.RecordCancelRequest(id);
+        stops[task.worker].ids.push_back(id);
+      }
       ++count;
     } else if (task.state != State::kFinished) {
       TaskOutcome outcome;
@@ -296,14 +379,16 @@ void BrokerCore::Shutdown(const std::string& from, std::vector<Outgoing>& out) {
 void BrokerCore::BeginShutdown(std::vector<Outgoing>& out) {
   if (shutting_down_) return;
   shutting_down_ = true;
-  for (const auto& [id, w] : workers_) out.push_back({w.identity, StopMessage{}});
+  const auto grace = static_cast<uint32_t>(kShutdownGrace.count());
+  for (const auto& [id, w] : workers_) out.push_back({w.identity, StopMessage{grace}});
 }
 
 void BrokerCore::Register(const std::string& from, const ReadyMessage& ready, SteadyTime now,
                           std::vector<Outgoing>& out) {
-  if (auto it = worker_ids_.find(from); it != worker_ids_.end()) DropWorker(it->second, out);
+  if (auto it = worker_ids_.find(from); it != worker_ids_.end())
+    DropWorker(it->second, "it registered again", out);
   if (shutting_down_) {
-    out.push_back({from, StopMessage{}});
+    out.push_back({from, StopMessage{0}});
     return;
   }
   const uint32_t id = next_worker_++;
@@ -314,10 +399,30 @@ void BrokerCore::Register(const std::string& from, const ReadyMessage& ready, St
   w.capacity = ready.slots;
   w.last_seen = now;
   worker_ids_[from] = id;
+  // A worker coming back (after a pause, a partition or our restart) still runs some tasks. Those
+  // whose lease nobody else has taken since are adopted; the others are stale: it must drop them.
+  CancelTasksMessage stale;
+  for (const Lease& lease : ready.running) {
+    Task* task = Find(lease.id);
+    if (task && task->state == State::kQueued && task->attempt == lease.attempt &&
+        !task->cancel_requested) {
+      task->state = State::kRunning;
+      task->worker = id;
+      --queued_;
+      ++running_;
+      ++w.in_use[ClassIndex(task->spec)];
+      w.leases.insert(lease.id);
+      ++counters_.adopted;
+    } else {
+      stale.ids.push_back(lease.id);
+    }
+  }
+  if (!stale.ids.empty()) out.push_back({from, std::move(stale)});
   Dispatch(out);
 }
 
-void BrokerCore::Results(Worker& worker, WorkerResultsMessage& results, std::vector<Outgoing>& out) {
+void BrokerCore::Results(Worker& worker, WorkerResultsMessage& results, SteadyTime now,
+                         std::vector<Outgoing>& out) {
   const uint32_t worker_id = worker_ids_.at(worker.identity);
   for (TaskOutcome& outcome : results.outcomes) {
     Task* task = Find(outcome.id);
@@ -329,9 +434,78 @@ void BrokerCore::Results(Worker& worker, WorkerResultsMessage& results, std::vec
     --worker.in_use[ClassIndex(task->spec)];
     worker.leases.erase(outcome.id);
     outcome.worker_pid = worker.pid;
+    const bool own_failure =
+        outcome.status == TaskStatus::kFailed || outcome.status == TaskStatus::kTimeout;
+    if (own_failure && !task->cancel_requested && Retry(outcome.id, *task, outcome, now)) continue;
     Finish(outcome.id, *task, std::move(outcome), out);
   }
   Dispatch(out);
+}
+
+bool BrokerCore::Retry(TaskId id, Task& task, const TaskOutcome& failed, SteadyTime now) {
+  if (task.failures >= task.spec.retries) return false;
+  ++task.failures;
+  ++counters_.retries;
+  // Exponential backoff with jitter: min(max, base * 2^(n-1)) * [0.5, 1).
+  const double backoff =
+      std::min(task.spec.backoff_max,
+               task.spec.backoff_base * std::ldexp(1.0, static_cast<int>(std::min(task.failures, 60u)) - 1));
+  const double delay =
+      backoff * (0.5 + 0.5 * std::uniform_real_distribution<double>(0, 1)(random_));
+  std::string error = "attempt " + std::to_string(task.attempt) + ": " + failed.error;
+  journal_.RecordRetry(id, delay, error);
+  last_errors_[id] = std::move(error);
+  --running_;
+  ++delayed_count_;
+  task.state = State::kDelayed;
+  Delay(id, now + std::chrono::duration_cast<SteadyTime::duration>(
+                      std::chrono::duration<double>(delay)));
+  return true;
+}
+
+void BrokerCore::Forget(const std::string& from, const ForgetRequest& request,
+                        std::vector<Outgoing>& out) {
+  std::vector<uint64_t> jobs;
+  for (const std::string& text : request.ids) {
+    auto ref = ParseId(text);
+    if (!ref || ref->index) {
+      out.push_back({from, ErrorReply{ErrorCode::kUnknownId,
+                                      "'" + text + "' is not a job id (expected j7)"}});
+      return;
+    }
+    auto it = jobs_.find(ref->job);
+    if (it == jobs_.end()) {
+      out.push_back({from, ErrorReply{ErrorCode::kUnknownId, "unknown job " + FormatJobId(ref->job)}});
+      return;
+    }
+    if (!it->second.waiters.empty()) {
+      out.push_back({from, ErrorReply{ErrorCode::kBadRequest,
+                                      "job " + FormatJobId(ref->job) + " is being gathered"}});
+      return;
+    }
+    if (it->second.unfinished > 0) {
+      out.push_back({from, ErrorReply{ErrorCode::kBadRequest,
+                                      "job " + FormatJobId(ref->job) + " has " +
+                                          std::to_string(it->second.unfinished) +
+                                          " unfinished tasks; cancel or gather it first"}});
+      return;
+    }
+    jobs.push_back(ref->job);
+  }
+  for (uint64_t job : jobs) ForgetJob(job);
+  out.push_back({from, ForgottenReply{static_cast<uint32_t>(jobs.size())}});
+}
+
+void BrokerCore::ForgetJob(uint64_t job_number) {
+  auto it = jobs_.find(job_number);
+  if (it == jobs_.end() || it->second.unfinished > 0 || !it->second.waiters.empty()) return;
+  for (uint32_t i = 0; i < it->second.tasks.size(); ++i) {
+    if (const TaskOutcome* o = store_.Find({job_number, i}))
+      --finished_[static_cast<size_t>(o->status)];
+    store_.Erase({job_number, i});
+  }
+  journal_.RecordForget(job_number);
+  jobs_.erase(it);
 }
 
 void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
@@ -355,6 +529,7 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
           ++running_;
           ++w.in_use[c];
           w.leases.insert(id);
+          journal_.RecordLease(id, task->attempt);
           message.tasks.push_back({id, task->attempt, task->spec});
         }
       }
@@ -366,28 +541,53 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
   }
 }
 
-void BrokerCore::DropWorker(uint32_t worker_id, std::vector<Outgoing>& out) {
+void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why,
+                            std::vector<Outgoing>& out) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) return;
-  for (TaskId id : it->second.leases) {
-    Task& task = *Find(id);
-    task.state = State::kQueued;
-    --running_;
-    ++queued_;
-    Enqueue(id, task);
-  }
+  const std::string reason = "its worker (pid " + std::to_string(it->second.pid) + ") was lost: " + why;
+  auto leases = std::move(it->second.leases);
   worker_ids_.erase(it->second.identity);
   workers_.erase(it);
+  for (TaskId id : leases) {
+    Task& task = *Find(id);
+    --running_;
+    ++queued_;
+    task.state = State::kQueued;
+    ++counters_.requeued;
+    LeaseLost(id, task, reason, out);
+  }
   Dispatch(out);
+}
+
+void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why,
+                           std::vector<Outgoing>& out) {
+  // Precondition: task.state is kQueued (and counted so), not yet in the ready queue.
+  TaskOutcome outcome;
+  outcome.is_shell = task.spec.kind == TaskKind::kShell;
+  if (task.cancel_requested) {
+    outcome.status = TaskStatus::kCancelled;
+    outcome.error = "cancelled while running; " + why;
+    return Finish(id, task, std::move(outcome), out);
+  }
+  const uint32_t lost = task.attempt - task.failures;  // executions that ended without a result
+  if (lost >= task.spec.attempts) {
+    outcome.status = TaskStatus::kWorkerLost;
+    outcome.error = "lost " + std::to_string(lost) + " time" + (lost == 1 ? "" : "s") +
+                    " with its worker; last time " + why;
+    return Finish(id, task, std::move(outcome), out);
+  }
+  Enqueue(id, task);
 }
 
 void BrokerCore::WorkerExited(int64_t pid, std::vector<Outgoing>& out) {
   for (const auto& [id, w] : workers_) {
-    if (w.pid == pid) return DropWorker(id, out);
+    if (w.pid == pid) return DropWorker(id, "its process exited", out);
   }
 }
 
 void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
+  now_ = now;
   while (!delayed_.empty() && delayed_.top().due <= now) {
     const TaskId id = delayed_.top().id;
     delayed_.pop();
@@ -410,7 +610,17 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
     }
     for (uint32_t id : silent) {
       ++counters_.workers_lost;
-      DropWorker(id, out);
+      DropWorker(id, "no heartbeat for " + std::to_string(expiry.count()) + " ms", out);
+    }
+    if (options_.retention.count() > 0) {
+      while (!finished_jobs_.empty()) {
+        auto job = jobs_.find(finished_jobs_.front());
+        if (job != jobs_.end() && (now - job->second.finished_at < options_.retention ||
+                                   !job->second.waiters.empty()))
+          break;
+        if (job != jobs_.end()) ForgetJob(job->first);
+        finished_jobs_.pop_front();
+      }
     }
   }
   Dispatch(out);

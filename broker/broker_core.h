@@ -12,12 +12,15 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <deque>
 #include <queue>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "broker/journal.h"
 #include "broker/result_store.h"
 #include "common/protocol.h"
 
@@ -36,6 +39,10 @@ struct BrokerOptions {
   int liveness = kHeartbeatLiveness;
   int64_t broker_pid = 0;  // for status and pong
   std::string endpoint;    // for status
+  size_t max_tasks_per_job = kMaxTasksPerJob;
+  // Finished jobs are forgotten this long after their last task finished; zero keeps them.
+  std::chrono::seconds retention{0};
+  uint64_t seed = 1;  // for retry jitter
 };
 
 struct BrokerCounters {
@@ -43,11 +50,18 @@ struct BrokerCounters {
   uint64_t unexpected = 0;     // well-formed messages from the wrong kind of peer or an unknown worker
   uint64_t stale_results = 0;  // results for a task not leased to that worker (any more)
   uint64_t workers_lost = 0;   // workers dropped for missing heartbeats
+  uint64_t retries = 0;        // failed attempts scheduled to run again
+  uint64_t requeued = 0;       // leases handed back to the queue (worker lost, goodbye, restart)
+  uint64_t adopted = 0;        // leases a re-registering worker kept
 };
 
 class BrokerCore {
  public:
-  BrokerCore(BrokerOptions options, ResultStore& store);
+  BrokerCore(BrokerOptions options, ResultStore& store, Journal& journal);
+
+  // Loads jobs recovered from the journal, before any message: finished tasks keep their outcome,
+  // the others are queued (delayed ones and retries at their time; running ones for a new attempt).
+  void Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double wall_now);
 
   // A message from peer `from` (a client or a worker), received at `now`.
   void Handle(const std::string& from, Message message, SteadyTime now, std::vector<Outgoing>& out);
@@ -75,13 +89,16 @@ class BrokerCore {
   struct Task {
     TaskSpec spec;            // cleared of its payload once finished
     State state = State::kQueued;
+    bool cancel_requested = false;  // while kRunning: the worker was told to stop it
     uint32_t attempt = 0;     // executions started so far
+    uint32_t failures = 0;    // failed executions that were retried
     uint32_t worker = 0;      // the worker holding the lease while kRunning
   };
   struct Job {
     std::vector<Task> tasks;
     uint32_t unfinished = 0;
     std::vector<uint64_t> waiters;  // gather requests that name this job or one of its tasks
+    SteadyTime finished_at{};       // when unfinished became 0
   };
   struct Worker {
     std::string identity;
@@ -127,7 +144,15 @@ class BrokerCore {
   void Shutdown(const std::string& from, std::vector<Outgoing>& out);
   void Register(const std::string& from, const ReadyMessage& ready, SteadyTime now,
                 std::vector<Outgoing>& out);
-  void Results(Worker& worker, WorkerResultsMessage& results, std::vector<Outgoing>& out);
+  void Results(Worker& worker, WorkerResultsMessage& results, SteadyTime now,
+               std::vector<Outgoing>& out);
+  void Forget(const std::string& from, const ForgetRequest& request, std::vector<Outgoing>& out);
+  void ForgetJob(uint64_t job);
+  // Schedules a failed task's next attempt after its backoff; false when it has no retries left.
+  bool Retry(TaskId id, Task& task, const TaskOutcome& failed, SteadyTime now);
+  // The lease of a task whose worker is gone: back to the queue, or worker_lost, or cancelled.
+  void LeaseLost(TaskId id, Task& task, const std::string& why, std::vector<Outgoing>& out);
+  void Delay(TaskId id, SteadyTime due);
 
   // Expands ids ("j7", "j7.2") into tasks; on an unknown id, replies kUnknownId and returns false.
   // With `waiter`, also counts its mentions of each job and task.
@@ -137,13 +162,19 @@ class BrokerCore {
   void ForgetWaiter(uint64_t waiter_id);
   Task* Find(TaskId id);
   void Enqueue(TaskId id, const Task& task);
-  void Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out);
+  // Records the task's one outcome (in the journal too, unless it came from there).
+  void Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
+              bool journal = true);
   void ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) const;
   void Dispatch(std::vector<Outgoing>& out);
-  void DropWorker(uint32_t worker_id, std::vector<Outgoing>& out);
+  void DropWorker(uint32_t worker_id, const std::string& why, std::vector<Outgoing>& out);
 
   BrokerOptions options_;
   ResultStore& store_;
+  Journal& journal_;
+  std::mt19937_64 random_;
+  std::unordered_map<TaskId, std::string, TaskIdHash> last_errors_;  // of retried tasks
+  std::deque<uint64_t> finished_jobs_;  // in finishing order, for retention
   std::unordered_map<uint64_t, Job> jobs_;
   uint64_t next_job_ = 1;
   uint64_t next_seq_ = 0;  // tie-break between delayed tasks due at the same time
@@ -155,6 +186,7 @@ class BrokerCore {
   std::unordered_map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 1;
   SteadyTime next_heartbeat_{};
+  SteadyTime now_{};  // the time of the event being handled
   bool shutting_down_ = false;
   BrokerCounters counters_;
   // Tasks per state, for status.

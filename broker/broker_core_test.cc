@@ -26,7 +26,7 @@ TaskSpec Cpu(double ms) {
 // Drives a BrokerCore with a fake clock and collects what it sends, per peer.
 class BrokerCoreTest : public ::testing::Test {
  protected:
-  BrokerCoreTest() : core_(BrokerOptions{milliseconds(1000), 3, 1, "ipc://test"}, store_) {}
+  BrokerCoreTest() : core_(BrokerOptions{milliseconds(1000), 3, 1, "ipc://test"}, store_, journal_) {}
 
   std::vector<Outgoing> Send(const std::string& from, Message m) {
     std::vector<Outgoing> out;
@@ -77,6 +77,7 @@ class BrokerCoreTest : public ::testing::Test {
   }
 
   MemoryResultStore store_;
+  NullJournal journal_;
   BrokerCore core_;
   SteadyTime now_{std::chrono::seconds(1000)};
 };
@@ -293,11 +294,23 @@ TEST_F(BrokerCoreTest, InvalidSubmitIsRefusedWhole) {
             ErrorCode::kUnknownId);
 }
 
-TEST_F(BrokerCoreTest, MessagesFromUnknownWorkersAreCounted) {
-  Send("stranger", HeartbeatMessage{});
-  Send("stranger", WorkerResultsMessage{});
+TEST_F(BrokerCoreTest, UnknownWorkerIsToldToRegisterAndItsResultsAreStale) {
+  // Given a worker the broker does not know (dropped while paused),
+  TaskOutcome late;
+  late.id = {1, 0};
+  // When it heartbeats or reports, Then it is told to register again and its results are stale.
+  auto out = Send("stranger", HeartbeatMessage{});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<ReregisterMessage>(out[0].message));
+  out = Send("stranger", WorkerResultsMessage{{late}});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<ReregisterMessage>(out[0].message));
+  EXPECT_EQ(core_.counters().stale_results, 1u);
+}
+
+TEST_F(BrokerCoreTest, RepliesSentToTheBrokerAreCounted) {
   Send("stranger", PongReply{});
-  EXPECT_EQ(core_.counters().unexpected, 3u);
+  EXPECT_EQ(core_.counters().unexpected, 1u);
   std::vector<Outgoing> out;
   core_.HandleMalformed("stranger", "garbage", out);
   EXPECT_EQ(core_.counters().malformed, 1u);

@@ -15,6 +15,8 @@ class ResultStore {
   virtual void Put(TaskOutcome outcome) = 0;
   // The outcome of a finished task; nullptr while it is unfinished.
   virtual const TaskOutcome* Find(TaskId id) const = 0;
+  // Removes a finished task's outcome (its job is forgotten).
+  virtual void Erase(TaskId id) = 0;
 };
 
 class MemoryResultStore final : public ResultStore {
@@ -27,6 +29,7 @@ class MemoryResultStore final : public ResultStore {
     auto it = outcomes_.find(id);
     return it == outcomes_.end() ? nullptr : &it->second;
   }
+  void Erase(TaskId id) override { outcomes_.erase(id); }
 
  private:
   std::unordered_map<TaskId, TaskOutcome, TaskIdHash> outcomes_;

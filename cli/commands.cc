@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
+#include <tuple>
 #include <thread>
 
 #include "cli/client.h"
@@ -160,8 +162,8 @@ int RunCommand(const RunOptions& options) {
 
   InstallInterruptHandlers();
   SpawnOptions spawn;
-  spawn.args = {"broker", "--endpoint", endpoint, "--workers", std::to_string(workers),
-                "--threads", std::to_string(threads)};
+  spawn.args = {"broker", "--endpoint", endpoint, "--journal", dir + "/journal.db",
+                "--workers", std::to_string(workers), "--threads", std::to_string(threads)};
   spawn.die_with_parent = true;  // a killed `orq run` takes its broker (and so its workers) along
   spawn.output_file = log;
   Process broker = Process::SpawnSelf(spawn);
@@ -293,10 +295,25 @@ int SubmitCommand(const SubmitOptions& o) {
     }
     specs.push_back(std::move(spec));
   }
+  std::optional<std::pair<double, double>> backoff;
+  if (o.retry_backoff) {
+    double base = 0, max = 0;
+    char comma = 0;
+    std::istringstream in(*o.retry_backoff);
+    if (!(in >> base >> comma >> max) || comma != ',' || !in.eof()) {
+      Say("orq submit: --retry-backoff takes BASE,MAX in seconds (e.g. 1,60), not '" +
+          *o.retry_backoff + "'");
+      return kExitUsage;
+    }
+    backoff = {base, max};
+  }
   for (TaskSpec& spec : specs) {  // options given on the command line apply to every task
     if (o.delay) spec.delay = *o.delay;
     if (o.timeout) spec.timeout = *o.timeout;
     if (o.priority) spec.priority = *o.priority;
+    if (o.attempts) spec.attempts = static_cast<uint32_t>(*o.attempts);
+    if (o.retries) spec.retries = static_cast<uint32_t>(*o.retries);
+    if (backoff) std::tie(spec.backoff_base, spec.backoff_max) = *backoff;
     if (auto error = ValidateSpec(spec)) {
       Say("orq submit: " + *error);
       return kExitUsage;
@@ -352,6 +369,19 @@ int StatusCommand(bool json) {
        {"queued", "delayed", "running", "done", "failed", "timeout", "cancelled", "worker_lost"})
     std::printf(" %s %lld", state, j["tasks"].value(state, 0LL));
   std::printf("\n");
+  return kExitOk;
+}
+
+int ForgetCommand(const std::vector<std::string>& ids) {
+  Client client(LocalEndpoint());
+  Message reply = client.Request(ForgetRequest{ids}, kRequestTimeout);
+  if (auto* error = std::get_if<ErrorReply>(&reply)) {
+    Say("orq forget: " + error->message);
+    return kExitUsage;
+  }
+  auto* forgotten = std::get_if<ForgottenReply>(&reply);
+  if (!forgotten) throw std::runtime_error("unexpected reply from the broker");
+  std::printf("forgot %u job%s\n", forgotten->count, forgotten->count == 1 ? "" : "s");
   return kExitOk;
 }
 

@@ -32,6 +32,8 @@ struct SubmitOptions {
   std::optional<std::string> result, echo;
   std::optional<double> delay, timeout;
   std::optional<int> priority;
+  std::optional<int> attempts, retries;
+  std::optional<std::string> retry_backoff;  // "BASE,MAX"
 };
 
 int RunCommand(const RunOptions& options);
@@ -41,6 +43,7 @@ int SubmitCommand(const SubmitOptions& options);
 int GatherCommand(const std::vector<std::string>& ids, bool json, std::optional<double> timeout);
 int StatusCommand(bool json);
 int CancelCommand(const std::vector<std::string>& ids);
+int ForgetCommand(const std::vector<std::string>& ids);
 
 // Loads a task file ("-" = stdin) or prints the sentence and returns nullopt.
 std::optional<std::vector<TaskSpec>> LoadTaskFile(const std::string& file);

@@ -40,6 +40,7 @@ nlohmann::json ToJson(const TaskOutcome& o) {
                       {"started", Time(o.started)},
                       {"finished", Time(o.finished)}};
   if (!o.error.empty()) j["error"] = o.error;
+  if (!o.last_error.empty()) j["last_error"] = o.last_error;
   if (o.is_shell) {
     j["exit_code"] = o.exit_code >= 0 ? nlohmann::json(o.exit_code) : nlohmann::json(nullptr);
     j["stdout"] = o.stdout_text;

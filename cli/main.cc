@@ -51,6 +51,17 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   broker_cmd->add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval")
       ->check(CLI::Range(10, 60000));
+  std::string journal;
+  bool no_journal = false;
+  double retention_hours = 0;
+  broker_cmd->add_option("--journal", journal,
+                         "SQLite journal (default: $ORQ_HOME/journal.db with the default endpoint)");
+  broker_cmd->add_flag("--no-journal", no_journal, "keep results in memory only");
+  broker_cmd->add_option("--retention-hours", retention_hours,
+                         "forget finished jobs this long after they finish (default: keep)")
+      ->check(CLI::NonNegativeNumber);
+  broker_cmd->add_option("--max-job-tasks", broker.max_tasks_per_job, "tasks one job may hold")
+      ->check(CLI::PositiveNumber);
 
   WorkerConfig worker;
   auto* worker_cmd = app.add_subcommand("worker", "Run a worker in the foreground");
@@ -81,6 +92,14 @@ int main(int argc, char** argv) {
   submit_cmd->add_option("--timeout", submit.timeout, "seconds the task may run")
       ->check(CLI::PositiveNumber);
   submit_cmd->add_option("--priority", submit.priority, "higher runs first (default 0)");
+  submit_cmd->add_option("--attempts", submit.attempts,
+                         "executions that may be lost with their worker (default 3)")
+      ->check(CLI::Range(1, 1000000));
+  submit_cmd->add_option("--retries", submit.retries,
+                         "re-runs after the task fails on its own (default 0)")
+      ->check(CLI::Range(0, 1000000));
+  submit_cmd->add_option("--retry-backoff", submit.retry_backoff,
+                         "BASE,MAX seconds of exponential backoff between retries (default 1,60)");
 
   std::vector<std::string> gather_ids;
   bool gather_json = false;
@@ -98,6 +117,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> cancel_ids;
   auto* cancel_cmd = app.add_subcommand("cancel", "Cancel tasks not yet finished");
   cancel_cmd->add_option("ids", cancel_ids, "job ids (j7) or task ids (j7.2)")->required();
+
+  std::vector<std::string> forget_ids;
+  auto* forget_cmd = app.add_subcommand("forget", "Remove finished jobs and their results");
+  forget_cmd->add_option("ids", forget_ids, "job ids (j7)")->required();
 
   try {
     app.parse(argc, argv);
@@ -121,6 +144,7 @@ int main(int argc, char** argv) {
     if (*gather_cmd) return GatherCommand(gather_ids, gather_json, gather_timeout);
     if (*status_cmd) return StatusCommand(status_json);
     if (*cancel_cmd) return CancelCommand(cancel_ids);
+    if (*forget_cmd) return ForgetCommand(forget_ids);
     if (*broker_cmd) {
       const std::string home = OrqHome();
       if (broker_endpoint.empty()) {
@@ -131,7 +155,10 @@ int main(int argc, char** argv) {
         }
         broker_endpoint = DefaultEndpoint(home);
         broker.pid_file = PidFile(home);
+        if (journal.empty()) journal = home + "/journal.db";
       }
+      if (!no_journal) broker.journal = journal;
+      broker.retention = std::chrono::seconds(static_cast<int64_t>(retention_hours * 3600));
       broker.endpoints = {broker_endpoint};
       broker.endpoints.insert(broker.endpoints.end(), listen.begin(), listen.end());
       broker.workers = broker_workers;

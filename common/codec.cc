@@ -1,6 +1,7 @@
 #include "common/codec.h"
 
 #include <cstring>
+#include <optional>
 #include <type_traits>
 
 namespace orq {
@@ -106,6 +107,10 @@ void Put(Writer& w, const TaskSpec& s) {
   w.F64(s.delay);
   w.F64(s.timeout);
   w.I64(s.priority);
+  w.U64(s.attempts);
+  w.U64(s.retries);
+  w.F64(s.backoff_base);
+  w.F64(s.backoff_max);
   switch (s.kind) {
     case TaskKind::kSleep:
       w.F64(s.seconds);
@@ -132,6 +137,10 @@ void Get(Reader& r, TaskSpec& s) {
   int64_t priority = r.I64();
   if (priority < INT32_MIN || priority > INT32_MAX) return void(r.Fail());
   s.priority = static_cast<int32_t>(priority);
+  s.attempts = r.U32();
+  s.retries = r.U32();
+  s.backoff_base = r.F64();
+  s.backoff_max = r.F64();
   switch (s.kind) {
     case TaskKind::kSleep:
       s.seconds = r.F64();
@@ -159,6 +168,7 @@ void Put(Writer& w, const TaskOutcome& o) {
   w.F64(o.finished);
   w.Str(o.result);
   w.Str(o.error);
+  w.Str(o.last_error);
   w.U64(o.is_shell);
   if (o.is_shell) {
     w.I64(o.exit_code);
@@ -178,6 +188,7 @@ void Get(Reader& r, TaskOutcome& o) {
   o.finished = r.F64();
   o.result = r.Str();
   o.error = r.Str();
+  o.last_error = r.Str();
   o.is_shell = r.Bool();
   if (o.is_shell) {
     int64_t code = r.I64();
@@ -187,6 +198,15 @@ void Get(Reader& r, TaskOutcome& o) {
     o.stderr_text = r.Str();
     o.output_truncated = r.Bool();
   }
+}
+
+void Put(Writer& w, const Lease& l) {
+  Put(w, l.id);
+  w.U64(l.attempt);
+}
+void Get(Reader& r, Lease& l) {
+  Get(r, l.id);
+  l.attempt = r.U32();
 }
 
 void Put(Writer& w, const Assignment& a) {
@@ -258,6 +278,10 @@ template <typename F> void Fields(StatusRequest&, F&&) {}
 template <typename F> void Fields(CancelRequest& m, F&& f) { f(m.ids); }
 template <typename F> void Fields(ShutdownRequest&, F&&) {}
 template <typename F> void Fields(PingRequest&, F&&) {}
+template <typename F> void Fields(ForgetRequest& m, F&& f) { f(m.ids); }
+template <typename F> void Fields(ForgottenReply& m, F&& f) { f(m.count); }
+template <typename F> void Fields(GoodbyeMessage&, F&&) {}
+template <typename F> void Fields(ReregisterMessage&, F&&) {}
 template <typename F> void Fields(SubmittedReply& m, F&& f) { f(m.job), f(m.count); }
 template <typename F> void Fields(ResultsReply& m, F&& f) { f(m.outcomes), f(m.final); }
 template <typename F> void Fields(StatusReply& m, F&& f) { f(m.json); }
@@ -265,13 +289,15 @@ template <typename F> void Fields(CancelledReply& m, F&& f) { f(m.count); }
 template <typename F> void Fields(ErrorReply& m, F&& f) { f(m.code), f(m.message); }
 template <typename F> void Fields(PongReply& m, F&& f) { f(m.broker_pid); }
 template <typename F> void Fields(ShutdownAck&, F&&) {}
-template <typename F> void Fields(ReadyMessage& m, F&& f) { f(m.pid), f(m.threads), f(m.slots); }
+template <typename F> void Fields(ReadyMessage& m, F&& f) {
+  f(m.pid), f(m.threads), f(m.slots), f(m.running);
+}
 template <typename F> void Fields(WorkerResultsMessage& m, F&& f) { f(m.outcomes); }
 template <typename F> void Fields(HeartbeatMessage&, F&&) {}
 template <typename F> void Fields(TasksMessage& m, F&& f) { f(m.tasks); }
 template <typename F> void Fields(CancelTasksMessage& m, F&& f) { f(m.ids); }
 template <typename F> void Fields(BrokerHeartbeatMessage&, F&&) {}
-template <typename F> void Fields(StopMessage&, F&&) {}
+template <typename F> void Fields(StopMessage& m, F&& f) { f(m.grace_ms); }
 
 template <typename T> constexpr Command kCommandOf = Command::kPing;
 template <> constexpr Command kCommandOf<SubmitRequest> = Command::kSubmit;
@@ -294,6 +320,10 @@ template <> constexpr Command kCommandOf<TasksMessage> = Command::kTasks;
 template <> constexpr Command kCommandOf<CancelTasksMessage> = Command::kCancelTasks;
 template <> constexpr Command kCommandOf<BrokerHeartbeatMessage> = Command::kBrokerHeartbeat;
 template <> constexpr Command kCommandOf<StopMessage> = Command::kStop;
+template <> constexpr Command kCommandOf<ForgetRequest> = Command::kForget;
+template <> constexpr Command kCommandOf<ForgottenReply> = Command::kForgotten;
+template <> constexpr Command kCommandOf<GoodbyeMessage> = Command::kGoodbye;
+template <> constexpr Command kCommandOf<ReregisterMessage> = Command::kReregister;
 
 // Decodes body into alternative I of Message when its command matches.
 template <size_t I = 0>
@@ -313,6 +343,34 @@ std::variant<Message, DecodeError> DecodeAs(Command command, std::string_view bo
 }
 
 }  // namespace
+
+std::string EncodeSpecs(const std::vector<TaskSpec>& specs) {
+  Writer w;
+  PutVector(w, specs);
+  return w.Take();
+}
+
+std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes) {
+  Reader r(bytes);
+  std::vector<TaskSpec> specs;
+  GetVector(r, specs);
+  if (!r.ok() || !r.AtEnd()) return std::nullopt;
+  return specs;
+}
+
+std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes) {
+  Writer w;
+  PutVector(w, outcomes);
+  return w.Take();
+}
+
+std::optional<std::vector<TaskOutcome>> DecodeOutcomes(std::string_view bytes) {
+  Reader r(bytes);
+  std::vector<TaskOutcome> outcomes;
+  GetVector(r, outcomes);
+  if (!r.ok() || !r.AtEnd()) return std::nullopt;
+  return outcomes;
+}
 
 EncodedMessage Encode(const Message& message) {
   return std::visit(

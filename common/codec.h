@@ -3,6 +3,7 @@
 // DecodeError, never a crash or an unbounded allocation.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -21,6 +22,12 @@ struct DecodeError {
 };
 
 EncodedMessage Encode(const Message& message);
+
+// The same encoding for the journal's blobs (broker/journal.h).
+std::string EncodeSpecs(const std::vector<TaskSpec>& specs);
+std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes);
+std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes);
+std::optional<std::vector<TaskOutcome>> DecodeOutcomes(std::string_view bytes);
 
 // Decodes the three frames of a message (version, command byte, body).
 std::variant<Message, DecodeError> Decode(std::string_view version, std::string_view command,

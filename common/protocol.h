@@ -34,6 +34,7 @@ enum class Command : uint8_t {
   kCancel = 0x13,    // [id...]                            -> kCancelled or kError
   kShutdown = 0x14,  //                                    -> kShutdownAck, then the broker stops
   kPing = 0x15,      //                                    -> kPong
+  kForget = 0x16,    // [id...] (whole jobs)               -> kForgotten or kError
 
   kSubmitted = 0x20,     // job number, task count
   kResults = 0x21,       // [TaskOutcome...], final flag (gather replies are chunked)
@@ -42,15 +43,19 @@ enum class Command : uint8_t {
   kError = 0x24,         // ErrorCode, one sentence for the user
   kPong = 0x25,          // broker pid
   kShutdownAck = 0x26,   //
+  kForgotten = 0x27,     // how many jobs were removed
 
-  kReady = 0x30,          // pid, threads, slots per TaskClass: the worker's credits
+  kReady = 0x30,          // pid, threads, slots per TaskClass (its credits), [Lease...] it runs
   kWorkerResults = 0x31,  // [TaskOutcome...]: each frees one slot of its task's class
   kHeartbeat = 0x32,      //
+  kGoodbye = 0x33,        // the worker is leaving; what it still held is handed back
 
   kTasks = 0x40,        // [Assignment...]: never more than the worker's free slots
   kCancelTasks = 0x41,  // [TaskId...]: stop these if still running, report them cancelled
   kBrokerHeartbeat = 0x42,
-  kStop = 0x43,  // finish nothing more, kill running tasks, exit
+  kStop = 0x43,        // grace ms: take no more tasks, let running ones finish within the grace,
+                       // kill the rest, say goodbye, exit
+  kReregister = 0x44,  // the broker does not know this worker (it was dropped): send kReady again
 };
 
 // Heartbeats (the ZeroMQ Guide's Paranoid Pirate). The interval is short enough that a lost peer
@@ -59,11 +64,19 @@ enum class Command : uint8_t {
 inline constexpr std::chrono::milliseconds kHeartbeatInterval{1000};
 inline constexpr int kHeartbeatLiveness = 3;
 
-// Limits on what a peer may send (bounded input).
+// How long running tasks get to finish when the broker shuts down (orq down, SIGTERM) before
+// their workers kill them; what is not finished then is handed back in the journal.
+inline constexpr std::chrono::milliseconds kShutdownGrace{5000};
+
+// Limits on what a peer may send (bounded input). A message over kMaxMessageBytes makes zmq drop
+// the connection of its sender; the others are checked where a task spec is validated.
 inline constexpr size_t kMaxMessageBytes = 256u << 20;  // ZMQ_MAXMSGSIZE on every socket
-inline constexpr size_t kMaxTasksPerJob = 10'000'000;
+inline constexpr size_t kMaxTasksPerJob = 5'000'000;
 inline constexpr size_t kMaxTasksPerMessage = 1024;     // dispatch and gather chunks
-inline constexpr size_t kMaxOutputBytes = 1u << 20;     // per stream of a shell task
+inline constexpr size_t kMaxOutputBytes = 1u << 20;     // per stream of a shell task; rest dropped
+inline constexpr size_t kMaxArgvBytes = 128u << 10;     // a shell task's argv, all strings together
+inline constexpr size_t kMaxArgs = 4096;                // a shell task's argv entries
+inline constexpr size_t kMaxValueBytes = 1u << 20;      // an echo value or a sleep result (JSON)
 
 // A task is named by its job and its index in the job: "j7.2" is job 7, task 2.
 struct TaskId {
@@ -97,11 +110,19 @@ struct TaskOutcome {
   double finished = 0;  // idem
   std::string result;   // JSON text of the result (empty for shell tasks: the result is stdout)
   std::string error;    // one sentence when status is not ok
+  std::string last_error;  // the error of the previous attempt, when it was retried
   bool is_shell = false;
   int32_t exit_code = -1;     // shell only: exit code, or 128+signal when killed
   std::string stdout_text;    // shell only
   std::string stderr_text;    // shell only
   bool output_truncated = false;
+};
+
+// A task a worker holds: which task, which attempt (the lease).
+struct Lease {
+  TaskId id;
+  uint32_t attempt = 0;
+  friend bool operator==(const Lease&, const Lease&) = default;
 };
 
 // A task handed to a worker: what to run and which attempt this is.
@@ -124,6 +145,7 @@ struct StatusRequest {};
 struct CancelRequest { std::vector<std::string> ids; };
 struct ShutdownRequest {};
 struct PingRequest {};
+struct ForgetRequest { std::vector<std::string> ids; };
 // --- broker -> client ---
 struct SubmittedReply { uint64_t job = 0; uint32_t count = 0; };
 struct ResultsReply { std::vector<TaskOutcome> outcomes; bool final = true; };
@@ -132,24 +154,29 @@ struct CancelledReply { uint32_t count = 0; };
 struct ErrorReply { ErrorCode code = ErrorCode::kBadRequest; std::string message; };
 struct PongReply { int64_t broker_pid = 0; };
 struct ShutdownAck {};
+struct ForgottenReply { uint32_t count = 0; };
 // --- worker -> broker ---
 struct ReadyMessage {
   int64_t pid = 0;
   uint32_t threads = 0;
   Slots slots;  // capacity per task class
+  std::vector<Lease> running;  // on re-registration: the tasks it still runs
 };
 struct WorkerResultsMessage { std::vector<TaskOutcome> outcomes; };
 struct HeartbeatMessage {};
+struct GoodbyeMessage {};
 // --- broker -> worker ---
 struct TasksMessage { std::vector<Assignment> tasks; };
 struct CancelTasksMessage { std::vector<TaskId> ids; };
 struct BrokerHeartbeatMessage {};
-struct StopMessage {};
+struct StopMessage { uint32_t grace_ms = 0; };
+struct ReregisterMessage {};
 
 using Message =
     std::variant<SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest,
-                 PingRequest, SubmittedReply, ResultsReply, StatusReply, CancelledReply, ErrorReply,
-                 PongReply, ShutdownAck, ReadyMessage, WorkerResultsMessage, HeartbeatMessage,
-                 TasksMessage, CancelTasksMessage, BrokerHeartbeatMessage, StopMessage>;
+                 PingRequest, ForgetRequest, SubmittedReply, ResultsReply, StatusReply,
+                 CancelledReply, ErrorReply, PongReply, ShutdownAck, ForgottenReply, ReadyMessage,
+                 WorkerResultsMessage, HeartbeatMessage, GoodbyeMessage, TasksMessage,
+                 CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage>;
 
 }  // namespace orq

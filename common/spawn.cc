@@ -29,6 +29,9 @@ Process Process::SpawnSelf(const SpawnOptions& options) {
   const bool die_with_parent = options.die_with_parent;
   const bool new_session = options.new_session;
   auto setup = bp::extend::on_exec_setup([=](auto&) {
+    sigset_t none;  // the parent may block signals (the broker blocks SIGCHLD for its signalfd)
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     if (new_session) ::setsid();
     if (die_with_parent) {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);

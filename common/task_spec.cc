@@ -1,6 +1,10 @@
 #include "common/task_spec.h"
 
+#include "common/protocol.h"
+
+#include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 namespace orq {
@@ -64,6 +68,13 @@ std::optional<std::string> ValidateSpec(const TaskSpec& spec) {
   if (!std::isfinite(spec.delay) || spec.delay < 0) return bad("delay", "zero or more", spec.delay);
   if (!std::isfinite(spec.timeout) || spec.timeout < 0)
     return bad("timeout", "more than zero", spec.timeout);
+  if (spec.attempts < 1) return std::string("field 'attempts' must be at least 1");
+  if (!std::isfinite(spec.backoff_base) || spec.backoff_base <= 0 ||
+      !std::isfinite(spec.backoff_max) || spec.backoff_max < spec.backoff_base)
+    return std::string("field 'retry_backoff' must be [BASE, MAX] with 0 < BASE <= MAX");
+  if (spec.value.size() > kMaxValueBytes)
+    return "the task's value is " + std::to_string(spec.value.size()) + " bytes; the limit is " +
+           std::to_string(kMaxValueBytes);
   switch (spec.kind) {
     case TaskKind::kSleep:
       if (!std::isfinite(spec.seconds) || spec.seconds < 0)
@@ -75,6 +86,16 @@ std::optional<std::string> ValidateSpec(const TaskSpec& spec) {
     case TaskKind::kShell:
       if (spec.argv.empty() || spec.argv[0].empty())
         return std::string("a shell task needs a command: 'argv' must not be empty");
+      if (spec.argv.size() > kMaxArgs)
+        return "field 'argv' has " + std::to_string(spec.argv.size()) + " items; the limit is " +
+               std::to_string(kMaxArgs);
+      {
+        size_t bytes = 0;
+        for (const auto& a : spec.argv) bytes += a.size() + 1;
+        if (bytes > kMaxArgvBytes)
+          return "field 'argv' is " + std::to_string(bytes) + " bytes; the limit is " +
+                 std::to_string(kMaxArgvBytes);
+      }
       break;
     case TaskKind::kEcho:
       break;
@@ -99,7 +120,8 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
   if (kind_it == obj.end()) return fail("missing field 'kind' (sleep, echo, cpu or shell)");
   if (!kind_it->is_string()) return fail("field 'kind' must be a string");
   const std::string& kind = kind_it->get_ref<const std::string&>();
-  std::vector<std::string_view> allowed = {"kind", "delay", "timeout", "priority"};
+  std::vector<std::string_view> allowed = {"kind",     "delay",   "timeout",      "priority",
+                                           "attempts", "retries", "retry_backoff"};
   if (kind == "sleep") {
     spec.kind = TaskKind::kSleep;
     allowed.insert(allowed.end(), {"seconds", "result"});
@@ -129,6 +151,20 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
     auto p = it->get<int64_t>();
     if (p < INT32_MIN || p > INT32_MAX) return fail("field 'priority' is out of range");
     spec.priority = static_cast<int32_t>(p);
+  }
+  for (auto [field, out, min] : {std::tuple{"attempts", &spec.attempts, 1},
+                                 std::tuple{"retries", &spec.retries, 0}}) {
+    auto it = obj.find(field);
+    if (it == obj.end()) continue;
+    if (!it->is_number_integer() || it->get<int64_t>() < min || it->get<int64_t>() > 1000000)
+      return fail("field " + Quote(field) + " must be an integer of at least " + std::to_string(min));
+    *out = static_cast<uint32_t>(it->get<int64_t>());
+  }
+  if (auto it = obj.find("retry_backoff"); it != obj.end()) {
+    if (!it->is_array() || it->size() != 2 || !(*it)[0].is_number() || !(*it)[1].is_number())
+      return fail("field 'retry_backoff' must be [BASE, MAX] in seconds");
+    spec.backoff_base = (*it)[0].get<double>();
+    spec.backoff_max = (*it)[1].get<double>();
   }
 
   switch (spec.kind) {
@@ -170,6 +206,7 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
       break;
     }
   }
+  if (auto error = ValidateSpec(spec)) return fail(*error);
   return spec;
 }
 

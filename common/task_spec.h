@@ -34,6 +34,10 @@ struct TaskSpec {
   double delay = 0;              // seconds after submission before the task is eligible
   double timeout = 0;            // seconds the task may run; 0 = no limit
   int32_t priority = 0;          // higher runs first
+  uint32_t attempts = 3;         // executions that may be lost with their worker before worker_lost
+  uint32_t retries = 0;          // re-runs after the task fails (or times out) on its own
+  double backoff_base = 1;       // retry n waits min(max, base * 2^n) s, times a jitter in [0.5, 1]
+  double backoff_max = 60;
 
   friend bool operator==(const TaskSpec&, const TaskSpec&) = default;
 };

@@ -25,7 +25,7 @@ TEST(GarbageTest, BrokerCountsMalformedFramesAndKeepsServing) {
       {"ORQ1", "\x7f", ""},
       {"ORQ1", "\x10", "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"},
       {"ORQ1", "\x11", std::string(1000, '\x01')},
-      {"ORQ1", "\x31", std::string(1, '\0')},  // well-formed, from a worker never registered
+      {"ORQ1", "\x25", "\x02"},  // well-formed, but a reply: the broker takes no replies
       {"ORQ1", "\x10", "", "extra"},
   };
   for (const auto& frames : messages) {

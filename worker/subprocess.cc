@@ -86,6 +86,9 @@ std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop,
       bp::std_in < bp::null, bp::std_out > impl.out_pipe, bp::std_err > impl.err_pipe,
       bp::extend::on_exec_setup([](auto&) {
         ::setpgid(0, 0);               // its own group: TERM/KILL reach its children too
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, nullptr);
         std::signal(SIGPIPE, SIG_DFL);  // the worker ignores SIGPIPE; the task should not
       }),
       ec);

@@ -40,7 +40,10 @@ class WorkerShell {
     signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
       if (ec) return;
       Log("signal " + std::to_string(signal) + ": stopping");
-      Exit();
+      WorkerActions actions;
+      core_.Flush(actions);  // results already in hand still count
+      actions.exit = true;
+      Apply(actions);
     });
     WatchChildren();
     loop_.run();
@@ -70,11 +73,14 @@ class WorkerShell {
       fd_->release();
       fd_.reset();
     }
-    socket_ = MakeSocket(ctx_, zmq::socket_type::dealer);
+    // Linger: the last results and the goodbye still leave when the worker exits.
+    socket_ = MakeSocket(ctx_, zmq::socket_type::dealer, std::chrono::milliseconds(2000));
     std::random_device rd;
     std::string identity = "w" + std::to_string(::getpid()) + "-" + std::to_string(rd());
     socket_.set(zmq::sockopt::routing_id, identity);
     socket_.set(zmq::sockopt::sndhwm, 0);
+    socket_.set(zmq::sockopt::reconnect_ivl, 10);  // at start the broker may be binding right now
+    socket_.set(zmq::sockopt::reconnect_ivl_max, 1000);
     socket_.connect(config_.endpoint);
     fd_.emplace(loop_, socket_.get(zmq::sockopt::fd));
     WorkerActions actions;
@@ -94,6 +100,7 @@ class WorkerShell {
 
   // Reads every message waiting. ZMQ_FD is edge-triggered: after any send, the loop drains again.
   void Drain() {
+    if (exiting_) return;
     WorkerActions actions;
     for (int i = 0; i < 1024; ++i) {
       auto received = ReceiveMessage(socket_, /*router=*/false);
@@ -121,14 +128,15 @@ class WorkerShell {
   }
 
   void Apply(WorkerActions& actions) {
-    if (actions.exit) return Exit();
     for (Assignment& a : actions.start) runner_.Start(a);
     for (TaskId id : actions.cancel) runner_.Cancel(id);
     if (!actions.send.empty()) {
       for (const Message& m : actions.send) SendMessage(socket_, m);
+      if (actions.exit) return Exit();
       // A send may have consumed the fd's edge: look for input again from the loop.
       asio::post(loop_, [this] { Drain(); });
     }
+    if (actions.exit) return Exit();
     if (actions.reconnect) {
       Log("no word from the broker; reconnecting");
       Connect();
@@ -139,7 +147,8 @@ class WorkerShell {
   void ArmTimer() {
     timer_.expires_at(core_.NextWakeup());
     timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;
+      if (ec || exiting_) return;
+      Drain();  // what waits in the socket first: after a pause, the broker's word is there
       WorkerActions actions;
       core_.Tick(Clock::now(), actions);
       Apply(actions);
@@ -154,10 +163,12 @@ class WorkerShell {
     });
   }
 
+  // Kills what still runs (the broker requeues it: the lease ends with our goodbye) and stops.
   void Exit() {
     if (exiting_) return;
     exiting_ = true;
     runner_.KillAll();
+    SendMessage(socket_, GoodbyeMessage{});
     loop_.stop();
   }
 

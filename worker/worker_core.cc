@@ -1,15 +1,22 @@
 #include "worker/worker_core.h"
 
+#include <algorithm>
 #include <type_traits>
 
 namespace orq {
 
 WorkerCore::WorkerCore(WorkerOptions options) : options_(options) {}
 
+ReadyMessage WorkerCore::Ready() const {
+  ReadyMessage ready{options_.pid, options_.threads, options_.slots, {}};
+  for (const auto& [id, attempt] : running_) ready.running.push_back({id, attempt});
+  return ready;
+}
+
 void WorkerCore::Connected(SteadyTime now, WorkerActions& actions) {
-  last_heard_ = now;
+  last_heard_ = std::max(last_heard_, now);  // keeps a reconnect backoff in force
   next_heartbeat_ = now + options_.heartbeat_interval;
-  actions.send.push_back(ReadyMessage{options_.pid, options_.threads, options_.slots});
+  actions.send.push_back(Ready());
 }
 
 void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actions) {
@@ -19,15 +26,20 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
       [&](auto& m) {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, TasksMessage>) {
+          if (stopping_) return;  // the broker hands nothing out while it shuts down
           for (Assignment& a : m.tasks) {
-            if (running_.insert(a.id).second) actions.start.push_back(std::move(a));
+            if (running_.emplace(a.id, a.attempt).second) actions.start.push_back(std::move(a));
           }
         } else if constexpr (std::is_same_v<T, CancelTasksMessage>) {
           for (TaskId id : m.ids) {
             if (running_.count(id)) actions.cancel.push_back(id);
           }
         } else if constexpr (std::is_same_v<T, StopMessage>) {
-          actions.exit = true;
+          stopping_ = true;
+          stop_deadline_ = std::min(stop_deadline_, now + std::chrono::milliseconds(m.grace_ms));
+          if (running_.empty()) actions.exit = true;
+        } else if constexpr (std::is_same_v<T, ReregisterMessage>) {
+          actions.send.push_back(Ready());
         } else if constexpr (!std::is_same_v<T, BrokerHeartbeatMessage>) {
           ++unexpected_;
         }
@@ -56,9 +68,14 @@ void WorkerCore::Flush(WorkerActions& actions) {
   }
   if (!message.outcomes.empty()) actions.send.push_back(std::move(message));
   pending_.clear();
+  if (stopping_ && running_.empty()) actions.exit = true;
 }
 
 void WorkerCore::Tick(SteadyTime now, WorkerActions& actions) {
+  if (stopping_ && now >= stop_deadline_) {
+    actions.exit = true;  // the grace is over: what still runs is killed, the broker requeues it
+    return;
+  }
   if (now - last_heard_ > options_.heartbeat_interval * options_.liveness) {
     if (options_.supervised) {
       actions.exit = true;
@@ -76,9 +93,9 @@ void WorkerCore::Tick(SteadyTime now, WorkerActions& actions) {
 }
 
 SteadyTime WorkerCore::NextWakeup() const {
-  return std::min(next_heartbeat_,
+  return std::min({next_heartbeat_, stop_deadline_,
                   last_heard_ + options_.heartbeat_interval * options_.liveness +
-                      std::chrono::milliseconds(1));
+                      std::chrono::milliseconds(1)});
 }
 
 }  // namespace orq

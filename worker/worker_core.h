@@ -5,7 +5,7 @@
 #pragma once
 
 #include <chrono>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "common/protocol.h"
@@ -33,14 +33,14 @@ struct WorkerActions {
   std::vector<Assignment> start;
   std::vector<TaskId> cancel;
   bool reconnect = false;  // close the socket, open a new one, then call Connected()
-  bool exit = false;       // kill running tasks and exit
+  bool exit = false;       // kill what still runs, say goodbye, exit
 };
 
 class WorkerCore {
  public:
   explicit WorkerCore(WorkerOptions options);
 
-  // A (new) connection to the broker: register with our slots.
+  // A (new) connection to the broker: register with our slots and the leases we still hold.
   void Connected(SteadyTime now, WorkerActions& actions);
   void OnMessage(Message message, SteadyTime now, WorkerActions& actions);
   // A task finished (any status): its outcome waits for Flush().
@@ -51,16 +51,22 @@ class WorkerCore {
   SteadyTime NextWakeup() const;
 
   size_t running() const { return running_.size(); }
+  bool stopping() const { return stopping_; }
   uint64_t unexpected() const { return unexpected_; }
 
  private:
   WorkerOptions options_;
-  std::unordered_set<TaskId, TaskIdHash> running_;  // leased to us and not yet reported
+  ReadyMessage Ready() const;
+
+  std::unordered_map<TaskId, uint32_t, TaskIdHash> running_;  // leased to us, not yet reported:
+                                                              // task -> attempt
   std::vector<TaskOutcome> pending_;                // finished, not yet sent
   SteadyTime last_heard_{};      // last message from the broker
   SteadyTime next_heartbeat_{};
   std::chrono::milliseconds backoff_ = kReconnectMin;
   uint64_t unexpected_ = 0;      // messages a broker should not send to a worker
+  bool stopping_ = false;        // told to stop: no new tasks; exit once idle or at stop_deadline_
+  SteadyTime stop_deadline_ = SteadyTime::max();
 };
 
 }  // namespace orq

@@ -1,0 +1,250 @@
+#include "broker/journal.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "common/codec.h"
+
+namespace orq {
+namespace {
+
+enum EventKind : int { kLeases = 1, kRetries = 2, kCancels = 3, kOutcomes = 4 };
+
+double WallNow() {
+  using namespace std::chrono;
+  return duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
+}
+
+// Leases and cancels are fixed-size records packed as little-endian uint32s.
+template <typename T>
+std::string Pack(const std::vector<T>& items) {
+  std::string out(items.size() * sizeof(T), '\0');
+  if (!items.empty()) std::memcpy(out.data(), items.data(), out.size());
+  return out;
+}
+template <typename T>
+std::vector<T> Unpack(std::string_view bytes) {
+  std::vector<T> items(bytes.size() / sizeof(T));
+  if (!items.empty()) std::memcpy(items.data(), bytes.data(), items.size() * sizeof(T));
+  return items;
+}
+
+struct PackedLease {
+  uint32_t index;
+  uint32_t attempt;
+};
+
+// A prepared statement, finalized on scope exit.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
+      throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db));
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Statement& Bind(int i, double v) {
+    sqlite3_bind_double(stmt_, i, v);
+    return *this;
+  }
+  Statement& Bind(int i, const std::string& blob) {
+    sqlite3_bind_blob(stmt_, i, blob.data(), static_cast<int>(blob.size()), SQLITE_STATIC);
+    return *this;
+  }
+  // Runs a statement that returns no rows, then resets it for reuse.
+  void Run() {
+    int rc = sqlite3_step(stmt_);
+    sqlite3_reset(stmt_);
+    if (rc != SQLITE_DONE) throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
+  }
+  bool Next() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc != SQLITE_DONE) throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
+    return false;
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  double Real(int col) { return sqlite3_column_double(stmt_, col); }
+  std::string_view Blob(int col) {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return {static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, col))};
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
+    std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    throw std::runtime_error("cannot open the journal " + path + ": " + why);
+  }
+  std::unique_ptr<SqliteJournal> journal(new SqliteJournal(db));
+  journal->Exec("PRAGMA journal_mode=WAL");
+  journal->Exec("PRAGMA synchronous=FULL");
+  journal->Exec(
+      "CREATE TABLE IF NOT EXISTS jobs(job INTEGER PRIMARY KEY, submitted REAL NOT NULL,"
+      " specs BLOB NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+      " job INTEGER NOT NULL, kind INTEGER NOT NULL, body BLOB NOT NULL);"
+      "CREATE INDEX IF NOT EXISTS events_job ON events(job);");
+  return journal;
+}
+
+SqliteJournal::SqliteJournal(sqlite3* db) : db_(db) {}
+
+SqliteJournal::~SqliteJournal() { sqlite3_close(db_); }
+
+void SqliteJournal::Exec(const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    std::string why = error ? error : "unknown error";
+    sqlite3_free(error);
+    throw std::runtime_error("journal: " + why);
+  }
+}
+
+void SqliteJournal::RecordJob(uint64_t job, const std::vector<TaskSpec>& specs) {
+  pending_[job].specs = EncodeSpecs(specs);
+}
+void SqliteJournal::RecordLease(TaskId id, uint32_t attempt) {
+  pending_[id.job].leases.push_back({id, attempt});
+}
+void SqliteJournal::RecordRetry(TaskId id, double delay, const std::string& error) {
+  pending_[id.job].retries.push_back({id.index, WallNow() + delay, error});
+}
+void SqliteJournal::RecordCancelRequest(TaskId id) { pending_[id.job].cancels.push_back(id.index); }
+void SqliteJournal::RecordOutcome(const TaskOutcome& outcome) {
+  pending_[outcome.id.job].outcomes.push_back(outcome);
+}
+void SqliteJournal::RecordForget(uint64_t job) {
+  pending_.erase(job);
+  forgotten_.push_back(job);
+}
+
+void SqliteJournal::Commit() {
+  if (!dirty()) return;
+  Exec("BEGIN");
+  try {
+    Statement insert_job(db_, "INSERT OR REPLACE INTO jobs(job, submitted, specs) VALUES(?,?,?)");
+    Statement insert_event(db_, "INSERT INTO events(job, kind, body) VALUES(?,?,?)");
+    const double now = WallNow();
+    for (auto& [job, p] : pending_) {
+      const auto j = static_cast<int64_t>(job);
+      if (!p.specs.empty()) insert_job.Bind(1, j).Bind(2, now).Bind(3, p.specs).Run();
+      if (!p.leases.empty()) {
+        std::vector<PackedLease> packed;
+        packed.reserve(p.leases.size());
+        for (const Lease& l : p.leases) packed.push_back({l.id.index, l.attempt});
+        std::string body = Pack(packed);
+        insert_event.Bind(1, j).Bind(2, int64_t{kLeases}).Bind(3, body).Run();
+      }
+      if (!p.retries.empty()) {
+        nlohmann::json retries = nlohmann::json::array();
+        for (const auto& r : p.retries) retries.push_back({r.index, r.due, r.error});
+        std::string body = retries.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        insert_event.Bind(1, j).Bind(2, int64_t{kRetries}).Bind(3, body).Run();
+      }
+      if (!p.cancels.empty()) {
+        std::string body = Pack(p.cancels);
+        insert_event.Bind(1, j).Bind(2, int64_t{kCancels}).Bind(3, body).Run();
+      }
+      if (!p.outcomes.empty()) {
+        std::string body = EncodeOutcomes(p.outcomes);
+        insert_event.Bind(1, j).Bind(2, int64_t{kOutcomes}).Bind(3, body).Run();
+      }
+    }
+    if (!forgotten_.empty()) {
+      Statement forget_job(db_, "DELETE FROM jobs WHERE job=?");
+      Statement forget_events(db_, "DELETE FROM events WHERE job=?");
+      for (uint64_t job : forgotten_) {
+        forget_job.Bind(1, static_cast<int64_t>(job)).Run();
+        forget_events.Bind(1, static_cast<int64_t>(job)).Run();
+      }
+    }
+    Exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+  pending_.clear();
+  forgotten_.clear();
+}
+
+std::vector<RecoveredJob> SqliteJournal::Load() {
+  std::vector<RecoveredJob> jobs;
+  std::unordered_map<uint64_t, size_t> where;
+  Statement select_jobs(db_, "SELECT job, submitted, specs FROM jobs ORDER BY job");
+  while (select_jobs.Next()) {
+    auto specs = DecodeSpecs(select_jobs.Blob(2));
+    if (!specs) throw std::runtime_error("journal: the specs of job " +
+                                         std::to_string(select_jobs.Int(0)) + " are corrupt");
+    RecoveredJob job;
+    job.job = static_cast<uint64_t>(select_jobs.Int(0));
+    job.submitted = select_jobs.Real(1);
+    job.tasks.resize(specs->size());
+    for (size_t i = 0; i < specs->size(); ++i) job.tasks[i].spec = std::move((*specs)[i]);
+    where[job.job] = jobs.size();
+    jobs.push_back(std::move(job));
+  }
+  Statement select_events(db_, "SELECT job, kind, body FROM events ORDER BY seq");
+  while (select_events.Next()) {
+    auto it = where.find(static_cast<uint64_t>(select_events.Int(0)));
+    if (it == where.end()) continue;
+    auto& tasks = jobs[it->second].tasks;
+    auto task = [&](uint32_t index) -> RecoveredTask* {
+      return index < tasks.size() ? &tasks[index] : nullptr;
+    };
+    std::string_view body = select_events.Blob(2);
+    switch (select_events.Int(1)) {
+      case kLeases:
+        for (const PackedLease& l : Unpack<PackedLease>(body)) {
+          if (auto* t = task(l.index)) {
+            t->attempts = std::max(t->attempts, l.attempt);
+            t->retry_due = 0;
+          }
+        }
+        break;
+      case kRetries: {
+        auto retries = nlohmann::json::parse(body, nullptr, false);
+        if (!retries.is_array()) break;
+        for (const auto& r : retries) {
+          if (auto* t = task(r[0].get<uint32_t>())) {
+            ++t->failures;
+            t->retry_due = r[1].get<double>();
+            t->last_error = r[2].get<std::string>();
+          }
+        }
+        break;
+      }
+      case kCancels:
+        for (uint32_t index : Unpack<uint32_t>(body)) {
+          if (auto* t = task(index)) t->cancel_requested = true;
+        }
+        break;
+      case kOutcomes: {
+        auto outcomes = DecodeOutcomes(body);
+        if (!outcomes) break;
+        for (TaskOutcome& o : *outcomes) {
+          if (auto* t = task(o.id.index)) t->outcome = std::move(o);
+        }
+        break;
+      }
+    }
+  }
+  return jobs;
+}
+
+}  // namespace orq

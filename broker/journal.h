@@ -1,0 +1,107 @@
+// The broker's durable record of jobs, leases, retries, cancels and results.
+//
+// BrokerCore calls the Record* methods as things happen; they only buffer. The shell calls Commit()
+// once per loop turn, before it sends any reply, so "accepted" (the job id printed by `orq submit`)
+// always means "committed to disk", and all the submits and results of one turn share one fsync
+// (group commit). On start, Load() gives back every job not forgotten, for BrokerCore::Restore().
+//
+// Layout (SQLite, WAL, synchronous=FULL): one row per job with its specs as one blob, and one row
+// per (job, kind, loop turn) in `events` holding a batch of records as a blob, so the cost is per
+// batch, not per task.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/protocol.h"
+
+struct sqlite3;
+
+namespace orq {
+
+class Journal {
+ public:
+  virtual ~Journal() = default;
+  virtual void RecordJob(uint64_t job, const std::vector<TaskSpec>& specs) = 0;
+  virtual void RecordLease(TaskId id, uint32_t attempt) = 0;
+  // A failed attempt will run again in `delay` seconds.
+  virtual void RecordRetry(TaskId id, double delay, const std::string& error) = 0;
+  virtual void RecordCancelRequest(TaskId id) = 0;
+  virtual void RecordOutcome(const TaskOutcome& outcome) = 0;
+  virtual void RecordForget(uint64_t job) = 0;
+};
+
+// For tests and `orq broker --no-journal`: remembers nothing.
+class NullJournal final : public Journal {
+ public:
+  void RecordJob(uint64_t, const std::vector<TaskSpec>&) override {}
+  void RecordLease(TaskId, uint32_t) override {}
+  void RecordRetry(TaskId, double, const std::string&) override {}
+  void RecordCancelRequest(TaskId) override {}
+  void RecordOutcome(const TaskOutcome&) override {}
+  void RecordForget(uint64_t) override {}
+};
+
+// One task as the journal last saw it.
+struct RecoveredTask {
+  TaskSpec spec;
+  uint32_t attempts = 0;   // executions started
+  uint32_t failures = 0;   // failed attempts that were retried
+  bool cancel_requested = false;
+  std::optional<TaskOutcome> outcome;  // set when finished
+  double retry_due = 0;    // wall-clock seconds; set while a retry waits
+  std::string last_error;
+};
+
+struct RecoveredJob {
+  uint64_t job = 0;
+  double submitted = 0;  // wall-clock seconds since the epoch
+  std::vector<RecoveredTask> tasks;
+};
+
+class SqliteJournal final : public Journal {
+ public:
+  // Opens (creating if needed) the journal at `path`. Throws std::runtime_error with a sentence.
+  static std::unique_ptr<SqliteJournal> Open(const std::string& path);
+  ~SqliteJournal() override;
+
+  void RecordJob(uint64_t job, const std::vector<TaskSpec>& specs) override;
+  void RecordLease(TaskId id, uint32_t attempt) override;
+  void RecordRetry(TaskId id, double delay, const std::string& error) override;
+  void RecordCancelRequest(TaskId id) override;
+  void RecordOutcome(const TaskOutcome& outcome) override;
+  void RecordForget(uint64_t job) override;
+
+  // Writes everything recorded since the last Commit() in one transaction (one fsync).
+  void Commit();
+  bool dirty() const { return !pending_.empty() || !forgotten_.empty(); }
+  // Every job in the journal, in job order, with its tasks' state replayed from the events.
+  std::vector<RecoveredJob> Load();
+
+ private:
+  explicit SqliteJournal(sqlite3* db);
+  void Exec(const char* sql);
+
+  struct RetryRecord {
+    uint32_t index;
+    double due;  // wall-clock seconds
+    std::string error;
+  };
+  // Records of one job waiting for Commit(), one buffer per kind.
+  struct Pending {
+    std::string specs;  // set when the job was submitted in this turn
+    std::vector<Lease> leases;
+    std::vector<RetryRecord> retries;
+    std::vector<uint32_t> cancels;
+    std::vector<TaskOutcome> outcomes;
+  };
+
+  sqlite3* db_;  // owned; closed by the destructor
+  std::unordered_map<uint64_t, Pending> pending_;
+  std::vector<uint64_t> forgotten_;
+};
+
+}  // namespace orq
