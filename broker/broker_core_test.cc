@@ -341,3 +341,182 @@ TEST_F(BrokerCoreTest, GoneClientsGatherIsForgotten) {
 
 }  // namespace
 }  // namespace orq
+
+namespace orq {
+namespace {
+
+class BrokerFaultTest : public BrokerCoreTest {};
+
+TEST_F(BrokerFaultTest, PoisonTaskEndsWorkerLostAfterItsAttempts) {
+  // Given a task that may be lost twice,
+  TaskSpec poison = Sleep(1);
+  poison.attempts = 2;
+  uint64_t job = SubmitJob({poison, Sleep(1)});
+  // When every worker that runs it dies,
+  Register("w1", {1, 1, 1}, 101);
+  std::vector<Outgoing> out;
+  core_.WorkerExited(101, out);
+  auto tasks = TasksTo(Register("w2", {1, 1, 1}, 102), "w2");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].attempt, 2u);
+  out.clear();
+  core_.WorkerExited(102, out);
+  // Then it ends worker_lost, and the rest of the job goes on.
+  const TaskOutcome* lost = store_.Find({job, 0});
+  ASSERT_NE(lost, nullptr);
+  EXPECT_EQ(lost->status, TaskStatus::kWorkerLost);
+  EXPECT_EQ(lost->attempt, 2u);
+  EXPECT_NE(lost->error.find("lost 2 times with its worker"), std::string::npos) << lost->error;
+  tasks = TasksTo(Register("w3", {1, 1, 1}, 103), "w3");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].id, (TaskId{job, 1}));
+}
+
+TEST_F(BrokerFaultTest, FailedTaskIsRetriedWithBackoffThenFails) {
+  TaskSpec flaky = Sleep(1);
+  flaky.retries = 2;
+  flaky.backoff_base = 1;
+  flaky.backoff_max = 60;
+  uint64_t job = SubmitJob({flaky});
+  auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");
+  auto fail = [&](const Assignment& a) {
+    TaskOutcome o;
+    o.id = a.id;
+    o.attempt = a.attempt;
+    o.status = TaskStatus::kFailed;
+    o.error = "exit code " + std::to_string(a.attempt);
+    return Send("w1", WorkerResultsMessage{{o}});
+  };
+  // When the first attempt fails, Then it waits 0.5 to 1 s (base 1, jitter), then runs again.
+  fail(tasks[0]);
+  EXPECT_EQ(store_.Find({job, 0}), nullptr);
+  EXPECT_TRUE(TasksTo(Advance(milliseconds(499)), "w1").empty());
+  tasks = TasksTo(Advance(milliseconds(501)), "w1");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].attempt, 2u);
+  // The second failure waits 1 to 2 s.
+  fail(tasks[0]);
+  EXPECT_TRUE(TasksTo(Advance(milliseconds(999)), "w1").empty());
+  tasks = TasksTo(Advance(milliseconds(1001)), "w1");
+  ASSERT_EQ(tasks.size(), 1u);
+  // The third failure is final, with the previous error kept.
+  fail(tasks[0]);
+  const TaskOutcome* o = store_.Find({job, 0});
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->status, TaskStatus::kFailed);
+  EXPECT_EQ(o->attempt, 3u);
+  EXPECT_EQ(o->error, "exit code 3");
+  EXPECT_EQ(o->last_error, "attempt 2: exit code 2");
+  EXPECT_EQ(core_.counters().retries, 2u);
+}
+
+TEST_F(BrokerFaultTest, ReturningWorkerKeepsLeasesNobodyTook) {
+  // Given a worker dropped for silence while it ran a task,
+  Register("w1", {1, 1, 1});
+  uint64_t job = SubmitJob({Sleep(10)});
+  for (int i = 0; i < 5; ++i) Advance(milliseconds(1000));
+  EXPECT_EQ(core_.counters().workers_lost, 1u);
+  // When it comes back still running that attempt, before anyone else took it,
+  ReadyMessage ready{100, 1, {1, 1, 1}, {{{job, 0}, 1}}};
+  auto out = Send("w1", ready);
+  // Then it keeps it: no second execution, nothing to cancel.
+  EXPECT_TRUE(TasksTo(out, "w1").empty());
+  for (auto& o : out) EXPECT_FALSE(std::holds_alternative<CancelTasksMessage>(o.message));
+  EXPECT_EQ(core_.counters().adopted, 1u);
+  TaskOutcome done;
+  done.id = {job, 0};
+  done.attempt = 1;
+  Send("w1", WorkerResultsMessage{{done}});
+  ASSERT_NE(store_.Find({job, 0}), nullptr);
+}
+
+TEST_F(BrokerFaultTest, ReturningWorkerDropsLeasesTakenByOthers) {
+  Register("w1", {1, 1, 1});
+  uint64_t job = SubmitJob({Sleep(10)});
+  for (int i = 0; i < 5; ++i) Advance(milliseconds(1000));
+  auto taken = TasksTo(Register("w2", {1, 1, 1}, 200), "w2");
+  ASSERT_EQ(taken.size(), 1u);
+  // The late result of attempt 1 is rejected; the worker is told to register and drop it.
+  TaskOutcome late;
+  late.id = {job, 0};
+  late.attempt = 1;
+  auto out = Send("w1", WorkerResultsMessage{{late}});
+  EXPECT_TRUE(std::holds_alternative<ReregisterMessage>(out[0].message));
+  out = Send("w1", ReadyMessage{100, 1, {1, 1, 1}, {{{job, 0}, 1}}});
+  bool told = false;
+  for (auto& o : out) {
+    if (auto* c = std::get_if<CancelTasksMessage>(&o.message))
+      told = c->ids == std::vector<TaskId>{{job, 0}};
+  }
+  EXPECT_TRUE(told);
+  EXPECT_EQ(store_.Find({job, 0}), nullptr);
+  Send("w2", WorkerResultsMessage{{Ok(taken[0], "\"once\"")}});
+  EXPECT_EQ(store_.Find({job, 0})->result, "\"once\"");
+  EXPECT_EQ(store_.Find({job, 0})->attempt, 2u);
+}
+
+TEST_F(BrokerFaultTest, CancelledRunningTaskWhoseWorkerDiesEndsCancelled) {
+  Register("w1", {1, 1, 1}, 101);
+  uint64_t job = SubmitJob({Sleep(10)});
+  Send("c", CancelRequest{{"j" + std::to_string(job)}});
+  std::vector<Outgoing> out;
+  core_.WorkerExited(101, out);
+  ASSERT_NE(store_.Find({job, 0}), nullptr);
+  EXPECT_EQ(store_.Find({job, 0})->status, TaskStatus::kCancelled);
+}
+
+TEST_F(BrokerFaultTest, ForgetRemovesFinishedJobsOnly) {
+  Register("w1", {10, 1, 1});
+  uint64_t done = SubmitJob({Sleep(1)});
+  uint64_t busy = SubmitJob({Sleep(1)});
+  (void)busy;
+  auto tasks = TasksTo(Register("w1", {10, 1, 1}), "w1");
+  for (auto& t : tasks) {
+    if (t.id.job == done) Send("w1", WorkerResultsMessage{{Ok(t, "1")}});
+  }
+  auto out = Send("c", ForgetRequest{{"j2"}});
+  EXPECT_EQ(std::get<ErrorReply>(out[0].message).message,
+            "job j2 has 1 unfinished tasks; cancel or gather it first");
+  out = Send("c", ForgetRequest{{"j1"}});
+  EXPECT_EQ(std::get<ForgottenReply>(out[0].message).count, 1u);
+  EXPECT_EQ(store_.Find({done, 0}), nullptr);
+  out = Send("c", GatherRequest{{"j1"}});
+  EXPECT_EQ(std::get<ErrorReply>(out[0].message).code, ErrorCode::kUnknownId);
+}
+
+TEST(BrokerLimitTest, TasksPerJobAtNAndNPlusOne) {
+  MemoryResultStore store;
+  NullJournal journal;
+  BrokerOptions options;
+  options.max_tasks_per_job = 3;
+  BrokerCore core(options, store, journal);
+  std::vector<Outgoing> out;
+  core.Handle("c", SubmitRequest{{Sleep(1), Sleep(1), Sleep(1)}}, SteadyTime{}, out);
+  EXPECT_TRUE(std::holds_alternative<SubmittedReply>(out[0].message));
+  out.clear();
+  core.Handle("c", SubmitRequest{{Sleep(1), Sleep(1), Sleep(1), Sleep(1)}}, SteadyTime{}, out);
+  EXPECT_EQ(std::get<ErrorReply>(out[0].message).message,
+            "a job may hold at most 3 tasks; this one has 4");
+}
+
+TEST_F(BrokerFaultTest, RetentionForgetsOldFinishedJobs) {
+  BrokerOptions options;
+  options.retention = std::chrono::seconds(60);
+  MemoryResultStore store;
+  NullJournal journal;
+  BrokerCore core(options, store, journal);
+  std::vector<Outgoing> out;
+  core.Handle("w", ReadyMessage{1, 1, {1, 1, 1}, {}}, now_, out);
+  out.clear();
+  core.Handle("c", SubmitRequest{{Sleep(1)}}, now_, out);
+  auto tasks = TasksTo(out, "w");
+  ASSERT_EQ(tasks.size(), 1u);
+  core.Handle("w", WorkerResultsMessage{{Ok(tasks[0], "1")}}, now_, out);
+  core.Tick(now_ + std::chrono::seconds(59), out);
+  EXPECT_NE(store.Find(tasks[0].id), nullptr);
+  core.Tick(now_ + std::chrono::seconds(61), out);
+  EXPECT_EQ(store.Find(tasks[0].id), nullptr);
+}
+
+}  // namespace
+}  // namespace orq

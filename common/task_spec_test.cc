@@ -1,5 +1,7 @@
 #include "common/task_spec.h"
 
+#include "common/protocol.h"
+
 #include <gtest/gtest.h>
 
 #include <sstream>
@@ -107,6 +109,47 @@ TEST(TaskSpecTest, EmptyFileIsRefused) {
   auto parsed = ParseTaskFile(in, "empty.jsonl");
   ASSERT_TRUE(std::holds_alternative<SpecError>(parsed));
   EXPECT_EQ(std::get<SpecError>(parsed).message, "empty.jsonl: no tasks in the file");
+}
+
+TEST(TaskSpecTest, ArgvLimitsAtNAndNPlusOne) {
+  TaskSpec s;
+  s.kind = TaskKind::kShell;
+  // kMaxArgvBytes counts each string with its terminating NUL.
+  s.argv = {"echo", std::string(kMaxArgvBytes - 5 - 1, 'x')};
+  EXPECT_FALSE(ValidateSpec(s).has_value());
+  s.argv[1].push_back('x');
+  ASSERT_TRUE(ValidateSpec(s).has_value());
+  EXPECT_EQ(*ValidateSpec(s), "field 'argv' is " + std::to_string(kMaxArgvBytes + 1) +
+                                  " bytes; the limit is " + std::to_string(kMaxArgvBytes));
+  s.argv.assign(kMaxArgs, "a");
+  EXPECT_FALSE(ValidateSpec(s).has_value());
+  s.argv.push_back("a");
+  EXPECT_EQ(*ValidateSpec(s), "field 'argv' has " + std::to_string(kMaxArgs + 1) +
+                                  " items; the limit is " + std::to_string(kMaxArgs));
+}
+
+TEST(TaskSpecTest, ValueLimitAtNAndNPlusOne) {
+  const std::string at_limit = "\"" + std::string(kMaxValueBytes - 2, 'v') + "\"";
+  auto parsed = ParseTaskJson("{\"kind\": \"echo\", \"value\": " + at_limit + "}", "f:1");
+  EXPECT_TRUE(std::holds_alternative<TaskSpec>(parsed));
+  const std::string over = "\"" + std::string(kMaxValueBytes - 1, 'v') + "\"";
+  parsed = ParseTaskJson("{\"kind\": \"echo\", \"value\": " + over + "}", "f:1");
+  ASSERT_TRUE(std::holds_alternative<SpecError>(parsed));
+  EXPECT_EQ(std::get<SpecError>(parsed).message,
+            "f:1: the task's value is " + std::to_string(kMaxValueBytes + 1) +
+                " bytes; the limit is " + std::to_string(kMaxValueBytes));
+}
+
+TEST(TaskSpecTest, AttemptsRetriesAndBackoff) {
+  TaskSpec s = Parse(R"({"kind": "cpu", "ms": 1, "attempts": 5, "retries": 2, "retry_backoff": [0.5, 10]})");
+  EXPECT_EQ(s.attempts, 5u);
+  EXPECT_EQ(s.retries, 2u);
+  EXPECT_EQ(s.backoff_base, 0.5);
+  EXPECT_EQ(s.backoff_max, 10);
+  EXPECT_EQ(Error(R"({"kind": "cpu", "ms": 1, "attempts": 0})"),
+            "tasks.jsonl:3: field 'attempts' must be an integer of at least 1");
+  EXPECT_EQ(Error(R"({"kind": "cpu", "ms": 1, "retry_backoff": [5, 1]})"),
+            "tasks.jsonl:3: field 'retry_backoff' must be [BASE, MAX] with 0 < BASE <= MAX");
 }
 
 TEST(TaskSpecTest, ValidateSpecChecksCommandLineValues) {

@@ -1,0 +1,145 @@
+#include "broker/journal.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "broker/broker_core.h"
+
+namespace orq {
+namespace {
+
+using std::chrono::milliseconds;
+
+TaskSpec Sleep(double seconds, double delay = 0) {
+  TaskSpec s;
+  s.kind = TaskKind::kSleep;
+  s.seconds = seconds;
+  s.delay = delay;
+  return s;
+}
+
+// A broker core over a journal file; a second one over the same file is the broker restarted.
+struct Broker {
+  explicit Broker(const std::string& path)
+      : journal(SqliteJournal::Open(path)), core(BrokerOptions{}, store, *journal) {}
+  std::vector<Outgoing> Send(const std::string& from, Message m, SteadyTime now) {
+    std::vector<Outgoing> out;
+    core.Handle(from, std::move(m), now, out);
+    journal->Commit();
+    return out;
+  }
+  MemoryResultStore store;
+  std::unique_ptr<SqliteJournal> journal;
+  BrokerCore core;
+};
+
+class JournalTest : public ::testing::Test {
+ protected:
+  JournalTest() {
+    char dir[] = "/tmp/orq-journal-XXXXXX";
+    dir_ = ::mkdtemp(dir);
+    path_ = dir_ + "/journal.db";
+  }
+  ~JournalTest() override { std::filesystem::remove_all(dir_); }
+  std::string dir_, path_;
+  SteadyTime now_{std::chrono::seconds(100)};
+};
+
+std::vector<Assignment> Tasks(const std::vector<Outgoing>& out) {
+  std::vector<Assignment> tasks;
+  for (const auto& o : out) {
+    if (auto* t = std::get_if<TasksMessage>(&o.message))
+      tasks.insert(tasks.end(), t->tasks.begin(), t->tasks.end());
+  }
+  return tasks;
+}
+
+TEST_F(JournalTest, RestartKeepsResultsAndReschedulesTheRest) {
+  {
+    // Given a broker with: one finished task, one running, one queued, one delayed 1 h, and
+    // a running one whose cancel was asked,
+    Broker b(path_);
+    b.Send("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now_);
+    auto out = b.Send("c", SubmitRequest{{Sleep(1), Sleep(2), Sleep(3), Sleep(4)}}, now_);
+    auto tasks = Tasks(out);
+    ASSERT_EQ(tasks.size(), 3u);
+    b.Send("c", SubmitRequest{{Sleep(5, 3600)}}, now_);
+    TaskOutcome ok;
+    ok.id = tasks[0].id;
+    ok.attempt = 1;
+    ok.result = "\"kept\"";
+    b.Send("w", WorkerResultsMessage{{ok}}, now_);  // frees a slot: j1.3 starts
+    b.Send("c", CancelRequest{{"j1.2"}}, now_);
+    // When the broker dies (no shutdown) and a new one opens the journal,
+  }
+  Broker b(path_);
+  auto jobs = b.journal->Load();
+  ASSERT_EQ(jobs.size(), 2u);
+  b.core.Restore(std::move(jobs), now_, 1e9);
+  b.journal->Commit();
+  // Then the finished task keeps its result, the cancelled one is cancelled,
+  ASSERT_NE(b.store.Find({1, 0}), nullptr);
+  EXPECT_EQ(b.store.Find({1, 0})->result, "\"kept\"");
+  ASSERT_NE(b.store.Find({1, 2}), nullptr);
+  EXPECT_EQ(b.store.Find({1, 2})->status, TaskStatus::kCancelled);
+  // the ones that were running run again as attempt 2, the delayed one stays delayed,
+  auto tasks = Tasks(b.Send("w2", ReadyMessage{2, 1, {10, 1, 1}, {}}, now_));
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0].id, (TaskId{1, 1}));
+  EXPECT_EQ(tasks[0].attempt, 2u);
+  EXPECT_EQ(tasks[1].id, (TaskId{1, 3}));
+  EXPECT_EQ(tasks[1].attempt, 2u);
+  // and new jobs get new numbers.
+  auto out = b.Send("c", SubmitRequest{{Sleep(1)}}, now_);
+  EXPECT_EQ(std::get<SubmittedReply>(out[0].message).job, 3u);
+}
+
+TEST_F(JournalTest, RestartAgainDoesNotDuplicateOutcomes) {
+  {
+    Broker b(path_);
+    b.Send("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now_);
+    auto tasks = Tasks(b.Send("c", SubmitRequest{{Sleep(1)}}, now_));
+    TaskOutcome ok;
+    ok.id = tasks[0].id;
+    ok.attempt = 1;
+    b.Send("w", WorkerResultsMessage{{ok}}, now_);
+  }
+  for (int i = 0; i < 3; ++i) {
+    Broker b(path_);
+    auto jobs = b.journal->Load();
+    ASSERT_EQ(jobs.size(), 1u);
+    ASSERT_TRUE(jobs[0].tasks[0].outcome.has_value());
+    b.core.Restore(std::move(jobs), now_, 1e9);
+    b.journal->Commit();
+    EXPECT_FALSE(b.journal->dirty());
+  }
+}
+
+TEST_F(JournalTest, ForgottenJobsStayForgotten) {
+  {
+    Broker b(path_);
+    b.Send("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now_);
+    auto tasks = Tasks(b.Send("c", SubmitRequest{{Sleep(1)}}, now_));
+    TaskOutcome ok;
+    ok.id = tasks[0].id;
+    ok.attempt = 1;
+    b.Send("w", WorkerResultsMessage{{ok}}, now_);
+    b.Send("c", ForgetRequest{{"j1"}}, now_);
+  }
+  Broker b(path_);
+  EXPECT_TRUE(b.journal->Load().empty());
+}
+
+TEST_F(JournalTest, UnopenableJournalIsASentence) {
+  try {
+    SqliteJournal::Open(dir_ + "/no/such/dir/journal.db");
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot open the journal"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace orq
