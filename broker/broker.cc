@@ -157,6 +157,7 @@ class BrokerShell {
                     std::to_string(config_.threads), "--supervised",
                     "--heartbeat-ms", std::to_string(config_.heartbeat.count())};
     options.die_with_parent = true;
+    options.new_session = true;  // so whatever it leaves behind can be found (KillSession)
     return LocalWorker{Process::SpawnSelf(options), Clock::now(), {}, kRestartMin};
   }
 
@@ -167,6 +168,8 @@ class BrokerShell {
       if (w.process.pid() > 0) {
         const pid_t pid = w.process.pid();
         if (w.process.Running()) continue;
+        if (int orphans = KillSession(pid))
+          Log("killed " + std::to_string(orphans) + " processes left by worker " + std::to_string(pid));
         core_.WorkerExited(pid, out_);
         if (core_.shutting_down()) continue;
         w.backoff = now - w.started < kRestartWindow ? std::min(w.backoff * 2, kRestartMax)
@@ -192,8 +195,10 @@ class BrokerShell {
   void StopWorkers() {
     for (auto& w : workers_) {
       if (w.process.Running()) {
-        Log("worker " + std::to_string(w.process.pid()) + " did not stop in time; killing it");
+        const pid_t pid = w.process.pid();
+        Log("worker " + std::to_string(pid) + " did not stop in time; killing it");
         w.process.Stop(milliseconds(0));
+        KillSession(pid);
       }
     }
   }

@@ -367,7 +367,10 @@ void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) con
   status["counters"] = {{"malformed", counters_.malformed},
                         {"unexpected", counters_.unexpected},
                         {"stale_results", counters_.stale_results},
-                        {"workers_lost", counters_.workers_lost}};
+                        {"workers_lost", counters_.workers_lost},
+                        {"requeued", counters_.requeued},
+                        {"retries", counters_.retries},
+                        {"adopted", counters_.adopted}};
   out.push_back({from, StatusReply{status.dump()}});
 }
 

@@ -191,7 +191,7 @@ int RunCommand(const RunOptions& options) {
   return code;
 }
 
-int UpCommand(int workers, int threads) {
+int UpCommand(int workers, int threads, int heartbeat_ms) {
   const std::string home = OrqHome();
   if (long pid = ReadLivePid(PidFile(home))) {
     Say("orq is already up (broker pid " + std::to_string(pid) + ", " + DefaultEndpoint(home) + ")");
@@ -200,7 +200,7 @@ int UpCommand(int workers, int threads) {
   workers = workers >= 0 ? workers : Threads(0);
   SpawnOptions spawn;
   spawn.args = {"broker", "--workers", std::to_string(workers), "--threads",
-                std::to_string(Threads(threads))};
+                std::to_string(Threads(threads)), "--heartbeat-ms", std::to_string(heartbeat_ms)};
   spawn.new_session = true;
   spawn.output_file = LogFile(home);
   Process broker = Process::SpawnSelf(spawn);

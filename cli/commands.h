@@ -37,7 +37,7 @@ struct SubmitOptions {
 };
 
 int RunCommand(const RunOptions& options);
-int UpCommand(int workers, int threads);
+int UpCommand(int workers, int threads, int heartbeat_ms);
 int DownCommand();
 int SubmitCommand(const SubmitOptions& options);
 int GatherCommand(const std::vector<std::string>& ids, bool json, std::optional<double> timeout);

@@ -35,6 +35,10 @@ int main(int argc, char** argv) {
   up_cmd->add_option("-t,--threads", up_threads, "threads per worker pool (default: cores)")
       ->check(CLI::PositiveNumber);
 
+  int up_heartbeat_ms = 1000;
+  up_cmd->add_option("--heartbeat-ms", up_heartbeat_ms, "heartbeat interval (liveness is 3 of them)")
+      ->check(CLI::Range(10, 60000));
+
   auto* down_cmd = app.add_subcommand("down", "Stop the background broker and its workers");
 
   BrokerConfig broker;
@@ -138,7 +142,7 @@ int main(int argc, char** argv) {
   auto cores = [] { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); };
   try {
     if (*run_cmd) return RunCommand(run);
-    if (*up_cmd) return UpCommand(up_workers, up_threads);
+    if (*up_cmd) return UpCommand(up_workers, up_threads, up_heartbeat_ms);
     if (*down_cmd) return DownCommand();
     if (*submit_cmd) return SubmitCommand(submit);
     if (*gather_cmd) return GatherCommand(gather_ids, gather_json, gather_timeout);

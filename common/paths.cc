@@ -60,7 +60,20 @@ long ReadLivePid(const std::string& pid_file) {
   std::ifstream in(pid_file);
   long pid = 0;
   if (!(in >> pid) || pid <= 0) return 0;
-  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return 0;
+  // Alive means: running (a zombie is dead, only not yet reaped) and still an orq broker (the
+  // pid may have been reused since the file was written).
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::ifstream stat(proc + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return 0;
+  auto paren = line.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] == 'Z') return 0;
+  std::ifstream cmdline_file(proc + "/cmdline");
+  std::string cmdline((std::istreambuf_iterator<char>(cmdline_file)), std::istreambuf_iterator<char>());
+  auto first_nul = cmdline.find('\0');
+  if (first_nul == std::string::npos) return 0;
+  auto second_nul = cmdline.find('\0', first_nul + 1);
+  if (cmdline.substr(first_nul + 1, second_nul - first_nul - 1) != "broker") return 0;
   return pid;
 }
 

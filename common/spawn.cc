@@ -3,6 +3,7 @@
 #include <utility>  // before Asio under C++20 with Boost 1.74
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
+#include <dirent.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -11,6 +12,8 @@
 
 #include <csignal>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace bp = boost::process;
@@ -116,6 +119,30 @@ bool Process::WaitUntil(std::chrono::steady_clock::time_point deadline) {
   }
   if (fd >= 0) ::close(fd);
   return pid_ <= 0;
+}
+
+int KillSession(pid_t sid) {
+  int killed = 0;
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return 0;
+  while (dirent* entry = ::readdir(proc)) {
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    std::ifstream stat(std::string("/proc/") + entry->d_name + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // Fields after "(comm)": state ppid pgrp session ...
+    auto paren = line.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(line.substr(paren + 2));
+    char state;
+    long ppid, pgrp, session;
+    if (!(fields >> state >> ppid >> pgrp >> session) || session != sid || state == 'Z') continue;
+    if (::kill(static_cast<pid_t>(pid), SIGKILL) == 0) ++killed;
+  }
+  ::closedir(proc);
+  return killed;
 }
 
 bool WaitForExit(pid_t pid, std::chrono::steady_clock::time_point deadline) {

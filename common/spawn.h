@@ -53,6 +53,10 @@ class Process {
   std::string ended_;
 };
 
+// SIGKILL to every process left in session `sid` (a dead worker's shell tasks and their children:
+// a worker leads its own session, so nothing it started can hide from this). Returns how many.
+int KillSession(pid_t sid);
+
 // Waits until process `pid` (not necessarily a child) has exited, at most until `deadline`.
 bool WaitForExit(pid_t pid, std::chrono::steady_clock::time_point deadline);
 

@@ -148,6 +148,10 @@ class WorkerShell {
     timer_.expires_at(core_.NextWakeup());
     timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec || exiting_) return;
+      if (config_.supervised && ::getppid() != parent_) {
+        Log("the broker that started this worker is gone; exiting");
+        return Exit();
+      }
       Drain();  // what waits in the socket first: after a pause, the broker's word is there
       WorkerActions actions;
       core_.Tick(Clock::now(), actions);
@@ -184,6 +188,7 @@ class WorkerShell {
   asio::signal_set children_;
   bool flush_posted_ = false;
   bool exiting_ = false;
+  const pid_t parent_ = ::getppid();  // a supervised worker exits when its broker is gone
 };
 
 }  // namespace

@@ -77,13 +77,10 @@ void WorkerCore::Tick(SteadyTime now, WorkerActions& actions) {
     return;
   }
   if (now - last_heard_ > options_.heartbeat_interval * options_.liveness) {
-    if (options_.supervised) {
-      actions.exit = true;
-      return;
-    }
-    // Try again after the backoff; the next Connected() registers anew.
+    // The broker is silent (or we were paused): connect again and register with the leases we
+    // hold; the broker keeps those nobody else took. Next try after the backoff.
     actions.reconnect = true;
-    last_heard_ = now + backoff_ - options_.heartbeat_interval * options_.liveness;
+    last_heard_ = now + backoff_;  // the next try: backoff plus liveness from now
     backoff_ = std::min(backoff_ * 2, kReconnectMax);
   }
   if (now >= next_heartbeat_) {

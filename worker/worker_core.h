@@ -20,7 +20,7 @@ struct WorkerOptions {
   Slots slots{};
   std::chrono::milliseconds heartbeat_interval = kHeartbeatInterval;
   int liveness = kHeartbeatLiveness;
-  // Started by a local broker: exits when that broker is gone instead of reconnecting.
+  // Started by a local broker (it dies with that broker: see the shell), informational here.
   bool supervised = false;
 };
 

@@ -97,12 +97,64 @@ TEST_F(WorkerCoreTest, ReconnectsWhenBrokerIsSilent) {
   EXPECT_FALSE(a.exit);
 }
 
-TEST_F(WorkerCoreTest, SupervisedWorkerExitsWhenBrokerIsGone) {
-  WorkerCore core(Options(true));
+TEST_F(WorkerCoreTest, ReRegistersWithTheLeasesItHolds) {
   WorkerActions a;
-  core.Connected(now_, a);
+  core_.Connected(now_, a);
+  core_.OnMessage(TasksMessage{{Task(3)}}, now_, a);
   a = {};
-  core.Tick(now_ + milliseconds(3001), a);
+  // When the broker says it does not know us, Then we register again, naming what we run.
+  core_.OnMessage(ReregisterMessage{}, now_, a);
+  ASSERT_EQ(a.send.size(), 1u);
+  EXPECT_EQ(std::get<ReadyMessage>(a.send[0]).running, (std::vector<Lease>{{{1, 3}, 1}}));
+}
+
+TEST_F(WorkerCoreTest, ReconnectBacksOffDoubling) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  a = {};
+  core_.Tick(now_ + milliseconds(3001), a);
+  ASSERT_TRUE(a.reconnect);
+  core_.Connected(now_ + milliseconds(3001), a);
+  // The next try comes 1 s backoff + 3 s liveness later, the one after 2 s + 3 s later.
+  a = {};
+  core_.Tick(now_ + milliseconds(3001 + 4000), a);
+  EXPECT_FALSE(a.reconnect);
+  core_.Tick(now_ + milliseconds(3001 + 4001), a);
+  ASSERT_TRUE(a.reconnect);
+  core_.Connected(now_ + milliseconds(7002), a);
+  a = {};
+  core_.Tick(now_ + milliseconds(7002 + 5000), a);
+  EXPECT_FALSE(a.reconnect);
+  core_.Tick(now_ + milliseconds(7002 + 5001), a);
+  EXPECT_TRUE(a.reconnect);
+}
+
+TEST_F(WorkerCoreTest, StopLetsRunningTasksFinishThenExits) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  core_.OnMessage(TasksMessage{{Task(0)}}, now_, a);
+  a = {};
+  core_.OnMessage(StopMessage{5000}, now_, a);
+  EXPECT_FALSE(a.exit);
+  core_.OnMessage(TasksMessage{{Task(1)}}, now_, a);
+  EXPECT_TRUE(a.start.empty());  // no new work while stopping
+  TaskOutcome o;
+  o.id = {1, 0};
+  core_.OnDone(o);
+  core_.Flush(a);
+  EXPECT_EQ(a.send.size(), 1u);
+  EXPECT_TRUE(a.exit);
+}
+
+TEST_F(WorkerCoreTest, StopGraceEndsInExit) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  core_.OnMessage(TasksMessage{{Task(0)}}, now_, a);
+  core_.OnMessage(StopMessage{5000}, now_, a);
+  a = {};
+  core_.Tick(now_ + milliseconds(4999), a);
+  EXPECT_FALSE(a.exit);
+  core_.Tick(now_ + milliseconds(5000), a);
   EXPECT_TRUE(a.exit);
 }
 

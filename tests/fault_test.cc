@@ -1,0 +1,288 @@
+// Fault tests: workers and brokers killed, paused and poisoned mid-job, with real processes.
+// Each ends with the checker: every task has exactly one result, in order, intact.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "tests/checker.h"
+#include "tests/harness.h"
+
+namespace orq::testing {
+namespace {
+
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+nlohmann::json Status(const OrqEnv& env) {
+  RunResult r = env.Run({"status", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  return nlohmann::json::parse(r.out, nullptr, false);
+}
+
+std::vector<int> WorkerPids(const nlohmann::json& status) {
+  std::vector<int> pids;
+  if (status.is_object())
+    for (const auto& w : status["workers"]) pids.push_back(w["pid"]);
+  return pids;
+}
+
+// Polls status (each poll is a real `orq status`) until `done` holds or the deadline passes.
+template <typename Pred>
+bool WaitStatus(const OrqEnv& env, Pred done, seconds timeout = seconds(30)) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    auto status = Status(env);
+    if (status.is_object() && done(status)) return true;
+  }
+  return false;
+}
+
+std::string SubmitFile(const OrqEnv& env, const std::string& name, const std::string& lines,
+                       std::vector<std::string> options = {}) {
+  std::vector<std::string> args = {"submit", "-f", env.WriteFile(name, lines)};
+  args.insert(args.end(), options.begin(), options.end());
+  RunResult r = env.Run(args);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return Lines(r.out).empty() ? "" : Lines(r.out)[0];
+}
+
+// N sleep tasks of `seconds`, task i returning "r<i>".
+std::string Sleeps(int n, double seconds, std::vector<nlohmann::json>& expected) {
+  std::string lines;
+  for (int i = 0; i < n; ++i) {
+    std::string result = "r" + std::to_string(i);
+    lines += nlohmann::json{{"kind", "sleep"}, {"seconds", seconds}, {"result", result}}.dump() + "\n";
+    expected.push_back(result);
+  }
+  return lines;
+}
+
+TEST(FaultTest, KillingRandomWorkersLosesNothing) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "3", "-t", "1"}).code, 0);
+  // Shell tasks take one of each worker's T slots, so the job is spread over all three workers.
+  std::vector<nlohmann::json> expected;
+  std::string lines;
+  for (int i = 0; i < 300; ++i) {
+    lines += nlohmann::json{{"kind", "shell"},
+                            {"argv", {"sh", "-c", "sleep 0.05; echo r" + std::to_string(i)}}}
+                 .dump() +
+             "\n";
+    expected.push_back("r" + std::to_string(i) + "\n");
+  }
+  std::string job = SubmitFile(env, "job.jsonl", lines, {"--attempts", "20"});
+  // Given a job of 300 tasks in flight, When a random worker is killed with SIGKILL five times
+  // (each time after its replacement has registered),
+  std::mt19937 random(42);
+  int kills = 0;
+  for (; kills < 5; ++kills) {
+    auto pids = WorkerPids(Status(env));
+    ASSERT_EQ(pids.size(), 3u);
+    int victim = pids[random() % pids.size()];
+    ::kill(victim, SIGKILL);
+    ASSERT_TRUE(WaitStatus(env, [&](const nlohmann::json& s) {
+      auto now = WorkerPids(s);
+      return now.size() == 3 && std::find(now.begin(), now.end(), victim) == now.end();
+    })) << "worker " << victim << " was not replaced";
+  }
+  // Then every task ends ok exactly once, in order, with its own result.
+  RunResult r = env.Run({"gather", "--json", job}, "", seconds(90));
+  EXPECT_EQ(r.code, 0) << r.err;
+  CheckReport report = CheckResults(job, expected, r.out);
+  EXPECT_TRUE(report.ok()) << report.Describe();
+  auto status = Status(env);
+  EXPECT_EQ(status["tasks"]["done"], 300);
+  EXPECT_GE(status["counters"]["requeued"].get<int>(), 1);
+}
+
+TEST(FaultTest, BrokerKilledMidJobResumesOnUp) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "1"}).code, 0);
+  // Given a finished job and a job in flight,
+  std::vector<nlohmann::json> before, during;
+  std::string done = SubmitFile(env, "done.jsonl", Sleeps(20, 0, before));
+  ASSERT_EQ(env.Run({"gather", done}).code, 0);
+  std::string job = SubmitFile(env, "job.jsonl", Sleeps(100, 2, during));
+  ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] > 0; }));
+  // When the broker is killed with SIGKILL, its workers go too,
+  int broker = Status(env)["broker"]["pid"];
+  ::kill(broker, SIGKILL);
+  ASSERT_TRUE(env.WaitNoProcesses(seconds(15)));
+  // and `orq up` starts again from the journal,
+  RunResult up = env.Run({"up", "-w", "2", "-t", "1"});
+  ASSERT_EQ(up.code, 0) << up.err;
+  // Then every accepted task completes exactly once, and earlier results are still there.
+  RunResult r1 = env.Run({"gather", "--json", done});
+  EXPECT_EQ(r1.code, 0) << r1.err;
+  CheckReport report1 = CheckResults(done, before, r1.out);
+  EXPECT_TRUE(report1.ok()) << report1.Describe();
+  RunResult r2 = env.Run({"gather", "--json", job}, "", seconds(60));
+  EXPECT_EQ(r2.code, 0) << r2.err;
+  CheckReport report2 = CheckResults(job, during, r2.out);
+  EXPECT_TRUE(report2.ok()) << report2.Describe();
+  for (const auto& line : Lines(r2.out)) EXPECT_EQ(nlohmann::json::parse(line)["attempts"], 2);
+}
+
+TEST(FaultTest, PausedWorkerLosesItsLeaseAndItsLateResultIsRejected) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "1", "--heartbeat-ms", "200"}).code, 0);
+  // Given a task running on one worker,
+  RunResult submit = env.Run({"submit", "--sleep", "1.5", "--result", "once"});
+  std::string job = Lines(submit.out)[0];
+  int paused = 0;
+  ASSERT_TRUE(WaitStatus(env, [&](const nlohmann::json& s) {
+    for (const auto& w : s["workers"]) {
+      if (w["running"] == 1) paused = w["pid"];
+    }
+    return paused != 0;
+  }));
+  // When that worker is paused (SIGSTOP) past its liveness,
+  ::kill(paused, SIGSTOP);
+  // Then the task is leased again and completes on the other worker,
+  RunResult r = env.Run({"gather", "--json", job}, "", seconds(30));
+  ::kill(paused, SIGCONT);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto first = nlohmann::json::parse(r.out);
+  EXPECT_EQ(first["result"], "once");
+  EXPECT_EQ(first["attempts"], 2);
+  EXPECT_NE(first["worker"], paused);
+  // and once resumed, the paused worker's late result is rejected and counted,
+  EXPECT_TRUE(WaitStatus(env, [](const nlohmann::json& s) {
+    return s["counters"]["stale_results"] >= 1;
+  })) << Status(env).dump();
+  // and the task still has its one result.
+  RunResult again = env.Run({"gather", "--json", job});
+  EXPECT_EQ(nlohmann::json::parse(again.out), first);
+  EXPECT_EQ(Status(env)["tasks"]["done"], 1);
+}
+
+bool AnyProcessNamed(const OrqEnv& env, const std::string& name) {
+  for (pid_t pid : env.Processes()) {
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string c;
+    if (comm >> c && c == name) return true;
+  }
+  return false;
+}
+
+TEST(FaultTest, ShellTimeoutKillsBackgroundChildrenToo) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  // Given a shell task that starts background children and ignores SIGTERM,
+  RunResult submit = env.Run({"submit", "--timeout", "0.5", "--", "sh", "-c",
+                              "trap '' TERM; sleep 60 & sleep 60 & sleep 60; wait"});
+  std::string job = Lines(submit.out)[0];
+  // When it runs over its time limit,
+  RunResult r = env.Run({"gather", "--json", job});
+  // Then it ends `timeout`, and no process of it is left.
+  EXPECT_EQ(r.code, 1);
+  auto out = nlohmann::json::parse(r.out);
+  EXPECT_EQ(out["status"], "timeout");
+  EXPECT_EQ(out["error"], "timed out after 0.5 s");
+  const auto deadline = Clock::now() + seconds(5);
+  while (AnyProcessNamed(env, "sleep") && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(AnyProcessNamed(env, "sleep"));
+}
+
+TEST(FaultTest, PoisonTaskEndsWorkerLostAndTheRestCompletes) {
+  OrqEnv env;
+  // Given a job whose second task kills its worker every time,
+  std::string file = env.WriteFile(
+      "poison.jsonl",
+      "{\"kind\": \"echo\", \"value\": \"a\"}\n"
+      "{\"kind\": \"shell\", \"cmd\": \"kill -9 $PPID\", \"attempts\": 2}\n"
+      "{\"kind\": \"sleep\", \"seconds\": 0.5, \"result\": \"c\"}\n"
+      "{\"kind\": \"echo\", \"value\": \"d\"}\n");
+  // When it runs,
+  RunResult r = env.Run({"run", "--json", "-w", "2", "-t", "1", file});
+  // Then the poison ends worker_lost after 2 attempts, and every other task ends ok.
+  EXPECT_EQ(r.code, 1) << r.err;
+  auto lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 4u) << r.err;
+  auto poison = nlohmann::json::parse(lines[1]);
+  EXPECT_EQ(poison["status"], "worker_lost");
+  EXPECT_EQ(poison["attempts"], 2);
+  EXPECT_EQ(nlohmann::json::parse(lines[0])["result"], "a");
+  EXPECT_EQ(nlohmann::json::parse(lines[2])["result"], "c");
+  EXPECT_EQ(nlohmann::json::parse(lines[3])["result"], "d");
+  EXPECT_NE(r.err.find("4 tasks: 3 ok, 1 failed"), std::string::npos) << r.err;
+}
+
+TEST(FaultTest, RetriesRerunFailingTasks) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  // Given a task that fails twice, then succeeds (it counts its runs in a file),
+  std::string counter = env.home() + "/runs";
+  RunResult submit = env.Run({"submit", "--retries", "3", "--retry-backoff", "0.05,0.1", "--", "sh",
+                              "-c", "echo x >> " + counter + "; [ $(wc -l < " + counter + ") -ge 3 ]"});
+  std::string job = Lines(submit.out)[0];
+  RunResult r = env.Run({"gather", "--json", job});
+  EXPECT_EQ(r.code, 0) << r.err;
+  auto out = nlohmann::json::parse(r.out);
+  EXPECT_EQ(out["status"], "ok");
+  EXPECT_EQ(out["attempts"], 3);
+  EXPECT_EQ(out["last_error"], "attempt 2: exit code 1");
+}
+
+TEST(FaultTest, GracefulDownFinishesShortTasksAndKeepsCancels) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  // Given a short task running, and a delayed one cancelled,
+  std::string running = Lines(env.Run({"submit", "--sleep", "1", "--result", "finished"}).out)[0];
+  std::string delayed = Lines(env.Run({"submit", "--delay", "30", "--echo", "never"}).out)[0];
+  ASSERT_EQ(env.Run({"cancel", delayed}).code, 0);
+  ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
+  // When orq goes down and up again,
+  ASSERT_EQ(env.Run({"down"}).code, 0);
+  ASSERT_TRUE(env.WaitNoProcesses(seconds(10)));
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  // Then the running task finished within the grace, once, and the cancel held.
+  RunResult r = env.Run({"gather", "--json", running, delayed});
+  auto lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.err;
+  auto first = nlohmann::json::parse(lines[0]);
+  EXPECT_EQ(first["result"], "finished");
+  EXPECT_EQ(first["attempts"], 1);
+  EXPECT_EQ(nlohmann::json::parse(lines[1])["status"], "cancelled");
+  // forget removes a finished job for good.
+  EXPECT_EQ(env.Run({"forget", running}).out, "forgot 1 job\n");
+  EXPECT_EQ(env.Run({"gather", running}).code, 2);
+}
+
+}  // namespace
+}  // namespace orq::testing
+
+namespace orq::testing {
+namespace {
+
+TEST(FaultTest, KilledWorkersShellTasksDoNotOutliveIt) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  // Given a shell task with a child of its own, running on a worker,
+  RunResult submit = env.Run({"submit", "--attempts", "1", "--", "sh", "-c", "sleep 60 & sleep 60"});
+  std::string job = Lines(submit.out)[0];
+  ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
+  const auto deadline = Clock::now() + seconds(10);
+  while (!AnyProcessNamed(env, "sleep") && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // When the worker is killed with SIGKILL (it can clean nothing up),
+  ::kill(WorkerPids(Status(env))[0], SIGKILL);
+  // Then the task ends worker_lost and none of its processes is left.
+  RunResult r = env.Run({"gather", "--json", job});
+  EXPECT_EQ(nlohmann::json::parse(r.out)["status"], "worker_lost");
+  const auto deadline2 = Clock::now() + seconds(5);
+  while (AnyProcessNamed(env, "sleep") && Clock::now() < deadline2) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(AnyProcessNamed(env, "sleep"));
+}
+
+}  // namespace
+}  // namespace orq::testing
