@@ -108,7 +108,7 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
   json obj;
   try {
     obj = json::parse(line);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for huge numbers
     std::string what = e.what();
     auto pos = what.find("] ");
     return fail("malformed JSON: " + (pos == std::string::npos ? what : what.substr(pos + 2)));

@@ -52,6 +52,8 @@ TEST(TaskSpecTest, ParsesCommonFields) {
 
 TEST(TaskSpecTest, EachBadInputNamesLineAndField) {
   EXPECT_EQ(Error("{not json").rfind("tasks.jsonl:3: malformed JSON: ", 0), 0u);
+  // Found by the fuzzer: a number too large for a double is an error, not an exception.
+  EXPECT_EQ(Error("4E6161").rfind("tasks.jsonl:3: malformed JSON: number overflow", 0), 0u);
   EXPECT_EQ(Error("[1]"), "tasks.jsonl:3: a task must be a JSON object, not array");
   EXPECT_EQ(Error(R"({"seconds": 1})"), "tasks.jsonl:3: missing field 'kind' (sleep, echo, cpu or shell)");
   EXPECT_EQ(Error(R"({"kind": "nap"})"),
