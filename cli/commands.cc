@@ -162,8 +162,12 @@ int RunCommand(const RunOptions& options) {
 
   InstallInterruptHandlers();
   SpawnOptions spawn;
-  spawn.args = {"broker", "--endpoint", endpoint, "--journal", dir + "/journal.db",
-                "--workers", std::to_string(workers), "--threads", std::to_string(threads)};
+  spawn.args = {"broker", "--endpoint", endpoint, "--workers", std::to_string(workers),
+                "--threads", std::to_string(threads)};
+  if (options.no_journal)
+    spawn.args.push_back("--no-journal");
+  else
+    spawn.args.insert(spawn.args.end(), {"--journal", dir + "/journal.db"});
   spawn.die_with_parent = true;  // a killed `orq run` takes its broker (and so its workers) along
   spawn.output_file = log;
   Process broker = Process::SpawnSelf(spawn);

@@ -23,6 +23,7 @@ struct RunOptions {
   int workers = 0;
   int threads = 0;
   bool json = false;
+  bool no_journal = false;
 };
 
 struct SubmitOptions {

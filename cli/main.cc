@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("-t,--threads", run.threads, "threads per worker pool (default: cores)")
       ->check(CLI::PositiveNumber);
   run_cmd->add_flag("--json", run.json, "one JSON object per task instead of text");
+  run_cmd->add_flag("--no-journal", run.no_journal, "keep the run's results in memory only");
 
   int up_workers = -1, up_threads = 0;
   auto* up_cmd = app.add_subcommand("up", "Start the broker and workers in the background");
