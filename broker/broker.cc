@@ -203,14 +203,29 @@ class BrokerShell {
     }
   }
 
-  // Commits the journal, then sends: nothing leaves before it is on disk.
+  // Sends what the turn produced. Work for workers leaves at once (a lease that a crash loses
+  // before the commit is simply leased again); every reply to a client leaves only after the
+  // journal commit, so nothing a client was told can be lost.
   void Flush() {
+    for (auto& o : out_) {
+      if (ForWorker(o.message)) Send(o);
+    }
     if (sqlite_) sqlite_->Commit();
     for (auto& o : out_) {
-      if (!SendMessage(socket_, o.message, o.to, zmq::send_flags::dontwait))
-        core_.PeerUnreachable(o.to);
+      if (!ForWorker(o.message)) Send(o);
     }
     out_.clear();
+  }
+
+  static bool ForWorker(const Message& m) {
+    return std::holds_alternative<TasksMessage>(m) || std::holds_alternative<CancelTasksMessage>(m) ||
+           std::holds_alternative<BrokerHeartbeatMessage>(m) || std::holds_alternative<StopMessage>(m) ||
+           std::holds_alternative<ReregisterMessage>(m);
+  }
+
+  void Send(const Outgoing& o) {
+    if (!SendMessage(socket_, o.message, o.to, zmq::send_flags::dontwait))
+      core_.PeerUnreachable(o.to);
   }
 
   const BrokerConfig& config_;

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cli/client.h"
+#include "cli/embedded.h"
 #include "cli/format.h"
 #include "common/ids.h"
 #include "common/paths.h"
@@ -99,16 +100,6 @@ uint64_t Submit(Client& client, std::vector<TaskSpec> specs) {
   return submitted->job;
 }
 
-// Stops a broker we started: ask it, then wait for it (it stops its workers first).
-void StopBroker(Client& client, Process& broker) {
-  try {
-    client.Request(ShutdownRequest{}, milliseconds(5000));
-  } catch (const std::exception&) {
-    // Not answering: the signal below still stops it.
-  }
-  if (!broker.WaitUntil(Clock::now() + kStopTimeout)) broker.Stop(milliseconds(2000));
-}
-
 void InstallInterruptHandlers() {
   struct sigaction sa {};
   sa.sa_handler = OnInterrupt;
@@ -149,45 +140,25 @@ int RunCommand(const RunOptions& options) {
   const auto start = Clock::now();
   auto specs = LoadTaskFile(options.file);
   if (!specs) return kExitUsage;
-  const int threads = Threads(options.threads);
-  const int workers = options.workers > 0 ? options.workers : Threads(0);
-
-  const std::string dir = MakeRunDirectory(OrqHome());
-  struct RemoveDir {
-    const std::string& dir;
-    ~RemoveDir() { RemoveTree(dir); }
-  } remove_dir{dir};
-  const std::string endpoint = "ipc://" + dir + "/broker.ipc";
-  const std::string log = dir + "/broker.log";
-
   InstallInterruptHandlers();
-  SpawnOptions spawn;
-  spawn.args = {"broker", "--endpoint", endpoint, "--workers", std::to_string(workers),
-                "--threads", std::to_string(threads)};
-  if (options.no_journal)
-    spawn.args.push_back("--no-journal");
-  else
-    spawn.args.insert(spawn.args.end(), {"--journal", dir + "/journal.db"});
-  spawn.die_with_parent = true;  // a killed `orq run` takes its broker (and so its workers) along
-  spawn.output_file = log;
-  Process broker = Process::SpawnSelf(spawn);
-  Client client(endpoint);
-
+  EmbeddedBroker broker({options.workers > 0 ? options.workers : Threads(0),
+                         Threads(options.threads), !options.no_journal});
   int code = kExitOk;
   Tally tally;
   try {
-    const uint64_t job = Submit(client, std::move(*specs));
-    code = GatherAndPrint(client, {FormatJobId(job)}, options.json, Clock::time_point::max(), tally);
+    const uint64_t job = Submit(broker.client(), std::move(*specs));
+    code = GatherAndPrint(broker.client(), {FormatJobId(job)}, options.json,
+                          Clock::time_point::max(), tally);
   } catch (const Unreachable& e) {
     if (interrupted) {
       Say("orq: interrupted; stopping the broker and its workers");
       code = 130;
     } else {
-      Say(std::string("orq: ") + e.what() + "\n" + Tail(log, 10));
+      Say(std::string("orq: ") + e.what() + "\n" + Tail(broker.log(), 10));
       code = kExitUnreachable;
     }
   }
-  StopBroker(client, broker);
+  broker.Stop();
   if (code == 130) return code;
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   std::fprintf(stderr, "%zu task%s: %zu ok, %zu failed in %.2f s\n", tally.total,

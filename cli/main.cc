@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "broker/broker.h"
+#include "cli/bench.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "common/paths.h"
@@ -123,6 +124,16 @@ int main(int argc, char** argv) {
   auto* cancel_cmd = app.add_subcommand("cancel", "Cancel tasks not yet finished");
   cancel_cmd->add_option("ids", cancel_ids, "job ids (j7) or task ids (j7.2)")->required();
 
+  BenchOptions bench;
+  auto* bench_cmd = app.add_subcommand("bench", "Run the performance workloads and print figures");
+  bench_cmd->add_option("workloads", bench.workloads,
+                        "noop, sleep, shell, cpu, cold, latency, million (default: all)");
+  bench_cmd->add_option("-w,--workers", bench.workers, "worker processes (default 2)")
+      ->check(CLI::PositiveNumber);
+  bench_cmd->add_option("-t,--threads", bench.threads, "threads per worker (default: cores)")
+      ->check(CLI::PositiveNumber);
+  bench_cmd->add_flag("--json", bench.json, "one JSON object per workload");
+
   std::vector<std::string> forget_ids;
   auto* forget_cmd = app.add_subcommand("forget", "Remove finished jobs and their results");
   forget_cmd->add_option("ids", forget_ids, "job ids (j7)")->required();
@@ -150,6 +161,7 @@ int main(int argc, char** argv) {
     if (*status_cmd) return StatusCommand(status_json);
     if (*cancel_cmd) return CancelCommand(cancel_ids);
     if (*forget_cmd) return ForgetCommand(forget_ids);
+    if (*bench_cmd) return BenchCommand(bench);
     if (*broker_cmd) {
       const std::string home = OrqHome();
       if (broker_endpoint.empty()) {

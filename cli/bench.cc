@@ -1,0 +1,259 @@
+#include "cli/bench.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli/embedded.h"
+#include "common/ids.h"
+#include "common/paths.h"
+
+namespace orq {
+namespace {
+
+using std::chrono::milliseconds;
+
+struct Figures {
+  std::string workload;
+  std::string what;
+  size_t tasks = 0;
+  double wall = 0;            // seconds, end to end (broker and workers started inside)
+  double p50_ms = -1, p99_ms = -1;
+  size_t broker_rss = 0;      // peak, bytes
+  size_t workers_rss = 0;     // peak of the largest worker, bytes
+  std::string note;
+};
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+uint64_t SubmitJob(Client& client, std::vector<TaskSpec> specs) {
+  Message reply = client.Request(SubmitRequest{std::move(specs)}, milliseconds(120000));
+  if (auto* s = std::get_if<SubmittedReply>(&reply)) return s->job;
+  throw std::runtime_error("the broker refused the benchmark job");
+}
+
+// Waits for every result of `job`; returns how many ended ok.
+size_t GatherJob(Client& client, uint64_t job) {
+  client.Send(GatherRequest{{FormatJobId(job)}});
+  size_t ok = 0;
+  for (;;) {
+    auto reply = client.Receive(Clock::time_point::max());
+    auto* results = reply ? std::get_if<ResultsReply>(&*reply) : nullptr;
+    if (!results) throw std::runtime_error("unexpected reply while gathering");
+    for (const auto& o : results->outcomes) ok += o.status == TaskStatus::kOk;
+    if (results->final) return ok;
+  }
+}
+
+void ReadRss(EmbeddedBroker& broker, Figures& f) {
+  f.broker_rss = PeakRss(broker.pid());
+  Message reply = broker.client().Request(StatusRequest{}, milliseconds(10000));
+  if (auto* status = std::get_if<StatusReply>(&reply)) {
+    const auto parsed = nlohmann::json::parse(status->json);
+    for (const auto& w : parsed["workers"])
+      f.workers_rss = std::max(f.workers_rss, PeakRss(w["pid"].get<pid_t>()));
+  }
+}
+
+// One job of `specs` on a fresh broker with `workers` x `threads`, start to last result.
+Figures Job(const std::string& name, const std::string& what, std::vector<TaskSpec> specs,
+            int workers, int threads) {
+  Figures f{name, what, specs.size()};
+  const auto start = Clock::now();
+  EmbeddedBroker broker({workers, threads, true});
+  const uint64_t job = SubmitJob(broker.client(), std::move(specs));
+  const size_t ok = GatherJob(broker.client(), job);
+  f.wall = Seconds(Clock::now() - start);
+  ReadRss(broker, f);
+  if (ok != f.tasks) f.note = std::to_string(f.tasks - ok) + " tasks not ok";
+  return f;
+}
+
+std::vector<TaskSpec> Many(size_t n, const std::function<TaskSpec(size_t)>& make) {
+  std::vector<TaskSpec> specs;
+  specs.reserve(n);
+  for (size_t i = 0; i < n; ++i) specs.push_back(make(i));
+  return specs;
+}
+
+TaskSpec Echo(size_t i) {
+  TaskSpec s;
+  s.kind = TaskKind::kEcho;
+  s.value = std::to_string(i);
+  return s;
+}
+
+Figures Noop(int workers, int threads) {
+  return Job("noop", "100,000 echo tasks, one job, end to end", Many(100000, Echo), workers,
+             threads);
+}
+
+Figures Sleep(int workers, int threads) {
+  return Job("sleep", "10,000 sleep 1 s tasks", Many(10000, [](size_t) {
+               TaskSpec s;
+               s.kind = TaskKind::kSleep;
+               s.seconds = 1;
+               return s;
+             }),
+             workers, threads);
+}
+
+Figures Shell(int workers, int threads) {
+  return Job("shell", "2,000 shell `true`", Many(2000, [](size_t) {
+               TaskSpec s;
+               s.kind = TaskKind::kShell;
+               s.argv = {"true"};
+               return s;
+             }),
+             workers, threads);
+}
+
+Figures Cpu(int workers, int) {
+  Figures f = Job("cpu", "400 cpu 10 ms tasks, -t 1", Many(400, [](size_t) {
+                    TaskSpec s;
+                    s.kind = TaskKind::kCpu;
+                    s.ms = 10;
+                    return s;
+                  }),
+                  workers, 1);
+  const double ideal = 400 * 0.010 / workers;
+  char note[64];
+  std::snprintf(note, sizeof note, "%.1f %% of the ideal %.2f s", 100 * ideal / f.wall, ideal);
+  if (f.note.empty()) f.note = note;
+  return f;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+}
+
+Figures Cold(int, int) {
+  // The whole CLI: `orq run -w 1` of one echo task, as a user types it.
+  Figures f{"cold", "orq run -w 1 of one echo task (the whole command)", 1};
+  const std::string dir = MakeRunDirectory(OrqHome());
+  const std::string file = dir + "/one.jsonl";
+  std::FILE* out = std::fopen(file.c_str(), "w");
+  std::fputs("{\"kind\": \"echo\", \"value\": 1}\n", out);
+  std::fclose(out);
+  std::vector<double> times;
+  for (int i = 0; i < 7; ++i) {
+    const auto start = Clock::now();
+    SpawnOptions spawn;
+    spawn.args = {"run", "-w", "1", file};
+    spawn.output_file = dir + "/out.txt";
+    Process run = Process::SpawnSelf(spawn);
+    run.WaitUntil(Clock::now() + std::chrono::seconds(30));
+    times.push_back(Seconds(Clock::now() - start));
+  }
+  RemoveTree(dir);
+  f.wall = Percentile(times, 0.5);
+  f.p50_ms = f.wall * 1000;
+  f.p99_ms = Percentile(times, 1.0) * 1000;
+  f.note = "median of 7";
+  return f;
+}
+
+Figures Latency(int, int threads) {
+  // One task at a time on an idle broker with one worker: submit to result.
+  Figures f{"latency", "one echo task at a time, submit to result", 1000};
+  EmbeddedBroker broker({1, threads, true});
+  std::vector<double> times;
+  for (int i = 0; i < 1000 + 50; ++i) {
+    const auto start = Clock::now();
+    const uint64_t job = SubmitJob(broker.client(), {Echo(i)});
+    GatherJob(broker.client(), job);
+    if (i >= 50) times.push_back(Seconds(Clock::now() - start) * 1000);  // after warm-up
+  }
+  double sum = 0;
+  for (double t : times) sum += t;
+  f.wall = sum / 1000;
+  f.p50_ms = Percentile(times, 0.5);
+  f.p99_ms = Percentile(times, 0.99);
+  ReadRss(broker, f);
+  return f;
+}
+
+Figures Million(int, int) {
+  // 1,000,000 tasks queued in one job on a broker with no workers, against 10,000.
+  Figures f{"million", "1,000,000 tasks queued in one job (no workers)", 1000000};
+  EmbeddedBroker broker({0, 1, true});
+  auto rate = [&](size_t n) {
+    auto specs = Many(n, Echo);
+    const auto start = Clock::now();
+    SubmitJob(broker.client(), std::move(specs));
+    return n / Seconds(Clock::now() - start);
+  };
+  const double small = rate(10000);
+  const auto start = Clock::now();
+  const double large = rate(1000000);
+  f.wall = Seconds(Clock::now() - start);
+  ReadRss(broker, f);
+  char note[96];
+  std::snprintf(note, sizeof note, "accepted %.0f tasks/s at 1M vs %.0f at 10k (%.0f %%)", large,
+                small, 100 * large / small);
+  f.note = note;
+  return f;
+}
+
+const std::vector<std::pair<std::string, Figures (*)(int, int)>> kWorkloads = {
+    {"noop", Noop},   {"sleep", Sleep}, {"shell", Shell},         {"cpu", Cpu},
+    {"cold", Cold},   {"latency", Latency}, {"million", Million}};
+
+nlohmann::json ToJson(const Figures& f) {
+  nlohmann::json j = {{"workload", f.workload},
+                      {"what", f.what},
+                      {"tasks", f.tasks},
+                      {"wall_s", f.wall},
+                      {"tasks_per_s", f.wall > 0 ? f.tasks / f.wall : 0},
+                      {"per_task_us", f.tasks ? f.wall * 1e6 / f.tasks : 0},
+                      {"broker_peak_rss_mib", f.broker_rss / 1048576.0},
+                      {"worker_peak_rss_mib", f.workers_rss / 1048576.0}};
+  if (f.p50_ms >= 0) j["p50_ms"] = f.p50_ms;
+  if (f.p99_ms >= 0) j["p99_ms"] = f.p99_ms;
+  if (!f.note.empty()) j["note"] = f.note;
+  return j;
+}
+
+}  // namespace
+
+int BenchCommand(const BenchOptions& options) {
+  std::vector<std::string> names = options.workloads;
+  if (names.empty())
+    for (const auto& [name, fn] : kWorkloads) names.push_back(name);
+  for (const auto& name : names) {
+    if (std::none_of(kWorkloads.begin(), kWorkloads.end(),
+                     [&](const auto& w) { return w.first == name; })) {
+      std::fprintf(stderr, "orq bench: unknown workload '%s' (noop, sleep, shell, cpu, cold, "
+                   "latency, million)\n", name.c_str());
+      return 2;
+    }
+  }
+  const int threads = options.threads > 0
+                          ? options.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!options.json)
+    std::printf("%-8s %9s %9s %11s %10s %8s %8s %10s %10s  %s\n", "workload", "tasks", "wall s",
+                "tasks/s", "us/task", "p50 ms", "p99 ms", "broker MiB", "worker MiB", "note");
+  for (const auto& name : names) {
+    auto fn = std::find_if(kWorkloads.begin(), kWorkloads.end(),
+                           [&](const auto& w) { return w.first == name; })->second;
+    Figures f = fn(options.workers, threads);
+    if (options.json) {
+      std::printf("%s\n", ToJson(f).dump().c_str());
+    } else {
+      auto ms = [](double v) { return v >= 0 ? std::to_string(v).substr(0, 6) : std::string("-"); };
+      std::printf("%-8s %9zu %9.3f %11.0f %10.2f %8s %8s %10.1f %10.1f  %s\n", f.workload.c_str(),
+                  f.tasks, f.wall, f.wall > 0 ? f.tasks / f.wall : 0,
+                  f.tasks ? f.wall * 1e6 / f.tasks : 0, ms(f.p50_ms).c_str(), ms(f.p99_ms).c_str(),
+                  f.broker_rss / 1048576.0, f.workers_rss / 1048576.0, f.note.c_str());
+    }
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace orq

@@ -1,0 +1,53 @@
+#include "cli/embedded.h"
+
+#include <fstream>
+
+#include "common/paths.h"
+
+namespace orq {
+namespace {
+SpawnOptions BrokerSpawn(const EmbeddedOptions& o, const std::string& dir) {
+  SpawnOptions spawn;
+  spawn.args = {"broker", "--endpoint", "ipc://" + dir + "/broker.ipc", "--workers",
+                std::to_string(o.workers), "--threads", std::to_string(o.threads)};
+  if (o.journal)
+    spawn.args.insert(spawn.args.end(), {"--journal", dir + "/journal.db"});
+  else
+    spawn.args.push_back("--no-journal");
+  spawn.die_with_parent = true;  // a killed CLI takes its broker (and so its workers) along
+  spawn.output_file = dir + "/broker.log";
+  return spawn;
+}
+}  // namespace
+
+EmbeddedBroker::EmbeddedBroker(const EmbeddedOptions& options)
+    : dir_(MakeRunDirectory(OrqHome())),
+      log_(dir_ + "/broker.log"),
+      broker_(Process::SpawnSelf(BrokerSpawn(options, dir_))),
+      client_(std::make_unique<Client>("ipc://" + dir_ + "/broker.ipc")) {}
+
+EmbeddedBroker::~EmbeddedBroker() {
+  Stop();
+  RemoveTree(dir_);
+}
+
+void EmbeddedBroker::Stop() {
+  if (broker_.pid() <= 0) return;
+  try {
+    client_->Request(ShutdownRequest{}, std::chrono::milliseconds(5000));
+  } catch (const std::exception&) {
+    // Not answering: the signals below still stop it.
+  }
+  if (!broker_.WaitUntil(Clock::now() + std::chrono::seconds(15)))
+    broker_.Stop(std::chrono::milliseconds(2000));
+}
+
+size_t PeakRss(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+}  // namespace orq

@@ -1,0 +1,41 @@
+// A broker and its workers started for one command (`orq run`, `orq bench`): a private directory
+// for the socket and journal, the broker spawned to die with us, and an orderly stop.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/client.h"
+#include "common/spawn.h"
+
+namespace orq {
+
+struct EmbeddedOptions {
+  int workers = 1;
+  int threads = 1;
+  bool journal = true;
+};
+
+class EmbeddedBroker {
+ public:
+  explicit EmbeddedBroker(const EmbeddedOptions& options);
+  ~EmbeddedBroker();  // stops the broker (if Stop() was not called) and removes the directory
+
+  Client& client() { return *client_; }
+  pid_t pid() const { return broker_.pid(); }
+  const std::string& log() const { return log_; }
+  // Asks the broker to shut down and waits for it (it stops its workers first).
+  void Stop();
+
+ private:
+  std::string dir_;
+  std::string log_;
+  Process broker_;
+  std::unique_ptr<Client> client_;
+};
+
+// Peak resident memory (VmHWM) of a process, in bytes; 0 if unknown.
+size_t PeakRss(pid_t pid);
+
+}  // namespace orq
