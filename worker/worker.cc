@@ -59,7 +59,9 @@ class WorkerShell {
     o.threads = static_cast<uint32_t>(c.threads);
     o.slots[static_cast<size_t>(TaskClass::kAsync)] =
         static_cast<uint32_t>(c.async_slots > 0 ? c.async_slots : kDefaultAsyncSlots);
-    o.slots[static_cast<size_t>(TaskClass::kCpu)] = static_cast<uint32_t>(c.threads);
+    // Twice the pool: while T tasks run, T more wait in the pool's queue, so a thread never idles
+    // for the round trip to the broker between two tasks.
+    o.slots[static_cast<size_t>(TaskClass::kCpu)] = static_cast<uint32_t>(2 * c.threads);
     o.slots[static_cast<size_t>(TaskClass::kShell)] =
         static_cast<uint32_t>(c.shell_slots > 0 ? c.shell_slots : c.threads);
     o.heartbeat_interval = c.heartbeat;
