@@ -35,6 +35,20 @@ struct Broker {
   BrokerCore core;
 };
 
+// Job j1: one task, run to completion by worker "w".
+void RunOneTask(Broker& b, SteadyTime now) {
+  b.Send("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now);
+  auto out = b.Send("c", SubmitRequest{{Sleep(1)}}, now);
+  for (const auto& o : out) {
+    if (auto* t = std::get_if<TasksMessage>(&o.message)) {
+      TaskOutcome ok;
+      ok.id = t->tasks.at(0).id;
+      ok.attempt = 1;
+      b.Send("w", WorkerResultsMessage{{ok}}, now);
+    }
+  }
+}
+
 class JournalTest : public ::testing::Test {
  protected:
   JournalTest() {
@@ -99,12 +113,7 @@ TEST_F(JournalTest, RestartKeepsResultsAndReschedulesTheRest) {
 TEST_F(JournalTest, RestartAgainDoesNotDuplicateOutcomes) {
   {
     Broker b(path_);
-    b.Send("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now_);
-    auto tasks = Tasks(b.Send("c", SubmitRequest{{Sleep(1)}}, now_));
-    TaskOutcome ok;
-    ok.id = tasks[0].id;
-    ok.attempt = 1;
-    b.Send("w", WorkerResultsMessage{{ok}}, now_);
+    RunOneTask(b, now_);
   }
   for (int i = 0; i < 3; ++i) {
     Broker b(path_);
@@ -120,12 +129,7 @@ TEST_F(JournalTest, RestartAgainDoesNotDuplicateOutcomes) {
 TEST_F(JournalTest, ForgottenJobsStayForgotten) {
   {
     Broker b(path_);
-    b.Send("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now_);
-    auto tasks = Tasks(b.Send("c", SubmitRequest{{Sleep(1)}}, now_));
-    TaskOutcome ok;
-    ok.id = tasks[0].id;
-    ok.attempt = 1;
-    b.Send("w", WorkerResultsMessage{{ok}}, now_);
+    RunOneTask(b, now_);
     b.Send("c", ForgetRequest{{"j1"}}, now_);
   }
   Broker b(path_);

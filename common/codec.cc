@@ -344,32 +344,30 @@ std::variant<Message, DecodeError> DecodeAs(Command command, std::string_view bo
 
 }  // namespace
 
-std::string EncodeSpecs(const std::vector<TaskSpec>& specs) {
+namespace {
+template <typename T>
+std::string EncodeBlob(const std::vector<T>& items) {
   Writer w;
-  PutVector(w, specs);
+  PutVector(w, items);
   return w.Take();
 }
+template <typename T>
+std::optional<std::vector<T>> DecodeBlob(std::string_view bytes) {
+  Reader r(bytes);
+  std::vector<T> items;
+  GetVector(r, items);
+  if (!r.ok() || !r.AtEnd()) return std::nullopt;
+  return items;
+}
+}  // namespace
 
+std::string EncodeSpecs(const std::vector<TaskSpec>& specs) { return EncodeBlob(specs); }
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes) {
-  Reader r(bytes);
-  std::vector<TaskSpec> specs;
-  GetVector(r, specs);
-  if (!r.ok() || !r.AtEnd()) return std::nullopt;
-  return specs;
+  return DecodeBlob<TaskSpec>(bytes);
 }
-
-std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes) {
-  Writer w;
-  PutVector(w, outcomes);
-  return w.Take();
-}
-
+std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes) { return EncodeBlob(outcomes); }
 std::optional<std::vector<TaskOutcome>> DecodeOutcomes(std::string_view bytes) {
-  Reader r(bytes);
-  std::vector<TaskOutcome> outcomes;
-  GetVector(r, outcomes);
-  if (!r.ok() || !r.AtEnd()) return std::nullopt;
-  return outcomes;
+  return DecodeBlob<TaskOutcome>(bytes);
 }
 
 EncodedMessage Encode(const Message& message) {
