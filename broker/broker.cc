@@ -55,6 +55,8 @@ class BrokerShell {
         core_(Options(config), store_, sqlite_ ? static_cast<Journal&>(*sqlite_) : null_journal_),
         socket_(MakeSocket(ctx_, zmq::socket_type::router)) {
     socket_.set(zmq::sockopt::router_mandatory, 1);
+    if (config.max_message_bytes)
+      socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config.max_message_bytes));
     socket_.set(zmq::sockopt::sndhwm, 0);  // replies are bounded by requests: never drop one
     for (const auto& endpoint : config.endpoints) socket_.bind(endpoint);
     if (sqlite_) {

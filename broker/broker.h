@@ -17,6 +17,7 @@ struct BrokerConfig {
   std::chrono::milliseconds heartbeat{1000};
   std::chrono::seconds retention{0};   // forget finished jobs after this long; 0 = keep
   size_t max_tasks_per_job = 0;        // 0 = kMaxTasksPerJob
+  size_t max_message_bytes = 0;        // ZMQ_MAXMSGSIZE of the broker's socket; 0 = kMaxMessageBytes
 };
 
 // Recovers the journal, then runs until `orq down` (a shutdown request), SIGTERM or SIGINT; then

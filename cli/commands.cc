@@ -145,14 +145,23 @@ int RunCommand(const RunOptions& options) {
                          Threads(options.threads), !options.no_journal});
   int code = kExitOk;
   Tally tally;
+  uint64_t job = 0;
   try {
-    const uint64_t job = Submit(broker.client(), std::move(*specs));
+    job = Submit(broker.client(), std::move(*specs));
     code = GatherAndPrint(broker.client(), {FormatJobId(job)}, options.json,
                           Clock::time_point::max(), tally);
   } catch (const Unreachable& e) {
     if (interrupted) {
       Say("orq: interrupted; stopping the broker and its workers");
       code = 130;
+      // Cancel first, so running tasks are stopped now rather than given the shutdown's grace.
+      if (job) {
+        try {
+          broker.client().Request(CancelRequest{{FormatJobId(job)}}, milliseconds(2000));
+        } catch (const std::exception&) {
+          // Stop() below ends everything in any case.
+        }
+      }
     } else {
       Say(std::string("orq: ") + e.what() + "\n" + Tail(broker.log(), 10));
       code = kExitUnreachable;

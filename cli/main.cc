@@ -7,6 +7,7 @@
 #include "cli/bench.h"
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "common/protocol.h"
 #include "common/paths.h"
 #include "worker/worker.h"
 
@@ -68,6 +69,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   broker_cmd->add_option("--max-job-tasks", broker.max_tasks_per_job, "tasks one job may hold")
       ->check(CLI::PositiveNumber);
+  broker_cmd->add_option("--max-message-bytes", broker.max_message_bytes,
+                         "largest message a peer may send (default 256 MiB)")
+      ->check(CLI::Range(size_t{1024}, kMaxMessageBytes));
 
   WorkerConfig worker;
   auto* worker_cmd = app.add_subcommand("worker", "Run a worker in the foreground");

@@ -50,5 +50,29 @@ TEST(GarbageTest, BrokerCountsMalformedFramesAndKeepsServing) {
   EXPECT_GE(replies, 1);
 }
 
+TEST(GarbageTest, HugeFrameDropsOnlyItsSender) {
+  OrqEnv env;
+  // Given a broker that takes messages of at most 64 KiB,
+  pid_t broker = env.Start({"broker", "-w", "1", "-t", "1", "--max-message-bytes", "65536"});
+  ASSERT_TRUE(env.WaitProcesses(2, std::chrono::seconds(20)));
+  // When a peer sends a 1 MiB frame,
+  zmq::context_t ctx;
+  zmq::socket_t junk(ctx, zmq::socket_type::dealer);
+  junk.set(zmq::sockopt::linger, 1000);
+  junk.connect("ipc://" + env.home() + "/broker.ipc");
+  std::string huge(1 << 20, 'x');
+  junk.send(zmq::buffer(std::string("ORQ1")), zmq::send_flags::sndmore);
+  junk.send(zmq::buffer(std::string("\x10")), zmq::send_flags::sndmore);
+  junk.send(zmq::buffer(huge), zmq::send_flags::none);
+  // Then the broker drops that connection and goes on serving everyone else.
+  RunResult submit = env.Run({"submit", "--echo", "fine"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  EXPECT_EQ(env.Run({"gather", Lines(submit.out)[0]}).out, "fine\n");
+  auto status = nlohmann::json::parse(env.Run({"status", "--json"}).out);
+  EXPECT_EQ(status["jobs"], 1);
+  EXPECT_EQ(status["counters"]["malformed"], 0);  // zmq refused it before the broker saw it
+  (void)broker;
+}
+
 }  // namespace
 }  // namespace orq::testing
