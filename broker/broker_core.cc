@@ -35,12 +35,14 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
     Job& job = jobs_[recovered.job];
     next_job_ = std::max(next_job_, recovered.job + 1);
     job.tasks.resize(recovered.tasks.size());
+    job.specs.resize(recovered.tasks.size());
     job.unfinished = static_cast<uint32_t>(recovered.tasks.size());
     for (uint32_t i = 0; i < job.tasks.size(); ++i) {
       RecoveredTask& r = recovered.tasks[i];
       Task& task = job.tasks[i];
       const TaskId id{recovered.job, i};
-      task.spec = std::move(r.spec);
+      job.specs[i] = std::move(r.spec);
+      task.spec = &job.specs[i];
       task.attempt = r.attempts;
       task.failures = r.failures;
       if (!r.last_error.empty()) last_errors_[id] = r.last_error;
@@ -56,19 +58,19 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
         TaskOutcome outcome;
         outcome.status = TaskStatus::kCancelled;
         outcome.error = "cancelled while running (the broker restarted meanwhile)";
-        outcome.is_shell = task.spec.kind == TaskKind::kShell;
+        outcome.is_shell = task.spec->kind == TaskKind::kShell;
         Finish(id, task, std::move(outcome), unused);
         continue;
       }
       double wait = 0;  // seconds until eligible
       if (r.retry_due > 0) {
         wait = r.retry_due - wall_now;
-      } else if (task.attempt == 0 && task.spec.delay > 0) {
-        wait = recovered.submitted + task.spec.delay - wall_now;
+      } else if (task.attempt == 0 && task.spec->delay > 0) {
+        wait = recovered.submitted + task.spec->delay - wall_now;
       } else if (task.attempt > task.failures) {
         // It was running when the broker stopped: that execution is lost.
         ++counters_.requeued;
-        if (task.attempt - task.failures >= task.spec.attempts) {
+        if (task.attempt - task.failures >= task.spec->attempts) {
           LeaseLost(id, task, "the broker stopped while it ran", unused);
           continue;
         }
@@ -160,17 +162,18 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
   const uint64_t job_number = next_job_++;
   journal_.RecordJob(job_number, request.tasks);
   Job& job = jobs_[job_number];
-  job.tasks.resize(request.tasks.size());
-  job.unfinished = static_cast<uint32_t>(request.tasks.size());
+  job.specs = std::move(request.tasks);  // the specs stay where they are; tasks point at them
+  job.tasks.resize(job.specs.size());
+  job.unfinished = static_cast<uint32_t>(job.specs.size());
   for (uint32_t i = 0; i < job.tasks.size(); ++i) {
     Task& task = job.tasks[i];
-    task.spec = std::move(request.tasks[i]);
+    task.spec = &job.specs[i];
     TaskId id{job_number, i};
-    if (task.spec.delay > 0) {
+    if (task.spec->delay > 0) {
       task.state = State::kDelayed;
       ++delayed_count_;
       Delay(id, now + std::chrono::duration_cast<SteadyTime::duration>(
-                          std::chrono::duration<double>(task.spec.delay)));
+                          std::chrono::duration<double>(task.spec->delay)));
     } else {
       task.state = State::kQueued;
       ++queued_;
@@ -188,7 +191,7 @@ BrokerCore::Task* BrokerCore::Find(TaskId id) {
 }
 
 void BrokerCore::Enqueue(TaskId id, const Task& task) {
-  ready_[ClassIndex(task.spec)].push({task.spec.priority, id});
+  ready_[ClassIndex(*task.spec)].push({task.spec->priority, id});
 }
 
 bool BrokerCore::Resolve(const std::string& from, const std::vector<std::string>& ids,
@@ -284,9 +287,9 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   if (journal) journal_.RecordOutcome(outcome);
   store_.Put(std::move(outcome));
   // The spec's payload is no longer needed; the kind stays for status.
-  task.spec.value.clear();
-  task.spec.value.shrink_to_fit();
-  task.spec.argv = {};
+  task.spec->value.clear();
+  task.spec->value.shrink_to_fit();
+  task.spec->argv = {};
 
   Job& job = jobs_.at(id.job);
   if (--job.unfinished == 0) {
@@ -329,7 +332,7 @@ void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,
       TaskOutcome outcome;
       outcome.status = TaskStatus::kCancelled;
       outcome.error = "cancelled before it started";
-      outcome.is_shell = task.spec.kind == TaskKind::kShell;
+      outcome.is_shell = task.spec->kind == TaskKind::kShell;
       Finish(id, task, std::move(outcome), out);
       ++count;
     }
@@ -413,7 +416,7 @@ void BrokerCore::Register(const std::string& from, const ReadyMessage& ready, St
       task->worker = id;
       --queued_;
       ++running_;
-      ++w.in_use[ClassIndex(task->spec)];
+      ++w.in_use[ClassIndex(*task->spec)];
       w.leases.insert(lease.id);
       ++counters_.adopted;
     } else {
@@ -434,7 +437,7 @@ void BrokerCore::Results(Worker& worker, WorkerResultsMessage& results, SteadyTi
       ++counters_.stale_results;
       continue;
     }
-    --worker.in_use[ClassIndex(task->spec)];
+    --worker.in_use[ClassIndex(*task->spec)];
     worker.leases.erase(outcome.id);
     outcome.worker_pid = worker.pid;
     const bool own_failure =
@@ -446,13 +449,13 @@ void BrokerCore::Results(Worker& worker, WorkerResultsMessage& results, SteadyTi
 }
 
 bool BrokerCore::Retry(TaskId id, Task& task, const TaskOutcome& failed, SteadyTime now) {
-  if (task.failures >= task.spec.retries) return false;
+  if (task.failures >= task.spec->retries) return false;
   ++task.failures;
   ++counters_.retries;
   // Exponential backoff with jitter: min(max, base * 2^(n-1)) * [0.5, 1).
   const double backoff =
-      std::min(task.spec.backoff_max,
-               task.spec.backoff_base * std::ldexp(1.0, static_cast<int>(std::min(task.failures, 60u)) - 1));
+      std::min(task.spec->backoff_max,
+               task.spec->backoff_base * std::ldexp(1.0, static_cast<int>(std::min(task.failures, 60u)) - 1));
   const double delay =
       backoff * (0.5 + 0.5 * std::uniform_real_distribution<double>(0, 1)(random_));
   std::string error = "attempt " + std::to_string(task.attempt) + ": " + failed.error;
@@ -533,7 +536,7 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
           ++w.in_use[c];
           w.leases.insert(id);
           journal_.RecordLease(id, task->attempt);
-          message.tasks.push_back({id, task->attempt, task->spec});
+          message.tasks.push_back({id, task->attempt, *task->spec});
         }
       }
       if (!message.tasks.empty()) {
@@ -567,14 +570,14 @@ void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why,
                            std::vector<Outgoing>& out) {
   // Precondition: task.state is kQueued (and counted so), not yet in the ready queue.
   TaskOutcome outcome;
-  outcome.is_shell = task.spec.kind == TaskKind::kShell;
+  outcome.is_shell = task.spec->kind == TaskKind::kShell;
   if (task.cancel_requested) {
     outcome.status = TaskStatus::kCancelled;
     outcome.error = "cancelled while running; " + why;
     return Finish(id, task, std::move(outcome), out);
   }
   const uint32_t lost = task.attempt - task.failures;  // executions that ended without a result
-  if (lost >= task.spec.attempts) {
+  if (lost >= task.spec->attempts) {
     outcome.status = TaskStatus::kWorkerLost;
     outcome.error = "lost " + std::to_string(lost) + " time" + (lost == 1 ? "" : "s") +
                     " with its worker; last time " + why;

@@ -87,7 +87,7 @@ class BrokerCore {
   enum class State : uint8_t { kQueued, kDelayed, kRunning, kFinished };
 
   struct Task {
-    TaskSpec spec;            // cleared of its payload once finished
+    TaskSpec* spec = nullptr;  // in its Job's specs; cleared of its payload once finished
     State state = State::kQueued;
     bool cancel_requested = false;  // while kRunning: the worker was told to stop it
     uint32_t attempt = 0;     // executions started so far
@@ -95,6 +95,7 @@ class BrokerCore {
     uint32_t worker = 0;      // the worker holding the lease while kRunning
   };
   struct Job {
+    std::vector<TaskSpec> specs;  // as submitted; never resized, so Task::spec stays valid
     std::vector<Task> tasks;
     uint32_t unfinished = 0;
     std::vector<uint64_t> waiters;  // gather requests that name this job or one of its tasks
