@@ -137,6 +137,9 @@ class BrokerShell {
     StopWorkers();
     if (sqlite_) sqlite_->Commit();
     if (!config_.pid_file.empty()) ::unlink(config_.pid_file.c_str());
+    for (const auto& endpoint : config_.endpoints) {
+      if (endpoint.rfind("ipc://", 0) == 0) ::unlink(endpoint.substr(6).c_str());
+    }
     Log("stopped");
     return 0;
   }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "tests/harness.h"
@@ -99,6 +100,9 @@ TEST(DaemonTest, UpSubmitGatherStatusCancelDown) {
   EXPECT_EQ(down.code, 0) << down.err;
   EXPECT_NE(down.out.find("orq is down"), std::string::npos);
   EXPECT_TRUE(env.WaitNoProcesses(seconds(10)));
+  EXPECT_FALSE(std::filesystem::exists(env.home() + "/broker.ipc"));
+  EXPECT_FALSE(std::filesystem::exists(env.home() + "/broker.pid"));
+  EXPECT_TRUE(std::filesystem::exists(env.home() + "/journal.db"));
   RunResult down_again = env.Run({"down"});
   EXPECT_EQ(down_again.code, 0);
   EXPECT_NE(down_again.err.find("not running"), std::string::npos);
