@@ -65,7 +65,6 @@ class WorkerShell {
     o.slots[static_cast<size_t>(TaskClass::kShell)] =
         static_cast<uint32_t>(c.shell_slots > 0 ? c.shell_slots : c.threads);
     o.heartbeat_interval = c.heartbeat;
-    o.supervised = c.supervised;
     return o;
   }
 

@@ -20,8 +20,6 @@ struct WorkerOptions {
   Slots slots{};
   std::chrono::milliseconds heartbeat_interval = kHeartbeatInterval;
   int liveness = kHeartbeatLiveness;
-  // Started by a local broker (it dies with that broker: see the shell), informational here.
-  bool supervised = false;
 };
 
 // Reconnect backoff when the broker is lost: 1 s doubling to 32 s (the Guide's Paranoid Pirate).

@@ -9,13 +9,12 @@ using std::chrono::milliseconds;
 
 class WorkerCoreTest : public ::testing::Test {
  protected:
-  WorkerCoreTest() : core_(Options(false)) {}
-  static WorkerOptions Options(bool supervised) {
+  WorkerCoreTest() : core_(Options()) {}
+  static WorkerOptions Options() {
     WorkerOptions o;
     o.pid = 7;
     o.threads = 2;
     o.slots = {100, 2, 2};
-    o.supervised = supervised;
     return o;
   }
   static Assignment Task(uint32_t index) {
