@@ -286,3 +286,35 @@ TEST(FaultTest, KilledWorkersShellTasksDoNotOutliveIt) {
 
 }  // namespace
 }  // namespace orq::testing
+
+namespace orq::testing {
+namespace {
+
+TEST(FaultTest, StandaloneWorkerRidesOutABrokerRestart) {
+  OrqEnv env;
+  // Given a broker and a worker started by hand (not supervised: it reconnects on its own),
+  ASSERT_EQ(env.Run({"up", "-w", "0", "--heartbeat-ms", "200"}).code, 0);
+  env.Start({"worker", "--connect", "ipc://" + env.home() + "/broker.ipc", "-t", "1",
+             "--heartbeat-ms", "200"});
+  ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  // running a task when the broker is killed,
+  std::string job = Lines(env.Run({"submit", "--sleep", "3", "--result", "kept"}).out)[0];
+  ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
+  int broker = Status(env)["broker"]["pid"];
+  ::kill(broker, SIGKILL);
+  // When a new broker starts from the journal,
+  ASSERT_EQ(env.Run({"up", "-w", "0", "--heartbeat-ms", "200"}).code, 0);
+  // Then the worker registers again with its lease, the broker lets it keep the task, and the
+  // task finishes once, in its first attempt.
+  RunResult r = env.Run({"gather", "--json", job}, "", seconds(30));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto out = nlohmann::json::parse(r.out);
+  EXPECT_EQ(out["result"], "kept");
+  EXPECT_EQ(out["attempts"], 1);
+  auto status = Status(env);
+  EXPECT_EQ(status["counters"]["adopted"], 1);
+  EXPECT_EQ(status["workers"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace orq::testing
