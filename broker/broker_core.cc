@@ -163,6 +163,9 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
   journal_.RecordJob(job_number, request.tasks);
   Job& job = jobs_[job_number];
   job.specs = std::move(request.tasks);  // the specs stay where they are; tasks point at them
+  size_t per_class[kTaskClassCount] = {};
+  for (const TaskSpec& spec : job.specs) ++per_class[ClassIndex(spec)];
+  for (size_t c = 0; c < kTaskClassCount; ++c) ready_[c].Reserve(ready_[c].size() + per_class[c]);
   job.tasks.resize(job.specs.size());
   job.unfinished = static_cast<uint32_t>(job.specs.size());
   for (uint32_t i = 0; i < job.tasks.size(); ++i) {

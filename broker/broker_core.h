@@ -179,7 +179,11 @@ class BrokerCore {
   std::unordered_map<uint64_t, Job> jobs_;
   uint64_t next_job_ = 1;
   uint64_t next_seq_ = 0;  // tie-break between delayed tasks due at the same time
-  std::priority_queue<QueueEntry> ready_[kTaskClassCount];  // may hold stale (cancelled) entries
+  // A priority queue whose storage can be reserved: a job of a million tasks grows it once.
+  struct ReadyQueue : std::priority_queue<QueueEntry> {
+    void Reserve(size_t n) { c.reserve(n); }
+  };
+  ReadyQueue ready_[kTaskClassCount];  // may hold stale (cancelled) entries
   std::priority_queue<DelayedEntry> delayed_;                // idem
   std::unordered_map<uint32_t, Worker> workers_;
   std::unordered_map<std::string, uint32_t> worker_ids_;  // ROUTER identity -> worker id

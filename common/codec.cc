@@ -27,6 +27,7 @@ class Writer {
     U64(s.size());
     out_.append(s);
   }
+  void Reserve(size_t n) { out_.reserve(n); }
   std::string Take() { return std::move(out_); }
 
  private:
@@ -346,8 +347,9 @@ std::variant<Message, DecodeError> DecodeAs(Command command, std::string_view bo
 
 namespace {
 template <typename T>
-std::string EncodeBlob(const std::vector<T>& items) {
+std::string EncodeBlob(const std::vector<T>& items, size_t reserve = 0) {
   Writer w;
+  w.Reserve(reserve);
   PutVector(w, items);
   return w.Take();
 }
@@ -361,7 +363,16 @@ std::optional<std::vector<T>> DecodeBlob(std::string_view bytes) {
 }
 }  // namespace
 
-std::string EncodeSpecs(const std::vector<TaskSpec>& specs) { return EncodeBlob(specs); }
+std::string EncodeSpecs(const std::vector<TaskSpec>& specs) {
+  // Sized up front: a job's blob can be tens of megabytes, and doubling a string to get there
+  // costs twice that at the peak.
+  size_t bytes = 10;
+  for (const TaskSpec& s : specs) {
+    bytes += 64 + s.value.size();
+    for (const auto& a : s.argv) bytes += 10 + a.size();
+  }
+  return EncodeBlob(specs, bytes);
+}
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes) {
   return DecodeBlob<TaskSpec>(bytes);
 }
