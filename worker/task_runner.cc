@@ -62,6 +62,16 @@ TaskRunner::~TaskRunner() {
 
 void TaskRunner::Start(const Assignment& a) {
   if (tasks_.count(a.id)) return;  // already running: a duplicate assignment changes nothing
+  if (a.spec.kind == TaskKind::kEcho) {
+    // Done as soon as started: no timers, no entry in tasks_ (the no-op path stays allocation-light).
+    TaskOutcome outcome;
+    outcome.id = a.id;
+    outcome.attempt = a.attempt;
+    outcome.worker_pid = options_.pid;
+    outcome.started = outcome.finished = WallNow();
+    outcome.result = a.spec.value;
+    return done_(std::move(outcome));
+  }
   auto running = std::make_unique<Running>(loop_);
   Running& r = *running;
   r.outcome.id = a.id;
@@ -85,12 +95,8 @@ void TaskRunner::Start(const Assignment& a) {
   }
 
   switch (spec.kind) {
-    case TaskKind::kEcho: {
-      TaskOutcome outcome;
-      outcome.result = spec.value;
-      Complete(id, std::move(outcome));
-      break;
-    }
+    case TaskKind::kEcho:
+      break;  // handled above
     case TaskKind::kSleep: {
       r.timer.expires_after(Seconds(spec.seconds));
       std::string result = spec.value.empty() ? NumberJson(spec.seconds) : spec.value;
