@@ -257,13 +257,16 @@ void BrokerCore::ForgetWaiter(uint64_t waiter_id) {
 }
 
 void BrokerCore::ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) const {
+  const size_t n = waiter.ids.size();
   ResultsReply chunk;
-  for (size_t i = 0; i < waiter.ids.size(); ++i) {
+  chunk.outcomes.reserve(std::min(n, kGatherChunk));
+  for (size_t i = 0; i < n; ++i) {
     chunk.outcomes.push_back(*store_.Find(waiter.ids[i]));
-    if (chunk.outcomes.size() == kGatherChunk && i + 1 < waiter.ids.size()) {
+    if (chunk.outcomes.size() == kGatherChunk && i + 1 < n) {
       chunk.final = false;
       out.push_back({waiter.client, std::move(chunk)});
       chunk = ResultsReply{};
+      chunk.outcomes.reserve(std::min(n - i - 1, kGatherChunk));
     }
   }
   chunk.final = true;
