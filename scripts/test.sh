@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-bash scripts/fuzz.sh "${ORQ_FUZZ_SECONDS:-20}"
+bash scripts/fuzz.sh
 cd build
 ctest --output-on-failure -j"$(nproc)" "$@"
