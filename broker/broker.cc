@@ -9,6 +9,7 @@
 #include <fstream>
 #include <zmq.hpp>
 
+#include "common/clock.h"
 #include "broker/broker_core.h"
 #include "broker/journal.h"
 #include "common/log.h"
@@ -34,11 +35,6 @@ constexpr milliseconds kRestartWindow{5000};
 // Messages handled per poll wake-up before the loop commits and sends what it owes: bounds reply
 // latency while keeping batches (and group commits) large under load.
 constexpr int kBatch = 512;
-
-double WallNow() {
-  using namespace std::chrono;
-  return duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
-}
 
 struct LocalWorker {
   Process process;

@@ -22,11 +22,10 @@
 
 #include "broker/journal.h"
 #include "broker/result_store.h"
+#include "common/clock.h"
 #include "common/protocol.h"
 
 namespace orq {
-
-using SteadyTime = std::chrono::steady_clock::time_point;
 
 // One message for the shell to send: `to` is the peer's ROUTER identity.
 struct Outgoing {

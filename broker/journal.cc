@@ -7,17 +7,13 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "common/clock.h"
 #include "common/codec.h"
 
 namespace orq {
 namespace {
 
 enum EventKind : int { kLeases = 1, kRetries = 2, kCancels = 3, kOutcomes = 4 };
-
-double WallNow() {
-  using namespace std::chrono;
-  return duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
-}
 
 // Leases and cancels are fixed-size records packed as little-endian uint32s.
 template <typename T>

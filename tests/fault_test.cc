@@ -169,6 +169,16 @@ bool AnyProcessNamed(const OrqEnv& env, const std::string& name) {
   return false;
 }
 
+// Waits until a process named `name` is there (or, with present false, gone); false at the deadline.
+bool WaitProcessNamed(const OrqEnv& env, const std::string& name, bool present, seconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (AnyProcessNamed(env, name) != present) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
 TEST(FaultTest, ShellTimeoutKillsBackgroundChildrenToo) {
   OrqEnv env;
   ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
@@ -183,11 +193,7 @@ TEST(FaultTest, ShellTimeoutKillsBackgroundChildrenToo) {
   auto out = nlohmann::json::parse(r.out);
   EXPECT_EQ(out["status"], "timeout");
   EXPECT_EQ(out["error"], "timed out after 0.5 s");
-  const auto deadline = Clock::now() + seconds(5);
-  while (AnyProcessNamed(env, "sleep") && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_FALSE(AnyProcessNamed(env, "sleep"));
+  EXPECT_TRUE(WaitProcessNamed(env, "sleep", false, seconds(5)));
 }
 
 TEST(FaultTest, PoisonTaskEndsWorkerLostAndTheRestCompletes) {
@@ -255,11 +261,6 @@ TEST(FaultTest, GracefulDownFinishesShortTasksAndKeepsCancels) {
   EXPECT_EQ(env.Run({"gather", running}).code, 2);
 }
 
-}  // namespace
-}  // namespace orq::testing
-
-namespace orq::testing {
-namespace {
 
 TEST(FaultTest, KilledWorkersShellTasksDoNotOutliveIt) {
   OrqEnv env;
@@ -268,27 +269,15 @@ TEST(FaultTest, KilledWorkersShellTasksDoNotOutliveIt) {
   RunResult submit = env.Run({"submit", "--attempts", "1", "--", "sh", "-c", "sleep 60 & sleep 60"});
   std::string job = Lines(submit.out)[0];
   ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
-  const auto deadline = Clock::now() + seconds(10);
-  while (!AnyProcessNamed(env, "sleep") && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  ASSERT_TRUE(WaitProcessNamed(env, "sleep", true, seconds(10)));
   // When the worker is killed with SIGKILL (it can clean nothing up),
   ::kill(WorkerPids(Status(env))[0], SIGKILL);
   // Then the task ends worker_lost and none of its processes is left.
   RunResult r = env.Run({"gather", "--json", job});
   EXPECT_EQ(nlohmann::json::parse(r.out)["status"], "worker_lost");
-  const auto deadline2 = Clock::now() + seconds(5);
-  while (AnyProcessNamed(env, "sleep") && Clock::now() < deadline2) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_FALSE(AnyProcessNamed(env, "sleep"));
+  EXPECT_TRUE(WaitProcessNamed(env, "sleep", false, seconds(5)));
 }
 
-}  // namespace
-}  // namespace orq::testing
-
-namespace orq::testing {
-namespace {
 
 TEST(FaultTest, StandaloneWorkerRidesOutABrokerRestart) {
   OrqEnv env;

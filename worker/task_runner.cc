@@ -6,17 +6,13 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "worker/subprocess.h"
 
 namespace asio = boost::asio;
 
 namespace orq {
 namespace {
-
-double WallNow() {
-  using namespace std::chrono;
-  return duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
-}
 
 std::chrono::steady_clock::duration Seconds(double s) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(

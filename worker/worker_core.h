@@ -8,11 +8,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/protocol.h"
 
 namespace orq {
-
-using SteadyTime = std::chrono::steady_clock::time_point;
 
 struct WorkerOptions {
   int64_t pid = 0;
