@@ -11,8 +11,11 @@
 
 #include "common/clock.h"
 #include "broker/broker_core.h"
+#include "broker/gate.h"
 #include "broker/journal.h"
+#include "common/errors.h"
 #include "common/log.h"
+#include "common/paths.h"
 #include "common/spawn.h"
 #include "common/zmq_util.h"
 
@@ -35,6 +38,9 @@ constexpr milliseconds kRestartWindow{5000};
 // Messages handled per poll wake-up before the loop commits and sends what it owes: bounds reply
 // latency while keeping batches (and group commits) large under load.
 constexpr int kBatch = 512;
+// How often the broker looks for allow-list edits nobody told it about (`orq access` on a broker
+// it could not reach, a hand-deleted entry): revocation takes effect within this long at worst.
+constexpr milliseconds kAccessCheckInterval{1000};
 
 struct LocalWorker {
   Process process;
@@ -47,14 +53,13 @@ class BrokerShell {
  public:
   explicit BrokerShell(const BrokerConfig& config)
       : config_(config),
+        socket_(MakeSocket(ctx_, zmq::socket_type::router)),
+        gate_(ctx_, socket_,
+              config.keys_dir.empty() ? std::nullopt : std::optional<KeyStore>(config.keys_dir)),
+        listening_(BindAll()),
         sqlite_(config.journal.empty() ? nullptr : SqliteJournal::Open(config.journal)),
-        core_(Options(config), store_, sqlite_ ? static_cast<Journal&>(*sqlite_) : null_journal_),
-        socket_(MakeSocket(ctx_, zmq::socket_type::router)) {
-    socket_.set(zmq::sockopt::router_mandatory, 1);
-    if (config.max_message_bytes)
-      socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config.max_message_bytes));
-    socket_.set(zmq::sockopt::sndhwm, 0);  // replies are bounded by requests: never drop one
-    for (const auto& endpoint : config.endpoints) socket_.bind(endpoint);
+        core_(Options(config, listening_), store_,
+              sqlite_ ? static_cast<Journal&>(*sqlite_) : null_journal_) {
     if (sqlite_) {
       auto jobs = sqlite_->Load();
       size_t tasks = 0;
@@ -75,12 +80,14 @@ class BrokerShell {
   }
 
   int Run() {
-    if (!config_.pid_file.empty()) std::ofstream(config_.pid_file) << ::getpid() << "\n";
+    if (!config_.pid_file.empty())
+      WriteOwnerOnlyFile(config_.pid_file, std::to_string(::getpid()) + "\n");
     for (int i = 0; i < config_.workers; ++i) workers_.push_back(StartWorker());
     std::printf("ready %s\n", config_.endpoints.front().c_str());
     std::fflush(stdout);
-    Log("listening on " + config_.endpoints.front() + " with " +
-        std::to_string(config_.workers) + " local workers");
+    std::string where = config_.endpoints.front();
+    for (const auto& e : listening_) where += " and " + e + " (CURVE)";
+    Log("listening on " + where + " with " + std::to_string(config_.workers) + " local workers");
 
     Clock::time_point stop_deadline = Clock::time_point::max();
     for (;;) {
@@ -98,27 +105,39 @@ class BrokerShell {
       auto now = Clock::now();
       auto wait = std::chrono::duration_cast<milliseconds>(core_.NextWakeup() - now);
       wait = std::clamp(wait, milliseconds(0), milliseconds(core_.shutting_down() ? 50 : 1000));
-      zmq::pollitem_t items[2] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+      zmq::pollitem_t items[4] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                                  {gate_.zap_socket().handle(), 0, ZMQ_POLLIN, 0},
+                                  {gate_.monitor_socket().handle(), 0, ZMQ_POLLIN, 0},
                                   {nullptr, child_fd_, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, child_fd_ >= 0 ? 2 : 1, wait);
+        zmq::poll(items, child_fd_ >= 0 ? 4 : 3, wait);
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
       }
+      if (items[1].revents & ZMQ_POLLIN) gate_.ServeZap(core_.counters());
+      if (items[2].revents & ZMQ_POLLIN) gate_.ReadMonitor(core_.counters());
       for (int i = 0; i < kBatch; ++i) {
         auto received = ReceiveMessage(socket_, /*router=*/true);
         if (!received) break;
         now = Clock::now();
+        const Role role = gate_.RoleOf(received->identity, received->user_id, received->fd);
         if (auto* error = std::get_if<DecodeError>(&received->message)) {
           Log("malformed message: " + error->what);
           core_.HandleMalformed(received->identity, error->what, out_);
+        } else if (std::holds_alternative<ReloadAccessRequest>(std::get<Message>(received->message)) &&
+                   MaySend(role, Command::kReloadAccess)) {
+          ReloadAccess(received->identity);
         } else {
           core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
-                       out_);
+                       out_, role);
         }
       }
       now = Clock::now();
-      if (items[1].revents & ZMQ_POLLIN) {
+      if (now >= next_access_check_) {  // `orq access` edits made while no one told us
+        next_access_check_ = now + kAccessCheckInterval;
+        for (const auto& peer : gate_.ReloadIfChanged()) core_.PeerRevoked(peer, out_);
+      }
+      if (items[3].revents & ZMQ_POLLIN) {
         signalfd_siginfo info;
         while (::read(child_fd_, &info, sizeof info) == sizeof info) {
         }
@@ -141,11 +160,36 @@ class BrokerShell {
   }
 
  private:
-  static BrokerOptions Options(const BrokerConfig& c) {
+  // Binds every endpoint through the gate: ipc first, then TCP (CURVE). Returns the TCP endpoints
+  // bound, which the key store keeps for `orq access add`.
+  std::vector<std::string> BindAll() {
+    socket_.set(zmq::sockopt::router_mandatory, 1);
+    if (config_.max_message_bytes)
+      socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config_.max_message_bytes));
+    socket_.set(zmq::sockopt::sndhwm, 0);  // replies are bounded by requests: never drop one
+    for (const auto& endpoint : config_.endpoints) gate_.Bind(endpoint);
+    std::vector<std::string> bound;
+    for (const auto& endpoint : config_.listen) bound.push_back(gate_.Bind(endpoint));
+    if (!bound.empty()) KeyStore(config_.keys_dir).SaveEndpoints(bound);
+    return bound;
+  }
+
+  // `orq access add/revoke` changed the allow-list: read it again, drop the revoked keys' peers.
+  void ReloadAccess(const std::string& from) {
+    uint32_t dropped = 0;
+    for (const auto& peer : gate_.Reload()) {
+      core_.PeerRevoked(peer, out_);
+      ++dropped;
+    }
+    out_.push_back({from, ReloadedReply{static_cast<uint32_t>(gate_.allowed_keys()), dropped}});
+  }
+
+  static BrokerOptions Options(const BrokerConfig& c, const std::vector<std::string>& listening) {
     BrokerOptions o;
     o.heartbeat_interval = c.heartbeat;
     o.broker_pid = ::getpid();
     o.endpoint = c.endpoints.front();
+    o.listen = listening;
     o.retention = c.retention;
     if (c.max_tasks_per_job) o.max_tasks_per_job = c.max_tasks_per_job;
     o.seed = static_cast<uint64_t>(::getpid()) ^ static_cast<uint64_t>(WallNow() * 1e6);
@@ -230,12 +274,15 @@ class BrokerShell {
   }
 
   const BrokerConfig& config_;
+  zmq::context_t ctx_;
+  zmq::socket_t socket_;
+  Gate gate_;                            // made before any bind: its ZAP handler guards them all
+  std::vector<std::string> listening_;   // the TCP endpoints bound
   MemoryResultStore store_;
   NullJournal null_journal_;
   std::unique_ptr<SqliteJournal> sqlite_;  // null without a journal
   BrokerCore core_;
-  zmq::context_t ctx_;
-  zmq::socket_t socket_;
+  Clock::time_point next_access_check_{};
   int child_fd_ = -1;  // signalfd for SIGCHLD
   std::vector<LocalWorker> workers_;
   std::vector<Outgoing> out_;
@@ -257,6 +304,9 @@ int RunBroker(const BrokerConfig& config) {
   } catch (const zmq::error_t& e) {
     Log(std::string("cannot serve: ") + e.what());
     return 3;
+  } catch (const UsageError& e) {
+    Log(std::string("cannot serve: ") + e.what());
+    return 2;
   } catch (const std::runtime_error& e) {
     Log(std::string("cannot serve: ") + e.what());
     return 3;

@@ -9,7 +9,9 @@
 namespace orq {
 
 struct BrokerConfig {
-  std::vector<std::string> endpoints;  // bound; the first is the one workers are told to use
+  std::vector<std::string> endpoints;  // ipc:// endpoints; the first is the one local workers use
+  std::vector<std::string> listen;     // tcp:// endpoints, always CURVE (needs keys_dir)
+  std::string keys_dir;                // the key store (common/keys.h); empty: no TCP
   int workers = 0;                     // local worker processes to start and keep alive
   int threads = 1;                     // -t for each local worker
   std::string pid_file;                // written once bound, removed on exit; empty: none
@@ -20,6 +22,8 @@ struct BrokerConfig {
   size_t max_message_bytes = 0;        // ZMQ_MAXMSGSIZE of the broker's socket; 0 = kMaxMessageBytes
 };
 
+// Binds the ZAP handler, then the ipc:// endpoints, then the tcp:// ones (CURVE with the broker's
+// key, created on first use; their bound endpoints are saved in the key store for access files).
 // Recovers the journal, then runs until `orq down` (a shutdown request), SIGTERM or SIGINT; then
 // gives running tasks kShutdownGrace to finish, stops the workers and returns the exit code.
 // Prints "ready ENDPOINT" on stdout once it accepts requests.

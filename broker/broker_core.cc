@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <type_traits>
 
+#include "common/codec.h"
 #include "common/ids.h"
 
 namespace orq {
@@ -92,8 +93,14 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
 void BrokerCore::Delay(TaskId id, SteadyTime due) { delayed_.push({due, next_seq_++, id}); }
 
 void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now,
-                        std::vector<Outgoing>& out) {
+                        std::vector<Outgoing>& out, Role role) {
   now_ = now;
+  const Command command = CommandOf(message);
+  if (!ToBroker(command)) {
+    ++counters_.unexpected;  // a reply or a broker-to-worker message sent to the broker
+    return;
+  }
+  if (!MaySend(role, command)) return Refuse(from, role, command, out);
   Worker* worker = nullptr;
   if (auto it = worker_ids_.find(from); it != worker_ids_.end()) {
     worker = &workers_.at(it->second);
@@ -108,7 +115,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
           [&](ShutdownRequest&) { Shutdown(from, out); },
           [&](PingRequest&) { out.push_back({from, PongReply{options_.broker_pid}}); },
           [&](ForgetRequest& m) { Forget(from, m, out); },
-          [&](ReadyMessage& m) { Register(from, m, now, out); },
+          [&](ReadyMessage& m) { Register(from, role, m, now, out); },
           [&](WorkerResultsMessage& m) {
             if (worker) return Results(*worker, m, now, out);
             // A worker we dropped (paused, partitioned): its results are stale; it must register
@@ -122,9 +129,32 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
           [&](GoodbyeMessage&) {
             if (worker) DropWorker(worker_ids_.at(from), "it left", out);
           },
-          [&](auto&) { ++counters_.unexpected; },  // a reply sent to the broker
+          [&](auto&) { ++counters_.unexpected; },  // handled by the shell (access reloads)
       },
       message);
+}
+
+void BrokerCore::Refuse(const std::string& from, Role role, Command command,
+                        std::vector<Outgoing>& out) {
+  ++counters_.forbidden;
+  const auto code = static_cast<uint8_t>(command);
+  const bool request = (code >= 0x10 && code <= 0x1f) || (code >= 0x50 && code <= 0x5f);
+  if (!request) return;  // a worker message from a non-worker: nobody waits for an answer
+  std::string why;
+  switch (role) {
+    case Role::kRevoked: why = "this key was revoked"; break;
+    case Role::kWorker: why = "a worker key may only register and report results"; break;
+    case Role::kClient: why = "a client key may not administer access; do that on the broker's host"; break;
+    case Role::kLocal: why = "not allowed"; break;
+  }
+  out.push_back({from, ErrorReply{ErrorCode::kForbidden, "the broker refused this request: " + why}});
+}
+
+void BrokerCore::PeerRevoked(const std::string& peer, std::vector<Outgoing>& out) {
+  ++counters_.revoked;
+  PeerUnreachable(peer);
+  if (auto it = worker_ids_.find(peer); it != worker_ids_.end())
+    DropWorker(it->second, "its key was revoked", out);
 }
 
 void BrokerCore::HandleMalformed(const std::string& from, const std::string& what,
@@ -352,12 +382,17 @@ void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) con
   nlohmann::json status;
   status["broker"] = {{"pid", options_.broker_pid}};
   status["endpoint"] = options_.endpoint;
+  auto endpoints = nlohmann::json::array({options_.endpoint});
+  for (const auto& e : options_.listen) endpoints.push_back(e);
+  status["endpoints"] = std::move(endpoints);
   auto workers = nlohmann::json::array();
   std::vector<const Worker*> sorted;
   for (const auto& [id, w] : workers_) sorted.push_back(&w);
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->pid < b->pid; });
   for (const Worker* w : sorted) {
     workers.push_back({{"pid", w->pid},
+                       {"host", w->host},
+                       {"remote", w->remote},
                        {"threads", w->threads},
                        {"running", w->leases.size()},
                        {"slots",
@@ -379,7 +414,11 @@ void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) con
                         {"workers_lost", counters_.workers_lost},
                         {"requeued", counters_.requeued},
                         {"retries", counters_.retries},
-                        {"adopted", counters_.adopted}};
+                        {"adopted", counters_.adopted},
+                        {"forbidden", counters_.forbidden},
+                        {"revoked", counters_.revoked},
+                        {"auth_refused", counters_.auth_refused},
+                        {"handshake_failed", counters_.handshake_failed}};
   out.push_back({from, StatusReply{status.dump()}});
 }
 
@@ -395,8 +434,8 @@ void BrokerCore::BeginShutdown(std::vector<Outgoing>& out) {
   for (const auto& [id, w] : workers_) out.push_back({w.identity, StopMessage{grace}});
 }
 
-void BrokerCore::Register(const std::string& from, const ReadyMessage& ready, SteadyTime now,
-                          std::vector<Outgoing>& out) {
+void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage& ready,
+                          SteadyTime now, std::vector<Outgoing>& out) {
   if (auto it = worker_ids_.find(from); it != worker_ids_.end())
     DropWorker(it->second, "it registered again", out);
   if (shutting_down_) {
@@ -408,6 +447,8 @@ void BrokerCore::Register(const std::string& from, const ReadyMessage& ready, St
   w.identity = from;
   w.pid = ready.pid;
   w.threads = ready.threads;
+  w.host = ready.host;
+  w.remote = role == Role::kWorker;
   w.capacity = ready.slots;
   w.last_seen = now;
   worker_ids_[from] = id;

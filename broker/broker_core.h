@@ -37,7 +37,8 @@ struct BrokerOptions {
   std::chrono::milliseconds heartbeat_interval = kHeartbeatInterval;
   int liveness = kHeartbeatLiveness;
   int64_t broker_pid = 0;  // for status and pong
-  std::string endpoint;    // for status
+  std::string endpoint;    // for status: the ipc:// endpoint local peers use
+  std::vector<std::string> listen;  // for status: the TCP endpoints bound (CURVE)
   size_t max_tasks_per_job = kMaxTasksPerJob;
   // Finished jobs are forgotten this long after their last task finished; zero keeps them.
   std::chrono::seconds retention{0};
@@ -52,6 +53,10 @@ struct BrokerCounters {
   uint64_t retries = 0;        // failed attempts scheduled to run again
   uint64_t requeued = 0;       // leases handed back to the queue (worker lost, goodbye, restart)
   uint64_t adopted = 0;        // leases a re-registering worker kept
+  uint64_t forbidden = 0;      // messages outside the sender's role (a worker key submitting...)
+  uint64_t revoked = 0;        // connections dropped because their key was revoked
+  uint64_t auth_refused = 0;   // TCP handshakes refused by the ZAP handler (key not allowed)
+  uint64_t handshake_failed = 0;  // TCP handshakes that failed before ZAP (no CURVE, garbage)
 };
 
 class BrokerCore {
@@ -62,12 +67,18 @@ class BrokerCore {
   // the others are queued (delayed ones and retries at their time; running ones for a new attempt).
   void Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double wall_now);
 
-  // A message from peer `from` (a client or a worker), received at `now`.
-  void Handle(const std::string& from, Message message, SteadyTime now, std::vector<Outgoing>& out);
+  // A message from peer `from` (a client or a worker), received at `now`. `role` is what the
+  // peer's connection authenticated as (common/protocol.h): a message outside it is refused,
+  // counted, and answered with kForbidden when it is a request.
+  void Handle(const std::string& from, Message message, SteadyTime now, std::vector<Outgoing>& out,
+              Role role = Role::kLocal);
   // A frame from `from` that did not decode: counted, and the sender is told if it is a client.
   void HandleMalformed(const std::string& from, const std::string& what, std::vector<Outgoing>& out);
   // Sending to `peer` failed (it is gone): forget its gather requests.
   void PeerUnreachable(const std::string& peer);
+  // The key of `peer` was revoked and its connection dropped: a worker loses its leases as a lost
+  // worker does, a client its gather requests.
+  void PeerRevoked(const std::string& peer, std::vector<Outgoing>& out);
   // A worker process is known to be dead (its supervisor reaped it): its leases go back to the
   // queue now, without waiting for missed heartbeats.
   void WorkerExited(int64_t pid, std::vector<Outgoing>& out);
@@ -80,6 +91,8 @@ class BrokerCore {
 
   bool shutting_down() const { return shutting_down_; }
   const BrokerCounters& counters() const { return counters_; }
+  // The shell adds what only it sees (handshakes refused before any message).
+  BrokerCounters& counters() { return counters_; }
   size_t worker_count() const { return workers_.size(); }
 
  private:
@@ -104,6 +117,8 @@ class BrokerCore {
     std::string identity;
     int64_t pid = 0;
     uint32_t threads = 0;
+    std::string host;
+    bool remote = false;  // connected over TCP with a worker key (else over ipc, on this host)
     Slots capacity{};
     Slots in_use{};  // invariant: in_use[c] <= capacity[c], and equals leases of class c
     std::unordered_set<TaskId, TaskIdHash> leases;
@@ -142,8 +157,9 @@ class BrokerCore {
   void Cancel(const std::string& from, const CancelRequest& request, std::vector<Outgoing>& out);
   void Status(const std::string& from, std::vector<Outgoing>& out) const;
   void Shutdown(const std::string& from, std::vector<Outgoing>& out);
-  void Register(const std::string& from, const ReadyMessage& ready, SteadyTime now,
+  void Register(const std::string& from, Role role, const ReadyMessage& ready, SteadyTime now,
                 std::vector<Outgoing>& out);
+  void Refuse(const std::string& from, Role role, Command command, std::vector<Outgoing>& out);
   void Results(Worker& worker, WorkerResultsMessage& results, SteadyTime now,
                std::vector<Outgoing>& out);
   void Forget(const std::string& from, const ForgetRequest& request, std::vector<Outgoing>& out);

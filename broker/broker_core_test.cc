@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 namespace orq {
 namespace {
 
@@ -516,6 +518,103 @@ TEST_F(BrokerFaultTest, RetentionForgetsOldFinishedJobs) {
   EXPECT_NE(store.Find(tasks[0].id), nullptr);
   core.Tick(now_ + std::chrono::seconds(61), out);
   EXPECT_EQ(store.Find(tasks[0].id), nullptr);
+}
+
+// Roles: what each kind of key may send (common/protocol.h), enforced on every message.
+class BrokerRoleTest : public BrokerCoreTest {
+ protected:
+  std::vector<Outgoing> SendAs(const std::string& from, Role role, Message m) {
+    std::vector<Outgoing> out;
+    core_.Handle(from, std::move(m), now_, out, role);
+    return out;
+  }
+  nlohmann::json Status() {
+    auto out = Send("admin", StatusRequest{});
+    return nlohmann::json::parse(std::get<StatusReply>(out.at(0).message).json);
+  }
+};
+
+TEST_F(BrokerRoleTest, WorkerKeyCannotSubmitOrAdministerAnything) {
+  // Given a peer that authenticated with a worker key,
+  // When it sends each client request,
+  const std::vector<Message> requests = {SubmitRequest{{Sleep(1)}}, GatherRequest{{"j1"}},
+                                         StatusRequest{},           CancelRequest{{"j1"}},
+                                         ShutdownRequest{},         ForgetRequest{{"j1"}},
+                                         ReloadAccessRequest{}};
+  for (const Message& m : requests) {
+    auto out = SendAs("w", Role::kWorker, m);
+    // Then each is refused with kForbidden, and nothing happens.
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(std::get<ErrorReply>(out[0].message).code, ErrorCode::kForbidden);
+  }
+  EXPECT_EQ(core_.counters().forbidden, requests.size());
+  EXPECT_FALSE(core_.shutting_down());
+  EXPECT_EQ(Status()["jobs"], 0);
+}
+
+TEST_F(BrokerRoleTest, ClientKeyCannotRegisterOrReportResults) {
+  // Given a job queued and a peer with a client key,
+  uint64_t job = SubmitJob({Sleep(1)});
+  // When it registers as a worker and reports a forged result,
+  auto out = SendAs("c", Role::kClient, ReadyMessage{1, 1, {8, 8, 8}, {}, "evil"});
+  EXPECT_TRUE(out.empty());  // no tasks, no answer
+  TaskOutcome forged;
+  forged.id = {job, 0};
+  forged.attempt = 1;
+  forged.result = "\"forged\"";
+  EXPECT_TRUE(SendAs("c", Role::kClient, WorkerResultsMessage{{forged}}).empty());
+  EXPECT_TRUE(SendAs("c", Role::kClient, HeartbeatMessage{}).empty());
+  // Then it is no worker, the task is still queued, and each refusal was counted.
+  auto status = Status();
+  EXPECT_EQ(status["workers"].size(), 0u);
+  EXPECT_EQ(status["tasks"]["queued"], 1);
+  EXPECT_EQ(status["counters"]["forbidden"], 3);
+  // A client key may still do what clients do.
+  out = SendAs("c", Role::kClient, StatusRequest{});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<StatusReply>(out[0].message));
+}
+
+TEST_F(BrokerRoleTest, RevokedPeerMaySendNothing) {
+  auto out = SendAs("r", Role::kRevoked, StatusRequest{});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_NE(std::get<ErrorReply>(out[0].message).message.find("revoked"), std::string::npos);
+  EXPECT_TRUE(SendAs("r", Role::kRevoked, HeartbeatMessage{}).empty());
+  EXPECT_EQ(core_.counters().forbidden, 2u);
+}
+
+TEST_F(BrokerRoleTest, RevokingARemoteWorkerReleasesItsLeasesAtOnce) {
+  // Given a remote worker running a task,
+  uint64_t job = SubmitJob({Sleep(1)});
+  auto out = SendAs("remote", Role::kWorker, ReadyMessage{7, 1, {8, 8, 8}, {}, "node7"});
+  ASSERT_EQ(TasksTo(out, "remote").size(), 1u);
+  auto status = Status();
+  EXPECT_EQ(status["workers"][0]["host"], "node7");
+  EXPECT_EQ(status["workers"][0]["remote"], true);
+  // When its key is revoked,
+  out.clear();
+  core_.PeerRevoked("remote", out);
+  // Then it is gone and its task goes to the next worker as a new attempt,
+  EXPECT_EQ(core_.worker_count(), 0u);
+  out = Register("w2", {8, 8, 8});
+  auto tasks = TasksTo(out, "w2");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].id, (TaskId{job, 0}));
+  EXPECT_EQ(tasks[0].attempt, 2u);
+  EXPECT_EQ(core_.counters().revoked, 1u);
+  // and what the revoked worker still sends is refused.
+  TaskOutcome late = Ok(tasks[0], "\"late\"");
+  late.attempt = 1;
+  EXPECT_TRUE(SendAs("remote", Role::kRevoked, WorkerResultsMessage{{late}}).empty());
+  EXPECT_EQ(Status()["tasks"]["running"], 1);
+}
+
+TEST_F(BrokerRoleTest, LocalPeersAreWorkersWithTheirHost) {
+  Send("w", ReadyMessage{5, 1, {8, 8, 8}, {}, "here"});
+  auto status = Status();
+  EXPECT_EQ(status["workers"][0]["remote"], false);
+  EXPECT_EQ(status["workers"][0]["host"], "here");
+  EXPECT_EQ(status["endpoints"][0], "ipc://test");
 }
 
 }  // namespace

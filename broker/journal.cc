@@ -1,5 +1,7 @@
 #include "broker/journal.h"
 
+#include <sys/stat.h>
+
 #include <sqlite3.h>
 
 #include <chrono>
@@ -82,6 +84,11 @@ class Statement {
 
 std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
   sqlite3* db = nullptr;
+  // Owner-only from its first byte; SQLite gives the -wal and -shm files the database's mode.
+  struct Umask {
+    mode_t old = ::umask(0177);
+    ~Umask() { ::umask(old); }
+  } umask_while_opening;
   if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
     std::string why = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);

@@ -2,25 +2,83 @@
 
 #include <cstdlib>
 
+#include "common/errors.h"
+#include "common/keys.h"
 #include "common/paths.h"
-#include "common/zmq_util.h"
 
 namespace orq {
 namespace {
 // While waiting for a long reply (gather), silence this long means the broker is gone.
 constexpr std::chrono::milliseconds kPingEvery{1000};
 constexpr std::chrono::milliseconds kSilenceLimit{5000};
+// Failed CURVE handshakes in a row before the client says its access file is wrong (a refusal is
+// reported at once).
+constexpr int kHandshakeFailuresToGiveUp = 3;
+
+std::string access_path;  // --access or $ORQ_ACCESS
 }  // namespace
 
-Client::Client(std::string endpoint)
-    : endpoint_(std::move(endpoint)), socket_(MakeSocket(ctx_, zmq::socket_type::dealer)) {
+void UseAccessFile(std::string path) { access_path = std::move(path); }
+bool UsingAccessFile() { return !access_path.empty(); }
+
+BrokerAddress FindBroker() {
+  if (!access_path.empty()) {
+    AccessFile access = ReadAccessFile(access_path);
+    if (access.role != Role::kClient)
+      throw UsageError(access_path + " is a " + std::string(RoleName(access.role)) +
+                       " access file; commands need a client one ('orq access add --client FILE' on "
+                       "the broker's host)");
+    return {access.endpoints.front(),
+            CurveClient{access.broker_public_key, access.keys.public_key, access.keys.secret_key},
+            access_path};
+  }
+  if (const char* env = std::getenv("ORQ_ENDPOINT"); env && *env) {
+    if (std::string(env).rfind("ipc://", 0) != 0)
+      throw UsageError(std::string("$ORQ_ENDPOINT must be an ipc:// endpoint, not '") + env +
+                       "'; a broker over TCP is reached with an access file (--access FILE)");
+    return {env, std::nullopt, ""};
+  }
+  const std::string home = OrqHome();
+  if (!ReadLivePid(PidFile(home)))
+    throw Unreachable("orq is not running (no broker in " + home + "); start it with 'orq up'");
+  return {DefaultEndpoint(home), std::nullopt, ""};
+}
+
+Client::Client(BrokerAddress address)
+    : address_(std::move(address)), socket_(MakeSocket(ctx_, zmq::socket_type::dealer)) {
   socket_.set(zmq::sockopt::reconnect_ivl, 10);  // the broker may be binding right now (orq run)
   socket_.set(zmq::sockopt::sndhwm, 0);
-  socket_.connect(endpoint_);
+  if (address_.curve) {
+    SetCurveClient(socket_, *address_.curve);
+    watch_.emplace(ctx_, socket_);
+  }
+  socket_.connect(address_.endpoint);
   last_heard_ = Clock::now();
 }
 
-void Client::Send(const Message& message) { SendMessage(socket_, message); }
+void Client::CheckHandshakes() {
+  switch (watch_->Read()) {
+    case HandshakeWatch::Event::kNone:
+      return;
+    case HandshakeWatch::Event::kSucceeded:
+      failed_handshakes_ = 0;
+      return;
+    case HandshakeWatch::Event::kRefused:
+      throw Refused("the broker at " + address_.endpoint + " refused the key in " +
+                    address_.access_file + ": it was revoked, or never added to this broker");
+    case HandshakeWatch::Event::kFailed:
+      if (++failed_handshakes_ < kHandshakeFailuresToGiveUp) return;
+      throw Refused("the CURVE handshake with " + address_.endpoint + " failed " +
+                    std::to_string(failed_handshakes_) + " times: " + address_.access_file +
+                    " holds another broker's key, or no orq broker listens there");
+  }
+}
+
+// Never blocks: a send only fails when the socket has no pipe (its handshake was refused), and the
+// handshake watch then says why.
+void Client::Send(const Message& message) {
+  SendMessage(socket_, message, {}, zmq::send_flags::dontwait);
+}
 
 std::optional<Message> Client::Receive(Clock::time_point deadline) {
   last_heard_ = Clock::now();
@@ -29,18 +87,20 @@ std::optional<Message> Client::Receive(Clock::time_point deadline) {
     auto now = Clock::now();
     if (now >= deadline) return std::nullopt;
     if (now - last_heard_ > kSilenceLimit)
-      throw Unreachable("the broker at " + endpoint_ + " stopped answering");
+      throw Unreachable("the broker at " + address_.endpoint + " stopped answering");
     auto until = std::min(deadline, next_ping);
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::pollitem_t items[2] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, 0, ZMQ_POLLIN, 0}};
+    if (watch_) items[1].socket = watch_->socket().handle();
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
     try {
-      zmq::poll(&item, 1, std::max(wait, std::chrono::milliseconds(0)));
+      zmq::poll(items, watch_ ? 2 : 1, std::max(wait, std::chrono::milliseconds(0)));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
       throw Unreachable("interrupted");
     }
+    if (watch_) CheckHandshakes();
     if (Clock::now() >= next_ping) {
-      SendMessage(socket_, PingRequest{});
+      Send(PingRequest{});
       next_ping = Clock::now() + kPingEvery;
     }
     while (auto received = ReceiveMessage(socket_, /*router=*/false)) {
@@ -49,6 +109,8 @@ std::optional<Message> Client::Receive(Clock::time_point deadline) {
         throw std::runtime_error("malformed reply from the broker: " + error->what);
       auto& message = std::get<Message>(received->message);
       if (std::holds_alternative<PongReply>(message)) continue;
+      if (auto* error = std::get_if<ErrorReply>(&message); error && error->code == ErrorCode::kForbidden)
+        throw Refused(error->message);
       return std::move(message);
     }
   }
@@ -58,17 +120,9 @@ Message Client::Request(const Message& message, std::chrono::milliseconds timeou
   Send(message);
   auto reply = Receive(Clock::now() + timeout);
   if (!reply)
-    throw Unreachable("the broker at " + endpoint_ + " did not answer within " +
+    throw Unreachable("the broker at " + address_.endpoint + " did not answer within " +
                       std::to_string(timeout.count() / 1000) + " s");
   return std::move(*reply);
-}
-
-std::string LocalEndpoint() {
-  if (const char* env = std::getenv("ORQ_ENDPOINT"); env && *env) return env;
-  const std::string home = OrqHome();
-  if (!ReadLivePid(PidFile(home)))
-    throw Unreachable("orq is not running (no broker in " + home + "); start it with 'orq up'");
-  return DefaultEndpoint(home);
 }
 
 }  // namespace orq

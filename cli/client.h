@@ -10,6 +10,7 @@
 #include <zmq.hpp>
 
 #include "common/protocol.h"
+#include "common/zmq_util.h"
 
 namespace orq {
 
@@ -19,30 +20,51 @@ using Clock = std::chrono::steady_clock;
 struct Unreachable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// The broker refused us: our key was revoked or never added, we hold the wrong broker key, or the
+// request is outside our key's role (exit code 4); what() is the sentence for the user.
+struct Refused : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Where the broker is, and how to reach it.
+struct BrokerAddress {
+  std::string endpoint;
+  std::optional<CurveClient> curve;  // set for tcp://: from the access file
+  std::string access_file;           // the file it came from, for sentences
+};
+
+// The broker this command talks to: the access file given with --access or $ORQ_ACCESS (a remote
+// broker, over CURVE), else $ORQ_ENDPOINT (ipc:// only), else the one running in $ORQ_HOME. Throws
+// Unreachable when no local broker runs, UsageError for a bad access file or endpoint.
+BrokerAddress FindBroker();
+// Sets the access file FindBroker() uses (main() calls it with --access / $ORQ_ACCESS).
+void UseAccessFile(std::string path);
+bool UsingAccessFile();
 
 class Client {
  public:
-  explicit Client(std::string endpoint);
+  explicit Client(BrokerAddress address);
 
   void Send(const Message& message);
   // The next reply, or nullopt when `deadline` passes first. Throws Unreachable when the broker
-  // stays silent for kSilenceLimit (it is pinged every second while a wait goes on), and
-  // std::runtime_error on a malformed reply.
+  // stays silent for kSilenceLimit (it is pinged every second while a wait goes on), Refused when
+  // a CURVE handshake is refused or keeps failing, and std::runtime_error on a malformed reply.
   std::optional<Message> Receive(Clock::time_point deadline);
   // Send, then the first reply within `timeout`; Unreachable if none comes.
   Message Request(const Message& message, std::chrono::milliseconds timeout);
 
-  const std::string& endpoint() const { return endpoint_; }
+  const std::string& endpoint() const { return address_.endpoint; }
+  bool remote() const { return address_.curve.has_value(); }
 
  private:
-  std::string endpoint_;
+  void CheckHandshakes();
+
+  BrokerAddress address_;
   zmq::context_t ctx_{1};
   zmq::socket_t socket_;
+  std::optional<HandshakeWatch> watch_;  // remote (CURVE) connections only
+  int failed_handshakes_ = 0;            // in a row
   Clock::time_point last_heard_;
 };
-
-// The broker's endpoint for this user: $ORQ_ENDPOINT, else the one in $ORQ_HOME. Throws Unreachable
-// with a sentence when no broker runs there.
-std::string LocalEndpoint();
 
 }  // namespace orq

@@ -175,7 +175,12 @@ int RunCommand(const RunOptions& options) {
   return code;
 }
 
-int UpCommand(int workers, int threads, int heartbeat_ms) {
+int UpCommand(int workers, int threads, int heartbeat_ms, const std::vector<std::string>& listen) {
+  if (UsingAccessFile()) {
+    Say("orq up: starts a broker on this host; --access (or $ORQ_ACCESS) is for reaching a remote "
+        "one");
+    return kExitUsage;
+  }
   const std::string home = OrqHome();
   if (long pid = ReadLivePid(PidFile(home))) {
     Say("orq is already up (broker pid " + std::to_string(pid) + ", " + DefaultEndpoint(home) + ")");
@@ -185,12 +190,14 @@ int UpCommand(int workers, int threads, int heartbeat_ms) {
   SpawnOptions spawn;
   spawn.args = {"broker", "--workers", std::to_string(workers), "--threads",
                 std::to_string(Threads(threads)), "--heartbeat-ms", std::to_string(heartbeat_ms)};
+  for (const auto& endpoint : listen) spawn.args.insert(spawn.args.end(), {"--listen", endpoint});
   spawn.new_session = true;
   spawn.output_file = LogFile(home);
+  WriteOwnerOnlyFile(LogFile(home), "");  // owner-only before anything is logged
   Process broker = Process::SpawnSelf(spawn);
   const pid_t pid = broker.pid();
 
-  Client client(DefaultEndpoint(home));
+  Client client({DefaultEndpoint(home), {}, ""});
   const auto deadline = Clock::now() + kStartTimeout;
   while (Clock::now() < deadline) {
     if (!broker.Running()) {
@@ -204,8 +211,12 @@ int UpCommand(int workers, int threads, int heartbeat_ms) {
         auto j = nlohmann::json::parse(status->json);
         if (static_cast<int>(j["workers"].size()) >= workers) {
           broker.Release();  // it runs on after we exit
+          std::string where = DefaultEndpoint(home);
+          for (const auto& e : j["endpoints"]) {
+            if (e.get<std::string>() != where) where += ", " + e.get<std::string>() + " (CURVE)";
+          }
           std::printf("orq is up: broker pid %d, %d worker%s, %s\n", pid, workers,
-                      workers == 1 ? "" : "s", DefaultEndpoint(home).c_str());
+                      workers == 1 ? "" : "s", where.c_str());
           return kExitOk;
         }
       }
@@ -220,6 +231,14 @@ int UpCommand(int workers, int threads, int heartbeat_ms) {
 }
 
 int DownCommand() {
+  if (UsingAccessFile()) {  // a remote broker: ask it to stop; its host sees to the rest
+    Client client(FindBroker());
+    client.Request(ShutdownRequest{}, milliseconds(5000));
+    std::printf("the broker at %s is shutting down (running tasks get %lld s to finish)\n",
+                client.endpoint().c_str(),
+                static_cast<long long>(kShutdownGrace.count() / 1000));
+    return kExitOk;
+  }
   const std::string home = OrqHome();
   const long pid = ReadLivePid(PidFile(home));
   if (!pid) {
@@ -228,7 +247,7 @@ int DownCommand() {
     return kExitOk;
   }
   try {
-    Client client(DefaultEndpoint(home));
+    Client client({DefaultEndpoint(home), {}, ""});
     client.Request(ShutdownRequest{}, milliseconds(5000));
   } catch (const Unreachable&) {
     Say("orq: the broker (pid " + std::to_string(pid) + ") did not answer; sending SIGTERM");
@@ -303,7 +322,7 @@ int SubmitCommand(const SubmitOptions& o) {
       return kExitUsage;
     }
   }
-  Client client(LocalEndpoint());
+  Client client(FindBroker());
   try {
     std::printf("%s\n", FormatJobId(Submit(client, std::move(specs))).c_str());
   } catch (const std::invalid_argument& e) {
@@ -320,7 +339,7 @@ int GatherCommand(const std::vector<std::string>& ids, bool json, std::optional<
       return kExitUsage;
     }
   }
-  Client client(LocalEndpoint());
+  Client client(FindBroker());
   auto deadline = Clock::time_point::max();
   if (timeout)
     deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
@@ -332,7 +351,7 @@ int GatherCommand(const std::vector<std::string>& ids, bool json, std::optional<
 }
 
 int StatusCommand(bool json) {
-  Client client(LocalEndpoint());
+  Client client(FindBroker());
   Message reply = client.Request(StatusRequest{}, kRequestTimeout);
   auto* status = std::get_if<StatusReply>(&reply);
   if (!status) throw std::runtime_error("unexpected reply from the broker");
@@ -341,12 +360,15 @@ int StatusCommand(bool json) {
     return kExitOk;
   }
   auto j = nlohmann::json::parse(status->json);
-  std::printf("broker   pid %lld  %s\n", j["broker"]["pid"].get<long long>(),
-              j["endpoint"].get<std::string>().c_str());
+  std::string endpoints;
+  for (const auto& e : j["endpoints"]) endpoints += "  " + e.get<std::string>();
+  std::printf("broker   pid %lld%s\n", j["broker"]["pid"].get<long long>(), endpoints.c_str());
   std::printf("workers  %zu\n", j["workers"].size());
   for (const auto& w : j["workers"]) {
-    std::printf("  pid %-8lld threads %-3lld running %lld\n", w["pid"].get<long long>(),
-                w["threads"].get<long long>(), w["running"].get<long long>());
+    std::printf("  %-6s %-20s pid %-8lld threads %-3lld running %lld\n",
+                w["remote"].get<bool>() ? "remote" : "local", w["host"].get<std::string>().c_str(),
+                w["pid"].get<long long>(), w["threads"].get<long long>(),
+                w["running"].get<long long>());
   }
   std::printf("tasks   ");
   for (const char* state :
@@ -357,7 +379,7 @@ int StatusCommand(bool json) {
 }
 
 int ForgetCommand(const std::vector<std::string>& ids) {
-  Client client(LocalEndpoint());
+  Client client(FindBroker());
   Message reply = client.Request(ForgetRequest{ids}, kRequestTimeout);
   if (auto* error = std::get_if<ErrorReply>(&reply)) {
     Say("orq forget: " + error->message);
@@ -370,7 +392,7 @@ int ForgetCommand(const std::vector<std::string>& ids) {
 }
 
 int CancelCommand(const std::vector<std::string>& ids) {
-  Client client(LocalEndpoint());
+  Client client(FindBroker());
   Message reply = client.Request(CancelRequest{ids}, kRequestTimeout);
   if (auto* error = std::get_if<ErrorReply>(&reply)) {
     Say("orq cancel: " + error->message);

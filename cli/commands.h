@@ -15,6 +15,7 @@ enum ExitCode : int {
   kExitTaskFailed = 1,   // some task did not end ok
   kExitUsage = 2,        // bad arguments, bad task file, unknown ids
   kExitUnreachable = 3,  // no broker, or it stopped answering; or orq's processes would not start
+  kExitRefused = 4,      // the broker refused our key, or the request is outside its role
   kExitTimeout = 124,    // gather --timeout expired
 };
 
@@ -38,7 +39,7 @@ struct SubmitOptions {
 };
 
 int RunCommand(const RunOptions& options);
-int UpCommand(int workers, int threads, int heartbeat_ms);
+int UpCommand(int workers, int threads, int heartbeat_ms, const std::vector<std::string>& listen);
 int DownCommand();
 int SubmitCommand(const SubmitOptions& options);
 int GatherCommand(const std::vector<std::string>& ids, bool json, std::optional<double> timeout);

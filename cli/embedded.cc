@@ -24,7 +24,7 @@ EmbeddedBroker::EmbeddedBroker(const EmbeddedOptions& options)
     : dir_(MakeRunDirectory(OrqHome())),
       log_(dir_ + "/broker.log"),
       broker_(Process::SpawnSelf(BrokerSpawn(options, dir_))),
-      client_(std::make_unique<Client>("ipc://" + dir_ + "/broker.ipc")) {}
+      client_(std::make_unique<Client>(BrokerAddress{"ipc://" + dir_ + "/broker.ipc", {}, ""})) {}
 
 EmbeddedBroker::~EmbeddedBroker() {
   Stop();

@@ -3,10 +3,17 @@
 #include <cstdio>
 #include <thread>
 
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "broker/broker.h"
+#include "cli/access.h"
 #include "cli/bench.h"
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "common/errors.h"
+#include "common/keys.h"
 #include "common/protocol.h"
 #include "common/paths.h"
 #include "worker/worker.h"
@@ -19,6 +26,11 @@ int main(int argc, char** argv) {
                "orq"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "orq 0.1.0");
+  app.fallthrough();  // `orq submit --access FILE ...` as well as `orq --access FILE submit ...`
+  std::string access_file;
+  app.add_option("--access", access_file,
+                 "reach a broker over TCP with this access file (from 'orq access add')")
+      ->envname("ORQ_ACCESS");
 
   RunOptions run;
   auto* run_cmd = app.add_subcommand("run", "Run every task of FILE on a broker and workers started "
@@ -41,6 +53,9 @@ int main(int argc, char** argv) {
   int up_heartbeat_ms = 1000;
   up_cmd->add_option("--heartbeat-ms", up_heartbeat_ms, "heartbeat interval (liveness is 3 of them)")
       ->check(CLI::Range(10, 60000));
+  std::vector<std::string> up_listen;
+  up_cmd->add_option("--listen", up_listen,
+                     "also listen on tcp://HOST:PORT (always CURVE; see 'orq access')");
 
   auto* down_cmd = app.add_subcommand("down", "Stop the background broker and its workers");
 
@@ -51,7 +66,11 @@ int main(int argc, char** argv) {
   auto* broker_cmd = app.add_subcommand("broker", "Run the broker in the foreground");
   broker_cmd->add_option("--endpoint", broker_endpoint,
                          "endpoint to bind (default: ipc://$ORQ_HOME/broker.ipc)");
-  broker_cmd->add_option("--listen", listen, "another endpoint to bind, e.g. tcp://0.0.0.0:5555");
+  broker_cmd->add_option("--listen", listen,
+                         "also listen on tcp://HOST:PORT, e.g. tcp://0.0.0.0:5555 (always CURVE: "
+                         "only keys added with 'orq access add' get in)");
+  std::string keys_dir;
+  broker_cmd->add_option("--keys", keys_dir, "the keys directory (default $ORQ_HOME/keys)");
   broker_cmd->add_option("-w,--workers", broker_workers, "local workers to start and keep alive")
       ->check(CLI::NonNegativeNumber);
   broker_cmd->add_option("-t,--threads", broker_threads, "threads per local worker (default: cores)")
@@ -75,7 +94,12 @@ int main(int argc, char** argv) {
 
   WorkerConfig worker;
   auto* worker_cmd = app.add_subcommand("worker", "Run a worker in the foreground");
-  worker_cmd->add_option("--connect", worker.endpoint, "the broker's endpoint")->required();
+  std::string connect;
+  worker_cmd->add_option("--connect", connect,
+                         "the local broker's ipc:// endpoint (a remote one: --access FILE)");
+  worker_cmd->add_option("--workdir", worker.workdir,
+                         "directory shell tasks run in (default: where the worker starts)")
+      ->check(CLI::ExistingDirectory);
   worker_cmd->add_option("-t,--threads", worker.threads, "cpu threads (default: cores)")
       ->check(CLI::PositiveNumber);
   worker_cmd->add_option("--slots", worker.async_slots, "sleep/echo tasks at once")
@@ -138,6 +162,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   bench_cmd->add_flag("--json", bench.json, "one JSON object per workload");
 
+  AccessOptions access;
+  auto* access_cmd = AddAccessCommand(app, access);
+
   std::vector<std::string> forget_ids;
   auto* forget_cmd = app.add_subcommand("forget", "Remove finished jobs and their results");
   forget_cmd->add_option("ids", forget_ids, "job ids (j7)")->required();
@@ -156,9 +183,15 @@ int main(int argc, char** argv) {
   }
 
   auto cores = [] { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); };
+  if (auto problem = CheckRunningLibzmq()) {
+    std::fprintf(stderr, "orq: %s\n", problem->c_str());
+    return kExitUnreachable;
+  }
   try {
+    if (!access_file.empty()) UseAccessFile(access_file);
+    if (*access_cmd) return AccessCommand(access);
     if (*run_cmd) return RunCommand(run);
-    if (*up_cmd) return UpCommand(up_workers, up_threads, up_heartbeat_ms);
+    if (*up_cmd) return UpCommand(up_workers, up_threads, up_heartbeat_ms, up_listen);
     if (*down_cmd) return DownCommand();
     if (*submit_cmd) return SubmitCommand(submit);
     if (*gather_cmd) return GatherCommand(gather_ids, gather_json, gather_timeout);
@@ -168,6 +201,13 @@ int main(int argc, char** argv) {
     if (*bench_cmd) return BenchCommand(bench);
     if (*broker_cmd) {
       const std::string home = OrqHome();
+      if (!broker_endpoint.empty() && broker_endpoint.rfind("ipc://", 0) != 0)
+        throw UsageError("--endpoint must be an ipc:// endpoint, not '" + broker_endpoint +
+                         "'; TCP goes through --listen, which is always CURVE-encrypted");
+      for (const auto& e : listen) {
+        if (e.rfind("tcp://", 0) != 0)
+          throw UsageError("--listen takes tcp://HOST:PORT, not '" + e + "'");
+      }
       if (broker_endpoint.empty()) {
         if (long pid = ReadLivePid(PidFile(home))) {
           std::fprintf(stderr, "orq broker: a broker is already running in %s (pid %ld)\n",
@@ -181,17 +221,41 @@ int main(int argc, char** argv) {
       if (!no_journal) broker.journal = journal;
       broker.retention = std::chrono::seconds(static_cast<int64_t>(retention_hours * 3600));
       broker.endpoints = {broker_endpoint};
-      broker.endpoints.insert(broker.endpoints.end(), listen.begin(), listen.end());
+      broker.listen = listen;
+      if (!listen.empty()) broker.keys_dir = keys_dir.empty() ? KeysDir(home) : keys_dir;
       broker.workers = broker_workers;
       broker.threads = broker_threads > 0 ? broker_threads : cores();
       broker.heartbeat = std::chrono::milliseconds(heartbeat_ms);
       return RunBroker(broker);
     }
     if (*worker_cmd) {
+      if (!connect.empty() == !access_file.empty())
+        throw UsageError("orq worker: give --connect ipc://... (a broker on this host) or --access "
+                         "FILE (a broker over TCP), not both or neither");
+      if (!connect.empty()) {
+        if (connect.rfind("ipc://", 0) != 0)
+          throw UsageError("--connect takes the broker's ipc:// endpoint, not '" + connect +
+                           "'; over TCP a worker needs --access FILE from 'orq access add --worker'");
+        worker.endpoints = {connect};
+      } else {
+        AccessFile file = ReadAccessFile(access_file);
+        if (file.role != Role::kWorker)
+          throw UsageError(access_file + " is a " + std::string(RoleName(file.role)) +
+                           " access file; a worker needs one from 'orq access add --worker FILE'");
+        worker.endpoints = file.endpoints;
+        worker.curve = CurveClient{file.broker_public_key, file.keys.public_key, file.keys.secret_key};
+      }
+      if (!worker.workdir.empty()) worker.workdir = std::filesystem::absolute(worker.workdir);
       if (worker.threads <= 0) worker.threads = cores();
       worker.heartbeat = std::chrono::milliseconds(heartbeat_ms);
       return RunWorker(worker);
     }
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "orq: %s\n", e.what());
+    return kExitUsage;
+  } catch (const Refused& e) {
+    std::fprintf(stderr, "orq: %s\n", e.what());
+    return kExitRefused;
   } catch (const Unreachable& e) {
     std::fprintf(stderr, "orq: %s\n", e.what());
     return kExitUnreachable;

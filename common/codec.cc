@@ -266,7 +266,7 @@ struct In {
   void operator()(std::string& v) { v = r.Str(); }
   void operator()(ErrorCode& v) {
     uint64_t c = r.U64();
-    if (c < 1 || c > 3) r.Fail();
+    if (c < 1 || c > static_cast<uint8_t>(ErrorCode::kForbidden)) r.Fail();
     v = static_cast<ErrorCode>(c);
   }
   void operator()(Slots& v) {
@@ -286,6 +286,8 @@ template <typename F> void Fields(ForgetRequest& m, F&& f) { f(m.ids); }
 template <typename F> void Fields(ForgottenReply& m, F&& f) { f(m.count); }
 template <typename F> void Fields(GoodbyeMessage&, F&&) {}
 template <typename F> void Fields(ReregisterMessage&, F&&) {}
+template <typename F> void Fields(ReloadAccessRequest&, F&&) {}
+template <typename F> void Fields(ReloadedReply& m, F&& f) { f(m.keys), f(m.dropped); }
 template <typename F> void Fields(SubmittedReply& m, F&& f) { f(m.job), f(m.count); }
 template <typename F> void Fields(ResultsReply& m, F&& f) { f(m.outcomes), f(m.final); }
 template <typename F> void Fields(StatusReply& m, F&& f) { f(m.json); }
@@ -294,7 +296,7 @@ template <typename F> void Fields(ErrorReply& m, F&& f) { f(m.code), f(m.message
 template <typename F> void Fields(PongReply& m, F&& f) { f(m.broker_pid); }
 template <typename F> void Fields(ShutdownAck&, F&&) {}
 template <typename F> void Fields(ReadyMessage& m, F&& f) {
-  f(m.pid), f(m.threads), f(m.slots), f(m.running);
+  f(m.pid), f(m.threads), f(m.slots), f(m.running), f(m.host);
 }
 template <typename F> void Fields(WorkerResultsMessage& m, F&& f) { f(m.outcomes); }
 template <typename F> void Fields(HeartbeatMessage&, F&&) {}
@@ -328,6 +330,8 @@ template <> constexpr Command kCommandOf<ForgetRequest> = Command::kForget;
 template <> constexpr Command kCommandOf<ForgottenReply> = Command::kForgotten;
 template <> constexpr Command kCommandOf<GoodbyeMessage> = Command::kGoodbye;
 template <> constexpr Command kCommandOf<ReregisterMessage> = Command::kReregister;
+template <> constexpr Command kCommandOf<ReloadAccessRequest> = Command::kReloadAccess;
+template <> constexpr Command kCommandOf<ReloadedReply> = Command::kReloaded;
 
 // Decodes body into alternative I of Message when its command matches.
 template <size_t I = 0>
@@ -393,6 +397,10 @@ EncodedMessage Encode(const Message& message) {
         return EncodedMessage{kCommandOf<T>, w.Take()};
       },
       message);
+}
+
+Command CommandOf(const Message& message) {
+  return std::visit([](const auto& m) { return kCommandOf<std::decay_t<decltype(m)>>; }, message);
 }
 
 std::variant<Message, DecodeError> Decode(std::string_view version, std::string_view command,

@@ -64,21 +64,34 @@ std::vector<Message> OneOfEach() {
           StatusReply{"{\"x\":1}"},
           CancelledReply{3},
           ErrorReply{ErrorCode::kUnknownId, "unknown job j9"},
+          ErrorReply{ErrorCode::kForbidden, "this key was revoked"},
           PongReply{77},
           ShutdownAck{},
-          ReadyMessage{99, 4, {16384, 4, 4}},
+          ReadyMessage{99, 4, {16384, 4, 4}, {{{3, 1}, 2}}, "node7"},
           WorkerResultsMessage{{ShellOutcome(), ok}},
           HeartbeatMessage{},
           TasksMessage{{{{3, 1}, 2, ShellSpec()}, {{3, 2}, 1, sleep}}},
           CancelTasksMessage{{{3, 1}, {4, 0}}},
           BrokerHeartbeatMessage{},
-          StopMessage{}};
+          StopMessage{},
+          ForgetRequest{{"j1", "j2"}},
+          ForgottenReply{2},
+          GoodbyeMessage{},
+          ReregisterMessage{},
+          ReloadAccessRequest{},
+          ReloadedReply{3, 1}};
 }
 
 std::variant<Message, DecodeError> RoundTrip(const Message& m) {
   EncodedMessage e = Encode(m);
   const char command = static_cast<char>(e.command);
   return Decode(kProtocolVersion, std::string_view(&command, 1), e.body);
+}
+
+TEST(CodecTest, OneOfEachCoversEveryMessage) {
+  std::vector<bool> seen(std::variant_size_v<Message>);
+  for (const Message& m : OneOfEach()) seen[m.index()] = true;
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_TRUE(seen[i]) << "no sample of alternative " << i;
 }
 
 TEST(CodecTest, EveryMessageRoundTrips) {

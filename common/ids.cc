@@ -36,4 +36,14 @@ std::string_view StatusName(TaskStatus status) {
   return "?";
 }
 
+std::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kLocal: return "local";
+    case Role::kClient: return "client";
+    case Role::kWorker: return "worker";
+    case Role::kRevoked: return "revoked";
+  }
+  return "?";
+}
+
 }  // namespace orq

@@ -1,27 +1,56 @@
 #include "common/paths.h"
 
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
+#include "common/errors.h"
+
 namespace orq {
 namespace {
 
-void MakeDirs(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw std::runtime_error("cannot create the state directory " + dir + ": " + ec.message());
-  ::chmod(dir.c_str(), 0700);
+std::string Mode(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
 }
 
 }  // namespace
+
+void MakePrivateDirectory(const std::string& dir, const std::string& what) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    std::error_code ec;
+    const auto parent = std::filesystem::path(dir).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      throw std::runtime_error("cannot create " + what + " " + dir + ": " + std::strerror(errno));
+    if (::stat(dir.c_str(), &st) != 0)
+      throw std::runtime_error("cannot create " + what + " " + dir + ": " + std::strerror(errno));
+  }
+  if (auto problem = DirectoryProblem(st, ::geteuid(), dir, what)) throw UsageError(*problem);
+}
+
+std::optional<std::string> DirectoryProblem(const struct stat& st, uid_t me, const std::string& dir,
+                                            const std::string& what) {
+  if (!S_ISDIR(st.st_mode)) return what + " " + dir + " is not a directory";
+  if (st.st_uid != me)
+    return what + " " + dir + " belongs to another user (uid " + std::to_string(st.st_uid) +
+           "); orq keeps its socket and journal only in a directory of your own";
+  if (st.st_mode & 022)
+    return what + " " + dir + " may be written by others (mode " + Mode(st.st_mode) +
+           "), who could replace its socket, journal or keys; run 'chmod 700 " + dir + "'";
+  return std::nullopt;
+}
 
 std::string OrqHome() {
   std::string home;
@@ -34,7 +63,7 @@ std::string OrqHome() {
   } else {
     throw std::runtime_error("cannot find a state directory: set ORQ_HOME or HOME");
   }
-  MakeDirs(home);
+  MakePrivateDirectory(home, "$ORQ_HOME");
   return home;
 }
 
@@ -75,6 +104,15 @@ long ReadLivePid(const std::string& pid_file) {
   auto second_nul = cmdline.find('\0', first_nul + 1);
   if (cmdline.substr(first_nul + 1, second_nul - first_nul - 1) != "broker") return 0;
   return pid;
+}
+
+void WriteOwnerOnlyFile(const std::string& path, const std::string& content) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  ::fchmod(fd, 0600);  // an older file may have been made with a looser mode
+  const bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ::close(fd);
+  if (!ok) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
 }
 
 }  // namespace orq

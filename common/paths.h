@@ -1,13 +1,26 @@
 // Where orq keeps its state: $ORQ_HOME, default ${XDG_STATE_HOME:-~/.local/state}/orq, mode 0700.
+// Its ipc:// socket is what protects a local broker, so a home that someone else owns or may write
+// to is refused (UsageError): they could replace the socket, the journal or the keys.
 #pragma once
 
+#include <sys/stat.h>
+
+#include <optional>
 #include <string>
 
 namespace orq {
 
-// The state directory, created (mode 0700) if missing. Throws std::runtime_error with a sentence
-// when it cannot be created.
+// The state directory, created (mode 0700) if missing. Throws UsageError with a sentence when it
+// belongs to another user or others may write to it, std::runtime_error when it cannot be created.
 std::string OrqHome();
+
+// Creates `dir` (mode 0700) if missing, then checks it as OrqHome() does; `what` names it in the
+// sentence ("$ORQ_HOME", "the keys directory").
+void MakePrivateDirectory(const std::string& dir, const std::string& what);
+// The check itself, pure: nullopt when `st` is a directory owned by `me` that no one else may
+// write to, else the sentence.
+std::optional<std::string> DirectoryProblem(const struct stat& st, uid_t me, const std::string& dir,
+                                            const std::string& what);
 
 std::string DefaultEndpoint(const std::string& home);  // ipc://HOME/broker.ipc
 std::string PidFile(const std::string& home);          // HOME/broker.pid
@@ -19,5 +32,8 @@ void RemoveTree(const std::string& dir);
 
 // The pid in a pid file, when that process is alive; 0 otherwise.
 long ReadLivePid(const std::string& pid_file);
+
+// Writes `content` to `path`, created with mode 0600 (truncated if it exists).
+void WriteOwnerOnlyFile(const std::string& path, const std::string& content);
 
 }  // namespace orq

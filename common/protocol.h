@@ -1,7 +1,9 @@
 // The orq wire protocol: every message that crosses a socket, in one place.
 //
 // Peers: clients (the CLI, a DEALER), workers (a DEALER with a routing id of their own) and the
-// broker (one ROUTER). Every message is three frames after the ROUTER's identity frame:
+// broker (one ROUTER). Peers on ipc:// are local (the socket lives in the owner's 0700 $ORQ_HOME);
+// peers on TCP are always CURVE-encrypted and authenticated, and each has a Role from its key (see
+// Role and MaySend below). Every message is three frames after the ROUTER's identity frame:
 //
 //   frame 0: kProtocolVersion ("ORQ1")
 //   frame 1: one byte, a Command below
@@ -23,10 +25,10 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ1";
+inline constexpr std::string_view kProtocolVersion = "ORQ2";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
-// worker -> broker 0x3x, broker -> worker 0x4x.
+// worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
 enum class Command : uint8_t {
   kSubmit = 0x10,    // [TaskSpec...]                      -> kSubmitted or kError
   kGather = 0x11,    // [id...] (job "j7" or task "j7.2")  -> kResults... (last has final) or kError
@@ -44,8 +46,10 @@ enum class Command : uint8_t {
   kPong = 0x25,          // broker pid
   kShutdownAck = 0x26,   //
   kForgotten = 0x27,     // how many jobs were removed
+  kReloaded = 0x28,      // keys now on the allow-list, connections of revoked keys dropped
 
-  kReady = 0x30,          // pid, threads, slots per TaskClass (its credits), [Lease...] it runs
+  kReady = 0x30,          // pid, threads, slots per TaskClass (its credits), [Lease...] it runs,
+                          // host name
   kWorkerResults = 0x31,  // [TaskOutcome...]: each frees one slot of its task's class
   kHeartbeat = 0x32,      //
   kGoodbye = 0x33,        // the worker is leaving; what it still held is handed back
@@ -56,7 +60,38 @@ enum class Command : uint8_t {
   kStop = 0x43,        // grace ms: take no more tasks, let running ones finish within the grace,
                        // kill the rest, say goodbye, exit
   kReregister = 0x44,  // the broker does not know this worker (it was dropped): send kReady again
+
+  kReloadAccess = 0x50,  // the allow-list in $ORQ_HOME/keys changed (orq access) -> kReloaded
 };
+
+// Who a peer is, decided by how its connection was authenticated (broker/zap.h), never by what it
+// sends. Local: it came over ipc://, which only the owner of $ORQ_HOME can reach. Client and worker:
+// it came over TCP with a CURVE key on that role's allow-list. Revoked: its key was taken off the
+// allow-list after it connected; it may send nothing.
+enum class Role : uint8_t { kLocal, kClient, kWorker, kRevoked };
+
+// Whether a command goes to the broker at all (requests, worker messages, administration); the
+// others are replies and broker-to-worker messages, which the broker never accepts.
+constexpr bool ToBroker(Command c) {
+  const auto v = static_cast<uint8_t>(c);
+  return (v >= 0x10 && v <= 0x1f) || (v >= 0x30 && v <= 0x3f) || (v >= 0x50 && v <= 0x5f);
+}
+
+// What each role may send to the broker. A client key submits, gathers, cancels, asks for status,
+// forgets and shuts down; a worker key registers, reports results, heartbeats and says goodbye.
+// Neither may do the other's part, and only a local peer administers access.
+constexpr bool MaySend(Role role, Command c) {
+  const auto v = static_cast<uint8_t>(c);
+  switch (role) {
+    case Role::kLocal: return ToBroker(c);
+    case Role::kClient: return v >= 0x10 && v <= 0x1f;
+    case Role::kWorker: return v >= 0x30 && v <= 0x3f;
+    case Role::kRevoked: return false;
+  }
+  return false;
+}
+
+std::string_view RoleName(Role role);
 
 // Heartbeats (the ZeroMQ Guide's Paranoid Pirate). The interval is short enough that a lost peer
 // is noticed within a few seconds, long enough to cost nothing. Liveness: missed intervals before
@@ -67,6 +102,14 @@ inline constexpr int kHeartbeatLiveness = 3;
 // How long running tasks get to finish when the broker shuts down (orq down, SIGTERM) before
 // their workers kill them; what is not finished then is handed back in the journal.
 inline constexpr std::chrono::milliseconds kShutdownGrace{5000};
+
+// A TCP peer that has not finished its CURVE handshake within this long is dropped
+// (ZMQ_HANDSHAKE_IVL), so half-open handshakes cannot pile up; a slow link still makes it in time.
+inline constexpr std::chrono::milliseconds kHandshakeTimeout{5000};
+// A TCP connect that has not succeeded within this long is abandoned and retried
+// (ZMQ_CONNECT_TIMEOUT): after a cut link, a worker finds its broker again within seconds of the
+// link's return instead of waiting out the kernel's SYN backoff.
+inline constexpr std::chrono::milliseconds kConnectTimeout{2000};
 
 // Limits on what a peer may send (bounded input). A message over kMaxMessageBytes makes zmq drop
 // the connection of its sender; the others are checked where a task spec is validated.
@@ -136,6 +179,7 @@ enum class ErrorCode : uint8_t {
   kBadRequest = 1,  // malformed or over a limit
   kUnknownId = 2,   // gather/cancel named a job or task the broker does not have
   kShuttingDown = 3,
+  kForbidden = 4,   // the peer's key may not send this (a worker key submitting, a revoked key)
 };
 
 // --- client -> broker ---
@@ -146,6 +190,7 @@ struct CancelRequest { std::vector<std::string> ids; };
 struct ShutdownRequest {};
 struct PingRequest {};
 struct ForgetRequest { std::vector<std::string> ids; };
+struct ReloadAccessRequest {};
 // --- broker -> client ---
 struct SubmittedReply { uint64_t job = 0; uint32_t count = 0; };
 struct ResultsReply { std::vector<TaskOutcome> outcomes; bool final = true; };
@@ -155,12 +200,14 @@ struct ErrorReply { ErrorCode code = ErrorCode::kBadRequest; std::string message
 struct PongReply { int64_t broker_pid = 0; };
 struct ShutdownAck {};
 struct ForgottenReply { uint32_t count = 0; };
+struct ReloadedReply { uint32_t keys = 0; uint32_t dropped = 0; };
 // --- worker -> broker ---
 struct ReadyMessage {
   int64_t pid = 0;
   uint32_t threads = 0;
   Slots slots;  // capacity per task class
   std::vector<Lease> running;  // on re-registration: the tasks it still runs
+  std::string host;            // the worker's host name, for status
 };
 struct WorkerResultsMessage { std::vector<TaskOutcome> outcomes; };
 struct HeartbeatMessage {};
@@ -177,6 +224,7 @@ using Message =
                  PingRequest, ForgetRequest, SubmittedReply, ResultsReply, StatusReply,
                  CancelledReply, ErrorReply, PongReply, ShutdownAck, ForgottenReply, ReadyMessage,
                  WorkerResultsMessage, HeartbeatMessage, GoodbyeMessage, TasksMessage,
-                 CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage>;
+                 CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage,
+                 ReloadAccessRequest, ReloadedReply>;
 
 }  // namespace orq

@@ -1,5 +1,7 @@
 #include "common/zmq_util.h"
 
+#include <atomic>
+#include <cstring>
 #include <vector>
 
 namespace orq {
@@ -12,17 +14,57 @@ zmq::socket_t MakeSocket(zmq::context_t& ctx, zmq::socket_type type,
   return socket;
 }
 
+void SetCurveClient(zmq::socket_t& socket, const CurveClient& curve) {
+  socket.set(zmq::sockopt::curve_serverkey, curve.server_public_key);
+  socket.set(zmq::sockopt::curve_publickey, curve.public_key);
+  socket.set(zmq::sockopt::curve_secretkey, curve.secret_key);
+  socket.set(zmq::sockopt::connect_timeout, static_cast<int>(kConnectTimeout.count()));
+}
+
+HandshakeWatch::HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& watched)
+    : monitor_(ctx, zmq::socket_type::pair) {
+  static std::atomic<int> next{0};
+  const std::string endpoint = "inproc://orq-handshakes-" + std::to_string(next++);
+  if (zmq_socket_monitor(watched.handle(), endpoint.c_str(),
+                         ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
+    throw zmq::error_t();
+  monitor_.set(zmq::sockopt::linger, 0);
+  monitor_.connect(endpoint);
+}
+
+HandshakeWatch::Event HandshakeWatch::Read() {
+  Event worst = Event::kNone;  // what the caller is told
+  for (;;) {
+    zmq::message_t event, address;
+    if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return worst;
+    if (event.more()) (void)monitor_.recv(address, zmq::recv_flags::none);
+    if (event.size() < 6) continue;
+    uint16_t id = 0;
+    std::memcpy(&id, event.data(), 2);
+    Event e = id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED   ? Event::kSucceeded
+              : id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? Event::kRefused
+                                                      : Event::kFailed;
+    if (worst != Event::kRefused) worst = e;  // the latest, except that a refusal sticks
+  }
+}
+
 bool SendMessage(zmq::socket_t& socket, const Message& message, std::string_view identity,
                  zmq::send_flags flags) {
   EncodedMessage encoded = Encode(message);
   const char command = static_cast<char>(encoded.command);
   try {
-    if (!identity.empty() &&
-        !socket.send(zmq::buffer(identity.data(), identity.size()), flags | zmq::send_flags::sndmore))
+    // Only the first frame can fail to queue (would block, or no such peer); once it is in, the
+    // rest of a multipart message always follows.
+    if (!identity.empty()) {
+      if (!socket.send(zmq::buffer(identity.data(), identity.size()), flags | zmq::send_flags::sndmore))
+        return false;
+      flags = zmq::send_flags::none;
+    }
+    if (!socket.send(zmq::buffer(kProtocolVersion.data(), kProtocolVersion.size()),
+                     flags | zmq::send_flags::sndmore))
       return false;
-    // Once the first frame is queued, the rest of a multipart message always follows.
-    socket.send(zmq::buffer(kProtocolVersion.data(), kProtocolVersion.size()),
-                zmq::send_flags::sndmore);
     socket.send(zmq::buffer(&command, 1), zmq::send_flags::sndmore);
     zmq::message_t body(encoded.body.data(), encoded.body.size());
     socket.send(body, zmq::send_flags::none);
@@ -48,6 +90,12 @@ std::optional<Received> ReceiveMessage(zmq::socket_t& socket, bool router, zmq::
   if (router) {
     received.identity = frames[0].to_string();
     first = 1;
+  }
+  if (frames.size() > first) {
+    // Connection metadata rides on the frames that came from the peer, not on the identity frame
+    // the ROUTER adds.
+    if (const char* user = zmq_msg_gets(frames[first].handle(), "User-Id")) received.user_id = user;
+    received.fd = zmq_msg_get(frames[first].handle(), ZMQ_SRCFD);
   }
   if (frames.size() != first + 3) {
     received.message = DecodeError{"expected 3 frames, got " + std::to_string(frames.size() - first)};

@@ -21,8 +21,34 @@ zmq::socket_t MakeSocket(zmq::context_t& ctx, zmq::socket_type type,
 bool SendMessage(zmq::socket_t& socket, const Message& message, std::string_view identity = {},
                  zmq::send_flags flags = zmq::send_flags::none);
 
+// What a CURVE client needs (from an access file, common/keys.h).
+struct CurveClient {
+  std::string server_public_key;
+  std::string public_key;
+  std::string secret_key;
+};
+// Makes the socket's next connects CURVE clients of that server with that key pair, with
+// kConnectTimeout on TCP connects.
+void SetCurveClient(zmq::socket_t& socket, const CurveClient& curve);
+
+// Watches one socket's handshakes (a libzmq socket monitor), so a CURVE client can tell "the broker
+// refused my key" and "the handshake fails: wrong broker key, or no orq broker there" from silence.
+class HandshakeWatch {
+ public:
+  enum class Event { kNone, kSucceeded, kRefused, kFailed };
+  HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& watched);
+  // Reads every waiting event; returns the latest, except that a refusal among them wins.
+  Event Read();
+  zmq::socket_t& socket() { return monitor_; }
+
+ private:
+  zmq::socket_t monitor_;  // PAIR connected to the watched socket's monitor endpoint
+};
+
 struct Received {
   std::string identity;  // set on a ROUTER
+  std::string user_id;   // the User-Id its connection's ZAP handler gave; empty when none
+  int fd = -1;           // the connection it came on (ZMQ_SRCFD), to drop a revoked peer
   std::variant<Message, DecodeError> message;
 };
 

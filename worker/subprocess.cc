@@ -12,6 +12,7 @@
 #include <boost/process/extend.hpp>
 #include <boost/process/posix.hpp>
 #include <csignal>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,7 +72,8 @@ std::string FindProgram(const std::string& name) {
 
 std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop,
                                               const std::vector<std::string>& argv,
-                                              size_t output_limit, Done done) {
+                                              size_t output_limit, const std::string& cwd,
+                                              Done done) {
   std::shared_ptr<Subprocess> self(new Subprocess(loop));
   Impl& impl = *self->impl_;
   impl.limit = output_limit;
@@ -86,13 +88,18 @@ std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop,
   };
   const std::string program = FindProgram(argv[0]);
   if (program.empty()) return fail("cannot run '" + argv[0] + "': command not found");
+  struct stat st {};
+  if (!cwd.empty() && (::stat(cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
+    return fail("cannot run '" + argv[0] + "': the worker's directory " + cwd +
+                " does not exist (any more) on this host");
 
   std::error_code ec;
   bp::child child(
       bp::exe = program, bp::args = std::vector<std::string>(argv.begin() + 1, argv.end()),
       bp::std_in < bp::null, bp::std_out > impl.out_pipe, bp::std_err > impl.err_pipe,
       bp::posix::use_vfork,  // no copy of the worker's page tables per task
-      bp::extend::on_exec_setup([](auto&) {
+      bp::extend::on_exec_setup([&cwd](auto&) {
+        if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
         ::setpgid(0, 0);               // its own group: TERM/KILL reach its children too
         sigset_t none;
         sigemptyset(&none);

@@ -31,11 +31,12 @@ class Subprocess : public std::enable_shared_from_this<Subprocess> {
  public:
   using Done = std::function<void(ChildExit)>;
 
-  // Starts argv (argv[0] looked up in PATH when it has no '/'). `done` runs on `loop` exactly once,
-  // after the child is reaped and both pipes are closed; for a spawn failure too.
+  // Starts argv (argv[0] looked up in PATH when it has no '/') in directory `cwd` (empty: the
+  // worker's own). `done` runs on `loop` exactly once, after the child is reaped and both pipes are
+  // closed; for a spawn failure too.
   static std::shared_ptr<Subprocess> Start(boost::asio::io_context& loop,
                                            const std::vector<std::string>& argv,
-                                           size_t output_limit, Done done);
+                                           size_t output_limit, const std::string& cwd, Done done);
 
   // Call from the loop's SIGCHLD handler: reaps the child if it has exited.
   void Poll();

@@ -119,7 +119,8 @@ void TaskRunner::Start(const Assignment& a) {
       break;
     }
     case TaskKind::kShell: {
-      r.child = Subprocess::Start(loop_, spec.argv, options_.output_limit, [this, id](ChildExit e) {
+      r.child = Subprocess::Start(loop_, spec.argv, options_.output_limit, options_.workdir,
+                                  [this, id](ChildExit e) {
         auto it = tasks_.find(id);
         if (it == tasks_.end()) return;
         Running& rr = *it->second;

@@ -26,6 +26,7 @@ struct RunnerOptions {
   std::chrono::milliseconds kill_grace{2000};  // TERM -> KILL for shell tasks
   size_t output_limit = kMaxOutputBytes;
   int64_t pid = 0;  // reported as the worker in outcomes
+  std::string workdir;  // where shell tasks run; empty: the worker's own directory
 };
 
 class TaskRunner {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zmq.hpp>
 
+#include "common/keys.h"
 #include "common/log.h"
 #include "common/zmq_util.h"
 #include "worker/task_runner.h"
@@ -23,13 +24,17 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Handshakes that fail in a row (not refusals: those end the worker at once) before a worker gives
+// up: a few, so one that a link cut broke mid-way is not mistaken for a wrong key.
+constexpr int kHandshakeFailuresToExit = 5;
+
 class WorkerShell {
  public:
   explicit WorkerShell(const WorkerConfig& config)
       : config_(config),
         core_(Options(config)),
         runner_(loop_, RunnerOptions{config.threads, std::chrono::milliseconds(2000), kMaxOutputBytes,
-                                     ::getpid()},
+                                     ::getpid(), config.workdir},
                 [this](TaskOutcome outcome) { OnDone(std::move(outcome)); }),
         timer_(loop_),
         signals_(loop_, SIGTERM, SIGINT),
@@ -49,13 +54,14 @@ class WorkerShell {
     loop_.run();
     runner_.KillAll();
     if (fd_) fd_->release();  // the fd belongs to zmq
-    return 0;
+    return exit_code_;
   }
 
  private:
   static WorkerOptions Options(const WorkerConfig& c) {
     WorkerOptions o;
     o.pid = ::getpid();
+    o.host = HostName();
     o.threads = static_cast<uint32_t>(c.threads);
     o.slots[static_cast<size_t>(TaskClass::kAsync)] =
         static_cast<uint32_t>(c.async_slots > 0 ? c.async_slots : kDefaultAsyncSlots);
@@ -74,6 +80,8 @@ class WorkerShell {
       fd_->release();
       fd_.reset();
     }
+    if (watch_ && !CheckHandshakes()) return;  // what the old socket's monitor still holds
+    watch_.reset();
     // Linger: the last results and the goodbye still leave when the worker exits.
     socket_ = MakeSocket(ctx_, zmq::socket_type::dealer, std::chrono::milliseconds(2000));
     std::random_device rd;
@@ -82,7 +90,14 @@ class WorkerShell {
     socket_.set(zmq::sockopt::sndhwm, 0);
     socket_.set(zmq::sockopt::reconnect_ivl, 10);  // at start the broker may be binding right now
     socket_.set(zmq::sockopt::reconnect_ivl_max, 1000);
-    socket_.connect(config_.endpoint);
+    if (config_.curve) {
+      SetCurveClient(socket_, *config_.curve);
+      watch_.emplace(ctx_, socket_);
+    }
+    // Alternatives for the same broker (an access file may name several): one per connection.
+    const std::string& endpoint = config_.endpoints[connects_++ % config_.endpoints.size()];
+    if (connects_ > 1) Log("connecting to " + endpoint);
+    socket_.connect(endpoint);
     fd_.emplace(loop_, socket_.get(zmq::sockopt::fd));
     WorkerActions actions;
     core_.Connected(Clock::now(), actions);
@@ -132,7 +147,7 @@ class WorkerShell {
     for (Assignment& a : actions.start) runner_.Start(a);
     for (TaskId id : actions.cancel) runner_.Cancel(id);
     if (!actions.send.empty()) {
-      for (const Message& m : actions.send) SendMessage(socket_, m);
+      for (const Message& m : actions.send) Send(m);
       if (actions.exit) return Exit();
       // A send may have consumed the fd's edge: look for input again from the loop.
       asio::post(loop_, [this] { Drain(); });
@@ -153,6 +168,7 @@ class WorkerShell {
         Log("the broker that started this worker is gone; exiting");
         return Exit();
       }
+      if (watch_ && !CheckHandshakes()) return;
       Drain();  // what waits in the socket first: after a pause, the broker's word is there
       WorkerActions actions;
       core_.Tick(Clock::now(), actions);
@@ -168,12 +184,44 @@ class WorkerShell {
     });
   }
 
+  // Reads the handshake monitor of a CURVE connection. A refused key, or handshakes that keep
+  // failing, end the worker: no retry can fix them. Returns false when it is exiting.
+  bool CheckHandshakes() {
+    switch (watch_->Read()) {
+      case HandshakeWatch::Event::kNone:
+        return true;
+      case HandshakeWatch::Event::kSucceeded:
+        failed_handshakes_ = 0;
+        return true;
+      case HandshakeWatch::Event::kRefused:
+        Log("the broker refused this worker's key: it was revoked, or never added; exiting");
+        break;
+      case HandshakeWatch::Event::kFailed:
+        if (++failed_handshakes_ < kHandshakeFailuresToExit) return true;
+        Log("the CURVE handshake with the broker failed " + std::to_string(failed_handshakes_) +
+            " times: the access file holds another broker's key, or no orq broker listens there;"
+            " exiting");
+        break;
+    }
+    exit_code_ = kWorkerRefusedExit;
+    Exit();
+    return false;
+  }
+
+  // Never blocks the loop: with the send high-water mark off, a send only fails when the socket has
+  // no pipe at all (its handshake was refused); what it held is then lost, and the broker re-leases
+  // any task whose result it was.
+  void Send(const Message& m) {
+    if (!SendMessage(socket_, m, {}, zmq::send_flags::dontwait) && ++unsent_ == 1)
+      Log("a message to the broker could not be queued (no connection); dropped");
+  }
+
   // Kills what still runs (the broker requeues it: the lease ends with our goodbye) and stops.
   void Exit() {
     if (exiting_) return;
     exiting_ = true;
     runner_.KillAll();
-    SendMessage(socket_, GoodbyeMessage{});
+    Send(GoodbyeMessage{});
     loop_.stop();
   }
 
@@ -187,6 +235,11 @@ class WorkerShell {
   asio::steady_timer timer_;
   asio::signal_set signals_;
   asio::signal_set children_;
+  std::optional<HandshakeWatch> watch_;  // CURVE connections only
+  int failed_handshakes_ = 0;            // in a row
+  size_t connects_ = 0;                  // picks the endpoint of the next connection
+  int exit_code_ = 0;
+  uint64_t unsent_ = 0;                  // messages dropped by Send()
   bool flush_posted_ = false;
   bool exiting_ = false;
   const pid_t parent_ = ::getppid();  // a supervised worker exits when its broker is gone

@@ -4,12 +4,18 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
+#include <vector>
+
+#include "common/zmq_util.h"
 
 namespace orq {
 
 struct WorkerConfig {
-  std::string endpoint;
+  std::vector<std::string> endpoints;  // the broker's; each (re)connect tries the next one
+  std::optional<CurveClient> curve;    // for tcp:// (from an access file); ipc:// needs none
+  std::string workdir;                 // where shell tasks run; empty: where the worker started
   int threads = 1;        // cpu thread pool size
   int async_slots = 0;    // sleep/echo tasks at once; 0 = the default
   int shell_slots = 0;    // shell tasks at once; 0 = threads
@@ -19,7 +25,12 @@ struct WorkerConfig {
 
 inline constexpr int kDefaultAsyncSlots = 16384;
 
-// Runs until the broker says stop (or, when supervised, is gone), SIGTERM or SIGINT.
+// Exit code of a worker whose key the broker refused (revoked, or never added), or whose handshakes
+// keep failing (the access file holds another broker's key): retrying cannot help.
+inline constexpr int kWorkerRefusedExit = 4;
+
+// Runs until the broker says stop (or, when supervised, is gone), SIGTERM or SIGINT; returns 0, or
+// kWorkerRefusedExit.
 int RunWorker(const WorkerConfig& config);
 
 }  // namespace orq

@@ -15,6 +15,7 @@ namespace orq {
 
 struct WorkerOptions {
   int64_t pid = 0;
+  std::string host;  // this host's name, for the broker's status
   uint32_t threads = 1;
   Slots slots{};
   std::chrono::milliseconds heartbeat_interval = kHeartbeatInterval;

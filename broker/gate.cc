@@ -1,0 +1,156 @@
+#include "broker/gate.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "broker/zap.h"
+#include "common/errors.h"
+#include "common/log.h"
+
+namespace orq {
+namespace {
+
+constexpr const char* kMonitorEndpoint = "inproc://orq-broker-monitor";
+constexpr int kMonitorEvents = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_DISCONNECTED;
+// At most this many refusals are logged one by one; the counters keep the rest.
+constexpr uint64_t kLoggedRefusals = 100;
+
+bool StartsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+}  // namespace
+
+Gate::Gate(zmq::context_t& ctx, zmq::socket_t& router, std::optional<KeyStore> keys)
+    : router_(router),
+      keys_(std::move(keys)),
+      zap_(ctx, zmq::socket_type::rep),
+      monitor_(ctx, zmq::socket_type::pair) {
+  zap_.set(zmq::sockopt::linger, 0);
+  zap_.bind("inproc://zeromq.zap.01");
+  if (zmq_socket_monitor(router_.handle(), kMonitorEndpoint, kMonitorEvents) != 0)
+    throw zmq::error_t();
+  monitor_.set(zmq::sockopt::linger, 0);
+  monitor_.connect(kMonitorEndpoint);
+  Reload();
+}
+
+std::string Gate::Bind(const std::string& endpoint) {
+  if (StartsWith(endpoint, "ipc://")) {
+    router_.set(zmq::sockopt::curve_server, 0);  // back to NULL, whatever was bound before
+    router_.set(zmq::sockopt::zap_domain, std::string(kIpcDomain));
+    // The socket file is made by bind() in this thread: owner-only from its first moment.
+    const mode_t old = ::umask(0177);
+    try {
+      router_.bind(endpoint);
+    } catch (...) {
+      ::umask(old);
+      throw;
+    }
+    ::umask(old);
+    return endpoint;
+  }
+  if (!StartsWith(endpoint, "tcp://"))
+    throw UsageError("cannot listen on '" + endpoint + "': orq listens on ipc:// and tcp:// only");
+  if (!keys_) throw UsageError("cannot listen on " + endpoint + " without a keys directory");
+  const KeyPair key = keys_->BrokerKey();
+  router_.set(zmq::sockopt::curve_server, 1);
+  router_.set(zmq::sockopt::curve_secretkey, key.secret_key);
+  router_.set(zmq::sockopt::zap_domain, std::string(kTcpDomain));
+  router_.set(zmq::sockopt::handshake_ivl, static_cast<int>(kHandshakeTimeout.count()));
+  if (router_.get(zmq::sockopt::mechanism) != ZMQ_CURVE)  // fail closed, never plain TCP
+    throw std::runtime_error("CURVE could not be enabled on " + endpoint);
+  router_.bind(endpoint);
+  return router_.get(zmq::sockopt::last_endpoint);
+}
+
+void Gate::ServeZap(BrokerCounters& counters) {
+  for (;;) {
+    std::vector<std::string> request;
+    zmq::message_t frame;
+    if (!zap_.recv(frame, zmq::recv_flags::dontwait)) return;
+    request.push_back(frame.to_string());
+    while (frame.more()) {
+      (void)zap_.recv(frame, zmq::recv_flags::none);  // the rest of a multipart is already here
+      request.push_back(frame.to_string());
+    }
+    std::vector<std::string> reply;
+    const ZapDecision decision = DecideZap(request, allowed_, reply);
+    if (!decision.allowed) {
+      if (++counters.auth_refused <= kLoggedRefusals) Log("handshake refused: " + decision.reason);
+    }
+    for (size_t i = 0; i < reply.size(); ++i) {
+      zap_.send(zmq::buffer(reply[i]),
+                i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+}
+
+void Gate::ReadMonitor(BrokerCounters& counters) {
+  for (;;) {
+    zmq::message_t event, address;
+    if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
+    if (event.more()) (void)monitor_.recv(address, zmq::recv_flags::none);
+    if (event.size() < 6) continue;
+    uint16_t id = 0;
+    uint32_t value = 0;
+    std::memcpy(&id, event.data(), 2);
+    std::memcpy(&value, static_cast<const char*>(event.data()) + 2, 4);
+    if (id == ZMQ_EVENT_DISCONNECTED) {
+      peers_.erase(static_cast<int>(value));
+    } else if (++counters.handshake_failed <= kLoggedRefusals) {
+      Log("handshake failed on " + address.to_string() +
+          (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? " (protocol error: no CURVE, a wrong broker "
+                                                       "key, or not ZeroMQ)"
+                                                     : ""));
+    }
+  }
+}
+
+Role Gate::RoleOf(const std::string& identity, const std::string& user_id, int fd) {
+  if (user_id == kLocalUserId) return Role::kLocal;  // only the ipc listener's ZAP gives this
+  auto it = allowed_.find(user_id);
+  if (it == allowed_.end()) {  // revoked since it connected (or, impossibly, never checked)
+    Drop(fd);
+    return Role::kRevoked;
+  }
+  if (fd >= 0) {
+    Peer& peer = peers_[fd];
+    if (peer.identity != identity) peer = {identity, user_id};
+  }
+  return it->second.role;
+}
+
+std::vector<std::string> Gate::Reload() {
+  std::vector<std::string> revoked;
+  if (!keys_) return revoked;
+  stamp_ = keys_->Stamp();
+  allowed_ = keys_->Load();
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    if (allowed_.count(it->second.user_id)) {
+      ++it;
+      continue;
+    }
+    Log("key " + it->second.user_id + " was revoked: dropping its connection");
+    revoked.push_back(it->second.identity);
+    Drop(it->first);
+    it = peers_.erase(it);
+  }
+  return revoked;
+}
+
+std::vector<std::string> Gate::ReloadIfChanged() {
+  if (!keys_) return {};
+  const timespec now = keys_->Stamp();
+  if (now.tv_sec == stamp_.tv_sec && now.tv_nsec == stamp_.tv_nsec) return {};
+  return Reload();
+}
+
+void Gate::Drop(int fd) {
+  // shutdown(), not close(): the descriptor stays zmq's; its I/O thread sees the connection end
+  // and cleans up. The peer reconnects, and its handshake is refused.
+  if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+}
+
+}  // namespace orq

@@ -1,0 +1,192 @@
+#include "cli/access.h"
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "common/clock.h"
+#include "common/errors.h"
+#include "common/keys.h"
+#include "common/paths.h"
+
+namespace orq {
+namespace {
+
+// A name from an access file's path: "nodes/node7.access" -> "node7".
+std::string NameFromPath(const std::string& path) {
+  std::string name = std::filesystem::path(path).stem().string();
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '-';
+  }
+  if (name.empty() || name.front() == '.') name = "key" + name;
+  return name.substr(0, 64);
+}
+
+// Tells the broker running on this host (if any) to read the allow-list again. Nullopt when no
+// broker runs here or it did not answer; it then notices the change on its own within a second.
+std::optional<ReloadedReply> TellBroker() {
+  const std::string home = OrqHome();
+  if (!ReadLivePid(PidFile(home))) return std::nullopt;
+  try {
+    Client client({DefaultEndpoint(home), {}, ""});
+    Message reply = client.Request(ReloadAccessRequest{}, std::chrono::milliseconds(5000));
+    if (auto* reloaded = std::get_if<ReloadedReply>(&reply)) return *reloaded;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+int Add(const AccessOptions& o, const KeyStore& store) {
+  const bool worker = !o.worker_file.empty();
+  const std::string file = worker ? o.worker_file : o.client_file;
+  AccessFile access;
+  access.role = worker ? Role::kWorker : Role::kClient;
+  access.name = o.name.empty() ? NameFromPath(file) : o.name;
+  if (!IsAccessName(access.name))
+    throw UsageError("--name '" + access.name +
+                     "' is not usable: use letters, digits, '.', '_' "
+                     "and '-' (at most 64)");
+  for (const auto& e : o.endpoints) {
+    if (e.rfind("tcp://", 0) != 0 || e.rfind(':') <= 6)
+      throw UsageError("--endpoint must be tcp://HOST:PORT, not '" + e + "'");
+  }
+  access.endpoints = o.endpoints;
+  if (access.endpoints.empty()) {
+    const std::string host = HostName();
+    for (const auto& bound : store.Endpoints())
+      access.endpoints.push_back(AdvertisedEndpoint(bound, host));
+  }
+  if (access.endpoints.empty())
+    throw UsageError(
+        "no TCP endpoint is known for this broker: start it with --listen "
+        "tcp://HOST:PORT first, or give --endpoint tcp://HOST:PORT");
+  for (const AccessEntry& e : store.List()) {
+    if (e.name == access.name)
+      throw UsageError("the name '" + access.name +
+                       "' is taken; choose another with --name, or "
+                       "revoke it first with 'orq access revoke " +
+                       access.name + "'");
+  }
+  access.broker_public_key = store.BrokerKey().public_key;
+  access.keys = NewKeyPair();
+  // The file first: if the allow-list entry then fails, nothing was allowed.
+  WritePrivateFile(file, FormatAccessFile(access), /*exclusive=*/true);
+  try {
+    store.Add({access.name, access.role, access.keys.public_key, WallNow()});
+  } catch (...) {
+    std::filesystem::remove(file);
+    throw;
+  }
+  TellBroker();
+  std::printf("added %s '%s' (key %s) for %s\n", worker ? "worker" : "client", access.name.c_str(),
+              access.keys.public_key.c_str(), access.endpoints.front().c_str());
+  std::printf("%s holds its secret key: copy it to the %s host (mode 0600) and run there:\n",
+              file.c_str(), worker ? "worker's" : "client's");
+  if (worker)
+    std::printf("  orq worker --access %s\n", file.c_str());
+  else
+    std::printf("  orq --access %s submit -- CMD ARGS...   (or export ORQ_ACCESS=%s)\n",
+                file.c_str(), file.c_str());
+  return kExitOk;
+}
+
+std::string Date(double t) {
+  const std::time_t seconds = static_cast<std::time_t>(t);
+  std::tm tm{};
+  localtime_r(&seconds, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", &tm);
+  return buf;
+}
+
+int List(const AccessOptions& o, const KeyStore& store) {
+  const auto entries = store.List();
+  if (o.json) {
+    auto all = nlohmann::json::array();
+    for (const auto& e : entries) {
+      all.push_back({{"name", e.name},
+                     {"role", RoleName(e.role)},
+                     {"public_key", e.public_key},
+                     {"created", e.created}});
+    }
+    std::printf("%s\n", all.dump().c_str());
+    return kExitOk;
+  }
+  if (entries.empty()) {
+    std::printf("no keys may connect over TCP (add one with 'orq access add --worker FILE')\n");
+    return kExitOk;
+  }
+  std::printf("%-20s %-7s %-40s %s\n", "NAME", "ROLE", "PUBLIC KEY", "ADDED");
+  for (const auto& e : entries) {
+    std::printf("%-20s %-7s %-40s %s\n", e.name.c_str(), std::string(RoleName(e.role)).c_str(),
+                e.public_key.c_str(), Date(e.created).c_str());
+  }
+  return kExitOk;
+}
+
+int Revoke(const AccessOptions& o, const KeyStore& store) {
+  std::vector<AccessEntry> gone;
+  for (const auto& which : o.revoked) {
+    auto entry = store.Revoke(which);
+    if (!entry) {
+      std::fprintf(stderr, "orq access revoke: no key named '%s' (see 'orq access list')\n",
+                   which.c_str());
+      return kExitUsage;
+    }
+    gone.push_back(*entry);
+  }
+  const auto reloaded = TellBroker();
+  for (const auto& e : gone) {
+    std::printf("revoked %s '%s' (key %s)\n", std::string(RoleName(e.role)).c_str(), e.name.c_str(),
+                e.public_key.c_str());
+  }
+  if (reloaded)
+    std::printf("the broker dropped %u connection%s\n", reloaded->dropped,
+                reloaded->dropped == 1 ? "" : "s");
+  else
+    std::printf("no broker answered here; a running one drops those connections within a second\n");
+  return kExitOk;
+}
+
+}  // namespace
+
+CLI::App* AddAccessCommand(CLI::App& app, AccessOptions& o) {
+  auto* access = app.add_subcommand(
+      "access", "Manage the keys that may reach this broker over TCP (CURVE): add, list, revoke");
+  access->require_subcommand(1);
+  access->add_option("--keys", o.keys_dir, "the broker's keys directory (default $ORQ_HOME/keys)");
+  o.add = access->add_subcommand(
+      "add", "Allow a new key; write its access file (endpoints, broker key, the new key pair)");
+  auto* worker = o.add->add_option("--worker", o.worker_file, "write a worker access file here");
+  auto* client = o.add->add_option("--client", o.client_file, "write a client access file here");
+  worker->excludes(client);
+  client->excludes(worker);
+  o.add->require_option(1, 0);  // one of them (and maybe --name, --endpoint)
+  o.add->add_option("--name", o.name, "the key's name (default: the file's name)");
+  o.add->add_option("--endpoint", o.endpoints,
+                    "tcp://HOST:PORT the other host dials (default: the broker's --listen "
+                    "endpoints, a wildcard host replaced by this host's name)");
+  o.list = access->add_subcommand("list", "List the keys that may connect, with their roles");
+  o.list->add_flag("--json", o.json, "as a JSON array");
+  o.revoke = access->add_subcommand(
+      "revoke", "Remove keys: refused at their next handshake, their connections dropped now");
+  o.revoke->add_option("keys", o.revoked, "names or public keys")->required();
+  return access;
+}
+
+int AccessCommand(const AccessOptions& o) {
+  const KeyStore store(o.keys_dir.empty() ? KeysDir(OrqHome()) : o.keys_dir);
+  if (*o.add) {
+    if (o.worker_file.empty() && o.client_file.empty())
+      throw UsageError("orq access add: give --worker FILE or --client FILE");
+    return Add(o, store);
+  }
+  if (*o.list) return List(o, store);
+  return Revoke(o, store);
+}
+
+}  // namespace orq
