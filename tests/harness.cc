@@ -20,23 +20,24 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Child side of a spawn: environment with ORQ_HOME, then exec orq.
-[[noreturn]] void ExecOrq(const std::string& home, const std::vector<std::string>& args) {
-  ::setenv("ORQ_HOME", home.c_str(), 1);
+}  // namespace
+
+// Child side of a spawn: environment with ORQ_HOME, then exec orq (under the wrapper, if any).
+void OrqEnv::Exec(const std::vector<std::string>& args) const {
+  ::setenv("ORQ_HOME", home_.c_str(), 1);
   ::unsetenv("ORQ_ENDPOINT");
+  ::unsetenv("ORQ_ACCESS");
+  std::vector<std::string> all = wrapper_;
+  all.push_back(ORQ_BINARY);
+  all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
-  std::string bin = ORQ_BINARY;
-  argv.push_back(bin.data());
-  std::vector<std::string> copy = args;
-  for (auto& a : copy) argv.push_back(a.data());
+  for (auto& a : all) argv.push_back(a.data());
   argv.push_back(nullptr);
-  ::execv(bin.c_str(), argv.data());
+  ::execvp(argv[0], argv.data());
   ::_exit(127);
 }
 
-}  // namespace
-
-OrqEnv::OrqEnv() {
+OrqEnv::OrqEnv(std::vector<std::string> wrapper) : wrapper_(std::move(wrapper)) {
   // Short: ipc:// paths must fit in 108 bytes.
   char dir[] = "/tmp/orqt-XXXXXX";
   if (!::mkdtemp(dir)) throw std::runtime_error("mkdtemp failed");
@@ -61,7 +62,7 @@ RunResult OrqEnv::Run(const std::vector<std::string>& args, const std::string& i
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
     for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
-    ExecOrq(home_, args);
+    Exec(args);
   }
   ::close(in[0]);
   ::close(out[1]);
@@ -121,7 +122,7 @@ pid_t OrqEnv::Start(const std::vector<std::string>& args) const {
     ::dup2(null, 0);
     ::dup2(out, 1);
     ::dup2(err, 2);
-    ExecOrq(home_, args);
+    Exec(args);
   }
   return pid;
 }
@@ -177,6 +178,17 @@ std::string OrqEnv::WriteFile(const std::string& name, const std::string& conten
   std::string path = home_ + "/" + name;
   std::ofstream(path) << content;
   return path;
+}
+
+int WaitExit(pid_t pid, std::chrono::seconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r < 0 || Clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 std::string Example(const std::string& name) { return std::string(ORQ_SOURCE_DIR) + "/examples/" + name; }

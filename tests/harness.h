@@ -20,7 +20,9 @@ struct RunResult {
 
 class OrqEnv {
  public:
-  OrqEnv();
+  // `wrapper` runs every orq command under another one, e.g. {"ip", "netns", "exec", NS} for a
+  // host in a network namespace (tests/netns.h).
+  explicit OrqEnv(std::vector<std::string> wrapper = {});
   ~OrqEnv();  // `orq down`, then kills whatever is left with this home, then removes the home
 
   // Runs `orq ARGS...` to completion (killed at `timeout`).
@@ -40,10 +42,17 @@ class OrqEnv {
   const std::string& home() const { return home_; }
 
  private:
+  [[noreturn]] void Exec(const std::vector<std::string>& args) const;
+
   std::string home_;
+  std::vector<std::string> wrapper_;
 };
 
 std::string Example(const std::string& name);  // path of examples/NAME
 std::vector<std::string> Lines(const std::string& text);
+
+// Waits for child `pid` (from OrqEnv::Start) to exit; its exit code, 128+N when killed by signal N,
+// or -1 at the deadline (it is then left running).
+int WaitExit(pid_t pid, std::chrono::seconds timeout);
 
 }  // namespace orq::testing
