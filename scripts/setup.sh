@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages orq builds with; does nothing when all are present.
+# Installs the Debian packages orq builds and tests with; does nothing when all are present.
 # Must work as root on a fresh Debian 12 machine (uses sudo when not root and it is there).
+#   build: g++ cmake ... libgtest-dev
+#   tests: procps (pgrep), iproute2 (network-namespace hosts), Slurm and munge (workers started by
+#          a real single-node Slurm), python3 (a free port for Slurm)
 set -euo pipefail
 packages=(g++ cmake make pkg-config libzmq3-dev cppzmq-dev libboost-dev libboost-filesystem-dev
-          libcli11-dev nlohmann-json3-dev libsqlite3-dev libgtest-dev procps iproute2)
+          libcli11-dev nlohmann-json3-dev libsqlite3-dev libgtest-dev procps iproute2
+          slurmctld slurmd slurm-client munge python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -12,5 +16,13 @@ done
 echo "orq setup: installing ${missing[*]}" >&2
 sudo=()
 [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+# The tests start their own Slurm and munge daemons; the packages' own services must not start
+# (and fail without a configuration). Where no policy says so, say it for this install only.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+  "${sudo[@]}" chmod 755 "$policy"
+  trap '"${sudo[@]}" rm -f "$policy"' EXIT
+fi
 "${sudo[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

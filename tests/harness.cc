@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -180,6 +181,55 @@ std::string OrqEnv::WriteFile(const std::string& name, const std::string& conten
   return path;
 }
 
+int RunProgram(const std::vector<std::string>& argv, std::string& output,
+               std::chrono::seconds timeout) {
+  int out[2];
+  if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(out[1], 2);
+    ::close(out[0]);
+    ::close(out[1]);
+    std::vector<std::string> copy = argv;
+    std::vector<char*> args;
+    for (auto& a : copy) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    output.append(buf, static_cast<size_t>(n));
+  }
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string Command(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
+  std::string output;
+  if (RunProgram(argv, output, timeout) != 0) {
+    std::string line;
+    for (const auto& a : argv) line += a + " ";
+    throw std::runtime_error("'" + line + "' failed: " + output);
+  }
+  return output;
+}
+
 int WaitExit(pid_t pid, std::chrono::seconds timeout) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
@@ -191,7 +241,9 @@ int WaitExit(pid_t pid, std::chrono::seconds timeout) {
   }
 }
 
-std::string Example(const std::string& name) { return std::string(ORQ_SOURCE_DIR) + "/examples/" + name; }
+std::string Example(const std::string& name) {
+  return std::string(ORQ_SOURCE_DIR) + "/examples/" + name;
+}
 
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;

@@ -51,6 +51,14 @@ class OrqEnv {
 std::string Example(const std::string& name);  // path of examples/NAME
 std::vector<std::string> Lines(const std::string& text);
 
+// Runs a program (not orq) to completion, killed at `timeout`; returns its exit code (-1 when it
+// hit the deadline or was killed) and appends what it printed on stdout and stderr to `output`.
+int RunProgram(const std::vector<std::string>& argv, std::string& output,
+               std::chrono::seconds timeout = std::chrono::seconds(30));
+// RunProgram() that must succeed: returns the output, or throws std::runtime_error with it.
+std::string Command(const std::vector<std::string>& argv,
+                    std::chrono::seconds timeout = std::chrono::seconds(30));
+
 // Waits for child `pid` (from OrqEnv::Start) to exit; its exit code, 128+N when killed by signal N,
 // or -1 at the deadline (it is then left running).
 int WaitExit(pid_t pid, std::chrono::seconds timeout);

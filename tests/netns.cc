@@ -15,52 +15,12 @@
 #include <stdexcept>
 #include <thread>
 
+#include "tests/harness.h"
+
 namespace orq::testing {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr const char* kPrefix = "orqt-";
-constexpr std::chrono::seconds kCommandTimeout{30};
-
-// Runs argv; returns its exit code (-1 at the deadline) and what it printed.
-int RunCommand(const std::vector<std::string>& argv, std::string& output) {
-  int out[2];
-  if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(out[1], 1);
-    ::dup2(out[1], 2);
-    ::close(out[0]);
-    ::close(out[1]);
-    std::vector<char*> args;
-    std::vector<std::string> copy = argv;
-    for (auto& a : copy) args.push_back(a.data());
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  const auto deadline = Clock::now() + kCommandTimeout;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) {
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    pollfd p{out[0], POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-    char buf[4096];
-    const ssize_t n = ::read(out[0], buf, sizeof buf);
-    if (n <= 0) break;
-    output.append(buf, static_cast<size_t>(n));
-  }
-  ::close(out[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 bool Alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
@@ -73,21 +33,12 @@ void SweepLeftovers() {
     const pid_t owner = static_cast<pid_t>(std::atol(name.c_str() + std::strlen(kPrefix)));
     if (owner > 0 && owner != ::getpid() && !Alive(owner)) {
       std::string ignored;
-      RunCommand({"ip", "netns", "del", name}, ignored);
+      RunProgram({"ip", "netns", "del", name}, ignored);
     }
   }
 }
 
 }  // namespace
-
-void Command(const std::vector<std::string>& argv) {
-  std::string output;
-  if (RunCommand(argv, output) != 0) {
-    std::string line;
-    for (const auto& a : argv) line += a + " ";
-    throw std::runtime_error("'" + line + "' failed: " + output);
-  }
-}
 
 std::optional<std::string> Netns::Unavailable() {
   if (::geteuid() != 0)
@@ -95,11 +46,11 @@ std::optional<std::string> Netns::Unavailable() {
            std::to_string(::geteuid());
   std::string output;
   const std::string probe = std::string(kPrefix) + std::to_string(::getpid()) + "-probe";
-  if (RunCommand({"ip", "netns", "add", probe}, output) != 0)
+  if (RunProgram({"ip", "netns", "add", probe}, output) != 0)
     return "'ip netns add' does not work here (is iproute2 installed? "
            "scripts/setup.sh installs it): " +
            output;
-  RunCommand({"ip", "netns", "del", probe}, output);
+  RunProgram({"ip", "netns", "del", probe}, output);
   return std::nullopt;
 }
 
@@ -113,7 +64,7 @@ Netns::Netns(const std::string& tag) {
 
 Netns::~Netns() {
   std::string ignored;
-  RunCommand({"ip", "netns", "del", name_}, ignored);  // its veth ends go with it
+  RunProgram({"ip", "netns", "del", name_}, ignored);  // its veth ends go with it
 }
 
 std::vector<std::string> Netns::Exec() const { return {"ip", "netns", "exec", name_}; }

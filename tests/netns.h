@@ -45,7 +45,4 @@ class Netns {
 void Connect(const Netns& a, const std::string& a_device, const std::string& a_address,
              const Netns& b, const std::string& b_device, const std::string& b_address);
 
-// Runs a command to completion; throws std::runtime_error with its output when it fails.
-void Command(const std::vector<std::string>& argv);
-
 }  // namespace orq::testing
