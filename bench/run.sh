@@ -66,4 +66,8 @@ print(f"| latency, one task submit to result | (report) | p50 {lat50:.2f} ms, p9
 rss = med("million", "broker_peak_rss_mib")
 note = by.get("million", [{}])[0].get("note", "")
 print(f"| 1,000,000 tasks queued in one job | broker <= 512 MiB, rate at 1M within 20 % of 10k | {rss:.0f} MiB; {note} | | {'met' if rss <= 512 else 'MISSED'} |")
+if "tcp" in by:
+    tcp = med("tcp", "tasks_per_s")
+    ratio = statistics.median(float(re.search(r"is ([0-9]+) %", r["note"]).group(1)) for r in by["tcp"])
+    print(f"| noop over TCP + CURVE, 2 workers and the client | >= 50 % of ipc | {tcp:,.0f} tasks/s | ipc in the same runs: {ratio:.0f} % | {'met' if ratio >= 50 else 'MISSED'} |")
 PY

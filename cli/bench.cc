@@ -7,7 +7,9 @@
 #include <thread>
 
 #include "cli/embedded.h"
+#include "common/clock.h"
 #include "common/ids.h"
+#include "common/keys.h"
 #include "common/paths.h"
 
 namespace orq {
@@ -19,10 +21,10 @@ struct Figures {
   std::string workload;
   std::string what;
   size_t tasks = 0;
-  double wall = 0;            // seconds, end to end (broker and workers started inside)
+  double wall = 0;  // seconds, end to end (broker and workers started inside)
   double p50_ms = -1, p99_ms = -1;
-  size_t broker_rss = 0;      // peak, bytes
-  size_t workers_rss = 0;     // peak of the largest worker, bytes
+  size_t broker_rss = 0;   // peak, bytes
+  size_t workers_rss = 0;  // peak of the largest worker, bytes
   std::string note;
 };
 
@@ -91,32 +93,38 @@ Figures Noop(int workers, int threads) {
 }
 
 Figures Sleep(int workers, int threads) {
-  return Job("sleep", "10,000 sleep 1 s tasks", Many(10000, [](size_t) {
-               TaskSpec s;
-               s.kind = TaskKind::kSleep;
-               s.seconds = 1;
-               return s;
-             }),
+  return Job("sleep", "10,000 sleep 1 s tasks",
+             Many(10000,
+                  [](size_t) {
+                    TaskSpec s;
+                    s.kind = TaskKind::kSleep;
+                    s.seconds = 1;
+                    return s;
+                  }),
              workers, threads);
 }
 
 Figures Shell(int workers, int threads) {
-  return Job("shell", "2,000 shell `true`", Many(2000, [](size_t) {
-               TaskSpec s;
-               s.kind = TaskKind::kShell;
-               s.argv = {"true"};
-               return s;
-             }),
+  return Job("shell", "2,000 shell `true`",
+             Many(2000,
+                  [](size_t) {
+                    TaskSpec s;
+                    s.kind = TaskKind::kShell;
+                    s.argv = {"true"};
+                    return s;
+                  }),
              workers, threads);
 }
 
 Figures Cpu(int workers, int) {
-  Figures f = Job("cpu", "400 cpu 10 ms tasks, -t 1", Many(400, [](size_t) {
-                    TaskSpec s;
-                    s.kind = TaskKind::kCpu;
-                    s.ms = 10;
-                    return s;
-                  }),
+  Figures f = Job("cpu", "400 cpu 10 ms tasks, -t 1",
+                  Many(400,
+                       [](size_t) {
+                         TaskSpec s;
+                         s.kind = TaskKind::kCpu;
+                         s.ms = 10;
+                         return s;
+                       }),
                   workers, 1);
   const double ideal = 400 * 0.010 / workers;
   char note[64];
@@ -199,9 +207,82 @@ Figures Million(int, int) {
   return f;
 }
 
+// Waits until `n` workers have registered with the broker `client` talks to.
+void WaitWorkers(Client& client, size_t n) {
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (Clock::now() < deadline) {
+    Message reply = client.Request(StatusRequest{}, milliseconds(10000));
+    if (auto* status = std::get_if<StatusReply>(&reply)) {
+      if (nlohmann::json::parse(status->json)["workers"].size() >= n) return;
+    }
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  throw std::runtime_error("the benchmark's workers did not register within 30 s");
+}
+
+// Seconds from submitting `n` echo tasks to their last result, through `client`.
+double TimeNoop(Client& client, size_t n) {
+  const auto start = Clock::now();
+  const uint64_t job = SubmitJob(client, Many(n, Echo));
+  if (GatherJob(client, job) != n) throw std::runtime_error("benchmark tasks failed");
+  return Seconds(Clock::now() - start);
+}
+
+Figures Tcp(int workers, int threads) {
+  // The noop job with the workers and the client over loopback TCP + CURVE, each with its own key,
+  // against the same job over ipc, measured the same way (registered workers, submit to last
+  // result) in the same run.
+  constexpr size_t kTasks = 100000;
+  Figures f{"tcp", "100,000 echo, workers and client over TCP+CURVE, vs ipc", kTasks};
+  double ipc = 0;
+  {
+    EmbeddedBroker broker({workers, threads, true});
+    WaitWorkers(broker.client(), static_cast<size_t>(workers));
+    ipc = TimeNoop(broker.client(), kTasks);
+  }
+  EmbeddedBroker broker({0, threads, true, /*listen=*/true});
+  WaitWorkers(broker.client(), 0);  // bound, and its TCP endpoint recorded
+  const KeyStore keys(broker.dir() + "/keys");
+  const std::string endpoint = keys.Endpoints().at(0);
+  auto access = [&](Role role, const std::string& name) {
+    AccessFile a{role, name, {endpoint}, keys.BrokerKey().public_key, NewKeyPair()};
+    const std::string file = broker.dir() + "/" + name + ".access";
+    WritePrivateFile(file, FormatAccessFile(a), /*exclusive=*/true);
+    keys.Add({name, role, a.keys.public_key, WallNow()});
+    return std::make_pair(file, a);
+  };
+  std::vector<std::string> worker_files;
+  for (int i = 0; i < workers; ++i)
+    worker_files.push_back(access(Role::kWorker, "worker" + std::to_string(i)).first);
+  const auto [client_file, client_access] = access(Role::kClient, "bench");
+  broker.client().Request(ReloadAccessRequest{}, milliseconds(10000));  // before anyone dials
+  std::vector<Process> remote;
+  for (const auto& file : worker_files) {
+    SpawnOptions spawn;
+    spawn.args = {"worker", "--access", file, "--threads", std::to_string(threads)};
+    spawn.die_with_parent = true;
+    spawn.output_file = broker.dir() + "/workers.log";
+    remote.push_back(Process::SpawnSelf(spawn));
+  }
+  Client client({endpoint,
+                 CurveClient{client_access.broker_public_key, client_access.keys.public_key,
+                             client_access.keys.secret_key},
+                 client_file});
+  WaitWorkers(client, static_cast<size_t>(workers));
+  f.wall = TimeNoop(client, kTasks);
+  ReadRss(broker, f);
+  char note[96];
+  std::snprintf(note, sizeof note, "ipc %.0f tasks/s in the same run; TCP+CURVE is %.0f %% of it",
+                kTasks / ipc, 100 * ipc / f.wall);
+  f.note = note;
+  broker.Stop();  // tells the workers to stop; they exit before their Process objects reap them
+  for (auto& w : remote) w.WaitUntil(Clock::now() + std::chrono::seconds(10));
+  return f;
+}
+
 const std::vector<std::pair<std::string, Figures (*)(int, int)>> kWorkloads = {
-    {"noop", Noop},   {"sleep", Sleep}, {"shell", Shell},         {"cpu", Cpu},
-    {"cold", Cold},   {"latency", Latency}, {"million", Million}};
+    {"noop", Noop}, {"sleep", Sleep},     {"shell", Shell},     {"cpu", Cpu},
+    {"cold", Cold}, {"latency", Latency}, {"million", Million}, {"tcp", Tcp}};
 
 nlohmann::json ToJson(const Figures& f) {
   nlohmann::json j = {{"workload", f.workload},
@@ -227,8 +308,10 @@ int BenchCommand(const BenchOptions& options) {
   for (const auto& name : names) {
     if (std::none_of(kWorkloads.begin(), kWorkloads.end(),
                      [&](const auto& w) { return w.first == name; })) {
-      std::fprintf(stderr, "orq bench: unknown workload '%s' (noop, sleep, shell, cpu, cold, "
-                   "latency, million)\n", name.c_str());
+      std::fprintf(stderr,
+                   "orq bench: unknown workload '%s' (noop, sleep, shell, cpu, cold, "
+                   "latency, million, tcp)\n",
+                   name.c_str());
       return 2;
     }
   }
@@ -239,8 +322,9 @@ int BenchCommand(const BenchOptions& options) {
     std::printf("%-8s %9s %9s %11s %10s %8s %8s %10s %10s  %s\n", "workload", "tasks", "wall s",
                 "tasks/s", "us/task", "p50 ms", "p99 ms", "broker MiB", "worker MiB", "note");
   for (const auto& name : names) {
-    auto fn = std::find_if(kWorkloads.begin(), kWorkloads.end(),
-                           [&](const auto& w) { return w.first == name; })->second;
+    auto fn = std::find_if(kWorkloads.begin(), kWorkloads.end(), [&](const auto& w) {
+                return w.first == name;
+              })->second;
     Figures f = fn(options.workers, threads);
     if (options.json) {
       std::printf("%s\n", ToJson(f).dump().c_str());

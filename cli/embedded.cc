@@ -10,6 +10,8 @@ SpawnOptions BrokerSpawn(const EmbeddedOptions& o, const std::string& dir) {
   SpawnOptions spawn;
   spawn.args = {"broker", "--endpoint", "ipc://" + dir + "/broker.ipc", "--workers",
                 std::to_string(o.workers), "--threads", std::to_string(o.threads)};
+  if (o.listen)
+    spawn.args.insert(spawn.args.end(), {"--listen", "tcp://127.0.0.1:*", "--keys", dir + "/keys"});
   if (o.journal)
     spawn.args.insert(spawn.args.end(), {"--journal", dir + "/journal.db"});
   else

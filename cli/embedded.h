@@ -15,6 +15,7 @@ struct EmbeddedOptions {
   int workers = 1;
   int threads = 1;
   bool journal = true;
+  bool listen = false;  // also on tcp://127.0.0.1:* (CURVE), keys in dir()/keys
 };
 
 class EmbeddedBroker {
@@ -25,6 +26,7 @@ class EmbeddedBroker {
   Client& client() { return *client_; }
   pid_t pid() const { return broker_.pid(); }
   const std::string& log() const { return log_; }
+  const std::string& dir() const { return dir_; }
   // Asks the broker to shut down and waits for it (it stops its workers first).
   void Stop();
 

@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
   BenchOptions bench;
   auto* bench_cmd = app.add_subcommand("bench", "Run the performance workloads and print figures");
   bench_cmd->add_option("workloads", bench.workloads,
-                        "noop, sleep, shell, cpu, cold, latency, million (default: all)");
+                        "noop, sleep, shell, cpu, cold, latency, million, tcp (default: all)");
   bench_cmd->add_option("-w,--workers", bench.workers, "worker processes (default 2)")
       ->check(CLI::PositiveNumber);
   bench_cmd->add_option("-t,--threads", bench.threads, "threads per worker (default: cores)")
