@@ -26,18 +26,25 @@ std::string NameFromPath(const std::string& path) {
   return name.substr(0, 64);
 }
 
-// Tells the broker running on this host (if any) to read the allow-list again. Nullopt when no
-// broker runs here or it did not answer; it then notices the change on its own within a second.
-std::optional<ReloadedReply> TellBroker() {
+// What the broker of this host said when told the allow-list changed.
+struct Told {
+  bool running = false;                // a broker runs in $ORQ_HOME
+  std::optional<ReloadedReply> reply;  // it answered (else it notices within a second)
+};
+
+// Tells the broker running on this host (if any) to read the allow-list again.
+Told TellBroker() {
   const std::string home = OrqHome();
-  if (!ReadLivePid(PidFile(home))) return std::nullopt;
+  Told told;
+  told.running = ReadLivePid(PidFile(home)) != 0;
+  if (!told.running) return told;
   try {
     Client client({DefaultEndpoint(home), {}, ""});
     Message reply = client.Request(ReloadAccessRequest{}, std::chrono::milliseconds(5000));
-    if (auto* reloaded = std::get_if<ReloadedReply>(&reply)) return *reloaded;
+    if (auto* reloaded = std::get_if<ReloadedReply>(&reply)) told.reply = *reloaded;
   } catch (const std::exception&) {
   }
-  return std::nullopt;
+  return told;
 }
 
 int Add(const AccessOptions& o, const KeyStore& store) {
@@ -139,16 +146,18 @@ int Revoke(const AccessOptions& o, const KeyStore& store) {
     }
     gone.push_back(*entry);
   }
-  const auto reloaded = TellBroker();
+  const Told told = TellBroker();
   for (const auto& e : gone) {
     std::printf("revoked %s '%s' (key %s)\n", std::string(RoleName(e.role)).c_str(), e.name.c_str(),
                 e.public_key.c_str());
   }
-  if (reloaded)
-    std::printf("the broker dropped %u connection%s\n", reloaded->dropped,
-                reloaded->dropped == 1 ? "" : "s");
+  if (told.reply)
+    std::printf("the broker dropped %u connection%s\n", told.reply->dropped,
+                told.reply->dropped == 1 ? "" : "s");
+  else if (told.running)
+    std::printf("the broker did not answer; it drops those connections within a second\n");
   else
-    std::printf("no broker answered here; a running one drops those connections within a second\n");
+    std::printf("no broker runs in this $ORQ_HOME: the key is refused from its next start\n");
   return kExitOk;
 }
 
@@ -165,7 +174,6 @@ CLI::App* AddAccessCommand(CLI::App& app, AccessOptions& o) {
   auto* client = o.add->add_option("--client", o.client_file, "write a client access file here");
   worker->excludes(client);
   client->excludes(worker);
-  o.add->require_option(1, 0);  // one of them (and maybe --name, --endpoint)
   o.add->add_option("--name", o.name, "the key's name (default: the file's name)");
   o.add->add_option("--endpoint", o.endpoints,
                     "tcp://HOST:PORT the other host dials (default: the broker's --listen "

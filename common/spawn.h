@@ -18,7 +18,8 @@ struct SpawnOptions {
   std::vector<std::string> args;  // arguments after the orq executable
   bool die_with_parent = false;   // PR_SET_PDEATHSIG: SIGTERM when the spawning process dies
   bool new_session = false;       // setsid(): no terminal, survives the CLI (orq up)
-  std::string output_file;        // stdout and stderr appended here; empty: inherited
+  std::string output_file;        // stdout and stderr written here (from its start: Boost opens it
+                                  // without O_APPEND); empty: inherited
 };
 
 class Process {
