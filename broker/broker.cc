@@ -253,19 +253,13 @@ class BrokerShell {
   // journal commit, so nothing a client was told can be lost.
   void Flush() {
     for (auto& o : out_) {
-      if (ForWorker(o.message)) Send(o);
+      if (ToWorker(CommandOf(o.message))) Send(o);
     }
     if (sqlite_) sqlite_->Commit();
     for (auto& o : out_) {
-      if (!ForWorker(o.message)) Send(o);
+      if (!ToWorker(CommandOf(o.message))) Send(o);
     }
     out_.clear();
-  }
-
-  static bool ForWorker(const Message& m) {
-    return std::holds_alternative<TasksMessage>(m) || std::holds_alternative<CancelTasksMessage>(m) ||
-           std::holds_alternative<BrokerHeartbeatMessage>(m) || std::holds_alternative<StopMessage>(m) ||
-           std::holds_alternative<ReregisterMessage>(m);
   }
 
   void Send(const Outgoing& o) {

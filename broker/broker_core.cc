@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <nlohmann/json.hpp>
+#include <tuple>
 #include <type_traits>
 
-#include "common/codec.h"
 #include "common/ids.h"
 
 namespace orq {
@@ -19,10 +18,6 @@ template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
 size_t ClassIndex(const TaskSpec& spec) { return static_cast<size_t>(ClassOf(spec.kind)); }
-
-// The size of a gather reply chunk: large enough to amortise, small enough to stay well under
-// the message size limit with shell output in it.
-constexpr size_t kGatherChunk = 4096;
 
 }  // namespace
 
@@ -137,9 +132,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
 void BrokerCore::Refuse(const std::string& from, Role role, Command command,
                         std::vector<Outgoing>& out) {
   ++counters_.forbidden;
-  const auto code = static_cast<uint8_t>(command);
-  const bool request = (code >= 0x10 && code <= 0x1f) || (code >= 0x50 && code <= 0x5f);
-  if (!request) return;  // a worker message from a non-worker: nobody waits for an answer
+  if (!IsRequest(command)) return;  // a worker message from a non-worker: nobody waits for it
   std::string why;
   switch (role) {
     case Role::kRevoked: why = "this key was revoked"; break;
@@ -289,14 +282,14 @@ void BrokerCore::ForgetWaiter(uint64_t waiter_id) {
 void BrokerCore::ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) const {
   const size_t n = waiter.ids.size();
   ResultsReply chunk;
-  chunk.outcomes.reserve(std::min(n, kGatherChunk));
+  chunk.outcomes.reserve(std::min(n, kMaxResultsPerReply));
   for (size_t i = 0; i < n; ++i) {
     chunk.outcomes.push_back(*store_.Find(waiter.ids[i]));
-    if (chunk.outcomes.size() == kGatherChunk && i + 1 < n) {
+    if (chunk.outcomes.size() == kMaxResultsPerReply && i + 1 < n) {
       chunk.final = false;
       out.push_back({waiter.client, std::move(chunk)});
       chunk = ResultsReply{};
-      chunk.outcomes.reserve(std::min(n - i - 1, kGatherChunk));
+      chunk.outcomes.reserve(std::min(n - i - 1, kMaxResultsPerReply));
     }
   }
   chunk.final = true;
@@ -379,47 +372,29 @@ void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,
 }
 
 void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) const {
-  nlohmann::json status;
-  status["broker"] = {{"pid", options_.broker_pid}};
-  status["endpoint"] = options_.endpoint;
-  auto endpoints = nlohmann::json::array({options_.endpoint});
-  for (const auto& e : options_.listen) endpoints.push_back(e);
-  status["endpoints"] = std::move(endpoints);
-  auto workers = nlohmann::json::array();
-  std::vector<const Worker*> sorted;
-  for (const auto& [id, w] : workers_) sorted.push_back(&w);
-  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->pid < b->pid; });
-  for (const Worker* w : sorted) {
-    workers.push_back({{"pid", w->pid},
-                       {"host", w->host},
-                       {"remote", w->remote},
-                       {"threads", w->threads},
-                       {"running", w->leases.size()},
-                       {"slots",
-                        {{"async", w->capacity[0]}, {"cpu", w->capacity[1]}, {"shell", w->capacity[2]}}}});
+  StatusReply status;
+  status.broker_pid = options_.broker_pid;
+  status.endpoints = {options_.endpoint};
+  status.endpoints.insert(status.endpoints.end(), options_.listen.begin(), options_.listen.end());
+  for (const auto& [id, w] : workers_) {
+    status.workers.push_back({w.pid, w.host, w.remote, w.threads,
+                              static_cast<uint32_t>(w.leases.size()), w.capacity});
   }
-  status["workers"] = std::move(workers);
-  status["tasks"] = {{"queued", queued_},
-                     {"delayed", delayed_count_},
-                     {"running", running_},
-                     {"done", finished_[static_cast<size_t>(TaskStatus::kOk)]},
-                     {"failed", finished_[static_cast<size_t>(TaskStatus::kFailed)]},
-                     {"timeout", finished_[static_cast<size_t>(TaskStatus::kTimeout)]},
-                     {"cancelled", finished_[static_cast<size_t>(TaskStatus::kCancelled)]},
-                     {"worker_lost", finished_[static_cast<size_t>(TaskStatus::kWorkerLost)]}};
-  status["jobs"] = jobs_.size();
-  status["counters"] = {{"malformed", counters_.malformed},
-                        {"unexpected", counters_.unexpected},
-                        {"stale_results", counters_.stale_results},
-                        {"workers_lost", counters_.workers_lost},
-                        {"requeued", counters_.requeued},
-                        {"retries", counters_.retries},
-                        {"adopted", counters_.adopted},
-                        {"forbidden", counters_.forbidden},
-                        {"revoked", counters_.revoked},
-                        {"auth_refused", counters_.auth_refused},
-                        {"handshake_failed", counters_.handshake_failed}};
-  out.push_back({from, StatusReply{status.dump()}});
+  std::sort(status.workers.begin(), status.workers.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.host, a.pid) < std::tie(b.host, b.pid);
+  });
+  auto finished = [&](TaskStatus s) { return finished_[static_cast<size_t>(s)]; };
+  status.tasks = {queued_,
+                  delayed_count_,
+                  running_,
+                  finished(TaskStatus::kOk),
+                  finished(TaskStatus::kFailed),
+                  finished(TaskStatus::kTimeout),
+                  finished(TaskStatus::kCancelled),
+                  finished(TaskStatus::kWorkerLost)};
+  status.jobs = jobs_.size();
+  status.counters = counters_;
+  out.push_back({from, std::move(status)});
 }
 
 void BrokerCore::Shutdown(const std::string& from, std::vector<Outgoing>& out) {

@@ -45,20 +45,6 @@ struct BrokerOptions {
   uint64_t seed = 1;  // for retry jitter
 };
 
-struct BrokerCounters {
-  uint64_t malformed = 0;      // frames that did not decode
-  uint64_t unexpected = 0;     // well-formed messages from the wrong kind of peer or an unknown worker
-  uint64_t stale_results = 0;  // results for a task not leased to that worker (any more)
-  uint64_t workers_lost = 0;   // workers dropped for missing heartbeats
-  uint64_t retries = 0;        // failed attempts scheduled to run again
-  uint64_t requeued = 0;       // leases handed back to the queue (worker lost, goodbye, restart)
-  uint64_t adopted = 0;        // leases a re-registering worker kept
-  uint64_t forbidden = 0;      // messages outside the sender's role (a worker key submitting...)
-  uint64_t revoked = 0;        // connections dropped because their key was revoked
-  uint64_t auth_refused = 0;   // TCP handshakes refused by the ZAP handler (key not allowed)
-  uint64_t handshake_failed = 0;  // TCP handshakes that failed before ZAP (no CURVE, garbage)
-};
-
 class BrokerCore {
  public:
   BrokerCore(BrokerOptions options, ResultStore& store, Journal& journal);

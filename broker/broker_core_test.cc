@@ -2,8 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 namespace orq {
 namespace {
 
@@ -528,9 +526,9 @@ class BrokerRoleTest : public BrokerCoreTest {
     core_.Handle(from, std::move(m), now_, out, role);
     return out;
   }
-  nlohmann::json Status() {
+  StatusReply Status() {
     auto out = Send("admin", StatusRequest{});
-    return nlohmann::json::parse(std::get<StatusReply>(out.at(0).message).json);
+    return std::get<StatusReply>(out.at(0).message);
   }
 };
 
@@ -549,7 +547,7 @@ TEST_F(BrokerRoleTest, WorkerKeyCannotSubmitOrAdministerAnything) {
   }
   EXPECT_EQ(core_.counters().forbidden, requests.size());
   EXPECT_FALSE(core_.shutting_down());
-  EXPECT_EQ(Status()["jobs"], 0);
+  EXPECT_EQ(Status().jobs, 0);
 }
 
 TEST_F(BrokerRoleTest, ClientKeyCannotRegisterOrReportResults) {
@@ -566,9 +564,9 @@ TEST_F(BrokerRoleTest, ClientKeyCannotRegisterOrReportResults) {
   EXPECT_TRUE(SendAs("c", Role::kClient, HeartbeatMessage{}).empty());
   // Then it is no worker, the task is still queued, and each refusal was counted.
   auto status = Status();
-  EXPECT_EQ(status["workers"].size(), 0u);
-  EXPECT_EQ(status["tasks"]["queued"], 1);
-  EXPECT_EQ(status["counters"]["forbidden"], 3);
+  EXPECT_EQ(status.workers.size(), 0u);
+  EXPECT_EQ(status.tasks.queued, 1);
+  EXPECT_EQ(status.counters.forbidden, 3);
   // A client key may still do what clients do.
   out = SendAs("c", Role::kClient, StatusRequest{});
   ASSERT_EQ(out.size(), 1u);
@@ -589,8 +587,8 @@ TEST_F(BrokerRoleTest, RevokingARemoteWorkerReleasesItsLeasesAtOnce) {
   auto out = SendAs("remote", Role::kWorker, ReadyMessage{7, 1, {8, 8, 8}, {}, "node7"});
   ASSERT_EQ(TasksTo(out, "remote").size(), 1u);
   auto status = Status();
-  EXPECT_EQ(status["workers"][0]["host"], "node7");
-  EXPECT_EQ(status["workers"][0]["remote"], true);
+  EXPECT_EQ(status.workers[0].host, "node7");
+  EXPECT_EQ(status.workers[0].remote, true);
   // When its key is revoked,
   out.clear();
   core_.PeerRevoked("remote", out);
@@ -606,15 +604,15 @@ TEST_F(BrokerRoleTest, RevokingARemoteWorkerReleasesItsLeasesAtOnce) {
   TaskOutcome late = Ok(tasks[0], "\"late\"");
   late.attempt = 1;
   EXPECT_TRUE(SendAs("remote", Role::kRevoked, WorkerResultsMessage{{late}}).empty());
-  EXPECT_EQ(Status()["tasks"]["running"], 1);
+  EXPECT_EQ(Status().tasks.running, 1);
 }
 
 TEST_F(BrokerRoleTest, LocalPeersAreWorkersWithTheirHost) {
   Send("w", ReadyMessage{5, 1, {8, 8, 8}, {}, "here"});
   auto status = Status();
-  EXPECT_EQ(status["workers"][0]["remote"], false);
-  EXPECT_EQ(status["workers"][0]["host"], "here");
-  EXPECT_EQ(status["endpoints"][0], "ipc://test");
+  EXPECT_EQ(status.workers[0].remote, false);
+  EXPECT_EQ(status.workers[0].host, "here");
+  EXPECT_EQ(status.endpoints[0], "ipc://test");
 }
 
 }  // namespace

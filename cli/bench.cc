@@ -53,9 +53,8 @@ void ReadRss(EmbeddedBroker& broker, Figures& f) {
   f.broker_rss = PeakRss(broker.pid());
   Message reply = broker.client().Request(StatusRequest{}, milliseconds(10000));
   if (auto* status = std::get_if<StatusReply>(&reply)) {
-    const auto parsed = nlohmann::json::parse(status->json);
-    for (const auto& w : parsed["workers"])
-      f.workers_rss = std::max(f.workers_rss, PeakRss(w["pid"].get<pid_t>()));
+    for (const WorkerInfo& w : status->workers)
+      f.workers_rss = std::max(f.workers_rss, PeakRss(static_cast<pid_t>(w.pid)));
   }
 }
 
@@ -213,7 +212,7 @@ void WaitWorkers(Client& client, size_t n) {
   while (Clock::now() < deadline) {
     Message reply = client.Request(StatusRequest{}, milliseconds(10000));
     if (auto* status = std::get_if<StatusReply>(&reply)) {
-      if (nlohmann::json::parse(status->json)["workers"].size() >= n) return;
+      if (status->workers.size() >= n) return;
     }
     std::this_thread::sleep_for(milliseconds(10));
   }

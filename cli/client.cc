@@ -8,9 +8,6 @@
 
 namespace orq {
 namespace {
-// While waiting for a long reply (gather), silence this long means the broker is gone.
-constexpr std::chrono::milliseconds kPingEvery{1000};
-constexpr std::chrono::milliseconds kSilenceLimit{5000};
 // Failed CURVE handshakes in a row before the client says its access file is wrong (a refusal is
 // reported at once).
 constexpr int kHandshakeFailuresToGiveUp = 3;
@@ -82,11 +79,11 @@ void Client::Send(const Message& message) {
 
 std::optional<Message> Client::Receive(Clock::time_point deadline) {
   last_heard_ = Clock::now();
-  auto next_ping = last_heard_ + kPingEvery;
+  auto next_ping = last_heard_ + kClientPingInterval;
   for (;;) {
     auto now = Clock::now();
     if (now >= deadline) return std::nullopt;
-    if (now - last_heard_ > kSilenceLimit)
+    if (now - last_heard_ > kClientSilenceLimit)
       throw Unreachable("the broker at " + address_.endpoint + " stopped answering");
     auto until = std::min(deadline, next_ping);
     zmq::pollitem_t items[2] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, 0, ZMQ_POLLIN, 0}};
@@ -101,7 +98,7 @@ std::optional<Message> Client::Receive(Clock::time_point deadline) {
     if (watch_) CheckHandshakes();
     if (Clock::now() >= next_ping) {
       Send(PingRequest{});
-      next_ping = Clock::now() + kPingEvery;
+      next_ping = Clock::now() + kClientPingInterval;
     }
     while (auto received = ReceiveMessage(socket_, /*router=*/false)) {
       last_heard_ = Clock::now();

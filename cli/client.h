@@ -47,7 +47,7 @@ class Client {
 
   void Send(const Message& message);
   // The next reply, or nullopt when `deadline` passes first. Throws Unreachable when the broker
-  // stays silent for kSilenceLimit (it is pinged every second while a wait goes on), Refused when
+  // stays silent for kClientSilenceLimit (it is pinged every second while a wait goes on), Refused when
   // a CURVE handshake is refused or keeps failing, and std::runtime_error on a malformed reply.
   std::optional<Message> Receive(Clock::time_point deadline);
   // Send, then the first reply within `timeout`; Unreachable if none comes.

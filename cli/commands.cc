@@ -25,7 +25,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-constexpr milliseconds kRequestTimeout{30000};
 constexpr milliseconds kStartTimeout{15000};
 constexpr milliseconds kStopTimeout{15000};
 
@@ -208,12 +207,11 @@ int UpCommand(int workers, int threads, int heartbeat_ms, const std::vector<std:
     try {
       Message reply = client.Request(StatusRequest{}, milliseconds(2000));
       if (auto* status = std::get_if<StatusReply>(&reply)) {
-        auto j = nlohmann::json::parse(status->json);
-        if (static_cast<int>(j["workers"].size()) >= workers) {
+        if (static_cast<int>(status->workers.size()) >= workers) {
           broker.Release();  // it runs on after we exit
           std::string where = DefaultEndpoint(home);
-          for (const auto& e : j["endpoints"]) {
-            if (e.get<std::string>() != where) where += ", " + e.get<std::string>() + " (CURVE)";
+          for (const auto& e : status->endpoints) {
+            if (e != where) where += ", " + e + " (CURVE)";
           }
           std::printf("orq is up: broker pid %d, %d worker%s, %s\n", pid, workers,
                       workers == 1 ? "" : "s", where.c_str());
@@ -355,26 +353,10 @@ int StatusCommand(bool json) {
   Message reply = client.Request(StatusRequest{}, kRequestTimeout);
   auto* status = std::get_if<StatusReply>(&reply);
   if (!status) throw std::runtime_error("unexpected reply from the broker");
-  if (json) {
-    std::printf("%s\n", status->json.c_str());
-    return kExitOk;
-  }
-  auto j = nlohmann::json::parse(status->json);
-  std::string endpoints;
-  for (const auto& e : j["endpoints"]) endpoints += "  " + e.get<std::string>();
-  std::printf("broker   pid %lld%s\n", j["broker"]["pid"].get<long long>(), endpoints.c_str());
-  std::printf("workers  %zu\n", j["workers"].size());
-  for (const auto& w : j["workers"]) {
-    std::printf("  %-6s %-20s pid %-8lld threads %-3lld running %lld\n",
-                w["remote"].get<bool>() ? "remote" : "local", w["host"].get<std::string>().c_str(),
-                w["pid"].get<long long>(), w["threads"].get<long long>(),
-                w["running"].get<long long>());
-  }
-  std::printf("tasks   ");
-  for (const char* state :
-       {"queued", "delayed", "running", "done", "failed", "timeout", "cancelled", "worker_lost"})
-    std::printf(" %s %lld", state, j["tasks"].value(state, 0LL));
-  std::printf("\n");
+  if (json)
+    std::printf("%s\n", StatusJson(*status).dump().c_str());
+  else
+    PrintStatus(*status, stdout);
   return kExitOk;
 }
 

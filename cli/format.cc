@@ -63,4 +63,42 @@ std::string FailureSentence(const TaskOutcome& o) {
   return s;
 }
 
+nlohmann::json StatusJson(StatusReply s) {
+  nlohmann::json j;
+  j["broker"] = {{"pid", s.broker_pid}};
+  j["endpoint"] = s.endpoints.empty() ? "" : s.endpoints.front();
+  j["endpoints"] = s.endpoints;
+  auto workers = nlohmann::json::array();
+  for (const WorkerInfo& w : s.workers) {
+    workers.push_back({{"pid", w.pid},
+                       {"host", w.host},
+                       {"remote", w.remote},
+                       {"threads", w.threads},
+                       {"running", w.running},
+                       {"slots", {{"async", w.slots[0]}, {"cpu", w.slots[1]}, {"shell", w.slots[2]}}}});
+  }
+  j["workers"] = std::move(workers);
+  s.tasks.ForEach([&](const char* name, uint64_t v) { j["tasks"][name] = v; });
+  j["jobs"] = s.jobs;
+  s.counters.ForEach([&](const char* name, uint64_t v) { j["counters"][name] = v; });
+  return j;
+}
+
+void PrintStatus(StatusReply s, std::FILE* out) {
+  std::string endpoints;
+  for (const auto& e : s.endpoints) endpoints += "  " + e;
+  std::fprintf(out, "broker   pid %lld%s\n", static_cast<long long>(s.broker_pid), endpoints.c_str());
+  std::fprintf(out, "workers  %zu\n", s.workers.size());
+  for (const WorkerInfo& w : s.workers) {
+    std::fprintf(out, "  %-6s %-20s pid %-8lld threads %-3u running %u\n",
+                 w.remote ? "remote" : "local", w.host.c_str(), static_cast<long long>(w.pid),
+                 w.threads, w.running);
+  }
+  std::fprintf(out, "tasks   ");
+  s.tasks.ForEach([&](const char* name, uint64_t v) {
+    std::fprintf(out, " %s %llu", name, static_cast<unsigned long long>(v));
+  });
+  std::fprintf(out, "\n");
+}
+
 }  // namespace orq

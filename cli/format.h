@@ -17,4 +17,10 @@ nlohmann::json ToJson(const TaskOutcome& outcome);
 // "orq: task j1.2 failed: exit code 1" for a task that did not end ok.
 std::string FailureSentence(const TaskOutcome& outcome);
 
+// `orq status --json`: {"broker": {"pid"}, "endpoint", "endpoints", "workers": [...], "tasks":
+// {...}, "jobs", "counters": {...}}.
+nlohmann::json StatusJson(StatusReply status);
+// `orq status`: a few lines for people.
+void PrintStatus(StatusReply status, std::FILE* out);
+
 }  // namespace orq

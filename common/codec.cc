@@ -224,6 +224,33 @@ void Get(Reader& r, Assignment& a) {
   Get(r, a.spec);
 }
 
+void Put(Writer& w, const WorkerInfo& i) {
+  w.I64(i.pid);
+  w.Str(i.host);
+  w.U64(i.remote);
+  w.U64(i.threads);
+  w.U64(i.running);
+  for (uint32_t s : i.slots) w.U64(s);
+}
+void Get(Reader& r, WorkerInfo& i) {
+  i.pid = r.I64();
+  i.host = r.Str();
+  i.remote = r.Bool();
+  i.threads = r.U32();
+  i.running = r.U32();
+  for (uint32_t& s : i.slots) s = r.U32();
+}
+
+// Named counts (TaskCounts, BrokerCounters) travel as their values in ForEach order.
+template <typename T>
+void PutCounts(Writer& w, const T& counts) {
+  const_cast<T&>(counts).ForEach([&](const char*, uint64_t& v) { w.U64(v); });  // only reads
+}
+template <typename T>
+void GetCounts(Reader& r, T& counts) {
+  counts.ForEach([&](const char*, uint64_t& v) { v = r.U64(); });
+}
+
 void Put(Writer& w, const std::string& s) { w.Str(s); }
 void Get(Reader& r, std::string& s) { s = r.Str(); }
 
@@ -241,8 +268,9 @@ void GetVector(Reader& r, std::vector<T>& v) {
   }
 }
 
-// Each message type: its command code and body layout, written once for both directions.
-// `Io` is Writer or Reader; Field() dispatches to Put or Get.
+// Each message's body layout, written once for both directions: Fields(message, f) calls f on each
+// field in wire order, and f is Out (encode through a Writer) or In (decode through a Reader).
+// The command code is the message's own kCommand (common/protocol.h).
 struct Out {
   Writer& w;
   void operator()(uint64_t& v) { w.U64(v); }
@@ -254,6 +282,8 @@ struct Out {
   void operator()(Slots& v) {
     for (auto& s : v) w.U64(s);
   }
+  void operator()(TaskCounts& v) { PutCounts(w, v); }
+  void operator()(BrokerCounters& v) { PutCounts(w, v); }
   template <typename T>
   void operator()(std::vector<T>& v) { PutVector(w, v); }
 };
@@ -272,6 +302,8 @@ struct In {
   void operator()(Slots& v) {
     for (auto& s : v) s = r.U32();
   }
+  void operator()(TaskCounts& v) { GetCounts(r, v); }
+  void operator()(BrokerCounters& v) { GetCounts(r, v); }
   template <typename T>
   void operator()(std::vector<T>& v) { GetVector(r, v); }
 };
@@ -290,7 +322,9 @@ template <typename F> void Fields(ReloadAccessRequest&, F&&) {}
 template <typename F> void Fields(ReloadedReply& m, F&& f) { f(m.keys), f(m.dropped); }
 template <typename F> void Fields(SubmittedReply& m, F&& f) { f(m.job), f(m.count); }
 template <typename F> void Fields(ResultsReply& m, F&& f) { f(m.outcomes), f(m.final); }
-template <typename F> void Fields(StatusReply& m, F&& f) { f(m.json); }
+template <typename F> void Fields(StatusReply& m, F&& f) {
+  f(m.broker_pid), f(m.endpoints), f(m.workers), f(m.tasks), f(m.jobs), f(m.counters);
+}
 template <typename F> void Fields(CancelledReply& m, F&& f) { f(m.count); }
 template <typename F> void Fields(ErrorReply& m, F&& f) { f(m.code), f(m.message); }
 template <typename F> void Fields(PongReply& m, F&& f) { f(m.broker_pid); }
@@ -305,34 +339,6 @@ template <typename F> void Fields(CancelTasksMessage& m, F&& f) { f(m.ids); }
 template <typename F> void Fields(BrokerHeartbeatMessage&, F&&) {}
 template <typename F> void Fields(StopMessage& m, F&& f) { f(m.grace_ms); }
 
-template <typename T> constexpr Command kCommandOf = Command::kPing;
-template <> constexpr Command kCommandOf<SubmitRequest> = Command::kSubmit;
-template <> constexpr Command kCommandOf<GatherRequest> = Command::kGather;
-template <> constexpr Command kCommandOf<StatusRequest> = Command::kStatus;
-template <> constexpr Command kCommandOf<CancelRequest> = Command::kCancel;
-template <> constexpr Command kCommandOf<ShutdownRequest> = Command::kShutdown;
-template <> constexpr Command kCommandOf<PingRequest> = Command::kPing;
-template <> constexpr Command kCommandOf<SubmittedReply> = Command::kSubmitted;
-template <> constexpr Command kCommandOf<ResultsReply> = Command::kResults;
-template <> constexpr Command kCommandOf<StatusReply> = Command::kStatusReply;
-template <> constexpr Command kCommandOf<CancelledReply> = Command::kCancelled;
-template <> constexpr Command kCommandOf<ErrorReply> = Command::kError;
-template <> constexpr Command kCommandOf<PongReply> = Command::kPong;
-template <> constexpr Command kCommandOf<ShutdownAck> = Command::kShutdownAck;
-template <> constexpr Command kCommandOf<ReadyMessage> = Command::kReady;
-template <> constexpr Command kCommandOf<WorkerResultsMessage> = Command::kWorkerResults;
-template <> constexpr Command kCommandOf<HeartbeatMessage> = Command::kHeartbeat;
-template <> constexpr Command kCommandOf<TasksMessage> = Command::kTasks;
-template <> constexpr Command kCommandOf<CancelTasksMessage> = Command::kCancelTasks;
-template <> constexpr Command kCommandOf<BrokerHeartbeatMessage> = Command::kBrokerHeartbeat;
-template <> constexpr Command kCommandOf<StopMessage> = Command::kStop;
-template <> constexpr Command kCommandOf<ForgetRequest> = Command::kForget;
-template <> constexpr Command kCommandOf<ForgottenReply> = Command::kForgotten;
-template <> constexpr Command kCommandOf<GoodbyeMessage> = Command::kGoodbye;
-template <> constexpr Command kCommandOf<ReregisterMessage> = Command::kReregister;
-template <> constexpr Command kCommandOf<ReloadAccessRequest> = Command::kReloadAccess;
-template <> constexpr Command kCommandOf<ReloadedReply> = Command::kReloaded;
-
 // Decodes body into alternative I of Message when its command matches.
 template <size_t I = 0>
 std::variant<Message, DecodeError> DecodeAs(Command command, std::string_view body) {
@@ -340,7 +346,7 @@ std::variant<Message, DecodeError> DecodeAs(Command command, std::string_view bo
     return DecodeError{"unknown command " + std::to_string(static_cast<int>(command))};
   } else {
     using T = std::variant_alternative_t<I, Message>;
-    if (kCommandOf<T> != command) return DecodeAs<I + 1>(command, body);
+    if (T::kCommand != command) return DecodeAs<I + 1>(command, body);
     T message;
     Reader r(body);
     Fields(message, In{r});
@@ -394,13 +400,9 @@ EncodedMessage Encode(const Message& message) {
         using T = std::decay_t<decltype(m)>;
         Writer w;
         Fields(const_cast<T&>(m), Out{w});  // Out only reads
-        return EncodedMessage{kCommandOf<T>, w.Take()};
+        return EncodedMessage{T::kCommand, w.Take()};
       },
       message);
-}
-
-Command CommandOf(const Message& message) {
-  return std::visit([](const auto& m) { return kCommandOf<std::decay_t<decltype(m)>>; }, message);
 }
 
 std::variant<Message, DecodeError> Decode(std::string_view version, std::string_view command,

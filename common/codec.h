@@ -22,8 +22,6 @@ struct DecodeError {
 };
 
 EncodedMessage Encode(const Message& message);
-// The command a message travels under.
-Command CommandOf(const Message& message);
 
 // The same encoding for the journal's blobs (broker/journal.h).
 std::string EncodeSpecs(const std::vector<TaskSpec>& specs);

@@ -18,6 +18,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -40,7 +41,7 @@ enum class Command : uint8_t {
 
   kSubmitted = 0x20,     // job number, task count
   kResults = 0x21,       // [TaskOutcome...], final flag (gather replies are chunked)
-  kStatusReply = 0x22,   // JSON text (not a hot path; the CLI prints it)
+  kStatusReply = 0x22,   // the broker, its workers, task counts and counters
   kCancelled = 0x23,     // how many tasks were cancelled or asked to stop
   kError = 0x24,         // ErrorCode, one sentence for the user
   kPong = 0x25,          // broker pid
@@ -70,11 +71,20 @@ enum class Command : uint8_t {
 // allow-list after it connected; it may send nothing.
 enum class Role : uint8_t { kLocal, kClient, kWorker, kRevoked };
 
-// Whether a command goes to the broker at all (requests, worker messages, administration); the
-// others are replies and broker-to-worker messages, which the broker never accepts.
+// Where a command goes, from its range. The broker takes requests, worker messages and
+// administration, and never replies or broker-to-worker messages.
 constexpr bool ToBroker(Command c) {
   const auto v = static_cast<uint8_t>(c);
   return (v >= 0x10 && v <= 0x1f) || (v >= 0x30 && v <= 0x3f) || (v >= 0x50 && v <= 0x5f);
+}
+constexpr bool ToWorker(Command c) {
+  const auto v = static_cast<uint8_t>(c);
+  return v >= 0x40 && v <= 0x4f;
+}
+// A request: its sender waits for a reply (an ErrorReply when it is refused).
+constexpr bool IsRequest(Command c) {
+  const auto v = static_cast<uint8_t>(c);
+  return (v >= 0x10 && v <= 0x1f) || (v >= 0x50 && v <= 0x5f);
 }
 
 // What each role may send to the broker. A client key submits, gathers, cancels, asks for status,
@@ -103,6 +113,19 @@ inline constexpr int kHeartbeatLiveness = 3;
 // their workers kill them; what is not finished then is handed back in the journal.
 inline constexpr std::chrono::milliseconds kShutdownGrace{5000};
 
+// A worker that hears nothing from its broker for kHeartbeatLiveness intervals connects again,
+// after this backoff: 1 s doubling to 32 s (Paranoid Pirate), so a broker that is down for long
+// is not hammered, and one that comes back is found within half a minute.
+inline constexpr std::chrono::milliseconds kReconnectMin{1000};
+inline constexpr std::chrono::milliseconds kReconnectMax{32000};
+
+// The CLI: while it waits for a reply (a long gather), it pings the broker every second, and
+// counts it gone after 5 s without a word (a broker busy with a large batch answers well within
+// that); a request that is not a gather gets its reply within kRequestTimeout or fails.
+inline constexpr std::chrono::milliseconds kClientPingInterval{1000};
+inline constexpr std::chrono::milliseconds kClientSilenceLimit{5000};
+inline constexpr std::chrono::milliseconds kRequestTimeout{30000};
+
 // A TCP peer that has not finished its CURVE handshake within this long is dropped
 // (ZMQ_HANDSHAKE_IVL), so half-open handshakes cannot pile up; a slow link still makes it in time.
 inline constexpr std::chrono::milliseconds kHandshakeTimeout{5000};
@@ -115,7 +138,10 @@ inline constexpr std::chrono::milliseconds kConnectTimeout{2000};
 // the connection of its sender; the others are checked where a task spec is validated.
 inline constexpr size_t kMaxMessageBytes = 256u << 20;  // ZMQ_MAXMSGSIZE on every socket
 inline constexpr size_t kMaxTasksPerJob = 5'000'000;
-inline constexpr size_t kMaxTasksPerMessage = 1024;     // dispatch and gather chunks
+inline constexpr size_t kMaxTasksPerMessage = 1024;     // tasks in one TasksMessage
+// Results in one gather reply: large enough to amortise a message, small enough to stay well
+// under kMaxMessageBytes with shell output in it (the CLI prints each chunk as it comes).
+inline constexpr size_t kMaxResultsPerReply = 4096;
 inline constexpr size_t kMaxOutputBytes = 1u << 20;     // per stream of a shell task; rest dropped
 inline constexpr size_t kMaxArgvBytes = 128u << 10;     // a shell task's argv, all strings together
 inline constexpr size_t kMaxArgs = 4096;                // a shell task's argv entries
@@ -182,42 +208,167 @@ enum class ErrorCode : uint8_t {
   kForbidden = 4,   // the peer's key may not send this (a worker key submitting, a revoked key)
 };
 
-// --- client -> broker ---
-struct SubmitRequest { std::vector<TaskSpec> tasks; };
-struct GatherRequest { std::vector<std::string> ids; };
-struct StatusRequest {};
-struct CancelRequest { std::vector<std::string> ids; };
-struct ShutdownRequest {};
-struct PingRequest {};
-struct ForgetRequest { std::vector<std::string> ids; };
-struct ReloadAccessRequest {};
-// --- broker -> client ---
-struct SubmittedReply { uint64_t job = 0; uint32_t count = 0; };
-struct ResultsReply { std::vector<TaskOutcome> outcomes; bool final = true; };
-struct StatusReply { std::string json; };
-struct CancelledReply { uint32_t count = 0; };
-struct ErrorReply { ErrorCode code = ErrorCode::kBadRequest; std::string message; };
-struct PongReply { int64_t broker_pid = 0; };
-struct ShutdownAck {};
-struct ForgottenReply { uint32_t count = 0; };
-struct ReloadedReply { uint32_t keys = 0; uint32_t dropped = 0; };
-// --- worker -> broker ---
+// Every message names its command (kCommand): the codec writes it and dispatches on it, and the
+// static_assert after Message proves no two messages share one. A message without a kCommand does
+// not compile.
+
+// --- client -> broker (0x1x), and local administration (0x5x) ---
+struct SubmitRequest {  // -> SubmittedReply, or ErrorReply
+  static constexpr Command kCommand = Command::kSubmit;
+  std::vector<TaskSpec> tasks;
+};
+struct GatherRequest {  // -> ResultsReply... (the last one final), or ErrorReply
+  static constexpr Command kCommand = Command::kGather;
+  std::vector<std::string> ids;  // jobs ("j7") and tasks ("j7.2"), in the order to print
+};
+struct StatusRequest {  // -> StatusReply
+  static constexpr Command kCommand = Command::kStatus;
+};
+struct CancelRequest {  // -> CancelledReply, or ErrorReply
+  static constexpr Command kCommand = Command::kCancel;
+  std::vector<std::string> ids;
+};
+struct ShutdownRequest {  // -> ShutdownAck, then the broker stops
+  static constexpr Command kCommand = Command::kShutdown;
+};
+struct PingRequest {  // -> PongReply
+  static constexpr Command kCommand = Command::kPing;
+};
+struct ForgetRequest {  // -> ForgottenReply, or ErrorReply
+  static constexpr Command kCommand = Command::kForget;
+  std::vector<std::string> ids;  // whole jobs
+};
+struct ReloadAccessRequest {  // -> ReloadedReply (local peers only)
+  static constexpr Command kCommand = Command::kReloadAccess;
+};
+
+// --- broker -> client (0x2x) ---
+struct SubmittedReply {
+  static constexpr Command kCommand = Command::kSubmitted;
+  uint64_t job = 0;
+  uint32_t count = 0;
+};
+struct ResultsReply {
+  static constexpr Command kCommand = Command::kResults;
+  std::vector<TaskOutcome> outcomes;
+  bool final = true;  // the last chunk of this gather
+};
+
+// What `orq status` shows.
+struct WorkerInfo {
+  int64_t pid = 0;
+  std::string host;
+  bool remote = false;  // connected over TCP with a worker key
+  uint32_t threads = 0;
+  uint32_t running = 0;
+  Slots slots{};  // capacity per task class
+};
+struct TaskCounts {
+  uint64_t queued = 0, delayed = 0, running = 0;
+  uint64_t done = 0, failed = 0, timeout = 0, cancelled = 0, worker_lost = 0;  // by final status
+  // Each count with its name in `orq status`, in the order it prints them.
+  template <typename F>
+  void ForEach(F&& f) {
+    f("queued", queued), f("delayed", delayed), f("running", running), f("done", done),
+        f("failed", failed), f("timeout", timeout), f("cancelled", cancelled),
+        f("worker_lost", worker_lost);
+  }
+};
+struct BrokerCounters {
+  uint64_t malformed = 0;      // frames that did not decode
+  uint64_t unexpected = 0;     // well-formed messages the broker never takes (replies)
+  uint64_t stale_results = 0;  // results for a task not leased to that worker (any more)
+  uint64_t workers_lost = 0;   // workers dropped for missing heartbeats
+  uint64_t retries = 0;        // failed attempts scheduled to run again
+  uint64_t requeued = 0;       // leases handed back to the queue (worker lost, goodbye, restart)
+  uint64_t adopted = 0;        // leases a re-registering worker kept
+  uint64_t forbidden = 0;      // messages outside the sender's role (a worker key submitting...)
+  uint64_t revoked = 0;        // connections dropped because their key was revoked
+  uint64_t auth_refused = 0;   // TCP handshakes refused by the ZAP handler (key not allowed)
+  uint64_t handshake_failed = 0;  // TCP handshakes that failed before ZAP (no CURVE, garbage)
+  // Each counter with its name in `orq status --json`.
+  template <typename F>
+  void ForEach(F&& f) {
+    f("malformed", malformed), f("unexpected", unexpected), f("stale_results", stale_results),
+        f("workers_lost", workers_lost), f("retries", retries), f("requeued", requeued),
+        f("adopted", adopted), f("forbidden", forbidden), f("revoked", revoked),
+        f("auth_refused", auth_refused), f("handshake_failed", handshake_failed);
+  }
+};
+struct StatusReply {
+  static constexpr Command kCommand = Command::kStatusReply;
+  int64_t broker_pid = 0;
+  std::vector<std::string> endpoints;  // the first is the ipc:// one; then TCP (CURVE)
+  std::vector<WorkerInfo> workers;     // by host, then pid
+  TaskCounts tasks;
+  uint64_t jobs = 0;
+  BrokerCounters counters;
+};
+struct CancelledReply {
+  static constexpr Command kCommand = Command::kCancelled;
+  uint32_t count = 0;  // tasks cancelled, or asked to stop
+};
+struct ErrorReply {
+  static constexpr Command kCommand = Command::kError;
+  ErrorCode code = ErrorCode::kBadRequest;
+  std::string message;  // one sentence for the user
+};
+struct PongReply {
+  static constexpr Command kCommand = Command::kPong;
+  int64_t broker_pid = 0;
+};
+struct ShutdownAck {
+  static constexpr Command kCommand = Command::kShutdownAck;
+};
+struct ForgottenReply {
+  static constexpr Command kCommand = Command::kForgotten;
+  uint32_t count = 0;  // jobs removed
+};
+struct ReloadedReply {
+  static constexpr Command kCommand = Command::kReloaded;
+  uint32_t keys = 0;     // keys now on the allow-list
+  uint32_t dropped = 0;  // connections of revoked keys dropped
+};
+
+// --- worker -> broker (0x3x) ---
 struct ReadyMessage {
+  static constexpr Command kCommand = Command::kReady;
   int64_t pid = 0;
   uint32_t threads = 0;
-  Slots slots;  // capacity per task class
+  Slots slots;                 // capacity per task class: its credits
   std::vector<Lease> running;  // on re-registration: the tasks it still runs
   std::string host;            // the worker's host name, for status
 };
-struct WorkerResultsMessage { std::vector<TaskOutcome> outcomes; };
-struct HeartbeatMessage {};
-struct GoodbyeMessage {};
-// --- broker -> worker ---
-struct TasksMessage { std::vector<Assignment> tasks; };
-struct CancelTasksMessage { std::vector<TaskId> ids; };
-struct BrokerHeartbeatMessage {};
-struct StopMessage { uint32_t grace_ms = 0; };
-struct ReregisterMessage {};
+struct WorkerResultsMessage {  // each outcome frees one slot of its task's class
+  static constexpr Command kCommand = Command::kWorkerResults;
+  std::vector<TaskOutcome> outcomes;
+};
+struct HeartbeatMessage {
+  static constexpr Command kCommand = Command::kHeartbeat;
+};
+struct GoodbyeMessage {  // the worker is leaving; what it still held is handed back
+  static constexpr Command kCommand = Command::kGoodbye;
+};
+
+// --- broker -> worker (0x4x) ---
+struct TasksMessage {  // never more than the worker's free slots
+  static constexpr Command kCommand = Command::kTasks;
+  std::vector<Assignment> tasks;
+};
+struct CancelTasksMessage {  // stop these if still running, report them cancelled
+  static constexpr Command kCommand = Command::kCancelTasks;
+  std::vector<TaskId> ids;
+};
+struct BrokerHeartbeatMessage {
+  static constexpr Command kCommand = Command::kBrokerHeartbeat;
+};
+struct StopMessage {  // take no more tasks, finish within the grace, kill the rest, say goodbye
+  static constexpr Command kCommand = Command::kStop;
+  uint32_t grace_ms = 0;
+};
+struct ReregisterMessage {  // the broker does not know this worker: send ReadyMessage again
+  static constexpr Command kCommand = Command::kReregister;
+};
 
 using Message =
     std::variant<SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest,
@@ -226,5 +377,25 @@ using Message =
                  WorkerResultsMessage, HeartbeatMessage, GoodbyeMessage, TasksMessage,
                  CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage,
                  ReloadAccessRequest, ReloadedReply>;
+
+namespace detail {
+template <size_t... I>
+constexpr bool CommandsAreUnique(std::index_sequence<I...>) {
+  constexpr Command commands[] = {std::variant_alternative_t<I, Message>::kCommand...};
+  for (size_t i = 0; i < sizeof...(I); ++i) {
+    for (size_t j = i + 1; j < sizeof...(I); ++j) {
+      if (commands[i] == commands[j]) return false;
+    }
+  }
+  return true;
+}
+}  // namespace detail
+static_assert(detail::CommandsAreUnique(std::make_index_sequence<std::variant_size_v<Message>>{}),
+              "two messages share a command code");
+
+// The command a message travels under.
+inline Command CommandOf(const Message& message) {
+  return std::visit([](const auto& m) { return std::decay_t<decltype(m)>::kCommand; }, message);
+}
 
 }  // namespace orq

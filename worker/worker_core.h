@@ -22,9 +22,6 @@ struct WorkerOptions {
   int liveness = kHeartbeatLiveness;
 };
 
-// Reconnect backoff when the broker is lost: 1 s doubling to 32 s (the Guide's Paranoid Pirate).
-inline constexpr std::chrono::milliseconds kReconnectMin{1000};
-inline constexpr std::chrono::milliseconds kReconnectMax{32000};
 
 struct WorkerActions {
   std::vector<Message> send;
