@@ -10,14 +10,10 @@
 namespace orq {
 namespace {
 
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+template <class... Ts> struct Overloaded : Ts... { using Ts::operator()...; };
+template <class... Ts> Overloaded(Ts...) -> Overloaded<Ts...>;
 
-size_t ClassIndex(const TaskSpec& spec) { return static_cast<size_t>(ClassOf(spec.kind)); }
+size_t ClassIndex(const TaskSpec& spec) { return static_cast<size_t>(ClassOf(spec)); }
 
 }  // namespace
 
@@ -54,7 +50,6 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
         TaskOutcome outcome;
         outcome.status = TaskStatus::kCancelled;
         outcome.error = "cancelled while running (the broker restarted meanwhile)";
-        outcome.is_shell = task.spec->kind == TaskKind::kShell;
         Finish(id, task, std::move(outcome), unused);
         continue;
       }
@@ -101,32 +96,33 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
     worker = &workers_.at(it->second);
     worker->last_seen = now;
   }
-  std::visit(
-      Overloaded{
-          [&](SubmitRequest& m) { Submit(from, m, now, out); },
-          [&](GatherRequest& m) { Gather(from, m, out); },
-          [&](StatusRequest&) { Status(from, out); },
-          [&](CancelRequest& m) { Cancel(from, m, out); },
-          [&](ShutdownRequest&) { Shutdown(from, out); },
-          [&](PingRequest&) { out.push_back({from, PongReply{options_.broker_pid}}); },
-          [&](ForgetRequest& m) { Forget(from, m, out); },
-          [&](ReadyMessage& m) { Register(from, role, m, now, out); },
-          [&](WorkerResultsMessage& m) {
-            if (worker) return Results(*worker, m, now, out);
-            // A worker we dropped (paused, partitioned): its results are stale; it must register
-            // again, telling us what it still runs.
-            counters_.stale_results += m.outcomes.size();
-            out.push_back({from, ReregisterMessage{}});
-          },
-          [&](HeartbeatMessage&) {
-            if (!worker) out.push_back({from, ReregisterMessage{}});
-          },
-          [&](GoodbyeMessage&) {
-            if (worker) DropWorker(worker_ids_.at(from), "it left", out);
-          },
-          [&](auto&) { ++counters_.unexpected; },  // handled by the shell (access reloads)
-      },
-      message);
+  std::visit(Overloaded{
+                 [&](SubmitRequest& m) { Submit(from, m, now, out); },
+                 [&](GatherRequest& m) { Gather(from, m, out); },
+                 [&](StatusRequest&) { Status(from, out); },
+                 [&](CancelRequest& m) { Cancel(from, m, out); },
+                 [&](ShutdownRequest&) { Shutdown(from, out); },
+                 [&](PingRequest&) {
+                   out.push_back({from, PongReply{options_.broker_pid}});
+                 },
+                 [&](ForgetRequest& m) { Forget(from, m, out); },
+                 [&](ReadyMessage& m) { Register(from, role, m, now, out); },
+                 [&](WorkerResultsMessage& m) {
+                   if (worker) return Results(*worker, m, now, out);
+                   // A worker we dropped (paused, partitioned): its results are stale; it must
+                   // register again, telling us what it still runs.
+                   counters_.stale_results += m.outcomes.size();
+                   out.push_back({from, ReregisterMessage{}});
+                 },
+                 [&](HeartbeatMessage&) {
+                   if (!worker) out.push_back({from, ReregisterMessage{}});
+                 },
+                 [&](GoodbyeMessage&) {
+                   if (worker) DropWorker(worker_ids_.at(from), "it left", out);
+                 },
+                 [&](auto&) { ++counters_.unexpected; },  // handled by the shell (access reloads)
+             },
+             message);
 }
 
 void BrokerCore::Refuse(const std::string& from, Role role, Command command,
@@ -135,12 +131,21 @@ void BrokerCore::Refuse(const std::string& from, Role role, Command command,
   if (!IsRequest(command)) return;  // a worker message from a non-worker: nobody waits for it
   std::string why;
   switch (role) {
-    case Role::kRevoked: why = "this key was revoked"; break;
-    case Role::kWorker: why = "a worker key may only register and report results"; break;
-    case Role::kClient: why = "a client key may not administer access; do that on the broker's host"; break;
-    case Role::kLocal: why = "not allowed"; break;
+    case Role::kRevoked:
+      why = "this key was revoked";
+      break;
+    case Role::kWorker:
+      why = "a worker key may only register and report results";
+      break;
+    case Role::kClient:
+      why = "a client key may not administer access; do that on the broker's host";
+      break;
+    case Role::kLocal:
+      why = "not allowed";
+      break;
   }
-  out.push_back({from, ErrorReply{ErrorCode::kForbidden, "the broker refused this request: " + why}});
+  out.push_back(
+      {from, ErrorReply{ErrorCode::kForbidden, "the broker refused this request: " + why}});
 }
 
 void BrokerCore::PeerRevoked(const std::string& peer, std::vector<Outgoing>& out) {
@@ -299,10 +304,17 @@ void BrokerCore::ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) 
 void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
                         bool journal) {
   switch (task.state) {
-    case State::kQueued: --queued_; break;
-    case State::kDelayed: --delayed_count_; break;
-    case State::kRunning: --running_; break;
-    case State::kFinished: return;  // one outcome per task, always
+    case State::kQueued:
+      --queued_;
+      break;
+    case State::kDelayed:
+      --delayed_count_;
+      break;
+    case State::kRunning:
+      --running_;
+      break;
+    case State::kFinished:
+      return;  // one outcome per task, always
   }
   task.state = State::kFinished;
   task.cancel_requested = false;
@@ -315,10 +327,8 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   }
   if (journal) journal_.RecordOutcome(outcome);
   store_.Put(std::move(outcome));
-  // The spec's payload is no longer needed; the kind stays for status.
-  task.spec->value.clear();
-  task.spec->value.shrink_to_fit();
-  task.spec->argv = {};
+  // The spec's payload (values, argv) is no longer needed; its kind stays, for its class.
+  std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
 
   Job& job = jobs_.at(id.job);
   if (--job.unfinished == 0) {
@@ -361,7 +371,6 @@ void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,
       TaskOutcome outcome;
       outcome.status = TaskStatus::kCancelled;
       outcome.error = "cancelled before it started";
-      outcome.is_shell = task.spec->kind == TaskKind::kShell;
       Finish(id, task, std::move(outcome), out);
       ++count;
     }
@@ -377,8 +386,8 @@ void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) con
   status.endpoints = {options_.endpoint};
   status.endpoints.insert(status.endpoints.end(), options_.listen.begin(), options_.listen.end());
   for (const auto& [id, w] : workers_) {
-    status.workers.push_back({w.pid, w.host, w.remote, w.threads,
-                              static_cast<uint32_t>(w.leases.size()), w.capacity});
+    status.workers.push_back(
+        {w.pid, w.host, w.remote, w.threads, static_cast<uint32_t>(w.leases.size()), w.capacity});
   }
   std::sort(status.workers.begin(), status.workers.end(), [](const auto& a, const auto& b) {
     return std::tie(a.host, a.pid) < std::tie(b.host, b.pid);
@@ -477,7 +486,8 @@ bool BrokerCore::Retry(TaskId id, Task& task, const TaskOutcome& failed, SteadyT
   // Exponential backoff with jitter: min(max, base * 2^(n-1)) * [0.5, 1).
   const double backoff =
       std::min(task.spec->backoff_max,
-               task.spec->backoff_base * std::ldexp(1.0, static_cast<int>(std::min(task.failures, 60u)) - 1));
+               task.spec->backoff_base *
+                   std::ldexp(1.0, static_cast<int>(std::min(task.failures, 60u)) - 1));
   const double delay =
       backoff * (0.5 + 0.5 * std::uniform_real_distribution<double>(0, 1)(random_));
   std::string error = "attempt " + std::to_string(task.attempt) + ": " + failed.error;
@@ -503,7 +513,8 @@ void BrokerCore::Forget(const std::string& from, const ForgetRequest& request,
     }
     auto it = jobs_.find(ref->job);
     if (it == jobs_.end()) {
-      out.push_back({from, ErrorReply{ErrorCode::kUnknownId, "unknown job " + FormatJobId(ref->job)}});
+      out.push_back(
+          {from, ErrorReply{ErrorCode::kUnknownId, "unknown job " + FormatJobId(ref->job)}});
       return;
     }
     if (!it->second.waiters.empty()) {
@@ -573,7 +584,8 @@ void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why,
                             std::vector<Outgoing>& out) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) return;
-  const std::string reason = "its worker (pid " + std::to_string(it->second.pid) + ") was lost: " + why;
+  const std::string reason =
+      "its worker (pid " + std::to_string(it->second.pid) + ") was lost: " + why;
   auto leases = std::move(it->second.leases);
   worker_ids_.erase(it->second.identity);
   workers_.erase(it);
@@ -592,7 +604,6 @@ void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why,
                            std::vector<Outgoing>& out) {
   // Precondition: task.state is kQueued (and counted so), not yet in the ready queue.
   TaskOutcome outcome;
-  outcome.is_shell = task.spec->kind == TaskKind::kShell;
   if (task.cancel_requested) {
     outcome.status = TaskStatus::kCancelled;
     outcome.error = "cancelled while running; " + why;
@@ -643,8 +654,8 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
     if (options_.retention.count() > 0) {
       while (!finished_jobs_.empty()) {
         auto job = jobs_.find(finished_jobs_.front());
-        if (job != jobs_.end() && (now - job->second.finished_at < options_.retention ||
-                                   !job->second.waiters.empty()))
+        if (job != jobs_.end() &&
+            (now - job->second.finished_at < options_.retention || !job->second.waiters.empty()))
           break;
         if (job != jobs_.end()) ForgetJob(job->first);
         finished_jobs_.pop_front();

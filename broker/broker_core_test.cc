@@ -9,8 +9,7 @@ using std::chrono::milliseconds;
 
 TaskSpec Sleep(double seconds, int priority = 0, double delay = 0) {
   TaskSpec s;
-  s.kind = TaskKind::kSleep;
-  s.seconds = seconds;
+  s.body = SleepTask{seconds, ""};
   s.priority = priority;
   s.delay = delay;
   return s;
@@ -18,15 +17,15 @@ TaskSpec Sleep(double seconds, int priority = 0, double delay = 0) {
 
 TaskSpec Cpu(double ms) {
   TaskSpec s;
-  s.kind = TaskKind::kCpu;
-  s.ms = ms;
+  s.body = CpuTask{ms};
   return s;
 }
 
 // Drives a BrokerCore with a fake clock and collects what it sends, per peer.
 class BrokerCoreTest : public ::testing::Test {
  protected:
-  BrokerCoreTest() : core_(BrokerOptions{milliseconds(1000), 3, 1, "ipc://test"}, store_, journal_) {}
+  BrokerCoreTest()
+      : core_(BrokerOptions{milliseconds(1000), 3, 1, "ipc://test"}, store_, journal_) {}
 
   std::vector<Outgoing> Send(const std::string& from, Message m) {
     std::vector<Outgoing> out;
@@ -51,7 +50,8 @@ class BrokerCoreTest : public ::testing::Test {
     return Send(worker, ReadyMessage{pid, 1, slots});
   }
   // All tasks sent to `peer` in `out`.
-  static std::vector<Assignment> TasksTo(const std::vector<Outgoing>& out, const std::string& peer) {
+  static std::vector<Assignment> TasksTo(const std::vector<Outgoing>& out,
+                                         const std::string& peer) {
     std::vector<Assignment> tasks;
     for (const auto& o : out) {
       if (o.to != peer) continue;
@@ -104,7 +104,7 @@ TEST_F(BrokerCoreTest, ClassesHaveSeparateCredits) {
   auto tasks = TasksTo(out, "w1");
   ASSERT_EQ(tasks.size(), 2u);
   int cpu = 0;
-  for (auto& t : tasks) cpu += t.spec.kind == TaskKind::kCpu;
+  for (auto& t : tasks) cpu += std::holds_alternative<CpuTask>(t.spec.body);
   EXPECT_EQ(cpu, 1);
 }
 
@@ -255,7 +255,8 @@ TEST_F(BrokerCoreTest, HeartbeatingWorkerKeepsItsTasks) {
   for (int i = 0; i < 10; ++i) {
     auto out = Advance(milliseconds(1000));
     bool heartbeat = false;
-    for (auto& o : out) heartbeat |= o.to == "w1" && std::holds_alternative<BrokerHeartbeatMessage>(o.message);
+    for (auto& o : out)
+      heartbeat |= o.to == "w1" && std::holds_alternative<BrokerHeartbeatMessage>(o.message);
     EXPECT_TRUE(heartbeat);
     Send("w1", HeartbeatMessage{});
   }
@@ -284,7 +285,7 @@ TEST_F(BrokerCoreTest, StaleResultIsRejected) {
 
 TEST_F(BrokerCoreTest, InvalidSubmitIsRefusedWhole) {
   TaskSpec bad;
-  bad.kind = TaskKind::kShell;  // no argv
+  bad.body = ShellTask{};  // no argv
   auto out = Send("c", SubmitRequest{{Sleep(1), bad}});
   ASSERT_EQ(out.size(), 1u);
   auto* error = std::get_if<ErrorReply>(&out[0].message);
@@ -535,10 +536,9 @@ class BrokerRoleTest : public BrokerCoreTest {
 TEST_F(BrokerRoleTest, WorkerKeyCannotSubmitOrAdministerAnything) {
   // Given a peer that authenticated with a worker key,
   // When it sends each client request,
-  const std::vector<Message> requests = {SubmitRequest{{Sleep(1)}}, GatherRequest{{"j1"}},
-                                         StatusRequest{},           CancelRequest{{"j1"}},
-                                         ShutdownRequest{},         ForgetRequest{{"j1"}},
-                                         ReloadAccessRequest{}};
+  const std::vector<Message> requests = {
+      SubmitRequest{{Sleep(1)}}, GatherRequest{{"j1"}}, StatusRequest{},      CancelRequest{{"j1"}},
+      ShutdownRequest{},         ForgetRequest{{"j1"}}, ReloadAccessRequest{}};
   for (const Message& m : requests) {
     auto out = SendAs("w", Role::kWorker, m);
     // Then each is refused with kForbidden, and nothing happens.

@@ -14,8 +14,7 @@ using std::chrono::milliseconds;
 
 TaskSpec Sleep(double seconds, double delay = 0) {
   TaskSpec s;
-  s.kind = TaskKind::kSleep;
-  s.seconds = seconds;
+  s.body = SleepTask{seconds, ""};
   s.delay = delay;
   return s;
 }

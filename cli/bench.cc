@@ -81,8 +81,7 @@ std::vector<TaskSpec> Many(size_t n, const std::function<TaskSpec(size_t)>& make
 
 TaskSpec Echo(size_t i) {
   TaskSpec s;
-  s.kind = TaskKind::kEcho;
-  s.value = std::to_string(i);
+  s.body = EchoTask{std::to_string(i)};
   return s;
 }
 
@@ -96,8 +95,7 @@ Figures Sleep(int workers, int threads) {
              Many(10000,
                   [](size_t) {
                     TaskSpec s;
-                    s.kind = TaskKind::kSleep;
-                    s.seconds = 1;
+                    s.body = SleepTask{1, ""};
                     return s;
                   }),
              workers, threads);
@@ -108,8 +106,7 @@ Figures Shell(int workers, int threads) {
              Many(2000,
                   [](size_t) {
                     TaskSpec s;
-                    s.kind = TaskKind::kShell;
-                    s.argv = {"true"};
+                    s.body = ShellTask{{"true"}};
                     return s;
                   }),
              workers, threads);
@@ -120,8 +117,7 @@ Figures Cpu(int workers, int) {
                   Many(400,
                        [](size_t) {
                          TaskSpec s;
-                         s.kind = TaskKind::kCpu;
-                         s.ms = 10;
+                         s.body = CpuTask{10};
                          return s;
                        }),
                   workers, 1);

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
-#include <tuple>
 #include <thread>
+#include <tuple>
 
 #include "cli/client.h"
 #include "cli/embedded.h"
@@ -34,7 +34,8 @@ extern "C" void OnInterrupt(int) { interrupted = 1; }
 void Say(const std::string& sentence) { std::fprintf(stderr, "%s\n", sentence.c_str()); }
 
 int Threads(int threads) {
-  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return threads > 0 ? threads
+                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 std::string Tail(const std::string& file, size_t lines) {
@@ -128,8 +129,8 @@ std::optional<std::vector<TaskSpec>> LoadTaskFile(const std::string& file) {
   }
   auto& specs = std::get<std::vector<TaskSpec>>(parsed);
   if (specs.size() > kMaxTasksPerJob) {
-    Say("orq: " + file + " has " + std::to_string(specs.size()) + " tasks; a job may hold at most " +
-        std::to_string(kMaxTasksPerJob));
+    Say("orq: " + file + " has " + std::to_string(specs.size()) +
+        " tasks; a job may hold at most " + std::to_string(kMaxTasksPerJob));
     return std::nullopt;
   }
   return std::move(specs);
@@ -182,13 +183,19 @@ int UpCommand(int workers, int threads, int heartbeat_ms, const std::vector<std:
   }
   const std::string home = OrqHome();
   if (long pid = ReadLivePid(PidFile(home))) {
-    Say("orq is already up (broker pid " + std::to_string(pid) + ", " + DefaultEndpoint(home) + ")");
+    Say("orq is already up (broker pid " + std::to_string(pid) + ", " + DefaultEndpoint(home) +
+        ")");
     return kExitOk;
   }
   workers = workers >= 0 ? workers : Threads(0);
   SpawnOptions spawn;
-  spawn.args = {"broker", "--workers", std::to_string(workers), "--threads",
-                std::to_string(Threads(threads)), "--heartbeat-ms", std::to_string(heartbeat_ms)};
+  spawn.args = {"broker",
+                "--workers",
+                std::to_string(workers),
+                "--threads",
+                std::to_string(Threads(threads)),
+                "--heartbeat-ms",
+                std::to_string(heartbeat_ms)};
   for (const auto& endpoint : listen) spawn.args.insert(spawn.args.end(), {"--listen", endpoint});
   spawn.new_session = true;
   spawn.output_file = LogFile(home);
@@ -200,8 +207,8 @@ int UpCommand(int workers, int threads, int heartbeat_ms, const std::vector<std:
   const auto deadline = Clock::now() + kStartTimeout;
   while (Clock::now() < deadline) {
     if (!broker.Running()) {
-      Say("orq: the broker " + broker.how_it_ended() + " while starting; its log (" + LogFile(home) +
-          "):\n" + Tail(LogFile(home), 10));
+      Say("orq: the broker " + broker.how_it_ended() + " while starting; its log (" +
+          LogFile(home) + "):\n" + Tail(LogFile(home), 10));
       return kExitUnreachable;
     }
     try {
@@ -233,8 +240,7 @@ int DownCommand() {
     Client client(FindBroker());
     client.Request(ShutdownRequest{}, milliseconds(5000));
     std::printf("the broker at %s is shutting down (running tasks get %lld s to finish)\n",
-                client.endpoint().c_str(),
-                static_cast<long long>(kShutdownGrace.count() / 1000));
+                client.endpoint().c_str(), static_cast<long long>(kShutdownGrace.count() / 1000));
     return kExitOk;
   }
   const std::string home = OrqHome();
@@ -280,19 +286,14 @@ int SubmitCommand(const SubmitOptions& o) {
   } else {
     TaskSpec spec;
     if (!o.command.empty()) {
-      spec.kind = TaskKind::kShell;
-      spec.argv = o.command;
+      spec.body = ShellTask{o.command};
     } else if (o.sleep) {
-      spec.kind = TaskKind::kSleep;
-      spec.seconds = *o.sleep;
-      if (o.result) spec.value = nlohmann::json(*o.result).dump();
+      spec.body = SleepTask{*o.sleep, o.result ? nlohmann::json(*o.result).dump() : ""};
     } else if (o.cpu) {
-      spec.kind = TaskKind::kCpu;
-      spec.ms = *o.cpu;
+      spec.body = CpuTask{*o.cpu};
     } else {
-      spec.kind = TaskKind::kEcho;
       auto value = nlohmann::json::parse(*o.echo, nullptr, false);
-      spec.value = (value.is_discarded() ? nlohmann::json(*o.echo) : value).dump();
+      spec.body = EchoTask{(value.is_discarded() ? nlohmann::json(*o.echo) : value).dump()};
     }
     specs.push_back(std::move(spec));
   }
@@ -340,11 +341,12 @@ int GatherCommand(const std::vector<std::string>& ids, bool json, std::optional<
   Client client(FindBroker());
   auto deadline = Clock::time_point::max();
   if (timeout)
-    deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(*timeout));
+    deadline = Clock::now() +
+               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*timeout));
   Tally tally;
   int code = GatherAndPrint(client, ids, json, deadline, tally);
-  if (code == kExitTimeout) Say("orq gather: not finished after " + nlohmann::json(*timeout).dump() + " s");
+  if (code == kExitTimeout)
+    Say("orq gather: not finished after " + nlohmann::json(*timeout).dump() + " s");
   return code;
 }
 

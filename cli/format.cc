@@ -6,7 +6,7 @@ namespace orq {
 namespace {
 
 nlohmann::json ResultJson(const TaskOutcome& o) {
-  if (o.is_shell) return o.stdout_text;
+  if (o.shell) return o.shell->stdout_text;
   if (o.result.empty()) return nullptr;
   return nlohmann::json::parse(o.result, nullptr, /*allow_exceptions=*/false);
 }
@@ -18,8 +18,8 @@ nlohmann::json Time(double t) { return t > 0 ? nlohmann::json(t) : nlohmann::jso
 void PrintText(const TaskOutcome& o, std::FILE* out) {
   std::string_view text;
   std::string decoded;
-  if (o.is_shell) {
-    text = o.stdout_text;
+  if (o.shell) {
+    text = o.shell->stdout_text;
   } else if (o.status == TaskStatus::kOk) {
     text = o.result;
     if (!text.empty() && text.front() == '"') {  // a JSON string prints as its contents
@@ -34,18 +34,19 @@ void PrintText(const TaskOutcome& o, std::FILE* out) {
 nlohmann::json ToJson(const TaskOutcome& o) {
   nlohmann::json j = {{"id", FormatTaskId(o.id)},
                       {"status", StatusName(o.status)},
-                      {"result", o.status == TaskStatus::kOk || o.is_shell ? ResultJson(o) : nullptr},
+                      {"result", o.status == TaskStatus::kOk || o.shell ? ResultJson(o) : nullptr},
                       {"attempts", o.attempt},
                       {"worker", o.worker_pid ? nlohmann::json(o.worker_pid) : nullptr},
                       {"started", Time(o.started)},
                       {"finished", Time(o.finished)}};
   if (!o.error.empty()) j["error"] = o.error;
   if (!o.last_error.empty()) j["last_error"] = o.last_error;
-  if (o.is_shell) {
-    j["exit_code"] = o.exit_code >= 0 ? nlohmann::json(o.exit_code) : nlohmann::json(nullptr);
-    j["stdout"] = o.stdout_text;
-    j["stderr"] = o.stderr_text;
-    if (o.output_truncated) j["truncated"] = true;
+  if (o.shell) {
+    j["exit_code"] =
+        o.shell->exit_code >= 0 ? nlohmann::json(o.shell->exit_code) : nlohmann::json(nullptr);
+    j["stdout"] = o.shell->stdout_text;
+    j["stderr"] = o.shell->stderr_text;
+    if (o.shell->truncated) j["truncated"] = true;
   }
   return j;
 }
@@ -53,8 +54,8 @@ nlohmann::json ToJson(const TaskOutcome& o) {
 std::string FailureSentence(const TaskOutcome& o) {
   std::string s = "orq: task " + FormatTaskId(o.id) + " " + std::string(StatusName(o.status));
   if (!o.error.empty()) s += ": " + o.error;
-  if (o.is_shell && !o.stderr_text.empty()) {
-    std::string_view err = o.stderr_text;
+  if (o.shell && !o.shell->stderr_text.empty()) {
+    std::string_view err = o.shell->stderr_text;
     auto nl = err.find('\n');
     if (nl != std::string_view::npos && nl + 1 < err.size()) err = err.substr(0, nl);
     while (!err.empty() && err.back() == '\n') err.remove_suffix(1);
@@ -70,12 +71,13 @@ nlohmann::json StatusJson(StatusReply s) {
   j["endpoints"] = s.endpoints;
   auto workers = nlohmann::json::array();
   for (const WorkerInfo& w : s.workers) {
-    workers.push_back({{"pid", w.pid},
-                       {"host", w.host},
-                       {"remote", w.remote},
-                       {"threads", w.threads},
-                       {"running", w.running},
-                       {"slots", {{"async", w.slots[0]}, {"cpu", w.slots[1]}, {"shell", w.slots[2]}}}});
+    workers.push_back(
+        {{"pid", w.pid},
+         {"host", w.host},
+         {"remote", w.remote},
+         {"threads", w.threads},
+         {"running", w.running},
+         {"slots", {{"async", w.slots[0]}, {"cpu", w.slots[1]}, {"shell", w.slots[2]}}}});
   }
   j["workers"] = std::move(workers);
   s.tasks.ForEach([&](const char* name, uint64_t v) { j["tasks"][name] = v; });
@@ -87,7 +89,8 @@ nlohmann::json StatusJson(StatusReply s) {
 void PrintStatus(StatusReply s, std::FILE* out) {
   std::string endpoints;
   for (const auto& e : s.endpoints) endpoints += "  " + e;
-  std::fprintf(out, "broker   pid %lld%s\n", static_cast<long long>(s.broker_pid), endpoints.c_str());
+  std::fprintf(out, "broker   pid %lld%s\n", static_cast<long long>(s.broker_pid),
+               endpoints.c_str());
   std::fprintf(out, "workers  %zu\n", s.workers.size());
   for (const WorkerInfo& w : s.workers) {
     std::fprintf(out, "  %-6s %-20s pid %-8lld threads %-3u running %u\n",

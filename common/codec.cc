@@ -3,6 +3,7 @@
 #include <cstring>
 #include <optional>
 #include <type_traits>
+#include <utility>
 
 namespace orq {
 namespace {
@@ -106,8 +107,46 @@ void Get(Reader& r, TaskId& id) {
   id.index = r.U32();
 }
 
+// A kind's own fields (TaskBody's structs list them in Fields()): numbers, strings, string lists.
+struct BodyOut {
+  Writer& w;
+  void operator()(double& v) { w.F64(v); }
+  void operator()(std::string& v) { w.Str(v); }
+  void operator()(std::vector<std::string>& v) {
+    w.U64(v.size());
+    for (const auto& s : v) w.Str(s);
+  }
+};
+struct BodyIn {
+  Reader& r;
+  void operator()(double& v) { v = r.F64(); }
+  void operator()(std::string& v) { v = r.Str(); }
+  void operator()(std::vector<std::string>& v) {
+    v.resize(r.Count());
+    for (auto& s : v) s = r.Str();
+  }
+};
+
+// An upper bound of what BodyOut writes.
+struct BodySize {
+  size_t& bytes;
+  void operator()(double&) { bytes += 8; }
+  void operator()(std::string& v) { bytes += 10 + v.size(); }
+  void operator()(std::vector<std::string>& v) {
+    bytes += 10;
+    for (const auto& s : v) bytes += 10 + s.size();
+  }
+};
+
+// Makes alternative `index` of the variant the current one (default-constructed).
+template <typename V, size_t... I>
+void EmplaceIndex(V& v, size_t index, std::index_sequence<I...>) {
+  ((index == I ? (void)v.template emplace<I>() : (void)0), ...);
+}
+
+// A spec: its kind (TaskBody's index), the fields every kind shares, then the kind's own.
 void Put(Writer& w, const TaskSpec& s) {
-  w.U64(static_cast<uint8_t>(s.kind));
+  w.U64(s.body.index());
   w.F64(s.delay);
   w.F64(s.timeout);
   w.I64(s.priority);
@@ -115,27 +154,15 @@ void Put(Writer& w, const TaskSpec& s) {
   w.U64(s.retries);
   w.F64(s.backoff_base);
   w.F64(s.backoff_max);
-  switch (s.kind) {
-    case TaskKind::kSleep:
-      w.F64(s.seconds);
-      w.Str(s.value);
-      break;
-    case TaskKind::kEcho:
-      w.Str(s.value);
-      break;
-    case TaskKind::kCpu:
-      w.F64(s.ms);
-      break;
-    case TaskKind::kShell:
-      w.U64(s.argv.size());
-      for (const auto& a : s.argv) w.Str(a);
-      break;
-  }
+  std::visit(
+      [&](const auto& body) { const_cast<std::decay_t<decltype(body)>&>(body).Fields(BodyOut{w}); },
+      s.body);  // BodyOut only reads
 }
 void Get(Reader& r, TaskSpec& s) {
-  uint64_t kind = r.U64();
-  if (kind > static_cast<uint8_t>(TaskKind::kShell)) return void(r.Fail());
-  s.kind = static_cast<TaskKind>(kind);
+  const uint64_t kind = r.U64();
+  if (kind >= std::variant_size_v<TaskBody>) return void(r.Fail());
+  EmplaceIndex(s.body, static_cast<size_t>(kind),
+               std::make_index_sequence<std::variant_size_v<TaskBody>>{});
   s.delay = r.F64();
   s.timeout = r.F64();
   int64_t priority = r.I64();
@@ -145,22 +172,7 @@ void Get(Reader& r, TaskSpec& s) {
   s.retries = r.U32();
   s.backoff_base = r.F64();
   s.backoff_max = r.F64();
-  switch (s.kind) {
-    case TaskKind::kSleep:
-      s.seconds = r.F64();
-      s.value = r.Str();
-      break;
-    case TaskKind::kEcho:
-      s.value = r.Str();
-      break;
-    case TaskKind::kCpu:
-      s.ms = r.F64();
-      break;
-    case TaskKind::kShell:
-      s.argv.resize(r.Count());
-      for (auto& a : s.argv) a = r.Str();
-      break;
-  }
+  std::visit([&](auto& body) { body.Fields(BodyIn{r}); }, s.body);
 }
 
 void Put(Writer& w, const TaskOutcome& o) {
@@ -173,12 +185,12 @@ void Put(Writer& w, const TaskOutcome& o) {
   w.Str(o.result);
   w.Str(o.error);
   w.Str(o.last_error);
-  w.U64(o.is_shell);
-  if (o.is_shell) {
-    w.I64(o.exit_code);
-    w.Str(o.stdout_text);
-    w.Str(o.stderr_text);
-    w.U64(o.output_truncated);
+  w.U64(o.shell.has_value());
+  if (o.shell) {
+    w.I64(o.shell->exit_code);
+    w.Str(o.shell->stdout_text);
+    w.Str(o.shell->stderr_text);
+    w.U64(o.shell->truncated);
   }
 }
 void Get(Reader& r, TaskOutcome& o) {
@@ -193,14 +205,14 @@ void Get(Reader& r, TaskOutcome& o) {
   o.result = r.Str();
   o.error = r.Str();
   o.last_error = r.Str();
-  o.is_shell = r.Bool();
-  if (o.is_shell) {
+  if (r.Bool()) {
+    ShellOutput& shell = o.shell.emplace();
     int64_t code = r.I64();
     if (code < INT32_MIN || code > INT32_MAX) return void(r.Fail());
-    o.exit_code = static_cast<int32_t>(code);
-    o.stdout_text = r.Str();
-    o.stderr_text = r.Str();
-    o.output_truncated = r.Bool();
+    shell.exit_code = static_cast<int32_t>(code);
+    shell.stdout_text = r.Str();
+    shell.stderr_text = r.Str();
+    shell.truncated = r.Bool();
   }
 }
 
@@ -242,25 +254,21 @@ void Get(Reader& r, WorkerInfo& i) {
 }
 
 // Named counts (TaskCounts, BrokerCounters) travel as their values in ForEach order.
-template <typename T>
-void PutCounts(Writer& w, const T& counts) {
+template <typename T> void PutCounts(Writer& w, const T& counts) {
   const_cast<T&>(counts).ForEach([&](const char*, uint64_t& v) { w.U64(v); });  // only reads
 }
-template <typename T>
-void GetCounts(Reader& r, T& counts) {
+template <typename T> void GetCounts(Reader& r, T& counts) {
   counts.ForEach([&](const char*, uint64_t& v) { v = r.U64(); });
 }
 
 void Put(Writer& w, const std::string& s) { w.Str(s); }
 void Get(Reader& r, std::string& s) { s = r.Str(); }
 
-template <typename T>
-void PutVector(Writer& w, const std::vector<T>& v) {
+template <typename T> void PutVector(Writer& w, const std::vector<T>& v) {
   w.U64(v.size());
   for (const auto& item : v) Put(w, item);
 }
-template <typename T>
-void GetVector(Reader& r, std::vector<T>& v) {
+template <typename T> void GetVector(Reader& r, std::vector<T>& v) {
   v.resize(r.Count());
   for (auto& item : v) {
     if (!r.ok()) return;
@@ -284,8 +292,7 @@ struct Out {
   }
   void operator()(TaskCounts& v) { PutCounts(w, v); }
   void operator()(BrokerCounters& v) { PutCounts(w, v); }
-  template <typename T>
-  void operator()(std::vector<T>& v) { PutVector(w, v); }
+  template <typename T> void operator()(std::vector<T>& v) { PutVector(w, v); }
 };
 struct In {
   Reader& r;
@@ -304,8 +311,7 @@ struct In {
   }
   void operator()(TaskCounts& v) { GetCounts(r, v); }
   void operator()(BrokerCounters& v) { GetCounts(r, v); }
-  template <typename T>
-  void operator()(std::vector<T>& v) { GetVector(r, v); }
+  template <typename T> void operator()(std::vector<T>& v) { GetVector(r, v); }
 };
 
 template <typename F> void Fields(SubmitRequest& m, F&& f) { f(m.tasks); }
@@ -359,15 +365,13 @@ std::variant<Message, DecodeError> DecodeAs(Command command, std::string_view bo
 }  // namespace
 
 namespace {
-template <typename T>
-std::string EncodeBlob(const std::vector<T>& items, size_t reserve = 0) {
+template <typename T> std::string EncodeBlob(const std::vector<T>& items, size_t reserve = 0) {
   Writer w;
   w.Reserve(reserve);
   PutVector(w, items);
   return w.Take();
 }
-template <typename T>
-std::optional<std::vector<T>> DecodeBlob(std::string_view bytes) {
+template <typename T> std::optional<std::vector<T>> DecodeBlob(std::string_view bytes) {
   Reader r(bytes);
   std::vector<T> items;
   GetVector(r, items);
@@ -381,15 +385,21 @@ std::string EncodeSpecs(const std::vector<TaskSpec>& specs) {
   // costs twice that at the peak.
   size_t bytes = 10;
   for (const TaskSpec& s : specs) {
-    bytes += 64 + s.value.size();
-    for (const auto& a : s.argv) bytes += 10 + a.size();
+    bytes += 64;  // the shared fields, at most
+    std::visit(
+        [&](const auto& body) {
+          const_cast<std::decay_t<decltype(body)>&>(body).Fields(BodySize{bytes});
+        },
+        s.body);  // BodySize only reads
   }
   return EncodeBlob(specs, bytes);
 }
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes) {
   return DecodeBlob<TaskSpec>(bytes);
 }
-std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes) { return EncodeBlob(outcomes); }
+std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes) {
+  return EncodeBlob(outcomes);
+}
 std::optional<std::vector<TaskOutcome>> DecodeOutcomes(std::string_view bytes) {
   return DecodeBlob<TaskOutcome>(bytes);
 }

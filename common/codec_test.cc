@@ -7,8 +7,7 @@ namespace {
 
 TaskSpec ShellSpec() {
   TaskSpec s;
-  s.kind = TaskKind::kShell;
-  s.argv = {"sh", "-c", "echo hi"};
+  s.body = ShellTask{{"sh", "-c", "echo hi"}};
   s.delay = 1.5;
   s.timeout = 3;
   s.priority = -7;
@@ -24,71 +23,67 @@ TaskOutcome ShellOutcome() {
   o.started = 1.25;
   o.finished = 2.5;
   o.error = "exit code 3";
-  o.is_shell = true;
-  o.exit_code = 3;
-  o.stdout_text = std::string("out\0put", 7);
-  o.stderr_text = "err";
-  o.output_truncated = true;
+  o.shell = ShellOutput{3, std::string("out\0put", 7), "err", true};
   return o;
 }
 
 bool SameOutcome(const TaskOutcome& a, const TaskOutcome& b) {
   return a.id == b.id && a.status == b.status && a.attempt == b.attempt &&
          a.worker_pid == b.worker_pid && a.started == b.started && a.finished == b.finished &&
-         a.result == b.result && a.error == b.error && a.is_shell == b.is_shell &&
-         a.exit_code == b.exit_code && a.stdout_text == b.stdout_text &&
-         a.stderr_text == b.stderr_text && a.output_truncated == b.output_truncated;
+         a.result == b.result && a.error == b.error && a.shell.has_value() == b.shell.has_value() &&
+         (!a.shell || (a.shell->exit_code == b.shell->exit_code &&
+                       a.shell->stdout_text == b.shell->stdout_text &&
+                       a.shell->stderr_text == b.shell->stderr_text &&
+                       a.shell->truncated == b.shell->truncated));
 }
 
 std::vector<Message> OneOfEach() {
   TaskSpec sleep;
-  sleep.kind = TaskKind::kSleep;
-  sleep.seconds = 2;
-  sleep.value = "\"hello\"";
+  sleep.body = SleepTask{2, "\"hello\""};
   TaskSpec cpu;
-  cpu.kind = TaskKind::kCpu;
-  cpu.ms = 10;
+  cpu.body = CpuTask{10};
   TaskSpec echo;
-  echo.value = "{\"a\":[1,2]}";
+  echo.body = EchoTask{"{\"a\":[1,2]}"};
   TaskOutcome ok;
   ok.id = {1, 0};
   ok.result = "\"hello\"";
-  return {SubmitRequest{{sleep, cpu, echo, ShellSpec()}},
-          GatherRequest{{"j1", "j2.3"}},
-          StatusRequest{},
-          CancelRequest{{"j5"}},
-          ShutdownRequest{},
-          PingRequest{},
-          SubmittedReply{9, 1000},
-          ResultsReply{{ok, ShellOutcome()}, false},
-          [] {
-            StatusReply s;
-            s.broker_pid = 42;
-            s.endpoints = {"ipc:///h/broker.ipc", "tcp://0.0.0.0:5555"};
-            s.workers = {{7, "node7", true, 4, 3, {16384, 8, 4}}, {8, "head", false, 1, 0, {1, 2, 3}}};
-            s.tasks.queued = 1, s.tasks.worker_lost = 9;
-            s.jobs = 3;
-            s.counters.malformed = 5, s.counters.handshake_failed = 11;
-            return s;
-          }(),
-          CancelledReply{3},
-          ErrorReply{ErrorCode::kUnknownId, "unknown job j9"},
-          ErrorReply{ErrorCode::kForbidden, "this key was revoked"},
-          PongReply{77},
-          ShutdownAck{},
-          ReadyMessage{99, 4, {16384, 4, 4}, {{{3, 1}, 2}}, "node7"},
-          WorkerResultsMessage{{ShellOutcome(), ok}},
-          HeartbeatMessage{},
-          TasksMessage{{{{3, 1}, 2, ShellSpec()}, {{3, 2}, 1, sleep}}},
-          CancelTasksMessage{{{3, 1}, {4, 0}}},
-          BrokerHeartbeatMessage{},
-          StopMessage{},
-          ForgetRequest{{"j1", "j2"}},
-          ForgottenReply{2},
-          GoodbyeMessage{},
-          ReregisterMessage{},
-          ReloadAccessRequest{},
-          ReloadedReply{3, 1}};
+  return {
+      SubmitRequest{{sleep, cpu, echo, ShellSpec()}},
+      GatherRequest{{"j1", "j2.3"}},
+      StatusRequest{},
+      CancelRequest{{"j5"}},
+      ShutdownRequest{},
+      PingRequest{},
+      SubmittedReply{9, 1000},
+      ResultsReply{{ok, ShellOutcome()}, false},
+      [] {
+        StatusReply s;
+        s.broker_pid = 42;
+        s.endpoints = {"ipc:///h/broker.ipc", "tcp://0.0.0.0:5555"};
+        s.workers = {{7, "node7", true, 4, 3, {16384, 8, 4}}, {8, "head", false, 1, 0, {1, 2, 3}}};
+        s.tasks.queued = 1, s.tasks.worker_lost = 9;
+        s.jobs = 3;
+        s.counters.malformed = 5, s.counters.handshake_failed = 11;
+        return s;
+      }(),
+      CancelledReply{3},
+      ErrorReply{ErrorCode::kUnknownId, "unknown job j9"},
+      ErrorReply{ErrorCode::kForbidden, "this key was revoked"},
+      PongReply{77},
+      ShutdownAck{},
+      ReadyMessage{99, 4, {16384, 4, 4}, {{{3, 1}, 2}}, "node7"},
+      WorkerResultsMessage{{ShellOutcome(), ok}},
+      HeartbeatMessage{},
+      TasksMessage{{{{3, 1}, 2, ShellSpec()}, {{3, 2}, 1, sleep}}},
+      CancelTasksMessage{{{3, 1}, {4, 0}}},
+      BrokerHeartbeatMessage{},
+      StopMessage{},
+      ForgetRequest{{"j1", "j2"}},
+      ForgottenReply{2},
+      GoodbyeMessage{},
+      ReregisterMessage{},
+      ReloadAccessRequest{},
+      ReloadedReply{3, 1}};
 }
 
 std::variant<Message, DecodeError> RoundTrip(const Message& m) {
@@ -99,13 +94,13 @@ std::variant<Message, DecodeError> RoundTrip(const Message& m) {
 
 // Every alternative of Message, default-constructed: generated, so a new message is covered the
 // day it is added.
-template <size_t... I>
-std::vector<Message> EveryAlternative(std::index_sequence<I...>) {
+template <size_t... I> std::vector<Message> EveryAlternative(std::index_sequence<I...>) {
   return {Message(std::in_place_index<I>)...};
 }
 
 TEST(CodecTest, EveryAlternativeRoundTripsUnderItsOwnCommand) {
-  for (const Message& m : EveryAlternative(std::make_index_sequence<std::variant_size_v<Message>>{})) {
+  for (const Message& m :
+       EveryAlternative(std::make_index_sequence<std::variant_size_v<Message>>{})) {
     EncodedMessage e = Encode(m);
     EXPECT_EQ(e.command, CommandOf(m));
     auto decoded = RoundTrip(m);
@@ -170,7 +165,8 @@ TEST(CodecTest, EveryTruncationIsAnError) {
     // empty body, the message that has no fields).
     for (size_t n = 0; n < e.body.size(); ++n) {
       auto decoded = Decode(kProtocolVersion, std::string_view(&command, 1), e.body.substr(0, n));
-      EXPECT_TRUE(std::holds_alternative<DecodeError>(decoded)) << "index " << m.index() << " n " << n;
+      EXPECT_TRUE(std::holds_alternative<DecodeError>(decoded))
+          << "index " << m.index() << " n " << n;
     }
   }
 }

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,15 +40,15 @@ enum class Command : uint8_t {
   kPing = 0x15,      //                                    -> kPong
   kForget = 0x16,    // [id...] (whole jobs)               -> kForgotten or kError
 
-  kSubmitted = 0x20,     // job number, task count
-  kResults = 0x21,       // [TaskOutcome...], final flag (gather replies are chunked)
-  kStatusReply = 0x22,   // the broker, its workers, task counts and counters
-  kCancelled = 0x23,     // how many tasks were cancelled or asked to stop
-  kError = 0x24,         // ErrorCode, one sentence for the user
-  kPong = 0x25,          // broker pid
-  kShutdownAck = 0x26,   //
-  kForgotten = 0x27,     // how many jobs were removed
-  kReloaded = 0x28,      // keys now on the allow-list, connections of revoked keys dropped
+  kSubmitted = 0x20,    // job number, task count
+  kResults = 0x21,      // [TaskOutcome...], final flag (gather replies are chunked)
+  kStatusReply = 0x22,  // the broker, its workers, task counts and counters
+  kCancelled = 0x23,    // how many tasks were cancelled or asked to stop
+  kError = 0x24,        // ErrorCode, one sentence for the user
+  kPong = 0x25,         // broker pid
+  kShutdownAck = 0x26,  //
+  kForgotten = 0x27,    // how many jobs were removed
+  kReloaded = 0x28,     // keys now on the allow-list, connections of revoked keys dropped
 
   kReady = 0x30,          // pid, threads, slots per TaskClass (its credits), [Lease...] it runs,
                           // host name
@@ -66,9 +67,9 @@ enum class Command : uint8_t {
 };
 
 // Who a peer is, decided by how its connection was authenticated (broker/zap.h), never by what it
-// sends. Local: it came over ipc://, which only the owner of $ORQ_HOME can reach. Client and worker:
-// it came over TCP with a CURVE key on that role's allow-list. Revoked: its key was taken off the
-// allow-list after it connected; it may send nothing.
+// sends. Local: it came over ipc://, which only the owner of $ORQ_HOME can reach. Client and
+// worker: it came over TCP with a CURVE key on that role's allow-list. Revoked: its key was taken
+// off the allow-list after it connected; it may send nothing.
 enum class Role : uint8_t { kLocal, kClient, kWorker, kRevoked };
 
 // Where a command goes, from its range. The broker takes requests, worker messages and
@@ -93,10 +94,14 @@ constexpr bool IsRequest(Command c) {
 constexpr bool MaySend(Role role, Command c) {
   const auto v = static_cast<uint8_t>(c);
   switch (role) {
-    case Role::kLocal: return ToBroker(c);
-    case Role::kClient: return v >= 0x10 && v <= 0x1f;
-    case Role::kWorker: return v >= 0x30 && v <= 0x3f;
-    case Role::kRevoked: return false;
+    case Role::kLocal:
+      return ToBroker(c);
+    case Role::kClient:
+      return v >= 0x10 && v <= 0x1f;
+    case Role::kWorker:
+      return v >= 0x30 && v <= 0x3f;
+    case Role::kRevoked:
+      return false;
   }
   return false;
 }
@@ -138,14 +143,14 @@ inline constexpr std::chrono::milliseconds kConnectTimeout{2000};
 // the connection of its sender; the others are checked where a task spec is validated.
 inline constexpr size_t kMaxMessageBytes = 256u << 20;  // ZMQ_MAXMSGSIZE on every socket
 inline constexpr size_t kMaxTasksPerJob = 5'000'000;
-inline constexpr size_t kMaxTasksPerMessage = 1024;     // tasks in one TasksMessage
+inline constexpr size_t kMaxTasksPerMessage = 1024;  // tasks in one TasksMessage
 // Results in one gather reply: large enough to amortise a message, small enough to stay well
 // under kMaxMessageBytes with shell output in it (the CLI prints each chunk as it comes).
 inline constexpr size_t kMaxResultsPerReply = 4096;
-inline constexpr size_t kMaxOutputBytes = 1u << 20;     // per stream of a shell task; rest dropped
-inline constexpr size_t kMaxArgvBytes = 128u << 10;     // a shell task's argv, all strings together
-inline constexpr size_t kMaxArgs = 4096;                // a shell task's argv entries
-inline constexpr size_t kMaxValueBytes = 1u << 20;      // an echo value or a sleep result (JSON)
+inline constexpr size_t kMaxOutputBytes = 1u << 20;  // per stream of a shell task; rest dropped
+inline constexpr size_t kMaxArgvBytes = 128u << 10;  // a shell task's argv, all strings together
+inline constexpr size_t kMaxArgs = 4096;             // a shell task's argv entries
+inline constexpr size_t kMaxValueBytes = 1u << 20;   // an echo value or a sleep result (JSON)
 
 // A task is named by its job and its index in the job: "j7.2" is job 7, task 2.
 struct TaskId {
@@ -169,22 +174,26 @@ enum class TaskStatus : uint8_t {
   kWorkerLost = 4,
 };
 
+// What a shell task's process left behind.
+struct ShellOutput {
+  int32_t exit_code = -1;  // its exit code, or 128+signal when a signal killed it
+  std::string stdout_text;
+  std::string stderr_text;
+  bool truncated = false;  // a stream was over kMaxOutputBytes; the rest was dropped
+};
+
 // The outcome of one task, reported by a worker and kept by the broker.
 struct TaskOutcome {
   TaskId id;
   TaskStatus status = TaskStatus::kOk;
   uint32_t attempt = 1;
   int64_t worker_pid = 0;
-  double started = 0;   // wall-clock seconds since the epoch, for display only
-  double finished = 0;  // idem
-  std::string result;   // JSON text of the result (empty for shell tasks: the result is stdout)
-  std::string error;    // one sentence when status is not ok
+  double started = 0;      // wall-clock seconds since the epoch, for display only
+  double finished = 0;     // idem
+  std::string result;      // JSON text of the result (empty for shell tasks: the result is stdout)
+  std::string error;       // one sentence when status is not ok
   std::string last_error;  // the error of the previous attempt, when it was retried
-  bool is_shell = false;
-  int32_t exit_code = -1;     // shell only: exit code, or 128+signal when killed
-  std::string stdout_text;    // shell only
-  std::string stderr_text;    // shell only
-  bool output_truncated = false;
+  std::optional<ShellOutput> shell;  // a shell task that started (or could not start)
 };
 
 // A task a worker holds: which task, which attempt (the lease).
@@ -205,7 +214,7 @@ enum class ErrorCode : uint8_t {
   kBadRequest = 1,  // malformed or over a limit
   kUnknownId = 2,   // gather/cancel named a job or task the broker does not have
   kShuttingDown = 3,
-  kForbidden = 4,   // the peer's key may not send this (a worker key submitting, a revoked key)
+  kForbidden = 4,  // the peer's key may not send this (a worker key submitting, a revoked key)
 };
 
 // Every message names its command (kCommand): the codec writes it and dispatches on it, and the
@@ -267,28 +276,26 @@ struct TaskCounts {
   uint64_t queued = 0, delayed = 0, running = 0;
   uint64_t done = 0, failed = 0, timeout = 0, cancelled = 0, worker_lost = 0;  // by final status
   // Each count with its name in `orq status`, in the order it prints them.
-  template <typename F>
-  void ForEach(F&& f) {
+  template <typename F> void ForEach(F&& f) {
     f("queued", queued), f("delayed", delayed), f("running", running), f("done", done),
         f("failed", failed), f("timeout", timeout), f("cancelled", cancelled),
         f("worker_lost", worker_lost);
   }
 };
 struct BrokerCounters {
-  uint64_t malformed = 0;      // frames that did not decode
-  uint64_t unexpected = 0;     // well-formed messages the broker never takes (replies)
-  uint64_t stale_results = 0;  // results for a task not leased to that worker (any more)
-  uint64_t workers_lost = 0;   // workers dropped for missing heartbeats
-  uint64_t retries = 0;        // failed attempts scheduled to run again
-  uint64_t requeued = 0;       // leases handed back to the queue (worker lost, goodbye, restart)
-  uint64_t adopted = 0;        // leases a re-registering worker kept
-  uint64_t forbidden = 0;      // messages outside the sender's role (a worker key submitting...)
-  uint64_t revoked = 0;        // connections dropped because their key was revoked
-  uint64_t auth_refused = 0;   // TCP handshakes refused by the ZAP handler (key not allowed)
+  uint64_t malformed = 0;         // frames that did not decode
+  uint64_t unexpected = 0;        // well-formed messages the broker never takes (replies)
+  uint64_t stale_results = 0;     // results for a task not leased to that worker (any more)
+  uint64_t workers_lost = 0;      // workers dropped for missing heartbeats
+  uint64_t retries = 0;           // failed attempts scheduled to run again
+  uint64_t requeued = 0;          // leases handed back to the queue (worker lost, goodbye, restart)
+  uint64_t adopted = 0;           // leases a re-registering worker kept
+  uint64_t forbidden = 0;         // messages outside the sender's role (a worker key submitting...)
+  uint64_t revoked = 0;           // connections dropped because their key was revoked
+  uint64_t auth_refused = 0;      // TCP handshakes refused by the ZAP handler (key not allowed)
   uint64_t handshake_failed = 0;  // TCP handshakes that failed before ZAP (no CURVE, garbage)
   // Each counter with its name in `orq status --json`.
-  template <typename F>
-  void ForEach(F&& f) {
+  template <typename F> void ForEach(F&& f) {
     f("malformed", malformed), f("unexpected", unexpected), f("stale_results", stale_results),
         f("workers_lost", workers_lost), f("retries", retries), f("requeued", requeued),
         f("adopted", adopted), f("forbidden", forbidden), f("revoked", revoked),
@@ -379,8 +386,7 @@ using Message =
                  ReloadAccessRequest, ReloadedReply>;
 
 namespace detail {
-template <size_t... I>
-constexpr bool CommandsAreUnique(std::index_sequence<I...>) {
+template <size_t... I> constexpr bool CommandsAreUnique(std::index_sequence<I...>) {
   constexpr Command commands[] = {std::variant_alternative_t<I, Message>::kCommand...};
   for (size_t i = 0; i < sizeof...(I); ++i) {
     for (size_t j = i + 1; j < sizeof...(I); ++j) {

@@ -1,11 +1,12 @@
 #include "common/task_spec.h"
 
-#include "common/protocol.h"
-
 #include <algorithm>
 #include <cmath>
-#include <tuple>
 #include <nlohmann/json.hpp>
+#include <tuple>
+#include <utility>
+
+#include "common/protocol.h"
 
 namespace orq {
 namespace {
@@ -28,79 +29,160 @@ bool ReadNumber(const json& obj, const char* field, bool required, bool allow_ze
   }
   double v = it->get<double>();
   if (!std::isfinite(v) || v < 0 || (!allow_zero && v == 0)) {
-    *error = "field " + Quote(field) + " must be " + (allow_zero ? "zero or more" : "more than zero") +
-             ", not " + it->dump();
+    *error = "field " + Quote(field) + " must be " +
+             (allow_zero ? "zero or more" : "more than zero") + ", not " + it->dump();
     return false;
   }
   *out = v;
   return true;
 }
 
-}  // namespace
-
-TaskClass ClassOf(TaskKind kind) {
-  switch (kind) {
-    case TaskKind::kSleep:
-    case TaskKind::kEcho:
-      return TaskClass::kAsync;
-    case TaskKind::kCpu:
-      return TaskClass::kCpu;
-    case TaskKind::kShell:
-      return TaskClass::kShell;
-  }
-  return TaskClass::kAsync;
+template <typename T> struct KindTag { using type = T; };
+// Calls f(KindTag<T>{}) for each kind T of TaskBody, in index order.
+template <typename F, size_t... I> void ForEachKind(F&& f, std::index_sequence<I...>) {
+  (f(KindTag<std::variant_alternative_t<I, TaskBody>>{}), ...);
+}
+template <typename F> void ForEachKind(F&& f) {
+  ForEachKind(f, std::make_index_sequence<std::variant_size_v<TaskBody>>{});
 }
 
-std::string_view KindName(TaskKind kind) {
-  switch (kind) {
-    case TaskKind::kSleep: return "sleep";
-    case TaskKind::kEcho: return "echo";
-    case TaskKind::kCpu: return "cpu";
-    case TaskKind::kShell: return "shell";
+// The parser's table of kinds, made from TaskBody: a new kind is in it the moment it is added.
+struct Kind {
+  std::string_view name;
+  std::vector<std::string_view> fields;  // its own, besides the shared ones
+  FieldError (*parse)(const json& object, TaskBody& body);
+};
+const std::vector<Kind>& Kinds() {
+  static const std::vector<Kind> kinds = [] {
+    std::vector<Kind> table;
+    ForEachKind([&](auto tag) {
+      using T = typename decltype(tag)::type;
+      table.push_back({T::kName,
+                       {T::kFields.begin(), T::kFields.end()},
+                       [](const json& object, TaskBody& body) -> FieldError {
+                         T task;
+                         if (auto error = T::Parse(object, task)) return error;
+                         body = std::move(task);
+                         return std::nullopt;
+                       }});
+    });
+    return table;
+  }();
+  return kinds;
+}
+
+constexpr std::array<std::string_view, 7> kSharedFields = {
+    "kind", "delay", "timeout", "priority", "attempts", "retries", "retry_backoff"};
+
+FieldError ValueSize(const std::string& json_text) {
+  if (json_text.size() <= kMaxValueBytes) return std::nullopt;
+  return "the task's value is " + std::to_string(json_text.size()) + " bytes; the limit is " +
+         std::to_string(kMaxValueBytes);
+}
+
+std::string Bad(const char* field, const char* what, double v) {
+  return "field " + Quote(field) + " must be " + what + ", not " + json(v).dump();
+}
+
+}  // namespace
+
+// --- each kind: its fields in a task file, and its checks ---
+
+FieldError SleepTask::Parse(const json& obj, SleepTask& out) {
+  std::string error;
+  if (!ReadNumber(obj, "seconds", true, true, &out.seconds, &error)) return error;
+  if (auto it = obj.find("result"); it != obj.end()) out.result = it->dump();
+  return std::nullopt;
+}
+FieldError SleepTask::Validate() const {
+  if (!std::isfinite(seconds) || seconds < 0) return Bad("seconds", "zero or more", seconds);
+  return ValueSize(result);
+}
+
+FieldError EchoTask::Parse(const json& obj, EchoTask& out) {
+  auto it = obj.find("value");
+  if (it == obj.end()) return "missing field 'value'";
+  out.value = it->dump();
+  return std::nullopt;
+}
+FieldError EchoTask::Validate() const { return ValueSize(value); }
+
+FieldError CpuTask::Parse(const json& obj, CpuTask& out) {
+  std::string error;
+  if (!ReadNumber(obj, "ms", true, true, &out.ms, &error)) return error;
+  return std::nullopt;
+}
+FieldError CpuTask::Validate() const {
+  if (!std::isfinite(ms) || ms < 0) return Bad("ms", "zero or more", ms);
+  return std::nullopt;
+}
+
+FieldError ShellTask::Parse(const json& obj, ShellTask& out) {
+  auto argv_it = obj.find("argv");
+  auto cmd_it = obj.find("cmd");
+  if ((argv_it == obj.end()) == (cmd_it == obj.end()))
+    return "a shell task needs exactly one of 'argv' or 'cmd'";
+  if (cmd_it != obj.end()) {
+    if (!cmd_it->is_string()) return "field 'cmd' must be a string";
+    const auto& cmd = cmd_it->get_ref<const std::string&>();
+    if (cmd.empty()) return "field 'cmd' must not be empty";
+    out.argv = {"/bin/sh", "-c", cmd};
+    return std::nullopt;
   }
-  return "?";
+  if (!argv_it->is_array()) return "field 'argv' must be an array of strings";
+  if (argv_it->empty()) return "field 'argv' must not be empty";
+  for (size_t i = 0; i < argv_it->size(); ++i) {
+    const auto& a = (*argv_it)[i];
+    if (!a.is_string())
+      return "field 'argv' item " + std::to_string(i) + " must be a string, not " + a.type_name();
+    out.argv.push_back(a.get<std::string>());
+  }
+  if (out.argv[0].empty()) return "field 'argv' item 0 (the program) must not be empty";
+  return std::nullopt;
+}
+FieldError ShellTask::Validate() const {
+  if (argv.empty() || argv[0].empty())
+    return "a shell task needs a command: 'argv' must not be empty";
+  if (argv.size() > kMaxArgs)
+    return "field 'argv' has " + std::to_string(argv.size()) + " items; the limit is " +
+           std::to_string(kMaxArgs);
+  size_t bytes = 0;
+  for (const auto& a : argv) bytes += a.size() + 1;
+  if (bytes > kMaxArgvBytes)
+    return "field 'argv' is " + std::to_string(bytes) + " bytes; the limit is " +
+           std::to_string(kMaxArgvBytes);
+  return std::nullopt;
+}
+
+// --- any kind ---
+
+TaskClass ClassOf(const TaskSpec& spec) {
+  return std::visit([](const auto& t) { return std::decay_t<decltype(t)>::kClass; }, spec.body);
+}
+
+std::string_view KindName(const TaskSpec& spec) {
+  return std::visit([](const auto& t) { return std::decay_t<decltype(t)>::kName; }, spec.body);
+}
+
+std::string KindNames() {
+  std::string names;
+  const auto& kinds = Kinds();
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    if (i > 0) names += i + 1 == kinds.size() ? " or " : ", ";
+    names += kinds[i].name;
+  }
+  return names;
 }
 
 std::optional<std::string> ValidateSpec(const TaskSpec& spec) {
-  auto bad = [](const char* field, const char* what, double v) {
-    return "field " + Quote(field) + " must be " + what + ", not " + json(v).dump();
-  };
-  if (!std::isfinite(spec.delay) || spec.delay < 0) return bad("delay", "zero or more", spec.delay);
+  if (!std::isfinite(spec.delay) || spec.delay < 0) return Bad("delay", "zero or more", spec.delay);
   if (!std::isfinite(spec.timeout) || spec.timeout < 0)
-    return bad("timeout", "more than zero", spec.timeout);
+    return Bad("timeout", "zero (no limit) or more", spec.timeout);
   if (spec.attempts < 1) return std::string("field 'attempts' must be at least 1");
   if (!std::isfinite(spec.backoff_base) || spec.backoff_base <= 0 ||
       !std::isfinite(spec.backoff_max) || spec.backoff_max < spec.backoff_base)
     return std::string("field 'retry_backoff' must be [BASE, MAX] with 0 < BASE <= MAX");
-  if (spec.value.size() > kMaxValueBytes)
-    return "the task's value is " + std::to_string(spec.value.size()) + " bytes; the limit is " +
-           std::to_string(kMaxValueBytes);
-  switch (spec.kind) {
-    case TaskKind::kSleep:
-      if (!std::isfinite(spec.seconds) || spec.seconds < 0)
-        return bad("seconds", "zero or more", spec.seconds);
-      break;
-    case TaskKind::kCpu:
-      if (!std::isfinite(spec.ms) || spec.ms < 0) return bad("ms", "zero or more", spec.ms);
-      break;
-    case TaskKind::kShell:
-      if (spec.argv.empty() || spec.argv[0].empty())
-        return std::string("a shell task needs a command: 'argv' must not be empty");
-      if (spec.argv.size() > kMaxArgs)
-        return "field 'argv' has " + std::to_string(spec.argv.size()) + " items; the limit is " +
-               std::to_string(kMaxArgs);
-      {
-        size_t bytes = 0;
-        for (const auto& a : spec.argv) bytes += a.size() + 1;
-        if (bytes > kMaxArgvBytes)
-          return "field 'argv' is " + std::to_string(bytes) + " bytes; the limit is " +
-                 std::to_string(kMaxArgvBytes);
-      }
-      break;
-    case TaskKind::kEcho:
-      break;
-  }
-  return std::nullopt;
+  return std::visit([](const auto& t) { return t.Validate(); }, spec.body);
 }
 
 std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::string_view where) {
@@ -113,35 +195,25 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
     auto pos = what.find("] ");
     return fail("malformed JSON: " + (pos == std::string::npos ? what : what.substr(pos + 2)));
   }
-  if (!obj.is_object()) return fail("a task must be a JSON object, not " + std::string(obj.type_name()));
+  if (!obj.is_object())
+    return fail("a task must be a JSON object, not " + std::string(obj.type_name()));
+
+  auto kind_it = obj.find("kind");
+  if (kind_it == obj.end()) return fail("missing field 'kind' (" + KindNames() + ")");
+  if (!kind_it->is_string()) return fail("field 'kind' must be a string");
+  const std::string& name = kind_it->get_ref<const std::string&>();
+  const auto& kinds = Kinds();
+  auto kind =
+      std::find_if(kinds.begin(), kinds.end(), [&](const Kind& k) { return k.name == name; });
+  if (kind == kinds.end())
+    return fail("unknown kind " + Quote(name) + " (expected " + KindNames() + ")");
+  for (const auto& [key, unused] : obj.items()) {
+    if (std::find(kSharedFields.begin(), kSharedFields.end(), key) == kSharedFields.end() &&
+        std::find(kind->fields.begin(), kind->fields.end(), key) == kind->fields.end())
+      return fail("unknown field " + Quote(key) + " for a " + name + " task");
+  }
 
   TaskSpec spec;
-  auto kind_it = obj.find("kind");
-  if (kind_it == obj.end()) return fail("missing field 'kind' (sleep, echo, cpu or shell)");
-  if (!kind_it->is_string()) return fail("field 'kind' must be a string");
-  const std::string& kind = kind_it->get_ref<const std::string&>();
-  std::vector<std::string_view> allowed = {"kind",     "delay",   "timeout",      "priority",
-                                           "attempts", "retries", "retry_backoff"};
-  if (kind == "sleep") {
-    spec.kind = TaskKind::kSleep;
-    allowed.insert(allowed.end(), {"seconds", "result"});
-  } else if (kind == "echo") {
-    spec.kind = TaskKind::kEcho;
-    allowed.push_back("value");
-  } else if (kind == "cpu") {
-    spec.kind = TaskKind::kCpu;
-    allowed.push_back("ms");
-  } else if (kind == "shell") {
-    spec.kind = TaskKind::kShell;
-    allowed.insert(allowed.end(), {"argv", "cmd"});
-  } else {
-    return fail("unknown kind " + Quote(kind) + " (expected sleep, echo, cpu or shell)");
-  }
-  for (const auto& [key, unused] : obj.items()) {
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
-      return fail("unknown field " + Quote(key) + " for a " + kind + " task");
-  }
-
   std::string error;
   if (!ReadNumber(obj, "delay", false, true, &spec.delay, &error) ||
       !ReadNumber(obj, "timeout", false, false, &spec.timeout, &error))
@@ -152,12 +224,13 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
     if (p < INT32_MIN || p > INT32_MAX) return fail("field 'priority' is out of range");
     spec.priority = static_cast<int32_t>(p);
   }
-  for (auto [field, out, min] : {std::tuple{"attempts", &spec.attempts, 1},
-                                 std::tuple{"retries", &spec.retries, 0}}) {
+  for (auto [field, out, min] :
+       {std::tuple{"attempts", &spec.attempts, 1}, std::tuple{"retries", &spec.retries, 0}}) {
     auto it = obj.find(field);
     if (it == obj.end()) continue;
     if (!it->is_number_integer() || it->get<int64_t>() < min || it->get<int64_t>() > 1000000)
-      return fail("field " + Quote(field) + " must be an integer of at least " + std::to_string(min));
+      return fail("field " + Quote(field) + " must be an integer of at least " +
+                  std::to_string(min));
     *out = static_cast<uint32_t>(it->get<int64_t>());
   }
   if (auto it = obj.find("retry_backoff"); it != obj.end()) {
@@ -166,47 +239,8 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
     spec.backoff_base = (*it)[0].get<double>();
     spec.backoff_max = (*it)[1].get<double>();
   }
-
-  switch (spec.kind) {
-    case TaskKind::kSleep:
-      if (!ReadNumber(obj, "seconds", true, true, &spec.seconds, &error)) return fail(error);
-      if (auto it = obj.find("result"); it != obj.end()) spec.value = it->dump();
-      break;
-    case TaskKind::kEcho: {
-      auto it = obj.find("value");
-      if (it == obj.end()) return fail("missing field 'value'");
-      spec.value = it->dump();
-      break;
-    }
-    case TaskKind::kCpu:
-      if (!ReadNumber(obj, "ms", true, true, &spec.ms, &error)) return fail(error);
-      break;
-    case TaskKind::kShell: {
-      auto argv_it = obj.find("argv");
-      auto cmd_it = obj.find("cmd");
-      if ((argv_it == obj.end()) == (cmd_it == obj.end()))
-        return fail("a shell task needs exactly one of 'argv' or 'cmd'");
-      if (cmd_it != obj.end()) {
-        if (!cmd_it->is_string()) return fail("field 'cmd' must be a string");
-        const auto& cmd = cmd_it->get_ref<const std::string&>();
-        if (cmd.empty()) return fail("field 'cmd' must not be empty");
-        spec.argv = {"/bin/sh", "-c", cmd};
-      } else {
-        if (!argv_it->is_array()) return fail("field 'argv' must be an array of strings");
-        if (argv_it->empty()) return fail("field 'argv' must not be empty");
-        for (size_t i = 0; i < argv_it->size(); ++i) {
-          const auto& a = (*argv_it)[i];
-          if (!a.is_string())
-            return fail("field 'argv' item " + std::to_string(i) + " must be a string, not " +
-                        a.type_name());
-          spec.argv.push_back(a.get<std::string>());
-        }
-        if (spec.argv[0].empty()) return fail("field 'argv' item 0 (the program) must not be empty");
-      }
-      break;
-    }
-  }
-  if (auto error = ValidateSpec(spec)) return fail(*error);
+  if (auto body_error = kind->parse(obj, spec.body)) return fail(*body_error);
+  if (auto invalid = ValidateSpec(spec)) return fail(*invalid);
   return spec;
 }
 

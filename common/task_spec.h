@@ -1,11 +1,18 @@
-// Task specs: the four task kinds, and the parser for task files (JSON lines) and for the values
-// the CLI takes on its command line. The parser refuses a file whole: the first bad line yields one
-// sentence naming the line and the field, and no spec at all.
+// Task specs: what a task runs (one struct per kind, in the closed variant TaskBody) and the fields
+// every kind shares (delay, timeout, priority, attempts, retries), with the parser for task files
+// (JSON lines) and the check for specs built from command-line options. The parser refuses a file
+// whole: the first bad line yields one sentence naming the line and the field, and no spec at all.
+//
+// Adding a kind (say `http`): write its struct below with kName, kClass, kFields, Parse(),
+// Validate() and Fields(), add it to TaskBody, and follow the compiler. The parser, the codec and
+// the broker need nothing more (they are generated from TaskBody); the worker's TaskRunner, the one
+// place that knows how each kind runs, fails to build until it runs the new one.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <istream>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,33 +21,85 @@
 
 namespace orq {
 
-enum class TaskKind : uint8_t { kSleep = 0, kEcho = 1, kCpu = 2, kShell = 3 };
-
-// Where a kind runs on a worker, and so which of the worker's slots it takes: sleep and echo
-// on the async loop (thousands of slots), cpu on the thread pool, shell as child processes.
+// Where a kind runs on a worker, and so which of the worker's slots it takes: sleep and echo on
+// the async loop (thousands of slots), cpu on the thread pool, shell as child processes.
 enum class TaskClass : uint8_t { kAsync = 0, kCpu = 1, kShell = 2 };
 inline constexpr size_t kTaskClassCount = 3;
 using Slots = std::array<uint32_t, kTaskClassCount>;
 
-TaskClass ClassOf(TaskKind kind);
-std::string_view KindName(TaskKind kind);
+// A parse or check failure: the sentence, without the "FILE:LINE: " the parser puts before it.
+using FieldError = std::optional<std::string>;
+
+// sleep: a timer on the worker's loop. Result: `result`, else the seconds.
+struct SleepTask {
+  static constexpr std::string_view kName = "sleep";
+  static constexpr TaskClass kClass = TaskClass::kAsync;
+  static constexpr std::array<std::string_view, 2> kFields = {"seconds", "result"};
+  double seconds = 0;
+  std::string result;  // JSON text; empty: the seconds
+  static FieldError Parse(const nlohmann::json& object, SleepTask& out);
+  FieldError Validate() const;
+  template <typename F> void Fields(F&& f) { f(seconds), f(result); }
+  friend bool operator==(const SleepTask&, const SleepTask&) = default;
+};
+
+// echo: done at once on the loop. Result: `value`.
+struct EchoTask {
+  static constexpr std::string_view kName = "echo";
+  static constexpr TaskClass kClass = TaskClass::kAsync;
+  static constexpr std::array<std::string_view, 1> kFields = {"value"};
+  std::string value;  // JSON text
+  static FieldError Parse(const nlohmann::json& object, EchoTask& out);
+  FieldError Validate() const;
+  template <typename F> void Fields(F&& f) { f(value); }
+  friend bool operator==(const EchoTask&, const EchoTask&) = default;
+};
+
+// cpu: busy work on the worker's thread pool. Result: the milliseconds.
+struct CpuTask {
+  static constexpr std::string_view kName = "cpu";
+  static constexpr TaskClass kClass = TaskClass::kCpu;
+  static constexpr std::array<std::string_view, 1> kFields = {"ms"};
+  double ms = 0;
+  static FieldError Parse(const nlohmann::json& object, CpuTask& out);
+  FieldError Validate() const;
+  template <typename F> void Fields(F&& f) { f(ms); }
+  friend bool operator==(const CpuTask&, const CpuTask&) = default;
+};
+
+// shell: a child process in its own process group. Result: its stdout (TaskOutcome::shell).
+struct ShellTask {
+  static constexpr std::string_view kName = "shell";
+  static constexpr TaskClass kClass = TaskClass::kShell;
+  static constexpr std::array<std::string_view, 2> kFields = {"argv", "cmd"};
+  std::vector<std::string> argv;  // a "cmd" becomes {"/bin/sh", "-c", cmd}
+  static FieldError Parse(const nlohmann::json& object, ShellTask& out);
+  FieldError Validate() const;
+  template <typename F> void Fields(F&& f) { f(argv); }
+  friend bool operator==(const ShellTask&, const ShellTask&) = default;
+};
+
+// What a task runs. The index of each alternative is on the wire and in the journal: append new
+// kinds, never reorder.
+using TaskBody = std::variant<SleepTask, EchoTask, CpuTask, ShellTask>;
 
 struct TaskSpec {
-  TaskKind kind = TaskKind::kEcho;
-  double seconds = 0;            // sleep: how long
-  std::string value;             // sleep: JSON text of the result (empty: the seconds); echo: JSON text
-  double ms = 0;                 // cpu: milliseconds of busy work
-  std::vector<std::string> argv; // shell: argv (a "cmd" becomes {"/bin/sh", "-c", cmd})
-  double delay = 0;              // seconds after submission before the task is eligible
-  double timeout = 0;            // seconds the task may run; 0 = no limit
-  int32_t priority = 0;          // higher runs first
-  uint32_t attempts = 3;         // executions that may be lost with their worker before worker_lost
-  uint32_t retries = 0;          // re-runs after the task fails (or times out) on its own
-  double backoff_base = 1;       // retry n waits min(max, base * 2^n) s, times a jitter in [0.5, 1]
+  TaskBody body;            // what to run
+  double delay = 0;         // seconds after submission before the task is eligible
+  double timeout = 0;       // seconds the task may run; 0 = no limit
+  int32_t priority = 0;     // higher runs first
+  uint32_t attempts = 3;    // executions that may be lost with their worker before worker_lost
+  uint32_t retries = 0;     // re-runs after the task fails (or times out) on its own
+  double backoff_base = 1;  // retry n waits min(MAX, BASE * 2^(n-1)) s, times [0.5, 1)
   double backoff_max = 60;
 
   friend bool operator==(const TaskSpec&, const TaskSpec&) = default;
 };
+
+TaskClass ClassOf(const TaskSpec& spec);
+std::string_view KindName(const TaskSpec& spec);
+// "sleep, echo, cpu or shell": every kind's name, for sentences.
+std::string KindNames();
 
 // A user's mistake, as one sentence ("tasks.jsonl:3: field 'seconds' must be ...").
 struct SpecError {
@@ -54,8 +113,9 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
 std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
                                                              std::string_view name);
 
-// Checks the fields every kind shares (delay, timeout, priority) and the kind's own; used for
-// specs built from command-line options. Returns the error sentence, or nullopt when valid.
+// Checks the fields every kind shares (delay, timeout, retries...) and the kind's own; used for
+// specs built from command-line options and on the broker for every submitted spec. Returns the
+// error sentence, or nullopt when valid.
 std::optional<std::string> ValidateSpec(const TaskSpec& spec);
 
 }  // namespace orq

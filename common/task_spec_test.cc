@@ -1,10 +1,10 @@
 #include "common/task_spec.h"
 
-#include "common/protocol.h"
-
 #include <gtest/gtest.h>
 
 #include <sstream>
+
+#include "common/protocol.h"
 
 namespace orq {
 namespace {
@@ -23,31 +23,32 @@ std::string Error(const std::string& line) {
 
 TEST(TaskSpecTest, ParsesEachKind) {
   TaskSpec sleep = Parse(R"({"kind": "sleep", "seconds": 1.5, "result": "hello"})");
-  EXPECT_EQ(sleep.kind, TaskKind::kSleep);
-  EXPECT_EQ(sleep.seconds, 1.5);
-  EXPECT_EQ(sleep.value, "\"hello\"");
+  EXPECT_EQ(sleep.body, TaskBody(SleepTask{1.5, "\"hello\""}));
+  EXPECT_EQ(KindName(sleep), "sleep");
+  EXPECT_EQ(ClassOf(sleep), TaskClass::kAsync);
 
   TaskSpec echo = Parse(R"({"kind": "echo", "value": {"a": [1, 2]}})");
-  EXPECT_EQ(echo.kind, TaskKind::kEcho);
-  EXPECT_EQ(echo.value, R"({"a":[1,2]})");
+  EXPECT_EQ(echo.body, TaskBody(EchoTask{R"({"a":[1,2]})"}));
 
   TaskSpec cpu = Parse(R"({"kind": "cpu", "ms": 10})");
-  EXPECT_EQ(cpu.kind, TaskKind::kCpu);
-  EXPECT_EQ(cpu.ms, 10);
+  EXPECT_EQ(cpu.body, TaskBody(CpuTask{10}));
+  EXPECT_EQ(ClassOf(cpu), TaskClass::kCpu);
 
   TaskSpec argv = Parse(R"({"kind": "shell", "argv": ["echo", "hi"]})");
-  EXPECT_EQ(argv.argv, (std::vector<std::string>{"echo", "hi"}));
+  EXPECT_EQ(argv.body, TaskBody(ShellTask{{"echo", "hi"}}));
+  EXPECT_EQ(ClassOf(argv), TaskClass::kShell);
 
   TaskSpec cmd = Parse(R"({"kind": "shell", "cmd": "echo hi | tr a-z A-Z"})");
-  EXPECT_EQ(cmd.argv, (std::vector<std::string>{"/bin/sh", "-c", "echo hi | tr a-z A-Z"}));
+  EXPECT_EQ(cmd.body, TaskBody(ShellTask{{"/bin/sh", "-c", "echo hi | tr a-z A-Z"}}));
 }
 
 TEST(TaskSpecTest, ParsesCommonFields) {
-  TaskSpec s = Parse(R"({"kind": "sleep", "seconds": 0, "delay": 2, "timeout": 5, "priority": -3})");
+  TaskSpec s =
+      Parse(R"({"kind": "sleep", "seconds": 0, "delay": 2, "timeout": 5, "priority": -3})");
   EXPECT_EQ(s.delay, 2);
   EXPECT_EQ(s.timeout, 5);
   EXPECT_EQ(s.priority, -3);
-  EXPECT_EQ(s.value, "");  // no result: the worker returns the seconds
+  EXPECT_EQ(std::get<SleepTask>(s.body).result, "");  // none: the worker returns the seconds
 }
 
 TEST(TaskSpecTest, EachBadInputNamesLineAndField) {
@@ -55,7 +56,8 @@ TEST(TaskSpecTest, EachBadInputNamesLineAndField) {
   // Found by the fuzzer: a number too large for a double is an error, not an exception.
   EXPECT_EQ(Error("4E6161").rfind("tasks.jsonl:3: malformed JSON: number overflow", 0), 0u);
   EXPECT_EQ(Error("[1]"), "tasks.jsonl:3: a task must be a JSON object, not array");
-  EXPECT_EQ(Error(R"({"seconds": 1})"), "tasks.jsonl:3: missing field 'kind' (sleep, echo, cpu or shell)");
+  EXPECT_EQ(Error(R"({"seconds": 1})"),
+            "tasks.jsonl:3: missing field 'kind' (sleep, echo, cpu or shell)");
   EXPECT_EQ(Error(R"({"kind": "nap"})"),
             "tasks.jsonl:3: unknown kind 'nap' (expected sleep, echo, cpu or shell)");
   EXPECT_EQ(Error(R"({"kind": 3})"), "tasks.jsonl:3: field 'kind' must be a string");
@@ -69,13 +71,16 @@ TEST(TaskSpecTest, EachBadInputNamesLineAndField) {
   EXPECT_EQ(Error(R"({"kind": "echo"})"), "tasks.jsonl:3: missing field 'value'");
   EXPECT_EQ(Error(R"({"kind": "cpu", "ms": null})"),
             "tasks.jsonl:3: field 'ms' must be a number, not null");
-  EXPECT_EQ(Error(R"({"kind": "shell", "argv": []})"), "tasks.jsonl:3: field 'argv' must not be empty");
+  EXPECT_EQ(Error(R"({"kind": "shell", "argv": []})"),
+            "tasks.jsonl:3: field 'argv' must not be empty");
   EXPECT_EQ(Error(R"({"kind": "shell", "argv": ["ls", 1]})"),
             "tasks.jsonl:3: field 'argv' item 1 must be a string, not number");
   EXPECT_EQ(Error(R"({"kind": "shell", "argv": "ls"})"),
             "tasks.jsonl:3: field 'argv' must be an array of strings");
-  EXPECT_EQ(Error(R"({"kind": "shell"})"), "tasks.jsonl:3: a shell task needs exactly one of 'argv' or 'cmd'");
-  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": ""})"), "tasks.jsonl:3: field 'cmd' must not be empty");
+  EXPECT_EQ(Error(R"({"kind": "shell"})"),
+            "tasks.jsonl:3: a shell task needs exactly one of 'argv' or 'cmd'");
+  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": ""})"),
+            "tasks.jsonl:3: field 'cmd' must not be empty");
   EXPECT_EQ(Error(R"({"kind": "echo", "value": 1, "timeout": 0})"),
             "tasks.jsonl:3: field 'timeout' must be more than zero, not 0");
   EXPECT_EQ(Error(R"({"kind": "echo", "value": 1, "delay": -2})"),
@@ -97,13 +102,14 @@ TEST(TaskSpecTest, FileWithOneBadLineIsRefusedWhole) {
 }
 
 TEST(TaskSpecTest, FileSkipsBlankLinesAndKeepsOrder) {
-  std::istringstream in("{\"kind\": \"echo\", \"value\": 1}\n  \n{\"kind\": \"echo\", \"value\": 2}\n");
+  std::istringstream in(
+      "{\"kind\": \"echo\", \"value\": 1}\n  \n{\"kind\": \"echo\", \"value\": 2}\n");
   auto parsed = ParseTaskFile(in, "f");
   ASSERT_TRUE(std::holds_alternative<std::vector<TaskSpec>>(parsed));
   const auto& specs = std::get<std::vector<TaskSpec>>(parsed);
   ASSERT_EQ(specs.size(), 2u);
-  EXPECT_EQ(specs[0].value, "1");
-  EXPECT_EQ(specs[1].value, "2");
+  EXPECT_EQ(std::get<EchoTask>(specs[0].body).value, "1");
+  EXPECT_EQ(std::get<EchoTask>(specs[1].body).value, "2");
 }
 
 TEST(TaskSpecTest, EmptyFileIsRefused) {
@@ -115,17 +121,17 @@ TEST(TaskSpecTest, EmptyFileIsRefused) {
 
 TEST(TaskSpecTest, ArgvLimitsAtNAndNPlusOne) {
   TaskSpec s;
-  s.kind = TaskKind::kShell;
   // kMaxArgvBytes counts each string with its terminating NUL.
-  s.argv = {"echo", std::string(kMaxArgvBytes - 5 - 1, 'x')};
+  s.body = ShellTask{{"echo", std::string(kMaxArgvBytes - 5 - 1, 'x')}};
+  auto& argv = std::get<ShellTask>(s.body).argv;
   EXPECT_FALSE(ValidateSpec(s).has_value());
-  s.argv[1].push_back('x');
+  argv[1].push_back('x');
   ASSERT_TRUE(ValidateSpec(s).has_value());
   EXPECT_EQ(*ValidateSpec(s), "field 'argv' is " + std::to_string(kMaxArgvBytes + 1) +
                                   " bytes; the limit is " + std::to_string(kMaxArgvBytes));
-  s.argv.assign(kMaxArgs, "a");
+  argv.assign(kMaxArgs, "a");
   EXPECT_FALSE(ValidateSpec(s).has_value());
-  s.argv.push_back("a");
+  argv.push_back("a");
   EXPECT_EQ(*ValidateSpec(s), "field 'argv' has " + std::to_string(kMaxArgs + 1) +
                                   " items; the limit is " + std::to_string(kMaxArgs));
 }
@@ -143,7 +149,8 @@ TEST(TaskSpecTest, ValueLimitAtNAndNPlusOne) {
 }
 
 TEST(TaskSpecTest, AttemptsRetriesAndBackoff) {
-  TaskSpec s = Parse(R"({"kind": "cpu", "ms": 1, "attempts": 5, "retries": 2, "retry_backoff": [0.5, 10]})");
+  TaskSpec s =
+      Parse(R"({"kind": "cpu", "ms": 1, "attempts": 5, "retries": 2, "retry_backoff": [0.5, 10]})");
   EXPECT_EQ(s.attempts, 5u);
   EXPECT_EQ(s.retries, 2u);
   EXPECT_EQ(s.backoff_base, 0.5);
@@ -156,9 +163,9 @@ TEST(TaskSpecTest, AttemptsRetriesAndBackoff) {
 
 TEST(TaskSpecTest, ValidateSpecChecksCommandLineValues) {
   TaskSpec s;
-  s.kind = TaskKind::kShell;
+  s.body = ShellTask{};
   EXPECT_TRUE(ValidateSpec(s).has_value());
-  s.argv = {"true"};
+  s.body = ShellTask{{"true"}};
   EXPECT_FALSE(ValidateSpec(s).has_value());
   s.delay = -1;
   EXPECT_EQ(*ValidateSpec(s), "field 'delay' must be zero or more, not -1.0");

@@ -244,8 +244,7 @@ TEST_P(RemoteTest, StrangersOnTheTcpPortRunNothingAndTheBrokerKeepsServing) {
   const CurveClient keys = KeysOf(alice);
   const SubmitRequest evil{{[] {
     TaskSpec s;
-    s.kind = TaskKind::kShell;
-    s.argv = {"sh", "-c", "id"};
+    s.body = ShellTask{{"sh", "-c", "id"}};
     return s;
   }()}};
   std::vector<Message> no_key, unknown_key, wrong_broker;

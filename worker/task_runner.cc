@@ -14,6 +14,9 @@ namespace asio = boost::asio;
 namespace orq {
 namespace {
 
+template <class... Ts> struct Overloaded : Ts... { using Ts::operator()...; };
+template <class... Ts> Overloaded(Ts...) -> Overloaded<Ts...>;
+
 std::chrono::steady_clock::duration Seconds(double s) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(s));
@@ -38,17 +41,19 @@ void Spin(double ms) {
 
 struct TaskRunner::Running {
   explicit Running(asio::io_context& loop) : timer(loop), deadline(loop) {}
-  TaskOutcome outcome;               // id, attempt, started filled in at start
-  TaskKind kind = TaskKind::kEcho;
-  asio::steady_timer timer;          // sleep tasks
-  asio::steady_timer deadline;       // the task's timeout
-  std::shared_ptr<Subprocess> child; // shell tasks
+  TaskOutcome outcome;                // id, attempt, started filled in at start
+  bool cpu = false;                   // a cpu task: its thread cannot be stopped, only abandoned
+  asio::steady_timer timer;           // sleep tasks
+  asio::steady_timer deadline;        // the task's timeout
+  std::shared_ptr<Subprocess> child;  // shell tasks
   TaskStatus stop_status = TaskStatus::kOk;  // set when a shell task is being stopped
   std::string stop_error;
 };
 
 TaskRunner::TaskRunner(asio::io_context& loop, RunnerOptions options, Done done)
-    : loop_(loop), options_(options), done_(std::move(done)),
+    : loop_(loop),
+      options_(options),
+      done_(std::move(done)),
       pool_(static_cast<size_t>(std::max(1, options.threads))) {}
 
 TaskRunner::~TaskRunner() {
@@ -58,14 +63,15 @@ TaskRunner::~TaskRunner() {
 
 void TaskRunner::Start(const Assignment& a) {
   if (tasks_.count(a.id)) return;  // already running: a duplicate assignment changes nothing
-  if (a.spec.kind == TaskKind::kEcho) {
-    // Done as soon as started: no timers, no entry in tasks_ (the no-op path stays allocation-light).
+  if (auto* echo = std::get_if<EchoTask>(&a.spec.body)) {
+    // Done as soon as started: no timers, no entry in tasks_ (the no-op path stays
+    // allocation-light).
     TaskOutcome outcome;
     outcome.id = a.id;
     outcome.attempt = a.attempt;
     outcome.worker_pid = options_.pid;
     outcome.started = outcome.finished = WallNow();
-    outcome.result = a.spec.value;
+    outcome.result = echo->value;
     return done_(std::move(outcome));
   }
   auto running = std::make_unique<Running>(loop_);
@@ -74,15 +80,15 @@ void TaskRunner::Start(const Assignment& a) {
   r.outcome.attempt = a.attempt;
   r.outcome.worker_pid = options_.pid;
   r.outcome.started = WallNow();
-  r.outcome.is_shell = a.spec.kind == TaskKind::kShell;
-  r.kind = a.spec.kind;
+  r.cpu = std::holds_alternative<CpuTask>(a.spec.body);
   tasks_.emplace(a.id, std::move(running));
   const TaskId id = a.id;
-  const TaskSpec& spec = a.spec;
 
-  if (spec.timeout > 0 && !(spec.kind == TaskKind::kSleep && spec.seconds <= spec.timeout)) {
-    r.deadline.expires_after(Seconds(spec.timeout));
-    r.deadline.async_wait([this, id, timeout = spec.timeout](const boost::system::error_code& ec) {
+  const double timeout = a.spec.timeout;
+  const auto* sleep = std::get_if<SleepTask>(&a.spec.body);
+  if (timeout > 0 && !(sleep && sleep->seconds <= timeout)) {  // a shorter sleep ends first
+    r.deadline.expires_after(Seconds(timeout));
+    r.deadline.async_wait([this, id, timeout](const boost::system::error_code& ec) {
       if (ec) return;
       char buf[64];
       std::snprintf(buf, sizeof buf, "timed out after %g s", timeout);
@@ -90,63 +96,64 @@ void TaskRunner::Start(const Assignment& a) {
     });
   }
 
-  switch (spec.kind) {
-    case TaskKind::kEcho:
-      break;  // handled above
-    case TaskKind::kSleep: {
-      r.timer.expires_after(Seconds(spec.seconds));
-      std::string result = spec.value.empty() ? NumberJson(spec.seconds) : spec.value;
-      r.timer.async_wait([this, id, result = std::move(result)](const boost::system::error_code& ec) {
-        if (ec) return;
-        TaskOutcome outcome;
-        outcome.result = result;
-        Complete(id, std::move(outcome));
-      });
-      break;
-    }
-    case TaskKind::kCpu: {
-      const double ms = spec.ms;
-      asio::post(pool_, [this, id, ms, attempt = a.attempt] {
-        Spin(ms);
-        asio::post(loop_, [this, id, ms, attempt] {
-          auto it = tasks_.find(id);
-          if (it == tasks_.end() || it->second->outcome.attempt != attempt) return;  // abandoned
-          TaskOutcome outcome;
-          outcome.result = NumberJson(ms);
-          Complete(id, std::move(outcome));
-        });
-      });
-      break;
-    }
-    case TaskKind::kShell: {
-      r.child = Subprocess::Start(loop_, spec.argv, options_.output_limit, options_.workdir,
-                                  [this, id](ChildExit e) {
-        auto it = tasks_.find(id);
-        if (it == tasks_.end()) return;
-        Running& rr = *it->second;
-        TaskOutcome outcome;
-        outcome.exit_code = e.exit_code;
-        outcome.stdout_text = std::move(e.stdout_text);
-        outcome.stderr_text = std::move(e.stderr_text);
-        outcome.output_truncated = e.truncated;
-        if (rr.stop_status != TaskStatus::kOk) {
-          outcome.status = rr.stop_status;
-          outcome.error = rr.stop_error;
-        } else if (!e.spawn_error.empty()) {
-          outcome.status = TaskStatus::kFailed;
-          outcome.error = e.spawn_error;
-        } else if (e.signal != 0) {
-          outcome.status = TaskStatus::kFailed;
-          outcome.error = "killed by signal " + std::to_string(e.signal);
-        } else if (e.exit_code != 0) {
-          outcome.status = TaskStatus::kFailed;
-          outcome.error = "exit code " + std::to_string(e.exit_code);
-        }
-        Complete(id, std::move(outcome));
-      });
-      break;
-    }
+  // How each kind runs. No default: a new kind does not compile until it is handled here.
+  std::visit(Overloaded{
+                 [&](const EchoTask&) {},  // done above
+                 [&](const SleepTask& t) {
+                   r.timer.expires_after(Seconds(t.seconds));
+                   std::string result = t.result.empty() ? NumberJson(t.seconds) : t.result;
+                   r.timer.async_wait(
+                       [this, id, result = std::move(result)](const boost::system::error_code& ec) {
+                         if (ec) return;
+                         TaskOutcome outcome;
+                         outcome.result = result;
+                         Complete(id, std::move(outcome));
+                       });
+                 },
+                 [&](const CpuTask& t) {
+                   const double ms = t.ms;
+                   asio::post(pool_, [this, id, ms, attempt = a.attempt] {
+                     Spin(ms);
+                     asio::post(loop_, [this, id, ms, attempt] {
+                       auto it = tasks_.find(id);
+                       if (it == tasks_.end() || it->second->outcome.attempt != attempt)
+                         return;  // abandoned
+                       TaskOutcome outcome;
+                       outcome.result = NumberJson(ms);
+                       Complete(id, std::move(outcome));
+                     });
+                   });
+                 },
+                 [&](const ShellTask& t) {
+                   r.child =
+                       Subprocess::Start(loop_, t.argv, options_.output_limit, options_.workdir,
+                                         [this, id](ChildExit e) { ShellEnded(id, std::move(e)); });
+                 },
+             },
+             a.spec.body);
+}
+
+void TaskRunner::ShellEnded(TaskId id, ChildExit e) {
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return;
+  Running& r = *it->second;
+  TaskOutcome outcome;
+  outcome.shell =
+      ShellOutput{e.exit_code, std::move(e.stdout_text), std::move(e.stderr_text), e.truncated};
+  if (r.stop_status != TaskStatus::kOk) {
+    outcome.status = r.stop_status;
+    outcome.error = r.stop_error;
+  } else if (!e.spawn_error.empty()) {
+    outcome.status = TaskStatus::kFailed;
+    outcome.error = e.spawn_error;
+  } else if (e.signal != 0) {
+    outcome.status = TaskStatus::kFailed;
+    outcome.error = "killed by signal " + std::to_string(e.signal);
+  } else if (e.exit_code != 0) {
+    outcome.status = TaskStatus::kFailed;
+    outcome.error = "exit code " + std::to_string(e.exit_code);
   }
+  Complete(id, std::move(outcome));
 }
 
 void TaskRunner::Complete(TaskId id, TaskOutcome outcome) {
@@ -158,7 +165,6 @@ void TaskRunner::Complete(TaskId id, TaskOutcome outcome) {
   outcome.worker_pid = r.outcome.worker_pid;
   outcome.started = r.outcome.started;
   outcome.finished = WallNow();
-  outcome.is_shell = r.outcome.is_shell;
   tasks_.erase(it);  // cancels its timers; their handlers see operation_aborted
   done_(std::move(outcome));
 }
@@ -179,12 +185,13 @@ void TaskRunner::Expire(TaskId id, TaskStatus status, std::string error) {
   TaskOutcome outcome;
   outcome.status = status;
   outcome.error = std::move(error);
-  if (r.kind == TaskKind::kCpu)
-    outcome.error += " (its thread finishes the work; the result is discarded)";
+  if (r.cpu) outcome.error += " (its thread finishes the work; the result is discarded)";
   Complete(id, std::move(outcome));
 }
 
-void TaskRunner::Cancel(TaskId id) { Expire(id, TaskStatus::kCancelled, "cancelled while running"); }
+void TaskRunner::Cancel(TaskId id) {
+  Expire(id, TaskStatus::kCancelled, "cancelled while running");
+}
 
 void TaskRunner::KillAll() {
   for (auto& [id, r] : tasks_) {

@@ -8,24 +8,25 @@
 // KILL, a cpu task's result is abandoned (the thread finishes its slice of work, then is free).
 #pragma once
 
-#include <utility>  // before Asio under C++20 with Boost 1.74
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
 #include <unordered_map>
+#include <utility>  // before Asio under C++20 with Boost 1.74
 
 #include "common/protocol.h"
 
 namespace orq {
 
 class Subprocess;
+struct ChildExit;
 
 struct RunnerOptions {
   int threads = 1;
   std::chrono::milliseconds kill_grace{2000};  // TERM -> KILL for shell tasks
   size_t output_limit = kMaxOutputBytes;
-  int64_t pid = 0;  // reported as the worker in outcomes
+  int64_t pid = 0;      // reported as the worker in outcomes
   std::string workdir;  // where shell tasks run; empty: the worker's own directory
 };
 
@@ -48,6 +49,8 @@ class TaskRunner {
  private:
   struct Running;
   void Complete(TaskId id, TaskOutcome outcome);
+  // A shell task's child is gone: its outcome from how it ended.
+  void ShellEnded(TaskId id, ChildExit exit);
   void Expire(TaskId id, TaskStatus status, std::string error);
 
   boost::asio::io_context& loop_;

@@ -44,16 +44,13 @@ class TaskRunnerTest : public ::testing::Test {
   }
   static TaskSpec Shell(std::vector<std::string> argv, double timeout = 0) {
     TaskSpec s;
-    s.kind = TaskKind::kShell;
-    s.argv = std::move(argv);
+    s.body = ShellTask{std::move(argv)};
     s.timeout = timeout;
     return s;
   }
   static TaskSpec Sleep(double seconds, std::string value = "", double timeout = 0) {
     TaskSpec s;
-    s.kind = TaskKind::kSleep;
-    s.seconds = seconds;
-    s.value = std::move(value);
+    s.body = SleepTask{seconds, std::move(value)};
     s.timeout = timeout;
     return s;
   }
@@ -84,7 +81,7 @@ TEST_F(TaskRunnerTest, ThousandsOfSleepsWaitAtOnce) {
 
 TEST_F(TaskRunnerTest, EchoReturnsItsValue) {
   TaskSpec s;
-  s.value = "{\"a\":1}";
+  s.body = EchoTask{"{\"a\":1}"};
   Start(0, s);
   WaitFor(1);
   EXPECT_EQ(done_[0].result, "{\"a\":1}");
@@ -92,8 +89,7 @@ TEST_F(TaskRunnerTest, EchoReturnsItsValue) {
 
 TEST_F(TaskRunnerTest, CpuRunsOnThePool) {
   TaskSpec s;
-  s.kind = TaskKind::kCpu;
-  s.ms = 20;
+  s.body = CpuTask{20};
   Start(0, s);
   Start(1, s);
   WaitFor(2);
@@ -106,26 +102,28 @@ TEST_F(TaskRunnerTest, ShellCapturesOutputAndExitCode) {
   WaitFor(1);
   const auto& o = done_[0];
   EXPECT_EQ(o.status, TaskStatus::kFailed);
-  EXPECT_EQ(o.exit_code, 3);
-  EXPECT_EQ(o.stdout_text, "out\n");
-  EXPECT_EQ(o.stderr_text, "err\n");
+  ASSERT_TRUE(o.shell);
+  EXPECT_EQ(o.shell->exit_code, 3);
+  EXPECT_EQ(o.shell->stdout_text, "out\n");
+  EXPECT_EQ(o.shell->stderr_text, "err\n");
   EXPECT_EQ(o.error, "exit code 3");
-  EXPECT_TRUE(o.is_shell);
 }
 
 TEST_F(TaskRunnerTest, ShellOutputBeyondTheLimitIsTruncatedAndFlagged) {
   Start(0, Shell({"sh", "-c", "head -c 1000 /dev/zero | tr '\\0' x"}));
   WaitFor(1);
   EXPECT_EQ(done_[0].status, TaskStatus::kOk);
-  EXPECT_EQ(done_[0].stdout_text, std::string(64, 'x'));
-  EXPECT_TRUE(done_[0].output_truncated);
+  ASSERT_TRUE(done_[0].shell);
+  EXPECT_EQ(done_[0].shell->stdout_text, std::string(64, 'x'));
+  EXPECT_TRUE(done_[0].shell->truncated);
 }
 
 TEST_F(TaskRunnerTest, MissingProgramFails) {
   Start(0, Shell({"no-such-program-orq"}));
   WaitFor(1);
   EXPECT_EQ(done_[0].status, TaskStatus::kFailed);
-  EXPECT_EQ(done_[0].exit_code, 127);
+  ASSERT_TRUE(done_[0].shell);
+  EXPECT_EQ(done_[0].shell->exit_code, 127);
   EXPECT_EQ(done_[0].error, "cannot run 'no-such-program-orq': command not found");
 }
 
@@ -141,12 +139,14 @@ TEST_F(TaskRunnerTest, ShellTimeoutKillsTheWholeGroup) {
   char dir[] = "/tmp/orq-runner-XXXXXX";
   ASSERT_NE(::mkdtemp(dir), nullptr);
   const std::string pid_file = std::string(dir) + "/bg.pid";
-  Start(0, Shell({"sh", "-c", "sleep 30 & echo $! > " + pid_file + "; trap '' TERM; sleep 30"}, 0.2));
+  Start(0,
+        Shell({"sh", "-c", "sleep 30 & echo $! > " + pid_file + "; trap '' TERM; sleep 30"}, 0.2));
   // When its time limit passes (TERM is ignored: KILL follows after the grace),
   WaitFor(1);
   // Then it is reported as timeout, and the background child is gone too.
   EXPECT_EQ(done_[0].status, TaskStatus::kTimeout);
-  EXPECT_EQ(done_[0].exit_code, 128 + SIGKILL);
+  ASSERT_TRUE(done_[0].shell);
+  EXPECT_EQ(done_[0].shell->exit_code, 128 + SIGKILL);
   std::ifstream in(pid_file);
   pid_t bg = 0;
   ASSERT_TRUE(in >> bg);

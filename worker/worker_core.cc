@@ -58,7 +58,8 @@ void WorkerCore::Flush(WorkerActions& actions) {
   WorkerResultsMessage message;
   size_t bytes = 0;
   for (TaskOutcome& o : pending_) {
-    bytes += 64 + o.result.size() + o.stdout_text.size() + o.stderr_text.size() + o.error.size();
+    bytes += 64 + o.result.size() + o.error.size();
+    if (o.shell) bytes += o.shell->stdout_text.size() + o.shell->stderr_text.size();
     message.outcomes.push_back(std::move(o));
     if (message.outcomes.size() == kMaxTasksPerMessage || bytes > kMaxMessageBytes / 4) {
       actions.send.push_back(std::move(message));
@@ -91,8 +92,8 @@ void WorkerCore::Tick(SteadyTime now, WorkerActions& actions) {
 
 SteadyTime WorkerCore::NextWakeup() const {
   return std::min({next_heartbeat_, stop_deadline_,
-                  last_heard_ + options_.heartbeat_interval * options_.liveness +
-                      std::chrono::milliseconds(1)});
+                   last_heard_ + options_.heartbeat_interval * options_.liveness +
+                       std::chrono::milliseconds(1)});
 }
 
 }  // namespace orq
