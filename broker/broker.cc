@@ -9,14 +9,15 @@
 #include <fstream>
 #include <zmq.hpp>
 
-#include "common/clock.h"
 #include "broker/broker_core.h"
 #include "broker/gate.h"
 #include "broker/journal.h"
+#include "broker/restart.h"
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/paths.h"
-#include "common/spawn.h"
+#include "common/process.h"
 #include "common/zmq_util.h"
 
 namespace orq {
@@ -30,11 +31,6 @@ extern "C" void OnStopSignal(int signal) { stop_signal = signal; }
 
 // After the grace for running tasks, how long workers get to say goodbye before they are killed.
 constexpr milliseconds kWorkerExitGrace{3000};
-// A local worker that exits is started again after this long (doubling while it keeps dying
-// within kRestartWindow of its start, up to kRestartMax).
-constexpr milliseconds kRestartMin{100};
-constexpr milliseconds kRestartMax{10000};
-constexpr milliseconds kRestartWindow{5000};
 // Messages handled per poll wake-up before the loop commits and sends what it owes: bounds reply
 // latency while keeping batches (and group commits) large under load.
 constexpr int kBatch = 512;
@@ -46,7 +42,7 @@ struct LocalWorker {
   Process process;
   Clock::time_point started;
   Clock::time_point restart_at;  // when dead: when to start it again
-  milliseconds backoff = kRestartMin;
+  RestartBackoff backoff;
 };
 
 class BrokerShell {
@@ -124,7 +120,8 @@ class BrokerShell {
         if (auto* error = std::get_if<DecodeError>(&received->message)) {
           Log("malformed message: " + error->what);
           core_.HandleMalformed(received->identity, error->what, out_);
-        } else if (std::holds_alternative<ReloadAccessRequest>(std::get<Message>(received->message)) &&
+        } else if (std::holds_alternative<ReloadAccessRequest>(
+                       std::get<Message>(received->message)) &&
                    MaySend(role, Command::kReloadAccess)) {
           ReloadAccess(received->identity);
         } else {
@@ -198,12 +195,17 @@ class BrokerShell {
 
   LocalWorker StartWorker() {
     SpawnOptions options;
-    options.args = {"worker", "--connect", config_.endpoints.front(), "--threads",
-                    std::to_string(config_.threads), "--supervised",
-                    "--heartbeat-ms", std::to_string(config_.heartbeat.count())};
+    options.args = {"worker",
+                    "--connect",
+                    config_.endpoints.front(),
+                    "--threads",
+                    std::to_string(config_.threads),
+                    "--supervised",
+                    "--heartbeat-ms",
+                    std::to_string(config_.heartbeat.count())};
     options.die_with_parent = true;
     options.new_session = true;  // so whatever it leaves behind can be found (KillSession)
-    return LocalWorker{Process::SpawnSelf(options), Clock::now(), {}, kRestartMin};
+    return LocalWorker{Process::SpawnSelf(options), Clock::now(), {}, {}};
   }
 
   // Keeps the local workers alive: a dead one is started again, with backoff when it dies young.
@@ -214,14 +216,14 @@ class BrokerShell {
         const pid_t pid = w.process.pid();
         if (w.process.Running()) continue;
         if (int orphans = KillSession(pid))
-          Log("killed " + std::to_string(orphans) + " processes left by worker " + std::to_string(pid));
+          Log("killed " + std::to_string(orphans) + " processes left by worker " +
+              std::to_string(pid));
         core_.WorkerExited(pid, out_);
         if (core_.shutting_down()) continue;
-        w.backoff = now - w.started < kRestartWindow ? std::min(w.backoff * 2, kRestartMax)
-                                                     : kRestartMin;
-        w.restart_at = now + w.backoff;
-        Log("worker " + std::to_string(pid) + " " + w.process.how_it_ended() +
-            "; starting another in " + std::to_string(w.backoff.count()) + " ms");
+        const milliseconds wait = w.backoff.Died(w.started, now);
+        w.restart_at = now + wait;
+        Log("worker " + std::to_string(pid) + " " + Describe(*w.process.exit()) +
+            "; starting another in " + std::to_string(wait.count()) + " ms");
       } else if (!core_.shutting_down() && now >= w.restart_at) {
         const auto backoff = w.backoff;
         w = StartWorker();
@@ -270,8 +272,8 @@ class BrokerShell {
   const BrokerConfig& config_;
   zmq::context_t ctx_;
   zmq::socket_t socket_;
-  Gate gate_;                            // made before any bind: its ZAP handler guards them all
-  std::vector<std::string> listening_;   // the TCP endpoints bound
+  Gate gate_;                           // made before any bind: its ZAP handler guards them all
+  std::vector<std::string> listening_;  // the TCP endpoints bound
   MemoryResultStore store_;
   NullJournal null_journal_;
   std::unique_ptr<SqliteJournal> sqlite_;  // null without a journal

@@ -17,7 +17,7 @@
 #include "cli/format.h"
 #include "common/ids.h"
 #include "common/paths.h"
-#include "common/spawn.h"
+#include "common/process.h"
 
 namespace orq {
 namespace {
@@ -207,7 +207,7 @@ int UpCommand(int workers, int threads, int heartbeat_ms, const std::vector<std:
   const auto deadline = Clock::now() + kStartTimeout;
   while (Clock::now() < deadline) {
     if (!broker.Running()) {
-      Say("orq: the broker " + broker.how_it_ended() + " while starting; its log (" +
+      Say("orq: the broker " + Describe(*broker.exit()) + " while starting; its log (" +
           LogFile(home) + "):\n" + Tail(LogFile(home), 10));
       return kExitUnreachable;
     }
@@ -250,17 +250,20 @@ int DownCommand() {
     Say("orq is not running");
     return kExitOk;
   }
+  bool asked = true;
   try {
     Client client({DefaultEndpoint(home), {}, ""});
     client.Request(ShutdownRequest{}, milliseconds(5000));
   } catch (const Unreachable&) {
     Say("orq: the broker (pid " + std::to_string(pid) + ") did not answer; sending SIGTERM");
-    ::kill(static_cast<pid_t>(pid), SIGTERM);
+    asked = false;
   }
-  if (!WaitForExit(static_cast<pid_t>(pid), Clock::now() + kStopTimeout)) {
+  // Asked, it stops by itself; otherwise it gets TERM. Either way it has kStopTimeout, then KILL.
+  const pid_t broker = static_cast<pid_t>(pid);
+  if (!asked) ::kill(broker, SIGTERM);
+  if (!WaitForExit(broker, Clock::now() + kStopTimeout)) {
     Say("orq: the broker (pid " + std::to_string(pid) + ") did not stop within 15 s; killing it");
-    ::kill(static_cast<pid_t>(pid), SIGKILL);
-    WaitForExit(static_cast<pid_t>(pid), Clock::now() + milliseconds(2000));
+    StopProcess(broker, milliseconds(0));
   }
   std::printf("orq is down (broker pid %ld stopped)\n", pid);
   return kExitOk;

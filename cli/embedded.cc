@@ -8,8 +8,13 @@ namespace orq {
 namespace {
 SpawnOptions BrokerSpawn(const EmbeddedOptions& o, const std::string& dir) {
   SpawnOptions spawn;
-  spawn.args = {"broker", "--endpoint", "ipc://" + dir + "/broker.ipc", "--workers",
-                std::to_string(o.workers), "--threads", std::to_string(o.threads)};
+  spawn.args = {"broker",
+                "--endpoint",
+                "ipc://" + dir + "/broker.ipc",
+                "--workers",
+                std::to_string(o.workers),
+                "--threads",
+                std::to_string(o.threads)};
   if (o.listen)
     spawn.args.insert(spawn.args.end(), {"--listen", "tcp://127.0.0.1:*", "--keys", dir + "/keys"});
   if (o.journal)
@@ -42,14 +47,6 @@ void EmbeddedBroker::Stop() {
   }
   if (!broker_.WaitUntil(Clock::now() + std::chrono::seconds(15)))
     broker_.Stop(std::chrono::milliseconds(2000));
-}
-
-size_t PeakRss(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-  }
-  return 0;
 }
 
 }  // namespace orq

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "cli/client.h"
-#include "common/spawn.h"
+#include "common/process.h"
 
 namespace orq {
 
@@ -36,8 +36,5 @@ class EmbeddedBroker {
   Process broker_;
   std::unique_ptr<Client> client_;
 };
-
-// Peak resident memory (VmHWM) of a process, in bytes; 0 if unknown.
-size_t PeakRss(pid_t pid);
 
 }  // namespace orq

@@ -1,7 +1,7 @@
 #include "common/paths.h"
 
-#include <signal.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "common/errors.h"
+#include "common/process.h"
 
 namespace orq {
 namespace {
@@ -76,7 +77,8 @@ std::string MakeRunDirectory(const std::string& home) {
   std::string base = home.size() <= 70 ? home : "/tmp";
   std::string pattern = base + "/run.XXXXXX";
   if (!::mkdtemp(pattern.data()))
-    throw std::runtime_error("cannot create a run directory in " + base + ": " + std::strerror(errno));
+    throw std::runtime_error("cannot create a run directory in " + base + ": " +
+                             std::strerror(errno));
   return pattern;
 }
 
@@ -91,18 +93,10 @@ long ReadLivePid(const std::string& pid_file) {
   if (!(in >> pid) || pid <= 0) return 0;
   // Alive means: running (a zombie is dead, only not yet reaped) and still an orq broker (the
   // pid may have been reused since the file was written).
-  const std::string proc = "/proc/" + std::to_string(pid);
-  std::ifstream stat(proc + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return 0;
-  auto paren = line.rfind(')');
-  if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] == 'Z') return 0;
-  std::ifstream cmdline_file(proc + "/cmdline");
-  std::string cmdline((std::istreambuf_iterator<char>(cmdline_file)), std::istreambuf_iterator<char>());
-  auto first_nul = cmdline.find('\0');
-  if (first_nul == std::string::npos) return 0;
-  auto second_nul = cmdline.find('\0', first_nul + 1);
-  if (cmdline.substr(first_nul + 1, second_nul - first_nul - 1) != "broker") return 0;
+  const auto stat = ReadProcStat(static_cast<pid_t>(pid));
+  if (!stat || stat->state == 'Z') return 0;
+  const auto args = SplitNul(ReadProcFile(static_cast<pid_t>(pid), "cmdline"));
+  if (args.size() < 2 || args[1] != "broker") return 0;
   return pid;
 }
 
@@ -110,7 +104,8 @@ void WriteOwnerOnlyFile(const std::string& path, const std::string& content) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
   ::fchmod(fd, 0600);  // an older file may have been made with a looser mode
-  const bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  const bool ok =
+      ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
   ::close(fd);
   if (!ok) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
 }

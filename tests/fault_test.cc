@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "common/process.h"
 #include "tests/checker.h"
 #include "tests/harness.h"
 
@@ -55,7 +56,8 @@ std::string Sleeps(int n, double seconds, std::vector<nlohmann::json>& expected)
   std::string lines;
   for (int i = 0; i < n; ++i) {
     std::string result = "r" + std::to_string(i);
-    lines += nlohmann::json{{"kind", "sleep"}, {"seconds", seconds}, {"result", result}}.dump() + "\n";
+    lines +=
+        nlohmann::json{{"kind", "sleep"}, {"seconds", seconds}, {"result", result}}.dump() + "\n";
     expected.push_back(result);
   }
   return lines;
@@ -84,10 +86,13 @@ TEST(FaultTest, KillingRandomWorkersLosesNothing) {
     ASSERT_EQ(pids.size(), 3u);
     int victim = pids[random() % pids.size()];
     ::kill(victim, SIGKILL);
-    ASSERT_TRUE(WaitStatus(env, [&](const nlohmann::json& s) {
-      auto now = WorkerPids(s);
-      return now.size() == 3 && std::find(now.begin(), now.end(), victim) == now.end();
-    })) << "worker " << victim << " was not replaced";
+    ASSERT_TRUE(WaitStatus(env,
+                           [&](const nlohmann::json& s) {
+                             auto now = WorkerPids(s);
+                             return now.size() == 3 &&
+                                    std::find(now.begin(), now.end(), victim) == now.end();
+                           }))
+        << "worker " << victim << " was not replaced";
   }
   // Then every task ends ok exactly once, in order, with its own result.
   RunResult r = env.Run({"gather", "--json", job}, "", seconds(90));
@@ -162,14 +167,13 @@ TEST(FaultTest, PausedWorkerLosesItsLeaseAndItsLateResultIsRejected) {
 
 bool AnyProcessNamed(const OrqEnv& env, const std::string& name) {
   for (pid_t pid : env.Processes()) {
-    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-    std::string c;
-    if (comm >> c && c == name) return true;
+    if (ReadProcFile(pid, "comm") == name + "\n") return true;
   }
   return false;
 }
 
-// Waits until a process named `name` is there (or, with present false, gone); false at the deadline.
+// Waits until a process named `name` is there (or, with present false, gone); false at the
+// deadline.
 bool WaitProcessNamed(const OrqEnv& env, const std::string& name, bool present, seconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (AnyProcessNamed(env, name) != present) {
@@ -199,12 +203,12 @@ TEST(FaultTest, ShellTimeoutKillsBackgroundChildrenToo) {
 TEST(FaultTest, PoisonTaskEndsWorkerLostAndTheRestCompletes) {
   OrqEnv env;
   // Given a job whose second task kills its worker every time,
-  std::string file = env.WriteFile(
-      "poison.jsonl",
-      "{\"kind\": \"echo\", \"value\": \"a\"}\n"
-      "{\"kind\": \"shell\", \"cmd\": \"kill -9 $PPID\", \"attempts\": 2}\n"
-      "{\"kind\": \"sleep\", \"seconds\": 0.5, \"result\": \"c\"}\n"
-      "{\"kind\": \"echo\", \"value\": \"d\"}\n");
+  std::string file =
+      env.WriteFile("poison.jsonl",
+                    "{\"kind\": \"echo\", \"value\": \"a\"}\n"
+                    "{\"kind\": \"shell\", \"cmd\": \"kill -9 $PPID\", \"attempts\": 2}\n"
+                    "{\"kind\": \"sleep\", \"seconds\": 0.5, \"result\": \"c\"}\n"
+                    "{\"kind\": \"echo\", \"value\": \"d\"}\n");
   // When it runs,
   RunResult r = env.Run({"run", "--json", "-w", "2", "-t", "1", file});
   // Then the poison ends worker_lost after 2 attempts, and every other task ends ok.
@@ -225,8 +229,9 @@ TEST(FaultTest, RetriesRerunFailingTasks) {
   ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
   // Given a task that fails twice, then succeeds (it counts its runs in a file),
   std::string counter = env.home() + "/runs";
-  RunResult submit = env.Run({"submit", "--retries", "3", "--retry-backoff", "0.05,0.1", "--", "sh",
-                              "-c", "echo x >> " + counter + "; [ $(wc -l < " + counter + ") -ge 3 ]"});
+  RunResult submit =
+      env.Run({"submit", "--retries", "3", "--retry-backoff", "0.05,0.1", "--", "sh", "-c",
+               "echo x >> " + counter + "; [ $(wc -l < " + counter + ") -ge 3 ]"});
   std::string job = Lines(submit.out)[0];
   RunResult r = env.Run({"gather", "--json", job});
   EXPECT_EQ(r.code, 0) << r.err;
@@ -261,12 +266,12 @@ TEST(FaultTest, GracefulDownFinishesShortTasksAndKeepsCancels) {
   EXPECT_EQ(env.Run({"gather", running}).code, 2);
 }
 
-
 TEST(FaultTest, KilledWorkersShellTasksDoNotOutliveIt) {
   OrqEnv env;
   ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
   // Given a shell task with a child of its own, running on a worker,
-  RunResult submit = env.Run({"submit", "--attempts", "1", "--", "sh", "-c", "sleep 60 & sleep 60"});
+  RunResult submit =
+      env.Run({"submit", "--attempts", "1", "--", "sh", "-c", "sleep 60 & sleep 60"});
   std::string job = Lines(submit.out)[0];
   ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
   ASSERT_TRUE(WaitProcessNamed(env, "sleep", true, seconds(10)));
@@ -277,7 +282,6 @@ TEST(FaultTest, KilledWorkersShellTasksDoNotOutliveIt) {
   EXPECT_EQ(nlohmann::json::parse(r.out)["status"], "worker_lost");
   EXPECT_TRUE(WaitProcessNamed(env, "sleep", false, seconds(5)));
 }
-
 
 TEST(FaultTest, StandaloneWorkerRidesOutABrokerRestart) {
   OrqEnv env;

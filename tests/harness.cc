@@ -1,12 +1,12 @@
 #include "tests/harness.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,6 +15,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include "common/process.h"
 
 namespace orq::testing {
 namespace {
@@ -105,12 +107,7 @@ RunResult OrqEnv::Run(const std::vector<std::string>& args, const std::string& i
   int status = 0;
   ::waitpid(pid, &status, 0);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  if (timed_out)
-    result.code = -1;
-  else if (WIFEXITED(status))
-    result.code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status))
-    result.code = 128 + WTERMSIG(status);
+  result.code = timed_out ? -1 : ShellCode(FromWaitStatus(status));
   return result;
 }
 
@@ -131,29 +128,14 @@ pid_t OrqEnv::Start(const std::vector<std::string>& args) const {
 std::vector<pid_t> OrqEnv::Processes() const {
   std::vector<pid_t> pids;
   const std::string needle = "ORQ_HOME=" + home_;
-  DIR* proc = ::opendir("/proc");
-  if (!proc) return pids;
-  while (dirent* entry = ::readdir(proc)) {
-    char* end = nullptr;
-    long pid = std::strtol(entry->d_name, &end, 10);
-    if (*end != '\0' || pid <= 0 || pid == ::getpid()) continue;
-    std::ifstream environ("/proc/" + std::string(entry->d_name) + "/environ", std::ios::binary);
-    std::string env((std::istreambuf_iterator<char>(environ)), std::istreambuf_iterator<char>());
-    bool found = false;
-    for (size_t pos = 0; pos < env.size();) {
-      size_t next = env.find('\0', pos);
-      if (next == std::string::npos) next = env.size();
-      if (env.compare(pos, next - pos, needle) == 0) found = true;
-      pos = next + 1;
-    }
-    if (!found) continue;
-    std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
-    std::string p, comm, state;
-    stat >> p >> comm >> state;
-    if (state == "Z") continue;  // exited; its parent reaps it
-    pids.push_back(static_cast<pid_t>(pid));
+  for (pid_t pid : ListPids()) {
+    if (pid == ::getpid()) continue;
+    const auto env = SplitNul(ReadProcFile(pid, "environ"));
+    if (std::find(env.begin(), env.end(), needle) == env.end()) continue;
+    const auto stat = ReadProcStat(pid);
+    if (!stat || stat->state == 'Z') continue;  // gone, or exited and waiting for its parent
+    pids.push_back(pid);
   }
-  ::closedir(proc);
   return pids;
 }
 
@@ -217,7 +199,7 @@ int RunProgram(const std::vector<std::string>& argv, std::string& output,
   ::close(out[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return std::holds_alternative<Exited>(FromWaitStatus(status)) ? WEXITSTATUS(status) : -1;
 }
 
 std::string Command(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
@@ -235,7 +217,7 @@ int WaitExit(pid_t pid, std::chrono::seconds timeout) {
   for (;;) {
     int status = 0;
     const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r == pid) return ShellCode(FromWaitStatus(status));
     if (r < 0 || Clock::now() >= deadline) return -1;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
-#include "worker/subprocess.h"
+#include "common/process.h"
 
 namespace asio = boost::asio;
 
@@ -86,7 +86,9 @@ void TaskRunner::Start(const Assignment& a) {
 
   const double timeout = a.spec.timeout;
   const auto* sleep = std::get_if<SleepTask>(&a.spec.body);
-  if (timeout > 0 && !(sleep && sleep->seconds <= timeout)) {  // a shorter sleep ends first
+  const bool shell = std::holds_alternative<ShellTask>(a.spec.body);  // its Subprocess times it
+  if (timeout > 0 && !shell &&
+      !(sleep && sleep->seconds <= timeout)) {  // a shorter sleep ends first
     r.deadline.expires_after(Seconds(timeout));
     r.deadline.async_wait([this, id, timeout](const boost::system::error_code& ec) {
       if (ec) return;
@@ -125,33 +127,47 @@ void TaskRunner::Start(const Assignment& a) {
                    });
                  },
                  [&](const ShellTask& t) {
-                   r.child =
-                       Subprocess::Start(loop_, t.argv, options_.output_limit, options_.workdir,
-                                         [this, id](ChildExit e) { ShellEnded(id, std::move(e)); });
+                   SubprocessOptions o{t.argv, options_.workdir, options_.output_limit, timeout,
+                                       options_.kill_grace};
+                   r.child = Subprocess::Start(loop_, std::move(o), [this, id](SubprocessResult e) {
+                     ShellEnded(id, std::move(e));
+                   });
                  },
              },
              a.spec.body);
 }
 
-void TaskRunner::ShellEnded(TaskId id, ChildExit e) {
+void TaskRunner::ShellEnded(TaskId id, SubprocessResult e) {
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return;
   Running& r = *it->second;
   TaskOutcome outcome;
-  outcome.shell =
-      ShellOutput{e.exit_code, std::move(e.stdout_text), std::move(e.stderr_text), e.truncated};
-  if (r.stop_status != TaskStatus::kOk) {
+  outcome.shell = ShellOutput{ShellCode(e.status), std::move(e.stdout_text),
+                              std::move(e.stderr_text), e.truncated};
+  if (r.stop_status != TaskStatus::kOk) {  // cancelled: that is what happened, whatever the exit
     outcome.status = r.stop_status;
     outcome.error = r.stop_error;
-  } else if (!e.spawn_error.empty()) {
-    outcome.status = TaskStatus::kFailed;
-    outcome.error = e.spawn_error;
-  } else if (e.signal != 0) {
-    outcome.status = TaskStatus::kFailed;
-    outcome.error = "killed by signal " + std::to_string(e.signal);
-  } else if (e.exit_code != 0) {
-    outcome.status = TaskStatus::kFailed;
-    outcome.error = "exit code " + std::to_string(e.exit_code);
+  } else {
+    std::visit(Overloaded{
+                   [&](const Exited& x) {
+                     if (x.code == 0) return;
+                     outcome.status = TaskStatus::kFailed;
+                     outcome.error = "exit code " + std::to_string(x.code);
+                   },
+                   [&](const Killed&) {
+                     outcome.status = TaskStatus::kFailed;
+                     outcome.error = Describe(e.status);
+                   },
+                   [&](const TimedOut&) {
+                     outcome.status = TaskStatus::kTimeout;
+                     outcome.error = Describe(e.status);
+                   },
+                   [&](const NotStarted& n) {
+                     outcome.status = TaskStatus::kFailed;
+                     outcome.error = n.why;
+                   },
+               },
+               e.status);
   }
   Complete(id, std::move(outcome));
 }
@@ -178,7 +194,7 @@ void TaskRunner::Expire(TaskId id, TaskStatus status, std::string error) {
     if (r.stop_status == TaskStatus::kOk) {
       r.stop_status = status;
       r.stop_error = std::move(error);
-      r.child->Terminate(options_.kill_grace);
+      r.child->Terminate();
     }
     return;
   }

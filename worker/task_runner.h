@@ -2,7 +2,7 @@
 //   sleep: an Asio timer on the loop (thousands wait at once on one thread)
 //   echo:  completes at once on the loop
 //   cpu:   busy work on an Asio thread pool of T threads; completion posted back to the loop
-//   shell: a child process (worker/subprocess.h) with its output captured
+//   shell: a child process (common/process.h's Subprocess) with its output captured
 // Every completion, timeout and cancellation is reported through `done` on the loop thread, exactly
 // once per started task. Timeouts: a sleep ends early, a shell task's process group gets TERM then
 // KILL, a cpu task's result is abandoned (the thread finishes its slice of work, then is free).
@@ -20,7 +20,7 @@
 namespace orq {
 
 class Subprocess;
-struct ChildExit;
+struct SubprocessResult;
 
 struct RunnerOptions {
   int threads = 1;
@@ -50,7 +50,7 @@ class TaskRunner {
   struct Running;
   void Complete(TaskId id, TaskOutcome outcome);
   // A shell task's child is gone: its outcome from how it ended.
-  void ShellEnded(TaskId id, ChildExit exit);
+  void ShellEnded(TaskId id, SubprocessResult result);
   void Expire(TaskId id, TaskStatus status, std::string error);
 
   boost::asio::io_context& loop_;

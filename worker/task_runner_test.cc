@@ -7,6 +7,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <fstream>
 
+#include "common/process.h"
+
 namespace orq {
 namespace {
 
@@ -153,9 +155,8 @@ TEST_F(TaskRunnerTest, ShellTimeoutKillsTheWholeGroup) {
   // The grandchild was killed; it may linger as a zombie of init for a moment, never running.
   bool gone = false;
   for (int i = 0; i < 200 && !gone; ++i) {
-    std::ifstream stat("/proc/" + std::to_string(bg) + "/stat");
-    std::string pid, comm, state;
-    gone = !(stat >> pid >> comm >> state) || state == "Z";
+    const auto stat = ReadProcStat(bg);
+    gone = !stat || stat->state == 'Z';
     if (!gone) loop_.run_one_for(milliseconds(10));
   }
   EXPECT_TRUE(gone);

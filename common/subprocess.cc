@@ -1,4 +1,5 @@
-#include "worker/subprocess.h"
+// The loop half of common/process.h: Subprocess, a shell task's child on the worker's Asio loop.
+#include "common/process.h"
 
 // Boost 1.74 hides its vfork launcher behind a check that new glibc (POSIX 2008) fails, although
 // vfork() is there; a task start then copies the worker's page tables for nothing.
@@ -6,15 +7,19 @@
 #define BOOST_POSIX_HAS_VFORK 1
 #endif
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/posix.hpp>
 #include <csignal>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <utility>  // before Asio under C++20 with Boost 1.74
 
 namespace bp = boost::process;
 namespace asio = boost::asio;
@@ -22,15 +27,18 @@ namespace asio = boost::asio;
 namespace orq {
 
 struct Subprocess::Impl {
-  explicit Impl(asio::io_context& loop) : out_pipe(loop), err_pipe(loop), kill_timer(loop) {}
+  explicit Impl(asio::io_context& loop)
+      : out_pipe(loop), err_pipe(loop), kill_timer(loop), timeout_timer(loop) {}
   bp::async_pipe out_pipe;
   bp::async_pipe err_pipe;
-  asio::steady_timer kill_timer;
-  size_t limit = 0;
+  asio::steady_timer kill_timer;     // the grace between TERM and KILL
+  asio::steady_timer timeout_timer;  // options.timeout
+  SubprocessOptions options;
+  bool timed_out = false;
   int open_streams = 2;
   char out_buf[8192];
   char err_buf[8192];
-  ChildExit exit;
+  SubprocessResult result{Exited{0}, {}, {}, false};
   Done done;
 };
 
@@ -49,17 +57,17 @@ namespace {
 // Reads one stream to its end, keeping at most `limit` bytes.
 void ReadStream(std::shared_ptr<Subprocess> self, bp::async_pipe& pipe, char* buf, size_t size,
                 std::string& text, bool& truncated, size_t limit, std::function<void()> closed) {
-  pipe.async_read_some(asio::buffer(buf, size), [self, &pipe, buf, size, &text, &truncated, limit,
-                                                 closed](const boost::system::error_code& ec,
-                                                         size_t n) {
-    if (n > 0) {
-      size_t keep = text.size() < limit ? std::min(n, limit - text.size()) : 0;
-      text.append(buf, keep);
-      if (keep < n) truncated = true;
-    }
-    if (ec) return closed();
-    ReadStream(self, pipe, buf, size, text, truncated, limit, closed);
-  });
+  pipe.async_read_some(asio::buffer(buf, size),
+                       [self, &pipe, buf, size, &text, &truncated, limit, closed](
+                           const boost::system::error_code& ec, size_t n) {
+                         if (n > 0) {
+                           size_t keep = text.size() < limit ? std::min(n, limit - text.size()) : 0;
+                           text.append(buf, keep);
+                           if (keep < n) truncated = true;
+                         }
+                         if (ec) return closed();
+                         ReadStream(self, pipe, buf, size, text, truncated, limit, closed);
+                       });
 }
 
 std::string FindProgram(const std::string& name) {
@@ -70,17 +78,16 @@ std::string FindProgram(const std::string& name) {
 
 }  // namespace
 
-std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop,
-                                              const std::vector<std::string>& argv,
-                                              size_t output_limit, const std::string& cwd,
+std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop, SubprocessOptions options,
                                               Done done) {
   std::shared_ptr<Subprocess> self(new Subprocess(loop));
   Impl& impl = *self->impl_;
-  impl.limit = output_limit;
+  impl.options = std::move(options);
   impl.done = std::move(done);
+  const auto& argv = impl.options.argv;
+  const std::string& cwd = impl.options.cwd;
   auto fail = [&](std::string why) {
-    impl.exit.exit_code = 127;
-    impl.exit.spawn_error = std::move(why);
+    impl.result.status = NotStarted{std::move(why)};
     self->reaped_ = true;
     impl.open_streams = 0;
     asio::post(loop, [self] { self->MaybeDone(); });
@@ -90,17 +97,17 @@ std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop,
   if (program.empty()) return fail("cannot run '" + argv[0] + "': command not found");
   struct stat st {};
   if (!cwd.empty() && (::stat(cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
-    return fail("cannot run '" + argv[0] + "': the worker's directory " + cwd +
+    return fail("cannot run '" + argv[0] + "': the directory " + cwd +
                 " does not exist (any more) on this host");
 
   std::error_code ec;
   bp::child child(
       bp::exe = program, bp::args = std::vector<std::string>(argv.begin() + 1, argv.end()),
-      bp::std_in < bp::null, bp::std_out > impl.out_pipe, bp::std_err > impl.err_pipe,
+      bp::std_in<bp::null, bp::std_out> impl.out_pipe, bp::std_err > impl.err_pipe,
       bp::posix::use_vfork,  // no copy of the worker's page tables per task
       bp::extend::on_exec_setup([&cwd](auto&) {
         if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
-        ::setpgid(0, 0);               // its own group: TERM/KILL reach its children too
+        ::setpgid(0, 0);  // its own group: TERM/KILL reach its children too
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -110,16 +117,28 @@ std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop,
   if (ec) return fail("cannot run '" + argv[0] + "': " + ec.message());
   self->pid_ = child.id();
   ::setpgid(self->pid_, self->pid_);  // also from the parent, so a kill(-pid) right now works
-  child.detach();                      // reaped by Poll()
+  child.detach();                     // reaped by Poll()
 
+  if (impl.options.timeout > 0) {
+    impl.timeout_timer.expires_after(std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::duration<double>(impl.options.timeout)));
+    impl.timeout_timer.async_wait(
+        [weak = std::weak_ptr<Subprocess>(self)](const boost::system::error_code& ec) {
+          auto self = weak.lock();
+          if (ec || !self || self->reaped_) return;
+          self->impl_->timed_out = true;
+          self->Terminate();
+        });
+  }
   auto closed = [self] {
     --self->impl_->open_streams;
     self->MaybeDone();
   };
-  ReadStream(self, impl.out_pipe, impl.out_buf, sizeof impl.out_buf, impl.exit.stdout_text,
-             impl.exit.truncated, output_limit, closed);
-  ReadStream(self, impl.err_pipe, impl.err_buf, sizeof impl.err_buf, impl.exit.stderr_text,
-             impl.exit.truncated, output_limit, closed);
+  const size_t limit = impl.options.output_limit;
+  ReadStream(self, impl.out_pipe, impl.out_buf, sizeof impl.out_buf, impl.result.stdout_text,
+             impl.result.truncated, limit, closed);
+  ReadStream(self, impl.err_pipe, impl.err_buf, sizeof impl.err_buf, impl.result.stderr_text,
+             impl.result.truncated, limit, closed);
   return self;
 }
 
@@ -128,21 +147,19 @@ void Subprocess::Poll() {
   int status = 0;
   if (::waitpid(pid_, &status, WNOHANG) != pid_) return;
   reaped_ = true;
-  if (WIFSIGNALED(status)) {
-    impl_->exit.signal = WTERMSIG(status);
-    impl_->exit.exit_code = 128 + impl_->exit.signal;
-  } else {
-    impl_->exit.exit_code = WEXITSTATUS(status);
-  }
+  impl_->result.status = FromWaitStatus(status);
+  if (impl_->timed_out)
+    impl_->result.status = TimedOut{impl_->options.timeout, ShellCode(impl_->result.status)};
   // The leader is gone; whatever it started in its group goes too, which also closes the pipes.
   ::kill(-pid_, SIGKILL);
   MaybeDone();
 }
 
-void Subprocess::Terminate(std::chrono::milliseconds grace) {
+// The stop sequence of StopProcess(), on the loop and for the whole group.
+void Subprocess::Terminate() {
   if (pid_ <= 0 || reaped_) return;
   ::kill(-pid_, SIGTERM);
-  impl_->kill_timer.expires_after(grace);
+  impl_->kill_timer.expires_after(impl_->options.kill_grace);
   impl_->kill_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (!ec && !self->reaped_) ::kill(-self->pid_, SIGKILL);
   });
@@ -159,9 +176,10 @@ void Subprocess::Kill() {
 void Subprocess::MaybeDone() {
   if (!reaped_ || impl_->open_streams > 0 || !impl_->done) return;
   impl_->kill_timer.cancel();
+  impl_->timeout_timer.cancel();
   auto done = std::move(impl_->done);
   impl_->done = nullptr;
-  done(std::move(impl_->exit));
+  done(std::move(impl_->result));
 }
 
 }  // namespace orq
