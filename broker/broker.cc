@@ -75,7 +75,7 @@ class BrokerShell {
     if (child_fd_ >= 0) ::close(child_fd_);
   }
 
-  int Run() {
+  ExitCode Run() {
     if (!config_.pid_file.empty())
       WriteOwnerOnlyFile(config_.pid_file, std::to_string(::getpid()) + "\n");
     for (int i = 0; i < config_.workers; ++i) workers_.push_back(StartWorker());
@@ -153,7 +153,7 @@ class BrokerShell {
       if (endpoint.rfind("ipc://", 0) == 0) ::unlink(endpoint.substr(6).c_str());
     }
     Log("stopped");
-    return 0;
+    return ExitCode::kOk;
   }
 
  private:
@@ -286,7 +286,7 @@ class BrokerShell {
 
 }  // namespace
 
-int RunBroker(const BrokerConfig& config) {
+ExitCode RunBroker(const BrokerConfig& config) {
   SetLogComponent("broker");
   struct sigaction sa {};
   sa.sa_handler = OnStopSignal;
@@ -297,15 +297,12 @@ int RunBroker(const BrokerConfig& config) {
   try {
     BrokerShell shell(config);
     return shell.Run();
-  } catch (const zmq::error_t& e) {
-    Log(std::string("cannot serve: ") + e.what());
-    return 3;
   } catch (const UsageError& e) {
     Log(std::string("cannot serve: ") + e.what());
-    return 2;
-  } catch (const std::runtime_error& e) {
+    return ExitCode::kUsage;
+  } catch (const std::exception& e) {  // zmq::error_t, a journal it cannot open
     Log(std::string("cannot serve: ") + e.what());
-    return 3;
+    return ExitCode::kFailed;
   }
 }
 

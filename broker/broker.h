@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "common/errors.h"
+
 namespace orq {
 
 struct BrokerConfig {
@@ -17,9 +19,9 @@ struct BrokerConfig {
   std::string pid_file;                // written once bound, removed on exit; empty: none
   std::string journal;                 // SQLite journal path; empty: results in memory only
   std::chrono::milliseconds heartbeat{1000};
-  std::chrono::seconds retention{0};   // forget finished jobs after this long; 0 = keep
-  size_t max_tasks_per_job = 0;        // 0 = kMaxTasksPerJob
-  size_t max_message_bytes = 0;        // ZMQ_MAXMSGSIZE of the broker's socket; 0 = kMaxMessageBytes
+  std::chrono::seconds retention{0};  // forget finished jobs after this long; 0 = keep
+  size_t max_tasks_per_job = 0;       // 0 = kMaxTasksPerJob
+  size_t max_message_bytes = 0;       // ZMQ_MAXMSGSIZE of the broker's socket; 0 = kMaxMessageBytes
 };
 
 // Binds the ZAP handler, then the ipc:// endpoints, then the tcp:// ones (CURVE with the broker's
@@ -27,6 +29,8 @@ struct BrokerConfig {
 // Recovers the journal, then runs until `orq down` (a shutdown request), SIGTERM or SIGINT; then
 // gives running tasks kShutdownGrace to finish, stops the workers and returns the exit code.
 // Prints "ready ENDPOINT" on stdout once it accepts requests.
-int RunBroker(const BrokerConfig& config);
+// Returns kOk; kUsage for a bad option (a key store it may not use); kFailed when it cannot serve
+// (an endpoint in use, a journal it cannot open).
+ExitCode RunBroker(const BrokerConfig& config);
 
 }  // namespace orq

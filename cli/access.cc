@@ -1,5 +1,12 @@
-#include "cli/access.h"
+// `orq access`: the keys that may reach a broker over TCP.
+//   orq access add --worker FILE | --client FILE [--name NAME] [--endpoint tcp://HOST:PORT]...
+//   orq access list [--json]
+//   orq access revoke NAME|KEY...
+// They edit the broker's key store (common/keys.h) on this host, with or without a running
+// broker, and then tell a running one to read it again (a revoked key's connection is dropped at
+// once; a broker that was not told notices within a second).
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -7,7 +14,7 @@
 #include <optional>
 
 #include "cli/client.h"
-#include "cli/commands.h"
+#include "cli/verbs.h"
 #include "common/clock.h"
 #include "common/errors.h"
 #include "common/keys.h"
@@ -15,6 +22,18 @@
 
 namespace orq {
 namespace {
+
+struct AccessOptions {
+  CLI::App* add = nullptr;
+  CLI::App* list = nullptr;
+  CLI::App* revoke = nullptr;
+  std::string worker_file, client_file;
+  std::string name;
+  std::vector<std::string> endpoints;
+  std::string keys_dir;  // default: $ORQ_HOME/keys
+  bool json = false;
+  std::vector<std::string> revoked;  // names or keys
+};
 
 // A name from an access file's path: "nodes/node7.access" -> "node7".
 std::string NameFromPath(const std::string& path) {
@@ -47,7 +66,7 @@ Told TellBroker() {
   return told;
 }
 
-int Add(const AccessOptions& o, const KeyStore& store) {
+ExitCode Add(const AccessOptions& o, const KeyStore& store) {
   const bool worker = !o.worker_file.empty();
   const std::string file = worker ? o.worker_file : o.client_file;
   AccessFile access;
@@ -98,7 +117,7 @@ int Add(const AccessOptions& o, const KeyStore& store) {
   else
     std::printf("  orq --access %s submit -- CMD ARGS...   (or export ORQ_ACCESS=%s)\n",
                 file.c_str(), file.c_str());
-  return kExitOk;
+  return ExitCode::kOk;
 }
 
 std::string Date(double t) {
@@ -110,7 +129,7 @@ std::string Date(double t) {
   return buf;
 }
 
-int List(const AccessOptions& o, const KeyStore& store) {
+ExitCode List(const AccessOptions& o, const KeyStore& store) {
   const auto entries = store.List();
   if (o.json) {
     auto all = nlohmann::json::array();
@@ -121,30 +140,32 @@ int List(const AccessOptions& o, const KeyStore& store) {
                      {"created", e.created}});
     }
     std::printf("%s\n", all.dump().c_str());
-    return kExitOk;
+    return ExitCode::kOk;
   }
   if (entries.empty()) {
     std::printf("no keys may connect over TCP (add one with 'orq access add --worker FILE')\n");
-    return kExitOk;
+    return ExitCode::kOk;
   }
   std::printf("%-20s %-7s %-40s %s\n", "NAME", "ROLE", "PUBLIC KEY", "ADDED");
   for (const auto& e : entries) {
     std::printf("%-20s %-7s %-40s %s\n", e.name.c_str(), std::string(RoleName(e.role)).c_str(),
                 e.public_key.c_str(), Date(e.created).c_str());
   }
-  return kExitOk;
+  return ExitCode::kOk;
 }
 
-int Revoke(const AccessOptions& o, const KeyStore& store) {
+ExitCode Revoke(const AccessOptions& o, const KeyStore& store) {
+  // All or nothing: every name must be there before any key is revoked.
+  const auto entries = store.List();
+  for (const auto& which : o.revoked) {
+    if (std::none_of(entries.begin(), entries.end(), [&](const AccessEntry& e) {
+          return e.name == which || e.public_key == which;
+        }))
+      throw UsageError("no key named '" + which + "' (see 'orq access list'); nothing was revoked");
+  }
   std::vector<AccessEntry> gone;
   for (const auto& which : o.revoked) {
-    auto entry = store.Revoke(which);
-    if (!entry) {
-      std::fprintf(stderr, "orq access revoke: no key named '%s' (see 'orq access list')\n",
-                   which.c_str());
-      return kExitUsage;
-    }
-    gone.push_back(*entry);
+    if (auto entry = store.Revoke(which)) gone.push_back(*entry);  // a name given twice: once
   }
   const Told told = TellBroker();
   for (const auto& e : gone) {
@@ -158,43 +179,38 @@ int Revoke(const AccessOptions& o, const KeyStore& store) {
     std::printf("the broker did not answer; it drops those connections within a second\n");
   else
     std::printf("no broker runs in this $ORQ_HOME: the key is refused from its next start\n");
-  return kExitOk;
+  return ExitCode::kOk;
 }
 
 }  // namespace
 
-CLI::App* AddAccessCommand(CLI::App& app, AccessOptions& o) {
+Verb RegisterAccess(CLI::App& app) {
+  auto o = std::make_shared<AccessOptions>();
   auto* access = app.add_subcommand(
       "access", "Manage the keys that may reach this broker over TCP (CURVE): add, list, revoke");
   access->require_subcommand(1);
-  access->add_option("--keys", o.keys_dir, "the broker's keys directory (default $ORQ_HOME/keys)");
-  o.add = access->add_subcommand(
+  access->add_option("--keys", o->keys_dir, "the broker's keys directory (default $ORQ_HOME/keys)");
+  o->add = access->add_subcommand(
       "add", "Allow a new key; write its access file (endpoints, broker key, the new key pair)");
-  auto* worker = o.add->add_option("--worker", o.worker_file, "write a worker access file here");
-  auto* client = o.add->add_option("--client", o.client_file, "write a client access file here");
-  worker->excludes(client);
-  client->excludes(worker);
-  o.add->add_option("--name", o.name, "the key's name (default: the file's name)");
-  o.add->add_option("--endpoint", o.endpoints,
-                    "tcp://HOST:PORT the other host dials (default: the broker's --listen "
-                    "endpoints, a wildcard host replaced by this host's name)");
-  o.list = access->add_subcommand("list", "List the keys that may connect, with their roles");
-  o.list->add_flag("--json", o.json, "as a JSON array");
-  o.revoke = access->add_subcommand(
+  auto* role = o->add->add_option_group("role", "the new key's role (exactly one)");
+  role->add_option("--worker", o->worker_file, "write a worker access file here");
+  role->add_option("--client", o->client_file, "write a client access file here");
+  role->require_option(1);
+  o->add->add_option("--name", o->name, "the key's name (default: the file's name)");
+  o->add->add_option("--endpoint", o->endpoints,
+                     "tcp://HOST:PORT the other host dials (default: the broker's --listen "
+                     "endpoints, a wildcard host replaced by this host's name)");
+  o->list = access->add_subcommand("list", "List the keys that may connect, with their roles");
+  o->list->add_flag("--json", o->json, "as a JSON array");
+  o->revoke = access->add_subcommand(
       "revoke", "Remove keys: refused at their next handshake, their connections dropped now");
-  o.revoke->add_option("keys", o.revoked, "names or public keys")->required();
-  return access;
-}
-
-int AccessCommand(const AccessOptions& o) {
-  const KeyStore store(o.keys_dir.empty() ? KeysDir(OrqHome()) : o.keys_dir);
-  if (*o.add) {
-    if (o.worker_file.empty() && o.client_file.empty())
-      throw UsageError("orq access add: give --worker FILE or --client FILE");
-    return Add(o, store);
-  }
-  if (*o.list) return List(o, store);
-  return Revoke(o, store);
+  o->revoke->add_option("keys", o->revoked, "names or public keys")->required();
+  return {access, [o]() -> ExitCode {
+            const KeyStore store(o->keys_dir.empty() ? KeysDir(OrqHome()) : o->keys_dir);
+            if (*o->add) return Add(*o, store);
+            if (*o->list) return List(*o, store);
+            return Revoke(*o, store);
+          }};
 }
 
 }  // namespace orq

@@ -17,14 +17,16 @@ std::string access_path;  // --access or $ORQ_ACCESS
 
 void UseAccessFile(std::string path) { access_path = std::move(path); }
 bool UsingAccessFile() { return !access_path.empty(); }
+const std::string& AccessFilePath() { return access_path; }
 
 BrokerAddress FindBroker() {
   if (!access_path.empty()) {
     AccessFile access = ReadAccessFile(access_path);
     if (access.role != Role::kClient)
-      throw UsageError(access_path + " is a " + std::string(RoleName(access.role)) +
-                       " access file; commands need a client one ('orq access add --client FILE' on "
-                       "the broker's host)");
+      throw UsageError(
+          access_path + " is a " + std::string(RoleName(access.role)) +
+          " access file; commands need a client one ('orq access add --client FILE' on "
+          "the broker's host)");
     return {access.endpoints.front(),
             CurveClient{access.broker_public_key, access.keys.public_key, access.keys.secret_key},
             access_path};
@@ -106,7 +108,8 @@ std::optional<Message> Client::Receive(Clock::time_point deadline) {
         throw std::runtime_error("malformed reply from the broker: " + error->what);
       auto& message = std::get<Message>(received->message);
       if (std::holds_alternative<PongReply>(message)) continue;
-      if (auto* error = std::get_if<ErrorReply>(&message); error && error->code == ErrorCode::kForbidden)
+      if (auto* error = std::get_if<ErrorReply>(&message);
+          error && error->code == ErrorCode::kForbidden)
         throw Refused(error->message);
       return std::move(message);
     }

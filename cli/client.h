@@ -9,22 +9,13 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "common/errors.h"
 #include "common/protocol.h"
 #include "common/zmq_util.h"
 
 namespace orq {
 
 using Clock = std::chrono::steady_clock;
-
-// The broker cannot be reached (exit code 3); what() is the sentence for the user.
-struct Unreachable : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-// The broker refused us: our key was revoked or never added, we hold the wrong broker key, or the
-// request is outside our key's role (exit code 4); what() is the sentence for the user.
-struct Refused : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 // Where the broker is, and how to reach it.
 struct BrokerAddress {
@@ -40,6 +31,7 @@ BrokerAddress FindBroker();
 // Sets the access file FindBroker() uses (main() calls it with --access / $ORQ_ACCESS).
 void UseAccessFile(std::string path);
 bool UsingAccessFile();
+const std::string& AccessFilePath();  // "" when none
 
 class Client {
  public:
@@ -47,8 +39,9 @@ class Client {
 
   void Send(const Message& message);
   // The next reply, or nullopt when `deadline` passes first. Throws Unreachable when the broker
-  // stays silent for kClientSilenceLimit (it is pinged every second while a wait goes on), Refused when
-  // a CURVE handshake is refused or keeps failing, and std::runtime_error on a malformed reply.
+  // stays silent for kClientSilenceLimit (it is pinged every second while a wait goes on), Refused
+  // when a CURVE handshake is refused or keeps failing, and std::runtime_error on a malformed
+  // reply.
   std::optional<Message> Receive(Clock::time_point deadline);
   // Send, then the first reply within `timeout`; Unreachable if none comes.
   Message Request(const Message& message, std::chrono::milliseconds timeout);

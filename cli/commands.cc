@@ -1,72 +1,106 @@
-#include "cli/commands.h"
-
+// The verbs for jobs on a broker: `run` (all in one go, on a broker and workers of its own), and
+// `submit`, `gather`, `status`, `cancel`, `forget` (against the running broker).
 #include <signal.h>
-#include <unistd.h>
 
-#include <cmath>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
-#include <sstream>
-#include <thread>
 #include <tuple>
 
 #include "cli/client.h"
 #include "cli/embedded.h"
 #include "cli/format.h"
+#include "cli/verbs.h"
 #include "common/ids.h"
-#include "common/paths.h"
-#include "common/process.h"
+#include "common/task_spec.h"
 
 namespace orq {
 namespace {
 
 using std::chrono::milliseconds;
-using std::chrono::seconds;
-
-constexpr milliseconds kStartTimeout{15000};
-constexpr milliseconds kStopTimeout{15000};
 
 volatile std::sig_atomic_t interrupted = 0;
 extern "C" void OnInterrupt(int) { interrupted = 1; }
 
-void Say(const std::string& sentence) { std::fprintf(stderr, "%s\n", sentence.c_str()); }
-
-int Threads(int threads) {
-  return threads > 0 ? threads
-                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+void InstallInterruptHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnInterrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
 }
 
-std::string Tail(const std::string& file, size_t lines) {
-  std::ifstream in(file);
-  std::vector<std::string> all;
-  for (std::string line; std::getline(in, line);) all.push_back(line);
-  std::string out;
-  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
-    out += "  " + all[i] + "\n";
-  return out;
+// The broker answered a request with an error: the sentence, as the exception for its exit code.
+[[noreturn]] void Throw(const ErrorReply& error, const std::string& verb) {
+  const std::string sentence = verb + ": " + error.message;
+  switch (ExitCodeOf(error.code)) {
+    case ExitCode::kUsage:
+      throw UsageError(sentence);
+    case ExitCode::kRefused:
+      throw Refused(sentence);
+    case ExitCode::kUnreachable:
+      throw Unreachable(sentence);
+    default:
+      throw std::runtime_error(sentence);
+  }
+}
+
+// The reply of type T, or the exception its error calls for.
+template <typename T> T Expect(Message reply, const std::string& verb) {
+  if (auto* error = std::get_if<ErrorReply>(&reply)) Throw(*error, verb);
+  if (auto* t = std::get_if<T>(&reply)) return std::move(*t);
+  throw std::runtime_error(verb + ": the broker sent an unexpected reply");
+}
+
+// CLI11 check: a job id (j7) or, with tasks, a task id (j7.2).
+CLI::Validator IdCheck(bool tasks) {
+  return CLI::Validator(
+      [tasks](std::string& text) {
+        auto id = ParseId(text);
+        if (id && (tasks || !id->index)) return std::string();
+        return "'" + text + "' is not a " + (tasks ? "job or task id (j7 or j7.2)" : "job id (j7)");
+      },
+      tasks ? "ID" : "JOB");
+}
+
+// Reads a task file ("-" = stdin). Throws UsageError with the file, line and field.
+std::vector<TaskSpec> LoadTaskFile(const std::string& file) {
+  std::variant<std::vector<TaskSpec>, SpecError> parsed;
+  if (file == "-") {
+    parsed = ParseTaskFile(std::cin, "<stdin>");
+  } else {
+    std::ifstream in(file);
+    if (!in) throw UsageError("cannot read " + file + ": " + std::strerror(errno));
+    parsed = ParseTaskFile(in, file);
+  }
+  if (auto* error = std::get_if<SpecError>(&parsed))
+    throw UsageError(error->message + "; nothing was submitted");
+  auto& specs = std::get<std::vector<TaskSpec>>(parsed);
+  if (specs.size() > kMaxTasksPerJob)
+    throw UsageError(file + " has " + std::to_string(specs.size()) +
+                     " tasks; a job may hold at most " + std::to_string(kMaxTasksPerJob));
+  return std::move(specs);
 }
 
 struct Tally {
   size_t total = 0, ok = 0, failed = 0;
 };
 
-// Waits for the results of `ids` and prints them in order as the chunks arrive.
-int GatherAndPrint(Client& client, const std::vector<std::string>& ids, bool json,
-                   Clock::time_point deadline, Tally& tally) {
+// Waits for the results of `ids` and prints them in order as the chunks arrive; kTimeout when
+// `deadline` passes first.
+ExitCode GatherAndPrint(Client& client, const std::vector<std::string>& ids, bool json,
+                        Clock::time_point deadline, Tally& tally) {
   client.Send(GatherRequest{ids});
   std::vector<std::string> failures;
   for (;;) {
     auto reply = client.Receive(deadline);
-    if (!reply) return kExitTimeout;
-    if (auto* error = std::get_if<ErrorReply>(&*reply)) {
-      Say("orq: " + error->message);
-      return error->code == ErrorCode::kUnknownId ? kExitUsage : kExitUnreachable;
-    }
-    auto* results = std::get_if<ResultsReply>(&*reply);
-    if (!results) throw std::runtime_error("unexpected reply from the broker");
-    for (const TaskOutcome& o : results->outcomes) {
+    if (!reply) return ExitCode::kTimeout;
+    const ResultsReply results = Expect<ResultsReply>(std::move(*reply), "orq gather");
+    for (const TaskOutcome& o : results.outcomes) {
       ++tally.total;
       if (o.status == TaskStatus::kOk) {
         ++tally.ok;
@@ -82,210 +116,90 @@ int GatherAndPrint(Client& client, const std::vector<std::string>& ids, bool jso
         PrintText(o, stdout);
       }
     }
-    if (results->final) break;
+    if (results.final) break;
   }
   std::fflush(stdout);
   constexpr size_t kShown = 20;
   for (size_t i = 0; i < failures.size() && i < kShown; ++i) Say(failures[i]);
   if (failures.size() > kShown)
     Say("orq: ... and " + std::to_string(failures.size() - kShown) + " more tasks did not end ok");
-  return tally.failed ? kExitTaskFailed : kExitOk;
+  return tally.failed ? ExitCode::kTaskFailed : ExitCode::kOk;
 }
 
 uint64_t Submit(Client& client, std::vector<TaskSpec> specs) {
-  Message reply = client.Request(SubmitRequest{std::move(specs)}, kRequestTimeout);
-  if (auto* error = std::get_if<ErrorReply>(&reply)) throw std::invalid_argument(error->message);
-  auto* submitted = std::get_if<SubmittedReply>(&reply);
-  if (!submitted) throw std::runtime_error("unexpected reply from the broker");
-  return submitted->job;
+  return Expect<SubmittedReply>(client.Request(SubmitRequest{std::move(specs)}, kRequestTimeout),
+                                "orq submit")
+      .job;
 }
 
-void InstallInterruptHandlers() {
-  struct sigaction sa {};
-  sa.sa_handler = OnInterrupt;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
-}
+// ---- orq run ------------------------------------------------------------------------------------
 
-}  // namespace
+struct RunOptions {
+  std::string file;  // "-" = stdin
+  int workers = 0;   // 0: cores
+  int threads = 0;   // 0: cores
+  bool json = false;
+  bool no_journal = false;
+};
 
-std::optional<std::vector<TaskSpec>> LoadTaskFile(const std::string& file) {
-  std::variant<std::vector<TaskSpec>, SpecError> parsed;
-  if (file == "-") {
-    parsed = ParseTaskFile(std::cin, "<stdin>");
-  } else {
-    std::ifstream in(file);
-    if (!in) {
-      Say("orq: cannot read " + file + ": " + std::strerror(errno));
-      return std::nullopt;
-    }
-    parsed = ParseTaskFile(in, file);
-  }
-  if (auto* error = std::get_if<SpecError>(&parsed)) {
-    Say("orq: " + error->message + "; nothing was submitted");
-    return std::nullopt;
-  }
-  auto& specs = std::get<std::vector<TaskSpec>>(parsed);
-  if (specs.size() > kMaxTasksPerJob) {
-    Say("orq: " + file + " has " + std::to_string(specs.size()) +
-        " tasks; a job may hold at most " + std::to_string(kMaxTasksPerJob));
-    return std::nullopt;
-  }
-  return std::move(specs);
-}
-
-int RunCommand(const RunOptions& options) {
+ExitCode Run(const RunOptions& options) {
   const auto start = Clock::now();
   auto specs = LoadTaskFile(options.file);
-  if (!specs) return kExitUsage;
   InstallInterruptHandlers();
-  EmbeddedBroker broker({options.workers > 0 ? options.workers : Threads(0),
-                         Threads(options.threads), !options.no_journal});
-  int code = kExitOk;
+  EmbeddedBroker broker({options.workers > 0 ? options.workers : Cores(),
+                         options.threads > 0 ? options.threads : Cores(), !options.no_journal});
+  ExitCode code = ExitCode::kOk;
   Tally tally;
   uint64_t job = 0;
   try {
-    job = Submit(broker.client(), std::move(*specs));
+    job = Submit(broker.client(), std::move(specs));
     code = GatherAndPrint(broker.client(), {FormatJobId(job)}, options.json,
                           Clock::time_point::max(), tally);
   } catch (const Unreachable& e) {
-    if (interrupted) {
-      Say("orq: interrupted; stopping the broker and its workers");
-      code = 130;
-      // Cancel first, so running tasks are stopped now rather than given the shutdown's grace.
-      if (job) {
-        try {
-          broker.client().Request(CancelRequest{{FormatJobId(job)}}, milliseconds(2000));
-        } catch (const std::exception&) {
-          // Stop() below ends everything in any case.
-        }
+    if (!interrupted) throw Unreachable(std::string(e.what()) + "\n" + Tail(broker.log(), 10));
+    Say("orq: interrupted; stopping the broker and its workers");
+    code = ExitCode::kInterrupted;
+    // Cancel first, so running tasks are stopped now rather than given the shutdown's grace.
+    if (job) {
+      try {
+        broker.client().Request(CancelRequest{{FormatJobId(job)}}, milliseconds(2000));
+      } catch (const std::exception&) {
+        // Stop() below ends everything in any case.
       }
-    } else {
-      Say(std::string("orq: ") + e.what() + "\n" + Tail(broker.log(), 10));
-      code = kExitUnreachable;
     }
   }
   broker.Stop();
-  if (code == 130) return code;
+  if (code == ExitCode::kInterrupted) return code;
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   std::fprintf(stderr, "%zu task%s: %zu ok, %zu failed in %.2f s\n", tally.total,
                tally.total == 1 ? "" : "s", tally.ok, tally.failed, elapsed);
   return code;
 }
 
-int UpCommand(int workers, int threads, int heartbeat_ms, const std::vector<std::string>& listen) {
-  if (UsingAccessFile()) {
-    Say("orq up: starts a broker on this host; --access (or $ORQ_ACCESS) is for reaching a remote "
-        "one");
-    return kExitUsage;
-  }
-  const std::string home = OrqHome();
-  if (long pid = ReadLivePid(PidFile(home))) {
-    Say("orq is already up (broker pid " + std::to_string(pid) + ", " + DefaultEndpoint(home) +
-        ")");
-    return kExitOk;
-  }
-  workers = workers >= 0 ? workers : Threads(0);
-  SpawnOptions spawn;
-  spawn.args = {"broker",
-                "--workers",
-                std::to_string(workers),
-                "--threads",
-                std::to_string(Threads(threads)),
-                "--heartbeat-ms",
-                std::to_string(heartbeat_ms)};
-  for (const auto& endpoint : listen) spawn.args.insert(spawn.args.end(), {"--listen", endpoint});
-  spawn.new_session = true;
-  spawn.output_file = LogFile(home);
-  WriteOwnerOnlyFile(LogFile(home), "");  // owner-only before anything is logged
-  Process broker = Process::SpawnSelf(spawn);
-  const pid_t pid = broker.pid();
+// ---- orq submit ---------------------------------------------------------------------------------
 
-  Client client({DefaultEndpoint(home), {}, ""});
-  const auto deadline = Clock::now() + kStartTimeout;
-  while (Clock::now() < deadline) {
-    if (!broker.Running()) {
-      Say("orq: the broker " + Describe(*broker.exit()) + " while starting; its log (" +
-          LogFile(home) + "):\n" + Tail(LogFile(home), 10));
-      return kExitUnreachable;
-    }
-    try {
-      Message reply = client.Request(StatusRequest{}, milliseconds(2000));
-      if (auto* status = std::get_if<StatusReply>(&reply)) {
-        if (static_cast<int>(status->workers.size()) >= workers) {
-          broker.Release();  // it runs on after we exit
-          std::string where = DefaultEndpoint(home);
-          for (const auto& e : status->endpoints) {
-            if (e != where) where += ", " + e + " (CURVE)";
-          }
-          std::printf("orq is up: broker pid %d, %d worker%s, %s\n", pid, workers,
-                      workers == 1 ? "" : "s", where.c_str());
-          return kExitOk;
-        }
-      }
-    } catch (const Unreachable&) {
-      // Not bound yet: try again.
-    }
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  Say("orq: the broker did not become ready within 15 s; stopping it. Log: " + LogFile(home));
-  broker.Stop(milliseconds(2000));
-  return kExitUnreachable;
-}
+struct SubmitOptions {
+  std::vector<std::string> command;  // after "--"
+  std::string file;
+  std::optional<double> sleep, cpu;
+  std::optional<std::string> result, echo;
+  std::optional<double> delay, timeout;
+  std::optional<int> priority;
+  std::optional<int> attempts, retries;
+  std::optional<std::pair<double, double>> retry_backoff;  // BASE,MAX
+};
 
-int DownCommand() {
-  if (UsingAccessFile()) {  // a remote broker: ask it to stop; its host sees to the rest
-    Client client(FindBroker());
-    client.Request(ShutdownRequest{}, milliseconds(5000));
-    std::printf("the broker at %s is shutting down (running tasks get %lld s to finish)\n",
-                client.endpoint().c_str(), static_cast<long long>(kShutdownGrace.count() / 1000));
-    return kExitOk;
-  }
-  const std::string home = OrqHome();
-  const long pid = ReadLivePid(PidFile(home));
-  if (!pid) {
-    ::unlink(PidFile(home).c_str());
-    Say("orq is not running");
-    return kExitOk;
-  }
-  bool asked = true;
-  try {
-    Client client({DefaultEndpoint(home), {}, ""});
-    client.Request(ShutdownRequest{}, milliseconds(5000));
-  } catch (const Unreachable&) {
-    Say("orq: the broker (pid " + std::to_string(pid) + ") did not answer; sending SIGTERM");
-    asked = false;
-  }
-  // Asked, it stops by itself; otherwise it gets TERM. Either way it has kStopTimeout, then KILL.
-  const pid_t broker = static_cast<pid_t>(pid);
-  if (!asked) ::kill(broker, SIGTERM);
-  if (!WaitForExit(broker, Clock::now() + kStopTimeout)) {
-    Say("orq: the broker (pid " + std::to_string(pid) + ") did not stop within 15 s; killing it");
-    StopProcess(broker, milliseconds(0));
-  }
-  std::printf("orq is down (broker pid %ld stopped)\n", pid);
-  return kExitOk;
-}
-
-int SubmitCommand(const SubmitOptions& o) {
-  const int modes = !o.command.empty() + !o.file.empty() + o.sleep.has_value() + o.cpu.has_value() +
-                    o.echo.has_value();
-  if (modes != 1) {
-    Say("orq submit: give exactly one of -- CMD ARGS..., --sleep SECONDS, --cpu MS, --echo VALUE "
-        "or -f FILE");
-    return kExitUsage;
-  }
-  if (o.result && !o.sleep) {
-    Say("orq submit: --result goes with --sleep");
-    return kExitUsage;
-  }
+ExitCode SubmitVerb(const SubmitOptions& o) {
+  if (o.command.empty() && o.file.empty() && !o.sleep && !o.cpu && !o.echo)
+    throw UsageError(
+        "give what to run: -- CMD ARGS..., --sleep SECONDS, --cpu MS, --echo VALUE or "
+        "-f FILE");
+  if (o.retry_backoff &&
+      !(0 < o.retry_backoff->first && o.retry_backoff->first <= o.retry_backoff->second))
+    throw UsageError("--retry-backoff BASE,MAX needs 0 < BASE <= MAX (seconds)");
   std::vector<TaskSpec> specs;
   if (!o.file.empty()) {
-    auto loaded = LoadTaskFile(o.file);
-    if (!loaded) return kExitUsage;
-    specs = std::move(*loaded);
+    specs = LoadTaskFile(o.file);
   } else {
     TaskSpec spec;
     if (!o.command.empty()) {
@@ -300,95 +214,151 @@ int SubmitCommand(const SubmitOptions& o) {
     }
     specs.push_back(std::move(spec));
   }
-  std::optional<std::pair<double, double>> backoff;
-  if (o.retry_backoff) {
-    double base = 0, max = 0;
-    char comma = 0;
-    std::istringstream in(*o.retry_backoff);
-    if (!(in >> base >> comma >> max) || comma != ',' || !in.eof()) {
-      Say("orq submit: --retry-backoff takes BASE,MAX in seconds (e.g. 1,60), not '" +
-          *o.retry_backoff + "'");
-      return kExitUsage;
-    }
-    backoff = {base, max};
-  }
   for (TaskSpec& spec : specs) {  // options given on the command line apply to every task
     if (o.delay) spec.delay = *o.delay;
     if (o.timeout) spec.timeout = *o.timeout;
     if (o.priority) spec.priority = *o.priority;
     if (o.attempts) spec.attempts = static_cast<uint32_t>(*o.attempts);
     if (o.retries) spec.retries = static_cast<uint32_t>(*o.retries);
-    if (backoff) std::tie(spec.backoff_base, spec.backoff_max) = *backoff;
-    if (auto error = ValidateSpec(spec)) {
-      Say("orq submit: " + *error);
-      return kExitUsage;
-    }
+    if (o.retry_backoff) std::tie(spec.backoff_base, spec.backoff_max) = *o.retry_backoff;
+    if (auto error = ValidateSpec(spec)) throw UsageError(*error);
   }
   Client client(FindBroker());
-  try {
-    std::printf("%s\n", FormatJobId(Submit(client, std::move(specs))).c_str());
-  } catch (const std::invalid_argument& e) {
-    Say(std::string("orq submit: ") + e.what());
-    return kExitUsage;
-  }
-  return kExitOk;
+  std::printf("%s\n", FormatJobId(Submit(client, std::move(specs))).c_str());
+  return ExitCode::kOk;
 }
 
-int GatherCommand(const std::vector<std::string>& ids, bool json, std::optional<double> timeout) {
-  for (const auto& id : ids) {
-    if (!ParseId(id)) {
-      Say("orq gather: '" + id + "' is not a job or task id (expected j7 or j7.2)");
-      return kExitUsage;
-    }
-  }
+// ---- orq gather, status, cancel, forget --------------------------------------------------------
+
+ExitCode GatherVerb(const std::vector<std::string>& ids, bool json, std::optional<double> timeout) {
   Client client(FindBroker());
   auto deadline = Clock::time_point::max();
   if (timeout)
     deadline = Clock::now() +
                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*timeout));
   Tally tally;
-  int code = GatherAndPrint(client, ids, json, deadline, tally);
-  if (code == kExitTimeout)
+  const ExitCode code = GatherAndPrint(client, ids, json, deadline, tally);
+  if (code == ExitCode::kTimeout)
     Say("orq gather: not finished after " + nlohmann::json(*timeout).dump() + " s");
   return code;
 }
 
-int StatusCommand(bool json) {
+ExitCode StatusVerb(bool json) {
   Client client(FindBroker());
-  Message reply = client.Request(StatusRequest{}, kRequestTimeout);
-  auto* status = std::get_if<StatusReply>(&reply);
-  if (!status) throw std::runtime_error("unexpected reply from the broker");
+  const auto status =
+      Expect<StatusReply>(client.Request(StatusRequest{}, kRequestTimeout), "orq status");
   if (json)
-    std::printf("%s\n", StatusJson(*status).dump().c_str());
+    std::printf("%s\n", StatusJson(status).dump().c_str());
   else
-    PrintStatus(*status, stdout);
-  return kExitOk;
+    PrintStatus(status, stdout);
+  return ExitCode::kOk;
 }
 
-int ForgetCommand(const std::vector<std::string>& ids) {
+ExitCode CancelVerb(const std::vector<std::string>& ids) {
   Client client(FindBroker());
-  Message reply = client.Request(ForgetRequest{ids}, kRequestTimeout);
-  if (auto* error = std::get_if<ErrorReply>(&reply)) {
-    Say("orq forget: " + error->message);
-    return kExitUsage;
-  }
-  auto* forgotten = std::get_if<ForgottenReply>(&reply);
-  if (!forgotten) throw std::runtime_error("unexpected reply from the broker");
-  std::printf("forgot %u job%s\n", forgotten->count, forgotten->count == 1 ? "" : "s");
-  return kExitOk;
+  const auto cancelled =
+      Expect<CancelledReply>(client.Request(CancelRequest{ids}, kRequestTimeout), "orq cancel");
+  std::printf("cancelled %u task%s\n", cancelled.count, cancelled.count == 1 ? "" : "s");
+  return ExitCode::kOk;
 }
 
-int CancelCommand(const std::vector<std::string>& ids) {
+ExitCode ForgetVerb(const std::vector<std::string>& ids) {
   Client client(FindBroker());
-  Message reply = client.Request(CancelRequest{ids}, kRequestTimeout);
-  if (auto* error = std::get_if<ErrorReply>(&reply)) {
-    Say("orq cancel: " + error->message);
-    return kExitUsage;
-  }
-  auto* cancelled = std::get_if<CancelledReply>(&reply);
-  if (!cancelled) throw std::runtime_error("unexpected reply from the broker");
-  std::printf("cancelled %u task%s\n", cancelled->count, cancelled->count == 1 ? "" : "s");
-  return kExitOk;
+  const auto forgotten =
+      Expect<ForgottenReply>(client.Request(ForgetRequest{ids}, kRequestTimeout), "orq forget");
+  std::printf("forgot %u job%s\n", forgotten.count, forgotten.count == 1 ? "" : "s");
+  return ExitCode::kOk;
+}
+
+}  // namespace
+
+Verb RegisterRun(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  auto* cmd = app.add_subcommand(
+      "run",
+      "Run every task of FILE on a broker and workers started for this run; print results "
+      "in order");
+  cmd->add_option("file", o->file, "task file, JSON lines ('-' = stdin)")->required();
+  cmd->add_option("-w,--workers", o->workers, "worker processes (default: cores)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("-t,--threads", o->threads, "threads per worker pool (default: cores)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", o->json, "one JSON object per task instead of text");
+  cmd->add_flag("--no-journal", o->no_journal, "keep the run's results in memory only");
+  return {cmd, [o] { return Run(*o); }};
+}
+
+Verb RegisterSubmit(CLI::App& app) {
+  auto o = std::make_shared<SubmitOptions>();
+  auto* cmd = app.add_subcommand("submit", "Submit a job; prints its id once accepted");
+  // What to run: one of these (CLI11 cannot put a positional in an option group, so "none" is
+  // checked in SubmitVerb).
+  auto* command = cmd->add_option("command", o->command, "a shell task: -- CMD ARGS...");
+  auto* what = cmd->add_option_group("task", "what to run, unless -- CMD ARGS... (one of)");
+  auto* sleep = what->add_option("--sleep", o->sleep, "a sleep task of SECONDS");
+  sleep->check(CLI::NonNegativeNumber);
+  for (CLI::Option* option : {
+           what->add_option("-f,--file", o->file, "every task of a task file ('-' = stdin)"),
+           sleep,
+           what->add_option("--cpu", o->cpu, "a cpu task of MS milliseconds")
+               ->check(CLI::NonNegativeNumber),
+           what->add_option("--echo", o->echo, "an echo task returning VALUE (JSON or text)"),
+       })
+    option->excludes(command);
+  what->require_option(0, 1);
+  cmd->add_option("--result", o->result, "the sleep task's result")->needs(sleep);
+  // How: applies to every task submitted.
+  cmd->add_option("--delay", o->delay, "seconds before the task is eligible")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--timeout", o->timeout, "seconds the task may run")->check(CLI::PositiveNumber);
+  cmd->add_option("--priority", o->priority, "higher runs first (default 0)");
+  cmd->add_option("--attempts", o->attempts,
+                  "executions that may be lost with their worker (default 3)")
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--retries", o->retries, "re-runs after the task fails on its own (default 0)")
+      ->check(CLI::Range(0, 1000000));
+  cmd->add_option("--retry-backoff", o->retry_backoff,
+                  "BASE,MAX seconds of exponential backoff between retries (default 1,60)")
+      ->delimiter(',');
+  return {cmd, [o] { return SubmitVerb(*o); }};
+}
+
+Verb RegisterGather(CLI::App& app) {
+  struct Options {
+    std::vector<std::string> ids;
+    bool json = false;
+    std::optional<double> timeout;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("gather", "Wait for jobs or tasks; print results in order");
+  cmd->add_option("ids", o->ids, "job ids (j7) or task ids (j7.2)")
+      ->required()
+      ->check(IdCheck(true));
+  cmd->add_flag("--json", o->json, "one JSON object per task");
+  cmd->add_option("--timeout", o->timeout, "give up after SECONDS (exit 124)")
+      ->check(CLI::NonNegativeNumber);
+  return {cmd, [o] { return GatherVerb(o->ids, o->json, o->timeout); }};
+}
+
+Verb RegisterStatus(CLI::App& app) {
+  auto json = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("status", "Show the broker, workers and task counts");
+  cmd->add_flag("--json", *json, "as a JSON object");
+  return {cmd, [json] { return StatusVerb(*json); }};
+}
+
+Verb RegisterCancel(CLI::App& app) {
+  auto ids = std::make_shared<std::vector<std::string>>();
+  auto* cmd = app.add_subcommand("cancel", "Cancel tasks not yet finished");
+  cmd->add_option("ids", *ids, "job ids (j7) or task ids (j7.2)")->required()->check(IdCheck(true));
+  return {cmd, [ids] { return CancelVerb(*ids); }};
+}
+
+Verb RegisterForget(CLI::App& app) {
+  auto ids = std::make_shared<std::vector<std::string>>();
+  auto* cmd = app.add_subcommand("forget", "Remove finished jobs and their results");
+  cmd->add_option("ids", *ids, "job ids (j7)")->required()->check(IdCheck(false));
+  return {cmd, [ids] { return ForgetVerb(*ids); }};
 }
 
 }  // namespace orq

@@ -137,7 +137,7 @@ TEST(FaultTest, PausedWorkerLosesItsLeaseAndItsLateResultIsRejected) {
   ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "1", "--heartbeat-ms", "200"}).code, 0);
   // Given a task running on one worker,
   RunResult submit = env.Run({"submit", "--sleep", "1.5", "--result", "once"});
-  std::string job = Lines(submit.out)[0];
+  std::string job = JobId(submit);
   int paused = 0;
   ASSERT_TRUE(WaitStatus(env, [&](const nlohmann::json& s) {
     for (const auto& w : s["workers"]) {
@@ -189,7 +189,7 @@ TEST(FaultTest, ShellTimeoutKillsBackgroundChildrenToo) {
   // Given a shell task that starts background children and ignores SIGTERM,
   RunResult submit = env.Run({"submit", "--timeout", "0.5", "--", "sh", "-c",
                               "trap '' TERM; sleep 60 & sleep 60 & sleep 60; wait"});
-  std::string job = Lines(submit.out)[0];
+  std::string job = JobId(submit);
   // When it runs over its time limit,
   RunResult r = env.Run({"gather", "--json", job});
   // Then it ends `timeout`, and no process of it is left.
@@ -232,7 +232,7 @@ TEST(FaultTest, RetriesRerunFailingTasks) {
   RunResult submit =
       env.Run({"submit", "--retries", "3", "--retry-backoff", "0.05,0.1", "--", "sh", "-c",
                "echo x >> " + counter + "; [ $(wc -l < " + counter + ") -ge 3 ]"});
-  std::string job = Lines(submit.out)[0];
+  std::string job = JobId(submit);
   RunResult r = env.Run({"gather", "--json", job});
   EXPECT_EQ(r.code, 0) << r.err;
   auto out = nlohmann::json::parse(r.out);
@@ -245,8 +245,8 @@ TEST(FaultTest, GracefulDownFinishesShortTasksAndKeepsCancels) {
   OrqEnv env;
   ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
   // Given a short task running, and a delayed one cancelled,
-  std::string running = Lines(env.Run({"submit", "--sleep", "1", "--result", "finished"}).out)[0];
-  std::string delayed = Lines(env.Run({"submit", "--delay", "30", "--echo", "never"}).out)[0];
+  std::string running = JobId(env.Run({"submit", "--sleep", "1", "--result", "finished"}));
+  std::string delayed = JobId(env.Run({"submit", "--delay", "30", "--echo", "never"}));
   ASSERT_EQ(env.Run({"cancel", delayed}).code, 0);
   ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
   // When orq goes down and up again,
@@ -272,7 +272,7 @@ TEST(FaultTest, KilledWorkersShellTasksDoNotOutliveIt) {
   // Given a shell task with a child of its own, running on a worker,
   RunResult submit =
       env.Run({"submit", "--attempts", "1", "--", "sh", "-c", "sleep 60 & sleep 60"});
-  std::string job = Lines(submit.out)[0];
+  std::string job = JobId(submit);
   ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
   ASSERT_TRUE(WaitProcessNamed(env, "sleep", true, seconds(10)));
   // When the worker is killed with SIGKILL (it can clean nothing up),
@@ -291,7 +291,7 @@ TEST(FaultTest, StandaloneWorkerRidesOutABrokerRestart) {
              "--heartbeat-ms", "200"});
   ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["workers"].size() == 1; }));
   // running a task when the broker is killed,
-  std::string job = Lines(env.Run({"submit", "--sleep", "3", "--result", "kept"}).out)[0];
+  std::string job = JobId(env.Run({"submit", "--sleep", "3", "--result", "kept"}));
   ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
   int broker = Status(env)["broker"]["pid"];
   ::kill(broker, SIGKILL);

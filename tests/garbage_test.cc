@@ -37,7 +37,7 @@ TEST(GarbageTest, BrokerCountsMalformedFramesAndKeepsServing) {
   // When a real client then uses the broker,
   RunResult submit = env.Run({"submit", "--echo", "still here"});
   ASSERT_EQ(submit.code, 0) << submit.err;
-  RunResult gather = env.Run({"gather", Lines(submit.out)[0]});
+  RunResult gather = env.Run({"gather", JobId(submit)});
   // Then it is served, and the garbage was counted.
   EXPECT_EQ(gather.out, "still here\n");
   auto status = nlohmann::json::parse(env.Run({"status", "--json"}).out);
@@ -70,7 +70,7 @@ TEST(GarbageTest, HugeFrameDropsOnlyItsSender) {
   // Then the broker drops that connection and goes on serving everyone else.
   RunResult submit = env.Run({"submit", "--echo", "fine"});
   ASSERT_EQ(submit.code, 0) << submit.err;
-  EXPECT_EQ(env.Run({"gather", Lines(submit.out)[0]}).out, "fine\n");
+  EXPECT_EQ(env.Run({"gather", JobId(submit)}).out, "fine\n");
   auto status = nlohmann::json::parse(env.Run({"status", "--json"}).out);
   EXPECT_EQ(status["jobs"], 1);
   EXPECT_EQ(status["counters"]["malformed"], 0);  // zmq refused it before the broker saw it

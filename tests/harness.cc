@@ -227,6 +227,14 @@ std::string Example(const std::string& name) {
   return std::string(ORQ_SOURCE_DIR) + "/examples/" + name;
 }
 
+std::string JobId(const RunResult& submit) {
+  const auto lines = Lines(submit.out);
+  if (submit.code != 0 || lines.empty() || lines[0].empty() || lines[0][0] != 'j')
+    throw std::runtime_error("orq submit failed (exit " + std::to_string(submit.code) +
+                             "): " + submit.err);
+  return lines[0];
+}
+
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);

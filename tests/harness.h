@@ -49,6 +49,9 @@ class OrqEnv {
 };
 
 std::string Example(const std::string& name);  // path of examples/NAME
+// The job id `orq submit` printed; throws std::runtime_error (a test failure, with the submit's
+// stderr) when it did not succeed, so a failed submit is reported as such rather than as a crash.
+std::string JobId(const RunResult& submit);
 std::vector<std::string> Lines(const std::string& text);
 
 // Runs a program (not orq) to completion, killed at `timeout`; returns its exit code (-1 when it

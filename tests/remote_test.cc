@@ -218,7 +218,7 @@ TEST_P(RemoteTest, EveryKindRunsOnceOnRemoteWorkersForARemoteClient) {
   expected.push_back(workdir + "\n");
   RunResult submit = c.Client(alice, {"submit", "-f", c.client().WriteFile("job.jsonl", lines)});
   ASSERT_EQ(submit.code, 0) << submit.err;
-  const std::string job = Lines(submit.out)[0];
+  const std::string job = JobId(submit);
   // Then every task ends ok exactly once, in order, run by the remote workers.
   RunResult gather = c.Client(alice, {"gather", "--json", job});
   EXPECT_EQ(gather.code, 0) << gather.err;
@@ -270,7 +270,7 @@ TEST_P(RemoteTest, StrangersOnTheTcpPortRunNothingAndTheBrokerKeepsServing) {
   // the broker still serves its real client,
   RunResult submit = c.Client(alice, {"submit", "--echo", "still here"});
   ASSERT_EQ(submit.code, 0) << submit.err;
-  EXPECT_EQ(c.Client(alice, {"gather", Lines(submit.out)[0]}).out, "still here\n");
+  EXPECT_EQ(c.Client(alice, {"gather", JobId(submit)}).out, "still here\n");
   // and nothing else was submitted or registered; the refusals were counted.
   auto status = c.status();
   EXPECT_EQ(status["jobs"], 1);
@@ -334,7 +334,7 @@ TEST_P(RemoteTest, RevokedKeysAreRefusedAndTheirWorkersLeasesRunElsewhere) {
                                                 R"({"kind": "sleep", "seconds": 2, "result": "b"})"
                                                 "\n")});
   ASSERT_EQ(submit.code, 0) << submit.err;
-  const std::string job = Lines(submit.out)[0];
+  const std::string job = JobId(submit);
   ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 2; }));
   // When the first worker's key is revoked,
   RunResult revoke = c.broker().Run({"access", "revoke", "node1"});
@@ -378,7 +378,7 @@ TEST(RemoteCutTest, CutLinksLeasesRunElsewhereAndItsLateResultsAreStale) {
   }
   RunResult submit = c.Client(alice, {"submit", "-f", c.client().WriteFile("job.jsonl", lines)});
   ASSERT_EQ(submit.code, 0) << submit.err;
-  const std::string job = Lines(submit.out)[0];
+  const std::string job = JobId(submit);
   ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 500; }));
   c.StartWorker(1, c.Access("worker", "spare", 1), {"--slots", "1000"});  // room to re-run them
   ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 3; }));

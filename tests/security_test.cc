@@ -40,7 +40,7 @@ TEST(SecurityTest, StateFilesAreOwnerOnly) {
   ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1", "--listen", "tcp://127.0.0.1:*"}).code, 0);
   RunResult submit = env.Run({"submit", "--echo", "1"});
   ASSERT_EQ(submit.code, 0) << submit.err;
-  ASSERT_EQ(env.Run({"gather", Lines(submit.out)[0]}).code, 0);
+  ASSERT_EQ(env.Run({"gather", JobId(submit)}).code, 0);
   ASSERT_EQ(env.Run({"access", "add", "--worker", env.home() + "/w.access"}).code, 0);
   // Then its socket, journal, pid file, log and keys are readable by their owner alone.
   for (const char* file :
@@ -76,7 +76,8 @@ TEST(SecurityTest, PlainTcpIsNeverAnOption) {
   // A TCP endpoint anywhere but --listen (which is always CURVE) is refused with a sentence.
   RunResult broker = env.Run({"broker", "--endpoint", "tcp://127.0.0.1:5555"});
   EXPECT_EQ(broker.code, 2);
-  EXPECT_NE(broker.err.find("--endpoint must be an ipc:// endpoint"), std::string::npos);
+  EXPECT_NE(broker.err.find("--endpoint: must be an ipc:// endpoint"), std::string::npos)
+      << broker.err;
   RunResult worker = env.Run({"worker", "--connect", "tcp://127.0.0.1:5555"});
   EXPECT_EQ(worker.code, 2);
   EXPECT_NE(worker.err.find("needs --access FILE"), std::string::npos) << worker.err;
@@ -96,7 +97,7 @@ TEST(SecurityTest, OrqAccessFromTheEnvironmentReachesARemoteBroker) {
   OrqEnv client({"env", "ORQ_ACCESS=" + access});
   RunResult submit = client.Run({"submit", "--echo", "over tcp"});
   ASSERT_EQ(submit.code, 0) << submit.err;
-  EXPECT_EQ(client.Run({"gather", Lines(submit.out)[0]}).out, "over tcp\n");
+  EXPECT_EQ(client.Run({"gather", JobId(submit)}).out, "over tcp\n");
   RunResult status = client.Run({"status", "--json"});
   ASSERT_EQ(status.code, 0) << status.err;
   EXPECT_EQ(nlohmann::json::parse(status.out)["endpoints"].size(), 2u);

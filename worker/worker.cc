@@ -1,6 +1,7 @@
 #include "worker/worker.h"
 
-#include <utility>  // before Asio under C++20 with Boost 1.74
+#include <unistd.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
@@ -8,7 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
 #include <random>
-#include <unistd.h>
+#include <utility>  // before Asio under C++20 with Boost 1.74
 #include <zmq.hpp>
 
 #include "common/keys.h"
@@ -33,14 +34,15 @@ class WorkerShell {
   explicit WorkerShell(const WorkerConfig& config)
       : config_(config),
         core_(Options(config)),
-        runner_(loop_, RunnerOptions{config.threads, std::chrono::milliseconds(2000), kMaxOutputBytes,
-                                     ::getpid(), config.workdir},
+        runner_(loop_,
+                RunnerOptions{config.threads, std::chrono::milliseconds(2000), kMaxOutputBytes,
+                              ::getpid(), config.workdir},
                 [this](TaskOutcome outcome) { OnDone(std::move(outcome)); }),
         timer_(loop_),
         signals_(loop_, SIGTERM, SIGINT),
         children_(loop_, SIGCHLD) {}
 
-  int Run() {
+  ExitCode Run() {
     Connect();
     signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
       if (ec) return;
@@ -203,7 +205,7 @@ class WorkerShell {
             " exiting");
         break;
     }
-    exit_code_ = kWorkerRefusedExit;
+    exit_code_ = ExitCode::kRefused;
     Exit();
     return false;
   }
@@ -238,8 +240,8 @@ class WorkerShell {
   std::optional<HandshakeWatch> watch_;  // CURVE connections only
   int failed_handshakes_ = 0;            // in a row
   size_t connects_ = 0;                  // picks the endpoint of the next connection
-  int exit_code_ = 0;
-  uint64_t unsent_ = 0;                  // messages dropped by Send()
+  ExitCode exit_code_ = ExitCode::kOk;
+  uint64_t unsent_ = 0;  // messages dropped by Send()
   bool flush_posted_ = false;
   bool exiting_ = false;
   const pid_t parent_ = ::getppid();  // a supervised worker exits when its broker is gone
@@ -247,7 +249,7 @@ class WorkerShell {
 
 }  // namespace
 
-int RunWorker(const WorkerConfig& config) {
+ExitCode RunWorker(const WorkerConfig& config) {
   SetLogComponent("worker");
   std::signal(SIGPIPE, SIG_IGN);
   try {
@@ -255,7 +257,7 @@ int RunWorker(const WorkerConfig& config) {
     return shell.Run();
   } catch (const zmq::error_t& e) {
     Log(std::string("cannot run: ") + e.what());
-    return 3;
+    return ExitCode::kFailed;
   }
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/errors.h"
 #include "common/zmq_util.h"
 
 namespace orq {
@@ -16,21 +17,19 @@ struct WorkerConfig {
   std::vector<std::string> endpoints;  // the broker's; each (re)connect tries the next one
   std::optional<CurveClient> curve;    // for tcp:// (from an access file); ipc:// needs none
   std::string workdir;                 // where shell tasks run; empty: where the worker started
-  int threads = 1;        // cpu thread pool size
-  int async_slots = 0;    // sleep/echo tasks at once; 0 = the default
-  int shell_slots = 0;    // shell tasks at once; 0 = threads
+  int threads = 1;                     // cpu thread pool size
+  int async_slots = 0;                 // sleep/echo tasks at once; 0 = the default
+  int shell_slots = 0;                 // shell tasks at once; 0 = threads
   bool supervised = false;
   std::chrono::milliseconds heartbeat{1000};
 };
 
 inline constexpr int kDefaultAsyncSlots = 16384;
 
-// Exit code of a worker whose key the broker refused (revoked, or never added), or whose handshakes
-// keep failing (the access file holds another broker's key): retrying cannot help.
-inline constexpr int kWorkerRefusedExit = 4;
-
-// Runs until the broker says stop (or, when supervised, is gone), SIGTERM or SIGINT; returns 0, or
-// kWorkerRefusedExit.
-int RunWorker(const WorkerConfig& config);
+// Runs until the broker says stop (or, when supervised, is gone), SIGTERM or SIGINT. Returns kOk;
+// kRefused when the broker refused its key (revoked, or never added) or its handshakes keep failing
+// (the access file holds another broker's key): retrying cannot help; kFailed when its socket
+// cannot be made.
+ExitCode RunWorker(const WorkerConfig& config);
 
 }  // namespace orq

@@ -1,0 +1,294 @@
+// The verbs that run orq's own processes: `up` and `down` (a broker and its workers in the
+// background of this host), and `broker` and `worker` (one of each in the foreground).
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "broker/broker.h"
+#include "cli/client.h"
+#include "cli/verbs.h"
+#include "common/keys.h"
+#include "common/paths.h"
+#include "common/process.h"
+#include "worker/worker.h"
+
+namespace orq {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr milliseconds kStartTimeout{15000};
+constexpr milliseconds kStopTimeout{15000};
+
+// CLI11 checks for endpoints: TCP is always CURVE, so each option takes one scheme only.
+CLI::Validator Scheme(const std::string& scheme, const std::string& why) {
+  return CLI::Validator(
+      [scheme, why](std::string& value) {
+        return value.rfind(scheme, 0) == 0
+                   ? std::string()
+                   : "must be a" + std::string(scheme[0] == 'i' ? "n " : " ") + scheme +
+                         " endpoint, not '" + value + "'" + why;
+      },
+      scheme + "...");
+}
+const CLI::Validator kIpc = Scheme("ipc://", "; TCP goes through --listen, always CURVE-encrypted");
+const CLI::Validator kTcp = Scheme("tcp://", "");
+
+CLI::Option* AddHeartbeat(CLI::App* command, int& ms) {
+  return command->add_option("--heartbeat-ms", ms, "heartbeat interval (liveness is 3 of them)")
+      ->check(CLI::Range(10, 60000));
+}
+
+// ---- orq up
+// ---------------------------------------------------------------------------------------
+
+struct UpOptions {
+  int workers = -1;  // -1: cores
+  int threads = 0;   // 0: cores
+  int heartbeat_ms = 1000;
+  std::vector<std::string> listen;
+};
+
+ExitCode Up(const UpOptions& o) {
+  if (UsingAccessFile())
+    throw UsageError(
+        "orq up starts a broker on this host; --access (or $ORQ_ACCESS) is for reaching a remote "
+        "one");
+  const std::string home = OrqHome();
+  if (long pid = ReadLivePid(PidFile(home))) {
+    Say("orq is already up (broker pid " + std::to_string(pid) + ", " + DefaultEndpoint(home) +
+        ")");
+    return ExitCode::kOk;
+  }
+  const int workers = o.workers >= 0 ? o.workers : Cores();
+  SpawnOptions spawn;
+  spawn.args = {"broker",
+                "--workers",
+                std::to_string(workers),
+                "--threads",
+                std::to_string(o.threads > 0 ? o.threads : Cores()),
+                "--heartbeat-ms",
+                std::to_string(o.heartbeat_ms)};
+  for (const auto& endpoint : o.listen) spawn.args.insert(spawn.args.end(), {"--listen", endpoint});
+  spawn.new_session = true;
+  spawn.output_file = LogFile(home);
+  WriteOwnerOnlyFile(LogFile(home), "");  // owner-only before anything is logged
+  Process broker = Process::SpawnSelf(spawn);
+  const pid_t pid = broker.pid();
+
+  Client client({DefaultEndpoint(home), {}, ""});
+  const auto deadline = Clock::now() + kStartTimeout;
+  while (Clock::now() < deadline) {
+    if (!broker.Running())
+      throw Unreachable("the broker " + Describe(*broker.exit()) + " while starting; its log (" +
+                        LogFile(home) + "):\n" + Tail(LogFile(home), 10));
+    try {
+      Message reply = client.Request(StatusRequest{}, milliseconds(2000));
+      if (auto* status = std::get_if<StatusReply>(&reply)) {
+        if (static_cast<int>(status->workers.size()) >= workers) {
+          broker.Release();  // it runs on after we exit
+          std::string where = DefaultEndpoint(home);
+          for (const auto& e : status->endpoints) {
+            if (e != where) where += ", " + e + " (CURVE)";
+          }
+          std::printf("orq is up: broker pid %d, %d worker%s, %s\n", pid, workers,
+                      workers == 1 ? "" : "s", where.c_str());
+          return ExitCode::kOk;
+        }
+      }
+    } catch (const Unreachable&) {
+      // Not bound yet: try again.
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  broker.Stop(milliseconds(2000));
+  throw Unreachable("the broker did not become ready within 15 s and was stopped. Log: " +
+                    LogFile(home));
+}
+
+// ---- orq down
+// -------------------------------------------------------------------------------------
+
+ExitCode Down() {
+  if (UsingAccessFile()) {  // a remote broker: ask it to stop; its host sees to the rest
+    Client client(FindBroker());
+    client.Request(ShutdownRequest{}, milliseconds(5000));
+    std::printf("the broker at %s is shutting down (running tasks get %lld s to finish)\n",
+                client.endpoint().c_str(), static_cast<long long>(kShutdownGrace.count() / 1000));
+    return ExitCode::kOk;
+  }
+  const std::string home = OrqHome();
+  const long pid = ReadLivePid(PidFile(home));
+  if (!pid) {
+    ::unlink(PidFile(home).c_str());
+    Say("orq is not running");
+    return ExitCode::kOk;
+  }
+  bool asked = true;
+  try {
+    Client client({DefaultEndpoint(home), {}, ""});
+    client.Request(ShutdownRequest{}, milliseconds(5000));
+  } catch (const Unreachable&) {
+    Say("orq: the broker (pid " + std::to_string(pid) + ") did not answer; sending SIGTERM");
+    asked = false;
+  }
+  // Asked, it stops by itself; otherwise it gets TERM. Either way it has kStopTimeout, then KILL.
+  const pid_t broker = static_cast<pid_t>(pid);
+  if (!asked) ::kill(broker, SIGTERM);
+  if (!WaitForExit(broker, Clock::now() + kStopTimeout)) {
+    Say("orq: the broker (pid " + std::to_string(pid) + ") did not stop within 15 s; killing it");
+    StopProcess(broker, milliseconds(0));
+  }
+  std::printf("orq is down (broker pid %ld stopped)\n", pid);
+  return ExitCode::kOk;
+}
+
+// ---- orq broker
+// -----------------------------------------------------------------------------------
+
+struct BrokerOptions {
+  BrokerConfig config;
+  std::string endpoint;
+  std::vector<std::string> listen;
+  std::string keys_dir;
+  int workers = 0, threads = 0, heartbeat_ms = 1000;
+  std::string journal;
+  bool no_journal = false;
+  double retention_hours = 0;
+};
+
+ExitCode Broker(BrokerOptions& o) {
+  BrokerConfig& broker = o.config;
+  const std::string home = OrqHome();
+  std::string endpoint = o.endpoint, journal = o.journal;
+  if (endpoint.empty()) {
+    if (long pid = ReadLivePid(PidFile(home)))
+      throw UsageError("a broker is already running in " + home + " (pid " + std::to_string(pid) +
+                       ")");
+    endpoint = DefaultEndpoint(home);
+    broker.pid_file = PidFile(home);
+    if (journal.empty()) journal = home + "/journal.db";
+  }
+  if (!o.no_journal) broker.journal = journal;
+  broker.retention = std::chrono::seconds(static_cast<int64_t>(o.retention_hours * 3600));
+  broker.endpoints = {endpoint};
+  broker.listen = o.listen;
+  if (!o.listen.empty()) broker.keys_dir = o.keys_dir.empty() ? KeysDir(home) : o.keys_dir;
+  broker.workers = o.workers;
+  broker.threads = o.threads > 0 ? o.threads : Cores();
+  broker.heartbeat = milliseconds(o.heartbeat_ms);
+  return RunBroker(broker);
+}
+
+// ---- orq worker
+// -----------------------------------------------------------------------------------
+
+struct WorkerOptions {
+  WorkerConfig config;
+  std::string connect;
+  int heartbeat_ms = 1000;
+};
+
+ExitCode Worker(WorkerOptions& o) {
+  WorkerConfig& worker = o.config;
+  if (o.connect.empty() == !UsingAccessFile())
+    throw UsageError(
+        "give --connect ipc://... (a broker on this host) or --access FILE (a broker "
+        "over TCP), not both or neither");
+  if (!o.connect.empty()) {
+    worker.endpoints = {o.connect};
+  } else {
+    const std::string& path = AccessFilePath();
+    AccessFile file = ReadAccessFile(path);
+    if (file.role != Role::kWorker)
+      throw UsageError(path + " is a " + std::string(RoleName(file.role)) +
+                       " access file; a worker needs one from 'orq access add --worker FILE'");
+    worker.endpoints = file.endpoints;
+    worker.curve = CurveClient{file.broker_public_key, file.keys.public_key, file.keys.secret_key};
+  }
+  if (!worker.workdir.empty()) worker.workdir = std::filesystem::absolute(worker.workdir);
+  if (worker.threads <= 0) worker.threads = Cores();
+  worker.heartbeat = milliseconds(o.heartbeat_ms);
+  return RunWorker(worker);
+}
+
+}  // namespace
+
+Verb RegisterUp(CLI::App& app) {
+  auto o = std::make_shared<UpOptions>();
+  auto* up = app.add_subcommand("up", "Start the broker and workers in the background");
+  up->add_option("-w,--workers", o->workers, "worker processes (default: cores)")
+      ->check(CLI::NonNegativeNumber);
+  up->add_option("-t,--threads", o->threads, "threads per worker pool (default: cores)")
+      ->check(CLI::PositiveNumber);
+  AddHeartbeat(up, o->heartbeat_ms);
+  up->add_option("--listen", o->listen,
+                 "also listen on tcp://HOST:PORT (always CURVE; see 'orq access')")
+      ->check(kTcp);
+  return {up, [o] { return Up(*o); }};
+}
+
+Verb RegisterDown(CLI::App& app) {
+  auto* down = app.add_subcommand("down", "Stop the background broker and its workers");
+  return {down, [] { return Down(); }};
+}
+
+Verb RegisterBroker(CLI::App& app) {
+  auto o = std::make_shared<BrokerOptions>();
+  auto* cmd = app.add_subcommand("broker", "Run the broker in the foreground");
+  cmd->add_option("--endpoint", o->endpoint,
+                  "endpoint to bind (default: ipc://$ORQ_HOME/broker.ipc)")
+      ->check(kIpc);
+  cmd->add_option("--listen", o->listen,
+                  "also listen on tcp://HOST:PORT, e.g. tcp://0.0.0.0:5555 (always CURVE: only "
+                  "keys added with 'orq access add' get in)")
+      ->check(kTcp);
+  cmd->add_option("--keys", o->keys_dir, "the keys directory (default $ORQ_HOME/keys)");
+  cmd->add_option("-w,--workers", o->workers, "local workers to start and keep alive")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("-t,--threads", o->threads, "threads per local worker (default: cores)")
+      ->check(CLI::PositiveNumber);
+  AddHeartbeat(cmd, o->heartbeat_ms);
+  auto* journal = cmd->add_option("--journal", o->journal,
+                                  "SQLite journal (default: $ORQ_HOME/journal.db with the default "
+                                  "endpoint)");
+  cmd->add_flag("--no-journal", o->no_journal, "keep results in memory only")->excludes(journal);
+  cmd->add_option("--retention-hours", o->retention_hours,
+                  "forget finished jobs this long after they finish (default: keep)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-job-tasks", o->config.max_tasks_per_job, "tasks one job may hold")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-message-bytes", o->config.max_message_bytes,
+                  "largest message a peer may send (default 256 MiB)")
+      ->check(CLI::Range(size_t{1024}, kMaxMessageBytes));
+  return {cmd, [o] { return Broker(*o); }};
+}
+
+Verb RegisterWorker(CLI::App& app) {
+  auto o = std::make_shared<WorkerOptions>();
+  auto* cmd = app.add_subcommand("worker", "Run a worker in the foreground");
+  cmd->add_option("--connect", o->connect,
+                  "the local broker's ipc:// endpoint (a remote one: --access FILE)")
+      ->check(Scheme("ipc://",
+                     "; over TCP a worker needs --access FILE from 'orq access add "
+                     "--worker'"));
+  cmd->add_option("--workdir", o->config.workdir,
+                  "directory shell tasks run in (default: where the worker starts)")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("-t,--threads", o->config.threads, "cpu threads (default: cores)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--slots", o->config.async_slots, "sleep/echo tasks at once")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--shell-slots", o->config.shell_slots, "shell tasks at once (default: threads)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--supervised", o->config.supervised,
+                "exit when the broker is gone instead of reconnecting");
+  AddHeartbeat(cmd, o->heartbeat_ms);
+  return {cmd, [o] { return Worker(*o); }};
+}
+
+}  // namespace orq

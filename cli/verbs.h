@@ -1,0 +1,49 @@
+// The CLI's verbs. Each registers itself: Register*(app) adds its subcommand with its options and
+// CLI11's checks (ranges, excludes, needs, IsMember, delimiters) and returns the function that runs
+// it once the command line has parsed. main() (cli/main.cc) registers them all, parses, runs the
+// chosen one and turns what escapes into an exit code (common/errors.h) in one place.
+//
+// To add a verb: write its Register function in the file of its group, list it here and in
+// main()'s table, and document it in the README.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+#include "common/errors.h"
+
+namespace orq {
+
+struct Verb {
+  CLI::App* command;               // the subcommand; run when it was given
+  std::function<ExitCode()> main;  // reads the options the parse filled in
+};
+
+// cli/commands.cc: jobs on a broker
+Verb RegisterRun(CLI::App& app);
+Verb RegisterSubmit(CLI::App& app);
+Verb RegisterGather(CLI::App& app);
+Verb RegisterStatus(CLI::App& app);
+Verb RegisterCancel(CLI::App& app);
+Verb RegisterForget(CLI::App& app);
+// cli/serve.cc: the broker and workers
+Verb RegisterUp(CLI::App& app);
+Verb RegisterDown(CLI::App& app);
+Verb RegisterBroker(CLI::App& app);
+Verb RegisterWorker(CLI::App& app);
+// cli/access.cc
+Verb RegisterAccess(CLI::App& app);
+// cli/bench.cc
+Verb RegisterBench(CLI::App& app);
+
+// Shared by the verbs.
+void Say(const std::string& sentence);  // one line on stderr
+int Cores();                            // the machine's, at least 1
+// The last `lines` lines of a log file, indented, for a sentence about what went wrong.
+std::string Tail(const std::string& file, size_t lines);
+
+// Registers every verb and the global options, parses the command line, runs the chosen verb and
+// returns its exit code: the whole of main().
+int Main(int argc, char** argv);
+
+}  // namespace orq

@@ -1,0 +1,81 @@
+#include "cli/verbs.h"
+
+#include <gtest/gtest.h>
+
+namespace orq {
+namespace {
+
+// The whole command line as main() registers it, parsed without running anything.
+class VerbsTest : public ::testing::Test {
+ protected:
+  VerbsTest() {
+    app_.require_subcommand(1);
+    for (auto* r : {RegisterRun, RegisterSubmit, RegisterGather, RegisterStatus, RegisterCancel,
+                    RegisterForget, RegisterUp, RegisterDown, RegisterBroker, RegisterWorker,
+                    RegisterAccess, RegisterBench})
+      verbs_.push_back(r(app_));
+  }
+  // "" when `args` parse; else CLI11's sentence.
+  std::string Parse(std::vector<std::string> args) {
+    std::reverse(args.begin(), args.end());  // CLI11 takes them last-first
+    try {
+      app_.parse(args);
+      return "";
+    } catch (const CLI::ParseError& e) {
+      return e.what();
+    }
+  }
+  CLI::App app_{"orq"};
+  std::vector<Verb> verbs_;
+};
+
+TEST_F(VerbsTest, EveryVerbRegistersOneSubcommand) {
+  std::set<std::string> names;
+  for (const auto& v : verbs_) names.insert(v.command->get_name());
+  EXPECT_EQ(names, (std::set<std::string>{"run", "submit", "gather", "status", "cancel", "forget",
+                                          "up", "down", "broker", "worker", "access", "bench"}));
+}
+
+TEST_F(VerbsTest, GoodCommandLinesParse) {
+  EXPECT_EQ(Parse({"submit", "--sleep", "1", "--result", "x", "--retry-backoff", "0.5,10"}), "");
+  EXPECT_EQ(Parse({"submit", "--retries", "2", "--", "sh", "-c", "exit 1"}), "");
+  EXPECT_EQ(Parse({"gather", "j7", "j7.2", "8"}), "");
+  EXPECT_EQ(Parse({"bench", "noop", "tcp"}), "");
+  EXPECT_EQ(Parse({"broker", "--endpoint", "ipc:///tmp/x", "--listen", "tcp://0.0.0.0:5555"}), "");
+  EXPECT_EQ(Parse({"access", "add", "--worker", "w.json"}), "");
+}
+
+// Each mistake is refused by CLI11's own checks, in a sentence that names the flag or value.
+TEST_F(VerbsTest, MistakesAreRefusedNamingTheFlag) {
+  EXPECT_NE(Parse({"submit", "--sleep", "1", "--cpu", "2"}).find("--sleep"), std::string::npos);
+  EXPECT_NE(Parse({"submit", "--sleep", "1", "--", "true"}).find("excludes --sleep"),
+            std::string::npos);
+  EXPECT_EQ(Parse({"submit", "--echo", "1", "--result", "2"}), "--result requires --sleep");
+  EXPECT_NE(Parse({"submit", "--sleep", "1", "--retry-backoff", "1,x"}).find("--retry-backoff"),
+            std::string::npos);
+  EXPECT_NE(Parse({"submit", "--sleep", "-1"}).find("--sleep"), std::string::npos);
+  EXPECT_NE(Parse({"gather", "x7"}).find("'x7' is not a job or task id"), std::string::npos);
+  EXPECT_NE(Parse({"forget", "j7.1"}).find("'j7.1' is not a job id"), std::string::npos);
+  EXPECT_NE(Parse({"bench", "nope"}).find("nope not in"), std::string::npos);
+  EXPECT_NE(Parse({"broker", "--endpoint", "tcp://h:1"}).find("--endpoint: must be an ipc://"),
+            std::string::npos);
+  EXPECT_NE(Parse({"up", "--listen", "udp://h:1"}).find("--listen: must be a tcp://"),
+            std::string::npos);
+  EXPECT_NE(Parse({"worker", "--connect", "tcp://h:1"}).find("--connect"), std::string::npos);
+  EXPECT_NE(Parse({"broker", "--journal", "j.db", "--no-journal"}).find("excludes"),
+            std::string::npos);
+  EXPECT_NE(Parse({"access", "add", "--worker", "a", "--client", "b"}).find("--worker"),
+            std::string::npos);
+  EXPECT_NE(Parse({"access", "add"}).find("--worker"), std::string::npos);
+  EXPECT_NE(Parse({"run"}).find("file"), std::string::npos);
+}
+
+TEST(ExitCodeTest, EveryBrokerErrorHasItsCode) {
+  EXPECT_EQ(ExitCodeOf(ErrorCode::kBadRequest), ExitCode::kUsage);
+  EXPECT_EQ(ExitCodeOf(ErrorCode::kUnknownId), ExitCode::kUsage);
+  EXPECT_EQ(ExitCodeOf(ErrorCode::kShuttingDown), ExitCode::kUnreachable);
+  EXPECT_EQ(ExitCodeOf(ErrorCode::kForbidden), ExitCode::kRefused);
+}
+
+}  // namespace
+}  // namespace orq
