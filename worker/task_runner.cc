@@ -4,6 +4,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
@@ -168,6 +169,19 @@ void TaskRunner::ShellEnded(TaskId id, SubprocessResult e) {
                    },
                },
                e.status);
+  }
+  // Killed by a stop signal nobody in orq sent: perhaps its worker is being stopped too (Slurm,
+  // systemd and a terminal signal a whole job or group at once, in no set order). Held for a
+  // moment: if the worker stops meanwhile, KillAll() drops it and the broker runs it again.
+  if (const auto* killed = std::get_if<Killed>(&e.status);
+      killed && r.stop_status == TaskStatus::kOk &&
+      (killed->signal == SIGTERM || killed->signal == SIGINT || killed->signal == SIGHUP)) {
+    r.deadline.expires_after(options_.stop_signal_window);
+    r.deadline.async_wait(
+        [this, id, outcome = std::move(outcome)](const boost::system::error_code& ec) mutable {
+          if (!ec) Complete(id, std::move(outcome));
+        });
+    return;
   }
   Complete(id, std::move(outcome));
 }

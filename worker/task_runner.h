@@ -28,6 +28,9 @@ struct RunnerOptions {
   size_t output_limit = kMaxOutputBytes;
   int64_t pid = 0;      // reported as the worker in outcomes
   std::string workdir;  // where shell tasks run; empty: the worker's own directory
+  // How long a shell task killed by SIGTERM, SIGINT or SIGHUP from outside is held before it is
+  // reported failed, in case its worker is being stopped by the same hand (then it runs again).
+  std::chrono::milliseconds stop_signal_window{500};
 };
 
 class TaskRunner {
@@ -40,7 +43,8 @@ class TaskRunner {
   void Start(const Assignment& assignment);
   // Stops a running task; it is reported with status cancelled. Unknown ids are ignored.
   void Cancel(TaskId id);
-  // Kills every child and abandons every task, without reporting them (the worker is exiting).
+  // Kills every child and abandons every task, without reporting them (the worker is exiting; the
+  // broker runs them again). Also those held after a stop signal (RunnerOptions).
   void KillAll();
   // Reaps exited children; the worker's SIGCHLD handler calls it.
   void ReapChildren();

@@ -120,6 +120,38 @@ TEST_F(TaskRunnerTest, ShellOutputBeyondTheLimitIsTruncatedAndFlagged) {
   EXPECT_TRUE(done_[0].shell->truncated);
 }
 
+TEST_F(TaskRunnerTest, AShellTaskKilledFromOutsideFailsSayingBySignal) {
+  // Given a task killed by a signal orq did not send (KILL: reported at once; TERM: after the
+  // window in which its worker might be stopping too),
+  Start(0, Shell({"sh", "-c", "kill -KILL $$"}));
+  Start(1, Shell({"sh", "-c", "kill -TERM $$"}));
+  WaitFor(2);
+  // Then both fail, saying by which signal.
+  for (const auto& o : done_) {
+    EXPECT_EQ(o.status, TaskStatus::kFailed);
+    ASSERT_TRUE(o.shell);
+  }
+  EXPECT_EQ(done_[0].error, "killed by signal 9 (SIGKILL)");
+  EXPECT_EQ(done_[0].shell->exit_code, 137);
+  EXPECT_EQ(done_[1].error, "killed by signal 15 (SIGTERM)");
+  EXPECT_EQ(done_[1].shell->exit_code, 143);
+}
+
+TEST_F(TaskRunnerTest, ATaskKilledByTermAsItsWorkerStopsIsHandedBackNotFailed) {
+  // Given a task killed by SIGTERM (as Slurm signals every process of a job that ends),
+  Start(0, Shell({"sh", "-c", "kill -TERM $$"}));
+  Start(1, Sleep(0.3));  // marks time: the TERM was long seen when it ends
+  WaitFor(1);
+  ASSERT_EQ(done_[0].id.index, 1u) << "the killed task was reported before its worker stopped";
+  EXPECT_EQ(runner_.running(), 1u);  // held
+  // When its worker stops within the window, the task is dropped, not reported failed (the
+  // broker runs it again after the worker's goodbye).
+  runner_.KillAll();
+  EXPECT_EQ(runner_.running(), 0u);
+  loop_.run_for(milliseconds(700));
+  EXPECT_EQ(done_.size(), 1u);
+}
+
 TEST_F(TaskRunnerTest, MissingProgramFails) {
   Start(0, Shell({"no-such-program-orq"}));
   WaitFor(1);
