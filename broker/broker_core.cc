@@ -97,31 +97,45 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
     worker->last_seen = now;
   }
   std::visit(Overloaded{
-                 [&](SubmitRequest& m) { Submit(from, m, now, out); },
-                 [&](GatherRequest& m) { Gather(from, m, out); },
-                 [&](StatusRequest&) { Status(from, out); },
-                 [&](CancelRequest& m) { Cancel(from, m, out); },
-                 [&](ShutdownRequest&) { Shutdown(from, out); },
+                 [&](SubmitRequest& m) {
+    Submit(from, m, now, out); },
+                 [&](GatherRequest& m) {
+    Gather(from, m, out); },
+                 [&](StatusRequest&) {
+    Status(from, out); },
+                 [&](CancelRequest& m) {
+    Cancel(from, m, out); },
+                 [&](ShutdownRequest&) {
+    Shutdown(from, out); },
                  [&](PingRequest&) {
-                   out.push_back({from, PongReply{options_.broker_pid}});
+    out.push_back({from, PongReply{options_.broker_pid}});
                  },
-                 [&](ForgetRequest& m) { Forget(from, m, out); },
-                 [&](ReadyMessage& m) { Register(from, role, m, now, out); },
+                 [&](ForgetRequest& m) {
+    Forget(from, m, out); },
+                 [&](ReadyMessage& m) {
+    Register(from, role, m, now, out); },
                  [&](WorkerResultsMessage& m) {
-                   if (worker) return Results(*worker, m, now, out);
-                   // A worker we dropped (paused, partitioned): its results are stale; it must
-                   // register again, telling us what it still runs.
-                   counters_.stale_results += m.outcomes.size();
-                   out.push_back({from, ReregisterMessage{}});
+    if (worker) return Results(*worker, m, now, out);
+    // A worker we dropped (paused, partitioned): its results are stale; it must
+    // register again, telling us what it still runs.
+    counters_.stale_results += m.outcomes.size();
+    out.push_back({from, ReregisterMessage{}});
                  },
                  [&](HeartbeatMessage&) {
-                   if (!worker) out.push_back({from, ReregisterMessage{}});
+    if (!worker) out.push_back({from, ReregisterMessage{}});
                  },
                  [&](GoodbyeMessage&) {
-                   if (worker) DropWorker(worker_ids_.at(from), "it left", out);
+    if (worker) DropWorker(worker_ids_.at(from), "it left", out);
                  },
-                 [&](auto&) { ++counters_.unexpected; },  // handled by the shell (access reloads)
-             },
+                 [&](ReloadAccessRequest&) {
+    ++counters_.unexpected; },  // the shell answers it
+                 // Replies and messages for workers are not for the broker. A message for the
+                 // broker has its case above: a new one without one does not compile.
+                 [&]<typename T>(T&) requires(!ToBroker(T::kCommand)) { ++counters_.unexpected;
+}
+,
+}  // namespace orq
+,
              message);
 }
 

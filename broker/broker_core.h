@@ -11,8 +11,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <deque>
+#include <memory>
 #include <queue>
 #include <random>
 #include <string>
@@ -36,8 +36,8 @@ struct Outgoing {
 struct BrokerOptions {
   std::chrono::milliseconds heartbeat_interval = kHeartbeatInterval;
   int liveness = kHeartbeatLiveness;
-  int64_t broker_pid = 0;  // for status and pong
-  std::string endpoint;    // for status: the ipc:// endpoint local peers use
+  int64_t broker_pid = 0;           // for status and pong
+  std::string endpoint;             // for status: the ipc:// endpoint local peers use
   std::vector<std::string> listen;  // for status: the TCP endpoints bound (CURVE)
   size_t max_tasks_per_job = kMaxTasksPerJob;
   // Finished jobs are forgotten this long after their last task finished; zero keeps them.
@@ -59,7 +59,8 @@ class BrokerCore {
   void Handle(const std::string& from, Message message, SteadyTime now, std::vector<Outgoing>& out,
               Role role = Role::kLocal);
   // A frame from `from` that did not decode: counted, and the sender is told if it is a client.
-  void HandleMalformed(const std::string& from, const std::string& what, std::vector<Outgoing>& out);
+  void HandleMalformed(const std::string& from, const std::string& what,
+                       std::vector<Outgoing>& out);
   // Sending to `peer` failed (it is gone): forget its gather requests.
   void PeerUnreachable(const std::string& peer);
   // The key of `peer` was revoked and its connection dropped: a worker loses its leases as a lost
@@ -88,9 +89,9 @@ class BrokerCore {
     TaskSpec* spec = nullptr;  // in its Job's specs; cleared of its payload once finished
     State state = State::kQueued;
     bool cancel_requested = false;  // while kRunning: the worker was told to stop it
-    uint32_t attempt = 0;     // executions started so far
-    uint32_t failures = 0;    // failed executions that were retried
-    uint32_t worker = 0;      // the worker holding the lease while kRunning
+    uint32_t attempt = 0;           // executions started so far
+    uint32_t failures = 0;          // failed executions that were retried
+    uint32_t worker = 0;            // the worker holding the lease while kRunning
   };
   struct Job {
     std::vector<TaskSpec> specs;  // as submitted; never resized, so Task::spec stays valid
@@ -184,8 +185,8 @@ class BrokerCore {
   struct ReadyQueue : std::priority_queue<QueueEntry> {
     void Reserve(size_t n) { c.reserve(n); }
   };
-  ReadyQueue ready_[kTaskClassCount];  // may hold stale (cancelled) entries
-  std::priority_queue<DelayedEntry> delayed_;                // idem
+  ReadyQueue ready_[kTaskClassCount];          // may hold stale (cancelled) entries
+  std::priority_queue<DelayedEntry> delayed_;  // idem
   std::unordered_map<uint32_t, Worker> workers_;
   std::unordered_map<std::string, uint32_t> worker_ids_;  // ROUTER identity -> worker id
   uint32_t next_worker_ = 1;

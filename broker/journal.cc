@@ -1,9 +1,9 @@
 #include "broker/journal.h"
 
+#include <sqlite3.h>
 #include <sys/stat.h>
 
-#include <sqlite3.h>
-
+#include <bit>
 #include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -17,15 +17,16 @@ namespace {
 
 enum EventKind : int { kLeases = 1, kRetries = 2, kCancels = 3, kOutcomes = 4 };
 
-// Leases and cancels are fixed-size records packed as little-endian uint32s.
-template <typename T>
-std::string Pack(const std::vector<T>& items) {
+// Leases and cancels are fixed-size records, copied as they are in memory: the journal stays on
+// the host that wrote it, and orq builds only where that is little-endian (checked here).
+static_assert(std::endian::native == std::endian::little,
+              "the journal's records are little-endian");
+template <typename T> std::string Pack(const std::vector<T>& items) {
   std::string out(items.size() * sizeof(T), '\0');
   if (!items.empty()) std::memcpy(out.data(), items.data(), out.size());
   return out;
 }
-template <typename T>
-std::vector<T> Unpack(std::string_view bytes) {
+template <typename T> std::vector<T> Unpack(std::string_view bytes) {
   std::vector<T> items(bytes.size() / sizeof(T));
   if (!items.empty()) std::memcpy(items.data(), bytes.data(), items.size() * sizeof(T));
   return items;
@@ -192,8 +193,9 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
   Statement select_jobs(db_, "SELECT job, submitted, specs FROM jobs ORDER BY job");
   while (select_jobs.Next()) {
     auto specs = DecodeSpecs(select_jobs.Blob(2));
-    if (!specs) throw std::runtime_error("journal: the specs of job " +
-                                         std::to_string(select_jobs.Int(0)) + " are corrupt");
+    if (!specs)
+      throw std::runtime_error("journal: the specs of job " + std::to_string(select_jobs.Int(0)) +
+                               " are corrupt");
     RecoveredJob job;
     job.job = static_cast<uint64_t>(select_jobs.Int(0));
     job.submitted = select_jobs.Real(1);

@@ -48,11 +48,11 @@ class NullJournal final : public Journal {
 // One task as the journal last saw it.
 struct RecoveredTask {
   TaskSpec spec;
-  uint32_t attempts = 0;   // executions started
-  uint32_t failures = 0;   // failed attempts that were retried
+  uint32_t attempts = 0;  // executions started
+  uint32_t failures = 0;  // failed attempts that were retried
   bool cancel_requested = false;
   std::optional<TaskOutcome> outcome;  // set when finished
-  double retry_due = 0;    // wall-clock seconds; set while a retry waits
+  double retry_due = 0;                // wall-clock seconds; set while a retry waits
   std::string last_error;
 };
 

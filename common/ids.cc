@@ -6,9 +6,7 @@ namespace orq {
 
 std::string FormatJobId(uint64_t job) { return "j" + std::to_string(job); }
 
-std::string FormatTaskId(TaskId id) {
-  return FormatJobId(id.job) + "." + std::to_string(id.index);
-}
+std::string FormatTaskId(TaskId id) { return FormatJobId(id.job) + "." + std::to_string(id.index); }
 
 std::optional<IdRef> ParseId(std::string_view text) {
   if (!text.empty() && text.front() == 'j') text.remove_prefix(1);
@@ -27,21 +25,30 @@ std::optional<IdRef> ParseId(std::string_view text) {
 
 std::string_view StatusName(TaskStatus status) {
   switch (status) {
-    case TaskStatus::kOk: return "ok";
-    case TaskStatus::kFailed: return "failed";
-    case TaskStatus::kTimeout: return "timeout";
-    case TaskStatus::kCancelled: return "cancelled";
-    case TaskStatus::kWorkerLost: return "worker_lost";
+    case TaskStatus::kOk:
+      return "ok";
+    case TaskStatus::kFailed:
+      return "failed";
+    case TaskStatus::kTimeout:
+      return "timeout";
+    case TaskStatus::kCancelled:
+      return "cancelled";
+    case TaskStatus::kWorkerLost:
+      return "worker_lost";
   }
   return "?";
 }
 
 std::string_view RoleName(Role role) {
   switch (role) {
-    case Role::kLocal: return "local";
-    case Role::kClient: return "client";
-    case Role::kWorker: return "worker";
-    case Role::kRevoked: return "revoked";
+    case Role::kLocal:
+      return "local";
+    case Role::kClient:
+      return "client";
+    case Role::kWorker:
+      return "worker";
+    case Role::kRevoked:
+      return "revoked";
   }
   return "?";
 }

@@ -43,7 +43,7 @@ HandshakeWatch::Event HandshakeWatch::Read() {
     if (event.size() < 6) continue;
     uint16_t id = 0;
     std::memcpy(&id, event.data(), 2);
-    Event e = id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED   ? Event::kSucceeded
+    Event e = id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED     ? Event::kSucceeded
               : id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? Event::kRefused
                                                       : Event::kFailed;
     if (worst != Event::kRefused) worst = e;  // the latest, except that a refusal sticks
@@ -58,7 +58,8 @@ bool SendMessage(zmq::socket_t& socket, const Message& message, std::string_view
     // Only the first frame can fail to queue (would block, or no such peer); once it is in, the
     // rest of a multipart message always follows.
     if (!identity.empty()) {
-      if (!socket.send(zmq::buffer(identity.data(), identity.size()), flags | zmq::send_flags::sndmore))
+      if (!socket.send(zmq::buffer(identity.data(), identity.size()),
+                       flags | zmq::send_flags::sndmore))
         return false;
       flags = zmq::send_flags::none;
     }
@@ -98,7 +99,8 @@ std::optional<Received> ReceiveMessage(zmq::socket_t& socket, bool router, zmq::
     received.fd = zmq_msg_get(frames[first].handle(), ZMQ_SRCFD);
   }
   if (frames.size() != first + 3) {
-    received.message = DecodeError{"expected 3 frames, got " + std::to_string(frames.size() - first)};
+    received.message =
+        DecodeError{"expected 3 frames, got " + std::to_string(frames.size() - first)};
     return received;
   }
   received.message = Decode(frames[first].to_string_view(), frames[first + 1].to_string_view(),

@@ -13,7 +13,7 @@ struct CheckReport {
   std::vector<std::string> duplicated;  // more than one result line
   std::vector<std::string> unexpected;  // a result for a task not submitted
   std::vector<std::string> out_of_order;
-  std::vector<std::string> wrong;       // status or result not what the task should give
+  std::vector<std::string> wrong;  // status or result not what the task should give
   bool ok() const {
     return lost.empty() && duplicated.empty() && unexpected.empty() && out_of_order.empty() &&
            wrong.empty();

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tests/harness.h"
 
@@ -70,16 +71,24 @@ TEST(DaemonTest, UpSubmitGatherStatusCancelDown) {
   // Cancel: a running shell task and a delayed one.
   std::string running = Submit(env, {"--", "sleep", "60"});
   std::string waiting = Submit(env, {"--delay", "60", "--sleep", "1"});
-  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
-  while (Status(env)["tasks"]["running"] != 1 && std::chrono::steady_clock::now() < deadline) {
-  }
+  const auto deadline = std::chrono::steady_clock::now() + seconds(20);
+  while (Status(env)["tasks"]["running"] != 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(Status(env)["tasks"]["running"], 1) << "the shell task never started";
   RunResult cancel = env.Run({"cancel", running, waiting});
   EXPECT_EQ(cancel.code, 0) << cancel.err;
   EXPECT_EQ(cancel.out, "cancelled 2 tasks\n");
   RunResult cancelled = env.Run({"gather", "--json", running, waiting});
   EXPECT_EQ(cancelled.code, 1);
-  for (const auto& line : Lines(cancelled.out))
-    EXPECT_EQ(nlohmann::json::parse(line)["status"], "cancelled");
+  const auto outcomes = Lines(cancelled.out);
+  ASSERT_EQ(outcomes.size(), 2u) << cancelled.out;
+  const auto was_running = nlohmann::json::parse(outcomes[0]);
+  const auto was_waiting = nlohmann::json::parse(outcomes[1]);
+  EXPECT_EQ(was_running["status"], "cancelled");
+  EXPECT_EQ(was_running["error"].get<std::string>().rfind("cancelled while running", 0), 0u)
+      << was_running;  // stopped on its worker
+  EXPECT_EQ(was_waiting["status"], "cancelled");
+  EXPECT_EQ(was_waiting["error"], "cancelled before it started");
   status = Status(env);
   EXPECT_EQ(status["tasks"]["cancelled"], 2);
   EXPECT_EQ(status["tasks"]["done"], 7);  // 4 single tasks, a job of 2, the delayed one

@@ -2,6 +2,7 @@
 // serving others.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
@@ -53,28 +54,50 @@ TEST(GarbageTest, BrokerCountsMalformedFramesAndKeepsServing) {
   EXPECT_EQ(replies, 7);
 }
 
+// Waits for `event` (ZMQ_EVENT_*) on a socket monitor; false after `timeout`.
+bool WaitEvent(zmq::socket_t& monitor, uint16_t event, std::chrono::milliseconds timeout) {
+  monitor.set(zmq::sockopt::rcvtimeo, static_cast<int>(timeout.count()));
+  for (;;) {
+    zmq::message_t head, address;
+    if (!monitor.recv(head) || !monitor.recv(address)) return false;
+    uint16_t got = 0;
+    std::memcpy(&got, head.data(), sizeof got);
+    if (got == event) return true;
+  }
+}
+
 TEST(GarbageTest, HugeFrameDropsOnlyItsSender) {
   OrqEnv env;
   // Given a broker that takes messages of at most 64 KiB,
-  pid_t broker = env.Start({"broker", "-w", "1", "-t", "1", "--max-message-bytes", "65536"});
+  env.Start({"broker", "-w", "1", "-t", "1", "--max-message-bytes", "65536"});
   ASSERT_TRUE(env.WaitProcesses(2, std::chrono::seconds(20)));
-  // When a peer sends a 1 MiB frame,
+  // and a peer connected to it (its connection watched),
   zmq::context_t ctx;
   zmq::socket_t junk(ctx, zmq::socket_type::dealer);
   junk.set(zmq::sockopt::linger, 1000);
+  junk.set(zmq::sockopt::reconnect_ivl, -1);  // a dropped connection stays dropped
+  ASSERT_EQ(zmq_socket_monitor(junk.handle(), "inproc://junk-monitor",
+                               ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED),
+            0);
+  zmq::socket_t monitor(ctx, zmq::socket_type::pair);
+  monitor.connect("inproc://junk-monitor");
   junk.connect("ipc://" + env.home() + "/broker.ipc");
+  ASSERT_TRUE(WaitEvent(monitor, ZMQ_EVENT_CONNECTED, std::chrono::seconds(20)));
+  // When the peer sends a 1 MiB frame,
   std::string huge(1 << 20, 'x');
   junk.send(zmq::buffer(std::string("ORQ2")), zmq::send_flags::sndmore);
   junk.send(zmq::buffer(std::string("\x10")), zmq::send_flags::sndmore);
   junk.send(zmq::buffer(huge), zmq::send_flags::none);
-  // Then the broker drops that connection and goes on serving everyone else.
+  // Then the broker drops that connection (the frame arrived, and was too big),
+  EXPECT_TRUE(WaitEvent(monitor, ZMQ_EVENT_DISCONNECTED, std::chrono::seconds(20)))
+      << "the broker kept the connection of a peer that sent 1 MiB";
+  // and goes on serving everyone else.
   RunResult submit = env.Run({"submit", "--echo", "fine"});
   ASSERT_EQ(submit.code, 0) << submit.err;
   EXPECT_EQ(env.Run({"gather", JobId(submit)}).out, "fine\n");
   auto status = nlohmann::json::parse(env.Run({"status", "--json"}).out);
   EXPECT_EQ(status["jobs"], 1);
   EXPECT_EQ(status["counters"]["malformed"], 0);  // zmq refused it before the broker saw it
-  (void)broker;
 }
 
 }  // namespace

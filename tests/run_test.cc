@@ -73,19 +73,20 @@ TEST(RunTest, MixedKindsAndJsonOutput) {
 
 TEST(RunTest, ReadsTasksFromStdin) {
   OrqEnv env;
-  RunResult r = env.Run({"run", "-w", "1", "-"},
-                        "{\"kind\": \"echo\", \"value\": \"a\"}\n{\"kind\": \"echo\", \"value\": 2}\n");
+  RunResult r =
+      env.Run({"run", "-w", "1", "-"},
+              "{\"kind\": \"echo\", \"value\": \"a\"}\n{\"kind\": \"echo\", \"value\": 2}\n");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "a\n2\n");
 }
 
 TEST(RunTest, ShellFailuresExitOneWithCodeAndStderr) {
   OrqEnv env;
-  std::string file = env.WriteFile(
-      "fail.jsonl",
-      "{\"kind\": \"shell\", \"cmd\": \"echo partial; echo broken >&2; exit 3\"}\n"
-      "{\"kind\": \"shell\", \"argv\": [\"true\"]}\n"
-      "{\"kind\": \"shell\", \"argv\": [\"no-such-command-orq\"]}\n");
+  std::string file =
+      env.WriteFile("fail.jsonl",
+                    "{\"kind\": \"shell\", \"cmd\": \"echo partial; echo broken >&2; exit 3\"}\n"
+                    "{\"kind\": \"shell\", \"argv\": [\"true\"]}\n"
+                    "{\"kind\": \"shell\", \"argv\": [\"no-such-command-orq\"]}\n");
   RunResult text = env.Run({"run", "-w", "1", file});
   EXPECT_EQ(text.code, 1);
   EXPECT_EQ(text.out, "partial\n\n\n");
@@ -109,11 +110,11 @@ TEST(RunTest, ShellFailuresExitOneWithCodeAndStderr) {
 
 TEST(RunTest, TimeoutsEndTasks) {
   OrqEnv env;
-  std::string file = env.WriteFile(
-      "timeouts.jsonl",
-      "{\"kind\": \"sleep\", \"seconds\": 30, \"timeout\": 0.2}\n"
-      "{\"kind\": \"shell\", \"argv\": [\"sleep\", \"30\"], \"timeout\": 0.2}\n"
-      "{\"kind\": \"sleep\", \"seconds\": 0.1, \"timeout\": 5}\n");
+  std::string file =
+      env.WriteFile("timeouts.jsonl",
+                    "{\"kind\": \"sleep\", \"seconds\": 30, \"timeout\": 0.2}\n"
+                    "{\"kind\": \"shell\", \"argv\": [\"sleep\", \"30\"], \"timeout\": 0.2}\n"
+                    "{\"kind\": \"sleep\", \"seconds\": 0.1, \"timeout\": 5}\n");
   RunResult r = env.Run({"run", "--json", "-w", "1", file});
   EXPECT_EQ(r.code, 1);
   auto lines = Lines(r.out);
@@ -127,8 +128,8 @@ TEST(RunTest, TimeoutsEndTasks) {
 TEST(RunTest, BadFileIsRefusedWholeAndNothingStarts) {
   OrqEnv env;
   std::string file = env.WriteFile("bad.jsonl",
-                                    "{\"kind\": \"echo\", \"value\": 1}\n"
-                                    "{\"kind\": \"sleep\", \"seconds\": -1}\n");
+                                   "{\"kind\": \"echo\", \"value\": 1}\n"
+                                   "{\"kind\": \"sleep\", \"seconds\": -1}\n");
   RunResult r = env.Run({"run", file});
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.out, "");
@@ -160,7 +161,8 @@ TEST(RunTest, KilledRunLeavesNoProcess) {
 
 TEST(RunTest, InterruptedRunStopsEverything) {
   OrqEnv env;
-  std::string file = env.WriteFile("long.jsonl", "{\"kind\": \"shell\", \"argv\": [\"sleep\", \"60\"]}\n");
+  std::string file =
+      env.WriteFile("long.jsonl", "{\"kind\": \"shell\", \"argv\": [\"sleep\", \"60\"]}\n");
   pid_t cli = env.Start({"run", "-w", "1", "-t", "1", file});
   ASSERT_TRUE(env.WaitProcesses(4, seconds(20)));  // cli, broker, worker, the shell task
   ::kill(cli, SIGINT);

@@ -40,7 +40,12 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
           if (running_.empty()) actions.exit = true;
         } else if constexpr (std::is_same_v<T, ReregisterMessage>) {
           actions.send.push_back(Ready());
-        } else if constexpr (!std::is_same_v<T, BrokerHeartbeatMessage>) {
+        } else if constexpr (std::is_same_v<T, BrokerHeartbeatMessage>) {
+          // last_heard_ is all it is for
+        } else {
+          // Requests and replies are not for a worker. A message for workers has its case above:
+          // a new one without one does not compile.
+          static_assert(!ToWorker(T::kCommand), "a message for workers needs a case here");
           ++unexpected_;
         }
       },

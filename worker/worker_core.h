@@ -22,7 +22,6 @@ struct WorkerOptions {
   int liveness = kHeartbeatLiveness;
 };
 
-
 struct WorkerActions {
   std::vector<Message> send;
   std::vector<Assignment> start;
@@ -55,12 +54,12 @@ class WorkerCore {
 
   std::unordered_map<TaskId, uint32_t, TaskIdHash> running_;  // leased to us, not yet reported:
                                                               // task -> attempt
-  std::vector<TaskOutcome> pending_;                // finished, not yet sent
-  SteadyTime last_heard_{};      // last message from the broker
+  std::vector<TaskOutcome> pending_;                          // finished, not yet sent
+  SteadyTime last_heard_{};                                   // last message from the broker
   SteadyTime next_heartbeat_{};
   std::chrono::milliseconds backoff_ = kReconnectMin;
-  uint64_t unexpected_ = 0;      // messages a broker should not send to a worker
-  bool stopping_ = false;        // told to stop: no new tasks; exit once idle or at stop_deadline_
+  uint64_t unexpected_ = 0;  // messages a broker should not send to a worker
+  bool stopping_ = false;    // told to stop: no new tasks; exit once idle or at stop_deadline_
   SteadyTime stop_deadline_ = SteadyTime::max();
 };
 
