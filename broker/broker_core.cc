@@ -434,8 +434,13 @@ void BrokerCore::BeginShutdown(std::vector<Outgoing>& out) {
 
 void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage& ready,
                           SteadyTime now, std::vector<Outgoing>& out) {
-  if (auto it = worker_ids_.find(from); it != worker_ids_.end())
+  // The same connection registering again (its Ready crossed a Reregister) keeps what it held:
+  // those leases are not adopted anew.
+  std::unordered_set<TaskId, TaskIdHash> held;
+  if (auto it = worker_ids_.find(from); it != worker_ids_.end()) {
+    held = workers_.at(it->second).leases;
     DropWorker(it->second, "it registered again", out);
+  }
   if (shutting_down_) {
     out.push_back({from, StopMessage{0}});
     return;
@@ -463,7 +468,7 @@ void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage
       ++running_;
       ++w.in_use[ClassIndex(*task->spec)];
       w.leases.insert(lease.id);
-      ++counters_.adopted;
+      if (!held.count(lease.id)) ++counters_.adopted;
     } else {
       stale.ids.push_back(lease.id);
     }

@@ -431,6 +431,23 @@ TEST_F(BrokerFaultTest, ReturningWorkerKeepsLeasesNobodyTook) {
   ASSERT_NE(store_.Find({job, 0}), nullptr);
 }
 
+TEST_F(BrokerFaultTest, AWorkerRegisteringTwiceKeepsItsLeaseAndIsAdoptedOnce) {
+  // Given a returning worker that adopted its lease,
+  Register("w1", {1, 1, 1});
+  uint64_t job = SubmitJob({Sleep(10)});
+  for (int i = 0; i < 5; ++i) Advance(milliseconds(1000));
+  ReadyMessage ready{100, 1, {1, 1, 1}, {{{job, 0}, 1}}};
+  Send("w1", ready);
+  // When its Ready crosses a Reregister and it registers again on the same connection,
+  auto out = Send("w1", ready);
+  // Then it keeps the task (no second execution, nothing cancelled), counted as adopted once.
+  EXPECT_TRUE(TasksTo(out, "w1").empty());
+  for (auto& o : out) EXPECT_FALSE(std::holds_alternative<CancelTasksMessage>(o.message));
+  EXPECT_EQ(core_.counters().adopted, 1u);
+  auto status = Send("admin", StatusRequest{});
+  EXPECT_EQ(std::get<StatusReply>(status.at(0).message).tasks.running, 1u);
+}
+
 TEST_F(BrokerFaultTest, ReturningWorkerDropsLeasesTakenByOthers) {
   Register("w1", {1, 1, 1});
   uint64_t job = SubmitJob({Sleep(10)});

@@ -195,7 +195,8 @@ TEST_P(RemoteTest, EveryKindRunsOnceOnRemoteWorkersForARemoteClient) {
   c.StartWorker(0, w1, {"--workdir", workdir});
   c.StartWorker(0, w2, {"--workdir", workdir});
   ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 2; }));
-  for (const auto& w : c.status()["workers"]) {
+  const nlohmann::json status = c.status();  // kept: the loop reads into it
+  for (const auto& w : status["workers"]) {
     EXPECT_EQ(w["remote"], true);
     EXPECT_EQ(w["host"], HostName());
   }
