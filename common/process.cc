@@ -2,6 +2,7 @@
 #include "common/process.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -84,8 +85,26 @@ std::optional<ProcStat> ParseProcStat(std::string_view line) {
 }
 
 std::string ReadProcFile(pid_t pid, const char* name) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/" + name, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  // Plain read(2): a process may exit while its file is read (then read fails with ESRCH), and
+  // libstdc++'s filebuf throws on a read error.
+  const std::string path = "/proc/" + std::to_string(pid) + "/" + name;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      text.append(buf, static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      if (n < 0) text.clear();  // gone while being read: as if it were gone before
+      break;
+    }
+  }
+  ::close(fd);
+  return text;
 }
 
 std::optional<ProcStat> ReadProcStat(pid_t pid) { return ParseProcStat(ReadProcFile(pid, "stat")); }
