@@ -26,12 +26,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string Mode(mode_t mode) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
-  return buf;
-}
-
 std::string ReadWhole(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError("cannot read " + path + ": " + std::strerror(errno));
@@ -102,7 +96,7 @@ std::optional<std::string> CheckPrivateFile(const std::string& path) {
     return path + " belongs to another user (uid " + std::to_string(st.st_uid) +
            "); it holds a secret key, so it must be yours";
   if (st.st_mode & 077)
-    return path + " may be read by others (mode " + Mode(st.st_mode) +
+    return path + " may be read by others (mode " + FormatMode(st.st_mode) +
            "); it holds a secret key: run 'chmod 600 " + path + "'";
   return std::nullopt;
 }

@@ -17,15 +17,12 @@
 #include "common/process.h"
 
 namespace orq {
-namespace {
 
-std::string Mode(mode_t mode) {
+std::string FormatMode(mode_t mode) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
   return buf;
 }
-
-}  // namespace
 
 void MakePrivateDirectory(const std::string& dir, const std::string& what) {
   struct stat st {};
@@ -48,7 +45,7 @@ std::optional<std::string> DirectoryProblem(const struct stat& st, uid_t me, con
     return what + " " + dir + " belongs to another user (uid " + std::to_string(st.st_uid) +
            "); orq keeps its socket and journal only in a directory of your own";
   if (st.st_mode & 022)
-    return what + " " + dir + " may be written by others (mode " + Mode(st.st_mode) +
+    return what + " " + dir + " may be written by others (mode " + FormatMode(st.st_mode) +
            "), who could replace its socket, journal or keys; run 'chmod 700 " + dir + "'";
   return std::nullopt;
 }

@@ -13,6 +13,8 @@ namespace orq {
 // The state directory, created (mode 0700) if missing. Throws UsageError with a sentence when it
 // belongs to another user or others may write to it, std::runtime_error when it cannot be created.
 std::string OrqHome();
+// A file mode's permission bits as in ls -l's octal: "0644".
+std::string FormatMode(mode_t mode);
 
 // Creates `dir` (mode 0700) if missing, then checks it as OrqHome() does; `what` names it in the
 // sentence ("$ORQ_HOME", "the keys directory").

@@ -1,12 +1,4 @@
 // The loop half of common/process.h: Subprocess, a shell task's child on the worker's Asio loop.
-#include "common/process.h"
-
-// Boost 1.74 hides its vfork launcher behind a check that new glibc (POSIX 2008) fails, although
-// vfork() is there; a task start then copies the worker's page tables for nothing.
-#ifndef BOOST_POSIX_HAS_VFORK
-#define BOOST_POSIX_HAS_VFORK 1
-#endif
-
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +12,8 @@
 #include <boost/process/posix.hpp>
 #include <csignal>
 #include <utility>  // before Asio under C++20 with Boost 1.74
+
+#include "common/process.h"
 
 namespace bp = boost::process;
 namespace asio = boost::asio;
