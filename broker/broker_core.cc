@@ -28,6 +28,7 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
     next_job_ = std::max(next_job_, recovered.job + 1);
     job.tasks.resize(recovered.tasks.size());
     job.specs.resize(recovered.tasks.size());
+    job.context = std::make_shared<const JobContext>(std::move(recovered.context));
     job.unfinished = static_cast<uint32_t>(recovered.tasks.size());
     for (uint32_t i = 0; i < job.tasks.size(); ++i) {
       RecoveredTask& r = recovered.tasks[i];
@@ -201,9 +202,17 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     if (auto error = ValidateSpec(request.tasks[i]))
       return refuse("task " + std::to_string(i) + ": " + *error);
   }
+  if (request.context.cwd.size() > kMaxPathBytes)
+    return refuse("the job's directory is " + std::to_string(request.context.cwd.size()) +
+                  " bytes long; the limit is " + std::to_string(kMaxPathBytes));
+  if (request.context.env) {
+    if (auto error = ValidateEnv(*request.context.env, "the job's environment"))
+      return refuse(*error);
+  }
   const uint64_t job_number = next_job_++;
-  journal_.RecordJob(job_number, request.tasks);
+  journal_.RecordJob(job_number, request.tasks, request.context);
   Job& job = jobs_[job_number];
+  job.context = std::make_shared<const JobContext>(std::move(request.context));
   job.specs = std::move(request.tasks);  // the specs stay where they are; tasks point at them
   size_t per_class[kTaskClassCount] = {};
   for (const TaskSpec& spec : job.specs) ++per_class[ClassIndex(spec)];
@@ -588,7 +597,10 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
           ++w.in_use[c];
           w.leases.insert(id);
           journal_.RecordLease(id, task->attempt);
-          message.tasks.push_back({id, task->attempt, *task->spec});
+          message.tasks.push_back({id, task->attempt, *task->spec,
+                                   std::holds_alternative<ShellTask>(task->spec->body)
+                                       ? jobs_.at(id.job).context
+                                       : nullptr});
         }
       }
       if (!message.tasks.empty()) {

@@ -95,6 +95,7 @@ class BrokerCore {
   };
   struct Job {
     std::vector<TaskSpec> specs;  // as submitted; never resized, so Task::spec stays valid
+    std::shared_ptr<const JobContext> context;  // its shell tasks' cwd and environment
     std::vector<Task> tasks;
     uint32_t unfinished = 0;
     std::vector<uint64_t> waiters;  // gather requests that name this job or one of its tasks

@@ -98,12 +98,27 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
   std::unique_ptr<SqliteJournal> journal(new SqliteJournal(db));
   journal->Exec("PRAGMA journal_mode=WAL");
   journal->Exec("PRAGMA synchronous=FULL");
+  int64_t format = 0;
+  bool has_tables = false;
+  {
+    Statement version(db, "PRAGMA user_version");
+    if (version.Next()) format = version.Int(0);
+    Statement tables(db, "SELECT count(*) FROM sqlite_master WHERE name='jobs'");
+    has_tables = tables.Next() && tables.Int(0) > 0;
+  }
+  if (has_tables && format != kJournalFormat) {
+    const int found = format == 0 ? 1 : static_cast<int>(format);
+    throw std::runtime_error("the journal " + path + " is in format " + std::to_string(found) +
+                             " and this orq reads format " + std::to_string(kJournalFormat) +
+                             ": gather its jobs with the orq that wrote it, or move it away");
+  }
   journal->Exec(
       "CREATE TABLE IF NOT EXISTS jobs(job INTEGER PRIMARY KEY, submitted REAL NOT NULL,"
-      " specs BLOB NOT NULL);"
+      " specs BLOB NOT NULL, context BLOB NOT NULL);"
       "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
       " job INTEGER NOT NULL, kind INTEGER NOT NULL, body BLOB NOT NULL);"
       "CREATE INDEX IF NOT EXISTS events_job ON events(job);");
+  journal->Exec(("PRAGMA user_version=" + std::to_string(kJournalFormat)).c_str());
   return journal;
 }
 
@@ -120,8 +135,11 @@ void SqliteJournal::Exec(const char* sql) {
   }
 }
 
-void SqliteJournal::RecordJob(uint64_t job, const std::vector<TaskSpec>& specs) {
-  pending_[job].specs = EncodeSpecs(specs);
+void SqliteJournal::RecordJob(uint64_t job, const std::vector<TaskSpec>& specs,
+                              const JobContext& context) {
+  Pending& p = pending_[job];
+  p.specs = EncodeSpecs(specs);
+  p.context = EncodeContext(context);
 }
 void SqliteJournal::RecordLease(TaskId id, uint32_t attempt) {
   pending_[id.job].leases.push_back({id, attempt});
@@ -142,12 +160,15 @@ void SqliteJournal::Commit() {
   if (!dirty()) return;
   Exec("BEGIN");
   try {
-    Statement insert_job(db_, "INSERT OR REPLACE INTO jobs(job, submitted, specs) VALUES(?,?,?)");
+    Statement insert_job(db_,
+                         "INSERT OR REPLACE INTO jobs(job, submitted, specs, context)"
+                         " VALUES(?,?,?,?)");
     Statement insert_event(db_, "INSERT INTO events(job, kind, body) VALUES(?,?,?)");
     const double now = WallNow();
     for (auto& [job, p] : pending_) {
       const auto j = static_cast<int64_t>(job);
-      if (!p.specs.empty()) insert_job.Bind(1, j).Bind(2, now).Bind(3, p.specs).Run();
+      if (!p.specs.empty())
+        insert_job.Bind(1, j).Bind(2, now).Bind(3, p.specs).Bind(4, p.context).Run();
       if (!p.leases.empty()) {
         std::vector<PackedLease> packed;
         packed.reserve(p.leases.size());
@@ -190,13 +211,15 @@ void SqliteJournal::Commit() {
 std::vector<RecoveredJob> SqliteJournal::Load() {
   std::vector<RecoveredJob> jobs;
   std::unordered_map<uint64_t, size_t> where;
-  Statement select_jobs(db_, "SELECT job, submitted, specs FROM jobs ORDER BY job");
+  Statement select_jobs(db_, "SELECT job, submitted, specs, context FROM jobs ORDER BY job");
   while (select_jobs.Next()) {
     auto specs = DecodeSpecs(select_jobs.Blob(2));
-    if (!specs)
+    auto context = DecodeContext(select_jobs.Blob(3));
+    if (!specs || !context)
       throw std::runtime_error("journal: the specs of job " + std::to_string(select_jobs.Int(0)) +
                                " are corrupt");
     RecoveredJob job;
+    job.context = std::move(*context);
     job.job = static_cast<uint64_t>(select_jobs.Int(0));
     job.submitted = select_jobs.Real(1);
     job.tasks.resize(specs->size());

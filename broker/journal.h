@@ -5,7 +5,9 @@
 // always means "committed to disk", and all the submits and results of one turn share one fsync
 // (group commit). On start, Load() gives back every job not forgotten, for BrokerCore::Restore().
 //
-// Layout (SQLite, WAL, synchronous=FULL): one row per job with its specs as one blob, and one row
+// Layout (SQLite, WAL, synchronous=FULL; PRAGMA user_version = kJournalFormat, and a journal of
+// another format is refused with a sentence, never misread): one row per job with its specs as one
+// blob and its context (cwd, environment) as another, and one row
 // per (job, kind, loop turn) in `events` holding a batch of records as a blob, so the cost is per
 // batch, not per task.
 #pragma once
@@ -22,10 +24,14 @@ struct sqlite3;
 
 namespace orq {
 
+// The journal's layout version. 2: jobs carry a JobContext, shell tasks a cwd and env (issue 9).
+inline constexpr int kJournalFormat = 2;
+
 class Journal {
  public:
   virtual ~Journal() = default;
-  virtual void RecordJob(uint64_t job, const std::vector<TaskSpec>& specs) = 0;
+  virtual void RecordJob(uint64_t job, const std::vector<TaskSpec>& specs,
+                         const JobContext& context) = 0;
   virtual void RecordLease(TaskId id, uint32_t attempt) = 0;
   // A failed attempt will run again in `delay` seconds.
   virtual void RecordRetry(TaskId id, double delay, const std::string& error) = 0;
@@ -37,7 +43,7 @@ class Journal {
 // For tests and `orq broker --no-journal`: remembers nothing.
 class NullJournal final : public Journal {
  public:
-  void RecordJob(uint64_t, const std::vector<TaskSpec>&) override {}
+  void RecordJob(uint64_t, const std::vector<TaskSpec>&, const JobContext&) override {}
   void RecordLease(TaskId, uint32_t) override {}
   void RecordRetry(TaskId, double, const std::string&) override {}
   void RecordCancelRequest(TaskId) override {}
@@ -59,6 +65,7 @@ struct RecoveredTask {
 struct RecoveredJob {
   uint64_t job = 0;
   double submitted = 0;  // wall-clock seconds since the epoch
+  JobContext context;
   std::vector<RecoveredTask> tasks;
 };
 
@@ -68,7 +75,8 @@ class SqliteJournal final : public Journal {
   static std::unique_ptr<SqliteJournal> Open(const std::string& path);
   ~SqliteJournal() override;
 
-  void RecordJob(uint64_t job, const std::vector<TaskSpec>& specs) override;
+  void RecordJob(uint64_t job, const std::vector<TaskSpec>& specs,
+                 const JobContext& context) override;
   void RecordLease(TaskId id, uint32_t attempt) override;
   void RecordRetry(TaskId id, double delay, const std::string& error) override;
   void RecordCancelRequest(TaskId id) override;
@@ -93,6 +101,7 @@ class SqliteJournal final : public Journal {
   // Records of one job waiting for Commit(), one buffer per kind.
   struct Pending {
     std::string specs;  // set when the job was submitted in this turn
+    std::string context;
     std::vector<Lease> leases;
     std::vector<RetryRecord> retries;
     std::vector<uint32_t> cancels;

@@ -1,6 +1,7 @@
 #include "broker/journal.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -142,6 +143,60 @@ TEST_F(JournalTest, UnopenableJournalIsASentence) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("cannot open the journal"), std::string::npos);
   }
+}
+
+TEST_F(JournalTest, AJobsContextSurvivesARestart) {
+  const JobContext context{"/home/me/data", {{"HOME=/home/me", "LANG=C"}}};
+  {
+    Broker b(path_);
+    TaskSpec shell;
+    shell.body = ShellTask{{"pwd"}, "sub", {"A=1"}};
+    b.Send("c", SubmitRequest{{shell}, context}, now_);
+  }
+  auto jobs = SqliteJournal::Open(path_)->Load();
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].context, context);
+  EXPECT_EQ(jobs[0].tasks.at(0).spec.body, TaskBody(ShellTask{{"pwd"}, "sub", {"A=1"}}));
+  // The restarted broker hands the task out with its job's context.
+  Broker b(path_);
+  b.core.Restore(SqliteJournal::Open(path_)->Load(), now_, 0);
+  auto out = b.Send("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now_);
+  bool sent = false;
+  for (const auto& o : out) {
+    if (auto* t = std::get_if<TasksMessage>(&o.message)) {
+      ASSERT_EQ(t->tasks.size(), 1u);
+      ASSERT_TRUE(t->tasks[0].context);
+      EXPECT_EQ(*t->tasks[0].context, context);
+      sent = true;
+    }
+  }
+  EXPECT_TRUE(sent);
+}
+
+TEST_F(JournalTest, AJournalOfAnotherFormatIsRefusedNotMisread) {
+  // Given a journal written by an orq before formats were numbered (user_version 0),
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE jobs(job INTEGER PRIMARY KEY, submitted REAL NOT NULL,"
+                         " specs BLOB NOT NULL)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  // When it is opened, Then it is refused with a sentence naming the file and both formats.
+  try {
+    SqliteJournal::Open(path_);
+    ADD_FAILURE() << "opened";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "the journal " + path_ + " is in format 1 and this orq reads format " +
+                  std::to_string(kJournalFormat) +
+                  ": gather its jobs with the orq that wrote it, or move it away");
+  }
+  // A journal of this format opens again.
+  std::filesystem::remove(path_);
+  SqliteJournal::Open(path_);
+  EXPECT_NO_THROW(SqliteJournal::Open(path_));
 }
 
 }  // namespace

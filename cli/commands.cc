@@ -13,6 +13,7 @@
 #include "cli/client.h"
 #include "cli/embedded.h"
 #include "cli/format.h"
+#include "cli/job_input.h"
 #include "cli/verbs.h"
 #include "common/ids.h"
 #include "common/task_spec.h"
@@ -67,25 +68,6 @@ CLI::Validator IdCheck(bool tasks) {
       tasks ? "ID" : "JOB");
 }
 
-// Reads a task file ("-" = stdin). Throws UsageError with the file, line and field.
-std::vector<TaskSpec> LoadTaskFile(const std::string& file) {
-  std::variant<std::vector<TaskSpec>, SpecError> parsed;
-  if (file == "-") {
-    parsed = ParseTaskFile(std::cin, "<stdin>");
-  } else {
-    std::ifstream in(file);
-    if (!in) throw UsageError("cannot read " + file + ": " + std::strerror(errno));
-    parsed = ParseTaskFile(in, file);
-  }
-  if (auto* error = std::get_if<SpecError>(&parsed))
-    throw UsageError(error->message + "; nothing was submitted");
-  auto& specs = std::get<std::vector<TaskSpec>>(parsed);
-  if (specs.size() > kMaxTasksPerJob)
-    throw UsageError(file + " has " + std::to_string(specs.size()) +
-                     " tasks; a job may hold at most " + std::to_string(kMaxTasksPerJob));
-  return std::move(specs);
-}
-
 struct Tally {
   size_t total = 0, ok = 0, failed = 0;
 };
@@ -126,25 +108,41 @@ ExitCode GatherAndPrint(Client& client, const std::vector<std::string>& ids, boo
   return tally.failed ? ExitCode::kTaskFailed : ExitCode::kOk;
 }
 
-uint64_t Submit(Client& client, std::vector<TaskSpec> specs) {
-  return Expect<SubmittedReply>(client.Request(SubmitRequest{std::move(specs)}, kRequestTimeout),
-                                "orq submit")
+uint64_t Submit(Client& client, BuiltJob job) {
+  return Expect<SubmittedReply>(
+             client.Request(SubmitRequest{std::move(job.specs), std::move(job.context)},
+                            kRequestTimeout),
+             "orq submit")
       .job;
 }
 
 // ---- orq run ------------------------------------------------------------------------------------
 
 struct RunOptions {
-  std::string file;  // "-" = stdin
-  int workers = 0;   // 0: cores
-  int threads = 0;   // 0: cores
+  JobInput input;
+  int workers = 0;  // 0: cores
+  int threads = 0;  // 0: cores
   bool json = false;
   bool no_journal = false;
 };
 
-ExitCode Run(const RunOptions& options) {
+ExitCode Run(RunOptions& options) {
   const auto start = Clock::now();
-  auto specs = LoadTaskFile(options.file);
+  JobInput& in = options.input;
+  // `orq run FILE` runs a task file; `orq run -- CMD ...`, or a command with ::: sources, runs
+  // the command.
+  if (!CommandAfterDashes() && in.words.size() == 1 && in.lines.empty() && in.array.empty()) {
+    in.file = in.words[0];
+    in.words.clear();
+  }
+  if (in.words.empty() && in.file.empty() && in.lines.empty())
+    throw UsageError(
+        "give what to run: a task file, --lines FILE, or -- CMD ARGS... [::: ARGS...]");
+  BuiltJob built = BuildJob(in);
+  if (in.dry_run) {
+    PrintDryRun(built.specs, stdout);
+    return ExitCode::kOk;
+  }
   InstallInterruptHandlers();
   EmbeddedBroker broker({options.workers > 0 ? options.workers : Cores(),
                          options.threads > 0 ? options.threads : Cores(), !options.no_journal});
@@ -152,7 +150,7 @@ ExitCode Run(const RunOptions& options) {
   Tally tally;
   uint64_t job = 0;
   try {
-    job = Submit(broker.client(), std::move(specs));
+    job = Submit(broker.client(), std::move(built));
     code = GatherAndPrint(broker.client(), {FormatJobId(job)}, options.json,
                           Clock::time_point::max(), tally);
   } catch (const Unreachable& e) {
@@ -178,53 +176,18 @@ ExitCode Run(const RunOptions& options) {
 
 // ---- orq submit ---------------------------------------------------------------------------------
 
-struct SubmitOptions {
-  std::vector<std::string> command;  // after "--"
-  std::string file;
-  std::optional<double> sleep, cpu;
-  std::optional<std::string> result, echo;
-  std::optional<double> delay, timeout;
-  std::optional<int> priority;
-  std::optional<int> attempts, retries;
-  std::optional<std::pair<double, double>> retry_backoff;  // BASE,MAX
-};
-
-ExitCode SubmitVerb(const SubmitOptions& o) {
-  if (o.command.empty() && o.file.empty() && !o.sleep && !o.cpu && !o.echo)
+ExitCode SubmitVerb(const JobInput& in) {
+  if (in.words.empty() && in.file.empty() && in.lines.empty() && !in.sleep && !in.cpu && !in.echo)
     throw UsageError(
-        "give what to run: -- CMD ARGS..., --sleep SECONDS, --cpu MS, --echo VALUE or "
-        "-f FILE");
-  if (o.retry_backoff &&
-      !(0 < o.retry_backoff->first && o.retry_backoff->first <= o.retry_backoff->second))
-    throw UsageError("--retry-backoff BASE,MAX needs 0 < BASE <= MAX (seconds)");
-  std::vector<TaskSpec> specs;
-  if (!o.file.empty()) {
-    specs = LoadTaskFile(o.file);
-  } else {
-    TaskSpec spec;
-    if (!o.command.empty()) {
-      spec.body = ShellTask{o.command};
-    } else if (o.sleep) {
-      spec.body = SleepTask{*o.sleep, o.result ? nlohmann::json(*o.result).dump() : ""};
-    } else if (o.cpu) {
-      spec.body = CpuTask{*o.cpu};
-    } else {
-      auto value = nlohmann::json::parse(*o.echo, nullptr, false);
-      spec.body = EchoTask{(value.is_discarded() ? nlohmann::json(*o.echo) : value).dump()};
-    }
-    specs.push_back(std::move(spec));
-  }
-  for (TaskSpec& spec : specs) {  // options given on the command line apply to every task
-    if (o.delay) spec.delay = *o.delay;
-    if (o.timeout) spec.timeout = *o.timeout;
-    if (o.priority) spec.priority = *o.priority;
-    if (o.attempts) spec.attempts = static_cast<uint32_t>(*o.attempts);
-    if (o.retries) spec.retries = static_cast<uint32_t>(*o.retries);
-    if (o.retry_backoff) std::tie(spec.backoff_base, spec.backoff_max) = *o.retry_backoff;
-    if (auto error = ValidateSpec(spec)) throw UsageError(*error);
+        "give what to run: -- CMD ARGS... [::: ARGS...], --lines FILE, -f FILE, --sleep SECONDS, "
+        "--cpu MS or --echo VALUE");
+  BuiltJob built = BuildJob(in);
+  if (in.dry_run) {
+    PrintDryRun(built.specs, stdout);
+    return ExitCode::kOk;
   }
   Client client(FindBroker());
-  std::printf("%s\n", FormatJobId(Submit(client, std::move(specs))).c_str());
+  std::printf("%s\n", FormatJobId(Submit(client, std::move(built))).c_str());
   return ExitCode::kOk;
 }
 
@@ -275,10 +238,11 @@ ExitCode ForgetVerb(const std::vector<std::string>& ids) {
 Verb RegisterRun(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   auto* cmd = app.add_subcommand(
-      "run",
-      "Run every task of FILE on a broker and workers started for this run; print results "
-      "in order");
-  cmd->add_option("file", o->file, "task file, JSON lines ('-' = stdin)")->required();
+      "run", "Run a job on a broker and workers started for this run; print results in order");
+  cmd->add_option("command", o->input.words,
+                  "a task file (JSON lines, '-' = stdin), or -- CMD ARGS... [::: ARGS...]");
+  auto* lines = AddJobOptions(cmd, o->input);
+  lines->excludes(cmd->get_option("command"));
   cmd->add_option("-w,--workers", o->workers, "worker processes (default: cores)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("-t,--threads", o->threads, "threads per worker pool (default: cores)")
@@ -289,37 +253,29 @@ Verb RegisterRun(CLI::App& app) {
 }
 
 Verb RegisterSubmit(CLI::App& app) {
-  auto o = std::make_shared<SubmitOptions>();
+  auto o = std::make_shared<JobInput>();
   auto* cmd = app.add_subcommand("submit", "Submit a job; prints its id once accepted");
   // What to run: one of these (CLI11 cannot put a positional in an option group, so "none" is
   // checked in SubmitVerb).
-  auto* command = cmd->add_option("command", o->command, "a shell task: -- CMD ARGS...");
+  auto* command =
+      cmd->add_option("command", o->words, "a command: -- CMD ARGS... [::: ARGS...] [:::: FILE]");
   auto* what = cmd->add_option_group("task", "what to run, unless -- CMD ARGS... (one of)");
   auto* sleep = what->add_option("--sleep", o->sleep, "a sleep task of SECONDS");
   sleep->check(CLI::NonNegativeNumber);
+  auto* lines = AddJobOptions(cmd, *o);
   for (CLI::Option* option : {
            what->add_option("-f,--file", o->file, "every task of a task file ('-' = stdin)"),
            sleep,
            what->add_option("--cpu", o->cpu, "a cpu task of MS milliseconds")
                ->check(CLI::NonNegativeNumber),
            what->add_option("--echo", o->echo, "an echo task returning VALUE (JSON or text)"),
-       })
+       }) {
     option->excludes(command);
+    option->excludes(lines);
+  }
+  lines->excludes(command);
   what->require_option(0, 1);
   cmd->add_option("--result", o->result, "the sleep task's result")->needs(sleep);
-  // How: applies to every task submitted.
-  cmd->add_option("--delay", o->delay, "seconds before the task is eligible")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--timeout", o->timeout, "seconds the task may run")->check(CLI::PositiveNumber);
-  cmd->add_option("--priority", o->priority, "higher runs first (default 0)");
-  cmd->add_option("--attempts", o->attempts,
-                  "executions that may be lost with their worker (default 3)")
-      ->check(CLI::Range(1, 1000000));
-  cmd->add_option("--retries", o->retries, "re-runs after the task fails on its own (default 0)")
-      ->check(CLI::Range(0, 1000000));
-  cmd->add_option("--retry-backoff", o->retry_backoff,
-                  "BASE,MAX seconds of exponential backoff between retries (default 1,60)")
-      ->delimiter(',');
   return {cmd, [o] { return SubmitVerb(*o); }};
 }
 

@@ -277,7 +277,7 @@ Verb RegisterWorker(CLI::App& app) {
                      "; over TCP a worker needs --access FILE from 'orq access add "
                      "--worker'"));
   cmd->add_option("--workdir", o->config.workdir,
-                  "directory shell tasks run in (default: where the worker starts)")
+                  "where shell tasks of jobs that bring no directory run (default: here)")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("-t,--threads", o->config.threads, "cpu threads (default: cores)")
       ->check(CLI::PositiveNumber);

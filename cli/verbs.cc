@@ -1,7 +1,9 @@
 #include "cli/verbs.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <string_view>
 #include <thread>
 
 #include "cli/client.h"
@@ -22,6 +24,14 @@ std::string Tail(const std::string& file, size_t lines) {
     out += "  " + all[i] + "\n";
   return out;
 }
+
+namespace {
+
+bool dashes = false;
+
+}  // namespace
+
+bool CommandAfterDashes() { return dashes; }
 
 namespace {
 
@@ -65,6 +75,8 @@ int Main(int argc, char** argv) {
       RegisterCancel(app), RegisterForget(app), RegisterUp(app),     RegisterDown(app),
       RegisterBroker(app), RegisterWorker(app), RegisterAccess(app), RegisterBench(app),
   };
+  dashes = std::find_if(argv + 1, argv + argc,
+                        [](const char* a) { return std::string_view(a) == "--"; }) != argv + argc;
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version

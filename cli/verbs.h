@@ -37,6 +37,8 @@ Verb RegisterAccess(CLI::App& app);
 Verb RegisterBench(CLI::App& app);
 
 // Shared by the verbs.
+// Whether the command line had a "--": what follows it is a command, never a file name.
+bool CommandAfterDashes();
 void Say(const std::string& sentence);  // one line on stderr
 int Cores();                            // the machine's, at least 1
 // The last `lines` lines of a log file, indented, for a sentence about what went wrong.

@@ -40,6 +40,10 @@ TEST_F(VerbsTest, GoodCommandLinesParse) {
   EXPECT_EQ(Parse({"submit", "--sleep", "1", "--result", "x", "--retry-backoff", "0.5,10"}), "");
   EXPECT_EQ(Parse({"submit", "--retries", "2", "--", "sh", "-c", "exit 1"}), "");
   EXPECT_EQ(Parse({"gather", "j7", "j7.2", "8"}), "");
+  EXPECT_EQ(Parse({"run", "--", "echo", "{}", ":::", "a", "b", "::::", "f"}), "");
+  EXPECT_EQ(Parse({"run", "--env", "A=1", "--env", "B", "--", "sh", "-c", "echo $A"}), "");
+  EXPECT_EQ(Parse({"submit", "--array", "1-3", "--cwd", "/tmp", "--clean-env", "--", "x"}), "");
+  EXPECT_EQ(Parse({"submit", "--lines", "-", "--timeout", "5"}), "");
   EXPECT_EQ(Parse({"bench", "noop", "tcp"}), "");
   EXPECT_EQ(Parse({"broker", "--endpoint", "ipc:///tmp/x", "--listen", "tcp://0.0.0.0:5555"}), "");
   EXPECT_EQ(Parse({"access", "add", "--worker", "w.json"}), "");
@@ -67,7 +71,8 @@ TEST_F(VerbsTest, MistakesAreRefusedNamingTheFlag) {
   EXPECT_NE(Parse({"access", "add", "--worker", "a", "--client", "b"}).find("--worker"),
             std::string::npos);
   EXPECT_NE(Parse({"access", "add"}).find("--worker"), std::string::npos);
-  EXPECT_NE(Parse({"run"}).find("file"), std::string::npos);
+  EXPECT_NE(Parse({"run", "--lines", "f", "--", "true"}).find("excludes"), std::string::npos);
+  EXPECT_NE(Parse({"submit", "--lines", "f", "--sleep", "1"}).find("excludes"), std::string::npos);
 }
 
 TEST(ExitCodeTest, EveryBrokerErrorHasItsCode) {

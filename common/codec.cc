@@ -225,15 +225,39 @@ void Get(Reader& r, Lease& l) {
   l.attempt = r.U32();
 }
 
+void Put(Writer& w, const JobContext& c) {
+  w.Str(c.cwd);
+  w.U64(c.env.has_value());
+  if (c.env) {
+    w.U64(c.env->size());
+    for (const auto& e : *c.env) w.Str(e);
+  }
+}
+void Get(Reader& r, JobContext& c) {
+  c.cwd = r.Str();
+  if (r.Bool()) {
+    auto& env = c.env.emplace();
+    env.resize(r.Count());
+    for (auto& e : env) e = r.Str();
+  }
+}
+
 void Put(Writer& w, const Assignment& a) {
   Put(w, a.id);
   w.U64(a.attempt);
   Put(w, a.spec);
+  w.U64(a.context != nullptr);
+  if (a.context) Put(w, *a.context);
 }
 void Get(Reader& r, Assignment& a) {
   Get(r, a.id);
   a.attempt = r.U32();
   Get(r, a.spec);
+  if (r.Bool()) {
+    auto context = std::make_shared<JobContext>();
+    Get(r, *context);
+    a.context = std::move(context);
+  }
 }
 
 void Put(Writer& w, const WorkerInfo& i) {
@@ -292,6 +316,7 @@ struct Out {
   }
   void operator()(TaskCounts& v) { PutCounts(w, v); }
   void operator()(BrokerCounters& v) { PutCounts(w, v); }
+  void operator()(JobContext& v) { Put(w, v); }
   template <typename T> void operator()(std::vector<T>& v) { PutVector(w, v); }
 };
 struct In {
@@ -311,10 +336,11 @@ struct In {
   }
   void operator()(TaskCounts& v) { GetCounts(r, v); }
   void operator()(BrokerCounters& v) { GetCounts(r, v); }
+  void operator()(JobContext& v) { Get(r, v); }
   template <typename T> void operator()(std::vector<T>& v) { GetVector(r, v); }
 };
 
-template <typename F> void Fields(SubmitRequest& m, F&& f) { f(m.tasks); }
+template <typename F> void Fields(SubmitRequest& m, F&& f) { f(m.tasks), f(m.context); }
 template <typename F> void Fields(GatherRequest& m, F&& f) { f(m.ids); }
 template <typename F> void Fields(StatusRequest&, F&&) {}
 template <typename F> void Fields(CancelRequest& m, F&& f) { f(m.ids); }
@@ -402,6 +428,18 @@ std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes) {
 }
 std::optional<std::vector<TaskOutcome>> DecodeOutcomes(std::string_view bytes) {
   return DecodeBlob<TaskOutcome>(bytes);
+}
+std::string EncodeContext(const JobContext& context) {
+  Writer w;
+  Put(w, context);
+  return w.Take();
+}
+std::optional<JobContext> DecodeContext(std::string_view bytes) {
+  Reader r(bytes);
+  JobContext context;
+  Get(r, context);
+  if (!r.ok() || !r.AtEnd()) return std::nullopt;
+  return context;
 }
 
 EncodedMessage Encode(const Message& message) {

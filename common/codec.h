@@ -28,6 +28,8 @@ std::string EncodeSpecs(const std::vector<TaskSpec>& specs);
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes);
 std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes);
 std::optional<std::vector<TaskOutcome>> DecodeOutcomes(std::string_view bytes);
+std::string EncodeContext(const JobContext& context);
+std::optional<JobContext> DecodeContext(std::string_view bytes);
 
 // Decodes the three frames of a message (version, command byte, body).
 std::variant<Message, DecodeError> Decode(std::string_view version, std::string_view command,

@@ -7,7 +7,7 @@ namespace {
 
 TaskSpec ShellSpec() {
   TaskSpec s;
-  s.body = ShellTask{{"sh", "-c", "echo hi"}};
+  s.body = ShellTask{{"sh", "-c", "echo hi"}, "sub", {"A=1", "B="}};
   s.delay = 1.5;
   s.timeout = 3;
   s.priority = -7;
@@ -48,7 +48,7 @@ std::vector<Message> OneOfEach() {
   ok.id = {1, 0};
   ok.result = "\"hello\"";
   return {
-      SubmitRequest{{sleep, cpu, echo, ShellSpec()}},
+      SubmitRequest{{sleep, cpu, echo, ShellSpec()}, {"/home/me", {{"HOME=/home/me", "X=y"}}}},
       GatherRequest{{"j1", "j2.3"}},
       StatusRequest{},
       CancelRequest{{"j5"}},
@@ -74,7 +74,8 @@ std::vector<Message> OneOfEach() {
       ReadyMessage{99, 4, {16384, 4, 4}, {{{3, 1}, 2}}, "node7"},
       WorkerResultsMessage{{ShellOutcome(), ok}},
       HeartbeatMessage{},
-      TasksMessage{{{{3, 1}, 2, ShellSpec()}, {{3, 2}, 1, sleep}}},
+      TasksMessage{{{{3, 1}, 2, ShellSpec(), std::make_shared<JobContext>(JobContext{"/d", {}})},
+                    {{3, 2}, 1, sleep, nullptr}}},
       CancelTasksMessage{{{3, 1}, {4, 0}}},
       BrokerHeartbeatMessage{},
       StopMessage{},
@@ -140,6 +141,25 @@ TEST(CodecTest, SpecFieldsSurvive) {
   const auto& submit = std::get<SubmitRequest>(std::get<Message>(decoded));
   ASSERT_EQ(submit.tasks.size(), 1u);
   EXPECT_EQ(submit.tasks[0], ShellSpec());
+}
+
+TEST(CodecTest, JobContextsSurvive) {
+  const JobContext context{"/home/me", {{"HOME=/home/me", "EMPTY="}}};
+  auto decoded = RoundTrip(SubmitRequest{{ShellSpec()}, context});
+  EXPECT_EQ(std::get<SubmitRequest>(std::get<Message>(decoded)).context, context);
+  // No environment (the worker's own) differs from an empty one (--clean-env).
+  const JobContext clean{"", std::vector<std::string>{}};
+  decoded = RoundTrip(SubmitRequest{{ShellSpec()}, clean});
+  EXPECT_EQ(std::get<SubmitRequest>(std::get<Message>(decoded)).context, clean);
+  decoded = RoundTrip(SubmitRequest{{ShellSpec()}, {}});
+  EXPECT_FALSE(std::get<SubmitRequest>(std::get<Message>(decoded)).context.env.has_value());
+  decoded = RoundTrip(TasksMessage{{{{3, 1}, 2, ShellSpec(), std::make_shared<JobContext>(context)},
+                                    {{3, 2}, 1, ShellSpec(), nullptr}}});
+  const auto& tasks = std::get<TasksMessage>(std::get<Message>(decoded)).tasks;
+  ASSERT_EQ(tasks.size(), 2u);
+  ASSERT_TRUE(tasks[0].context);
+  EXPECT_EQ(*tasks[0].context, context);
+  EXPECT_FALSE(tasks[1].context);
 }
 
 TEST(CodecTest, WrongVersionIsAnError) {

@@ -147,6 +147,9 @@ struct SubprocessOptions {
   size_t output_limit = 0;        // bytes kept of each of stdout and stderr
   double timeout = 0;             // seconds; 0: none. Then TERM, and KILL after kill_grace.
   std::chrono::milliseconds kill_grace{2000};
+  // The child's whole environment, "K=V" (its PATH is where argv[0] is looked up); nullopt: the
+  // caller's own.
+  std::optional<std::vector<std::string>> env;
 };
 
 struct SubprocessResult {

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,7 +28,7 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ2";
+inline constexpr std::string_view kProtocolVersion = "ORQ3";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
@@ -151,6 +152,10 @@ inline constexpr size_t kMaxOutputBytes = 1u << 20;  // per stream of a shell ta
 inline constexpr size_t kMaxArgvBytes = 128u << 10;  // a shell task's argv, all strings together
 inline constexpr size_t kMaxArgs = 4096;             // a shell task's argv entries
 inline constexpr size_t kMaxValueBytes = 1u << 20;   // an echo value or a sleep result (JSON)
+// A job's environment, or a task's own, all "K=V" strings together: within Linux's limit on what
+// execve() takes (argv and environment together, a quarter of the stack limit, 2 MiB by default).
+inline constexpr size_t kMaxEnvBytes = 1u << 20;
+inline constexpr size_t kMaxPathBytes = 4096;  // a cwd (PATH_MAX)
 
 // A task is named by its job and its index in the job: "j7.2" is job 7, task 2.
 struct TaskId {
@@ -203,11 +208,22 @@ struct Lease {
   friend bool operator==(const Lease&, const Lease&) = default;
 };
 
+// Where a job's shell tasks run and with what environment: the submitter's, recorded at submit
+// (as pueue does), so `cd /data; orq submit -- ls` lists /data. Kept once per job, never per task:
+// an environment is kilobytes, a job may hold millions of tasks. A task's own `cwd` and `env`
+// (ShellTask) come on top.
+struct JobContext {
+  std::string cwd;                              // absolute; empty: the worker's own directory
+  std::optional<std::vector<std::string>> env;  // "K=V"; nullopt: the worker's own environment
+  friend bool operator==(const JobContext&, const JobContext&) = default;
+};
+
 // A task handed to a worker: what to run and which attempt this is.
 struct Assignment {
   TaskId id;
   uint32_t attempt = 1;
   TaskSpec spec;
+  std::shared_ptr<const JobContext> context;  // shell tasks: their job's; null otherwise
 };
 
 enum class ErrorCode : uint8_t {
@@ -225,6 +241,7 @@ enum class ErrorCode : uint8_t {
 struct SubmitRequest {  // -> SubmittedReply, or ErrorReply
   static constexpr Command kCommand = Command::kSubmit;
   std::vector<TaskSpec> tasks;
+  JobContext context;  // for its shell tasks
 };
 struct GatherRequest {  // -> ResultsReply... (the last one final), or ErrorReply
   static constexpr Command kCommand = Command::kGather;

@@ -64,9 +64,28 @@ void ReadStream(std::shared_ptr<Subprocess> self, bp::async_pipe& pipe, char* bu
                        });
 }
 
-std::string FindProgram(const std::string& name) {
+// argv[0] as execvp() would find it: as it is when it holds a '/', else in the child's PATH
+// (the caller's when the child gets the caller's environment).
+std::string FindProgram(const std::string& name,
+                        const std::optional<std::vector<std::string>>& env) {
   if (name.find('/') != std::string::npos) return name;
-  auto path = bp::search_path(name);
+  boost::filesystem::path path;
+  if (!env) {
+    path = bp::search_path(name);
+  } else {
+    std::vector<boost::filesystem::path> dirs;
+    std::string_view search = "/bin:/usr/bin";  // execvp()'s default when there is no PATH
+    for (const std::string& e : *env) {
+      if (e.rfind("PATH=", 0) == 0) search = std::string_view(e).substr(5);
+    }
+    for (size_t start = 0; start <= search.size();) {
+      size_t end = search.find(':', start);
+      if (end == std::string_view::npos) end = search.size();
+      dirs.emplace_back(std::string(end > start ? search.substr(start, end - start) : "."));
+      start = end + 1;
+    }
+    path = bp::search_path(name, dirs);
+  }
   return path.empty() ? std::string() : path.string();
 }
 
@@ -87,18 +106,28 @@ std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop, Subprocess
     asio::post(loop, [self] { self->MaybeDone(); });
     return self;
   };
-  const std::string program = FindProgram(argv[0]);
+  const std::string program = FindProgram(argv[0], impl.options.env);
   if (program.empty()) return fail("cannot run '" + argv[0] + "': command not found");
   struct stat st {};
   if (!cwd.empty() && (::stat(cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
     return fail("cannot run '" + argv[0] + "': the directory " + cwd +
                 " does not exist (any more) on this host");
 
+  // The environment as execve() takes it; built before the fork (nothing may allocate after vfork).
+  std::vector<char*> envp;
+  if (impl.options.env) {
+    envp.reserve(impl.options.env->size() + 1);
+    for (std::string& e : *impl.options.env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+  }
   std::error_code ec;
   bp::child child(
       bp::exe = program, bp::args = std::vector<std::string>(argv.begin() + 1, argv.end()),
       bp::std_in<bp::null, bp::std_out> impl.out_pipe, bp::std_err > impl.err_pipe,
       bp::posix::use_vfork,  // no copy of the worker's page tables per task
+      bp::extend::on_setup([&envp](auto& exec) {
+        if (!envp.empty()) exec.env = envp.data();
+      }),
       bp::extend::on_exec_setup([&cwd](auto&) {
         if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
         ::setpgid(0, 0);  // its own group: TERM/KILL reach its children too

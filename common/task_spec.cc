@@ -117,6 +117,28 @@ FieldError CpuTask::Validate() const {
   return std::nullopt;
 }
 
+namespace {
+// A shell task's "cwd" (a string) and "env" (an object of strings).
+FieldError ParsePlace(const json& obj, ShellTask& out) {
+  if (auto it = obj.find("cwd"); it != obj.end()) {
+    if (!it->is_string() || it->get_ref<const std::string&>().empty())
+      return "field 'cwd' must be a directory's path (a string)";
+    out.cwd = it->get<std::string>();
+  }
+  if (auto it = obj.find("env"); it != obj.end()) {
+    if (!it->is_object()) return "field 'env' must be an object of strings: {\"NAME\": \"value\"}";
+    for (const auto& [name, value] : it->items()) {
+      if (name.empty() || name.find('=') != std::string::npos)
+        return "field 'env' has the name " + Quote(name) + "; a name is not empty and has no '='";
+      if (!value.is_string())
+        return "field 'env' item " + Quote(name) + " must be a string, not " + value.type_name();
+      out.env.push_back(name + "=" + value.get<std::string>());
+    }
+  }
+  return std::nullopt;
+}
+}  // namespace
+
 FieldError ShellTask::Parse(const json& obj, ShellTask& out) {
   auto argv_it = obj.find("argv");
   auto cmd_it = obj.find("cmd");
@@ -127,7 +149,7 @@ FieldError ShellTask::Parse(const json& obj, ShellTask& out) {
     const auto& cmd = cmd_it->get_ref<const std::string&>();
     if (cmd.empty()) return "field 'cmd' must not be empty";
     out.argv = {"/bin/sh", "-c", cmd};
-    return std::nullopt;
+    return ParsePlace(obj, out);
   }
   if (!argv_it->is_array()) return "field 'argv' must be an array of strings";
   if (argv_it->empty()) return "field 'argv' must not be empty";
@@ -138,7 +160,7 @@ FieldError ShellTask::Parse(const json& obj, ShellTask& out) {
     out.argv.push_back(a.get<std::string>());
   }
   if (out.argv[0].empty()) return "field 'argv' item 0 (the program) must not be empty";
-  return std::nullopt;
+  return ParsePlace(obj, out);
 }
 FieldError ShellTask::Validate() const {
   if (argv.empty() || argv[0].empty())
@@ -151,6 +173,25 @@ FieldError ShellTask::Validate() const {
   if (bytes > kMaxArgvBytes)
     return "field 'argv' is " + std::to_string(bytes) + " bytes; the limit is " +
            std::to_string(kMaxArgvBytes);
+  if (cwd.size() > kMaxPathBytes)
+    return "field 'cwd' is " + std::to_string(cwd.size()) + " bytes; the limit is " +
+           std::to_string(kMaxPathBytes);
+  return ValidateEnv(env, "field 'env'");
+}
+
+FieldError ValidateEnv(const std::vector<std::string>& env, std::string_view what) {
+  size_t bytes = 0;
+  for (const std::string& entry : env) {
+    const size_t eq = entry.find('=');
+    if (eq == 0 || eq == std::string::npos)
+      return std::string(what) + " item " + Quote(entry) + " must be NAME=VALUE";
+    if (entry.find('\0') != std::string::npos)
+      return std::string(what) + " item " + Quote(entry.substr(0, eq)) + " holds a NUL byte";
+    bytes += entry.size() + 1;
+  }
+  if (bytes > kMaxEnvBytes)
+    return std::string(what) + " is " + std::to_string(bytes) + " bytes; the limit is " +
+           std::to_string(kMaxEnvBytes);
   return std::nullopt;
 }
 

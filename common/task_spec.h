@@ -68,14 +68,18 @@ struct CpuTask {
 };
 
 // shell: a child process in its own process group. Result: its stdout (TaskOutcome::shell).
+// It runs in its job's directory with its job's environment (JobContext, common/protocol.h: the
+// submitter's), unless its own `cwd` says otherwise; its own `env` is set on top.
 struct ShellTask {
   static constexpr std::string_view kName = "shell";
   static constexpr TaskClass kClass = TaskClass::kShell;
-  static constexpr std::array<std::string_view, 2> kFields = {"argv", "cmd"};
+  static constexpr std::array<std::string_view, 4> kFields = {"argv", "cmd", "cwd", "env"};
   std::vector<std::string> argv;  // a "cmd" becomes {"/bin/sh", "-c", cmd}
+  std::string cwd;                // empty: the job's; relative: to the job's (the submitter's)
+  std::vector<std::string> env;   // "K=V", set on top of the job's environment
   static FieldError Parse(const nlohmann::json& object, ShellTask& out);
   FieldError Validate() const;
-  template <typename F> void Fields(F&& f) { f(argv); }
+  template <typename F> void Fields(F&& f) { f(argv), f(cwd), f(env); }
   friend bool operator==(const ShellTask&, const ShellTask&) = default;
 };
 
@@ -117,5 +121,9 @@ std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
 // specs built from command-line options and on the broker for every submitted spec. Returns the
 // error sentence, or nullopt when valid.
 std::optional<std::string> ValidateSpec(const TaskSpec& spec);
+
+// Checks a "K=V" environment list: every entry has a name (no '=' in it, not empty) and the whole
+// fits kMaxEnvBytes. `what` names it in the sentence ("field 'env'", "--env").
+FieldError ValidateEnv(const std::vector<std::string>& env, std::string_view what);
 
 }  // namespace orq

@@ -89,6 +89,26 @@ TEST(TaskSpecTest, EachBadInputNamesLineAndField) {
             "tasks.jsonl:3: field 'priority' must be an integer");
 }
 
+TEST(TaskSpecTest, ShellTasksTakeACwdAndAnEnv) {
+  TaskSpec s = Parse(R"({"kind": "shell", "cmd": "make", "cwd": "src", "env": {"CC": "clang"}})");
+  EXPECT_EQ(s.body, TaskBody(ShellTask{{"/bin/sh", "-c", "make"}, "src", {"CC=clang"}}));
+  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": "ls", "cwd": 3})"),
+            "tasks.jsonl:3: field 'cwd' must be a directory's path (a string)");
+  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": "ls", "env": ["A=1"]})"),
+            "tasks.jsonl:3: field 'env' must be an object of strings: {\"NAME\": \"value\"}");
+  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": "ls", "env": {"A": 1}})"),
+            "tasks.jsonl:3: field 'env' item 'A' must be a string, not number");
+  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": "ls", "env": {"A=B": "1"}})"),
+            "tasks.jsonl:3: field 'env' has the name 'A=B'; a name is not empty and has no '='");
+  EXPECT_EQ(Error(R"({"kind": "sleep", "seconds": 1, "cwd": "/"})"),
+            "tasks.jsonl:3: unknown field 'cwd' for a sleep task");
+  EXPECT_EQ(ValidateEnv({"A=1", "B"}, "--env"), "--env item 'B' must be NAME=VALUE");
+  EXPECT_EQ(ValidateEnv({"=1"}, "--env"), "--env item '=1' must be NAME=VALUE");
+  EXPECT_EQ(ValidateEnv({std::string(kMaxEnvBytes, 'x') + "=1"}, "--env"),
+            "--env is " + std::to_string(kMaxEnvBytes + 3) + " bytes; the limit is " +
+                std::to_string(kMaxEnvBytes));
+}
+
 TEST(TaskSpecTest, FileWithOneBadLineIsRefusedWhole) {
   // Given a file whose third line is bad, When it is parsed, Then no task comes back, only the
   // error naming line 3.

@@ -4,11 +4,13 @@
 #   build: g++ cmake ... libgtest-dev
 #   tests: procps (pgrep), iproute2 (network-namespace hosts), Slurm and munge (workers started by
 #          a real single-node Slurm), python3 (a free port for Slurm), clang and its runtimes
-#          (the codec fuzzer), clang-format (the format check)
+#          (the codec fuzzer), clang-format (the format check), parallel (GNU parallel: orq's
+#          replacement strings are tested against its --dry-run)
 set -euo pipefail
 packages=(g++ cmake make pkg-config libzmq3-dev cppzmq-dev libboost-dev libboost-filesystem-dev
           libcli11-dev nlohmann-json3-dev libsqlite3-dev libgtest-dev procps iproute2
-          slurmctld slurmd slurm-client munge python3 clang libclang-rt-14-dev clang-format)
+          slurmctld slurmd slurm-client munge python3 clang libclang-rt-14-dev clang-format
+          parallel)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "common/protocol.h"
 #include "tests/harness.h"
 
 namespace orq::testing {
@@ -19,15 +20,16 @@ TEST(GarbageTest, BrokerCountsMalformedFramesAndKeepsServing) {
   zmq::socket_t junk(ctx, zmq::socket_type::dealer);
   junk.set(zmq::sockopt::linger, 1000);
   junk.connect("ipc://" + env.home() + "/broker.ipc");
+  const std::string v(kProtocolVersion);
   const std::vector<std::vector<std::string>> messages = {
       {"hello"},
-      {"ORQ2"},
+      {v},
       {"XXXX", "\x10", ""},
-      {"ORQ2", "\x7f", ""},
-      {"ORQ2", "\x10", "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"},
-      {"ORQ2", "\x11", std::string(1000, '\x01')},
-      {"ORQ2", "\x25", "\x02"},  // well-formed, but a reply: the broker takes no replies
-      {"ORQ2", "\x10", "", "extra"},
+      {v, "\x7f", ""},
+      {v, "\x10", "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"},
+      {v, "\x11", std::string(1000, '\x01')},
+      {v, "\x25", "\x02"},  // well-formed, but a reply: the broker takes no replies
+      {v, "\x10", "", "extra"},
   };
   for (const auto& frames : messages) {
     for (size_t i = 0; i < frames.size(); ++i) {
@@ -85,7 +87,7 @@ TEST(GarbageTest, HugeFrameDropsOnlyItsSender) {
   ASSERT_TRUE(WaitEvent(monitor, ZMQ_EVENT_CONNECTED, std::chrono::seconds(20)));
   // When the peer sends a 1 MiB frame,
   std::string huge(1 << 20, 'x');
-  junk.send(zmq::buffer(std::string("ORQ2")), zmq::send_flags::sndmore);
+  junk.send(zmq::buffer(std::string(kProtocolVersion)), zmq::send_flags::sndmore);
   junk.send(zmq::buffer(std::string("\x10")), zmq::send_flags::sndmore);
   junk.send(zmq::buffer(huge), zmq::send_flags::none);
   // Then the broker drops that connection (the frame arrived, and was too big),

@@ -28,6 +28,7 @@ using Clock = std::chrono::steady_clock;
 // Child side of a spawn: environment with ORQ_HOME, then exec orq (under the wrapper, if any).
 void OrqEnv::Exec(const std::vector<std::string>& args) const {
   ::setenv("ORQ_HOME", home_.c_str(), 1);
+  if (!directory_.empty() && ::chdir(directory_.c_str()) != 0) ::_exit(126);
   ::unsetenv("ORQ_ENDPOINT");
   ::unsetenv("ORQ_ACCESS");
   std::vector<std::string> all = wrapper_;

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace orq::testing {
@@ -40,11 +41,14 @@ class OrqEnv {
   std::string WriteFile(const std::string& name, const std::string& content) const;
 
   const std::string& home() const { return home_; }
+  // The directory later Run() and Start() calls run orq in (default: the test's own).
+  void set_directory(std::string dir) { directory_ = std::move(dir); }
 
  private:
   [[noreturn]] void Exec(const std::vector<std::string>& args) const;
 
   std::string home_;
+  std::string directory_;
   std::vector<std::string> wrapper_;
 };
 

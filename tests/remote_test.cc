@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -214,8 +215,11 @@ TEST_P(RemoteTest, EveryKindRunsOnceOnRemoteWorkersForARemoteClient) {
     lines += R"({"kind": "shell", "cmd": "echo $((6 * )" + std::to_string(i) + "))\"}\n";
     expected.push_back(std::to_string(6 * i) + "\n");
   }
+  // A shell task runs in the submitter's directory (the filesystem is shared here), or its own.
   lines += R"({"kind": "shell", "argv": ["pwd"]})"
            "\n";
+  expected.push_back(std::filesystem::current_path().string() + "\n");
+  lines += R"({"kind": "shell", "argv": ["pwd"], "cwd": ")" + workdir + "\"}\n";
   expected.push_back(workdir + "\n");
   RunResult submit = c.Client(alice, {"submit", "-f", c.client().WriteFile("job.jsonl", lines)});
   ASSERT_EQ(submit.code, 0) << submit.err;

@@ -1,5 +1,8 @@
 #include "worker/task_runner.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
@@ -8,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
+#include "common/ids.h"
 #include "common/process.h"
 
 namespace asio = boost::asio;
@@ -38,10 +42,46 @@ void Spin(double ms) {
   }
 }
 
+// Sets NAME=VALUE in a "K=V" list, replacing the entry of that name.
+void SetEnv(std::vector<std::string>& env, std::string_view entry) {
+  const std::string_view name = entry.substr(0, entry.find('=') + 1);  // with its '='
+  for (std::string& e : env) {
+    if (std::string_view(e).substr(0, name.size()) == name) return void(e.assign(entry));
+  }
+  env.emplace_back(entry);
+}
+
 }  // namespace
+
+std::vector<std::string> ShellEnvironment(const Assignment& a, const ShellTask& t, int slot,
+                                          const std::vector<std::string>& own,
+                                          const std::string& dir) {
+  std::vector<std::string> env = a.context && a.context->env ? *a.context->env : own;
+  for (const std::string& e : t.env) SetEnv(env, e);
+  if (!dir.empty()) SetEnv(env, "PWD=" + dir);  // the submitter's PWD names another directory
+  const std::string job = FormatJobId(a.id.job);
+  SetEnv(env, "ORQ_JOB_ID=" + job);
+  SetEnv(env, "ORQ_TASK_ID=" + job + "." + std::to_string(a.id.index));
+  SetEnv(env, "ORQ_TASK_INDEX=" + std::to_string(a.id.index));
+  SetEnv(env, "ORQ_ATTEMPT=" + std::to_string(a.attempt));
+  SetEnv(env, "ORQ_SLOT=" + std::to_string(slot));
+  return env;
+}
+
+std::string ShellDirectory(const Assignment& a, const ShellTask& t, const std::string& own) {
+  const std::string base = a.context && !a.context->cwd.empty() ? a.context->cwd : own;
+  if (t.cwd.empty()) return base;
+  if (t.cwd[0] == '/' || base.empty()) return t.cwd;
+  return base + "/" + t.cwd;
+}
 
 struct TaskRunner::Running {
   explicit Running(asio::io_context& loop) : timer(loop), deadline(loop) {}
+  ~Running() {
+    if (slots && slot >= 0) (*slots)[static_cast<size_t>(slot)] = false;
+  }
+  std::vector<bool>* slots = nullptr;  // the runner's shell slots, when this task holds one
+  int slot = -1;
   TaskOutcome outcome;                // id, attempt, started filled in at start
   bool cpu = false;                   // a cpu task: its thread cannot be stopped, only abandoned
   asio::steady_timer timer;           // sleep tasks
@@ -55,7 +95,9 @@ TaskRunner::TaskRunner(asio::io_context& loop, RunnerOptions options, Done done)
     : loop_(loop),
       options_(options),
       done_(std::move(done)),
-      pool_(static_cast<size_t>(std::max(1, options.threads))) {}
+      pool_(static_cast<size_t>(std::max(1, options.threads))) {
+  for (char** e = environ; *e; ++e) own_env_.emplace_back(*e);
+}
 
 TaskRunner::~TaskRunner() {
   KillAll();
@@ -128,14 +170,25 @@ void TaskRunner::Start(const Assignment& a) {
                    });
                  },
                  [&](const ShellTask& t) {
-                   SubprocessOptions o{t.argv, options_.workdir, options_.output_limit, timeout,
-                                       options_.kill_grace};
+                   r.slots = &shell_slots_;
+                   r.slot = TakeSlot();
+                   std::string dir = ShellDirectory(a, t, options_.workdir);
+                   auto env = ShellEnvironment(a, t, r.slot, own_env_, dir);
+                   SubprocessOptions o{t.argv,  std::move(dir),      options_.output_limit,
+                                       timeout, options_.kill_grace, std::move(env)};
                    r.child = Subprocess::Start(loop_, std::move(o), [this, id](SubprocessResult e) {
                      ShellEnded(id, std::move(e));
                    });
                  },
              },
              a.spec.body);
+}
+
+int TaskRunner::TakeSlot() {
+  auto free = std::find(shell_slots_.begin(), shell_slots_.end(), false);
+  if (free == shell_slots_.end()) free = shell_slots_.insert(shell_slots_.end(), false);
+  *free = true;
+  return static_cast<int>(free - shell_slots_.begin());
 }
 
 void TaskRunner::ShellEnded(TaskId id, SubprocessResult e) {

@@ -12,8 +12,10 @@
 #include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <utility>  // before Asio under C++20 with Boost 1.74
+#include <vector>
 
 #include "common/protocol.h"
 
@@ -32,6 +34,16 @@ struct RunnerOptions {
   // reported failed, in case its worker is being stopped by the same hand (then it runs again).
   std::chrono::milliseconds stop_signal_window{500};
 };
+
+// A shell task's environment: its job's (the submitter's; `own`, the worker's, when the job brings
+// none), its own `env` on top, then ORQ_JOB_ID, ORQ_TASK_ID, ORQ_TASK_INDEX, ORQ_ATTEMPT and
+// ORQ_SLOT (the worker's shell slot it holds, 0 to slots-1: stable while it runs, for pinning a
+// GPU), and PWD=dir when it runs in `dir`.
+std::vector<std::string> ShellEnvironment(const Assignment& a, const ShellTask& t, int slot,
+                                          const std::vector<std::string>& own,
+                                          const std::string& dir);
+// Where it runs: its own `cwd` (relative to its job's), else its job's, else `own`.
+std::string ShellDirectory(const Assignment& a, const ShellTask& t, const std::string& own);
 
 class TaskRunner {
  public:
@@ -60,7 +72,12 @@ class TaskRunner {
   boost::asio::io_context& loop_;
   RunnerOptions options_;
   Done done_;
+  // The lowest shell slot number not in use (ORQ_SLOT), marked used; a Running gives it back.
+  int TakeSlot();
+
   boost::asio::thread_pool pool_;
+  std::vector<bool> shell_slots_;     // shell slot numbers in use
+  std::vector<std::string> own_env_;  // the worker's environment, for jobs that bring none
   std::unordered_map<TaskId, std::unique_ptr<Running>, TaskIdHash> tasks_;  // started, not reported
 };
 

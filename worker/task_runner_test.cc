@@ -208,5 +208,37 @@ TEST_F(TaskRunnerTest, CancelStopsARunningTask) {
   }
 }
 
+TEST(ShellPlaceTest, EnvironmentIsTheJobsThenTheTasksThenOrqs) {
+  Assignment a;
+  a.id = {7, 2};
+  a.attempt = 3;
+  const ShellTask task{{"true"}, "", {"B=task", "C=3"}};
+  const std::vector<std::string> own = {"A=worker", "B=worker"};
+  // No job context: the worker's own environment.
+  EXPECT_EQ(
+      ShellEnvironment(a, task, 1, own, ""),
+      (std::vector<std::string>{"A=worker", "B=task", "C=3", "ORQ_JOB_ID=j7", "ORQ_TASK_ID=j7.2",
+                                "ORQ_TASK_INDEX=2", "ORQ_ATTEMPT=3", "ORQ_SLOT=1"}));
+  // The job's environment replaces the worker's; PWD follows the directory.
+  a.context = std::make_shared<JobContext>(
+      JobContext{"/data", std::vector<std::string>{"B=job", "PWD=/elsewhere", "ORQ_SLOT=9"}});
+  EXPECT_EQ(ShellEnvironment(a, task, 0, own, "/data"),
+            (std::vector<std::string>{"B=task", "PWD=/data", "ORQ_SLOT=0", "C=3", "ORQ_JOB_ID=j7",
+                                      "ORQ_TASK_ID=j7.2", "ORQ_TASK_INDEX=2", "ORQ_ATTEMPT=3"}));
+  // --clean-env: an empty job environment is empty, not the worker's.
+  a.context = std::make_shared<JobContext>(JobContext{"", std::vector<std::string>{}});
+  EXPECT_EQ(ShellEnvironment(a, ShellTask{{"true"}}, 0, own, "").size(), 5u);
+}
+
+TEST(ShellPlaceTest, DirectoryIsTheTasksThenTheJobsThenTheWorkers) {
+  Assignment a;
+  EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}}, "/w"), "/w");
+  EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}, "rel", {}}, "/w"), "/w/rel");
+  a.context = std::make_shared<JobContext>(JobContext{"/job", std::nullopt});
+  EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}}, "/w"), "/job");
+  EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}, "rel", {}}, "/w"), "/job/rel");
+  EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}, "/abs", {}}, "/w"), "/abs");
+}
+
 }  // namespace
 }  // namespace orq

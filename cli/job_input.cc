@@ -1,0 +1,294 @@
+#include "cli/job_input.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <tuple>
+
+#include "cli/template.h"
+#include "common/errors.h"
+#include "common/task_spec.h"
+
+extern char** environ;
+
+namespace orq {
+namespace {
+
+// A whole file ("-" = stdin). Throws UsageError naming the file and, via `flag`, how it was given.
+std::string ReadWhole(const std::string& file, const std::string& what) {
+  if (file == "-") {
+    std::ostringstream text;
+    text << std::cin.rdbuf();
+    return text.str();
+  }
+  struct stat st {};
+  if (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw UsageError(file + " is a directory; " + what + " is a file");
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw UsageError("cannot read " + file + " (" + what + "): " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw UsageError("cannot read " + file + " (" + what + ")");
+  return text.str();
+}
+
+std::vector<std::string> SplitLines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::vector<TaskSpec> TaskFileSpecs(const std::string& file) {
+  const std::string text = ReadWhole(file, "a task file");
+  const std::string name = file == "-" ? "<stdin>" : file;
+  // A file of shell commands given as a task file: say so, and name --lines.
+  size_t number = 1;
+  for (const std::string& line : SplitLines(text)) {
+    const size_t first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos) {
+      ++number;
+      continue;
+    }
+    if (line[first] != '{')
+      throw UsageError(name + ":" + std::to_string(number) +
+                       ": not JSON: a task file holds one JSON object per line; to run each line "
+                       "as a shell command, use --lines " +
+                       file);
+    break;
+  }
+  std::istringstream in(text);
+  auto parsed = ParseTaskFile(in, name);
+  if (auto* error = std::get_if<SpecError>(&parsed))
+    throw UsageError(error->message + "; nothing was submitted");
+  return std::move(std::get<std::vector<TaskSpec>>(parsed));
+}
+
+TaskSpec Shell(std::vector<std::string> argv) {
+  TaskSpec spec;
+  spec.body = ShellTask{std::move(argv), {}, {}};
+  return spec;
+}
+
+std::vector<TaskSpec> LinesSpecs(const std::string& file) {
+  std::vector<TaskSpec> specs;
+  for (std::string& line : SplitLines(ReadWhole(file, "--lines"))) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    specs.push_back(Shell({"/bin/sh", "-c", std::move(line)}));
+  }
+  if (specs.empty())
+    throw UsageError("--lines " + file + ": no commands in it (one shell command per line)");
+  return specs;
+}
+
+// The command after -- with its ::: sources; with --array, the array is its one source.
+std::vector<TaskSpec> CommandSpecs(const JobInput& in) {
+  CommandTemplate t = ParseCommandTemplate(in.words, [](const std::string& file) {
+    std::vector<std::string> lines = SplitLines(ReadWhole(file, "an input source (::::)"));
+    for (auto& l : lines) {
+      if (!l.empty() && l.back() == '\r') l.pop_back();
+    }
+    return lines;
+  });
+  const bool array = !in.array.empty();
+  if (array) {
+    if (!t.sources.empty())
+      throw UsageError("--array and ::: both give the tasks' arguments; use one of them");
+    InputSource source{{}, false, "--array"};
+    for (int64_t n : ParseArray(in.array)) source.values.push_back(std::to_string(n));
+    t.sources.push_back(std::move(source));
+  }
+  if (t.command.empty() && t.sources.empty())
+    throw UsageError("give a command after --, e.g. orq submit -- echo hello");
+  if (t.sources.empty()) {  // one task; a lone word with shell syntax runs under sh -c
+    if (NeedsShell(t.command)) return {Shell({"/bin/sh", "-c", t.command[0]})};
+    return {Shell(t.command)};
+  }
+  const auto tuples = CombineSources(t.sources, kMaxTasksPerJob);
+  if (tuples.empty()) throw UsageError("the input sources are empty: no tasks to run");
+  std::vector<TaskSpec> specs;
+  specs.reserve(tuples.size());
+  for (size_t i = 0; i < tuples.size(); ++i) {
+    // An array's index is in $ORQ_ARRAY_ID (HyperQueue's HQ_TASK_ID) and {}; it is not appended.
+    TaskSpec spec = Shell(ExpandCommand(t.command, tuples[i], i + 1, /*append=*/!array));
+    if (array) std::get<ShellTask>(spec.body).env.push_back("ORQ_ARRAY_ID=" + tuples[i][0]);
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+std::string CurrentDirectory() {
+  std::vector<char> buf(4096);
+  while (!::getcwd(buf.data(), buf.size())) {
+    if (errno != ERANGE)
+      throw UsageError(std::string("cannot tell the current directory: ") + std::strerror(errno) +
+                       "; give --cwd DIR");
+    buf.resize(buf.size() * 2);
+  }
+  return buf.data();
+}
+
+// NAME=VALUE in a list, replacing NAME's entry.
+void Set(std::vector<std::string>& env, const std::string& entry) {
+  const std::string name = entry.substr(0, entry.find('=') + 1);
+  for (std::string& e : env) {
+    if (e.compare(0, name.size(), name) == 0) return void(e = entry);
+  }
+  env.push_back(entry);
+}
+
+JobContext Context(const JobInput& in) {
+  JobContext context;
+  const std::string here = CurrentDirectory();
+  if (!in.cwd.empty()) {  // absolute, without its "." and ".." (a worker may be elsewhere)
+    std::string dir =
+        std::filesystem::path(in.cwd[0] == '/' ? in.cwd : here + "/" + in.cwd).lexically_normal();
+    if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    context.cwd = dir;
+  } else {
+    context.cwd = here;
+  }
+  std::vector<std::string>& env = context.env.emplace();
+  if (!in.clean_env) {
+    for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  }
+  for (const std::string& entry : in.env) {
+    if (entry.find('=') != std::string::npos) {
+      Set(env, entry);
+      continue;
+    }
+    const char* value = std::getenv(entry.c_str());
+    if (!value)
+      throw UsageError("--env " + entry + ": " + entry +
+                       " is not set here; give --env NAME=VALUE");
+    Set(env, entry + "=" + value);
+  }
+  if (auto error = ValidateEnv(env, "the environment (--env)")) throw UsageError(*error);
+  return context;
+}
+
+}  // namespace
+
+std::vector<int64_t> ParseArray(const std::string& text) {
+  auto bad = [&] {
+    return UsageError("--array takes ranges such as 1-100, 0-99:10 or 1,4,9; not '" + text + "'");
+  };
+  std::vector<int64_t> values;
+  std::istringstream in(text);
+  for (std::string part; std::getline(in, part, ',');) {
+    int64_t first = 0, last = 0, step = 1;
+    char dash = 0, colon = 0;
+    std::istringstream p(part);
+    if (!(p >> first)) throw bad();
+    last = first;
+    if (p >> dash) {
+      if (dash != '-' || !(p >> last)) throw bad();
+      if (p >> colon) {
+        if (colon != ':' || !(p >> step) || step <= 0) throw bad();
+      }
+    }
+    std::string rest;
+    if (p >> rest) throw bad();
+    if (last < first) throw bad();
+    if (static_cast<uint64_t>((last - first) / step) + values.size() >= kMaxTasksPerJob)
+      throw UsageError("--array " + text + " makes more than " + std::to_string(kMaxTasksPerJob) +
+                       " tasks, the most a job may hold");
+    for (int64_t v = first; v <= last; v += step) values.push_back(v);
+  }
+  if (values.empty()) throw bad();
+  return values;
+}
+
+CLI::Option* AddJobOptions(CLI::App* cmd, JobInput& in) {
+  auto* lines = cmd->add_option("--lines", in.lines,
+                                "one shell command per line of FILE ('-' = stdin), a task each");
+  cmd->add_option("--array", in.array,
+                  "a task per number of RANGE (1-100, 0-99:10, 1,4,9): {} and $ORQ_ARRAY_ID");
+  cmd->add_option("--delay", in.delay, "seconds before the tasks are eligible")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--timeout", in.timeout, "seconds a task may run")->check(CLI::PositiveNumber);
+  cmd->add_option("--priority", in.priority, "higher runs first (default 0)");
+  cmd->add_option("--attempts", in.attempts,
+                  "executions that may be lost with their worker (default 3)")
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--retries", in.retries, "re-runs after a task fails on its own (default 0)")
+      ->check(CLI::Range(0, 1000000));
+  cmd->add_option("--retry-backoff", in.retry_backoff,
+                  "BASE,MAX seconds of exponential backoff between retries (default 1,60)")
+      ->delimiter(',');
+  cmd->add_option("--cwd", in.cwd,
+                  "where shell tasks run (default: this directory, recorded at submit)");
+  cmd->add_option("--env", in.env,
+                  "NAME=VALUE for shell tasks (repeatable); NAME alone passes this value on")
+      ->allow_extra_args(false);  // one value per --env, so "--env A=1 -- cmd" ends at --
+  cmd->add_flag("--clean-env", in.clean_env,
+                "shell tasks get only --env and ORQ_*, not this environment");
+  cmd->add_flag("--dry-run", in.dry_run, "print each task's command line; submit nothing");
+  return lines;
+}
+
+BuiltJob BuildJob(const JobInput& in) {
+  if (in.retry_backoff &&
+      !(0 < in.retry_backoff->first && in.retry_backoff->first <= in.retry_backoff->second))
+    throw UsageError("--retry-backoff BASE,MAX needs 0 < BASE <= MAX (seconds)");
+  BuiltJob job;
+  if (!in.file.empty()) {
+    job.specs = TaskFileSpecs(in.file);
+  } else if (!in.lines.empty()) {
+    if (!in.words.empty())
+      throw UsageError("--lines " + in.lines + " gives the commands; drop the command after --");
+    job.specs = LinesSpecs(in.lines);
+  } else if (in.sleep || in.cpu || in.echo) {
+    TaskSpec spec;
+    if (in.sleep) {
+      spec.body = SleepTask{*in.sleep, in.result ? nlohmann::json(*in.result).dump() : ""};
+    } else if (in.cpu) {
+      spec.body = CpuTask{*in.cpu};
+    } else {
+      auto value = nlohmann::json::parse(*in.echo, nullptr, false);
+      spec.body = EchoTask{(value.is_discarded() ? nlohmann::json(*in.echo) : value).dump()};
+    }
+    job.specs.push_back(std::move(spec));
+  } else {
+    job.specs = CommandSpecs(in);
+  }
+  if (job.specs.size() > kMaxTasksPerJob)
+    throw UsageError("the job has " + std::to_string(job.specs.size()) +
+                     " tasks; a job may hold at most " + std::to_string(kMaxTasksPerJob));
+  bool shell = false;
+  for (TaskSpec& spec : job.specs) {  // options given on the command line apply to every task
+    if (in.delay) spec.delay = *in.delay;
+    if (in.timeout) spec.timeout = *in.timeout;
+    if (in.priority) spec.priority = *in.priority;
+    if (in.attempts) spec.attempts = static_cast<uint32_t>(*in.attempts);
+    if (in.retries) spec.retries = static_cast<uint32_t>(*in.retries);
+    if (in.retry_backoff) std::tie(spec.backoff_base, spec.backoff_max) = *in.retry_backoff;
+    if (auto error = ValidateSpec(spec)) throw UsageError(*error);
+    shell = shell || std::holds_alternative<ShellTask>(spec.body);
+  }
+  // Only a job with shell tasks carries the submitter's directory and environment.
+  if (shell) job.context = Context(in);
+  return job;
+}
+
+void PrintDryRun(const std::vector<TaskSpec>& specs, std::FILE* out) {
+  for (const TaskSpec& spec : specs) {
+    std::string line;
+    if (const auto* shell = std::get_if<ShellTask>(&spec.body))
+      line = ShellLine(shell->argv);
+    else
+      line = "(a " + std::string(KindName(spec)) + " task)";
+    line += '\n';
+    std::fwrite(line.data(), 1, line.size(), out);
+  }
+}
+
+}  // namespace orq

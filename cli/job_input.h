@@ -1,0 +1,55 @@
+// What `orq run` and `orq submit` build a job from, in one place: a command with GNU parallel's
+// input sources (cli/template.h), a file of shell command lines (--lines), an array of indices
+// (--array), a JSON task file, or one sleep/cpu/echo task; the options every task takes (timeout,
+// retries...); and where the job's shell tasks run (--cwd, --env, --clean-env: by default the
+// submitter's directory and environment, recorded now as a JobContext).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/protocol.h"
+
+namespace orq {
+
+struct JobInput {
+  std::vector<std::string> words;  // the command and its ::: sources
+  std::string file;                // a JSON task file ("-" = stdin)
+  std::string lines;               // --lines: one shell command per line ("-" = stdin)
+  std::string array;               // --array: "1-100", "1-100:5", "1,4,9"
+  std::optional<double> sleep, cpu;
+  std::optional<std::string> result, echo;
+  // Applied to every task.
+  std::optional<double> delay, timeout;
+  std::optional<int> priority;
+  std::optional<int> attempts, retries;
+  std::optional<std::pair<double, double>> retry_backoff;  // BASE,MAX
+  // Where shell tasks run.
+  std::string cwd;
+  std::vector<std::string> env;  // NAME=VALUE, or NAME to pass the submitter's value
+  bool clean_env = false;
+  bool dry_run = false;
+};
+
+// Adds --lines, --array, the per-task options and --cwd/--env/--clean-env/--dry-run to `cmd`.
+// Returns the --lines option, so a verb can make its other inputs exclude it.
+CLI::Option* AddJobOptions(CLI::App* cmd, JobInput& in);
+
+struct BuiltJob {
+  std::vector<TaskSpec> specs;
+  JobContext context;  // empty when the job has no shell task
+};
+
+// Builds the job. Throws UsageError with one sentence naming the flag, file, line or field.
+BuiltJob BuildJob(const JobInput& in);
+
+// The numbers of an --array: "1-100", "0-99:10", "1,4,9", "1-3,10-20:5".
+std::vector<int64_t> ParseArray(const std::string& text);
+
+// --dry-run: each task's command as one shell line (GNU parallel's quoting), one per line.
+void PrintDryRun(const std::vector<TaskSpec>& specs, std::FILE* out);
+
+}  // namespace orq

@@ -1,0 +1,291 @@
+#include "cli/template.h"
+
+#include <algorithm>
+#include <optional>
+#include <tuple>
+
+#include "common/errors.h"
+
+namespace orq {
+namespace {
+
+// One replacement string found in a word: {N<op>} (source 0: every source).
+struct Token {
+  enum Op { kWhole, kNoExtension, kBase, kDir, kBaseNoExtension, kSeq, kSlot };
+  Op op = kWhole;
+  size_t source = 0;
+  size_t length = 0;  // of the token's text, braces included
+};
+
+// The replacement string starting at text[at] (a '{'), if it is one.
+std::optional<Token> TokenAt(const std::string& text, size_t at) {
+  size_t i = at + 1;
+  Token t;
+  if (text.compare(i, 2, "#}") == 0) return Token{Token::kSeq, 0, 3};
+  if (text.compare(i, 2, "%}") == 0) return Token{Token::kSlot, 0, 3};
+  size_t digits = 0;
+  while (i + digits < text.size() && text[i + digits] >= '0' && text[i + digits] <= '9') ++digits;
+  if (digits > 0) {
+    if (digits > 6 || text[i] == '0') return std::nullopt;  // {0}, {0123}: not GNU parallel's
+    t.source = std::stoul(text.substr(i, digits));
+    i += digits;
+  }
+  static const std::pair<const char*, Token::Op> kOps[] = {
+      {"}", Token::kWhole}, {"/.}", Token::kBaseNoExtension}, {"//}", Token::kDir},
+      {"/}", Token::kBase}, {".}", Token::kNoExtension},
+  };
+  for (const auto& [suffix, op] : kOps) {
+    const std::string s(suffix);
+    if (text.compare(i, s.size(), s) == 0) {
+      t.op = op;
+      t.length = i + s.size() - at;
+      return t;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string Apply(Token::Op op, const std::string& v) {
+  switch (op) {
+    case Token::kNoExtension:
+      return RemoveExtension(v);
+    case Token::kBase:
+      return Basename(v);
+    case Token::kDir:
+      return Dirname(v);
+    case Token::kBaseNoExtension:
+      return RemoveExtension(Basename(v));
+    case Token::kWhole:
+    case Token::kSeq:
+    case Token::kSlot:
+      break;
+  }
+  return v;
+}
+
+// The values a token stands for (several for {} with several sources).
+std::vector<std::string> Values(const Token& t, const std::vector<std::string>& args, size_t seq) {
+  if (t.op == Token::kSeq) return {std::to_string(seq)};
+  if (t.op == Token::kSlot)
+    throw UsageError(
+        "{%} (the job slot) is known only when a task runs: use $ORQ_SLOT in a shell command");
+  if (t.source > args.size())
+    throw UsageError("{" + std::to_string(t.source) + "} names input source " +
+                     std::to_string(t.source) + ", but there " +
+                     (args.size() == 1 ? "is 1" : "are " + std::to_string(args.size())));
+  if (t.source > 0) return {Apply(t.op, args[t.source - 1])};
+  std::vector<std::string> out;
+  for (const auto& a : args) out.push_back(Apply(t.op, a));
+  return out;
+}
+
+std::string Join(const std::vector<std::string>& values, bool quote) {
+  std::string out;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ' ';
+    out += quote ? ShellQuote(values[i]) : values[i];
+  }
+  return out;
+}
+
+// The word with every replacement string put in; `used` is set when there was one.
+std::string Substitute(const std::string& word, const std::vector<std::string>& args, size_t seq,
+                       bool quote, bool& used) {
+  std::string out;
+  for (size_t i = 0; i < word.size();) {
+    std::optional<Token> t;
+    if (word[i] == '{') t = TokenAt(word, i);
+    if (!t) {
+      out += word[i++];
+      continue;
+    }
+    used = true;
+    out += Join(Values(*t, args, seq), quote);
+    i += t->length;
+  }
+  return out;
+}
+
+// Perl's File::Basename: s{(.)/*\z}{$1}s, and fileparse's split at the last '/'.
+void StripTrailingSlashes(std::string& p) {
+  size_t end = p.size();
+  while (end > 1 && p[end - 1] == '/') --end;
+  p.resize(end);
+}
+std::pair<std::string, std::string> FileParse(const std::string& p) {
+  const size_t slash = p.rfind('/');
+  if (slash == std::string::npos) return {"./", p};
+  return {p.substr(0, slash + 1), p.substr(slash + 1)};
+}
+
+}  // namespace
+
+std::string RemoveExtension(const std::string& path) {  // s:\.[^/.]*$::
+  const size_t dot = path.rfind('.');
+  if (dot == std::string::npos || path.find('/', dot) != std::string::npos) return path;
+  return path.substr(0, dot);
+}
+
+std::string Basename(const std::string& path) {  // s:.*/::
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string Dirname(const std::string& path) {  // File::Basename::dirname, Unix
+  auto [dir, base] = FileParse(path);
+  StripTrailingSlashes(dir);
+  if (base.empty()) {
+    std::tie(dir, base) = FileParse(dir);
+    StripTrailingSlashes(dir);
+  }
+  return dir;
+}
+
+std::string ShellQuote(const std::string& word) {
+  bool plain = !word.empty();
+  for (char c : word) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '+' || c == '.' || c == '/' || c == '-';
+    if (!ok) plain = false;
+  }
+  if (plain) return word;
+  std::string out = "'";
+  for (char c : word) {
+    if (c == '\'')
+      out += "'\"'\"'";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+std::string ShellLine(const std::vector<std::string>& argv) {
+  if (argv.size() == 3 && argv[0] == "/bin/sh" && argv[1] == "-c") return argv[2];
+  std::vector<std::string> quoted;
+  for (const auto& a : argv) quoted.push_back(ShellQuote(a));
+  return Join(quoted, false);
+}
+
+bool NeedsShell(const std::vector<std::string>& command) {
+  return command.size() == 1 &&
+         command[0].find_first_of(" \t\n|&;<>()$`\\\"'*?[]~") != std::string::npos;
+}
+
+CommandTemplate ParseCommandTemplate(const std::vector<std::string>& words, const ReadLines& read) {
+  CommandTemplate t;
+  enum { kCommand, kArgs, kFiles } mode = kCommand;
+  std::string separator;
+  for (const std::string& w : words) {
+    if (w == ":::" || w == ":::+" || w == "::::" || w == "::::+") {
+      if (mode == kArgs && t.sources.back().values.empty())
+        throw UsageError(separator + " needs at least one argument after it");
+      if (mode == kFiles && t.sources.back().origin.empty())
+        throw UsageError(separator + " needs at least one file after it");
+      separator = w;
+      const bool linked = w.back() == '+';
+      if (linked && t.sources.empty())
+        throw UsageError(w + " links to the input source before it, and there is none");
+      if (w.rfind("::::", 0) == 0) {
+        mode = kFiles;
+        t.sources.push_back({{}, linked, ""});  // filled by the files that follow
+      } else {
+        mode = kArgs;
+        t.sources.push_back(
+            {{}, linked, "::: (input source " + std::to_string(t.sources.size() + 1) + ")"});
+      }
+      continue;
+    }
+    switch (mode) {
+      case kCommand:
+        t.command.push_back(w);
+        break;
+      case kArgs:
+        t.sources.back().values.push_back(w);
+        break;
+      case kFiles: {
+        InputSource* source = &t.sources.back();
+        if (!source->origin.empty()) {  // each further file is a source of its own
+          t.sources.push_back({{}, false, ""});
+          source = &t.sources.back();
+        }
+        source->origin = w;
+        source->values = read(w);
+        break;
+      }
+    }
+  }
+  if (mode == kArgs && t.sources.back().values.empty())
+    throw UsageError(separator + " needs at least one argument after it");
+  if (mode == kFiles && t.sources.back().origin.empty())
+    throw UsageError(separator + " needs at least one file after it");
+  return t;
+}
+
+std::vector<std::vector<std::string>> CombineSources(const std::vector<InputSource>& sources,
+                                                     size_t limit) {
+  // Groups of linked sources: each group is one list of tuples, as long as its shortest source.
+  struct Group {
+    size_t first, count, length;
+  };
+  std::vector<Group> groups;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    if (sources[i].linked && !groups.empty()) {
+      Group& g = groups.back();
+      ++g.count;
+      g.length = std::min(g.length, sources[i].values.size());
+    } else {
+      groups.push_back({i, 1, sources[i].values.size()});
+    }
+  }
+  size_t total = groups.empty() ? 0 : 1;
+  for (const Group& g : groups) {
+    if (g.length != 0 && total > limit / g.length)
+      throw UsageError("the input sources make more than " + std::to_string(limit) +
+                       " tasks; a job may hold at most " + std::to_string(limit));
+    total *= g.length;
+  }
+  std::vector<std::vector<std::string>> tuples;
+  tuples.reserve(total);
+  std::vector<size_t> at(groups.size(), 0);  // an odometer, the last group fastest
+  for (size_t n = 0; n < total; ++n) {
+    std::vector<std::string>& tuple = tuples.emplace_back();
+    tuple.reserve(sources.size());
+    for (size_t g = 0; g < groups.size(); ++g) {
+      for (size_t s = groups[g].first; s < groups[g].first + groups[g].count; ++s)
+        tuple.push_back(sources[s].values[at[g]]);
+    }
+    for (size_t g = groups.size(); g-- > 0;) {
+      if (++at[g] < groups[g].length) break;
+      at[g] = 0;
+    }
+  }
+  return tuples;
+}
+
+std::vector<std::string> ExpandCommand(const std::vector<std::string>& command,
+                                       const std::vector<std::string>& args, size_t seq,
+                                       bool append) {
+  if (command.empty()) return {"/bin/sh", "-c", Join(args, false)};  // each argument a command
+  bool used = false;
+  if (NeedsShell(command)) {
+    std::string line = Substitute(command[0], args, seq, true, used);
+    if (!used && append && !args.empty()) line += " " + Join(args, true);
+    return {"/bin/sh", "-c", line};
+  }
+  std::vector<std::string> argv;
+  for (const std::string& word : command) {
+    // A word that is one replacement string alone gives one argument per value: `{}` with two
+    // sources is two arguments, as the shell would split GNU parallel's line.
+    if (auto t = word.size() > 1 && word[0] == '{' ? TokenAt(word, 0) : std::nullopt;
+        t && t->length == word.size()) {
+      used = true;
+      for (auto& v : Values(*t, args, seq)) argv.push_back(std::move(v));
+      continue;
+    }
+    argv.push_back(Substitute(word, args, seq, false, used));
+  }
+  if (!used && append) argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+}  // namespace orq

@@ -1,0 +1,134 @@
+#include "cli/template.h"
+
+#include <gtest/gtest.h>
+
+#include "cli/job_input.h"
+#include "common/errors.h"
+
+namespace orq {
+namespace {
+
+using Words = std::vector<std::string>;
+
+// The expected values are what GNU parallel 20221122 prints with --dry-run for the same input
+// (tests/shell_test.cc checks the two agree through the real binaries).
+TEST(TemplateTest, PathReplacementsFollowGnuParallel) {
+  struct Case {
+    std::string in, no_ext, base, dir, base_no_ext;
+  };
+  const Case cases[] = {
+      {"a.", "a", "a.", ".", "a"},
+      {".bashrc", "", ".bashrc", ".", ""},
+      {"/", "/", "", "/", ""},
+      {"a//b", "a//b", "b", "a", "b"},
+      {"/a", "/a", "a", "/", "a"},
+      {"", "", "", ".", ""},
+      {"a/b/", "a/b/", "", "a", ""},
+      {"./x", "./x", "x", ".", "x"},
+      {"//x", "//x", "x", "/", "x"},
+      {"a.b/c", "a.b/c", "c", "a.b", "c"},
+      {"a.b/c.d", "a.b/c", "c.d", "a.b", "c"},
+      {".", "", ".", ".", ""},
+      {"..", ".", "..", ".", "."},
+      {"a/.b", "a/", ".b", "a", ""},
+      {"/a/b.c", "/a/b", "b.c", "/a", "b"},
+      {"d/", "d/", "", ".", ""},
+      {"./e.x.y", "./e.x", "e.x.y", ".", "e.x"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(RemoveExtension(c.in), c.no_ext) << c.in;
+    EXPECT_EQ(Basename(c.in), c.base) << c.in;
+    EXPECT_EQ(Dirname(c.in), c.dir) << c.in;
+    EXPECT_EQ(RemoveExtension(Basename(c.in)), c.base_no_ext) << c.in;
+  }
+}
+
+TEST(TemplateTest, QuotesAsGnuParallelDoes) {
+  EXPECT_EQ(ShellQuote("a-b_c.d+e/f9"), "a-b_c.d+e/f9");
+  EXPECT_EQ(ShellQuote(""), "''");
+  EXPECT_EQ(ShellQuote("a b"), "'a b'");
+  EXPECT_EQ(ShellQuote("x'y"), "'x'\"'\"'y'");
+  EXPECT_EQ(ShellQuote("we$ird"), "'we$ird'");
+  for (const char* s : {"a,b", "a:b", "a=b", "a@b", "a%b", "a~b", "a*b", "a;b", "a|b", "a\\b"})
+    EXPECT_EQ(ShellQuote(s), "'" + std::string(s) + "'");
+  EXPECT_EQ(ShellLine({"gzip", "-9", "b c.txt"}), "gzip -9 'b c.txt'");
+  EXPECT_EQ(ShellLine({"/bin/sh", "-c", "echo a && echo b"}), "echo a && echo b");
+}
+
+TEST(TemplateTest, SourcesMakeACrossProductLastFastestAndLinkedOnesPairUp) {
+  const std::vector<InputSource> sources = {
+      {{"a", "b"}, false, ""}, {{"1", "2", "3"}, false, ""}, {{"x", "y"}, true, ""}};
+  EXPECT_EQ(CombineSources(sources, 100),
+            (std::vector<Words>{{"a", "1", "x"}, {"a", "2", "y"}, {"b", "1", "x"}, {"b", "2", "y"}}));
+  EXPECT_EQ(CombineSources({{{"a", "b"}, false, ""}, {{"1", "2"}, false, ""}}, 100),
+            (std::vector<Words>{{"a", "1"}, {"a", "2"}, {"b", "1"}, {"b", "2"}}));
+  EXPECT_THROW(CombineSources({{{"a", "b", "c"}, false, ""}, {{"1", "2"}, false, ""}}, 5),
+               UsageError);
+}
+
+TEST(TemplateTest, ArgumentsAreAppendedOnlyWhenNoReplacementStringIsUsed) {
+  EXPECT_EQ(ExpandCommand({"gzip", "-9"}, {"a b.txt"}, 1), (Words{"gzip", "-9", "a b.txt"}));
+  EXPECT_EQ(ExpandCommand({"echo", "{#}"}, {"a"}, 7), (Words{"echo", "7"}));
+  EXPECT_EQ(ExpandCommand({"convert", "{}", "{.}.png"}, {"d/x.jpg"}, 1),
+            (Words{"convert", "d/x.jpg", "d/x.png"}));
+  EXPECT_EQ(ExpandCommand({"cp", "{1}", "{2//}/{1/}"}, {"a/f", "b/g"}, 1),
+            (Words{"cp", "a/f", "b/f"}));
+  // {} alone with two sources is two arguments (the shell splits GNU parallel's line so too).
+  EXPECT_EQ(ExpandCommand({"echo", "{}"}, {"a", "c d"}, 1), (Words{"echo", "a", "c d"}));
+  EXPECT_EQ(ExpandCommand({"echo", "x{}y"}, {"a", "b"}, 1), (Words{"echo", "xa by"}));
+  // A value that holds a replacement string is not expanded again.
+  EXPECT_EQ(ExpandCommand({"echo", "{}"}, {"{.}"}, 1), (Words{"echo", "{.}"}));
+  EXPECT_EQ(ExpandCommand({"echo", "{}"}, {"x"}, 1, /*append=*/false), (Words{"echo", "x"}));
+  EXPECT_EQ(ExpandCommand({"run.sh"}, {"x"}, 1, /*append=*/false), (Words{"run.sh"}));
+}
+
+TEST(TemplateTest, OneWordWithShellSyntaxRunsUnderShWithQuotedValues) {
+  EXPECT_EQ(ExpandCommand({"echo {} && echo {.}"}, {"a b.c"}, 1),
+            (Words{"/bin/sh", "-c", "echo 'a b.c' && echo 'a b'"}));
+  EXPECT_EQ(ExpandCommand({"wc -l"}, {"x'y", ""}, 1),
+            (Words{"/bin/sh", "-c", "wc -l 'x'\"'\"'y' ''"}));
+  // No command: each argument is a command line.
+  EXPECT_EQ(ExpandCommand({}, {"ls -l"}, 1), (Words{"/bin/sh", "-c", "ls -l"}));
+  EXPECT_TRUE(NeedsShell({"a && b"}));
+  EXPECT_TRUE(NeedsShell({"ls|wc"}));
+  EXPECT_FALSE(NeedsShell({"./run.sh"}));
+  EXPECT_FALSE(NeedsShell({"echo", "a b"}));
+}
+
+TEST(TemplateTest, ReplacementStringsThatCannotBeFilledAreRefused) {
+  EXPECT_THROW(ExpandCommand({"echo", "{3}"}, {"a", "b"}, 1), UsageError);
+  EXPECT_THROW(ExpandCommand({"echo", "{%}"}, {"a"}, 1), UsageError);
+  // Not replacement strings: left as they are.
+  EXPECT_EQ(ExpandCommand({"echo", "{x}", "{0}", "{"}, {"a"}, 1),
+            (Words{"echo", "{x}", "{0}", "{", "a"}));
+}
+
+TEST(TemplateTest, SeparatorsSplitTheCommandFromItsSources) {
+  auto read = [](const std::string& file) { return Words{file + ":1", file + ":2"}; };
+  auto t = ParseCommandTemplate({"echo", "{}", ":::", "a", "b", ":::+", "1", "2", "::::", "f",
+                                 "g", "::::+", "h"},
+                                read);
+  EXPECT_EQ(t.command, (Words{"echo", "{}"}));
+  ASSERT_EQ(t.sources.size(), 5u);
+  EXPECT_EQ(t.sources[0].values, (Words{"a", "b"}));
+  EXPECT_TRUE(t.sources[1].linked);
+  EXPECT_EQ(t.sources[2].values, (Words{"f:1", "f:2"}));
+  EXPECT_FALSE(t.sources[3].linked);  // each file after :::: is a source of its own
+  EXPECT_EQ(t.sources[3].values, (Words{"g:1", "g:2"}));
+  EXPECT_TRUE(t.sources[4].linked);
+  EXPECT_THROW(ParseCommandTemplate({"echo", ":::"}, read), UsageError);
+  EXPECT_THROW(ParseCommandTemplate({"echo", ":::", "a", "::::"}, read), UsageError);
+  EXPECT_THROW(ParseCommandTemplate({"echo", ":::+", "a"}, read), UsageError);
+}
+
+TEST(TemplateTest, ArraysAreRangesStepsAndLists) {
+  EXPECT_EQ(ParseArray("1-5"), (std::vector<int64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(ParseArray("0-9:4"), (std::vector<int64_t>{0, 4, 8}));
+  EXPECT_EQ(ParseArray("1,4,9"), (std::vector<int64_t>{1, 4, 9}));
+  EXPECT_EQ(ParseArray("1-2,10-20:10"), (std::vector<int64_t>{1, 2, 10, 20}));
+  for (const char* bad : {"", "x", "5-1", "1-5:0", "1-5:-1", "1-", "1-5x", "1,,2", "0-99999999"})
+    EXPECT_THROW(ParseArray(bad), UsageError) << bad;
+}
+
+}  // namespace
+}  // namespace orq
