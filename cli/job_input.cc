@@ -167,8 +167,7 @@ JobContext Context(const JobInput& in) {
     }
     const char* value = std::getenv(entry.c_str());
     if (!value)
-      throw UsageError("--env " + entry + ": " + entry +
-                       " is not set here; give --env NAME=VALUE");
+      throw UsageError("--env " + entry + ": " + entry + " is not set here; give --env NAME=VALUE");
     Set(env, entry + "=" + value);
   }
   if (auto error = ValidateEnv(env, "the environment (--env)")) throw UsageError(*error);

@@ -58,8 +58,9 @@ TEST(TemplateTest, QuotesAsGnuParallelDoes) {
 TEST(TemplateTest, SourcesMakeACrossProductLastFastestAndLinkedOnesPairUp) {
   const std::vector<InputSource> sources = {
       {{"a", "b"}, false, ""}, {{"1", "2", "3"}, false, ""}, {{"x", "y"}, true, ""}};
-  EXPECT_EQ(CombineSources(sources, 100),
-            (std::vector<Words>{{"a", "1", "x"}, {"a", "2", "y"}, {"b", "1", "x"}, {"b", "2", "y"}}));
+  EXPECT_EQ(
+      CombineSources(sources, 100),
+      (std::vector<Words>{{"a", "1", "x"}, {"a", "2", "y"}, {"b", "1", "x"}, {"b", "2", "y"}}));
   EXPECT_EQ(CombineSources({{{"a", "b"}, false, ""}, {{"1", "2"}, false, ""}}, 100),
             (std::vector<Words>{{"a", "1"}, {"a", "2"}, {"b", "1"}, {"b", "2"}}));
   EXPECT_THROW(CombineSources({{{"a", "b", "c"}, false, ""}, {{"1", "2"}, false, ""}}, 5),
@@ -105,9 +106,8 @@ TEST(TemplateTest, ReplacementStringsThatCannotBeFilledAreRefused) {
 
 TEST(TemplateTest, SeparatorsSplitTheCommandFromItsSources) {
   auto read = [](const std::string& file) { return Words{file + ":1", file + ":2"}; };
-  auto t = ParseCommandTemplate({"echo", "{}", ":::", "a", "b", ":::+", "1", "2", "::::", "f",
-                                 "g", "::::+", "h"},
-                                read);
+  auto t = ParseCommandTemplate(
+      {"echo", "{}", ":::", "a", "b", ":::+", "1", "2", "::::", "f", "g", "::::+", "h"}, read);
   EXPECT_EQ(t.command, (Words{"echo", "{}"}));
   ASSERT_EQ(t.sources.size(), 5u);
   EXPECT_EQ(t.sources[0].values, (Words{"a", "b"}));

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The code's format is .clang-format's (clang-format 14, Debian 12).
-#   scripts/format.sh          rewrites every tracked .cc and .h file in place
+#   scripts/format.sh          rewrites every .cc and .h file in place (tracked or new)
 #   scripts/format.sh --check  changes nothing; lists the files that differ and fails if any do
 #                              (the test command runs this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v clang-format >/dev/null || { echo "format: clang-format not found (scripts/setup.sh installs it)" >&2; exit 1; }
-mapfile -t files < <(git ls-files '*.cc' '*.h')
+# Tracked files and new ones not yet added (but not ignored ones).
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cc' '*.h')
 if [[ ${1:-} == --check ]]; then
   bad=$(clang-format --dry-run "${files[@]}" 2>&1 | grep 'warning: code should be clang-formatted' | cut -d: -f1 | sort -u || true)
   if [[ -n $bad ]]; then

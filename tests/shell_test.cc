@@ -24,16 +24,17 @@ std::string Parallel(const Words& args) {
   std::string out;
   const int code = RunProgram(Concat({"parallel", "--will-cite", "-k"}, args), out);
   if (code != 0)
-    throw std::runtime_error("GNU parallel is needed for this test (apt-get install parallel; "
-                             "scripts/setup.sh installs it) and it failed with " +
-                             std::to_string(code) + ": " + out);
+    throw std::runtime_error(
+        "GNU parallel is needed for this test (apt-get install parallel; "
+        "scripts/setup.sh installs it) and it failed with " +
+        std::to_string(code) + ": " + out);
   return out;
 }
 
 // Values that exercise every replacement string and GNU parallel's quoting.
-const Words kValues = {"a b.c",  "x'y",   "d/e.f.g", "",     "we$ird", "/a/b.c",   "c",
-                       "d/",     "./e.x", ".bashrc", "a//b", "..",     "tab\there", "/",
-                       "semi;co", "a.b/c", "*.txt",  "~"};
+const Words kValues = {"a b.c",     "x'y", "d/e.f.g", "",        "we$ird", "/a/b.c",
+                       "c",         "d/",  "./e.x",   ".bashrc", "a//b",   "..",
+                       "tab\there", "/",   "semi;co", "a.b/c",   "*.txt",  "~"};
 
 TEST(ShellTest, ReplacementStringsAgreeWithGnuParallelsDryRun) {
   OrqEnv env;
@@ -103,8 +104,8 @@ TEST(ShellTest, TasksRunInTheSubmittersDirectoryWithItsEnvironment) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, work.string() + "\nhi unset " + home + "\n");
   // --cwd (absolute or relative to here) and --env change that;
-  r = submit_and_gather({"--cwd", "../other", "--env", "A=1", "--env", "ORQ_TEST_GREETING=yo",
-                         "--", show});
+  r = submit_and_gather(
+      {"--cwd", "../other", "--env", "A=1", "--env", "ORQ_TEST_GREETING=yo", "--", show});
   EXPECT_EQ(r.out, env.home() + "/other\nyo 1 " + home + "\n");
   // --clean-env keeps only --env (and ORQ_*);
   r = submit_and_gather({"--clean-env", "--env", "A=2", "--", show});
@@ -150,12 +151,12 @@ TEST(ShellTest, EachTaskKnowsItsJobTaskAttemptAndSlot) {
 
 TEST(ShellTest, LinesAndArrays) {
   OrqEnv env;
-  RunResult r = env.Run({"run", "-w", "1", "--lines", "-"},
-                        "echo one\n\n  \necho two | tr a-z A-Z\r\n");
+  RunResult r =
+      env.Run({"run", "-w", "1", "--lines", "-"}, "echo one\n\n  \necho two | tr a-z A-Z\r\n");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "one\nTWO\n");
-  r = env.Run({"run", "-w", "1", "--array", "1-5:2,10", "--", "sh", "-c", "echo $0 $ORQ_ARRAY_ID",
-               "{}"});
+  r = env.Run(
+      {"run", "-w", "1", "--array", "1-5:2,10", "--", "sh", "-c", "echo $0 $ORQ_ARRAY_ID", "{}"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "1 1\n3 3\n5 5\n10 10\n");
   // A lone word with shell syntax runs under sh.
