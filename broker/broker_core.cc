@@ -138,6 +138,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
 }  // namespace orq
 ,
              message);
+FlushStreams(out);
 }
 
 void BrokerCore::Refuse(const std::string& from, Role role, Command command,
@@ -168,6 +169,7 @@ void BrokerCore::PeerRevoked(const std::string& peer, std::vector<Outgoing>& out
   PeerUnreachable(peer);
   if (auto it = worker_ids_.find(peer); it != worker_ids_.end())
     DropWorker(it->second, "its key was revoked", out);
+  FlushStreams(out);
 }
 
 void BrokerCore::HandleMalformed(const std::string& from, const std::string& what,
@@ -280,11 +282,33 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request,
                         std::vector<Outgoing>& out) {
   Waiter waiter;
   waiter.client = from;
+  waiter.stream = request.stream;
   if (!Resolve(from, request.ids, waiter.ids, out, &waiter)) return;
+  std::vector<TaskId> done;  // for a stream: what it gets at once
   for (TaskId id : waiter.ids) {
-    if (Find(id)->state != State::kFinished) ++waiter.remaining;
+    if (Find(id)->state != State::kFinished)
+      ++waiter.remaining;
+    else if (waiter.stream)
+      done.push_back(id);
   }
-  if (waiter.remaining == 0) return ReplyResults(waiter, out);
+  if (waiter.stream) {
+    // The first chunk, always sent: the sizes of what was named, and what is done already.
+    ResultsReply first;
+    for (const std::string& text : request.ids) {
+      auto ref = ParseId(text);  // Resolve() checked them all
+      first.sizes.push_back(ref->index ? 1
+                                       : static_cast<uint32_t>(jobs_.at(ref->job).tasks.size()));
+    }
+    const size_t head = std::min(done.size(), kMaxResultsPerReply);
+    for (size_t i = 0; i < head; ++i) first.outcomes.push_back(*store_.Find(done[i]));
+    done.erase(done.begin(), done.begin() + static_cast<std::ptrdiff_t>(head));
+    first.final = waiter.remaining == 0 && done.empty();
+    out.push_back({from, std::move(first)});
+    if (!done.empty()) SendChunks(from, done, waiter.remaining == 0, out);
+    if (waiter.remaining == 0) return;
+  } else if (waiter.remaining == 0) {
+    return ReplyResults(waiter, out);
+  }
   const uint64_t waiter_id = next_waiter_++;
   for (TaskId id : waiter.ids) {
     auto& list = jobs_[id.job].waiters;
@@ -322,6 +346,28 @@ void BrokerCore::ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) 
   }
   chunk.final = true;
   out.push_back({waiter.client, std::move(chunk)});
+}
+
+void BrokerCore::SendChunks(const std::string& client, const std::vector<TaskId>& ids, bool final,
+                            std::vector<Outgoing>& out) const {
+  for (size_t i = 0; i < ids.size() || (i == 0 && final); i += kMaxResultsPerReply) {
+    ResultsReply chunk;
+    const size_t end = std::min(ids.size(), i + kMaxResultsPerReply);
+    chunk.outcomes.reserve(end - i);
+    for (size_t j = i; j < end; ++j) chunk.outcomes.push_back(*store_.Find(ids[j]));
+    chunk.final = final && end == ids.size();
+    out.push_back({client, std::move(chunk)});
+  }
+}
+
+void BrokerCore::FlushStreams(std::vector<Outgoing>& out) {
+  for (uint64_t waiter_id : streams_due_) {
+    auto it = waiters_.find(waiter_id);
+    if (it == waiters_.end() || it->second.due.empty()) continue;
+    SendChunks(it->second.client, it->second.due, false, out);
+    it->second.due.clear();
+  }
+  streams_due_.clear();
 }
 
 void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
@@ -362,15 +408,26 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
     const uint64_t waiter_id = job.waiters[i];
     Waiter& waiter = waiters_.at(waiter_id);
     // The waiter counted this task once per mention, as part of its job or by itself.
+    uint32_t mentions = 0;
     if (auto j = waiter.whole_jobs.find(id.job); j != waiter.whole_jobs.end())
-      waiter.remaining -= j->second;
+      mentions += j->second;
     if (auto t = waiter.single_tasks.find(id); t != waiter.single_tasks.end())
-      waiter.remaining -= t->second;
+      mentions += t->second;
+    waiter.remaining -= mentions;
+    if (waiter.stream && mentions > 0) {
+      if (waiter.due.empty()) streams_due_.push_back(waiter_id);
+      waiter.due.insert(waiter.due.end(), mentions, id);
+    }
     if (waiter.remaining > 0) {
       ++i;
       continue;
     }
-    ReplyResults(waiter, out);
+    if (waiter.stream) {
+      SendChunks(waiter.client, waiter.due, true, out);
+      waiter.due.clear();
+    } else {
+      ReplyResults(waiter, out);
+    }
     ForgetWaiter(waiter_id);  // removes job.waiters[i]: index i now holds the next one
   }
 }
@@ -384,6 +441,7 @@ void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,
   for (TaskId id : ids) {
     Task& task = *Find(id);
     if (task.state == State::kRunning) {
+      if (!request.running) continue;  // --halt soon: let it finish
       if (!task.cancel_requested) {
         task.cancel_requested = true;
         journal_.RecordCancelRequest(id);
@@ -652,8 +710,12 @@ void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why,
 
 void BrokerCore::WorkerExited(int64_t pid, std::vector<Outgoing>& out) {
   for (const auto& [id, w] : workers_) {
-    if (w.pid == pid) return DropWorker(id, "its process exited", out);
+    if (w.pid == pid) {
+      DropWorker(id, "its process exited", out);
+      break;
+    }
   }
+  FlushStreams(out);
 }
 
 void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
@@ -694,6 +756,7 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
     }
   }
   Dispatch(out);
+  FlushStreams(out);
 }
 
 SteadyTime BrokerCore::NextWakeup() const {

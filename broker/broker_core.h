@@ -137,6 +137,8 @@ class BrokerCore {
     // `remaining` in O(1) however long `ids` is.
     std::unordered_map<uint64_t, uint32_t> whole_jobs;
     std::unordered_map<TaskId, uint32_t, TaskIdHash> single_tasks;
+    bool stream = false;      // GatherRequest::stream: results as they finish
+    std::vector<TaskId> due;  // stream: finished since the last chunk went out
   };
 
   void Submit(const std::string& from, SubmitRequest& request, SteadyTime now,
@@ -170,6 +172,11 @@ class BrokerCore {
   void Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
               bool journal = true);
   void ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) const;
+  // Sends `ids`' outcomes to a streaming waiter in chunks; the last one final when `final`.
+  void SendChunks(const std::string& client, const std::vector<TaskId>& ids, bool final,
+                  std::vector<Outgoing>& out) const;
+  // Sends what streaming waiters got this turn (called at the end of each entry point).
+  void FlushStreams(std::vector<Outgoing>& out);
   void Dispatch(std::vector<Outgoing>& out);
   void DropWorker(uint32_t worker_id, const std::string& why, std::vector<Outgoing>& out);
 
@@ -193,6 +200,7 @@ class BrokerCore {
   uint32_t next_worker_ = 1;
   std::unordered_map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 1;
+  std::vector<uint64_t> streams_due_;  // streaming waiters with results to send
   SteadyTime next_heartbeat_{};
   SteadyTime now_{};  // the time of the event being handled
   bool shutting_down_ = false;

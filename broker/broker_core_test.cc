@@ -632,5 +632,59 @@ TEST_F(BrokerRoleTest, LocalPeersAreWorkersWithTheirHost) {
   EXPECT_EQ(status.endpoints[0], "ipc://test");
 }
 
+TEST_F(BrokerCoreTest, AStreamingGatherGetsResultsAsTheyFinishOnceEach) {
+  // Given a job of three tasks, one of them already done,
+  uint64_t job = SubmitJob({Sleep(1), Sleep(1), Sleep(1)});
+  auto tasks = TasksTo(Register("w1", {3, 1, 1}), "w1");
+  ASSERT_EQ(tasks.size(), 3u);
+  Send("w1", WorkerResultsMessage{{Ok(tasks[1], "b")}});
+  // When a client gathers it streaming, it gets the finished one at once (not final),
+  auto out = Send("c", GatherRequest{{"j" + std::to_string(job)}, true});
+  const ResultsReply* first = ResultsFor(out, "c");
+  ASSERT_NE(first, nullptr);
+  EXPECT_FALSE(first->final);
+  ASSERT_EQ(first->outcomes.size(), 1u);
+  EXPECT_EQ(first->outcomes[0].id, (TaskId{job, 1}));
+  EXPECT_EQ(first->sizes, (std::vector<uint32_t>{3}));
+  // then each result in the turn it comes, in finishing order,
+  out = Send("w1", WorkerResultsMessage{{Ok(tasks[2], "c")}});
+  const ResultsReply* second = ResultsFor(out, "c");
+  ASSERT_NE(second, nullptr);
+  EXPECT_FALSE(second->final);
+  ASSERT_EQ(second->outcomes.size(), 1u);
+  EXPECT_EQ(second->outcomes[0].id, (TaskId{job, 2}));
+  // and the last in a final chunk.
+  out = Send("w1", WorkerResultsMessage{{Ok(tasks[0], "a")}});
+  const ResultsReply* last = ResultsFor(out, "c");
+  ASSERT_NE(last, nullptr);
+  EXPECT_TRUE(last->final);
+  ASSERT_EQ(last->outcomes.size(), 1u);
+  EXPECT_EQ(last->outcomes[0].result, "a");
+  // A stream of a finished job is one final chunk with everything.
+  out = Send("c", GatherRequest{{"j" + std::to_string(job)}, true});
+  ASSERT_NE(ResultsFor(out, "c"), nullptr);
+  EXPECT_TRUE(ResultsFor(out, "c")->final);
+  EXPECT_EQ(ResultsFor(out, "c")->outcomes.size(), 3u);
+}
+
+TEST_F(BrokerCoreTest, CancellingOnlyWhatHasNotStartedLeavesRunningTasksBe) {
+  uint64_t job = SubmitJob({Sleep(1), Sleep(1), Sleep(1)});
+  auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");
+  ASSERT_EQ(tasks.size(), 1u);
+  // When the job is cancelled with running=false (--halt soon),
+  auto out = Send("c", CancelRequest{{"j" + std::to_string(job)}, false});
+  // Then the two queued tasks are cancelled and the running one is not told to stop,
+  for (const auto& o : out) EXPECT_FALSE(std::holds_alternative<CancelTasksMessage>(o.message));
+  // and its result still counts.
+  Send("w1", WorkerResultsMessage{{Ok(tasks[0], "done")}});
+  out = Send("c", GatherRequest{{"j" + std::to_string(job)}});
+  const ResultsReply* r = ResultsFor(out, "c");
+  ASSERT_NE(r, nullptr);
+  ASSERT_EQ(r->outcomes.size(), 3u);
+  EXPECT_EQ(r->outcomes[0].status, TaskStatus::kOk);
+  EXPECT_EQ(r->outcomes[1].status, TaskStatus::kCancelled);
+  EXPECT_EQ(r->outcomes[2].status, TaskStatus::kCancelled);
+}
+
 }  // namespace
 }  // namespace orq

@@ -342,9 +342,9 @@ Verb RegisterBench(CLI::App& app) {
                   "some of: " + CLI::detail::join(names, ", ") + " (default: all)")
       ->check(CLI::IsMember(names));
   cmd->add_option("-w,--workers", o->workers, "worker processes (default 2)")
-      ->check(CLI::PositiveNumber);
+      ->check(MoreThanZero());
   cmd->add_option("-t,--threads", o->threads, "threads per worker (default: cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(MoreThanZero());
   cmd->add_flag("--json", o->json, "one JSON object per workload");
   return {cmd, [o] { return Bench(*o); }};
 }

@@ -14,6 +14,8 @@
 #include "cli/embedded.h"
 #include "cli/format.h"
 #include "cli/job_input.h"
+#include "cli/results.h"
+#include "cli/template.h"
 #include "cli/verbs.h"
 #include "common/ids.h"
 #include "common/task_spec.h"
@@ -68,46 +70,6 @@ CLI::Validator IdCheck(bool tasks) {
       tasks ? "ID" : "JOB");
 }
 
-struct Tally {
-  size_t total = 0, ok = 0, failed = 0;
-};
-
-// Waits for the results of `ids` and prints them in order as the chunks arrive; kTimeout when
-// `deadline` passes first.
-ExitCode GatherAndPrint(Client& client, const std::vector<std::string>& ids, bool json,
-                        Clock::time_point deadline, Tally& tally) {
-  client.Send(GatherRequest{ids});
-  std::vector<std::string> failures;
-  for (;;) {
-    auto reply = client.Receive(deadline);
-    if (!reply) return ExitCode::kTimeout;
-    const ResultsReply results = Expect<ResultsReply>(std::move(*reply), "orq gather");
-    for (const TaskOutcome& o : results.outcomes) {
-      ++tally.total;
-      if (o.status == TaskStatus::kOk) {
-        ++tally.ok;
-      } else {
-        ++tally.failed;
-        failures.push_back(FailureSentence(o));
-      }
-      if (json) {
-        std::string line = ToJson(o).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        line += '\n';
-        std::fwrite(line.data(), 1, line.size(), stdout);
-      } else {
-        PrintText(o, stdout);
-      }
-    }
-    if (results.final) break;
-  }
-  std::fflush(stdout);
-  constexpr size_t kShown = 20;
-  for (size_t i = 0; i < failures.size() && i < kShown; ++i) Say(failures[i]);
-  if (failures.size() > kShown)
-    Say("orq: ... and " + std::to_string(failures.size() - kShown) + " more tasks did not end ok");
-  return tally.failed ? ExitCode::kTaskFailed : ExitCode::kOk;
-}
-
 uint64_t Submit(Client& client, BuiltJob job) {
   return Expect<SubmittedReply>(
              client.Request(SubmitRequest{std::move(job.specs), std::move(job.context)},
@@ -124,7 +86,50 @@ struct RunOptions {
   int threads = 0;  // 0: cores
   bool json = false;
   bool no_journal = false;
+  bool tag = false;
+  bool unordered = false;
+  std::string halt;
 };
+
+// What `orq run` knows of the tasks it built, for --tag, --json and --joblog.
+LocalTasks Describe(const BuiltJob& job) {
+  LocalTasks local;
+  local.tags = job.tags;
+  local.seqs = job.seqs;
+  local.commands.reserve(job.specs.size());
+  local.argv.reserve(job.specs.size());
+  for (const TaskSpec& spec : job.specs) {
+    const auto* shell = std::get_if<ShellTask>(&spec.body);
+    if (!shell) {
+      local.commands.push_back("(a " + std::string(KindName(spec)) + " task)");
+      local.argv.emplace_back(nullptr);
+      continue;
+    }
+    local.commands.push_back(ShellLine(shell->argv));
+    const auto& a = shell->argv;
+    if (a.size() == 3 && a[0] == "/bin/sh" && a[1] == "-c")
+      local.argv.emplace_back(a[2]);  // "cmd"
+    else
+      local.argv.emplace_back(a);  // "argv"
+  }
+  return local;
+}
+
+// The joblog to write (--joblog): appended to when resuming, else started afresh with a header.
+struct Joblog {
+  std::FILE* file = nullptr;
+  ~Joblog() {
+    if (file) std::fclose(file);
+  }
+};
+void OpenJoblog(const JobInput& in, Joblog& log) {
+  if (in.joblog.empty()) return;
+  const bool append = in.resume || in.resume_failed || in.retry_failed;
+  log.file = std::fopen(in.joblog.c_str(), append ? "a" : "w");
+  if (!log.file)
+    throw UsageError("cannot write the joblog " + in.joblog + ": " + std::strerror(errno));
+  if (!append || std::ftell(log.file) == 0) std::fputs(kJoblogHeader, log.file);
+}
 
 ExitCode Run(RunOptions& options) {
   const auto start = Clock::now();
@@ -135,24 +140,38 @@ ExitCode Run(RunOptions& options) {
     in.file = in.words[0];
     in.words.clear();
   }
-  if (in.words.empty() && in.file.empty() && in.lines.empty())
+  if (in.words.empty() && in.file.empty() && in.lines.empty() && !in.retry_failed)
     throw UsageError(
         "give what to run: a task file, --lines FILE, or -- CMD ARGS... [::: ARGS...]");
+  OutputOptions output;
+  output.json = options.json;
+  output.tag = options.tag;
+  output.unordered = options.unordered;
+  if (!options.halt.empty()) output.halt = ParseHalt(options.halt);
   BuiltJob built = BuildJob(in);
   if (in.dry_run) {
     PrintDryRun(built.specs, stdout);
     return ExitCode::kOk;
   }
+  if (built.specs.empty()) {
+    Say("orq: nothing to run: the joblog " + in.joblog + " has every task done");
+    return ExitCode::kOk;
+  }
+  Joblog joblog;
+  OpenJoblog(in, joblog);
+  output.joblog = joblog.file;
+  const LocalTasks local = Describe(built);
   InstallInterruptHandlers();
   EmbeddedBroker broker({options.workers > 0 ? options.workers : Cores(),
                          options.threads > 0 ? options.threads : Cores(), !options.no_journal});
   ExitCode code = ExitCode::kOk;
-  Tally tally;
+  GatherSummary summary;
   uint64_t job = 0;
   try {
     job = Submit(broker.client(), std::move(built));
-    code = GatherAndPrint(broker.client(), {FormatJobId(job)}, options.json,
-                          Clock::time_point::max(), tally);
+    output.halt_job = job;
+    code = Gather(broker.client(), {FormatJobId(job)}, output, &local, Clock::time_point::max(),
+                  summary, nullptr, [] { return interrupted != 0; });
   } catch (const Unreachable& e) {
     if (!interrupted) throw Unreachable(std::string(e.what()) + "\n" + Tail(broker.log(), 10));
     Say("orq: interrupted; stopping the broker and its workers");
@@ -169,8 +188,15 @@ ExitCode Run(RunOptions& options) {
   broker.Stop();
   if (code == ExitCode::kInterrupted) return code;
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-  std::fprintf(stderr, "%zu task%s: %zu ok, %zu failed in %.2f s\n", tally.total,
-               tally.total == 1 ? "" : "s", tally.ok, tally.failed, elapsed);
+  std::string line = std::to_string(summary.total) + (summary.total == 1 ? " task: " : " tasks: ") +
+                     std::to_string(summary.ok) + " ok, " + std::to_string(summary.failed) +
+                     " failed";
+  if (summary.halted)
+    line += ", " + std::to_string(summary.cancelled_by_halt) + " cancelled: halted at " +
+            *summary.halted;
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, " in %.2f s", elapsed);
+  Say(line + seconds);
   return code;
 }
 
@@ -193,16 +219,32 @@ ExitCode SubmitVerb(const JobInput& in) {
 
 // ---- orq gather, status, cancel, forget --------------------------------------------------------
 
-ExitCode GatherVerb(const std::vector<std::string>& ids, bool json, std::optional<double> timeout) {
+struct GatherOptions {
+  std::vector<std::string> ids;
+  bool json = false, tag = false, unordered = false, first = false, fail_fast = false;
+  std::vector<std::string> status;
+  std::optional<double> timeout;
+};
+
+ExitCode GatherVerb(const GatherOptions& o) {
+  OutputOptions output;
+  output.json = o.json;
+  output.tag = o.tag;
+  output.unordered = o.unordered;
+  output.first = o.first;
+  output.fail_fast = o.fail_fast;
+  for (const std::string& name : o.status) {
+    if (auto status = ParseStatus(name)) output.only.insert(*status);
+  }
   Client client(FindBroker());
   auto deadline = Clock::time_point::max();
-  if (timeout)
-    deadline = Clock::now() +
-               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*timeout));
-  Tally tally;
-  const ExitCode code = GatherAndPrint(client, ids, json, deadline, tally);
+  if (o.timeout)
+    deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(*o.timeout));
+  GatherSummary summary;
+  const ExitCode code = Gather(client, o.ids, output, nullptr, deadline, summary);
   if (code == ExitCode::kTimeout)
-    Say("orq gather: not finished after " + nlohmann::json(*timeout).dump() + " s");
+    Say("orq gather: not finished after " + nlohmann::json(*o.timeout).dump() + " s");
   return code;
 }
 
@@ -240,14 +282,31 @@ Verb RegisterRun(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "run", "Run a job on a broker and workers started for this run; print results in order");
   cmd->add_option("command", o->input.words,
-                  "a task file (JSON lines, '-' = stdin), or -- CMD ARGS... [::: ARGS...]");
+                  "a task file (JSON lines, '-' = stdin), or [--] CMD ARGS... [::: ARGS...]");
   auto* lines = AddJobOptions(cmd, o->input);
   lines->excludes(cmd->get_option("command"));
   cmd->add_option("-w,--workers", o->workers, "worker processes (default: cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(MoreThanZero());
   cmd->add_option("-t,--threads", o->threads, "threads per worker pool (default: cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(MoreThanZero());
   cmd->add_flag("--json", o->json, "one JSON object per task instead of text");
+  cmd->add_flag("--tag", o->tag, "prefix each output line with the task's arguments and a tab");
+  cmd->add_flag("--unordered", o->unordered, "print each result as it finishes, not in order");
+  cmd->add_option("--halt", o->halt,
+                  "stop at failures or successes: now|soon,fail|success=N|P% (GNU parallel's)");
+  cmd->add_option("--joblog", o->input.joblog,
+                  "log each task in GNU parallel's joblog columns to FILE");
+  auto* resume = cmd->add_flag("--resume", o->input.resume,
+                               "with --joblog: skip the tasks the joblog says ran");
+  auto* resume_failed =
+      cmd->add_flag("--resume-failed", o->input.resume_failed,
+                    "with --joblog: skip the tasks the joblog says succeeded; run the rest");
+  auto* retry_failed =
+      cmd->add_flag("--retry-failed", o->input.retry_failed,
+                    "with --joblog: run again the commands the joblog says failed");
+  for (auto* flag : {resume, resume_failed, retry_failed}) flag->needs("--joblog");
+  resume->excludes(resume_failed)->excludes(retry_failed);
+  resume_failed->excludes(retry_failed);
   cmd->add_flag("--no-journal", o->no_journal, "keep the run's results in memory only");
   return {cmd, [o] { return Run(*o); }};
 }
@@ -258,16 +317,15 @@ Verb RegisterSubmit(CLI::App& app) {
   // What to run: one of these (CLI11 cannot put a positional in an option group, so "none" is
   // checked in SubmitVerb).
   auto* command =
-      cmd->add_option("command", o->words, "a command: -- CMD ARGS... [::: ARGS...] [:::: FILE]");
+      cmd->add_option("command", o->words, "a command: [--] CMD ARGS... [::: ARGS...] [:::: FILE]");
   auto* what = cmd->add_option_group("task", "what to run, unless -- CMD ARGS... (one of)");
   auto* sleep = what->add_option("--sleep", o->sleep, "a sleep task of SECONDS");
-  sleep->check(CLI::NonNegativeNumber);
+  sleep->check(ZeroOrMore());
   auto* lines = AddJobOptions(cmd, *o);
   for (CLI::Option* option : {
            what->add_option("-f,--file", o->file, "every task of a task file ('-' = stdin)"),
            sleep,
-           what->add_option("--cpu", o->cpu, "a cpu task of MS milliseconds")
-               ->check(CLI::NonNegativeNumber),
+           what->add_option("--cpu", o->cpu, "a cpu task of MS milliseconds")->check(ZeroOrMore()),
            what->add_option("--echo", o->echo, "an echo task returning VALUE (JSON or text)"),
        }) {
     option->excludes(command);
@@ -280,20 +338,23 @@ Verb RegisterSubmit(CLI::App& app) {
 }
 
 Verb RegisterGather(CLI::App& app) {
-  struct Options {
-    std::vector<std::string> ids;
-    bool json = false;
-    std::optional<double> timeout;
-  };
-  auto o = std::make_shared<Options>();
+  auto o = std::make_shared<GatherOptions>();
   auto* cmd = app.add_subcommand("gather", "Wait for jobs or tasks; print results in order");
   cmd->add_option("ids", o->ids, "job ids (j7) or task ids (j7.2)")
       ->required()
       ->check(IdCheck(true));
   cmd->add_flag("--json", o->json, "one JSON object per task");
-  cmd->add_option("--timeout", o->timeout, "give up after SECONDS (exit 124)")
-      ->check(CLI::NonNegativeNumber);
-  return {cmd, [o] { return GatherVerb(o->ids, o->json, o->timeout); }};
+  cmd->add_flag("--tag", o->tag, "prefix each output line with the task's id and a tab");
+  cmd->add_flag("--as-completed,--unordered", o->unordered,
+                "print each result as it finishes, not in order");
+  auto* first = cmd->add_flag("--first", o->first, "print the first result to finish, then stop");
+  cmd->add_flag("--fail-fast", o->fail_fast, "stop at the first task that does not end ok (exit 1)")
+      ->excludes(first);
+  cmd->add_option("--status", o->status, "print only results of these statuses")
+      ->check(CLI::IsMember({"ok", "failed", "timeout", "cancelled", "worker_lost"}))
+      ->delimiter(',');
+  cmd->add_option("--timeout", o->timeout, "give up after SECONDS (exit 124)")->check(ZeroOrMore());
+  return {cmd, [o] { return GatherVerb(*o); }};
 }
 
 Verb RegisterStatus(CLI::App& app) {

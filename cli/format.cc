@@ -15,7 +15,7 @@ nlohmann::json Time(double t) { return t > 0 ? nlohmann::json(t) : nlohmann::jso
 
 }  // namespace
 
-void PrintText(const TaskOutcome& o, std::FILE* out) {
+void PrintText(const TaskOutcome& o, std::FILE* out, std::string_view tag) {
   std::string_view text;
   std::string decoded;
   if (o.shell) {
@@ -27,12 +27,27 @@ void PrintText(const TaskOutcome& o, std::FILE* out) {
       text = decoded;
     }
   }
-  std::fwrite(text.data(), 1, text.size(), out);
-  if (text.empty() || text.back() != '\n') std::fputc('\n', out);
+  if (tag.empty()) {
+    std::fwrite(text.data(), 1, text.size(), out);
+    if (text.empty() || text.back() != '\n') std::fputc('\n', out);
+    return;
+  }
+  // --tag: every line after the tag and a tab (GNU parallel's form); no line at all for no output
+  // but a tagged empty line, so each task shows.
+  std::string tagged;
+  size_t start = 0;
+  do {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    tagged.append(tag).append("\t").append(text.substr(start, end - start)).append("\n");
+    start = end + 1;
+  } while (start < text.size());
+  std::fwrite(tagged.data(), 1, tagged.size(), out);
 }
 
 nlohmann::json ToJson(const TaskOutcome& o) {
   nlohmann::json j = {{"id", FormatTaskId(o.id)},
+                      {"index", o.id.index},
                       {"status", StatusName(o.status)},
                       {"result", o.status == TaskStatus::kOk || o.shell ? ResultJson(o) : nullptr},
                       {"attempts", o.attempt},

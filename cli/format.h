@@ -5,14 +5,16 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "common/protocol.h"
 
 namespace orq {
 
 // The text form: a string result as is, any other JSON result as JSON, a shell task's stdout as
-// is (a missing final newline added). Non-ok tasks print an empty line (or their stdout).
-void PrintText(const TaskOutcome& outcome, std::FILE* out);
+// is (a missing final newline added). Non-ok tasks print an empty line (or their stdout). With a
+// tag (--tag), each line is "TAG<tab>line".
+void PrintText(const TaskOutcome& outcome, std::FILE* out, std::string_view tag = "");
 nlohmann::json ToJson(const TaskOutcome& outcome);
 // "orq: task j1.2 failed: exit code 1" for a task that did not end ok.
 std::string FailureSentence(const TaskOutcome& outcome);

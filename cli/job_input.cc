@@ -8,11 +8,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <tuple>
 
+#include "cli/results.h"
 #include "cli/template.h"
+#include "cli/verbs.h"
 #include "common/errors.h"
 #include "common/task_spec.h"
 
@@ -77,20 +80,54 @@ TaskSpec Shell(std::vector<std::string> argv) {
   return spec;
 }
 
-std::vector<TaskSpec> LinesSpecs(const std::string& file) {
-  std::vector<TaskSpec> specs;
+void LinesSpecs(const std::string& file, BuiltJob& job) {
   for (std::string& line : SplitLines(ReadWhole(file, "--lines"))) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    specs.push_back(Shell({"/bin/sh", "-c", std::move(line)}));
+    job.tags.push_back(line);
+    job.specs.push_back(Shell({"/bin/sh", "-c", std::move(line)}));
   }
-  if (specs.empty())
+  if (job.specs.empty())
     throw UsageError("--lines " + file + ": no commands in it (one shell command per line)");
-  return specs;
+}
+
+// --retry-failed: the commands of the joblog's failed entries, with their Seq.
+void RetrySpecs(const JobInput& in, BuiltJob& job) {
+  if (in.joblog.empty()) throw UsageError("--retry-failed needs --joblog FILE");
+  if (!in.words.empty() || !in.lines.empty() || !in.file.empty())
+    throw UsageError("--retry-failed takes its commands from the joblog " + in.joblog +
+                     "; drop the command");
+  std::map<uint64_t, JoblogEntry> last;
+  for (auto& [seq, entry] : ReadJoblog(in.joblog)) last[seq] = std::move(entry);
+  for (auto& [seq, entry] : last) {
+    if (entry.ok) continue;
+    job.tags.push_back(entry.command);
+    job.seqs.push_back(seq);
+    job.specs.push_back(Shell({"/bin/sh", "-c", entry.command}));
+  }
+}
+
+// --resume / --resume-failed: drops the tasks the joblog says ran (succeeded), by Seq.
+void SkipDone(const JobInput& in, BuiltJob& job) {
+  if (in.joblog.empty())
+    throw UsageError(std::string(in.resume ? "--resume" : "--resume-failed") +
+                     " needs --joblog FILE");
+  std::map<uint64_t, bool> ok;
+  for (auto& [seq, entry] : ReadJoblog(in.joblog)) ok[seq] = entry.ok;
+  BuiltJob kept;
+  kept.context = std::move(job.context);
+  for (size_t i = 0; i < job.specs.size(); ++i) {
+    auto it = ok.find(job.seqs[i]);
+    if (it != ok.end() && (in.resume || it->second)) continue;
+    kept.specs.push_back(std::move(job.specs[i]));
+    kept.tags.push_back(std::move(job.tags[i]));
+    kept.seqs.push_back(job.seqs[i]);
+  }
+  job = std::move(kept);
 }
 
 // The command after -- with its ::: sources; with --array, the array is its one source.
-std::vector<TaskSpec> CommandSpecs(const JobInput& in) {
+void CommandSpecs(const JobInput& in, BuiltJob& job) {
   CommandTemplate t = ParseCommandTemplate(in.words, [](const std::string& file) {
     std::vector<std::string> lines = SplitLines(ReadWhole(file, "an input source (::::)"));
     for (auto& l : lines) {
@@ -109,20 +146,24 @@ std::vector<TaskSpec> CommandSpecs(const JobInput& in) {
   if (t.command.empty() && t.sources.empty())
     throw UsageError("give a command after --, e.g. orq submit -- echo hello");
   if (t.sources.empty()) {  // one task; a lone word with shell syntax runs under sh -c
-    if (NeedsShell(t.command)) return {Shell({"/bin/sh", "-c", t.command[0]})};
-    return {Shell(t.command)};
+    job.specs.push_back(NeedsShell(t.command) ? Shell({"/bin/sh", "-c", t.command[0]})
+                                              : Shell(t.command));
+    job.tags.push_back(ShellLine(std::get<ShellTask>(job.specs.back().body).argv));
+    return;
   }
   const auto tuples = CombineSources(t.sources, kMaxTasksPerJob);
   if (tuples.empty()) throw UsageError("the input sources are empty: no tasks to run");
-  std::vector<TaskSpec> specs;
-  specs.reserve(tuples.size());
+  job.specs.reserve(tuples.size());
+  job.tags.reserve(tuples.size());
   for (size_t i = 0; i < tuples.size(); ++i) {
     // An array's index is in $ORQ_ARRAY_ID (HyperQueue's HQ_TASK_ID) and {}; it is not appended.
     TaskSpec spec = Shell(ExpandCommand(t.command, tuples[i], i + 1, /*append=*/!array));
     if (array) std::get<ShellTask>(spec.body).env.push_back("ORQ_ARRAY_ID=" + tuples[i][0]);
-    specs.push_back(std::move(spec));
+    job.specs.push_back(std::move(spec));
+    std::string tag;  // GNU parallel's --tag: the arguments, space-separated
+    for (const std::string& a : tuples[i]) tag += (tag.empty() ? "" : " ") + a;
+    job.tags.push_back(std::move(tag));
   }
-  return specs;
 }
 
 std::string CurrentDirectory() {
@@ -212,8 +253,8 @@ CLI::Option* AddJobOptions(CLI::App* cmd, JobInput& in) {
   cmd->add_option("--array", in.array,
                   "a task per number of RANGE (1-100, 0-99:10, 1,4,9): {} and $ORQ_ARRAY_ID");
   cmd->add_option("--delay", in.delay, "seconds before the tasks are eligible")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--timeout", in.timeout, "seconds a task may run")->check(CLI::PositiveNumber);
+      ->check(ZeroOrMore());
+  cmd->add_option("--timeout", in.timeout, "seconds a task may run")->check(MoreThanZero());
   cmd->add_option("--priority", in.priority, "higher runs first (default 0)");
   cmd->add_option("--attempts", in.attempts,
                   "executions that may be lost with their worker (default 3)")
@@ -239,12 +280,14 @@ BuiltJob BuildJob(const JobInput& in) {
       !(0 < in.retry_backoff->first && in.retry_backoff->first <= in.retry_backoff->second))
     throw UsageError("--retry-backoff BASE,MAX needs 0 < BASE <= MAX (seconds)");
   BuiltJob job;
-  if (!in.file.empty()) {
+  if (in.retry_failed) {
+    RetrySpecs(in, job);
+  } else if (!in.file.empty()) {
     job.specs = TaskFileSpecs(in.file);
   } else if (!in.lines.empty()) {
     if (!in.words.empty())
       throw UsageError("--lines " + in.lines + " gives the commands; drop the command after --");
-    job.specs = LinesSpecs(in.lines);
+    LinesSpecs(in.lines, job);
   } else if (in.sleep || in.cpu || in.echo) {
     TaskSpec spec;
     if (in.sleep) {
@@ -257,8 +300,13 @@ BuiltJob BuildJob(const JobInput& in) {
     }
     job.specs.push_back(std::move(spec));
   } else {
-    job.specs = CommandSpecs(in);
+    CommandSpecs(in, job);
   }
+  job.tags.resize(job.specs.size());  // "": the task's id
+  if (job.seqs.empty()) {
+    for (size_t i = 0; i < job.specs.size(); ++i) job.seqs.push_back(i + 1);
+  }
+  if (in.resume || in.resume_failed) SkipDone(in, job);
   if (job.specs.size() > kMaxTasksPerJob)
     throw UsageError("the job has " + std::to_string(job.specs.size()) +
                      " tasks; a job may hold at most " + std::to_string(kMaxTasksPerJob));

@@ -32,6 +32,9 @@ struct JobInput {
   std::vector<std::string> env;  // NAME=VALUE, or NAME to pass the submitter's value
   bool clean_env = false;
   bool dry_run = false;
+  // orq run: a joblog to resume from (GNU parallel's --resume, --resume-failed, --retry-failed).
+  std::string joblog;
+  bool resume = false, resume_failed = false, retry_failed = false;
 };
 
 // Adds --lines, --array, the per-task options and --cwd/--env/--clean-env/--dry-run to `cmd`.
@@ -40,7 +43,9 @@ CLI::Option* AddJobOptions(CLI::App* cmd, JobInput& in);
 
 struct BuiltJob {
   std::vector<TaskSpec> specs;
-  JobContext context;  // empty when the job has no shell task
+  JobContext context;             // empty when the job has no shell task
+  std::vector<std::string> tags;  // per task, for --tag: its arguments, or its command line
+  std::vector<uint64_t> seqs;     // per task, GNU parallel's {#} and joblog Seq (from 1)
 };
 
 // Builds the job. Throws UsageError with one sentence naming the flag, file, line or field.

@@ -222,9 +222,9 @@ Verb RegisterUp(CLI::App& app) {
   auto o = std::make_shared<UpOptions>();
   auto* up = app.add_subcommand("up", "Start the broker and workers in the background");
   up->add_option("-w,--workers", o->workers, "worker processes (default: cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(ZeroOrMore());
   up->add_option("-t,--threads", o->threads, "threads per worker pool (default: cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(MoreThanZero());
   AddHeartbeat(up, o->heartbeat_ms);
   up->add_option("--listen", o->listen,
                  "also listen on tcp://HOST:PORT (always CURVE; see 'orq access')")
@@ -249,9 +249,9 @@ Verb RegisterBroker(CLI::App& app) {
       ->check(kTcp);
   cmd->add_option("--keys", o->keys_dir, "the keys directory (default $ORQ_HOME/keys)");
   cmd->add_option("-w,--workers", o->workers, "local workers to start and keep alive")
-      ->check(CLI::NonNegativeNumber);
+      ->check(ZeroOrMore());
   cmd->add_option("-t,--threads", o->threads, "threads per local worker (default: cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(MoreThanZero());
   AddHeartbeat(cmd, o->heartbeat_ms);
   auto* journal = cmd->add_option("--journal", o->journal,
                                   "SQLite journal (default: $ORQ_HOME/journal.db with the default "
@@ -259,9 +259,9 @@ Verb RegisterBroker(CLI::App& app) {
   cmd->add_flag("--no-journal", o->no_journal, "keep results in memory only")->excludes(journal);
   cmd->add_option("--retention-hours", o->retention_hours,
                   "forget finished jobs this long after they finish (default: keep)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(ZeroOrMore());
   cmd->add_option("--max-job-tasks", o->config.max_tasks_per_job, "tasks one job may hold")
-      ->check(CLI::PositiveNumber);
+      ->check(MoreThanZero());
   cmd->add_option("--max-message-bytes", o->config.max_message_bytes,
                   "largest message a peer may send (default 256 MiB)")
       ->check(CLI::Range(size_t{1024}, kMaxMessageBytes));
@@ -280,11 +280,11 @@ Verb RegisterWorker(CLI::App& app) {
                   "where shell tasks of jobs that bring no directory run (default: here)")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("-t,--threads", o->config.threads, "cpu threads (default: cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(MoreThanZero());
   cmd->add_option("--slots", o->config.async_slots, "sleep/echo tasks at once")
-      ->check(CLI::PositiveNumber);
+      ->check(MoreThanZero());
   cmd->add_option("--shell-slots", o->config.shell_slots, "shell tasks at once (default: threads)")
-      ->check(CLI::PositiveNumber);
+      ->check(MoreThanZero());
   cmd->add_flag("--supervised", o->config.supervised,
                 "exit when the broker is gone instead of reconnecting");
   AddHeartbeat(cmd, o->heartbeat_ms);

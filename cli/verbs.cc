@@ -1,8 +1,10 @@
 #include "cli/verbs.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <string_view>
 #include <thread>
 
@@ -32,6 +34,127 @@ bool dashes = false;
 }  // namespace
 
 bool CommandAfterDashes() { return dashes; }
+
+namespace {
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+namespace {
+
+// A sentence for the parse errors CLI11 words poorly: an unknown verb or option (with "did you
+// mean"), and a number out of range (CLI11 prints the whole range of the type). nullopt: CLI11's
+// own message is fine.
+std::optional<std::string> Explain(const CLI::App& app, const CLI::ParseError& e, int argc,
+                                   char** argv) {
+  const std::string what = e.what();
+  // The verb given, if any.
+  const CLI::App* verb = nullptr;
+  for (const CLI::App* sub : app.get_subcommands()) verb = sub;
+  if (dynamic_cast<const CLI::ExtrasError*>(&e)) {
+    // The first extra word as it was typed: the first argument CLI11 did not take.
+    for (int i = 1; i < argc; ++i) {
+      const std::string word = argv[i];
+      if (word == "--") break;
+      if (what.find(word) == std::string::npos) continue;
+      if (!verb)
+        return "unknown command '" + word + "'" + DidYouMean(app, word) +
+               " (orq --help lists them)";
+      if (word.size() > 1 && word[0] == '-') {
+        std::string hint = DidYouMean(*verb, word);
+        if (hint.empty() && (verb->get_name() == "run" || verb->get_name() == "submit"))
+          hint = "; to pass it to a command, put the command after --: orq " + verb->get_name() +
+                 " -- CMD " + word + " ...";
+        return verb->get_name() + ": unknown option " + word + hint;
+      }
+    }
+  }
+  if (dynamic_cast<const CLI::RequiredError*>(&e) && !verb &&
+      what.find("subcommand") != std::string::npos) {
+    for (int i = 1; i < argc; ++i) {
+      const std::string word = argv[i];
+      if (word.empty() || word[0] == '-') continue;
+      return "unknown command '" + word + "'" + DidYouMean(app, word) + " (orq --help lists them)";
+    }
+  }
+  if (dynamic_cast<const CLI::ValidationError*>(&e)) {
+    // "--attempts: Value 0 not in range 1 to 1000000" -> "--attempts must be from 1 to 1000000,
+    // not 0".
+    const size_t colon = what.find(": Value ");
+    const size_t range = what.find(" not in range ");
+    if (colon != std::string::npos && range != std::string::npos)
+      return what.substr(0, colon) + " must be from " + what.substr(range + 14) + ", not " +
+             what.substr(colon + 8, range - colon - 8);
+    // "--timeout: must be more than 0, not -5" (ours) -> without the colon.
+    if (const size_t c = what.find(": must be "); c != std::string::npos)
+      return what.substr(0, c) + what.substr(c + 1);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+namespace {
+
+CLI::Validator NumberCheck(bool zero_allowed) {
+  return CLI::Validator(
+      [zero_allowed](std::string& text) -> std::string {
+        double v = 0;
+        try {
+          size_t used = 0;
+          v = std::stod(text, &used);
+          if (used != text.size()) throw std::invalid_argument(text);
+        } catch (const std::exception&) {
+          return "must be a number, not '" + text + "'";
+        }
+        if (!std::isfinite(v) || v < 0 || (!zero_allowed && v == 0))
+          return std::string(zero_allowed ? "must be 0 or more" : "must be more than 0") +
+                 ", not " + text;
+        return "";
+      },
+      zero_allowed ? "NUMBER >= 0" : "NUMBER > 0");
+}
+
+}  // namespace
+
+CLI::Validator MoreThanZero() { return NumberCheck(false); }
+CLI::Validator ZeroOrMore() { return NumberCheck(true); }
+
+std::string DidYouMean(const CLI::App& app, const std::string& word) {
+  std::vector<std::string> names;
+  for (const CLI::Option* option : app.get_options()) {
+    for (const std::string& name : option->get_lnames()) names.push_back("--" + name);
+  }
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (!sub->get_name().empty()) names.push_back(sub->get_name());
+  }
+  const std::string bare = word.substr(0, word.find('='));  // --timout=5
+  std::string best;
+  size_t best_distance = 3;
+  for (const std::string& name : names) {
+    size_t d = EditDistance(bare, name);
+    if (bare.size() >= 4 && name.rfind(bare, 0) == 0) d = std::min<size_t>(d, 1);
+    if (d < best_distance) {
+      best_distance = d;
+      best = name;
+    }
+  }
+  return best.empty() ? "" : "; did you mean " + best + "?";
+}
 
 namespace {
 
@@ -75,6 +198,10 @@ int Main(int argc, char** argv) {
       RegisterCancel(app), RegisterForget(app), RegisterUp(app),     RegisterDown(app),
       RegisterBroker(app), RegisterWorker(app), RegisterAccess(app), RegisterBench(app),
   };
+  if (argc == 1) {  // bare `orq`: what it is and what it does
+    std::printf("%s", app.help().c_str());
+    return static_cast<int>(ExitCode::kOk);
+  }
   dashes = std::find_if(argv + 1, argv + argc,
                         [](const char* a) { return std::string_view(a) == "--"; }) != argv + argc;
   try {
@@ -82,7 +209,11 @@ int Main(int argc, char** argv) {
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
+    if (auto sentence = Explain(app, e, argc, argv)) {
+      Say("orq: " + *sentence);
+    } else {
+      app.exit(e);
+    }
     return static_cast<int>(ExitCode::kUsage);
   }
   if (auto problem = CheckRunningLibzmq()) {

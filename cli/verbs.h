@@ -39,6 +39,14 @@ Verb RegisterBench(CLI::App& app);
 // Shared by the verbs.
 // Whether the command line had a "--": what follows it is a command, never a file name.
 bool CommandAfterDashes();
+// Number checks whose sentence says what is accepted ("--timeout: must be more than 0, not -5"),
+// where CLI11's own print the whole range of a double.
+CLI::Validator MoreThanZero();
+CLI::Validator ZeroOrMore();
+
+// "; did you mean --timeout?" when `word` is a near miss of one of `app`'s options or
+// subcommands (edit distance at most 2, or a prefix); "" otherwise.
+std::string DidYouMean(const CLI::App& app, const std::string& word);
 void Say(const std::string& sentence);  // one line on stderr
 int Cores();                            // the machine's, at least 1
 // The last `lines` lines of a log file, indented, for a sentence about what went wrong.

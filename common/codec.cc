@@ -287,6 +287,8 @@ template <typename T> void GetCounts(Reader& r, T& counts) {
 
 void Put(Writer& w, const std::string& s) { w.Str(s); }
 void Get(Reader& r, std::string& s) { s = r.Str(); }
+void Put(Writer& w, uint32_t v) { w.U64(v); }
+void Get(Reader& r, uint32_t& v) { v = r.U32(); }
 
 template <typename T> void PutVector(Writer& w, const std::vector<T>& v) {
   w.U64(v.size());
@@ -341,9 +343,9 @@ struct In {
 };
 
 template <typename F> void Fields(SubmitRequest& m, F&& f) { f(m.tasks), f(m.context); }
-template <typename F> void Fields(GatherRequest& m, F&& f) { f(m.ids); }
+template <typename F> void Fields(GatherRequest& m, F&& f) { f(m.ids), f(m.stream); }
 template <typename F> void Fields(StatusRequest&, F&&) {}
-template <typename F> void Fields(CancelRequest& m, F&& f) { f(m.ids); }
+template <typename F> void Fields(CancelRequest& m, F&& f) { f(m.ids), f(m.running); }
 template <typename F> void Fields(ShutdownRequest&, F&&) {}
 template <typename F> void Fields(PingRequest&, F&&) {}
 template <typename F> void Fields(ForgetRequest& m, F&& f) { f(m.ids); }
@@ -353,7 +355,7 @@ template <typename F> void Fields(ReregisterMessage&, F&&) {}
 template <typename F> void Fields(ReloadAccessRequest&, F&&) {}
 template <typename F> void Fields(ReloadedReply& m, F&& f) { f(m.keys), f(m.dropped); }
 template <typename F> void Fields(SubmittedReply& m, F&& f) { f(m.job), f(m.count); }
-template <typename F> void Fields(ResultsReply& m, F&& f) { f(m.outcomes), f(m.final); }
+template <typename F> void Fields(ResultsReply& m, F&& f) { f(m.outcomes), f(m.final), f(m.sizes); }
 template <typename F> void Fields(StatusReply& m, F&& f) {
   f(m.broker_pid), f(m.endpoints), f(m.workers), f(m.tasks), f(m.jobs), f(m.counters);
 }

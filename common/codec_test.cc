@@ -55,7 +55,7 @@ std::vector<Message> OneOfEach() {
       ShutdownRequest{},
       PingRequest{},
       SubmittedReply{9, 1000},
-      ResultsReply{{ok, ShellOutcome()}, false},
+      ResultsReply{{ok, ShellOutcome()}, false, {3, 1}},
       [] {
         StatusReply s;
         s.broker_pid = 42;

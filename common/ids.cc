@@ -39,6 +39,14 @@ std::string_view StatusName(TaskStatus status) {
   return "?";
 }
 
+std::optional<TaskStatus> ParseStatus(std::string_view name) {
+  for (auto s : {TaskStatus::kOk, TaskStatus::kFailed, TaskStatus::kTimeout, TaskStatus::kCancelled,
+                 TaskStatus::kWorkerLost}) {
+    if (StatusName(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
 std::string_view RoleName(Role role) {
   switch (role) {
     case Role::kLocal:

@@ -22,5 +22,7 @@ struct IdRef {
 std::optional<IdRef> ParseId(std::string_view text);
 
 std::string_view StatusName(TaskStatus status);
+// The status of that name ("ok", "failed", "timeout", "cancelled", "worker_lost").
+std::optional<TaskStatus> ParseStatus(std::string_view name);
 
 }  // namespace orq

@@ -246,6 +246,10 @@ struct SubmitRequest {  // -> SubmittedReply, or ErrorReply
 struct GatherRequest {  // -> ResultsReply... (the last one final), or ErrorReply
   static constexpr Command kCommand = Command::kGather;
   std::vector<std::string> ids;  // jobs ("j7") and tasks ("j7.2"), in the order to print
+  // false: every result at once, in the order named, when the last is done. true: results as they
+  // finish (those already done first), in finishing order, a chunk per broker loop turn; the
+  // client puts them in order (each outcome has its id).
+  bool stream = false;
 };
 struct StatusRequest {  // -> StatusReply
   static constexpr Command kCommand = Command::kStatus;
@@ -253,6 +257,7 @@ struct StatusRequest {  // -> StatusReply
 struct CancelRequest {  // -> CancelledReply, or ErrorReply
   static constexpr Command kCommand = Command::kCancel;
   std::vector<std::string> ids;
+  bool running = true;  // false: cancel only what has not started (GNU parallel's --halt soon)
 };
 struct ShutdownRequest {  // -> ShutdownAck, then the broker stops
   static constexpr Command kCommand = Command::kShutdown;
@@ -278,6 +283,9 @@ struct ResultsReply {
   static constexpr Command kCommand = Command::kResults;
   std::vector<TaskOutcome> outcomes;
   bool final = true;  // the last chunk of this gather
+  // A stream's first chunk: how many tasks each id named stands for (a job: all of its tasks),
+  // so the client can put results in order. Empty in every other chunk.
+  std::vector<uint32_t> sizes;
 };
 
 // What `orq status` shows.

@@ -76,7 +76,7 @@ TEST(SecurityTest, PlainTcpIsNeverAnOption) {
   // A TCP endpoint anywhere but --listen (which is always CURVE) is refused with a sentence.
   RunResult broker = env.Run({"broker", "--endpoint", "tcp://127.0.0.1:5555"});
   EXPECT_EQ(broker.code, 2);
-  EXPECT_NE(broker.err.find("--endpoint: must be an ipc:// endpoint"), std::string::npos)
+  EXPECT_NE(broker.err.find("--endpoint must be an ipc:// endpoint"), std::string::npos)
       << broker.err;
   RunResult worker = env.Run({"worker", "--connect", "tcp://127.0.0.1:5555"});
   EXPECT_EQ(worker.code, 2);

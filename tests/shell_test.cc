@@ -5,7 +5,11 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
+#include <thread>
 
 #include "tests/harness.h"
 
@@ -184,6 +188,200 @@ TEST(ShellTest, MistakesNameTheFlagOrFileAndSubmitNothing) {
           "ORQ_TEST_SURELY_UNSET is not set here");
   refused({"run", "--lines", "-"}, "no commands", "\n\n");
   refused({"submit", "--", "echo", "{%}", ":::", "a"}, "use $ORQ_SLOT");
+}
+
+// Reads a whole file ("" when it is not there).
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Waits until `path` holds `text`; false at the deadline.
+bool WaitForText(const std::string& path, const std::string& text, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Slurp(path).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+TEST(ShellTest, RunPrintsEachResultAsSoonAsItAndEveryEarlierOneAreDone) {
+  OrqEnv env;
+  // Given a run whose second task waits for a file the test makes only once the first task's
+  // result is printed,
+  const std::string go = env.home() + "/go";
+  pid_t run = env.Start({"run", "-w", "1", "-t", "2", "--", "sh", "-c",
+                         "[ $0 = 1 ] && echo first || { while [ ! -e " + go +
+                             " ]; do sleep 0.02; done; echo second; }",
+                         ":::", "1", "2"});
+  // Then the first result is printed while the second task still runs,
+  ASSERT_TRUE(WaitForText(env.home() + "/started.out", "first\n", std::chrono::seconds(30)))
+      << Slurp(env.home() + "/started.err");
+  EXPECT_EQ(Slurp(env.home() + "/started.out"), "first\n");
+  // and the second once it is done.
+  std::ofstream(go).put('\n');
+  EXPECT_EQ(WaitExit(run, std::chrono::seconds(30)), 0);
+  EXPECT_EQ(Slurp(env.home() + "/started.out"), "first\nsecond\n");
+}
+
+TEST(ShellTest, UnorderedPrintsInFinishingOrderAndJsonCarriesIndexAndCommand) {
+  OrqEnv env;
+  // Task 1 finishes only after task 0 has: it waits for task 0's file.
+  const std::string mark = env.home() + "/zero-done";
+  RunResult r = env.Run({"run", "-w", "1", "-t", "2", "--unordered", "--json", "--", "sh", "-c",
+                         "if [ $0 = 0 ]; then while [ ! -e " + mark +
+                             " ]; do sleep 0.02; done; else touch " + mark + "; fi; echo $0",
+                         ":::", "0", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 2u);
+  auto first = nlohmann::json::parse(lines[0]), second = nlohmann::json::parse(lines[1]);
+  EXPECT_EQ(first["index"], 1);
+  EXPECT_EQ(first["stdout"], "1\n");
+  EXPECT_EQ(first["seq"], 2);
+  EXPECT_EQ(first["argv"].back(), "1");
+  EXPECT_EQ(second["index"], 0);
+  r = env.Run({"run", "-w", "1", "--json", "--lines", "-"}, "echo a | tr a b\n");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["cmd"], "echo a | tr a b");
+}
+
+TEST(ShellTest, TagPrefixesEachLineWithTheTasksArguments) {
+  OrqEnv env;
+  RunResult r = env.Run({"run", "-w", "1", "--tag", "--", "printf", "x\\ny\\n", ":::", "a", "b c"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "a\tx\na\ty\nb c\tx\nb c\ty\n");
+  // The same as GNU parallel.
+  std::string parallel;
+  ASSERT_EQ(RunProgram({"parallel", "--will-cite", "-k", "--tag", "printf", "x\\\\ny\\\\n",
+                        ":::", "a", "b c"},
+                       parallel),
+            0)
+      << parallel;
+  EXPECT_EQ(parallel, r.out);
+  // --lines: the tag is the command line.
+  r = env.Run({"run", "-w", "1", "--tag", "--lines", "-"}, "echo hi\n");
+  EXPECT_EQ(r.out, "echo hi\thi\n");
+}
+
+TEST(ShellTest, HaltNowCancelsWhatRunsAndHaltSoonLetsItFinish) {
+  OrqEnv env;
+  // now: the failure cancels the task still running;
+  const std::string started = env.home() + "/started-long";
+  RunResult r = env.Run({"run", "-w", "1", "-t", "2", "--halt", "now,fail=1", "--lines", "-"},
+                        "touch " + started + "; sleep 60; echo late\n" + "while [ ! -e " + started +
+                            " ]; do sleep 0.02; done; exit 3\n");
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.out.find("late"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("1 failed, 1 cancelled: halted at a failure (--halt now,fail=1)"),
+            std::string::npos)
+      << r.err;
+  // soon: the running task finishes; what had not started is not started.
+  std::string lines = "touch " + started + "2; sleep 0.5; echo late\n" + "while [ ! -e " + started +
+                      "2 ]; do sleep 0.02; done; exit 3\n";
+  for (int i = 0; i < 20; ++i) lines += "sleep 0.5; echo queued\n";
+  r = env.Run({"run", "-w", "1", "-t", "2", "--halt", "soon,fail=1", "--lines", "-"}, lines);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.out.find("late\n"), std::string::npos) << r.out;
+  size_t queued = 0;
+  for (const auto& l : Lines(r.out)) queued += l == "queued";
+  EXPECT_LT(queued, 20u);
+  EXPECT_NE(r.err.find("halted at a failure (--halt soon,fail=1)"), std::string::npos) << r.err;
+  // success=N halts once that many ended ok, and exits 0.
+  r = env.Run({"run", "-w", "1", "-t", "1", "--halt", "now,success=1", "--", "sh", "-c",
+               "[ $0 = 1 ] || sleep 60", ":::", "1", "2", "3"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("halted at a success"), std::string::npos) << r.err;
+}
+
+TEST(ShellTest, JoblogInGnuParallelsColumnsAndRetryingWhatFailed) {
+  OrqEnv env;
+  const std::string log = env.home() + "/log", marker = env.home() + "/fixed";
+  const Words job = {"--", "sh", "-c", "[ -e " + marker + " ] || exit $0", ":::", "0", "1", "2"};
+  RunResult r = env.Run(Concat({"run", "-w", "1", "--joblog", log}, job));
+  EXPECT_EQ(r.code, 1);
+  auto lines = Lines(Slurp(log));
+  ASSERT_EQ(lines.size(), 4u);
+  // The header is GNU parallel's.
+  std::string parallel_log = env.home() + "/parallel.log", ignored;
+  ASSERT_EQ(RunProgram({"parallel", "--will-cite", "--joblog", parallel_log, "true", ":::", "x"},
+                       ignored),
+            0);
+  EXPECT_EQ(lines[0], Lines(Slurp(parallel_log))[0]);
+  std::set<std::string> exits;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<std::string> columns;
+    std::stringstream in(lines[i]);
+    for (std::string c; std::getline(in, c, '\t');) columns.push_back(c);
+    ASSERT_EQ(columns.size(), 9u) << lines[i];
+    exits.insert(columns[0] + ":" + columns[6]);
+  }
+  EXPECT_EQ(exits, (std::set<std::string>{"1:0", "2:1", "3:2"}));
+  // --retry-failed runs the failed commands again, from the joblog alone.
+  std::ofstream(marker).put('\n');
+  r = env.Run({"run", "-w", "1", "--retry-failed", "--joblog", log});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("2 tasks: 2 ok"), std::string::npos) << r.err;
+  EXPECT_EQ(Lines(Slurp(log)).size(), 6u);
+  // --resume-failed: nothing is left to run.
+  r = env.Run(Concat({"run", "-w", "1", "--resume-failed", "--joblog", log}, job));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("nothing to run"), std::string::npos) << r.err;
+}
+
+TEST(ShellTest, GatherStreamsFiltersAndStopsEarly) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "2"}).code, 0);
+  const std::string job =
+      JobId(env.Run({"submit", "--", "sh", "-c", "echo $0; exit $0", ":::", "0", "1", "0"}));
+  RunResult r = env.Run({"gather", "--status", "failed", job});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "1\n");
+  r = env.Run({"gather", "--tag", job});
+  EXPECT_EQ(r.out, job + ".0\t0\n" + job + ".1\t1\n" + job + ".2\t0\n");
+  r = env.Run({"gather", "--as-completed", "--json", job});
+  std::set<int> indices;
+  for (const auto& l : Lines(r.out)) indices.insert(nlohmann::json::parse(l)["index"].get<int>());
+  EXPECT_EQ(indices, (std::set<int>{0, 1, 2}));
+  r = env.Run({"gather", "--fail-fast", job});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "1\n");
+  // --first: the first task to finish, while another never does.
+  const std::string slow =
+      JobId(env.Run({"submit", "--", "sh", "-c", "[ $0 = fast ] && echo fast || sleep 60",
+                     ":::", "slow", "fast"}));
+  r = env.Run({"gather", "--first", slow});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "fast\n");
+  env.Run({"cancel", slow});
+}
+
+TEST(ShellTest, CommandLineMistakesSayWhatIsAccepted) {
+  OrqEnv env;
+  auto said = [&](const Words& args, const std::string& sentence) {
+    RunResult r = env.Run(args);
+    EXPECT_EQ(r.code, 2) << args[0];
+    EXPECT_EQ(r.err, sentence + "\n");
+  };
+  said({"submit", "--timeout", "-5", "--", "true"}, "orq: --timeout must be more than 0, not -5");
+  said({"run", "--timeout", "0", "--", "true"}, "orq: --timeout must be more than 0, not 0");
+  said({"submit", "--attempts", "0", "--", "x"},
+       "orq: --attempts must be from 1 to 1000000, not 0");
+  said({"sbumit"}, "orq: unknown command 'sbumit'; did you mean submit? (orq --help lists them)");
+  said({"run", "--timout", "5", "--", "true"},
+       "orq: run: unknown option --timout; did you mean --timeout?");
+  said({"run", "sh", "-c", "exit 1"},
+       "orq: run: unknown option -c; to pass it to a command, put the command after --: orq run "
+       "-- CMD -c ...");
+  said({"run", "--halt", "sometimes", "--", "true"},
+       "orq: --halt takes now,fail=N, soon,fail=N, now,success=N, soon,success=N (N a count or a "
+       "percentage, as 10%), or 0, 1, 2; not 'sometimes'");
+  // Bare orq prints its help.
+  RunResult r = env.Run({});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("Usage: orq"), std::string::npos);
 }
 
 }  // namespace

@@ -1,0 +1,274 @@
+#include "cli/results.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "cli/client.h"
+#include "cli/format.h"
+#include "common/ids.h"
+
+namespace orq {
+
+std::optional<HaltRule> ParseHalt(const std::string& text) {
+  auto bad = [&] {
+    return UsageError(
+        "--halt takes now,fail=N, soon,fail=N, now,success=N, soon,success=N (N a "
+        "count or a percentage, as 10%), or 0, 1, 2; not '" +
+        text + "'");
+  };
+  if (text == "never" || text == "0") return std::nullopt;
+  HaltRule rule;
+  rule.text = text;
+  if (text == "1" || text == "2") {  // GNU parallel's old forms: soon,fail=1 and now,fail=1
+    rule.now = text == "2";
+    return rule;
+  }
+  const size_t comma = text.find(',');
+  if (comma == std::string::npos) throw bad();
+  const std::string when = text.substr(0, comma), what = text.substr(comma + 1);
+  if (when != "now" && when != "soon") throw bad();
+  rule.now = when == "now";
+  const size_t eq = what.find('=');
+  if (eq == std::string::npos) throw bad();
+  const std::string kind = what.substr(0, eq);
+  std::string number = what.substr(eq + 1);
+  if (kind != "fail" && kind != "success") throw bad();
+  rule.on_failure = kind == "fail";
+  if (!number.empty() && number.back() == '%') {
+    rule.percent = true;
+    number.pop_back();
+  }
+  std::istringstream in(number);
+  std::string rest;
+  if (!(in >> rule.threshold) || (in >> rest) || !std::isfinite(rule.threshold) ||
+      rule.threshold <= 0 || (rule.percent && rule.threshold > 100) ||
+      (!rule.percent && rule.threshold != std::floor(rule.threshold)))
+    throw bad();
+  return rule;
+}
+
+bool HaltNow(const HaltRule& rule, uint64_t failed, uint64_t succeeded) {
+  const uint64_t counted = rule.on_failure ? failed : succeeded;
+  if (!rule.percent) return static_cast<double>(counted) >= rule.threshold;
+  const uint64_t ended = failed + succeeded;
+  return ended >= 3 && counted > 0 &&
+         100.0 * static_cast<double>(counted) >= rule.threshold * static_cast<double>(ended);
+}
+
+ResultOrder::ResultOrder(const std::vector<std::string>& ids, const std::vector<uint32_t>& sizes) {
+  size_t offset = 0;
+  for (size_t i = 0; i < ids.size() && i < sizes.size(); ++i) {
+    auto ref = ParseId(ids[i]);
+    if (!ref) continue;
+    entries_.push_back({ref->job, ref->index, offset});
+    offset += sizes[i];
+  }
+  slots_.resize(offset);
+}
+
+void ResultOrder::Put(TaskOutcome outcome) {
+  for (const Entry& e : entries_) {
+    if (e.job != outcome.id.job || (e.index && *e.index != outcome.id.index)) continue;
+    const size_t at = e.offset + (e.index ? 0 : outcome.id.index);
+    if (at < slots_.size() && at >= next_ && !slots_[at]) {
+      slots_[at] = std::move(outcome);
+      return;
+    }
+  }
+}
+
+std::optional<TaskOutcome> ResultOrder::Pop() {
+  if (next_ >= slots_.size() || !slots_[next_]) return std::nullopt;
+  std::optional<TaskOutcome> out = std::move(slots_[next_]);
+  slots_[next_++].reset();
+  return out;
+}
+
+std::vector<TaskOutcome> ResultOrder::Rest() {
+  std::vector<TaskOutcome> rest;
+  for (size_t i = next_; i < slots_.size(); ++i) {
+    if (slots_[i]) rest.push_back(std::move(*slots_[i]));
+    slots_[i].reset();
+  }
+  next_ = slots_.size();
+  return rest;
+}
+
+std::string JoblogLine(uint64_t seq, const TaskOutcome& o, const std::string& command) {
+  int exitval = o.status == TaskStatus::kOk ? 0 : -1;
+  int signal = 0;
+  size_t received = 0;
+  if (o.shell) {
+    exitval = o.shell->exit_code;
+    received = o.shell->stdout_text.size();
+    constexpr std::string_view kKilled = "killed by signal ";
+    if (o.error.rfind(kKilled, 0) == 0) {
+      signal = std::atoi(o.error.c_str() + kKilled.size());
+      exitval = -1;
+    }
+  } else if (o.status == TaskStatus::kOk) {
+    received = o.result.size();
+  }
+  if (o.status != TaskStatus::kOk && exitval == 0) exitval = -1;  // cancelled, lost: not a success
+  char head[160];
+  std::snprintf(head, sizeof head, "%llu\t:\t%.3f\t%10.3f\t0\t%zu\t%d\t%d\t",
+                static_cast<unsigned long long>(seq), o.started,
+                o.finished > o.started ? o.finished - o.started : 0.0, received, exitval, signal);
+  return head + command + "\n";
+}
+
+std::vector<std::pair<uint64_t, JoblogEntry>> ReadJoblog(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw UsageError("cannot read the joblog " + path);
+  std::vector<std::pair<uint64_t, JoblogEntry>> entries;
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    if (number == 1 && line.rfind("Seq\t", 0) == 0) continue;
+    std::vector<std::string> fields;
+    size_t start = 0;
+    for (int i = 0; i < 8; ++i) {
+      size_t tab = line.find('\t', start);
+      if (tab == std::string::npos) break;
+      fields.push_back(line.substr(start, tab - start));
+      start = tab + 1;
+    }
+    if (fields.size() != 8)
+      throw UsageError(path + ":" + std::to_string(number) +
+                       ": not a joblog line (9 tab-separated columns: Seq Host Starttime "
+                       "JobRuntime Send Receive Exitval Signal Command)");
+    JoblogEntry e;
+    e.ok = fields[6] == "0" && fields[7] == "0";
+    e.command = line.substr(start);
+    entries.emplace_back(std::stoull(fields[0]), std::move(e));
+  }
+  return entries;
+}
+
+namespace {
+
+// Prints one outcome as the options say; `halted` hides what the halt cancelled in text form.
+void Print(const TaskOutcome& o, const OutputOptions& options, const LocalTasks* local,
+           bool halted) {
+  if (!options.only.empty() && !options.only.count(o.status)) return;
+  const size_t i = o.id.index;
+  if (options.json) {
+    nlohmann::json j = ToJson(o);
+    if (local && i < local->argv.size() && !local->argv[i].is_null()) {
+      const auto& a = local->argv[i];
+      j[a.is_string() ? "cmd" : "argv"] = a;
+    }
+    if (local && i < local->seqs.size()) j["seq"] = local->seqs[i];
+    std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    line += '\n';
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    return;
+  }
+  if (halted && o.status == TaskStatus::kCancelled) return;  // never ran: nothing to show
+  std::string tag;
+  if (options.tag) {
+    tag = local && i < local->tags.size() && !local->tags[i].empty() ? local->tags[i]
+                                                                     : FormatTaskId(o.id);
+  }
+  PrintText(o, stdout, tag);
+}
+
+}  // namespace
+
+ExitCode Gather(Client& client, const std::vector<std::string>& ids, const OutputOptions& options,
+                const LocalTasks* local, std::chrono::steady_clock::time_point deadline,
+                GatherSummary& summary, const std::function<void(const GatherSummary&)>& tick,
+                const std::function<bool()>& interrupted) {
+  client.Send(GatherRequest{ids, /*stream=*/true});
+  std::optional<ResultOrder> order;
+  std::vector<std::string> failures;
+  ExitCode code = ExitCode::kOk;
+  auto flush_ordered = [&] {
+    while (auto o = order->Pop()) Print(*o, options, local, summary.halted.has_value());
+    std::fflush(stdout);
+  };
+  bool done = false;
+  try {
+    while (!done) {
+      auto wake = std::min(deadline, Clock::now() + std::chrono::milliseconds(200));
+      auto reply = client.Receive(wake);
+      if (!reply) {
+        if (Clock::now() >= deadline) return ExitCode::kTimeout;
+        if (tick) tick(summary);
+        continue;
+      }
+      if (std::holds_alternative<CancelledReply>(*reply)) continue;  // our --halt's cancel
+      if (auto* error = std::get_if<ErrorReply>(&*reply)) {
+        const std::string sentence = "orq gather: " + error->message;
+        if (ExitCodeOf(error->code) == ExitCode::kUsage) throw UsageError(sentence);
+        throw std::runtime_error(sentence);
+      }
+      auto* results = std::get_if<ResultsReply>(&*reply);
+      if (!results) throw std::runtime_error("orq gather: the broker sent an unexpected reply");
+      if (!order) order.emplace(ids, results->sizes);
+      for (TaskOutcome& o : results->outcomes) {
+        ++summary.total;
+        const bool ok = o.status == TaskStatus::kOk;
+        const bool cancelled_by_halt = summary.halted && o.status == TaskStatus::kCancelled;
+        if (ok) {
+          ++summary.ok;
+        } else if (cancelled_by_halt) {
+          ++summary.cancelled_by_halt;
+        } else {
+          ++summary.failed;
+          failures.push_back(FailureSentence(o));
+        }
+        if (options.joblog) {
+          const size_t i = o.id.index;
+          const uint64_t seq = local && i < local->seqs.size() ? local->seqs[i] : i + 1;
+          const std::string command =
+              local && i < local->commands.size() ? local->commands[i] : FormatTaskId(o.id);
+          const std::string line = JoblogLine(seq, o, command);
+          std::fwrite(line.data(), 1, line.size(), options.joblog);
+          std::fflush(options.joblog);
+        }
+        const bool stop = (options.first) || (options.fail_fast && !ok);
+        if (options.unordered || stop) {
+          Print(o, options, local, summary.halted.has_value());
+        } else {
+          order->Put(std::move(o));
+        }
+        if (stop) {
+          summary.stopped_early = true;
+          std::fflush(stdout);
+          if (tick) tick(summary);
+          return ok ? ExitCode::kOk : ExitCode::kTaskFailed;
+        }
+        if (options.halt && !summary.halted && HaltNow(*options.halt, summary.failed, summary.ok)) {
+          summary.halted = std::string(options.halt->on_failure ? "a failure" : "a success") +
+                           " (--halt " + options.halt->text + ")";
+          client.Send(
+              CancelRequest{{FormatJobId(options.halt_job)}, /*running=*/options.halt->now});
+        }
+      }
+      if (!options.unordered) flush_ordered();
+      std::fflush(stdout);
+      if (tick) tick(summary);
+      done = results->final;
+    }
+  } catch (const Unreachable&) {
+    if (!interrupted || !interrupted()) throw;
+    // Ctrl-C: what finished is shown, even behind a task that had not.
+    if (order) {
+      flush_ordered();
+      for (const TaskOutcome& o : order->Rest()) Print(o, options, local, false);
+    }
+    std::fflush(stdout);
+    throw;
+  }
+  constexpr size_t kShown = 20;
+  for (size_t i = 0; i < failures.size() && i < kShown; ++i)
+    std::fprintf(stderr, "%s\n", failures[i].c_str());
+  if (failures.size() > kShown)
+    std::fprintf(stderr, "orq: ... and %zu more tasks did not end ok\n", failures.size() - kShown);
+  if (summary.halted && options.halt && !options.halt->on_failure) return ExitCode::kOk;
+  code = summary.failed ? ExitCode::kTaskFailed : ExitCode::kOk;
+  return code;
+}
+
+}  // namespace orq

@@ -1,0 +1,108 @@
+// Results as they come: `orq run` and `orq gather` stream a job's outcomes from the broker in
+// finishing order (GatherRequest::stream) and print them in order as soon as every earlier one is
+// in (or in finishing order with --unordered / --as-completed), with GNU parallel's --tag, --halt
+// and --joblog. The pure parts (the order, the halt rule, the joblog's lines) are functions and
+// small classes; Gather() is the loop over the client.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/errors.h"
+#include "common/protocol.h"
+
+namespace orq {
+
+class Client;
+
+// --halt WHEN,fail=N|success=N|fail=P%|success=P% (or GNU parallel's 0, 1, 2; "never").
+struct HaltRule {
+  bool now = true;         // now: running tasks are cancelled; soon: they finish
+  bool on_failure = true;  // fail=..., else success=...
+  double threshold = 1;    // a count, or a percentage when percent
+  bool percent = false;    // of the tasks ended so far (once at least 3 have)
+  std::string text;        // as given, for sentences
+};
+// nullopt for "never" / "0". Throws UsageError with the accepted forms.
+std::optional<HaltRule> ParseHalt(const std::string& text);
+// Whether `rule` says stop, after `failed` + `succeeded` tasks ended.
+bool HaltNow(const HaltRule& rule, uint64_t failed, uint64_t succeeded);
+
+// The order of a gather's results: the ids as named, a job standing for all its tasks (`sizes`,
+// from the broker's first chunk, says how many). Put() files an outcome in its place (the first
+// free one, when a task is named twice); Pop() gives the next ones in order while they are in.
+class ResultOrder {
+ public:
+  ResultOrder(const std::vector<std::string>& ids, const std::vector<uint32_t>& sizes);
+  void Put(TaskOutcome outcome);
+  std::optional<TaskOutcome> Pop();
+  // What is in but not yet popped (behind a task still running), in order.
+  std::vector<TaskOutcome> Rest();
+  size_t total() const { return slots_.size(); }
+
+ private:
+  struct Entry {
+    uint64_t job;
+    std::optional<uint32_t> index;  // a single task; else the whole job
+    size_t offset;
+  };
+  std::vector<Entry> entries_;
+  std::vector<std::optional<TaskOutcome>> slots_;
+  size_t next_ = 0;
+};
+
+// A joblog line in GNU parallel's columns (Seq Host Starttime JobRuntime Send Receive Exitval
+// Signal Command), tab-separated; the header is kJoblogHeader.
+inline constexpr const char* kJoblogHeader =
+    "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
+std::string JoblogLine(uint64_t seq, const TaskOutcome& outcome, const std::string& command);
+// A joblog's last entry per Seq: whether that run succeeded (Exitval 0, Signal 0), and its Command.
+struct JoblogEntry {
+  bool ok = false;
+  std::string command;
+};
+std::vector<std::pair<uint64_t, JoblogEntry>> ReadJoblog(const std::string& path);
+
+// What the CLI knows of a job it built itself (orq run): per task, the tag (--tag), the command
+// (JSON and joblog) and GNU parallel's sequence number; empty for a job it did not build.
+struct LocalTasks {
+  std::vector<std::string> tags;      // "" falls back to the task's id
+  std::vector<std::string> commands;  // shell line; "" for tasks that are not shell tasks
+  std::vector<nlohmann::json> argv;   // "argv" or "cmd" for --json
+  std::vector<uint64_t> seqs;
+};
+
+struct OutputOptions {
+  bool json = false;
+  bool tag = false;
+  bool unordered = false;        // finishing order (--unordered, --as-completed)
+  std::set<TaskStatus> only;     // --status: print only these (empty: all)
+  std::optional<HaltRule> halt;  // orq run
+  uint64_t halt_job = 0;         // the job --halt cancels
+  bool first = false;            // gather --first: the first to finish, then stop
+  bool fail_fast = false;        // gather --fail-fast: stop at the first that did not end ok
+  std::FILE* joblog = nullptr;   // --joblog
+};
+
+struct GatherSummary {
+  size_t total = 0, ok = 0, failed = 0, cancelled_by_halt = 0;
+  std::optional<std::string> halted;  // why it halted
+  bool stopped_early = false;         // --first, --fail-fast
+};
+
+// Streams the results of `ids` and prints them; kTimeout when `deadline` passes first. `tick`
+// runs about 5 times a second and after each chunk (the progress bar), with the summary so far.
+// An interrupt (Unreachable while `interrupted()`) prints what had finished, then rethrows.
+ExitCode Gather(Client& client, const std::vector<std::string>& ids, const OutputOptions& options,
+                const LocalTasks* local, std::chrono::steady_clock::time_point deadline,
+                GatherSummary& summary,
+                const std::function<void(const GatherSummary&)>& tick = nullptr,
+                const std::function<bool()>& interrupted = nullptr);
+
+}  // namespace orq
