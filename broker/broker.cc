@@ -43,6 +43,7 @@ struct LocalWorker {
   Clock::time_point started;
   Clock::time_point restart_at;  // when dead: when to start it again
   RestartBackoff backoff;
+  bool retiring = false;  // orq scale down: it finishes its tasks and is not started again
 };
 
 class BrokerShell {
@@ -124,6 +125,9 @@ class BrokerShell {
                        std::get<Message>(received->message)) &&
                    MaySend(role, Command::kReloadAccess)) {
           ReloadAccess(received->identity);
+        } else if (auto* scale = std::get_if<ScaleRequest>(&std::get<Message>(received->message));
+                   scale && MaySend(role, Command::kScale)) {
+          Scale(received->identity, scale->workers);
         } else {
           core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
                        out_, role);
@@ -181,6 +185,31 @@ class BrokerShell {
     out_.push_back({from, ReloadedReply{static_cast<uint32_t>(gate_.allowed_keys()), dropped}});
   }
 
+  // orq scale: start workers up to `target`, or retire the newest extra ones (they finish their
+  // running tasks first).
+  void Scale(const std::string& from, uint32_t target) {
+    uint32_t active = 0;
+    for (const auto& w : workers_) active += !w.retiring;
+    const uint32_t before = active;
+    if (!core_.shutting_down()) {
+      while (active < target) {
+        workers_.push_back(StartWorker());
+        ++active;
+      }
+      for (auto it = workers_.rbegin(); it != workers_.rend() && active > target; ++it) {
+        if (it->retiring) continue;
+        it->retiring = true;
+        --active;
+        // Not registered yet (or dead): stop it now; else let it finish what it runs.
+        if (it->process.pid() > 0 && !core_.RetireWorker(it->process.pid(), out_))
+          it->process.Stop(milliseconds(2000));
+      }
+    }
+    Log("scaled from " + std::to_string(before) + " to " + std::to_string(active) +
+        " local workers");
+    out_.push_back({from, ScaledReply{before, active}});
+  }
+
   static BrokerOptions Options(const BrokerConfig& c, const std::vector<std::string>& listening) {
     BrokerOptions o;
     o.heartbeat_interval = c.heartbeat;
@@ -209,7 +238,7 @@ class BrokerShell {
   }
 
   // Keeps the local workers alive: a dead one is started again, with backoff when it dies young.
-  // While shutting down, the dead stay dead.
+  // While shutting down, the dead stay dead; a retired one (orq scale) is forgotten once gone.
   void Supervise(Clock::time_point now) {
     for (auto& w : workers_) {
       if (w.process.pid() > 0) {
@@ -219,17 +248,19 @@ class BrokerShell {
           Log("killed " + std::to_string(orphans) + " processes left by worker " +
               std::to_string(pid));
         core_.WorkerExited(pid, out_);
-        if (core_.shutting_down()) continue;
+        if (core_.shutting_down() || w.retiring) continue;
         const milliseconds wait = w.backoff.Died(w.started, now);
         w.restart_at = now + wait;
         Log("worker " + std::to_string(pid) + " " + Describe(*w.process.exit()) +
             "; starting another in " + std::to_string(wait.count()) + " ms");
-      } else if (!core_.shutting_down() && now >= w.restart_at) {
+      } else if (!core_.shutting_down() && !w.retiring && now >= w.restart_at) {
         const auto backoff = w.backoff;
         w = StartWorker();
         w.backoff = backoff;
       }
     }
+    std::erase_if(workers_,
+                  [](const LocalWorker& w) { return w.retiring && w.process.pid() <= 0; });
   }
 
   bool AllWorkersGone() {

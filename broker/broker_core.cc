@@ -17,6 +17,28 @@ size_t ClassIndex(const TaskSpec& spec) { return static_cast<size_t>(ClassOf(spe
 
 }  // namespace
 
+namespace {
+
+// A job's first task, for people: its command line, or its kind.
+std::string Label(const TaskSpec& spec) {
+  std::string label;
+  if (const auto* shell = std::get_if<ShellTask>(&spec.body)) {
+    const auto& a = shell->argv;
+    if (a.size() == 3 && a[0] == "/bin/sh" && a[1] == "-c") {
+      label = a[2];
+    } else {
+      for (const std::string& word : a) label += (label.empty() ? "" : " ") + word;
+    }
+  } else {
+    label = KindName(spec);
+  }
+  constexpr size_t kMax = 120;
+  if (label.size() > kMax) label = label.substr(0, kMax - 3) + "...";
+  return label;
+}
+
+}  // namespace
+
 BrokerCore::BrokerCore(BrokerOptions options, ResultStore& store, Journal& journal)
     : options_(std::move(options)), store_(store), journal_(journal), random_(options_.seed) {}
 
@@ -29,6 +51,10 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
     job.tasks.resize(recovered.tasks.size());
     job.specs.resize(recovered.tasks.size());
     job.context = std::make_shared<const JobContext>(std::move(recovered.context));
+    job.submitted_at =
+        now - std::chrono::duration_cast<SteadyTime::duration>(
+                  std::chrono::duration<double>(std::max(0.0, wall_now - recovered.submitted)));
+    if (!recovered.tasks.empty()) job.label = Label(recovered.tasks[0].spec);
     job.unfinished = static_cast<uint32_t>(recovered.tasks.size());
     for (uint32_t i = 0; i < job.tasks.size(); ++i) {
       RecoveredTask& r = recovered.tasks[i];
@@ -113,6 +139,10 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
                  },
                  [&](ForgetRequest& m) {
     Forget(from, m, out); },
+                 [&](JobsRequest& m) {
+    Jobs(from, m, out); },
+                 [&](RetryRequest& m) {
+    Retry(from, m, now, out); },
                  [&](ReadyMessage& m) {
     Register(from, role, m, now, out); },
                  [&](WorkerResultsMessage& m) {
@@ -129,6 +159,8 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
     if (worker) DropWorker(worker_ids_.at(from), "it left", out);
                  },
                  [&](ReloadAccessRequest&) {
+    ++counters_.unexpected; },  // the shell answers it
+                 [&](ScaleRequest&) {
     ++counters_.unexpected; },  // the shell answers it
                  // Replies and messages for workers are not for the broker. A message for the
                  // broker has its case above: a new one without one does not compile.
@@ -211,11 +243,23 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     if (auto error = ValidateEnv(*request.context.env, "the job's environment"))
       return refuse(*error);
   }
+  const uint64_t job_number =
+      AddJob(std::move(request.tasks),
+             std::make_shared<const JobContext>(std::move(request.context)), now);
+  out.push_back(
+      {from, SubmittedReply{job_number, static_cast<uint32_t>(jobs_.at(job_number).tasks.size())}});
+  Dispatch(out);
+}
+
+uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
+                            SteadyTime now) {
   const uint64_t job_number = next_job_++;
-  journal_.RecordJob(job_number, request.tasks, request.context);
+  journal_.RecordJob(job_number, specs, *context);
   Job& job = jobs_[job_number];
-  job.context = std::make_shared<const JobContext>(std::move(request.context));
-  job.specs = std::move(request.tasks);  // the specs stay where they are; tasks point at them
+  job.context = std::move(context);
+  job.submitted_at = now;
+  job.label = Label(specs.front());
+  job.specs = std::move(specs);  // the specs stay where they are; tasks point at them
   size_t per_class[kTaskClassCount] = {};
   for (const TaskSpec& spec : job.specs) ++per_class[ClassIndex(spec)];
   for (size_t c = 0; c < kTaskClassCount; ++c) ready_[c].Reserve(ready_[c].size() + per_class[c]);
@@ -236,7 +280,93 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
       Enqueue(id, task);
     }
   }
-  out.push_back({from, SubmittedReply{job_number, static_cast<uint32_t>(job.tasks.size())}});
+  return job_number;
+}
+
+void BrokerCore::Jobs(const std::string& from, const JobsRequest& request,
+                      std::vector<Outgoing>& out) const {
+  std::vector<uint64_t> numbers;
+  if (request.ids.empty()) {
+    for (const auto& [number, job] : jobs_) numbers.push_back(number);
+    std::sort(numbers.begin(), numbers.end());
+  } else {
+    for (const std::string& text : request.ids) {
+      auto ref = ParseId(text);
+      if (!ref || ref->index)
+        return out.push_back({from, ErrorReply{ErrorCode::kUnknownId,
+                                               "'" + text + "' is not a job id (expected j7)"}});
+      if (!jobs_.count(ref->job))
+        return out.push_back(
+            {from, ErrorReply{ErrorCode::kUnknownId, "unknown job " + FormatJobId(ref->job)}});
+      numbers.push_back(ref->job);
+    }
+  }
+  JobsReply reply;
+  for (uint64_t number : numbers) {
+    const Job& job = jobs_.at(number);
+    JobInfo info;
+    info.job = number;
+    info.age = std::chrono::duration<double>(now_ - job.submitted_at).count();
+    info.tasks = static_cast<uint32_t>(job.tasks.size());
+    for (const Task& task : job.tasks) {  // O(tasks): asked for now and then, not per task
+      switch (task.state) {
+        case State::kQueued:
+          ++info.queued;
+          break;
+        case State::kDelayed:
+          ++info.delayed;
+          break;
+        case State::kRunning:
+          ++info.running;
+          break;
+        case State::kFinished:
+          break;
+      }
+    }
+    info.ok = job.ok;
+    info.failed = job.failed;
+    if (job.unfinished == 0)
+      info.finished_age = std::chrono::duration<double>(now_ - job.finished_at).count();
+    info.label = job.label;
+    reply.jobs.push_back(std::move(info));
+  }
+  out.push_back({from, std::move(reply)});
+}
+
+void BrokerCore::Retry(const std::string& from, const RetryRequest& request, SteadyTime now,
+                       std::vector<Outgoing>& out) {
+  auto refuse = [&](ErrorCode code, std::string message) {
+    out.push_back({from, ErrorReply{code, std::move(message)}});
+  };
+  if (shutting_down_) return refuse(ErrorCode::kShuttingDown, "the broker is shutting down");
+  auto it = jobs_.find(request.job);
+  if (it == jobs_.end())
+    return refuse(ErrorCode::kUnknownId, "unknown job " + FormatJobId(request.job));
+  const Job& job = it->second;
+  std::vector<TaskSpec> specs;
+  if (request.all) {
+    // Finished tasks keep no payload in memory; the journal has every spec as submitted.
+    auto stored = journal_.Specs(request.job);
+    if (!stored)
+      return refuse(ErrorCode::kBadRequest,
+                    "this broker keeps no journal (--no-journal), so only the tasks that did not "
+                    "end ok can be retried: drop --all");
+    specs = std::move(*stored);
+  } else {
+    for (uint32_t i = 0; i < job.tasks.size(); ++i) {
+      const Task& task = job.tasks[i];
+      if (task.state != State::kFinished) continue;
+      const TaskOutcome* outcome = store_.Find({request.job, i});
+      if (outcome && outcome->status != TaskStatus::kOk) specs.push_back(*task.spec);
+    }
+    if (specs.empty())
+      return refuse(
+          ErrorCode::kBadRequest,
+          FormatJobId(request.job) + " has no finished task that did not end ok: nothing to retry");
+  }
+  const uint64_t number = AddJob(std::move(specs), job.context, now);
+  out.push_back(
+      {from, SubmittedReply{number, static_cast<uint32_t>(jobs_.at(number).tasks.size())}});
   Dispatch(out);
 }
 
@@ -394,12 +524,15 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
     outcome.last_error = std::move(it->second);
     last_errors_.erase(it);
   }
+  Job& job = jobs_.at(id.job);
+  const bool ok = outcome.status == TaskStatus::kOk;
+  ++(ok ? job.ok : job.failed);
   if (journal) journal_.RecordOutcome(outcome);
   store_.Put(std::move(outcome));
-  // The spec's payload (values, argv) is no longer needed; its kind stays, for its class.
-  std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
+  // The payload (values, argv) of a task that ended ok is no longer needed; its kind stays, for its
+  // class. One that did not end ok keeps it, for `orq retry`.
+  if (ok) std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
 
-  Job& job = jobs_.at(id.job);
   if (--job.unfinished == 0) {
     job.finished_at = now_;
     finished_jobs_.push_back(id.job);
@@ -706,6 +839,16 @@ void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why,
     return Finish(id, task, std::move(outcome), out);
   }
   Enqueue(id, task);
+}
+
+bool BrokerCore::RetireWorker(int64_t pid, std::vector<Outgoing>& out) {
+  for (const auto& [id, w] : workers_) {
+    if (w.pid == pid) {
+      out.push_back({w.identity, StopMessage{UINT32_MAX}});  // its tasks finish, however long
+      return true;
+    }
+  }
+  return false;
 }
 
 void BrokerCore::WorkerExited(int64_t pid, std::vector<Outgoing>& out) {

@@ -69,6 +69,9 @@ class BrokerCore {
   // A worker process is known to be dead (its supervisor reaped it): its leases go back to the
   // queue now, without waiting for missed heartbeats.
   void WorkerExited(int64_t pid, std::vector<Outgoing>& out);
+  // Tells the worker with this pid to take no more tasks, finish what it runs and leave (orq
+  // scale down). False when no registered worker has that pid.
+  bool RetireWorker(int64_t pid, std::vector<Outgoing>& out);
   // Stop accepting work and tell every worker to stop (SIGTERM to the broker, or `orq down`).
   void BeginShutdown(std::vector<Outgoing>& out);
   // Time has passed: delayed tasks come due, heartbeats go out, silent workers lose their leases.
@@ -96,6 +99,9 @@ class BrokerCore {
   struct Job {
     std::vector<TaskSpec> specs;  // as submitted; never resized, so Task::spec stays valid
     std::shared_ptr<const JobContext> context;  // its shell tasks' cwd and environment
+    SteadyTime submitted_at{};
+    uint32_t ok = 0, failed = 0;  // finished tasks by outcome (failed: any status but ok)
+    std::string label;            // its first task, for `orq jobs`
     std::vector<Task> tasks;
     uint32_t unfinished = 0;
     std::vector<uint64_t> waiters;  // gather requests that name this job or one of its tasks
@@ -143,6 +149,12 @@ class BrokerCore {
 
   void Submit(const std::string& from, SubmitRequest& request, SteadyTime now,
               std::vector<Outgoing>& out);
+  // Adds a job and queues its tasks; returns its number.
+  uint64_t AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
+                  SteadyTime now);
+  void Jobs(const std::string& from, const JobsRequest& request, std::vector<Outgoing>& out) const;
+  void Retry(const std::string& from, const RetryRequest& request, SteadyTime now,
+             std::vector<Outgoing>& out);
   void Gather(const std::string& from, const GatherRequest& request, std::vector<Outgoing>& out);
   void Cancel(const std::string& from, const CancelRequest& request, std::vector<Outgoing>& out);
   void Status(const std::string& from, std::vector<Outgoing>& out) const;

@@ -686,5 +686,57 @@ TEST_F(BrokerCoreTest, CancellingOnlyWhatHasNotStartedLeavesRunningTasksBe) {
   EXPECT_EQ(r->outcomes[2].status, TaskStatus::kCancelled);
 }
 
+TEST_F(BrokerCoreTest, JobsCountEachJobsTasksByState) {
+  uint64_t job = SubmitJob({Sleep(1), Sleep(1), Sleep(1), Sleep(1, 0, 60)});
+  auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");
+  ASSERT_EQ(tasks.size(), 1u);
+  TaskOutcome failed = Ok(tasks[0], "");
+  failed.status = TaskStatus::kFailed;
+  Send("w1", WorkerResultsMessage{{failed}});  // the next one is leased at once
+  now_ += milliseconds(1500);
+  auto out = Send("c", JobsRequest{{"j" + std::to_string(job)}});
+  ASSERT_EQ(out.size(), 1u);
+  const auto& reply = std::get<JobsReply>(out[0].message);
+  ASSERT_EQ(reply.jobs.size(), 1u);
+  const JobInfo& info = reply.jobs[0];
+  EXPECT_EQ(info.tasks, 4u);
+  EXPECT_EQ(info.failed, 1u);
+  EXPECT_EQ(info.ok, 0u);
+  EXPECT_EQ(info.running, 1u);
+  EXPECT_EQ(info.queued, 1u);
+  EXPECT_EQ(info.delayed, 1u);
+  EXPECT_DOUBLE_EQ(info.age, 1.5);
+  EXPECT_EQ(info.finished_age, -1);
+  EXPECT_EQ(info.label, "sleep");
+  // Unknown ids are refused; no ids: every job.
+  EXPECT_TRUE(std::holds_alternative<ErrorReply>(Send("c", JobsRequest{{"j99"}})[0].message));
+  EXPECT_EQ(std::get<JobsReply>(Send("c", JobsRequest{})[0].message).jobs.size(), 1u);
+}
+
+TEST_F(BrokerCoreTest, RetrySubmitsWhatDidNotEndOkAsANewJob) {
+  uint64_t job = SubmitJob({Sleep(1), Sleep(2), Sleep(3)});
+  auto tasks = TasksTo(Register("w1", {3, 1, 1}), "w1");
+  ASSERT_EQ(tasks.size(), 3u);
+  TaskOutcome failed = Ok(tasks[1], "");
+  failed.status = TaskStatus::kFailed;
+  Send("w1", WorkerResultsMessage{{Ok(tasks[0], "1"), failed, Ok(tasks[2], "3")}});
+  auto out = Send("c", RetryRequest{job, false});
+  const SubmittedReply* submitted = nullptr;
+  for (const auto& o : out) {
+    if (auto* s = std::get_if<SubmittedReply>(&o.message)) submitted = s;
+  }
+  ASSERT_NE(submitted, nullptr);
+  EXPECT_EQ(submitted->count, 1u);
+  auto again = TasksTo(out, "w1");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].id, (TaskId{submitted->job, 0}));
+  EXPECT_EQ(again[0].spec.body, TaskBody(SleepTask{2, ""}));  // the failed task's spec, kept
+  // --all needs the journal (this one keeps none); a job with nothing failed has nothing to retry.
+  EXPECT_TRUE(std::holds_alternative<ErrorReply>(Send("c", RetryRequest{job, true})[0].message));
+  Send("w1", WorkerResultsMessage{{Ok(again[0], "2")}});
+  EXPECT_TRUE(std::holds_alternative<ErrorReply>(
+      Send("c", RetryRequest{submitted->job, false})[0].message));
+}
+
 }  // namespace
 }  // namespace orq

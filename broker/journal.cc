@@ -156,6 +156,15 @@ void SqliteJournal::RecordForget(uint64_t job) {
   forgotten_.push_back(job);
 }
 
+std::optional<std::vector<TaskSpec>> SqliteJournal::Specs(uint64_t job) {
+  if (auto it = pending_.find(job); it != pending_.end() && !it->second.specs.empty())
+    return DecodeSpecs(it->second.specs);
+  Statement select(db_, "SELECT specs FROM jobs WHERE job=?");
+  select.Bind(1, static_cast<int64_t>(job));
+  if (!select.Next()) return std::nullopt;
+  return DecodeSpecs(select.Blob(0));
+}
+
 void SqliteJournal::Commit() {
   if (!dirty()) return;
   Exec("BEGIN");

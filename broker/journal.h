@@ -38,6 +38,8 @@ class Journal {
   virtual void RecordCancelRequest(TaskId id) = 0;
   virtual void RecordOutcome(const TaskOutcome& outcome) = 0;
   virtual void RecordForget(uint64_t job) = 0;
+  // A job's specs as submitted (for `orq retry --all`); nullopt when this journal keeps none.
+  virtual std::optional<std::vector<TaskSpec>> Specs(uint64_t job) = 0;
 };
 
 // For tests and `orq broker --no-journal`: remembers nothing.
@@ -49,6 +51,7 @@ class NullJournal final : public Journal {
   void RecordCancelRequest(TaskId) override {}
   void RecordOutcome(const TaskOutcome&) override {}
   void RecordForget(uint64_t) override {}
+  std::optional<std::vector<TaskSpec>> Specs(uint64_t) override { return std::nullopt; }
 };
 
 // One task as the journal last saw it.
@@ -82,6 +85,7 @@ class SqliteJournal final : public Journal {
   void RecordCancelRequest(TaskId id) override;
   void RecordOutcome(const TaskOutcome& outcome) override;
   void RecordForget(uint64_t job) override;
+  std::optional<std::vector<TaskSpec>> Specs(uint64_t job) override;
 
   // Writes everything recorded since the last Commit() in one transaction (one fsync).
   void Commit();

@@ -14,6 +14,7 @@
 #include "cli/embedded.h"
 #include "cli/format.h"
 #include "cli/job_input.h"
+#include "cli/progress.h"
 #include "cli/results.h"
 #include "cli/template.h"
 #include "cli/verbs.h"
@@ -89,7 +90,15 @@ struct RunOptions {
   bool tag = false;
   bool unordered = false;
   std::string halt;
+  bool progress = false, quiet = false;
 };
+
+// --progress / --quiet on run and gather.
+void AddProgressFlags(CLI::App* cmd, bool& progress, bool& quiet) {
+  auto* p = cmd->add_flag("--progress", progress,
+                          "show the progress line on stderr even when it is not a terminal");
+  cmd->add_flag("-q,--quiet", quiet, "no progress line and no summary on stderr")->excludes(p);
+}
 
 // What `orq run` knows of the tasks it built, for --tag, --json and --joblog.
 LocalTasks Describe(const BuiltJob& job) {
@@ -160,6 +169,8 @@ ExitCode Run(RunOptions& options) {
   Joblog joblog;
   OpenJoblog(in, joblog);
   output.joblog = joblog.file;
+  Progress progress(!options.quiet && (options.progress || StderrIsTerminal()));
+  output.progress = &progress;
   const LocalTasks local = Describe(built);
   InstallInterruptHandlers();
   EmbeddedBroker broker({options.workers > 0 ? options.workers : Cores(),
@@ -171,7 +182,7 @@ ExitCode Run(RunOptions& options) {
     job = Submit(broker.client(), std::move(built));
     output.halt_job = job;
     code = Gather(broker.client(), {FormatJobId(job)}, output, &local, Clock::time_point::max(),
-                  summary, nullptr, [] { return interrupted != 0; });
+                  summary, [] { return interrupted != 0; });
   } catch (const Unreachable& e) {
     if (!interrupted) throw Unreachable(std::string(e.what()) + "\n" + Tail(broker.log(), 10));
     Say("orq: interrupted; stopping the broker and its workers");
@@ -186,7 +197,7 @@ ExitCode Run(RunOptions& options) {
     }
   }
   broker.Stop();
-  if (code == ExitCode::kInterrupted) return code;
+  if (code == ExitCode::kInterrupted || options.quiet) return code;
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   std::string line = std::to_string(summary.total) + (summary.total == 1 ? " task: " : " tasks: ") +
                      std::to_string(summary.ok) + " ok, " + std::to_string(summary.failed) +
@@ -222,6 +233,7 @@ ExitCode SubmitVerb(const JobInput& in) {
 struct GatherOptions {
   std::vector<std::string> ids;
   bool json = false, tag = false, unordered = false, first = false, fail_fast = false;
+  bool progress = false, quiet = false;
   std::vector<std::string> status;
   std::optional<double> timeout;
 };
@@ -242,21 +254,135 @@ ExitCode GatherVerb(const GatherOptions& o) {
     deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                   std::chrono::duration<double>(*o.timeout));
   GatherSummary summary;
+  Progress progress(!o.quiet && (o.progress || StderrIsTerminal()));
+  output.progress = &progress;
   const ExitCode code = Gather(client, o.ids, output, nullptr, deadline, summary);
   if (code == ExitCode::kTimeout)
     Say("orq gather: not finished after " + nlohmann::json(*o.timeout).dump() + " s");
   return code;
 }
 
-ExitCode StatusVerb(bool json) {
-  Client client(FindBroker());
-  const auto status =
-      Expect<StatusReply>(client.Request(StatusRequest{}, kRequestTimeout), "orq status");
-  if (json)
-    std::printf("%s\n", StatusJson(status).dump().c_str());
+// ---- orq status, jobs, retry, logs ------------------------------------------------------------
+
+std::vector<JobInfo> AskJobs(Client& client, const std::vector<std::string>& ids) {
+  return Expect<JobsReply>(client.Request(JobsRequest{ids}, kRequestTimeout), "orq jobs").jobs;
+}
+
+// "2m05s", "3h10m", "4d2h": an age for people.
+std::string Age(double seconds) {
+  const auto s = static_cast<uint64_t>(std::max(0.0, seconds));
+  char buf[32];
+  if (s < 60)
+    std::snprintf(buf, sizeof buf, "%llus", static_cast<unsigned long long>(s));
+  else if (s < 3600)
+    std::snprintf(buf, sizeof buf, "%llum%02llus", static_cast<unsigned long long>(s / 60),
+                  static_cast<unsigned long long>(s % 60));
+  else if (s < 86400)
+    std::snprintf(buf, sizeof buf, "%lluh%02llum", static_cast<unsigned long long>(s / 3600),
+                  static_cast<unsigned long long>(s / 60 % 60));
   else
-    PrintStatus(status, stdout);
+    std::snprintf(buf, sizeof buf, "%llud%02lluh", static_cast<unsigned long long>(s / 86400),
+                  static_cast<unsigned long long>(s / 3600 % 24));
+  return buf;
+}
+
+nlohmann::json JobJson(const JobInfo& j) {
+  nlohmann::json o = {{"id", FormatJobId(j.job)}, {"age", j.age},
+                      {"tasks", j.tasks},         {"ok", j.ok},
+                      {"failed", j.failed},       {"running", j.running},
+                      {"queued", j.queued},       {"delayed", j.delayed},
+                      {"command", j.label}};
+  o["finished"] = j.finished_age >= 0;
+  const uint32_t done = j.ok + j.failed;
+  if (j.finished_age < 0 && done > 0 && j.age > 0)
+    o["eta"] = (j.tasks - done) * j.age / done;  // seconds, at the rate so far
+  return o;
+}
+
+// `orq status JOB`: one line per job.
+std::string JobLine(const JobInfo& j) {
+  const uint32_t done = j.ok + j.failed;
+  std::string line = FormatJobId(j.job) + ": " + std::to_string(done) + "/" +
+                     std::to_string(j.tasks) + " done (" + std::to_string(j.ok) + " ok, " +
+                     std::to_string(j.failed) + " failed), " + std::to_string(j.running) +
+                     " running, " + std::to_string(j.queued) + " queued";
+  if (j.delayed) line += ", " + std::to_string(j.delayed) + " delayed";
+  if (j.finished_age >= 0) return line + "; finished " + Age(j.finished_age) + " ago";
+  line += "; submitted " + Age(j.age) + " ago";
+  if (done > 0 && j.age > 0) line += ", ETA " + Age((j.tasks - done) * j.age / done);
+  return line;
+}
+
+ExitCode StatusVerb(bool json, const std::vector<std::string>& jobs) {
+  std::optional<Client> client;
+  try {
+    client.emplace(FindBroker());
+    if (!jobs.empty()) {
+      for (const JobInfo& j : AskJobs(*client, jobs))
+        std::printf("%s\n", json ? JobJson(j).dump().c_str() : JobLine(j).c_str());
+      return ExitCode::kOk;
+    }
+    const auto status =
+        Expect<StatusReply>(client->Request(StatusRequest{}, kRequestTimeout), "orq status");
+    if (json)
+      std::printf("%s\n", StatusJson(status).dump().c_str());
+    else
+      PrintStatus(status, stdout);
+  } catch (const Unreachable& e) {
+    // A script asking for JSON gets JSON, also when there is no broker.
+    if (json)
+      std::printf("%s\n", nlohmann::json{{"running", false}, {"error", e.what()}}.dump().c_str());
+    throw;
+  }
   return ExitCode::kOk;
+}
+
+ExitCode JobsVerb(bool json) {
+  Client client(FindBroker());
+  const auto jobs = AskJobs(client, {});
+  if (json) {
+    for (const JobInfo& j : jobs) std::printf("%s\n", JobJson(j).dump().c_str());
+    return ExitCode::kOk;
+  }
+  if (jobs.empty()) {
+    Say("no jobs");
+    return ExitCode::kOk;
+  }
+  std::printf("%-8s %8s %8s %8s %8s %8s  %s\n", "JOB", "AGE", "TASKS", "OK", "FAILED", "RUNNING",
+              "COMMAND");
+  for (const JobInfo& j : jobs)
+    std::printf("%-8s %8s %8u %8u %8u %8u  %s\n", FormatJobId(j.job).c_str(), Age(j.age).c_str(),
+                j.tasks, j.ok, j.failed, j.running, j.label.c_str());
+  return ExitCode::kOk;
+}
+
+ExitCode RetryVerb(const std::string& job, bool all) {
+  Client client(FindBroker());
+  const auto submitted = Expect<SubmittedReply>(
+      client.Request(RetryRequest{ParseId(job)->job, all}, kRequestTimeout), "orq retry");
+  std::printf("%s\n", FormatJobId(submitted.job).c_str());
+  return ExitCode::kOk;
+}
+
+ExitCode LogsVerb(const std::string& task, bool err, bool follow) {
+  Client client(FindBroker());
+  client.Send(GatherRequest{{task}, /*stream=*/true});
+  for (;;) {
+    auto reply = client.Receive(Clock::time_point::max());
+    const ResultsReply results = Expect<ResultsReply>(std::move(*reply), "orq logs");
+    if (!results.outcomes.empty()) {
+      const TaskOutcome& o = results.outcomes.front();
+      const std::string& text = !o.shell ? o.result
+                                : err    ? o.shell->stderr_text
+                                         : o.shell->stdout_text;
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      return ExitCode::kOk;
+    }
+    if (!follow)
+      throw UsageError(task +
+                       " has not finished; its output comes when it does (orq logs --follow waits "
+                       "for it)");
+  }
 }
 
 ExitCode CancelVerb(const std::vector<std::string>& ids) {
@@ -308,6 +434,7 @@ Verb RegisterRun(CLI::App& app) {
   resume->excludes(resume_failed)->excludes(retry_failed);
   resume_failed->excludes(retry_failed);
   cmd->add_flag("--no-journal", o->no_journal, "keep the run's results in memory only");
+  AddProgressFlags(cmd, o->progress, o->quiet);
   return {cmd, [o] { return Run(*o); }};
 }
 
@@ -354,14 +481,63 @@ Verb RegisterGather(CLI::App& app) {
       ->check(CLI::IsMember({"ok", "failed", "timeout", "cancelled", "worker_lost"}))
       ->delimiter(',');
   cmd->add_option("--timeout", o->timeout, "give up after SECONDS (exit 124)")->check(ZeroOrMore());
+  AddProgressFlags(cmd, o->progress, o->quiet);
   return {cmd, [o] { return GatherVerb(*o); }};
 }
 
 Verb RegisterStatus(CLI::App& app) {
+  struct Options {
+    bool json = false;
+    std::vector<std::string> jobs;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand(
+      "status", "Show the broker, workers and task counts; or a job's progress and ETA");
+  cmd->add_option("jobs", o->jobs, "job ids (j7): their counts and ETA")->check(IdCheck(false));
+  cmd->add_flag("--json", o->json, "as JSON (one object per job)");
+  return {cmd, [o] { return StatusVerb(o->json, o->jobs); }};
+}
+
+Verb RegisterJobs(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
-  auto* cmd = app.add_subcommand("status", "Show the broker, workers and task counts");
-  cmd->add_flag("--json", *json, "as a JSON object");
-  return {cmd, [json] { return StatusVerb(*json); }};
+  auto* cmd = app.add_subcommand("jobs", "List the broker's jobs: age, tasks, outcomes, command");
+  cmd->add_flag("--json", *json, "one JSON object per job");
+  return {cmd, [json] { return JobsVerb(*json); }};
+}
+
+Verb RegisterRetry(CLI::App& app) {
+  struct Options {
+    std::string job;
+    bool failed = false, all = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand(
+      "retry", "Submit a job's tasks that did not end ok again, as a new job; prints its id");
+  cmd->add_option("job", o->job, "the job (j7)")->required()->check(IdCheck(false));
+  auto* failed =
+      cmd->add_flag("--failed", o->failed, "the tasks that did not end ok (the default)");
+  cmd->add_flag("--all", o->all, "every task of the job")->excludes(failed);
+  return {cmd, [o] { return RetryVerb(o->job, o->all); }};
+}
+
+Verb RegisterLogs(CLI::App& app) {
+  struct Options {
+    std::string task;
+    bool err = false, follow = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("logs", "Print a finished task's output");
+  cmd->add_option("task", o->task, "the task (j7.2)")
+      ->required()
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            auto id = ParseId(text);
+            return id && id->index ? "" : "'" + text + "' is not a task id (j7.2)";
+          },
+          "TASK"));
+  cmd->add_flag("--stderr", o->err, "its stderr instead of its stdout");
+  cmd->add_flag("-f,--follow", o->follow, "wait for it to finish");
+  return {cmd, [o] { return LogsVerb(o->task, o->err, o->follow); }};
 }
 
 Verb RegisterCancel(CLI::App& app) {

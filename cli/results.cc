@@ -1,5 +1,6 @@
 #include "cli/results.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -177,13 +178,39 @@ void Print(const TaskOutcome& o, const OutputOptions& options, const LocalTasks*
 
 ExitCode Gather(Client& client, const std::vector<std::string>& ids, const OutputOptions& options,
                 const LocalTasks* local, std::chrono::steady_clock::time_point deadline,
-                GatherSummary& summary, const std::function<void(const GatherSummary&)>& tick,
-                const std::function<bool()>& interrupted) {
+                GatherSummary& summary, const std::function<bool()>& interrupted) {
   client.Send(GatherRequest{ids, /*stream=*/true});
   std::optional<ResultOrder> order;
   std::vector<std::string> failures;
   ExitCode code = ExitCode::kOk;
+  // The progress line: counts from the stream, running tasks from the broker (JobsRequest).
+  Progress* progress = options.progress && options.progress->enabled() ? options.progress : nullptr;
+  const auto began = Clock::now();
+  ProgressState state;
+  std::vector<std::string> jobs;  // the jobs named, for JobsRequest
+  for (const std::string& id : ids) {
+    if (auto ref = ParseId(id)) {
+      std::string job = FormatJobId(ref->job);
+      if (std::find(jobs.begin(), jobs.end(), job) == jobs.end()) jobs.push_back(job);
+    }
+  }
+  bool asked = false;  // a JobsRequest is on its way
+  auto last_asked = began - std::chrono::seconds(1);
+  auto tick = [&] {
+    if (!progress) return;
+    if (!asked && Clock::now() - last_asked >= std::chrono::milliseconds(500)) {
+      client.Send(JobsRequest{jobs});
+      asked = true;
+      last_asked = Clock::now();
+    }
+    state.total = order ? order->total() : 0;
+    state.ok = summary.ok;
+    state.failed = summary.failed + summary.cancelled_by_halt;
+    state.elapsed = std::chrono::duration<double>(Clock::now() - began).count();
+    progress->Draw(state);
+  };
   auto flush_ordered = [&] {
+    if (progress) progress->Clear();
     while (auto o = order->Pop()) Print(*o, options, local, summary.halted.has_value());
     std::fflush(stdout);
   };
@@ -193,11 +220,21 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
       auto wake = std::min(deadline, Clock::now() + std::chrono::milliseconds(200));
       auto reply = client.Receive(wake);
       if (!reply) {
-        if (Clock::now() >= deadline) return ExitCode::kTimeout;
-        if (tick) tick(summary);
+        if (Clock::now() >= deadline) {
+          if (progress) progress->Clear();
+          return ExitCode::kTimeout;
+        }
+        tick();
         continue;
       }
       if (std::holds_alternative<CancelledReply>(*reply)) continue;  // our --halt's cancel
+      if (auto* jobs_reply = std::get_if<JobsReply>(&*reply)) {      // the progress line's question
+        asked = false;
+        state.running = 0;
+        for (const JobInfo& j : jobs_reply->jobs) state.running += j.running;
+        tick();
+        continue;
+      }
       if (auto* error = std::get_if<ErrorReply>(&*reply)) {
         const std::string sentence = "orq gather: " + error->message;
         if (ExitCodeOf(error->code) == ExitCode::kUsage) throw UsageError(sentence);
@@ -229,6 +266,7 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
         }
         const bool stop = (options.first) || (options.fail_fast && !ok);
         if (options.unordered || stop) {
+          if (progress) progress->Clear();
           Print(o, options, local, summary.halted.has_value());
         } else {
           order->Put(std::move(o));
@@ -236,7 +274,6 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
         if (stop) {
           summary.stopped_early = true;
           std::fflush(stdout);
-          if (tick) tick(summary);
           return ok ? ExitCode::kOk : ExitCode::kTaskFailed;
         }
         if (options.halt && !summary.halted && HaltNow(*options.halt, summary.failed, summary.ok)) {
@@ -248,10 +285,11 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
       }
       if (!options.unordered) flush_ordered();
       std::fflush(stdout);
-      if (tick) tick(summary);
       done = results->final;
+      if (!done) tick();
     }
   } catch (const Unreachable&) {
+    if (progress) progress->Clear();
     if (!interrupted || !interrupted()) throw;
     // Ctrl-C: what finished is shown, even behind a task that had not.
     if (order) {
@@ -261,6 +299,7 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
     std::fflush(stdout);
     throw;
   }
+  if (progress) progress->Clear();
   constexpr size_t kShown = 20;
   for (size_t i = 0; i < failures.size() && i < kShown; ++i)
     std::fprintf(stderr, "%s\n", failures[i].c_str());

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/progress.h"
 #include "common/errors.h"
 #include "common/protocol.h"
 
@@ -88,6 +89,7 @@ struct OutputOptions {
   bool first = false;            // gather --first: the first to finish, then stop
   bool fail_fast = false;        // gather --fail-fast: stop at the first that did not end ok
   std::FILE* joblog = nullptr;   // --joblog
+  Progress* progress = nullptr;  // the progress line, if shown
 };
 
 struct GatherSummary {
@@ -96,13 +98,11 @@ struct GatherSummary {
   bool stopped_early = false;         // --first, --fail-fast
 };
 
-// Streams the results of `ids` and prints them; kTimeout when `deadline` passes first. `tick`
-// runs about 5 times a second and after each chunk (the progress bar), with the summary so far.
-// An interrupt (Unreachable while `interrupted()`) prints what had finished, then rethrows.
+// Streams the results of `ids` and prints them; kTimeout when `deadline` passes first. With a
+// progress line, asks the broker how many of the jobs' tasks run twice a second. An interrupt
+// (Unreachable while `interrupted()`) prints what had finished, then rethrows.
 ExitCode Gather(Client& client, const std::vector<std::string>& ids, const OutputOptions& options,
                 const LocalTasks* local, std::chrono::steady_clock::time_point deadline,
-                GatherSummary& summary,
-                const std::function<void(const GatherSummary&)>& tick = nullptr,
-                const std::function<bool()>& interrupted = nullptr);
+                GatherSummary& summary, const std::function<bool()>& interrupted = nullptr);
 
 }  // namespace orq

@@ -53,6 +53,55 @@ struct UpOptions {
   std::vector<std::string> listen;
 };
 
+// The local workers the running broker has registered.
+int LocalWorkers(const StatusReply& status) {
+  int n = 0;
+  for (const WorkerInfo& w : status.workers) n += !w.remote;
+  return n;
+}
+
+// orq scale -w N (and orq up -w N while up): asks the broker, then waits until N local workers are
+// registered (scaling down returns at once: the retired ones finish their tasks, then leave).
+ExitCode Scale(int workers) {
+  if (UsingAccessFile())
+    throw UsageError(
+        "orq scale changes the workers of the broker on this host; --access is for "
+        "reaching a remote one");
+  const std::string home = OrqHome();
+  if (!ReadLivePid(PidFile(home)))
+    throw Unreachable("orq is not running; start it with 'orq up -w " + std::to_string(workers) +
+                      "'");
+  Client client({DefaultEndpoint(home), {}, ""});
+  const Message answer =
+      client.Request(ScaleRequest{static_cast<uint32_t>(workers)}, milliseconds(5000));
+  if (!std::holds_alternative<ScaledReply>(answer))
+    throw std::runtime_error("orq scale: the broker sent an unexpected reply");
+  const ScaledReply* scaled = &std::get<ScaledReply>(answer);
+  if (scaled->after != static_cast<uint32_t>(workers))
+    throw Refused("orq scale: the broker is shutting down; it kept " +
+                  std::to_string(scaled->after) + " workers");
+  if (scaled->after > scaled->before) {
+    const auto deadline = Clock::now() + kStartTimeout;
+    for (;;) {
+      const Message reply = client.Request(StatusRequest{}, milliseconds(5000));
+      const auto* status = std::get_if<StatusReply>(&reply);
+      if (status && LocalWorkers(*status) >= workers) break;
+      if (Clock::now() >= deadline)
+        throw std::runtime_error("orq scale: the new workers did not register within 15 s; see " +
+                                 LogFile(home));
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+  }
+  if (scaled->before == scaled->after) {
+    Say("orq is already up with " + std::to_string(scaled->after) + " local worker" +
+        (scaled->after == 1 ? "" : "s"));
+    return ExitCode::kOk;
+  }
+  std::printf("orq scaled from %u to %u local worker%s\n", scaled->before, scaled->after,
+              scaled->after == 1 ? "" : "s");
+  return ExitCode::kOk;
+}
+
 ExitCode Up(const UpOptions& o) {
   if (UsingAccessFile())
     throw UsageError(
@@ -60,6 +109,7 @@ ExitCode Up(const UpOptions& o) {
         "one");
   const std::string home = OrqHome();
   if (long pid = ReadLivePid(PidFile(home))) {
+    if (o.workers >= 0) return Scale(o.workers);  // `orq up -w N` while up: scale to N
     Say("orq is already up (broker pid " + std::to_string(pid) + ", " + DefaultEndpoint(home) +
         ")");
     return ExitCode::kOk;
@@ -217,6 +267,18 @@ ExitCode Worker(WorkerOptions& o) {
 }
 
 }  // namespace
+
+Verb RegisterScale(CLI::App& app) {
+  auto workers = std::make_shared<int>(0);
+  auto* cmd = app.add_subcommand(
+      "scale",
+      "Change how many local workers the running broker keeps (those retired finish "
+      "their tasks first)");
+  cmd->add_option("-w,--workers", *workers, "local worker processes to keep")
+      ->required()
+      ->check(ZeroOrMore());
+  return {cmd, [workers] { return Scale(*workers); }};
+}
 
 Verb RegisterUp(CLI::App& app) {
   auto o = std::make_shared<UpOptions>();

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "cli/job_input.h"
+#include "cli/progress.h"
+#include "cli/results.h"
 #include "common/errors.h"
 
 namespace orq {
@@ -128,6 +130,72 @@ TEST(TemplateTest, ArraysAreRangesStepsAndLists) {
   EXPECT_EQ(ParseArray("1-2,10-20:10"), (std::vector<int64_t>{1, 2, 10, 20}));
   for (const char* bad : {"", "x", "5-1", "1-5:0", "1-5:-1", "1-", "1-5x", "1,,2", "0-99999999"})
     EXPECT_THROW(ParseArray(bad), UsageError) << bad;
+}
+
+TEST(ProgressTest, TheLineHasCountsRateEtaAndABarThatFits) {
+  ProgressState s{100, 43, 2, 4, 10};
+  EXPECT_EQ(FormatProgress(s, 200),
+            "[==================>                     ] 45/100 ok 43 failed 2 running 4 4.5/s ETA "
+            "0:12");
+  EXPECT_EQ(FormatProgress(s, 60), "[====>      ] 45/100 ok 43 failed 2 running 4 4.5/s ETA 0:12");
+  EXPECT_EQ(FormatProgress(s, 55), "45/100 ok 43 failed 2 running 4 4.5/s ETA 0:12");
+  EXPECT_EQ(FormatProgress(ProgressState{0, 0, 0, 0, 0}, 80), "0/0 ok 0 failed 0 running 0");
+  EXPECT_EQ(FormatProgress(ProgressState{10, 10, 0, 0, 1}, 20), "10/10 ok 10 failed 0");
+}
+
+TEST(HaltTest, RulesAsGnuParallelWritesThem) {
+  auto now1 = ParseHalt("now,fail=1");
+  ASSERT_TRUE(now1);
+  EXPECT_TRUE(now1->now && now1->on_failure && !now1->percent);
+  EXPECT_FALSE(HaltNow(*now1, 0, 10));
+  EXPECT_TRUE(HaltNow(*now1, 1, 0));
+  auto soon = ParseHalt("soon,success=50%");
+  ASSERT_TRUE(soon);
+  EXPECT_FALSE(soon->now || soon->on_failure);
+  EXPECT_FALSE(HaltNow(*soon, 0, 2));  // fewer than 3 ended
+  EXPECT_TRUE(HaltNow(*soon, 1, 2));
+  EXPECT_FALSE(HaltNow(*soon, 2, 1));
+  EXPECT_TRUE(ParseHalt("2")->now);
+  EXPECT_FALSE(ParseHalt("1")->now);
+  EXPECT_FALSE(ParseHalt("never"));
+  for (const char* bad : {"now", "now,fail", "later,fail=1", "now,fail=0", "now,fail=1.5",
+                          "now,fail=101%", "now,oops=1", "now,fail=x"})
+    EXPECT_THROW(ParseHalt(bad), UsageError) << bad;
+}
+
+TEST(ResultOrderTest, ResultsComeOutInTheOrderNamedWhateverOrderTheyArrive) {
+  ResultOrder order({"j1", "j2.1", "j1.0"}, {3, 1, 1});
+  auto outcome = [](uint64_t job, uint32_t index) {
+    TaskOutcome o;
+    o.id = {job, index};
+    return o;
+  };
+  order.Put(outcome(1, 1));
+  EXPECT_FALSE(order.Pop());
+  order.Put(outcome(1, 0));
+  EXPECT_EQ(order.Pop()->id, (TaskId{1, 0}));
+  EXPECT_EQ(order.Pop()->id, (TaskId{1, 1}));
+  EXPECT_FALSE(order.Pop());
+  order.Put(outcome(1, 0));  // named twice: its second place
+  order.Put(outcome(2, 1));
+  order.Put(outcome(1, 2));
+  EXPECT_EQ(order.Pop()->id, (TaskId{1, 2}));
+  EXPECT_EQ(order.Pop()->id, (TaskId{2, 1}));
+  EXPECT_EQ(order.Pop()->id, (TaskId{1, 0}));
+  EXPECT_FALSE(order.Pop());
+}
+
+TEST(JoblogTest, LinesInGnuParallelsColumns) {
+  TaskOutcome o;
+  o.started = 1700000000.5;
+  o.finished = 1700000001.75;
+  o.status = TaskStatus::kFailed;
+  o.shell = ShellOutput{3, "abc", "", false};
+  EXPECT_EQ(JoblogLine(7, o, "gzip 'a b'"),
+            "7\t:\t1700000000.500\t     1.250\t0\t3\t3\t0\tgzip 'a b'\n");
+  o.error = "killed by signal 9 (SIGKILL)";
+  o.shell->exit_code = 137;
+  EXPECT_EQ(JoblogLine(7, o, "x"), "7\t:\t1700000000.500\t     1.250\t0\t3\t-1\t9\tx\n");
 }
 
 }  // namespace

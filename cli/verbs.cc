@@ -194,10 +194,13 @@ int Main(int argc, char** argv) {
       ->envname("ORQ_ACCESS");
 
   const Verb verbs[] = {
-      RegisterRun(app),    RegisterSubmit(app), RegisterGather(app), RegisterStatus(app),
-      RegisterCancel(app), RegisterForget(app), RegisterUp(app),     RegisterDown(app),
-      RegisterBroker(app), RegisterWorker(app), RegisterAccess(app), RegisterBench(app),
+      RegisterRun(app),        RegisterSubmit(app),  RegisterGather(app), RegisterStatus(app),
+      RegisterCancel(app),     RegisterForget(app),  RegisterUp(app),     RegisterDown(app),
+      RegisterBroker(app),     RegisterWorker(app),  RegisterAccess(app), RegisterBench(app),
+      RegisterJobs(app),       RegisterRetry(app),   RegisterLogs(app),   RegisterScale(app),
+      RegisterCompletion(app), RegisterManpage(app),
   };
+  AddExamples(app);
   if (argc == 1) {  // bare `orq`: what it is and what it does
     std::printf("%s", app.help().c_str());
     return static_cast<int>(ExitCode::kOk);

@@ -26,15 +26,24 @@ Verb RegisterGather(CLI::App& app);
 Verb RegisterStatus(CLI::App& app);
 Verb RegisterCancel(CLI::App& app);
 Verb RegisterForget(CLI::App& app);
+Verb RegisterJobs(CLI::App& app);
+Verb RegisterRetry(CLI::App& app);
+Verb RegisterLogs(CLI::App& app);
 // cli/serve.cc: the broker and workers
 Verb RegisterUp(CLI::App& app);
 Verb RegisterDown(CLI::App& app);
+Verb RegisterScale(CLI::App& app);
 Verb RegisterBroker(CLI::App& app);
 Verb RegisterWorker(CLI::App& app);
 // cli/access.cc
 Verb RegisterAccess(CLI::App& app);
 // cli/bench.cc
 Verb RegisterBench(CLI::App& app);
+// cli/docs.cc: completion, the man page, and each verb's examples
+Verb RegisterCompletion(CLI::App& app);
+Verb RegisterManpage(CLI::App& app);
+// Ends each verb's --help with its examples (after every verb is registered).
+void AddExamples(CLI::App& app);
 
 // Shared by the verbs.
 // Whether the command line had a "--": what follows it is a command, never a file name.

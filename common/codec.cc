@@ -260,6 +260,21 @@ void Get(Reader& r, Assignment& a) {
   }
 }
 
+void Put(Writer& w, const JobInfo& i) {
+  w.U64(i.job);
+  w.F64(i.age);
+  for (uint32_t v : {i.tasks, i.queued, i.delayed, i.running, i.ok, i.failed}) w.U64(v);
+  w.F64(i.finished_age);
+  w.Str(i.label);
+}
+void Get(Reader& r, JobInfo& i) {
+  i.job = r.U64();
+  i.age = r.F64();
+  for (uint32_t* v : {&i.tasks, &i.queued, &i.delayed, &i.running, &i.ok, &i.failed}) *v = r.U32();
+  i.finished_age = r.F64();
+  i.label = r.Str();
+}
+
 void Put(Writer& w, const WorkerInfo& i) {
   w.I64(i.pid);
   w.Str(i.host);
@@ -349,6 +364,11 @@ template <typename F> void Fields(CancelRequest& m, F&& f) { f(m.ids), f(m.runni
 template <typename F> void Fields(ShutdownRequest&, F&&) {}
 template <typename F> void Fields(PingRequest&, F&&) {}
 template <typename F> void Fields(ForgetRequest& m, F&& f) { f(m.ids); }
+template <typename F> void Fields(JobsRequest& m, F&& f) { f(m.ids); }
+template <typename F> void Fields(RetryRequest& m, F&& f) { f(m.job), f(m.all); }
+template <typename F> void Fields(JobsReply& m, F&& f) { f(m.jobs); }
+template <typename F> void Fields(ScaleRequest& m, F&& f) { f(m.workers); }
+template <typename F> void Fields(ScaledReply& m, F&& f) { f(m.before), f(m.after); }
 template <typename F> void Fields(ForgottenReply& m, F&& f) { f(m.count); }
 template <typename F> void Fields(GoodbyeMessage&, F&&) {}
 template <typename F> void Fields(ReregisterMessage&, F&&) {}

@@ -49,9 +49,9 @@ std::vector<Message> OneOfEach() {
   ok.result = "\"hello\"";
   return {
       SubmitRequest{{sleep, cpu, echo, ShellSpec()}, {"/home/me", {{"HOME=/home/me", "X=y"}}}},
-      GatherRequest{{"j1", "j2.3"}},
+      GatherRequest{{"j1", "j2.3"}, true},
       StatusRequest{},
-      CancelRequest{{"j5"}},
+      CancelRequest{{"j5"}, false},
       ShutdownRequest{},
       PingRequest{},
       SubmittedReply{9, 1000},
@@ -84,7 +84,13 @@ std::vector<Message> OneOfEach() {
       GoodbyeMessage{},
       ReregisterMessage{},
       ReloadAccessRequest{},
-      ReloadedReply{3, 1}};
+      ReloadedReply{3, 1},
+      JobsRequest{{"j1", "j4"}},
+      JobsReply{{{4, 12.5, 100, 10, 2, 8, 70, 10, -1, "gzip a.txt"},
+                 {5, 1, 1, 0, 0, 0, 1, 0, 0.5, "sleep"}}},
+      RetryRequest{4, true},
+      ScaleRequest{3},
+      ScaledReply{2, 3}};
 }
 
 std::variant<Message, DecodeError> RoundTrip(const Message& m) {

@@ -40,6 +40,8 @@ enum class Command : uint8_t {
   kShutdown = 0x14,  //                                    -> kShutdownAck, then the broker stops
   kPing = 0x15,      //                                    -> kPong
   kForget = 0x16,    // [id...] (whole jobs)               -> kForgotten or kError
+  kJobs = 0x17,      // [job id...] (none: every job)      -> kJobsReply or kError
+  kRetry = 0x18,     // job, all                           -> kSubmitted or kError
 
   kSubmitted = 0x20,    // job number, task count
   kResults = 0x21,      // [TaskOutcome...], final flag (gather replies are chunked)
@@ -50,6 +52,8 @@ enum class Command : uint8_t {
   kShutdownAck = 0x26,  //
   kForgotten = 0x27,    // how many jobs were removed
   kReloaded = 0x28,     // keys now on the allow-list, connections of revoked keys dropped
+  kJobsReply = 0x29,    // [JobInfo...]
+  kScaled = 0x2a,       // local workers before and after
 
   kReady = 0x30,          // pid, threads, slots per TaskClass (its credits), [Lease...] it runs,
                           // host name
@@ -65,6 +69,7 @@ enum class Command : uint8_t {
   kReregister = 0x44,  // the broker does not know this worker (it was dropped): send kReady again
 
   kReloadAccess = 0x50,  // the allow-list in $ORQ_HOME/keys changed (orq access) -> kReloaded
+  kScale = 0x51,         // local workers to keep                            -> kScaled
 };
 
 // Who a peer is, decided by how its connection was authenticated (broker/zap.h), never by what it
@@ -269,6 +274,23 @@ struct ForgetRequest {  // -> ForgottenReply, or ErrorReply
   static constexpr Command kCommand = Command::kForget;
   std::vector<std::string> ids;  // whole jobs
 };
+struct ScaleRequest {  // -> ScaledReply (local peers only; the broker's shell answers it)
+  static constexpr Command kCommand = Command::kScale;
+  uint32_t workers = 0;  // local worker processes to keep: more are started, extra ones retire
+};
+struct ScaledReply {
+  static constexpr Command kCommand = Command::kScaled;
+  uint32_t before = 0, after = 0;
+};
+struct JobsRequest {  // -> JobsReply, or ErrorReply
+  static constexpr Command kCommand = Command::kJobs;
+  std::vector<std::string> ids;  // whole jobs ("j7"); none: every job the broker has
+};
+struct RetryRequest {  // -> SubmittedReply (the new job), or ErrorReply
+  static constexpr Command kCommand = Command::kRetry;
+  uint64_t job = 0;
+  bool all = false;  // every task, not only those that did not end ok
+};
 struct ReloadAccessRequest {  // -> ReloadedReply (local peers only)
   static constexpr Command kCommand = Command::kReloadAccess;
 };
@@ -335,6 +357,20 @@ struct StatusReply {
   TaskCounts tasks;
   uint64_t jobs = 0;
   BrokerCounters counters;
+};
+// One job as `orq jobs` and `orq status JOB` show it.
+struct JobInfo {
+  uint64_t job = 0;
+  double age = 0;  // seconds since it was submitted
+  uint32_t tasks = 0;
+  uint32_t queued = 0, delayed = 0, running = 0;  // delayed: waiting for its delay or a retry
+  uint32_t ok = 0, failed = 0;                    // failed: every final status but ok
+  double finished_age = -1;  // seconds since its last task finished; -1 while it runs
+  std::string label;         // its first task, for people: "gzip a.txt", "sleep"
+};
+struct JobsReply {
+  static constexpr Command kCommand = Command::kJobsReply;
+  std::vector<JobInfo> jobs;  // in job order
 };
 struct CancelledReply {
   static constexpr Command kCommand = Command::kCancelled;
@@ -408,7 +444,8 @@ using Message =
                  CancelledReply, ErrorReply, PongReply, ShutdownAck, ForgottenReply, ReadyMessage,
                  WorkerResultsMessage, HeartbeatMessage, GoodbyeMessage, TasksMessage,
                  CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage,
-                 ReloadAccessRequest, ReloadedReply>;
+                 ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
+                 ScaleRequest, ScaledReply>;
 
 namespace detail {
 template <size_t... I> constexpr bool CommandsAreUnique(std::index_sequence<I...>) {

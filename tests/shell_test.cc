@@ -384,5 +384,134 @@ TEST(ShellTest, CommandLineMistakesSayWhatIsAccepted) {
   EXPECT_NE(r.out.find("Usage: orq"), std::string::npos);
 }
 
+TEST(ShellTest, ProgressShowsOnATerminalAndCanBeForcedOrSilenced) {
+  OrqEnv env;
+  // On a terminal (script(1) gives the run a pseudo-terminal), the progress line is drawn in place.
+  std::string out;
+  const std::string line = "ORQ_HOME=" + env.home() + " " + ORQ_BINARY +
+                           " run -w 1 -t 2 -- sh -c 'sleep 0.3' ::: 1 2 3 4";
+  ASSERT_EQ(RunProgram({"script", "-qec", line, "/dev/null"}, out), 0) << out;
+  EXPECT_NE(out.find("/4 ok "), std::string::npos) << out;
+  EXPECT_NE(out.find("running "), std::string::npos) << out;
+  EXPECT_NE(out.find("\x1b[K"), std::string::npos) << out;
+  EXPECT_NE(out.find("4 tasks: 4 ok, 0 failed"), std::string::npos) << out;
+  // Not on a terminal: none, unless --progress; --quiet: nothing on stderr at all.
+  RunResult r = env.Run({"run", "-w", "1", "--", "sh", "-c", "sleep 0.3", ":::", "1", "2"});
+  EXPECT_EQ(r.err.find("\x1b[K"), std::string::npos) << r.err;
+  r = env.Run({"run", "-w", "1", "--progress", "--", "sh", "-c", "sleep 0.3", ":::", "1", "2"});
+  EXPECT_NE(r.err.find("/2 ok "), std::string::npos) << r.err;
+  r = env.Run({"run", "-w", "1", "-q", "--", "true", ":::", "1", "2"});
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.code, 0);
+}
+
+TEST(ShellTest, JobsStatusRetryAndLogs) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "2"}).code, 0);
+  const std::string marker = env.home() + "/fixed";
+  const std::string job =
+      JobId(env.Run({"submit", "--", "sh", "-c", "[ -e " + marker + " ] || exit $0; echo ok $0",
+                     ":::", "0", "1", "2"}));
+  EXPECT_EQ(env.Run({"gather", "-q", job}).code, 1);
+  // jobs lists it, status JOB counts it,
+  RunResult r = env.Run({"jobs"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find(job + " "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sh -c [ -e"), std::string::npos) << r.out;
+  r = env.Run({"status", job});
+  EXPECT_EQ(r.out.rfind(job + ": 3/3 done (1 ok, 2 failed), 0 running, 0 queued; finished ", 0), 0u)
+      << r.out;
+  auto info = nlohmann::json::parse(env.Run({"status", "--json", job}).out);
+  EXPECT_EQ(info["ok"], 1);
+  EXPECT_EQ(info["failed"], 2);
+  EXPECT_EQ(info["finished"], true);
+  // retry submits the two that failed as a new job, in the same directory and environment;
+  std::ofstream(marker).put('\n');
+  const std::string retried = JobId(env.Run({"retry", job}));
+  r = env.Run({"gather", retried});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "ok 1\nok 2\n");
+  // --all: every task, from the journal.
+  const std::string all = JobId(env.Run({"retry", "--all", job}));
+  EXPECT_EQ(env.Run({"gather", all}).out, "ok 0\nok 1\nok 2\n");
+  EXPECT_EQ(env.Run({"retry", retried}).code, 2);  // nothing failed: nothing to retry
+  // logs: a finished task's output; one still running says so, or waits with --follow.
+  EXPECT_EQ(env.Run({"logs", retried + ".1"}).out, "ok 2\n");
+  const std::string slow = JobId(env.Run({"submit", "--", "sh", "-c", "sleep 1; echo late >&2"}));
+  r = env.Run({"logs", slow + ".0"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("has not finished"), std::string::npos) << r.err;
+  EXPECT_EQ(env.Run({"logs", "--follow", "--stderr", slow + ".0"}).out, "late\n");
+  // With the broker down, status --json still prints JSON (and exits 3).
+  env.Run({"down"});
+  r = env.Run({"status", "--json"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["running"], false);
+}
+
+TEST(ShellTest, ScaleChangesTheLocalWorkersAndRetiredOnesFinishTheirTasks) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  auto local_workers = [&] {
+    auto status = nlohmann::json::parse(env.Run({"status", "--json"}).out);
+    return status["workers"].size();
+  };
+  // `orq up -w 3` while up scales to 3, and returns once they are registered;
+  RunResult r = env.Run({"up", "-w", "3"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "orq scaled from 1 to 3 local workers\n");
+  EXPECT_EQ(local_workers(), 3u);
+  // scaling down retires workers: a task running on one finishes ok, and nothing restarts them.
+  const std::string started = env.home() + "/started";
+  const std::string job =
+      JobId(env.Run({"submit", "--", "sh", "-c", "touch " + started + "; sleep 1; echo done"}));
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!std::filesystem::exists(started) && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(std::filesystem::exists(started)) << "the task did not start";
+  r = env.Run({"scale", "-w", "0"});
+  EXPECT_EQ(r.out, "orq scaled from 3 to 0 local workers\n");
+  r = env.Run({"gather", job});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "done\n");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (local_workers() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(local_workers(), 0u);
+  EXPECT_EQ(env.Run({"scale", "-w", "1"}).out, "orq scaled from 0 to 1 local worker\n");
+  EXPECT_EQ(local_workers(), 1u);
+  env.Run({"down"});
+  EXPECT_EQ(env.Run({"scale", "-w", "1"}).code, 3);
+}
+
+TEST(ShellTest, CompletionManPageAndExamplesComeFromTheCommandLine) {
+  OrqEnv env;
+  RunResult bash = env.Run({"completion", "bash"});
+  ASSERT_EQ(bash.code, 0);
+  EXPECT_NE(bash.out.find("submit) opts=\""), std::string::npos);
+  EXPECT_NE(bash.out.find("--halt"), std::string::npos);
+  const std::string script = env.WriteFile("orq.bash", bash.out);
+  std::string out;
+  EXPECT_EQ(RunProgram({"bash", "-n", script}, out), 0) << out;  // it parses
+  // In a bash that sourced it, completing "orq sub" offers submit.
+  EXPECT_EQ(RunProgram({"bash", "-c",
+                        "source " + script +
+                            "; COMP_WORDS=(orq sub); COMP_CWORD=1; _orq; echo ${COMPREPLY[@]}"},
+                       out),
+            0);
+  EXPECT_EQ(out, "submit\n");
+  EXPECT_NE(env.Run({"completion", "fish"}).out.find("-l halt"), std::string::npos);
+  EXPECT_NE(env.Run({"completion", "zsh"}).out.find("bashcompinit"), std::string::npos);
+  RunResult man = env.Run({"manpage"});
+  EXPECT_EQ(man.out.rfind(".TH ORQ 1", 0), 0u);
+  for (const char* verb : {"run", "submit", "gather", "jobs", "retry", "logs", "scale"})
+    EXPECT_NE(man.out.find(std::string(".SS orq ") + verb + "\n"), std::string::npos) << verb;
+  // Every verb's --help ends with examples.
+  for (const char* verb : {"run", "submit", "gather", "status", "jobs", "retry", "up", "scale"}) {
+    RunResult help = env.Run({verb, "--help"});
+    EXPECT_NE(help.out.find("Examples:\n  orq " + std::string(verb)), std::string::npos) << verb;
+  }
+}
+
 }  // namespace
 }  // namespace orq::testing

@@ -224,11 +224,13 @@ void TaskRunner::ShellEnded(TaskId id, SubprocessResult e) {
                e.status);
   }
   // Killed by a stop signal nobody in orq sent: perhaps its worker is being stopped too (Slurm,
-  // systemd and a terminal signal a whole job or group at once, in no set order). Held for a
+  // systemd and a terminal signal a whole job or group at once, in no set order; scancel of a
+  // step KILLs every process of it, the worker perhaps a moment after its task). Held for a
   // moment: if the worker stops meanwhile, KillAll() drops it and the broker runs it again.
   if (const auto* killed = std::get_if<Killed>(&e.status);
       killed && r.stop_status == TaskStatus::kOk &&
-      (killed->signal == SIGTERM || killed->signal == SIGINT || killed->signal == SIGHUP)) {
+      (killed->signal == SIGTERM || killed->signal == SIGINT || killed->signal == SIGHUP ||
+       killed->signal == SIGKILL)) {
     r.deadline.expires_after(options_.stop_signal_window);
     r.deadline.async_wait(
         [this, id, outcome = std::move(outcome)](const boost::system::error_code& ec) mutable {

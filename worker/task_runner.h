@@ -30,8 +30,9 @@ struct RunnerOptions {
   size_t output_limit = kMaxOutputBytes;
   int64_t pid = 0;      // reported as the worker in outcomes
   std::string workdir;  // where shell tasks run; empty: the worker's own directory
-  // How long a shell task killed by SIGTERM, SIGINT or SIGHUP from outside is held before it is
-  // reported failed, in case its worker is being stopped by the same hand (then it runs again).
+  // How long a shell task killed by SIGTERM, SIGINT, SIGHUP or SIGKILL from outside is held before
+  // it is reported failed, in case its worker is being stopped by the same hand (then it runs
+  // again).
   std::chrono::milliseconds stop_signal_window{500};
 };
 
