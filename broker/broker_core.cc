@@ -143,6 +143,10 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
     Jobs(from, m, out); },
                  [&](RetryRequest& m) {
     Retry(from, m, now, out); },
+                 [&](LogsRequest& m) {
+    Logs(from, m, out); },
+                 [&](OutputMessage& m) {
+    if (worker) Output(m, out); },
                  [&](ReadyMessage& m) {
     Register(from, role, m, now, out); },
                  [&](WorkerResultsMessage& m) {
@@ -217,6 +221,74 @@ void BrokerCore::PeerUnreachable(const std::string& peer) {
     if (waiter.client == peer) gone.push_back(id);
   }
   for (uint64_t id : gone) ForgetWaiter(id);
+  for (auto it = followers_.begin(); it != followers_.end();) {
+    std::erase_if(it->second, [&](const Follower& f) { return f.client == peer; });
+    it = it->second.empty() ? followers_.erase(it) : std::next(it);
+  }
+}
+
+void BrokerCore::Logs(const std::string& from, const LogsRequest& request,
+                      std::vector<Outgoing>& out) {
+  auto ref = ParseId(request.task);
+  Task* task = ref && ref->index ? Find({ref->job, *ref->index}) : nullptr;
+  if (!task)
+    return out.push_back(
+        {from, ErrorReply{ErrorCode::kUnknownId, "unknown task '" + request.task + "'"}});
+  const TaskId id{ref->job, *ref->index};
+  Follower follower{from, request.err, request.follow, task->attempt, 0};
+  switch (task->state) {
+    case State::kFinished:
+      followers_[id].push_back(follower);
+      return EndFollowers(id, *store_.Find(id), out);
+    case State::kQueued:
+    case State::kDelayed:
+      if (!request.follow)
+        return out.push_back({from, LogChunk{"", true, request.task + " has not started yet"}});
+      followers_[id].push_back(follower);  // told to its worker when it is leased (Dispatch)
+      return;
+    case State::kRunning:
+      followers_[id].push_back(follower);
+      // Its worker sends what it printed so far at once, then the rest as it comes.
+      return out.push_back({workers_.at(task->worker).identity, WatchMessage{{id}}});
+  }
+}
+
+void BrokerCore::Output(const OutputMessage& output, std::vector<Outgoing>& out) {
+  auto it = followers_.find(output.id);
+  if (it == followers_.end()) return;
+  auto& list = it->second;
+  for (auto f = list.begin(); f != list.end();) {
+    LogChunk chunk{"", !f->follow, ""};
+    if (f->attempt != output.attempt) {  // the task runs again: its output starts again
+      if (f->offset > 0) chunk.note = "attempt " + std::to_string(output.attempt) + " started";
+      f->attempt = output.attempt;
+      f->offset = 0;
+    }
+    const std::string& text = f->err ? output.err : output.out;
+    const uint64_t start = f->err ? output.err_offset : output.out_offset;
+    if (f->offset >= start && f->offset < start + text.size()) {
+      chunk.text = text.substr(f->offset - start);
+      f->offset = start + text.size();
+    }
+    if (!chunk.text.empty() || !chunk.note.empty() || chunk.final)
+      out.push_back({f->client, std::move(chunk)});
+    f = f->follow ? std::next(f) : list.erase(f);
+  }
+  if (list.empty()) followers_.erase(it);
+}
+
+void BrokerCore::EndFollowers(TaskId id, const TaskOutcome& outcome, std::vector<Outgoing>& out) {
+  auto it = followers_.find(id);
+  if (it == followers_.end()) return;
+  for (Follower& f : it->second) {
+    const std::string& text = !outcome.shell ? outcome.result
+                              : f.err        ? outcome.shell->stderr_text
+                                             : outcome.shell->stdout_text;
+    const uint64_t from =
+        f.attempt == outcome.attempt ? std::min<uint64_t>(f.offset, text.size()) : 0;
+    out.push_back({f.client, LogChunk{text.substr(from), true, ""}});
+  }
+  followers_.erase(it);
 }
 
 void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyTime now,
@@ -528,6 +600,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   const bool ok = outcome.status == TaskStatus::kOk;
   ++(ok ? job.ok : job.failed);
   if (journal) journal_.RecordOutcome(outcome);
+  if (!followers_.empty()) EndFollowers(id, outcome, out);
   store_.Put(std::move(outcome));
   // The payload (values, argv) of a task that ended ok is no longer needed; its kind stays, for its
   // class. One that did not end ok keeps it, for `orq retry`.
@@ -772,6 +845,7 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
     progress = false;
     for (auto& [worker_id, w] : workers_) {
       TasksMessage message;
+      WatchMessage watch;
       for (size_t c = 0; c < kTaskClassCount; ++c) {
         auto& queue = ready_[c];
         while (w.in_use[c] < w.capacity[c] && message.tasks.size() < kMaxTasksPerMessage &&
@@ -792,12 +866,14 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
                                    std::holds_alternative<ShellTask>(task->spec->body)
                                        ? jobs_.at(id.job).context
                                        : nullptr});
+          if (followers_.count(id)) watch.ids.push_back(id);  // someone waits for its output
         }
       }
       if (!message.tasks.empty()) {
         progress = true;
         out.push_back({w.identity, std::move(message)});
       }
+      if (!watch.ids.empty()) out.push_back({w.identity, std::move(watch)});
     }
   }
 }

@@ -153,6 +153,10 @@ class BrokerCore {
   uint64_t AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
                   SteadyTime now);
   void Jobs(const std::string& from, const JobsRequest& request, std::vector<Outgoing>& out) const;
+  void Logs(const std::string& from, const LogsRequest& request, std::vector<Outgoing>& out);
+  void Output(const OutputMessage& output, std::vector<Outgoing>& out);
+  // A finished task's followers get the rest of its output, final.
+  void EndFollowers(TaskId id, const TaskOutcome& outcome, std::vector<Outgoing>& out);
   void Retry(const std::string& from, const RetryRequest& request, SteadyTime now,
              std::vector<Outgoing>& out);
   void Gather(const std::string& from, const GatherRequest& request, std::vector<Outgoing>& out);
@@ -213,6 +217,15 @@ class BrokerCore {
   std::unordered_map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 1;
   std::vector<uint64_t> streams_due_;  // streaming waiters with results to send
+  // Clients reading a task's output (orq logs): where each is in the stream of which attempt.
+  struct Follower {
+    std::string client;
+    bool err = false;      // stderr
+    bool follow = false;   // until the task ends; else one chunk of what it printed so far
+    uint32_t attempt = 0;  // of the output read so far
+    uint64_t offset = 0;   // bytes of it sent
+  };
+  std::unordered_map<TaskId, std::vector<Follower>, TaskIdHash> followers_;
   SteadyTime next_heartbeat_{};
   SteadyTime now_{};  // the time of the event being handled
   bool shutting_down_ = false;

@@ -738,5 +738,44 @@ TEST_F(BrokerCoreTest, RetrySubmitsWhatDidNotEndOkAsANewJob) {
       Send("c", RetryRequest{submitted->job, false})[0].message));
 }
 
+TEST_F(BrokerCoreTest, LogsFollowARunningTasksOutputFromItsWorker) {
+  TaskSpec shell;
+  shell.body = ShellTask{{"sh", "-c", "echo a; echo b"}};
+  uint64_t job = SubmitJob({shell});
+  auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");
+  ASSERT_EQ(tasks.size(), 1u);
+  const std::string id = "j" + std::to_string(job) + ".0";
+  // When a client follows it, its worker is asked to send its output;
+  auto out = Send("c", LogsRequest{id, false, true});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].to, "w1");
+  EXPECT_EQ(std::get<WatchMessage>(out[0].message).ids, (std::vector<TaskId>{{job, 0}}));
+  // what the worker sends goes to the client, once, in order;
+  out = Send("w1", OutputMessage{{job, 0}, 1, 0, "a\n", 0, ""});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(std::get<LogChunk>(out[0].message).text, "a\n");
+  EXPECT_FALSE(std::get<LogChunk>(out[0].message).final);
+  out = Send("w1", OutputMessage{{job, 0}, 1, 2, "b\n", 0, ""});
+  EXPECT_EQ(std::get<LogChunk>(out[0].message).text, "b\n");
+  // and when it ends, the rest (here nothing) in a final chunk.
+  TaskOutcome done = Ok(tasks[0], "");
+  done.shell = ShellOutput{0, "a\nb\n", "", false};
+  out = Send("w1", WorkerResultsMessage{{done}});
+  const LogChunk* last = nullptr;
+  for (const auto& o : out) {
+    if (o.to == "c") last = &std::get<LogChunk>(o.message);
+  }
+  ASSERT_NE(last, nullptr);
+  EXPECT_TRUE(last->final);
+  EXPECT_EQ(last->text, "");
+  // A finished task's output comes whole at once; one not started says so.
+  out = Send("c", LogsRequest{id, false, false});
+  EXPECT_EQ(std::get<LogChunk>(out[0].message).text, "a\nb\n");
+  uint64_t queued = SubmitJob({shell, shell});
+  out = Send("c", LogsRequest{"j" + std::to_string(queued) + ".1", false, false});
+  EXPECT_EQ(std::get<LogChunk>(out[0].message).note,
+            "j" + std::to_string(queued) + ".1 has not started yet");
+}
+
 }  // namespace
 }  // namespace orq

@@ -366,22 +366,14 @@ ExitCode RetryVerb(const std::string& job, bool all) {
 
 ExitCode LogsVerb(const std::string& task, bool err, bool follow) {
   Client client(FindBroker());
-  client.Send(GatherRequest{{task}, /*stream=*/true});
+  client.Send(LogsRequest{task, err, follow});
   for (;;) {
     auto reply = client.Receive(Clock::time_point::max());
-    const ResultsReply results = Expect<ResultsReply>(std::move(*reply), "orq logs");
-    if (!results.outcomes.empty()) {
-      const TaskOutcome& o = results.outcomes.front();
-      const std::string& text = !o.shell ? o.result
-                                : err    ? o.shell->stderr_text
-                                         : o.shell->stdout_text;
-      std::fwrite(text.data(), 1, text.size(), stdout);
-      return ExitCode::kOk;
-    }
-    if (!follow)
-      throw UsageError(task +
-                       " has not finished; its output comes when it does (orq logs --follow waits "
-                       "for it)");
+    const LogChunk chunk = Expect<LogChunk>(std::move(*reply), "orq logs");
+    if (!chunk.note.empty()) Say("orq logs: " + chunk.note);
+    std::fwrite(chunk.text.data(), 1, chunk.text.size(), stdout);
+    std::fflush(stdout);
+    if (chunk.final) return ExitCode::kOk;
   }
 }
 
@@ -526,7 +518,8 @@ Verb RegisterLogs(CLI::App& app) {
     bool err = false, follow = false;
   };
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("logs", "Print a finished task's output");
+  auto* cmd = app.add_subcommand(
+      "logs", "Print a task's output: what it printed so far, or (--follow) as it prints it");
   cmd->add_option("task", o->task, "the task (j7.2)")
       ->required()
       ->check(CLI::Validator(
@@ -536,7 +529,7 @@ Verb RegisterLogs(CLI::App& app) {
           },
           "TASK"));
   cmd->add_flag("--stderr", o->err, "its stderr instead of its stdout");
-  cmd->add_flag("-f,--follow", o->follow, "wait for it to finish");
+  cmd->add_flag("-f,--follow", o->follow, "print its output as it comes, until it ends");
   return {cmd, [o] { return LogsVerb(o->task, o->err, o->follow); }};
 }
 

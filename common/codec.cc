@@ -334,6 +334,7 @@ struct Out {
   void operator()(TaskCounts& v) { PutCounts(w, v); }
   void operator()(BrokerCounters& v) { PutCounts(w, v); }
   void operator()(JobContext& v) { Put(w, v); }
+  void operator()(TaskId& v) { Put(w, v); }
   template <typename T> void operator()(std::vector<T>& v) { PutVector(w, v); }
 };
 struct In {
@@ -354,6 +355,7 @@ struct In {
   void operator()(TaskCounts& v) { GetCounts(r, v); }
   void operator()(BrokerCounters& v) { GetCounts(r, v); }
   void operator()(JobContext& v) { Get(r, v); }
+  void operator()(TaskId& v) { Get(r, v); }
   template <typename T> void operator()(std::vector<T>& v) { GetVector(r, v); }
 };
 
@@ -369,6 +371,12 @@ template <typename F> void Fields(RetryRequest& m, F&& f) { f(m.job), f(m.all); 
 template <typename F> void Fields(JobsReply& m, F&& f) { f(m.jobs); }
 template <typename F> void Fields(ScaleRequest& m, F&& f) { f(m.workers); }
 template <typename F> void Fields(ScaledReply& m, F&& f) { f(m.before), f(m.after); }
+template <typename F> void Fields(LogsRequest& m, F&& f) { f(m.task), f(m.err), f(m.follow); }
+template <typename F> void Fields(LogChunk& m, F&& f) { f(m.text), f(m.final), f(m.note); }
+template <typename F> void Fields(OutputMessage& m, F&& f) {
+  f(m.id), f(m.attempt), f(m.out_offset), f(m.out), f(m.err_offset), f(m.err);
+}
+template <typename F> void Fields(WatchMessage& m, F&& f) { f(m.ids); }
 template <typename F> void Fields(ForgottenReply& m, F&& f) { f(m.count); }
 template <typename F> void Fields(GoodbyeMessage&, F&&) {}
 template <typename F> void Fields(ReregisterMessage&, F&&) {}

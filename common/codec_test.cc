@@ -90,7 +90,11 @@ std::vector<Message> OneOfEach() {
                  {5, 1, 1, 0, 0, 0, 1, 0, 0.5, "sleep"}}},
       RetryRequest{4, true},
       ScaleRequest{3},
-      ScaledReply{2, 3}};
+      ScaledReply{2, 3},
+      LogsRequest{"j1.2", true, true},
+      LogChunk{"out\n", false, "attempt 2 started"},
+      OutputMessage{{3, 1}, 2, 10, "more", 0, "err"},
+      WatchMessage{{{3, 1}, {4, 2}}}};
 }
 
 std::variant<Message, DecodeError> RoundTrip(const Message& m) {

@@ -177,6 +177,9 @@ class Subprocess : public std::enable_shared_from_this<Subprocess> {
   // SIGKILL to the group and reap the leader now; `done` is never called.
   void Kill();
   pid_t pid() const { return pid_; }
+  // What it has printed so far (up to the output limit), for following a running task.
+  const std::string& stdout_so_far() const;
+  const std::string& stderr_so_far() const;
   ~Subprocess();  // kills the group and reaps the leader if it still runs
 
  private:

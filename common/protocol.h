@@ -42,6 +42,7 @@ enum class Command : uint8_t {
   kForget = 0x16,    // [id...] (whole jobs)               -> kForgotten or kError
   kJobs = 0x17,      // [job id...] (none: every job)      -> kJobsReply or kError
   kRetry = 0x18,     // job, all                           -> kSubmitted or kError
+  kLogs = 0x19,      // task, stderr, follow               -> kLogChunk... (last final) or kError
 
   kSubmitted = 0x20,    // job number, task count
   kResults = 0x21,      // [TaskOutcome...], final flag (gather replies are chunked)
@@ -54,12 +55,14 @@ enum class Command : uint8_t {
   kReloaded = 0x28,     // keys now on the allow-list, connections of revoked keys dropped
   kJobsReply = 0x29,    // [JobInfo...]
   kScaled = 0x2a,       // local workers before and after
+  kLogChunk = 0x2b,     // a task's output: its next bytes, final flag, a note for people
 
   kReady = 0x30,          // pid, threads, slots per TaskClass (its credits), [Lease...] it runs,
                           // host name
   kWorkerResults = 0x31,  // [TaskOutcome...]: each frees one slot of its task's class
   kHeartbeat = 0x32,      //
   kGoodbye = 0x33,        // the worker is leaving; what it still held is handed back
+  kOutput = 0x34,         // a watched task's output: new bytes of stdout and stderr, with offsets
 
   kTasks = 0x40,        // [Assignment...]: never more than the worker's free slots
   kCancelTasks = 0x41,  // [TaskId...]: stop these if still running, report them cancelled
@@ -67,6 +70,7 @@ enum class Command : uint8_t {
   kStop = 0x43,        // grace ms: take no more tasks, let running ones finish within the grace,
                        // kill the rest, say goodbye, exit
   kReregister = 0x44,  // the broker does not know this worker (it was dropped): send kReady again
+  kWatch = 0x45,  // [TaskId...]: send these tasks' output as it comes (kOutput), from the start
 
   kReloadAccess = 0x50,  // the allow-list in $ORQ_HOME/keys changed (orq access) -> kReloaded
   kScale = 0x51,         // local workers to keep                            -> kScaled
@@ -274,6 +278,18 @@ struct ForgetRequest {  // -> ForgottenReply, or ErrorReply
   static constexpr Command kCommand = Command::kForget;
   std::vector<std::string> ids;  // whole jobs
 };
+struct LogsRequest {  // -> LogChunk... (the last final), or ErrorReply
+  static constexpr Command kCommand = Command::kLogs;
+  std::string task;     // "j7.2"
+  bool err = false;     // its stderr, not its stdout
+  bool follow = false;  // until it ends; else what it printed so far
+};
+struct LogChunk {
+  static constexpr Command kCommand = Command::kLogChunk;
+  std::string text;  // the next bytes of the stream
+  bool final = true;
+  std::string note;  // for people: "j7.2 has not started yet", "attempt 2 started"
+};
 struct ScaleRequest {  // -> ScaledReply (local peers only; the broker's shell answers it)
   static constexpr Command kCommand = Command::kScale;
   uint32_t workers = 0;  // local worker processes to keep: more are started, extra ones retire
@@ -418,6 +434,16 @@ struct GoodbyeMessage {  // the worker is leaving; what it still held is handed 
   static constexpr Command kCommand = Command::kGoodbye;
 };
 
+struct OutputMessage {  // a watched task's output since the last one
+  static constexpr Command kCommand = Command::kOutput;
+  TaskId id;
+  uint32_t attempt = 0;
+  uint64_t out_offset = 0;  // where `out` starts in the task's stdout
+  std::string out;
+  uint64_t err_offset = 0;
+  std::string err;
+};
+
 // --- broker -> worker (0x4x) ---
 struct TasksMessage {  // never more than the worker's free slots
   static constexpr Command kCommand = Command::kTasks;
@@ -437,6 +463,10 @@ struct StopMessage {  // take no more tasks, finish within the grace, kill the r
 struct ReregisterMessage {  // the broker does not know this worker: send ReadyMessage again
   static constexpr Command kCommand = Command::kReregister;
 };
+struct WatchMessage {  // someone follows these tasks' output: send it as it comes (OutputMessage)
+  static constexpr Command kCommand = Command::kWatch;
+  std::vector<TaskId> ids;
+};
 
 using Message =
     std::variant<SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest,
@@ -445,7 +475,7 @@ using Message =
                  WorkerResultsMessage, HeartbeatMessage, GoodbyeMessage, TasksMessage,
                  CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage,
                  ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
-                 ScaleRequest, ScaledReply>;
+                 ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage>;
 
 namespace detail {
 template <size_t... I> constexpr bool CommandsAreUnique(std::index_sequence<I...>) {

@@ -165,6 +165,9 @@ std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop, Subprocess
   return self;
 }
 
+const std::string& Subprocess::stdout_so_far() const { return impl_->result.stdout_text; }
+const std::string& Subprocess::stderr_so_far() const { return impl_->result.stderr_text; }
+
 void Subprocess::Poll() {
   if (pid_ <= 0 || reaped_) return;
   int status = 0;

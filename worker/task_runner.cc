@@ -278,11 +278,41 @@ void TaskRunner::Cancel(TaskId id) {
   Expire(id, TaskStatus::kCancelled, "cancelled while running");
 }
 
+void TaskRunner::Watch(TaskId id) {
+  if (tasks_.count(id)) watched_[id] = Watched{};
+}
+
+std::vector<OutputMessage> TaskRunner::Output() {
+  std::vector<OutputMessage> out;
+  for (auto it = watched_.begin(); it != watched_.end();) {
+    auto task = tasks_.find(it->first);
+    if (task == tasks_.end()) {  // reported: its outcome carries the rest
+      it = watched_.erase(it);
+      continue;
+    }
+    Watched& w = it->second;
+    OutputMessage m{it->first, task->second->outcome.attempt, w.out, {}, w.err, {}};
+    if (const auto& child = task->second->child) {
+      m.out = child->stdout_so_far().substr(std::min(w.out, child->stdout_so_far().size()));
+      m.err = child->stderr_so_far().substr(std::min(w.err, child->stderr_so_far().size()));
+    }
+    if (w.fresh || !m.out.empty() || !m.err.empty()) {
+      w.out += m.out.size();
+      w.err += m.err.size();
+      w.fresh = false;
+      out.push_back(std::move(m));
+    }
+    ++it;
+  }
+  return out;
+}
+
 void TaskRunner::KillAll() {
   for (auto& [id, r] : tasks_) {
     if (r->child) r->child->Kill();
   }
   tasks_.clear();
+  watched_.clear();
 }
 
 void TaskRunner::ReapChildren() {

@@ -61,6 +61,13 @@ class TaskRunner {
   void KillAll();
   // Reaps exited children; the worker's SIGCHLD handler calls it.
   void ReapChildren();
+  // Someone follows this running task's output: Output() sends it from the start. Ignored for a
+  // task not running here.
+  void Watch(TaskId id);
+  // The watched tasks' output since the last call (every watched task once after Watch(), even
+  // with nothing new, so a follower hears at once).
+  std::vector<OutputMessage> Output();
+  bool watching() const { return !watched_.empty(); }
   size_t running() const { return tasks_.size(); }
 
  private:
@@ -77,7 +84,12 @@ class TaskRunner {
   int TakeSlot();
 
   boost::asio::thread_pool pool_;
-  std::vector<bool> shell_slots_;     // shell slot numbers in use
+  std::vector<bool> shell_slots_;  // shell slot numbers in use
+  struct Watched {
+    size_t out = 0, err = 0;  // bytes of each stream already sent
+    bool fresh = true;        // not sent since Watch()
+  };
+  std::unordered_map<TaskId, Watched, TaskIdHash> watched_;
   std::vector<std::string> own_env_;  // the worker's environment, for jobs that bring none
   std::unordered_map<TaskId, std::unique_ptr<Running>, TaskIdHash> tasks_;  // started, not reported
 };

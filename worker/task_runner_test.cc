@@ -237,6 +237,33 @@ TEST(ShellPlaceTest, EnvironmentIsTheJobsThenTheTasksThenOrqs) {
   EXPECT_EQ(ShellEnvironment(a, ShellTask{{"true"}}, 0, own, "").size(), 5u);
 }
 
+TEST_F(TaskRunnerTest, AWatchedTasksOutputComesOutAsItIsPrinted) {
+  const std::string go = ::testing::TempDir() + "/orq-watch-go";
+  std::remove(go.c_str());
+  Start(0, Shell({"sh", "-c",
+                  "echo first; while [ ! -e " + go + " ]; do sleep 0.01; done; echo second"}));
+  runner_.Watch({1, 0});
+  // At once: what it printed so far (perhaps nothing yet), then each new piece once.
+  auto first = runner_.Output();
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].out_offset, 0u);
+  std::string seen = first[0].out;
+  for (int i = 0; i < 500 && seen.find("first\n") == std::string::npos; ++i) {
+    loop_.run_for(milliseconds(10));
+    for (const auto& m : runner_.Output()) {
+      EXPECT_EQ(m.out_offset, seen.size());
+      seen += m.out;
+    }
+  }
+  EXPECT_EQ(seen, "first\n");
+  std::ofstream(go).put('\n');
+  WaitFor(1);
+  EXPECT_EQ(done_[0].shell->stdout_text, "first\nsecond\n");
+  EXPECT_TRUE(runner_.Output().empty());  // reported: its outcome has the rest
+  EXPECT_FALSE(runner_.watching());
+  std::remove(go.c_str());
+}
+
 TEST(ShellPlaceTest, DirectoryIsTheTasksThenTheJobsThenTheWorkers) {
   Assignment a;
   EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}}, "/w"), "/w");

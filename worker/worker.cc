@@ -148,6 +148,8 @@ class WorkerShell {
   void Apply(WorkerActions& actions) {
     for (Assignment& a : actions.start) runner_.Start(a);
     for (TaskId id : actions.cancel) runner_.Cancel(id);
+    for (TaskId id : actions.watch) runner_.Watch(id);
+    if (!actions.watch.empty()) SendOutput();
     if (!actions.send.empty()) {
       for (const Message& m : actions.send) Send(m);
       if (actions.exit) return Exit();
@@ -160,6 +162,18 @@ class WorkerShell {
       Connect();
     }
     ArmTimer();
+  }
+
+  // Followed tasks' output goes out as it comes, five times a second while any is followed.
+  void SendOutput() {
+    for (OutputMessage& m : runner_.Output()) Send(m);
+    if (!runner_.watching() || output_armed_) return;
+    output_armed_ = true;
+    output_timer_.expires_after(std::chrono::milliseconds(200));
+    output_timer_.async_wait([this](const boost::system::error_code& ec) {
+      output_armed_ = false;
+      if (!ec && !exiting_) SendOutput();
+    });
   }
 
   void ArmTimer() {
@@ -235,6 +249,8 @@ class WorkerShell {
   WorkerCore core_;
   TaskRunner runner_;
   asio::steady_timer timer_;
+  asio::steady_timer output_timer_{loop_};
+  bool output_armed_ = false;
   asio::signal_set signals_;
   asio::signal_set children_;
   std::optional<HandshakeWatch> watch_;  // CURVE connections only

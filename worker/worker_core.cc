@@ -38,6 +38,10 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
           stopping_ = true;
           stop_deadline_ = std::min(stop_deadline_, now + std::chrono::milliseconds(m.grace_ms));
           if (running_.empty()) actions.exit = true;
+        } else if constexpr (std::is_same_v<T, WatchMessage>) {
+          for (TaskId id : m.ids) {
+            if (running_.count(id)) actions.watch.push_back(id);
+          }
         } else if constexpr (std::is_same_v<T, ReregisterMessage>) {
           actions.send.push_back(Ready());
         } else if constexpr (std::is_same_v<T, BrokerHeartbeatMessage>) {

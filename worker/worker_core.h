@@ -26,8 +26,9 @@ struct WorkerActions {
   std::vector<Message> send;
   std::vector<Assignment> start;
   std::vector<TaskId> cancel;
-  bool reconnect = false;  // close the socket, open a new one, then call Connected()
-  bool exit = false;       // kill what still runs, say goodbye, exit
+  std::vector<TaskId> watch;  // send these running tasks' output as it comes
+  bool reconnect = false;     // close the socket, open a new one, then call Connected()
+  bool exit = false;          // kill what still runs, say goodbye, exit
 };
 
 class WorkerCore {

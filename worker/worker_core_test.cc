@@ -71,6 +71,10 @@ TEST_F(WorkerCoreTest, CancelOnlyWhatRuns) {
   a = {};
   core_.OnMessage(CancelTasksMessage{{{1, 0}, {1, 5}}}, now_, a);
   EXPECT_EQ(a.cancel, (std::vector<TaskId>{{1, 0}}));
+  // Watching (orq logs --follow) likewise: only what runs here.
+  a = {};
+  core_.OnMessage(WatchMessage{{{1, 5}, {1, 0}}}, now_, a);
+  EXPECT_EQ(a.watch, (std::vector<TaskId>{{1, 0}}));
 }
 
 TEST_F(WorkerCoreTest, HeartbeatsEveryInterval) {
