@@ -2,6 +2,7 @@
 // `submit`, `gather`, `status`, `cancel`, `forget` (against the running broker).
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -107,6 +108,10 @@ LocalTasks Describe(const BuiltJob& job) {
   local.seqs = job.seqs;
   local.commands.reserve(job.specs.size());
   local.argv.reserve(job.specs.size());
+  const bool any_shell = std::any_of(job.specs.begin(), job.specs.end(), [](const TaskSpec& s) {
+    return std::holds_alternative<ShellTask>(s.body);
+  });
+  if (!any_shell) return local;  // --joblog names such tasks by their id; --json has no command
   for (const TaskSpec& spec : job.specs) {
     const auto* shell = std::get_if<ShellTask>(&spec.body);
     if (!shell) {

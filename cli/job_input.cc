@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -52,20 +53,17 @@ std::vector<std::string> SplitLines(const std::string& text) {
 std::vector<TaskSpec> TaskFileSpecs(const std::string& file) {
   const std::string text = ReadWhole(file, "a task file");
   const std::string name = file == "-" ? "<stdin>" : file;
-  // A file of shell commands given as a task file: say so, and name --lines.
-  size_t number = 1;
-  for (const std::string& line : SplitLines(text)) {
-    const size_t first = line.find_first_not_of(" \t\r");
-    if (first == std::string::npos) {
-      ++number;
-      continue;
-    }
-    if (line[first] != '{')
-      throw UsageError(name + ":" + std::to_string(number) +
-                       ": not JSON: a task file holds one JSON object per line; to run each line "
-                       "as a shell command, use --lines " +
-                       file);
-    break;
+  // A file of shell commands given as a task file: say so, and name --lines. (The first line that
+  // is not blank tells; the file is not split for it.)
+  if (const size_t first = text.find_first_not_of(" \t\r\n");
+      first != std::string::npos && text[first] != '{') {
+    const size_t number =
+        1 + static_cast<size_t>(
+                std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(first), '\n'));
+    throw UsageError(name + ":" + std::to_string(number) +
+                     ": not JSON: a task file holds one JSON object per line; to run each line "
+                     "as a shell command, use --lines " +
+                     file);
   }
   std::istringstream in(text);
   auto parsed = ParseTaskFile(in, name);
