@@ -15,6 +15,7 @@
 #include "broker/restart.h"
 #include "common/clock.h"
 #include "common/errors.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/process.h"
@@ -149,6 +150,9 @@ class BrokerShell {
         Supervise(now);
       }
       Flush();
+      for (const auto& [host, file] : core_.TakeForgottenFiles()) {
+        if (host == host_) ::unlink(file.c_str());  // another host's files stay with it
+      }
     }
     StopWorkers();
     if (sqlite_) sqlite_->Commit();
@@ -312,6 +316,7 @@ class BrokerShell {
   Clock::time_point next_access_check_{};
   int child_fd_ = -1;  // signalfd for SIGCHLD
   std::vector<LocalWorker> workers_;
+  const std::string host_ = HostName();
   std::vector<Outgoing> out_;
 };
 

@@ -243,7 +243,8 @@ void BrokerCore::Logs(const std::string& from, const LogsRequest& request,
     case State::kQueued:
     case State::kDelayed:
       if (!request.follow)
-        return out.push_back({from, LogChunk{"", true, request.task + " has not started yet"}});
+        return out.push_back(
+            {from, LogChunk{"", true, request.task + " has not started yet", "", ""}});
       followers_[id].push_back(follower);  // told to its worker when it is leased (Dispatch)
       return;
     case State::kRunning:
@@ -258,7 +259,7 @@ void BrokerCore::Output(const OutputMessage& output, std::vector<Outgoing>& out)
   if (it == followers_.end()) return;
   auto& list = it->second;
   for (auto f = list.begin(); f != list.end();) {
-    LogChunk chunk{"", !f->follow, ""};
+    LogChunk chunk{"", !f->follow, "", "", ""};
     if (f->attempt != output.attempt) {  // the task runs again: its output starts again
       if (f->offset > 0) chunk.note = "attempt " + std::to_string(output.attempt) + " started";
       f->attempt = output.attempt;
@@ -286,7 +287,12 @@ void BrokerCore::EndFollowers(TaskId id, const TaskOutcome& outcome, std::vector
                                              : outcome.shell->stdout_text;
     const uint64_t from =
         f.attempt == outcome.attempt ? std::min<uint64_t>(f.offset, text.size()) : 0;
-    out.push_back({f.client, LogChunk{text.substr(from), true, ""}});
+    LogChunk last{text.substr(from), true, "", "", ""};
+    if (outcome.shell) {
+      last.file = f.err ? outcome.shell->stderr_file : outcome.shell->stdout_file;
+      if (!last.file.empty()) last.host = outcome.shell->host;
+    }
+    out.push_back({f.client, std::move(last)});
   }
   followers_.erase(it);
 }
@@ -831,8 +837,14 @@ void BrokerCore::ForgetJob(uint64_t job_number) {
   auto it = jobs_.find(job_number);
   if (it == jobs_.end() || it->second.unfinished > 0 || !it->second.waiters.empty()) return;
   for (uint32_t i = 0; i < it->second.tasks.size(); ++i) {
-    if (const TaskOutcome* o = store_.Find({job_number, i}))
+    if (const TaskOutcome* o = store_.Find({job_number, i})) {
       --finished_[static_cast<size_t>(o->status)];
+      if (o->shell && !o->shell->host.empty()) {  // output spilled to files on its worker's host
+        for (const std::string* file : {&o->shell->stdout_file, &o->shell->stderr_file}) {
+          if (!file->empty()) forgotten_files_.push_back({o->shell->host, *file});
+        }
+      }
+    }
     store_.Erase({job_number, i});
   }
   journal_.RecordForget(job_number);

@@ -18,6 +18,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "broker/journal.h"
@@ -80,6 +81,10 @@ class BrokerCore {
   SteadyTime NextWakeup() const;
 
   bool shutting_down() const { return shutting_down_; }
+  // Output files (host, path) of forgotten jobs' tasks: the shell removes those on its own host.
+  std::vector<std::pair<std::string, std::string>> TakeForgottenFiles() {
+    return std::exchange(forgotten_files_, {});
+  }
   const BrokerCounters& counters() const { return counters_; }
   // The shell adds what only it sees (handshakes refused before any message).
   BrokerCounters& counters() { return counters_; }
@@ -217,6 +222,7 @@ class BrokerCore {
   std::unordered_map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 1;
   std::vector<uint64_t> streams_due_;  // streaming waiters with results to send
+  std::vector<std::pair<std::string, std::string>> forgotten_files_;
   // Clients reading a task's output (orq logs): where each is in the stream of which attempt.
   struct Follower {
     std::string client;

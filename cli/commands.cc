@@ -20,6 +20,7 @@
 #include "cli/template.h"
 #include "cli/verbs.h"
 #include "common/ids.h"
+#include "common/keys.h"
 #include "common/task_spec.h"
 
 namespace orq {
@@ -378,7 +379,18 @@ ExitCode LogsVerb(const std::string& task, bool err, bool follow) {
     if (!chunk.note.empty()) Say("orq logs: " + chunk.note);
     std::fwrite(chunk.text.data(), 1, chunk.text.size(), stdout);
     std::fflush(stdout);
-    if (chunk.final) return ExitCode::kOk;
+    if (!chunk.final) continue;
+    if (!chunk.file.empty()) {  // the output over the in-memory limit, in a file on its host
+      std::ifstream rest(chunk.file, std::ios::binary);
+      if (chunk.host != HostName() || !rest) {
+        Say("orq logs: the rest of its output is in " + chunk.file + " on " + chunk.host);
+        return ExitCode::kOk;
+      }
+      std::cout.flush();
+      std::cout << rest.rdbuf();
+      std::cout.flush();
+    }
+    return ExitCode::kOk;
   }
 }
 

@@ -62,6 +62,9 @@ nlohmann::json ToJson(const TaskOutcome& o) {
     j["stdout"] = o.shell->stdout_text;
     j["stderr"] = o.shell->stderr_text;
     if (o.shell->truncated) j["truncated"] = true;
+    if (!o.shell->stdout_file.empty()) j["stdout_file"] = o.shell->stdout_file;
+    if (!o.shell->stderr_file.empty()) j["stderr_file"] = o.shell->stderr_file;
+    if (!o.shell->host.empty()) j["host"] = o.shell->host;
   }
   return j;
 }

@@ -191,6 +191,9 @@ void Put(Writer& w, const TaskOutcome& o) {
     w.Str(o.shell->stdout_text);
     w.Str(o.shell->stderr_text);
     w.U64(o.shell->truncated);
+    w.Str(o.shell->stdout_file);
+    w.Str(o.shell->stderr_file);
+    w.Str(o.shell->host);
   }
 }
 void Get(Reader& r, TaskOutcome& o) {
@@ -213,6 +216,9 @@ void Get(Reader& r, TaskOutcome& o) {
     shell.stdout_text = r.Str();
     shell.stderr_text = r.Str();
     shell.truncated = r.Bool();
+    shell.stdout_file = r.Str();
+    shell.stderr_file = r.Str();
+    shell.host = r.Str();
   }
 }
 
@@ -372,7 +378,9 @@ template <typename F> void Fields(JobsReply& m, F&& f) { f(m.jobs); }
 template <typename F> void Fields(ScaleRequest& m, F&& f) { f(m.workers); }
 template <typename F> void Fields(ScaledReply& m, F&& f) { f(m.before), f(m.after); }
 template <typename F> void Fields(LogsRequest& m, F&& f) { f(m.task), f(m.err), f(m.follow); }
-template <typename F> void Fields(LogChunk& m, F&& f) { f(m.text), f(m.final), f(m.note); }
+template <typename F> void Fields(LogChunk& m, F&& f) {
+  f(m.text), f(m.final), f(m.note), f(m.file), f(m.host);
+}
 template <typename F> void Fields(OutputMessage& m, F&& f) {
   f(m.id), f(m.attempt), f(m.out_offset), f(m.out), f(m.err_offset), f(m.err);
 }

@@ -92,7 +92,7 @@ std::vector<Message> OneOfEach() {
       ScaleRequest{3},
       ScaledReply{2, 3},
       LogsRequest{"j1.2", true, true},
-      LogChunk{"out\n", false, "attempt 2 started"},
+      LogChunk{"out\n", false, "attempt 2 started", "/h/output/j1.2.1.out", "node7"},
       OutputMessage{{3, 1}, 2, 10, "more", 0, "err"},
       WatchMessage{{{3, 1}, {4, 2}}}};
 }

@@ -150,13 +150,17 @@ struct SubprocessOptions {
   // The child's whole environment, "K=V" (its PATH is where argv[0] is looked up); nullopt: the
   // caller's own.
   std::optional<std::vector<std::string>> env;
+  // What a stream prints beyond output_limit is written to SPILL.out / SPILL.err (mode 0600)
+  // instead of being dropped; empty: dropped.
+  std::string spill;
 };
 
 struct SubprocessResult {
   ExitStatus status;
   std::string stdout_text;
   std::string stderr_text;
-  bool truncated = false;  // a stream was longer than the limit; the rest was dropped
+  bool truncated = false;  // a stream was longer than the limit; the rest was dropped (or spilled)
+  std::string stdout_file, stderr_file;  // where the rest of each went, when it was spilled
 };
 
 class Subprocess : public std::enable_shared_from_this<Subprocess> {

@@ -8,6 +8,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <utility>  // before Asio under C++20 with Boost 1.74
 
 namespace orq {
@@ -131,6 +134,30 @@ TEST_F(SubprocessTest, CapturesBothStreamsAndTheExit) {
   EXPECT_EQ(r.stdout_text, "out\n");
   EXPECT_EQ(r.stderr_text, "err\n");
   EXPECT_FALSE(r.truncated);
+}
+
+TEST_F(SubprocessTest, OutputOverTheLimitIsSpilledToAFileOrDropped) {
+  char dir[] = "/tmp/orq-spill-test-XXXXXX";
+  ASSERT_TRUE(::mkdtemp(dir));
+  SubprocessOptions o{{"/bin/sh", "-c", "printf abcdefgh; printf 12345 >&2"}, "", 4};
+  o.spill = std::string(dir) + "/t";
+  auto r = Run(std::move(o));
+  EXPECT_EQ(r.stdout_text, "abcd");
+  EXPECT_EQ(r.stderr_text, "1234");
+  EXPECT_TRUE(r.truncated);
+  EXPECT_EQ(r.stdout_file, std::string(dir) + "/t.out");
+  std::ifstream out(r.stdout_file), err(r.stderr_file);
+  std::string rest_out((std::istreambuf_iterator<char>(out)), {});
+  std::string rest_err((std::istreambuf_iterator<char>(err)), {});
+  EXPECT_EQ(rest_out, "efgh");
+  EXPECT_EQ(rest_err, "5");
+  // Under the limit, no file; without a spill path, the rest is dropped.
+  r = Run({{"/bin/sh", "-c", "printf ab"}, "", 4});
+  EXPECT_TRUE(r.stdout_file.empty());
+  r = Run({{"/bin/sh", "-c", "printf abcdefgh"}, "", 4});
+  EXPECT_TRUE(r.truncated);
+  EXPECT_TRUE(r.stdout_file.empty());
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(SubprocessTest, AProgramThatCannotStartSaysWhy) {

@@ -193,7 +193,10 @@ struct ShellOutput {
   int32_t exit_code = -1;  // its exit code, or 128+signal when a signal killed it
   std::string stdout_text;
   std::string stderr_text;
-  bool truncated = false;  // a stream was over kMaxOutputBytes; the rest was dropped
+  bool truncated = false;  // a stream was over kMaxOutputBytes: the rest is in a file, or dropped
+  // Where the rest of each stream went, on the worker's host ($ORQ_HOME/output/...); empty: none.
+  std::string stdout_file, stderr_file;
+  std::string host;  // the worker's host, set with a file
 };
 
 // The outcome of one task, reported by a worker and kept by the broker.
@@ -289,6 +292,8 @@ struct LogChunk {
   std::string text;  // the next bytes of the stream
   bool final = true;
   std::string note;  // for people: "j7.2 has not started yet", "attempt 2 started"
+  // The final chunk of a stream over kMaxOutputBytes: where the rest is (on the worker's host).
+  std::string file, host;
 };
 struct ScaleRequest {  // -> ScaledReply (local peers only; the broker's shell answers it)
   static constexpr Command kCommand = Command::kScale;

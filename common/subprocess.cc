@@ -1,4 +1,5 @@
 // The loop half of common/process.h: Subprocess, a shell task's child on the worker's Asio loop.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,20 +49,45 @@ Subprocess::~Subprocess() {
 
 namespace {
 
-// Reads one stream to its end, keeping at most `limit` bytes.
+// One stream being read: what is kept in memory, and where the rest goes.
+struct Stream {
+  std::string& text;
+  bool& truncated;
+  size_t limit;
+  std::string spill_path;  // empty: the rest is dropped
+  std::string& spilled;    // spill_path once something was written there
+  int fd = -1;             // the spill file, opened on its first byte
+  ~Stream() {
+    if (fd >= 0) ::close(fd);
+  }
+  void Add(const char* data, size_t n) {
+    const size_t keep = text.size() < limit ? std::min(n, limit - text.size()) : 0;
+    text.append(data, keep);
+    if (keep == n) return;
+    truncated = true;
+    if (spill_path.empty()) return;
+    if (fd < 0) {
+      fd = ::open(spill_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd < 0) return void(spill_path.clear());  // nowhere to put it: dropped
+      spilled = spill_path;
+    }
+    for (size_t done = keep; done < n;) {
+      const ssize_t w = ::write(fd, data + done, n - done);
+      if (w <= 0) return;  // a full disk drops the rest rather than stop the task
+      done += static_cast<size_t>(w);
+    }
+  }
+};
+
+// Reads one stream to its end.
 void ReadStream(std::shared_ptr<Subprocess> self, bp::async_pipe& pipe, char* buf, size_t size,
-                std::string& text, bool& truncated, size_t limit, std::function<void()> closed) {
-  pipe.async_read_some(asio::buffer(buf, size),
-                       [self, &pipe, buf, size, &text, &truncated, limit, closed](
-                           const boost::system::error_code& ec, size_t n) {
-                         if (n > 0) {
-                           size_t keep = text.size() < limit ? std::min(n, limit - text.size()) : 0;
-                           text.append(buf, keep);
-                           if (keep < n) truncated = true;
-                         }
-                         if (ec) return closed();
-                         ReadStream(self, pipe, buf, size, text, truncated, limit, closed);
-                       });
+                std::shared_ptr<Stream> stream, std::function<void()> closed) {
+  pipe.async_read_some(asio::buffer(buf, size), [self, &pipe, buf, size, stream, closed](
+                                                    const boost::system::error_code& ec, size_t n) {
+    if (n > 0) stream->Add(buf, n);
+    if (ec) return closed();
+    ReadStream(self, pipe, buf, size, stream, closed);
+  });
 }
 
 // argv[0] as execvp() would find it: as it is when it holds a '/', else in the child's PATH
@@ -158,10 +184,17 @@ std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop, Subprocess
     self->MaybeDone();
   };
   const size_t limit = impl.options.output_limit;
-  ReadStream(self, impl.out_pipe, impl.out_buf, sizeof impl.out_buf, impl.result.stdout_text,
-             impl.result.truncated, limit, closed);
-  ReadStream(self, impl.err_pipe, impl.err_buf, sizeof impl.err_buf, impl.result.stderr_text,
-             impl.result.truncated, limit, closed);
+  const std::string& spill = impl.options.spill;
+  ReadStream(self, impl.out_pipe, impl.out_buf, sizeof impl.out_buf,
+             std::make_shared<Stream>(Stream{impl.result.stdout_text, impl.result.truncated, limit,
+                                             spill.empty() ? "" : spill + ".out",
+                                             impl.result.stdout_file}),
+             closed);
+  ReadStream(self, impl.err_pipe, impl.err_buf, sizeof impl.err_buf,
+             std::make_shared<Stream>(Stream{impl.result.stderr_text, impl.result.truncated, limit,
+                                             spill.empty() ? "" : spill + ".err",
+                                             impl.result.stderr_file}),
+             closed);
   return self;
 }
 

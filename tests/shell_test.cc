@@ -519,5 +519,31 @@ TEST(ShellTest, CompletionManPageAndExamplesComeFromTheCommandLine) {
   }
 }
 
+TEST(ShellTest, OutputOverTheLimitGoesToAFileThatLogsPrintsAndForgetRemoves) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  // A task printing 3 MB (the in-memory limit is 1 MiB per stream),
+  const std::string job = JobId(
+      env.Run({"submit", "--", "sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo end"}));
+  RunResult r = env.Run({"gather", "--json", job});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto result = nlohmann::json::parse(r.out);
+  EXPECT_EQ(result["stdout"].get<std::string>().size(), 1u << 20);
+  EXPECT_EQ(result["truncated"], true);
+  const std::string file = result["stdout_file"];
+  EXPECT_EQ(file, env.home() + "/output/" + job + ".0.1.out");
+  // keeps the rest in a file on its worker's host, which orq logs prints after the rest;
+  r = env.Run({"logs", job + ".0"});
+  EXPECT_EQ(r.out.size(), 3000004u);
+  EXPECT_EQ(r.out.substr(r.out.size() - 4), "end\n");
+  // and forgetting the job removes it.
+  ASSERT_TRUE(std::filesystem::exists(file));
+  EXPECT_EQ(env.Run({"forget", job}).code, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::filesystem::exists(file) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(std::filesystem::exists(file));
+}
+
 }  // namespace
 }  // namespace orq::testing

@@ -176,6 +176,9 @@ void TaskRunner::Start(const Assignment& a) {
                    auto env = ShellEnvironment(a, t, r.slot, own_env_, dir);
                    SubprocessOptions o{t.argv,  std::move(dir),      options_.output_limit,
                                        timeout, options_.kill_grace, std::move(env)};
+                   if (!options_.spill_dir.empty())
+                     o.spill = options_.spill_dir + "/" + FormatTaskId(a.id) + "." +
+                               std::to_string(a.attempt);
                    r.child = Subprocess::Start(loop_, std::move(o), [this, id](SubprocessResult e) {
                      ShellEnded(id, std::move(e));
                    });
@@ -196,8 +199,15 @@ void TaskRunner::ShellEnded(TaskId id, SubprocessResult e) {
   if (it == tasks_.end()) return;
   Running& r = *it->second;
   TaskOutcome outcome;
-  outcome.shell = ShellOutput{ShellCode(e.status), std::move(e.stdout_text),
-                              std::move(e.stderr_text), e.truncated};
+  outcome.shell = ShellOutput{ShellCode(e.status),
+                              std::move(e.stdout_text),
+                              std::move(e.stderr_text),
+                              e.truncated,
+                              std::move(e.stdout_file),
+                              std::move(e.stderr_file),
+                              ""};
+  if (!outcome.shell->stdout_file.empty() || !outcome.shell->stderr_file.empty())
+    outcome.shell->host = options_.host;
   if (r.stop_status != TaskStatus::kOk) {  // cancelled: that is what happened, whatever the exit
     outcome.status = r.stop_status;
     outcome.error = r.stop_error;

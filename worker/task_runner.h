@@ -34,6 +34,10 @@ struct RunnerOptions {
   // it is reported failed, in case its worker is being stopped by the same hand (then it runs
   // again).
   std::chrono::milliseconds stop_signal_window{500};
+  // Where a shell task's output beyond output_limit goes (DIR/j7.2.ATTEMPT.out and .err); empty:
+  // it is dropped. `host` is reported with such files.
+  std::string spill_dir;
+  std::string host;
 };
 
 // A shell task's environment: its job's (the submitter's; `own`, the worker's, when the job brings

@@ -14,6 +14,7 @@
 
 #include "common/keys.h"
 #include "common/log.h"
+#include "common/paths.h"
 #include "common/zmq_util.h"
 #include "worker/task_runner.h"
 #include "worker/worker_core.h"
@@ -34,9 +35,7 @@ class WorkerShell {
   explicit WorkerShell(const WorkerConfig& config)
       : config_(config),
         core_(Options(config)),
-        runner_(loop_,
-                RunnerOptions{config.threads, std::chrono::milliseconds(2000), kMaxOutputBytes,
-                              ::getpid(), config.workdir},
+        runner_(loop_, RunnerOptionsOf(config),
                 [this](TaskOutcome outcome) { OnDone(std::move(outcome)); }),
         timer_(loop_),
         signals_(loop_, SIGTERM, SIGINT),
@@ -60,6 +59,26 @@ class WorkerShell {
   }
 
  private:
+  static RunnerOptions RunnerOptionsOf(const WorkerConfig& c) {
+    RunnerOptions o;
+    o.threads = c.threads;
+    o.output_limit = kMaxOutputBytes;
+    o.pid = ::getpid();
+    o.workdir = c.workdir;
+    // Output over the limit goes to $ORQ_HOME/output on this host; without a home of our own
+    // (it cannot be made), it is dropped as before.
+    try {
+      o.spill_dir = OrqHome() + "/output";
+      MakePrivateDirectory(o.spill_dir, "the output directory");
+    } catch (const std::exception& e) {
+      Log(std::string("output over ") + std::to_string(kMaxOutputBytes) +
+          " bytes per stream will be dropped: " + e.what());
+      o.spill_dir.clear();
+    }
+    o.host = HostName();
+    return o;
+  }
+
   static WorkerOptions Options(const WorkerConfig& c) {
     WorkerOptions o;
     o.pid = ::getpid();
