@@ -508,7 +508,7 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request,
                                        : static_cast<uint32_t>(jobs_.at(ref->job).tasks.size()));
     }
     const size_t head = std::min(done.size(), kMaxResultsPerReply);
-    for (size_t i = 0; i < head; ++i) first.outcomes.push_back(*store_.Find(done[i]));
+    for (size_t i = 0; i < head; ++i) first.outcomes.push_back(Reported(done[i]));
     done.erase(done.begin(), done.begin() + static_cast<std::ptrdiff_t>(head));
     first.final = waiter.remaining == 0 && done.empty();
     out.push_back({from, std::move(first)});
@@ -544,7 +544,7 @@ void BrokerCore::ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) 
   ResultsReply chunk;
   chunk.outcomes.reserve(std::min(n, kMaxResultsPerReply));
   for (size_t i = 0; i < n; ++i) {
-    chunk.outcomes.push_back(*store_.Find(waiter.ids[i]));
+    chunk.outcomes.push_back(Reported(waiter.ids[i]));
     if (chunk.outcomes.size() == kMaxResultsPerReply && i + 1 < n) {
       chunk.final = false;
       out.push_back({waiter.client, std::move(chunk)});
@@ -562,10 +562,20 @@ void BrokerCore::SendChunks(const std::string& client, const std::vector<TaskId>
     ResultsReply chunk;
     const size_t end = std::min(ids.size(), i + kMaxResultsPerReply);
     chunk.outcomes.reserve(end - i);
-    for (size_t j = i; j < end; ++j) chunk.outcomes.push_back(*store_.Find(ids[j]));
+    for (size_t j = i; j < end; ++j) chunk.outcomes.push_back(Reported(ids[j]));
     chunk.final = final && end == ids.size();
     out.push_back({client, std::move(chunk)});
   }
+}
+
+TaskOutcome BrokerCore::Reported(TaskId id) const {
+  TaskOutcome outcome = *store_.Find(id);
+  const auto job = jobs_.find(id.job);
+  if (job != jobs_.end() && id.index < job->second.specs.size()) {
+    if (const auto* shell = std::get_if<ShellTask>(&job->second.specs[id.index].body))
+      outcome.argv = shell->argv;
+  }
+  return outcome;
 }
 
 void BrokerCore::FlushStreams(std::vector<Outgoing>& out) {
@@ -608,9 +618,11 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   if (journal) journal_.RecordOutcome(outcome);
   if (!followers_.empty()) EndFollowers(id, outcome, out);
   store_.Put(std::move(outcome));
-  // The payload (values, argv) of a task that ended ok is no longer needed; its kind stays, for its
+  // The payload (values) of a task that ended ok is no longer needed; its kind stays, for its
   // class. One that did not end ok keeps it, for `orq retry`.
-  if (ok) std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
+  // A shell task keeps its command too, for gather replies (`--json` carries it).
+  if (ok && !std::holds_alternative<ShellTask>(task.spec->body))
+    std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
 
   if (--job.unfinished == 0) {
     job.finished_at = now_;

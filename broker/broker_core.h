@@ -193,6 +193,8 @@ class BrokerCore {
   void Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
               bool journal = true);
   void ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) const;
+  // A finished task's outcome as gather replies carry it: with its command when a shell task.
+  TaskOutcome Reported(TaskId id) const;
   // Sends `ids`' outcomes to a streaming waiter in chunks; the last one final when `final`.
   void SendChunks(const std::string& client, const std::vector<TaskId>& ids, bool final,
                   std::vector<Outgoing>& out) const;

@@ -54,6 +54,12 @@ nlohmann::json ToJson(const TaskOutcome& o) {
                       {"worker", o.worker_pid ? nlohmann::json(o.worker_pid) : nullptr},
                       {"started", Time(o.started)},
                       {"finished", Time(o.finished)}};
+  if (!o.argv.empty()) {  // a shell task's command: "cmd" for sh -c CMD, else "argv"
+    if (o.argv.size() == 3 && o.argv[0] == "/bin/sh" && o.argv[1] == "-c")
+      j["cmd"] = o.argv[2];
+    else
+      j["argv"] = o.argv;
+  }
   if (!o.error.empty()) j["error"] = o.error;
   if (!o.last_error.empty()) j["last_error"] = o.last_error;
   if (o.shell) {

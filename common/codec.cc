@@ -185,6 +185,8 @@ void Put(Writer& w, const TaskOutcome& o) {
   w.Str(o.result);
   w.Str(o.error);
   w.Str(o.last_error);
+  w.U64(o.argv.size());
+  for (const auto& a : o.argv) w.Str(a);
   w.U64(o.shell.has_value());
   if (o.shell) {
     w.I64(o.shell->exit_code);
@@ -208,6 +210,8 @@ void Get(Reader& r, TaskOutcome& o) {
   o.result = r.Str();
   o.error = r.Str();
   o.last_error = r.Str();
+  o.argv.resize(r.Count());
+  for (auto& a : o.argv) a = r.Str();
   if (r.Bool()) {
     ShellOutput& shell = o.shell.emplace();
     int64_t code = r.I64();

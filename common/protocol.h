@@ -211,6 +211,9 @@ struct TaskOutcome {
   std::string error;       // one sentence when status is not ok
   std::string last_error;  // the error of the previous attempt, when it was retried
   std::optional<ShellOutput> shell;  // a shell task that started (or could not start)
+  // A shell task's command, added by the broker to gather replies (workers and the journal leave
+  // it empty: the spec has it).
+  std::vector<std::string> argv;
 };
 
 // A task a worker holds: which task, which attempt (the lease).

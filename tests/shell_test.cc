@@ -343,7 +343,13 @@ TEST(ShellTest, GatherStreamsFiltersAndStopsEarly) {
   EXPECT_EQ(r.out, job + ".0\t0\n" + job + ".1\t1\n" + job + ".2\t0\n");
   r = env.Run({"gather", "--as-completed", "--json", job});
   std::set<int> indices;
-  for (const auto& l : Lines(r.out)) indices.insert(nlohmann::json::parse(l)["index"].get<int>());
+  for (const auto& l : Lines(r.out)) {
+    auto result = nlohmann::json::parse(l);
+    indices.insert(result["index"].get<int>());
+    // each result carries its command
+    EXPECT_EQ(result["argv"], nlohmann::json({"sh", "-c", "echo $0; exit $0",
+                                              result["stdout"] == "1\n" ? "1" : "0"}));
+  }
   EXPECT_EQ(indices, (std::set<int>{0, 1, 2}));
   r = env.Run({"gather", "--fail-fast", job});
   EXPECT_EQ(r.code, 1);
@@ -543,6 +549,22 @@ TEST(ShellTest, OutputOverTheLimitGoesToAFileThatLogsPrintsAndForgetRemoves) {
   while (std::filesystem::exists(file) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_FALSE(std::filesystem::exists(file));
+}
+
+TEST(ShellTest, CtrlCOnRunPrintsWhatFinishedBehindTheTaskStillRunning) {
+  OrqEnv env;
+  // Task 0 runs long; task 1 finishes at once, but prints only after task 0 (in order).
+  pid_t cli = env.Start({"run", "-w", "1", "-t", "2", "--progress", "--", "sh", "-c",
+                         "[ $0 = 1 ] && echo second || sleep 60", ":::", "0", "1"});
+  // Its result reaches the CLI (the progress line counts it), held behind task 0 ...
+  ASSERT_TRUE(WaitForText(env.home() + "/started.err", "1/2 ok 1 ", std::chrono::seconds(30)))
+      << Slurp(env.home() + "/started.err");
+  EXPECT_EQ(Slurp(env.home() + "/started.out"), "");
+  // ... until Ctrl-C, which prints it before stopping everything.
+  ::kill(cli, SIGINT);
+  EXPECT_EQ(WaitExit(cli, std::chrono::seconds(30)), 130);
+  EXPECT_EQ(Slurp(env.home() + "/started.out"), "second\n");
+  EXPECT_TRUE(env.WaitNoProcesses(std::chrono::seconds(15)));
 }
 
 }  // namespace
