@@ -146,7 +146,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
                  [&](LogsRequest& m) {
     Logs(from, m, out); },
                  [&](OutputMessage& m) {
-    if (worker) Output(m, out); },
+    if (worker) Output(worker_ids_.at(from), m, out); },
                  [&](ReadyMessage& m) {
     Register(from, role, m, now, out); },
                  [&](WorkerResultsMessage& m) {
@@ -254,9 +254,15 @@ void BrokerCore::Logs(const std::string& from, const LogsRequest& request,
   }
 }
 
-void BrokerCore::Output(const OutputMessage& output, std::vector<Outgoing>& out) {
+void BrokerCore::Output(uint32_t worker, const OutputMessage& output, std::vector<Outgoing>& out) {
   auto it = followers_.find(output.id);
   if (it == followers_.end()) return;
+  // Only the attempt that holds the lease speaks for the task (a worker that lost it may still
+  // send a little): anything else would restart the followers' stream.
+  const Task* task = Find(output.id);
+  if (!task || task->state != State::kRunning || task->attempt != output.attempt ||
+      task->worker != worker)
+    return;
   auto& list = it->second;
   for (auto f = list.begin(); f != list.end();) {
     LogChunk chunk{"", !f->follow, "", "", ""};

@@ -159,7 +159,8 @@ class BrokerCore {
                   SteadyTime now);
   void Jobs(const std::string& from, const JobsRequest& request, std::vector<Outgoing>& out) const;
   void Logs(const std::string& from, const LogsRequest& request, std::vector<Outgoing>& out);
-  void Output(const OutputMessage& output, std::vector<Outgoing>& out);
+  // A worker's output of a followed task: to its followers, if that worker holds the lease.
+  void Output(uint32_t worker, const OutputMessage& output, std::vector<Outgoing>& out);
   // A finished task's followers get the rest of its output, final.
   void EndFollowers(TaskId id, const TaskOutcome& outcome, std::vector<Outgoing>& out);
   void Retry(const std::string& from, const RetryRequest& request, SteadyTime now,

@@ -240,7 +240,7 @@ TEST_F(BrokerCoreTest, RequeuesTaskWhenWorkerMissesHeartbeats) {
 TEST_F(BrokerCoreTest, RequeuesAtOnceWhenWorkerProcessExits) {
   Register("w1", {1, 1, 1});  // pid 100
   uint64_t job = SubmitJob({Sleep(100)});
-  Register("w2", {1, 1, 1}, 200);
+  Register("w2", {1, 1, 0}, 200);  // no shell slot: it takes none of the tasks below
   std::vector<Outgoing> out;
   core_.WorkerExited(100, out);
   auto tasks = TasksTo(out, "w2");
@@ -757,6 +757,10 @@ TEST_F(BrokerCoreTest, LogsFollowARunningTasksOutputFromItsWorker) {
   EXPECT_FALSE(std::get<LogChunk>(out[0].message).final);
   out = Send("w1", OutputMessage{{job, 0}, 1, 2, "b\n", 0, ""});
   EXPECT_EQ(std::get<LogChunk>(out[0].message).text, "b\n");
+  // (a worker that does not hold the lease, or a stale attempt, is not heard)
+  Register("w2", {1, 1, 0}, 200);  // no shell slot: it takes none of the tasks below
+  EXPECT_TRUE(Send("w2", OutputMessage{{job, 0}, 1, 0, "x\n", 0, ""}).empty());
+  EXPECT_TRUE(Send("w1", OutputMessage{{job, 0}, 7, 0, "x\n", 0, ""}).empty());
   // and when it ends, the rest (here nothing) in a final chunk.
   TaskOutcome done = Ok(tasks[0], "");
   done.shell = ShellOutput{0, "a\nb\n", "", false};
