@@ -294,9 +294,10 @@ void BrokerCore::EndFollowers(TaskId id, const TaskOutcome& outcome, std::vector
     const uint64_t from =
         f.attempt == outcome.attempt ? std::min<uint64_t>(f.offset, text.size()) : 0;
     LogChunk last{text.substr(from), true, "", "", ""};
-    if (outcome.shell) {
-      last.file = f.err ? outcome.shell->stderr_file : outcome.shell->stdout_file;
-      if (!last.file.empty()) last.host = outcome.shell->host;
+    if (outcome.shell && outcome.shell->more) {
+      const auto& more = *outcome.shell->more;
+      last.file = f.err ? more.stderr_file : more.stdout_file;
+      if (!last.file.empty()) last.host = more.host;
     }
     out.push_back({f.client, std::move(last)});
   }
@@ -576,10 +577,15 @@ void BrokerCore::SendChunks(const std::string& client, const std::vector<TaskId>
 
 TaskOutcome BrokerCore::Reported(TaskId id) const {
   TaskOutcome outcome = *store_.Find(id);
+  if (!outcome.shell) return outcome;  // only shell tasks have a command to show
   const auto job = jobs_.find(id.job);
   if (job != jobs_.end() && id.index < job->second.specs.size()) {
-    if (const auto* shell = std::get_if<ShellTask>(&job->second.specs[id.index].body))
-      outcome.argv = shell->argv;
+    if (const auto* shell = std::get_if<ShellTask>(&job->second.specs[id.index].body)) {
+      auto more = outcome.shell->more ? std::make_shared<ShellOutput::More>(*outcome.shell->more)
+                                      : std::make_shared<ShellOutput::More>();
+      more->argv = shell->argv;
+      outcome.shell->more = std::move(more);
+    }
   }
   return outcome;
 }
@@ -857,9 +863,10 @@ void BrokerCore::ForgetJob(uint64_t job_number) {
   for (uint32_t i = 0; i < it->second.tasks.size(); ++i) {
     if (const TaskOutcome* o = store_.Find({job_number, i})) {
       --finished_[static_cast<size_t>(o->status)];
-      if (o->shell && !o->shell->host.empty()) {  // output spilled to files on its worker's host
-        for (const std::string* file : {&o->shell->stdout_file, &o->shell->stderr_file}) {
-          if (!file->empty()) forgotten_files_.push_back({o->shell->host, *file});
+      if (o->shell && o->shell->more) {  // output spilled to files on its worker's host
+        const auto& more = *o->shell->more;
+        for (const std::string* file : {&more.stdout_file, &more.stderr_file}) {
+          if (!file->empty()) forgotten_files_.push_back({more.host, *file});
         }
       }
     }
@@ -896,7 +903,8 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
                                    std::holds_alternative<ShellTask>(task->spec->body)
                                        ? jobs_.at(id.job).context
                                        : nullptr});
-          if (followers_.count(id)) watch.ids.push_back(id);  // someone waits for its output
+          if (!followers_.empty() && followers_.count(id))
+            watch.ids.push_back(id);  // someone waits for its output
         }
       }
       if (!message.tasks.empty()) {

@@ -54,11 +54,12 @@ nlohmann::json ToJson(const TaskOutcome& o) {
                       {"worker", o.worker_pid ? nlohmann::json(o.worker_pid) : nullptr},
                       {"started", Time(o.started)},
                       {"finished", Time(o.finished)}};
-  if (!o.argv.empty()) {  // a shell task's command: "cmd" for sh -c CMD, else "argv"
-    if (o.argv.size() == 3 && o.argv[0] == "/bin/sh" && o.argv[1] == "-c")
-      j["cmd"] = o.argv[2];
+  if (o.shell && o.shell->more && !o.shell->more->argv.empty()) {
+    const auto& argv = o.shell->more->argv;  // the command: "cmd" for sh -c CMD, else "argv"
+    if (argv.size() == 3 && argv[0] == "/bin/sh" && argv[1] == "-c")
+      j["cmd"] = argv[2];
     else
-      j["argv"] = o.argv;
+      j["argv"] = argv;
   }
   if (!o.error.empty()) j["error"] = o.error;
   if (!o.last_error.empty()) j["last_error"] = o.last_error;
@@ -68,9 +69,11 @@ nlohmann::json ToJson(const TaskOutcome& o) {
     j["stdout"] = o.shell->stdout_text;
     j["stderr"] = o.shell->stderr_text;
     if (o.shell->truncated) j["truncated"] = true;
-    if (!o.shell->stdout_file.empty()) j["stdout_file"] = o.shell->stdout_file;
-    if (!o.shell->stderr_file.empty()) j["stderr_file"] = o.shell->stderr_file;
-    if (!o.shell->host.empty()) j["host"] = o.shell->host;
+    if (const auto& more = o.shell->more) {
+      if (!more->stdout_file.empty()) j["stdout_file"] = more->stdout_file;
+      if (!more->stderr_file.empty()) j["stderr_file"] = more->stderr_file;
+      if (!more->stdout_file.empty() || !more->stderr_file.empty()) j["host"] = more->host;
+    }
   }
   return j;
 }

@@ -185,17 +185,21 @@ void Put(Writer& w, const TaskOutcome& o) {
   w.Str(o.result);
   w.Str(o.error);
   w.Str(o.last_error);
-  w.U64(o.argv.size());
-  for (const auto& a : o.argv) w.Str(a);
   w.U64(o.shell.has_value());
   if (o.shell) {
     w.I64(o.shell->exit_code);
     w.Str(o.shell->stdout_text);
     w.Str(o.shell->stderr_text);
     w.U64(o.shell->truncated);
-    w.Str(o.shell->stdout_file);
-    w.Str(o.shell->stderr_file);
-    w.Str(o.shell->host);
+    const auto& more = o.shell->more;
+    w.U64(more != nullptr);
+    if (more) {
+      w.Str(more->stdout_file);
+      w.Str(more->stderr_file);
+      w.Str(more->host);
+      w.U64(more->argv.size());
+      for (const auto& a : more->argv) w.Str(a);
+    }
   }
 }
 void Get(Reader& r, TaskOutcome& o) {
@@ -210,8 +214,6 @@ void Get(Reader& r, TaskOutcome& o) {
   o.result = r.Str();
   o.error = r.Str();
   o.last_error = r.Str();
-  o.argv.resize(r.Count());
-  for (auto& a : o.argv) a = r.Str();
   if (r.Bool()) {
     ShellOutput& shell = o.shell.emplace();
     int64_t code = r.I64();
@@ -220,9 +222,15 @@ void Get(Reader& r, TaskOutcome& o) {
     shell.stdout_text = r.Str();
     shell.stderr_text = r.Str();
     shell.truncated = r.Bool();
-    shell.stdout_file = r.Str();
-    shell.stderr_file = r.Str();
-    shell.host = r.Str();
+    if (r.Bool()) {
+      auto more = std::make_shared<ShellOutput::More>();
+      more->stdout_file = r.Str();
+      more->stderr_file = r.Str();
+      more->host = r.Str();
+      more->argv.resize(r.Count());
+      for (auto& a : more->argv) a = r.Str();
+      shell.more = std::move(more);
+    }
   }
 }
 

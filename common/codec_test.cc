@@ -23,24 +23,26 @@ TaskOutcome ShellOutcome() {
   o.started = 1.25;
   o.finished = 2.5;
   o.error = "exit code 3";
-  o.shell =
-      ShellOutput{3, std::string("out\0put", 7), "err", true, "/h/output/j42.7.2.out", "", "node7"};
-  o.argv = {"sh", "-c", "exit 3"};
+  o.shell = ShellOutput{3, std::string("out\0put", 7), "err", true,
+                        std::make_shared<ShellOutput::More>(ShellOutput::More{
+                            "/h/output/j42.7.2.out", "", "node7", {"sh", "-c", "exit 3"}})};
   return o;
 }
 
 bool SameOutcome(const TaskOutcome& a, const TaskOutcome& b) {
+  auto same_more = [](const ShellOutput& x, const ShellOutput& y) {
+    if (!x.more || !y.more) return !x.more && !y.more;
+    return x.more->stdout_file == y.more->stdout_file &&
+           x.more->stderr_file == y.more->stderr_file && x.more->host == y.more->host &&
+           x.more->argv == y.more->argv;
+  };
   return a.id == b.id && a.status == b.status && a.attempt == b.attempt &&
          a.worker_pid == b.worker_pid && a.started == b.started && a.finished == b.finished &&
-         a.result == b.result && a.error == b.error && a.argv == b.argv &&
-         a.shell.has_value() == b.shell.has_value() &&
-         (!a.shell ||
-          (a.shell->exit_code == b.shell->exit_code &&
-           a.shell->stdout_text == b.shell->stdout_text &&
-           a.shell->stderr_text == b.shell->stderr_text &&
-           a.shell->truncated == b.shell->truncated &&
-           a.shell->stdout_file == b.shell->stdout_file &&
-           a.shell->stderr_file == b.shell->stderr_file && a.shell->host == b.shell->host));
+         a.result == b.result && a.error == b.error && a.shell.has_value() == b.shell.has_value() &&
+         (!a.shell || (a.shell->exit_code == b.shell->exit_code &&
+                       a.shell->stdout_text == b.shell->stdout_text &&
+                       a.shell->stderr_text == b.shell->stderr_text &&
+                       a.shell->truncated == b.shell->truncated && same_more(*a.shell, *b.shell)));
 }
 
 std::vector<Message> OneOfEach() {

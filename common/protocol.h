@@ -194,9 +194,14 @@ struct ShellOutput {
   std::string stdout_text;
   std::string stderr_text;
   bool truncated = false;  // a stream was over kMaxOutputBytes: the rest is in a file, or dropped
-  // Where the rest of each stream went, on the worker's host ($ORQ_HOME/output/...); empty: none.
-  std::string stdout_file, stderr_file;
-  std::string host;  // the worker's host, set with a file
+  // What few outcomes need, kept out of line so that every outcome stays small.
+  struct More {
+    // Where the rest of each stream went, on the worker's host ($ORQ_HOME/output/...); empty: none.
+    std::string stdout_file, stderr_file;
+    std::string host;               // the worker's host, set with a file
+    std::vector<std::string> argv;  // the task's command: the broker adds it to gather replies
+  };
+  std::shared_ptr<const More> more;  // null: none of it
 };
 
 // The outcome of one task, reported by a worker and kept by the broker.
@@ -211,9 +216,6 @@ struct TaskOutcome {
   std::string error;       // one sentence when status is not ok
   std::string last_error;  // the error of the previous attempt, when it was retried
   std::optional<ShellOutput> shell;  // a shell task that started (or could not start)
-  // A shell task's command, added by the broker to gather replies (workers and the journal leave
-  // it empty: the spec has it).
-  std::vector<std::string> argv;
 };
 
 // A task a worker holds: which task, which attempt (the lease).

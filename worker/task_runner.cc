@@ -199,15 +199,11 @@ void TaskRunner::ShellEnded(TaskId id, SubprocessResult e) {
   if (it == tasks_.end()) return;
   Running& r = *it->second;
   TaskOutcome outcome;
-  outcome.shell = ShellOutput{ShellCode(e.status),
-                              std::move(e.stdout_text),
-                              std::move(e.stderr_text),
-                              e.truncated,
-                              std::move(e.stdout_file),
-                              std::move(e.stderr_file),
-                              ""};
-  if (!outcome.shell->stdout_file.empty() || !outcome.shell->stderr_file.empty())
-    outcome.shell->host = options_.host;
+  outcome.shell = ShellOutput{ShellCode(e.status), std::move(e.stdout_text),
+                              std::move(e.stderr_text), e.truncated, nullptr};
+  if (!e.stdout_file.empty() || !e.stderr_file.empty())  // spilled: say where
+    outcome.shell->more = std::make_shared<const ShellOutput::More>(
+        ShellOutput::More{std::move(e.stdout_file), std::move(e.stderr_file), options_.host, {}});
   if (r.stop_status != TaskStatus::kOk) {  // cancelled: that is what happened, whatever the exit
     outcome.status = r.stop_status;
     outcome.error = r.stop_error;
