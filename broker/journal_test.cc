@@ -150,13 +150,13 @@ TEST_F(JournalTest, AJobsContextSurvivesARestart) {
   {
     Broker b(path_);
     TaskSpec shell;
-    shell.body = ShellTask{{"pwd"}, "sub", {"A=1"}};
+    shell.body = ShellTask::In({"pwd"}, "sub", {"A=1"});
     b.Send("c", SubmitRequest{{shell}, context}, now_);
   }
   auto jobs = SqliteJournal::Open(path_)->Load();
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(jobs[0].context, context);
-  EXPECT_EQ(jobs[0].tasks.at(0).spec.body, TaskBody(ShellTask{{"pwd"}, "sub", {"A=1"}}));
+  EXPECT_EQ(jobs[0].tasks.at(0).spec.body, TaskBody(ShellTask::In({"pwd"}, "sub", {"A=1"})));
   // The restarted broker hands the task out with its job's context.
   Broker b(path_);
   b.core.Restore(SqliteJournal::Open(path_)->Load(), now_, 0);

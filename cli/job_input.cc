@@ -74,7 +74,7 @@ std::vector<TaskSpec> TaskFileSpecs(const std::string& file) {
 
 TaskSpec Shell(std::vector<std::string> argv) {
   TaskSpec spec;
-  spec.body = ShellTask{std::move(argv), {}, {}};
+  spec.body = ShellTask{std::move(argv), nullptr};
   return spec;
 }
 
@@ -156,7 +156,9 @@ void CommandSpecs(const JobInput& in, BuiltJob& job) {
   for (size_t i = 0; i < tuples.size(); ++i) {
     // An array's index is in $ORQ_ARRAY_ID (HyperQueue's HQ_TASK_ID) and {}; it is not appended.
     TaskSpec spec = Shell(ExpandCommand(t.command, tuples[i], i + 1, /*append=*/!array));
-    if (array) std::get<ShellTask>(spec.body).env.push_back("ORQ_ARRAY_ID=" + tuples[i][0]);
+    if (array)
+      std::get<ShellTask>(spec.body).place = std::make_shared<const ShellTask::Place>(
+          ShellTask::Place{"", {"ORQ_ARRAY_ID=" + tuples[i][0]}});
     job.specs.push_back(std::move(spec));
     std::string tag;  // GNU parallel's --tag: the arguments, space-separated
     for (const std::string& a : tuples[i]) tag += (tag.empty() ? "" : " ") + a;

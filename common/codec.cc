@@ -108,6 +108,7 @@ void Get(Reader& r, TaskId& id) {
 }
 
 // A kind's own fields (TaskBody's structs list them in Fields()): numbers, strings, string lists.
+// (A shell task's Place: a flag, then its cwd and env.)
 struct BodyOut {
   Writer& w;
   void operator()(double& v) { w.F64(v); }
@@ -115,6 +116,12 @@ struct BodyOut {
   void operator()(std::vector<std::string>& v) {
     w.U64(v.size());
     for (const auto& s : v) w.Str(s);
+  }
+  void operator()(std::shared_ptr<const ShellTask::Place>& p) {
+    w.U64(p != nullptr);
+    if (!p) return;
+    w.Str(p->cwd);
+    (*this)(const_cast<std::vector<std::string>&>(p->env));  // only read
   }
 };
 struct BodyIn {
@@ -124,6 +131,13 @@ struct BodyIn {
   void operator()(std::vector<std::string>& v) {
     v.resize(r.Count());
     for (auto& s : v) s = r.Str();
+  }
+  void operator()(std::shared_ptr<const ShellTask::Place>& p) {
+    if (!r.Bool()) return p.reset();
+    auto place = std::make_shared<ShellTask::Place>();
+    place->cwd = r.Str();
+    (*this)(place->env);
+    p = std::move(place);
   }
 };
 
@@ -135,6 +149,12 @@ struct BodySize {
   void operator()(std::vector<std::string>& v) {
     bytes += 10;
     for (const auto& s : v) bytes += 10 + s.size();
+  }
+  void operator()(std::shared_ptr<const ShellTask::Place>& p) {
+    bytes += 1;
+    if (!p) return;
+    bytes += 10 + p->cwd.size() + 10;
+    for (const auto& s : p->env) bytes += 10 + s.size();
   }
 };
 

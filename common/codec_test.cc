@@ -7,7 +7,7 @@ namespace {
 
 TaskSpec ShellSpec() {
   TaskSpec s;
-  s.body = ShellTask{{"sh", "-c", "echo hi"}, "sub", {"A=1", "B="}};
+  s.body = ShellTask::In({"sh", "-c", "echo hi"}, "sub", {"A=1", "B="});
   s.delay = 1.5;
   s.timeout = 3;
   s.priority = -7;

@@ -120,21 +120,25 @@ FieldError CpuTask::Validate() const {
 namespace {
 // A shell task's "cwd" (a string) and "env" (an object of strings).
 FieldError ParsePlace(const json& obj, ShellTask& out) {
-  if (auto it = obj.find("cwd"); it != obj.end()) {
+  ShellTask::Place place;
+  const auto cwd_it = obj.find("cwd"), env_it = obj.find("env");
+  if (cwd_it == obj.end() && env_it == obj.end()) return std::nullopt;
+  if (auto it = cwd_it; it != obj.end()) {
     if (!it->is_string() || it->get_ref<const std::string&>().empty())
       return "field 'cwd' must be a directory's path (a string)";
-    out.cwd = it->get<std::string>();
+    place.cwd = it->get<std::string>();
   }
-  if (auto it = obj.find("env"); it != obj.end()) {
+  if (auto it = env_it; it != obj.end()) {
     if (!it->is_object()) return "field 'env' must be an object of strings: {\"NAME\": \"value\"}";
     for (const auto& [name, value] : it->items()) {
       if (name.empty() || name.find('=') != std::string::npos)
         return "field 'env' has the name " + Quote(name) + "; a name is not empty and has no '='";
       if (!value.is_string())
         return "field 'env' item " + Quote(name) + " must be a string, not " + value.type_name();
-      out.env.push_back(name + "=" + value.get<std::string>());
+      place.env.push_back(name + "=" + value.get<std::string>());
     }
   }
+  out.place = std::make_shared<const ShellTask::Place>(std::move(place));
   return std::nullopt;
 }
 }  // namespace
@@ -173,10 +177,19 @@ FieldError ShellTask::Validate() const {
   if (bytes > kMaxArgvBytes)
     return "field 'argv' is " + std::to_string(bytes) + " bytes; the limit is " +
            std::to_string(kMaxArgvBytes);
-  if (cwd.size() > kMaxPathBytes)
-    return "field 'cwd' is " + std::to_string(cwd.size()) + " bytes; the limit is " +
+  if (cwd().size() > kMaxPathBytes)
+    return "field 'cwd' is " + std::to_string(cwd().size()) + " bytes; the limit is " +
            std::to_string(kMaxPathBytes);
-  return ValidateEnv(env, "field 'env'");
+  return ValidateEnv(env(), "field 'env'");
+}
+
+const std::string& ShellTask::cwd() const {
+  static const std::string kNone;
+  return place ? place->cwd : kNone;
+}
+const std::vector<std::string>& ShellTask::env() const {
+  static const std::vector<std::string> kNone;
+  return place ? place->env : kNone;
 }
 
 FieldError ValidateEnv(const std::vector<std::string>& env, std::string_view what) {

@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdint>
 #include <istream>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
@@ -75,12 +76,26 @@ struct ShellTask {
   static constexpr TaskClass kClass = TaskClass::kShell;
   static constexpr std::array<std::string_view, 4> kFields = {"argv", "cmd", "cwd", "env"};
   std::vector<std::string> argv;  // a "cmd" becomes {"/bin/sh", "-c", cmd}
-  std::string cwd;                // empty: the job's; relative: to the job's (the submitter's)
-  std::vector<std::string> env;   // "K=V", set on top of the job's environment
+  // Where and with what it runs when the task itself says so. Rare, so kept out of line: every
+  // spec of every kind is as large as the largest kind, and a job may hold millions.
+  struct Place {
+    std::string cwd;               // empty: the job's; relative: to the job's (the submitter's)
+    std::vector<std::string> env;  // "K=V", set on top of the job's environment
+    friend bool operator==(const Place&, const Place&) = default;
+  };
+  std::shared_ptr<const Place> place;  // null: the job's directory and environment
+  static ShellTask In(std::vector<std::string> argv, std::string cwd,
+                      std::vector<std::string> env) {
+    return {std::move(argv), std::make_shared<const Place>(Place{std::move(cwd), std::move(env)})};
+  }
+  const std::string& cwd() const;
+  const std::vector<std::string>& env() const;
   static FieldError Parse(const nlohmann::json& object, ShellTask& out);
   FieldError Validate() const;
-  template <typename F> void Fields(F&& f) { f(argv), f(cwd), f(env); }
-  friend bool operator==(const ShellTask&, const ShellTask&) = default;
+  template <typename F> void Fields(F&& f) { f(argv), f(place); }
+  friend bool operator==(const ShellTask& a, const ShellTask& b) {
+    return a.argv == b.argv && a.cwd() == b.cwd() && a.env() == b.env();
+  }
 };
 
 // What a task runs. The index of each alternative is on the wire and in the journal: append new

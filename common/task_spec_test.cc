@@ -91,7 +91,7 @@ TEST(TaskSpecTest, EachBadInputNamesLineAndField) {
 
 TEST(TaskSpecTest, ShellTasksTakeACwdAndAnEnv) {
   TaskSpec s = Parse(R"({"kind": "shell", "cmd": "make", "cwd": "src", "env": {"CC": "clang"}})");
-  EXPECT_EQ(s.body, TaskBody(ShellTask{{"/bin/sh", "-c", "make"}, "src", {"CC=clang"}}));
+  EXPECT_EQ(s.body, TaskBody(ShellTask::In({"/bin/sh", "-c", "make"}, "src", {"CC=clang"})));
   EXPECT_EQ(Error(R"({"kind": "shell", "cmd": "ls", "cwd": 3})"),
             "tasks.jsonl:3: field 'cwd' must be a directory's path (a string)");
   EXPECT_EQ(Error(R"({"kind": "shell", "cmd": "ls", "env": ["A=1"]})"),

@@ -57,7 +57,7 @@ std::vector<std::string> ShellEnvironment(const Assignment& a, const ShellTask& 
                                           const std::vector<std::string>& own,
                                           const std::string& dir) {
   std::vector<std::string> env = a.context && a.context->env ? *a.context->env : own;
-  for (const std::string& e : t.env) SetEnv(env, e);
+  for (const std::string& e : t.env()) SetEnv(env, e);
   if (!dir.empty()) SetEnv(env, "PWD=" + dir);  // the submitter's PWD names another directory
   const std::string job = FormatJobId(a.id.job);
   SetEnv(env, "ORQ_JOB_ID=" + job);
@@ -70,9 +70,10 @@ std::vector<std::string> ShellEnvironment(const Assignment& a, const ShellTask& 
 
 std::string ShellDirectory(const Assignment& a, const ShellTask& t, const std::string& own) {
   const std::string base = a.context && !a.context->cwd.empty() ? a.context->cwd : own;
-  if (t.cwd.empty()) return base;
-  if (t.cwd[0] == '/' || base.empty()) return t.cwd;
-  return base + "/" + t.cwd;
+  const std::string& cwd = t.cwd();
+  if (cwd.empty()) return base;
+  if (cwd[0] == '/' || base.empty()) return cwd;
+  return base + "/" + cwd;
 }
 
 struct TaskRunner::Running {

@@ -219,7 +219,7 @@ TEST(ShellPlaceTest, EnvironmentIsTheJobsThenTheTasksThenOrqs) {
   Assignment a;
   a.id = {7, 2};
   a.attempt = 3;
-  const ShellTask task{{"true"}, "", {"B=task", "C=3"}};
+  const ShellTask task = ShellTask::In({"true"}, "", {"B=task", "C=3"});
   const std::vector<std::string> own = {"A=worker", "B=worker"};
   // No job context: the worker's own environment.
   EXPECT_EQ(
@@ -267,11 +267,11 @@ TEST_F(TaskRunnerTest, AWatchedTasksOutputComesOutAsItIsPrinted) {
 TEST(ShellPlaceTest, DirectoryIsTheTasksThenTheJobsThenTheWorkers) {
   Assignment a;
   EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}}, "/w"), "/w");
-  EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}, "rel", {}}, "/w"), "/w/rel");
+  EXPECT_EQ(ShellDirectory(a, ShellTask::In({"true"}, "rel", {}), "/w"), "/w/rel");
   a.context = std::make_shared<JobContext>(JobContext{"/job", std::nullopt});
   EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}}, "/w"), "/job");
-  EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}, "rel", {}}, "/w"), "/job/rel");
-  EXPECT_EQ(ShellDirectory(a, ShellTask{{"true"}, "/abs", {}}, "/w"), "/abs");
+  EXPECT_EQ(ShellDirectory(a, ShellTask::In({"true"}, "rel", {}), "/w"), "/job/rel");
+  EXPECT_EQ(ShellDirectory(a, ShellTask::In({"true"}, "/abs", {}), "/w"), "/abs");
 }
 
 }  // namespace
