@@ -23,11 +23,10 @@ namespace {
 std::string Label(const TaskSpec& spec) {
   std::string label;
   if (const auto* shell = std::get_if<ShellTask>(&spec.body)) {
-    const auto& a = shell->argv;
-    if (a.size() == 3 && a[0] == "/bin/sh" && a[1] == "-c") {
-      label = a[2];
+    if (const std::string* line = ShellCommand(shell->argv)) {
+      label = *line;
     } else {
-      for (const std::string& word : a) label += (label.empty() ? "" : " ") + word;
+      for (const std::string& word : shell->argv) label += (label.empty() ? "" : " ") + word;
     }
   } else {
     label = KindName(spec);

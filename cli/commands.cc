@@ -108,24 +108,17 @@ LocalTasks Describe(const BuiltJob& job) {
   local.tags = job.tags;
   local.seqs = job.seqs;
   local.commands.reserve(job.specs.size());
-  local.argv.reserve(job.specs.size());
   const bool any_shell = std::any_of(job.specs.begin(), job.specs.end(), [](const TaskSpec& s) {
     return std::holds_alternative<ShellTask>(s.body);
   });
-  if (!any_shell) return local;  // --joblog names such tasks by their id; --json has no command
+  if (!any_shell) return local;  // --joblog names such tasks by their id
   for (const TaskSpec& spec : job.specs) {
     const auto* shell = std::get_if<ShellTask>(&spec.body);
     if (!shell) {
       local.commands.push_back("(a " + std::string(KindName(spec)) + " task)");
-      local.argv.emplace_back(nullptr);
       continue;
     }
     local.commands.push_back(ShellLine(shell->argv));
-    const auto& a = shell->argv;
-    if (a.size() == 3 && a[0] == "/bin/sh" && a[1] == "-c")
-      local.argv.emplace_back(a[2]);  // "cmd"
-    else
-      local.argv.emplace_back(a);  // "argv"
   }
   return local;
 }

@@ -56,8 +56,8 @@ nlohmann::json ToJson(const TaskOutcome& o) {
                       {"finished", Time(o.finished)}};
   if (o.shell && o.shell->more && !o.shell->more->argv.empty()) {
     const auto& argv = o.shell->more->argv;  // the command: "cmd" for sh -c CMD, else "argv"
-    if (argv.size() == 3 && argv[0] == "/bin/sh" && argv[1] == "-c")
-      j["cmd"] = argv[2];
+    if (const std::string* line = ShellCommand(argv))
+      j["cmd"] = *line;
     else
       j["argv"] = argv;
   }

@@ -177,15 +177,6 @@ std::string CurrentDirectory() {
   return buf.data();
 }
 
-// NAME=VALUE in a list, replacing NAME's entry.
-void Set(std::vector<std::string>& env, const std::string& entry) {
-  const std::string name = entry.substr(0, entry.find('=') + 1);
-  for (std::string& e : env) {
-    if (e.compare(0, name.size(), name) == 0) return void(e = entry);
-  }
-  env.push_back(entry);
-}
-
 JobContext Context(const JobInput& in) {
   JobContext context;
   const std::string here = CurrentDirectory();
@@ -203,13 +194,13 @@ JobContext Context(const JobInput& in) {
   }
   for (const std::string& entry : in.env) {
     if (entry.find('=') != std::string::npos) {
-      Set(env, entry);
+      SetEnv(env, entry);
       continue;
     }
     const char* value = std::getenv(entry.c_str());
     if (!value)
       throw UsageError("--env " + entry + ": " + entry + " is not set here; give --env NAME=VALUE");
-    Set(env, entry + "=" + value);
+    SetEnv(env, entry + "=" + value);
   }
   if (auto error = ValidateEnv(env, "the environment (--env)")) throw UsageError(*error);
   return context;

@@ -154,11 +154,7 @@ void Print(const TaskOutcome& o, const OutputOptions& options, const LocalTasks*
   if (!options.only.empty() && !options.only.count(o.status)) return;
   const size_t i = o.id.index;
   if (options.json) {
-    nlohmann::json j = ToJson(o);
-    if (local && i < local->argv.size() && !local->argv[i].is_null()) {
-      const auto& a = local->argv[i];
-      j[a.is_string() ? "cmd" : "argv"] = a;
-    }
+    nlohmann::json j = ToJson(o);  // with the command: the broker's reply carries it
     if (local && i < local->seqs.size()) j["seq"] = local->seqs[i];
     std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     line += '\n';
@@ -272,7 +268,6 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
           order->Put(std::move(o));
         }
         if (stop) {
-          summary.stopped_early = true;
           std::fflush(stdout);
           return ok ? ExitCode::kOk : ExitCode::kTaskFailed;
         }

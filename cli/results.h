@@ -71,11 +71,10 @@ struct JoblogEntry {
 std::vector<std::pair<uint64_t, JoblogEntry>> ReadJoblog(const std::string& path);
 
 // What the CLI knows of a job it built itself (orq run): per task, the tag (--tag), the command
-// (JSON and joblog) and GNU parallel's sequence number; empty for a job it did not build.
+// (joblog) and GNU parallel's sequence number; empty for a job it did not build.
 struct LocalTasks {
   std::vector<std::string> tags;      // "" falls back to the task's id
-  std::vector<std::string> commands;  // shell line; "" for tasks that are not shell tasks
-  std::vector<nlohmann::json> argv;   // "argv" or "cmd" for --json
+  std::vector<std::string> commands;  // shell line (joblog); empty when no task is a shell task
   std::vector<uint64_t> seqs;
 };
 
@@ -95,7 +94,6 @@ struct OutputOptions {
 struct GatherSummary {
   size_t total = 0, ok = 0, failed = 0, cancelled_by_halt = 0;
   std::optional<std::string> halted;  // why it halted
-  bool stopped_early = false;         // --first, --fail-fast
 };
 
 // Streams the results of `ids` and prints them; kTimeout when `deadline` passes first. With a

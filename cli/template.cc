@@ -160,7 +160,7 @@ std::string ShellQuote(const std::string& word) {
 }
 
 std::string ShellLine(const std::vector<std::string>& argv) {
-  if (argv.size() == 3 && argv[0] == "/bin/sh" && argv[1] == "-c") return argv[2];
+  if (const std::string* line = ShellCommand(argv)) return *line;
   std::vector<std::string> quoted;
   for (const auto& a : argv) quoted.push_back(ShellQuote(a));
   return Join(quoted, false);

@@ -192,6 +192,18 @@ const std::vector<std::string>& ShellTask::env() const {
   return place ? place->env : kNone;
 }
 
+const std::string* ShellCommand(const std::vector<std::string>& argv) {
+  return argv.size() == 3 && argv[0] == "/bin/sh" && argv[1] == "-c" ? &argv[2] : nullptr;
+}
+
+void SetEnv(std::vector<std::string>& env, std::string_view entry) {
+  const std::string_view name = entry.substr(0, entry.find('=') + 1);  // with its '='
+  for (std::string& e : env) {
+    if (std::string_view(e).substr(0, name.size()) == name) return void(e.assign(entry));
+  }
+  env.emplace_back(entry);
+}
+
 FieldError ValidateEnv(const std::vector<std::string>& env, std::string_view what) {
   size_t bytes = 0;
   for (const std::string& entry : env) {

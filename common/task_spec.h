@@ -137,6 +137,13 @@ std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
 // error sentence, or nullopt when valid.
 std::optional<std::string> ValidateSpec(const TaskSpec& spec);
 
+// The LINE of a shell task run as {"/bin/sh", "-c", LINE} (a "cmd", --lines, one word with shell
+// syntax), else null.
+const std::string* ShellCommand(const std::vector<std::string>& argv);
+
+// Sets NAME=VALUE in a "K=V" list, replacing the entry of that name.
+void SetEnv(std::vector<std::string>& env, std::string_view entry);
+
 // Checks a "K=V" environment list: every entry has a name (no '=' in it, not empty) and the whole
 // fits kMaxEnvBytes. `what` names it in the sentence ("field 'env'", "--env").
 FieldError ValidateEnv(const std::vector<std::string>& env, std::string_view what);

@@ -42,15 +42,6 @@ void Spin(double ms) {
   }
 }
 
-// Sets NAME=VALUE in a "K=V" list, replacing the entry of that name.
-void SetEnv(std::vector<std::string>& env, std::string_view entry) {
-  const std::string_view name = entry.substr(0, entry.find('=') + 1);  // with its '='
-  for (std::string& e : env) {
-    if (std::string_view(e).substr(0, name.size()) == name) return void(e.assign(entry));
-  }
-  env.emplace_back(entry);
-}
-
 }  // namespace
 
 std::vector<std::string> ShellEnvironment(const Assignment& a, const ShellTask& t, int slot,
