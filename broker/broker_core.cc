@@ -44,6 +44,7 @@ BrokerCore::BrokerCore(BrokerOptions options, ResultStore& store, Journal& journ
 void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double wall_now) {
   now_ = now;
   std::vector<Outgoing> unused;  // no worker or client is connected yet
+  std::vector<TaskId> to_wire;   // tasks that had not started, with dependencies
   for (RecoveredJob& recovered : jobs) {
     Job& job = jobs_[recovered.job];
     next_job_ = std::max(next_job_, recovered.job + 1);
@@ -68,6 +69,13 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
         task.state = State::kRunning;  // so Finish() counts it from a known state
         ++running_;
         Finish(id, task, std::move(*r.outcome), unused, /*journal=*/false);
+        continue;
+      }
+      if (task.spec->needs && !task.spec->needs->after.empty() && task.attempt == 0 &&
+          r.retry_due == 0 && !r.cancel_requested) {
+        task.state = State::kWaiting;  // wired once every job is back: it may wait on a later one
+        ++waiting_;
+        to_wire.push_back(id);
         continue;
       }
       task.state = State::kQueued;
@@ -104,6 +112,9 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
     }
     if (job.unfinished == 0) job.finished_at = now;
   }
+  // A dependency the journal no longer has was forgotten after it ended, and its dependants were
+  // still waiting: it ended as they needed (else they would have ended too). Wire() says so.
+  for (TaskId id : to_wire) Wire(id, *Find(id), unused);
 }
 
 void BrokerCore::Delay(TaskId id, SteadyTime due) { delayed_.push({due, next_seq_++, id}); }
@@ -239,6 +250,7 @@ void BrokerCore::Logs(const std::string& from, const LogsRequest& request,
     case State::kFinished:
       followers_[id].push_back(follower);
       return EndFollowers(id, *store_.Find(id), out);
+    case State::kWaiting:
     case State::kQueued:
     case State::kDelayed:
       if (!request.follow)
@@ -320,6 +332,8 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     if (auto error = ValidateSpec(request.tasks[i]))
       return refuse("task " + std::to_string(i) + ": " + *error);
   }
+  if (auto error = CheckDependencies(request.tasks)) return refuse(*error);
+  if (auto error = CheckForeignDependencies(request.tasks)) return refuse(*error);
   if (request.context.cwd.size() > kMaxPathBytes)
     return refuse("the job's directory is " + std::to_string(request.context.cwd.size()) +
                   " bytes long; the limit is " + std::to_string(kMaxPathBytes));
@@ -329,14 +343,14 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
   }
   const uint64_t job_number =
       AddJob(std::move(request.tasks),
-             std::make_shared<const JobContext>(std::move(request.context)), now);
+             std::make_shared<const JobContext>(std::move(request.context)), now, out);
   out.push_back(
       {from, SubmittedReply{job_number, static_cast<uint32_t>(jobs_.at(job_number).tasks.size())}});
   Dispatch(out);
 }
 
 uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
-                            SteadyTime now) {
+                            SteadyTime now, std::vector<Outgoing>& out) {
   const uint64_t job_number = next_job_++;
   journal_.RecordJob(job_number, specs, *context);
   Job& job = jobs_[job_number];
@@ -349,11 +363,16 @@ uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const J
   for (size_t c = 0; c < kTaskClassCount; ++c) ready_[c].Reserve(ready_[c].size() + per_class[c]);
   job.tasks.resize(job.specs.size());
   job.unfinished = static_cast<uint32_t>(job.specs.size());
+  std::vector<uint32_t> to_wire;  // tasks with dependencies: wired once all of the job exists
   for (uint32_t i = 0; i < job.tasks.size(); ++i) {
     Task& task = job.tasks[i];
     task.spec = &job.specs[i];
     TaskId id{job_number, i};
-    if (task.spec->delay > 0) {
+    if (task.spec->needs && !task.spec->needs->after.empty()) {
+      task.state = State::kWaiting;
+      ++waiting_;
+      to_wire.push_back(i);
+    } else if (task.spec->delay > 0) {
       task.state = State::kDelayed;
       ++delayed_count_;
       Delay(id, now + std::chrono::duration_cast<SteadyTime::duration>(
@@ -364,7 +383,135 @@ uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const J
       Enqueue(id, task);
     }
   }
+  for (uint32_t i : to_wire) Wire({job_number, i}, job.tasks[i], out);
   return job_number;
+}
+
+std::optional<std::string> BrokerCore::CheckForeignDependencies(
+    const std::vector<TaskSpec>& specs) const {
+  for (size_t i = 0; i < specs.size(); ++i) {
+    for (const Dependency& d : specs[i].need().after) {
+      if (d.job == Dependency::kSameJob) continue;
+      const std::string id = d.whole_job ? FormatJobId(d.job) : FormatTaskId({d.job, d.index});
+      auto job = jobs_.find(d.job);
+      if (job == jobs_.end() || (!d.whole_job && d.index >= job->second.tasks.size()))
+        return "task " + std::to_string(i) + ": field 'after' names " + id +
+               ", which the broker does not have (unknown, or forgotten)";
+    }
+  }
+  return std::nullopt;
+}
+
+void BrokerCore::Wire(TaskId id, Task& task, std::vector<Outgoing>& out) {
+  // Precondition: task.state is kWaiting (and counted so), task.pending is 0.
+  task.pending = 0;
+  // Counted as one more while wiring, so that a dependency ending meanwhile cannot release it.
+  ++task.pending;
+  for (const Dependency& d : task.spec->need().after) {
+    if (task.state != State::kWaiting) return;  // it ended (dependency_failed) on the way
+    const uint64_t job_number = d.job == Dependency::kSameJob ? id.job : d.job;
+    const Dependant me{id, d.any};
+    auto job = jobs_.find(job_number);
+    if (d.whole_job) {
+      if (job == jobs_.end()) continue;  // forgotten after it ended (see Restore)
+      if (job->second.unfinished > 0) {
+        job_dependants_[job_number].push_back(me);
+        ++task.pending;
+        continue;
+      }
+      ++task.pending;
+      auto [name, failure] = JobEnded(job_number, job->second);
+      DependencyEnded(me, name, failure, out);
+      continue;
+    }
+    const TaskId other{job_number, d.index};
+    const Task* dependency = Find(other);
+    if (!dependency) continue;  // forgotten after it ended
+    ++task.pending;
+    if (dependency->state != State::kFinished) {
+      dependants_[other].push_back(me);
+      continue;
+    }
+    const TaskOutcome* outcome = store_.Find(other);
+    DependencyEnded(me, FormatTaskId(other),
+                    outcome && outcome->status != TaskStatus::kOk ? outcome : nullptr, out);
+  }
+  if (task.state != State::kWaiting) return;
+  if (--task.pending == 0) Release(id, task);
+}
+
+void BrokerCore::Release(TaskId id, Task& task) {
+  --waiting_;
+  const SteadyTime due =
+      jobs_.at(id.job).submitted_at + std::chrono::duration_cast<SteadyTime::duration>(
+                                          std::chrono::duration<double>(task.spec->delay));
+  if (task.spec->delay > 0 && due > now_) {
+    task.state = State::kDelayed;
+    ++delayed_count_;
+    return Delay(id, due);
+  }
+  task.state = State::kQueued;
+  ++queued_;
+  Enqueue(id, task);
+}
+
+std::pair<std::string, const TaskOutcome*> BrokerCore::JobEnded(uint64_t job_number,
+                                                                const Job& job) const {
+  if (job.first_failed == UINT32_MAX) return {FormatJobId(job_number), nullptr};
+  const TaskId first{job_number, job.first_failed};
+  return {FormatJobId(job_number) + ": " + FormatTaskId(first), store_.Find(first)};
+}
+
+void BrokerCore::DependencyEnded(const Dependant& dependant, const std::string& dependency,
+                                 const TaskOutcome* outcome, std::vector<Outgoing>& out) {
+  Task* task = Find(dependant.id);
+  if (!task || task->state != State::kWaiting) return;  // it ended already (cancelled, failed)
+  if (!outcome || dependant.any) {
+    if (--task->pending == 0) Release(dependant.id, *task);
+    return;
+  }
+  // The sentence names the dependency and how it ended; down a chain, the first failure too
+  // (its own sentence is not nested again and again: it stays one line however long the chain).
+  TaskOutcome failed;
+  failed.status = TaskStatus::kDependencyFailed;
+  failed.error = "dependency " + dependency + " ended " + std::string(StatusName(outcome->status));
+  if (outcome->status == TaskStatus::kDependencyFailed) {
+    constexpr std::string_view kFirst = "; the first failure: ";
+    const size_t at = outcome->error.find(kFirst);
+    const std::string_view root =
+        std::string_view(outcome->error)
+            .substr(at == std::string::npos ? std::string_view("dependency ").size()
+                                            : at + kFirst.size());
+    failed.error += std::string(kFirst) + std::string(root);
+  }
+  task->attempt = 0;
+  Finish(dependant.id, *task, std::move(failed), out);
+}
+
+void BrokerCore::NotifyDependants(std::vector<Outgoing>& out) {
+  if (notifying_) return;
+  notifying_ = true;
+  while (!notify_.empty()) {
+    const TaskId id = notify_.back();
+    notify_.pop_back();
+    const TaskOutcome* outcome = store_.Find(id);
+    if (outcome && outcome->status == TaskStatus::kOk) outcome = nullptr;
+    if (auto it = dependants_.find(id); it != dependants_.end()) {
+      const std::vector<Dependant> list = std::move(it->second);
+      dependants_.erase(it);
+      const std::string name = FormatTaskId(id);
+      for (const Dependant& d : list) DependencyEnded(d, name, outcome, out);
+    }
+    auto job = jobs_.find(id.job);
+    if (job == jobs_.end() || job->second.unfinished > 0) continue;
+    if (auto it = job_dependants_.find(id.job); it != job_dependants_.end()) {
+      const std::vector<Dependant> list = std::move(it->second);
+      job_dependants_.erase(it);
+      const auto [name, failure] = JobEnded(id.job, job->second);
+      for (const Dependant& d : list) DependencyEnded(d, name, failure, out);
+    }
+  }
+  notifying_ = false;
 }
 
 void BrokerCore::Jobs(const std::string& from, const JobsRequest& request,
@@ -394,6 +541,9 @@ void BrokerCore::Jobs(const std::string& from, const JobsRequest& request,
     info.tasks = static_cast<uint32_t>(job.tasks.size());
     for (const Task& task : job.tasks) {  // O(tasks): asked for now and then, not per task
       switch (task.state) {
+        case State::kWaiting:
+          ++info.waiting;
+          break;
         case State::kQueued:
           ++info.queued;
           break;
@@ -437,18 +587,36 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request, Ste
                     "end ok can be retried: drop --all");
     specs = std::move(*stored);
   } else {
+    std::unordered_map<uint32_t, uint32_t> renumbered;  // old index -> index in the new job
     for (uint32_t i = 0; i < job.tasks.size(); ++i) {
       const Task& task = job.tasks[i];
       if (task.state != State::kFinished) continue;
       const TaskOutcome* outcome = store_.Find({request.job, i});
-      if (outcome && outcome->status != TaskStatus::kOk) specs.push_back(*task.spec);
+      if (outcome && outcome->status != TaskStatus::kOk) {
+        renumbered[i] = static_cast<uint32_t>(specs.size());
+        specs.push_back(*task.spec);
+      }
     }
     if (specs.empty())
       return refuse(
           ErrorCode::kBadRequest,
           FormatJobId(request.job) + " has no finished task that did not end ok: nothing to retry");
+    // A dependency on a task of the old job runs after its new copy when that is retried too,
+    // else after the old one (which ended ok).
+    for (TaskSpec& spec : specs) {
+      if (!spec.needs || spec.needs->after.empty()) continue;
+      Needs needs = *spec.needs;
+      for (Dependency& d : needs.after) {
+        if (d.job != Dependency::kSameJob) continue;
+        if (auto it = renumbered.find(d.index); it != renumbered.end())
+          d.index = it->second;
+        else
+          d.job = request.job;
+      }
+      spec.needs = MakeNeeds(std::move(needs));
+    }
   }
-  const uint64_t number = AddJob(std::move(specs), job.context, now);
+  const uint64_t number = AddJob(std::move(specs), job.context, now, out);
   out.push_back(
       {from, SubmittedReply{number, static_cast<uint32_t>(jobs_.at(number).tasks.size())}});
   Dispatch(out);
@@ -602,6 +770,9 @@ void BrokerCore::FlushStreams(std::vector<Outgoing>& out) {
 void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
                         bool journal) {
   switch (task.state) {
+    case State::kWaiting:
+      --waiting_;
+      break;
     case State::kQueued:
       --queued_;
       break;
@@ -626,6 +797,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   Job& job = jobs_.at(id.job);
   const bool ok = outcome.status == TaskStatus::kOk;
   ++(ok ? job.ok : job.failed);
+  if (!ok && job.first_failed == UINT32_MAX) job.first_failed = id.index;
   if (journal) journal_.RecordOutcome(outcome);
   if (!followers_.empty()) EndFollowers(id, outcome, out);
   store_.Put(std::move(outcome));
@@ -664,6 +836,10 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
       ReplyResults(waiter, out);
     }
     ForgetWaiter(waiter_id);  // removes job.waiters[i]: index i now holds the next one
+  }
+  if (!dependants_.empty() || !job_dependants_.empty()) {
+    notify_.push_back(id);
+    NotifyDependants(out);
   }
 }
 
@@ -709,14 +885,16 @@ void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) con
     return std::tie(a.host, a.pid) < std::tie(b.host, b.pid);
   });
   auto finished = [&](TaskStatus s) { return finished_[static_cast<size_t>(s)]; };
-  status.tasks = {queued_,
+  status.tasks = {waiting_,
+                  queued_,
                   delayed_count_,
                   running_,
                   finished(TaskStatus::kOk),
                   finished(TaskStatus::kFailed),
                   finished(TaskStatus::kTimeout),
                   finished(TaskStatus::kCancelled),
-                  finished(TaskStatus::kWorkerLost)};
+                  finished(TaskStatus::kWorkerLost),
+                  finished(TaskStatus::kDependencyFailed)};
   status.jobs = jobs_.size();
   status.counters = counters_;
   out.push_back({from, std::move(status)});

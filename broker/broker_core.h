@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <random>
 #include <string>
@@ -91,7 +92,8 @@ class BrokerCore {
   size_t worker_count() const { return workers_.size(); }
 
  private:
-  enum class State : uint8_t { kQueued, kDelayed, kRunning, kFinished };
+  // kWaiting: for its dependencies. kQueued: in a ready queue. kDelayed: for its delay or retry.
+  enum class State : uint8_t { kWaiting, kQueued, kDelayed, kRunning, kFinished };
 
   struct Task {
     TaskSpec* spec = nullptr;  // in its Job's specs; cleared of its payload once finished
@@ -99,7 +101,15 @@ class BrokerCore {
     bool cancel_requested = false;  // while kRunning: the worker was told to stop it
     uint32_t attempt = 0;           // executions started so far
     uint32_t failures = 0;          // failed executions that were retried
-    uint32_t worker = 0;            // the worker holding the lease while kRunning
+    union {                         // (one field for two states: a job may hold millions of tasks)
+      uint32_t worker = 0;          // kRunning: the worker holding the lease
+      uint32_t pending;             // kWaiting: dependencies that have not ended yet
+    };
+  };
+  // A task waiting for another task or job to end.
+  struct Dependant {
+    TaskId id;
+    bool any = false;  // it runs however the other ended; else only if it ended ok
   };
   struct Job {
     std::vector<TaskSpec> specs;  // as submitted; never resized, so Task::spec stays valid
@@ -109,8 +119,9 @@ class BrokerCore {
     std::string label;            // its first task, for `orq jobs`
     std::vector<Task> tasks;
     uint32_t unfinished = 0;
-    std::vector<uint64_t> waiters;  // gather requests that name this job or one of its tasks
-    SteadyTime finished_at{};       // when unfinished became 0
+    std::vector<uint64_t> waiters;       // gather requests that name this job or one of its tasks
+    SteadyTime finished_at{};            // when unfinished became 0
+    uint32_t first_failed = UINT32_MAX;  // the first of its tasks to end other than ok
   };
   struct Worker {
     std::string identity;
@@ -156,7 +167,7 @@ class BrokerCore {
               std::vector<Outgoing>& out);
   // Adds a job and queues its tasks; returns its number.
   uint64_t AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
-                  SteadyTime now);
+                  SteadyTime now, std::vector<Outgoing>& out);
   void Jobs(const std::string& from, const JobsRequest& request, std::vector<Outgoing>& out) const;
   void Logs(const std::string& from, const LogsRequest& request, std::vector<Outgoing>& out);
   // A worker's output of a followed task: to its followers, if that worker holds the lease.
@@ -181,6 +192,23 @@ class BrokerCore {
   // The lease of a task whose worker is gone: back to the queue, or worker_lost, or cancelled.
   void LeaseLost(TaskId id, Task& task, const std::string& why, std::vector<Outgoing>& out);
   void Delay(TaskId id, SteadyTime due);
+  // A new task with dependencies (in kWaiting): waits for those that have not ended, is released
+  // if none is left, or ends dependency_failed if one ended other than ok.
+  void Wire(TaskId id, Task& task, std::vector<Outgoing>& out);
+  // A task whose dependencies all ended as it needs: to the queue, or delayed until its delay.
+  void Release(TaskId id, Task& task);
+  // A dependency of `dependant` ended: one less to wait for, or the dependant ends
+  // dependency_failed. `dependency` names it for people; `outcome` is how it ended (for a whole
+  // job, how its first failed task ended), null when it ended ok.
+  void DependencyEnded(const Dependant& dependant, const std::string& dependency,
+                       const TaskOutcome* outcome, std::vector<Outgoing>& out);
+  // A whole job as a dependency, once it has ended: its name and its first failure (null: none).
+  std::pair<std::string, const TaskOutcome*> JobEnded(uint64_t job_number, const Job& job) const;
+  // Tells the dependants of the tasks in notify_ (and of their jobs, once whole) that they ended.
+  // Iterative, so that a failure down a chain of 10,000 tasks does not recurse 10,000 deep.
+  void NotifyDependants(std::vector<Outgoing>& out);
+  // Checks a submitted job's dependencies on other jobs: each names a job or task the broker has.
+  std::optional<std::string> CheckForeignDependencies(const std::vector<TaskSpec>& specs) const;
 
   // Expands ids ("j7", "j7.2") into tasks; on an unknown id, replies kUnknownId and returns false.
   // With `waiter`, also counts its mentions of each job and task.
@@ -235,13 +263,18 @@ class BrokerCore {
     uint64_t offset = 0;   // bytes of it sent
   };
   std::unordered_map<TaskId, std::vector<Follower>, TaskIdHash> followers_;
+  // Tasks waiting for a task to end, and for every task of a job to end (after: ["j3"]).
+  std::unordered_map<TaskId, std::vector<Dependant>, TaskIdHash> dependants_;
+  std::unordered_map<uint64_t, std::vector<Dependant>> job_dependants_;
+  std::vector<TaskId> notify_;  // finished tasks whose dependants have not been told yet
+  bool notifying_ = false;      // NotifyDependants() is running: Finish() only adds to notify_
   SteadyTime next_heartbeat_{};
   SteadyTime now_{};  // the time of the event being handled
   bool shutting_down_ = false;
   BrokerCounters counters_;
   // Tasks per state, for status.
-  uint64_t queued_ = 0, delayed_count_ = 0, running_ = 0;
-  uint64_t finished_[5] = {};  // by TaskStatus
+  uint64_t waiting_ = 0, queued_ = 0, delayed_count_ = 0, running_ = 0;
+  uint64_t finished_[6] = {};  // by TaskStatus
 };
 
 }  // namespace orq

@@ -2,85 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include "broker/core_fixture.h"
+
 namespace orq {
 namespace {
-
-using std::chrono::milliseconds;
-
-TaskSpec Sleep(double seconds, int priority = 0, double delay = 0) {
-  TaskSpec s;
-  s.body = SleepTask{seconds, ""};
-  s.priority = priority;
-  s.delay = delay;
-  return s;
-}
-
-TaskSpec Cpu(double ms) {
-  TaskSpec s;
-  s.body = CpuTask{ms};
-  return s;
-}
-
-// Drives a BrokerCore with a fake clock and collects what it sends, per peer.
-class BrokerCoreTest : public ::testing::Test {
- protected:
-  BrokerCoreTest()
-      : core_(BrokerOptions{milliseconds(1000), 3, 1, "ipc://test"}, store_, journal_) {}
-
-  std::vector<Outgoing> Send(const std::string& from, Message m) {
-    std::vector<Outgoing> out;
-    core_.Handle(from, std::move(m), now_, out);
-    return out;
-  }
-  std::vector<Outgoing> Advance(milliseconds d) {
-    now_ += d;
-    std::vector<Outgoing> out;
-    core_.Tick(now_, out);
-    return out;
-  }
-  uint64_t SubmitJob(std::vector<TaskSpec> specs) {
-    auto out = Send("client", SubmitRequest{std::move(specs)});
-    for (auto& o : out) {
-      if (auto* s = std::get_if<SubmittedReply>(&o.message)) return s->job;
-    }
-    ADD_FAILURE() << "no SubmittedReply";
-    return 0;
-  }
-  std::vector<Outgoing> Register(const std::string& worker, Slots slots, int64_t pid = 100) {
-    return Send(worker, ReadyMessage{pid, 1, slots});
-  }
-  // All tasks sent to `peer` in `out`.
-  static std::vector<Assignment> TasksTo(const std::vector<Outgoing>& out,
-                                         const std::string& peer) {
-    std::vector<Assignment> tasks;
-    for (const auto& o : out) {
-      if (o.to != peer) continue;
-      if (auto* t = std::get_if<TasksMessage>(&o.message))
-        tasks.insert(tasks.end(), t->tasks.begin(), t->tasks.end());
-    }
-    return tasks;
-  }
-  static TaskOutcome Ok(const Assignment& a, std::string result) {
-    TaskOutcome o;
-    o.id = a.id;
-    o.attempt = a.attempt;
-    o.result = std::move(result);
-    return o;
-  }
-  static const ResultsReply* ResultsFor(const std::vector<Outgoing>& out, const std::string& peer) {
-    for (const auto& o : out) {
-      if (o.to == peer) {
-        if (auto* r = std::get_if<ResultsReply>(&o.message)) return r;
-      }
-    }
-    return nullptr;
-  }
-
-  MemoryResultStore store_;
-  NullJournal journal_;
-  BrokerCore core_;
-  SteadyTime now_{std::chrono::seconds(1000)};
-};
 
 TEST_F(BrokerCoreTest, WorkerGetsAtMostItsSlots) {
   uint64_t job = SubmitJob({Sleep(1), Sleep(1), Sleep(1), Sleep(1), Sleep(1)});

@@ -25,7 +25,8 @@ struct sqlite3;
 namespace orq {
 
 // The journal's layout version. 2: jobs carry a JobContext, shell tasks a cwd and env (issue 9).
-inline constexpr int kJournalFormat = 2;
+// 3: specs carry their Needs (dependencies, limits, locks, resources, queue: issue 10).
+inline constexpr int kJournalFormat = 3;
 
 class Journal {
  public:

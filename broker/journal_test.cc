@@ -199,5 +199,43 @@ TEST_F(JournalTest, AJournalOfAnotherFormatIsRefusedNotMisread) {
   EXPECT_NO_THROW(SqliteJournal::Open(path_));
 }
 
+TEST_F(JournalTest, ADependencyGraphAndItsProgressSurviveARestart) {
+  auto after = [](TaskSpec spec, std::vector<Dependency> deps) {
+    spec.needs = MakeNeeds(Needs{"", std::move(deps)});
+    return spec;
+  };
+  {
+    // Given j1 = a chain 0 <- 1 <- 2, and j2 after all of j1, with j1.0 done,
+    Broker b(path_);
+    b.Send("w", ReadyMessage{1, 1, {1, 1, 1}, {}}, now_);
+    auto tasks = Tasks(b.Send("c",
+                              SubmitRequest{{Sleep(1), after(Sleep(1), {{0, 0, false, false}}),
+                                             after(Sleep(1), {{0, 1, false, false}})}},
+                              now_));
+    b.Send("c", SubmitRequest{{after(Sleep(1), {{1, 0, true, false}})}}, now_);
+    ASSERT_EQ(tasks.size(), 1u);
+    TaskOutcome ok;
+    ok.id = tasks[0].id;
+    ok.attempt = 1;
+    b.Send("w", WorkerResultsMessage{{ok}}, now_);  // j1.1 starts
+    // When the broker dies and a new one opens the journal,
+  }
+  Broker b(path_);
+  b.core.Restore(b.journal->Load(), now_, 1e9);
+  b.journal->Commit();
+  // Then j1.1 runs again, and the rest follows in order, each after its dependency.
+  std::vector<TaskId> order;
+  auto out = b.Send("w2", ReadyMessage{2, 1, {1, 1, 1}, {}}, now_);
+  for (auto tasks = Tasks(out); !tasks.empty();) {
+    ASSERT_EQ(tasks.size(), 1u);
+    order.push_back(tasks[0].id);
+    TaskOutcome ok;
+    ok.id = tasks[0].id;
+    ok.attempt = tasks[0].attempt;
+    tasks = Tasks(b.Send("w2", WorkerResultsMessage{{ok}}, now_));
+  }
+  EXPECT_EQ(order, (std::vector<TaskId>{{1, 1}, {1, 2}, {2, 0}}));
+}
+
 }  // namespace
 }  // namespace orq

@@ -100,6 +100,38 @@ Figures Noop(int workers, int threads) {
              threads);
 }
 
+TaskSpec EchoAfter(size_t i, std::vector<Dependency> after) {
+  TaskSpec s = Echo(i);
+  s.needs = MakeNeeds(Needs{"", std::move(after)});
+  return s;
+}
+
+// Dependencies (issue 10): one task, 100,000 after it, one after all of those.
+Figures Fanout(int workers, int threads) {
+  constexpr uint32_t kWide = 100000;
+  std::vector<Dependency> all;
+  all.reserve(kWide);
+  for (uint32_t i = 1; i <= kWide; ++i) all.push_back({Dependency::kSameJob, i, false, false});
+  std::vector<TaskSpec> specs = Many(kWide + 1, [](size_t i) {
+    return i == 0 ? Echo(0) : EchoAfter(i, {{Dependency::kSameJob, 0, false, false}});
+  });
+  specs.push_back(EchoAfter(kWide + 1, std::move(all)));
+  return Job("fanout", "1 echo task, 100,000 after it, 1 after all of them", std::move(specs),
+             workers, threads);
+}
+
+// Dependencies: 10,000 echo tasks, each after the one before (one at a time, by definition).
+Figures Chain(int workers, int threads) {
+  return Job("chain", "10,000 echo tasks, each after the one before",
+             Many(10000,
+                  [](size_t i) {
+                    return i == 0 ? Echo(0)
+                                  : EchoAfter(i, {{Dependency::kSameJob,
+                                                   static_cast<uint32_t>(i - 1), false, false}});
+                  }),
+             workers, threads);
+}
+
 Figures Sleep(int workers, int threads) {
   return Job("sleep", "10,000 sleep 1 s tasks",
              Many(10000,
@@ -286,8 +318,9 @@ Figures Tcp(int workers, int threads) {
 }
 
 const std::vector<std::pair<std::string, Figures (*)(int, int)>> kWorkloads = {
-    {"noop", Noop}, {"sleep", Sleep},     {"shell", Shell},     {"cpu", Cpu},
-    {"cold", Cold}, {"latency", Latency}, {"million", Million}, {"tcp", Tcp}};
+    {"noop", Noop},     {"sleep", Sleep},     {"shell", Shell},     {"cpu", Cpu},
+    {"cold", Cold},     {"latency", Latency}, {"million", Million}, {"tcp", Tcp},
+    {"fanout", Fanout}, {"chain", Chain}};
 
 nlohmann::json ToJson(const Figures& f) {
   nlohmann::json j = {{"workload", f.workload},

@@ -62,17 +62,6 @@ template <typename T> T Expect(Message reply, const std::string& verb) {
   throw std::runtime_error(verb + ": the broker sent an unexpected reply");
 }
 
-// CLI11 check: a job id (j7) or, with tasks, a task id (j7.2).
-CLI::Validator IdCheck(bool tasks) {
-  return CLI::Validator(
-      [tasks](std::string& text) {
-        auto id = ParseId(text);
-        if (id && (tasks || !id->index)) return std::string();
-        return "'" + text + "' is not a " + (tasks ? "job or task id (j7 or j7.2)" : "job id (j7)");
-      },
-      tasks ? "ID" : "JOB");
-}
-
 uint64_t Submit(Client& client, BuiltJob job) {
   return Expect<SubmittedReply>(
              client.Request(SubmitRequest{std::move(job.specs), std::move(job.context)},
@@ -290,7 +279,7 @@ nlohmann::json JobJson(const JobInfo& j) {
                       {"tasks", j.tasks},         {"ok", j.ok},
                       {"failed", j.failed},       {"running", j.running},
                       {"queued", j.queued},       {"delayed", j.delayed},
-                      {"command", j.label}};
+                      {"waiting", j.waiting},     {"command", j.label}};
   o["finished"] = j.finished_age >= 0;
   const uint32_t done = j.ok + j.failed;
   if (j.finished_age < 0 && done > 0 && j.age > 0)
@@ -306,6 +295,7 @@ std::string JobLine(const JobInfo& j) {
                      std::to_string(j.failed) + " failed), " + std::to_string(j.running) +
                      " running, " + std::to_string(j.queued) + " queued";
   if (j.delayed) line += ", " + std::to_string(j.delayed) + " delayed";
+  if (j.waiting) line += ", " + std::to_string(j.waiting) + " waiting for dependencies";
   if (j.finished_age >= 0) return line + "; finished " + Age(j.finished_age) + " ago";
   line += "; submitted " + Age(j.age) + " ago";
   if (done > 0 && j.age > 0) line += ", ETA " + Age((j.tasks - done) * j.age / done);
@@ -480,7 +470,8 @@ Verb RegisterGather(CLI::App& app) {
   cmd->add_flag("--fail-fast", o->fail_fast, "stop at the first task that does not end ok (exit 1)")
       ->excludes(first);
   cmd->add_option("--status", o->status, "print only results of these statuses")
-      ->check(CLI::IsMember({"ok", "failed", "timeout", "cancelled", "worker_lost"}))
+      ->check(CLI::IsMember(
+          {"ok", "failed", "timeout", "cancelled", "worker_lost", "dependency_failed"}))
       ->delimiter(',');
   cmd->add_option("--timeout", o->timeout, "give up after SECONDS (exit 124)")->check(ZeroOrMore());
   AddProgressFlags(cmd, o->progress, o->quiet);

@@ -18,6 +18,7 @@
 #include "cli/template.h"
 #include "cli/verbs.h"
 #include "common/errors.h"
+#include "common/ids.h"
 #include "common/task_spec.h"
 
 extern char** environ;
@@ -255,6 +256,31 @@ CLI::Option* AddJobOptions(CLI::App* cmd, JobInput& in) {
   cmd->add_option("--retry-backoff", in.retry_backoff,
                   "BASE,MAX seconds of exponential backoff between retries (default 1,60)")
       ->delimiter(',');
+  cmd->add_option("--after", in.after,
+                  "run after these jobs or tasks (j3, j4.2) ended ok; else end dependency_failed")
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->check(IdCheck(true));
+  cmd->add_option("--after-any", in.after_any,
+                  "run after these jobs or tasks ended, however they ended")
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->check(IdCheck(true));
+  cmd->add_option("--cpus", in.cpus, "cpus each task takes of its worker's (shell default 1)")
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--resource", in.resources,
+                  "NAME=N units of a worker resource each task takes (repeatable): gpu=1")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  cmd->add_option("--queue", in.queue, "the named queue the tasks go to (orq worker --queues)");
+  cmd->add_option("--limit", in.limits,
+                  "a limit each task takes (orq limit set NAME N): at most N run at once")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  cmd->add_option("--lock", in.locks,
+                  "NAME:read or NAME:write: a cluster-wide readers-writer lock each task holds")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   cmd->add_option("--cwd", in.cwd,
                   "where shell tasks run (default: this directory, recorded at submit)");
   cmd->add_option("--env", in.env,
@@ -265,6 +291,72 @@ CLI::Option* AddJobOptions(CLI::App* cmd, JobInput& in) {
   cmd->add_flag("--dry-run", in.dry_run, "print each task's command line; submit nothing");
   return lines;
 }
+
+namespace {
+
+// The coordination options as Needs, to add to every task's own; null when none was given.
+std::shared_ptr<const Needs> OptionNeeds(const JobInput& in) {
+  Needs needs;
+  for (const bool any : {false, true}) {
+    for (const std::string& text : any ? in.after_any : in.after) {
+      auto id = ParseId(text);  // IdCheck passed it
+      if (!id || id->job == 0) throw UsageError("--after " + text + ": not a job or task id");
+      needs.after.push_back({id->job, id->index.value_or(0), !id->index, any});
+    }
+  }
+  if (in.cpus) needs.cpus = static_cast<uint32_t>(*in.cpus);
+  for (const std::string& r : in.resources) {
+    const size_t eq = r.find('=');
+    ResourceNeed need{r.substr(0, eq), 1};
+    if (eq != std::string::npos) {
+      const std::string amount = r.substr(eq + 1);
+      char* end = nullptr;
+      const long n = std::strtol(amount.c_str(), &end, 10);
+      if (amount.empty() || *end || n < 1 || n > 1000000)
+        throw UsageError("--resource " + r + ": the amount must be a whole number from 1");
+      need.amount = static_cast<uint32_t>(n);
+    }
+    if (auto error = ValidateName(need.name, "--resource")) throw UsageError(*error);
+    if (need.name == "cpus") {
+      needs.cpus = need.amount;
+      continue;
+    }
+    needs.resources.push_back(std::move(need));
+  }
+  needs.queue = in.queue;
+  needs.limits = in.limits;
+  for (const std::string& l : in.locks) {
+    const size_t colon = l.rfind(':');
+    const std::string mode = colon == std::string::npos ? "" : l.substr(colon + 1);
+    if (mode != "read" && mode != "write")
+      throw UsageError("--lock " + l + ": give NAME:read or NAME:write");
+    needs.locks.push_back(
+        {l.substr(0, colon), mode == "read" ? LockMode::kRead : LockMode::kWrite});
+  }
+  if (needs == Needs{}) return nullptr;
+  return MakeNeeds(std::move(needs));
+}
+
+// `extra` on top of what the task file gave the task: lists joined, single values replaced.
+std::shared_ptr<const Needs> Merge(const std::shared_ptr<const Needs>& own, const Needs& extra) {
+  if (!own) return MakeNeeds(extra);
+  Needs n = *own;
+  n.after.insert(n.after.end(), extra.after.begin(), extra.after.end());
+  if (extra.cpus) n.cpus = extra.cpus;
+  for (const ResourceNeed& r : extra.resources) {
+    std::erase_if(n.resources, [&](const ResourceNeed& x) { return x.name == r.name; });
+    n.resources.push_back(r);
+  }
+  if (!extra.queue.empty()) n.queue = extra.queue;
+  n.limits.insert(n.limits.end(), extra.limits.begin(), extra.limits.end());
+  for (const LockNeed& l : extra.locks) {
+    std::erase_if(n.locks, [&](const LockNeed& x) { return x.name == l.name; });
+    n.locks.push_back(l);
+  }
+  return MakeNeeds(std::move(n));
+}
+
+}  // namespace
 
 BuiltJob BuildJob(const JobInput& in) {
   if (in.retry_backoff &&
@@ -302,7 +394,9 @@ BuiltJob BuildJob(const JobInput& in) {
     throw UsageError("the job has " + std::to_string(job.specs.size()) +
                      " tasks; a job may hold at most " + std::to_string(kMaxTasksPerJob));
   bool shell = false;
+  const std::shared_ptr<const Needs> needs = OptionNeeds(in);
   for (TaskSpec& spec : job.specs) {  // options given on the command line apply to every task
+    if (needs) spec.needs = spec.needs ? Merge(spec.needs, *needs) : needs;
     if (in.delay) spec.delay = *in.delay;
     if (in.timeout) spec.timeout = *in.timeout;
     if (in.priority) spec.priority = *in.priority;

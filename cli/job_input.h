@@ -27,6 +27,12 @@ struct JobInput {
   std::optional<int> priority;
   std::optional<int> attempts, retries;
   std::optional<std::pair<double, double>> retry_backoff;  // BASE,MAX
+  // Coordination (added to each task's own, from a task file): --after, --after-any (ids),
+  // --cpus, --resource NAME=N, --queue, --limit NAME, --lock NAME:read|write.
+  std::vector<std::string> after, after_any;
+  std::optional<int> cpus;
+  std::vector<std::string> resources, limits, locks;
+  std::string queue;
   // Where shell tasks run.
   std::string cwd;
   std::vector<std::string> env;  // NAME=VALUE, or NAME to pass the submitter's value

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli/client.h"
+#include "common/ids.h"
 #include "common/keys.h"
 
 namespace orq {
@@ -133,6 +134,16 @@ CLI::Validator NumberCheck(bool zero_allowed) {
 
 CLI::Validator MoreThanZero() { return NumberCheck(false); }
 CLI::Validator ZeroOrMore() { return NumberCheck(true); }
+
+CLI::Validator IdCheck(bool tasks) {
+  return CLI::Validator(
+      [tasks](std::string& text) {
+        auto id = ParseId(text);
+        if (id && id->job > 0 && (tasks || !id->index)) return std::string();
+        return "'" + text + "' is not a " + (tasks ? "job or task id (j7 or j7.2)" : "job id (j7)");
+      },
+      tasks ? "ID" : "JOB");
+}
 
 std::string DidYouMean(const CLI::App& app, const std::string& word) {
   std::vector<std::string> names;

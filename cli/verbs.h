@@ -52,6 +52,8 @@ bool CommandAfterDashes();
 // where CLI11's own print the whole range of a double.
 CLI::Validator MoreThanZero();
 CLI::Validator ZeroOrMore();
+// A job id (j7) or, with tasks, a task id (j7.2).
+CLI::Validator IdCheck(bool tasks);
 
 // "; did you mean --timeout?" when `word` is a near miss of one of `app`'s options or
 // subcommands (edit distance at most 2, or a prefix); "" otherwise.

@@ -164,6 +164,65 @@ void EmplaceIndex(V& v, size_t index, std::index_sequence<I...>) {
   ((index == I ? (void)v.template emplace<I>() : (void)0), ...);
 }
 
+// A spec's Needs: a flag, then each field.
+void Put(Writer& w, const std::shared_ptr<const Needs>& p) {
+  w.U64(p != nullptr);
+  if (!p) return;
+  const Needs& n = *p;
+  w.Str(n.name);
+  w.U64(n.after.size());
+  for (const Dependency& d : n.after) {
+    w.U64(d.job);
+    w.U64(d.index);
+    w.U64(uint64_t{d.whole_job} | uint64_t{d.any} << 1);
+  }
+  w.U64(n.cpus);
+  w.U64(n.resources.size());
+  for (const ResourceNeed& r : n.resources) {
+    w.Str(r.name);
+    w.U64(r.amount);
+  }
+  w.Str(n.queue);
+  w.U64(n.limits.size());
+  for (const std::string& l : n.limits) w.Str(l);
+  w.U64(n.locks.size());
+  for (const LockNeed& l : n.locks) {
+    w.Str(l.name);
+    w.U64(static_cast<uint8_t>(l.mode));
+  }
+}
+void Get(Reader& r, std::shared_ptr<const Needs>& p) {
+  if (!r.Bool()) return p.reset();
+  auto n = std::make_shared<Needs>();
+  n->name = r.Str();
+  n->after.resize(r.Count(3));
+  for (Dependency& d : n->after) {
+    d.job = r.U64();
+    d.index = r.U32();
+    const uint64_t flags = r.U64();
+    if (flags > 3) return void(r.Fail());
+    d.whole_job = flags & 1;
+    d.any = flags & 2;
+  }
+  n->cpus = r.U32();
+  n->resources.resize(r.Count(2));
+  for (ResourceNeed& res : n->resources) {
+    res.name = r.Str();
+    res.amount = r.U32();
+  }
+  n->queue = r.Str();
+  n->limits.resize(r.Count());
+  for (std::string& l : n->limits) l = r.Str();
+  n->locks.resize(r.Count(2));
+  for (LockNeed& l : n->locks) {
+    l.name = r.Str();
+    const uint64_t mode = r.U64();
+    if (mode > static_cast<uint8_t>(LockMode::kWrite)) return void(r.Fail());
+    l.mode = static_cast<LockMode>(mode);
+  }
+  p = std::move(n);
+}
+
 // A spec: its kind (TaskBody's index), the fields every kind shares, then the kind's own.
 void Put(Writer& w, const TaskSpec& s) {
   w.U64(s.body.index());
@@ -174,6 +233,7 @@ void Put(Writer& w, const TaskSpec& s) {
   w.U64(s.retries);
   w.F64(s.backoff_base);
   w.F64(s.backoff_max);
+  Put(w, s.needs);
   std::visit(
       [&](const auto& body) { const_cast<std::decay_t<decltype(body)>&>(body).Fields(BodyOut{w}); },
       s.body);  // BodyOut only reads
@@ -192,6 +252,7 @@ void Get(Reader& r, TaskSpec& s) {
   s.retries = r.U32();
   s.backoff_base = r.F64();
   s.backoff_max = r.F64();
+  Get(r, s.needs);
   std::visit([&](auto& body) { body.Fields(BodyIn{r}); }, s.body);
 }
 
@@ -225,7 +286,7 @@ void Put(Writer& w, const TaskOutcome& o) {
 void Get(Reader& r, TaskOutcome& o) {
   Get(r, o.id);
   uint64_t status = r.U64();
-  if (status > static_cast<uint8_t>(TaskStatus::kWorkerLost)) return void(r.Fail());
+  if (status > static_cast<uint8_t>(TaskStatus::kDependencyFailed)) return void(r.Fail());
   o.status = static_cast<TaskStatus>(status);
   o.attempt = r.U32();
   o.worker_pid = r.I64();
@@ -301,14 +362,15 @@ void Get(Reader& r, Assignment& a) {
 void Put(Writer& w, const JobInfo& i) {
   w.U64(i.job);
   w.F64(i.age);
-  for (uint32_t v : {i.tasks, i.queued, i.delayed, i.running, i.ok, i.failed}) w.U64(v);
+  for (uint32_t v : {i.tasks, i.waiting, i.queued, i.delayed, i.running, i.ok, i.failed}) w.U64(v);
   w.F64(i.finished_age);
   w.Str(i.label);
 }
 void Get(Reader& r, JobInfo& i) {
   i.job = r.U64();
   i.age = r.F64();
-  for (uint32_t* v : {&i.tasks, &i.queued, &i.delayed, &i.running, &i.ok, &i.failed}) *v = r.U32();
+  for (uint32_t* v : {&i.tasks, &i.waiting, &i.queued, &i.delayed, &i.running, &i.ok, &i.failed})
+    *v = r.U32();
   i.finished_age = r.F64();
   i.label = r.Str();
 }
@@ -482,6 +544,12 @@ std::string EncodeSpecs(const std::vector<TaskSpec>& specs) {
   size_t bytes = 10;
   for (const TaskSpec& s : specs) {
     bytes += 64;  // the shared fields, at most
+    if (const Needs* n = s.needs.get()) {
+      bytes += 64 + n->name.size() + n->queue.size() + 30 * n->after.size();
+      for (const auto& r : n->resources) bytes += 20 + r.name.size();
+      for (const auto& l : n->limits) bytes += 10 + l.size();
+      for (const auto& l : n->locks) bytes += 20 + l.name.size();
+    }
     std::visit(
         [&](const auto& body) {
           const_cast<std::decay_t<decltype(body)>&>(body).Fields(BodySize{bytes});

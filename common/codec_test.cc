@@ -52,6 +52,13 @@ std::vector<Message> OneOfEach() {
   cpu.body = CpuTask{10};
   TaskSpec echo;
   echo.body = EchoTask{"{\"a\":[1,2]}"};
+  echo.needs = MakeNeeds(Needs{"load",
+                               {{0, 2, false, false}, {7, 0, true, true}},
+                               4,
+                               {{"gpu", 2}, {"license", 1}},
+                               "fast",
+                               {"api", "download"},
+                               {{"db", LockMode::kWrite}, {"logs", LockMode::kRead}}});
   TaskOutcome ok;
   ok.id = {1, 0};
   ok.result = "\"hello\"";
@@ -94,8 +101,8 @@ std::vector<Message> OneOfEach() {
       ReloadAccessRequest{},
       ReloadedReply{3, 1},
       JobsRequest{{"j1", "j4"}},
-      JobsReply{{{4, 12.5, 100, 10, 2, 8, 70, 10, -1, "gzip a.txt"},
-                 {5, 1, 1, 0, 0, 0, 1, 0, 0.5, "sleep"}}},
+      JobsReply{{{4, 12.5, 100, 3, 10, 2, 8, 70, 7, -1, "gzip a.txt"},
+                 {5, 1, 1, 0, 0, 0, 0, 1, 0, 0.5, "sleep"}}},
       RetryRequest{4, true},
       ScaleRequest{3},
       ScaledReply{2, 3},

@@ -35,13 +35,15 @@ std::string_view StatusName(TaskStatus status) {
       return "cancelled";
     case TaskStatus::kWorkerLost:
       return "worker_lost";
+    case TaskStatus::kDependencyFailed:
+      return "dependency_failed";
   }
   return "?";
 }
 
 std::optional<TaskStatus> ParseStatus(std::string_view name) {
   for (auto s : {TaskStatus::kOk, TaskStatus::kFailed, TaskStatus::kTimeout, TaskStatus::kCancelled,
-                 TaskStatus::kWorkerLost}) {
+                 TaskStatus::kWorkerLost, TaskStatus::kDependencyFailed}) {
     if (StatusName(s) == name) return s;
   }
   return std::nullopt;

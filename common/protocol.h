@@ -28,7 +28,7 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ3";
+inline constexpr std::string_view kProtocolVersion = "ORQ4";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
@@ -186,6 +186,7 @@ enum class TaskStatus : uint8_t {
   kTimeout = 2,
   kCancelled = 3,
   kWorkerLost = 4,
+  kDependencyFailed = 5,  // a task it runs after did not end ok (or was cancelled): it never ran
 };
 
 // What a shell task's process left behind.
@@ -346,13 +347,14 @@ struct WorkerInfo {
   Slots slots{};  // capacity per task class
 };
 struct TaskCounts {
-  uint64_t queued = 0, delayed = 0, running = 0;
+  uint64_t waiting = 0, queued = 0, delayed = 0, running = 0;  // waiting: for its dependencies
   uint64_t done = 0, failed = 0, timeout = 0, cancelled = 0, worker_lost = 0;  // by final status
+  uint64_t dependency_failed = 0;
   // Each count with its name in `orq status`, in the order it prints them.
   template <typename F> void ForEach(F&& f) {
-    f("queued", queued), f("delayed", delayed), f("running", running), f("done", done),
-        f("failed", failed), f("timeout", timeout), f("cancelled", cancelled),
-        f("worker_lost", worker_lost);
+    f("waiting", waiting), f("queued", queued), f("delayed", delayed), f("running", running),
+        f("done", done), f("failed", failed), f("timeout", timeout), f("cancelled", cancelled),
+        f("worker_lost", worker_lost), f("dependency_failed", dependency_failed);
   }
 };
 struct BrokerCounters {
@@ -389,6 +391,7 @@ struct JobInfo {
   uint64_t job = 0;
   double age = 0;  // seconds since it was submitted
   uint32_t tasks = 0;
+  uint32_t waiting = 0;                           // for its dependencies
   uint32_t queued = 0, delayed = 0, running = 0;  // delayed: waiting for its delay or a retry
   uint32_t ok = 0, failed = 0;                    // failed: every final status but ok
   double finished_age = -1;  // seconds since its last task finished; -1 while it runs

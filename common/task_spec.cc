@@ -1,11 +1,14 @@
 #include "common/task_spec.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 
+#include "common/ids.h"
 #include "common/protocol.h"
 
 namespace orq {
@@ -71,8 +74,9 @@ const std::vector<Kind>& Kinds() {
   return kinds;
 }
 
-constexpr std::array<std::string_view, 7> kSharedFields = {
-    "kind", "delay", "timeout", "priority", "attempts", "retries", "retry_backoff"};
+constexpr std::array<std::string_view, 15> kSharedFields = {
+    "kind",  "delay",     "timeout", "priority",  "attempts", "retries", "retry_backoff", "name",
+    "after", "after_any", "cpus",    "resources", "queue",    "limits",  "locks"};
 
 FieldError ValueSize(const std::string& json_text) {
   if (json_text.size() <= kMaxValueBytes) return std::nullopt;
@@ -220,6 +224,242 @@ FieldError ValidateEnv(const std::vector<std::string>& env, std::string_view wha
   return std::nullopt;
 }
 
+// --- what a task needs (Needs) ---
+
+FieldError ValidateName(std::string_view name, std::string_view what) {
+  constexpr size_t kMaxName = 64;
+  const bool ok =
+      !name.empty() && name.size() <= kMaxName && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+      });
+  if (ok) return std::nullopt;
+  return std::string(what) + " " + Quote(name) +
+         " is not a name: use 1 to 64 letters, digits, '_', '-' or '.'";
+}
+
+namespace {
+
+// A JSON string, or an array of them: "a" or ["a", "b"].
+FieldError StringList(const json& obj, const char* field, std::vector<std::string>& out) {
+  auto it = obj.find(field);
+  if (it == obj.end()) return std::nullopt;
+  auto bad = [&] { return "field " + Quote(field) + " must be a string or an array of strings"; };
+  if (it->is_string()) {
+    out.push_back(it->get<std::string>());
+    return std::nullopt;
+  }
+  if (!it->is_array()) return bad();
+  for (const auto& item : *it) {
+    if (!item.is_string()) return bad();
+    out.push_back(item.get<std::string>());
+  }
+  return std::nullopt;
+}
+
+FieldError Count(const json& value, const std::string& what, uint32_t& out) {
+  if (!value.is_number_integer() || value.get<int64_t>() < 1 || value.get<int64_t>() > 1000000)
+    return what + " must be a whole number from 1 to 1000000, not " + value.dump();
+  out = static_cast<uint32_t>(value.get<int64_t>());
+  return std::nullopt;
+}
+
+// The shared fields of issue 10: name, after, after_any, cpus, resources, queue, limits, locks.
+FieldError ParseNeeds(const json& obj, TaskSpec& spec, std::vector<NamedDependency>* named) {
+  Needs needs;
+  bool any_field = false;
+  if (auto it = obj.find("name"); it != obj.end()) {
+    if (!it->is_string()) return "field 'name' must be a string";
+    needs.name = it->get<std::string>();
+    if (ParseId(needs.name))
+      return "field 'name' " + Quote(needs.name) + " looks like a task id; pick another name";
+    any_field = true;
+  }
+  for (const bool any : {false, true}) {
+    const char* field = any ? "after_any" : "after";
+    std::vector<std::string> refs;
+    if (auto error = StringList(obj, field, refs)) return error;
+    for (const std::string& ref : refs) {
+      any_field = true;
+      if (auto id = ParseId(ref)) {
+        if (id->job == 0) return "field " + Quote(field) + " names j0; jobs are numbered from j1";
+        needs.after.push_back({id->job, id->index.value_or(0), !id->index, any});
+        continue;
+      }
+      if (auto error = ValidateName(ref, "field '" + std::string(field) + "' item")) return error;
+      if (!named)
+        return "field " + Quote(field) + " names the task " + Quote(ref) +
+               "; names are known only within a task file (give an id such as j7 or j7.2)";
+      named->push_back({ref, any});
+    }
+  }
+  if (auto it = obj.find("cpus"); it != obj.end()) {
+    if (auto error = Count(*it, "field 'cpus'", needs.cpus)) return error;
+    any_field = true;
+  }
+  if (auto it = obj.find("resources"); it != obj.end()) {
+    if (!it->is_object()) return "field 'resources' must be an object such as {\"gpu\": 1}";
+    for (const auto& [name, amount] : it->items()) {
+      uint32_t n = 0;
+      if (auto error = Count(amount, "field 'resources' item " + Quote(name), n)) return error;
+      if (name == "cpus")
+        needs.cpus = n;
+      else
+        needs.resources.push_back({name, n});
+    }
+    any_field = true;
+  }
+  if (auto it = obj.find("queue"); it != obj.end()) {
+    if (!it->is_string()) return "field 'queue' must be a string";
+    needs.queue = it->get<std::string>();
+    any_field = true;
+  }
+  if (auto error = StringList(obj, "limits", needs.limits)) return error;
+  any_field = any_field || !needs.limits.empty();
+  if (auto it = obj.find("locks"); it != obj.end()) {
+    if (!it->is_object()) return "field 'locks' must be an object such as {\"db\": \"write\"}";
+    for (const auto& [name, mode] : it->items()) {
+      if (mode != "read" && mode != "write")
+        return "field 'locks' item " + Quote(name) + " must be \"read\" or \"write\", not " +
+               mode.dump();
+      needs.locks.push_back({name, mode == "read" ? LockMode::kRead : LockMode::kWrite});
+    }
+    any_field = true;
+  }
+  if (any_field || (named && !named->empty())) spec.needs = MakeNeeds(std::move(needs));
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::shared_ptr<const Needs> MakeNeeds(Needs needs) {
+  std::sort(needs.resources.begin(), needs.resources.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(needs.limits.begin(), needs.limits.end());
+  needs.limits.erase(std::unique(needs.limits.begin(), needs.limits.end()), needs.limits.end());
+  std::sort(needs.locks.begin(), needs.locks.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  return std::make_shared<const Needs>(std::move(needs));
+}
+
+const Needs& TaskSpec::need() const {
+  static const Needs kNone;
+  return needs ? *needs : kNone;
+}
+
+uint32_t Cpus(const TaskSpec& spec) {
+  if (spec.needs && spec.needs->cpus > 0) return spec.needs->cpus;
+  return std::holds_alternative<ShellTask>(spec.body) ? 1 : 0;
+}
+
+namespace {
+
+FieldError ValidateNeeds(const Needs& n) {
+  if (!n.name.empty()) {
+    if (auto error = ValidateName(n.name, "field 'name'")) return error;
+  }
+  if (n.after.size() > kMaxTasksPerJob)
+    return "field 'after' names " + std::to_string(n.after.size()) + " tasks; the limit is " +
+           std::to_string(kMaxTasksPerJob);
+  if (n.cpus > 1000000) return std::string("field 'cpus' must be at most 1000000");
+  for (size_t i = 0; i < n.resources.size(); ++i) {
+    const ResourceNeed& r = n.resources[i];
+    if (auto error = ValidateName(r.name, "field 'resources' item")) return error;
+    if (r.name == "cpus") return std::string("give cpus as field 'cpus', not as a resource");
+    if (r.amount < 1 || r.amount > 1000000)
+      return "field 'resources' item " + Quote(r.name) + " must be from 1 to 1000000";
+    if (i > 0 && n.resources[i - 1].name >= r.name)
+      return "field 'resources' names " + Quote(r.name) + " twice (or out of order)";
+  }
+  if (!n.queue.empty()) {
+    if (auto error = ValidateName(n.queue, "field 'queue'")) return error;
+  }
+  for (size_t i = 0; i < n.limits.size(); ++i) {
+    if (auto error = ValidateName(n.limits[i], "field 'limits' item")) return error;
+    if (i > 0 && n.limits[i - 1] >= n.limits[i])
+      return "field 'limits' names " + Quote(n.limits[i]) + " twice (or out of order)";
+  }
+  for (size_t i = 0; i < n.locks.size(); ++i) {
+    if (auto error = ValidateName(n.locks[i].name, "field 'locks' item")) return error;
+    if (n.locks[i].mode != LockMode::kRead && n.locks[i].mode != LockMode::kWrite)
+      return "field 'locks' item " + Quote(n.locks[i].name) + " has no mode (read or write)";
+    if (i > 0 && n.locks[i - 1].name >= n.locks[i].name)
+      return "field 'locks' names " + Quote(n.locks[i].name) + " twice (or out of order)";
+  }
+  constexpr size_t kMaxGates = 64;  // limits, locks and resources of one task
+  if (n.limits.size() + n.locks.size() + n.resources.size() > kMaxGates)
+    return "a task may take at most " + std::to_string(kMaxGates) +
+           " limits, locks and resources together";
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<uint32_t> FindCycle(const std::vector<TaskSpec>& specs) {
+  // Kahn's algorithm on the edges dependency -> dependant within the job; what it cannot remove
+  // holds a cycle, found by walking from any of it along its remaining dependencies.
+  const auto n = static_cast<uint32_t>(specs.size());
+  std::vector<uint32_t> indegree(n, 0);  // own-job dependencies not yet removed
+  std::vector<std::vector<uint32_t>> dependants;
+  bool any = false;
+  for (uint32_t i = 0; i < n; ++i) {
+    for (const Dependency& d : specs[i].need().after) {
+      if (d.job != Dependency::kSameJob) continue;
+      if (!any) dependants.resize(n), any = true;
+      dependants[d.index].push_back(i);
+      ++indegree[i];
+    }
+  }
+  if (!any) return {};
+  std::vector<uint32_t> ready;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (indegree[i] == 0) ready.push_back(i);
+  }
+  uint32_t removed = 0;
+  while (!ready.empty()) {
+    const uint32_t i = ready.back();
+    ready.pop_back();
+    ++removed;
+    for (uint32_t d : dependants[i]) {
+      if (--indegree[d] == 0) ready.push_back(d);
+    }
+  }
+  if (removed == n) return {};
+  uint32_t at = 0;
+  while (indegree[at] == 0) ++at;
+  std::vector<uint32_t> seen(n, UINT32_MAX), path;  // seen: position in path
+  while (seen[at] == UINT32_MAX) {
+    seen[at] = static_cast<uint32_t>(path.size());
+    path.push_back(at);
+    for (const Dependency& d : specs[at].need().after) {
+      if (d.job == Dependency::kSameJob && indegree[d.index] > 0) {
+        at = d.index;
+        break;
+      }
+    }
+  }
+  std::vector<uint32_t> cycle(path.begin() + seen[at], path.end());
+  std::reverse(cycle.begin(), cycle.end());  // dependency first: a -> b means b runs after a
+  std::rotate(cycle.begin(), std::min_element(cycle.begin(), cycle.end()), cycle.end());
+  cycle.push_back(cycle.front());
+  return cycle;
+}
+
+FieldError CheckDependencies(const std::vector<TaskSpec>& specs) {
+  for (size_t i = 0; i < specs.size(); ++i) {
+    for (const Dependency& d : specs[i].need().after) {
+      if (d.job != Dependency::kSameJob) continue;
+      if (d.whole_job || d.index >= specs.size() || d.index == i)
+        return "task " + std::to_string(i) + ": field 'after' names task " +
+               std::to_string(d.index) + " of its own job, which is not another task of it";
+    }
+  }
+  const std::vector<uint32_t> cycle = FindCycle(specs);
+  if (cycle.empty()) return std::nullopt;
+  std::string text;
+  for (uint32_t i : cycle) text += (text.empty() ? "" : " -> ") + ("task " + std::to_string(i));
+  return "the tasks' 'after' make a cycle: " + text;
+}
+
 // --- any kind ---
 
 TaskClass ClassOf(const TaskSpec& spec) {
@@ -248,10 +488,14 @@ std::optional<std::string> ValidateSpec(const TaskSpec& spec) {
   if (!std::isfinite(spec.backoff_base) || spec.backoff_base <= 0 ||
       !std::isfinite(spec.backoff_max) || spec.backoff_max < spec.backoff_base)
     return std::string("field 'retry_backoff' must be [BASE, MAX] with 0 < BASE <= MAX");
+  if (spec.needs) {
+    if (auto error = ValidateNeeds(*spec.needs)) return error;
+  }
   return std::visit([](const auto& t) { return t.Validate(); }, spec.body);
 }
 
-std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::string_view where) {
+std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::string_view where,
+                                                std::vector<NamedDependency>* named) {
   auto fail = [&](const std::string& msg) { return SpecError{std::string(where) + ": " + msg}; };
   json obj;
   try {
@@ -305,6 +549,7 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
     spec.backoff_base = (*it)[0].get<double>();
     spec.backoff_max = (*it)[1].get<double>();
   }
+  if (auto needs_error = ParseNeeds(obj, spec, named)) return fail(*needs_error);
   if (auto body_error = kind->parse(obj, spec.body)) return fail(*body_error);
   if (auto invalid = ValidateSpec(spec)) return fail(*invalid);
   return spec;
@@ -313,17 +558,56 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
 std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
                                                              std::string_view name) {
   std::vector<TaskSpec> specs;
+  std::vector<size_t> lines;                          // each task's line number
+  std::vector<std::vector<NamedDependency>> named;    // each task's "after" by name
+  std::unordered_map<std::string, uint32_t> by_name;  // task name -> index
   std::string line;
   std::string where;
   for (size_t number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     where.assign(name).append(":").append(std::to_string(number));
-    auto parsed = ParseTaskJson(line, where);
+    std::vector<NamedDependency> names;
+    auto parsed = ParseTaskJson(line, where, &names);
     if (auto* err = std::get_if<SpecError>(&parsed)) return std::move(*err);
     specs.push_back(std::move(std::get<TaskSpec>(parsed)));
+    lines.push_back(number);
+    named.push_back(std::move(names));
+    if (const std::string& task_name = specs.back().need().name; !task_name.empty()) {
+      auto [it, added] = by_name.emplace(task_name, static_cast<uint32_t>(specs.size() - 1));
+      if (!added)
+        return SpecError{where + ": the name " + Quote(task_name) + " is taken by line " +
+                         std::to_string(lines[it->second])};
+    }
   }
   if (in.bad()) return SpecError{std::string(name) + ": read error"};
   if (specs.empty()) return SpecError{std::string(name) + ": no tasks in the file"};
+  auto where_is = [&](uint32_t i) { return std::string(name) + ":" + std::to_string(lines[i]); };
+  for (uint32_t i = 0; i < specs.size(); ++i) {
+    if (named[i].empty()) continue;
+    Needs needs = specs[i].need();
+    for (const NamedDependency& dependency : named[i]) {
+      auto it = by_name.find(dependency.name);
+      if (it == by_name.end())
+        return SpecError{where_is(i) + ": field '" + (dependency.any ? "after_any" : "after") +
+                         "' names " + Quote(dependency.name) + ", which no task in " +
+                         std::string(name) + " is called"};
+      if (it->second == i)
+        return SpecError{where_is(i) + ": the task " + Quote(dependency.name) +
+                         " cannot run after itself"};
+      needs.after.push_back({Dependency::kSameJob, it->second, false, dependency.any});
+    }
+    specs[i].needs = MakeNeeds(std::move(needs));
+  }
+  if (const std::vector<uint32_t> cycle = FindCycle(specs); !cycle.empty()) {
+    std::string text;
+    for (uint32_t i : cycle) {
+      const std::string& task_name = specs[i].need().name;
+      text += (text.empty() ? "" : " -> ") +
+              (task_name.empty() ? "line " + std::to_string(lines[i])
+                                 : Quote(task_name) + " (line " + std::to_string(lines[i]) + ")");
+    }
+    return SpecError{std::string(name) + ": the tasks' 'after' make a cycle: " + text};
+  }
   return specs;
 }
 

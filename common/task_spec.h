@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <variant>
 #include <vector>
 
@@ -102,6 +103,53 @@ struct ShellTask {
 // kinds, never reorder.
 using TaskBody = std::variant<SleepTask, EchoTask, CpuTask, ShellTask>;
 
+// --- What a task needs before it may start: coordination across the cluster (issue 10) ---
+
+// A task it runs after: one task ("j4.2"), every task of a job ("j3"), or a task of its own job
+// (a name in its task file, which the parser turns into that task's index).
+struct Dependency {
+  static constexpr uint64_t kSameJob = 0;
+  uint64_t job = kSameJob;
+  uint32_t index = 0;
+  bool whole_job = false;
+  bool any = false;  // after_any: however it ended (Slurm's afterany); else it must end ok
+  friend bool operator==(const Dependency&, const Dependency&) = default;
+};
+
+// A readers-writer lock a task holds while it runs: readers share it, a writer holds it alone.
+enum class LockMode : uint8_t { kRead = 0, kWrite = 1 };
+struct LockNeed {
+  std::string name;
+  LockMode mode = LockMode::kRead;
+  friend bool operator==(const LockNeed&, const LockNeed&) = default;
+};
+// Units of a resource a worker declares (orq worker --resources gpu=2).
+struct ResourceNeed {
+  std::string name;
+  uint32_t amount = 1;
+  friend bool operator==(const ResourceNeed&, const ResourceNeed&) = default;
+};
+
+// Everything but the kind's own fields that decides when and where a task may start. Few tasks
+// have any, so a spec holds it out of line (null: none): every spec stays small.
+struct Needs {
+  std::string name;                     // its name in its task file, for people; unique in its job
+  std::vector<Dependency> after;        // all must have ended (ok, unless `any`) before it starts
+  uint32_t cpus = 0;                    // of its worker's cpus; 0: the kind's default (DefaultCpus)
+  std::vector<ResourceNeed> resources;  // other than cpus; sorted by name, each once
+  std::string queue;                    // empty: the default queue
+  std::vector<std::string> limits;      // semaphores (orq limit set) it takes; sorted, each once
+  std::vector<LockNeed> locks;          // sorted by name, each once
+  friend bool operator==(const Needs&, const Needs&) = default;
+};
+
+// Names of queues, limits, locks, resources and tasks: letters, digits, '_', '-', '.'; at most
+// 64 characters. Returns the sentence when `name` is not one.
+FieldError ValidateName(std::string_view name, std::string_view what);
+
+// Needs as a spec holds them: limits, locks and resources sorted by name, limits each once.
+std::shared_ptr<const Needs> MakeNeeds(Needs needs);
+
 struct TaskSpec {
   TaskBody body;            // what to run
   double delay = 0;         // seconds after submission before the task is eligible
@@ -111,9 +159,21 @@ struct TaskSpec {
   uint32_t retries = 0;     // re-runs after the task fails (or times out) on its own
   double backoff_base = 1;  // retry n waits min(MAX, BASE * 2^(n-1)) s, times [0.5, 1)
   double backoff_max = 60;
+  std::shared_ptr<const Needs> needs;  // null: none (no dependency, lock, limit, resource...)
 
-  friend bool operator==(const TaskSpec&, const TaskSpec&) = default;
+  // The task's needs, or an empty set.
+  const Needs& need() const;
+  friend bool operator==(const TaskSpec& a, const TaskSpec& b) {
+    return std::tie(a.body, a.delay, a.timeout, a.priority, a.attempts, a.retries, a.backoff_base,
+                    a.backoff_max) == std::tie(b.body, b.delay, b.timeout, b.priority, b.attempts,
+                                               b.retries, b.backoff_base, b.backoff_max) &&
+           a.need() == b.need();
+  }
 };
+
+// The cpus a task takes of its worker's: what it asked for, else 1 for a shell task (a process)
+// and none for the kinds that run on the worker's own loop and pool.
+uint32_t Cpus(const TaskSpec& spec);
 
 TaskClass ClassOf(const TaskSpec& spec);
 std::string_view KindName(const TaskSpec& spec);
@@ -125,10 +185,20 @@ struct SpecError {
   std::string message;
 };
 
-// Parses one JSON object (one line of a task file). `where` prefixes the error ("FILE:LINE").
-std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::string_view where);
+// A dependency named by a task's name in its file ("after": ["a1"]), before the file is read
+// whole and the name becomes an index.
+struct NamedDependency {
+  std::string name;
+  bool any = false;
+};
 
-// Parses a whole task file: every non-blank line is a task. All or nothing.
+// Parses one JSON object (one line of a task file). `where` prefixes the error ("FILE:LINE").
+// Names in "after" go to `named` (ParseTaskFile resolves them); without it they are an error.
+std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::string_view where,
+                                                std::vector<NamedDependency>* named = nullptr);
+
+// Parses a whole task file: every non-blank line is a task. All or nothing: a name in "after" that
+// no task has, a name given twice, or a cycle refuses the file, naming the lines.
 std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
                                                              std::string_view name);
 
@@ -136,6 +206,13 @@ std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
 // specs built from command-line options and on the broker for every submitted spec. Returns the
 // error sentence, or nullopt when valid.
 std::optional<std::string> ValidateSpec(const TaskSpec& spec);
+
+// Checks a job's dependencies on its own tasks: each names another task of the job, and they make
+// no cycle. Returns the sentence ("a cycle: task 3 -> task 5 -> task 3"), or nullopt.
+FieldError CheckDependencies(const std::vector<TaskSpec>& specs);
+// A cycle among the job's own dependencies, as task indices (the first again at the end); empty
+// when there is none. Assumes every index is in range. Linear in tasks and dependencies.
+std::vector<uint32_t> FindCycle(const std::vector<TaskSpec>& specs);
 
 // The LINE of a shell task run as {"/bin/sh", "-c", LINE} (a "cmd", --lines, one word with shell
 // syntax), else null.

@@ -191,5 +191,85 @@ TEST(TaskSpecTest, ValidateSpecChecksCommandLineValues) {
   EXPECT_EQ(*ValidateSpec(s), "field 'delay' must be zero or more, not -1.0");
 }
 
+std::variant<std::vector<TaskSpec>, SpecError> ParseText(const std::string& text) {
+  std::istringstream in(text);
+  return ParseTaskFile(in, "t.jsonl");
+}
+std::string ErrorOf(const std::string& text) {
+  auto parsed = ParseText(text);
+  auto* error = std::get_if<SpecError>(&parsed);
+  return error ? error->message : "parsed";
+}
+
+TEST(TaskSpecTest, NamesInAFileBecomeDependenciesOnTasksOfTheJob) {
+  auto parsed = ParseText(
+      R"({"kind": "sleep", "seconds": 0, "after": ["load"]})"
+      "\n"
+      R"({"kind": "sleep", "seconds": 0, "name": "load", "after_any": "j3"})"
+      "\n"
+      R"({"kind": "sleep", "seconds": 0, "after": ["j4.2", "load"], "after_any": ["first"]})"
+      "\n"
+      R"({"kind": "echo", "value": 1, "name": "first"})");
+  ASSERT_TRUE(std::holds_alternative<std::vector<TaskSpec>>(parsed));
+  const auto& specs = std::get<std::vector<TaskSpec>>(parsed);
+  EXPECT_EQ(specs[0].need().after, (std::vector<Dependency>{{0, 1, false, false}}));
+  EXPECT_EQ(specs[1].need().after, (std::vector<Dependency>{{3, 0, true, true}}));
+  EXPECT_EQ(specs[1].need().name, "load");
+  EXPECT_EQ(
+      specs[2].need().after,
+      (std::vector<Dependency>{{4, 2, false, false}, {0, 1, false, false}, {0, 3, false, true}}));
+  EXPECT_FALSE(specs[3].needs == nullptr);
+}
+
+TEST(TaskSpecTest, ACycleUnknownNameOrTakenNameRefusesTheFileNamingLines) {
+  EXPECT_EQ(ErrorOf(R"({"kind": "echo", "value": 1, "name": "a", "after": "c"})"
+                    "\n"
+                    R"({"kind": "echo", "value": 1, "name": "b", "after": "a"})"
+                    "\n\n"
+                    R"({"kind": "echo", "value": 1, "name": "c", "after": "b"})"),
+            "t.jsonl: the tasks' 'after' make a cycle: 'a' (line 1) -> 'b' (line 2) -> 'c' (line "
+            "4) -> 'a' (line 1)");
+  EXPECT_EQ(ErrorOf(R"({"kind": "echo", "value": 1, "after": "nobody"})"),
+            "t.jsonl:1: field 'after' names 'nobody', which no task in t.jsonl is called");
+  EXPECT_EQ(ErrorOf(R"({"kind": "echo", "value": 1, "name": "x"})"
+                    "\n"
+                    R"({"kind": "echo", "value": 1, "name": "x"})"),
+            "t.jsonl:2: the name 'x' is taken by line 1");
+  EXPECT_EQ(ErrorOf(R"({"kind": "echo", "value": 1, "name": "x", "after": "x"})"),
+            "t.jsonl:1: the task 'x' cannot run after itself");
+  EXPECT_EQ(ErrorOf(R"({"kind": "echo", "value": 1, "name": "j7"})"),
+            "t.jsonl:1: field 'name' 'j7' looks like a task id; pick another name");
+  EXPECT_EQ(ErrorOf(R"({"kind": "echo", "value": 1, "after": "j0"})"),
+            "t.jsonl:1: field 'after' names 'j0', which no task in t.jsonl is called");
+}
+
+TEST(TaskSpecTest, LimitsLocksResourcesAndQueueAreParsedAndChecked) {
+  auto parsed = ParseTaskJson(
+      R"({"kind": "echo", "value": 1, "limits": ["dl", "api", "dl"], "locks": {"db": "write", "cache": "read"},
+          "resources": {"gpu": 2, "cpus": 4}, "queue": "fast"})",
+      "x:1");
+  ASSERT_TRUE(std::holds_alternative<TaskSpec>(parsed));
+  const Needs& n = std::get<TaskSpec>(parsed).need();
+  EXPECT_EQ(n.limits, (std::vector<std::string>{"api", "dl"}));
+  EXPECT_EQ(n.locks, (std::vector<LockNeed>{{"cache", LockMode::kRead}, {"db", LockMode::kWrite}}));
+  EXPECT_EQ(n.resources, (std::vector<ResourceNeed>{{"gpu", 2}}));
+  EXPECT_EQ(n.cpus, 4u);
+  EXPECT_EQ(n.queue, "fast");
+  auto error = [](const std::string& line) {
+    auto p = ParseTaskJson(line, "x:1");
+    return std::holds_alternative<SpecError>(p) ? std::get<SpecError>(p).message : "parsed";
+  };
+  EXPECT_EQ(error(R"({"kind": "echo", "value": 1, "locks": {"db": "exclusive"}})"),
+            "x:1: field 'locks' item 'db' must be \"read\" or \"write\", not \"exclusive\"");
+  EXPECT_EQ(error(R"({"kind": "echo", "value": 1, "resources": {"gpu": 0}})"),
+            "x:1: field 'resources' item 'gpu' must be a whole number from 1 to 1000000, not 0");
+  EXPECT_EQ(error(R"({"kind": "echo", "value": 1, "limits": "a b"})"),
+            "x:1: field 'limits' item 'a b' is not a name: use 1 to 64 letters, digits, '_', '-' "
+            "or '.'");
+  EXPECT_EQ(error(R"({"kind": "echo", "value": 1, "after": "load"})"),
+            "x:1: field 'after' names the task 'load'; names are known only within a task file "
+            "(give an id such as j7 or j7.2)");
+}
+
 }  // namespace
 }  // namespace orq
