@@ -62,6 +62,7 @@ class BrokerShell {
       auto jobs = sqlite_->Load();
       size_t tasks = 0;
       for (const auto& j : jobs) tasks += j.tasks.size();
+      core_.RestoreLimits(sqlite_->LoadLimits(), Clock::now());
       core_.Restore(std::move(jobs), Clock::now(), WallNow());
       if (tasks) Log("recovered " + std::to_string(tasks) + " tasks from " + config.journal);
       sqlite_->Commit();  // outcomes decided while restoring (worker_lost, cancelled)

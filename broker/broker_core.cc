@@ -155,6 +155,10 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
     Retry(from, m, now, out); },
                  [&](LogsRequest& m) {
     Logs(from, m, out); },
+                 [&](LimitRequest& m) {
+    Limit(from, m, out); },
+                 [&](ExplainRequest& m) {
+    Explain(from, m, out); },
                  [&](OutputMessage& m) {
     if (worker) Output(worker_ids_.at(from), m, out); },
                  [&](ReadyMessage& m) {
@@ -334,6 +338,13 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
   }
   if (auto error = CheckDependencies(request.tasks)) return refuse(*error);
   if (auto error = CheckForeignDependencies(request.tasks)) return refuse(*error);
+  for (size_t i = 0; i < request.tasks.size(); ++i) {
+    for (const std::string& limit : request.tasks[i].need().limits) {
+      if (!gates_.HasLimit(limit))
+        return refuse("task " + std::to_string(i) + ": there is no limit '" + limit +
+                      "'; set it first: orq limit set " + limit + " N");
+    }
+  }
   if (request.context.cwd.size() > kMaxPathBytes)
     return refuse("the job's directory is " + std::to_string(request.context.cwd.size()) +
                   " bytes long; the limit is " + std::to_string(kMaxPathBytes));
@@ -775,6 +786,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
       break;
     case State::kQueued:
       --queued_;
+      if (!waiting_for_.empty()) StopWaiting(id);
       break;
     case State::kDelayed:
       --delayed_count_;
@@ -897,7 +909,183 @@ void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) con
                   finished(TaskStatus::kDependencyFailed)};
   status.jobs = jobs_.size();
   status.counters = counters_;
+  status.limits = LimitInfos();
+  status.locks = LockInfos();
   out.push_back({from, std::move(status)});
+}
+
+void BrokerCore::RestoreLimits(const std::vector<LimitSpec>& limits, SteadyTime now) {
+  for (const LimitSpec& limit : limits) gates_.SetLimit(limit, now);
+}
+
+void BrokerCore::Limit(const std::string& from, const LimitRequest& request,
+                       std::vector<Outgoing>& out) {
+  const LimitSpec& limit = request.limit;
+  auto refuse = [&](std::string message) {
+    out.push_back({from, ErrorReply{ErrorCode::kBadRequest, std::move(message)}});
+  };
+  switch (request.op) {
+    case LimitRequest::Op::kList:
+      break;
+    case LimitRequest::Op::kSet:
+      if (auto error = ValidateName(limit.name, "the limit")) return refuse(*error);
+      if (limit.max == 0 && !(limit.rate > 0))
+        return refuse("limit " + limit.name + " needs a number of tasks at once, or a rate");
+      if (!std::isfinite(limit.rate) || limit.rate < 0 || limit.rate > 1e6)
+        return refuse("the rate of limit " + limit.name + " must be above 0 and at most 1000000/s");
+      gates_.SetLimit(limit, now_);
+      journal_.RecordLimit(limit, false);
+      Unpark({GateKey::Kind::kLimit, limit.name});  // it may have grown
+      Dispatch(out);
+      break;
+    case LimitRequest::Op::kRemove:
+      if (!gates_.RemoveLimit(limit.name))
+        return out.push_back(
+            {from, ErrorReply{ErrorCode::kUnknownId, "there is no limit '" + limit.name + "'"}});
+      journal_.RecordLimit(limit, true);
+      Unpark({GateKey::Kind::kLimit, limit.name});  // it limits nothing now
+      Dispatch(out);
+      break;
+  }
+  out.push_back({from, LimitsReply{LimitInfos()}});
+}
+
+namespace {
+std::vector<std::string> HolderIds(const std::set<TaskId>& ids) {
+  std::vector<std::string> text;
+  for (TaskId id : ids) {
+    if (text.size() == kMaxGateHolders) break;
+    text.push_back(FormatTaskId(id));
+  }
+  return text;
+}
+}  // namespace
+
+std::vector<GateInfo> BrokerCore::LimitInfos() const {
+  std::vector<GateInfo> infos;
+  for (const auto& [name, limit] : gates_.limits()) {
+    GateInfo info{
+        name, limit.spec, "", HolderIds(limit.holders), static_cast<uint32_t>(limit.holders.size()),
+        0};
+    if (auto it = parked_.find({GateKey::Kind::kLimit, name}); it != parked_.end())
+      info.waiting = it->second.count;
+    infos.push_back(std::move(info));
+  }
+  return infos;
+}
+
+std::vector<GateInfo> BrokerCore::LockInfos() const {
+  std::vector<GateInfo> infos;
+  for (const auto& [name, lock] : gates_.locks()) {
+    GateInfo info{name, {}, "", {}, 0, lock.writers_waiting};
+    if (lock.writer) {
+      info.mode = "write";
+      info.holders = {FormatTaskId(*lock.writer)};
+      info.held = 1;
+    } else if (!lock.readers.empty()) {
+      info.mode = "read";
+      info.holders = HolderIds(lock.readers);
+      info.held = static_cast<uint32_t>(lock.readers.size());
+    }
+    if (auto it = parked_.find({GateKey::Kind::kLock, name}); it != parked_.end())
+      info.waiting = it->second.count;
+    infos.push_back(std::move(info));
+  }
+  return infos;
+}
+
+void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
+                         std::vector<Outgoing>& out) {
+  auto ref = ParseId(request.task);
+  Task* task = ref && ref->index ? Find({ref->job, *ref->index}) : nullptr;
+  if (!task)
+    return out.push_back({from, ErrorReply{ErrorCode::kUnknownId,
+                                           "unknown task '" + request.task + "' (expected j7.2)"}});
+  const TaskId id{ref->job, *ref->index};
+  ExplainedReply reply;
+  auto say = [&](std::string reason) { reply.reasons.push_back(std::move(reason)); };
+  switch (task->state) {
+    case State::kWaiting: {
+      reply.state = "waiting";
+      size_t shown = 0, more = 0;
+      for (const Dependency& d : task->spec->need().after) {
+        const uint64_t job = d.job == Dependency::kSameJob ? id.job : d.job;
+        std::string name, state;
+        if (d.whole_job) {
+          auto it = jobs_.find(job);
+          if (it == jobs_.end() || it->second.unfinished == 0) continue;
+          name = FormatJobId(job);
+          state = std::to_string(it->second.unfinished) + " of its tasks unfinished";
+        } else {
+          const Task* other = Find({job, d.index});
+          if (!other || other->state == State::kFinished) continue;
+          name = FormatTaskId({job, d.index});
+          constexpr const char* kStates[] = {"waiting", "queued", "delayed", "running", ""};
+          state = kStates[static_cast<size_t>(other->state)];
+        }
+        if (shown++ < 10)
+          say("waiting for " + name + " (" + state + ")" + (d.any ? ", however it ends" : ""));
+        else
+          ++more;
+      }
+      if (more) say("and for " + std::to_string(more) + " more");
+      break;
+    }
+    case State::kDelayed: {
+      reply.state = "delayed";
+      std::optional<SteadyTime> due;  // its entry in the delayed heap (O(delayed), now and then)
+      for (const DelayedEntry& e : delayed_.entries()) {
+        if (e.id == id && (!due || e.due < *due)) due = e.due;
+      }
+      char in[64] = "";
+      if (due)
+        std::snprintf(in, sizeof in, ": it is eligible in %.1f s",
+                      std::max(0.0, std::chrono::duration<double>(*due - now_).count()));
+      say(std::string(task->failures > 0 ? "waiting out its retry backoff"
+                                         : "waiting out its delay") +
+          in);
+      break;
+    }
+    case State::kRunning: {
+      reply.state = "running";
+      const Worker& w = workers_.at(task->worker);
+      say("running: attempt " + std::to_string(task->attempt) + " on worker pid " +
+          std::to_string(w.pid) + " on " + w.host);
+      break;
+    }
+    case State::kFinished:
+      reply.state = std::string(StatusName(store_.Find(id)->status));
+      break;
+    case State::kQueued: {
+      reply.state = "queued";
+      if (const Needs* needs = task->spec->needs.get()) {
+        if (auto blocked = gates_.Check(*needs, now_)) say(blocked->why);
+      }
+      const size_t c = ClassIndex(*task->spec);
+      if (workers_.empty())
+        say("no worker is registered");
+      else if (std::none_of(workers_.begin(), workers_.end(),
+                            [&](const auto& w) { return w.second.capacity[c] > 0; }))
+        say("no worker has slots for " + std::string(KindName(*task->spec)) + " tasks");
+      if (auto w = waiting_for_.find(id); w != waiting_for_.end() && !w->second.candidate) break;
+      // In the ready queue: behind the tasks that go first.
+      const QueueEntry me{task->spec->priority, id};
+      size_t ahead = 0;
+      auto& queue = ready_[c];
+      for (const QueueEntry& e : queue.entries()) {
+        const Task* other = Find(e.id);
+        if (other && other->state == State::kQueued && me < e) ++ahead;
+      }
+      if (ahead > 0)
+        say("queued behind " + std::to_string(ahead) + " task" + (ahead == 1 ? "" : "s") +
+            " that go first (higher priority, or submitted earlier)");
+      else if (reply.reasons.empty())
+        say("next in line: it starts when a worker has a free " +
+            std::string(KindName(*task->spec)) + " slot");
+      break;
+    }
+  }
+  out.push_back({from, std::move(reply)});
 }
 
 void BrokerCore::Shutdown(const std::string& from, std::vector<Outgoing>& out) {
@@ -940,8 +1128,12 @@ void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage
   CancelTasksMessage stale;
   for (const Lease& lease : ready.running) {
     Task* task = Find(lease.id);
+    // A task whose gates went to others meanwhile may not go on: that would break a lock.
+    const bool gated = task && task->spec->needs;
+    if (gated && !waiting_for_.empty()) StopWaiting(lease.id);
     if (task && task->state == State::kQueued && task->attempt == lease.attempt &&
-        !task->cancel_requested) {
+        !task->cancel_requested && (!gated || !gates_.Check(*task->spec->needs, now))) {
+      if (gated) gates_.Acquire(*task->spec->needs, lease.id, now);
       task->state = State::kRunning;
       task->worker = id;
       --queued_;
@@ -969,6 +1161,7 @@ void BrokerCore::Results(Worker& worker, WorkerResultsMessage& results, SteadyTi
     }
     --worker.in_use[ClassIndex(*task->spec)];
     worker.leases.erase(outcome.id);
+    StopRunning(outcome.id, *task);
     outcome.worker_pid = worker.pid;
     const bool own_failure =
         outcome.status == TaskStatus::kFailed || outcome.status == TaskStatus::kTimeout;
@@ -1068,6 +1261,14 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
           queue.pop();
           Task* task = Find(id);
           if (!task || task->state != State::kQueued) continue;  // cancelled while queued
+          if (const Needs* needs = task->spec->needs.get()) {
+            if (!waiting_for_.empty()) StopWaiting(id);
+            if (auto blocked = gates_.Check(*needs, now_)) {
+              Park(id, *task, blocked->gate);
+              continue;
+            }
+            gates_.Acquire(*needs, id, now_);
+          }
           task->state = State::kRunning;
           task->worker = worker_id;
           ++task->attempt;
@@ -1104,6 +1305,7 @@ void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why,
   workers_.erase(it);
   for (TaskId id : leases) {
     Task& task = *Find(id);
+    StopRunning(id, task);
     --running_;
     ++queued_;
     task.state = State::kQueued;
@@ -1164,7 +1366,16 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
     ++queued_;
     Enqueue(id, *task);
   }
-  if (now >= next_heartbeat_) {
+  // Rates have new tokens; and once a heartbeat, every gate is looked at again (a safety net:
+  // nothing parked waits longer than that for room it already has).
+  const bool heartbeat = now >= next_heartbeat_;
+  std::vector<GateKey> gates;
+  for (const auto& [gate, parked] : parked_) {
+    if (parked.count > 0 && (heartbeat || gates_.NextToken(gate.name, now).has_value()))
+      gates.push_back(gate);
+  }
+  for (const GateKey& gate : gates) Unpark(gate);
+  if (heartbeat) {
     next_heartbeat_ = now + options_.heartbeat_interval;
     const auto expiry = options_.heartbeat_interval * options_.liveness;
     std::vector<uint32_t> silent;
@@ -1196,7 +1407,87 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
 SteadyTime BrokerCore::NextWakeup() const {
   SteadyTime next = next_heartbeat_;
   if (!delayed_.empty()) next = std::min(next, delayed_.top().due);
+  for (const auto& [gate, parked] : parked_) {
+    if (parked.count == 0 || gate.kind != GateKey::Kind::kLimit) continue;
+    if (auto token = gates_.NextToken(gate.name, now_)) next = std::min(next, *token);
+  }
   return next;
+}
+
+void BrokerCore::Park(TaskId id, const Task& task, const GateKey& gate) {
+  Parked& parked = parked_[gate];
+  WaitingFor waiting{gate, false, false};
+  if (gate.kind == GateKey::Kind::kLock) {
+    for (const LockNeed& lock : task.spec->need().locks) {
+      if (lock.name == gate.name) waiting.writer = lock.mode == LockMode::kWrite;
+    }
+  }
+  (waiting.writer ? parked.writers : parked.tasks).push({task.spec->priority, id});
+  ++parked.count;
+  if (waiting.writer) gates_.WriterWaits(gate.name, +1);  // readers now wait behind it
+  waiting_for_[id] = std::move(waiting);
+}
+
+void BrokerCore::StopWaiting(TaskId id) {
+  auto it = waiting_for_.find(id);
+  if (it == waiting_for_.end()) return;
+  const WaitingFor waiting = std::move(it->second);
+  waiting_for_.erase(it);
+  Parked& parked = parked_.at(waiting.gate);
+  --(waiting.candidate ? parked.candidates : parked.count);
+  if (waiting.writer) gates_.WriterWaits(waiting.gate.name, -1);
+  // Its stale entry stays in the heap until Unpark() meets it; the room it held goes to the next.
+  Unpark(waiting.gate);
+}
+
+void BrokerCore::Unpark(const GateKey& gate) {
+  auto it = parked_.find(gate);
+  if (it == parked_.end()) return;
+  Parked& parked = it->second;
+  // Pops stale entries off `heap`; true when a task still parked on this gate is on top.
+  auto top = [&](std::priority_queue<QueueEntry>& heap) {
+    while (!heap.empty()) {
+      auto w = waiting_for_.find(heap.top().id);
+      if (w != waiting_for_.end() && w->second.gate == gate && !w->second.candidate) return true;
+      heap.pop();
+    }
+    return false;
+  };
+  auto move_back = [&](std::priority_queue<QueueEntry>& heap) {
+    const TaskId id = heap.top().id;
+    heap.pop();
+    WaitingFor& w = waiting_for_.at(id);
+    w.candidate = true;
+    --parked.count;
+    ++parked.candidates;
+    Enqueue(id, *Find(id));
+  };
+  if (gate.kind == GateKey::Kind::kLock) {
+    // A writer goes first, alone, once the lock is free; readers go only while no writer waits.
+    if (top(parked.writers)) {
+      if (parked.candidates == 0 && gates_.Room(gate, LockMode::kWrite, now_) > 0)
+        move_back(parked.writers);
+    } else {
+      while (top(parked.tasks) && gates_.Room(gate, LockMode::kRead, now_) > 0)
+        move_back(parked.tasks);
+    }
+  } else {
+    while (top(parked.tasks)) {
+      const uint32_t room = gates_.Room(gate, LockMode::kRead, now_);
+      if (room != UINT32_MAX && room <= parked.candidates) break;
+      move_back(parked.tasks);
+    }
+  }
+  if (parked.count == 0 && parked.candidates == 0 && parked.tasks.empty() && parked.writers.empty())
+    parked_.erase(it);
+}
+
+void BrokerCore::StopRunning(TaskId id, const Task& task) {
+  const Needs* needs = task.spec->needs.get();
+  if (!needs || (needs->locks.empty() && needs->limits.empty())) return;
+  gates_.Release(*needs, id);
+  for (const LockNeed& lock : needs->locks) Unpark({GateKey::Kind::kLock, lock.name});
+  for (const std::string& limit : needs->limits) Unpark({GateKey::Kind::kLimit, limit});
 }
 
 }  // namespace orq

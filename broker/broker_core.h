@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <queue>
@@ -22,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "broker/gates.h"
 #include "broker/journal.h"
 #include "broker/result_store.h"
 #include "common/clock.h"
@@ -54,6 +56,8 @@ class BrokerCore {
   // Loads jobs recovered from the journal, before any message: finished tasks keep their outcome,
   // the others are queued (delayed ones and retries at their time; running ones for a new attempt).
   void Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double wall_now);
+  // Sets the limits the journal kept (orq limit set), before Restore().
+  void RestoreLimits(const std::vector<LimitSpec>& limits, SteadyTime now);
 
   // A message from peer `from` (a client or a worker), received at `now`. `role` is what the
   // peer's connection authenticated as (common/protocol.h): a message outside it is refused,
@@ -180,6 +184,10 @@ class BrokerCore {
   void Cancel(const std::string& from, const CancelRequest& request, std::vector<Outgoing>& out);
   void Status(const std::string& from, std::vector<Outgoing>& out) const;
   void Shutdown(const std::string& from, std::vector<Outgoing>& out);
+  void Limit(const std::string& from, const LimitRequest& request, std::vector<Outgoing>& out);
+  std::vector<GateInfo> LimitInfos() const;
+  std::vector<GateInfo> LockInfos() const;
+  void Explain(const std::string& from, const ExplainRequest& request, std::vector<Outgoing>& out);
   void Register(const std::string& from, Role role, const ReadyMessage& ready, SteadyTime now,
                 std::vector<Outgoing>& out);
   void Refuse(const std::string& from, Role role, Command command, std::vector<Outgoing>& out);
@@ -230,6 +238,17 @@ class BrokerCore {
   // Sends what streaming waiters got this turn (called at the end of each entry point).
   void FlushStreams(std::vector<Outgoing>& out);
   void Dispatch(std::vector<Outgoing>& out);
+  // Gates (broker/gates.h). A queued task whose gates cannot all be granted is parked on the first
+  // one in the way, off the ready queue, so it blocks nobody behind it; when that gate has room,
+  // Unpark() moves back to the queue as many of its tasks as the room (locks: one writer, or the
+  // readers once no writer waits). A task moved back is that gate's candidate until it is
+  // dispatched or parked again.
+  void Park(TaskId id, const Task& task, const GateKey& gate);
+  void Unpark(const GateKey& gate);
+  // The task leaves the queue (dispatched, ended, adopted): it no longer waits for any gate.
+  void StopWaiting(TaskId id);
+  // The task stops running (ended, retried, lease lost): its gates are released, once.
+  void StopRunning(TaskId id, const Task& task);
   void DropWorker(uint32_t worker_id, const std::string& why, std::vector<Outgoing>& out);
 
   BrokerOptions options_;
@@ -242,11 +261,14 @@ class BrokerCore {
   uint64_t next_job_ = 1;
   uint64_t next_seq_ = 0;  // tie-break between delayed tasks due at the same time
   // A priority queue whose storage can be reserved: a job of a million tasks grows it once.
-  struct ReadyQueue : std::priority_queue<QueueEntry> {
-    void Reserve(size_t n) { c.reserve(n); }
+  // (And whose entries `orq explain` can count.)
+  template <typename T> struct Heap : std::priority_queue<T> {
+    void Reserve(size_t n) { this->c.reserve(n); }
+    const std::vector<T>& entries() const { return this->c; }
   };
-  ReadyQueue ready_[kTaskClassCount];          // may hold stale (cancelled) entries
-  std::priority_queue<DelayedEntry> delayed_;  // idem
+  using ReadyQueue = Heap<QueueEntry>;
+  ReadyQueue ready_[kTaskClassCount];  // may hold stale (cancelled) entries
+  Heap<DelayedEntry> delayed_;         // idem
   std::unordered_map<uint32_t, Worker> workers_;
   std::unordered_map<std::string, uint32_t> worker_ids_;  // ROUTER identity -> worker id
   uint32_t next_worker_ = 1;
@@ -266,6 +288,22 @@ class BrokerCore {
   // Tasks waiting for a task to end, and for every task of a job to end (after: ["j3"]).
   std::unordered_map<TaskId, std::vector<Dependant>, TaskIdHash> dependants_;
   std::unordered_map<uint64_t, std::vector<Dependant>> job_dependants_;
+  Gates gates_;
+  // The tasks parked on a gate, by priority (stale entries are skipped: see waiting_). A lock
+  // keeps its writers apart, so that they go before its readers.
+  struct Parked {
+    std::priority_queue<QueueEntry> tasks;
+    std::priority_queue<QueueEntry> writers;  // locks only
+    uint32_t count = 0;                       // tasks parked here now
+    uint32_t candidates = 0;                  // moved back to the queue, not yet dispatched
+  };
+  std::map<GateKey, Parked> parked_;
+  struct WaitingFor {
+    GateKey gate;
+    bool candidate = false;  // moved back to the queue (else parked)
+    bool writer = false;     // for a lock: it wants to write
+  };
+  std::unordered_map<TaskId, WaitingFor, TaskIdHash> waiting_for_;  // parked tasks, and candidates
   std::vector<TaskId> notify_;  // finished tasks whose dependants have not been told yet
   bool notifying_ = false;      // NotifyDependants() is running: Finish() only adds to notify_
   SteadyTime next_heartbeat_{};

@@ -117,7 +117,11 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
       " specs BLOB NOT NULL, context BLOB NOT NULL);"
       "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
       " job INTEGER NOT NULL, kind INTEGER NOT NULL, body BLOB NOT NULL);"
-      "CREATE INDEX IF NOT EXISTS events_job ON events(job);");
+      "CREATE INDEX IF NOT EXISTS events_job ON events(job);"
+      "CREATE TABLE IF NOT EXISTS limits(name TEXT PRIMARY KEY, max INTEGER NOT NULL,"
+      " rate REAL NOT NULL, burst INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS keys(key BLOB PRIMARY KEY, job INTEGER NOT NULL);"
+      "CREATE INDEX IF NOT EXISTS keys_job ON keys(job);");
   journal->Exec(("PRAGMA user_version=" + std::to_string(kJournalFormat)).c_str());
   return journal;
 }
@@ -154,6 +158,22 @@ void SqliteJournal::RecordOutcome(const TaskOutcome& outcome) {
 void SqliteJournal::RecordForget(uint64_t job) {
   pending_.erase(job);
   forgotten_.push_back(job);
+}
+
+void SqliteJournal::RecordLimit(const LimitSpec& limit, bool removed) {
+  limits_.push_back({limit, removed});
+}
+void SqliteJournal::RecordKey(uint64_t job, const std::string& key) { keys_.push_back({job, key}); }
+
+std::vector<LimitSpec> SqliteJournal::LoadLimits() {
+  std::vector<LimitSpec> limits;
+  Statement select(db_, "SELECT name, max, rate, burst FROM limits ORDER BY name");
+  while (select.Next()) {
+    const std::string_view name = select.Blob(0);
+    limits.push_back({std::string(name), static_cast<uint32_t>(select.Int(1)), select.Real(2),
+                      static_cast<uint32_t>(select.Int(3))});
+  }
+  return limits;
 }
 
 std::optional<std::vector<TaskSpec>> SqliteJournal::Specs(uint64_t job) {
@@ -200,12 +220,34 @@ void SqliteJournal::Commit() {
         insert_event.Bind(1, j).Bind(2, int64_t{kOutcomes}).Bind(3, body).Run();
       }
     }
+    if (!keys_.empty()) {
+      Statement insert_key(db_, "INSERT OR REPLACE INTO keys(key, job) VALUES(?,?)");
+      for (const auto& [job, key] : keys_)
+        insert_key.Bind(1, key).Bind(2, static_cast<int64_t>(job)).Run();
+    }
     if (!forgotten_.empty()) {
       Statement forget_job(db_, "DELETE FROM jobs WHERE job=?");
       Statement forget_events(db_, "DELETE FROM events WHERE job=?");
+      Statement forget_keys(db_, "DELETE FROM keys WHERE job=?");
       for (uint64_t job : forgotten_) {
         forget_job.Bind(1, static_cast<int64_t>(job)).Run();
         forget_events.Bind(1, static_cast<int64_t>(job)).Run();
+        forget_keys.Bind(1, static_cast<int64_t>(job)).Run();
+      }
+    }
+    if (!limits_.empty()) {
+      Statement set(db_, "INSERT OR REPLACE INTO limits(name, max, rate, burst) VALUES(?,?,?,?)");
+      Statement remove(db_, "DELETE FROM limits WHERE name=?");
+      for (const auto& [limit, removed] : limits_) {
+        if (removed) {
+          remove.Bind(1, limit.name).Run();
+        } else {
+          set.Bind(1, limit.name)
+              .Bind(2, int64_t{limit.max})
+              .Bind(3, limit.rate)
+              .Bind(4, int64_t{limit.burst})
+              .Run();
+        }
       }
     }
     Exec("COMMIT");
@@ -215,6 +257,8 @@ void SqliteJournal::Commit() {
   }
   pending_.clear();
   forgotten_.clear();
+  limits_.clear();
+  keys_.clear();
 }
 
 std::vector<RecoveredJob> SqliteJournal::Load() {
@@ -235,6 +279,11 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
     for (size_t i = 0; i < specs->size(); ++i) job.tasks[i].spec = std::move((*specs)[i]);
     where[job.job] = jobs.size();
     jobs.push_back(std::move(job));
+  }
+  Statement select_keys(db_, "SELECT key, job FROM keys");
+  while (select_keys.Next()) {
+    auto it = where.find(static_cast<uint64_t>(select_keys.Int(1)));
+    if (it != where.end()) jobs[it->second].key = std::string(select_keys.Blob(0));
   }
   Statement select_events(db_, "SELECT job, kind, body FROM events ORDER BY seq");
   while (select_events.Next()) {

@@ -25,7 +25,8 @@ struct sqlite3;
 namespace orq {
 
 // The journal's layout version. 2: jobs carry a JobContext, shell tasks a cwd and env (issue 9).
-// 3: specs carry their Needs (dependencies, limits, locks, resources, queue: issue 10).
+// 3: specs carry their Needs (dependencies, limits, locks, resources, queue), and the tables
+// `limits` and `keys` (issue 10).
 inline constexpr int kJournalFormat = 3;
 
 class Journal {
@@ -39,6 +40,10 @@ class Journal {
   virtual void RecordCancelRequest(TaskId id) = 0;
   virtual void RecordOutcome(const TaskOutcome& outcome) = 0;
   virtual void RecordForget(uint64_t job) = 0;
+  // A limit was set (orq limit set), or removed.
+  virtual void RecordLimit(const LimitSpec& limit, bool removed) = 0;
+  // The job was submitted with an idempotency key (orq submit --key).
+  virtual void RecordKey(uint64_t job, const std::string& key) = 0;
   // A job's specs as submitted (for `orq retry --all`); nullopt when this journal keeps none.
   virtual std::optional<std::vector<TaskSpec>> Specs(uint64_t job) = 0;
 };
@@ -52,6 +57,8 @@ class NullJournal final : public Journal {
   void RecordCancelRequest(TaskId) override {}
   void RecordOutcome(const TaskOutcome&) override {}
   void RecordForget(uint64_t) override {}
+  void RecordLimit(const LimitSpec&, bool) override {}
+  void RecordKey(uint64_t, const std::string&) override {}
   std::optional<std::vector<TaskSpec>> Specs(uint64_t) override { return std::nullopt; }
 };
 
@@ -70,6 +77,7 @@ struct RecoveredJob {
   uint64_t job = 0;
   double submitted = 0;  // wall-clock seconds since the epoch
   JobContext context;
+  std::string key;  // its idempotency key; empty: none
   std::vector<RecoveredTask> tasks;
 };
 
@@ -86,13 +94,19 @@ class SqliteJournal final : public Journal {
   void RecordCancelRequest(TaskId id) override;
   void RecordOutcome(const TaskOutcome& outcome) override;
   void RecordForget(uint64_t job) override;
+  void RecordLimit(const LimitSpec& limit, bool removed) override;
+  void RecordKey(uint64_t job, const std::string& key) override;
   std::optional<std::vector<TaskSpec>> Specs(uint64_t job) override;
 
   // Writes everything recorded since the last Commit() in one transaction (one fsync).
   void Commit();
-  bool dirty() const { return !pending_.empty() || !forgotten_.empty(); }
+  bool dirty() const {
+    return !pending_.empty() || !forgotten_.empty() || !limits_.empty() || !keys_.empty();
+  }
   // Every job in the journal, in job order, with its tasks' state replayed from the events.
   std::vector<RecoveredJob> Load();
+  // Every limit set and not removed.
+  std::vector<LimitSpec> LoadLimits();
 
  private:
   explicit SqliteJournal(sqlite3* db);
@@ -116,6 +130,8 @@ class SqliteJournal final : public Journal {
   sqlite3* db_;  // owned; closed by the destructor
   std::unordered_map<uint64_t, Pending> pending_;
   std::vector<uint64_t> forgotten_;
+  std::vector<std::pair<LimitSpec, bool>> limits_;      // set (false) or removed (true)
+  std::vector<std::pair<uint64_t, std::string>> keys_;  // job, key
 };
 
 }  // namespace orq

@@ -125,4 +125,18 @@ Message Client::Request(const Message& message, std::chrono::milliseconds timeou
   return std::move(*reply);
 }
 
+[[noreturn]] void Throw(const ErrorReply& error, const std::string& verb) {
+  const std::string sentence = verb + ": " + error.message;
+  switch (ExitCodeOf(error.code)) {
+    case ExitCode::kUsage:
+      throw UsageError(sentence);
+    case ExitCode::kRefused:
+      throw Refused(sentence);
+    case ExitCode::kUnreachable:
+      throw Unreachable(sentence);
+    default:
+      throw std::runtime_error(sentence);
+  }
+}
+
 }  // namespace orq

@@ -60,4 +60,15 @@ class Client {
   Clock::time_point last_heard_;
 };
 
+// The broker answered a request with an error: the sentence (after "VERB: "), thrown as the
+// exception for its exit code (common/errors.h).
+[[noreturn]] void Throw(const ErrorReply& error, const std::string& verb);
+
+// The reply of type T, or the exception its error calls for.
+template <typename T> T Expect(Message reply, const std::string& verb) {
+  if (auto* error = std::get_if<ErrorReply>(&reply)) Throw(*error, verb);
+  if (auto* t = std::get_if<T>(&reply)) return std::move(*t);
+  throw std::runtime_error(verb + ": the broker sent an unexpected reply");
+}
+
 }  // namespace orq

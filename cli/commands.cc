@@ -40,28 +40,6 @@ void InstallInterruptHandlers() {
   sigaction(SIGHUP, &sa, nullptr);
 }
 
-// The broker answered a request with an error: the sentence, as the exception for its exit code.
-[[noreturn]] void Throw(const ErrorReply& error, const std::string& verb) {
-  const std::string sentence = verb + ": " + error.message;
-  switch (ExitCodeOf(error.code)) {
-    case ExitCode::kUsage:
-      throw UsageError(sentence);
-    case ExitCode::kRefused:
-      throw Refused(sentence);
-    case ExitCode::kUnreachable:
-      throw Unreachable(sentence);
-    default:
-      throw std::runtime_error(sentence);
-  }
-}
-
-// The reply of type T, or the exception its error calls for.
-template <typename T> T Expect(Message reply, const std::string& verb) {
-  if (auto* error = std::get_if<ErrorReply>(&reply)) Throw(*error, verb);
-  if (auto* t = std::get_if<T>(&reply)) return std::move(*t);
-  throw std::runtime_error(verb + ": the broker sent an unexpected reply");
-}
-
 uint64_t Submit(Client& client, BuiltJob job) {
   return Expect<SubmittedReply>(
              client.Request(SubmitRequest{std::move(job.specs), std::move(job.context)},
@@ -521,14 +499,7 @@ Verb RegisterLogs(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
       "logs", "Print a task's output: what it printed so far, or (--follow) as it prints it");
-  cmd->add_option("task", o->task, "the task (j7.2)")
-      ->required()
-      ->check(CLI::Validator(
-          [](std::string& text) -> std::string {
-            auto id = ParseId(text);
-            return id && id->index ? "" : "'" + text + "' is not a task id (j7.2)";
-          },
-          "TASK"));
+  cmd->add_option("task", o->task, "the task (j7.2)")->required()->check(TaskIdCheck());
   cmd->add_flag("--stderr", o->err, "its stderr instead of its stdout");
   cmd->add_flag("-f,--follow", o->follow, "print its output as it comes, until it ends");
   return {cmd, [o] { return LogsVerb(o->task, o->err, o->follow); }};

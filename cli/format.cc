@@ -1,5 +1,6 @@
 #include "cli/format.h"
 
+#include "broker/gates.h"
 #include "common/ids.h"
 
 namespace orq {
@@ -110,7 +111,63 @@ nlohmann::json StatusJson(StatusReply s) {
   s.tasks.ForEach([&](const char* name, uint64_t v) { j["tasks"][name] = v; });
   j["jobs"] = s.jobs;
   s.counters.ForEach([&](const char* name, uint64_t v) { j["counters"][name] = v; });
+  j["limits"] = nlohmann::json::array();
+  for (const GateInfo& l : s.limits) j["limits"].push_back(LimitJson(l));
+  j["locks"] = nlohmann::json::array();
+  for (const GateInfo& l : s.locks) j["locks"].push_back(LockJson(l));
   return j;
+}
+
+namespace {
+std::string Holders(const GateInfo& g) {
+  std::string text;
+  for (const std::string& id : g.holders) text += (text.empty() ? "" : " ") + id;
+  if (g.held > g.holders.size()) text += " ...";
+  return text;
+}
+}  // namespace
+
+std::string LimitLine(const GateInfo& l) {
+  std::string line = l.name + ":";
+  if (l.limit.max > 0)
+    line += " " + std::to_string(l.held) + "/" + std::to_string(l.limit.max) + " running";
+  else
+    line += " " + std::to_string(l.held) + " running";
+  if (l.limit.rate > 0) {
+    line += ", at most " + FormatRate(l.limit.rate);
+    if (l.limit.burst > 1) line += " (bursts of " + std::to_string(l.limit.burst) + ")";
+  }
+  line += ", " + std::to_string(l.waiting) + " waiting";
+  if (l.held > 0) line += "; held by " + Holders(l);
+  return line;
+}
+
+nlohmann::json LimitJson(const GateInfo& l) {
+  nlohmann::json j = {{"name", l.name},
+                      {"running", l.held},
+                      {"waiting", l.waiting},
+                      {"holders", l.holders},
+                      {"max", nullptr},
+                      {"rate_per_s", nullptr},
+                      {"burst", std::max<uint32_t>(l.limit.burst, 1)}};
+  if (l.limit.max > 0) j["max"] = l.limit.max;
+  if (l.limit.rate > 0) j["rate_per_s"] = l.limit.rate;
+  return j;
+}
+
+std::string LockLine(const GateInfo& l) {
+  std::string line = l.name + ": ";
+  line += l.mode.empty() ? "free" : "held for " + l.mode + " by " + Holders(l);
+  if (l.waiting > 0) line += ", " + std::to_string(l.waiting) + " waiting";
+  return line;
+}
+
+nlohmann::json LockJson(const GateInfo& l) {
+  return {{"name", l.name},
+          {"mode", l.mode.empty() ? nlohmann::json(nullptr) : nlohmann::json(l.mode)},
+          {"holders", l.holders},
+          {"held", l.held},
+          {"waiting", l.waiting}};
 }
 
 void PrintStatus(StatusReply s, std::FILE* out) {
@@ -129,6 +186,10 @@ void PrintStatus(StatusReply s, std::FILE* out) {
     std::fprintf(out, " %s %llu", name, static_cast<unsigned long long>(v));
   });
   std::fprintf(out, "\n");
+  if (!s.limits.empty()) std::fprintf(out, "limits   %zu\n", s.limits.size());
+  for (const GateInfo& l : s.limits) std::fprintf(out, "  %s\n", LimitLine(l).c_str());
+  if (!s.locks.empty()) std::fprintf(out, "locks    %zu\n", s.locks.size());
+  for (const GateInfo& l : s.locks) std::fprintf(out, "  %s\n", LockLine(l).c_str());
 }
 
 }  // namespace orq

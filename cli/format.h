@@ -25,4 +25,10 @@ nlohmann::json StatusJson(StatusReply status);
 // `orq status`: a few lines for people.
 void PrintStatus(StatusReply status, std::FILE* out);
 
+// A limit or a lock (orq limit list, orq status): a line for people, an object for --json.
+std::string LimitLine(const GateInfo& limit);
+nlohmann::json LimitJson(const GateInfo& limit);
+std::string LockLine(const GateInfo& lock);
+nlohmann::json LockJson(const GateInfo& lock);
+
 }  // namespace orq

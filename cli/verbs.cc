@@ -135,6 +135,15 @@ CLI::Validator NumberCheck(bool zero_allowed) {
 CLI::Validator MoreThanZero() { return NumberCheck(false); }
 CLI::Validator ZeroOrMore() { return NumberCheck(true); }
 
+CLI::Validator TaskIdCheck() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        auto id = ParseId(text);
+        return id && id->index ? "" : "'" + text + "' is not a task id (j7.2)";
+      },
+      "TASK");
+}
+
 CLI::Validator IdCheck(bool tasks) {
   return CLI::Validator(
       [tasks](std::string& text) {
@@ -209,7 +218,7 @@ int Main(int argc, char** argv) {
       RegisterCancel(app),     RegisterForget(app),  RegisterUp(app),     RegisterDown(app),
       RegisterBroker(app),     RegisterWorker(app),  RegisterAccess(app), RegisterBench(app),
       RegisterJobs(app),       RegisterRetry(app),   RegisterLogs(app),   RegisterScale(app),
-      RegisterCompletion(app), RegisterManpage(app),
+      RegisterCompletion(app), RegisterManpage(app), RegisterLimit(app),  RegisterExplain(app),
   };
   AddExamples(app);
   if (argc == 1) {  // bare `orq`: what it is and what it does

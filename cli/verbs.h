@@ -29,6 +29,9 @@ Verb RegisterForget(CLI::App& app);
 Verb RegisterJobs(CLI::App& app);
 Verb RegisterRetry(CLI::App& app);
 Verb RegisterLogs(CLI::App& app);
+// cli/coordination.cc: limits and explain
+Verb RegisterLimit(CLI::App& app);
+Verb RegisterExplain(CLI::App& app);
 // cli/serve.cc: the broker and workers
 Verb RegisterUp(CLI::App& app);
 Verb RegisterDown(CLI::App& app);
@@ -54,6 +57,8 @@ CLI::Validator MoreThanZero();
 CLI::Validator ZeroOrMore();
 // A job id (j7) or, with tasks, a task id (j7.2).
 CLI::Validator IdCheck(bool tasks);
+// A task id (j7.2).
+CLI::Validator TaskIdCheck();
 
 // "; did you mean --timeout?" when `word` is a near miss of one of `app`'s options or
 // subcommands (edit distance at most 2, or a prefix); "" otherwise.

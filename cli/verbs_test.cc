@@ -10,10 +10,11 @@ class VerbsTest : public ::testing::Test {
  protected:
   VerbsTest() {
     app_.require_subcommand(1);
-    for (auto* r : {RegisterRun, RegisterSubmit, RegisterGather, RegisterStatus, RegisterCancel,
-                    RegisterForget, RegisterUp, RegisterDown, RegisterBroker, RegisterWorker,
-                    RegisterAccess, RegisterBench, RegisterJobs, RegisterRetry, RegisterLogs,
-                    RegisterScale, RegisterCompletion, RegisterManpage})
+    for (auto* r :
+         {RegisterRun,    RegisterSubmit,     RegisterGather,  RegisterStatus, RegisterCancel,
+          RegisterForget, RegisterUp,         RegisterDown,    RegisterBroker, RegisterWorker,
+          RegisterAccess, RegisterBench,      RegisterJobs,    RegisterRetry,  RegisterLogs,
+          RegisterScale,  RegisterCompletion, RegisterManpage, RegisterLimit,  RegisterExplain})
       verbs_.push_back(r(app_));
   }
   // "" when `args` parse; else CLI11's sentence.
@@ -33,10 +34,10 @@ class VerbsTest : public ::testing::Test {
 TEST_F(VerbsTest, EveryVerbRegistersOneSubcommand) {
   std::set<std::string> names;
   for (const auto& v : verbs_) names.insert(v.command->get_name());
-  EXPECT_EQ(names,
-            (std::set<std::string>{"run", "submit", "gather", "status", "cancel", "forget", "up",
-                                   "down", "broker", "worker", "access", "bench", "jobs", "retry",
-                                   "logs", "scale", "completion", "manpage"}));
+  EXPECT_EQ(names, (std::set<std::string>{"run",    "submit",     "gather",  "status", "cancel",
+                                          "forget", "up",         "down",    "broker", "worker",
+                                          "access", "bench",      "jobs",    "retry",  "logs",
+                                          "scale",  "completion", "manpage", "limit",  "explain"}));
 }
 
 TEST_F(VerbsTest, GoodCommandLinesParse) {

@@ -375,6 +375,22 @@ void Get(Reader& r, JobInfo& i) {
   i.label = r.Str();
 }
 
+void Put(Writer& w, const LimitSpec& l) {
+  w.Str(l.name);
+  w.U64(l.max);
+  w.F64(l.rate);
+  w.U64(l.burst);
+}
+void Get(Reader& r, LimitSpec& l) {
+  l.name = r.Str();
+  l.max = r.U32();
+  l.rate = r.F64();
+  l.burst = r.U32();
+}
+
+void Put(Writer& w, const GateInfo& g);
+void Get(Reader& r, GateInfo& g);
+
 void Put(Writer& w, const WorkerInfo& i) {
   w.I64(i.pid);
   w.Str(i.host);
@@ -417,6 +433,23 @@ template <typename T> void GetVector(Reader& r, std::vector<T>& v) {
   }
 }
 
+void Put(Writer& w, const GateInfo& g) {
+  w.Str(g.name);
+  Put(w, g.limit);
+  w.Str(g.mode);
+  PutVector(w, g.holders);
+  w.U64(g.held);
+  w.U64(g.waiting);
+}
+void Get(Reader& r, GateInfo& g) {
+  g.name = r.Str();
+  Get(r, g.limit);
+  g.mode = r.Str();
+  GetVector(r, g.holders);
+  g.held = r.U32();
+  g.waiting = r.U32();
+}
+
 // Each message's body layout, written once for both directions: Fields(message, f) calls f on each
 // field in wire order, and f is Out (encode through a Writer) or In (decode through a Reader).
 // The command code is the message's own kCommand (common/protocol.h).
@@ -435,6 +468,8 @@ struct Out {
   void operator()(BrokerCounters& v) { PutCounts(w, v); }
   void operator()(JobContext& v) { Put(w, v); }
   void operator()(TaskId& v) { Put(w, v); }
+  void operator()(LimitSpec& v) { Put(w, v); }
+  void operator()(LimitRequest::Op& v) { w.U64(static_cast<uint8_t>(v)); }
   template <typename T> void operator()(std::vector<T>& v) { PutVector(w, v); }
 };
 struct In {
@@ -456,6 +491,12 @@ struct In {
   void operator()(BrokerCounters& v) { GetCounts(r, v); }
   void operator()(JobContext& v) { Get(r, v); }
   void operator()(TaskId& v) { Get(r, v); }
+  void operator()(LimitSpec& v) { Get(r, v); }
+  void operator()(LimitRequest::Op& v) {
+    const uint64_t op = r.U64();
+    if (op > static_cast<uint8_t>(LimitRequest::Op::kRemove)) r.Fail();
+    v = static_cast<LimitRequest::Op>(op);
+  }
   template <typename T> void operator()(std::vector<T>& v) { GetVector(r, v); }
 };
 
@@ -487,8 +528,13 @@ template <typename F> void Fields(ReloadedReply& m, F&& f) { f(m.keys), f(m.drop
 template <typename F> void Fields(SubmittedReply& m, F&& f) { f(m.job), f(m.count); }
 template <typename F> void Fields(ResultsReply& m, F&& f) { f(m.outcomes), f(m.final), f(m.sizes); }
 template <typename F> void Fields(StatusReply& m, F&& f) {
-  f(m.broker_pid), f(m.endpoints), f(m.workers), f(m.tasks), f(m.jobs), f(m.counters);
+  f(m.broker_pid), f(m.endpoints), f(m.workers), f(m.tasks), f(m.jobs), f(m.counters), f(m.limits),
+      f(m.locks);
 }
+template <typename F> void Fields(LimitRequest& m, F&& f) { f(m.op), f(m.limit); }
+template <typename F> void Fields(LimitsReply& m, F&& f) { f(m.limits); }
+template <typename F> void Fields(ExplainRequest& m, F&& f) { f(m.task); }
+template <typename F> void Fields(ExplainedReply& m, F&& f) { f(m.state), f(m.reasons); }
 template <typename F> void Fields(CancelledReply& m, F&& f) { f(m.count); }
 template <typename F> void Fields(ErrorReply& m, F&& f) { f(m.code), f(m.message); }
 template <typename F> void Fields(PongReply& m, F&& f) { f(m.broker_pid); }

@@ -43,6 +43,8 @@ enum class Command : uint8_t {
   kJobs = 0x17,      // [job id...] (none: every job)      -> kJobsReply or kError
   kRetry = 0x18,     // job, all                           -> kSubmitted or kError
   kLogs = 0x19,      // task, stderr, follow               -> kLogChunk... (last final) or kError
+  kLimit = 0x1a,     // set/remove/list limits              -> kLimits or kError
+  kExplain = 0x1b,   // task                               -> kExplained or kError
 
   kSubmitted = 0x20,    // job number, task count
   kResults = 0x21,      // [TaskOutcome...], final flag (gather replies are chunked)
@@ -56,6 +58,8 @@ enum class Command : uint8_t {
   kJobsReply = 0x29,    // [JobInfo...]
   kScaled = 0x2a,       // local workers before and after
   kLogChunk = 0x2b,     // a task's output: its next bytes, final flag, a note for people
+  kLimits = 0x2c,       // [LimitInfo...]: every limit, with holders and waiters
+  kExplained = 0x2d,    // a task's state and why it does not run yet, as sentences
 
   kReady = 0x30,          // pid, threads, slots per TaskClass (its credits), [Lease...] it runs,
                           // host name
@@ -318,6 +322,45 @@ struct RetryRequest {  // -> SubmittedReply (the new job), or ErrorReply
   uint64_t job = 0;
   bool all = false;  // every task, not only those that did not end ok
 };
+// A limit (orq limit set): at most `max` tasks taking it run at once in the whole cluster (the
+// seed's semaphore), and/or at most `rate` of them start per second, with bursts of `burst`.
+struct LimitSpec {
+  std::string name;
+  uint32_t max = 0;    // 0: no bound on how many run at once
+  double rate = 0;     // starts per second; 0: no bound on the rate
+  uint32_t burst = 0;  // starts at once after a quiet spell (the token bucket's size); 0: 1
+  friend bool operator==(const LimitSpec&, const LimitSpec&) = default;
+};
+struct LimitRequest {  // -> LimitsReply (every limit after the change), or ErrorReply
+  static constexpr Command kCommand = Command::kLimit;
+  enum class Op : uint8_t { kList = 0, kSet = 1, kRemove = 2 };
+  Op op = Op::kList;
+  LimitSpec limit;  // kSet: the limit; kRemove: its name
+};
+// A limit or a lock as `orq limit list` and `orq status` show it.
+struct GateInfo {
+  std::string name;
+  LimitSpec limit;                   // a limit: its spec (name empty for a lock)
+  std::string mode;                  // a lock: "read", "write", or "" when free
+  std::vector<std::string> holders;  // task ids, at most kMaxGateHolders
+  uint32_t held = 0;                 // all holders
+  uint32_t waiting = 0;              // tasks waiting for it (writers, for a lock)
+};
+inline constexpr size_t kMaxGateHolders = 20;
+struct LimitsReply {
+  static constexpr Command kCommand = Command::kLimits;
+  std::vector<GateInfo> limits;
+};
+struct ExplainRequest {  // -> ExplainedReply, or ErrorReply
+  static constexpr Command kCommand = Command::kExplain;
+  std::string task;  // "j7.2"
+};
+struct ExplainedReply {
+  static constexpr Command kCommand = Command::kExplained;
+  std::string state;                 // waiting, queued, delayed, running, or its final status
+  std::vector<std::string> reasons;  // why it does not run yet, one sentence each; empty: it runs
+};
+
 struct ReloadAccessRequest {  // -> ReloadedReply (local peers only)
   static constexpr Command kCommand = Command::kReloadAccess;
 };
@@ -385,6 +428,8 @@ struct StatusReply {
   TaskCounts tasks;
   uint64_t jobs = 0;
   BrokerCounters counters;
+  std::vector<GateInfo> limits;  // every limit
+  std::vector<GateInfo> locks;   // locks held or waited for
 };
 // One job as `orq jobs` and `orq status JOB` show it.
 struct JobInfo {
@@ -488,7 +533,8 @@ using Message =
                  WorkerResultsMessage, HeartbeatMessage, GoodbyeMessage, TasksMessage,
                  CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage,
                  ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
-                 ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage>;
+                 ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage,
+                 LimitRequest, LimitsReply, ExplainRequest, ExplainedReply>;
 
 namespace detail {
 template <size_t... I> constexpr bool CommandsAreUnique(std::index_sequence<I...>) {

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "tests/harness.h"
 
@@ -87,6 +89,136 @@ TEST(CoordinationTest, AWaitingJobIsVisibleAndSurvivesABrokerKill) {
   RunResult r = env.Run({"gather", second});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "after\n");
+}
+
+// Each shell task appends "start" and "end" lines with its name to a shared log, so a test can
+// replay who overlapped whom.
+std::string Logged(const std::string& log, const std::string& name, double seconds) {
+  return "echo start " + name + " >> " + log + "; sleep " + std::to_string(seconds) +
+         "; echo end " + name + " >> " + log;
+}
+
+// The most tasks of `names` (a prefix each) that ran at once, from the log.
+int MostAtOnce(const std::string& text, const std::string& prefix) {
+  int now = 0, most = 0;
+  for (const std::string& line : Lines(text)) {
+    if (line.find(" " + prefix) == std::string::npos) continue;
+    now += line.rfind("start", 0) == 0 ? 1 : -1;
+    most = std::max(most, now);
+  }
+  return most;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST(CoordinationTest, ALimitIsASemaphoreAcrossWorkers) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "3"}).code, 0);
+  // Given a limit of 2 and six tasks taking it over two workers with three slots each,
+  RunResult set = env.Run({"limit", "set", "download", "2"});
+  ASSERT_EQ(set.code, 0) << set.err;
+  EXPECT_EQ(set.out, "download: 0/2 running, 0 waiting\n");
+  const std::string log = env.home() + "/log";
+  const std::string job =
+      JobId(env.Run({"submit", "--limit", "download", "--", "sh", "-c", Logged(log, "d{}", 0.2),
+                     ":::", "1", "2", "3", "4", "5", "6"}));
+  // Then it is visible while they run, and at most two ever ran at once.
+  RunResult list = env.Run({"limit", "list", "--json"});
+  auto limit = nlohmann::json::parse(Lines(list.out).at(0));
+  EXPECT_EQ(limit["max"], 2);
+  ASSERT_EQ(env.Run({"gather", job}).code, 0);
+  EXPECT_EQ(MostAtOnce(ReadFile(log), "d"), 2) << ReadFile(log);
+  // The limit is durable (orq down/up keeps it), and removable.
+  ASSERT_EQ(env.Run({"down"}).code, 0);
+  ASSERT_EQ(env.Run({"up", "-w", "1"}).code, 0);
+  EXPECT_EQ(env.Run({"limit", "list"}).out, "download: 0/2 running, 0 waiting\n");
+  EXPECT_EQ(env.Run({"limit", "rm", "download"}).out, "removed limit download\n");
+  EXPECT_EQ(env.Run({"limit", "list"}).out, "no limits (orq limit set NAME N)\n");
+  RunResult unknown = env.Run({"submit", "--limit", "download", "--", "true"});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_NE(unknown.err.find("there is no limit 'download'"), std::string::npos) << unknown.err;
+}
+
+TEST(CoordinationTest, ReadersShareALockAndAWriterRunsAlone) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "4"}).code, 0);
+  const std::string log = env.home() + "/log";
+  // Given readers, then a writer, then more readers of one lock,
+  const std::string readers = JobId(env.Run({"submit", "--lock", "db:read", "--", "sh", "-c",
+                                             Logged(log, "r{}", 0.3), ":::", "1", "2", "3"}));
+  const std::string writer =
+      JobId(env.Run({"submit", "--lock", "db:write", "--", "sh", "-c", Logged(log, "w", 0.2)}));
+  const std::string late = JobId(env.Run(
+      {"submit", "--lock", "db:read", "--", "sh", "-c", Logged(log, "l{}", 0.1), ":::", "1", "2"}));
+  // While the writer waits, explain says why, and status shows the lock;
+  RunResult explain = env.Run({"explain", "--json", late + ".0"});
+  auto why = nlohmann::json::parse(explain.out);
+  EXPECT_EQ(why["state"], "queued");
+  RunResult status = env.Run({"status", "--json"});
+  EXPECT_EQ(nlohmann::json::parse(status.out)["locks"].size(), 1u) << status.out;
+  ASSERT_EQ(env.Run({"gather", readers, writer, late}).code, 0);
+  // Then readers overlapped, the writer overlapped nobody, and the late readers came after it.
+  const std::vector<std::string> lines = Lines(ReadFile(log));
+  int open = 0;
+  bool writer_alone = true, late_after_writer = true, seen_writer_end = false;
+  bool writer_running = false;
+  for (const std::string& line : lines) {
+    const bool start = line.rfind("start", 0) == 0;
+    const std::string who = line.substr(line.find(' ') + 1);
+    if (who == "w" && start) writer_alone = writer_alone && open == 0;
+    if (who == "w" && !start) seen_writer_end = true;
+    if (who[0] == 'l' && start) late_after_writer = late_after_writer && seen_writer_end;
+    if (who != "w" && start) writer_alone = writer_alone && !writer_running;
+    if (who == "w") writer_running = start;
+    open += start ? 1 : -1;
+  }
+  EXPECT_TRUE(writer_alone) << ReadFile(log);
+  EXPECT_TRUE(late_after_writer) << ReadFile(log);
+  EXPECT_GE(MostAtOnce(ReadFile(log), "r"), 2) << ReadFile(log);
+  EXPECT_EQ(why["reasons"][0], "lock db has 1 writer waiting, and readers wait behind writers")
+      << explain.out;
+}
+
+TEST(CoordinationTest, KillingAWorkerHoldingALockAndALimitReleasesBothOnce) {
+  OrqEnv env;
+  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "2"}).code, 0);
+  ASSERT_EQ(env.Run({"limit", "set", "slot", "1"}).code, 0);
+  const std::string marker = env.home() + "/attempts";
+  // Given a task holding a write lock and the limit, which hangs on its first attempt,
+  const std::string holder = JobId(env.Run(
+      {"submit", "--lock", "db:write", "--limit", "slot", "--", "sh", "-c",
+       "echo x >> " + marker + "; [ $(wc -l < " + marker + ") -gt 1 ] || sleep 60; echo done"}));
+  // and others waiting for each,
+  const std::string reader = JobId(env.Run({"submit", "--lock", "db:read", "--", "echo", "read"}));
+  const std::string limited = JobId(env.Run({"submit", "--limit", "slot", "--", "echo", "lim"}));
+  const std::string free = JobId(env.Run({"submit", "--", "echo", "free"}));
+  EXPECT_EQ(env.Run({"gather", free}).out, "free\n");  // nobody else is blocked
+  // When the worker running it is killed with SIGKILL,
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  pid_t victim = 0;
+  while (!victim && std::chrono::steady_clock::now() < deadline) {
+    const nlohmann::json status = StatusJson(env);
+    for (const auto& w : status["workers"]) {
+      if (w["running"].get<int>() > 0) victim = w["pid"].get<pid_t>();
+    }
+  }
+  ASSERT_NE(victim, 0);
+  ::kill(victim, SIGKILL);
+  // Then the task runs again and finishes, and both waiters run after it, once each.
+  RunResult r = env.Run({"gather", "--json", holder, reader, limited});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(nlohmann::json::parse(lines[0])["attempts"], 2);
+  EXPECT_EQ(nlohmann::json::parse(lines[0])["result"], "done\n");
+  auto status = StatusJson(env);
+  EXPECT_EQ(status["limits"][0]["running"], 0);
+  EXPECT_TRUE(status["locks"].empty()) << status.dump();
 }
 
 }  // namespace

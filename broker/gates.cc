@@ -1,0 +1,183 @@
+#include "broker/gates.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include "common/ids.h"
+
+namespace orq {
+namespace {
+
+uint32_t Burst(const LimitSpec& spec) { return std::max<uint32_t>(spec.burst, 1); }
+
+std::string Ids(const std::set<TaskId>& ids) {
+  std::string text;
+  size_t shown = 0;
+  for (TaskId id : ids) {
+    if (shown++ == 3) return text + " and " + std::to_string(ids.size() - 3) + " more";
+    text += (text.empty() ? "" : ", ") + FormatTaskId(id);
+  }
+  return text;
+}
+
+}  // namespace
+
+void Gates::SetLimit(const LimitSpec& spec, SteadyTime now) {
+  LimitState& limit = limits_[spec.name];
+  const bool fresh = limit.spec.name.empty();
+  if (!fresh) limit.tokens = Tokens(limit, now);
+  limit.spec = spec;
+  if (fresh) limit.tokens = Burst(spec);  // a new bucket starts full
+  limit.tokens = std::min<double>(limit.tokens, Burst(spec));
+  limit.refilled = now;
+}
+
+bool Gates::RemoveLimit(const std::string& name) { return limits_.erase(name) > 0; }
+
+std::vector<LimitSpec> Gates::Limits() const {
+  std::vector<LimitSpec> specs;
+  for (const auto& [name, limit] : limits_) specs.push_back(limit.spec);
+  return specs;
+}
+
+double Gates::Tokens(const LimitState& limit, SteadyTime now) const {
+  if (limit.spec.rate <= 0) return 0;
+  const double elapsed = std::chrono::duration<double>(now - limit.refilled).count();
+  return std::min<double>(Burst(limit.spec),
+                          limit.tokens + std::max(0.0, elapsed) * limit.spec.rate);
+}
+
+uint32_t Gates::Room(const GateKey& gate, LockMode mode, SteadyTime now) const {
+  if (gate.kind == GateKey::Kind::kLock) {
+    auto it = locks_.find(gate.name);
+    if (it == locks_.end()) return mode == LockMode::kWrite ? 1 : UINT32_MAX;
+    const LockState& lock = it->second;
+    if (lock.writer) return 0;
+    if (mode == LockMode::kWrite) return lock.readers.empty() ? 1 : 0;
+    return lock.writers_waiting > 0 ? 0 : UINT32_MAX;  // readers wait behind writers
+  }
+  auto it = limits_.find(gate.name);
+  if (it == limits_.end()) return UINT32_MAX;
+  const LimitState& limit = it->second;
+  uint32_t room = UINT32_MAX;
+  if (limit.spec.max > 0)
+    room = limit.spec.max > limit.holders.size()
+               ? limit.spec.max - static_cast<uint32_t>(limit.holders.size())
+               : 0;
+  if (limit.spec.rate > 0) room = std::min(room, static_cast<uint32_t>(Tokens(limit, now)));
+  return room;
+}
+
+std::optional<Blocked> Gates::Check(const Needs& needs, SteadyTime now) const {
+  for (const LockNeed& need : needs.locks) {
+    auto it = locks_.find(need.name);
+    if (it == locks_.end()) continue;  // free, and nobody waits for it
+    const LockState& lock = it->second;
+    GateKey key{GateKey::Kind::kLock, need.name};
+    if (lock.writer)
+      return Blocked{key,
+                     "lock " + need.name + " is held for write by " + FormatTaskId(*lock.writer)};
+    if (need.mode == LockMode::kWrite && !lock.readers.empty())
+      return Blocked{key, "lock " + need.name + " is held for read by " + Ids(lock.readers)};
+    if (need.mode == LockMode::kRead && lock.writers_waiting > 0)
+      return Blocked{key, "lock " + need.name + " has " + std::to_string(lock.writers_waiting) +
+                              " writer" + (lock.writers_waiting == 1 ? "" : "s") +
+                              " waiting, and readers wait behind writers"};
+  }
+  for (const std::string& name : needs.limits) {
+    auto it = limits_.find(name);
+    if (it == limits_.end()) continue;
+    const LimitState& limit = it->second;
+    GateKey key{GateKey::Kind::kLimit, name};
+    if (limit.spec.max > 0 && limit.holders.size() >= limit.spec.max)
+      return Blocked{key, "limit " + name + " is at " + std::to_string(limit.holders.size()) + "/" +
+                              std::to_string(limit.spec.max) + " (held by " + Ids(limit.holders) +
+                              ")"};
+    if (limit.spec.rate > 0 && Tokens(limit, now) < 1) {
+      const double wait = (1 - Tokens(limit, now)) / limit.spec.rate;
+      char text[32];
+      std::snprintf(text, sizeof text, "%.3g", wait);
+      return Blocked{key, "limit " + name + " allows " + FormatRate(limit.spec.rate) +
+                              " and its next start is in " + text + " s"};
+    }
+  }
+  return std::nullopt;
+}
+
+void Gates::Acquire(const Needs& needs, TaskId id, SteadyTime now) {
+  for (const LockNeed& need : needs.locks) {
+    LockState& lock = locks_[need.name];
+    if (need.mode == LockMode::kWrite)
+      lock.writer = id;
+    else
+      lock.readers.insert(id);
+  }
+  for (const std::string& name : needs.limits) {
+    auto it = limits_.find(name);
+    if (it == limits_.end()) continue;
+    LimitState& limit = it->second;
+    limit.holders.insert(id);
+    if (limit.spec.rate > 0) {
+      limit.tokens = std::max(0.0, Tokens(limit, now) - 1);
+      limit.refilled = now;
+    }
+  }
+}
+
+void Gates::Release(const Needs& needs, TaskId id) {
+  for (const LockNeed& need : needs.locks) {
+    auto it = locks_.find(need.name);
+    if (it == locks_.end()) continue;
+    LockState& lock = it->second;
+    if (lock.writer == id) lock.writer.reset();
+    lock.readers.erase(id);
+    if (!lock.writer && lock.readers.empty() && lock.writers_waiting == 0) locks_.erase(it);
+  }
+  for (const std::string& name : needs.limits) {
+    if (auto it = limits_.find(name); it != limits_.end()) it->second.holders.erase(id);
+  }
+}
+
+void Gates::WriterWaits(const std::string& name, int delta) {
+  LockState& lock = locks_[name];
+  lock.writers_waiting = static_cast<uint32_t>(static_cast<int>(lock.writers_waiting) + delta);
+  if (!lock.writer && lock.readers.empty() && lock.writers_waiting == 0) locks_.erase(name);
+}
+
+std::optional<SteadyTime> Gates::NextToken(const std::string& name, SteadyTime now) const {
+  auto it = limits_.find(name);
+  if (it == limits_.end() || it->second.spec.rate <= 0) return std::nullopt;
+  const double missing = 1 - Tokens(it->second, now);
+  if (missing <= 0) return now;
+  return now +
+         std::chrono::duration_cast<SteadyTime::duration>(
+             std::chrono::duration<double>(missing / it->second.spec.rate)) +
+         std::chrono::microseconds(1);  // past the instant, so the token is whole
+}
+
+std::optional<double> ParseRate(const std::string& text) {
+  const size_t slash = text.find('/');
+  if (slash == std::string::npos || slash == 0) return std::nullopt;
+  char* end = nullptr;
+  const std::string number = text.substr(0, slash);
+  const double n = std::strtod(number.c_str(), &end);
+  if (*end || !std::isfinite(n) || n <= 0) return std::nullopt;
+  const std::string unit = text.substr(slash + 1);
+  if (unit == "s") return n;
+  if (unit == "m") return n / 60;
+  if (unit == "h") return n / 3600;
+  return std::nullopt;
+}
+
+std::string FormatRate(double per_second) {
+  char text[48];
+  if (per_second >= 1 || per_second * 60 < 1)
+    std::snprintf(text, sizeof text, "%g/s", per_second);
+  else
+    std::snprintf(text, sizeof text, "%g/m", per_second * 60);
+  return text;
+}
+
+}  // namespace orq
