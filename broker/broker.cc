@@ -237,6 +237,7 @@ class BrokerShell {
                     "--supervised",
                     "--heartbeat-ms",
                     std::to_string(config_.heartbeat.count())};
+    options.args.insert(options.args.end(), config_.worker_args.begin(), config_.worker_args.end());
     options.die_with_parent = true;
     options.new_session = true;  // so whatever it leaves behind can be found (KillSession)
     return LocalWorker{Process::SpawnSelf(options), Clock::now(), {}, {}};

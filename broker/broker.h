@@ -11,13 +11,14 @@
 namespace orq {
 
 struct BrokerConfig {
-  std::vector<std::string> endpoints;  // ipc:// endpoints; the first is the one local workers use
-  std::vector<std::string> listen;     // tcp:// endpoints, always CURVE (needs keys_dir)
-  std::string keys_dir;                // the key store (common/keys.h); empty: no TCP
-  int workers = 0;                     // local worker processes to start and keep alive
-  int threads = 1;                     // -t for each local worker
-  std::string pid_file;                // written once bound, removed on exit; empty: none
-  std::string journal;                 // SQLite journal path; empty: results in memory only
+  std::vector<std::string> endpoints;    // ipc:// endpoints; the first is the one local workers use
+  std::vector<std::string> listen;       // tcp:// endpoints, always CURVE (needs keys_dir)
+  std::string keys_dir;                  // the key store (common/keys.h); empty: no TCP
+  int workers = 0;                       // local worker processes to start and keep alive
+  int threads = 1;                       // -t for each local worker
+  std::vector<std::string> worker_args;  // more options for each local worker (--resources...)
+  std::string pid_file;                  // written once bound, removed on exit; empty: none
+  std::string journal;                   // SQLite journal path; empty: results in memory only
   std::chrono::milliseconds heartbeat{1000};
   std::chrono::seconds retention{0};  // forget finished jobs after this long; 0 = keep
   size_t max_tasks_per_job = 0;       // 0 = kMaxTasksPerJob

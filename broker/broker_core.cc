@@ -55,6 +55,8 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
         now - std::chrono::duration_cast<SteadyTime::duration>(
                   std::chrono::duration<double>(std::max(0.0, wall_now - recovered.submitted)));
     if (!recovered.tasks.empty()) job.label = Label(recovered.tasks[0].spec);
+    if (!recovered.key.empty()) keys_[recovered.key] = recovered.job;
+    job.key = std::move(recovered.key);
     job.unfinished = static_cast<uint32_t>(recovered.tasks.size());
     for (uint32_t i = 0; i < job.tasks.size(); ++i) {
       RecoveredTask& r = recovered.tasks[i];
@@ -328,6 +330,15 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     out.push_back({from, ErrorReply{ErrorCode::kShuttingDown, "the broker is shutting down"}});
     return;
   }
+  if (request.key.size() > kMaxKeyBytes)
+    return refuse("the key is " + std::to_string(request.key.size()) + " bytes; the limit is " +
+                  std::to_string(kMaxKeyBytes));
+  if (auto it = keys_.find(request.key); !request.key.empty() && it != keys_.end()) {
+    // Submitted before (a retry after a timeout, say): that job's id, and nothing new.
+    const Job& job = jobs_.at(it->second);
+    return out.push_back(
+        {from, SubmittedReply{it->second, static_cast<uint32_t>(job.tasks.size()), true}});
+  }
   if (request.tasks.empty()) return refuse("a job needs at least one task");
   if (request.tasks.size() > options_.max_tasks_per_job)
     return refuse("a job may hold at most " + std::to_string(options_.max_tasks_per_job) +
@@ -352,16 +363,16 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     if (auto error = ValidateEnv(*request.context.env, "the job's environment"))
       return refuse(*error);
   }
-  const uint64_t job_number =
-      AddJob(std::move(request.tasks),
-             std::make_shared<const JobContext>(std::move(request.context)), now, out);
+  const uint64_t job_number = AddJob(std::move(request.tasks),
+                                     std::make_shared<const JobContext>(std::move(request.context)),
+                                     now, out, std::move(request.key));
   out.push_back(
       {from, SubmittedReply{job_number, static_cast<uint32_t>(jobs_.at(job_number).tasks.size())}});
   Dispatch(out);
 }
 
 uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
-                            SteadyTime now, std::vector<Outgoing>& out) {
+                            SteadyTime now, std::vector<Outgoing>& out, std::string key) {
   const uint64_t job_number = next_job_++;
   journal_.RecordJob(job_number, specs, *context);
   Job& job = jobs_[job_number];
@@ -369,9 +380,15 @@ uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const J
   job.submitted_at = now;
   job.label = Label(specs.front());
   job.specs = std::move(specs);  // the specs stay where they are; tasks point at them
+  if (!key.empty()) {
+    journal_.RecordKey(job_number, key);
+    keys_[key] = job_number;
+    job.key = std::move(key);
+  }
   size_t per_class[kTaskClassCount] = {};
   for (const TaskSpec& spec : job.specs) ++per_class[ClassIndex(spec)];
-  for (size_t c = 0; c < kTaskClassCount; ++c) ready_[c].Reserve(ready_[c].size() + per_class[c]);
+  ReadyQueues& queues = ready_[""];  // the default queue: where big jobs go
+  for (size_t c = 0; c < kTaskClassCount; ++c) queues[c].Reserve(queues[c].size() + per_class[c]);
   job.tasks.resize(job.specs.size());
   job.unfinished = static_cast<uint32_t>(job.specs.size());
   std::vector<uint32_t> to_wire;  // tasks with dependencies: wired once all of the job exists
@@ -640,7 +657,7 @@ BrokerCore::Task* BrokerCore::Find(TaskId id) {
 }
 
 void BrokerCore::Enqueue(TaskId id, const Task& task) {
-  ready_[ClassIndex(*task.spec)].push({task.spec->priority, id});
+  ready_[task.spec->need().queue][ClassIndex(*task.spec)].push({task.spec->priority, id});
 }
 
 bool BrokerCore::Resolve(const std::string& from, const std::vector<std::string>& ids,
@@ -890,8 +907,9 @@ void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) con
   status.endpoints = {options_.endpoint};
   status.endpoints.insert(status.endpoints.end(), options_.listen.begin(), options_.listen.end());
   for (const auto& [id, w] : workers_) {
-    status.workers.push_back(
-        {w.pid, w.host, w.remote, w.threads, static_cast<uint32_t>(w.leases.size()), w.capacity});
+    status.workers.push_back({w.pid, w.host, w.remote, w.threads,
+                              static_cast<uint32_t>(w.leases.size()), w.capacity, w.offered,
+                              w.queues});
   }
   std::sort(status.workers.begin(), status.workers.end(), [](const auto& a, const auto& b) {
     return std::tie(a.host, a.pid) < std::tie(b.host, b.pid);
@@ -1061,6 +1079,20 @@ void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
       if (const Needs* needs = task->spec->needs.get()) {
         if (auto blocked = gates_.Check(*needs, now_)) say(blocked->why);
       }
+      const uint32_t cpus = Cpus(*task->spec);
+      if (auto w = waiting_for_.find(id);
+          w != waiting_for_.end() && w->second.gate.kind == GateKey::Kind::kWorker) {
+        say(NoWorkerReason(*task->spec));
+      } else if ((task->spec->needs || cpus > 1) &&
+                 std::none_of(workers_.begin(), workers_.end(), [&](const auto& w) {
+                   return CouldRun(w.second, *task->spec, cpus);
+                 })) {
+        say(NoWorkerReason(*task->spec));
+      } else if ((task->spec->needs || cpus > 1) &&
+                 std::none_of(workers_.begin(), workers_.end(),
+                              [&](const auto& w) { return Fits(w.second, *task->spec, cpus); })) {
+        say("waiting for a worker with " + Wants(*task->spec) + " free");
+      }
       const size_t c = ClassIndex(*task->spec);
       if (workers_.empty())
         say("no worker is registered");
@@ -1071,7 +1103,7 @@ void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
       // In the ready queue: behind the tasks that go first.
       const QueueEntry me{task->spec->priority, id};
       size_t ahead = 0;
-      auto& queue = ready_[c];
+      const auto& queue = ready_[task->spec->need().queue][c];
       for (const QueueEntry& e : queue.entries()) {
         const Task* other = Find(e.id);
         if (other && other->state == State::kQueued && me < e) ++ahead;
@@ -1122,6 +1154,21 @@ void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage
   w.remote = role == Role::kWorker;
   w.capacity = ready.slots;
   w.last_seen = now;
+  w.cpus = ready.slots[static_cast<size_t>(TaskClass::kShell)];
+  for (const ResourceNeed& r : ready.resources) {
+    if (r.name == "cpus") {
+      w.cpus = r.amount;
+      continue;
+    }
+    constexpr uint32_t kMaxUnits = 4096;  // what orq worker --resources allows
+    const uint32_t n = std::min(r.amount, kMaxUnits);
+    w.units[r.name] = Units{std::vector<bool>(n, false), n};
+  }
+  w.offered = {{"cpus", w.cpus}};
+  for (const auto& [name, units] : w.units)
+    w.offered.push_back({name, static_cast<uint32_t>(units.used.size())});
+  w.queues = ready.queues;
+  std::sort(w.queues.begin(), w.queues.end());
   worker_ids_[from] = id;
   // A worker coming back (after a pause, a partition or our restart) still runs some tasks. Those
   // whose lease nobody else has taken since are adopted; the others are stale: it must drop them.
@@ -1134,6 +1181,8 @@ void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage
     if (task && task->state == State::kQueued && task->attempt == lease.attempt &&
         !task->cancel_requested && (!gated || !gates_.Check(*task->spec->needs, now))) {
       if (gated) gates_.Acquire(*task->spec->needs, lease.id, now);
+      Assignment ignored;  // it has its units' variables already
+      Take(w, lease.id, *task->spec, Cpus(*task->spec), ignored);
       task->state = State::kRunning;
       task->worker = id;
       --queued_;
@@ -1146,6 +1195,7 @@ void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage
     }
   }
   if (!stale.ids.empty()) out.push_back({from, std::move(stale)});
+  Unpark({GateKey::Kind::kWorker, ""});  // tasks no worker could run may fit this one
   Dispatch(out);
 }
 
@@ -1161,6 +1211,7 @@ void BrokerCore::Results(Worker& worker, WorkerResultsMessage& results, SteadyTi
     }
     --worker.in_use[ClassIndex(*task->spec)];
     worker.leases.erase(outcome.id);
+    Give(worker, outcome.id, *task->spec);
     StopRunning(outcome.id, *task);
     outcome.worker_pid = worker.pid;
     const bool own_failure =
@@ -1243,6 +1294,7 @@ void BrokerCore::ForgetJob(uint64_t job_number) {
     store_.Erase({job_number, i});
   }
   journal_.RecordForget(job_number);
+  if (!it->second.key.empty()) keys_.erase(it->second.key);  // the key may be used again
   jobs_.erase(it);
 }
 
@@ -1253,15 +1305,31 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
     for (auto& [worker_id, w] : workers_) {
       TasksMessage message;
       WatchMessage watch;
+      // Tasks another worker could run, but not this one now: back to their queue afterwards.
+      std::vector<std::pair<ReadyQueue*, QueueEntry>> skipped;
       for (size_t c = 0; c < kTaskClassCount; ++c) {
-        auto& queue = ready_[c];
-        while (w.in_use[c] < w.capacity[c] && message.tasks.size() < kMaxTasksPerMessage &&
-               !queue.empty()) {
-          const TaskId id = queue.top().id;
-          queue.pop();
+        while (w.in_use[c] < w.capacity[c] && message.tasks.size() < kMaxTasksPerMessage) {
+          ReadyQueue* queue = NextQueue(w, c);
+          if (!queue) break;
+          const QueueEntry entry = queue->top();
+          queue->pop();
+          const TaskId id = entry.id;
           Task* task = Find(id);
           if (!task || task->state != State::kQueued) continue;  // cancelled while queued
-          if (const Needs* needs = task->spec->needs.get()) {
+          const Needs* needs = task->spec->needs.get();
+          const uint32_t cpus = Cpus(*task->spec);
+          if ((needs || cpus > 0) && !Fits(w, *task->spec, cpus)) {
+            if (std::any_of(workers_.begin(), workers_.end(), [&](const auto& other) {
+                  return CouldRun(other.second, *task->spec, cpus);
+                })) {
+              skipped.push_back({queue, entry});
+            } else {
+              if (!waiting_for_.empty()) StopWaiting(id);
+              Park(id, *task, {GateKey::Kind::kWorker, ""});  // until a worker that can comes
+            }
+            continue;
+          }
+          if (needs) {
             if (!waiting_for_.empty()) StopWaiting(id);
             if (auto blocked = gates_.Check(*needs, now_)) {
               Park(id, *task, blocked->gate);
@@ -1277,14 +1345,15 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
           ++w.in_use[c];
           w.leases.insert(id);
           journal_.RecordLease(id, task->attempt);
-          message.tasks.push_back({id, task->attempt, *task->spec,
-                                   std::holds_alternative<ShellTask>(task->spec->body)
-                                       ? jobs_.at(id.job).context
-                                       : nullptr});
+          const bool shell = std::holds_alternative<ShellTask>(task->spec->body);
+          Assignment& a = message.tasks.emplace_back(Assignment{
+              id, task->attempt, *task->spec, shell ? jobs_.at(id.job).context : nullptr, {}});
+          if (needs || cpus > 0) Take(w, id, *task->spec, cpus, a);
           if (!followers_.empty() && followers_.count(id))
             watch.ids.push_back(id);  // someone waits for its output
         }
       }
+      for (auto& [queue, entry] : skipped) queue->push(entry);
       if (!message.tasks.empty()) {
         progress = true;
         out.push_back({w.identity, std::move(message)});
@@ -1292,6 +1361,113 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
       if (!watch.ids.empty()) out.push_back({w.identity, std::move(watch)});
     }
   }
+}
+
+BrokerCore::ReadyQueue* BrokerCore::NextQueue(const Worker& w, size_t c) {
+  ReadyQueue* best = nullptr;
+  if (w.queues.empty()) {
+    for (auto& [name, queues] : ready_) {
+      ReadyQueue& q = queues[c];
+      if (!q.empty() && (!best || best->top() < q.top())) best = &q;
+    }
+    return best;
+  }
+  for (const std::string& name : w.queues) {
+    auto it = ready_.find(name == kDefaultQueue ? "" : name);
+    if (it == ready_.end()) continue;
+    ReadyQueue& q = it->second[c];
+    if (!q.empty() && (!best || best->top() < q.top())) best = &q;
+  }
+  return best;
+}
+
+bool BrokerCore::Serves(const Worker& w, const std::string& queue) {
+  return w.queues.empty() || std::binary_search(w.queues.begin(), w.queues.end(),
+                                                queue.empty() ? kDefaultQueue : queue);
+}
+
+bool BrokerCore::Fits(const Worker& w, const TaskSpec& spec, uint32_t cpus) {
+  if (cpus > w.cpus - w.cpus_used) return false;
+  if (!spec.needs) return true;
+  if (!Serves(w, spec.needs->queue)) return false;
+  for (const ResourceNeed& r : spec.needs->resources) {
+    auto it = w.units.find(r.name);
+    if (it == w.units.end() || it->second.free < r.amount) return false;
+  }
+  return true;
+}
+
+bool BrokerCore::CouldRun(const Worker& w, const TaskSpec& spec, uint32_t cpus) {
+  if (cpus > w.cpus) return false;
+  if (!spec.needs) return true;
+  if (!Serves(w, spec.needs->queue)) return false;
+  for (const ResourceNeed& r : spec.needs->resources) {
+    auto it = w.units.find(r.name);
+    if (it == w.units.end() || it->second.used.size() < r.amount) return false;
+  }
+  return true;
+}
+
+namespace {
+// ORQ_RESOURCE_GPU for "gpu": upper case, '-' and '.' as '_'.
+std::string ResourceVariable(const std::string& name) {
+  std::string var = "ORQ_RESOURCE_";
+  for (char ch : name)
+    var += ch == '-' || ch == '.' ? '_'
+                                  : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return var;
+}
+}  // namespace
+
+void BrokerCore::Take(Worker& w, TaskId id, const TaskSpec& spec, uint32_t cpus, Assignment& a) {
+  w.cpus_used += cpus;
+  if (!spec.needs || spec.needs->resources.empty()) return;
+  auto& held = w.held[id];
+  for (const ResourceNeed& r : spec.needs->resources) {
+    Units& units = w.units.at(r.name);
+    std::vector<uint32_t> given;
+    std::string list;
+    for (uint32_t i = 0; i < units.used.size() && given.size() < r.amount; ++i) {
+      if (units.used[i]) continue;
+      units.used[i] = true;
+      given.push_back(i);
+      list += (list.empty() ? "" : ",") + std::to_string(i);
+    }
+    units.free -= static_cast<uint32_t>(given.size());
+    a.env.push_back(ResourceVariable(r.name) + "=" + list);
+    if (r.name == "gpu") a.env.push_back("CUDA_VISIBLE_DEVICES=" + list);
+    held.emplace_back(r.name, std::move(given));
+  }
+}
+
+void BrokerCore::Give(Worker& w, TaskId id, const TaskSpec& spec) {
+  const uint32_t cpus = Cpus(spec);
+  w.cpus_used -= std::min(cpus, w.cpus_used);
+  auto it = w.held.find(id);
+  if (it == w.held.end()) return;
+  for (const auto& [name, given] : it->second) {
+    Units& units = w.units.at(name);
+    for (uint32_t i : given) units.used[i] = false;
+    units.free += static_cast<uint32_t>(given.size());
+  }
+  w.held.erase(it);
+}
+
+std::string BrokerCore::NoWorkerReason(const TaskSpec& spec) const {
+  const Needs& n = spec.need();
+  if (workers_.empty()) return "no worker is registered";
+  if (!n.queue.empty() && std::none_of(workers_.begin(), workers_.end(),
+                                       [&](const auto& w) { return Serves(w.second, n.queue); }))
+    return "no worker serves queue '" + n.queue + "' (orq worker --queues " + n.queue + ")";
+  return "no worker offers " + Wants(spec) + " (orq worker --resources, --queues)";
+}
+
+std::string BrokerCore::Wants(const TaskSpec& spec) {
+  std::string wants = "cpus=" + std::to_string(Cpus(spec));
+  for (const ResourceNeed& r : spec.need().resources)
+    wants += "," + r.name + "=" + std::to_string(r.amount);
+  if (!spec.need().queue.empty()) wants += " in queue '" + spec.need().queue + "'";
+  return wants;
 }
 
 void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why,
@@ -1371,8 +1547,8 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
   const bool heartbeat = now >= next_heartbeat_;
   std::vector<GateKey> gates;
   for (const auto& [gate, parked] : parked_) {
-    if (parked.count > 0 && (heartbeat || gates_.NextToken(gate.name, now).has_value()))
-      gates.push_back(gate);
+    if (parked.count == 0 || gate.kind == GateKey::Kind::kWorker) continue;  // see Register()
+    if (heartbeat || gates_.NextToken(gate.name, now).has_value()) gates.push_back(gate);
   }
   for (const GateKey& gate : gates) Unpark(gate);
   if (heartbeat) {
@@ -1437,7 +1613,8 @@ void BrokerCore::StopWaiting(TaskId id) {
   --(waiting.candidate ? parked.candidates : parked.count);
   if (waiting.writer) gates_.WriterWaits(waiting.gate.name, -1);
   // Its stale entry stays in the heap until Unpark() meets it; the room it held goes to the next.
-  Unpark(waiting.gate);
+  // (Only a new worker opens the kWorker gate: its room is not a count that one task frees.)
+  if (waiting.gate.kind != GateKey::Kind::kWorker) Unpark(waiting.gate);
 }
 
 void BrokerCore::Unpark(const GateKey& gate) {

@@ -126,6 +126,12 @@ class BrokerCore {
     std::vector<uint64_t> waiters;       // gather requests that name this job or one of its tasks
     SteadyTime finished_at{};            // when unfinished became 0
     uint32_t first_failed = UINT32_MAX;  // the first of its tasks to end other than ok
+    std::string key;                     // its idempotency key (submit --key); empty: none
+  };
+  // A worker's units of one resource (gpu 0, gpu 1...): which are in use.
+  struct Units {
+    std::vector<bool> used;
+    uint32_t free = 0;
   };
   struct Worker {
     std::string identity;
@@ -137,6 +143,14 @@ class BrokerCore {
     Slots in_use{};  // invariant: in_use[c] <= capacity[c], and equals leases of class c
     std::unordered_set<TaskId, TaskIdHash> leases;
     SteadyTime last_seen;
+    uint32_t cpus = 0, cpus_used = 0;    // invariant: cpus_used = the leases' Cpus()
+    std::map<std::string, Units> units;  // its other resources, by name
+    std::vector<std::string> queues;     // sorted; empty: every queue
+    // The units each lease holds (resources other than cpus), to give back when it ends.
+    std::unordered_map<TaskId, std::vector<std::pair<std::string, std::vector<uint32_t>>>,
+                       TaskIdHash>
+        held;
+    std::vector<ResourceNeed> offered;  // as it registered, for status
   };
   struct QueueEntry {
     int32_t priority;
@@ -171,7 +185,7 @@ class BrokerCore {
               std::vector<Outgoing>& out);
   // Adds a job and queues its tasks; returns its number.
   uint64_t AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
-                  SteadyTime now, std::vector<Outgoing>& out);
+                  SteadyTime now, std::vector<Outgoing>& out, std::string key = "");
   void Jobs(const std::string& from, const JobsRequest& request, std::vector<Outgoing>& out) const;
   void Logs(const std::string& from, const LogsRequest& request, std::vector<Outgoing>& out);
   // A worker's output of a followed task: to its followers, if that worker holds the lease.
@@ -238,6 +252,16 @@ class BrokerCore {
   // Sends what streaming waiters got this turn (called at the end of each entry point).
   void FlushStreams(std::vector<Outgoing>& out);
   void Dispatch(std::vector<Outgoing>& out);
+  // Resources and queues: whether `w` serves the task's queue and has its cpus and resources free
+  // now (Fits), or at all (CouldRun); Take() gives the task its units, Give() takes them back.
+  static bool Serves(const Worker& w, const std::string& queue);
+  static bool Fits(const Worker& w, const TaskSpec& spec, uint32_t cpus);
+  static bool CouldRun(const Worker& w, const TaskSpec& spec, uint32_t cpus);
+  static void Take(Worker& w, TaskId id, const TaskSpec& spec, uint32_t cpus, Assignment& a);
+  static void Give(Worker& w, TaskId id, const TaskSpec& spec);
+  // Why no registered worker can run the task, for explain.
+  std::string NoWorkerReason(const TaskSpec& spec) const;
+  static std::string Wants(const TaskSpec& spec);  // "cpus=4,gpu=1"
   // Gates (broker/gates.h). A queued task whose gates cannot all be granted is parked on the first
   // one in the way, off the ready queue, so it blocks nobody behind it; when that gate has room,
   // Unpark() moves back to the queue as many of its tasks as the room (locks: one writer, or the
@@ -267,8 +291,13 @@ class BrokerCore {
     const std::vector<T>& entries() const { return this->c; }
   };
   using ReadyQueue = Heap<QueueEntry>;
-  ReadyQueue ready_[kTaskClassCount];  // may hold stale (cancelled) entries
-  Heap<DelayedEntry> delayed_;         // idem
+  using ReadyQueues = std::array<ReadyQueue, kTaskClassCount>;
+  // One set per named queue ("" is the default one); may hold stale (cancelled) entries.
+  std::map<std::string, ReadyQueues> ready_;
+  // The ready queue of class `c` whose best task `w` takes next (highest priority among the queues
+  // it serves), or null when none has one.
+  ReadyQueue* NextQueue(const Worker& w, size_t c);
+  Heap<DelayedEntry> delayed_;  // idem
   std::unordered_map<uint32_t, Worker> workers_;
   std::unordered_map<std::string, uint32_t> worker_ids_;  // ROUTER identity -> worker id
   uint32_t next_worker_ = 1;
@@ -304,6 +333,7 @@ class BrokerCore {
     bool writer = false;     // for a lock: it wants to write
   };
   std::unordered_map<TaskId, WaitingFor, TaskIdHash> waiting_for_;  // parked tasks, and candidates
+  std::unordered_map<std::string, uint64_t> keys_;  // idempotency keys (submit --key) -> job
   std::vector<TaskId> notify_;  // finished tasks whose dependants have not been told yet
   bool notifying_ = false;      // NotifyDependants() is running: Finish() only adds to notify_
   SteadyTime next_heartbeat_{};

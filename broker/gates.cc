@@ -50,6 +50,7 @@ double Gates::Tokens(const LimitState& limit, SteadyTime now) const {
 }
 
 uint32_t Gates::Room(const GateKey& gate, LockMode mode, SteadyTime now) const {
+  if (gate.kind == GateKey::Kind::kWorker) return UINT32_MAX;  // opened when a worker comes
   if (gate.kind == GateKey::Kind::kLock) {
     auto it = locks_.find(gate.name);
     if (it == locks_.end()) return mode == LockMode::kWrite ? 1 : UINT32_MAX;

@@ -19,9 +19,10 @@
 
 namespace orq {
 
-// A gate a task may wait on: a lock or a limit, by name.
+// A gate a task may wait on: a lock or a limit, by name; or (kWorker) a worker that can run it at
+// all (its cpus, resources and queue), which only a new worker can open.
 struct GateKey {
-  enum class Kind : uint8_t { kLock, kLimit };
+  enum class Kind : uint8_t { kLock, kLimit, kWorker };
   Kind kind = Kind::kLimit;
   std::string name;
   friend auto operator<=>(const GateKey&, const GateKey&) = default;

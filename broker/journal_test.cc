@@ -237,5 +237,23 @@ TEST_F(JournalTest, ADependencyGraphAndItsProgressSurviveARestart) {
   EXPECT_EQ(order, (std::vector<TaskId>{{1, 1}, {1, 2}, {2, 0}}));
 }
 
+TEST_F(JournalTest, KeysAndLimitsSurviveARestart) {
+  {
+    Broker b(path_);
+    b.Send("c", LimitRequest{LimitRequest::Op::kSet, {"dl", 3, 0.5, 2}}, now_);
+    b.Send("c", LimitRequest{LimitRequest::Op::kSet, {"gone", 1}}, now_);
+    b.Send("c", LimitRequest{LimitRequest::Op::kRemove, {"gone"}}, now_);
+    b.Send("c", SubmitRequest{{Sleep(1)}, {}, "once"}, now_);
+  }
+  Broker b(path_);
+  EXPECT_EQ(b.journal->LoadLimits(), (std::vector<LimitSpec>{{"dl", 3, 0.5, 2}}));
+  b.core.Restore(b.journal->Load(), now_, 1e9);
+  auto out = b.Send("c", SubmitRequest{{Sleep(1)}, {}, "once"}, now_);
+  ASSERT_EQ(out.size(), 1u);
+  const auto& reply = std::get<SubmittedReply>(out[0].message);
+  EXPECT_EQ(reply.job, 1u);
+  EXPECT_TRUE(reply.existing);
+}
+
 }  // namespace
 }  // namespace orq

@@ -8,6 +8,8 @@
 //   - no task starts again once it ended, and every task ends in exactly one final state;
 //   - nothing waits forever once its cause is gone: after the schedule, with workers, time and
 //     every running task ending, every task ends.
+//   - a worker's resource units go to one running task at a time, and only to tasks of queues it
+//     serves.
 // Seeds: ORQ_MODEL_SEEDS (how many, default 300) from ORQ_MODEL_SEED (default 1);
 // scripts/model.sh runs more.
 #include <gtest/gtest.h>
@@ -28,6 +30,17 @@ namespace {
 
 using std::chrono::milliseconds;
 
+std::vector<std::string> Split(const std::string& list) {
+  std::vector<std::string> items;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    if (comma > start) items.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return items;
+}
+
 constexpr int kLimitMax = 2;    // limit "n": at most 2 at once
 constexpr double kRate = 4;     // limit "r": 4 starts a second,
 constexpr uint32_t kBurst = 2;  // in bursts of 2
@@ -35,6 +48,12 @@ constexpr uint32_t kBurst = 2;  // in bursts of 2
 struct Running {
   std::string worker;
   uint32_t attempt;
+  std::string gpus;  // the units it was given: ORQ_RESOURCE_GPU
+};
+struct WorkerModel {
+  int64_t pid = 0;
+  uint32_t gpus = 0;    // units it offers
+  bool only_q = false;  // serves queue "q" alone (else every queue)
 };
 
 class Model {
@@ -72,7 +91,7 @@ class Model {
 
   // Ends everything: workers, time, and every running task ending ok, until all tasks ended.
   std::string Drain() {
-    AddWorker();
+    AddWorker(/*any=*/true);
     for (int round = 0; round < 2000; ++round) {
       if (Unfinished() == 0) return "";
       std::string broken = running_.empty() ? Advance(milliseconds(100)) : EndOne(/*ok=*/true);
@@ -147,7 +166,30 @@ class Model {
                  std::string(StatusName(o->status));
       }
     }
-    running_[a.id] = {worker, a.attempt};
+    std::string gpus;
+    for (const std::string& e : a.env) {
+      if (e.rfind("ORQ_RESOURCE_GPU=", 0) == 0) gpus = e.substr(17);
+    }
+    const Needs& n = a.spec.need();
+    const WorkerModel& w = workers_.at(worker);
+    if (w.only_q && n.queue != "q") return id + " of queue '" + n.queue + "' went to " + worker;
+    uint32_t wanted = 0;
+    for (const ResourceNeed& r : n.resources) wanted += r.name == "gpu" ? r.amount : 0;
+    if (std::count(gpus.begin(), gpus.end(), ',') + (gpus.empty() ? 0 : 1) != wanted)
+      return id + " wanted " + std::to_string(wanted) + " gpus and got '" + gpus + "'";
+    for (const auto& [other, run] : running_) {
+      if (run.worker != worker || run.gpus.empty() || gpus.empty()) continue;
+      for (const std::string& unit : Split(gpus)) {
+        for (const std::string& held : Split(run.gpus)) {
+          if (unit == held)
+            return id + " got gpu " + unit + " of " + worker + ", held by " + FormatTaskId(other);
+        }
+      }
+    }
+    for (const std::string& unit : Split(gpus)) {
+      if (std::stoul(unit) >= w.gpus) return id + " got gpu " + unit + " of " + worker;
+    }
+    running_[a.id] = {worker, a.attempt, gpus};
     for (const std::string& limit : a.spec.need().limits) {
       if (limit == "r") rate_starts_.push_back(now_);
     }
@@ -197,6 +239,8 @@ class Model {
     }
     if (Uniform(0, 2) == 0) n.limits.push_back("n");
     if (Uniform(0, 4) == 0) n.limits.push_back("r");
+    if (Uniform(0, 4) == 0) n.resources.push_back({"gpu", static_cast<uint32_t>(Uniform(1, 2))});
+    if (Uniform(0, 4) == 0) n.queue = "q";
     for (const char* lock : {"a", "b"}) {
       if (Uniform(0, 2) == 0)
         n.locks.push_back({lock, Uniform(0, 2) == 0 ? LockMode::kWrite : LockMode::kRead});
@@ -253,7 +297,7 @@ class Model {
     now_ += d;
     // Workers heartbeat as the broker expects of live ones.
     return Step([&](std::vector<Outgoing>& out) {
-      for (const auto& w : workers_) core_->Handle(w.first, HeartbeatMessage{}, now_, out);
+      for (const auto& [name, w] : workers_) core_->Handle(name, HeartbeatMessage{}, now_, out);
       core_->Tick(now_, out);
     });
   }
@@ -268,22 +312,26 @@ class Model {
     });
   }
 
-  std::string AddWorker() {
+  // A worker with random slots, gpus and queues; `any`: one that can run every task.
+  std::string AddWorker(bool any = false) {
     const std::string name = "w" + std::to_string(next_worker_);
-    const int64_t pid = next_worker_++;
-    workers_[name] = pid;
-    log_ += " worker " + name;
+    WorkerModel w{next_worker_++, static_cast<uint32_t>(any ? 2 : Uniform(0, 2)),
+                  !any && Uniform(0, 3) == 0};
+    workers_[name] = w;
+    log_ += " worker " + name + "(gpu=" + std::to_string(w.gpus) + (w.only_q ? ",q)" : ")");
     const uint32_t slots = static_cast<uint32_t>(Uniform(1, 4));
-    return Step([&](std::vector<Outgoing>& out) {
-      core_->Handle(name, ReadyMessage{pid, 1, {slots, slots, slots}, {}, "host"}, now_, out);
-    });
+    ReadyMessage ready{w.pid, 1, {slots, slots, slots}, {}, "host"};
+    if (w.gpus > 0) ready.resources.push_back({"gpu", w.gpus});
+    if (w.only_q) ready.queues = {"q"};
+    return Step([&](std::vector<Outgoing>& out) { core_->Handle(name, ready, now_, out); });
   }
 
   std::string KillWorker() {
     if (workers_.size() <= 1) return "";
     auto it = workers_.begin();
     std::advance(it, Uniform(0, static_cast<int>(workers_.size()) - 1));
-    const auto [name, pid] = *it;
+    const std::string name = it->first;
+    const int64_t pid = it->second.pid;
     workers_.erase(it);
     log_ += " kill " + name;
     std::erase_if(running_, [&](const auto& r) { return r.second.worker == name; });
@@ -334,7 +382,7 @@ class Model {
   std::map<uint64_t, int> job_sizes_;
   std::map<TaskId, Running> running_;
   std::vector<std::pair<std::string, TaskId>> to_cancel_;
-  std::map<std::string, int64_t> workers_;
+  std::map<std::string, WorkerModel> workers_;
   std::vector<SteadyTime> rate_starts_;
   uint64_t next_job_ = 1;
   int next_worker_ = 1;

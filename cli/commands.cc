@@ -40,12 +40,15 @@ void InstallInterruptHandlers() {
   sigaction(SIGHUP, &sa, nullptr);
 }
 
-uint64_t Submit(Client& client, BuiltJob job) {
-  return Expect<SubmittedReply>(
-             client.Request(SubmitRequest{std::move(job.specs), std::move(job.context)},
-                            kRequestTimeout),
-             "orq submit")
-      .job;
+uint64_t Submit(Client& client, BuiltJob job, const std::string& key = "") {
+  const auto reply = Expect<SubmittedReply>(
+      client.Request(SubmitRequest{std::move(job.specs), std::move(job.context), key},
+                     kRequestTimeout),
+      "orq submit");
+  if (reply.existing)
+    Say("orq submit: the key " + key + " names " + FormatJobId(reply.job) +
+        ", submitted before; nothing new was submitted");
+  return reply.job;
 }
 
 // ---- orq run ------------------------------------------------------------------------------------
@@ -190,7 +193,7 @@ ExitCode SubmitVerb(const JobInput& in) {
     return ExitCode::kOk;
   }
   Client client(FindBroker());
-  std::printf("%s\n", FormatJobId(Submit(client, std::move(built))).c_str());
+  std::printf("%s\n", FormatJobId(Submit(client, std::move(built), in.key)).c_str());
   return ExitCode::kOk;
 }
 
@@ -431,6 +434,16 @@ Verb RegisterSubmit(CLI::App& app) {
   lines->excludes(command);
   what->require_option(0, 1);
   cmd->add_option("--result", o->result, "the sleep task's result")->needs(sleep);
+  cmd->add_option("--key", o->key,
+                  "an idempotency key: while its job is kept, submitting it again prints that "
+                  "job's id and submits nothing")
+      ->check(CLI::Validator(
+          [](std::string& key) -> std::string {
+            if (key.empty() || key.size() > kMaxKeyBytes)
+              return "a key is 1 to " + std::to_string(kMaxKeyBytes) + " bytes";
+            return "";
+          },
+          "KEY"));
   return {cmd, [o] { return SubmitVerb(*o); }};
 }
 

@@ -106,6 +106,8 @@ nlohmann::json StatusJson(StatusReply s) {
          {"threads", w.threads},
          {"running", w.running},
          {"slots", {{"async", w.slots[0]}, {"cpu", w.slots[1]}, {"shell", w.slots[2]}}}});
+    for (const ResourceNeed& r : w.resources) workers.back()["resources"][r.name] = r.amount;
+    workers.back()["queues"] = w.queues;
   }
   j["workers"] = std::move(workers);
   s.tasks.ForEach([&](const char* name, uint64_t v) { j["tasks"][name] = v; });
@@ -177,9 +179,13 @@ void PrintStatus(StatusReply s, std::FILE* out) {
                endpoints.c_str());
   std::fprintf(out, "workers  %zu\n", s.workers.size());
   for (const WorkerInfo& w : s.workers) {
-    std::fprintf(out, "  %-6s %-20s pid %-8lld threads %-3u running %u\n",
+    std::string offer;
+    for (const ResourceNeed& r : w.resources)
+      offer += (offer.empty() ? "" : ",") + r.name + "=" + std::to_string(r.amount);
+    for (size_t i = 0; i < w.queues.size(); ++i) offer += (i ? "," : "  queues ") + w.queues[i];
+    std::fprintf(out, "  %-6s %-20s pid %-8lld threads %-3u running %-4u %s\n",
                  w.remote ? "remote" : "local", w.host.c_str(), static_cast<long long>(w.pid),
-                 w.threads, w.running);
+                 w.threads, w.running, offer.c_str());
   }
   std::fprintf(out, "tasks   ");
   s.tasks.ForEach([&](const char* name, uint64_t v) {

@@ -33,6 +33,7 @@ struct JobInput {
   std::optional<int> cpus;
   std::vector<std::string> resources, limits, locks;
   std::string queue;
+  std::string key;  // orq submit --key: idempotency
   // Where shell tasks run.
   std::string cwd;
   std::vector<std::string> env;  // NAME=VALUE, or NAME to pass the submitter's value

@@ -51,7 +51,51 @@ struct UpOptions {
   int threads = 0;   // 0: cores
   int heartbeat_ms = 1000;
   std::vector<std::string> listen;
+  std::vector<std::string> resources, queues;  // for the local workers
 };
+
+// --resources gpu=2,license=4 and --queues a,b: what a worker offers and whence it takes tasks.
+void AddWorkerOffer(CLI::App* cmd, std::vector<std::string>& resources,
+                    std::vector<std::string>& queues, const std::string& whose) {
+  cmd->add_option("--resources", resources,
+                  "NAME=N units " + whose +
+                      " offer(s) (gpu=2,license=4; cpus=N: its cpus, "
+                      "default: shell slots)")
+      ->delimiter(',');
+  cmd->add_option("--queues", queues, "the queues " + whose + " take(s) tasks from (default: all)")
+      ->delimiter(',');
+}
+
+std::vector<ResourceNeed> ParseResources(const std::vector<std::string>& items) {
+  std::vector<ResourceNeed> resources;
+  for (const std::string& item : items) {
+    const size_t eq = item.find('=');
+    const std::string name = item.substr(0, eq);
+    char* end = nullptr;
+    const long n = eq == std::string::npos ? 0 : std::strtol(item.c_str() + eq + 1, &end, 10);
+    if (n < 1 || n > 4096 || *end)
+      throw UsageError("--resources " + item + ": give NAME=N, N from 1 to 4096 (e.g. gpu=2)");
+    if (auto error = ValidateName(name, "--resources")) throw UsageError(*error);
+    for (const ResourceNeed& r : resources) {
+      if (r.name == name) throw UsageError("--resources names " + name + " twice");
+    }
+    resources.push_back({name, static_cast<uint32_t>(n)});
+  }
+  return resources;
+}
+
+// The options that pass --resources and --queues on to local workers.
+std::vector<std::string> WorkerOfferArgs(const std::vector<std::string>& resources,
+                                         const std::vector<std::string>& queues) {
+  std::vector<std::string> args;
+  ParseResources(resources);  // a mistake is the user's, said here, not by every worker
+  for (const std::string& q : queues) {
+    if (auto error = ValidateName(q, "--queues")) throw UsageError(*error);
+  }
+  if (!resources.empty()) args.insert(args.end(), {"--resources", CLI::detail::join(resources)});
+  if (!queues.empty()) args.insert(args.end(), {"--queues", CLI::detail::join(queues)});
+  return args;
+}
 
 // The local workers the running broker has registered.
 int LocalWorkers(const StatusReply& status) {
@@ -124,6 +168,7 @@ ExitCode Up(const UpOptions& o) {
                 "--heartbeat-ms",
                 std::to_string(o.heartbeat_ms)};
   for (const auto& endpoint : o.listen) spawn.args.insert(spawn.args.end(), {"--listen", endpoint});
+  for (std::string& arg : WorkerOfferArgs(o.resources, o.queues)) spawn.args.push_back(arg);
   spawn.new_session = true;
   spawn.output_file = LogFile(home);
   WriteOwnerOnlyFile(LogFile(home), "");  // owner-only before anything is logged
@@ -206,6 +251,7 @@ struct BrokerOptions {
   std::vector<std::string> listen;
   std::string keys_dir;
   int workers = 0, threads = 0, heartbeat_ms = 1000;
+  std::vector<std::string> resources, queues;  // for the local workers
   std::string journal;
   bool no_journal = false;
   double retention_hours = 0;
@@ -231,6 +277,7 @@ ExitCode Broker(BrokerOptions& o) {
   broker.workers = o.workers;
   broker.threads = o.threads > 0 ? o.threads : Cores();
   broker.heartbeat = milliseconds(o.heartbeat_ms);
+  broker.worker_args = WorkerOfferArgs(o.resources, o.queues);
   return RunBroker(broker);
 }
 
@@ -241,6 +288,7 @@ struct WorkerOptions {
   WorkerConfig config;
   std::string connect;
   int heartbeat_ms = 1000;
+  std::vector<std::string> resources;
 };
 
 ExitCode Worker(WorkerOptions& o) {
@@ -263,6 +311,10 @@ ExitCode Worker(WorkerOptions& o) {
   if (!worker.workdir.empty()) worker.workdir = std::filesystem::absolute(worker.workdir);
   if (worker.threads <= 0) worker.threads = Cores();
   worker.heartbeat = milliseconds(o.heartbeat_ms);
+  worker.resources = ParseResources(o.resources);
+  for (const std::string& q : worker.queues) {
+    if (auto error = ValidateName(q, "--queues")) throw UsageError(*error);
+  }
   return RunWorker(worker);
 }
 
@@ -288,6 +340,7 @@ Verb RegisterUp(CLI::App& app) {
   up->add_option("-t,--threads", o->threads, "threads per worker pool (default: cores)")
       ->check(MoreThanZero());
   AddHeartbeat(up, o->heartbeat_ms);
+  AddWorkerOffer(up, o->resources, o->queues, "each worker");
   up->add_option("--listen", o->listen,
                  "also listen on tcp://HOST:PORT (always CURVE; see 'orq access')")
       ->check(kTcp);
@@ -315,6 +368,7 @@ Verb RegisterBroker(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "threads per local worker (default: cores)")
       ->check(MoreThanZero());
   AddHeartbeat(cmd, o->heartbeat_ms);
+  AddWorkerOffer(cmd, o->resources, o->queues, "each local worker");
   auto* journal = cmd->add_option("--journal", o->journal,
                                   "SQLite journal (default: $ORQ_HOME/journal.db with the default "
                                   "endpoint)");
@@ -347,6 +401,7 @@ Verb RegisterWorker(CLI::App& app) {
       ->check(MoreThanZero());
   cmd->add_option("--shell-slots", o->config.shell_slots, "shell tasks at once (default: threads)")
       ->check(MoreThanZero());
+  AddWorkerOffer(cmd, o->resources, o->config.queues, "this worker");
   cmd->add_flag("--supervised", o->config.supervised,
                 "exit when the broker is gone instead of reconnecting");
   AddHeartbeat(cmd, o->heartbeat_ms);

@@ -98,6 +98,11 @@ class Reader {
   bool ok_ = true;
 };
 
+template <typename T> void PutVector(Writer& w, const std::vector<T>& v);
+template <typename T> void GetVector(Reader& r, std::vector<T>& v);
+void Put(Writer& w, const std::string& s);
+void Get(Reader& r, std::string& s);
+
 void Put(Writer& w, const TaskId& id) {
   w.U64(id.job);
   w.U64(id.index);
@@ -347,6 +352,8 @@ void Put(Writer& w, const Assignment& a) {
   Put(w, a.spec);
   w.U64(a.context != nullptr);
   if (a.context) Put(w, *a.context);
+  w.U64(a.env.size());
+  for (const auto& e : a.env) w.Str(e);
 }
 void Get(Reader& r, Assignment& a) {
   Get(r, a.id);
@@ -357,6 +364,17 @@ void Get(Reader& r, Assignment& a) {
     Get(r, *context);
     a.context = std::move(context);
   }
+  a.env.resize(r.Count());
+  for (auto& e : a.env) e = r.Str();
+}
+
+void Put(Writer& w, const ResourceNeed& n) {
+  w.Str(n.name);
+  w.U64(n.amount);
+}
+void Get(Reader& r, ResourceNeed& n) {
+  n.name = r.Str();
+  n.amount = r.U32();
 }
 
 void Put(Writer& w, const JobInfo& i) {
@@ -398,6 +416,8 @@ void Put(Writer& w, const WorkerInfo& i) {
   w.U64(i.threads);
   w.U64(i.running);
   for (uint32_t s : i.slots) w.U64(s);
+  PutVector(w, i.resources);
+  PutVector(w, i.queues);
 }
 void Get(Reader& r, WorkerInfo& i) {
   i.pid = r.I64();
@@ -406,6 +426,8 @@ void Get(Reader& r, WorkerInfo& i) {
   i.threads = r.U32();
   i.running = r.U32();
   for (uint32_t& s : i.slots) s = r.U32();
+  GetVector(r, i.resources);
+  GetVector(r, i.queues);
 }
 
 // Named counts (TaskCounts, BrokerCounters) travel as their values in ForEach order.
@@ -500,7 +522,7 @@ struct In {
   template <typename T> void operator()(std::vector<T>& v) { GetVector(r, v); }
 };
 
-template <typename F> void Fields(SubmitRequest& m, F&& f) { f(m.tasks), f(m.context); }
+template <typename F> void Fields(SubmitRequest& m, F&& f) { f(m.tasks), f(m.context), f(m.key); }
 template <typename F> void Fields(GatherRequest& m, F&& f) { f(m.ids), f(m.stream); }
 template <typename F> void Fields(StatusRequest&, F&&) {}
 template <typename F> void Fields(CancelRequest& m, F&& f) { f(m.ids), f(m.running); }
@@ -525,7 +547,7 @@ template <typename F> void Fields(GoodbyeMessage&, F&&) {}
 template <typename F> void Fields(ReregisterMessage&, F&&) {}
 template <typename F> void Fields(ReloadAccessRequest&, F&&) {}
 template <typename F> void Fields(ReloadedReply& m, F&& f) { f(m.keys), f(m.dropped); }
-template <typename F> void Fields(SubmittedReply& m, F&& f) { f(m.job), f(m.count); }
+template <typename F> void Fields(SubmittedReply& m, F&& f) { f(m.job), f(m.count), f(m.existing); }
 template <typename F> void Fields(ResultsReply& m, F&& f) { f(m.outcomes), f(m.final), f(m.sizes); }
 template <typename F> void Fields(StatusReply& m, F&& f) {
   f(m.broker_pid), f(m.endpoints), f(m.workers), f(m.tasks), f(m.jobs), f(m.counters), f(m.limits),
@@ -540,7 +562,7 @@ template <typename F> void Fields(ErrorReply& m, F&& f) { f(m.code), f(m.message
 template <typename F> void Fields(PongReply& m, F&& f) { f(m.broker_pid); }
 template <typename F> void Fields(ShutdownAck&, F&&) {}
 template <typename F> void Fields(ReadyMessage& m, F&& f) {
-  f(m.pid), f(m.threads), f(m.slots), f(m.running), f(m.host);
+  f(m.pid), f(m.threads), f(m.slots), f(m.running), f(m.host), f(m.resources), f(m.queues);
 }
 template <typename F> void Fields(WorkerResultsMessage& m, F&& f) { f(m.outcomes); }
 template <typename F> void Fields(HeartbeatMessage&, F&&) {}

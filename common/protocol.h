@@ -246,6 +246,9 @@ struct Assignment {
   uint32_t attempt = 1;
   TaskSpec spec;
   std::shared_ptr<const JobContext> context;  // shell tasks: their job's; null otherwise
+  // "K=V" set on top for a shell task: the units of resources it was given
+  // (ORQ_RESOURCE_GPU=0,1 and CUDA_VISIBLE_DEVICES=0,1).
+  std::vector<std::string> env;
 };
 
 enum class ErrorCode : uint8_t {
@@ -264,7 +267,11 @@ struct SubmitRequest {  // -> SubmittedReply, or ErrorReply
   static constexpr Command kCommand = Command::kSubmit;
   std::vector<TaskSpec> tasks;
   JobContext context;  // for its shell tasks
+  // Idempotency (orq submit --key): while a job submitted with this key is kept, the same key
+  // gets that job's id back and submits nothing. Empty: none.
+  std::string key;
 };
+inline constexpr size_t kMaxKeyBytes = 256;
 struct GatherRequest {  // -> ResultsReply... (the last one final), or ErrorReply
   static constexpr Command kCommand = Command::kGather;
   std::vector<std::string> ids;  // jobs ("j7") and tasks ("j7.2"), in the order to print
@@ -370,6 +377,7 @@ struct SubmittedReply {
   static constexpr Command kCommand = Command::kSubmitted;
   uint64_t job = 0;
   uint32_t count = 0;
+  bool existing = false;  // the key named a job submitted before: nothing new was submitted
 };
 struct ResultsReply {
   static constexpr Command kCommand = Command::kResults;
@@ -387,7 +395,9 @@ struct WorkerInfo {
   bool remote = false;  // connected over TCP with a worker key
   uint32_t threads = 0;
   uint32_t running = 0;
-  Slots slots{};  // capacity per task class
+  Slots slots{};                        // capacity per task class
+  std::vector<ResourceNeed> resources;  // what it offers, cpus first
+  std::vector<std::string> queues;      // the queues it serves; empty: every queue
 };
 struct TaskCounts {
   uint64_t waiting = 0, queued = 0, delayed = 0, running = 0;  // waiting: for its dependencies
@@ -480,6 +490,10 @@ struct ReadyMessage {
   Slots slots;                 // capacity per task class: its credits
   std::vector<Lease> running;  // on re-registration: the tasks it still runs
   std::string host;            // the worker's host name, for status
+  // Resources it offers (orq worker --resources gpu=2): units tasks take while they run. "cpus"
+  // among them sets its cpus; else it has as many as shell slots.
+  std::vector<ResourceNeed> resources;
+  std::vector<std::string> queues;  // the queues it takes tasks from; empty: every queue
 };
 struct WorkerResultsMessage {  // each outcome frees one slot of its task's class
   static constexpr Command kCommand = Command::kWorkerResults;

@@ -332,6 +332,7 @@ FieldError ParseNeeds(const json& obj, TaskSpec& spec, std::vector<NamedDependen
 }  // namespace
 
 std::shared_ptr<const Needs> MakeNeeds(Needs needs) {
+  if (needs.queue == kDefaultQueue) needs.queue.clear();
   std::sort(needs.resources.begin(), needs.resources.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
   std::sort(needs.limits.begin(), needs.limits.end());

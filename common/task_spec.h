@@ -147,7 +147,12 @@ struct Needs {
 // 64 characters. Returns the sentence when `name` is not one.
 FieldError ValidateName(std::string_view name, std::string_view what);
 
-// Needs as a spec holds them: limits, locks and resources sorted by name, limits each once.
+// The queue of tasks that name none; a worker serves it when its --queues name it (or when it
+// serves every queue).
+inline constexpr std::string_view kDefaultQueue = "default";
+
+// Needs as a spec holds them: limits, locks and resources sorted by name, limits each once, and
+// the default queue as "".
 std::shared_ptr<const Needs> MakeNeeds(Needs needs);
 
 struct TaskSpec {

@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "tests/harness.h"
@@ -139,6 +140,19 @@ TEST(CoordinationTest, ALimitIsASemaphoreAcrossWorkers) {
   EXPECT_EQ(env.Run({"limit", "list"}).out, "download: 0/2 running, 0 waiting\n");
   EXPECT_EQ(env.Run({"limit", "rm", "download"}).out, "removed limit download\n");
   EXPECT_EQ(env.Run({"limit", "list"}).out, "no limits (orq limit set NAME N)\n");
+  // A rate: 5 starts a second, one at a time: six starts span at least a second (a lower bound:
+  // a busy machine only makes it longer).
+  ASSERT_EQ(env.Run({"limit", "set", "api", "--rate", "5/s"}).out,
+            "api: 0 running, at most 5/s, 0 waiting\n");
+  const std::string rated =
+      JobId(env.Run({"submit", "--limit", "api", "--", "sh", "-c", "date +%s.%N # {}", ":::", "1",
+                     "2", "3", "4", "5", "6"}));
+  RunResult times = env.Run({"gather", rated});
+  std::vector<double> starts;
+  for (const std::string& line : Lines(times.out)) starts.push_back(std::stod(line));
+  ASSERT_EQ(starts.size(), 6u) << times.out << times.err;
+  std::sort(starts.begin(), starts.end());
+  EXPECT_GE(starts.back() - starts.front(), 0.95) << times.out;
   RunResult unknown = env.Run({"submit", "--limit", "download", "--", "true"});
   EXPECT_EQ(unknown.code, 2);
   EXPECT_NE(unknown.err.find("there is no limit 'download'"), std::string::npos) << unknown.err;
@@ -219,6 +233,56 @@ TEST(CoordinationTest, KillingAWorkerHoldingALockAndALimitReleasesBothOnce) {
   auto status = StatusJson(env);
   EXPECT_EQ(status["limits"][0]["running"], 0);
   EXPECT_TRUE(status["locks"].empty()) << status.dump();
+}
+
+TEST(CoordinationTest, ResourcesQueuesAndExplainThroughTheBinary) {
+  OrqEnv env;
+  // Given one local worker with two gpus,
+  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "4", "--resources", "gpu=2"}).code, 0);
+  auto workers = StatusJson(env)["workers"];
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0]["resources"]["gpu"], 2);
+  // When four tasks want one gpu each, they learn which one they hold, never the same at once;
+  const std::string log = env.home() + "/gpus";
+  const std::string job = JobId(env.Run({"submit", "--resource", "gpu=1", "--", "sh", "-c",
+                                         "echo start $ORQ_RESOURCE_GPU >> " + log +
+                                             "; sleep 0.2; echo end $ORQ_RESOURCE_GPU "
+                                             ">> " +
+                                             log + "; echo $CUDA_VISIBLE_DEVICES",
+                                         ":::", "1", "2", "3", "4"}));
+  RunResult r = env.Run({"gather", job});
+  EXPECT_EQ(r.code, 0) << r.err;
+  for (const std::string& line : Lines(r.out)) EXPECT_TRUE(line == "0" || line == "1") << r.out;
+  std::set<std::string> held;
+  for (const std::string& line : Lines(ReadFile(log))) {
+    const std::string unit = line.substr(line.find(' ') + 1);
+    if (line.rfind("start", 0) == 0)
+      EXPECT_TRUE(held.insert(unit).second) << ReadFile(log);
+    else
+      held.erase(unit);
+  }
+  // A request no worker can meet waits, and explain says so; a worker serving its queue runs it.
+  const std::string big = JobId(env.Run({"submit", "--resource", "gpu=4", "--", "echo", "big"}));
+  const std::string fast = JobId(env.Run({"submit", "--queue", "fast", "--", "echo", "fast"}));
+  RunResult e = env.Run({"explain", big + ".0"});
+  EXPECT_EQ(
+      e.out,
+      big + ".0: queued\n  no worker offers cpus=1,gpu=4 (orq worker --resources, --queues)\n")
+      << e.out;
+  EXPECT_EQ(env.Run({"gather", fast}).out, "fast\n");  // the default worker serves every queue
+  const pid_t extra = env.Start({"worker", "--connect", "ipc://" + env.home() + "/broker.ipc",
+                                 "--resources", "gpu=4", "--queues", "default,big", "-t", "1"});
+  ASSERT_GT(extra, 0);
+  const std::string other =
+      JobId(env.Run({"submit", "--queue", "big", "--resource", "gpu=4", "--", "echo", "other"}));
+  EXPECT_EQ(env.Run({"gather", other}).out, "other\n");
+  EXPECT_EQ(env.Run({"gather", big}).out, "big\n");
+  // An idempotent submit: the same key gives the same job, and submits nothing new.
+  const std::string keyed = JobId(env.Run({"submit", "--key", "k-1", "--", "echo", "once"}));
+  RunResult again = env.Run({"submit", "--key", "k-1", "--", "echo", "once"});
+  EXPECT_EQ(again.code, 0);
+  EXPECT_EQ(JobId(again), keyed);
+  EXPECT_NE(again.err.find("submitted before; nothing new was submitted"), std::string::npos);
 }
 
 }  // namespace

@@ -56,6 +56,7 @@ std::vector<std::string> ShellEnvironment(const Assignment& a, const ShellTask& 
   SetEnv(env, "ORQ_TASK_INDEX=" + std::to_string(a.id.index));
   SetEnv(env, "ORQ_ATTEMPT=" + std::to_string(a.attempt));
   SetEnv(env, "ORQ_SLOT=" + std::to_string(slot));
+  for (const std::string& e : a.env) SetEnv(env, e);  // the resource units it was given
   return env;
 }
 

@@ -91,6 +91,8 @@ class WorkerShell {
     o.slots[static_cast<size_t>(TaskClass::kCpu)] = static_cast<uint32_t>(2 * c.threads);
     o.slots[static_cast<size_t>(TaskClass::kShell)] =
         static_cast<uint32_t>(c.shell_slots > 0 ? c.shell_slots : c.threads);
+    o.resources = c.resources;
+    o.queues = c.queues;
     o.heartbeat_interval = c.heartbeat;
     return o;
   }

@@ -9,17 +9,20 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "common/task_spec.h"
 #include "common/zmq_util.h"
 
 namespace orq {
 
 struct WorkerConfig {
-  std::vector<std::string> endpoints;  // the broker's; each (re)connect tries the next one
-  std::optional<CurveClient> curve;    // for tcp:// (from an access file); ipc:// needs none
-  std::string workdir;                 // where shell tasks run; empty: where the worker started
-  int threads = 1;                     // cpu thread pool size
-  int async_slots = 0;                 // sleep/echo tasks at once; 0 = the default
-  int shell_slots = 0;                 // shell tasks at once; 0 = threads
+  std::vector<std::string> endpoints;   // the broker's; each (re)connect tries the next one
+  std::optional<CurveClient> curve;     // for tcp:// (from an access file); ipc:// needs none
+  std::string workdir;                  // where shell tasks run; empty: where the worker started
+  int threads = 1;                      // cpu thread pool size
+  int async_slots = 0;                  // sleep/echo tasks at once; 0 = the default
+  int shell_slots = 0;                  // shell tasks at once; 0 = threads
+  std::vector<ResourceNeed> resources;  // --resources gpu=2,license=4 (cpus=N: its cpus)
+  std::vector<std::string> queues;      // --queues a,b; empty: every queue
   bool supervised = false;
   std::chrono::milliseconds heartbeat{1000};
 };

@@ -8,7 +8,8 @@ namespace orq {
 WorkerCore::WorkerCore(WorkerOptions options) : options_(options) {}
 
 ReadyMessage WorkerCore::Ready() const {
-  ReadyMessage ready{options_.pid, options_.threads, options_.slots, {}, options_.host};
+  ReadyMessage ready{options_.pid,  options_.threads,   options_.slots, {},
+                     options_.host, options_.resources, options_.queues};
   for (const auto& [id, attempt] : running_) ready.running.push_back({id, attempt});
   return ready;
 }

@@ -18,6 +18,8 @@ struct WorkerOptions {
   std::string host;  // this host's name, for the broker's status
   uint32_t threads = 1;
   Slots slots{};
+  std::vector<ResourceNeed> resources;  // what it offers (ReadyMessage::resources)
+  std::vector<std::string> queues;      // the queues it serves; empty: every queue
   std::chrono::milliseconds heartbeat_interval = kHeartbeatInterval;
   int liveness = kHeartbeatLiveness;
 };
