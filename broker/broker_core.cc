@@ -1056,9 +1056,10 @@ void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
         if (e.id == id && (!due || e.due < *due)) due = e.due;
       }
       char in[64] = "";
-      if (due)
-        std::snprintf(in, sizeof in, ": it is eligible in %.1f s",
-                      std::max(0.0, std::chrono::duration<double>(*due - now_).count()));
+      if (due) {
+        reply.eligible_in = std::max(0.0, std::chrono::duration<double>(*due - now_).count());
+        std::snprintf(in, sizeof in, ": it is eligible in %.1f s", reply.eligible_in);
+      }
       say(std::string(task->failures > 0 ? "waiting out its retry backoff"
                                          : "waiting out its delay") +
           in);

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "broker/broker_core.h"
 #include "cli/embedded.h"
 #include "cli/verbs.h"
 #include "common/clock.h"
@@ -106,30 +107,81 @@ TaskSpec EchoAfter(size_t i, std::vector<Dependency> after) {
   return s;
 }
 
-// Dependencies (issue 10): one task, 100,000 after it, one after all of those.
+// Dependencies (issue 10), end to end: one task, 100,000 after it, one after all of those; and
+// 10,000 tasks each after the one before (one at a time, by definition).
+std::vector<TaskSpec> FanoutSpecs(uint32_t wide);
+std::vector<TaskSpec> ChainSpecs(size_t n);
 Figures Fanout(int workers, int threads) {
-  constexpr uint32_t kWide = 100000;
-  std::vector<Dependency> all;
-  all.reserve(kWide);
-  for (uint32_t i = 1; i <= kWide; ++i) all.push_back({Dependency::kSameJob, i, false, false});
-  std::vector<TaskSpec> specs = Many(kWide + 1, [](size_t i) {
-    return i == 0 ? Echo(0) : EchoAfter(i, {{Dependency::kSameJob, 0, false, false}});
-  });
-  specs.push_back(EchoAfter(kWide + 1, std::move(all)));
-  return Job("fanout", "1 echo task, 100,000 after it, 1 after all of them", std::move(specs),
+  return Job("fanout", "1 echo task, 100,000 after it, 1 after all of them", FanoutSpecs(100000),
              workers, threads);
 }
-
-// Dependencies: 10,000 echo tasks, each after the one before (one at a time, by definition).
 Figures Chain(int workers, int threads) {
-  return Job("chain", "10,000 echo tasks, each after the one before",
-             Many(10000,
-                  [](size_t i) {
-                    return i == 0 ? Echo(0)
-                                  : EchoAfter(i, {{Dependency::kSameJob,
-                                                   static_cast<uint32_t>(i - 1), false, false}});
-                  }),
-             workers, threads);
+  return Job("chain", "10,000 echo tasks, each after the one before", ChainSpecs(10000), workers,
+             threads);
+}
+
+// The broker's core alone (no sockets, no journal, a fake worker answering at once): the time to
+// schedule a graph, at two sizes, so the ratio shows how it grows.
+double CoreSeconds(std::vector<TaskSpec> specs) {
+  MemoryResultStore store;
+  NullJournal journal;
+  BrokerCore core(BrokerOptions{}, store, journal);
+  const auto start = Clock::now();
+  std::vector<Outgoing> out;
+  core.Handle("w", ReadyMessage{1, 1, {1u << 20, 1, 1}, {}, "bench"}, Clock::now(), out);
+  out.clear();
+  core.Handle("c", SubmitRequest{std::move(specs)}, Clock::now(), out);
+  while (!out.empty()) {
+    WorkerResultsMessage results;
+    for (const Outgoing& o : out) {
+      if (const auto* tasks = std::get_if<TasksMessage>(&o.message)) {
+        for (const Assignment& a : tasks->tasks) {
+          TaskOutcome ok;
+          ok.id = a.id;
+          ok.attempt = a.attempt;
+          results.outcomes.push_back(std::move(ok));
+        }
+      }
+    }
+    out.clear();
+    if (results.outcomes.empty()) break;
+    core.Handle("w", std::move(results), Clock::now(), out);
+  }
+  return Seconds(Clock::now() - start);
+}
+
+std::vector<TaskSpec> FanoutSpecs(uint32_t wide) {
+  std::vector<Dependency> all;
+  all.reserve(wide);
+  for (uint32_t i = 1; i <= wide; ++i) all.push_back({Dependency::kSameJob, i, false, false});
+  std::vector<TaskSpec> specs = Many(wide + 1, [](size_t i) {
+    return i == 0 ? Echo(0) : EchoAfter(i, {{Dependency::kSameJob, 0, false, false}});
+  });
+  specs.push_back(EchoAfter(wide + 1, std::move(all)));
+  return specs;
+}
+
+std::vector<TaskSpec> ChainSpecs(size_t n) {
+  return Many(n, [](size_t i) {
+    return i == 0
+               ? Echo(0)
+               : EchoAfter(i, {{Dependency::kSameJob, static_cast<uint32_t>(i - 1), false, false}});
+  });
+}
+
+Figures GraphCore(int, int) {
+  Figures f{"graphcore",
+            "the broker's core alone: fan-out/in of 100k and 200k, chains of 10k and 20k"};
+  const double fan1 = CoreSeconds(FanoutSpecs(100000)), fan2 = CoreSeconds(FanoutSpecs(200000));
+  const double chain1 = CoreSeconds(ChainSpecs(10000)), chain2 = CoreSeconds(ChainSpecs(20000));
+  f.tasks = 2 + 100000 + 2 + 200000 + 10000 + 20000;
+  f.wall = fan1 + fan2 + chain1 + chain2;
+  char note[200];
+  std::snprintf(note, sizeof note,
+                "fanout 100k %.3f s, 200k %.3f s (x%.2f); chain 10k %.3f s, 20k %.3f s (x%.2f)",
+                fan1, fan2, fan2 / fan1, chain1, chain2, chain2 / chain1);
+  f.note = note;
+  return f;
 }
 
 Figures Sleep(int workers, int threads) {
@@ -318,9 +370,9 @@ Figures Tcp(int workers, int threads) {
 }
 
 const std::vector<std::pair<std::string, Figures (*)(int, int)>> kWorkloads = {
-    {"noop", Noop},     {"sleep", Sleep},     {"shell", Shell},     {"cpu", Cpu},
-    {"cold", Cold},     {"latency", Latency}, {"million", Million}, {"tcp", Tcp},
-    {"fanout", Fanout}, {"chain", Chain}};
+    {"noop", Noop},     {"sleep", Sleep},     {"shell", Shell},        {"cpu", Cpu},
+    {"cold", Cold},     {"latency", Latency}, {"million", Million},    {"tcp", Tcp},
+    {"fanout", Fanout}, {"chain", Chain},     {"graphcore", GraphCore}};
 
 nlohmann::json ToJson(const Figures& f) {
   nlohmann::json j = {{"workload", f.workload},

@@ -2,6 +2,7 @@
 // yet): the verbs of issue 10's coordination, against the running broker.
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -77,14 +78,22 @@ ExitCode ExplainVerb(const std::string& task, bool json) {
   Client client(FindBroker());
   const auto reply =
       Expect<ExplainedReply>(client.Request(ExplainRequest{task}, kRequestTimeout), "orq explain");
+  // A delayed task's wall-clock time, which only this side knows.
+  std::string at;
+  if (reply.eligible_in >= 0) {
+    const std::time_t when = std::time(nullptr) + static_cast<std::time_t>(reply.eligible_in + 0.5);
+    char text[32];
+    std::strftime(text, sizeof text, "%H:%M:%S", std::localtime(&when));
+    at = text;
+  }
   if (json) {
-    std::printf("%s\n",
-                nlohmann::json{{"task", task}, {"state", reply.state}, {"reasons", reply.reasons}}
-                    .dump()
-                    .c_str());
+    nlohmann::json j{{"task", task}, {"state", reply.state}, {"reasons", reply.reasons}};
+    if (!at.empty()) j["eligible_in"] = reply.eligible_in, j["eligible_at"] = at;
+    std::printf("%s\n", j.dump().c_str());
     return ExitCode::kOk;
   }
-  std::printf("%s: %s\n", task.c_str(), reply.state.c_str());
+  std::printf("%s: %s%s\n", task.c_str(), reply.state.c_str(),
+              at.empty() ? "" : (" until " + at).c_str());
   for (const std::string& reason : reply.reasons) std::printf("  %s\n", reason.c_str());
   return ExitCode::kOk;
 }

@@ -481,6 +481,7 @@ struct Out {
   void operator()(uint32_t& v) { w.U64(v); }
   void operator()(int64_t& v) { w.I64(v); }
   void operator()(bool& v) { w.U64(v); }
+  void operator()(double& v) { w.F64(v); }
   void operator()(std::string& v) { w.Str(v); }
   void operator()(ErrorCode& v) { w.U64(static_cast<uint8_t>(v)); }
   void operator()(Slots& v) {
@@ -500,6 +501,7 @@ struct In {
   void operator()(uint32_t& v) { v = r.U32(); }
   void operator()(int64_t& v) { v = r.I64(); }
   void operator()(bool& v) { v = r.Bool(); }
+  void operator()(double& v) { v = r.F64(); }
   void operator()(std::string& v) { v = r.Str(); }
   void operator()(ErrorCode& v) {
     uint64_t c = r.U64();
@@ -556,7 +558,9 @@ template <typename F> void Fields(StatusReply& m, F&& f) {
 template <typename F> void Fields(LimitRequest& m, F&& f) { f(m.op), f(m.limit); }
 template <typename F> void Fields(LimitsReply& m, F&& f) { f(m.limits); }
 template <typename F> void Fields(ExplainRequest& m, F&& f) { f(m.task); }
-template <typename F> void Fields(ExplainedReply& m, F&& f) { f(m.state), f(m.reasons); }
+template <typename F> void Fields(ExplainedReply& m, F&& f) {
+  f(m.state), f(m.reasons), f(m.eligible_in);
+}
 template <typename F> void Fields(CancelledReply& m, F&& f) { f(m.count); }
 template <typename F> void Fields(ErrorReply& m, F&& f) { f(m.code), f(m.message); }
 template <typename F> void Fields(PongReply& m, F&& f) { f(m.broker_pid); }

@@ -366,6 +366,7 @@ struct ExplainedReply {
   static constexpr Command kCommand = Command::kExplained;
   std::string state;                 // waiting, queued, delayed, running, or its final status
   std::vector<std::string> reasons;  // why it does not run yet, one sentence each; empty: it runs
+  double eligible_in = -1;           // delayed: seconds until it may start; -1: not delayed
 };
 
 struct ReloadAccessRequest {  // -> ReloadedReply (local peers only)
