@@ -1179,8 +1179,10 @@ void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage
     // A task whose gates went to others meanwhile may not go on: that would break a lock.
     const bool gated = task && task->spec->needs;
     if (gated && !waiting_for_.empty()) StopWaiting(lease.id);
+    // (Nor one it no longer has the resources for: it may have registered with fewer.)
     if (task && task->state == State::kQueued && task->attempt == lease.attempt &&
-        !task->cancel_requested && (!gated || !gates_.Check(*task->spec->needs, now))) {
+        !task->cancel_requested && (!gated || !gates_.Check(*task->spec->needs, now)) &&
+        Fits(w, *task->spec, Cpus(*task->spec))) {
       if (gated) gates_.Acquire(*task->spec->needs, lease.id, now);
       Assignment ignored;  // it has its units' variables already
       Take(w, lease.id, *task->spec, Cpus(*task->spec), ignored);

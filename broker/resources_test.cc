@@ -119,5 +119,26 @@ TEST_F(ResourcesTest, AKeySubmitsOnceWhileItsJobIsKept) {
   EXPECT_FALSE(submit("nightly-2026-11-29").existing);
 }
 
+TEST_F(ResourcesTest, AWorkerBackWithFewerUnitsDropsTheTaskItCannotHold) {
+  // Given a gpu task running on a worker that then goes silent and is dropped,
+  Offer("w1", 4, {{"gpu", 1}});
+  auto tasks = TasksTo(Send("client", SubmitRequest{{Shell({{"gpu", 1}})}}), "w1");
+  ASSERT_EQ(tasks.size(), 1u);
+  Advance(std::chrono::seconds(5));
+  // When it comes back without its gpu, still running the task,
+  ReadyMessage back{100, 1, {10, 10, 4}, {{tasks[0].id, tasks[0].attempt}}, "host"};
+  auto out = Send("w1", back);
+  // Then it is told to drop it (no unit to hold), and the task waits, saying why.
+  bool dropped = false;
+  for (const auto& o : out) {
+    if (auto* c = std::get_if<CancelTasksMessage>(&o.message))
+      dropped = c->ids == std::vector<TaskId>{tasks[0].id};
+  }
+  EXPECT_TRUE(dropped);
+  EXPECT_EQ(Explain("j1.0"),
+            (std::vector<std::string>{
+                "no worker offers cpus=1,gpu=1 (orq worker --resources, --queues)"}));
+}
+
 }  // namespace
 }  // namespace orq

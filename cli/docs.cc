@@ -21,7 +21,13 @@ const std::map<std::string, std::string>& Examples() {
       {"submit",
        "  orq submit -- convert {} {.}.png ::: *.jpg\n"
        "  orq submit --lines commands.txt --timeout 60 --retries 2\n"
-       "  orq submit --array 1-100 --cwd /data -- ./sim.sh {}"},
+       "  orq submit --array 1-100 --cwd /data -- ./sim.sh {}\n"
+       "  orq submit --after j7 --limit download --key nightly -- ./fetch.sh\n"
+       "  orq submit --lock db:write --resource gpu=1 --queue gpu -- ./train.sh"},
+      {"limit",
+       "  orq limit set download 2\n  orq limit set api --rate 10/s,burst=5\n  orq limit list\n"
+       "  orq limit rm download"},
+      {"explain", "  orq explain j7.2\n  orq explain --json j7.2"},
       {"gather",
        "  orq gather j7\n"
        "  orq gather --json --as-completed j7 j8.2\n"
@@ -38,7 +44,9 @@ const std::map<std::string, std::string>& Examples() {
       {"scale", "  orq scale -w 8\n  orq scale -w 1"},
       {"down", "  orq down"},
       {"broker", "  orq broker --listen tcp://0.0.0.0:5555"},
-      {"worker", "  orq worker --access node.access -t 8"},
+      {"worker",
+       "  orq worker --access node.access -t 8\n"
+       "  orq worker --access gpu1.access --resources gpu=4 --queues gpu,default"},
       {"access",
        "  orq access add --worker node1 --endpoint tcp://head:5555\n"
        "  orq access list\n  orq access revoke node1"},
