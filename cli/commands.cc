@@ -65,6 +65,27 @@ struct RunOptions {
   bool progress = false, quiet = false;
 };
 
+// orq run starts a broker and workers of its own: each worker has `threads` cpus and no other
+// resource, and the broker no limits. A task they could never run is refused now, not waited for.
+void CheckRunnable(const std::vector<TaskSpec>& specs, int threads) {
+  const std::string instead = "; or use orq up (--resources), orq limit set and orq submit";
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const std::string task = "task " + std::to_string(i) + " ";
+    if (Cpus(specs[i]) > static_cast<uint32_t>(threads))
+      throw UsageError(task + "asks for " + std::to_string(Cpus(specs[i])) +
+                       " cpus and orq run's workers have " + std::to_string(threads) +
+                       " each: give -t " + std::to_string(Cpus(specs[i])) + instead);
+    const Needs& needs = specs[i].need();
+    if (!needs.resources.empty())
+      throw UsageError(task + "asks for " + needs.resources[0].name + "=" +
+                       std::to_string(needs.resources[0].amount) +
+                       " and orq run's workers offer no resources" + instead);
+    if (!needs.limits.empty())
+      throw UsageError(task + "takes the limit '" + needs.limits[0] +
+                       "' and orq run's own broker has no limits" + instead);
+  }
+}
+
 // --progress / --quiet on run and gather.
 void AddProgressFlags(CLI::App* cmd, bool& progress, bool& quiet) {
   auto* p = cmd->add_flag("--progress", progress,
@@ -135,6 +156,7 @@ ExitCode Run(RunOptions& options) {
     Say("orq: nothing to run: the joblog " + in.joblog + " has every task done");
     return ExitCode::kOk;
   }
+  CheckRunnable(built.specs, options.threads > 0 ? options.threads : Cores());
   Joblog joblog;
   OpenJoblog(in, joblog);
   output.joblog = joblog.file;

@@ -285,5 +285,23 @@ TEST(CoordinationTest, ResourcesQueuesAndExplainThroughTheBinary) {
   EXPECT_NE(again.err.find("submitted before; nothing new was submitted"), std::string::npos);
 }
 
+TEST(CoordinationTest, OrqRunRefusesWhatItsOwnWorkersCouldNeverRun) {
+  OrqEnv env;
+  RunResult r = env.Run({"run", "-w", "1", "-t", "2", "--cpus", "4", "--", "true"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("task 0 asks for 4 cpus and orq run's workers have 2 each: give -t 4"),
+            std::string::npos)
+      << r.err;
+  r = env.Run({"run", "-w", "1", "--limit", "x", "--", "true"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("takes the limit 'x' and orq run's own broker has no limits"),
+            std::string::npos)
+      << r.err;
+  // Locks and dependencies need nothing set up: they work in orq run too.
+  r = env.Run({"run", "-w", "1", "-t", "2", "--lock", "db:write", "--", "echo", ":::", "a", "b"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "a\nb\n");
+}
+
 }  // namespace
 }  // namespace orq::testing
