@@ -403,6 +403,10 @@ TEST(ModelTest, RandomSchedulesKeepEveryRule) {
   buf.push_back('\0');
   ASSERT_NE(::mkdtemp(buf.data()), nullptr);
   const std::string tmp = buf.data();
+  struct Cleanup {  // also when an assertion ends the test early
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{tmp};
   const uint64_t first = EnvNumber("ORQ_MODEL_SEED", 1);
   const uint64_t seeds = EnvNumber("ORQ_MODEL_SEEDS", 300);
   for (uint64_t seed = first; seed < first + seeds; ++seed) {
@@ -413,7 +417,6 @@ TEST(ModelTest, RandomSchedulesKeepEveryRule) {
     ASSERT_EQ(broken, "") << "seed " << seed << " (ORQ_MODEL_SEED=" << seed
                           << " ORQ_MODEL_SEEDS=1 replays it); events:" << model.log();
   }
-  std::filesystem::remove_all(tmp);
 }
 
 }  // namespace
