@@ -431,10 +431,9 @@ std::optional<std::string> BrokerCore::CheckForeignDependencies(
 }
 
 void BrokerCore::Wire(TaskId id, Task& task, std::vector<Outgoing>& out) {
-  // Precondition: task.state is kWaiting (and counted so), task.pending is 0.
-  task.pending = 0;
-  // Counted as one more while wiring, so that a dependency ending meanwhile cannot release it.
-  ++task.pending;
+  // Precondition: task.state is kWaiting (and counted so). One more than the dependencies while
+  // wiring, so that a dependency ending meanwhile cannot release it.
+  task.pending = 1;
   for (const Dependency& d : task.spec->need().after) {
     if (task.state != State::kWaiting) return;  // it ended (dependency_failed) on the way
     const uint64_t job_number = d.job == Dependency::kSameJob ? id.job : d.job;

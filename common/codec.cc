@@ -169,6 +169,15 @@ void EmplaceIndex(V& v, size_t index, std::index_sequence<I...>) {
   ((index == I ? (void)v.template emplace<I>() : (void)0), ...);
 }
 
+void Put(Writer& w, const ResourceNeed& n) {
+  w.Str(n.name);
+  w.U64(n.amount);
+}
+void Get(Reader& r, ResourceNeed& n) {
+  n.name = r.Str();
+  n.amount = r.U32();
+}
+
 // A spec's Needs: a flag, then each field.
 void Put(Writer& w, const std::shared_ptr<const Needs>& p) {
   w.U64(p != nullptr);
@@ -182,11 +191,7 @@ void Put(Writer& w, const std::shared_ptr<const Needs>& p) {
     w.U64(uint64_t{d.whole_job} | uint64_t{d.any} << 1);
   }
   w.U64(n.cpus);
-  w.U64(n.resources.size());
-  for (const ResourceNeed& r : n.resources) {
-    w.Str(r.name);
-    w.U64(r.amount);
-  }
+  PutVector(w, n.resources);
   w.Str(n.queue);
   w.U64(n.limits.size());
   for (const std::string& l : n.limits) w.Str(l);
@@ -210,11 +215,7 @@ void Get(Reader& r, std::shared_ptr<const Needs>& p) {
     d.any = flags & 2;
   }
   n->cpus = r.U32();
-  n->resources.resize(r.Count(2));
-  for (ResourceNeed& res : n->resources) {
-    res.name = r.Str();
-    res.amount = r.U32();
-  }
+  GetVector(r, n->resources);
   n->queue = r.Str();
   n->limits.resize(r.Count());
   for (std::string& l : n->limits) l = r.Str();
@@ -366,15 +367,6 @@ void Get(Reader& r, Assignment& a) {
   }
   a.env.resize(r.Count());
   for (auto& e : a.env) e = r.Str();
-}
-
-void Put(Writer& w, const ResourceNeed& n) {
-  w.Str(n.name);
-  w.U64(n.amount);
-}
-void Get(Reader& r, ResourceNeed& n) {
-  n.name = r.Str();
-  n.amount = r.U32();
 }
 
 void Put(Writer& w, const JobInfo& i) {
