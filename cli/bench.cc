@@ -2,8 +2,14 @@
 // figures (tasks/s, per-task overhead, latency percentiles, peak RSS). Benchmarks report numbers;
 // they assert nothing.
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -309,6 +315,71 @@ void WaitWorkers(Client& client, size_t n) {
   throw std::runtime_error("the benchmark's workers did not register within 30 s");
 }
 
+// Runs `argv` (stdout and stderr to /dev/null) and waits for it: its wall time in seconds.
+double TimeCommand(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  const auto start = Clock::now();
+  pid_t pid = -1;
+  const int error = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + strerror(error));
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const double seconds = Seconds(Clock::now() - start);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw std::runtime_error(CLI::detail::join(argv, " ") + " failed");
+  return seconds;
+}
+
+Figures Cli(int, int threads) {
+  // What a CLI call costs: `orq --version` against /usr/bin/true (alternating, so both see the
+  // same machine), then 1,000 one-by-one `orq submit` to a broker with its journal on, then
+  // submit + gather pairs as a shell loop runs them.
+  Figures f{"cli", "1,000 one-by-one orq submit calls (journal on)", 1000};
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe");
+  std::vector<double> version, truth;
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < 50; ++i) truth.push_back(TimeCommand({"/usr/bin/true"}));
+    for (int i = 0; i < 50; ++i) version.push_back(TimeCommand({self, "--version"}));
+  }
+  EmbeddedBroker broker({1, threads, true});
+  WaitWorkers(broker.client(), 1);
+  setenv("ORQ_ENDPOINT", ("ipc://" + broker.dir() + "/broker.ipc").c_str(), 1);
+  std::vector<double> submits;
+  const auto start = Clock::now();
+  for (size_t i = 0; i < f.tasks; ++i)
+    submits.push_back(TimeCommand({self, "submit", "--echo", std::to_string(i)}) * 1000);
+  f.wall = Seconds(Clock::now() - start);
+  std::vector<double> pairs;
+  for (int i = 0; i < 100; ++i) {
+    const auto pair_start = Clock::now();
+    TimeCommand({self, "submit", "--echo", std::to_string(i)});
+    // (The broker numbers jobs in order: the 1,000 above were j1 to j1000. gather fails, and
+    // the benchmark with it, if this one is not the job just submitted.)
+    TimeCommand({self, "gather", FormatJobId(f.tasks + 1 + i)});
+    pairs.push_back(Seconds(Clock::now() - pair_start) * 1000);
+  }
+  unsetenv("ORQ_ENDPOINT");
+  f.p50_ms = Percentile(submits, 0.5);
+  f.p99_ms = Percentile(submits, 0.99);
+  ReadRss(broker, f);
+  const double v = Percentile(version, 0.5) * 1000, t = Percentile(truth, 0.5) * 1000;
+  char note[200];
+  std::snprintf(note, sizeof note,
+                "orq --version %.2f ms vs /usr/bin/true %.2f ms (x%.2f); submit + gather pair "
+                "%.2f ms (medians)",
+                v, t, v / t, Percentile(pairs, 0.5));
+  f.note = note;
+  return f;
+}
+
 // Seconds from submitting `n` echo tasks to their last result, through `client`.
 double TimeNoop(Client& client, size_t n) {
   const auto start = Clock::now();
@@ -370,9 +441,9 @@ Figures Tcp(int workers, int threads) {
 }
 
 const std::vector<std::pair<std::string, Figures (*)(int, int)>> kWorkloads = {
-    {"noop", Noop},     {"sleep", Sleep},     {"shell", Shell},        {"cpu", Cpu},
-    {"cold", Cold},     {"latency", Latency}, {"million", Million},    {"tcp", Tcp},
-    {"fanout", Fanout}, {"chain", Chain},     {"graphcore", GraphCore}};
+    {"noop", Noop},     {"sleep", Sleep},     {"shell", Shell},         {"cpu", Cpu},
+    {"cold", Cold},     {"latency", Latency}, {"million", Million},     {"tcp", Tcp},
+    {"fanout", Fanout}, {"chain", Chain},     {"graphcore", GraphCore}, {"cli", Cli}};
 
 nlohmann::json ToJson(const Figures& f) {
   nlohmann::json j = {{"workload", f.workload},

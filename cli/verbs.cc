@@ -71,6 +71,10 @@ std::optional<std::string> Explain(const CLI::App& app, const CLI::ParseError& e
     for (int i = 1; i < argc; ++i) {
       const std::string word = argv[i];
       if (word == "--") break;
+      if (word == "--access") {  // its value is a file name, not a word CLI11 refused
+        ++i;
+        continue;
+      }
       if (what.find(word) == std::string::npos) continue;
       if (!verb)
         return "unknown command '" + word + "'" + DidYouMean(app, word) +
@@ -88,6 +92,7 @@ std::optional<std::string> Explain(const CLI::App& app, const CLI::ParseError& e
       what.find("subcommand") != std::string::npos) {
     for (int i = 1; i < argc; ++i) {
       const std::string word = argv[i];
+      if (word == "--access") ++i;
       if (word.empty() || word[0] == '-') continue;
       return "unknown command '" + word + "'" + DidYouMean(app, word) + " (orq --help lists them)";
     }
@@ -198,7 +203,48 @@ ExitCode Guard(const std::function<ExitCode()>& verb) {
   }
 }
 
+// The verb a command line names: its first word that is not an option or the value of --access;
+// empty when there is none.
+std::string_view NamedVerb(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view word = argv[i];
+    if (word == "--") return {};
+    if (word == "--access") {
+      ++i;
+      continue;
+    }
+    if (!word.empty() && word[0] != '-') return word;
+  }
+  return {};
+}
+
 }  // namespace
+
+std::span<const VerbEntry> AllVerbs() {
+  static constexpr VerbEntry kVerbs[] = {
+      {"run", RegisterRun},
+      {"submit", RegisterSubmit},
+      {"gather", RegisterGather},
+      {"status", RegisterStatus},
+      {"cancel", RegisterCancel},
+      {"forget", RegisterForget},
+      {"up", RegisterUp},
+      {"down", RegisterDown},
+      {"broker", RegisterBroker},
+      {"worker", RegisterWorker},
+      {"access", RegisterAccess},
+      {"bench", RegisterBench},
+      {"jobs", RegisterJobs},
+      {"retry", RegisterRetry},
+      {"logs", RegisterLogs},
+      {"scale", RegisterScale},
+      {"completion", RegisterCompletion},
+      {"manpage", RegisterManpage},
+      {"limit", RegisterLimit},
+      {"explain", RegisterExplain},
+  };
+  return kVerbs;
+}
 
 int Main(int argc, char** argv) {
   CLI::App app{
@@ -213,13 +259,21 @@ int Main(int argc, char** argv) {
                  "reach a broker over TCP with this access file (from 'orq access add')")
       ->envname("ORQ_ACCESS");
 
-  const Verb verbs[] = {
-      RegisterRun(app),        RegisterSubmit(app),  RegisterGather(app), RegisterStatus(app),
-      RegisterCancel(app),     RegisterForget(app),  RegisterUp(app),     RegisterDown(app),
-      RegisterBroker(app),     RegisterWorker(app),  RegisterAccess(app), RegisterBench(app),
-      RegisterJobs(app),       RegisterRetry(app),   RegisterLogs(app),   RegisterScale(app),
-      RegisterCompletion(app), RegisterManpage(app), RegisterLimit(app),  RegisterExplain(app),
-  };
+  // Only the verb the command line names is registered: building all twenty, with their options
+  // and validators, was a fifth of a short call's time. Help, completion, the man page and a
+  // mistyped verb need them all; `orq --version` none.
+  const std::string_view named = NamedVerb(argc, argv);
+  const bool all = named.empty() || named == "completion" || named == "manpage" ||
+                   std::none_of(AllVerbs().begin(), AllVerbs().end(),
+                                [&](const VerbEntry& e) { return e.name == named; });
+  const bool version_only = named.empty() && std::any_of(argv + 1, argv + argc, [](const char* a) {
+                              return std::string_view(a) == "--version";
+                            });
+  std::vector<Verb> verbs;
+  for (const VerbEntry& entry : AllVerbs()) {
+    if (version_only || (!all && entry.name != named)) continue;
+    verbs.push_back(entry.registrar(app));
+  }
   AddExamples(app);
   if (argc == 1) {  // bare `orq`: what it is and what it does
     std::printf("%s", app.help().c_str());

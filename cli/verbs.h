@@ -1,14 +1,16 @@
 // The CLI's verbs. Each registers itself: Register*(app) adds its subcommand with its options and
 // CLI11's checks (ranges, excludes, needs, IsMember, delimiters) and returns the function that runs
-// it once the command line has parsed. main() (cli/main.cc) registers them all, parses, runs the
-// chosen one and turns what escapes into an exit code (common/errors.h) in one place.
+// it once the command line has parsed. main() (cli/main.cc) registers the one named, parses, runs
+// the chosen one and turns what escapes into an exit code (common/errors.h) in one place.
 //
 // To add a verb: write its Register function in the file of its group, list it here and in
-// main()'s table, and document it in the README.
+// AllVerbs() (cli/verbs.cc), and document it in the README.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <span>
+#include <string_view>
 
 #include "common/errors.h"
 
@@ -47,6 +49,14 @@ Verb RegisterCompletion(CLI::App& app);
 Verb RegisterManpage(CLI::App& app);
 // Ends each verb's --help with its examples (after every verb is registered).
 void AddExamples(CLI::App& app);
+
+// Every verb, under the name of the subcommand its Register function adds: main() registers only
+// the one a command line names.
+struct VerbEntry {
+  std::string_view name;
+  Verb (*registrar)(CLI::App&);
+};
+std::span<const VerbEntry> AllVerbs();
 
 // Shared by the verbs.
 // Whether the command line had a "--": what follows it is a command, never a file name.

@@ -5,7 +5,8 @@
 #      with warnings as errors (build-asan/; the integration tests start that build's orq);
 #   3. the tests of the worker's threads, timers and child processes (process, task runner, worker
 #      core) under ThreadSanitizer (build-tsan/);
-#   4. the fixed-seed codec fuzz run (scripts/fuzz.sh).
+#   4. the fixed-seed codec fuzz run (scripts/fuzz.sh);
+#   5. the release build of orq (static dependencies, as scripts/build.sh makes it) running a job.
 # Arguments go to the ASan run's ctest (e.g. -R RunTest). The plain build for the README's first
 # command is scripts/build.sh.
 set -euo pipefail
@@ -29,3 +30,13 @@ for t in "${tsan_tests[@]}"; do
 done
 
 bash scripts/fuzz.sh
+
+# The release build as the README's first command makes it (libzmq, SQLite and libstdc++ linked
+# statically), and one job through it.
+cmake -S . -B build -DCMAKE_BUILD_TYPE=${ORQ_BUILD_TYPE:-RelWithDebInfo} >/dev/null
+cmake --build build -j"$jobs" --target orq
+echo "== the release binary runs a job"
+home=$(mktemp -d)
+out=$(ORQ_HOME=$home timeout 60 build/orq run -w 1 -- echo {} ::: static)
+rm -rf "$home"
+[[ $out == static ]] || { echo "build/orq run printed '$out', not 'static'" >&2; exit 1; }

@@ -376,6 +376,12 @@ TEST(ShellTest, CommandLineMistakesSayWhatIsAccepted) {
   said({"submit", "--attempts", "0", "--", "x"},
        "orq: --attempts must be from 1 to 1000000, not 0");
   said({"sbumit"}, "orq: unknown command 'sbumit'; did you mean submit? (orq --help lists them)");
+  // (main() registers only the verb a command line names; these name none, or a wrong one.)
+  RunResult version = env.Run({"--version"});
+  EXPECT_EQ(version.code, 0);
+  EXPECT_EQ(version.out, "orq 0.1.0\n");
+  said({"--access", "submit", "sbumit"},
+       "orq: unknown command 'sbumit'; did you mean submit? (orq --help lists them)");
   said({"run", "--timout", "5", "--", "true"},
        "orq: run: unknown option --timout; did you mean --timeout?");
   said({"run", "sh", "-c", "exit 1"},
