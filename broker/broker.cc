@@ -12,6 +12,7 @@
 #include "broker/broker_core.h"
 #include "broker/gate.h"
 #include "broker/journal.h"
+#include "broker/journal_space.h"
 #include "broker/restart.h"
 #include "common/clock.h"
 #include "common/errors.h"
@@ -38,6 +39,11 @@ constexpr int kBatch = 512;
 // How often the broker looks for allow-list edits nobody told it about (`orq access` on a broker
 // it could not reach, a hand-deleted entry): revocation takes effect within this long at worst.
 constexpr milliseconds kAccessCheckInterval{1000};
+// How often the journal's free space is looked at (a statvfs), and how little is "full": below
+// it the broker refuses work before a commit fails; it accepts again once the reserve fits and
+// twice this is free.
+constexpr milliseconds kSpaceCheckInterval{200};
+constexpr uint64_t kLowSpace = 1ull << 20;
 
 struct LocalWorker {
   Process process;
@@ -59,6 +65,10 @@ class BrokerShell {
         core_(Options(config, listening_), store_,
               sqlite_ ? static_cast<Journal&>(*sqlite_) : null_journal_) {
     if (sqlite_) {
+      space_ = std::make_unique<JournalSpace>(config.journal);
+      if (!space_->Reserve())
+        Log("no room for the journal's reserve of " + Mib(space_->reserve_bytes()) + " beside " +
+            config.journal + ": a full disk will be noticed only when a commit fails");
       auto jobs = sqlite_->Load();
       size_t tasks = 0;
       for (const auto& j : jobs) tasks += j.tasks.size();
@@ -113,6 +123,7 @@ class BrokerShell {
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
       }
+      CheckSpace(Clock::now());
       if (items[1].revents & ZMQ_POLLIN) gate_.ServeZap(core_.counters());
       if (items[2].revents & ZMQ_POLLIN) gate_.ReadMonitor(core_.counters());
       for (int i = 0; i < kBatch; ++i) {
@@ -130,6 +141,8 @@ class BrokerShell {
         } else if (auto* scale = std::get_if<ScaleRequest>(&std::get<Message>(received->message));
                    scale && MaySend(role, Command::kScale)) {
           Scale(received->identity, scale->workers);
+        } else if (std::holds_alternative<SubmitRequest>(std::get<Message>(received->message)) &&
+                   !RoomFor(received->identity, received->bytes)) {
         } else {
           core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
                        out_, role);
@@ -156,7 +169,11 @@ class BrokerShell {
       }
     }
     StopWorkers();
-    if (sqlite_) sqlite_->Commit();
+    if (sqlite_) {
+      if (auto failure = sqlite_->TryCommit())
+        Log("stopping without writing the last results (" + *failure +
+            "): their tasks run again after a restart");
+    }
     if (!config_.pid_file.empty()) ::unlink(config_.pid_file.c_str());
     for (const auto& endpoint : config_.endpoints) {
       if (endpoint.rfind("ipc://", 0) == 0) ::unlink(endpoint.substr(6).c_str());
@@ -289,16 +306,96 @@ class BrokerShell {
 
   // Sends what the turn produced. Work for workers leaves at once (a lease that a crash loses
   // before the commit is simply leased again); every reply to a client leaves only after the
-  // journal commit, so nothing a client was told can be lost.
+  // journal commit, so nothing a client was told can be lost. Replies whose commit failed wait
+  // (held_) for one that succeeds.
   void Flush() {
     for (auto& o : out_) {
       if (ToWorker(CommandOf(o.message))) Send(o);
     }
-    if (sqlite_) sqlite_->Commit();
+    const bool durable = CommitJournal();
     for (auto& o : out_) {
-      if (!ToWorker(CommandOf(o.message))) Send(o);
+      if (ToWorker(CommandOf(o.message))) continue;
+      if (durable) {
+        Send(o);
+      } else {
+        held_.push_back(std::move(o));
+      }
     }
     out_.clear();
+  }
+
+  // Commits the journal; false when it cannot. A first failure releases the reserve and tries
+  // again, so the turn's commit fits; from then on the broker is in disk trouble (SetProblem).
+  bool CommitJournal() {
+    if (!sqlite_) return true;
+    auto failure = sqlite_->TryCommit();
+    if (failure && space_->Release()) {
+      Log("the journal could not be written (" + *failure + "); released its reserve of " +
+          Mib(space_->reserve_bytes()));
+      SetProblem();
+      failure = sqlite_->TryCommit();
+    }
+    if (failure) {
+      if (held_.empty()) Log("the journal cannot be written (" + *failure + "); replies wait");
+      SetProblem();
+      return false;
+    }
+    for (auto& o : held_) Send(o);  // decided in earlier turns: before this turn's replies
+    held_.clear();
+    return true;
+  }
+
+  // Every 200 ms, and at once while in trouble: a disk nearly full puts the broker in disk
+  // trouble before a commit fails; room for the reserve again ends it.
+  void CheckSpace(Clock::time_point now) {
+    if (!space_ || now < next_space_check_) return;
+    next_space_check_ = now + kSpaceCheckInterval;
+    if (problem_.empty()) {
+      if (space_->FreeBytes() < kLowSpace) SetProblem();
+      return;
+    }
+    if (!held_.empty() || sqlite_->dirty() || !space_->Reserve()) return;
+    if (space_->FreeBytes() < 2 * kLowSpace) {
+      space_->Release();
+      return;
+    }
+    problem_.clear();
+    Log("the journal's disk has room again (" + Mib(space_->FreeBytes()) +
+        " free): accepting work");
+    core_.SetJournalProblem("", out_);
+  }
+
+  void SetProblem() {
+    const std::string problem =
+        "the journal's disk is full (" + Mib(space_->FreeBytes()) + " free for " + config_.journal +
+        "): submits are refused and no new task starts until space is freed";
+    if (problem_.empty()) Log(problem);
+    problem_ = problem;
+    core_.SetJournalProblem(problem, out_);
+  }
+
+  // Whether a submit of `bytes` on the wire from `client` fits in the journal (its specs take
+  // about as much again); the reserve is not counted, it is for commits already decided. When it
+  // does not, the client is told so (the core does, once the disk is full).
+  bool RoomFor(const std::string& client, size_t bytes) {
+    if (!space_ || !problem_.empty()) return true;
+    const uint64_t free = space_->FreeBytes();
+    if (free >= 2 * bytes + kLowSpace) return true;
+    if (free < kLowSpace) {
+      SetProblem();
+      return true;
+    }
+    out_.push_back({client, ErrorReply{ErrorCode::kDiskFull,
+                                       "nothing was accepted: this job needs about " +
+                                           Mib(2 * bytes) + " of journal, and its disk has " +
+                                           Mib(free) + " free for " + config_.journal}});
+    return false;
+  }
+
+  static std::string Mib(uint64_t bytes) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f MiB", bytes / 1048576.0);
+    return text;
   }
 
   void Send(const Outgoing& o) {
@@ -314,6 +411,10 @@ class BrokerShell {
   MemoryResultStore store_;
   NullJournal null_journal_;
   std::unique_ptr<SqliteJournal> sqlite_;  // null without a journal
+  std::unique_ptr<JournalSpace> space_;    // the journal's disk; null without a journal
+  std::string problem_;                    // the disk trouble the core was told of; empty: none
+  std::vector<Outgoing> held_;             // client replies whose commit failed, in order
+  Clock::time_point next_space_check_{};
   BrokerCore core_;
   Clock::time_point next_access_check_{};
   int child_fd_ = -1;  // signalfd for SIGCHLD

@@ -330,6 +330,9 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     out.push_back({from, ErrorReply{ErrorCode::kShuttingDown, "the broker is shutting down"}});
     return;
   }
+  if (!journal_problem_.empty())
+    return out.push_back(
+        {from, ErrorReply{ErrorCode::kDiskFull, "nothing was accepted: " + journal_problem_}});
   if (request.key.size() > kMaxKeyBytes)
     return refuse("the key is " + std::to_string(request.key.size()) + " bytes; the limit is " +
                   std::to_string(kMaxKeyBytes));
@@ -600,6 +603,8 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request, Ste
     out.push_back({from, ErrorReply{code, std::move(message)}});
   };
   if (shutting_down_) return refuse(ErrorCode::kShuttingDown, "the broker is shutting down");
+  if (!journal_problem_.empty())
+    return refuse(ErrorCode::kDiskFull, "nothing was retried: " + journal_problem_);
   auto it = jobs_.find(request.job);
   if (it == jobs_.end())
     return refuse(ErrorCode::kUnknownId, "unknown job " + FormatJobId(request.job));
@@ -903,6 +908,7 @@ void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,
 void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) const {
   StatusReply status;
   status.broker_pid = options_.broker_pid;
+  status.journal_problem = journal_problem_;
   status.endpoints = {options_.endpoint};
   status.endpoints.insert(status.endpoints.end(), options_.listen.begin(), options_.listen.end());
   for (const auto& [id, w] : workers_) {
@@ -1300,8 +1306,13 @@ void BrokerCore::ForgetJob(uint64_t job_number) {
   jobs_.erase(it);
 }
 
+void BrokerCore::SetJournalProblem(std::string problem, std::vector<Outgoing>& out) {
+  journal_problem_ = std::move(problem);
+  if (journal_problem_.empty()) Dispatch(out);
+}
+
 void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
-  if (shutting_down_) return;
+  if (shutting_down_ || !journal_problem_.empty()) return;
   for (bool progress = true; progress;) {
     progress = false;
     for (auto& [worker_id, w] : workers_) {

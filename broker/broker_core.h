@@ -85,6 +85,11 @@ class BrokerCore {
   // When Tick() next has something to do.
   SteadyTime NextWakeup() const;
 
+  // The journal cannot be written (its disk is full): while `problem` is not empty, submits and
+  // retries are refused with kDiskFull and no task starts (tasks running go on, and their results
+  // wait in the journal's buffer); status shows it. Empty again: dispatch resumes.
+  void SetJournalProblem(std::string problem, std::vector<Outgoing>& out);
+
   bool shutting_down() const { return shutting_down_; }
   // Output files (host, path) of forgotten jobs' tasks: the shell removes those on its own host.
   std::vector<std::pair<std::string, std::string>> TakeForgottenFiles() {
@@ -339,6 +344,7 @@ class BrokerCore {
   SteadyTime next_heartbeat_{};
   SteadyTime now_{};  // the time of the event being handled
   bool shutting_down_ = false;
+  std::string journal_problem_;  // see SetJournalProblem(); empty: the journal is healthy
   BrokerCounters counters_;
   // Tasks per state, for status.
   uint64_t waiting_ = 0, queued_ = 0, delayed_count_ = 0, running_ = 0;

@@ -244,6 +244,32 @@ TEST_F(BrokerCoreTest, RepliesSentToTheBrokerAreCounted) {
   EXPECT_TRUE(std::holds_alternative<ErrorReply>(out[0].message));
 }
 
+TEST_F(BrokerCoreTest, AJournalProblemRefusesSubmitsAndPausesDispatchUntilItClears) {
+  // Given a worker with one slot busy, and a task queued behind it,
+  Register("w1", {1, 1, 1});
+  auto out = Send("c", SubmitRequest{{Sleep(1), Sleep(1)}});
+  const auto started = TasksTo(out, "w1");
+  ASSERT_EQ(started.size(), 1u);
+  // when the journal's disk fills,
+  out.clear();
+  core_.SetJournalProblem("the journal's disk is full", out);
+  EXPECT_TRUE(out.empty());
+  // then a submit is refused with kDiskFull, naming the problem,
+  out = Send("c", SubmitRequest{{Sleep(1)}});
+  ASSERT_EQ(out.size(), 1u);
+  const auto& error = std::get<ErrorReply>(out[0].message);
+  EXPECT_EQ(error.code, ErrorCode::kDiskFull);
+  EXPECT_NE(error.message.find("the journal's disk is full"), std::string::npos);
+  // the running task's result is taken, but the queued task does not start;
+  out = Send("w1", WorkerResultsMessage{{Ok(started[0], "")}});
+  EXPECT_TRUE(TasksTo(out, "w1").empty());
+  // and once it clears, the queued task starts.
+  out.clear();
+  core_.SetJournalProblem("", out);
+  ASSERT_EQ(TasksTo(out, "w1").size(), 1u);
+  EXPECT_EQ(TasksTo(out, "w1")[0].id, (TaskId{started[0].id.job, 1}));
+}
+
 TEST_F(BrokerCoreTest, ShutdownStopsWorkersAndRefusesWork) {
   Register("w1", {1, 1, 1});
   auto out = Send("c", ShutdownRequest{});

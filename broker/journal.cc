@@ -261,6 +261,15 @@ void SqliteJournal::Commit() {
   keys_.clear();
 }
 
+std::optional<std::string> SqliteJournal::TryCommit() {
+  try {
+    Commit();
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    return std::string(e.what());
+  }
+}
+
 std::vector<RecoveredJob> SqliteJournal::Load() {
   std::vector<RecoveredJob> jobs;
   std::unordered_map<uint64_t, size_t> where;

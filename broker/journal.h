@@ -98,8 +98,11 @@ class SqliteJournal final : public Journal {
   void RecordKey(uint64_t job, const std::string& key) override;
   std::optional<std::vector<TaskSpec>> Specs(uint64_t job) override;
 
-  // Writes everything recorded since the last Commit() in one transaction (one fsync).
+  // Writes everything recorded since the last Commit() in one transaction (one fsync). Throws
+  // std::runtime_error when it cannot; what was recorded is kept for the next attempt.
   void Commit();
+  // Commit(), but a failure (a full disk) is returned as its sentence instead of thrown.
+  std::optional<std::string> TryCommit();
   bool dirty() const {
     return !pending_.empty() || !forgotten_.empty() || !limits_.empty() || !keys_.empty();
   }

@@ -134,6 +134,8 @@ Message Client::Request(const Message& message, std::chrono::milliseconds timeou
       throw Refused(sentence);
     case ExitCode::kUnreachable:
       throw Unreachable(sentence);
+    case ExitCode::kDiskFull:
+      throw DiskFull(sentence);
     default:
       throw std::runtime_error(sentence);
   }

@@ -117,6 +117,8 @@ nlohmann::json StatusJson(StatusReply s) {
   for (const GateInfo& l : s.limits) j["limits"].push_back(LimitJson(l));
   j["locks"] = nlohmann::json::array();
   for (const GateInfo& l : s.locks) j["locks"].push_back(LockJson(l));
+  j["journal_problem"] =
+      s.journal_problem.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.journal_problem);
   return j;
 }
 
@@ -177,6 +179,7 @@ void PrintStatus(StatusReply s, std::FILE* out) {
   for (const auto& e : s.endpoints) endpoints += "  " + e;
   std::fprintf(out, "broker   pid %lld%s\n", static_cast<long long>(s.broker_pid),
                endpoints.c_str());
+  if (!s.journal_problem.empty()) std::fprintf(out, "journal  %s\n", s.journal_problem.c_str());
   std::fprintf(out, "workers  %zu\n", s.workers.size());
   for (const WorkerInfo& w : s.workers) {
     std::string offer;

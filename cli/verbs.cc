@@ -184,7 +184,8 @@ std::string DidYouMean(const CLI::App& app, const std::string& word) {
 namespace {
 
 // Runs a verb; what escapes it becomes one sentence and its exit code. The one place that maps
-// errors to exit codes: a user's mistake 2, no broker to reach 3, refused 4, anything else 5.
+// errors to exit codes: a user's mistake 2, no broker to reach 3, refused 4, a full journal disk 6,
+// anything else 5.
 ExitCode Guard(const std::function<ExitCode()>& verb) {
   try {
     return verb();
@@ -197,6 +198,9 @@ ExitCode Guard(const std::function<ExitCode()>& verb) {
   } catch (const Refused& e) {
     Say(std::string("orq: ") + e.what());
     return ExitCode::kRefused;
+  } catch (const DiskFull& e) {
+    Say(std::string("orq: ") + e.what());
+    return ExitCode::kDiskFull;
   } catch (const std::exception& e) {
     Say(std::string("orq: ") + e.what());
     return ExitCode::kFailed;

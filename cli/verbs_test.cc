@@ -82,6 +82,7 @@ TEST(ExitCodeTest, EveryBrokerErrorHasItsCode) {
   EXPECT_EQ(ExitCodeOf(ErrorCode::kUnknownId), ExitCode::kUsage);
   EXPECT_EQ(ExitCodeOf(ErrorCode::kShuttingDown), ExitCode::kUnreachable);
   EXPECT_EQ(ExitCodeOf(ErrorCode::kForbidden), ExitCode::kRefused);
+  EXPECT_EQ(ExitCodeOf(ErrorCode::kDiskFull), ExitCode::kDiskFull);
 }
 
 }  // namespace

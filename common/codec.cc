@@ -497,7 +497,7 @@ struct In {
   void operator()(std::string& v) { v = r.Str(); }
   void operator()(ErrorCode& v) {
     uint64_t c = r.U64();
-    if (c < 1 || c > static_cast<uint8_t>(ErrorCode::kForbidden)) r.Fail();
+    if (c < 1 || c > static_cast<uint8_t>(ErrorCode::kDiskFull)) r.Fail();
     v = static_cast<ErrorCode>(c);
   }
   void operator()(Slots& v) {
@@ -545,7 +545,7 @@ template <typename F> void Fields(SubmittedReply& m, F&& f) { f(m.job), f(m.coun
 template <typename F> void Fields(ResultsReply& m, F&& f) { f(m.outcomes), f(m.final), f(m.sizes); }
 template <typename F> void Fields(StatusReply& m, F&& f) {
   f(m.broker_pid), f(m.endpoints), f(m.workers), f(m.tasks), f(m.jobs), f(m.counters), f(m.limits),
-      f(m.locks);
+      f(m.locks), f(m.journal_problem);
 }
 template <typename F> void Fields(LimitRequest& m, F&& f) { f(m.op), f(m.limit); }
 template <typename F> void Fields(LimitsReply& m, F&& f) { f(m.limits); }

@@ -16,6 +16,7 @@ enum class ExitCode : int {
   kUnreachable = 3,  // no broker to talk to: not running, stopped answering, or did not start
   kRefused = 4,      // the broker refused our key, or the request is outside its role
   kFailed = 5,       // orq itself failed: a process, socket or file it needs (the message says)
+  kDiskFull = 6,     // the broker's journal disk is full: the submit was refused, nothing accepted
   kTimeout = 124,    // gather --timeout expired (as timeout(1))
   kInterrupted = 130,  // SIGINT/SIGTERM (as a shell reports it); everything started was stopped
 };
@@ -33,6 +34,10 @@ struct Unreachable : std::runtime_error {
 struct Refused : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// The broker's journal disk is full, so it refused to accept a submit (exit 6).
+struct DiskFull : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // The exit code for a broker's ErrorReply.
 constexpr ExitCode ExitCodeOf(ErrorCode code) {
@@ -44,6 +49,8 @@ constexpr ExitCode ExitCodeOf(ErrorCode code) {
       return ExitCode::kUnreachable;
     case ErrorCode::kForbidden:
       return ExitCode::kRefused;
+    case ErrorCode::kDiskFull:
+      return ExitCode::kDiskFull;
   }
   return ExitCode::kFailed;  // a code from a newer broker
 }

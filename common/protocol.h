@@ -28,7 +28,7 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ4";
+inline constexpr std::string_view kProtocolVersion = "ORQ5";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
@@ -256,6 +256,7 @@ enum class ErrorCode : uint8_t {
   kUnknownId = 2,   // gather/cancel named a job or task the broker does not have
   kShuttingDown = 3,
   kForbidden = 4,  // the peer's key may not send this (a worker key submitting, a revoked key)
+  kDiskFull = 5,   // the journal cannot be written (its disk is full): the submit was not accepted
 };
 
 // Every message names its command (kCommand): the codec writes it and dispatches on it, and the
@@ -441,6 +442,9 @@ struct StatusReply {
   BrokerCounters counters;
   std::vector<GateInfo> limits;  // every limit
   std::vector<GateInfo> locks;   // locks held or waited for
+  // Why the journal cannot be written (its disk is full), while it cannot: submits are refused and
+  // no new task starts. Empty: it is healthy.
+  std::string journal_problem;
 };
 // One job as `orq jobs` and `orq status JOB` show it.
 struct JobInfo {

@@ -87,6 +87,7 @@ std::optional<Received> ReceiveMessage(zmq::socket_t& socket, bool router, zmq::
     frames.push_back(std::move(next));
   }
   Received received;
+  for (const auto& f : frames) received.bytes += f.size();
   size_t first = 0;
   if (router) {
     received.identity = frames[0].to_string();

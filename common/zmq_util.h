@@ -49,6 +49,7 @@ struct Received {
   std::string identity;  // set on a ROUTER
   std::string user_id;   // the User-Id its connection's ZAP handler gave; empty when none
   int fd = -1;           // the connection it came on (ZMQ_SRCFD), to drop a revoked peer
+  size_t bytes = 0;      // its frames' size on the wire
   std::variant<Message, DecodeError> message;
 };
 
