@@ -50,6 +50,7 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
     next_job_ = std::max(next_job_, recovered.job + 1);
     job.tasks.resize(recovered.tasks.size());
     job.specs.resize(recovered.tasks.size());
+    job.size = static_cast<uint32_t>(recovered.tasks.size());
     job.context = std::make_shared<const JobContext>(std::move(recovered.context));
     job.submitted_at =
         now - std::chrono::duration_cast<SteadyTime::duration>(
@@ -117,6 +118,7 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
   // A dependency the journal no longer has was forgotten after it ended, and its dependants were
   // still waiting: it ended as they needed (else they would have ended too). Wire() says so.
   for (TaskId id : to_wire) Wire(id, *Find(id), unused);
+  Compact();
 }
 
 void BrokerCore::Delay(TaskId id, SteadyTime due) { delayed_.push({due, next_seq_++, id}); }
@@ -190,7 +192,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
 }  // namespace orq
 ,
              message);
-FlushStreams(out);
+EndTurn(out);
 }
 
 void BrokerCore::Refuse(const std::string& from, Role role, Command command,
@@ -221,7 +223,7 @@ void BrokerCore::PeerRevoked(const std::string& peer, std::vector<Outgoing>& out
   PeerUnreachable(peer);
   if (auto it = worker_ids_.find(peer); it != worker_ids_.end())
     DropWorker(it->second, "its key was revoked", out);
-  FlushStreams(out);
+  EndTurn(out);
 }
 
 void BrokerCore::HandleMalformed(const std::string& from, const std::string& what,
@@ -339,8 +341,7 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
   if (auto it = keys_.find(request.key); !request.key.empty() && it != keys_.end()) {
     // Submitted before (a retry after a timeout, say): that job's id, and nothing new.
     const Job& job = jobs_.at(it->second);
-    return out.push_back(
-        {from, SubmittedReply{it->second, static_cast<uint32_t>(job.tasks.size()), true}});
+    return out.push_back({from, SubmittedReply{it->second, job.size, true}});
   }
   if (request.tasks.empty()) return refuse("a job needs at least one task");
   if (request.tasks.size() > options_.max_tasks_per_job)
@@ -369,8 +370,7 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
   const uint64_t job_number = AddJob(std::move(request.tasks),
                                      std::make_shared<const JobContext>(std::move(request.context)),
                                      now, out, std::move(request.key));
-  out.push_back(
-      {from, SubmittedReply{job_number, static_cast<uint32_t>(jobs_.at(job_number).tasks.size())}});
+  out.push_back({from, SubmittedReply{job_number, jobs_.at(job_number).size}});
   Dispatch(out);
 }
 
@@ -393,7 +393,8 @@ uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const J
   ReadyQueues& queues = ready_[""];  // the default queue: where big jobs go
   for (size_t c = 0; c < kTaskClassCount; ++c) queues[c].Reserve(queues[c].size() + per_class[c]);
   job.tasks.resize(job.specs.size());
-  job.unfinished = static_cast<uint32_t>(job.specs.size());
+  job.size = static_cast<uint32_t>(job.specs.size());
+  job.unfinished = job.size;
   std::vector<uint32_t> to_wire;  // tasks with dependencies: wired once all of the job exists
   for (uint32_t i = 0; i < job.tasks.size(); ++i) {
     Task& task = job.tasks[i];
@@ -425,7 +426,7 @@ std::optional<std::string> BrokerCore::CheckForeignDependencies(
       if (d.job == Dependency::kSameJob) continue;
       const std::string id = d.whole_job ? FormatJobId(d.job) : FormatTaskId({d.job, d.index});
       auto job = jobs_.find(d.job);
-      if (job == jobs_.end() || (!d.whole_job && d.index >= job->second.tasks.size()))
+      if (job == jobs_.end() || (!d.whole_job && d.index >= job->second.size))
         return "task " + std::to_string(i) + ": field 'after' names " + id +
                ", which the broker does not have (unknown, or forgotten)";
     }
@@ -450,8 +451,8 @@ void BrokerCore::Wire(TaskId id, Task& task, std::vector<Outgoing>& out) {
         continue;
       }
       ++task.pending;
-      auto [name, failure] = JobEnded(job_number, job->second);
-      DependencyEnded(me, name, failure, out);
+      const auto [name, failure] = JobEnded(job_number, job->second);
+      DependencyEnded(me, name, failure ? &*failure : nullptr, out);
       continue;
     }
     const TaskId other{job_number, d.index};
@@ -462,9 +463,9 @@ void BrokerCore::Wire(TaskId id, Task& task, std::vector<Outgoing>& out) {
       dependants_[other].push_back(me);
       continue;
     }
-    const TaskOutcome* outcome = store_.Find(other);
+    const auto outcome = store_.Find(other);
     DependencyEnded(me, FormatTaskId(other),
-                    outcome && outcome->status != TaskStatus::kOk ? outcome : nullptr, out);
+                    outcome && outcome->status != TaskStatus::kOk ? &*outcome : nullptr, out);
   }
   if (task.state != State::kWaiting) return;
   if (--task.pending == 0) Release(id, task);
@@ -485,9 +486,9 @@ void BrokerCore::Release(TaskId id, Task& task) {
   Enqueue(id, task);
 }
 
-std::pair<std::string, const TaskOutcome*> BrokerCore::JobEnded(uint64_t job_number,
-                                                                const Job& job) const {
-  if (job.first_failed == UINT32_MAX) return {FormatJobId(job_number), nullptr};
+std::pair<std::string, std::optional<TaskOutcome>> BrokerCore::JobEnded(uint64_t job_number,
+                                                                        const Job& job) const {
+  if (job.first_failed == UINT32_MAX) return {FormatJobId(job_number), std::nullopt};
   const TaskId first{job_number, job.first_failed};
   return {FormatJobId(job_number) + ": " + FormatTaskId(first), store_.Find(first)};
 }
@@ -524,13 +525,14 @@ void BrokerCore::NotifyDependants(std::vector<Outgoing>& out) {
   while (!notify_.empty()) {
     const TaskId id = notify_.back();
     notify_.pop_back();
-    const TaskOutcome* outcome = store_.Find(id);
-    if (outcome && outcome->status == TaskStatus::kOk) outcome = nullptr;
     if (auto it = dependants_.find(id); it != dependants_.end()) {
       const std::vector<Dependant> list = std::move(it->second);
       dependants_.erase(it);
       const std::string name = FormatTaskId(id);
-      for (const Dependant& d : list) DependencyEnded(d, name, outcome, out);
+      const auto outcome = store_.Find(id);
+      const TaskOutcome* failure =
+          outcome && outcome->status != TaskStatus::kOk ? &*outcome : nullptr;
+      for (const Dependant& d : list) DependencyEnded(d, name, failure, out);
     }
     auto job = jobs_.find(id.job);
     if (job == jobs_.end() || job->second.unfinished > 0) continue;
@@ -538,7 +540,7 @@ void BrokerCore::NotifyDependants(std::vector<Outgoing>& out) {
       const std::vector<Dependant> list = std::move(it->second);
       job_dependants_.erase(it);
       const auto [name, failure] = JobEnded(id.job, job->second);
-      for (const Dependant& d : list) DependencyEnded(d, name, failure, out);
+      for (const Dependant& d : list) DependencyEnded(d, name, failure ? &*failure : nullptr, out);
     }
   }
   notifying_ = false;
@@ -568,7 +570,7 @@ void BrokerCore::Jobs(const std::string& from, const JobsRequest& request,
     JobInfo info;
     info.job = number;
     info.age = std::chrono::duration<double>(now_ - job.submitted_at).count();
-    info.tasks = static_cast<uint32_t>(job.tasks.size());
+    info.tasks = job.size;
     for (const Task& task : job.tasks) {  // O(tasks): asked for now and then, not per task
       switch (task.state) {
         case State::kWaiting:
@@ -620,13 +622,15 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request, Ste
     specs = std::move(*stored);
   } else {
     std::unordered_map<uint32_t, uint32_t> renumbered;  // old index -> index in the new job
-    for (uint32_t i = 0; i < job.tasks.size(); ++i) {
-      const Task& task = job.tasks[i];
-      if (task.state != State::kFinished) continue;
-      const TaskOutcome* outcome = store_.Find({request.job, i});
+    // A compacted job's specs are in the journal only.
+    std::optional<std::vector<TaskSpec>> stored;
+    if (job.tasks.empty()) stored = journal_.Specs(request.job);
+    for (uint32_t i = 0; i < job.size; ++i) {
+      if (!job.tasks.empty() && job.tasks[i].state != State::kFinished) continue;
+      const auto outcome = store_.Find({request.job, i});
       if (outcome && outcome->status != TaskStatus::kOk) {
         renumbered[i] = static_cast<uint32_t>(specs.size());
-        specs.push_back(*task.spec);
+        specs.push_back(job.tasks.empty() ? stored->at(i) : *job.tasks[i].spec);
       }
     }
     if (specs.empty())
@@ -649,15 +653,36 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request, Ste
     }
   }
   const uint64_t number = AddJob(std::move(specs), job.context, now, out);
-  out.push_back(
-      {from, SubmittedReply{number, static_cast<uint32_t>(jobs_.at(number).tasks.size())}});
+  out.push_back({from, SubmittedReply{number, jobs_.at(number).size}});
   Dispatch(out);
 }
 
 BrokerCore::Task* BrokerCore::Find(TaskId id) {
   auto it = jobs_.find(id.job);
-  if (it == jobs_.end() || id.index >= it->second.tasks.size()) return nullptr;
+  if (it == jobs_.end() || id.index >= it->second.size) return nullptr;
+  if (it->second.tasks.empty()) {  // compacted: every task of it has ended
+    compacted_task_ = Task{};
+    compacted_task_.spec = &compacted_spec_;
+    compacted_task_.state = State::kFinished;
+    return &compacted_task_;
+  }
   return &it->second.tasks[id.index];
+}
+
+void BrokerCore::EndTurn(std::vector<Outgoing>& out) {
+  FlushStreams(out);
+  Compact();
+}
+
+void BrokerCore::Compact() {
+  if (!journal_.durable()) ended_jobs_.clear();  // memory is the only place they are kept
+  for (uint64_t number : ended_jobs_) {
+    auto it = jobs_.find(number);
+    if (it == jobs_.end() || it->second.unfinished > 0) continue;  // forgotten, or retried
+    std::vector<Task>().swap(it->second.tasks);
+    std::vector<TaskSpec>().swap(it->second.specs);
+  }
+  ended_jobs_.clear();
 }
 
 void BrokerCore::Enqueue(TaskId id, const Task& task) {
@@ -677,7 +702,7 @@ bool BrokerCore::Resolve(const std::string& from, const std::vector<std::string>
     if (!ref) return unknown("'" + text + "' is not a job or task id (expected j7 or j7.2)");
     auto job = jobs_.find(ref->job);
     if (job == jobs_.end()) return unknown("unknown job " + FormatJobId(ref->job));
-    const uint32_t size = static_cast<uint32_t>(job->second.tasks.size());
+    const uint32_t size = job->second.size;
     if (ref->index) {
       if (*ref->index >= size)
         return unknown("unknown task " + text + ": job " + FormatJobId(ref->job) + " has " +
@@ -710,8 +735,7 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request,
     ResultsReply first;
     for (const std::string& text : request.ids) {
       auto ref = ParseId(text);  // Resolve() checked them all
-      first.sizes.push_back(ref->index ? 1
-                                       : static_cast<uint32_t>(jobs_.at(ref->job).tasks.size()));
+      first.sizes.push_back(ref->index ? 1 : jobs_.at(ref->job).size);
     }
     const size_t head = std::min(done.size(), kMaxResultsPerReply);
     for (size_t i = 0; i < head; ++i) first.outcomes.push_back(Reported(done[i]));
@@ -746,37 +770,37 @@ void BrokerCore::ForgetWaiter(uint64_t waiter_id) {
 }
 
 void BrokerCore::ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) const {
-  const size_t n = waiter.ids.size();
-  ResultsReply chunk;
-  chunk.outcomes.reserve(std::min(n, kMaxResultsPerReply));
-  for (size_t i = 0; i < n; ++i) {
-    chunk.outcomes.push_back(Reported(waiter.ids[i]));
-    if (chunk.outcomes.size() == kMaxResultsPerReply && i + 1 < n) {
-      chunk.final = false;
-      out.push_back({waiter.client, std::move(chunk)});
-      chunk = ResultsReply{};
-      chunk.outcomes.reserve(std::min(n - i - 1, kMaxResultsPerReply));
-    }
-  }
-  chunk.final = true;
-  out.push_back({waiter.client, std::move(chunk)});
+  SendChunks(waiter.client, waiter.ids, true, out);
 }
 
 void BrokerCore::SendChunks(const std::string& client, const std::vector<TaskId>& ids, bool final,
                             std::vector<Outgoing>& out) const {
+  std::vector<std::optional<TaskOutcome>> found;
   for (size_t i = 0; i < ids.size() || (i == 0 && final); i += kMaxResultsPerReply) {
     ResultsReply chunk;
     const size_t end = std::min(ids.size(), i + kMaxResultsPerReply);
     chunk.outcomes.reserve(end - i);
-    for (size_t j = i; j < end; ++j) chunk.outcomes.push_back(Reported(ids[j]));
+    for (size_t j = i; j < end;) {
+      // A run of consecutive tasks of one job (a whole job, named): read in one go.
+      size_t run = 1;
+      while (j + run < end && ids[j + run].job == ids[j].job &&
+             ids[j + run].index == ids[j].index + run)
+        ++run;
+      found.clear();
+      store_.FindRange(ids[j].job, ids[j].index, static_cast<uint32_t>(run), found);
+      for (size_t k = 0; k < run; ++k) chunk.outcomes.push_back(Reported(ids[j + k], *found[k]));
+      j += run;
+    }
     chunk.final = final && end == ids.size();
     out.push_back({client, std::move(chunk)});
   }
 }
 
-TaskOutcome BrokerCore::Reported(TaskId id) const {
-  TaskOutcome outcome = *store_.Find(id);
-  if (!outcome.shell) return outcome;  // only shell tasks have a command to show
+TaskOutcome BrokerCore::Reported(TaskId id) const { return Reported(id, *store_.Find(id)); }
+
+TaskOutcome BrokerCore::Reported(TaskId id, TaskOutcome outcome) const {
+  // Only shell tasks have a command to show; Finish() put it in their outcome.
+  if (!outcome.shell || (outcome.shell->more && !outcome.shell->more->argv.empty())) return outcome;
   const auto job = jobs_.find(id.job);
   if (job != jobs_.end() && id.index < job->second.specs.size()) {
     if (const auto* shell = std::get_if<ShellTask>(&job->second.specs[id.index].body)) {
@@ -830,7 +854,20 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   Job& job = jobs_.at(id.job);
   const bool ok = outcome.status == TaskStatus::kOk;
   ++(ok ? job.ok : job.failed);
+  ++job.ended[static_cast<size_t>(outcome.status)];
   if (!ok && job.first_failed == UINT32_MAX) job.first_failed = id.index;
+  if (outcome.shell) {
+    if (outcome.shell->more &&
+        !(outcome.shell->more->stdout_file.empty() && outcome.shell->more->stderr_file.empty()))
+      job.spilled = true;
+    // Its command goes with its outcome (gather replies show it), so the spec need not stay.
+    if (const auto* shell = std::get_if<ShellTask>(&task.spec->body); shell && journal) {
+      auto more = outcome.shell->more ? std::make_shared<ShellOutput::More>(*outcome.shell->more)
+                                      : std::make_shared<ShellOutput::More>();
+      more->argv = shell->argv;
+      outcome.shell->more = std::move(more);
+    }
+  }
   if (journal) journal_.RecordOutcome(outcome);
   if (!followers_.empty()) EndFollowers(id, outcome, out);
   store_.Put(std::move(outcome));
@@ -843,6 +880,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   if (--job.unfinished == 0) {
     job.finished_at = now_;
     finished_jobs_.push_back(id.job);
+    ended_jobs_.push_back(id.job);
   }
   for (size_t i = 0; i < job.waiters.size();) {
     const uint64_t waiter_id = job.waiters[i];
@@ -1289,10 +1327,12 @@ void BrokerCore::Forget(const std::string& from, const ForgetRequest& request,
 void BrokerCore::ForgetJob(uint64_t job_number) {
   auto it = jobs_.find(job_number);
   if (it == jobs_.end() || it->second.unfinished > 0 || !it->second.waiters.empty()) return;
-  for (uint32_t i = 0; i < it->second.tasks.size(); ++i) {
-    if (const TaskOutcome* o = store_.Find({job_number, i})) {
-      --finished_[static_cast<size_t>(o->status)];
-      if (o->shell && o->shell->more) {  // output spilled to files on its worker's host
+  const Job& job = it->second;
+  for (size_t s = 0; s < job.ended.size(); ++s) finished_[s] -= job.ended[s];
+  for (uint32_t i = 0; i < job.size; ++i) {
+    if (job.spilled) {  // output that went to files on its worker's host: they go too
+      auto o = store_.Find({job_number, i});
+      if (o && o->shell && o->shell->more) {
         const auto& more = *o->shell->more;
         for (const std::string* file : {&more.stdout_file, &more.stderr_file}) {
           if (!file->empty()) forgotten_files_.push_back({more.host, *file});
@@ -1540,7 +1580,7 @@ void BrokerCore::WorkerExited(int64_t pid, std::vector<Outgoing>& out) {
       break;
     }
   }
-  FlushStreams(out);
+  EndTurn(out);
 }
 
 void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
@@ -1590,7 +1630,7 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
     }
   }
   Dispatch(out);
-  FlushStreams(out);
+  EndTurn(out);
 }
 
 SteadyTime BrokerCore::NextWakeup() const {

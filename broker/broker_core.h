@@ -121,7 +121,9 @@ class BrokerCore {
     bool any = false;  // it runs however the other ended; else only if it ended ok
   };
   struct Job {
-    std::vector<TaskSpec> specs;  // as submitted; never resized, so Task::spec stays valid
+    // As submitted; never resized, so Task::spec stays valid. Both emptied once every task has
+    // ended and the journal keeps them (Compact()): a finished job costs a few counters.
+    std::vector<TaskSpec> specs;
     std::shared_ptr<const JobContext> context;  // its shell tasks' cwd and environment
     SteadyTime submitted_at{};
     uint32_t ok = 0, failed = 0;  // finished tasks by outcome (failed: any status but ok)
@@ -132,6 +134,9 @@ class BrokerCore {
     SteadyTime finished_at{};            // when unfinished became 0
     uint32_t first_failed = UINT32_MAX;  // the first of its tasks to end other than ok
     std::string key;                     // its idempotency key (submit --key); empty: none
+    uint32_t size = 0;                   // its tasks, also once `tasks` is emptied
+    std::array<uint32_t, 6> ended{};     // its finished tasks by TaskStatus
+    bool spilled = false;                // an outcome's output went to files (removed on forget)
   };
   // A worker's units of one resource (gpu 0, gpu 1...): which are in use.
   struct Units {
@@ -230,7 +235,8 @@ class BrokerCore {
   void DependencyEnded(const Dependant& dependant, const std::string& dependency,
                        const TaskOutcome* outcome, std::vector<Outgoing>& out);
   // A whole job as a dependency, once it has ended: its name and its first failure (null: none).
-  std::pair<std::string, const TaskOutcome*> JobEnded(uint64_t job_number, const Job& job) const;
+  std::pair<std::string, std::optional<TaskOutcome>> JobEnded(uint64_t job_number,
+                                                              const Job& job) const;
   // Tells the dependants of the tasks in notify_ (and of their jobs, once whole) that they ended.
   // Iterative, so that a failure down a chain of 10,000 tasks does not recurse 10,000 deep.
   void NotifyDependants(std::vector<Outgoing>& out);
@@ -243,7 +249,14 @@ class BrokerCore {
                std::vector<TaskId>& tasks, std::vector<Outgoing>& out,
                Waiter* waiter = nullptr) const;
   void ForgetWaiter(uint64_t waiter_id);
+  // The task; for a task of a compacted job, a finished stand-in (compacted_task_). Null: no such
+  // task.
   Task* Find(TaskId id);
+  // Empties the tasks and specs of the jobs in ended_jobs_ that have ended (the journal has their
+  // specs and outcomes). Called at the end of each entry point, so no caller is iterating them.
+  void Compact();
+  // The end of an entry point: FlushStreams(), then Compact().
+  void EndTurn(std::vector<Outgoing>& out);
   void Enqueue(TaskId id, const Task& task);
   // Records the task's one outcome (in the journal too, unless it came from there).
   void Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
@@ -251,6 +264,7 @@ class BrokerCore {
   void ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) const;
   // A finished task's outcome as gather replies carry it: with its command when a shell task.
   TaskOutcome Reported(TaskId id) const;
+  TaskOutcome Reported(TaskId id, TaskOutcome outcome) const;
   // Sends `ids`' outcomes to a streaming waiter in chunks; the last one final when `final`.
   void SendChunks(const std::string& client, const std::vector<TaskId>& ids, bool final,
                   std::vector<Outgoing>& out) const;
@@ -282,6 +296,9 @@ class BrokerCore {
 
   BrokerOptions options_;
   ResultStore& store_;
+  std::vector<uint64_t> ended_jobs_;  // jobs whose last task ended this turn: for Compact()
+  TaskSpec compacted_spec_;           // what Find() returns for a compacted job's tasks
+  Task compacted_task_;
   Journal& journal_;
   std::mt19937_64 random_;
   std::unordered_map<TaskId, std::string, TaskIdHash> last_errors_;  // of retried tasks

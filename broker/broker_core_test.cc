@@ -139,10 +139,10 @@ TEST_F(BrokerCoreTest, CancelQueuedDelayedAndRunning) {
   EXPECT_EQ(reply->count, 3u);
   // The freed slot is not used for the cancelled queued task.
   EXPECT_TRUE(TasksTo(out, "w1").empty());
-  ASSERT_NE(store_.Find({job, 1}), nullptr);
+  ASSERT_TRUE(store_.Find({job, 1}).has_value());
   EXPECT_EQ(store_.Find({job, 1})->status, TaskStatus::kCancelled);
   EXPECT_EQ(store_.Find({job, 2})->status, TaskStatus::kCancelled);
-  EXPECT_EQ(store_.Find({job, 0}), nullptr);  // running: the worker reports it
+  EXPECT_FALSE(store_.Find({job, 0}).has_value());  // running: the worker reports it
 }
 
 TEST_F(BrokerCoreTest, RequeuesTaskWhenWorkerMissesHeartbeats) {
@@ -199,9 +199,9 @@ TEST_F(BrokerCoreTest, StaleResultIsRejected) {
   late.attempt = 1;
   Send("w1", WorkerResultsMessage{{late}});
   EXPECT_EQ(core_.counters().stale_results, 1u);
-  EXPECT_EQ(store_.Find({job, 0}), nullptr);
+  EXPECT_FALSE(store_.Find({job, 0}).has_value());
   Send("w1", WorkerResultsMessage{{Ok(first[0], "1")}});
-  ASSERT_NE(store_.Find({job, 0}), nullptr);
+  ASSERT_TRUE(store_.Find({job, 0}).has_value());
   // A second result for the finished task changes nothing.
   Send("w1", WorkerResultsMessage{{Ok(first[0], "2")}});
   EXPECT_EQ(store_.Find({job, 0})->result, "1");
@@ -314,8 +314,8 @@ TEST_F(BrokerFaultTest, PoisonTaskEndsWorkerLostAfterItsAttempts) {
   out.clear();
   core_.WorkerExited(102, out);
   // Then it ends worker_lost, and the rest of the job goes on.
-  const TaskOutcome* lost = store_.Find({job, 0});
-  ASSERT_NE(lost, nullptr);
+  const auto lost = store_.Find({job, 0});
+  ASSERT_TRUE(lost.has_value());
   EXPECT_EQ(lost->status, TaskStatus::kWorkerLost);
   EXPECT_EQ(lost->attempt, 2u);
   EXPECT_NE(lost->error.find("lost 2 times with its worker"), std::string::npos) << lost->error;
@@ -341,7 +341,7 @@ TEST_F(BrokerFaultTest, FailedTaskIsRetriedWithBackoffThenFails) {
   };
   // When the first attempt fails, Then it waits 0.5 to 1 s (base 1, jitter), then runs again.
   fail(tasks[0]);
-  EXPECT_EQ(store_.Find({job, 0}), nullptr);
+  EXPECT_FALSE(store_.Find({job, 0}).has_value());
   EXPECT_TRUE(TasksTo(Advance(milliseconds(499)), "w1").empty());
   tasks = TasksTo(Advance(milliseconds(501)), "w1");
   ASSERT_EQ(tasks.size(), 1u);
@@ -353,8 +353,8 @@ TEST_F(BrokerFaultTest, FailedTaskIsRetriedWithBackoffThenFails) {
   ASSERT_EQ(tasks.size(), 1u);
   // The third failure is final, with the previous error kept.
   fail(tasks[0]);
-  const TaskOutcome* o = store_.Find({job, 0});
-  ASSERT_NE(o, nullptr);
+  const auto o = store_.Find({job, 0});
+  ASSERT_TRUE(o.has_value());
   EXPECT_EQ(o->status, TaskStatus::kFailed);
   EXPECT_EQ(o->attempt, 3u);
   EXPECT_EQ(o->error, "exit code 3");
@@ -379,7 +379,7 @@ TEST_F(BrokerFaultTest, ReturningWorkerKeepsLeasesNobodyTook) {
   done.id = {job, 0};
   done.attempt = 1;
   Send("w1", WorkerResultsMessage{{done}});
-  ASSERT_NE(store_.Find({job, 0}), nullptr);
+  ASSERT_TRUE(store_.Find({job, 0}).has_value());
 }
 
 TEST_F(BrokerFaultTest, AWorkerRegisteringTwiceKeepsItsLeaseAndIsAdoptedOnce) {
@@ -418,7 +418,7 @@ TEST_F(BrokerFaultTest, ReturningWorkerDropsLeasesTakenByOthers) {
       told = c->ids == std::vector<TaskId>{{job, 0}};
   }
   EXPECT_TRUE(told);
-  EXPECT_EQ(store_.Find({job, 0}), nullptr);
+  EXPECT_FALSE(store_.Find({job, 0}).has_value());
   Send("w2", WorkerResultsMessage{{Ok(taken[0], "\"once\"")}});
   EXPECT_EQ(store_.Find({job, 0})->result, "\"once\"");
   EXPECT_EQ(store_.Find({job, 0})->attempt, 2u);
@@ -430,7 +430,7 @@ TEST_F(BrokerFaultTest, CancelledRunningTaskWhoseWorkerDiesEndsCancelled) {
   Send("c", CancelRequest{{"j" + std::to_string(job)}});
   std::vector<Outgoing> out;
   core_.WorkerExited(101, out);
-  ASSERT_NE(store_.Find({job, 0}), nullptr);
+  ASSERT_TRUE(store_.Find({job, 0}).has_value());
   EXPECT_EQ(store_.Find({job, 0})->status, TaskStatus::kCancelled);
 }
 
@@ -448,7 +448,7 @@ TEST_F(BrokerFaultTest, ForgetRemovesFinishedJobsOnly) {
             "job j2 has 1 unfinished tasks; cancel or gather it first");
   out = Send("c", ForgetRequest{{"j1"}});
   EXPECT_EQ(std::get<ForgottenReply>(out[0].message).count, 1u);
-  EXPECT_EQ(store_.Find({done, 0}), nullptr);
+  EXPECT_FALSE(store_.Find({done, 0}).has_value());
   out = Send("c", GatherRequest{{"j1"}});
   EXPECT_EQ(std::get<ErrorReply>(out[0].message).code, ErrorCode::kUnknownId);
 }
@@ -482,9 +482,9 @@ TEST_F(BrokerFaultTest, RetentionForgetsOldFinishedJobs) {
   ASSERT_EQ(tasks.size(), 1u);
   core.Handle("w", WorkerResultsMessage{{Ok(tasks[0], "1")}}, now_, out);
   core.Tick(now_ + std::chrono::seconds(59), out);
-  EXPECT_NE(store.Find(tasks[0].id), nullptr);
+  EXPECT_TRUE(store.Find(tasks[0].id).has_value());
   core.Tick(now_ + std::chrono::seconds(61), out);
-  EXPECT_EQ(store.Find(tasks[0].id), nullptr);
+  EXPECT_FALSE(store.Find(tasks[0].id).has_value());
 }
 
 // Roles: what each kind of key may send (common/protocol.h), enforced on every message.

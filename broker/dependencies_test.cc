@@ -41,8 +41,8 @@ class DependenciesTest : public BrokerCoreTest {
     return order;
   }
   TaskStatus StatusOf(TaskId id) {
-    const TaskOutcome* o = store_.Find(id);
-    EXPECT_NE(o, nullptr) << FormatTaskId(id) << " has not ended";
+    const auto o = store_.Find(id);
+    EXPECT_TRUE(o.has_value()) << FormatTaskId(id) << " has not ended";
     return o ? o->status : TaskStatus::kOk;
   }
   StatusReply Status() {

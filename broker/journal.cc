@@ -11,11 +11,13 @@
 
 #include "common/clock.h"
 #include "common/codec.h"
+#include "common/ids.h"
 
 namespace orq {
 namespace {
 
-enum EventKind : int { kLeases = 1, kRetries = 2, kCancels = 3, kOutcomes = 4 };
+// (Kind 4 held batches of outcomes before format 4 gave them their own table.)
+enum EventKind : int { kLeases = 1, kRetries = 2, kCancels = 3 };
 
 // Leases and cancels are fixed-size records, copied as they are in memory: the journal stays on
 // the host that wrote it, and orq builds only where that is little-endian (checked here).
@@ -90,12 +92,19 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
     mode_t old = ::umask(0177);
     ~Umask() { ::umask(old); }
   } umask_while_opening;
-  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
+  // One thread uses it (the broker's loop): no mutex around every call.
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
     std::string why = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
     throw std::runtime_error("cannot open the journal " + path + ": " + why);
   }
   std::unique_ptr<SqliteJournal> journal(new SqliteJournal(db));
+  // One broker per journal: the first access takes the file's lock and keeps it until the broker
+  // closes it. A second broker on the same journal is refused ("database is locked"), and reads
+  // (gathers read outcomes back) take no lock each (and WAL needs no shared memory).
+  journal->Exec("PRAGMA locking_mode=EXCLUSIVE");
   journal->Exec("PRAGMA journal_mode=WAL");
   journal->Exec("PRAGMA synchronous=FULL");
   int64_t format = 0;
@@ -121,6 +130,8 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
       "CREATE TABLE IF NOT EXISTS limits(name TEXT PRIMARY KEY, max INTEGER NOT NULL,"
       " rate REAL NOT NULL, burst INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS keys(key BLOB PRIMARY KEY, job INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS outcomes(job INTEGER NOT NULL, idx INTEGER NOT NULL,"
+      " body BLOB NOT NULL, PRIMARY KEY(job, idx)) WITHOUT ROWID;"
       "CREATE INDEX IF NOT EXISTS keys_job ON keys(job);");
   journal->Exec(("PRAGMA user_version=" + std::to_string(kJournalFormat)).c_str());
   return journal;
@@ -128,7 +139,11 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
 
 SqliteJournal::SqliteJournal(sqlite3* db) : db_(db) {}
 
-SqliteJournal::~SqliteJournal() { sqlite3_close(db_); }
+SqliteJournal::~SqliteJournal() {
+  sqlite3_finalize(find_outcome_);
+  sqlite3_finalize(find_range_);
+  sqlite3_close(db_);
+}
 
 void SqliteJournal::Exec(const char* sql) {
   char* error = nullptr;
@@ -153,11 +168,34 @@ void SqliteJournal::RecordRetry(TaskId id, double delay, const std::string& erro
 }
 void SqliteJournal::RecordCancelRequest(TaskId id) { pending_[id.job].cancels.push_back(id.index); }
 void SqliteJournal::RecordOutcome(const TaskOutcome& outcome) {
-  pending_[outcome.id.job].outcomes.push_back(outcome);
+  outcomes_.insert_or_assign(outcome.id, outcome);
 }
 void SqliteJournal::RecordForget(uint64_t job) {
   pending_.erase(job);
+  std::erase_if(outcomes_, [job](const auto& entry) { return entry.first.job == job; });
   forgotten_.push_back(job);
+}
+
+std::optional<TaskOutcome> SqliteJournal::Find(TaskId id) {
+  if (auto it = outcomes_.find(id); it != outcomes_.end()) return it->second;
+  if (!find_outcome_ && sqlite3_prepare_v2(db_, "SELECT body FROM outcomes WHERE job=? AND idx=?",
+                                           -1, &find_outcome_, nullptr) != SQLITE_OK)
+    throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
+  sqlite3_bind_int64(find_outcome_, 1, static_cast<int64_t>(id.job));
+  sqlite3_bind_int64(find_outcome_, 2, id.index);
+  std::optional<TaskOutcome> outcome;
+  const int rc = sqlite3_step(find_outcome_);
+  if (rc == SQLITE_ROW) {
+    const void* p = sqlite3_column_blob(find_outcome_, 0);
+    outcome = DecodeOutcome(
+        {static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(find_outcome_, 0))});
+  }
+  sqlite3_reset(find_outcome_);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
+  if (rc == SQLITE_ROW && !outcome)
+    throw std::runtime_error("journal: the outcome of " + FormatTaskId(id) + " is corrupt");
+  return outcome;
 }
 
 void SqliteJournal::RecordLimit(const LimitSpec& limit, bool removed) {
@@ -215,9 +253,16 @@ void SqliteJournal::Commit() {
         std::string body = Pack(p.cancels);
         insert_event.Bind(1, j).Bind(2, int64_t{kCancels}).Bind(3, body).Run();
       }
-      if (!p.outcomes.empty()) {
-        std::string body = EncodeOutcomes(p.outcomes);
-        insert_event.Bind(1, j).Bind(2, int64_t{kOutcomes}).Bind(3, body).Run();
+    }
+    if (!outcomes_.empty()) {
+      Statement insert_outcome(db_,
+                               "INSERT OR REPLACE INTO outcomes(job, idx, body) VALUES(?,?,?)");
+      for (const auto& [id, outcome] : outcomes_) {
+        const std::string body = EncodeOutcome(outcome);
+        insert_outcome.Bind(1, static_cast<int64_t>(id.job))
+            .Bind(2, int64_t{id.index})
+            .Bind(3, body)
+            .Run();
       }
     }
     if (!keys_.empty()) {
@@ -229,10 +274,12 @@ void SqliteJournal::Commit() {
       Statement forget_job(db_, "DELETE FROM jobs WHERE job=?");
       Statement forget_events(db_, "DELETE FROM events WHERE job=?");
       Statement forget_keys(db_, "DELETE FROM keys WHERE job=?");
+      Statement forget_outcomes(db_, "DELETE FROM outcomes WHERE job=?");
       for (uint64_t job : forgotten_) {
         forget_job.Bind(1, static_cast<int64_t>(job)).Run();
         forget_events.Bind(1, static_cast<int64_t>(job)).Run();
         forget_keys.Bind(1, static_cast<int64_t>(job)).Run();
+        forget_outcomes.Bind(1, static_cast<int64_t>(job)).Run();
       }
     }
     if (!limits_.empty()) {
@@ -256,6 +303,7 @@ void SqliteJournal::Commit() {
     throw;
   }
   pending_.clear();
+  outcomes_.clear();
   forgotten_.clear();
   limits_.clear();
   keys_.clear();
@@ -267,6 +315,39 @@ std::optional<std::string> SqliteJournal::TryCommit() {
     return std::nullopt;
   } catch (const std::exception& e) {
     return std::string(e.what());
+  }
+}
+
+void SqliteJournal::FindRange(uint64_t job, uint32_t first, uint32_t count,
+                              std::vector<std::optional<TaskOutcome>>& into) {
+  const size_t base = into.size();
+  into.resize(base + count);
+  if (!find_range_ &&
+      sqlite3_prepare_v2(db_, "SELECT idx, body FROM outcomes WHERE job=? AND idx>=? AND idx<?", -1,
+                         &find_range_, nullptr) != SQLITE_OK)
+    throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
+  sqlite3_bind_int64(find_range_, 1, static_cast<int64_t>(job));
+  sqlite3_bind_int64(find_range_, 2, first);
+  sqlite3_bind_int64(find_range_, 3, int64_t{first} + count);
+  int rc;
+  while ((rc = sqlite3_step(find_range_)) == SQLITE_ROW) {
+    const auto index = static_cast<uint64_t>(sqlite3_column_int64(find_range_, 0));
+    const void* p = sqlite3_column_blob(find_range_, 1);
+    auto outcome = DecodeOutcome(
+        {static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(find_range_, 1))});
+    if (!outcome) {
+      sqlite3_reset(find_range_);
+      throw std::runtime_error("journal: an outcome of job " + std::to_string(job) + " is corrupt");
+    }
+    if (index >= first && index - first < count) into[base + (index - first)] = std::move(outcome);
+  }
+  sqlite3_reset(find_range_);
+  if (rc != SQLITE_DONE) throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
+  if (outcomes_.empty()) return;
+  for (uint32_t i = 0; i < count; ++i) {  // recorded this turn, not committed yet
+    if (into[base + i]) continue;
+    if (auto it = outcomes_.find({job, first + i}); it != outcomes_.end())
+      into[base + i] = it->second;
   }
 }
 
@@ -329,15 +410,19 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
           if (auto* t = task(index)) t->cancel_requested = true;
         }
         break;
-      case kOutcomes: {
-        auto outcomes = DecodeOutcomes(body);
-        if (!outcomes) break;
-        for (TaskOutcome& o : *outcomes) {
-          if (auto* t = task(o.id.index)) t->outcome = std::move(o);
-        }
-        break;
-      }
     }
+  }
+  Statement select_outcomes(db_, "SELECT job, idx, body FROM outcomes ORDER BY job, idx");
+  while (select_outcomes.Next()) {
+    auto it = where.find(static_cast<uint64_t>(select_outcomes.Int(0)));
+    if (it == where.end()) continue;
+    auto& tasks = jobs[it->second].tasks;
+    const auto index = static_cast<uint64_t>(select_outcomes.Int(1));
+    auto outcome = DecodeOutcome(select_outcomes.Blob(2));
+    if (!outcome)
+      throw std::runtime_error("journal: an outcome of job " + std::to_string(it->first) +
+                               " is corrupt");
+    if (index < tasks.size()) tasks[index].outcome = std::move(*outcome);
   }
   return jobs;
 }

@@ -18,16 +18,19 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/result_store.h"
 #include "common/protocol.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace orq {
 
 // The journal's layout version. 2: jobs carry a JobContext, shell tasks a cwd and env (issue 9).
 // 3: specs carry their Needs (dependencies, limits, locks, resources, queue), and the tables
-// `limits` and `keys` (issue 10).
-inline constexpr int kJournalFormat = 3;
+// `limits` and `keys` (issue 10). 4: outcomes one row per task in `outcomes`, read back when
+// gathered (issue 11).
+inline constexpr int kJournalFormat = 4;
 
 class Journal {
  public:
@@ -46,6 +49,9 @@ class Journal {
   virtual void RecordKey(uint64_t job, const std::string& key) = 0;
   // A job's specs as submitted (for `orq retry --all`); nullopt when this journal keeps none.
   virtual std::optional<std::vector<TaskSpec>> Specs(uint64_t job) = 0;
+  // Whether it keeps what it is told (specs, outcomes): then the broker need not keep a finished
+  // job's tasks in memory.
+  virtual bool durable() const { return true; }
 };
 
 // For tests and `orq broker --no-journal`: remembers nothing.
@@ -60,6 +66,7 @@ class NullJournal final : public Journal {
   void RecordLimit(const LimitSpec&, bool) override {}
   void RecordKey(uint64_t, const std::string&) override {}
   std::optional<std::vector<TaskSpec>> Specs(uint64_t) override { return std::nullopt; }
+  bool durable() const override { return false; }
 };
 
 // One task as the journal last saw it.
@@ -81,7 +88,9 @@ struct RecoveredJob {
   std::vector<RecoveredTask> tasks;
 };
 
-class SqliteJournal final : public Journal {
+// The journal is also the broker's result store: an outcome recorded (RecordOutcome) is found by
+// Find() at once, from memory until the commit and from the `outcomes` table after it.
+class SqliteJournal final : public Journal, public ResultStore {
  public:
   // Opens (creating if needed) the journal at `path`. Throws std::runtime_error with a sentence.
   static std::unique_ptr<SqliteJournal> Open(const std::string& path);
@@ -98,13 +107,22 @@ class SqliteJournal final : public Journal {
   void RecordKey(uint64_t job, const std::string& key) override;
   std::optional<std::vector<TaskSpec>> Specs(uint64_t job) override;
 
+  // ResultStore: Put() has nothing to do (every outcome the broker keeps was recorded here, or
+  // loaded from here); Erase() neither (RecordForget deletes a job's outcomes).
+  void Put(TaskOutcome) override {}
+  std::optional<TaskOutcome> Find(TaskId id) override;
+  void Erase(TaskId) override {}
+  void FindRange(uint64_t job, uint32_t first, uint32_t count,
+                 std::vector<std::optional<TaskOutcome>>& into) override;
+
   // Writes everything recorded since the last Commit() in one transaction (one fsync). Throws
   // std::runtime_error when it cannot; what was recorded is kept for the next attempt.
   void Commit();
   // Commit(), but a failure (a full disk) is returned as its sentence instead of thrown.
   std::optional<std::string> TryCommit();
   bool dirty() const {
-    return !pending_.empty() || !forgotten_.empty() || !limits_.empty() || !keys_.empty();
+    return !pending_.empty() || !outcomes_.empty() || !forgotten_.empty() || !limits_.empty() ||
+           !keys_.empty();
   }
   // Every job in the journal, in job order, with its tasks' state replayed from the events.
   std::vector<RecoveredJob> Load();
@@ -127,11 +145,13 @@ class SqliteJournal final : public Journal {
     std::vector<Lease> leases;
     std::vector<RetryRecord> retries;
     std::vector<uint32_t> cancels;
-    std::vector<TaskOutcome> outcomes;
   };
 
   sqlite3* db_;  // owned; closed by the destructor
   std::unordered_map<uint64_t, Pending> pending_;
+  std::unordered_map<TaskId, TaskOutcome, TaskIdHash> outcomes_;  // recorded, not yet committed
+  sqlite3_stmt* find_outcome_ = nullptr;  // SELECT of one outcome, prepared once; owned
+  sqlite3_stmt* find_range_ = nullptr;    // SELECT of a range of a job's outcomes; idem
   std::vector<uint64_t> forgotten_;
   std::vector<std::pair<LimitSpec, bool>> limits_;      // set (false) or removed (true)
   std::vector<std::pair<uint64_t, std::string>> keys_;  // job, key

@@ -94,9 +94,9 @@ TEST_F(JournalTest, RestartKeepsResultsAndReschedulesTheRest) {
   b.core.Restore(std::move(jobs), now_, 1e9);
   b.journal->Commit();
   // Then the finished task keeps its result, the cancelled one is cancelled,
-  ASSERT_NE(b.store.Find({1, 0}), nullptr);
+  ASSERT_TRUE(b.store.Find({1, 0}).has_value());
   EXPECT_EQ(b.store.Find({1, 0})->result, "\"kept\"");
-  ASSERT_NE(b.store.Find({1, 2}), nullptr);
+  ASSERT_TRUE(b.store.Find({1, 2}).has_value());
   EXPECT_EQ(b.store.Find({1, 2})->status, TaskStatus::kCancelled);
   // the ones that were running run again as attempt 2, the delayed one stays delayed,
   auto tasks = Tasks(b.Send("w2", ReadyMessage{2, 1, {10, 1, 1}, {}}, now_));
@@ -159,7 +159,7 @@ TEST_F(JournalTest, AJobsContextSurvivesARestart) {
   EXPECT_EQ(jobs[0].tasks.at(0).spec.body, TaskBody(ShellTask::In({"pwd"}, "sub", {"A=1"})));
   // The restarted broker hands the task out with its job's context.
   Broker b(path_);
-  b.core.Restore(SqliteJournal::Open(path_)->Load(), now_, 0);
+  b.core.Restore(b.journal->Load(), now_, 0);  // (the journal admits one broker at a time)
   auto out = b.Send("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now_);
   bool sent = false;
   for (const auto& o : out) {
@@ -171,6 +171,25 @@ TEST_F(JournalTest, AJobsContextSurvivesARestart) {
     }
   }
   EXPECT_TRUE(sent);
+}
+
+TEST_F(JournalTest, OneBrokerAtATimeHoldsAJournal) {
+  // Given a journal in use, a second broker opening it is refused, and its outcomes are read back
+  // by the first (the journal is the broker's result store).
+  Broker a(path_);
+  EXPECT_THROW(SqliteJournal::Open(path_), std::runtime_error);
+  TaskOutcome outcome;
+  outcome.id = {1, 0};
+  outcome.result = "\"kept\"";
+  a.journal->RecordOutcome(outcome);
+  EXPECT_EQ(a.journal->Find({1, 0})->result, "\"kept\"");  // before the commit
+  a.journal->Commit();
+  EXPECT_EQ(a.journal->Find({1, 0})->result, "\"kept\"");  // and after it, from SQLite
+  std::vector<std::optional<TaskOutcome>> range;
+  a.journal->FindRange(1, 0, 2, range);
+  ASSERT_EQ(range.size(), 2u);
+  EXPECT_TRUE(range[0].has_value());
+  EXPECT_FALSE(range[1].has_value());
 }
 
 TEST_F(JournalTest, AJournalOfAnotherFormatIsRefusedNotMisread) {

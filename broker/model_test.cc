@@ -111,15 +111,18 @@ class Model {
 
  private:
   int Uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(random_); }
-  const ResultStore& store() const { return *store_; }
+  // The journal is the store, as in the broker: outcomes are read back from it (uncommitted ones
+  // from memory, the rest from SQLite), and a restart keeps none in memory.
+  ResultStore& store() { return *journal_; }
 
   void Start() {
+    core_.reset();
+    journal_.reset();  // it holds the journal's lock
     journal_ = SqliteJournal::Open(path_);
-    store_ = std::make_unique<MemoryResultStore>();
     BrokerOptions options;
     options.heartbeat_interval = std::chrono::hours(1);  // no safety net: Unpark must do it all
     options.seed = 7;
-    core_ = std::make_unique<BrokerCore>(options, *store_, *journal_);
+    core_ = std::make_unique<BrokerCore>(options, *journal_, *journal_);
   }
 
   // Runs `f` as one loop turn of the broker's shell, then takes in what it sent.
@@ -159,7 +162,7 @@ class Model {
         deps.push_back({job, d.index});
       }
       for (TaskId dep : deps) {
-        const TaskOutcome* o = store().Find(dep);
+        const auto o = store().Find(dep);
         if (!o) return id + " started before its dependency " + FormatTaskId(dep) + " ended";
         if (!d.any && o->status != TaskStatus::kOk)
           return id + " started though its dependency " + FormatTaskId(dep) + " ended " +
@@ -353,9 +356,9 @@ class Model {
     return AddWorker();
   }
 
-  size_t Unfinished() const {
+  size_t Unfinished() {
     size_t n = 0;
-    for (const auto& [id, spec] : specs_) n += store().Find(id) == nullptr;
+    for (const auto& [id, spec] : specs_) n += !store().Find(id);
     return n;
   }
 
@@ -375,7 +378,6 @@ class Model {
   std::mt19937 random_;
   std::string path_;
   std::unique_ptr<SqliteJournal> journal_;
-  std::unique_ptr<MemoryResultStore> store_;
   std::unique_ptr<BrokerCore> core_;
   SteadyTime now_{std::chrono::seconds(1000)};
   std::map<TaskId, TaskSpec> specs_;

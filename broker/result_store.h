@@ -1,8 +1,11 @@
 // Where the broker keeps finished tasks' outcomes. BrokerCore writes and reads through this
-// interface only, so a durable journal (SQLite) can stand in for the in-memory store.
+// interface only: the broker with a journal reads them back from SQLite (SqliteJournal is its
+// store), so its memory holds live work only; `--no-journal` and tests keep them in memory.
 #pragma once
 
+#include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "common/protocol.h"
 
@@ -11,12 +14,19 @@ namespace orq {
 class ResultStore {
  public:
   virtual ~ResultStore() = default;
-  // Records the one outcome of a task. A task has at most one: callers never Put twice.
+  // Records the one outcome of a task. A task has at most one: callers never Put twice. (A store
+  // that is also the journal has it already: Journal::RecordOutcome, or it was loaded from there.)
   virtual void Put(TaskOutcome outcome) = 0;
-  // The outcome of a finished task; nullptr while it is unfinished.
-  virtual const TaskOutcome* Find(TaskId id) const = 0;
+  // The outcome of a finished task; nullopt while it is unfinished.
+  virtual std::optional<TaskOutcome> Find(TaskId id) = 0;
   // Removes a finished task's outcome (its job is forgotten).
   virtual void Erase(TaskId id) = 0;
+  // Appends the outcomes of tasks first .. first+count-1 of `job`, in order (nullopt:
+  // unfinished). One read for all of them where the store can.
+  virtual void FindRange(uint64_t job, uint32_t first, uint32_t count,
+                         std::vector<std::optional<TaskOutcome>>& into) {
+    for (uint32_t i = 0; i < count; ++i) into.push_back(Find({job, first + i}));
+  }
 };
 
 class MemoryResultStore final : public ResultStore {
@@ -25,9 +35,10 @@ class MemoryResultStore final : public ResultStore {
     const TaskId id = outcome.id;
     outcomes_.insert_or_assign(id, std::move(outcome));
   }
-  const TaskOutcome* Find(TaskId id) const override {
+  std::optional<TaskOutcome> Find(TaskId id) override {
     auto it = outcomes_.find(id);
-    return it == outcomes_.end() ? nullptr : &it->second;
+    if (it == outcomes_.end()) return std::nullopt;
+    return it->second;
   }
   void Erase(TaskId id) override { outcomes_.erase(id); }
 

@@ -440,10 +440,33 @@ Figures Tcp(int workers, int threads) {
   return f;
 }
 
+Figures History(int workers, int threads) {
+  // A broker that has run many tasks holds no more than one that has run few: 10 jobs of
+  // 1,000,000 echo tasks, each submitted and gathered in turn; the broker's resident set after
+  // each job, and its peak over the whole run.
+  constexpr size_t kJobs = 10, kTasks = 1000000;
+  Figures f{"history", "10 jobs x 1,000,000 echo, submitted and gathered in turn", kJobs * kTasks};
+  const auto start = Clock::now();
+  EmbeddedBroker broker({workers, threads, true});
+  std::string after;
+  for (size_t j = 0; j < kJobs; ++j) {
+    const uint64_t job = SubmitJob(broker.client(), Many(kTasks, Echo));
+    if (GatherJob(broker.client(), job) != kTasks) throw std::runtime_error("tasks failed");
+    char text[16];
+    std::snprintf(text, sizeof text, "%s%.0f", j ? " " : "", CurrentRss(broker.pid()) / 1048576.0);
+    after += text;
+  }
+  f.wall = Seconds(Clock::now() - start);
+  ReadRss(broker, f);
+  f.note = "broker MiB after each job: " + after;
+  return f;
+}
+
 const std::vector<std::pair<std::string, Figures (*)(int, int)>> kWorkloads = {
-    {"noop", Noop},     {"sleep", Sleep},     {"shell", Shell},         {"cpu", Cpu},
-    {"cold", Cold},     {"latency", Latency}, {"million", Million},     {"tcp", Tcp},
-    {"fanout", Fanout}, {"chain", Chain},     {"graphcore", GraphCore}, {"cli", Cli}};
+    {"noop", Noop},      {"sleep", Sleep},     {"shell", Shell},         {"cpu", Cpu},
+    {"cold", Cold},      {"latency", Latency}, {"million", Million},     {"tcp", Tcp},
+    {"fanout", Fanout},  {"chain", Chain},     {"graphcore", GraphCore}, {"cli", Cli},
+    {"history", History}};
 
 nlohmann::json ToJson(const Figures& f) {
   nlohmann::json j = {{"workload", f.workload},

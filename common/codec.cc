@@ -631,6 +631,18 @@ std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes) {
 std::optional<std::vector<TaskOutcome>> DecodeOutcomes(std::string_view bytes) {
   return DecodeBlob<TaskOutcome>(bytes);
 }
+std::string EncodeOutcome(const TaskOutcome& outcome) {
+  Writer w;
+  Put(w, outcome);
+  return w.Take();
+}
+std::optional<TaskOutcome> DecodeOutcome(std::string_view bytes) {
+  Reader r(bytes);
+  TaskOutcome outcome;
+  Get(r, outcome);
+  if (!r.ok() || !r.AtEnd()) return std::nullopt;
+  return outcome;
+}
 std::string EncodeContext(const JobContext& context) {
   Writer w;
   Put(w, context);

@@ -28,6 +28,8 @@ std::string EncodeSpecs(const std::vector<TaskSpec>& specs);
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes);
 std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes);
 std::optional<std::vector<TaskOutcome>> DecodeOutcomes(std::string_view bytes);
+std::string EncodeOutcome(const TaskOutcome& outcome);
+std::optional<TaskOutcome> DecodeOutcome(std::string_view bytes);
 std::string EncodeContext(const JobContext& context);
 std::optional<JobContext> DecodeContext(std::string_view bytes);
 

@@ -133,11 +133,17 @@ std::vector<pid_t> ListPids() {
   return pids;
 }
 
-size_t PeakRss(pid_t pid) {
+namespace {
+size_t StatusKib(pid_t pid, const char* field) {  // field: "\nVmHWM:"
   const std::string status = ReadProcFile(pid, "status");
-  const size_t at = status.find("\nVmHWM:");
-  return at == std::string::npos ? 0 : std::strtoull(status.c_str() + at + 7, nullptr, 10) * 1024;
+  const size_t at = status.find(field);
+  if (at == std::string::npos) return 0;
+  return std::strtoull(status.c_str() + at + std::strlen(field), nullptr, 10) * 1024;
 }
+}  // namespace
+
+size_t PeakRss(pid_t pid) { return StatusKib(pid, "\nVmHWM:"); }
+size_t CurrentRss(pid_t pid) { return StatusKib(pid, "\nVmRSS:"); }
 
 std::string SelfExecutable() {
   char buf[4096];

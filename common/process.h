@@ -95,6 +95,8 @@ std::vector<std::string> SplitNul(std::string_view text);
 std::vector<pid_t> ListPids();
 // A process's peak resident set (VmHWM) in bytes; 0 when unknown.
 size_t PeakRss(pid_t pid);
+// Its resident set now (VmRSS) in bytes; 0 when unknown.
+size_t CurrentRss(pid_t pid);
 // The absolute path of the running executable (for spawning orq itself).
 std::string SelfExecutable();
 
