@@ -332,9 +332,6 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     out.push_back({from, ErrorReply{ErrorCode::kShuttingDown, "the broker is shutting down"}});
     return;
   }
-  if (!journal_problem_.empty())
-    return out.push_back(
-        {from, ErrorReply{ErrorCode::kDiskFull, "nothing was accepted: " + journal_problem_}});
   if (request.key.size() > kMaxKeyBytes)
     return refuse("the key is " + std::to_string(request.key.size()) + " bytes; the limit is " +
                   std::to_string(kMaxKeyBytes));
@@ -344,6 +341,10 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     return out.push_back({from, SubmittedReply{it->second, job.size, true}});
   }
   if (request.tasks.empty()) return refuse("a job needs at least one task");
+  // (After the key: returning a job submitted before writes nothing to the journal.)
+  if (!journal_problem_.empty())
+    return out.push_back(
+        {from, ErrorReply{ErrorCode::kDiskFull, "nothing was accepted: " + journal_problem_}});
   if (request.tasks.size() > options_.max_tasks_per_job)
     return refuse("a job may hold at most " + std::to_string(options_.max_tasks_per_job) +
                   " tasks; this one has " + std::to_string(request.tasks.size()));

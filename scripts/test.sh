@@ -6,7 +6,8 @@
 #   3. the tests of the worker's threads, timers and child processes (process, task runner, worker
 #      core) under ThreadSanitizer (build-tsan/);
 #   4. the fixed-seed codec fuzz run (scripts/fuzz.sh);
-#   5. the release build of orq (static dependencies, as scripts/build.sh makes it) running a job.
+#   5. the release build of orq (static dependencies, as scripts/build.sh makes it) running a job,
+#      then two minutes of the soak with a nemesis on it (tests/soak.sh).
 # Arguments go to the ASan run's ctest (e.g. -R RunTest). The plain build for the README's first
 # command is scripts/build.sh.
 set -euo pipefail
@@ -40,3 +41,6 @@ home=$(mktemp -d)
 out=$(ORQ_HOME=$home timeout 60 build/orq run -w 1 -- echo {} ::: static)
 rm -rf "$home"
 [[ $out == static ]] || { echo "build/orq run printed '$out', not 'static'" >&2; exit 1; }
+
+# Two minutes of the soak with its nemesis (tests/soak.sh) on that binary.
+bash tests/soak.sh 2 build/orq
