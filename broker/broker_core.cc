@@ -48,6 +48,26 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
   for (RecoveredJob& recovered : jobs) {
     Job& job = jobs_[recovered.job];
     next_job_ = std::max(next_job_, recovered.job + 1);
+    if (recovered.ended) {  // every task ended: counts, as Compact() leaves a job
+      const RecoveredJob::Ended& e = *recovered.ended;
+      job.context = std::make_shared<const JobContext>(std::move(recovered.context));
+      job.submitted_at =
+          now - std::chrono::duration_cast<SteadyTime::duration>(
+                    std::chrono::duration<double>(std::max(0.0, wall_now - recovered.submitted)));
+      job.label = Label(e.first);
+      if (!recovered.key.empty()) keys_[recovered.key] = recovered.job;
+      job.key = std::move(recovered.key);
+      job.size = e.size;
+      job.ended = e.by_status;
+      job.ok = e.by_status[static_cast<size_t>(TaskStatus::kOk)];
+      job.failed = e.size - job.ok;
+      job.first_failed = e.first_failed;
+      job.spilled = true;  // not known without reading every outcome: looked for when forgotten
+      job.finished_at = now;
+      finished_jobs_.push_back(recovered.job);
+      for (size_t s = 0; s < e.by_status.size(); ++s) finished_[s] += e.by_status[s];
+      continue;
+    }
     job.tasks.resize(recovered.tasks.size());
     job.specs.resize(recovered.tasks.size());
     job.size = static_cast<uint32_t>(recovered.tasks.size());
@@ -163,6 +183,8 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
     Limit(from, m, out); },
                  [&](ExplainRequest& m) {
     Explain(from, m, out); },
+                 [&](ResultsAck&) {
+    Acknowledged(from, out); },
                  [&](OutputMessage& m) {
     if (worker) Output(worker_ids_.at(from), m, out); },
                  [&](ReadyMessage& m) {
@@ -739,21 +761,61 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request,
       first.sizes.push_back(ref->index ? 1 : jobs_.at(ref->job).size);
     }
     const size_t head = std::min(done.size(), kMaxResultsPerReply);
-    for (size_t i = 0; i < head; ++i) first.outcomes.push_back(Reported(done[i]));
-    done.erase(done.begin(), done.begin() + static_cast<std::ptrdiff_t>(head));
-    first.final = waiter.remaining == 0 && done.empty();
+    first.outcomes = Outcomes(done, 0, head);
+    first.final = waiter.remaining == 0 && head == done.size();
     out.push_back({from, std::move(first)});
-    if (!done.empty()) SendChunks(from, done, waiter.remaining == 0, out);
-    if (waiter.remaining == 0) return;
+    if (waiter.remaining == 0 && head == done.size()) return;
+    waiter.due = std::move(done);
+    waiter.sent = head;
+    waiter.inflight = 1;
   } else if (waiter.remaining == 0) {
-    return ReplyResults(waiter, out);
+    waiter.due = std::move(waiter.ids);
   }
+  waiter.complete = waiter.remaining == 0;
+  // Registered with its jobs until its last chunk is out, so that they are not forgotten meanwhile.
   const uint64_t waiter_id = next_waiter_++;
-  for (TaskId id : waiter.ids) {
-    auto& list = jobs_[id.job].waiters;
+  auto add = [&](uint64_t job) {
+    auto& list = jobs_.at(job).waiters;
     if (list.empty() || list.back() != waiter_id) list.push_back(waiter_id);
-  }
+  };
+  for (const auto& [job, n] : waiter.whole_jobs) add(job);
+  for (const auto& [task, n] : waiter.single_tasks) add(task.job);
   waiters_.emplace(waiter_id, std::move(waiter));
+  Pump(waiter_id, out);
+}
+
+void BrokerCore::Pump(uint64_t waiter_id, std::vector<Outgoing>& out) {
+  auto it = waiters_.find(waiter_id);
+  if (it == waiters_.end()) return;
+  Waiter& w = it->second;
+  while (w.inflight < kResultsWindow) {
+    const size_t left = w.due.size() - w.sent;
+    if (left == 0 && !w.complete) break;  // a stream: nothing new has finished
+    const size_t n = std::min(left, kMaxResultsPerReply);
+    ResultsReply chunk;
+    chunk.outcomes = Outcomes(w.due, w.sent, n);
+    w.sent += n;
+    chunk.final = w.complete && w.sent == w.due.size();
+    ++w.inflight;
+    out.push_back({w.client, std::move(chunk)});
+    if (w.sent == w.due.size()) {
+      w.due.clear();
+      w.sent = 0;
+      if (w.complete) return ForgetWaiter(waiter_id);
+    }
+  }
+}
+
+void BrokerCore::Acknowledged(const std::string& from, std::vector<Outgoing>& out) {
+  // The oldest of its gathers with a chunk in flight (a client reads its replies in order).
+  uint64_t oldest = 0;
+  for (auto& [waiter_id, w] : waiters_) {
+    if (w.client == from && w.inflight > 0 && (oldest == 0 || waiter_id < oldest))
+      oldest = waiter_id;
+  }
+  if (oldest == 0) return;  // a gather forgotten meanwhile, or a peer's noise
+  --waiters_.at(oldest).inflight;
+  Pump(oldest, out);
 }
 
 void BrokerCore::ForgetWaiter(uint64_t waiter_id) {
@@ -770,31 +832,23 @@ void BrokerCore::ForgetWaiter(uint64_t waiter_id) {
   waiters_.erase(it);
 }
 
-void BrokerCore::ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) const {
-  SendChunks(waiter.client, waiter.ids, true, out);
-}
-
-void BrokerCore::SendChunks(const std::string& client, const std::vector<TaskId>& ids, bool final,
-                            std::vector<Outgoing>& out) const {
+std::vector<TaskOutcome> BrokerCore::Outcomes(const std::vector<TaskId>& ids, size_t first,
+                                              size_t n) const {
+  std::vector<TaskOutcome> outcomes;
+  outcomes.reserve(n);
   std::vector<std::optional<TaskOutcome>> found;
-  for (size_t i = 0; i < ids.size() || (i == 0 && final); i += kMaxResultsPerReply) {
-    ResultsReply chunk;
-    const size_t end = std::min(ids.size(), i + kMaxResultsPerReply);
-    chunk.outcomes.reserve(end - i);
-    for (size_t j = i; j < end;) {
-      // A run of consecutive tasks of one job (a whole job, named): read in one go.
-      size_t run = 1;
-      while (j + run < end && ids[j + run].job == ids[j].job &&
-             ids[j + run].index == ids[j].index + run)
-        ++run;
-      found.clear();
-      store_.FindRange(ids[j].job, ids[j].index, static_cast<uint32_t>(run), found);
-      for (size_t k = 0; k < run; ++k) chunk.outcomes.push_back(Reported(ids[j + k], *found[k]));
-      j += run;
-    }
-    chunk.final = final && end == ids.size();
-    out.push_back({client, std::move(chunk)});
+  for (size_t j = first; j < first + n;) {
+    // A run of consecutive tasks of one job (a whole job, named): read in one go.
+    size_t run = 1;
+    while (j + run < first + n && ids[j + run].job == ids[j].job &&
+           ids[j + run].index == ids[j].index + run)
+      ++run;
+    found.clear();
+    store_.FindRange(ids[j].job, ids[j].index, static_cast<uint32_t>(run), found);
+    for (size_t k = 0; k < run; ++k) outcomes.push_back(Reported(ids[j + k], *found[k]));
+    j += run;
   }
+  return outcomes;
 }
 
 TaskOutcome BrokerCore::Reported(TaskId id) const { return Reported(id, *store_.Find(id)); }
@@ -815,12 +869,7 @@ TaskOutcome BrokerCore::Reported(TaskId id, TaskOutcome outcome) const {
 }
 
 void BrokerCore::FlushStreams(std::vector<Outgoing>& out) {
-  for (uint64_t waiter_id : streams_due_) {
-    auto it = waiters_.find(waiter_id);
-    if (it == waiters_.end() || it->second.due.empty()) continue;
-    SendChunks(it->second.client, it->second.due, false, out);
-    it->second.due.clear();
-  }
+  for (uint64_t waiter_id : streams_due_) Pump(waiter_id, out);
   streams_due_.clear();
 }
 
@@ -886,6 +935,10 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   for (size_t i = 0; i < job.waiters.size();) {
     const uint64_t waiter_id = job.waiters[i];
     Waiter& waiter = waiters_.at(waiter_id);
+    if (waiter.complete) {  // all in: sending the rest of its results (Pump)
+      ++i;
+      continue;
+    }
     // The waiter counted this task once per mention, as part of its job or by itself.
     uint32_t mentions = 0;
     if (auto j = waiter.whole_jobs.find(id.job); j != waiter.whole_jobs.end())
@@ -894,20 +947,18 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
       mentions += t->second;
     waiter.remaining -= mentions;
     if (waiter.stream && mentions > 0) {
-      if (waiter.due.empty()) streams_due_.push_back(waiter_id);
+      if (waiter.due.size() == waiter.sent) streams_due_.push_back(waiter_id);
       waiter.due.insert(waiter.due.end(), mentions, id);
     }
     if (waiter.remaining > 0) {
       ++i;
       continue;
     }
-    if (waiter.stream) {
-      SendChunks(waiter.client, waiter.due, true, out);
-      waiter.due.clear();
-    } else {
-      ReplyResults(waiter, out);
-    }
-    ForgetWaiter(waiter_id);  // removes job.waiters[i]: index i now holds the next one
+    waiter.complete = true;
+    if (!waiter.stream) waiter.due = std::move(waiter.ids);  // (ids is not needed any more)
+    Pump(waiter_id, out);
+    // Forgotten once its last chunk is out (which removes job.waiters[i]: i then holds the next).
+    if (waiters_.count(waiter_id)) ++i;
   }
   if (!dependants_.empty() || !job_dependants_.empty()) {
     notify_.push_back(id);

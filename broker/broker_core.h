@@ -187,8 +187,12 @@ class BrokerCore {
     // `remaining` in O(1) however long `ids` is.
     std::unordered_map<uint64_t, uint32_t> whole_jobs;
     std::unordered_map<TaskId, uint32_t, TaskIdHash> single_tasks;
-    bool stream = false;      // GatherRequest::stream: results as they finish
-    std::vector<TaskId> due;  // stream: finished since the last chunk went out
+    bool stream = false;  // GatherRequest::stream: results as they finish
+    // Results to send, from due[sent]: a stream's as they finish, else all of ids at the end.
+    std::vector<TaskId> due;
+    size_t sent = 0;
+    uint32_t inflight = 0;  // chunks sent, not yet acknowledged (kResultsWindow)
+    bool complete = false;  // remaining reached 0: what is left is to send the rest of due
   };
 
   void Submit(const std::string& from, SubmitRequest& request, SteadyTime now,
@@ -261,13 +265,16 @@ class BrokerCore {
   // Records the task's one outcome (in the journal too, unless it came from there).
   void Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
               bool journal = true);
-  void ReplyResults(const Waiter& waiter, std::vector<Outgoing>& out) const;
+  // Sends the waiter's next chunks of results while fewer than kResultsWindow are unacknowledged;
+  // forgets the waiter once its final chunk is out.
+  void Pump(uint64_t waiter_id, std::vector<Outgoing>& out);
+  // A client took a chunk (ResultsAck): its gather may have one more in flight.
+  void Acknowledged(const std::string& from, std::vector<Outgoing>& out);
   // A finished task's outcome as gather replies carry it: with its command when a shell task.
   TaskOutcome Reported(TaskId id) const;
   TaskOutcome Reported(TaskId id, TaskOutcome outcome) const;
-  // Sends `ids`' outcomes to a streaming waiter in chunks; the last one final when `final`.
-  void SendChunks(const std::string& client, const std::vector<TaskId>& ids, bool final,
-                  std::vector<Outgoing>& out) const;
+  // The outcomes of ids[first, first + n), as gather replies carry them, read in runs.
+  std::vector<TaskOutcome> Outcomes(const std::vector<TaskId>& ids, size_t first, size_t n) const;
   // Sends what streaming waiters got this turn (called at the end of each entry point).
   void FlushStreams(std::vector<Outgoing>& out);
   void Dispatch(std::vector<Outgoing>& out);

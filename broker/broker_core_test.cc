@@ -618,6 +618,38 @@ TEST_F(BrokerCoreTest, AStreamingGatherGetsResultsAsTheyFinishOnceEach) {
   EXPECT_EQ(ResultsFor(out, "c")->outcomes.size(), 3u);
 }
 
+TEST_F(BrokerCoreTest, AGatherSendsAFewChunksAheadAndOneMorePerAcknowledgement) {
+  // Given a finished job with more results than kResultsWindow chunks hold,
+  const size_t n = (kResultsWindow + 1) * kMaxResultsPerReply + 10;
+  Register("w1", {static_cast<uint32_t>(n), 1, 1});
+  auto out = Send("c", SubmitRequest{std::vector<TaskSpec>(n, Sleep(1))});
+  WorkerResultsMessage results;
+  for (const Assignment& a : TasksTo(out, "w1")) results.outcomes.push_back(Ok(a, "r"));
+  ASSERT_EQ(results.outcomes.size(), n);
+  Send("w1", std::move(results));
+  auto chunks = [](const std::vector<Outgoing>& sent, bool& final) {
+    size_t count = 0;
+    for (const auto& o : sent) {
+      if (const auto* r = std::get_if<ResultsReply>(&o.message)) {
+        ++count;
+        final = r->final;
+      }
+    }
+    return count;
+  };
+  // When a client gathers it, it gets kResultsWindow chunks and no more,
+  bool final = false;
+  EXPECT_EQ(chunks(Send("c", GatherRequest{{"j1"}}), final), kResultsWindow);
+  EXPECT_FALSE(final);
+  // then one chunk for each it acknowledges, the last one final,
+  EXPECT_EQ(chunks(Send("c", ResultsAck{}), final), 1u);
+  EXPECT_FALSE(final);
+  EXPECT_EQ(chunks(Send("c", ResultsAck{}), final), 1u);
+  EXPECT_TRUE(final);
+  // and nothing after that.
+  EXPECT_EQ(chunks(Send("c", ResultsAck{}), final), 0u);
+}
+
 TEST_F(BrokerCoreTest, CancellingOnlyWhatHasNotStartedLeavesRunningTasksBe) {
   uint64_t job = SubmitJob({Sleep(1), Sleep(1), Sleep(1)});
   auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");

@@ -65,6 +65,7 @@ class Statement {
     sqlite3_reset(stmt_);
     if (rc != SQLITE_DONE) throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
   }
+  void Reset() { sqlite3_reset(stmt_); }
   bool Next() {
     int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
@@ -105,8 +106,14 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
   // closes it. A second broker on the same journal is refused ("database is locked"), and reads
   // (gathers read outcomes back) take no lock each (and WAL needs no shared memory).
   journal->Exec("PRAGMA locking_mode=EXCLUSIVE");
+  // Space freed by forgotten jobs goes back to the filesystem (Commit() vacuums after a forget);
+  // only a new journal takes this, so every journal of this format has it.
+  journal->Exec("PRAGMA auto_vacuum=INCREMENTAL");
   journal->Exec("PRAGMA journal_mode=WAL");
   journal->Exec("PRAGMA synchronous=FULL");
+  // The write-ahead log is cut back to 64 MiB after each checkpoint (a big submit passes through
+  // it), instead of keeping its largest size for ever.
+  journal->Exec("PRAGMA journal_size_limit=67108864");
   int64_t format = 0;
   bool has_tables = false;
   {
@@ -131,7 +138,7 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
       " rate REAL NOT NULL, burst INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS keys(key BLOB PRIMARY KEY, job INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS outcomes(job INTEGER NOT NULL, idx INTEGER NOT NULL,"
-      " body BLOB NOT NULL, PRIMARY KEY(job, idx)) WITHOUT ROWID;"
+      " status INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(job, idx)) WITHOUT ROWID;"
       "CREATE INDEX IF NOT EXISTS keys_job ON keys(job);");
   journal->Exec(("PRAGMA user_version=" + std::to_string(kJournalFormat)).c_str());
   return journal;
@@ -255,13 +262,14 @@ void SqliteJournal::Commit() {
       }
     }
     if (!outcomes_.empty()) {
-      Statement insert_outcome(db_,
-                               "INSERT OR REPLACE INTO outcomes(job, idx, body) VALUES(?,?,?)");
+      Statement insert_outcome(
+          db_, "INSERT OR REPLACE INTO outcomes(job, idx, status, body) VALUES(?,?,?,?)");
       for (const auto& [id, outcome] : outcomes_) {
         const std::string body = EncodeOutcome(outcome);
         insert_outcome.Bind(1, static_cast<int64_t>(id.job))
             .Bind(2, int64_t{id.index})
-            .Bind(3, body)
+            .Bind(3, static_cast<int64_t>(outcome.status))
+            .Bind(4, body)
             .Run();
       }
     }
@@ -302,9 +310,13 @@ void SqliteJournal::Commit() {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
+  const bool forgot = !forgotten_.empty();
   pending_.clear();
   outcomes_.clear();
   forgotten_.clear();
+  // The pages of forgotten jobs go back to the filesystem (at the next checkpoint). A failure
+  // here loses nothing: the pages stay free inside the file for the next jobs.
+  if (forgot) sqlite3_exec(db_, "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr);
   limits_.clear();
   keys_.clear();
 }
@@ -352,21 +364,47 @@ void SqliteJournal::FindRange(uint64_t job, uint32_t first, uint32_t count,
 }
 
 std::vector<RecoveredJob> SqliteJournal::Load() {
+  // Jobs whose every task has ended come back as counts (RecoveredJob::ended), not task by task.
+  std::unordered_map<uint64_t, RecoveredJob::Ended> ended;
+  {
+    Statement counts(db_,
+                     "SELECT job, status, count(*), min(idx) FROM outcomes GROUP BY job, status");
+    while (counts.Next()) {
+      const int64_t status = counts.Int(1);
+      if (status < 0 || status >= 6)
+        throw std::runtime_error("journal: an outcome of job " + std::to_string(counts.Int(0)) +
+                                 " has an unknown status");
+      auto& e = ended[static_cast<uint64_t>(counts.Int(0))];
+      e.by_status[static_cast<size_t>(status)] = static_cast<uint32_t>(counts.Int(2));
+      e.size += static_cast<uint32_t>(counts.Int(2));  // (the ended ones, for now)
+      if (status != static_cast<int64_t>(TaskStatus::kOk))
+        e.first_failed = std::min(e.first_failed, static_cast<uint32_t>(counts.Int(3)));
+    }
+  }
   std::vector<RecoveredJob> jobs;
   std::unordered_map<uint64_t, size_t> where;
   Statement select_jobs(db_, "SELECT job, submitted, specs, context FROM jobs ORDER BY job");
   while (select_jobs.Next()) {
-    auto specs = DecodeSpecs(select_jobs.Blob(2));
-    auto context = DecodeContext(select_jobs.Blob(3));
-    if (!specs || !context)
-      throw std::runtime_error("journal: the specs of job " + std::to_string(select_jobs.Int(0)) +
-                               " are corrupt");
     RecoveredJob job;
-    job.context = std::move(*context);
     job.job = static_cast<uint64_t>(select_jobs.Int(0));
     job.submitted = select_jobs.Real(1);
-    job.tasks.resize(specs->size());
-    for (size_t i = 0; i < specs->size(); ++i) job.tasks[i].spec = std::move((*specs)[i]);
+    auto context = DecodeContext(select_jobs.Blob(3));
+    auto first = DecodeFirstSpec(select_jobs.Blob(2));
+    if (!context || !first)
+      throw std::runtime_error("journal: the specs of job " + std::to_string(job.job) +
+                               " are corrupt");
+    job.context = std::move(*context);
+    if (auto e = ended.find(job.job); e != ended.end() && e->second.size == first->first) {
+      job.ended = std::move(e->second);
+      job.ended->first = std::move(first->second);
+    } else {
+      auto specs = DecodeSpecs(select_jobs.Blob(2));
+      if (!specs)
+        throw std::runtime_error("journal: the specs of job " + std::to_string(job.job) +
+                                 " are corrupt");
+      job.tasks.resize(specs->size());
+      for (size_t i = 0; i < specs->size(); ++i) job.tasks[i].spec = std::move((*specs)[i]);
+    }
     where[job.job] = jobs.size();
     jobs.push_back(std::move(job));
   }
@@ -412,17 +450,20 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
         break;
     }
   }
-  Statement select_outcomes(db_, "SELECT job, idx, body FROM outcomes ORDER BY job, idx");
-  while (select_outcomes.Next()) {
-    auto it = where.find(static_cast<uint64_t>(select_outcomes.Int(0)));
-    if (it == where.end()) continue;
-    auto& tasks = jobs[it->second].tasks;
-    const auto index = static_cast<uint64_t>(select_outcomes.Int(1));
-    auto outcome = DecodeOutcome(select_outcomes.Blob(2));
-    if (!outcome)
-      throw std::runtime_error("journal: an outcome of job " + std::to_string(it->first) +
-                               " is corrupt");
-    if (index < tasks.size()) tasks[index].outcome = std::move(*outcome);
+  Statement select_outcomes(db_, "SELECT idx, body FROM outcomes WHERE job=? ORDER BY idx");
+  for (RecoveredJob& job : jobs) {
+    if (job.ended) continue;  // every task ended: its outcomes stay on disk
+    select_outcomes.Bind(1, static_cast<int64_t>(job.job));
+    auto& tasks = job.tasks;
+    while (select_outcomes.Next()) {
+      const auto index = static_cast<uint64_t>(select_outcomes.Int(0));
+      auto outcome = DecodeOutcome(select_outcomes.Blob(1));
+      if (!outcome)
+        throw std::runtime_error("journal: an outcome of job " + std::to_string(job.job) +
+                                 " is corrupt");
+      if (index < tasks.size()) tasks[index].outcome = std::move(*outcome);
+    }
+    select_outcomes.Reset();
   }
   return jobs;
 }

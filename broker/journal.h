@@ -12,6 +12,7 @@
 // batch, not per task.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -84,8 +85,16 @@ struct RecoveredJob {
   uint64_t job = 0;
   double submitted = 0;  // wall-clock seconds since the epoch
   JobContext context;
-  std::string key;  // its idempotency key; empty: none
-  std::vector<RecoveredTask> tasks;
+  std::string key;                   // its idempotency key; empty: none
+  std::vector<RecoveredTask> tasks;  // empty for a job whose every task has ended:
+  // then only what the broker keeps of it (a restart costs what live work costs, not history).
+  struct Ended {
+    uint32_t size = 0;                    // its tasks
+    std::array<uint32_t, 6> by_status{};  // of them, by TaskStatus
+    uint32_t first_failed = UINT32_MAX;   // the lowest index that did not end ok
+    TaskSpec first;                       // for its label
+  };
+  std::optional<Ended> ended;
 };
 
 // The journal is also the broker's result store: an outcome recorded (RecordOutcome) is found by

@@ -61,6 +61,7 @@ size_t GatherJob(Client& client, uint64_t job) {
     auto reply = client.Receive(Clock::time_point::max());
     auto* results = reply ? std::get_if<ResultsReply>(&*reply) : nullptr;
     if (!results) throw std::runtime_error("unexpected reply while gathering");
+    if (!results->final) client.Send(ResultsAck{});
     for (const auto& o : results->outcomes) ok += o.status == TaskStatus::kOk;
     if (results->final) return ok;
   }

@@ -238,6 +238,7 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
       }
       auto* results = std::get_if<ResultsReply>(&*reply);
       if (!results) throw std::runtime_error("orq gather: the broker sent an unexpected reply");
+      if (!results->final) client.Send(ResultsAck{});  // room for one more chunk
       if (!order) order.emplace(ids, results->sizes);
       for (TaskOutcome& o : results->outcomes) {
         ++summary.total;

@@ -550,6 +550,7 @@ template <typename F> void Fields(StatusReply& m, F&& f) {
 template <typename F> void Fields(LimitRequest& m, F&& f) { f(m.op), f(m.limit); }
 template <typename F> void Fields(LimitsReply& m, F&& f) { f(m.limits); }
 template <typename F> void Fields(ExplainRequest& m, F&& f) { f(m.task); }
+template <typename F> void Fields(ResultsAck&, F&&) {}
 template <typename F> void Fields(ExplainedReply& m, F&& f) {
   f(m.state), f(m.reasons), f(m.eligible_in);
 }
@@ -624,6 +625,13 @@ std::string EncodeSpecs(const std::vector<TaskSpec>& specs) {
 }
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes) {
   return DecodeBlob<TaskSpec>(bytes);
+}
+std::optional<std::pair<size_t, TaskSpec>> DecodeFirstSpec(std::string_view bytes) {
+  Reader r(bytes);
+  std::pair<size_t, TaskSpec> first{r.Count(), TaskSpec{}};
+  if (first.first > 0) Get(r, first.second);
+  if (!r.ok()) return std::nullopt;
+  return first;
 }
 std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes) {
   return EncodeBlob(outcomes);

@@ -114,6 +114,7 @@ std::vector<Message> OneOfEach() {
       LimitRequest{LimitRequest::Op::kSet, {"api", 0, 10, 5}},
       LimitsReply{{{"api", {"api", 0, 10, 5}, "", {}, 0, 3}}},
       ExplainRequest{"j3.1"},
+      ResultsAck{},
       ExplainedReply{"waiting", {"waiting for j3.0 (running)", "limit api is at 2/2"}},
       WatchMessage{{{3, 1}, {4, 2}}}};
 }

@@ -45,6 +45,7 @@ enum class Command : uint8_t {
   kLogs = 0x19,      // task, stderr, follow               -> kLogChunk... (last final) or kError
   kLimit = 0x1a,     // set/remove/list limits              -> kLimits or kError
   kExplain = 0x1b,   // task                               -> kExplained or kError
+  kResultsAck = 0x1c,  // a gather's chunk was taken: the broker may send one more (no reply)
 
   kSubmitted = 0x20,    // job number, task count
   kResults = 0x21,      // [TaskOutcome...], final flag (gather replies are chunked)
@@ -99,7 +100,7 @@ constexpr bool ToWorker(Command c) {
 // A request: its sender waits for a reply (an ErrorReply when it is refused).
 constexpr bool IsRequest(Command c) {
   const auto v = static_cast<uint8_t>(c);
-  return (v >= 0x10 && v <= 0x1f) || (v >= 0x50 && v <= 0x5f);
+  return ((v >= 0x10 && v <= 0x1f) || (v >= 0x50 && v <= 0x5f)) && c != Command::kResultsAck;
 }
 
 // What each role may send to the broker. A client key submits, gathers, cancels, asks for status,
@@ -161,6 +162,10 @@ inline constexpr size_t kMaxTasksPerMessage = 1024;  // tasks in one TasksMessag
 // Results in one gather reply: large enough to amortise a message, small enough to stay well
 // under kMaxMessageBytes with shell output in it (the CLI prints each chunk as it comes).
 inline constexpr size_t kMaxResultsPerReply = 4096;
+// Chunks of a gather's results in flight to one client: the client acknowledges each (kResultsAck)
+// and the broker sends no more than this ahead, so a gather of millions of results costs the
+// broker, zmq and the client a few chunks of memory, not the whole job, however slowly it reads.
+inline constexpr uint32_t kResultsWindow = 8;
 inline constexpr size_t kMaxOutputBytes = 1u << 20;  // per stream of a shell task; rest dropped
 inline constexpr size_t kMaxArgvBytes = 128u << 10;  // a shell task's argv, all strings together
 inline constexpr size_t kMaxArgs = 4096;             // a shell task's argv entries
@@ -359,6 +364,9 @@ struct LimitsReply {
   static constexpr Command kCommand = Command::kLimits;
   std::vector<GateInfo> limits;
 };
+struct ResultsAck {  // no reply: one more chunk of results may come (kResultsWindow)
+  static constexpr Command kCommand = Command::kResultsAck;
+};
 struct ExplainRequest {  // -> ExplainedReply, or ErrorReply
   static constexpr Command kCommand = Command::kExplain;
   std::string task;  // "j7.2"
@@ -553,7 +561,7 @@ using Message =
                  CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage,
                  ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
                  ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage,
-                 LimitRequest, LimitsReply, ExplainRequest, ExplainedReply>;
+                 LimitRequest, LimitsReply, ExplainRequest, ExplainedReply, ResultsAck>;
 
 namespace detail {
 template <size_t... I> constexpr bool CommandsAreUnique(std::index_sequence<I...>) {
