@@ -3,11 +3,13 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <tuple>
 
 #include "common/clock.h"
 #include "common/codec.h"
@@ -175,7 +177,7 @@ void SqliteJournal::RecordRetry(TaskId id, double delay, const std::string& erro
 }
 void SqliteJournal::RecordCancelRequest(TaskId id) { pending_[id.job].cancels.push_back(id.index); }
 void SqliteJournal::RecordOutcome(const TaskOutcome& outcome) {
-  outcomes_.insert_or_assign(outcome.id, outcome);
+  outcomes_.insert_or_assign(outcome.id, PendingOutcome{outcome.status, EncodeOutcome(outcome)});
 }
 void SqliteJournal::RecordForget(uint64_t job) {
   pending_.erase(job);
@@ -184,7 +186,7 @@ void SqliteJournal::RecordForget(uint64_t job) {
 }
 
 std::optional<TaskOutcome> SqliteJournal::Find(TaskId id) {
-  if (auto it = outcomes_.find(id); it != outcomes_.end()) return it->second;
+  if (auto it = outcomes_.find(id); it != outcomes_.end()) return DecodeOutcome(it->second.body);
   if (!find_outcome_ && sqlite3_prepare_v2(db_, "SELECT body FROM outcomes WHERE job=? AND idx=?",
                                            -1, &find_outcome_, nullptr) != SQLITE_OK)
     throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
@@ -264,12 +266,20 @@ void SqliteJournal::Commit() {
     if (!outcomes_.empty()) {
       Statement insert_outcome(
           db_, "INSERT OR REPLACE INTO outcomes(job, idx, status, body) VALUES(?,?,?,?)");
-      for (const auto& [id, outcome] : outcomes_) {
-        const std::string body = EncodeOutcome(outcome);
+      // In key order: the rows go on at the end of the table's B-tree instead of splitting
+      // pages all over it.
+      std::vector<const std::pair<const TaskId, PendingOutcome>*> rows;
+      rows.reserve(outcomes_.size());
+      for (const auto& row : outcomes_) rows.push_back(&row);
+      std::sort(rows.begin(), rows.end(), [](const auto* a, const auto* b) {
+        return std::tie(a->first.job, a->first.index) < std::tie(b->first.job, b->first.index);
+      });
+      for (const auto* row : rows) {
+        const auto& [id, outcome] = *row;
         insert_outcome.Bind(1, static_cast<int64_t>(id.job))
             .Bind(2, int64_t{id.index})
             .Bind(3, static_cast<int64_t>(outcome.status))
-            .Bind(4, body)
+            .Bind(4, outcome.body)
             .Run();
       }
     }
@@ -359,7 +369,7 @@ void SqliteJournal::FindRange(uint64_t job, uint32_t first, uint32_t count,
   for (uint32_t i = 0; i < count; ++i) {  // recorded this turn, not committed yet
     if (into[base + i]) continue;
     if (auto it = outcomes_.find({job, first + i}); it != outcomes_.end())
-      into[base + i] = it->second;
+      into[base + i] = DecodeOutcome(it->second.body);
   }
 }
 

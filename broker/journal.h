@@ -158,7 +158,12 @@ class SqliteJournal final : public Journal, public ResultStore {
 
   sqlite3* db_;  // owned; closed by the destructor
   std::unordered_map<uint64_t, Pending> pending_;
-  std::unordered_map<TaskId, TaskOutcome, TaskIdHash> outcomes_;  // recorded, not yet committed
+  // Recorded, not yet committed: its status and its encoding (as the row will hold it).
+  struct PendingOutcome {
+    TaskStatus status;
+    std::string body;
+  };
+  std::unordered_map<TaskId, PendingOutcome, TaskIdHash> outcomes_;
   sqlite3_stmt* find_outcome_ = nullptr;  // SELECT of one outcome, prepared once; owned
   sqlite3_stmt* find_range_ = nullptr;    // SELECT of a range of a job's outcomes; idem
   std::vector<uint64_t> forgotten_;
