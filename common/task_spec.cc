@@ -518,13 +518,23 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
       std::find_if(kinds.begin(), kinds.end(), [&](const Kind& k) { return k.name == name; });
   if (kind == kinds.end())
     return fail("unknown kind " + Quote(name) + " (expected " + KindNames() + ")");
+  bool shared = false;  // a field beyond "kind" that any kind of task may have
   for (const auto& [key, unused] : obj.items()) {
-    if (std::find(kSharedFields.begin(), kSharedFields.end(), key) == kSharedFields.end() &&
-        std::find(kind->fields.begin(), kind->fields.end(), key) == kind->fields.end())
+    if (key != "kind" &&
+        std::find(kSharedFields.begin(), kSharedFields.end(), key) != kSharedFields.end()) {
+      shared = true;
+    } else if (std::find(kind->fields.begin(), kind->fields.end(), key) == kind->fields.end() &&
+               key != "kind") {
       return fail("unknown field " + Quote(key) + " for a " + name + " task");
+    }
   }
 
   TaskSpec spec;
+  if (!shared) {  // the common case of a big file: its kind's fields only, none to look up
+    if (auto body_error = kind->parse(obj, spec.body)) return fail(*body_error);
+    if (auto invalid = ValidateSpec(spec)) return fail(*invalid);
+    return spec;
+  }
   std::string error;
   if (!ReadNumber(obj, "delay", false, true, &spec.delay, &error) ||
       !ReadNumber(obj, "timeout", false, false, &spec.timeout, &error))
