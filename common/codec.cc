@@ -633,35 +633,28 @@ std::optional<std::pair<size_t, TaskSpec>> DecodeFirstSpec(std::string_view byte
   if (!r.ok()) return std::nullopt;
   return first;
 }
-std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes) {
-  return EncodeBlob(outcomes);
-}
-std::optional<std::vector<TaskOutcome>> DecodeOutcomes(std::string_view bytes) {
-  return DecodeBlob<TaskOutcome>(bytes);
-}
-std::string EncodeOutcome(const TaskOutcome& outcome) {
+namespace {
+template <typename T> std::string EncodeOne(const T& value) {
   Writer w;
-  Put(w, outcome);
+  Put(w, value);
   return w.Take();
 }
+template <typename T> std::optional<T> DecodeOne(std::string_view bytes) {
+  Reader r(bytes);
+  T value;
+  Get(r, value);
+  if (!r.ok() || !r.AtEnd()) return std::nullopt;
+  return value;
+}
+}  // namespace
+
+std::string EncodeOutcome(const TaskOutcome& outcome) { return EncodeOne(outcome); }
 std::optional<TaskOutcome> DecodeOutcome(std::string_view bytes) {
-  Reader r(bytes);
-  TaskOutcome outcome;
-  Get(r, outcome);
-  if (!r.ok() || !r.AtEnd()) return std::nullopt;
-  return outcome;
+  return DecodeOne<TaskOutcome>(bytes);
 }
-std::string EncodeContext(const JobContext& context) {
-  Writer w;
-  Put(w, context);
-  return w.Take();
-}
+std::string EncodeContext(const JobContext& context) { return EncodeOne(context); }
 std::optional<JobContext> DecodeContext(std::string_view bytes) {
-  Reader r(bytes);
-  JobContext context;
-  Get(r, context);
-  if (!r.ok() || !r.AtEnd()) return std::nullopt;
-  return context;
+  return DecodeOne<JobContext>(bytes);
 }
 
 EncodedMessage Encode(const Message& message) {

@@ -28,8 +28,6 @@ std::string EncodeSpecs(const std::vector<TaskSpec>& specs);
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes);
 // The number of specs in such a blob and the first of them, without decoding the rest.
 std::optional<std::pair<size_t, TaskSpec>> DecodeFirstSpec(std::string_view bytes);
-std::string EncodeOutcomes(const std::vector<TaskOutcome>& outcomes);
-std::optional<std::vector<TaskOutcome>> DecodeOutcomes(std::string_view bytes);
 std::string EncodeOutcome(const TaskOutcome& outcome);
 std::optional<TaskOutcome> DecodeOutcome(std::string_view bytes);
 std::string EncodeContext(const JobContext& context);

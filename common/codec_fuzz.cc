@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       __builtin_trap();
   }
   (void)orq::DecodeSpecs(bytes);
-  (void)orq::DecodeOutcomes(bytes);
+  (void)orq::DecodeOutcome(bytes);
+  (void)orq::DecodeFirstSpec(bytes);
   (void)orq::ParseTaskJson(bytes, "fuzz:1");
   return 0;
 }
