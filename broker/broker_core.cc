@@ -48,15 +48,15 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
   for (RecoveredJob& recovered : jobs) {
     Job& job = jobs_[recovered.job];
     next_job_ = std::max(next_job_, recovered.job + 1);
+    job.context = std::make_shared<const JobContext>(std::move(recovered.context));
+    job.submitted_at =
+        now - std::chrono::duration_cast<SteadyTime::duration>(
+                  std::chrono::duration<double>(std::max(0.0, wall_now - recovered.submitted)));
+    if (!recovered.key.empty()) keys_[recovered.key] = recovered.job;
+    job.key = std::move(recovered.key);
     if (recovered.ended) {  // every task ended: counts, as Compact() leaves a job
       const RecoveredJob::Ended& e = *recovered.ended;
-      job.context = std::make_shared<const JobContext>(std::move(recovered.context));
-      job.submitted_at =
-          now - std::chrono::duration_cast<SteadyTime::duration>(
-                    std::chrono::duration<double>(std::max(0.0, wall_now - recovered.submitted)));
       job.label = Label(e.first);
-      if (!recovered.key.empty()) keys_[recovered.key] = recovered.job;
-      job.key = std::move(recovered.key);
       job.size = e.size;
       job.ended = e.by_status;
       job.ok = e.by_status[static_cast<size_t>(TaskStatus::kOk)];
@@ -71,13 +71,7 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
     job.tasks.resize(recovered.tasks.size());
     job.specs.resize(recovered.tasks.size());
     job.size = static_cast<uint32_t>(recovered.tasks.size());
-    job.context = std::make_shared<const JobContext>(std::move(recovered.context));
-    job.submitted_at =
-        now - std::chrono::duration_cast<SteadyTime::duration>(
-                  std::chrono::duration<double>(std::max(0.0, wall_now - recovered.submitted)));
     if (!recovered.tasks.empty()) job.label = Label(recovered.tasks[0].spec);
-    if (!recovered.key.empty()) keys_[recovered.key] = recovered.job;
-    job.key = std::move(recovered.key);
     job.unfinished = static_cast<uint32_t>(recovered.tasks.size());
     for (uint32_t i = 0; i < job.tasks.size(); ++i) {
       RecoveredTask& r = recovered.tasks[i];
@@ -279,7 +273,7 @@ void BrokerCore::Logs(const std::string& from, const LogsRequest& request,
   switch (task->state) {
     case State::kFinished:
       followers_[id].push_back(follower);
-      return EndFollowers(id, *store_.Find(id), out);
+      return EndFollowers(id, Stored(id), out);
     case State::kWaiting:
     case State::kQueued:
     case State::kDelayed:
@@ -845,13 +839,26 @@ std::vector<TaskOutcome> BrokerCore::Outcomes(const std::vector<TaskId>& ids, si
       ++run;
     found.clear();
     store_.FindRange(ids[j].job, ids[j].index, static_cast<uint32_t>(run), found);
-    for (size_t k = 0; k < run; ++k) outcomes.push_back(Reported(ids[j + k], *found[k]));
+    for (size_t k = 0; k < run; ++k)
+      outcomes.push_back(
+          Reported(ids[j + k], found[k] ? std::move(*found[k]) : Missing(ids[j + k])));
     j += run;
   }
   return outcomes;
 }
 
-TaskOutcome BrokerCore::Reported(TaskId id) const { return Reported(id, *store_.Find(id)); }
+TaskOutcome BrokerCore::Stored(TaskId id) const {
+  auto outcome = store_.Find(id);
+  return outcome ? std::move(*outcome) : Missing(id);
+}
+
+TaskOutcome BrokerCore::Missing(TaskId id) {
+  TaskOutcome missing;
+  missing.id = id;
+  missing.status = TaskStatus::kWorkerLost;
+  missing.error = "its outcome is missing from the journal";
+  return missing;
+}
 
 TaskOutcome BrokerCore::Reported(TaskId id, TaskOutcome outcome) const {
   // Only shell tasks have a command to show; Finish() put it in their outcome.
@@ -1168,7 +1175,7 @@ void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
       break;
     }
     case State::kFinished:
-      reply.state = std::string(StatusName(store_.Find(id)->status));
+      reply.state = std::string(StatusName(Stored(id).status));
       break;
     case State::kQueued: {
       reply.state = "queued";
