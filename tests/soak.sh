@@ -6,21 +6,28 @@
 # idempotency key, so a submit whose reply was lost is sent again without making a second job.
 # Meanwhile a nemesis picks, every 2 to 5 seconds, one of: kill -9 a worker; SIGSTOP a worker
 # for 1 to 4 s; kill -9 the broker and `orq up` again; fill the journal's disk for 2 to 4 s and
-# free it. (Cutting a worker's network link needs the test hosts of tests/netns.h; the C++
-# remote and fault tests do that.) Then the nemesis stops, every job is gathered, and
-# tests/soak_check.py, which knows nothing of orq's code, reports lost, duplicated, wrong and
-# stuck tasks against the generator's ledger. Exit 0 only when all four are zero.
+# free it; cut the link of the remote worker for 2 to 6 s. Then the nemesis stops, every job is
+# gathered, and tests/soak_check.py, which knows nothing of orq's code, reports lost,
+# duplicated, wrong and stuck tasks against the generator's ledger. Exit 0 only when all four
+# are zero.
 #
-# $ORQ_HOME is a 64 MiB tmpfs mounted for the run (so the disk can be filled): needs root, as
-# CI runs it. Everything it starts is stopped at the end, and the tmpfs unmounted.
+# The hosts: the broker (with 3 local workers) runs in a network namespace of its own and
+# listens on TCP + CURVE on a veth pair to a second namespace, where a remote worker runs with
+# its own key; the pair's /30 (198.18.9.0, RFC 2544's benchmark range) is its only address, so
+# no traffic leaves the machine. Clients reach the broker over ipc, as on its host.
+# $ORQ_HOME is a 64 MiB tmpfs mounted for the run (so the disk can be filled). All this needs
+# root, as CI runs it. Everything it starts is stopped at the end, the namespaces removed and the
+# tmpfs unmounted.
 set -euo pipefail
 minutes=${1:-2}
 orq=$(realpath "${2:-build/orq}")
 here=$(cd "$(dirname "$0")" && pwd)
 if [[ $(id -u) -ne 0 ]]; then
-  echo "soak: mounting a tmpfs for \$ORQ_HOME needs root (CI runs as root); this is uid $(id -u)" >&2
+  echo "soak: a tmpfs for \$ORQ_HOME and network namespaces need root (CI runs as root);" \
+    "this is uid $(id -u)" >&2
   exit 1
 fi
+command -v ip >/dev/null || { echo "soak: needs iproute2 (ip)" >&2; exit 1; }
 work=$(mktemp -d /tmp/orq-soak-XXXXXX)
 export ORQ_HOME=$work/home
 mkdir -p "$ORQ_HOME" "$work/marks"
@@ -28,7 +35,11 @@ mount -t tmpfs -o size=64m,mode=0700 tmpfs "$ORQ_HOME"
 ledger=$work/ledger
 : >"$ledger"
 pids=()
+ns_broker=orqsoak-$$-b
+ns_worker=orqsoak-$$-w
+endpoint=tcp://198.18.9.1:7177
 cleanup() {
+  touch "$work/stop"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -f "$ORQ_HOME/filler"
@@ -37,13 +48,52 @@ cleanup() {
   for p in $(grep -l "ORQ_HOME=$ORQ_HOME" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3); do
     kill -9 "$p" 2>/dev/null || true
   done
+  ip netns del "$ns_broker" 2>/dev/null || true
+  ip netns del "$ns_worker" 2>/dev/null || true
   umount -l "$ORQ_HOME" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-up() { timeout 60 "$orq" up -w 3 -t 2 >/dev/null 2>&1; }
+for ns in "$ns_broker" "$ns_worker"; do
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+done
+ip -n "$ns_broker" link add vb type veth peer name vw netns "$ns_worker"
+ip -n "$ns_broker" addr add 198.18.9.1/30 dev vb
+ip -n "$ns_worker" addr add 198.18.9.2/30 dev vw
+ip -n "$ns_broker" link set vb up
+ip -n "$ns_worker" link set vw up
+
+up() {
+  timeout 60 ip netns exec "$ns_broker" "$orq" up -w 3 -t 2 --listen "$endpoint" >/dev/null 2>&1
+}
 up
+"$orq" access add --worker "$work/remote.access" --endpoint "$endpoint" >/dev/null
+# The remote worker, started again whenever it dies (the nemesis kills it too).
+remote() {
+  while [[ ! -e $work/stop ]]; do
+    ip netns exec "$ns_worker" "$orq" worker --access "$work/remote.access" --threads 2 \
+      >>"$work/remote.log" 2>&1 || true
+    sleep 0.5
+  done
+}
+remote &
+pids+=($!)
+remote_registered() {
+  timeout 10 "$orq" status --json 2>/dev/null | python3 -c \
+    'import json,sys; sys.exit(0 if any(w["remote"] for w in json.load(sys.stdin)["workers"]) else 1)'
+}
+registered=no
+for _ in $(seq 300); do
+  if remote_registered; then registered=yes; break; fi
+  sleep 0.1
+done
+if [[ $registered != yes ]]; then
+  echo "soak: the remote worker did not register within 30 s; its log:" >&2
+  tail -5 "$work/remote.log" >&2
+  exit 1
+fi
 
 # The generator: one job at a time, forever. Each ledger line: KEY KIND EXPECTED, where EXPECTED
 # is, per task in order, STATUS=VALUE joined by commas (VALUE: result or stdout, without newline).
@@ -92,7 +142,7 @@ nemesis() {
     sleep $((2 + RANDOM % 4))
     read -r -a w <<<"$(worker_pids)"
     pid=${w[RANDOM % (${#w[@]} > 0 ? ${#w[@]} : 1)]:-}
-    case $((RANDOM % 4)) in
+    case $((RANDOM % 5)) in
       0) [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null && echo "nemesis: kill -9 worker $pid" ;;
       1) if [[ -n $pid ]] && kill -STOP "$pid" 2>/dev/null; then
            echo "nemesis: SIGSTOP worker $pid"
@@ -109,6 +159,10 @@ nemesis() {
          dd if=/dev/zero of="$ORQ_HOME/filler" bs=1M 2>/dev/null || true
          sleep $((2 + RANDOM % 3))
          rm -f "$ORQ_HOME/filler" ;;
+      4) echo "nemesis: the remote worker's link cut"
+         ip -n "$ns_worker" link set vw down
+         sleep $((2 + RANDOM % 5))
+         ip -n "$ns_worker" link set vw up ;;
     esac
   done
 }
@@ -117,13 +171,15 @@ echo "soak: $minutes minutes in $work, orq $orq"
 generate &
 generator=$!
 nemesis &
-pids+=($!)
-pids+=($generator)
+nemesis=$!
+pids+=($generator $nemesis)
 sleep $((minutes * 60))
-# The nemesis stops at once; whatever it held is let go (a paused worker, a full disk).
-kill "${pids[0]}" 2>/dev/null || true
-wait "${pids[0]}" 2>/dev/null || true
+# The nemesis stops at once; whatever it held is let go (a paused worker, a full disk, a cut
+# link).
+kill "$nemesis" 2>/dev/null || true
+wait "$nemesis" 2>/dev/null || true
 rm -f "$ORQ_HOME/filler"
+ip -n "$ns_worker" link set vw up
 for p in $(grep -l "ORQ_HOME=$ORQ_HOME" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3); do
   kill -CONT "$p" 2>/dev/null || true
 done
@@ -131,7 +187,6 @@ done
 touch "$work/stop"
 timeout 120 "$orq" status >/dev/null 2>&1 || up
 wait "$generator" 2>/dev/null || true
-pids=()
 # The broker may have been killed last: bring it back (a no-op when it runs).
 timeout 10 "$orq" status >/dev/null 2>&1 || up
 
