@@ -44,6 +44,9 @@ constexpr milliseconds kAccessCheckInterval{1000};
 // twice this is free.
 constexpr milliseconds kSpaceCheckInterval{200};
 constexpr uint64_t kLowSpace = 1ull << 20;
+// Without a journal (--no-journal), outcomes kept in memory: about 250 MB's worth at most; past
+// it, the jobs that ended first are forgotten.
+constexpr uint64_t kMemoryResults = 1'000'000;
 
 struct LocalWorker {
   Process process;
@@ -240,6 +243,7 @@ class BrokerShell {
     o.endpoint = c.endpoints.front();
     o.listen = listening;
     o.retention = c.retention;
+    if (c.journal.empty()) o.memory_results = kMemoryResults;
     if (c.max_tasks_per_job) o.max_tasks_per_job = c.max_tasks_per_job;
     o.seed = static_cast<uint64_t>(::getpid()) ^ static_cast<uint64_t>(WallNow() * 1e6);
     return o;

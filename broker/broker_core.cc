@@ -692,7 +692,22 @@ void BrokerCore::EndTurn(std::vector<Outgoing>& out) {
 }
 
 void BrokerCore::Compact() {
-  if (!journal_.durable()) ended_jobs_.clear();  // memory is the only place they are kept
+  if (!journal_.durable()) {  // memory is the only place they are kept: bounded, oldest out
+    ended_jobs_.clear();
+    uint64_t kept = 0;
+    for (uint64_t n : finished_) kept += n;
+    while (options_.memory_results > 0 && kept > options_.memory_results &&
+           !finished_jobs_.empty()) {
+      auto job = jobs_.find(finished_jobs_.front());
+      if (job != jobs_.end()) {
+        if (!job->second.waiters.empty()) break;  // being gathered: when that is done
+        kept -= job->second.size;
+        ForgetJob(job->first);
+      }
+      finished_jobs_.pop_front();
+    }
+    return;
+  }
   for (uint64_t number : ended_jobs_) {
     auto it = jobs_.find(number);
     if (it == jobs_.end() || it->second.unfinished > 0) continue;  // forgotten, or retried

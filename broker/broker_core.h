@@ -46,6 +46,9 @@ struct BrokerOptions {
   size_t max_tasks_per_job = kMaxTasksPerJob;
   // Finished jobs are forgotten this long after their last task finished; zero keeps them.
   std::chrono::seconds retention{0};
+  // Without a journal, outcomes are kept in memory: past this many, the jobs that ended first are
+  // forgotten. Zero: no bound.
+  uint64_t memory_results = 0;
   uint64_t seed = 1;  // for retry jitter
 };
 

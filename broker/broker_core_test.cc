@@ -650,6 +650,40 @@ TEST_F(BrokerCoreTest, AGatherSendsAFewChunksAheadAndOneMorePerAcknowledgement) 
   EXPECT_EQ(chunks(Send("c", ResultsAck{}), final), 0u);
 }
 
+TEST(BrokerCoreMemoryTest, WithoutAJournalTheJobsThatEndedFirstGoPastTheBound) {
+  // Given a broker without a journal that keeps at most 2 outcomes in memory,
+  MemoryResultStore store;
+  NullJournal journal;
+  BrokerOptions options;
+  options.memory_results = 2;
+  BrokerCore core(options, store, journal);
+  std::vector<Outgoing> out;
+  const SteadyTime now{};
+  core.Handle("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now, out);
+  // when three one-task jobs end in turn,
+  for (int i = 0; i < 3; ++i) {
+    out.clear();
+    core.Handle("c", SubmitRequest{{Sleep(1)}}, now, out);
+    for (const Outgoing& o : out) {
+      if (const auto* tasks = std::get_if<TasksMessage>(&o.message)) {
+        std::vector<Outgoing> ignored;
+        TaskOutcome ok;
+        ok.id = tasks->tasks.at(0).id;
+        ok.attempt = tasks->tasks.at(0).attempt;
+        core.Handle("w", WorkerResultsMessage{{ok}}, now, ignored);
+      }
+    }
+  }
+  // then the first is forgotten, and the two others are kept.
+  out.clear();
+  core.Handle("c", GatherRequest{{"j1"}}, now, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(std::get<ErrorReply>(out[0].message).code, ErrorCode::kUnknownId);
+  EXPECT_TRUE(store.Find({2, 0}).has_value());
+  EXPECT_TRUE(store.Find({3, 0}).has_value());
+  EXPECT_FALSE(store.Find({1, 0}).has_value());
+}
+
 TEST_F(BrokerCoreTest, CancellingOnlyWhatHasNotStartedLeavesRunningTasksBe) {
   uint64_t job = SubmitJob({Sleep(1), Sleep(1), Sleep(1)});
   auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");
