@@ -65,34 +65,38 @@ ResultOrder::ResultOrder(const std::vector<std::string>& ids, const std::vector<
     entries_.push_back({ref->job, ref->index, offset});
     offset += sizes[i];
   }
-  slots_.resize(offset);
+  total_ = offset;
 }
 
 void ResultOrder::Put(TaskOutcome outcome) {
   for (const Entry& e : entries_) {
     if (e.job != outcome.id.job || (e.index && *e.index != outcome.id.index)) continue;
     const size_t at = e.offset + (e.index ? 0 : outcome.id.index);
-    if (at < slots_.size() && at >= next_ && !slots_[at]) {
-      slots_[at] = std::move(outcome);
+    if (at < total_ && at >= next_ && !waiting_.count(at)) {
+      waiting_.emplace(at, std::move(outcome));
       return;
     }
   }
 }
 
 std::optional<TaskOutcome> ResultOrder::Pop() {
-  if (next_ >= slots_.size() || !slots_[next_]) return std::nullopt;
-  std::optional<TaskOutcome> out = std::move(slots_[next_]);
-  slots_[next_++].reset();
+  auto it = waiting_.find(next_);
+  if (it == waiting_.end()) return std::nullopt;
+  TaskOutcome out = std::move(it->second);
+  waiting_.erase(it);
+  ++next_;
   return out;
 }
 
 std::vector<TaskOutcome> ResultOrder::Rest() {
+  std::vector<std::pair<size_t, TaskOutcome>> in(std::make_move_iterator(waiting_.begin()),
+                                                 std::make_move_iterator(waiting_.end()));
+  std::sort(in.begin(), in.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<TaskOutcome> rest;
-  for (size_t i = next_; i < slots_.size(); ++i) {
-    if (slots_[i]) rest.push_back(std::move(*slots_[i]));
-    slots_[i].reset();
-  }
-  next_ = slots_.size();
+  rest.reserve(in.size());
+  for (auto& [at, outcome] : in) rest.push_back(std::move(outcome));
+  waiting_.clear();
+  next_ = total_;
   return rest;
 }
 

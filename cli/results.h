@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "cli/progress.h"
@@ -45,7 +46,7 @@ class ResultOrder {
   std::optional<TaskOutcome> Pop();
   // What is in but not yet popped (behind a task still running), in order.
   std::vector<TaskOutcome> Rest();
-  size_t total() const { return slots_.size(); }
+  size_t total() const { return total_; }
 
  private:
   struct Entry {
@@ -54,8 +55,11 @@ class ResultOrder {
     size_t offset;
   };
   std::vector<Entry> entries_;
-  std::vector<std::optional<TaskOutcome>> slots_;
-  size_t next_ = 0;
+  size_t total_ = 0;  // places in the order
+  // The outcomes in but not yet popped, by place: only those that came before an earlier one,
+  // so a gather of millions in order holds next to nothing.
+  std::unordered_map<size_t, TaskOutcome> waiting_;
+  size_t next_ = 0;  // the next place to pop
 };
 
 // A joblog line in GNU parallel's columns (Seq Host Starttime JobRuntime Send Receive Exitval
