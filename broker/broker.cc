@@ -147,6 +147,7 @@ class BrokerShell {
           Scale(received->identity, scale->workers);
         } else if (std::holds_alternative<SubmitRequest>(std::get<Message>(received->message)) &&
                    !RoomFor(received->identity, received->bytes)) {
+          // Too large for the disk's free space: RoomFor() refused it.
         } else {
           core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
                        out_, role);

@@ -855,8 +855,7 @@ std::vector<TaskOutcome> BrokerCore::Outcomes(const std::vector<TaskId>& ids, si
     found.clear();
     store_.FindRange(ids[j].job, ids[j].index, static_cast<uint32_t>(run), found);
     for (size_t k = 0; k < run; ++k)
-      outcomes.push_back(
-          Reported(ids[j + k], found[k] ? std::move(*found[k]) : Missing(ids[j + k])));
+      outcomes.push_back(found[k] ? std::move(*found[k]) : Missing(ids[j + k]));
     j += run;
   }
   return outcomes;
@@ -873,21 +872,6 @@ TaskOutcome BrokerCore::Missing(TaskId id) {
   missing.status = TaskStatus::kWorkerLost;
   missing.error = "its outcome is missing from the journal";
   return missing;
-}
-
-TaskOutcome BrokerCore::Reported(TaskId id, TaskOutcome outcome) const {
-  // Only shell tasks have a command to show; Finish() put it in their outcome.
-  if (!outcome.shell || (outcome.shell->more && !outcome.shell->more->argv.empty())) return outcome;
-  const auto job = jobs_.find(id.job);
-  if (job != jobs_.end() && id.index < job->second.specs.size()) {
-    if (const auto* shell = std::get_if<ShellTask>(&job->second.specs[id.index].body)) {
-      auto more = outcome.shell->more ? std::make_shared<ShellOutput::More>(*outcome.shell->more)
-                                      : std::make_shared<ShellOutput::More>();
-      more->argv = shell->argv;
-      outcome.shell->more = std::move(more);
-    }
-  }
-  return outcome;
 }
 
 void BrokerCore::FlushStreams(std::vector<Outgoing>& out) {
@@ -944,10 +928,9 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   if (!followers_.empty()) EndFollowers(id, outcome, out);
   store_.Put(std::move(outcome));
   // The payload (values) of a task that ended ok is no longer needed; its kind stays, for its
-  // class. One that did not end ok keeps it, for `orq retry`.
-  // A shell task keeps its command too, for gather replies (`--json` carries it).
-  if (ok && !std::holds_alternative<ShellTask>(task.spec->body))
-    std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
+  // class (a shell task's command went into its outcome above). One that did not end ok keeps
+  // it, for `orq retry`.
+  if (ok) std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
 
   if (--job.unfinished == 0) {
     job.finished_at = now_;

@@ -274,7 +274,6 @@ class BrokerCore {
   // A client took a chunk (ResultsAck): its gather may have one more in flight.
   void Acknowledged(const std::string& from, std::vector<Outgoing>& out);
   // A finished task's outcome as gather replies carry it: with its command when a shell task.
-  TaskOutcome Reported(TaskId id, TaskOutcome outcome) const;
   // A finished task's outcome from the store; should the store have lost it (a journal edited
   // by hand), an outcome that says so rather than a crash.
   TaskOutcome Stored(TaskId id) const;

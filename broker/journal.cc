@@ -13,7 +13,6 @@
 
 #include "common/clock.h"
 #include "common/codec.h"
-#include "common/ids.h"
 
 namespace orq {
 namespace {
@@ -149,7 +148,6 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
 SqliteJournal::SqliteJournal(sqlite3* db) : db_(db) {}
 
 SqliteJournal::~SqliteJournal() {
-  sqlite3_finalize(find_outcome_);
   sqlite3_finalize(find_range_);
   sqlite3_close(db_);
 }
@@ -186,25 +184,9 @@ void SqliteJournal::RecordForget(uint64_t job) {
 }
 
 std::optional<TaskOutcome> SqliteJournal::Find(TaskId id) {
-  if (auto it = outcomes_.find(id); it != outcomes_.end()) return DecodeOutcome(it->second.body);
-  if (!find_outcome_ && sqlite3_prepare_v2(db_, "SELECT body FROM outcomes WHERE job=? AND idx=?",
-                                           -1, &find_outcome_, nullptr) != SQLITE_OK)
-    throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
-  sqlite3_bind_int64(find_outcome_, 1, static_cast<int64_t>(id.job));
-  sqlite3_bind_int64(find_outcome_, 2, id.index);
-  std::optional<TaskOutcome> outcome;
-  const int rc = sqlite3_step(find_outcome_);
-  if (rc == SQLITE_ROW) {
-    const void* p = sqlite3_column_blob(find_outcome_, 0);
-    outcome = DecodeOutcome(
-        {static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(find_outcome_, 0))});
-  }
-  sqlite3_reset(find_outcome_);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
-  if (rc == SQLITE_ROW && !outcome)
-    throw std::runtime_error("journal: the outcome of " + FormatTaskId(id) + " is corrupt");
-  return outcome;
+  std::vector<std::optional<TaskOutcome>> one;
+  FindRange(id.job, id.index, 1, one);
+  return std::move(one.front());
 }
 
 void SqliteJournal::RecordLimit(const LimitSpec& limit, bool removed) {

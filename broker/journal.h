@@ -164,8 +164,7 @@ class SqliteJournal final : public Journal, public ResultStore {
     std::string body;
   };
   std::unordered_map<TaskId, PendingOutcome, TaskIdHash> outcomes_;
-  sqlite3_stmt* find_outcome_ = nullptr;  // SELECT of one outcome, prepared once; owned
-  sqlite3_stmt* find_range_ = nullptr;    // SELECT of a range of a job's outcomes; idem
+  sqlite3_stmt* find_range_ = nullptr;  // SELECT of a range of a job's outcomes, prepared once
   std::vector<uint64_t> forgotten_;
   std::vector<std::pair<LimitSpec, bool>> limits_;      // set (false) or removed (true)
   std::vector<std::pair<uint64_t, std::string>> keys_;  // job, key

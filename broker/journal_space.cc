@@ -21,22 +21,26 @@ std::string DirectoryOf(const std::string& path) {
 
 }  // namespace
 
-JournalSpace::JournalSpace(std::string journal_path)
-    : journal_path_(std::move(journal_path)), reserve_path_(journal_path_ + ".reserve") {}
+JournalSpace::JournalSpace(const std::string& journal_path)
+    : directory_(DirectoryOf(journal_path)), reserve_path_(journal_path + ".reserve") {}
+
+std::optional<struct statvfs> JournalSpace::Stat() const {
+  struct statvfs fs {};
+  if (::statvfs(directory_.c_str(), &fs) != 0) return std::nullopt;
+  return fs;
+}
 
 uint64_t JournalSpace::FreeBytes() const {
-  struct statvfs fs {};
-  if (::statvfs(DirectoryOf(journal_path_).c_str(), &fs) != 0) return UINT64_MAX;
-  return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  const auto fs = Stat();
+  return fs ? static_cast<uint64_t>(fs->f_bavail) * fs->f_frsize : UINT64_MAX;
 }
 
 bool JournalSpace::Reserve() {
   if (reserved_) return true;
   if (reserve_bytes_ == 0) {
-    struct statvfs fs {};
-    const uint64_t total = ::statvfs(DirectoryOf(journal_path_).c_str(), &fs) == 0
-                               ? static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize
-                               : kReserveBytes * 8;
+    const auto fs = Stat();
+    const uint64_t total =
+        fs ? static_cast<uint64_t>(fs->f_blocks) * fs->f_frsize : kReserveBytes * 8;
     reserve_bytes_ = std::min(kReserveBytes, total / 8);
   }
   const int fd = ::open(reserve_path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -4,7 +4,10 @@
 // work until the disk has room for the reserve again (as RabbitMQ's disk alarm blocks publishers).
 #pragma once
 
+#include <sys/statvfs.h>
+
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace orq {
@@ -12,7 +15,7 @@ namespace orq {
 class JournalSpace {
  public:
   // For the journal at `journal_path`; the reserve is `journal_path`.reserve, made by Reserve().
-  explicit JournalSpace(std::string journal_path);
+  explicit JournalSpace(const std::string& journal_path);
   // Bytes free to an unprivileged writer on the journal's filesystem; UINT64_MAX when unknown.
   uint64_t FreeBytes() const;
   // Makes the reserve file (32 MiB, or an eighth of a smaller filesystem) if it is not there.
@@ -24,7 +27,9 @@ class JournalSpace {
   uint64_t reserve_bytes() const { return reserve_bytes_; }
 
  private:
-  std::string journal_path_;
+  std::optional<struct statvfs> Stat() const;  // of the journal's filesystem; nullopt: unknown
+
+  std::string directory_;  // the journal's
   std::string reserve_path_;
   uint64_t reserve_bytes_ = 0;  // set by the first Reserve()
   bool reserved_ = false;       // the reserve file exists at its full size

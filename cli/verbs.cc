@@ -57,6 +57,21 @@ size_t EditDistance(const std::string& a, const std::string& b) {
 
 namespace {
 
+// The verb a command line names: its first word that is not an option or the value of --access;
+// empty when there is none.
+std::string_view NamedVerb(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view word = argv[i];
+    if (word == "--") return {};
+    if (word == "--access") {
+      ++i;
+      continue;
+    }
+    if (!word.empty() && word[0] != '-') return word;
+  }
+  return {};
+}
+
 // A sentence for the parse errors CLI11 words poorly: an unknown verb or option (with "did you
 // mean"), and a number out of range (CLI11 prints the whole range of the type). nullopt: CLI11's
 // own message is fine.
@@ -90,12 +105,8 @@ std::optional<std::string> Explain(const CLI::App& app, const CLI::ParseError& e
   }
   if (dynamic_cast<const CLI::RequiredError*>(&e) && !verb &&
       what.find("subcommand") != std::string::npos) {
-    for (int i = 1; i < argc; ++i) {
-      const std::string word = argv[i];
-      if (word == "--access") ++i;
-      if (word.empty() || word[0] == '-') continue;
+    if (const std::string word(NamedVerb(argc, argv)); !word.empty())
       return "unknown command '" + word + "'" + DidYouMean(app, word) + " (orq --help lists them)";
-    }
   }
   if (dynamic_cast<const CLI::ValidationError*>(&e)) {
     // "--attempts: Value 0 not in range 1 to 1000000" -> "--attempts must be from 1 to 1000000,
@@ -205,21 +216,6 @@ ExitCode Guard(const std::function<ExitCode()>& verb) {
     Say(std::string("orq: ") + e.what());
     return ExitCode::kFailed;
   }
-}
-
-// The verb a command line names: its first word that is not an option or the value of --access;
-// empty when there is none.
-std::string_view NamedVerb(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view word = argv[i];
-    if (word == "--") return {};
-    if (word == "--access") {
-      ++i;
-      continue;
-    }
-    if (!word.empty() && word[0] != '-') return word;
-  }
-  return {};
 }
 
 }  // namespace
