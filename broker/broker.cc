@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <utility>
 #include <zmq.hpp>
 
 #include "broker/broker_core.h"
@@ -156,7 +157,10 @@ class BrokerShell {
       now = Clock::now();
       if (now >= next_access_check_) {  // `orq access` edits made while no one told us
         next_access_check_ = now + kAccessCheckInterval;
-        for (const auto& peer : gate_.ReloadIfChanged()) core_.PeerRevoked(peer, out_);
+        for (const auto& peer : gate_.ReloadIfChanged()) {
+          core_.PeerRevoked(peer, out_);
+          ++dropped_untold_;
+        }
       }
       if (items[3].revents & ZMQ_POLLIN) {
         signalfd_siginfo info;
@@ -204,7 +208,7 @@ class BrokerShell {
 
   // `orq access add/revoke` changed the allow-list: read it again, drop the revoked keys' peers.
   void ReloadAccess(const std::string& from) {
-    uint32_t dropped = 0;
+    uint32_t dropped = std::exchange(dropped_untold_, 0);
     for (const auto& peer : gate_.Reload()) {
       core_.PeerRevoked(peer, out_);
       ++dropped;
@@ -423,6 +427,9 @@ class BrokerShell {
   Clock::time_point next_space_check_{};
   BrokerCore core_;
   Clock::time_point next_access_check_{};
+  // Connections the access check dropped since `orq access` last told us of a change: the check
+  // may see a revoke before the CLI's message arrives, and the CLI reports them as its own.
+  uint32_t dropped_untold_ = 0;
   int child_fd_ = -1;  // signalfd for SIGCHLD
   std::vector<LocalWorker> workers_;
   const std::string host_ = HostName();

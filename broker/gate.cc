@@ -123,10 +123,20 @@ Role Gate::RoleOf(const std::string& identity, const std::string& user_id, int f
 }
 
 std::vector<std::string> Gate::Reload() {
+  if (!keys_) return {};
+  return Use(keys_->Load());
+}
+
+std::vector<std::string> Gate::ReloadIfChanged() {
+  if (!keys_) return {};
+  AllowList now = keys_->Load();
+  if (now == allowed_) return {};
+  return Use(std::move(now));
+}
+
+std::vector<std::string> Gate::Use(AllowList allowed) {
   std::vector<std::string> revoked;
-  if (!keys_) return revoked;
-  stamp_ = keys_->Stamp();
-  allowed_ = keys_->Load();
+  allowed_ = std::move(allowed);
   for (auto it = peers_.begin(); it != peers_.end();) {
     if (allowed_.count(it->second.user_id)) {
       ++it;
@@ -138,13 +148,6 @@ std::vector<std::string> Gate::Reload() {
     it = peers_.erase(it);
   }
   return revoked;
-}
-
-std::vector<std::string> Gate::ReloadIfChanged() {
-  if (!keys_) return {};
-  const timespec now = keys_->Stamp();
-  if (now.tv_sec == stamp_.tv_sec && now.tv_nsec == stamp_.tv_nsec) return {};
-  return Reload();
 }
 
 void Gate::Drop(int fd) {

@@ -14,7 +14,6 @@
 //   garbage) and forgets connections that closed.
 #pragma once
 
-#include <ctime>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -51,7 +50,10 @@ class Gate {
   // Re-reads the allow-list. Returns the identities of the connections whose key is no longer on
   // it; those connections are shut down already.
   std::vector<std::string> Reload();
-  // Reload(), when the allow-list changed on disk since it was last read.
+  // Reload(), when the allow-list on disk differs from the one in use. It compares what the
+  // access files say, not the directory's modification time: a filesystem with a coarse clock
+  // (tmpfs, ext3) can leave that time unchanged by a revoke and an add in the same tick, and a
+  // revoked key must never stay allowed.
   std::vector<std::string> ReloadIfChanged();
   size_t allowed_keys() const { return allowed_.size(); }
 
@@ -61,13 +63,14 @@ class Gate {
     std::string user_id;   // its key (Z85)
   };
   void Drop(int fd);
+  // Makes `allowed` the allow-list in use; returns (and drops) the connections no longer on it.
+  std::vector<std::string> Use(AllowList allowed);
 
   zmq::socket_t& router_;
   std::optional<KeyStore> keys_;
   zmq::socket_t zap_;      // REP, inproc://zeromq.zap.01
   zmq::socket_t monitor_;  // PAIR, the router's monitor events
   AllowList allowed_;      // invariant: what keys_ held at the last Reload()
-  timespec stamp_{};       // the access directory's mtime at the last Reload()
   // TCP connections seen, by file descriptor; entries leave when the monitor reports the close.
   std::unordered_map<int, Peer> peers_;
 };

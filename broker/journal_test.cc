@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "broker/broker_core.h"
+#include "tests/temp_dir.h"
 
 namespace orq {
 namespace {
@@ -54,12 +55,8 @@ void RunOneTask(Broker& b, SteadyTime now) {
 
 class JournalTest : public ::testing::Test {
  protected:
-  JournalTest() {
-    char dir[] = "/tmp/orq-journal-XXXXXX";
-    dir_ = ::mkdtemp(dir);
-    path_ = dir_ + "/journal.db";
-  }
-  ~JournalTest() override { std::filesystem::remove_all(dir_); }
+  JournalTest() : temp_("orq-journal"), dir_(temp_.path()), path_(dir_ + "/journal.db") {}
+  testing::TempDir temp_;
   std::string dir_, path_;
   SteadyTime now_{std::chrono::seconds(100)};
 };

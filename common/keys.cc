@@ -254,12 +254,6 @@ std::optional<AccessEntry> KeyStore::Revoke(const std::string& name_or_key) cons
   return std::nullopt;
 }
 
-timespec KeyStore::Stamp() const {
-  struct stat st {};
-  if (::stat(AccessDir().c_str(), &st) != 0) return {};
-  return st.st_mtim;
-}
-
 void KeyStore::SaveEndpoints(const std::vector<std::string>& endpoints) const {
   WritePrivateFile(dir_ + "/endpoints.json", json{{"endpoints", endpoints}}.dump() + "\n",
                    /*exclusive=*/false);

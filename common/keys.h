@@ -14,7 +14,6 @@
 // else; anything else is refused with one sentence (a UsageError), as ssh refuses a loose key.
 #pragma once
 
-#include <ctime>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -60,6 +59,7 @@ struct AccessEntry {
   Role role = Role::kClient;
   std::string public_key;
   double created = 0;  // seconds since the epoch
+  bool operator==(const AccessEntry&) const = default;
 };
 // Public key (Z85) -> entry.
 using AllowList = std::unordered_map<std::string, AccessEntry>;
@@ -84,8 +84,6 @@ class KeyStore {
   void Add(const AccessEntry& entry) const;
   // Removes the entry named `name_or_key` (a name or a public key); nullopt when there is none.
   std::optional<AccessEntry> Revoke(const std::string& name_or_key) const;
-  // When the allow-list last changed (the access directory's modification time).
-  timespec Stamp() const;
 
   void SaveEndpoints(const std::vector<std::string>& endpoints) const;
   std::vector<std::string> Endpoints() const;  // empty when no broker has listened yet

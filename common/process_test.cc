@@ -13,6 +13,8 @@
 #include <iterator>
 #include <utility>  // before Asio under C++20 with Boost 1.74
 
+#include "tests/temp_dir.h"
+
 namespace orq {
 namespace {
 
@@ -137,15 +139,14 @@ TEST_F(SubprocessTest, CapturesBothStreamsAndTheExit) {
 }
 
 TEST_F(SubprocessTest, OutputOverTheLimitIsSpilledToAFileOrDropped) {
-  char dir[] = "/tmp/orq-spill-test-XXXXXX";
-  ASSERT_TRUE(::mkdtemp(dir));
+  const testing::TempDir dir("orq-spill-test");
   SubprocessOptions o{{"/bin/sh", "-c", "printf abcdefgh; printf 12345 >&2"}, "", 4};
-  o.spill = std::string(dir) + "/t";
+  o.spill = dir.path() + "/t";
   auto r = Run(std::move(o));
   EXPECT_EQ(r.stdout_text, "abcd");
   EXPECT_EQ(r.stderr_text, "1234");
   EXPECT_TRUE(r.truncated);
-  EXPECT_EQ(r.stdout_file, std::string(dir) + "/t.out");
+  EXPECT_EQ(r.stdout_file, dir.path() + "/t.out");
   std::ifstream out(r.stdout_file), err(r.stderr_file);
   std::string rest_out((std::istreambuf_iterator<char>(out)), {});
   std::string rest_err((std::istreambuf_iterator<char>(err)), {});
@@ -157,7 +158,6 @@ TEST_F(SubprocessTest, OutputOverTheLimitIsSpilledToAFileOrDropped) {
   r = Run({{"/bin/sh", "-c", "printf abcdefgh"}, "", 4});
   EXPECT_TRUE(r.truncated);
   EXPECT_TRUE(r.stdout_file.empty());
-  std::filesystem::remove_all(dir);
 }
 
 TEST_F(SubprocessTest, AProgramThatCannotStartSaysWhy) {
@@ -178,9 +178,8 @@ TEST_F(SubprocessTest, ATimeoutStopsAChildThatIgnoresTermWithKill) {
 }
 
 TEST_F(SubprocessTest, TerminateEndsTheWholeGroup) {
-  char dir[] = "/tmp/orq-process-test-XXXXXX";
-  ASSERT_TRUE(::mkdtemp(dir));
-  const std::string pid_file = std::string(dir) + "/grandchild";
+  const testing::TempDir dir("orq-process-test");
+  const std::string pid_file = dir.path() + "/grandchild";
   std::optional<SubprocessResult> result;
   child_ = Subprocess::Start(loop_,
                              {{"/bin/sh", "-c",
@@ -205,8 +204,6 @@ TEST_F(SubprocessTest, TerminateEndsTheWholeGroup) {
   ASSERT_TRUE(result);
   EXPECT_EQ(result->status, ExitStatus(Killed{SIGTERM}));
   EXPECT_TRUE(WaitForExit(grandchild, ProcessClock::now() + std::chrono::seconds(10)));
-  std::remove(pid_file.c_str());
-  ::rmdir(dir);
 }
 
 }  // namespace

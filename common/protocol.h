@@ -492,7 +492,8 @@ struct ForgottenReply {
 struct ReloadedReply {
   static constexpr Command kCommand = Command::kReloaded;
   uint32_t keys = 0;     // keys now on the allow-list
-  uint32_t dropped = 0;  // connections of revoked keys dropped
+  uint32_t dropped = 0;  // connections of revoked keys dropped since the broker was last told
+                         // (its once-a-second check may have seen the change first)
 };
 
 // --- worker -> broker (0x3x) ---

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Set-up and build: installs missing Debian packages, configures and builds build/orq.
+# Set-up and build: installs missing Debian packages, configures build/ (RelWithDebInfo, once:
+# configuring again changes nothing) and builds orq and its man page and completions, nothing
+# else. `cmake --build build` builds the tests too; `cmake --install build` installs orq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=${ORQ_BUILD_TYPE:-RelWithDebInfo} >/dev/null
-cmake --build build -j"$(nproc)"
+cmake --build build -j"$(nproc)" --target orq orq_docs

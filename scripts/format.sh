@@ -5,9 +5,18 @@
 #                              (the test command runs this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v clang-format >/dev/null || { echo "format: clang-format not found (scripts/setup.sh installs it)" >&2; exit 1; }
+for tool in clang-format git; do
+  command -v $tool >/dev/null || { echo "format: $tool not found (scripts/setup.sh installs it)" >&2; exit 1; }
+done
 # Tracked files and new ones not yet added (but not ignored ones).
-mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cc' '*.h')
+listing=$(git ls-files --cached --others --exclude-standard '*.cc' '*.h') ||
+  { echo "format: git could not list the sources (is $(pwd) a git checkout?)" >&2; exit 1; }
+mapfile -t files <<<"$listing"
+# A check that finds nothing to check has not checked: fail rather than pass.
+if [[ -z $listing ]]; then
+  echo "format: git lists no .cc or .h file in $(pwd): nothing was checked" >&2
+  exit 1
+fi
 if [[ ${1:-} == --check ]]; then
   bad=$(clang-format --dry-run "${files[@]}" 2>&1 | grep 'warning: code should be clang-formatted' | cut -d: -f1 | sort -u || true)
   if [[ -n $bad ]]; then

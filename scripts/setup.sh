@@ -2,13 +2,14 @@
 # Installs the Debian packages orq builds and tests with; does nothing when all are present.
 # Must work as root on a fresh Debian 12 machine (uses sudo when not root and it is there).
 #   build: g++ cmake ... libgtest-dev
-#   tests: procps (pgrep), iproute2 (network-namespace hosts), Slurm and munge (workers started by
-#          a real single-node Slurm), python3 (a free port for Slurm), clang and its runtimes
-#          (the codec fuzzer), clang-format (the format check), parallel (GNU parallel: orq's
-#          replacement strings are tested against its --dry-run)
+#   tests: git (the format check lists the sources with it), procps (pgrep), iproute2
+#          (network-namespace hosts), Slurm and munge (workers started by a real single-node
+#          Slurm), python3 (a free port for Slurm), clang and its runtimes (the codec fuzzer),
+#          clang-format (the format check), parallel (GNU parallel: orq's replacement strings are
+#          tested against its --dry-run)
 set -euo pipefail
-packages=(g++ cmake make pkg-config libzmq3-dev cppzmq-dev libboost-dev libboost-filesystem-dev
-          libcli11-dev nlohmann-json3-dev libsqlite3-dev libgtest-dev procps iproute2
+packages=(g++ cmake make libzmq3-dev cppzmq-dev libboost-dev libboost-filesystem-dev
+          libcli11-dev nlohmann-json3-dev libsqlite3-dev libgtest-dev git procps iproute2
           slurmctld slurmd slurm-client munge python3 clang libclang-rt-14-dev clang-format
           parallel)
 missing=()

@@ -14,17 +14,11 @@
 namespace orq::testing {
 namespace {
 
-nlohmann::json StatusJson(const OrqEnv& env) {
-  RunResult r = env.Run({"status", "--json"});
-  EXPECT_EQ(r.code, 0) << r.err;
-  return nlohmann::json::parse(r.out, nullptr, false);
-}
-
-pid_t BrokerPid(const OrqEnv& env) { return StatusJson(env)["broker"]["pid"].get<pid_t>(); }
+pid_t BrokerPid(const OrqEnv& env) { return env.Status()["broker"]["pid"].get<pid_t>(); }
 
 TEST(CoordinationTest, APipelineRunsInDependencyOrderAndAFailureStopsWhatFollows) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "2"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "2", "-t", "2"}), 0));
   const std::string dir = env.home();
   // Given a producer, two consumers of what it made and a report after both (named in a file),
   // submitted report first,
@@ -40,7 +34,7 @@ TEST(CoordinationTest, APipelineRunsInDependencyOrderAndAFailureStopsWhatFollows
   const std::string job = JobId(env.Run({"submit", "-f", file}));
   // When it is gathered, Then each ran after what it needed: the report shows both.
   RunResult r = env.Run({"gather", job + ".0"});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "a\nb\n");
   // Given a task after a failing one (--after on the command line), and one after it whatever,
   const std::string bad = JobId(env.Run({"submit", "--", "false"}));
@@ -48,7 +42,7 @@ TEST(CoordinationTest, APipelineRunsInDependencyOrderAndAFailureStopsWhatFollows
   const std::string any = JobId(env.Run({"submit", "--after-any", bad, "--", "echo anyway"}));
   // Then the first ends dependency_failed, naming the failure, and the second runs.
   r = env.Run({"gather", "--json", next});
-  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(Exits(r, 1));
   auto o = nlohmann::json::parse(r.out);
   EXPECT_EQ(o["status"], "dependency_failed");
   EXPECT_EQ(o["error"], "dependency " + bad + ": " + bad + ".0 ended failed");
@@ -56,14 +50,14 @@ TEST(CoordinationTest, APipelineRunsInDependencyOrderAndAFailureStopsWhatFollows
   EXPECT_EQ(r.out, "anyway\n");
   // An unknown dependency or a cycle is refused whole, with a sentence.
   r = env.Run({"submit", "--after", "j99", "--", "true"});
-  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(Exits(r, 2));
   EXPECT_NE(r.err.find("names j99, which the broker does not have"), std::string::npos) << r.err;
   const std::string cycle =
       env.WriteFile("cycle.jsonl",
                     "{\"kind\": \"echo\", \"value\": 1, \"name\": \"p\", \"after\": \"q\"}\n"
                     "{\"kind\": \"echo\", \"value\": 1, \"name\": \"q\", \"after\": \"p\"}\n");
   r = env.Run({"submit", "-f", cycle});
-  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(Exits(r, 2));
   EXPECT_NE(r.err.find("make a cycle: 'p' (line 1) -> 'q' (line 2) -> 'p' (line 1)"),
             std::string::npos)
       << r.err;
@@ -71,7 +65,7 @@ TEST(CoordinationTest, APipelineRunsInDependencyOrderAndAFailureStopsWhatFollows
 
 TEST(CoordinationTest, AWaitingJobIsVisibleAndSurvivesABrokerKill) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   // Given a job waiting on a long one,
   const std::string gate = env.home() + "/gate";
   const std::string first = JobId(
@@ -83,12 +77,12 @@ TEST(CoordinationTest, AWaitingJobIsVisibleAndSurvivesABrokerKill) {
   // and when the broker is killed with SIGKILL and started again, the graph is still there:
   ::kill(BrokerPid(env), SIGKILL);
   ASSERT_TRUE(env.WaitNoProcesses(std::chrono::seconds(15)));
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   s = env.Run({"status", second});
   EXPECT_NE(s.out.find("1 waiting for dependencies"), std::string::npos) << s.out;
   env.WriteFile("gate", "");
   RunResult r = env.Run({"gather", second});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "after\n");
 }
 
@@ -119,10 +113,10 @@ std::string ReadFile(const std::string& path) {
 
 TEST(CoordinationTest, ALimitIsASemaphoreAcrossWorkers) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "3"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "2", "-t", "3"}), 0));
   // Given a limit of 2 and six tasks taking it over two workers with three slots each,
   RunResult set = env.Run({"limit", "set", "download", "2"});
-  ASSERT_EQ(set.code, 0) << set.err;
+  ASSERT_TRUE(Exits(set, 0));
   EXPECT_EQ(set.out, "download: 0/2 running, 0 waiting\n");
   const std::string log = env.home() + "/log";
   const std::string job =
@@ -132,11 +126,11 @@ TEST(CoordinationTest, ALimitIsASemaphoreAcrossWorkers) {
   RunResult list = env.Run({"limit", "list", "--json"});
   auto limit = nlohmann::json::parse(Lines(list.out).at(0));
   EXPECT_EQ(limit["max"], 2);
-  ASSERT_EQ(env.Run({"gather", job}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"gather", job}), 0));
   EXPECT_EQ(MostAtOnce(ReadFile(log), "d"), 2) << ReadFile(log);
   // The limit is durable (orq down/up keeps it), and removable.
-  ASSERT_EQ(env.Run({"down"}).code, 0);
-  ASSERT_EQ(env.Run({"up", "-w", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"down"}), 0));
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1"}), 0));
   EXPECT_EQ(env.Run({"limit", "list"}).out, "download: 0/2 running, 0 waiting\n");
   EXPECT_EQ(env.Run({"limit", "rm", "download"}).out, "removed limit download\n");
   EXPECT_EQ(env.Run({"limit", "list"}).out, "no limits (orq limit set NAME N)\n");
@@ -154,28 +148,36 @@ TEST(CoordinationTest, ALimitIsASemaphoreAcrossWorkers) {
   std::sort(starts.begin(), starts.end());
   EXPECT_GE(starts.back() - starts.front(), 0.95) << times.out;
   RunResult unknown = env.Run({"submit", "--limit", "download", "--", "true"});
-  EXPECT_EQ(unknown.code, 2);
+  EXPECT_TRUE(Exits(unknown, 2));
   EXPECT_NE(unknown.err.find("there is no limit 'download'"), std::string::npos) << unknown.err;
 }
 
 TEST(CoordinationTest, ReadersShareALockAndAWriterRunsAlone) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "4"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "2", "-t", "4"}), 0));
   const std::string log = env.home() + "/log";
-  // Given readers, then a writer, then more readers of one lock,
+  const std::string gate = env.home() + "/gate";
+  // Given three readers of a lock that hold it until the gate opens, then a writer, then more
+  // readers,
   const std::string readers = JobId(env.Run({"submit", "--lock", "db:read", "--", "sh", "-c",
-                                             Logged(log, "r{}", 0.3), ":::", "1", "2", "3"}));
+                                             "echo start r{} >> " + log + "; while [ ! -e " + gate +
+                                                 " ]; do sleep 0.02; done; echo end r{} >> " + log,
+                                             ":::", "1", "2", "3"}));
   const std::string writer =
       JobId(env.Run({"submit", "--lock", "db:write", "--", "sh", "-c", Logged(log, "w", 0.2)}));
   const std::string late = JobId(env.Run(
       {"submit", "--lock", "db:read", "--", "sh", "-c", Logged(log, "l{}", 0.1), ":::", "1", "2"}));
-  // While the writer waits, explain says why, and status shows the lock;
+  // When all three readers hold it (so the writer waits, and the late readers wait behind it),
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 3; }));
+  // Then explain says why a late reader waits, and status shows the lock;
   RunResult explain = env.Run({"explain", "--json", late + ".0"});
   auto why = nlohmann::json::parse(explain.out);
   EXPECT_EQ(why["state"], "queued");
-  RunResult status = env.Run({"status", "--json"});
-  EXPECT_EQ(nlohmann::json::parse(status.out)["locks"].size(), 1u) << status.out;
-  ASSERT_EQ(env.Run({"gather", readers, writer, late}).code, 0);
+  EXPECT_EQ(why["reasons"][0], "lock db has 1 writer waiting, and readers wait behind writers")
+      << explain.out;
+  EXPECT_EQ(env.Status()["locks"].size(), 1u);
+  env.WriteFile("gate", "");
+  ASSERT_TRUE(Exits(env.Run({"gather", readers, writer, late}), 0));
   // Then readers overlapped, the writer overlapped nobody, and the late readers came after it.
   const std::vector<std::string> lines = Lines(ReadFile(log));
   int open = 0;
@@ -193,15 +195,13 @@ TEST(CoordinationTest, ReadersShareALockAndAWriterRunsAlone) {
   }
   EXPECT_TRUE(writer_alone) << ReadFile(log);
   EXPECT_TRUE(late_after_writer) << ReadFile(log);
-  EXPECT_GE(MostAtOnce(ReadFile(log), "r"), 2) << ReadFile(log);
-  EXPECT_EQ(why["reasons"][0], "lock db has 1 writer waiting, and readers wait behind writers")
-      << explain.out;
+  EXPECT_EQ(MostAtOnce(ReadFile(log), "r"), 3) << ReadFile(log);
 }
 
 TEST(CoordinationTest, KillingAWorkerHoldingALockAndALimitReleasesBothOnce) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "2"}).code, 0);
-  ASSERT_EQ(env.Run({"limit", "set", "slot", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "2", "-t", "2"}), 0));
+  ASSERT_TRUE(Exits(env.Run({"limit", "set", "slot", "1"}), 0));
   const std::string marker = env.home() + "/attempts";
   // Given a task holding a write lock and the limit, which hangs on its first attempt,
   const std::string holder = JobId(env.Run(
@@ -213,24 +213,22 @@ TEST(CoordinationTest, KillingAWorkerHoldingALockAndALimitReleasesBothOnce) {
   const std::string free = JobId(env.Run({"submit", "--", "echo", "free"}));
   EXPECT_EQ(env.Run({"gather", free}).out, "free\n");  // nobody else is blocked
   // When the worker running it is killed with SIGKILL,
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   pid_t victim = 0;
-  while (!victim && std::chrono::steady_clock::now() < deadline) {
-    const nlohmann::json status = StatusJson(env);
+  ASSERT_TRUE(env.WaitStatus([&](const nlohmann::json& status) {
     for (const auto& w : status["workers"]) {
       if (w["running"].get<int>() > 0) victim = w["pid"].get<pid_t>();
     }
-  }
-  ASSERT_NE(victim, 0);
+    return victim != 0;
+  }));
   ::kill(victim, SIGKILL);
   // Then the task runs again and finishes, and both waiters run after it, once each.
   RunResult r = env.Run({"gather", "--json", holder, reader, limited});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   const auto lines = Lines(r.out);
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(nlohmann::json::parse(lines[0])["attempts"], 2);
   EXPECT_EQ(nlohmann::json::parse(lines[0])["result"], "done\n");
-  auto status = StatusJson(env);
+  auto status = env.Status();
   EXPECT_EQ(status["limits"][0]["running"], 0);
   EXPECT_TRUE(status["locks"].empty()) << status.dump();
 }
@@ -238,8 +236,8 @@ TEST(CoordinationTest, KillingAWorkerHoldingALockAndALimitReleasesBothOnce) {
 TEST(CoordinationTest, ResourcesQueuesAndExplainThroughTheBinary) {
   OrqEnv env;
   // Given one local worker with two gpus,
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "4", "--resources", "gpu=2"}).code, 0);
-  auto workers = StatusJson(env)["workers"];
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "4", "--resources", "gpu=2"}), 0));
+  auto workers = env.Status()["workers"];
   ASSERT_EQ(workers.size(), 1u);
   EXPECT_EQ(workers[0]["resources"]["gpu"], 2);
   // When four tasks want one gpu each, they learn which one they hold, never the same at once;
@@ -251,7 +249,7 @@ TEST(CoordinationTest, ResourcesQueuesAndExplainThroughTheBinary) {
                                              log + "; echo $CUDA_VISIBLE_DEVICES",
                                          ":::", "1", "2", "3", "4"}));
   RunResult r = env.Run({"gather", job});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   for (const std::string& line : Lines(r.out)) EXPECT_TRUE(line == "0" || line == "1") << r.out;
   std::set<std::string> held;
   for (const std::string& line : Lines(ReadFile(log))) {
@@ -280,7 +278,7 @@ TEST(CoordinationTest, ResourcesQueuesAndExplainThroughTheBinary) {
   // An idempotent submit: the same key gives the same job, and submits nothing new.
   const std::string keyed = JobId(env.Run({"submit", "--key", "k-1", "--", "echo", "once"}));
   RunResult again = env.Run({"submit", "--key", "k-1", "--", "echo", "once"});
-  EXPECT_EQ(again.code, 0);
+  EXPECT_TRUE(Exits(again, 0));
   EXPECT_EQ(JobId(again), keyed);
   EXPECT_NE(again.err.find("submitted before; nothing new was submitted"), std::string::npos);
 }
@@ -288,18 +286,18 @@ TEST(CoordinationTest, ResourcesQueuesAndExplainThroughTheBinary) {
 TEST(CoordinationTest, OrqRunRefusesWhatItsOwnWorkersCouldNeverRun) {
   OrqEnv env;
   RunResult r = env.Run({"run", "-w", "1", "-t", "2", "--cpus", "4", "--", "true"});
-  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(Exits(r, 2));
   EXPECT_NE(r.err.find("task 0 asks for 4 cpus and orq run's workers have 2 each: give -t 4"),
             std::string::npos)
       << r.err;
   r = env.Run({"run", "-w", "1", "--limit", "x", "--", "true"});
-  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(Exits(r, 2));
   EXPECT_NE(r.err.find("takes the limit 'x' and orq run's own broker has no limits"),
             std::string::npos)
       << r.err;
   // Locks and dependencies need nothing set up: they work in orq run too.
   r = env.Run({"run", "-w", "1", "-t", "2", "--lock", "db:write", "--", "echo", ":::", "a", "b"});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "a\nb\n");
 }
 

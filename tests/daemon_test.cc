@@ -16,28 +16,22 @@ using std::chrono::seconds;
 std::string Submit(const OrqEnv& env, std::vector<std::string> args) {
   args.insert(args.begin(), "submit");
   RunResult r = env.Run(args);
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   auto lines = Lines(r.out);
   EXPECT_EQ(lines.size(), 1u) << r.out;
   return lines.empty() ? "" : lines[0];
-}
-
-nlohmann::json Status(const OrqEnv& env) {
-  RunResult r = env.Run({"status", "--json"});
-  EXPECT_EQ(r.code, 0) << r.err;
-  return nlohmann::json::parse(r.out);
 }
 
 TEST(DaemonTest, UpSubmitGatherStatusCancelDown) {
   OrqEnv env;
   // Given orq up with two workers,
   RunResult up = env.Run({"up", "-w", "2", "-t", "1"});
-  ASSERT_EQ(up.code, 0) << up.err;
+  ASSERT_TRUE(Exits(up, 0));
   EXPECT_NE(up.out.find("orq is up"), std::string::npos);
   RunResult again = env.Run({"up", "-w", "2"});
-  EXPECT_EQ(again.code, 0);
+  EXPECT_TRUE(Exits(again, 0));
   EXPECT_NE(again.err.find("already up"), std::string::npos);
-  auto status = Status(env);
+  auto status = env.Status();
   ASSERT_EQ(status["workers"].size(), 2u);
   EXPECT_GT(status["broker"]["pid"].get<int>(), 0);
   EXPECT_NE(status["endpoint"].get<std::string>().find(env.home()), std::string::npos);
@@ -56,14 +50,14 @@ TEST(DaemonTest, UpSubmitGatherStatusCancelDown) {
   EXPECT_EQ(job, "j5");
   // Then gather prints them in the order named.
   RunResult gathered = env.Run({"gather", sleep, cpu, echo, shell, job, job + ".0"});
-  EXPECT_EQ(gathered.code, 0) << gathered.err;
+  EXPECT_TRUE(Exits(gathered, 0));
   EXPECT_EQ(gathered.out, "slept\n20\n{\"k\":[1,2]}\n42\nx\n0.1\nx\n");
 
   // A delayed task is held by the broker until due.
   std::string delayed = Submit(env, {"--delay", "1", "--echo", "late"});
-  EXPECT_EQ(Status(env)["tasks"]["delayed"], 1);
+  EXPECT_EQ(env.Status()["tasks"]["delayed"], 1);
   RunResult late = env.Run({"gather", "--json", delayed});
-  EXPECT_EQ(late.code, 0);
+  EXPECT_TRUE(Exits(late, 0));
   auto late_json = nlohmann::json::parse(late.out);
   EXPECT_EQ(late_json["result"], "late");
   EXPECT_GE(late.seconds, 0.5);
@@ -71,15 +65,13 @@ TEST(DaemonTest, UpSubmitGatherStatusCancelDown) {
   // Cancel: a running shell task and a delayed one.
   std::string running = Submit(env, {"--", "sleep", "60"});
   std::string waiting = Submit(env, {"--delay", "60", "--sleep", "1"});
-  const auto deadline = std::chrono::steady_clock::now() + seconds(20);
-  while (Status(env)["tasks"]["running"] != 1 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_EQ(Status(env)["tasks"]["running"], 1) << "the shell task never started";
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }))
+      << "the shell task never started";
   RunResult cancel = env.Run({"cancel", running, waiting});
-  EXPECT_EQ(cancel.code, 0) << cancel.err;
+  EXPECT_TRUE(Exits(cancel, 0));
   EXPECT_EQ(cancel.out, "cancelled 2 tasks\n");
   RunResult cancelled = env.Run({"gather", "--json", running, waiting});
-  EXPECT_EQ(cancelled.code, 1);
+  EXPECT_TRUE(Exits(cancelled, 1));
   const auto outcomes = Lines(cancelled.out);
   ASSERT_EQ(outcomes.size(), 2u) << cancelled.out;
   const auto was_running = nlohmann::json::parse(outcomes[0]);
@@ -89,73 +81,75 @@ TEST(DaemonTest, UpSubmitGatherStatusCancelDown) {
       << was_running;  // stopped on its worker
   EXPECT_EQ(was_waiting["status"], "cancelled");
   EXPECT_EQ(was_waiting["error"], "cancelled before it started");
-  status = Status(env);
+  status = env.Status();
   EXPECT_EQ(status["tasks"]["cancelled"], 2);
   EXPECT_EQ(status["tasks"]["done"], 7);  // 4 single tasks, a job of 2, the delayed one
 
   // Errors: unknown ids exit 2, a gather that times out exits 124.
-  EXPECT_EQ(env.Run({"gather", "j99"}).code, 2);
-  EXPECT_EQ(env.Run({"gather", "j1.5"}).code, 2);
-  EXPECT_EQ(env.Run({"gather", "nonsense"}).code, 2);
-  EXPECT_EQ(env.Run({"cancel", "j99"}).code, 2);
+  EXPECT_TRUE(Exits(env.Run({"gather", "j99"}), 2));
+  EXPECT_TRUE(Exits(env.Run({"gather", "j1.5"}), 2));
+  EXPECT_TRUE(Exits(env.Run({"gather", "nonsense"}), 2));
+  EXPECT_TRUE(Exits(env.Run({"cancel", "j99"}), 2));
   std::string slow = Submit(env, {"--sleep", "30"});
   RunResult timeout = env.Run({"gather", "--timeout", "0.3", slow});
-  EXPECT_EQ(timeout.code, 124);
-  EXPECT_EQ(env.Run({"submit", "--sleep", "1", "--cpu", "1"}).code, 2);
-  EXPECT_EQ(env.Run({"submit", "--sleep", "-1"}).code, 2);
+  EXPECT_TRUE(Exits(timeout, 124));
+  EXPECT_TRUE(Exits(env.Run({"submit", "--sleep", "1", "--cpu", "1"}), 2));
+  EXPECT_TRUE(Exits(env.Run({"submit", "--sleep", "-1"}), 2));
 
   // When orq goes down, Then nothing is left running; down again is a no-op.
   RunResult down = env.Run({"down"});
-  EXPECT_EQ(down.code, 0) << down.err;
+  EXPECT_TRUE(Exits(down, 0));
   EXPECT_NE(down.out.find("orq is down"), std::string::npos);
   EXPECT_TRUE(env.WaitNoProcesses(seconds(10)));
   EXPECT_FALSE(std::filesystem::exists(env.home() + "/broker.ipc"));
   EXPECT_FALSE(std::filesystem::exists(env.home() + "/broker.pid"));
   EXPECT_TRUE(std::filesystem::exists(env.home() + "/journal.db"));
   RunResult down_again = env.Run({"down"});
-  EXPECT_EQ(down_again.code, 0);
+  EXPECT_TRUE(Exits(down_again, 0));
   EXPECT_NE(down_again.err.find("not running"), std::string::npos);
 }
 
 TEST(DaemonTest, NoBrokerMeansExitThree) {
   OrqEnv env;
   RunResult gather = env.Run({"gather", "j1"});
-  EXPECT_EQ(gather.code, 3);
+  EXPECT_TRUE(Exits(gather, 3));
   EXPECT_NE(gather.err.find("orq is not running"), std::string::npos) << gather.err;
-  EXPECT_EQ(env.Run({"submit", "--sleep", "1"}).code, 3);
-  EXPECT_EQ(env.Run({"status"}).code, 3);
+  EXPECT_TRUE(Exits(env.Run({"submit", "--sleep", "1"}), 3));
+  EXPECT_TRUE(Exits(env.Run({"status"}), 3));
 }
 
 TEST(DaemonTest, BadTaskFileSubmitsNothing) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   std::string file = env.WriteFile("bad.jsonl",
                                    "{\"kind\": \"echo\", \"value\": 1}\n"
                                    "{\"kind\": \"shell\", \"argv\": []}\n");
   RunResult r = env.Run({"submit", "-f", file});
-  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(Exits(r, 2));
   EXPECT_EQ(r.out, "");
   EXPECT_NE(r.err.find("bad.jsonl:2: field 'argv' must not be empty"), std::string::npos) << r.err;
-  EXPECT_EQ(Status(env)["jobs"], 0);
+  EXPECT_EQ(env.Status()["jobs"], 0);
 }
 
 TEST(DaemonTest, BrokerSigtermStopsEverything) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "2", "-t", "1"}), 0));
   Submit(env, {"--", "sleep", "60"});
-  int pid = Status(env)["broker"]["pid"];
+  int pid = env.Status()["broker"]["pid"];
   ::kill(pid, SIGTERM);
   EXPECT_TRUE(env.WaitNoProcesses(seconds(15)));
 }
 
 TEST(DaemonTest, KilledWorkerIsReplacedAndItsTaskRunsAgain) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
-  int worker = Status(env)["workers"][0]["pid"];
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
+  int worker = env.Status()["workers"][0]["pid"];
   std::string job = Submit(env, {"--sleep", "1", "--result", "survived"});
+  // When its worker is killed while it runs the task,
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
   ::kill(worker, SIGKILL);
   RunResult r = env.Run({"gather", "--json", job});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   auto out = nlohmann::json::parse(r.out);
   EXPECT_EQ(out["result"], "survived");
   EXPECT_EQ(out["attempts"], 2);

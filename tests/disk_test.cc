@@ -48,12 +48,6 @@ size_t Fill(const std::string& path) {
   return written;
 }
 
-nlohmann::json Status(const OrqEnv& env) {
-  RunResult r = env.Run({"status", "--json"});
-  EXPECT_EQ(r.code, 0) << r.err;
-  return nlohmann::json::parse(r.out, nullptr, false);
-}
-
 TEST(DiskTest, AFullDiskRefusesSubmitsWhileTheBrokerServesAndFinishesWhatItAccepted) {
   if (::geteuid() != 0)
     FAIL() << "mounting a small tmpfs as $ORQ_HOME needs root (CI runs as root); this test runs "
@@ -61,13 +55,12 @@ TEST(DiskTest, AFullDiskRefusesSubmitsWhileTheBrokerServesAndFinishesWhatItAccep
            << ::geteuid();
   OrqEnv env;
   Tmpfs disk(env.home(), 16 << 20);
-  char go_dir[] = "/tmp/orq-disk-XXXXXX";
-  ASSERT_NE(::mkdtemp(go_dir), nullptr);
-  const std::string go = std::string(go_dir) + "/go";
+  const TempDir go_dir("orq-disk");
+  const std::string go = go_dir.path() + "/go";
 
   // Given a broker on a 16 MiB disk with one shell slot: a job done, a task running until told
   // to end, and a task queued behind it.
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   const std::string done = JobId(env.Run({"submit", "--", "echo", "done"}));
   EXPECT_EQ(env.Run({"gather", done}).out, "done\n");
   const std::string running =
@@ -81,42 +74,40 @@ TEST(DiskTest, AFullDiskRefusesSubmitsWhileTheBrokerServesAndFinishesWhatItAccep
 
   // then a submit is refused in one sentence with exit code 6, and nothing of it is kept;
   RunResult refused = env.Run({"submit", "--", "echo", "refused"});
-  EXPECT_EQ(refused.code, 6) << refused.out << refused.err;
+  EXPECT_TRUE(Exits(refused, 6));
   EXPECT_NE(refused.err.find("nothing was accepted"), std::string::npos) << refused.err;
   EXPECT_NE(refused.err.find("disk"), std::string::npos) << refused.err;
   EXPECT_EQ(refused.err.find('\n'), refused.err.size() - 1) << refused.err;
   // status says why, and gathers are served;
-  nlohmann::json status = Status(env);
+  nlohmann::json status = env.Status();
   ASSERT_TRUE(status["journal_problem"].is_string()) << status.dump();
   EXPECT_NE(status["journal_problem"].get<std::string>().find("disk is full"), std::string::npos);
   EXPECT_EQ(env.Run({"gather", done}).out, "done\n");
   // the running task finishes and its result is gathered, but the queued one does not start.
   { std::ofstream(go) << ""; }
   RunResult finished = env.Run({"gather", running}, "", std::chrono::seconds(30));
-  EXPECT_EQ(finished.code, 0) << finished.err;
+  EXPECT_TRUE(Exits(finished, 0));
   EXPECT_EQ(finished.out, "finished\n");
-  status = Status(env);
+  status = env.Status();
   EXPECT_EQ(status["tasks"]["queued"], 1) << status.dump();
   EXPECT_EQ(status["tasks"]["running"], 0) << status.dump();
 
   // When space is freed, the queued task runs, submits are accepted, and status is clear again.
   ASSERT_EQ(::unlink(filler.c_str()), 0);
   RunResult later = env.Run({"gather", queued}, "", std::chrono::seconds(30));
-  EXPECT_EQ(later.code, 0) << later.err;
+  EXPECT_TRUE(Exits(later, 0));
   EXPECT_EQ(later.out, "queued\n");
   const std::string again = JobId(env.Run({"submit", "--", "echo", "again"}));
   EXPECT_EQ(env.Run({"gather", again}).out, "again\n");
-  EXPECT_TRUE(Status(env)["journal_problem"].is_null());
+  EXPECT_TRUE(env.Status()["journal_problem"].is_null());
 
   // And everything accepted survived in the journal: after a restart, every result is there.
-  ASSERT_EQ(env.Run({"down"}).code, 0);
-  ASSERT_EQ(env.Run({"up", "-w", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"down"}), 0));
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1"}), 0));
   RunResult all = env.Run({"gather", done, running, queued, again});
-  EXPECT_EQ(all.code, 0) << all.err;
+  EXPECT_TRUE(Exits(all, 0));
   EXPECT_EQ(all.out, "done\nfinished\nqueued\nagain\n");
-  ASSERT_EQ(env.Run({"down"}).code, 0);
-  ::unlink(go.c_str());
-  ::rmdir(go_dir);
+  ASSERT_TRUE(Exits(env.Run({"down"}), 0));
 }
 
 }  // namespace

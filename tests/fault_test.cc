@@ -18,12 +18,6 @@ namespace {
 using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
 
-nlohmann::json Status(const OrqEnv& env) {
-  RunResult r = env.Run({"status", "--json"});
-  EXPECT_EQ(r.code, 0) << r.err;
-  return nlohmann::json::parse(r.out, nullptr, false);
-}
-
 std::vector<int> WorkerPids(const nlohmann::json& status) {
   std::vector<int> pids;
   if (status.is_object())
@@ -31,23 +25,12 @@ std::vector<int> WorkerPids(const nlohmann::json& status) {
   return pids;
 }
 
-// Polls status (each poll is a real `orq status`) until `done` holds or the deadline passes.
-template <typename Pred>
-bool WaitStatus(const OrqEnv& env, Pred done, seconds timeout = seconds(30)) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    auto status = Status(env);
-    if (status.is_object() && done(status)) return true;
-  }
-  return false;
-}
-
 std::string SubmitFile(const OrqEnv& env, const std::string& name, const std::string& lines,
                        std::vector<std::string> options = {}) {
   std::vector<std::string> args = {"submit", "-f", env.WriteFile(name, lines)};
   args.insert(args.end(), options.begin(), options.end());
   RunResult r = env.Run(args);
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   return Lines(r.out).empty() ? "" : Lines(r.out)[0];
 }
 
@@ -65,7 +48,7 @@ std::string Sleeps(int n, double seconds, std::vector<nlohmann::json>& expected)
 
 TEST(FaultTest, KillingRandomWorkersLosesNothing) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "3", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "3", "-t", "1"}), 0));
   // Shell tasks take one of each worker's T slots, so the job is spread over all three workers.
   std::vector<nlohmann::json> expected;
   std::string lines;
@@ -82,51 +65,50 @@ TEST(FaultTest, KillingRandomWorkersLosesNothing) {
   std::mt19937 random(42);
   int kills = 0;
   for (; kills < 5; ++kills) {
-    auto pids = WorkerPids(Status(env));
+    auto pids = WorkerPids(env.Status());
     ASSERT_EQ(pids.size(), 3u);
     int victim = pids[random() % pids.size()];
     ::kill(victim, SIGKILL);
-    ASSERT_TRUE(WaitStatus(env,
-                           [&](const nlohmann::json& s) {
-                             auto now = WorkerPids(s);
-                             return now.size() == 3 &&
-                                    std::find(now.begin(), now.end(), victim) == now.end();
-                           }))
-        << "worker " << victim << " was not replaced";
+    ASSERT_TRUE(env.WaitStatus([&](const nlohmann::json& s) {
+      auto now = WorkerPids(s);
+      return now.size() == 3 && std::find(now.begin(), now.end(), victim) == now.end();
+    })) << "worker "
+        << victim << " was not replaced";
   }
   // Then every task ends ok exactly once, in order, with its own result.
   RunResult r = env.Run({"gather", "--json", job}, "", seconds(90));
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   CheckReport report = CheckResults(job, expected, r.out);
   EXPECT_TRUE(report.ok()) << report.Describe();
-  auto status = Status(env);
+  auto status = env.Status();
   EXPECT_EQ(status["tasks"]["done"], 300);
   EXPECT_GE(status["counters"]["requeued"].get<int>(), 1);
 }
 
 TEST(FaultTest, BrokerKilledMidJobResumesOnUp) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "2", "-t", "1"}), 0));
   // Given a finished job and a job in flight,
   std::vector<nlohmann::json> before, during;
   std::string done = SubmitFile(env, "done.jsonl", Sleeps(20, 0, before));
-  ASSERT_EQ(env.Run({"gather", done}).code, 0);
-  std::string job = SubmitFile(env, "job.jsonl", Sleeps(100, 2, during));
-  ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] > 0; }));
+  ASSERT_TRUE(Exits(env.Run({"gather", done}), 0));
+  std::string job = SubmitFile(env, "job.jsonl", Sleeps(100, 4, during));
+  // (every task of it running: each then runs a second time, after the restart)
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 100; }));
   // When the broker is killed with SIGKILL, its workers go too,
-  int broker = Status(env)["broker"]["pid"];
+  int broker = env.Status()["broker"]["pid"];
   ::kill(broker, SIGKILL);
   ASSERT_TRUE(env.WaitNoProcesses(seconds(15)));
   // and `orq up` starts again from the journal,
   RunResult up = env.Run({"up", "-w", "2", "-t", "1"});
-  ASSERT_EQ(up.code, 0) << up.err;
+  ASSERT_TRUE(Exits(up, 0));
   // Then every accepted task completes exactly once, and earlier results are still there.
   RunResult r1 = env.Run({"gather", "--json", done});
-  EXPECT_EQ(r1.code, 0) << r1.err;
+  EXPECT_TRUE(Exits(r1, 0));
   CheckReport report1 = CheckResults(done, before, r1.out);
   EXPECT_TRUE(report1.ok()) << report1.Describe();
   RunResult r2 = env.Run({"gather", "--json", job}, "", seconds(60));
-  EXPECT_EQ(r2.code, 0) << r2.err;
+  EXPECT_TRUE(Exits(r2, 0));
   CheckReport report2 = CheckResults(job, during, r2.out);
   EXPECT_TRUE(report2.ok()) << report2.Describe();
   for (const auto& line : Lines(r2.out)) EXPECT_EQ(nlohmann::json::parse(line)["attempts"], 2);
@@ -134,12 +116,12 @@ TEST(FaultTest, BrokerKilledMidJobResumesOnUp) {
 
 TEST(FaultTest, PausedWorkerLosesItsLeaseAndItsLateResultIsRejected) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "2", "-t", "1", "--heartbeat-ms", "200"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "2", "-t", "1", "--heartbeat-ms", "200"}), 0));
   // Given a task running on one worker,
   RunResult submit = env.Run({"submit", "--sleep", "1.5", "--result", "once"});
   std::string job = JobId(submit);
   int paused = 0;
-  ASSERT_TRUE(WaitStatus(env, [&](const nlohmann::json& s) {
+  ASSERT_TRUE(env.WaitStatus([&](const nlohmann::json& s) {
     for (const auto& w : s["workers"]) {
       if (w["running"] == 1) paused = w["pid"];
     }
@@ -150,19 +132,19 @@ TEST(FaultTest, PausedWorkerLosesItsLeaseAndItsLateResultIsRejected) {
   // Then the task is leased again and completes on the other worker,
   RunResult r = env.Run({"gather", "--json", job}, "", seconds(30));
   ::kill(paused, SIGCONT);
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(Exits(r, 0));
   auto first = nlohmann::json::parse(r.out);
   EXPECT_EQ(first["result"], "once");
   EXPECT_EQ(first["attempts"], 2);
   EXPECT_NE(first["worker"], paused);
   // and once resumed, the paused worker's late result is rejected and counted,
-  EXPECT_TRUE(WaitStatus(env, [](const nlohmann::json& s) {
+  EXPECT_TRUE(env.WaitStatus([](const nlohmann::json& s) {
     return s["counters"]["stale_results"] >= 1;
-  })) << Status(env).dump();
+  })) << env.Status().dump();
   // and the task still has its one result.
   RunResult again = env.Run({"gather", "--json", job});
   EXPECT_EQ(nlohmann::json::parse(again.out), first);
-  EXPECT_EQ(Status(env)["tasks"]["done"], 1);
+  EXPECT_EQ(env.Status()["tasks"]["done"], 1);
 }
 
 bool AnyProcessNamed(const OrqEnv& env, const std::string& name) {
@@ -175,17 +157,12 @@ bool AnyProcessNamed(const OrqEnv& env, const std::string& name) {
 // Waits until a process named `name` is there (or, with present false, gone); false at the
 // deadline.
 bool WaitProcessNamed(const OrqEnv& env, const std::string& name, bool present, seconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (AnyProcessNamed(env, name) != present) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
+  return WaitUntil([&] { return AnyProcessNamed(env, name) == present; }, timeout);
 }
 
 TEST(FaultTest, ShellTimeoutKillsBackgroundChildrenToo) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   // Given a shell task that starts background children and ignores SIGTERM,
   RunResult submit = env.Run({"submit", "--timeout", "0.5", "--", "sh", "-c",
                               "trap '' TERM; sleep 60 & sleep 60 & sleep 60; wait"});
@@ -193,7 +170,7 @@ TEST(FaultTest, ShellTimeoutKillsBackgroundChildrenToo) {
   // When it runs over its time limit,
   RunResult r = env.Run({"gather", "--json", job});
   // Then it ends `timeout`, and no process of it is left.
-  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(Exits(r, 1));
   auto out = nlohmann::json::parse(r.out);
   EXPECT_EQ(out["status"], "timeout");
   EXPECT_EQ(out["error"], "timed out after 0.5 s");
@@ -212,7 +189,7 @@ TEST(FaultTest, PoisonTaskEndsWorkerLostAndTheRestCompletes) {
   // When it runs,
   RunResult r = env.Run({"run", "--json", "-w", "2", "-t", "1", file});
   // Then the poison ends worker_lost after 2 attempts, and every other task ends ok.
-  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(Exits(r, 1));
   auto lines = Lines(r.out);
   ASSERT_EQ(lines.size(), 4u) << r.err;
   auto poison = nlohmann::json::parse(lines[1]);
@@ -226,7 +203,7 @@ TEST(FaultTest, PoisonTaskEndsWorkerLostAndTheRestCompletes) {
 
 TEST(FaultTest, RetriesRerunFailingTasks) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   // Given a task that fails twice, then succeeds (it counts its runs in a file),
   std::string counter = env.home() + "/runs";
   RunResult submit =
@@ -234,7 +211,7 @@ TEST(FaultTest, RetriesRerunFailingTasks) {
                "echo x >> " + counter + "; [ $(wc -l < " + counter + ") -ge 3 ]"});
   std::string job = JobId(submit);
   RunResult r = env.Run({"gather", "--json", job});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   auto out = nlohmann::json::parse(r.out);
   EXPECT_EQ(out["status"], "ok");
   EXPECT_EQ(out["attempts"], 3);
@@ -243,16 +220,16 @@ TEST(FaultTest, RetriesRerunFailingTasks) {
 
 TEST(FaultTest, GracefulDownFinishesShortTasksAndKeepsCancels) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   // Given a short task running, and a delayed one cancelled,
   std::string running = JobId(env.Run({"submit", "--sleep", "1", "--result", "finished"}));
   std::string delayed = JobId(env.Run({"submit", "--delay", "30", "--echo", "never"}));
-  ASSERT_EQ(env.Run({"cancel", delayed}).code, 0);
-  ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
+  ASSERT_TRUE(Exits(env.Run({"cancel", delayed}), 0));
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
   // When orq goes down and up again,
-  ASSERT_EQ(env.Run({"down"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"down"}), 0));
   ASSERT_TRUE(env.WaitNoProcesses(seconds(10)));
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   // Then the running task finished within the grace, once, and the cancel held.
   RunResult r = env.Run({"gather", "--json", running, delayed});
   auto lines = Lines(r.out);
@@ -263,20 +240,20 @@ TEST(FaultTest, GracefulDownFinishesShortTasksAndKeepsCancels) {
   EXPECT_EQ(nlohmann::json::parse(lines[1])["status"], "cancelled");
   // forget removes a finished job for good.
   EXPECT_EQ(env.Run({"forget", running}).out, "forgot 1 job\n");
-  EXPECT_EQ(env.Run({"gather", running}).code, 2);
+  EXPECT_TRUE(Exits(env.Run({"gather", running}), 2));
 }
 
 TEST(FaultTest, KilledWorkersShellTasksDoNotOutliveIt) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   // Given a shell task with a child of its own, running on a worker,
   RunResult submit =
       env.Run({"submit", "--attempts", "1", "--", "sh", "-c", "sleep 60 & sleep 60"});
   std::string job = JobId(submit);
-  ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
   ASSERT_TRUE(WaitProcessNamed(env, "sleep", true, seconds(10)));
   // When the worker is killed with SIGKILL (it can clean nothing up),
-  ::kill(WorkerPids(Status(env))[0], SIGKILL);
+  ::kill(WorkerPids(env.Status())[0], SIGKILL);
   // Then the task ends worker_lost and none of its processes is left.
   RunResult r = env.Run({"gather", "--json", job});
   EXPECT_EQ(nlohmann::json::parse(r.out)["status"], "worker_lost");
@@ -286,25 +263,25 @@ TEST(FaultTest, KilledWorkersShellTasksDoNotOutliveIt) {
 TEST(FaultTest, StandaloneWorkerRidesOutABrokerRestart) {
   OrqEnv env;
   // Given a broker and a worker started by hand (not supervised: it reconnects on its own),
-  ASSERT_EQ(env.Run({"up", "-w", "0", "--heartbeat-ms", "200"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "0", "--heartbeat-ms", "200"}), 0));
   env.Start({"worker", "--connect", "ipc://" + env.home() + "/broker.ipc", "-t", "1",
              "--heartbeat-ms", "200"});
-  ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
   // running a task when the broker is killed,
   std::string job = JobId(env.Run({"submit", "--sleep", "3", "--result", "kept"}));
-  ASSERT_TRUE(WaitStatus(env, [](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
-  int broker = Status(env)["broker"]["pid"];
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
+  int broker = env.Status()["broker"]["pid"];
   ::kill(broker, SIGKILL);
   // When a new broker starts from the journal,
-  ASSERT_EQ(env.Run({"up", "-w", "0", "--heartbeat-ms", "200"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "0", "--heartbeat-ms", "200"}), 0));
   // Then the worker registers again with its lease, the broker lets it keep the task, and the
   // task finishes once, in its first attempt.
   RunResult r = env.Run({"gather", "--json", job}, "", seconds(30));
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(Exits(r, 0));
   auto out = nlohmann::json::parse(r.out);
   EXPECT_EQ(out["result"], "kept");
   EXPECT_EQ(out["attempts"], 1);
-  auto status = Status(env);
+  auto status = env.Status();
   EXPECT_EQ(status["counters"]["adopted"], 1);
   EXPECT_EQ(status["workers"].size(), 1u);
 }

@@ -23,7 +23,42 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+#ifndef ORQ_TEST_TIME_SCALE
+#define ORQ_TEST_TIME_SCALE 1
+#endif
+
+double ReadTimeScale() {
+  const char* text = std::getenv("ORQ_TEST_TIME_SCALE");
+  if (!text || !*text) return ORQ_TEST_TIME_SCALE;
+  char* end = nullptr;
+  const double scale = std::strtod(text, &end);
+  if (*end != '\0' || !(scale >= 1) || scale > 100) {
+    std::fprintf(stderr, "ORQ_TEST_TIME_SCALE=%s is not a number from 1 to 100\n", text);
+    std::exit(2);
+  }
+  return scale;
+}
+
 }  // namespace
+
+double TimeScale() {
+  static const double scale = ReadTimeScale();
+  return scale;
+}
+
+std::chrono::milliseconds Scaled(std::chrono::milliseconds planned) {
+  return std::chrono::milliseconds(static_cast<int64_t>(planned.count() * TimeScale()));
+}
+
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds poll) {
+  const auto deadline = Clock::now() + Scaled(timeout);
+  for (;;) {
+    if (condition()) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(poll);
+  }
+}
 
 // Child side of a spawn: environment with ORQ_HOME, then exec orq (under the wrapper, if any).
 void OrqEnv::Exec(const std::vector<std::string>& args) const {
@@ -41,18 +76,12 @@ void OrqEnv::Exec(const std::vector<std::string>& args) const {
   ::_exit(127);
 }
 
-OrqEnv::OrqEnv(std::vector<std::string> wrapper) : wrapper_(std::move(wrapper)) {
-  // Short: ipc:// paths must fit in 108 bytes.
-  char dir[] = "/tmp/orqt-XXXXXX";
-  if (!::mkdtemp(dir)) throw std::runtime_error("mkdtemp failed");
-  home_ = dir;
-}
+OrqEnv::OrqEnv(std::vector<std::string> wrapper)
+    : home_dir_("orqt"), home_(home_dir_.path()), wrapper_(std::move(wrapper)) {}
 
 OrqEnv::~OrqEnv() {
   Run({"down"}, "", std::chrono::seconds(30));
   for (pid_t pid : Processes()) ::kill(pid, SIGKILL);
-  std::error_code ec;
-  std::filesystem::remove_all(home_, ec);
 }
 
 RunResult OrqEnv::Run(const std::vector<std::string>& args, const std::string& input,
@@ -76,7 +105,9 @@ RunResult OrqEnv::Run(const std::vector<std::string>& args, const std::string& i
   ::close(in[1]);
 
   RunResult result;
-  const auto deadline = start + timeout;
+  result.command = "orq";
+  for (const auto& a : args) result.command += " " + a;
+  const auto deadline = start + Scaled(timeout);
   pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
   std::string* sinks[2] = {&result.out, &result.err};
   int open = 2;
@@ -141,21 +172,27 @@ std::vector<pid_t> OrqEnv::Processes() const {
 }
 
 bool OrqEnv::WaitProcesses(size_t n, std::chrono::seconds timeout) const {
-  const auto deadline = Clock::now() + timeout;
-  while (Processes().size() < n) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
+  return WaitUntil([&] { return Processes().size() >= n; }, timeout);
 }
 
 bool OrqEnv::WaitNoProcesses(std::chrono::seconds timeout) const {
-  const auto deadline = Clock::now() + timeout;
-  while (!Processes().empty()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
+  return WaitUntil([&] { return Processes().empty(); }, timeout);
+}
+
+nlohmann::json OrqEnv::Status() const {
+  RunResult r = Run({"status", "--json"});
+  EXPECT_TRUE(Exits(r, 0));
+  return nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+}
+
+bool OrqEnv::WaitStatus(const std::function<bool(const nlohmann::json&)>& done,
+                        std::chrono::seconds timeout) const {
+  return WaitUntil(
+      [&] {
+        const nlohmann::json s = Status();
+        return s.is_object() && done(s);
+      },
+      timeout);
 }
 
 std::string OrqEnv::WriteFile(const std::string& name, const std::string& content) const {
@@ -183,7 +220,7 @@ int RunProgram(const std::vector<std::string>& argv, std::string& output,
     ::_exit(127);
   }
   ::close(out[1]);
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = Clock::now() + Scaled(timeout);
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
@@ -214,14 +251,28 @@ std::string Command(const std::vector<std::string>& argv, std::chrono::seconds t
 }
 
 int WaitExit(pid_t pid, std::chrono::seconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    int status = 0;
-    const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return ShellCode(FromWaitStatus(status));
-    if (r < 0 || Clock::now() >= deadline) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  int code = -1;
+  WaitUntil(
+      [&] {
+        int status = 0;
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) code = ShellCode(FromWaitStatus(status));
+        return r != 0;  // ended, or not our child (-1)
+      },
+      timeout);
+  return code;
+}
+
+::testing::AssertionResult Exits(const RunResult& result, int code) {
+  if (result.code == code) return ::testing::AssertionSuccess();
+  auto failure = ::testing::AssertionFailure() << "'" << result.command << "' ";
+  if (result.code == -1)
+    failure << "hit its deadline after " << result.seconds << " s";
+  else
+    failure << "exited " << result.code;
+  failure << ", not " << code << "\n--- its stderr:\n" << result.err;
+  if (!result.out.empty()) failure << "--- its stdout:\n" << result.out;
+  return failure;
 }
 
 std::string Example(const std::string& name) {

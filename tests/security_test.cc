@@ -26,7 +26,7 @@ TEST(SecurityTest, AHomeOthersMayWriteIsRefusedWithASentence) {
            {"up", "-w", "1"}, {"status"}, {"broker"}, {"access", "list"}}) {
     RunResult r = env.Run(args);
     // Then it refuses, exit 2, saying what is wrong and how to fix it, and starts nothing.
-    EXPECT_EQ(r.code, 2) << args[0];
+    EXPECT_TRUE(Exits(r, 2)) << args[0];
     EXPECT_NE(r.err.find("may be written by others (mode 0770)"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("chmod 700 " + env.home()), std::string::npos) << r.err;
   }
@@ -37,11 +37,11 @@ TEST(SecurityTest, AHomeOthersMayWriteIsRefusedWithASentence) {
 TEST(SecurityTest, StateFilesAreOwnerOnly) {
   OrqEnv env;
   // Given a broker that listens on TCP too and has run a job,
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1", "--listen", "tcp://127.0.0.1:*"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1", "--listen", "tcp://127.0.0.1:*"}), 0));
   RunResult submit = env.Run({"submit", "--echo", "1"});
-  ASSERT_EQ(submit.code, 0) << submit.err;
-  ASSERT_EQ(env.Run({"gather", JobId(submit)}).code, 0);
-  ASSERT_EQ(env.Run({"access", "add", "--worker", env.home() + "/w.access"}).code, 0);
+  ASSERT_TRUE(Exits(submit, 0));
+  ASSERT_TRUE(Exits(env.Run({"gather", JobId(submit)}), 0));
+  ASSERT_TRUE(Exits(env.Run({"access", "add", "--worker", env.home() + "/w.access"}), 0));
   // Then its socket, journal, pid file, log and keys are readable by their owner alone.
   for (const char* file :
        {"broker.ipc", "journal.db", "journal.db-wal", "broker.pid", "broker.log", "keys/broker.key",
@@ -53,21 +53,21 @@ TEST(SecurityTest, StateFilesAreOwnerOnly) {
 
 TEST(SecurityTest, SecretFilesOthersMayReadAreRefused) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "0", "--listen", "tcp://127.0.0.1:*"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "0", "--listen", "tcp://127.0.0.1:*"}), 0));
   const std::string access = env.home() + "/alice.access";
-  ASSERT_EQ(env.Run({"access", "add", "--client", access}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"access", "add", "--client", access}), 0));
   // Given an access file its group may read,
   ASSERT_EQ(::chmod(access.c_str(), 0640), 0);
   // When a client or a worker is given it, Then each refuses it, exit 2, before any connection.
   RunResult client = env.Run({"--access", access, "status"});
-  EXPECT_EQ(client.code, 2);
+  EXPECT_TRUE(Exits(client, 2));
   EXPECT_NE(client.err.find("chmod 600 " + access), std::string::npos) << client.err;
-  EXPECT_EQ(env.Run({"worker", "--access", access}).code, 2);
+  EXPECT_TRUE(Exits(env.Run({"worker", "--access", access}), 2));
   // The same for the broker's own key: a broker will not listen with a key others may read.
-  ASSERT_EQ(env.Run({"down"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"down"}), 0));
   ASSERT_EQ(::chmod((env.home() + "/keys/broker.key").c_str(), 0644), 0);
   RunResult broker = env.Run({"broker", "--listen", "tcp://127.0.0.1:*"});
-  EXPECT_EQ(broker.code, 2);
+  EXPECT_TRUE(Exits(broker, 2));
   EXPECT_NE(broker.err.find("may be read by others (mode 0644)"), std::string::npos) << broker.err;
 }
 
@@ -75,34 +75,34 @@ TEST(SecurityTest, PlainTcpIsNeverAnOption) {
   OrqEnv env;
   // A TCP endpoint anywhere but --listen (which is always CURVE) is refused with a sentence.
   RunResult broker = env.Run({"broker", "--endpoint", "tcp://127.0.0.1:5555"});
-  EXPECT_EQ(broker.code, 2);
+  EXPECT_TRUE(Exits(broker, 2));
   EXPECT_NE(broker.err.find("--endpoint must be an ipc:// endpoint"), std::string::npos)
       << broker.err;
   RunResult worker = env.Run({"worker", "--connect", "tcp://127.0.0.1:5555"});
-  EXPECT_EQ(worker.code, 2);
+  EXPECT_TRUE(Exits(worker, 2));
   EXPECT_NE(worker.err.find("needs --access FILE"), std::string::npos) << worker.err;
   OrqEnv via_env({"env", "ORQ_ENDPOINT=tcp://127.0.0.1:5555"});
   RunResult client = via_env.Run({"status"});
-  EXPECT_EQ(client.code, 2);
+  EXPECT_TRUE(Exits(client, 2));
   EXPECT_NE(client.err.find("$ORQ_ENDPOINT must be an ipc:// endpoint"), std::string::npos);
-  EXPECT_EQ(env.Run({"broker", "--listen", "udp://127.0.0.1:5555"}).code, 2);
+  EXPECT_TRUE(Exits(env.Run({"broker", "--listen", "udp://127.0.0.1:5555"}), 2));
 }
 
 TEST(SecurityTest, OrqAccessFromTheEnvironmentReachesARemoteBroker) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1", "--listen", "tcp://127.0.0.1:*"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1", "--listen", "tcp://127.0.0.1:*"}), 0));
   const std::string access = env.home() + "/alice.access";
-  ASSERT_EQ(env.Run({"access", "add", "--client", access}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"access", "add", "--client", access}), 0));
   // Given $ORQ_ACCESS and no --access, the client goes over TCP with that key.
   OrqEnv client({"env", "ORQ_ACCESS=" + access});
   RunResult submit = client.Run({"submit", "--echo", "over tcp"});
-  ASSERT_EQ(submit.code, 0) << submit.err;
+  ASSERT_TRUE(Exits(submit, 0));
   EXPECT_EQ(client.Run({"gather", JobId(submit)}).out, "over tcp\n");
   RunResult status = client.Run({"status", "--json"});
-  ASSERT_EQ(status.code, 0) << status.err;
+  ASSERT_TRUE(Exits(status, 0));
   EXPECT_EQ(nlohmann::json::parse(status.out)["endpoints"].size(), 2u);
   // `orq up` is for this host only.
-  EXPECT_EQ(client.Run({"up"}).code, 2);
+  EXPECT_TRUE(Exits(client.Run({"up"}), 2));
 }
 
 }  // namespace

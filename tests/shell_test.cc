@@ -59,7 +59,7 @@ TEST(ShellTest, ReplacementStringsAgreeWithGnuParallelsDryRun) {
   };
   for (const Words& c : cases) {
     RunResult orq = env.Run(Concat({"run", "--dry-run", "--"}, c));
-    ASSERT_EQ(orq.code, 0) << orq.err;
+    ASSERT_TRUE(Exits(orq, 0));
     EXPECT_EQ(orq.out, Parallel(Concat({"--dry-run"}, c))) << c[0];
   }
 }
@@ -69,12 +69,12 @@ TEST(ShellTest, CommandsRunAsUnderGnuParallel) {
   // argv words: a value with spaces or quotes stays one argument, as with parallel -q.
   const Words command = {"printf", "[%s|%s|%s]\\n", "{}", "{.}", "{/}", ":::"};
   RunResult r = env.Run(Concat(Concat({"run", "-w", "1", "--"}, command), kValues));
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, Parallel(Concat(Concat({"-q"}, command), kValues)));
   // One word with shell syntax runs under sh, as parallel runs it.
   const Words line = {"printf '<%s>' {} && echo {#}", ":::"};
   r = env.Run(Concat(Concat({"run", "-w", "1", "--"}, line), kValues));
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, Parallel(Concat(line, kValues)));
 }
 
@@ -92,7 +92,7 @@ TEST(ShellTest, TasksRunInTheSubmittersDirectoryWithItsEnvironment) {
   fs::create_directories(work / "sub");
   fs::create_directories(fs::path(env.home()) / "other");
   // Given a broker and worker started elsewhere, before the variable is set,
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "2"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "2"}), 0));
   ScopedEnv greeting("ORQ_TEST_GREETING", "hi");
   env.set_directory(work.string());
   auto submit_and_gather = [&](const Words& args) {
@@ -105,7 +105,7 @@ TEST(ShellTest, TasksRunInTheSubmittersDirectoryWithItsEnvironment) {
   const std::string show = "pwd; echo \"${ORQ_TEST_GREETING-unset} ${A-unset} ${HOME-unset}\"";
   // When a task is submitted from `work`, it runs there with the submitter's environment;
   RunResult r = submit_and_gather({"--", show});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, work.string() + "\nhi unset " + home + "\n");
   // --cwd (absolute or relative to here) and --env change that;
   r = submit_and_gather(
@@ -124,7 +124,7 @@ TEST(ShellTest, TasksRunInTheSubmittersDirectoryWithItsEnvironment) {
   EXPECT_EQ(r.out, (work / "sub").string() + "\n3\n");
   // and a directory that does not exist on the worker fails the task, saying so.
   r = submit_and_gather({"--cwd", "/nonexistent/dir", "--", "true"});
-  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(Exits(r, 1));
   EXPECT_NE(r.err.find("the directory /nonexistent/dir does not exist"), std::string::npos)
       << r.err;
 }
@@ -141,7 +141,7 @@ TEST(ShellTest, EachTaskKnowsItsJobTaskAttemptAndSlot) {
   RunResult r = env.Run({"run", "-w", "1", "-t", "2", "--retries", "1", "--retry-backoff",
                          "0.01,0.01", "--lines", "-"},
                         line + line);
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "j1 j1.0 0 2\nj1 j1.1 1 2\n");
   for (const char* attempt : {"1", "2"}) {
     std::set<std::string> slots;
@@ -157,11 +157,11 @@ TEST(ShellTest, LinesAndArrays) {
   OrqEnv env;
   RunResult r =
       env.Run({"run", "-w", "1", "--lines", "-"}, "echo one\n\n  \necho two | tr a-z A-Z\r\n");
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "one\nTWO\n");
   r = env.Run(
       {"run", "-w", "1", "--array", "1-5:2,10", "--", "sh", "-c", "echo $0 $ORQ_ARRAY_ID", "{}"});
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "1 1\n3 3\n5 5\n10 10\n");
   // A lone word with shell syntax runs under sh.
   r = env.Run({"run", "-w", "1", "--", "echo a && echo b"});
@@ -172,7 +172,7 @@ TEST(ShellTest, MistakesNameTheFlagOrFileAndSubmitNothing) {
   OrqEnv env;
   auto refused = [&](const Words& args, const std::string& says, const std::string& input = "") {
     RunResult r = env.Run(args, input);
-    EXPECT_EQ(r.code, 2) << args.back();
+    EXPECT_TRUE(Exits(r, 2)) << args.back();
     EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
     EXPECT_EQ(r.out, "");
   };
@@ -200,12 +200,7 @@ std::string Slurp(const std::string& path) {
 
 // Waits until `path` holds `text`; false at the deadline.
 bool WaitForText(const std::string& path, const std::string& text, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (Slurp(path).find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
+  return WaitUntil([&] { return Slurp(path).find(text) != std::string::npos; }, timeout);
 }
 
 TEST(ShellTest, RunPrintsEachResultAsSoonAsItAndEveryEarlierOneAreDone) {
@@ -235,7 +230,7 @@ TEST(ShellTest, UnorderedPrintsInFinishingOrderAndJsonCarriesIndexAndCommand) {
                          "if [ $0 = 0 ]; then while [ ! -e " + mark +
                              " ]; do sleep 0.02; done; else touch " + mark + "; fi; echo $0",
                          ":::", "0", "1"});
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(Exits(r, 0));
   auto lines = Lines(r.out);
   ASSERT_EQ(lines.size(), 2u);
   auto first = nlohmann::json::parse(lines[0]), second = nlohmann::json::parse(lines[1]);
@@ -251,7 +246,7 @@ TEST(ShellTest, UnorderedPrintsInFinishingOrderAndJsonCarriesIndexAndCommand) {
 TEST(ShellTest, TagPrefixesEachLineWithTheTasksArguments) {
   OrqEnv env;
   RunResult r = env.Run({"run", "-w", "1", "--tag", "--", "printf", "x\\ny\\n", ":::", "a", "b c"});
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "a\tx\na\ty\nb c\tx\nb c\ty\n");
   // The same as GNU parallel.
   std::string parallel;
@@ -273,7 +268,7 @@ TEST(ShellTest, HaltNowCancelsWhatRunsAndHaltSoonLetsItFinish) {
   RunResult r = env.Run({"run", "-w", "1", "-t", "2", "--halt", "now,fail=1", "--lines", "-"},
                         "touch " + started + "; sleep 60; echo late\n" + "while [ ! -e " + started +
                             " ]; do sleep 0.02; done; exit 3\n");
-  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(Exits(r, 1));
   EXPECT_EQ(r.out.find("late"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("1 failed, 1 cancelled: halted at a failure (--halt now,fail=1)"),
             std::string::npos)
@@ -283,7 +278,7 @@ TEST(ShellTest, HaltNowCancelsWhatRunsAndHaltSoonLetsItFinish) {
                       "2 ]; do sleep 0.02; done; exit 3\n";
   for (int i = 0; i < 20; ++i) lines += "sleep 0.5; echo queued\n";
   r = env.Run({"run", "-w", "1", "-t", "2", "--halt", "soon,fail=1", "--lines", "-"}, lines);
-  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(Exits(r, 1));
   EXPECT_NE(r.out.find("late\n"), std::string::npos) << r.out;
   size_t queued = 0;
   for (const auto& l : Lines(r.out)) queued += l == "queued";
@@ -292,7 +287,7 @@ TEST(ShellTest, HaltNowCancelsWhatRunsAndHaltSoonLetsItFinish) {
   // success=N halts once that many ended ok, and exits 0.
   r = env.Run({"run", "-w", "1", "-t", "1", "--halt", "now,success=1", "--", "sh", "-c",
                "[ $0 = 1 ] || sleep 60", ":::", "1", "2", "3"});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_NE(r.err.find("halted at a success"), std::string::npos) << r.err;
 }
 
@@ -301,7 +296,7 @@ TEST(ShellTest, JoblogInGnuParallelsColumnsAndRetryingWhatFailed) {
   const std::string log = env.home() + "/log", marker = env.home() + "/fixed";
   const Words job = {"--", "sh", "-c", "[ -e " + marker + " ] || exit $0", ":::", "0", "1", "2"};
   RunResult r = env.Run(Concat({"run", "-w", "1", "--joblog", log}, job));
-  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(Exits(r, 1));
   auto lines = Lines(Slurp(log));
   ASSERT_EQ(lines.size(), 4u);
   // The header is GNU parallel's.
@@ -322,22 +317,22 @@ TEST(ShellTest, JoblogInGnuParallelsColumnsAndRetryingWhatFailed) {
   // --retry-failed runs the failed commands again, from the joblog alone.
   std::ofstream(marker).put('\n');
   r = env.Run({"run", "-w", "1", "--retry-failed", "--joblog", log});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_NE(r.err.find("2 tasks: 2 ok"), std::string::npos) << r.err;
   EXPECT_EQ(Lines(Slurp(log)).size(), 6u);
   // --resume-failed: nothing is left to run.
   r = env.Run(Concat({"run", "-w", "1", "--resume-failed", "--joblog", log}, job));
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_NE(r.err.find("nothing to run"), std::string::npos) << r.err;
 }
 
 TEST(ShellTest, GatherStreamsFiltersAndStopsEarly) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "2"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "2"}), 0));
   const std::string job =
       JobId(env.Run({"submit", "--", "sh", "-c", "echo $0; exit $0", ":::", "0", "1", "0"}));
   RunResult r = env.Run({"gather", "--status", "failed", job});
-  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(Exits(r, 1));
   EXPECT_EQ(r.out, "1\n");
   r = env.Run({"gather", "--tag", job});
   EXPECT_EQ(r.out, job + ".0\t0\n" + job + ".1\t1\n" + job + ".2\t0\n");
@@ -352,14 +347,14 @@ TEST(ShellTest, GatherStreamsFiltersAndStopsEarly) {
   }
   EXPECT_EQ(indices, (std::set<int>{0, 1, 2}));
   r = env.Run({"gather", "--fail-fast", job});
-  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(Exits(r, 1));
   EXPECT_EQ(r.out, "1\n");
   // --first: the first task to finish, while another never does.
   const std::string slow =
       JobId(env.Run({"submit", "--", "sh", "-c", "[ $0 = fast ] && echo fast || sleep 60",
                      ":::", "slow", "fast"}));
   r = env.Run({"gather", "--first", slow});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "fast\n");
   env.Run({"cancel", slow});
 }
@@ -368,7 +363,7 @@ TEST(ShellTest, CommandLineMistakesSayWhatIsAccepted) {
   OrqEnv env;
   auto said = [&](const Words& args, const std::string& sentence) {
     RunResult r = env.Run(args);
-    EXPECT_EQ(r.code, 2) << args[0];
+    EXPECT_TRUE(Exits(r, 2)) << args[0];
     EXPECT_EQ(r.err, sentence + "\n");
   };
   said({"submit", "--timeout", "-5", "--", "true"}, "orq: --timeout must be more than 0, not -5");
@@ -378,7 +373,7 @@ TEST(ShellTest, CommandLineMistakesSayWhatIsAccepted) {
   said({"sbumit"}, "orq: unknown command 'sbumit'; did you mean submit? (orq --help lists them)");
   // (main() registers only the verb a command line names; these name none, or a wrong one.)
   RunResult version = env.Run({"--version"});
-  EXPECT_EQ(version.code, 0);
+  EXPECT_TRUE(Exits(version, 0));
   EXPECT_EQ(version.out, "orq 0.1.0\n");
   said({"--access", "submit", "sbumit"},
        "orq: unknown command 'sbumit'; did you mean submit? (orq --help lists them)");
@@ -392,7 +387,7 @@ TEST(ShellTest, CommandLineMistakesSayWhatIsAccepted) {
        "percentage, as 10%), or 0, 1, 2; not 'sometimes'");
   // Bare orq prints its help.
   RunResult r = env.Run({});
-  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_NE(r.out.find("Usage: orq"), std::string::npos);
 }
 
@@ -414,20 +409,20 @@ TEST(ShellTest, ProgressShowsOnATerminalAndCanBeForcedOrSilenced) {
   EXPECT_NE(r.err.find("/2 ok "), std::string::npos) << r.err;
   r = env.Run({"run", "-w", "1", "-q", "--", "true", ":::", "1", "2"});
   EXPECT_EQ(r.err, "");
-  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(Exits(r, 0));
 }
 
 TEST(ShellTest, JobsStatusRetryAndLogs) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "2"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "2"}), 0));
   const std::string marker = env.home() + "/fixed";
   const std::string job =
       JobId(env.Run({"submit", "--", "sh", "-c", "[ -e " + marker + " ] || exit $0; echo ok $0",
                      ":::", "0", "1", "2"}));
-  EXPECT_EQ(env.Run({"gather", "-q", job}).code, 1);
+  EXPECT_TRUE(Exits(env.Run({"gather", "-q", job}), 1));
   // jobs lists it, status JOB counts it,
   RunResult r = env.Run({"jobs"});
-  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_NE(r.out.find(job + " "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("sh -c [ -e"), std::string::npos) << r.out;
   r = env.Run({"status", job});
@@ -441,12 +436,12 @@ TEST(ShellTest, JobsStatusRetryAndLogs) {
   std::ofstream(marker).put('\n');
   const std::string retried = JobId(env.Run({"retry", job}));
   r = env.Run({"gather", retried});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "ok 1\nok 2\n");
   // --all: every task, from the journal.
   const std::string all = JobId(env.Run({"retry", "--all", job}));
   EXPECT_EQ(env.Run({"gather", all}).out, "ok 0\nok 1\nok 2\n");
-  EXPECT_EQ(env.Run({"retry", retried}).code, 2);  // nothing failed: nothing to retry
+  EXPECT_TRUE(Exits(env.Run({"retry", retried}), 2));  // nothing failed: nothing to retry
   // logs: a finished task's output; a running one's so far, or as it comes with --follow.
   EXPECT_EQ(env.Run({"logs", retried + ".1"}).out, "ok 2\n");
   const std::string go = env.home() + "/go";
@@ -463,49 +458,44 @@ TEST(ShellTest, JobsStatusRetryAndLogs) {
   // With the broker down, status --json still prints JSON (and exits 3).
   env.Run({"down"});
   r = env.Run({"status", "--json"});
-  EXPECT_EQ(r.code, 3);
+  EXPECT_TRUE(Exits(r, 3));
   EXPECT_EQ(nlohmann::json::parse(r.out)["running"], false);
 }
 
 TEST(ShellTest, ScaleChangesTheLocalWorkersAndRetiredOnesFinishTheirTasks) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   auto local_workers = [&] {
     auto status = nlohmann::json::parse(env.Run({"status", "--json"}).out);
     return status["workers"].size();
   };
   // `orq up -w 3` while up scales to 3, and returns once they are registered;
   RunResult r = env.Run({"up", "-w", "3"});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "orq scaled from 1 to 3 local workers\n");
   EXPECT_EQ(local_workers(), 3u);
   // scaling down retires workers: a task running on one finishes ok, and nothing restarts them.
   const std::string started = env.home() + "/started";
   const std::string job =
       JobId(env.Run({"submit", "--", "sh", "-c", "touch " + started + "; sleep 1; echo done"}));
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!std::filesystem::exists(started) && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_TRUE(std::filesystem::exists(started)) << "the task did not start";
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(started); }))
+      << "the task did not start";
   r = env.Run({"scale", "-w", "0"});
   EXPECT_EQ(r.out, "orq scaled from 3 to 0 local workers\n");
   r = env.Run({"gather", job});
-  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "done\n");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (local_workers() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(local_workers(), 0u);
+  EXPECT_TRUE(WaitUntil([&] { return local_workers() == 0; })) << local_workers() << " left";
   EXPECT_EQ(env.Run({"scale", "-w", "1"}).out, "orq scaled from 0 to 1 local worker\n");
   EXPECT_EQ(local_workers(), 1u);
   env.Run({"down"});
-  EXPECT_EQ(env.Run({"scale", "-w", "1"}).code, 3);
+  EXPECT_TRUE(Exits(env.Run({"scale", "-w", "1"}), 3));
 }
 
 TEST(ShellTest, CompletionManPageAndExamplesComeFromTheCommandLine) {
   OrqEnv env;
   RunResult bash = env.Run({"completion", "bash"});
-  ASSERT_EQ(bash.code, 0);
+  ASSERT_TRUE(Exits(bash, 0));
   EXPECT_NE(bash.out.find("submit) opts=\""), std::string::npos);
   EXPECT_NE(bash.out.find("--halt"), std::string::npos);
   const std::string script = env.WriteFile("orq.bash", bash.out);
@@ -533,12 +523,12 @@ TEST(ShellTest, CompletionManPageAndExamplesComeFromTheCommandLine) {
 
 TEST(ShellTest, OutputOverTheLimitGoesToAFileThatLogsPrintsAndForgetRemoves) {
   OrqEnv env;
-  ASSERT_EQ(env.Run({"up", "-w", "1", "-t", "1"}).code, 0);
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   // A task printing 3 MB (the in-memory limit is 1 MiB per stream),
   const std::string job = JobId(
       env.Run({"submit", "--", "sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo end"}));
   RunResult r = env.Run({"gather", "--json", job});
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(Exits(r, 0));
   auto result = nlohmann::json::parse(r.out);
   EXPECT_EQ(result["stdout"].get<std::string>().size(), 1u << 20);
   EXPECT_EQ(result["truncated"], true);
@@ -550,11 +540,8 @@ TEST(ShellTest, OutputOverTheLimitGoesToAFileThatLogsPrintsAndForgetRemoves) {
   EXPECT_EQ(r.out.substr(r.out.size() - 4), "end\n");
   // and forgetting the job removes it.
   ASSERT_TRUE(std::filesystem::exists(file));
-  EXPECT_EQ(env.Run({"forget", job}).code, 0);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::filesystem::exists(file) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  EXPECT_FALSE(std::filesystem::exists(file));
+  EXPECT_TRUE(Exits(env.Run({"forget", job}), 0));
+  EXPECT_TRUE(WaitUntil([&] { return !std::filesystem::exists(file); })) << file;
 }
 
 TEST(ShellTest, CtrlCOnRunPrintsWhatFinishedBehindTheTaskStillRunning) {

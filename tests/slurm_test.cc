@@ -43,8 +43,8 @@ class SlurmTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (auto why = SlurmUnavailable()) FAIL() << "cannot run Slurm: " << *why;
-    char pattern[] = "/tmp/orq-slurm-XXXXXX";
-    dir_ = ::mkdtemp(pattern);
+    temp_.emplace("orq-slurm");
+    dir_ = temp_->path();
     // Stray SLURM_* variables (a CI inside a Slurm job) would steer srun elsewhere.
     for (char** e = environ; *e;) {
       std::string var = *e;
@@ -56,45 +56,32 @@ class SlurmTest : public ::testing::Test {
       }
     }
     ::setenv("SLURM_CONF", (dir_ + "/slurm.conf").c_str(), 1);
+    // A start that fails or times out has cluster.sh stop what it started; TearDown stops it
+    // again all the same (stopping is safe to repeat).
     Command({"bash", kCluster, "start", dir_}, seconds(90));
-    started_ = true;
     RunResult up = broker_.Run({"up", "-w", "0", "--listen", "tcp://127.0.0.1:*"});
-    ASSERT_EQ(up.code, 0) << up.err;
+    ASSERT_TRUE(Exits(up, 0));
     access_ = broker_.home() + "/worker.access";
     RunResult add = broker_.Run({"access", "add", "--worker", access_});
-    ASSERT_EQ(add.code, 0) << add.err;
+    ASSERT_TRUE(Exits(add, 0));
   }
   void TearDown() override {
-    if (!started_) return;
+    if (!temp_) return;
     std::string out;
-    RunProgram({"bash", kCluster, "stop", dir_}, out, seconds(60));
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    if (RunProgram({"bash", kCluster, "stop", dir_}, out, seconds(60)) != 0)
+      ADD_FAILURE() << "cluster.sh stop failed: " << out;
+    temp_.reset();
   }
 
-  nlohmann::json Status() const {
-    RunResult r = broker_.Run({"status", "--json"});
-    EXPECT_EQ(r.code, 0) << r.err;
-    return nlohmann::json::parse(r.out, nullptr, false);
-  }
+  nlohmann::json Status() const { return broker_.Status(); }
   bool WaitWorkers(size_t n, seconds timeout = seconds(30)) const {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      auto s = Status();
-      if (s.is_object() && s["workers"].size() == n) return true;
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    return false;
+    return broker_.WaitStatus([&](const nlohmann::json& s) { return s["workers"].size() == n; },
+                              timeout);
   }
   // Waits until at least `n` tasks are done.
   bool WaitDone(int n, seconds timeout = seconds(30)) const {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      auto s = Status();
-      if (s.is_object() && s["tasks"]["done"] >= n) return true;
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-    return false;
+    return broker_.WaitStatus([&](const nlohmann::json& s) { return s["tasks"]["done"] >= n; },
+                              timeout);
   }
   // Submits N shell tasks of `seconds` each, task i printing "r<i>".
   std::string SubmitShell(int n, double seconds, std::vector<nlohmann::json>& expected) {
@@ -108,7 +95,7 @@ class SlurmTest : public ::testing::Test {
       expected.push_back("r" + std::to_string(i) + "\n");
     }
     RunResult r = broker_.Run({"submit", "-f", broker_.WriteFile("job.jsonl", lines)});
-    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(Exits(r, 0));
     return Lines(r.out).empty() ? "" : Lines(r.out)[0];
   }
   static std::string JobId(const std::string& text, const std::string& after) {
@@ -117,8 +104,8 @@ class SlurmTest : public ::testing::Test {
     return m[1];
   }
 
+  std::optional<TempDir> temp_;  // the cluster's state; set from SetUp until TearDown stopped it
   std::string dir_;
-  bool started_ = false;
   OrqEnv broker_;
   std::string access_;
 };
@@ -144,7 +131,7 @@ TEST_F(SlurmTest, SrunStepsRunAJobAndAKilledStepsTasksRunElsewhere) {
   EXPECT_TRUE(WaitWorkers(1));
   // and every task still has exactly one result, ok, in order.
   RunResult gather = broker_.Run({"gather", "--json", orq_job}, "", seconds(90));
-  EXPECT_EQ(gather.code, 0) << gather.err;
+  EXPECT_TRUE(Exits(gather, 0));
   CheckReport report = CheckResults(orq_job, expected, gather.out);
   EXPECT_TRUE(report.ok()) << report.Describe();
   EXPECT_EQ(Status()["counters"]["workers_lost"], 1);
@@ -175,7 +162,7 @@ TEST_F(SlurmTest, TheSbatchExampleRunsWorkersUntilItsJobEndsAndTheirTasksMoveOn)
   // Then its worker says goodbye (it is not lost by heartbeats) and its tasks run on the other,
   EXPECT_TRUE(WaitWorkers(1));
   RunResult gather = broker_.Run({"gather", "--json", orq_job}, "", seconds(60));
-  EXPECT_EQ(gather.code, 0) << gather.err;
+  EXPECT_TRUE(Exits(gather, 0));
   CheckReport report = CheckResults(orq_job, expected, gather.out);
   EXPECT_TRUE(report.ok()) << report.Describe();
   EXPECT_EQ(Status()["counters"]["workers_lost"], 0);

@@ -28,7 +28,7 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 command -v ip >/dev/null || { echo "soak: needs iproute2 (ip)" >&2; exit 1; }
-work=$(mktemp -d /tmp/orq-soak-XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/orq-soak-XXXXXX")
 export ORQ_HOME=$work/home
 mkdir -p "$ORQ_HOME" "$work/marks"
 mount -t tmpfs -o size=64m,mode=0700 tmpfs "$ORQ_HOME"

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "common/process.h"
+#include "tests/temp_dir.h"
 
 namespace orq {
 namespace {
@@ -177,9 +178,8 @@ TEST_F(TaskRunnerTest, SleepTimeout) {
 
 TEST_F(TaskRunnerTest, ShellTimeoutKillsTheWholeGroup) {
   // Given a shell task that starts a background child and writes its pid,
-  char dir[] = "/tmp/orq-runner-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  const std::string pid_file = std::string(dir) + "/bg.pid";
+  const testing::TempDir dir("orq-runner");
+  const std::string pid_file = dir.path() + "/bg.pid";
   Start(0,
         Shell({"sh", "-c", "sleep 30 & echo $! > " + pid_file + "; trap '' TERM; sleep 30"}, 0.2));
   // When its time limit passes (TERM is ignored: KILL follows after the grace),
@@ -199,8 +199,6 @@ TEST_F(TaskRunnerTest, ShellTimeoutKillsTheWholeGroup) {
     if (!gone) loop_.run_one_for(milliseconds(10));
   }
   EXPECT_TRUE(gone);
-  std::remove(pid_file.c_str());
-  ::rmdir(dir);
 }
 
 TEST_F(TaskRunnerTest, CancelStopsARunningTask) {

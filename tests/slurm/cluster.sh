@@ -3,16 +3,21 @@
 # slurm-client), with no systemd: every daemon runs in the background with all its state in DIR.
 #
 #   cluster.sh start DIR   starts munged, slurmctld and slurmd; returns once `srun true` works.
-#                          Then use it with SLURM_CONF=DIR/slurm.conf.
+#                          Then use it with SLURM_CONF=DIR/slurm.conf. When it fails, it stops
+#                          whatever it had started before exiting.
 #   cluster.sh stop DIR    cancels every job, stops the daemons by pid (TERM, then KILL), and
 #                          kills any step process they left. Safe to run twice.
+#
+# A start also leaves a watchdog (`cluster.sh watch DIR PID`): should the process that started the
+# cluster (its parent, a test) die without stopping it, killed at its timeout say, the watchdog
+# stops it. It ends by itself once DIR is gone.
 #
 # Must run as root (Slurm's daemons here run as root; so does CI). Settings and gotchas:
 # see the project's notes on a single-node Slurm inside a test.
 set -euo pipefail
 
 usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
-[[ $# -eq 2 ]] || usage
+[[ $# -eq 2 || ($# -eq 3 && $1 == watch) ]] || usage
 cmd=$1
 dir=$(realpath -m "$2")
 conf=$dir/slurm.conf
@@ -96,6 +101,7 @@ EOF
   echo $! >"$dir/slurmctld.pids"
   setsid slurmd -D -N "$node" -f "$conf" </dev/null >"$dir/log/slurmd.out" 2>&1 &
   echo $! >"$dir/slurmd.pids"
+  setsid bash "$0" watch "$dir" "$PPID" </dev/null >/dev/null 2>&1 &
   local deadline=$((SECONDS + 60))
   until timeout 10 srun -N1 -n1 true >/dev/null 2>&1; do
     if ((SECONDS >= deadline)); then
@@ -124,8 +130,17 @@ stop() {
   done
 }
 
+watch() {  # until DIR is gone (stopped and removed) or its owner died without stopping it
+  local owner=$1
+  while [[ -f $conf ]] && alive "$owner"; do sleep 1; done
+  [[ -f $conf ]] && stop
+  return 0
+}
+
 case $cmd in
-  start) start ;;
+  # A start that fails (a daemon that will not come up, the deadline) stops what it started.
+  start) trap 'rc=$?; ((rc == 0)) || stop' EXIT; start ;;
   stop) stop ;;
+  watch) watch "$3" ;;
   *) usage ;;
 esac
