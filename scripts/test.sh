@@ -13,7 +13,8 @@
 #     release  orq built as the README's first command builds it (build/), a job through it, and
 #              two minutes of the soak with a nemesis on it (tests/soak.sh).
 #            The asan lane prints as it goes; the other two write build-logs/LANE.log, printed
-#            at the end, and run at a lower priority (nice), so the tests get the cores first.
+#            at the end. The tsan lane runs at a lower priority (nice): it fills the time the
+#            other two leave while they run their tests and the soak.
 #   scripts/test.sh --quick    the developer's loop (under 3 minutes after a first build): the
 #                              format check, an incremental build-asan/, and the tests labelled
 #                              neither slow nor hosts (ctest -LE 'slow|hosts').
@@ -99,9 +100,12 @@ release_lane() {
 
 mkdir -p build-logs
 declare -A lane_pids
+# The release lane's soak and the asan lane's tests are long and light: both builds go first, and
+# the tsan lane (all compiling and fuzzing) fills the time they leave.
 for lane in tsan release; do
   stage "the $lane lane starts (build-logs/$lane.log)"
-  (renice -n 10 -p $BASHPID >/dev/null; "${lane}_lane") >"build-logs/$lane.log" 2>&1 &
+  (if [[ $lane == tsan ]]; then renice -n 10 -p $BASHPID >/dev/null; fi; "${lane}_lane") \
+    >"build-logs/$lane.log" 2>&1 &
   lane_pids[$lane]=$!
 done
 # (A function called in a `||` list runs without errexit: each lane is a job of its own instead.)

@@ -93,6 +93,19 @@ std::string Logged(const std::string& log, const std::string& name, double secon
          "; echo end " + name + " >> " + log;
 }
 
+// Like Logged(), but after its start each task waits (up to 10 s) until `together` tasks of the
+// log are running at once, or all `total` have started: a limit of `together` must then show
+// exactly that many at once in the log, however slowly a loaded machine starts them.
+std::string LoggedInGroups(const std::string& log, const std::string& name, int together,
+                           int total) {
+  const std::string started = "$(grep -c start " + log + ")";
+  const std::string open = "$((" + started + " - $(grep -c end " + log + ")))";
+  return "echo start " + name + " >> " + log + "; i=0; while [ " + open + " -lt " +
+         std::to_string(together) + " ] && [ " + started + " -lt " + std::to_string(total) +
+         " ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i + 1)); done; sleep 0.05; echo end " + name +
+         " >> " + log;
+}
+
 // The most tasks of `names` (a prefix each) that ran at once, from the log.
 int MostAtOnce(const std::string& text, const std::string& prefix) {
   int now = 0, most = 0;
@@ -120,8 +133,8 @@ TEST(CoordinationTest, ALimitIsASemaphoreAcrossWorkers) {
   EXPECT_EQ(set.out, "download: 0/2 running, 0 waiting\n");
   const std::string log = env.home() + "/log";
   const std::string job =
-      JobId(env.Run({"submit", "--limit", "download", "--", "sh", "-c", Logged(log, "d{}", 0.2),
-                     ":::", "1", "2", "3", "4", "5", "6"}));
+      JobId(env.Run({"submit", "--limit", "download", "--", "sh", "-c",
+                     LoggedInGroups(log, "d{}", 2, 6), ":::", "1", "2", "3", "4", "5", "6"}));
   // Then it is visible while they run, and at most two ever ran at once.
   RunResult list = env.Run({"limit", "list", "--json"});
   auto limit = nlohmann::json::parse(Lines(list.out).at(0));

@@ -144,14 +144,19 @@ TEST(DaemonTest, KilledWorkerIsReplacedAndItsTaskRunsAgain) {
   OrqEnv env;
   ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
   int worker = env.Status()["workers"][0]["pid"];
-  std::string job = Submit(env, {"--sleep", "1", "--result", "survived"});
-  // When its worker is killed while it runs the task,
-  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
+  // Given a task whose first attempt runs until stopped (a second one ends at once),
+  const std::string marker = env.home() + "/first-attempt";
+  std::string job = Submit(env, {"--", "sh", "-c",
+                                 "if [ -e " + marker + " ]; then echo survived; else touch " +
+                                     marker + "; sleep 60; fi"});
+  // When its worker is killed while it runs it,
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(marker); }));
   ::kill(worker, SIGKILL);
+  // Then it runs again on the worker that replaced it, and ends ok.
   RunResult r = env.Run({"gather", "--json", job});
   EXPECT_TRUE(Exits(r, 0));
   auto out = nlohmann::json::parse(r.out);
-  EXPECT_EQ(out["result"], "survived");
+  EXPECT_EQ(out["result"], "survived\n");
   EXPECT_EQ(out["attempts"], 2);
   EXPECT_NE(out["worker"], worker);
 }

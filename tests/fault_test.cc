@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -117,9 +118,14 @@ TEST(FaultTest, BrokerKilledMidJobResumesOnUp) {
 TEST(FaultTest, PausedWorkerLosesItsLeaseAndItsLateResultIsRejected) {
   OrqEnv env;
   ASSERT_TRUE(Exits(env.Run({"up", "-w", "2", "-t", "1", "--heartbeat-ms", "200"}), 0));
-  // Given a task running on one worker,
-  RunResult submit = env.Run({"submit", "--sleep", "1.5", "--result", "once"});
+  // Given a task running on one worker (its first attempt runs until stopped, a second one ends
+  // at once),
+  const std::string marker = env.home() + "/first-attempt";
+  RunResult submit = env.Run(
+      {"submit", "--", "sh", "-c",
+       "if [ -e " + marker + " ]; then echo once; else touch " + marker + "; sleep 60; fi"});
   std::string job = JobId(submit);
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(marker); }));
   int paused = 0;
   ASSERT_TRUE(env.WaitStatus([&](const nlohmann::json& s) {
     for (const auto& w : s["workers"]) {
@@ -134,10 +140,11 @@ TEST(FaultTest, PausedWorkerLosesItsLeaseAndItsLateResultIsRejected) {
   ::kill(paused, SIGCONT);
   ASSERT_TRUE(Exits(r, 0));
   auto first = nlohmann::json::parse(r.out);
-  EXPECT_EQ(first["result"], "once");
+  EXPECT_EQ(first["result"], "once\n");
   EXPECT_EQ(first["attempts"], 2);
   EXPECT_NE(first["worker"], paused);
-  // and once resumed, the paused worker's late result is rejected and counted,
+  // and once resumed, the paused worker is told to drop the task, and what it reports of it is
+  // rejected and counted,
   EXPECT_TRUE(env.WaitStatus([](const nlohmann::json& s) {
     return s["counters"]["stale_results"] >= 1;
   })) << env.Status().dump();
@@ -221,12 +228,14 @@ TEST(FaultTest, RetriesRerunFailingTasks) {
 TEST(FaultTest, GracefulDownFinishesShortTasksAndKeepsCancels) {
   OrqEnv env;
   ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
-  // Given a short task running, and a delayed one cancelled,
-  std::string running = JobId(env.Run({"submit", "--sleep", "1", "--result", "finished"}));
+  // Given a delayed task cancelled, and a short one running (it has said so),
   std::string delayed = JobId(env.Run({"submit", "--delay", "30", "--echo", "never"}));
   ASSERT_TRUE(Exits(env.Run({"cancel", delayed}), 0));
-  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
-  // When orq goes down and up again,
+  const std::string started = env.home() + "/started";
+  std::string running =
+      JobId(env.Run({"submit", "--", "sh", "-c", "touch " + started + "; sleep 2; echo finished"}));
+  ASSERT_TRUE(WaitUntil([&] { return std::filesystem::exists(started); }));
+  // When orq goes down (its grace is 5 s) and up again,
   ASSERT_TRUE(Exits(env.Run({"down"}), 0));
   ASSERT_TRUE(env.WaitNoProcesses(seconds(10)));
   ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
@@ -235,7 +244,7 @@ TEST(FaultTest, GracefulDownFinishesShortTasksAndKeepsCancels) {
   auto lines = Lines(r.out);
   ASSERT_EQ(lines.size(), 2u) << r.err;
   auto first = nlohmann::json::parse(lines[0]);
-  EXPECT_EQ(first["result"], "finished");
+  EXPECT_EQ(first["result"], "finished\n");
   EXPECT_EQ(first["attempts"], 1);
   EXPECT_EQ(nlohmann::json::parse(lines[1])["status"], "cancelled");
   // forget removes a finished job for good.
@@ -267,19 +276,26 @@ TEST(FaultTest, StandaloneWorkerRidesOutABrokerRestart) {
   env.Start({"worker", "--connect", "ipc://" + env.home() + "/broker.ipc", "-t", "1",
              "--heartbeat-ms", "200"});
   ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
-  // running a task when the broker is killed,
-  std::string job = JobId(env.Run({"submit", "--sleep", "3", "--result", "kept"}));
+  // running a task (until the test opens its gate) when the broker is killed,
+  const std::string gate = env.home() + "/gate";
+  std::string job = JobId(env.Run(
+      {"submit", "--", "sh", "-c", "while [ ! -e " + gate + " ]; do sleep 0.02; done; echo kept"}));
   ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 1; }));
   int broker = env.Status()["broker"]["pid"];
   ::kill(broker, SIGKILL);
+  ASSERT_TRUE(WaitGone(broker));
   // When a new broker starts from the journal,
   ASSERT_TRUE(Exits(env.Run({"up", "-w", "0", "--heartbeat-ms", "200"}), 0));
-  // Then the worker registers again with its lease, the broker lets it keep the task, and the
-  // task finishes once, in its first attempt.
+  // Then the worker registers again with its lease and the broker lets it keep the task,
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) {
+    return s["workers"].size() == 1 && s["tasks"]["running"] == 1;
+  }));
+  // and once the gate opens, the task finishes once, in its first attempt.
+  env.WriteFile("gate", "");
   RunResult r = env.Run({"gather", "--json", job}, "", seconds(30));
   ASSERT_TRUE(Exits(r, 0));
   auto out = nlohmann::json::parse(r.out);
-  EXPECT_EQ(out["result"], "kept");
+  EXPECT_EQ(out["result"], "kept\n");
   EXPECT_EQ(out["attempts"], 1);
   auto status = env.Status();
   EXPECT_EQ(status["counters"]["adopted"], 1);

@@ -250,6 +250,15 @@ std::string Command(const std::vector<std::string>& argv, std::chrono::seconds t
   return output;
 }
 
+bool WaitGone(pid_t pid, std::chrono::seconds timeout) {
+  return WaitUntil(
+      [&] {
+        const auto stat = ReadProcStat(pid);
+        return !stat || stat->state == 'Z';
+      },
+      timeout);
+}
+
 int WaitExit(pid_t pid, std::chrono::seconds timeout) {
   int code = -1;
   WaitUntil(

@@ -95,6 +95,11 @@ int RunProgram(const std::vector<std::string>& argv, std::string& output,
 std::string Command(const std::vector<std::string>& argv,
                     std::chrono::seconds timeout = std::chrono::seconds(30));
 
+// Waits until process `pid` (not necessarily a child) has ended: gone, or a zombie (its files,
+// locks and sockets are released; only its parent's wait is missing). False at the (scaled)
+// deadline.
+bool WaitGone(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(30));
+
 // Waits for child `pid` (from OrqEnv::Start) to exit; its exit code, 128+N when killed by signal N,
 // or -1 at the (scaled) deadline (it is then left running).
 int WaitExit(pid_t pid, std::chrono::seconds timeout);
