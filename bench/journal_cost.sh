@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 orq=build/orq
 runs=${1:-5}
-tmp=$(mktemp -d /tmp/orq-bench-XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/orq-bench-XXXXXX")
 trap 'ORQ_HOME=$tmp/home $orq down >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 python3 -c "
 for i in range(100000): print('{\"kind\":\"echo\",\"value\":%d}' % i)" > "$tmp/echo100k.jsonl"

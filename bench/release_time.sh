@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 orq=$PWD/build/orq
 runs=${1:-5}
-export ORQ_HOME=$(mktemp -d /tmp/orq-bench-XXXXXX)
+export ORQ_HOME=$(mktemp -d "${TMPDIR:-/tmp}/orq-bench-XXXXXX")
 trap '$orq down >/dev/null 2>&1 || true; rm -rf "$ORQ_HOME"' EXIT
 $orq up -w 2 -t 1 >/dev/null
 holder() {  # pid of the worker running a task

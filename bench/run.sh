@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 [[ -x build/orq ]] || bash scripts/build.sh >/dev/null
 anchors=${ORQ_ANCHORS:-../shared/bench/anchors/run_anchors.sh}
-out=$(mktemp -d /tmp/orq-bench-XXXXXX)
+out=$(mktemp -d "${TMPDIR:-/tmp}/orq-bench-XXXXXX")
 trap 'rm -rf "$out/home"' EXIT  # the raw figures stay in $out
 export ORQ_HOME=$out/home
 

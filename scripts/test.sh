@@ -51,9 +51,22 @@ sanitized=(-DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0 -g1" -DORQ_WERR
 
 run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/orq-test-XXXXXX")
 trap 'rm -rf "$run_tmp"' EXIT
-# Interrupted: stop every lane and what it started (the soak and the tests clean up after
-# themselves on TERM).
-trap 'trap - INT TERM; kill 0; exit 130' INT TERM
+# Interrupted: stop every lane (TERM to this process group), then kill what the tests started in
+# sessions of their own (brokers, a private Slurm): every such process names $run_tmp in its
+# environment or command line.
+interrupted() {
+  trap '' INT TERM
+  kill -TERM 0 2>/dev/null
+  sleep 1
+  local file pid
+  for file in $({ grep -lsa "$run_tmp" /proc/[0-9]*/environ /proc/[0-9]*/cmdline; } 2>/dev/null); do
+    pid=${file#/proc/}
+    pid=${pid%%/*}
+    [[ $pid != "$$" ]] && kill -KILL "$pid" 2>/dev/null
+  done
+  exit 130
+}
+trap interrupted INT TERM
 
 asan_lane() {
   stage "build-asan (AddressSanitizer + UndefinedBehaviorSanitizer)"

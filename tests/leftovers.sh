@@ -8,26 +8,26 @@
 set -uo pipefail
 base=${TMPDIR:-/tmp}
 base=${base%/}
-pattern="($base/orqt-|$base/orq-slurm-)"
+dirs="($base/orqt-|$base/orq-slurm-)"
 
-leftovers() {
-  local dir pid state
-  for dir in /proc/[0-9]*; do
-    pid=${dir#/proc/}
-    [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-    state=$(awk '{print $3}' "$dir/stat" 2>/dev/null) || continue
+leftovers() {  # the pids, one a line
+  local file pid state
+  # (environ is NUL-separated: a variable starts after a NUL, or at the start of the file)
+  for file in $({ grep -lsaE "(^|\x00)ORQ_HOME=$dirs" /proc/[0-9]*/environ
+                  grep -lsaE "$dirs" /proc/[0-9]*/cmdline; } 2>/dev/null | sort -u); do
+    pid=${file#/proc/}
+    pid=${pid%%/*}
+    [[ $pid == "$$" ]] && continue
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || continue
     [[ $state == Z ]] && continue  # exited; only its parent's wait is missing
-    if tr '\0' '\n' <"$dir/environ" 2>/dev/null | grep -Eq "^ORQ_HOME=$pattern" ||
-       tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -Eq "$pattern"; then
-      echo "$pid"
-    fi
-  done
+    echo "$pid"
+  done | sort -u
 }
 
-for _ in $(seq 100); do
+for _ in $(seq 50); do
   left=$(leftovers)
   [[ -z $left ]] && { echo "no process of a test is left (looked under $base)"; exit 0; }
-  sleep 0.1
+  sleep 0.2
 done
 echo "processes left behind by the tests (killed now):" >&2
 for pid in $left; do
