@@ -49,21 +49,27 @@ configure() {  # configure DIR CMAKE-ARGS...
 }
 sanitized=(-DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0 -g1" -DORQ_WERROR=ON)
 
+# Every lane runs as a background job, each a process group of its own (job control), so that an
+# interrupt can stop each lane and all it started, and never signals whoever ran this script.
+set -m
+declare -A lane_pid
 run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/orq-test-XXXXXX")
 trap 'rm -rf "$run_tmp"' EXIT
-# Interrupted: stop every lane (TERM to this process group), then kill what the tests started in
-# sessions of their own (brokers, a private Slurm): every such process names $run_tmp in its
-# environment or command line.
+# Interrupted (Ctrl-C, a CI deadline): TERM to every lane's process group, then KILL to what the
+# tests started in sessions of their own (brokers, a private Slurm): every such process names
+# $run_tmp in its environment or command line.
 interrupted() {
   trap '' INT TERM
-  kill -TERM 0 2>/dev/null
+  stage "interrupted: stopping every lane"
+  local pid file
+  for pid in "${lane_pid[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
   sleep 1
-  local file pid
   for file in $({ grep -lsa "$run_tmp" /proc/[0-9]*/environ /proc/[0-9]*/cmdline; } 2>/dev/null); do
     pid=${file#/proc/}
     pid=${pid%%/*}
-    [[ $pid != "$$" ]] && kill -KILL "$pid" 2>/dev/null
+    if [[ $pid != "$$" ]]; then kill -KILL "$pid" 2>/dev/null; fi
   done
+  for pid in "${lane_pid[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
   exit 130
 }
 trap interrupted INT TERM
@@ -78,7 +84,9 @@ asan_lane() {
 }
 
 if ((quick)); then
-  asan_lane -LE 'slow|hosts' "$@"
+  asan_lane -LE 'slow|hosts' "$@" &
+  lane_pid[asan]=$!
+  wait "${lane_pid[asan]}"
   stage "passed"
   exit 0
 fi
@@ -112,25 +120,26 @@ release_lane() {
 }
 
 mkdir -p build-logs
-declare -A lane_pids
 # The release lane's soak and the asan lane's tests are long and light: both builds go first, and
 # the tsan lane (all compiling and fuzzing) fills the time they leave.
 for lane in tsan release; do
   stage "the $lane lane starts (build-logs/$lane.log)"
   (if [[ $lane == tsan ]]; then renice -n 10 -p $BASHPID >/dev/null; fi; "${lane}_lane") \
     >"build-logs/$lane.log" 2>&1 &
-  lane_pids[$lane]=$!
+  lane_pid[$lane]=$!
 done
-# (A function called in a `||` list runs without errexit: each lane is a job of its own instead.)
-failed=()
 asan_lane "$@" &
-wait $! || failed+=(asan)
-for lane in tsan release; do
-  stage "waiting for the $lane lane"
-  wait "${lane_pids[$lane]}" || failed+=("$lane")
-  echo "---- build-logs/$lane.log:"
-  cat "build-logs/$lane.log"
-  echo "----"
+lane_pid[asan]=$!
+# (Each lane is a job of its own: a function called in a `||` list would run without errexit.)
+failed=()
+for lane in asan tsan release; do
+  [[ $lane == asan ]] || stage "waiting for the $lane lane"
+  wait "${lane_pid[$lane]}" || failed+=("$lane")
+  if [[ $lane != asan ]]; then
+    echo "---- build-logs/$lane.log:"
+    cat "build-logs/$lane.log"
+    echo "----"
+  fi
 done
 if ((${#failed[@]})); then
   stage "FAILED: ${failed[*]}"
