@@ -15,6 +15,7 @@
 #include "broker/journal.h"
 #include "broker/journal_space.h"
 #include "broker/restart.h"
+#include "broker/submit_parts.h"
 #include "common/clock.h"
 #include "common/errors.h"
 #include "common/keys.h"
@@ -146,9 +147,13 @@ class BrokerShell {
         } else if (auto* scale = std::get_if<ScaleRequest>(&std::get<Message>(received->message));
                    scale && MaySend(role, Command::kScale)) {
           Scale(received->identity, scale->workers);
-        } else if (std::holds_alternative<SubmitRequest>(std::get<Message>(received->message)) &&
-                   !RoomFor(received->identity, received->bytes)) {
-          // Too large for the disk's free space: RoomFor() refused it.
+        } else if (auto* part =
+                       std::get_if<SubmitPartRequest>(&std::get<Message>(received->message));
+                   part && MaySend(role, Command::kSubmitPart)) {
+          parts_.Add(received->identity, std::move(part->tasks), received->bytes, now);
+        } else if (auto* submit = std::get_if<SubmitRequest>(&std::get<Message>(received->message));
+                   submit && MaySend(role, Command::kSubmit)) {
+          Submit(received->identity, std::move(*submit), received->bytes, now, role);
         } else {
           core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
                        out_, role);
@@ -157,6 +162,7 @@ class BrokerShell {
       now = Clock::now();
       if (now >= next_access_check_) {  // `orq access` edits made while no one told us
         next_access_check_ = now + kAccessCheckInterval;
+        parts_.Expire(now);
         for (const auto& peer : gate_.ReloadIfChanged()) {
           core_.PeerRevoked(peer, out_);
           ++dropped_untold_;
@@ -214,6 +220,22 @@ class BrokerShell {
       ++dropped;
     }
     out_.push_back({from, ReloadedReply{static_cast<uint32_t>(gate_.allowed_keys()), dropped}});
+  }
+
+  // A submit: its parts (if it came in parts) put back in front, then the core decides, unless
+  // the parts are incomplete or the journal's disk has no room for the job.
+  void Submit(const std::string& from, SubmitRequest request, size_t bytes, Clock::time_point now,
+              Role role) {
+    SubmitParts::Taken parts = parts_.Take(from, request.parted);
+    if (!parts.problem.empty())
+      return out_.push_back({from, ErrorReply{ErrorCode::kBadRequest, parts.problem}});
+    if (!RoomFor(from, bytes + parts.bytes)) return;
+    if (!parts.tasks.empty()) {
+      parts.tasks.insert(parts.tasks.end(), std::make_move_iterator(request.tasks.begin()),
+                         std::make_move_iterator(request.tasks.end()));
+      request.tasks = std::move(parts.tasks);
+    }
+    core_.Handle(from, std::move(request), now, out_, role);
   }
 
   // orq scale: start workers up to `target`, or retire the newest extra ones (they finish their
@@ -430,6 +452,7 @@ class BrokerShell {
   // Connections the access check dropped since `orq access` last told us of a change: the check
   // may see a revoke before the CLI's message arrives, and the CLI reports them as its own.
   uint32_t dropped_untold_ = 0;
+  SubmitParts parts_;  // large jobs' first tasks, until their submit
   int child_fd_ = -1;  // signalfd for SIGCHLD
   std::vector<LocalWorker> workers_;
   const std::string host_ = HostName();
@@ -446,6 +469,9 @@ ExitCode RunBroker(const BrokerConfig& config) {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // Every descriptor the hard limit allows: strangers' connections are shed before they reach
+  // the reserve kept for local peers and the journal (broker/doorman.h).
+  RaiseDescriptorLimit();
   try {
     BrokerShell shell(config);
     return shell.Run();

@@ -200,6 +200,8 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
     ++counters_.unexpected; },  // the shell answers it
                  [&](ScaleRequest&) {
     ++counters_.unexpected; },  // the shell answers it
+                 [&](SubmitPartRequest&) {
+    ++counters_.unexpected; },  // the shell keeps it
                  // Replies and messages for workers are not for the broker. A message for the
                  // broker has its case above: a new one without one does not compile.
                  [&]<typename T>(T&) requires(!ToBroker(T::kCommand)) { ++counters_.unexpected;

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "broker/zap.h"
@@ -12,7 +13,6 @@
 namespace orq {
 namespace {
 
-constexpr const char* kMonitorEndpoint = "inproc://orq-broker-monitor";
 constexpr int kMonitorEvents = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_DISCONNECTED;
 // At most this many refusals are logged one by one; the counters keep the rest.
@@ -26,13 +26,9 @@ Gate::Gate(zmq::context_t& ctx, zmq::socket_t& router, std::optional<KeyStore> k
     : router_(router),
       keys_(std::move(keys)),
       zap_(ctx, zmq::socket_type::rep),
-      monitor_(ctx, zmq::socket_type::pair) {
+      doorman_(ctx, router, kMonitorEvents) {
   zap_.set(zmq::sockopt::linger, 0);
   zap_.bind("inproc://zeromq.zap.01");
-  if (zmq_socket_monitor(router_.handle(), kMonitorEndpoint, kMonitorEvents) != 0)
-    throw zmq::error_t();
-  monitor_.set(zmq::sockopt::linger, 0);
-  monitor_.connect(kMonitorEndpoint);
   Reload();
 }
 
@@ -61,7 +57,13 @@ std::string Gate::Bind(const std::string& endpoint) {
   router_.set(zmq::sockopt::handshake_ivl, static_cast<int>(kHandshakeTimeout.count()));
   if (router_.get(zmq::sockopt::mechanism) != ZMQ_CURVE)  // fail closed, never plain TCP
     throw std::runtime_error("CURVE could not be enabled on " + endpoint);
+  // A stranger's frame is read whole before CURVE judges it: TCP listeners take small frames.
+  const int64_t local_max = router_.get(zmq::sockopt::maxmsgsize);
+  const auto remote_max = static_cast<int64_t>(kMaxRemoteMessageBytes);
+  router_.set(zmq::sockopt::maxmsgsize,
+              local_max < 0 ? remote_max : std::min(local_max, remote_max));
   router_.bind(endpoint);
+  router_.set(zmq::sockopt::maxmsgsize, local_max);  // the listener keeps its copy
   return router_.get(zmq::sockopt::last_endpoint);
 }
 
@@ -88,19 +90,21 @@ void Gate::ServeZap(BrokerCounters& counters) {
 }
 
 void Gate::ReadMonitor(BrokerCounters& counters) {
-  for (;;) {
-    zmq::message_t event, address;
-    if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
-    if (event.more()) (void)monitor_.recv(address, zmq::recv_flags::none);
-    if (event.size() < 6) continue;
-    uint16_t id = 0;
-    uint32_t value = 0;
-    std::memcpy(&id, event.data(), 2);
-    std::memcpy(&value, static_cast<const char*>(event.data()) + 2, 4);
+  counters.shed = doorman_.shed();
+  if (const uint64_t unfinished = doorman_.TakeUnfinished()) {
+    if (counters.handshake_failed < kLoggedRefusals)
+      Log("TCP connections closed in their handshake: " + std::to_string(unfinished) +
+          " (a frame over " + std::to_string(kMaxRemoteMessageBytes >> 20) +
+          " MiB, or the peer hung up)");
+    counters.handshake_failed += unfinished;
+  }
+  while (auto event = ReceiveMonitorEvent(doorman_.events())) {
+    const uint16_t id = event->id;
+    const uint32_t value = event->value;
     if (id == ZMQ_EVENT_DISCONNECTED) {
       peers_.erase(static_cast<int>(value));
     } else if (++counters.handshake_failed <= kLoggedRefusals) {
-      Log("handshake failed on " + address.to_string() +
+      Log("handshake failed on " + event->endpoint +
           (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? " (protocol error: no CURVE, a wrong broker "
                                                        "key, or not ZeroMQ)"
                                                      : ""));

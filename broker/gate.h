@@ -11,7 +11,9 @@
 // - RoleOf() turns a message's User-Id into a Role, per message, against the current allow-list,
 //   so a key revoked a moment ago sends nothing more; its connection is shut down then and there.
 // - A socket monitor counts handshakes that failed before ZAP (no CURVE, a wrong broker key,
-//   garbage) and forgets connections that closed.
+//   garbage) and forgets connections that closed. Its events come through the doorman
+//   (broker/doorman.h), which bounds what strangers cost: a TCP listener takes frames of at most
+//   kMaxRemoteMessageBytes, handshakes in progress are capped, descriptors kept in reserve.
 #pragma once
 
 #include <optional>
@@ -21,6 +23,7 @@
 #include <zmq.hpp>
 
 #include "broker/broker_core.h"
+#include "broker/doorman.h"
 #include "common/keys.h"
 
 namespace orq {
@@ -36,10 +39,10 @@ class Gate {
   std::string Bind(const std::string& endpoint);
 
   zmq::socket_t& zap_socket() { return zap_; }
-  zmq::socket_t& monitor_socket() { return monitor_; }
+  zmq::socket_t& monitor_socket() { return doorman_.events(); }
   // Answers every waiting ZAP request; counts refusals.
   void ServeZap(BrokerCounters& counters);
-  // Reads every waiting monitor event; counts failed handshakes.
+  // Reads every waiting monitor event; counts failed handshakes and connections shed.
   void ReadMonitor(BrokerCounters& counters);
 
   // The role of the sender of a message that arrived with `user_id` (its connection's ZAP User-Id)
@@ -68,9 +71,9 @@ class Gate {
 
   zmq::socket_t& router_;
   std::optional<KeyStore> keys_;
-  zmq::socket_t zap_;      // REP, inproc://zeromq.zap.01
-  zmq::socket_t monitor_;  // PAIR, the router's monitor events
-  AllowList allowed_;      // invariant: what keys_ held at the last Reload()
+  zmq::socket_t zap_;  // REP, inproc://zeromq.zap.01
+  Doorman doorman_;    // watches the router's connections; forwards their events to us
+  AllowList allowed_;  // invariant: what keys_ held at the last Reload()
   // TCP connections seen, by file descriptor; entries leave when the monitor reports the close.
   std::unordered_map<int, Peer> peers_;
 };

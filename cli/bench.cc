@@ -48,7 +48,7 @@ struct Figures {
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 uint64_t SubmitJob(Client& client, std::vector<TaskSpec> specs) {
-  Message reply = client.Request(SubmitRequest{std::move(specs)}, milliseconds(120000));
+  Message reply = client.Submit(SubmitRequest{std::move(specs)}, milliseconds(120000));
   if (auto* s = std::get_if<SubmittedReply>(&reply)) return s->job;
   throw std::runtime_error("the broker refused the benchmark job");
 }

@@ -45,6 +45,9 @@ class Client {
   std::optional<Message> Receive(Clock::time_point deadline);
   // Send, then the first reply within `timeout`; Unreachable if none comes.
   Message Request(const Message& message, std::chrono::milliseconds timeout);
+  // Request() for a submit: a job of more than kSubmitPartBytes goes in parts (SubmitPartRequest)
+  // before it, so that no message exceeds kMaxRemoteMessageBytes.
+  Message Submit(SubmitRequest request, std::chrono::milliseconds timeout);
 
   const std::string& endpoint() const { return address_.endpoint; }
   bool remote() const { return address_.curve.has_value(); }

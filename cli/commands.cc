@@ -42,8 +42,8 @@ void InstallInterruptHandlers() {
 
 uint64_t Submit(Client& client, BuiltJob job, const std::string& key = "") {
   const auto reply = Expect<SubmittedReply>(
-      client.Request(SubmitRequest{std::move(job.specs), std::move(job.context), key},
-                     kRequestTimeout),
+      client.Submit(SubmitRequest{std::move(job.specs), std::move(job.context), key},
+                    kRequestTimeout),
       "orq submit");
   if (reply.existing)
     Say("orq submit: the key " + key + " names " + FormatJobId(reply.job) +

@@ -379,7 +379,7 @@ Verb RegisterBroker(CLI::App& app) {
   cmd->add_option("--max-job-tasks", o->config.max_tasks_per_job, "tasks one job may hold")
       ->check(MoreThanZero());
   cmd->add_option("--max-message-bytes", o->config.max_message_bytes,
-                  "largest message a peer may send (default 256 MiB)")
+                  "largest message a peer may send (default 256 MiB; over TCP at most 4 MiB)")
       ->check(CLI::Range(size_t{1024}, kMaxMessageBytes));
   return {cmd, [o] { return Broker(*o); }};
 }

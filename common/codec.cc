@@ -516,7 +516,9 @@ struct In {
   template <typename T> void operator()(std::vector<T>& v) { GetVector(r, v); }
 };
 
-template <typename F> void Fields(SubmitRequest& m, F&& f) { f(m.tasks), f(m.context), f(m.key); }
+template <typename F> void Fields(SubmitRequest& m, F&& f) {
+  f(m.tasks), f(m.context), f(m.key), f(m.parted);
+}
 template <typename F> void Fields(GatherRequest& m, F&& f) { f(m.ids), f(m.stream); }
 template <typename F> void Fields(StatusRequest&, F&&) {}
 template <typename F> void Fields(CancelRequest& m, F&& f) { f(m.ids), f(m.running); }
@@ -551,6 +553,7 @@ template <typename F> void Fields(LimitRequest& m, F&& f) { f(m.op), f(m.limit);
 template <typename F> void Fields(LimitsReply& m, F&& f) { f(m.limits); }
 template <typename F> void Fields(ExplainRequest& m, F&& f) { f(m.task); }
 template <typename F> void Fields(ResultsAck&, F&&) {}
+template <typename F> void Fields(SubmitPartRequest& m, F&& f) { f(m.tasks); }
 template <typename F> void Fields(ExplainedReply& m, F&& f) {
   f(m.state), f(m.reasons), f(m.eligible_in);
 }

@@ -63,7 +63,8 @@ std::vector<Message> OneOfEach() {
   ok.id = {1, 0};
   ok.result = "\"hello\"";
   return {
-      SubmitRequest{{sleep, cpu, echo, ShellSpec()}, {"/home/me", {{"HOME=/home/me", "X=y"}}}},
+      SubmitRequest{
+          {sleep, cpu, echo, ShellSpec()}, {"/home/me", {{"HOME=/home/me", "X=y"}}}, "k", 7},
       GatherRequest{{"j1", "j2.3"}, true},
       StatusRequest{},
       CancelRequest{{"j5"}, false},
@@ -115,6 +116,7 @@ std::vector<Message> OneOfEach() {
       LimitsReply{{{"api", {"api", 0, 10, 5}, "", {}, 0, 3}}},
       ExplainRequest{"j3.1"},
       ResultsAck{},
+      SubmitPartRequest{{sleep, echo}},
       ExplainedReply{"waiting", {"waiting for j3.0 (running)", "limit api is at 2/2"}},
       WatchMessage{{{3, 1}, {4, 2}}}};
 }

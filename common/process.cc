@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -216,14 +217,38 @@ int KillSession(pid_t sid) {
 // ---- Process
 // -------------------------------------------------------------------------------------
 
+namespace {
+// The soft RLIMIT_NOFILE this process started with, when RaiseDescriptorLimit() raised it.
+rlimit started_nofile{};
+bool nofile_raised = false;
+}  // namespace
+
+size_t RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (!nofile_raised && limit.rlim_cur < limit.rlim_max) {
+    started_nofile = limit;
+    rlimit raised = limit;
+    raised.rlim_cur = raised.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      nofile_raised = true;
+      limit = raised;
+    }
+  }
+  return static_cast<size_t>(limit.rlim_cur);
+}
+
 Process Process::SpawnSelf(const SpawnOptions& options) {
   const pid_t parent = ::getpid();
+  const bool restore_nofile = nofile_raised;
+  const rlimit nofile = started_nofile;
   const bool die_with_parent = options.die_with_parent;
   const bool new_session = options.new_session;
   auto setup = bp::extend::on_exec_setup([=](auto&) {
     sigset_t none;  // the parent may block signals (the broker blocks SIGCHLD for its signalfd)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (restore_nofile) ::setrlimit(RLIMIT_NOFILE, &nofile);  // children start as we did
     if (new_session) ::setsid();
     if (die_with_parent) {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);

@@ -75,6 +75,14 @@ constexpr std::chrono::milliseconds kKillWait{5000};
 // a worker leads its own session, so nothing it started can hide from this). Returns how many.
 int KillSession(pid_t sid);
 
+// ---- Descriptors
+// ---------------------------------------------------------------------------------
+
+// Raises this process's soft RLIMIT_NOFILE to its hard limit (the broker, so that strangers'
+// connections cannot starve it of descriptors) and returns the limit now in force. Children
+// started with Process::SpawnSelf() get the soft limit this process started with.
+size_t RaiseDescriptorLimit();
+
 // ---- /proc -------------------------------------------------------------------------------------
 
 struct ProcStat {    // the fields of /proc/PID/stat that orq reads

@@ -28,7 +28,7 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ5";
+inline constexpr std::string_view kProtocolVersion = "ORQ6";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
@@ -46,6 +46,7 @@ enum class Command : uint8_t {
   kLimit = 0x1a,     // set/remove/list limits              -> kLimits or kError
   kExplain = 0x1b,   // task                               -> kExplained or kError
   kResultsAck = 0x1c,  // a gather's chunk was taken: the broker may send one more (no reply)
+  kSubmitPart = 0x1d,  // [TaskSpec...]: the first tasks of the sender's next kSubmit (no reply)
 
   kSubmitted = 0x20,    // job number, task count
   kResults = 0x21,      // [TaskOutcome...], final flag (gather replies are chunked)
@@ -100,7 +101,8 @@ constexpr bool ToWorker(Command c) {
 // A request: its sender waits for a reply (an ErrorReply when it is refused).
 constexpr bool IsRequest(Command c) {
   const auto v = static_cast<uint8_t>(c);
-  return ((v >= 0x10 && v <= 0x1f) || (v >= 0x50 && v <= 0x5f)) && c != Command::kResultsAck;
+  return ((v >= 0x10 && v <= 0x1f) || (v >= 0x50 && v <= 0x5f)) && c != Command::kResultsAck &&
+         c != Command::kSubmitPart;
 }
 
 // What each role may send to the broker. A client key submits, gathers, cancels, asks for status,
@@ -157,6 +159,25 @@ inline constexpr std::chrono::milliseconds kConnectTimeout{2000};
 // Limits on what a peer may send (bounded input). A message over kMaxMessageBytes makes zmq drop
 // the connection of its sender; the others are checked where a task spec is validated.
 inline constexpr size_t kMaxMessageBytes = 256u << 20;  // ZMQ_MAXMSGSIZE on every socket
+// ZMQ_MAXMSGSIZE of the broker's TCP listeners. libzmq reads a whole frame before CURVE looks at
+// it, so this is what one stranger's connection can make the broker hold; with
+// kMaxPendingHandshakes it bounds what strangers cost together. Everything a TCP peer sends fits
+// it: a job goes in parts (kSubmitPart) of about kSubmitPartBytes, a worker's results in batches
+// of about kResultBatchBytes, and one task's outcome (two streams of kMaxOutputBytes, its
+// command) or spec (kMaxArgvBytes, kMaxEnvBytes) is smaller.
+inline constexpr size_t kMaxRemoteMessageBytes = 4u << 20;
+inline constexpr size_t kSubmitPartBytes = 1u << 20;
+inline constexpr size_t kResultBatchBytes = 1u << 20;
+// TCP connections still in their handshake, at most: in all, and from one address. Past either,
+// the one that has waited longest (of all, or of that address) is closed and counted (`shed`);
+// an honest handshake takes a round trip or two, so it is rarely the oldest.
+inline constexpr size_t kMaxPendingHandshakes = 32;
+inline constexpr size_t kMaxPendingPerAddress = 8;
+// Descriptors the broker keeps free for its ipc clients, local workers and journal: a TCP
+// connection accepted into this reserve is closed at once and counted (`shed`). At least
+// kMinDescriptorReserve, else an eighth of RLIMIT_NOFILE (which the broker raises to its hard
+// limit when it starts).
+inline constexpr size_t kMinDescriptorReserve = 64;
 inline constexpr size_t kMaxTasksPerJob = 5'000'000;
 inline constexpr size_t kMaxTasksPerMessage = 1024;  // tasks in one TasksMessage
 // Results in one gather reply: large enough to amortise a message, small enough to stay well
@@ -276,8 +297,19 @@ struct SubmitRequest {  // -> SubmittedReply, or ErrorReply
   // Idempotency (orq submit --key): while a job submitted with this key is kept, the same key
   // gets that job's id back and submits nothing. Empty: none.
   std::string key;
+  // Tasks sent before this in SubmitPartRequests: they come first in the job. The broker checks
+  // it got exactly this many, so a lost part never makes a shorter job.
+  uint32_t parted = 0;
 };
 inline constexpr size_t kMaxKeyBytes = 256;
+// The first tasks of the sender's next SubmitRequest, so that no message of a large job exceeds
+// kMaxRemoteMessageBytes: the CLI sends parts of about kSubmitPartBytes, then the SubmitRequest
+// with the rest, the context and the key. The broker keeps parts for kRequestTimeout after the
+// last; nothing of them is accepted until the SubmitRequest is.
+struct SubmitPartRequest {  // no reply
+  static constexpr Command kCommand = Command::kSubmitPart;
+  std::vector<TaskSpec> tasks;
+};
 struct GatherRequest {  // -> ResultsReply... (the last one final), or ErrorReply
   static constexpr Command kCommand = Command::kGather;
   std::vector<std::string> ids;  // jobs ("j7") and tasks ("j7.2"), in the order to print
@@ -432,12 +464,15 @@ struct BrokerCounters {
   uint64_t revoked = 0;           // connections dropped because their key was revoked
   uint64_t auth_refused = 0;      // TCP handshakes refused by the ZAP handler (key not allowed)
   uint64_t handshake_failed = 0;  // TCP handshakes that failed before ZAP (no CURVE, garbage)
+  // TCP connections closed to keep the broker's bounds: too many handshakes at once (from one
+  // address, or in all), or accepted into the descriptor reserve.
+  uint64_t shed = 0;
   // Each counter with its name in `orq status --json`.
   template <typename F> void ForEach(F&& f) {
     f("malformed", malformed), f("unexpected", unexpected), f("stale_results", stale_results),
         f("workers_lost", workers_lost), f("retries", retries), f("requeued", requeued),
         f("adopted", adopted), f("forbidden", forbidden), f("revoked", revoked),
-        f("auth_refused", auth_refused), f("handshake_failed", handshake_failed);
+        f("auth_refused", auth_refused), f("handshake_failed", handshake_failed), f("shed", shed);
   }
 };
 struct StatusReply {
@@ -554,15 +589,14 @@ struct WatchMessage {  // someone follows these tasks' output: send it as it com
   std::vector<TaskId> ids;
 };
 
-using Message =
-    std::variant<SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest,
-                 PingRequest, ForgetRequest, SubmittedReply, ResultsReply, StatusReply,
-                 CancelledReply, ErrorReply, PongReply, ShutdownAck, ForgottenReply, ReadyMessage,
-                 WorkerResultsMessage, HeartbeatMessage, GoodbyeMessage, TasksMessage,
-                 CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage,
-                 ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
-                 ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage,
-                 LimitRequest, LimitsReply, ExplainRequest, ExplainedReply, ResultsAck>;
+using Message = std::variant<
+    SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest, PingRequest,
+    ForgetRequest, SubmittedReply, ResultsReply, StatusReply, CancelledReply, ErrorReply, PongReply,
+    ShutdownAck, ForgottenReply, ReadyMessage, WorkerResultsMessage, HeartbeatMessage,
+    GoodbyeMessage, TasksMessage, CancelTasksMessage, BrokerHeartbeatMessage, StopMessage,
+    ReregisterMessage, ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
+    ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage, LimitRequest,
+    LimitsReply, ExplainRequest, ExplainedReply, ResultsAck, SubmitPartRequest>;
 
 namespace detail {
 template <size_t... I> constexpr bool CommandsAreUnique(std::index_sequence<I...>) {

@@ -34,20 +34,37 @@ HandshakeWatch::HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& watched)
   monitor_.connect(endpoint);
 }
 
-HandshakeWatch::Event HandshakeWatch::Read() {
-  Event worst = Event::kNone;  // what the caller is told
+std::optional<MonitorEvent> ReceiveMonitorEvent(zmq::socket_t& monitor) {
   for (;;) {
     zmq::message_t event, address;
-    if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return worst;
-    if (event.more()) (void)monitor_.recv(address, zmq::recv_flags::none);
+    if (!monitor.recv(event, zmq::recv_flags::dontwait)) return std::nullopt;
+    if (event.more()) (void)monitor.recv(address, zmq::recv_flags::none);
     if (event.size() < 6) continue;
-    uint16_t id = 0;
-    std::memcpy(&id, event.data(), 2);
-    Event e = id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED     ? Event::kSucceeded
-              : id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? Event::kRefused
-                                                      : Event::kFailed;
+    MonitorEvent e;
+    std::memcpy(&e.id, event.data(), 2);
+    std::memcpy(&e.value, static_cast<const char*>(event.data()) + 2, 4);
+    e.endpoint = address.to_string();
+    return e;
+  }
+}
+
+void SendMonitorEvent(zmq::socket_t& socket, const MonitorEvent& event) {
+  char head[6];
+  std::memcpy(head, &event.id, 2);
+  std::memcpy(head + 2, &event.value, 4);
+  socket.send(zmq::buffer(head, sizeof head), zmq::send_flags::sndmore);
+  socket.send(zmq::buffer(event.endpoint), zmq::send_flags::none);
+}
+
+HandshakeWatch::Event HandshakeWatch::Read() {
+  Event worst = Event::kNone;  // what the caller is told
+  while (auto event = ReceiveMonitorEvent(monitor_)) {
+    Event e = event->id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED     ? Event::kSucceeded
+              : event->id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? Event::kRefused
+                                                             : Event::kFailed;
     if (worst != Event::kRefused) worst = e;  // the latest, except that a refusal sticks
   }
+  return worst;
 }
 
 bool SendMessage(zmq::socket_t& socket, const Message& message, std::string_view identity,

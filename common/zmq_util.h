@@ -31,6 +31,19 @@ struct CurveClient {
 // kConnectTimeout on TCP connects.
 void SetCurveClient(zmq::socket_t& socket, const CurveClient& curve);
 
+// One event from a libzmq socket monitor (ZMQ_EVENT_*, its value: a descriptor for most, and the
+// endpoint it happened on).
+struct MonitorEvent {
+  uint16_t id = 0;
+  uint32_t value = 0;
+  std::string endpoint;
+};
+// The next event waiting on a monitor's PAIR socket; nullopt when none is. A malformed one is
+// skipped.
+std::optional<MonitorEvent> ReceiveMonitorEvent(zmq::socket_t& monitor);
+// Sends `event` as libzmq does (two frames), to pass it on.
+void SendMonitorEvent(zmq::socket_t& socket, const MonitorEvent& event);
+
 // Watches one socket's handshakes (a libzmq socket monitor), so a CURVE client can tell "the broker
 // refused my key" and "the handshake fails: wrong broker key, or no orq broker there" from silence.
 class HandshakeWatch {

@@ -64,14 +64,19 @@ void WorkerCore::OnDone(TaskOutcome outcome) {
 
 void WorkerCore::Flush(WorkerActions& actions) {
   if (pending_.empty()) return;
-  // Chunks keep each message well under the size limit even with shell output in it.
+  // Batches of about kResultBatchBytes: with one more outcome (at most its two streams and its
+  // command), a message stays under what a broker's TCP listener takes (kMaxRemoteMessageBytes).
   WorkerResultsMessage message;
   size_t bytes = 0;
   for (TaskOutcome& o : pending_) {
     bytes += 64 + o.result.size() + o.error.size();
-    if (o.shell) bytes += o.shell->stdout_text.size() + o.shell->stderr_text.size();
+    if (o.shell) {
+      bytes += o.shell->stdout_text.size() + o.shell->stderr_text.size();
+      if (o.shell->more)
+        for (const std::string& arg : o.shell->more->argv) bytes += arg.size() + 5;
+    }
     message.outcomes.push_back(std::move(o));
-    if (message.outcomes.size() == kMaxTasksPerMessage || bytes > kMaxMessageBytes / 4) {
+    if (message.outcomes.size() == kMaxTasksPerMessage || bytes > kResultBatchBytes) {
       actions.send.push_back(std::move(message));
       message = WorkerResultsMessage{};
       bytes = 0;

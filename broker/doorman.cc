@@ -1,0 +1,151 @@
+#include "broker/doorman.h"
+
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/log.h"
+#include "common/protocol.h"
+#include "common/zmq_util.h"
+
+namespace orq {
+namespace {
+
+constexpr const char* kMonitorEndpoint = "inproc://orq-broker-monitor";
+constexpr const char* kEventsEndpoint = "inproc://orq-broker-doorman";
+constexpr int kDoormanEvents =
+    ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+    ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED;
+// At most this many sheddings are logged one by one; the counter keeps the rest.
+constexpr uint64_t kLoggedSheddings = 20;
+
+// The peer of socket `fd`: the whole address (with the port), and the host's address alone.
+bool PeerOf(int fd, std::string& whole, std::string& host) {
+  sockaddr_storage peer{};
+  socklen_t length = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) return false;
+  whole.assign(reinterpret_cast<const char*>(&peer), length);
+  if (peer.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(peer);
+    host.assign(reinterpret_cast<const char*>(&in.sin_addr), sizeof in.sin_addr);
+  } else if (peer.ss_family == AF_INET6) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(peer);
+    host.assign(reinterpret_cast<const char*>(&in6.sin6_addr), sizeof in6.sin6_addr);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+size_t DescriptorLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1 << 20;
+  return static_cast<size_t>(limit.rlim_cur);
+}
+
+}  // namespace
+
+size_t DescriptorReserve(size_t limit) { return std::max(kMinDescriptorReserve, limit / 8); }
+
+std::vector<int> DoormanRules::Accepted(int fd, const std::string& address, size_t limit) {
+  const size_t reserve = DescriptorReserve(limit);
+  if (static_cast<size_t>(fd) + reserve >= limit) return {fd};
+  pending_.push_back({fd, address});
+  std::vector<int> shed;
+  if (++per_address_[address] > kMaxPendingPerAddress) {
+    auto oldest = std::find_if(pending_.begin(), pending_.end(),
+                               [&](const Pending& p) { return p.address == address; });
+    shed.push_back(oldest->fd);
+    Remove(oldest);
+  }
+  if (pending_.size() > kMaxPendingHandshakes) {
+    shed.push_back(pending_.front().fd);
+    Remove(pending_.begin());
+  }
+  return shed;
+}
+
+bool DoormanRules::Settled(int fd) {
+  auto it =
+      std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.fd == fd; });
+  if (it == pending_.end()) return false;
+  Remove(it);
+  return true;
+}
+
+void DoormanRules::Remove(std::deque<Pending>::iterator it) {
+  auto count = per_address_.find(it->address);
+  if (--count->second == 0) per_address_.erase(count);
+  pending_.erase(it);
+}
+
+Doorman::Doorman(zmq::context_t& ctx, zmq::socket_t& router, int forwarded_events)
+    : monitor_(ctx, zmq::socket_type::pair),
+      out_(ctx, zmq::socket_type::pair),
+      events_(ctx, zmq::socket_type::pair),
+      forwarded_events_(forwarded_events) {
+  if (zmq_socket_monitor(router.handle(), kMonitorEndpoint, kDoormanEvents | forwarded_events) != 0)
+    throw zmq::error_t();
+  for (zmq::socket_t* s : {&monitor_, &out_, &events_}) s->set(zmq::sockopt::linger, 0);
+  monitor_.connect(kMonitorEndpoint);
+  out_.set(zmq::sockopt::sndhwm, 0);  // the broker loop reads them all; never drop one
+  events_.bind(kEventsEndpoint);
+  out_.connect(kEventsEndpoint);
+  thread_ = std::thread([this] { Run(); });
+}
+
+Doorman::~Doorman() {
+  events_.send(zmq::str_buffer("stop"), zmq::send_flags::dontwait);
+  thread_.join();
+}
+
+void Doorman::Run() {
+  zmq::pollitem_t items[2] = {{monitor_.handle(), 0, ZMQ_POLLIN, 0},
+                              {out_.handle(), 0, ZMQ_POLLIN, 0}};
+  for (;;) {
+    try {
+      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      return;
+    }
+    if (items[1].revents & ZMQ_POLLIN) return;  // the broker is stopping
+    while (auto event = ReceiveMonitorEvent(monitor_)) {
+      const uint16_t id = event->id;
+      const int fd = static_cast<int>(event->value);
+      if (id == ZMQ_EVENT_ACCEPTED && event->endpoint.rfind("tcp://", 0) == 0) {
+        std::string whole, host;
+        if (PeerOf(fd, whole, host)) {
+          peers_[fd] = whole;
+          for (int closing : rules_.Accepted(fd, host, DescriptorLimit())) Shed(closing);
+        }
+      } else if (id != ZMQ_EVENT_ACCEPTED) {
+        if (rules_.Settled(fd) && id == ZMQ_EVENT_DISCONNECTED)
+          unfinished_.fetch_add(1, std::memory_order_relaxed);
+        if (id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) peers_.erase(fd);
+      }
+      if (id & forwarded_events_) SendMonitorEvent(out_, *event);
+    }
+  }
+}
+
+void Doorman::Shed(int fd) {
+  // libzmq may have closed this descriptor since, and handed its number to another connection:
+  // only a socket still connected to the same peer is shut down. shutdown(), not close(): the
+  // descriptor stays libzmq's, whose I/O thread sees the connection end and cleans up.
+  auto it = peers_.find(fd);
+  std::string whole, host;
+  if (it == peers_.end() || !PeerOf(fd, whole, host) || whole != it->second) return;
+  peers_.erase(it);
+  ::shutdown(fd, SHUT_RDWR);
+  const uint64_t n = shed_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (n <= kLoggedSheddings)
+    Log("closed a TCP connection still in its handshake: too many at once, or too few "
+        "descriptors left" +
+        std::string(n == kLoggedSheddings ? " (further ones are counted, not logged)" : ""));
+}
+
+}  // namespace orq

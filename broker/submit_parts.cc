@@ -1,0 +1,62 @@
+#include "broker/submit_parts.h"
+
+#include <iterator>
+
+namespace orq {
+
+void SubmitParts::Add(const std::string& from, std::vector<TaskSpec> tasks, size_t bytes,
+                      SteadyTime now) {
+  auto it = held_.find(from);
+  if (it == held_.end()) {
+    if (held_.size() >= kMaxPartSenders) return;  // its submit will find its parts missing
+    it = held_.emplace(from, Held{}).first;
+  }
+  Held& held = it->second;
+  held.last = now;
+  if (held.over) return;
+  if (held.tasks.size() + tasks.size() > max_tasks_ || held.bytes + bytes > kMaxMessageBytes) {
+    held.over = true;
+    held.tasks = {};
+    return;
+  }
+  held.bytes += bytes;
+  if (held.tasks.empty()) {
+    held.tasks = std::move(tasks);
+  } else {
+    held.tasks.insert(held.tasks.end(), std::make_move_iterator(tasks.begin()),
+                      std::make_move_iterator(tasks.end()));
+  }
+}
+
+SubmitParts::Taken SubmitParts::Take(const std::string& from, uint32_t expected) {
+  Taken taken;
+  auto it = held_.find(from);
+  if (it == held_.end()) {
+    if (expected > 0)
+      taken.problem = "the job's first " + std::to_string(expected) +
+                      " tasks did not reach the broker, or waited there too long; nothing was "
+                      "accepted";
+    return taken;
+  }
+  Held held = std::move(it->second);
+  held_.erase(it);
+  if (held.over) {
+    taken.problem = "a job may hold at most " + std::to_string(max_tasks_) + " tasks and " +
+                    std::to_string(kMaxMessageBytes >> 20) + " MiB; nothing was accepted";
+  } else if (held.tasks.size() != expected) {
+    taken.problem = "the job's first " + std::to_string(expected) +
+                    " tasks did not all reach the broker (" + std::to_string(held.tasks.size()) +
+                    " did); nothing was accepted";
+  } else {
+    taken.tasks = std::move(held.tasks);
+    taken.bytes = held.bytes;
+  }
+  return taken;
+}
+
+void SubmitParts::Expire(SteadyTime now) {
+  std::erase_if(held_,
+                [&](const auto& entry) { return now - entry.second.last >= kRequestTimeout; });
+}
+
+}  // namespace orq

@@ -1,0 +1,72 @@
+#include "broker/submit_parts.h"
+
+#include <gtest/gtest.h>
+
+namespace orq {
+namespace {
+
+std::vector<TaskSpec> Echoes(int first, int n) {
+  std::vector<TaskSpec> specs(n);
+  for (int i = 0; i < n; ++i) specs[i].body = EchoTask{std::to_string(first + i)};
+  return specs;
+}
+
+TEST(SubmitPartsTest, PartsComeBackInOrderOnceAndOnlyToTheirSender) {
+  SubmitParts parts;
+  const SteadyTime t0{};
+  parts.Add("alice", Echoes(0, 2), 100, t0);
+  parts.Add("bob", Echoes(10, 1), 50, t0);
+  parts.Add("alice", Echoes(2, 2), 100, t0);
+  SubmitParts::Taken alice = parts.Take("alice", 4);
+  EXPECT_EQ(alice.problem, "");
+  EXPECT_EQ(alice.bytes, 200u);
+  ASSERT_EQ(alice.tasks.size(), 4u);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(std::get<EchoTask>(alice.tasks[i].body).value, std::to_string(i));
+  EXPECT_EQ(parts.Take("alice", 0).tasks.size(), 0u);  // taken: gone
+  EXPECT_EQ(parts.Take("bob", 1).tasks.size(), 1u);
+  EXPECT_EQ(parts.senders(), 0u);
+}
+
+TEST(SubmitPartsTest, AMissingPartMakesNoShorterJob) {
+  SubmitParts parts;
+  parts.Add("alice", Echoes(0, 2), 100, SteadyTime{});
+  SubmitParts::Taken taken = parts.Take("alice", 3);
+  EXPECT_TRUE(taken.tasks.empty());
+  EXPECT_NE(taken.problem.find("did not all reach the broker (2 did)"), std::string::npos)
+      << taken.problem;
+  EXPECT_NE(parts.Take("carol", 5).problem, "");  // none at all
+}
+
+TEST(SubmitPartsTest, PartsOfASilentSenderExpire) {
+  SubmitParts parts;
+  const SteadyTime t0{};
+  parts.Add("alice", Echoes(0, 1), 100, t0);
+  parts.Add("bob", Echoes(0, 1), 100, t0 + kRequestTimeout / 2);
+  parts.Expire(t0 + kRequestTimeout);
+  EXPECT_EQ(parts.senders(), 1u);
+  EXPECT_NE(parts.Take("alice", 1).problem, "");
+  EXPECT_EQ(parts.Take("bob", 1).problem, "");
+}
+
+TEST(SubmitPartsTest, PartsPastABoundAreDroppedAndTheSubmitIsRefused) {
+  SubmitParts parts(/*max_tasks=*/3);
+  const SteadyTime t0{};
+  parts.Add("alice", Echoes(0, 2), 100, t0);
+  parts.Add("alice", Echoes(2, 2), 100, t0);  // 4 > 3
+  parts.Add("alice", Echoes(4, 1), 100, t0);  // still over: ignored
+  SubmitParts::Taken taken = parts.Take("alice", 5);
+  EXPECT_TRUE(taken.tasks.empty());
+  EXPECT_NE(taken.problem.find("at most 3 tasks"), std::string::npos) << taken.problem;
+  parts.Add("bob", Echoes(0, 1), kMaxMessageBytes + 1, t0);  // too many bytes
+  EXPECT_NE(parts.Take("bob", 1).problem, "");
+  // At most kMaxPartSenders senders hold parts at once; the next is told when it submits.
+  for (size_t i = 0; i < kMaxPartSenders; ++i)
+    parts.Add("s" + std::to_string(i), Echoes(0, 1), 10, t0);
+  parts.Add("late", Echoes(0, 1), 10, t0);
+  EXPECT_EQ(parts.senders(), kMaxPartSenders);
+  EXPECT_NE(parts.Take("late", 1).problem, "");
+}
+
+}  // namespace
+}  // namespace orq

@@ -1,0 +1,202 @@
+// Hostile peers: each case plays an attacker with real sockets (raw TCP for strangers) and checks
+// that the attack is refused and counted, that a legitimate client and worker are served during
+// and after it, and that the broker's memory and descriptors come back near where they started.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tests/cluster.h"
+
+namespace orq::testing {
+namespace {
+
+class HostileTest : public ClusterTest {};
+
+// A process's resident memory, in bytes (0 when it is gone).
+size_t Rss(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+size_t OpenDescriptors(pid_t pid) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++n;
+  return n;
+}
+
+sockaddr_in AddressOf(const std::string& endpoint) {
+  const auto colon = endpoint.rfind(':');
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(std::stoi(endpoint.substr(colon + 1))));
+  EXPECT_EQ(::inet_pton(AF_INET, endpoint.substr(6, colon - 6).c_str(), &address.sin_addr), 1);
+  return address;
+}
+
+// Closes its descriptors when it goes.
+struct Sockets {
+  std::vector<int> fds;
+  ~Sockets() {
+    for (int fd : fds) ::close(fd);
+  }
+};
+
+// A stranger as the issue found one: a ZMTP 3.0 greeting asking for CURVE, then a command frame
+// whose header claims `claimed` bytes, then up to `sent` bytes of it, as fast as the broker takes
+// them (a broker that hangs up ends it early). The connection is left open, in `keep`.
+void HugeFrame(const sockaddr_in& to, uint64_t claimed, size_t sent, Sockets& keep) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  keep.fds.push_back(fd);
+  timeval two_seconds{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &two_seconds, sizeof two_seconds);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+  std::string header(64, '\0');  // signature, version 3.0, mechanism, as-server, filler
+  header[0] = '\xff';
+  header[9] = '\x7f';
+  header[10] = 3;
+  header.replace(12, 5, "CURVE");
+  header += '\x06';  // a command frame with an 8-byte size
+  for (int shift = 56; shift >= 0; shift -= 8) header += static_cast<char>(claimed >> shift);
+  if (::send(fd, header.data(), header.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(header.size()))
+    return;
+  const std::string chunk(64 << 10, 'x');
+  for (size_t done = 0; done < sent;) {
+    const ssize_t w = ::send(fd, chunk.data(), std::min(chunk.size(), sent - done), MSG_NOSIGNAL);
+    if (w <= 0) return;  // the broker hung up, or stopped reading for 2 s
+    done += static_cast<size_t>(w);
+  }
+}
+
+TEST_P(HostileTest, StrangersClaimingHugeFramesCostTheBrokerLittle) {
+  Cluster& c = *cluster_;
+  // Given a broker with a remote client and a remote worker,
+  c.Up();
+  const std::string alice = c.Access("client", "alice", -1);
+  c.StartWorker(0, c.Access("worker", "node1", 0));
+  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  const pid_t broker = c.status()["broker"]["pid"].get<pid_t>();
+  const size_t rss_before = Rss(broker);
+  const sockaddr_in to = AddressOf(c.EndpointFor(-1));
+  // when 16 strangers each send a handshake frame claiming 250 MiB and push 32 MiB of it,
+  Sockets strangers;
+  c.InClientNet([&] {
+    for (int i = 0; i < 16; ++i) HugeFrame(to, 250ull << 20, 32u << 20, strangers);
+  });
+  // then, while they are still connected, the broker holds a few MiB more, not 512,
+  const size_t rss_during = Rss(broker);
+  EXPECT_LT(rss_during, rss_before + (48u << 20))
+      << "before " << (rss_before >> 20) << " MiB, during " << (rss_during >> 20) << " MiB";
+  // its real client and worker are served,
+  RunResult submit = c.Client(alice, {"submit", "--", "echo", "served"});
+  ASSERT_TRUE(Exits(submit, 0));
+  RunResult gather = c.Client(alice, {"gather", JobId(submit)});
+  EXPECT_TRUE(Exits(gather, 0));
+  EXPECT_EQ(gather.out, "served\n");
+  // and each stranger's handshake is counted as failed.
+  EXPECT_TRUE(c.WaitStatus([](const nlohmann::json& s) {
+    return s["counters"]["handshake_failed"].get<int>() >= 16;
+  })) << c.status()["counters"].dump();
+}
+
+TEST_P(HostileTest, AJobLargerThanATcpMessageGoesInParts) {
+  Cluster& c = *cluster_;
+  // Given a remote client and worker,
+  c.Up();
+  const std::string alice = c.Access("client", "alice", -1);
+  c.StartWorker(0, c.Access("worker", "node1", 0), {"--workdir", c.broker().home()});
+  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  // when the client submits 3,000 tasks of 3 KiB each (9 MiB, twice what one TCP message may
+  // carry),
+  std::string lines;
+  const std::string pad(3000, 'p');
+  for (int i = 0; i < 3000; ++i)
+    lines += R"({"kind": "echo", "value": ")" + std::to_string(i) + pad + "\"}\n";
+  const std::string file = c.client().WriteFile("big.jsonl", lines);
+  RunResult submit = c.Client(alice, {"submit", "-f", file});
+  ASSERT_TRUE(Exits(submit, 0));
+  // then every task ran once, in order.
+  RunResult gather = c.Client(alice, {"gather", "--json", JobId(submit)}, seconds(120));
+  ASSERT_TRUE(Exits(gather, 0));
+  const std::vector<std::string> results = Lines(gather.out);
+  ASSERT_EQ(results.size(), 3000u);
+  for (int i : {0, 1, 1500, 2999}) {
+    const auto r = nlohmann::json::parse(results[i]);
+    EXPECT_EQ(r["result"], std::to_string(i) + pad) << results[i].substr(0, 200);
+  }
+}
+
+// Half-open TCP connections from many addresses, more than the broker's descriptors: loopback
+// only, where every 127.0.0.0/8 address is this host's.
+TEST(HostileLimitsTest, HalfOpenConnectionsPastTheDescriptorLimitNeverStopLocalPeers) {
+  OrqEnv env;
+  // Given a broker with a local worker, listening on TCP, allowed 256 descriptors,
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "--listen", "tcp://127.0.0.1:*"}), 0));
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  const nlohmann::json status = env.Status();
+  const pid_t broker = status["broker"]["pid"].get<pid_t>();
+  const sockaddr_in to = AddressOf(status["endpoints"][1].get<std::string>());
+  rlimit low{256, 256};
+  ASSERT_EQ(::prlimit(broker, RLIMIT_NOFILE, &low, nullptr), 0) << std::strerror(errno);
+  const size_t fds_before = OpenDescriptors(broker);
+  rlimit mine{};
+  ::getrlimit(RLIMIT_NOFILE, &mine);
+  mine.rlim_cur = mine.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &mine);
+  // when 600 connections from 60 addresses open and say nothing,
+  Sockets strangers;
+  for (int i = 0; i < 600; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    strangers.fds.push_back(fd);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(0x7f000002 + i % 60);  // 127.0.0.2 ...
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from), 0)
+        << std::strerror(errno);
+    const int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    ASSERT_TRUE(r == 0 || errno == EINPROGRESS) << std::strerror(errno);
+  }
+  // then local clients and the local worker are served, again and again,
+  for (int i = 0; i < 3; ++i) {
+    RunResult submit = env.Run({"submit", "--", "echo", "local"});
+    ASSERT_TRUE(Exits(submit, 0));
+    RunResult gather = env.Run({"gather", JobId(submit)});
+    ASSERT_TRUE(Exits(gather, 0));
+    EXPECT_EQ(gather.out, "local\n");
+  }
+  // the broker closed strangers' connections to keep its bounds, and counted them,
+  EXPECT_EQ(::kill(broker, 0), 0) << "the broker is gone";
+  EXPECT_TRUE(env.WaitStatus([](const nlohmann::json& s) {
+    return s["counters"]["shed"].get<int>() > 0;
+  })) << env.Status()["counters"].dump();
+  // and once they leave, its descriptors are back near where they were.
+  for (int fd : strangers.fds) ::close(fd);
+  strangers.fds.clear();
+  size_t fds_after = 0;
+  EXPECT_TRUE(WaitUntil([&] { return (fds_after = OpenDescriptors(broker)) <= fds_before + 4; }))
+      << "before " << fds_before << ", after " << fds_after;
+}
+
+INSTANTIATE_TEST_SUITE_P(Hosts, HostileTest, ::testing::Values(Net::kLoopback, Net::kNamespaces),
+                         [](const auto& info) {
+                           return info.param == Net::kLoopback ? "Loopback" : "Namespaces";
+                         });
+
+}  // namespace
+}  // namespace orq::testing
