@@ -14,10 +14,12 @@
 #include "broker/gate.h"
 #include "broker/journal.h"
 #include "broker/journal_space.h"
+#include "broker/peer_bounds.h"
 #include "broker/restart.h"
 #include "broker/submit_parts.h"
 #include "common/clock.h"
 #include "common/errors.h"
+#include "common/ids.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "common/paths.h"
@@ -49,6 +51,8 @@ constexpr uint64_t kLowSpace = 1ull << 20;
 // Without a journal (--no-journal), outcomes kept in memory: about 250 MB's worth at most; past
 // it, the jobs that ended first are forgotten.
 constexpr uint64_t kMemoryResults = 1'000'000;
+// Peers' messages over a bound logged one by one, at most; the counter keeps the rest.
+constexpr uint64_t kLoggedOverBounds = 100;
 
 struct LocalWorker {
   Process process;
@@ -154,7 +158,7 @@ class BrokerShell {
         } else if (auto* submit = std::get_if<SubmitRequest>(&std::get<Message>(received->message));
                    submit && MaySend(role, Command::kSubmit)) {
           Submit(received->identity, std::move(*submit), received->bytes, now, role);
-        } else {
+        } else if (WithinBounds(received->identity, std::get<Message>(received->message), role)) {
           core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
                        out_, role);
         }
@@ -220,6 +224,35 @@ class BrokerShell {
       ++dropped;
     }
     out_.push_back({from, ReloadedReply{static_cast<uint32_t>(gate_.allowed_keys()), dropped}});
+  }
+
+  // A worker's fields over their bounds (broker/peer_bounds.h): its registration is refused with
+  // the sentence (the worker logs it and exits), an outcome is recorded as the failure it is.
+  // Logged (the first hundred) and counted.
+  bool WithinBounds(const std::string& from, Message& message, Role role) {
+    uint64_t& count = core_.counters().over_bounds;
+    auto note = [&](const std::string& what) {
+      if (++count <= kLoggedOverBounds)
+        Log(what + (count == kLoggedOverBounds ? " (further ones are counted, not logged)" : ""));
+    };
+    if (auto* ready = std::get_if<ReadyMessage>(&message);
+        ready && MaySend(role, Command::kReady)) {
+      if (auto why = CheckReady(*ready)) {
+        note("refused a worker's registration: " + *why);
+        out_.push_back(
+            {from, ErrorReply{ErrorCode::kBadRequest, "the broker refused this worker: " + *why}});
+        return false;
+      }
+    } else if (auto* results = std::get_if<WorkerResultsMessage>(&message);
+               results && MaySend(role, Command::kWorkerResults)) {
+      for (TaskOutcome& outcome : results->outcomes) {
+        if (auto why = CheckOutcome(outcome)) {
+          note("a worker's outcome of " + FormatTaskId(outcome.id) + " is over a bound: " + *why);
+          outcome = OverBounds(outcome, *why);
+        }
+      }
+    }
+    return true;
   }
 
   // A submit: its parts (if it came in parts) put back in front, then the core decides, unless

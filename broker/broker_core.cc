@@ -1263,8 +1263,7 @@ void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage
       w.cpus = r.amount;
       continue;
     }
-    constexpr uint32_t kMaxUnits = 4096;  // what orq worker --resources allows
-    const uint32_t n = std::min(r.amount, kMaxUnits);
+    const uint32_t n = std::min(r.amount, kMaxResourceUnits);  // the shell refuses more
     w.units[r.name] = Units{std::vector<bool>(n, false), n};
   }
   w.offered = {{"cpus", w.cpus}};

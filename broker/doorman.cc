@@ -68,12 +68,10 @@ std::vector<int> DoormanRules::Accepted(int fd, const std::string& address, size
   return shed;
 }
 
-bool DoormanRules::Settled(int fd) {
+void DoormanRules::Settled(int fd) {
   auto it =
       std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.fd == fd; });
-  if (it == pending_.end()) return false;
-  Remove(it);
-  return true;
+  if (it != pending_.end()) Remove(it);
 }
 
 void DoormanRules::Remove(std::deque<Pending>::iterator it) {
@@ -116,20 +114,27 @@ void Doorman::Run() {
     while (auto event = ReceiveMonitorEvent(monitor_)) {
       const uint16_t id = event->id;
       const int fd = static_cast<int>(event->value);
-      if (id == ZMQ_EVENT_ACCEPTED && event->endpoint.rfind("tcp://", 0) == 0) {
-        std::string whole, host;
-        if (PeerOf(fd, whole, host)) {
-          peers_[fd] = whole;
-          for (int closing : rules_.Accepted(fd, host, DescriptorLimit())) Shed(closing);
-        }
-      } else if (id != ZMQ_EVENT_ACCEPTED) {
-        if (rules_.Settled(fd) && id == ZMQ_EVENT_DISCONNECTED)
+      if (id == ZMQ_EVENT_ACCEPTED) {
+        if (event->endpoint.rfind("tcp://", 0) == 0) Admit(fd);  // ipc: local, never shed
+      } else {
+        // Events of one descriptor come in order: a close with no handshake result before it
+        // ended in its handshake (a frame over the limit, a peer that hung up).
+        if (handshaking_.erase(fd) && id == ZMQ_EVENT_DISCONNECTED)
           unfinished_.fetch_add(1, std::memory_order_relaxed);
+        rules_.Settled(fd);
         if (id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) peers_.erase(fd);
       }
       if (id & forwarded_events_) SendMonitorEvent(out_, *event);
     }
   }
+}
+
+void Doorman::Admit(int fd) {
+  handshaking_.insert(fd);
+  std::string whole, host;
+  if (!PeerOf(fd, whole, host)) return;  // libzmq closed it already
+  peers_[fd] = whole;
+  for (int closing : rules_.Accepted(fd, host, DescriptorLimit())) Shed(closing);
 }
 
 void Doorman::Shed(int fd) {
@@ -140,6 +145,7 @@ void Doorman::Shed(int fd) {
   std::string whole, host;
   if (it == peers_.end() || !PeerOf(fd, whole, host) || whole != it->second) return;
   peers_.erase(it);
+  handshaking_.erase(fd);  // counted as shed, not as a failed handshake
   ::shutdown(fd, SHUT_RDWR);
   const uint64_t n = shed_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (n <= kLoggedSheddings)

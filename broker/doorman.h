@@ -24,6 +24,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 #include <zmq.hpp>
 
@@ -38,9 +39,8 @@ class DoormanRules {
   // while `limit` descriptors may be open. Returns the descriptors to close: `fd` itself when it
   // is in the reserve, else the oldest pending ones past a bound (possibly `fd`).
   std::vector<int> Accepted(int fd, const std::string& address, size_t limit);
-  // Its handshake ended (succeeded or failed) or it closed: it is no longer pending. True when it
-  // was.
-  bool Settled(int fd);
+  // Its handshake ended (succeeded or failed) or it closed: it is no longer pending.
+  void Settled(int fd);
   size_t pending() const { return pending_.size(); }
 
  private:
@@ -71,13 +71,15 @@ class Doorman {
 
  private:
   void Run();
+  void Admit(int fd);  // a TCP connection was accepted
   void Shed(int fd);
 
   zmq::socket_t monitor_;  // the doorman thread's: PAIR on the router's monitor endpoint
   zmq::socket_t out_;      // the doorman thread's: PAIR it forwards events on
   zmq::socket_t events_;   // the broker loop's end of out_; a message on it stops the thread
   int forwarded_events_;
-  DoormanRules rules_;                          // the doorman thread's
+  DoormanRules rules_;                   // the doorman thread's
+  std::unordered_set<int> handshaking_;  // the doorman thread's: TCP fds with no handshake result
   std::unordered_map<int, std::string> peers_;  // the doorman thread's: pending fds' peers
   std::atomic<uint64_t> shed_{0};
   std::atomic<uint64_t> unfinished_{0};

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "cli/client.h"
+#include "cli/format.h"
 #include "cli/verbs.h"
 #include "common/clock.h"
 #include "common/errors.h"
@@ -139,7 +140,7 @@ ExitCode List(const AccessOptions& o, const KeyStore& store) {
                      {"public_key", e.public_key},
                      {"created", e.created}});
     }
-    std::printf("%s\n", all.dump().c_str());
+    std::printf("%s\n", JsonLine(all).c_str());
     return ExitCode::kOk;
   }
   if (entries.empty()) {

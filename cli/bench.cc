@@ -16,6 +16,7 @@
 
 #include "broker/broker_core.h"
 #include "cli/embedded.h"
+#include "cli/format.h"
 #include "cli/verbs.h"
 #include "common/clock.h"
 #include "common/ids.h"
@@ -498,7 +499,7 @@ ExitCode Bench(const BenchOptions& options) {
               })->second;  // there: IsMember checked the name
     Figures f = fn(options.workers, threads);
     if (options.json) {
-      std::printf("%s\n", ToJson(f).dump().c_str());
+      std::printf("%s\n", JsonLine(ToJson(f)).c_str());
     } else {
       auto ms = [](double v) { return v >= 0 ? std::to_string(v).substr(0, 6) : std::string("-"); };
       std::printf("%-8s %9zu %9.3f %11.0f %10.2f %8s %8s %10.1f %10.1f  %s\n", f.workload.c_str(),

@@ -5,6 +5,7 @@
 #include "common/errors.h"
 #include "common/keys.h"
 #include "common/paths.h"
+#include "common/text.h"
 
 namespace orq {
 namespace {
@@ -173,7 +174,7 @@ Message Client::Submit(SubmitRequest request, std::chrono::milliseconds timeout)
 }
 
 [[noreturn]] void Throw(const ErrorReply& error, const std::string& verb) {
-  const std::string sentence = verb + ": " + error.message;
+  const std::string sentence = verb + ": " + EscapeControls(error.message);
   switch (ExitCodeOf(error.code)) {
     case ExitCode::kUsage:
       throw UsageError(sentence);

@@ -311,19 +311,20 @@ ExitCode StatusVerb(bool json, const std::vector<std::string>& jobs) {
     client.emplace(FindBroker());
     if (!jobs.empty()) {
       for (const JobInfo& j : AskJobs(*client, jobs))
-        std::printf("%s\n", json ? JobJson(j).dump().c_str() : JobLine(j).c_str());
+        std::printf("%s\n", json ? JsonLine(JobJson(j)).c_str() : JobLine(j).c_str());
       return ExitCode::kOk;
     }
     const auto status =
         Expect<StatusReply>(client->Request(StatusRequest{}, kRequestTimeout), "orq status");
     if (json)
-      std::printf("%s\n", StatusJson(status).dump().c_str());
+      std::printf("%s\n", JsonLine(StatusJson(status)).c_str());
     else
       PrintStatus(status, stdout);
   } catch (const Unreachable& e) {
     // A script asking for JSON gets JSON, also when there is no broker.
     if (json)
-      std::printf("%s\n", nlohmann::json{{"running", false}, {"error", e.what()}}.dump().c_str());
+      std::printf("%s\n",
+                  JsonLine(nlohmann::json{{"running", false}, {"error", e.what()}}).c_str());
     throw;
   }
   return ExitCode::kOk;
@@ -333,7 +334,7 @@ ExitCode JobsVerb(bool json) {
   Client client(FindBroker());
   const auto jobs = AskJobs(client, {});
   if (json) {
-    for (const JobInfo& j : jobs) std::printf("%s\n", JobJson(j).dump().c_str());
+    for (const JobInfo& j : jobs) std::printf("%s\n", JsonLine(JobJson(j)).c_str());
     return ExitCode::kOk;
   }
   if (jobs.empty()) {

@@ -49,7 +49,7 @@ LimitSpec ParseLimit(const LimitOptions& o) {
 
 void PrintLimits(const std::vector<GateInfo>& limits, bool json) {
   if (json) {
-    for (const GateInfo& l : limits) std::printf("%s\n", LimitJson(l).dump().c_str());
+    for (const GateInfo& l : limits) std::printf("%s\n", JsonLine(LimitJson(l)).c_str());
     return;
   }
   if (limits.empty()) {
@@ -89,7 +89,7 @@ ExitCode ExplainVerb(const std::string& task, bool json) {
   if (json) {
     nlohmann::json j{{"task", task}, {"state", reply.state}, {"reasons", reply.reasons}};
     if (!at.empty()) j["eligible_in"] = reply.eligible_in, j["eligible_at"] = at;
-    std::printf("%s\n", j.dump().c_str());
+    std::printf("%s\n", JsonLine(j).c_str());
     return ExitCode::kOk;
   }
   std::printf("%s: %s%s\n", task.c_str(), reply.state.c_str(),

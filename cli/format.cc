@@ -2,6 +2,7 @@
 
 #include "broker/gates.h"
 #include "common/ids.h"
+#include "common/text.h"
 
 namespace orq {
 namespace {
@@ -90,6 +91,10 @@ std::string FailureSentence(const TaskOutcome& o) {
     s += " (stderr: " + std::string(err) + ")";
   }
   return s;
+}
+
+std::string JsonLine(const nlohmann::json& json) {
+  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 nlohmann::json StatusJson(StatusReply s) {
@@ -187,8 +192,8 @@ void PrintStatus(StatusReply s, std::FILE* out) {
       offer += (offer.empty() ? "" : ",") + r.name + "=" + std::to_string(r.amount);
     for (size_t i = 0; i < w.queues.size(); ++i) offer += (i ? "," : "  queues ") + w.queues[i];
     std::fprintf(out, "  %-6s %-20s pid %-8lld threads %-3u running %-4u %s\n",
-                 w.remote ? "remote" : "local", w.host.c_str(), static_cast<long long>(w.pid),
-                 w.threads, w.running, offer.c_str());
+                 w.remote ? "remote" : "local", EscapeControls(w.host).c_str(),
+                 static_cast<long long>(w.pid), w.threads, w.running, offer.c_str());
   }
   std::fprintf(out, "tasks   ");
   s.tasks.ForEach([&](const char* name, uint64_t v) {

@@ -22,6 +22,9 @@ std::string FailureSentence(const TaskOutcome& outcome);
 // `orq status --json`: {"broker": {"pid"}, "endpoint", "endpoints", "workers": [...], "tasks":
 // {...}, "jobs", "counters": {...}}.
 nlohmann::json StatusJson(StatusReply status);
+// `json` as one line, always valid JSON: bytes that are not UTF-8 (from a task's output, or a
+// peer) become U+FFFD rather than an exception.
+std::string JsonLine(const nlohmann::json& json);
 // `orq status`: a few lines for people.
 void PrintStatus(StatusReply status, std::FILE* out);
 

@@ -73,8 +73,9 @@ std::vector<ResourceNeed> ParseResources(const std::vector<std::string>& items) 
     const std::string name = item.substr(0, eq);
     char* end = nullptr;
     const long n = eq == std::string::npos ? 0 : std::strtol(item.c_str() + eq + 1, &end, 10);
-    if (n < 1 || n > 4096 || *end)
-      throw UsageError("--resources " + item + ": give NAME=N, N from 1 to 4096 (e.g. gpu=2)");
+    if (n < 1 || n > kMaxResourceUnits || *end)
+      throw UsageError("--resources " + item + ": give NAME=N, N from 1 to " +
+                       std::to_string(kMaxResourceUnits) + " (e.g. gpu=2)");
     if (auto error = ValidateName(name, "--resources")) throw UsageError(*error);
     for (const ResourceNeed& r : resources) {
       if (r.name == name) throw UsageError("--resources names " + name + " twice");

@@ -194,7 +194,8 @@ inline constexpr size_t kMaxValueBytes = 1u << 20;   // an echo value or a sleep
 // A job's environment, or a task's own, all "K=V" strings together: within Linux's limit on what
 // execve() takes (argv and environment together, a quarter of the stack limit, 2 MiB by default).
 inline constexpr size_t kMaxEnvBytes = 1u << 20;
-inline constexpr size_t kMaxPathBytes = 4096;  // a cwd (PATH_MAX)
+inline constexpr size_t kMaxPathBytes = 4096;        // a cwd (PATH_MAX)
+inline constexpr uint32_t kMaxResourceUnits = 4096;  // units of one resource a worker offers
 
 // A task is named by its job and its index in the job: "j7.2" is job 7, task 2.
 struct TaskId {
@@ -467,12 +468,16 @@ struct BrokerCounters {
   // TCP connections closed to keep the broker's bounds: too many handshakes at once (from one
   // address, or in all), or accepted into the descriptor reserve.
   uint64_t shed = 0;
+  // Messages from peers with a field over its bound (broker/peer_bounds.h): a worker's
+  // registration refused, or an outcome recorded as a failure instead.
+  uint64_t over_bounds = 0;
   // Each counter with its name in `orq status --json`.
   template <typename F> void ForEach(F&& f) {
     f("malformed", malformed), f("unexpected", unexpected), f("stale_results", stale_results),
         f("workers_lost", workers_lost), f("retries", retries), f("requeued", requeued),
         f("adopted", adopted), f("forbidden", forbidden), f("revoked", revoked),
-        f("auth_refused", auth_refused), f("handshake_failed", handshake_failed), f("shed", shed);
+        f("auth_refused", auth_refused), f("handshake_failed", handshake_failed), f("shed", shed),
+        f("over_bounds", over_bounds);
   }
 };
 struct StatusReply {

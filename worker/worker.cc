@@ -167,6 +167,10 @@ class WorkerShell {
   }
 
   void Apply(WorkerActions& actions) {
+    if (!actions.refused.empty()) {
+      Log(actions.refused + "; exiting");
+      exit_code_ = ExitCode::kRefused;
+    }
     for (Assignment& a : actions.start) runner_.Start(a);
     for (TaskId id : actions.cancel) runner_.Cancel(id);
     for (TaskId id : actions.watch) runner_.Watch(id);

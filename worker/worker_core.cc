@@ -47,6 +47,9 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
           actions.send.push_back(Ready());
         } else if constexpr (std::is_same_v<T, BrokerHeartbeatMessage>) {
           // last_heard_ is all it is for
+        } else if constexpr (std::is_same_v<T, ErrorReply>) {
+          actions.refused = m.message;  // its registration: no retry can fix it
+          actions.exit = true;
         } else {
           // Requests and replies are not for a worker. A message for workers has its case above:
           // a new one without one does not compile.

@@ -31,6 +31,7 @@ struct WorkerActions {
   std::vector<TaskId> watch;  // send these running tasks' output as it comes
   bool reconnect = false;     // close the socket, open a new one, then call Connected()
   bool exit = false;          // kill what still runs, say goodbye, exit
+  std::string refused;        // the broker refused this worker, saying this (then exit is set)
 };
 
 class WorkerCore {

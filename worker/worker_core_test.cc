@@ -64,6 +64,39 @@ TEST_F(WorkerCoreTest, OutcomesLeaveTogetherOnFlush) {
   EXPECT_TRUE(a.send.empty());
 }
 
+TEST_F(WorkerCoreTest, ResultsLeaveInBatchesATcpListenerTakes) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  for (uint32_t i = 0; i < 5; ++i) {
+    TaskOutcome o;
+    o.id = {1, i};
+    o.shell = ShellOutput{0, std::string(kMaxOutputBytes, 'o'), std::string(kMaxOutputBytes, 'e')};
+    core_.OnDone(o);
+  }
+  a = {};
+  core_.Flush(a);
+  size_t outcomes = 0;
+  for (const Message& m : a.send) {
+    const auto& results = std::get<WorkerResultsMessage>(m);
+    size_t bytes = 0;
+    for (const TaskOutcome& o : results.outcomes)
+      bytes += o.shell->stdout_text.size() + o.shell->stderr_text.size();
+    EXPECT_LT(bytes, kMaxRemoteMessageBytes);
+    outcomes += results.outcomes.size();
+  }
+  EXPECT_EQ(outcomes, 5u);
+}
+
+TEST_F(WorkerCoreTest, ARefusedRegistrationEndsTheWorkerWithTheBrokersSentence) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  a = {};
+  core_.OnMessage(ErrorReply{ErrorCode::kBadRequest, "the broker refused this worker: why"}, now_,
+                  a);
+  EXPECT_TRUE(a.exit);
+  EXPECT_EQ(a.refused, "the broker refused this worker: why");
+}
+
 TEST_F(WorkerCoreTest, CancelOnlyWhatRuns) {
   WorkerActions a;
   core_.Connected(now_, a);

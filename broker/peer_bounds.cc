@@ -1,0 +1,84 @@
+#include "broker/peer_bounds.h"
+
+#include <set>
+
+#include "common/text.h"
+
+namespace orq {
+namespace {
+
+std::string Bytes(size_t n) { return std::to_string(n) + " bytes"; }
+
+FieldError Over(const std::string& field, size_t size, size_t limit, const char* unit) {
+  if (size <= limit) return std::nullopt;
+  return field + " has " + std::to_string(size) + " " + unit + "; the limit is " +
+         std::to_string(limit);
+}
+
+}  // namespace
+
+FieldError CheckReady(const ReadyMessage& ready) {
+  if (ready.host.empty() || ready.host.size() > kMaxHostBytes || !IsPrintableUtf8(ready.host))
+    return "its host name must be 1 to " + std::to_string(kMaxHostBytes) +
+           " bytes of printable UTF-8";
+  if (ready.threads > kMaxSlots) return Over("threads", ready.threads, kMaxSlots, "threads");
+  uint64_t slots = 0;
+  for (uint32_t s : ready.slots) {
+    if (s > kMaxSlots) return Over("a task class", s, kMaxSlots, "slots");
+    slots += s;
+  }
+  if (auto e = Over("its list of running tasks", ready.running.size(), slots, "entries (slots)"))
+    return e;
+  if (auto e = Over("its resources", ready.resources.size(), kMaxOffered, "entries")) return e;
+  std::set<std::string_view> names;
+  for (const ResourceNeed& r : ready.resources) {
+    if (auto e = ValidateName(r.name, "resource")) return e;
+    if (r.amount < 1 || r.amount > kMaxResourceUnits)
+      return "resource " + r.name + " has " + std::to_string(r.amount) + " units; give 1 to " +
+             std::to_string(kMaxResourceUnits);
+    if (!names.insert(r.name).second) return "resource " + r.name + " is offered twice";
+  }
+  if (auto e = Over("its queues", ready.queues.size(), kMaxOffered, "entries")) return e;
+  for (const std::string& q : ready.queues) {
+    if (auto e = ValidateName(q, "queue")) return e;
+  }
+  return std::nullopt;
+}
+
+FieldError CheckOutcome(const TaskOutcome& outcome) {
+  if (auto e = Over("its result", outcome.result.size(), kMaxValueBytes, "bytes")) return e;
+  if (auto e = Over("its error", outcome.error.size() + outcome.last_error.size(), kMaxErrorBytes,
+                    "bytes"))
+    return e;
+  if (!outcome.shell) return std::nullopt;
+  const ShellOutput& shell = *outcome.shell;
+  if (auto e = Over("its stdout", shell.stdout_text.size(), kMaxOutputBytes, "bytes")) return e;
+  if (auto e = Over("its stderr", shell.stderr_text.size(), kMaxOutputBytes, "bytes")) return e;
+  if (!shell.more) return std::nullopt;
+  const ShellOutput::More& more = *shell.more;
+  if (auto e = Over("its command", more.argv.size(), kMaxArgs, "arguments")) return e;
+  size_t argv = 0;
+  for (const std::string& a : more.argv) argv += a.size();
+  if (auto e = Over("its command", argv, kMaxArgvBytes, "bytes")) return e;
+  if (more.host.size() > kMaxHostBytes || !IsPrintableUtf8(more.host))
+    return "its host name must be at most " + Bytes(kMaxHostBytes) + " of printable UTF-8";
+  for (const std::string* file : {&more.stdout_file, &more.stderr_file}) {
+    if (file->size() > kMaxPathBytes || !IsPrintableUtf8(*file))
+      return "its output file must be a path of at most " + Bytes(kMaxPathBytes) +
+             " of printable UTF-8";
+  }
+  return std::nullopt;
+}
+
+TaskOutcome OverBounds(const TaskOutcome& outcome, const std::string& why) {
+  TaskOutcome failed;
+  failed.id = outcome.id;
+  failed.attempt = outcome.attempt;
+  failed.status = TaskStatus::kFailed;
+  failed.started = outcome.started;
+  failed.finished = outcome.finished;
+  failed.error = "its worker sent an outcome the broker does not keep: " + why;
+  return failed;
+}
+
+}  // namespace orq

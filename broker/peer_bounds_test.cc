@@ -1,0 +1,102 @@
+#include "broker/peer_bounds.h"
+
+#include <gtest/gtest.h>
+
+#include "common/text.h"
+
+namespace orq {
+namespace {
+
+ReadyMessage Honest() {
+  ReadyMessage r;
+  r.pid = 7;
+  r.threads = 4;
+  r.slots = {1000, 4, 4};
+  r.host = "node7.example.org";
+  r.resources = {{"cpus", 4}, {"gpu", 2}};
+  r.queues = {"gpu", "default"};
+  return r;
+}
+
+TEST(PeerBoundsTest, TextIsPrintableUtf8OrEscaped) {
+  EXPECT_TRUE(IsPrintableUtf8("node-7 ünïcødé 日本"));
+  EXPECT_FALSE(IsPrintableUtf8("\xff\xfe"));
+  EXPECT_FALSE(IsPrintableUtf8("a\x1b]0;pwned\x07"));
+  EXPECT_FALSE(
+      IsPrintableUtf8("\xc2\x9b"
+                      "31m"));                    // C1 CSI
+  EXPECT_FALSE(IsPrintableUtf8("\xc0\xaf"));      // overlong '/'
+  EXPECT_FALSE(IsPrintableUtf8("\xed\xa0\x80"));  // a surrogate
+  EXPECT_EQ(EscapeControls("ok\tline\n\x1b[2Jgone\xff"), "ok\tline\n\\x1b[2Jgone\\xff");
+  EXPECT_EQ(EscapeControls("日本"), "日本");
+}
+
+TEST(PeerBoundsTest, AnHonestRegistrationPassesAndEachBoundIsNamed) {
+  EXPECT_EQ(CheckReady(Honest()), std::nullopt);
+  auto refused = [](auto change) {
+    ReadyMessage r = Honest();
+    change(r);
+    return CheckReady(r).value_or("");
+  };
+  EXPECT_NE(refused([](ReadyMessage& r) { r.host = "\xff\xfe"; }).find("host name"),
+            std::string::npos);
+  EXPECT_NE(refused([](ReadyMessage& r) { r.host = "a\x1b[31m"; }).find("host name"),
+            std::string::npos);
+  EXPECT_NE(refused([](ReadyMessage& r) { r.host = std::string(256, 'h'); }).find("host name"),
+            std::string::npos);
+  EXPECT_NE(refused([](ReadyMessage& r) {
+              r.resources.clear();
+              for (int i = 0; i < 65; ++i) r.resources.push_back({"r" + std::to_string(i), 1});
+            }).find("resources has 65 entries; the limit is 64"),
+            std::string::npos);
+  EXPECT_NE(refused([](ReadyMessage& r) {
+              r.resources = {{"gpu", 4097}};
+            }).find("4097 units"),
+            std::string::npos);
+  EXPECT_NE(refused([](ReadyMessage& r) {
+              r.resources = {{"gpu", 1}, {"gpu", 1}};
+            }).find("twice"),
+            std::string::npos);
+  EXPECT_NE(refused([](ReadyMessage& r) {
+              r.resources = {{"a b", 1}};
+            }).find("not a name"),
+            std::string::npos);
+  EXPECT_NE(refused([](ReadyMessage& r) { r.queues = {"$(rm)"}; }).find("not a name"),
+            std::string::npos);
+  EXPECT_NE(refused([](ReadyMessage& r) { r.slots[0] = kMaxSlots + 1; }).find("slots"),
+            std::string::npos);
+  EXPECT_NE(refused([](ReadyMessage& r) {
+              r.slots = {0, 0, 1};
+              r.running = {{{1, 0}, 1}, {{1, 1}, 1}};
+            }).find("running tasks"),
+            std::string::npos);
+}
+
+TEST(PeerBoundsTest, AnOutcomeOverABoundBecomesAFailureThatSaysWhy) {
+  TaskOutcome honest;
+  honest.id = {3, 1};
+  honest.attempt = 2;
+  honest.shell = ShellOutput{0, std::string(kMaxOutputBytes, 'o'), "err", true, nullptr};
+  EXPECT_EQ(CheckOutcome(honest), std::nullopt);
+  TaskOutcome big = honest;
+  big.shell->stdout_text += "!";
+  const auto why = CheckOutcome(big);
+  ASSERT_TRUE(why);
+  EXPECT_EQ(*why, "its stdout has 1048577 bytes; the limit is 1048576");
+  const TaskOutcome failed = OverBounds(big, *why);
+  EXPECT_EQ(failed.id, big.id);
+  EXPECT_EQ(failed.attempt, 2u);
+  EXPECT_EQ(failed.status, TaskStatus::kFailed);
+  EXPECT_FALSE(failed.shell);
+  EXPECT_NE(failed.error.find(*why), std::string::npos);
+  TaskOutcome result;
+  result.result = std::string(kMaxValueBytes + 1, '1');
+  EXPECT_TRUE(CheckOutcome(result));
+  TaskOutcome host = honest;
+  host.shell->more =
+      std::make_shared<ShellOutput::More>(ShellOutput::More{"", "", "\x1b]0;x\x07", {}});
+  EXPECT_TRUE(CheckOutcome(host));
+}
+
+}  // namespace
+}  // namespace orq
