@@ -160,7 +160,7 @@ class BrokerShell {
           Submit(received->identity, std::move(*submit), received->bytes, now, role);
         } else if (WithinBounds(received->identity, std::get<Message>(received->message), role)) {
           core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
-                       out_, role);
+                       out_, role, received->user_id);
         }
       }
       now = Clock::now();

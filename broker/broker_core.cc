@@ -116,6 +116,7 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
           LeaseLost(id, task, "the broker stopped while it ran", unused);
           continue;
         }
+        orphans_[id] = "";  // who held it is not journaled: a local worker may take it back
       }
       if (wait > 0) {
         task.state = State::kDelayed;
@@ -138,7 +139,7 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
 void BrokerCore::Delay(TaskId id, SteadyTime due) { delayed_.push({due, next_seq_++, id}); }
 
 void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now,
-                        std::vector<Outgoing>& out, Role role) {
+                        std::vector<Outgoing>& out, Role role, const std::string& key) {
   now_ = now;
   const Command command = CommandOf(message);
   if (!ToBroker(command)) {
@@ -182,7 +183,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
                  [&](OutputMessage& m) {
     if (worker) Output(worker_ids_.at(from), m, out); },
                  [&](ReadyMessage& m) {
-    Register(from, role, m, now, out); },
+    Register(from, role, key, m, now, out); },
                  [&](WorkerResultsMessage& m) {
     if (worker) return Results(*worker, m, now, out);
     // A worker we dropped (paused, partitioned): its results are stale; it must
@@ -883,6 +884,7 @@ void BrokerCore::FlushStreams(std::vector<Outgoing>& out) {
 
 void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
                         bool journal) {
+  if (!orphans_.empty()) orphans_.erase(id);
   switch (task.state) {
     case State::kWaiting:
       --waiting_;
@@ -1235,8 +1237,14 @@ void BrokerCore::BeginShutdown(std::vector<Outgoing>& out) {
   for (const auto& [id, w] : workers_) out.push_back({w.identity, StopMessage{grace}});
 }
 
-void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage& ready,
-                          SteadyTime now, std::vector<Outgoing>& out) {
+bool BrokerCore::MayAdopt(TaskId id, Role role, const std::string& key) const {
+  auto it = orphans_.find(id);
+  if (it == orphans_.end()) return false;  // never leased, or leased to someone else since
+  return it->second == key || (it->second.empty() && role == Role::kLocal);
+}
+
+void BrokerCore::Register(const std::string& from, Role role, const std::string& key,
+                          const ReadyMessage& ready, SteadyTime now, std::vector<Outgoing>& out) {
   // The same connection registering again (its Ready crossed a Reregister) keeps what it held:
   // those leases are not adopted anew.
   std::unordered_set<TaskId, TaskIdHash> held;
@@ -1251,6 +1259,7 @@ void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage
   const uint32_t id = next_worker_++;
   Worker& w = workers_[id];
   w.identity = from;
+  w.key = key;
   w.pid = ready.pid;
   w.threads = ready.threads;
   w.host = ready.host;
@@ -1282,11 +1291,13 @@ void BrokerCore::Register(const std::string& from, Role role, const ReadyMessage
     if (gated && !waiting_for_.empty()) StopWaiting(lease.id);
     // (Nor one it no longer has the resources for: it may have registered with fewer.)
     if (task && task->state == State::kQueued && task->attempt == lease.attempt &&
-        !task->cancel_requested && (!gated || !gates_.Check(*task->spec->needs, now)) &&
+        MayAdopt(lease.id, role, key) && !task->cancel_requested &&
+        (!gated || !gates_.Check(*task->spec->needs, now)) &&
         Fits(w, *task->spec, Cpus(*task->spec))) {
       if (gated) gates_.Acquire(*task->spec->needs, lease.id, now);
       Assignment ignored;  // it has its units' variables already
       Take(w, lease.id, *task->spec, Cpus(*task->spec), ignored);
+      orphans_.erase(lease.id);
       task->state = State::kRunning;
       task->worker = id;
       --queued_;
@@ -1455,6 +1466,7 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
           ++running_;
           ++w.in_use[c];
           w.leases.insert(id);
+          if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
           journal_.RecordLease(id, task->attempt);
           const bool shell = std::holds_alternative<ShellTask>(task->spec->body);
           Assignment& a = message.tasks.emplace_back(Assignment{
@@ -1588,6 +1600,7 @@ void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why,
   const std::string reason =
       "its worker (pid " + std::to_string(it->second.pid) + ") was lost: " + why;
   auto leases = std::move(it->second.leases);
+  const std::string key = std::move(it->second.key);
   worker_ids_.erase(it->second.identity);
   workers_.erase(it);
   for (TaskId id : leases) {
@@ -1598,6 +1611,7 @@ void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why,
     task.state = State::kQueued;
     ++counters_.requeued;
     LeaseLost(id, task, reason, out);
+    if (task.state == State::kQueued) orphans_[id] = key;  // it may come back for it
   }
   Dispatch(out);
 }

@@ -64,9 +64,11 @@ class BrokerCore {
 
   // A message from peer `from` (a client or a worker), received at `now`. `role` is what the
   // peer's connection authenticated as (common/protocol.h): a message outside it is refused,
-  // counted, and answered with kForbidden when it is a request.
+  // counted, and answered with kForbidden when it is a request. `key` is the key it
+  // authenticated with (its ZAP User-Id; the same for every local peer): a worker may take back
+  // only leases that a worker of its key lost.
   void Handle(const std::string& from, Message message, SteadyTime now, std::vector<Outgoing>& out,
-              Role role = Role::kLocal);
+              Role role = Role::kLocal, const std::string& key = {});
   // A frame from `from` that did not decode: counted, and the sender is told if it is a client.
   void HandleMalformed(const std::string& from, const std::string& what,
                        std::vector<Outgoing>& out);
@@ -164,6 +166,7 @@ class BrokerCore {
                        TaskIdHash>
         held;
     std::vector<ResourceNeed> offered;  // as it registered, for status
+    std::string key;                    // the key it authenticated with
   };
   struct QueueEntry {
     int32_t priority;
@@ -219,8 +222,11 @@ class BrokerCore {
   std::vector<GateInfo> LimitInfos() const;
   std::vector<GateInfo> LockInfos() const;
   void Explain(const std::string& from, const ExplainRequest& request, std::vector<Outgoing>& out);
-  void Register(const std::string& from, Role role, const ReadyMessage& ready, SteadyTime now,
-                std::vector<Outgoing>& out);
+  void Register(const std::string& from, Role role, const std::string& key,
+                const ReadyMessage& ready, SteadyTime now, std::vector<Outgoing>& out);
+  // Whether a worker of `key` (and `role`) registering with a lease of `id` may keep it: a worker
+  // of that key lost it, or (after our restart, when nobody knows who held it) it is local.
+  bool MayAdopt(TaskId id, Role role, const std::string& key) const;
   void Refuse(const std::string& from, Role role, Command command, std::vector<Outgoing>& out);
   void Results(Worker& worker, WorkerResultsMessage& results, SteadyTime now,
                std::vector<Outgoing>& out);
@@ -334,6 +340,9 @@ class BrokerCore {
   Heap<DelayedEntry> delayed_;  // idem
   std::unordered_map<uint32_t, Worker> workers_;
   std::unordered_map<std::string, uint32_t> worker_ids_;  // ROUTER identity -> worker id
+  // Queued tasks whose last lease was lost (its worker dropped, or our restart), not leased since:
+  // the key that held it ("" when unknown, after a restart). Only such a lease may be adopted.
+  std::unordered_map<TaskId, std::string, TaskIdHash> orphans_;
   uint32_t next_worker_ = 1;
   std::unordered_map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 1;

@@ -382,6 +382,38 @@ TEST_F(BrokerFaultTest, ReturningWorkerKeepsLeasesNobodyTook) {
   ASSERT_TRUE(store_.Find({job, 0}).has_value());
 }
 
+TEST_F(BrokerFaultTest, AWorkerMayAdoptOnlyALeaseAWorkerOfItsKeyLost) {
+  auto from = [&](const std::string& who, const std::string& key, Message m) {
+    std::vector<Outgoing> out;
+    core_.Handle(who, std::move(m), now_, out, Role::kWorker, key);
+    return out;
+  };
+  auto cancelled = [](const std::vector<Outgoing>& out) {
+    for (const auto& o : out) {
+      if (std::holds_alternative<CancelTasksMessage>(o.message)) return true;
+    }
+    return false;
+  };
+  // Given a task nobody was ever given (queued at attempt 0),
+  const uint64_t never = SubmitJob({Sleep(10)});
+  // a worker key claiming it is told to drop it, and it is not taken as running,
+  auto out = from("thief", "KEY-B", ReadyMessage{100, 1, {0, 0, 0}, {{{never, 0}, 0}}, "h"});
+  EXPECT_TRUE(cancelled(out));
+  EXPECT_EQ(core_.counters().adopted, 0u);
+  // Given a task a worker of key A ran when it was dropped for silence,
+  from("honest", "KEY-A", ReadyMessage{100, 1, {1, 1, 1}, {}, "h"});
+  for (int i = 0; i < 5; ++i) Advance(milliseconds(1000));
+  ASSERT_EQ(core_.counters().workers_lost, 2u);  // (the thief was silent too)
+  // a worker of key B claiming that lease (its id reused, or not) does not get it either,
+  out = from("honest", "KEY-B", ReadyMessage{100, 1, {0, 0, 0}, {{{never, 0}, 1}}, "h"});
+  EXPECT_TRUE(cancelled(out));
+  EXPECT_EQ(core_.counters().adopted, 0u);
+  // while a worker of key A does.
+  out = from("honest-again", "KEY-A", ReadyMessage{100, 1, {1, 1, 1}, {{{never, 0}, 1}}, "h"});
+  EXPECT_FALSE(cancelled(out));
+  EXPECT_EQ(core_.counters().adopted, 1u);
+}
+
 TEST_F(BrokerFaultTest, AWorkerRegisteringTwiceKeepsItsLeaseAndIsAdoptedOnce) {
   // Given a returning worker that adopted its lease,
   Register("w1", {1, 1, 1});

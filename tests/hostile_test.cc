@@ -232,6 +232,49 @@ TEST_P(HostileTest, AnOutcomeOverABoundIsRecordedAsTheFailureItIs) {
   EXPECT_LT(gather.out.size(), 4096u);
 }
 
+TEST_P(HostileTest, AWorkerKeyCannotAdoptATaskItWasNeverGiven) {
+  Cluster& c = *cluster_;
+  c.Up();
+  const std::string alice = c.Access("client", "alice", -1);
+  const CurveClient rogue = KeysOf(c.Access("worker", "rogue", -1));
+  const std::string endpoint = c.EndpointFor(-1);
+  // Given a queued task no worker was ever given,
+  RunResult submit = c.Client(alice, {"submit", "--", "echo", "real"});
+  ASSERT_TRUE(Exits(submit, 0));
+  const uint64_t job = std::stoull(JobId(submit).substr(1));
+  // when a worker key registers claiming it runs it (attempt 0) and reports a forged result,
+  ReadyMessage claim = Registration("rogue");
+  claim.running = {{{job, 0}, 0}};
+  TaskOutcome forged;
+  forged.id = {job, 0};
+  forged.attempt = 0;
+  forged.shell = ShellOutput{0, "forged\n", "", false, nullptr};
+  std::vector<Message> replies;
+  const int stale = c.status()["counters"]["stale_results"].get<int>();
+  c.InClientNet([&] {
+    replies = RawPeer(endpoint, rogue, {claim, WorkerResultsMessage{{forged}}},
+                      [&](const std::vector<Message>&) {
+                        return c.status()["counters"]["stale_results"].get<int>() > stale;
+                      });
+  });
+  // then it is told to drop the task, its result is stale, nothing was adopted,
+  bool dropped = false;
+  for (const Message& m : replies) {
+    if (const auto* cancel = std::get_if<CancelTasksMessage>(&m))
+      dropped = dropped || (cancel->ids.size() == 1 && cancel->ids[0] == TaskId{job, 0});
+  }
+  EXPECT_TRUE(dropped);
+  EXPECT_EQ(c.status()["counters"]["adopted"].get<int>(), 0);
+  // and a real worker runs it: the result is the real one (the rogue, given the task honestly once
+  // it was told to drop its claim, never reported that attempt: its lease ran out with it).
+  c.StartWorker(0, c.Access("worker", "node1", 0), {"--workdir", c.broker().home()});
+  RunResult gather = c.Client(alice, {"gather", "--json", JobId(submit)});
+  ASSERT_TRUE(Exits(gather, 0));
+  const nlohmann::json outcome = nlohmann::json::parse(gather.out);
+  EXPECT_EQ(outcome["stdout"], "real\n") << gather.out;
+  EXPECT_GE(outcome["attempts"].get<int>(), 1) << gather.out;
+}
+
 // Half-open TCP connections from many addresses, more than the broker's descriptors: loopback
 // only, where every 127.0.0.0/8 address is this host's.
 TEST(HostileLimitsTest, HalfOpenConnectionsPastTheDescriptorLimitNeverStopLocalPeers) {

@@ -108,7 +108,9 @@ class WorkerShell {
     // Linger: the last results and the goodbye still leave when the worker exits.
     socket_ = MakeSocket(ctx_, zmq::socket_type::dealer, std::chrono::milliseconds(2000));
     std::random_device rd;
-    std::string identity = "w" + std::to_string(::getpid()) + "-" + std::to_string(rd());
+    // Random (128 bits): a routing id says nothing a peer could guess or reuse.
+    std::string identity = "w" + std::to_string(::getpid());
+    for (int i = 0; i < 4; ++i) identity += "-" + std::to_string(rd());
     socket_.set(zmq::sockopt::routing_id, identity);
     socket_.set(zmq::sockopt::sndhwm, 0);
     socket_.set(zmq::sockopt::reconnect_ivl, 10);  // at start the broker may be binding right now
