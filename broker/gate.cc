@@ -9,6 +9,7 @@
 #include "broker/zap.h"
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/paths.h"
 
 namespace orq {
 namespace {
@@ -34,6 +35,8 @@ Gate::Gate(zmq::context_t& ctx, zmq::socket_t& router, std::optional<KeyStore> k
 
 std::string Gate::Bind(const std::string& endpoint) {
   if (StartsWith(endpoint, "ipc://")) {
+    // The socket file and its directory are what protect local peers (Role::kLocal).
+    if (auto problem = IpcEndpointProblem(endpoint)) throw UsageError("cannot listen: " + *problem);
     router_.set(zmq::sockopt::curve_server, 0);  // back to NULL, whatever was bound before
     router_.set(zmq::sockopt::zap_domain, std::string(kIpcDomain));
     // The socket file is made by bind() in this thread: owner-only from its first moment.

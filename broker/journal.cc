@@ -13,6 +13,7 @@
 
 #include "common/clock.h"
 #include "common/codec.h"
+#include "common/errors.h"
 
 namespace orq {
 namespace {
@@ -95,11 +96,18 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
     ~Umask() { ::umask(old); }
   } umask_while_opening;
   // One thread uses it (the broker's loop): no mutex around every call.
-  if (sqlite3_open_v2(path.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
+  // A link in its place is refused, never followed (SQLITE_OPEN_NOFOLLOW).
+  if (sqlite3_open_v2(
+          path.c_str(), &db,
+          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+          nullptr) != SQLITE_OK) {
     std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+    const bool link = db && sqlite3_extended_errcode(db) == SQLITE_CANTOPEN_SYMLINK;
     sqlite3_close(db);
+    if (link)
+      throw UsageError(path +
+                       " is a symbolic link; orq does not follow links among its own "
+                       "files: remove it");
     throw std::runtime_error("cannot open the journal " + path + ": " + why);
   }
   std::unique_ptr<SqliteJournal> journal(new SqliteJournal(db));

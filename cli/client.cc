@@ -60,6 +60,8 @@ BrokerAddress FindBroker() {
     if (std::string(env).rfind("ipc://", 0) != 0)
       throw UsageError(std::string("$ORQ_ENDPOINT must be an ipc:// endpoint, not '") + env +
                        "'; a broker over TCP is reached with an access file (--access FILE)");
+    // Whoever could make that socket would be the broker this command talks to.
+    if (auto problem = IpcEndpointProblem(env)) throw UsageError("$ORQ_ENDPOINT: " + *problem);
     return {env, std::nullopt, ""};
   }
   const std::string home = OrqHome();

@@ -179,9 +179,15 @@ ExitCode Up(const UpOptions& o) {
   Client client({DefaultEndpoint(home), {}, ""});
   const auto deadline = Clock::now() + kStartTimeout;
   while (Clock::now() < deadline) {
-    if (!broker.Running())
-      throw Unreachable("the broker " + Describe(*broker.exit()) + " while starting; its log (" +
-                        LogFile(home) + "):\n" + Tail(LogFile(home), 10));
+    if (!broker.Running()) {
+      const std::string why = "the broker " + Describe(*broker.exit()) +
+                              " while starting; its log (" + LogFile(home) + "):\n" +
+                              Tail(LogFile(home), 10);
+      // It refused what it was given (exit 2: a link, a bad endpoint): so does `orq up`.
+      if (*broker.exit() == ExitStatus{Exited{static_cast<int>(ExitCode::kUsage)}})
+        throw UsageError(why);
+      throw Unreachable(why);
+    }
     try {
       Message reply = client.Request(StatusRequest{}, milliseconds(2000));
       if (auto* status = std::get_if<StatusReply>(&reply)) {

@@ -26,6 +26,10 @@ std::string FormatMode(mode_t mode) {
 
 void MakePrivateDirectory(const std::string& dir, const std::string& what) {
   struct stat st {};
+  // A link to it must be the user's own too: whoever owns the link chooses where it points.
+  if (::lstat(dir.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid != ::geteuid())
+    throw UsageError(what + " " + dir + " is a symbolic link that belongs to another user (uid " +
+                     std::to_string(st.st_uid) + "), who could point it elsewhere at any time");
   if (::stat(dir.c_str(), &st) != 0) {
     std::error_code ec;
     const auto parent = std::filesystem::path(dir).parent_path();
@@ -97,8 +101,32 @@ long ReadLivePid(const std::string& pid_file) {
   return pid;
 }
 
+std::string LinkRefused(const std::string& path) {
+  return path + " is a symbolic link; orq does not follow links among its own files: remove it";
+}
+
+std::optional<std::string> IpcEndpointProblem(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) != 0) return endpoint + " is not an ipc:// endpoint";
+  const std::string path = endpoint.substr(6);
+  if (!path.empty() && path[0] == '@')
+    return endpoint +
+           " is an abstract socket: it has no file permissions, so any local user "
+           "could connect as its owner; give a path in $ORQ_HOME";
+  if (path.empty() || path[0] != '/')
+    return endpoint + ": give the socket's absolute path (ipc:///...)";
+  const std::string dir = std::filesystem::path(path).parent_path();
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0)
+    return endpoint + ": its directory " + dir + " cannot be read: " + std::strerror(errno);
+  if (S_ISLNK(st.st_mode)) return endpoint + ": its directory " + LinkRefused(dir);
+  if (auto problem = DirectoryProblem(st, ::geteuid(), dir, "the socket's directory"))
+    return endpoint + ": " + *problem;
+  return std::nullopt;
+}
+
 void WriteOwnerOnlyFile(const std::string& path, const std::string& content) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0 && errno == ELOOP) throw UsageError(LinkRefused(path));
   if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
   ::fchmod(fd, 0600);  // an older file may have been made with a looser mode
   const bool ok =

@@ -35,7 +35,15 @@ void RemoveTree(const std::string& dir);
 // The pid in a pid file, when that process is alive; 0 otherwise.
 long ReadLivePid(const std::string& pid_file);
 
-// Writes `content` to `path`, created with mode 0600 (truncated if it exists).
+// The sentence for a file of orq's that is a symbolic link (orq never follows one).
+std::string LinkRefused(const std::string& path);
+// Nullopt when `endpoint` is an ipc:// socket file in a directory of the user's own that no one
+// else may write to (as $ORQ_HOME is); else the sentence. An abstract socket (ipc://@NAME) has no
+// permissions at all and is refused.
+std::optional<std::string> IpcEndpointProblem(const std::string& endpoint);
+
+// Writes `content` to `path`, created with mode 0600 (truncated if it exists). A symbolic link
+// there is refused (UsageError), never followed.
 void WriteOwnerOnlyFile(const std::string& path, const std::string& content);
 
 }  // namespace orq

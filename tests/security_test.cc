@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "tests/harness.h"
@@ -32,6 +34,65 @@ TEST(SecurityTest, AHomeOthersMayWriteIsRefusedWithASentence) {
   }
   EXPECT_TRUE(env.Processes().empty());
   ASSERT_EQ(::chmod(env.home().c_str(), 0700), 0);
+}
+
+TEST(SecurityTest, AnAbstractOrForeignIpcSocketIsRefusedWithASentence) {
+  OrqEnv env;
+  // Given a broker asked to listen on an abstract socket (no file, no permissions), or in a
+  // directory anyone may write to,
+  RunResult abstract = env.Run({"broker", "--endpoint", "ipc://@orq-test-abstract"});
+  EXPECT_TRUE(Exits(abstract, 2));
+  EXPECT_NE(abstract.err.find("is an abstract socket"), std::string::npos) << abstract.err;
+  TempDir shared_dir("orqt-shared");
+  ASSERT_EQ(::chmod(shared_dir.path().c_str(), 01777), 0);  // as /tmp is
+  RunResult shared = env.Run({"broker", "--endpoint", "ipc://" + shared_dir.path() + "/b.ipc"});
+  EXPECT_TRUE(Exits(shared, 2));
+  EXPECT_NE(shared.err.find("may be written by others"), std::string::npos) << shared.err;
+  // and a client told to talk to such a socket, it refuses too.
+  std::string said;
+  EXPECT_EQ(RunProgram({"env", "ORQ_HOME=" + env.home(), "ORQ_ENDPOINT=ipc://@orq-test-abstract",
+                        ORQ_BINARY, "status"},
+                       said),
+            2)
+      << said;
+  EXPECT_NE(said.find("is an abstract socket"), std::string::npos) << said;
+  EXPECT_TRUE(env.Processes().empty());
+}
+
+TEST(SecurityTest, LinksPlantedInTheHomeAreRefusedNeverFollowed) {
+  TempDir elsewhere("orqt-elsewhere");
+  const std::string target = elsewhere.path() + "/precious";
+  { std::ofstream(target) << "keep me\n"; }
+  ASSERT_EQ(::chmod(target.c_str(), 0644), 0);
+  for (const char* planted : {"broker.log", "journal.db", "broker.pid"}) {
+    OrqEnv env;
+    // Given a link in the home where orq keeps one of its files,
+    const std::string link = env.home() + "/" + planted;
+    ASSERT_EQ(::symlink(target.c_str(), link.c_str()), 0);
+    // when the broker starts, it refuses with a sentence, and the file the link points to is
+    // untouched.
+    RunResult up = env.Run({"up", "-w", "0"});
+    EXPECT_TRUE(Exits(up, 2)) << planted;
+    EXPECT_NE((up.err + up.out).find("is a symbolic link"), std::string::npos) << planted << up.err;
+    std::ifstream in(target);
+    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(content, "keep me\n") << planted;
+    EXPECT_EQ(ModeOf(target), 0644u) << planted;
+    env.Run({"down"});
+  }
+}
+
+TEST(SecurityTest, AHomeThatIsAnotherUsersLinkIsRefused) {
+  if (::geteuid() != 0) FAIL() << "this test needs root: it makes a link owned by another user";
+  TempDir base("orqt-homes");
+  const std::string real = base.path() + "/real", link = base.path() + "/home";
+  ASSERT_EQ(::mkdir(real.c_str(), 0700), 0);
+  ASSERT_EQ(::symlink(real.c_str(), link.c_str()), 0);
+  ASSERT_EQ(::lchown(link.c_str(), 65534, 65534), 0);  // nobody's
+  std::string output;
+  EXPECT_EQ(RunProgram({"env", "ORQ_HOME=" + link, ORQ_BINARY, "status"}, output), 2) << output;
+  EXPECT_NE(output.find("is a symbolic link that belongs to another user"), std::string::npos)
+      << output;
 }
 
 TEST(SecurityTest, StateFilesAreOwnerOnly) {
