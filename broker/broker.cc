@@ -182,10 +182,8 @@ class BrokerShell {
         core_.Tick(now, out_);
         Supervise(now);
       }
+      ForgetOutput();
       Flush();
-      for (const auto& [host, file] : core_.TakeForgottenFiles()) {
-        if (host == host_) ::unlink(file.c_str());  // another host's files stay with it
-      }
     }
     StopWorkers();
     if (sqlite_) {
@@ -250,9 +248,40 @@ class BrokerShell {
           note("a worker's outcome of " + FormatTaskId(outcome.id) + " is over a bound: " + *why);
           outcome = OverBounds(outcome, *why);
         }
+        NameSpills(outcome, role == Role::kLocal);
       }
     }
     return true;
+  }
+
+  // A worker says which of a task's streams spilled to files, never where: the broker names them
+  // from the task and the attempt alone (common/paths.h): in its own output directory for a local
+  // worker, in the worker's for a remote one. Nobody opens, prints or deletes a path a peer sent.
+  void NameSpills(TaskOutcome& outcome, bool local) {
+    if (!outcome.shell || !outcome.shell->more) return;
+    auto more = std::make_shared<ShellOutput::More>(*outcome.shell->more);
+    for (bool err : {false, true}) {
+      std::string& file = err ? more->stderr_file : more->stdout_file;
+      if (file.empty()) continue;
+      const std::string name = SpillName(outcome.id.job, outcome.id.index, outcome.attempt, err);
+      file = local ? spill_dir_ + "/" + name : "output/" + name;
+    }
+    outcome.shell->more = std::move(more);
+  }
+
+  // Forgotten jobs' spilled output: a local worker's files are removed here (named, not read
+  // from anywhere), the workers connected from a remote one's host are asked to remove theirs.
+  void ForgetOutput() {
+    for (const auto& spilled : core_.TakeForgottenOutput()) {
+      const Lease& a = spilled.attempt;
+      if (spilled.local) {
+        for (bool err : {false, true})
+          ::unlink((spill_dir_ + "/" + SpillName(a.id.job, a.id.index, a.attempt, err)).c_str());
+        continue;
+      }
+      for (const std::string& worker : core_.RemoteWorkersOn(spilled.host))
+        out_.push_back({worker, DropOutputMessage{std::vector<Lease>{a}}});
+    }
   }
 
   // A submit: its parts (if it came in parts) put back in front, then the core decides, unless
@@ -488,7 +517,8 @@ class BrokerShell {
   SubmitParts parts_;  // large jobs' first tasks, until their submit
   int child_fd_ = -1;  // signalfd for SIGCHLD
   std::vector<LocalWorker> workers_;
-  const std::string host_ = HostName();
+  // Where this host's local workers spill output ($ORQ_HOME/output: they share our home).
+  const std::string spill_dir_ = SpillDirectory(OrqHome());
   std::vector<Outgoing> out_;
 };
 

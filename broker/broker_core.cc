@@ -336,6 +336,7 @@ void BrokerCore::EndFollowers(TaskId id, const TaskOutcome& outcome, std::vector
       const auto& more = *outcome.shell->more;
       last.file = f.err ? more.stderr_file : more.stdout_file;
       if (!last.file.empty()) last.host = more.host;
+      last.attempt = outcome.attempt;
     }
     out.push_back({f.client, std::move(last)});
   }
@@ -1403,9 +1404,9 @@ void BrokerCore::ForgetJob(uint64_t job_number) {
       auto o = store_.Find({job_number, i});
       if (o && o->shell && o->shell->more) {
         const auto& more = *o->shell->more;
-        for (const std::string* file : {&more.stdout_file, &more.stderr_file}) {
-          if (!file->empty()) forgotten_files_.push_back({more.host, *file});
-        }
+        const std::string& named = more.stdout_file.empty() ? more.stderr_file : more.stdout_file;
+        if (!named.empty())  // (as the broker named it: absolute for a local worker)
+          forgotten_output_.push_back({{o->id, o->attempt}, more.host, named[0] == '/'});
       }
     }
     store_.Erase({job_number, i});
@@ -1413,6 +1414,14 @@ void BrokerCore::ForgetJob(uint64_t job_number) {
   journal_.RecordForget(job_number);
   if (!it->second.key.empty()) keys_.erase(it->second.key);  // the key may be used again
   jobs_.erase(it);
+}
+
+std::vector<std::string> BrokerCore::RemoteWorkersOn(const std::string& host) const {
+  std::vector<std::string> identities;
+  for (const auto& [id, w] : workers_) {
+    if (w.remote && w.host == host) identities.push_back(w.identity);
+  }
+  return identities;
 }
 
 void BrokerCore::SetJournalProblem(std::string problem, std::vector<Outgoing>& out) {

@@ -96,10 +96,16 @@ class BrokerCore {
   void SetJournalProblem(std::string problem, std::vector<Outgoing>& out);
 
   bool shutting_down() const { return shutting_down_; }
-  // Output files (host, path) of forgotten jobs' tasks: the shell removes those on its own host.
-  std::vector<std::pair<std::string, std::string>> TakeForgottenFiles() {
-    return std::exchange(forgotten_files_, {});
-  }
+  // Attempts of forgotten jobs' tasks whose output spilled to files: the shell removes a local
+  // worker's (in its own output directory) and asks the workers on a remote one's host to.
+  struct SpilledOutput {
+    Lease attempt;
+    std::string host;
+    bool local = false;  // a local worker's: in this broker's $ORQ_HOME/output
+  };
+  std::vector<SpilledOutput> TakeForgottenOutput() { return std::exchange(forgotten_output_, {}); }
+  // The identities of the remote workers connected from `host`.
+  std::vector<std::string> RemoteWorkersOn(const std::string& host) const;
   const BrokerCounters& counters() const { return counters_; }
   // The shell adds what only it sees (handshakes refused before any message).
   BrokerCounters& counters() { return counters_; }
@@ -347,7 +353,7 @@ class BrokerCore {
   std::unordered_map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 1;
   std::vector<uint64_t> streams_due_;  // streaming waiters with results to send
-  std::vector<std::pair<std::string, std::string>> forgotten_files_;
+  std::vector<SpilledOutput> forgotten_output_;
   // Clients reading a task's output (orq logs): where each is in the stream of which attempt.
   struct Follower {
     std::string client;

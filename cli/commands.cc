@@ -1,6 +1,8 @@
 // The verbs for jobs on a broker: `run` (all in one go, on a broker and workers of its own), and
 // `submit`, `gather`, `status`, `cancel`, `forget` (against the running broker).
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -21,7 +23,9 @@
 #include "cli/verbs.h"
 #include "common/ids.h"
 #include "common/keys.h"
+#include "common/paths.h"
 #include "common/task_spec.h"
+#include "common/text.h"
 
 namespace orq {
 namespace {
@@ -368,14 +372,28 @@ ExitCode LogsVerb(const std::string& task, bool err, bool follow) {
     std::fflush(stdout);
     if (!chunk.final) continue;
     if (!chunk.file.empty()) {  // the output over the in-memory limit, in a file on its host
-      std::ifstream rest(chunk.file, std::ios::binary);
-      if (chunk.host != HostName() || !rest) {
-        Say("orq logs: the rest of its output is in " + chunk.file + " on " + chunk.host);
+      // Named here from the task and the attempt, in this host's output directory, and opened
+      // only when a local worker wrote it (the broker names a local worker's file absolutely)
+      // and this command runs on the broker's host: never a path that came over the wire.
+      const auto id = ParseId(task);
+      const std::string name = SpillName(id->job, *id->index, chunk.attempt, err);
+      const bool here = chunk.file[0] == '/' && !client.remote();
+      const int fd = here ? ::open((SpillDirectory(OrqHome()) + "/" + name).c_str(),
+                                   O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+                          : -1;
+      struct stat st {};
+      if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) ::close(fd);
+        Say("orq logs: the rest of its output is in " + name + " in the output directory of " +
+            (here ? "$ORQ_HOME" : "its worker's $ORQ_HOME on " + EscapeControls(chunk.host)) +
+            (here ? ", which is gone" : ""));
         return ExitCode::kOk;
       }
-      std::cout.flush();
-      std::cout << rest.rdbuf();
-      std::cout.flush();
+      char buffer[1 << 16];
+      for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;)
+        std::fwrite(buffer, 1, static_cast<size_t>(n), stdout);
+      ::close(fd);
+      std::fflush(stdout);
     }
     return ExitCode::kOk;
   }

@@ -532,7 +532,7 @@ template <typename F> void Fields(ScaleRequest& m, F&& f) { f(m.workers); }
 template <typename F> void Fields(ScaledReply& m, F&& f) { f(m.before), f(m.after); }
 template <typename F> void Fields(LogsRequest& m, F&& f) { f(m.task), f(m.err), f(m.follow); }
 template <typename F> void Fields(LogChunk& m, F&& f) {
-  f(m.text), f(m.final), f(m.note), f(m.file), f(m.host);
+  f(m.text), f(m.final), f(m.note), f(m.file), f(m.host), f(m.attempt);
 }
 template <typename F> void Fields(OutputMessage& m, F&& f) {
   f(m.id), f(m.attempt), f(m.out_offset), f(m.out), f(m.err_offset), f(m.err);
@@ -554,6 +554,7 @@ template <typename F> void Fields(LimitsReply& m, F&& f) { f(m.limits); }
 template <typename F> void Fields(ExplainRequest& m, F&& f) { f(m.task); }
 template <typename F> void Fields(ResultsAck&, F&&) {}
 template <typename F> void Fields(SubmitPartRequest& m, F&& f) { f(m.tasks); }
+template <typename F> void Fields(DropOutputMessage& m, F&& f) { f(m.attempts); }
 template <typename F> void Fields(ExplainedReply& m, F&& f) {
   f(m.state), f(m.reasons), f(m.eligible_in);
 }

@@ -117,6 +117,7 @@ std::vector<Message> OneOfEach() {
       ExplainRequest{"j3.1"},
       ResultsAck{},
       SubmitPartRequest{{sleep, echo}},
+      DropOutputMessage{{{{3, 1}, 2}}},
       ExplainedReply{"waiting", {"waiting for j3.0 (running)", "limit api is at 2/2"}},
       WatchMessage{{{3, 1}, {4, 2}}}};
 }

@@ -72,6 +72,11 @@ std::string OrqHome() {
 std::string DefaultEndpoint(const std::string& home) { return "ipc://" + home + "/broker.ipc"; }
 std::string PidFile(const std::string& home) { return home + "/broker.pid"; }
 std::string LogFile(const std::string& home) { return home + "/broker.log"; }
+std::string SpillDirectory(const std::string& home) { return home + "/output"; }
+std::string SpillName(uint64_t job, uint32_t index, uint32_t attempt, bool err) {
+  return "j" + std::to_string(job) + "." + std::to_string(index) + "." + std::to_string(attempt) +
+         (err ? ".err" : ".out");
+}
 
 std::string MakeRunDirectory(const std::string& home) {
   // ipc:// paths must fit in sockaddr_un (108 bytes); fall back to the temp dir if home is deep.

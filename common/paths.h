@@ -27,6 +27,10 @@ std::optional<std::string> DirectoryProblem(const struct stat& st, uid_t me, con
 std::string DefaultEndpoint(const std::string& home);  // ipc://HOME/broker.ipc
 std::string PidFile(const std::string& home);          // HOME/broker.pid
 std::string LogFile(const std::string& home);          // HOME/broker.log
+std::string SpillDirectory(const std::string& home);   // HOME/output
+// The file the rest of a task's stream over kMaxOutputBytes goes to, in its worker's
+// SpillDirectory(): "j7.2.1.out" (".err"), named from the task and the attempt alone.
+std::string SpillName(uint64_t job, uint32_t index, uint32_t attempt, bool err);
 
 // Makes a private directory for one `orq run` (mode 0700), short enough for an ipc:// path.
 std::string MakeRunDirectory(const std::string& home);

@@ -77,6 +77,7 @@ enum class Command : uint8_t {
                        // kill the rest, say goodbye, exit
   kReregister = 0x44,  // the broker does not know this worker (it was dropped): send kReady again
   kWatch = 0x45,  // [TaskId...]: send these tasks' output as it comes (kOutput), from the start
+  kDropOutput = 0x46,  // [Lease...]: delete the files these attempts' output spilled to
 
   kReloadAccess = 0x50,  // the allow-list in $ORQ_HOME/keys changed (orq access) -> kReloaded
   kScale = 0x51,         // local workers to keep                            -> kScaled
@@ -228,7 +229,12 @@ struct ShellOutput {
   bool truncated = false;  // a stream was over kMaxOutputBytes: the rest is in a file, or dropped
   // What few outcomes need, kept out of line so that every outcome stays small.
   struct More {
-    // Where the rest of each stream went, on the worker's host ($ORQ_HOME/output/...); empty: none.
+    // Whether the rest of each stream went to a file on the worker's host, as the broker names
+    // it: never a path the worker sent (common/paths.h's SpillName, from the task and attempt
+    // alone). Absolute ($ORQ_HOME/output/j7.2.1.out on the broker's host) for a local worker;
+    // relative (output/j7.2.1.out, in that worker's $ORQ_HOME) for a remote one. Empty: none.
+    // Readers and the broker's clean-up use it only to tell which: they build the path
+    // themselves.
     std::string stdout_file, stderr_file;
     std::string host;               // the worker's host, set with a file
     std::vector<std::string> argv;  // the task's command: the broker adds it to gather replies
@@ -348,8 +354,10 @@ struct LogChunk {
   std::string text;  // the next bytes of the stream
   bool final = true;
   std::string note;  // for people: "j7.2 has not started yet", "attempt 2 started"
-  // The final chunk of a stream over kMaxOutputBytes: where the rest is (on the worker's host).
+  // The final chunk of a stream over kMaxOutputBytes: where the rest is (on the worker's host),
+  // as the broker names it (ShellOutput::More), and the attempt whose output it is.
   std::string file, host;
+  uint32_t attempt = 0;
 };
 struct ScaleRequest {  // -> ScaledReply (local peers only; the broker's shell answers it)
   static constexpr Command kCommand = Command::kScale;
@@ -589,6 +597,12 @@ struct StopMessage {  // take no more tasks, finish within the grace, kill the r
 struct ReregisterMessage {  // the broker does not know this worker: send ReadyMessage again
   static constexpr Command kCommand = Command::kReregister;
 };
+// `orq forget` of a job whose output spilled to files on this worker's host: delete them
+// (common/paths.h's SpillName in the worker's own output directory; nothing else).
+struct DropOutputMessage {
+  static constexpr Command kCommand = Command::kDropOutput;
+  std::vector<Lease> attempts;
+};
 struct WatchMessage {  // someone follows these tasks' output: send it as it comes (OutputMessage)
   static constexpr Command kCommand = Command::kWatch;
   std::vector<TaskId> ids;
@@ -601,7 +615,7 @@ using Message = std::variant<
     GoodbyeMessage, TasksMessage, CancelTasksMessage, BrokerHeartbeatMessage, StopMessage,
     ReregisterMessage, ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
     ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage, LimitRequest,
-    LimitsReply, ExplainRequest, ExplainedReply, ResultsAck, SubmitPartRequest>;
+    LimitsReply, ExplainRequest, ExplainedReply, ResultsAck, SubmitPartRequest, DropOutputMessage>;
 
 namespace detail {
 template <size_t... I> constexpr bool CommandsAreUnique(std::index_sequence<I...>) {

@@ -105,6 +105,7 @@ class Cluster {
   }
   Netns& worker_ns(int host) { return *worker_ns_[host]; }
   OrqEnv& broker() { return *broker_; }
+  OrqEnv& worker_host(int host) { return *workers_[host]; }
   OrqEnv& client() { return *client_; }
   Net net() const { return net_; }
 

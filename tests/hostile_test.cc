@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -184,15 +185,10 @@ TEST_P(HostileTest, AWorkerKeyOverABoundIsRefusedCountedAndNeverShown) {
   EXPECT_EQ(text.out.find('\x1b'), std::string::npos);
 }
 
-TEST_P(HostileTest, AnOutcomeOverABoundIsRecordedAsTheFailureItIs) {
-  Cluster& c = *cluster_;
-  c.Up();
-  const std::string alice = c.Access("client", "alice", -1);
-  const CurveClient rogue = KeysOf(c.Access("worker", "rogue", -1));
-  const std::string endpoint = c.EndpointFor(-1);
-  RunResult submit = c.Client(alice, {"submit", "--", "echo", "hi"});
-  ASSERT_TRUE(Exits(submit, 0));
-  // Given a worker key that takes the task and reports 2 MiB of stdout (the bound is 1 MiB),
+// A worker key's raw peer that registers, takes the first task it is given, and reports the
+// outcome `forge` makes of it; it stays connected until the broker has recorded a result.
+void RogueReports(Cluster& c, const CurveClient& rogue, const std::string& endpoint,
+                  const std::function<void(TaskOutcome&)>& forge) {
   c.InClientNet([&] {
     zmq::context_t ctx;
     zmq::socket_t socket = MakeSocket(ctx, zmq::socket_type::dealer);
@@ -210,17 +206,34 @@ TEST_P(HostileTest, AnOutcomeOverABoundIsRecordedAsTheFailureItIs) {
           TaskOutcome o;
           o.id = a.id;
           o.attempt = a.attempt;
-          o.shell = ShellOutput{0, std::string(2u << 20, 'x'), "", false, nullptr};
+          forge(o);
           SendMessage(socket, WorkerResultsMessage{{o}});
           reported = true;
         }
       }
       return reported;
     })) << "the rogue worker was never given the task";
-    // (it stays until the broker has judged its result)
-    EXPECT_TRUE(c.WaitStatus(
-        [](const nlohmann::json& s) { return s["counters"].value("over_bounds", 0) >= 1; }));
+    EXPECT_TRUE(c.WaitStatus([](const nlohmann::json& s) {
+      return s["tasks"]["done"].get<int>() + s["tasks"]["failed"].get<int>() >= 1;
+    }));
   });
+}
+
+TEST_P(HostileTest, AnOutcomeOverABoundIsRecordedAsTheFailureItIs) {
+  Cluster& c = *cluster_;
+  c.Up();
+  const std::string alice = c.Access("client", "alice", -1);
+  const CurveClient rogue = KeysOf(c.Access("worker", "rogue", -1));
+  const std::string endpoint = c.EndpointFor(-1);
+  RunResult submit = c.Client(alice, {"submit", "--", "echo", "hi"});
+  ASSERT_TRUE(Exits(submit, 0));
+  // Given a worker key that takes the task and reports 2 MiB of stdout (the bound is 1 MiB),
+  RogueReports(c, rogue, endpoint, [](TaskOutcome& o) {
+    o.shell = ShellOutput{0, std::string(2u << 20, 'x'), "", false, nullptr};
+  });
+  // (it stays until the broker has judged its result)
+  EXPECT_TRUE(c.WaitStatus(
+      [](const nlohmann::json& s) { return s["counters"].value("over_bounds", 0) >= 1; }));
   // then the task failed with the reason, and none of the 2 MiB was kept.
   RunResult gather = c.Client(alice, {"gather", "--json", JobId(submit)});
   const nlohmann::json outcome = nlohmann::json::parse(gather.out);
@@ -273,6 +286,62 @@ TEST_P(HostileTest, AWorkerKeyCannotAdoptATaskItWasNeverGiven) {
   const nlohmann::json outcome = nlohmann::json::parse(gather.out);
   EXPECT_EQ(outcome["stdout"], "real\n") << gather.out;
   EXPECT_GE(outcome["attempts"].get<int>(), 1) << gather.out;
+}
+
+TEST_P(HostileTest, ASpillPathFromAWorkerIsNeverOpenedPrintedOrDeleted) {
+  Cluster& c = *cluster_;
+  c.Up();
+  const std::string alice = c.Access("client", "alice", -1);
+  const CurveClient rogue = KeysOf(c.Access("worker", "rogue", -1));
+  const std::string endpoint = c.EndpointFor(-1);
+  // Given a file of the test's own on the broker's host,
+  const std::string victim = c.broker().WriteFile("victim.txt", "secret\n");
+  RunResult submit = c.Client(alice, {"submit", "--", "echo", "hi"});
+  ASSERT_TRUE(Exits(submit, 0));
+  // when a worker key reports that a task's output spilled to that file, on the broker's host,
+  const std::string host = Command({"hostname"}).substr(0, Command({"hostname"}).find('\n'));
+  RogueReports(c, rogue, endpoint, [&](TaskOutcome& o) {
+    o.shell = ShellOutput{0, "head\n", "", true,
+                          std::make_shared<ShellOutput::More>(
+                              ShellOutput::More{victim, victim, host, {"echo", "hi"}})};
+  });
+  // then neither gather nor logs (here, or on the broker's host) prints that path or the file,
+  const std::string job = JobId(submit);
+  RunResult gather = c.Client(alice, {"gather", "--json", job});
+  ASSERT_TRUE(Exits(gather, 0));
+  EXPECT_EQ(gather.out.find(victim), std::string::npos) << gather.out;
+  for (RunResult logs :
+       {c.Client(alice, {"logs", job + ".0"}), c.broker().Run({"logs", job + ".0"})}) {
+    EXPECT_EQ((logs.out + logs.err).find("secret"), std::string::npos) << logs.out << logs.err;
+    EXPECT_EQ((logs.out + logs.err).find(victim), std::string::npos) << logs.err;
+  }
+  // and forgetting the job leaves the file where it was.
+  ASSERT_TRUE(Exits(c.Client(alice, {"forget", job}), 0));
+  EXPECT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["jobs"].get<int>() == 0; }));
+  std::string output;
+  EXPECT_EQ(RunProgram({"cat", victim}, output), 0);
+  EXPECT_EQ(output, "secret\n");
+}
+
+TEST_P(HostileTest, ForgetAsksARemoteWorkerToDeleteItsOwnSpilledOutput) {
+  Cluster& c = *cluster_;
+  c.Up();
+  const std::string alice = c.Access("client", "alice", -1);
+  c.StartWorker(0, c.Access("worker", "node1", 0), {"--workdir", c.broker().home()});
+  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  // Given a remote worker's task that printed 2 MB (the rest over 1 MiB spills on its host),
+  RunResult submit =
+      c.Client(alice, {"submit", "--", "sh", "-c", "head -c 2000000 /dev/zero | tr '\\0' x"});
+  ASSERT_TRUE(Exits(submit, 0));
+  const std::string job = JobId(submit);
+  RunResult gather = c.Client(alice, {"gather", "--json", job});
+  ASSERT_TRUE(Exits(gather, 0));
+  EXPECT_EQ(nlohmann::json::parse(gather.out)["stdout_file"], "output/" + job + ".0.1.out");
+  const std::string file = c.worker_host(0).home() + "/output/" + job + ".0.1.out";
+  ASSERT_TRUE(std::filesystem::exists(file));
+  // when the job is forgotten, the worker deletes that file.
+  ASSERT_TRUE(Exits(c.Client(alice, {"forget", job}), 0));
+  EXPECT_TRUE(WaitUntil([&] { return !std::filesystem::exists(file); })) << file;
 }
 
 // Half-open TCP connections from many addresses, more than the broker's descriptors: loopback

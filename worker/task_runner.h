@@ -72,6 +72,8 @@ class TaskRunner {
   // with nothing new, so a follower hears at once).
   std::vector<OutputMessage> Output();
   bool watching() const { return !watched_.empty(); }
+  // Where output over the limit goes (empty: it is dropped).
+  const std::string& spill_dir() const { return options_.spill_dir; }
   size_t running() const { return tasks_.size(); }
 
  private:

@@ -68,7 +68,7 @@ class WorkerShell {
     // Output over the limit goes to $ORQ_HOME/output on this host; without a home of our own
     // (it cannot be made), it is dropped as before.
     try {
-      o.spill_dir = OrqHome() + "/output";
+      o.spill_dir = SpillDirectory(OrqHome());
       MakePrivateDirectory(o.spill_dir, "the output directory");
     } catch (const std::exception& e) {
       Log(std::string("output over ") + std::to_string(kMaxOutputBytes) +
@@ -176,6 +176,7 @@ class WorkerShell {
     for (Assignment& a : actions.start) runner_.Start(a);
     for (TaskId id : actions.cancel) runner_.Cancel(id);
     for (TaskId id : actions.watch) runner_.Watch(id);
+    for (const Lease& l : actions.drop_output) DropOutput(l);
     if (!actions.watch.empty()) SendOutput();
     if (!actions.send.empty()) {
       for (const Message& m : actions.send) Send(m);
@@ -189,6 +190,16 @@ class WorkerShell {
       Connect();
     }
     ArmTimer();
+  }
+
+  // orq forget: the files an attempt's output spilled to, named here from the task and the
+  // attempt alone, in this worker's own output directory.
+  void DropOutput(const Lease& lease) {
+    if (runner_.spill_dir().empty()) return;
+    for (bool err : {false, true})
+      ::unlink(
+          (runner_.spill_dir() + "/" + SpillName(lease.id.job, lease.id.index, lease.attempt, err))
+              .c_str());
   }
 
   // Followed tasks' output goes out as it comes, five times a second while any is followed.

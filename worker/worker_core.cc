@@ -39,6 +39,8 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
           stopping_ = true;
           stop_deadline_ = std::min(stop_deadline_, now + std::chrono::milliseconds(m.grace_ms));
           if (running_.empty()) actions.exit = true;
+        } else if constexpr (std::is_same_v<T, DropOutputMessage>) {
+          actions.drop_output = std::move(m.attempts);
         } else if constexpr (std::is_same_v<T, WatchMessage>) {
           for (TaskId id : m.ids) {
             if (running_.count(id)) actions.watch.push_back(id);
