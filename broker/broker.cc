@@ -158,7 +158,8 @@ class BrokerShell {
         } else if (auto* submit = std::get_if<SubmitRequest>(&std::get<Message>(received->message));
                    submit && MaySend(role, Command::kSubmit)) {
           Submit(received->identity, std::move(*submit), received->bytes, now, role);
-        } else if (WithinBounds(received->identity, std::get<Message>(received->message), role)) {
+        } else if (WithinBounds(received->identity, std::get<Message>(received->message), role,
+                                received->user_id)) {
           core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
                        out_, role, received->user_id);
         }
@@ -227,7 +228,8 @@ class BrokerShell {
   // A worker's fields over their bounds (broker/peer_bounds.h): its registration is refused with
   // the sentence (the worker logs it and exits), an outcome is recorded as the failure it is.
   // Logged (the first hundred) and counted.
-  bool WithinBounds(const std::string& from, Message& message, Role role) {
+  bool WithinBounds(const std::string& from, Message& message, Role role,
+                    const std::string& user_id) {
     uint64_t& count = core_.counters().over_bounds;
     auto note = [&](const std::string& what) {
       if (++count <= kLoggedOverBounds)
@@ -235,7 +237,10 @@ class BrokerShell {
     };
     if (auto* ready = std::get_if<ReadyMessage>(&message);
         ready && MaySend(role, Command::kReady)) {
-      if (auto why = CheckReady(*ready)) {
+      auto why = CheckReady(*ready);
+      if (const AccessEntry* entry = gate_.EntryOf(user_id); !why && entry)
+        why = CheckScope(*ready, entry->queues, entry->resources);
+      if (why) {
         note("refused a worker's registration: " + *why);
         out_.push_back(
             {from, ErrorReply{ErrorCode::kBadRequest, "the broker refused this worker: " + *why}});

@@ -59,6 +59,11 @@ class Gate {
   // revoked key must never stay allowed.
   std::vector<std::string> ReloadIfChanged();
   size_t allowed_keys() const { return allowed_.size(); }
+  // The allow-list's entry of `user_id` (a ZAP User-Id); null for local peers and unknown keys.
+  const AccessEntry* EntryOf(const std::string& user_id) const {
+    auto it = allowed_.find(user_id);
+    return it == allowed_.end() ? nullptr : &it->second;
+  }
 
  private:
   struct Peer {

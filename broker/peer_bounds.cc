@@ -1,5 +1,6 @@
 #include "broker/peer_bounds.h"
 
+#include <algorithm>
 #include <set>
 
 #include "common/text.h"
@@ -41,6 +42,33 @@ FieldError CheckReady(const ReadyMessage& ready) {
   if (auto e = Over("its queues", ready.queues.size(), kMaxOffered, "entries")) return e;
   for (const std::string& q : ready.queues) {
     if (auto e = ValidateName(q, "queue")) return e;
+  }
+  return std::nullopt;
+}
+
+FieldError CheckScope(const ReadyMessage& ready,
+                      const std::optional<std::vector<std::string>>& queues,
+                      const std::optional<std::vector<ResourceNeed>>& resources) {
+  if (queues) {
+    std::string allowed;
+    for (const std::string& q : *queues) allowed += (allowed.empty() ? "" : ",") + q;
+    const auto in_scope = [&](const std::string& q) {
+      return std::find(queues->begin(), queues->end(), q) != queues->end();
+    };
+    if (ready.queues.empty() || !std::all_of(ready.queues.begin(), ready.queues.end(), in_scope))
+      return "this key may take tasks from the queues " + allowed +
+             " only: start the worker with --queues " + allowed + " (or some of them)";
+  }
+  if (resources) {
+    for (const ResourceNeed& offered : ready.resources) {
+      auto it = std::find_if(resources->begin(), resources->end(),
+                             [&](const ResourceNeed& r) { return r.name == offered.name; });
+      if (it == resources->end() && offered.name == "cpus") continue;
+      const uint32_t most = it == resources->end() ? 0 : it->amount;
+      if (offered.amount > most)
+        return "this key may offer at most " + std::to_string(most) + " " + offered.name +
+               "; it offered " + std::to_string(offered.amount);
+    }
   }
   return std::nullopt;
 }

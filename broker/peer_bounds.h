@@ -7,8 +7,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/protocol.h"
 
@@ -21,6 +23,11 @@ inline constexpr size_t kMaxErrorBytes = 64 << 10;  // an outcome's error senten
 
 // Nullopt when `ready` is within every bound; else one sentence naming the field.
 FieldError CheckReady(const ReadyMessage& ready);
+// Nullopt when `ready` offers no more than a worker key's scope allows (`queues`, `resources`:
+// common/keys.h's AccessEntry; unset: any); else one sentence saying what it may offer.
+FieldError CheckScope(const ReadyMessage& ready,
+                      const std::optional<std::vector<std::string>>& queues,
+                      const std::optional<std::vector<ResourceNeed>>& resources);
 // Nullopt when `outcome` is within every bound; else one sentence naming the field.
 FieldError CheckOutcome(const TaskOutcome& outcome);
 // The outcome a worker should have sent instead of one over a bound: failed, with `why`, and

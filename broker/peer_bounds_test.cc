@@ -72,6 +72,24 @@ TEST(PeerBoundsTest, AnHonestRegistrationPassesAndEachBoundIsNamed) {
             std::string::npos);
 }
 
+TEST(PeerBoundsTest, AScopedKeyOffersNoMoreThanItsScope) {
+  const std::vector<std::string> queues = {"gpu", "default"};
+  const std::vector<ResourceNeed> most = {{"gpu", 2}};
+  EXPECT_EQ(CheckScope(Honest(), std::nullopt, std::nullopt), std::nullopt);
+  EXPECT_EQ(CheckScope(Honest(), queues, most), std::nullopt);  // cpus: not named, not limited
+  ReadyMessage r = Honest();
+  r.queues = {};  // every queue: more than its scope
+  EXPECT_NE(CheckScope(r, queues, most).value_or("").find("queues gpu,default only"),
+            std::string::npos);
+  r = Honest();
+  r.resources.push_back({"license", 1});  // not named: none allowed
+  EXPECT_EQ(CheckScope(r, queues, most).value_or(""),
+            "this key may offer at most 0 license; it offered 1");
+  r = Honest();
+  r.resources = {{"gpu", 3}};
+  EXPECT_NE(CheckScope(r, std::nullopt, most), std::nullopt);
+}
+
 TEST(PeerBoundsTest, AnOutcomeOverABoundBecomesAFailureThatSaysWhy) {
   TaskOutcome honest;
   honest.id = {3, 1};

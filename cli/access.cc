@@ -33,7 +33,8 @@ struct AccessOptions {
   std::vector<std::string> endpoints;
   std::string keys_dir;  // default: $ORQ_HOME/keys
   bool json = false;
-  std::vector<std::string> revoked;  // names or keys
+  std::vector<std::string> revoked;            // names or keys
+  std::vector<std::string> queues, resources;  // a worker key's scope (empty: any)
 };
 
 // A name from an access file's path: "nodes/node7.access" -> "node7".
@@ -98,12 +99,23 @@ ExitCode Add(const AccessOptions& o, const KeyStore& store) {
                        "revoke it first with 'orq access revoke " +
                        access.name + "'");
   }
+  AccessEntry entry{access.name, access.role, "", WallNow(), std::nullopt, std::nullopt};
+  if ((!o.queues.empty() || !o.resources.empty()) && !worker)
+    throw UsageError("--queues and --resources scope a worker key; a client key has no scope");
+  if (!o.queues.empty()) {
+    for (const std::string& q : o.queues) {
+      if (auto error = ValidateName(q, "--queues")) throw UsageError(*error);
+    }
+    entry.queues = o.queues;
+  }
+  if (!o.resources.empty()) entry.resources = ParseResources(o.resources);
   access.broker_public_key = store.BrokerKey().public_key;
   access.keys = NewKeyPair();
   // The file first: if the allow-list entry then fails, nothing was allowed.
   WritePrivateFile(file, FormatAccessFile(access), /*exclusive=*/true);
   try {
-    store.Add({access.name, access.role, access.keys.public_key, WallNow()});
+    entry.public_key = access.keys.public_key;
+    store.Add(entry);
   } catch (...) {
     std::filesystem::remove(file);
     throw;
@@ -135,10 +147,16 @@ ExitCode List(const AccessOptions& o, const KeyStore& store) {
   if (o.json) {
     auto all = nlohmann::json::array();
     for (const auto& e : entries) {
-      all.push_back({{"name", e.name},
-                     {"role", RoleName(e.role)},
-                     {"public_key", e.public_key},
-                     {"created", e.created}});
+      nlohmann::json j = {{"name", e.name},
+                          {"role", RoleName(e.role)},
+                          {"public_key", e.public_key},
+                          {"created", e.created}};
+      if (e.queues) j["queues"] = *e.queues;
+      if (e.resources) {
+        j["resources"] = nlohmann::json::object();
+        for (const ResourceNeed& r : *e.resources) j["resources"][r.name] = r.amount;
+      }
+      all.push_back(std::move(j));
     }
     std::printf("%s\n", JsonLine(all).c_str());
     return ExitCode::kOk;
@@ -147,10 +165,23 @@ ExitCode List(const AccessOptions& o, const KeyStore& store) {
     std::printf("no keys may connect over TCP (add one with 'orq access add --worker FILE')\n");
     return ExitCode::kOk;
   }
-  std::printf("%-20s %-7s %-40s %s\n", "NAME", "ROLE", "PUBLIC KEY", "ADDED");
+  std::printf("%-20s %-7s %-40s %-16s %s\n", "NAME", "ROLE", "PUBLIC KEY", "ADDED", "SCOPE");
   for (const auto& e : entries) {
-    std::printf("%-20s %-7s %-40s %s\n", e.name.c_str(), std::string(RoleName(e.role)).c_str(),
-                e.public_key.c_str(), Date(e.created).c_str());
+    std::string scope;
+    if (e.queues) {
+      scope += "queues ";
+      for (size_t i = 0; i < e.queues->size(); ++i) scope += (i ? "," : "") + (*e.queues)[i];
+    }
+    if (e.resources) {
+      scope += scope.empty() ? "" : " ";
+      scope += "at most ";
+      for (size_t i = 0; i < e.resources->size(); ++i)
+        scope += (i ? "," : "") + (*e.resources)[i].name + "=" +
+                 std::to_string((*e.resources)[i].amount);
+    }
+    std::printf("%-20s %-7s %-40s %-16s %s\n", e.name.c_str(),
+                std::string(RoleName(e.role)).c_str(), e.public_key.c_str(),
+                Date(e.created).c_str(), scope.empty() ? "-" : scope.c_str());
   }
   return ExitCode::kOk;
 }
@@ -198,6 +229,15 @@ Verb RegisterAccess(CLI::App& app) {
   role->add_option("--client", o->client_file, "write a client access file here");
   role->require_option(1);
   o->add->add_option("--name", o->name, "the key's name (default: the file's name)");
+  o->add
+      ->add_option("--queues", o->queues,
+                   "a worker key: the only queues its workers may take tasks from (a,b)")
+      ->delimiter(',');
+  o->add
+      ->add_option("--resources", o->resources,
+                   "a worker key: the most of each resource its workers may offer (gpu=2); "
+                   "others but cpus may not be offered")
+      ->delimiter(',');
   o->add->add_option("--endpoint", o->endpoints,
                      "tcp://HOST:PORT the other host dials (default: the broker's --listen "
                      "endpoints, a wildcard host replaced by this host's name)");

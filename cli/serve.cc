@@ -17,6 +17,26 @@
 #include "worker/worker.h"
 
 namespace orq {
+// --resources NAME=N,...: checked, one sentence for a mistake (cli/verbs.h).
+std::vector<ResourceNeed> ParseResources(const std::vector<std::string>& items) {
+  std::vector<ResourceNeed> resources;
+  for (const std::string& item : items) {
+    const size_t eq = item.find('=');
+    const std::string name = item.substr(0, eq);
+    char* end = nullptr;
+    const long n = eq == std::string::npos ? 0 : std::strtol(item.c_str() + eq + 1, &end, 10);
+    if (n < 1 || n > kMaxResourceUnits || *end)
+      throw UsageError("--resources " + item + ": give NAME=N, N from 1 to " +
+                       std::to_string(kMaxResourceUnits) + " (e.g. gpu=2)");
+    if (auto error = ValidateName(name, "--resources")) throw UsageError(*error);
+    for (const ResourceNeed& r : resources) {
+      if (r.name == name) throw UsageError("--resources names " + name + " twice");
+    }
+    resources.push_back({name, static_cast<uint32_t>(n)});
+  }
+  return resources;
+}
+
 namespace {
 
 using std::chrono::milliseconds;
@@ -64,25 +84,6 @@ void AddWorkerOffer(CLI::App* cmd, std::vector<std::string>& resources,
       ->delimiter(',');
   cmd->add_option("--queues", queues, "the queues " + whose + " take(s) tasks from (default: all)")
       ->delimiter(',');
-}
-
-std::vector<ResourceNeed> ParseResources(const std::vector<std::string>& items) {
-  std::vector<ResourceNeed> resources;
-  for (const std::string& item : items) {
-    const size_t eq = item.find('=');
-    const std::string name = item.substr(0, eq);
-    char* end = nullptr;
-    const long n = eq == std::string::npos ? 0 : std::strtol(item.c_str() + eq + 1, &end, 10);
-    if (n < 1 || n > kMaxResourceUnits || *end)
-      throw UsageError("--resources " + item + ": give NAME=N, N from 1 to " +
-                       std::to_string(kMaxResourceUnits) + " (e.g. gpu=2)");
-    if (auto error = ValidateName(name, "--resources")) throw UsageError(*error);
-    for (const ResourceNeed& r : resources) {
-      if (r.name == name) throw UsageError("--resources names " + name + " twice");
-    }
-    resources.push_back({name, static_cast<uint32_t>(n)});
-  }
-  return resources;
 }
 
 // The options that pass --resources and --queues on to local workers.

@@ -11,8 +11,10 @@
 #include <functional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "common/errors.h"
+#include "common/task_spec.h"
 
 namespace orq {
 
@@ -49,6 +51,10 @@ Verb RegisterCompletion(CLI::App& app);
 Verb RegisterManpage(CLI::App& app);
 // Ends each verb's --help with its examples (after every verb is registered).
 void AddExamples(CLI::App& app);
+
+// --resources NAME=N,... as given to orq worker, orq up and orq access add: each NAME a name,
+// each N from 1 to kMaxResourceUnits, no NAME twice; else UsageError with the sentence.
+std::vector<ResourceNeed> ParseResources(const std::vector<std::string>& items);
 
 // Every verb, under the name of the subcommand its Register function adds: main() registers only
 // the one a command line names.

@@ -68,6 +68,18 @@ AccessEntry ParseEntry(const std::string& path) {
   e.role = RoleField(j, path);
   e.public_key = KeyField(j, "public_key", path);
   e.created = j.value("created", 0.0);
+  try {
+    if (j.contains("queues")) e.queues = j.at("queues").get<std::vector<std::string>>();
+    if (j.contains("resources")) {
+      e.resources.emplace();
+      for (const auto& [name, units] : j.at("resources").items())
+        e.resources->push_back({name, units.get<uint32_t>()});
+    }
+  } catch (const json::exception&) {
+    throw UsageError(path +
+                     ": 'queues' must be a list of names, 'resources' an object of "
+                     "NAME: UNITS");
+  }
   return e;
 }
 
@@ -231,6 +243,11 @@ void KeyStore::Add(const AccessEntry& e) const {
             {"role", RoleName(e.role)},
             {"public_key", e.public_key},
             {"created", e.created}};
+  if (e.queues) j["queues"] = *e.queues;
+  if (e.resources) {
+    j["resources"] = json::object();
+    for (const ResourceNeed& r : *e.resources) j["resources"][r.name] = r.amount;
+  }
   try {
     WritePrivateFile(AccessDir() + "/" + e.name + ".json", j.dump(2) + "\n", /*exclusive=*/true);
   } catch (const UsageError&) {

@@ -59,6 +59,12 @@ struct AccessEntry {
   Role role = Role::kClient;
   std::string public_key;
   double created = 0;  // seconds since the epoch
+  // A worker key's scope (orq access add --worker --queues/--resources): the most it may offer.
+  // Unset: any. Queues: those it may take tasks from (a worker of it must name some of them).
+  // Resources: each at most so many units; a resource not named may not be offered (cpus
+  // excepted, unless named).
+  std::optional<std::vector<std::string>> queues;
+  std::optional<std::vector<ResourceNeed>> resources;
   bool operator==(const AccessEntry&) const = default;
 };
 // Public key (Z85) -> entry.

@@ -344,6 +344,33 @@ TEST_P(HostileTest, ForgetAsksARemoteWorkerToDeleteItsOwnSpilledOutput) {
   EXPECT_TRUE(WaitUntil([&] { return !std::filesystem::exists(file); })) << file;
 }
 
+TEST_P(HostileTest, AScopedWorkerKeyOffersNoMoreThanItsScope) {
+  Cluster& c = *cluster_;
+  c.Up();
+  // Given a worker key that may take tasks from queue "a" only and offer at most 2 gpus,
+  const std::string file = c.broker().home() + "/scoped.access";
+  ASSERT_TRUE(Exits(c.broker().Run({"access", "add", "--worker", file, "--queues", "a",
+                                    "--resources", "gpu=2", "--endpoint", c.EndpointFor(0)}),
+                    0));
+  RunResult list = c.broker().Run({"access", "list"});
+  EXPECT_NE(list.out.find("queues a at most gpu=2"), std::string::npos) << list.out;
+  // a worker of it claiming another queue, or more gpus, is refused, says why and exits 4,
+  const std::string log = c.worker_host(0).home() + "/started.err";
+  pid_t other_queue = c.StartWorker(0, file, {"--queues", "b"});
+  EXPECT_EQ(WaitExit(other_queue, seconds(30)), 4);
+  pid_t more_gpus = c.StartWorker(0, file, {"--queues", "a", "--resources", "gpu=4096"});
+  EXPECT_EQ(WaitExit(more_gpus, seconds(30)), 4);
+  std::string said;
+  RunProgram({"cat", log}, said);
+  EXPECT_NE(said.find("this key may take tasks from the queues a only"), std::string::npos) << said;
+  EXPECT_NE(said.find("this key may offer at most 2 gpu; it offered 4096"), std::string::npos)
+      << said;
+  EXPECT_TRUE(c.status()["workers"].empty());
+  // and one within it is a worker.
+  c.StartWorker(0, file, {"--queues", "a", "--resources", "gpu=2"});
+  EXPECT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+}
+
 // Half-open TCP connections from many addresses, more than the broker's descriptors: loopback
 // only, where every 127.0.0.0/8 address is this host's.
 TEST(HostileLimitsTest, HalfOpenConnectionsPastTheDescriptorLimitNeverStopLocalPeers) {
