@@ -1416,6 +1416,28 @@ void BrokerCore::ForgetJob(uint64_t job_number) {
   jobs_.erase(it);
 }
 
+void BrokerCore::ShareContext(const Worker& w, Job& job, Assignment& a) {
+  const JobContext& context = *job.context;
+  const auto travels = [&](const std::string& entry) {
+    const std::string name = entry.substr(0, entry.find('='));
+    return std::find(context.named->begin(), context.named->end(), name) != context.named->end();
+  };
+  if (!w.remote || !context.named || !context.env ||
+      std::all_of(context.env->begin(), context.env->end(), travels)) {
+    a.context = job.context;  // a local worker, --env-all, or nothing but named variables
+    return;
+  }
+  // A remote worker: its own environment, with only the variables the submitter named on top.
+  if (!job.remote_context) {
+    job.remote_context = std::make_shared<const JobContext>(JobContext{context.cwd, {}, {}});
+    for (const std::string& entry : *context.env) {
+      if (travels(entry)) job.remote_env.push_back(entry);
+    }
+  }
+  a.context = job.remote_context;
+  a.env = job.remote_env;
+}
+
 std::vector<std::string> BrokerCore::RemoteWorkersOn(const std::string& host) const {
   std::vector<std::string> identities;
   for (const auto& [id, w] : workers_) {
@@ -1478,8 +1500,9 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
           if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
           journal_.RecordLease(id, task->attempt);
           const bool shell = std::holds_alternative<ShellTask>(task->spec->body);
-          Assignment& a = message.tasks.emplace_back(Assignment{
-              id, task->attempt, *task->spec, shell ? jobs_.at(id.job).context : nullptr, {}});
+          Assignment& a =
+              message.tasks.emplace_back(Assignment{id, task->attempt, *task->spec, nullptr, {}});
+          if (shell) ShareContext(w, jobs_.at(id.job), a);
           if (needs || cpus > 0) Take(w, id, *task->spec, cpus, a);
           if (!followers_.empty() && followers_.count(id))
             watch.ids.push_back(id);  // someone waits for its output

@@ -136,6 +136,10 @@ class BrokerCore {
     // ended and the journal keeps them (Compact()): a finished job costs a few counters.
     std::vector<TaskSpec> specs;
     std::shared_ptr<const JobContext> context;  // its shell tasks' cwd and environment
+    // What remote workers get instead when not all of it travels (JobContext::named): the cwd,
+    // and the named variables to set on top of their own environment. Made when first needed.
+    std::shared_ptr<const JobContext> remote_context;
+    std::vector<std::string> remote_env;
     SteadyTime submitted_at{};
     uint32_t ok = 0, failed = 0;  // finished tasks by outcome (failed: any status but ok)
     std::string label;            // its first task, for `orq jobs`
@@ -233,6 +237,9 @@ class BrokerCore {
   // Whether a worker of `key` (and `role`) registering with a lease of `id` may keep it: a worker
   // of that key lost it, or (after our restart, when nobody knows who held it) it is local.
   bool MayAdopt(TaskId id, Role role, const std::string& key) const;
+  // Sets a shell task's context for worker `w`: the job's, or for a remote worker only what of
+  // it travels (JobContext::named).
+  static void ShareContext(const Worker& w, Job& job, Assignment& a);
   void Refuse(const std::string& from, Role role, Command command, std::vector<Outgoing>& out);
   void Results(Worker& worker, WorkerResultsMessage& results, SteadyTime now,
                std::vector<Outgoing>& out);

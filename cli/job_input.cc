@@ -193,7 +193,10 @@ JobContext Context(const JobInput& in) {
   if (!in.clean_env) {
     for (char** e = environ; *e; ++e) env.emplace_back(*e);
   }
+  // What travels to remote workers: the variables named here, unless --env-all.
+  if (!in.env_all) context.named.emplace();
   for (const std::string& entry : in.env) {
+    if (context.named) context.named->push_back(entry.substr(0, entry.find('=')));
     if (entry.find('=') != std::string::npos) {
       SetEnv(env, entry);
       continue;
@@ -288,6 +291,9 @@ CLI::Option* AddJobOptions(CLI::App* cmd, JobInput& in) {
       ->allow_extra_args(false);  // one value per --env, so "--env A=1 -- cmd" ends at --
   cmd->add_flag("--clean-env", in.clean_env,
                 "shell tasks get only --env and ORQ_*, not this environment");
+  cmd->add_flag("--env-all", in.env_all,
+                "remote workers get this whole environment too (default: only --env's; they "
+                "run tasks in their own with those on top)");
   cmd->add_flag("--dry-run", in.dry_run, "print each task's command line; submit nothing");
   return lines;
 }

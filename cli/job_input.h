@@ -38,6 +38,7 @@ struct JobInput {
   std::string cwd;
   std::vector<std::string> env;  // NAME=VALUE, or NAME to pass the submitter's value
   bool clean_env = false;
+  bool env_all = false;  // remote workers get the whole environment, not only --env's
   bool dry_run = false;
   // orq run: a joblog to resume from (GNU parallel's --resume, --resume-failed, --retry-failed).
   std::string joblog;

@@ -330,20 +330,33 @@ void Get(Reader& r, Lease& l) {
   l.attempt = r.U32();
 }
 
+// Flags: bit 0 an environment follows, bit 1 the named variables follow (journals written
+// before bit 1 existed hold 0 or 1, and read the same).
 void Put(Writer& w, const JobContext& c) {
   w.Str(c.cwd);
-  w.U64(c.env.has_value());
+  w.U64(uint64_t{c.env.has_value()} | uint64_t{c.named.has_value()} << 1);
   if (c.env) {
     w.U64(c.env->size());
     for (const auto& e : *c.env) w.Str(e);
   }
+  if (c.named) {
+    w.U64(c.named->size());
+    for (const auto& n : *c.named) w.Str(n);
+  }
 }
 void Get(Reader& r, JobContext& c) {
   c.cwd = r.Str();
-  if (r.Bool()) {
+  const uint64_t flags = r.U64();
+  if (flags > 3) return void(r.Fail());
+  if (flags & 1) {
     auto& env = c.env.emplace();
     env.resize(r.Count());
     for (auto& e : env) e = r.Str();
+  }
+  if (flags & 2) {
+    auto& named = c.named.emplace();
+    named.resize(r.Count());
+    for (auto& n : named) n = r.Str();
   }
 }
 

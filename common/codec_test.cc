@@ -178,6 +178,18 @@ TEST(CodecTest, SpecFieldsSurvive) {
   EXPECT_EQ(submit.tasks[0], ShellSpec());
 }
 
+TEST(CodecTest, AContextsNamedVariablesSurviveAndOldJournalsStillRead) {
+  const JobContext named{"/w", {{"A=1", "SECRET=x"}}, {{"A"}}};
+  EXPECT_EQ(DecodeContext(EncodeContext(named)), named);
+  // A context as journals before named variables held it: no named list, every variable travels.
+  const JobContext old{"/w", {{"A=1"}}, std::nullopt};
+  const std::string bytes = EncodeContext(old);
+  EXPECT_EQ(DecodeContext(bytes), old);
+  std::string bad = EncodeContext(JobContext{"", std::nullopt, std::nullopt});
+  bad.back() = 9;  // flags no journal ever wrote
+  EXPECT_FALSE(DecodeContext(bad).has_value());
+}
+
 TEST(CodecTest, JobContextsSurvive) {
   const JobContext context{"/home/me", {{"HOME=/home/me", "EMPTY="}}};
   auto decoded = RoundTrip(SubmitRequest{{ShellSpec()}, context});

@@ -270,6 +270,10 @@ struct Lease {
 struct JobContext {
   std::string cwd;                              // absolute; empty: the worker's own directory
   std::optional<std::vector<std::string>> env;  // "K=V"; nullopt: the worker's own environment
+  // The variables the submitter named (--env, a task file's env): the only ones of `env` that
+  // travel to a remote worker, which runs the task in its own environment with these on top (as
+  // GNU parallel's --env does for remote hosts). Nullopt: all of `env` travels (--env-all).
+  std::optional<std::vector<std::string>> named;
   friend bool operator==(const JobContext&, const JobContext&) = default;
 };
 

@@ -371,6 +371,36 @@ TEST_P(HostileTest, AScopedWorkerKeyOffersNoMoreThanItsScope) {
   EXPECT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
 }
 
+TEST_P(HostileTest, ARemoteWorkerGetsOnlyTheVariablesAJobNames) {
+  Cluster& c = *cluster_;
+  c.Up();
+  const std::string alice = c.Access("client", "alice", -1);
+  // Given a remote worker started without the submitter's secret in its environment,
+  c.StartWorker(0, c.Access("worker", "node1", 0), {"--workdir", c.broker().home()});
+  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  // and a submitter whose environment holds one (set after the worker started),
+  struct Secret {
+    Secret() { ::setenv("ORQ_TEST_SECRET_TOKEN", "hunter2", 1); }
+    ~Secret() { ::unsetenv("ORQ_TEST_SECRET_TOKEN"); }
+  } secret;
+  auto run = [&](std::vector<std::string> flags) {
+    std::vector<std::string> args = {"submit"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.insert(args.end(), {"--", "sh", "-c", "echo \"[$ORQ_TEST_SECRET_TOKEN|$NAMED]\""});
+    RunResult submit = c.Client(alice, args);
+    EXPECT_TRUE(Exits(submit, 0));
+    RunResult gather = c.Client(alice, {"gather", JobId(submit)});
+    EXPECT_TRUE(Exits(gather, 0));
+    return gather.out;
+  };
+  // then a job's task there sees only the variable it named,
+  const std::string named = run({"--env", "NAMED=yes"});
+  // and the whole environment only when the submitter says --env-all.
+  const std::string all = run({"--env", "NAMED=yes", "--env-all"});
+  EXPECT_EQ(named, "[|yes]\n");
+  EXPECT_EQ(all, "[hunter2|yes]\n");
+}
+
 // Half-open TCP connections from many addresses, more than the broker's descriptors: loopback
 // only, where every 127.0.0.0/8 address is this host's.
 TEST(HostileLimitsTest, HalfOpenConnectionsPastTheDescriptorLimitNeverStopLocalPeers) {
