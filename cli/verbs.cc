@@ -1,5 +1,8 @@
 #include "cli/verbs.h"
 
+#include <sqlite3.h>
+#include <zmq.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -246,13 +249,38 @@ std::span<const VerbEntry> AllVerbs() {
   return kVerbs;
 }
 
+constexpr const char* kOrqVersion = "0.1.0";
+
+// libsodium's, when the process has it (linked statically, or loaded with libzmq): weak, so a
+// build without it still links.
+extern "C" const char* sodium_version_string() __attribute__((weak));
+
+static std::string VersionReport() {
+  int major = 0, minor = 0, patch = 0;
+  zmq_version(&major, &minor, &patch);
+  std::string report = "orq " + std::string(kOrqVersion) + "\n";
+  report += "libzmq " + std::to_string(major) + "." + std::to_string(minor) + "." +
+            std::to_string(patch) + (zmq_has("curve") ? " (CURVE)" : " (no CURVE)") + "\n";
+  report += "libsodium " +
+            std::string(sodium_version_string ? sodium_version_string() : "unknown") + "\n";
+  report += "SQLite " + std::string(sqlite3_libversion()) + "\n";
+#ifdef ORQ_STATIC_DEPS_LINKED
+  report +=
+      "libzmq, libsodium and SQLite are linked statically: rebuild orq to take a security "
+      "update of any of them\n";
+#else
+  report += "libzmq, libsodium and SQLite are the system's shared libraries\n";
+#endif
+  return report;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{
       "orq: submit tasks from the shell, gather their results; orq runs them across "
       "worker processes.",
       "orq"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "orq 0.1.0");
+  app.set_version_flag("--version", "orq " + std::string(kOrqVersion));
   app.fallthrough();  // `orq submit --access FILE ...` as well as `orq --access FILE submit ...`
   std::string access_file;
   app.add_option("--access", access_file,
@@ -269,6 +297,12 @@ int Main(int argc, char** argv) {
   const bool version_only = named.empty() && std::any_of(argv + 1, argv + argc, [](const char* a) {
                               return std::string_view(a) == "--version";
                             });
+  if (version_only && std::any_of(argv + 1, argv + argc, [](const char* a) {
+        return std::string_view(a) == "--verbose";
+      })) {
+    std::printf("%s", VersionReport().c_str());
+    return static_cast<int>(ExitCode::kOk);
+  }
   std::vector<Verb> verbs;
   for (const VerbEntry& entry : AllVerbs()) {
     if (version_only || (!all && entry.name != named)) continue;

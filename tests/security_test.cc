@@ -95,6 +95,19 @@ TEST(SecurityTest, AHomeThatIsAnotherUsersLinkIsRefused) {
       << output;
 }
 
+TEST(SecurityTest, VersionVerboseNamesTheCryptoAndStorageLibraries) {
+  OrqEnv env;
+  RunResult r = env.Run({"--version", "--verbose"});
+  ASSERT_TRUE(Exits(r, 0));
+  const std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 5u) << r.out;
+  EXPECT_EQ(lines[0].rfind("orq ", 0), 0u);
+  EXPECT_EQ(lines[1].rfind("libzmq 4.", 0), 0u) << lines[1];
+  EXPECT_NE(lines[1].find("(CURVE)"), std::string::npos) << lines[1];
+  EXPECT_EQ(lines[2].rfind("libsodium 1.", 0), 0u) << lines[2];
+  EXPECT_EQ(lines[3].rfind("SQLite 3.", 0), 0u) << lines[3];
+}
+
 TEST(SecurityTest, StateFilesAreOwnerOnly) {
   OrqEnv env;
   // Given a broker that listens on TCP too and has run a job,
