@@ -251,9 +251,13 @@ std::span<const VerbEntry> AllVerbs() {
 
 constexpr const char* kOrqVersion = "0.1.0";
 
-// libsodium's, when the process has it (linked statically, or loaded with libzmq): weak, so a
-// build without it still links.
+// libsodium's: linked statically with libzmq, or (weak, so a build without it still links)
+// loaded with the shared libzmq.
+#ifdef ORQ_STATIC_DEPS_LINKED
+extern "C" const char* sodium_version_string();
+#else
 extern "C" const char* sodium_version_string() __attribute__((weak));
+#endif
 
 static std::string VersionReport() {
   int major = 0, minor = 0, patch = 0;
