@@ -773,8 +773,8 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request,
       auto ref = ParseId(text);  // Resolve() checked them all
       first.sizes.push_back(ref->index ? 1 : jobs_.at(ref->job).size);
     }
-    const size_t head = std::min(done.size(), kMaxResultsPerReply);
-    first.outcomes = Outcomes(done, 0, head);
+    first.outcomes = Outcomes(done, 0, std::min(done.size(), kMaxResultsPerReply));
+    const size_t head = first.outcomes.size();
     first.final = waiter.remaining == 0 && head == done.size();
     out.push_back({from, std::move(first)});
     if (waiter.remaining == 0 && head == done.size()) return;
@@ -804,10 +804,9 @@ void BrokerCore::Pump(uint64_t waiter_id, std::vector<Outgoing>& out) {
   while (w.inflight < kResultsWindow) {
     const size_t left = w.due.size() - w.sent;
     if (left == 0 && !w.complete) break;  // a stream: nothing new has finished
-    const size_t n = std::min(left, kMaxResultsPerReply);
     ResultsReply chunk;
-    chunk.outcomes = Outcomes(w.due, w.sent, n);
-    w.sent += n;
+    chunk.outcomes = Outcomes(w.due, w.sent, std::min(left, kMaxResultsPerReply));
+    w.sent += chunk.outcomes.size();
     chunk.final = w.complete && w.sent == w.due.size();
     ++w.inflight;
     out.push_back({w.client, std::move(chunk)});
@@ -848,19 +847,22 @@ void BrokerCore::ForgetWaiter(uint64_t waiter_id) {
 std::vector<TaskOutcome> BrokerCore::Outcomes(const std::vector<TaskId>& ids, size_t first,
                                               size_t n) const {
   std::vector<TaskOutcome> outcomes;
-  outcomes.reserve(n);
   std::vector<std::optional<TaskOutcome>> found;
-  for (size_t j = first; j < first + n;) {
+  size_t bytes = 0;
+  for (size_t j = first; j < first + n && bytes <= kResultsReplyBytes;) {
     // A run of consecutive tasks of one job (a whole job, named): read in one go.
     size_t run = 1;
     while (j + run < first + n && ids[j + run].job == ids[j].job &&
            ids[j + run].index == ids[j].index + run)
       ++run;
     found.clear();
-    store_.FindRange(ids[j].job, ids[j].index, static_cast<uint32_t>(run), found);
-    for (size_t k = 0; k < run; ++k)
+    const size_t got = store_.FindRange(ids[j].job, ids[j].index, static_cast<uint32_t>(run), found,
+                                        kResultsReplyBytes - bytes);
+    for (size_t k = 0; k < got; ++k) {
       outcomes.push_back(found[k] ? std::move(*found[k]) : Missing(ids[j + k]));
-    j += run;
+      bytes += ApproxWireBytes(outcomes.back());
+    }
+    j += got;
   }
   return outcomes;
 }

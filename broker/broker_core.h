@@ -292,12 +292,13 @@ class BrokerCore {
   void Pump(uint64_t waiter_id, std::vector<Outgoing>& out);
   // A client took a chunk (ResultsAck): its gather may have one more in flight.
   void Acknowledged(const std::string& from, std::vector<Outgoing>& out);
-  // A finished task's outcome as gather replies carry it: with its command when a shell task.
   // A finished task's outcome from the store; should the store have lost it (a journal edited
   // by hand), an outcome that says so rather than a crash.
   TaskOutcome Stored(TaskId id) const;
   static TaskOutcome Missing(TaskId id);
-  // The outcomes of ids[first, first + n), as gather replies carry them, read in runs.
+  // The outcomes of ids[first, first + n) as gather replies carry them, read in runs: all n, or
+  // the first of them up to about kResultsReplyBytes (at least one), so that a reply, and what
+  // is read for it, stays a few MiB however large the outputs are.
   std::vector<TaskOutcome> Outcomes(const std::vector<TaskId>& ids, size_t first, size_t n) const;
   // Sends what streaming waiters got this turn (called at the end of each entry point).
   void FlushStreams(std::vector<Outgoing>& out);

@@ -682,6 +682,46 @@ TEST_F(BrokerCoreTest, AGatherSendsAFewChunksAheadAndOneMorePerAcknowledgement) 
   EXPECT_EQ(chunks(Send("c", ResultsAck{}), final), 0u);
 }
 
+TEST_F(BrokerCoreTest, AGatherIsCutIntoRepliesByBytesNotOnlyByCount) {
+  // Given a finished job of 40 results of 300 KiB each (12 MiB, far fewer than
+  // kMaxResultsPerReply),
+  const size_t n = 40;
+  Register("w1", {static_cast<uint32_t>(n), 1, 1});
+  auto out = Send("c", SubmitRequest{std::vector<TaskSpec>(n, Sleep(1))});
+  WorkerResultsMessage results;
+  for (const Assignment& a : TasksTo(out, "w1"))
+    results.outcomes.push_back(Ok(a, std::string(300 << 10, 'r')));
+  ASSERT_EQ(results.outcomes.size(), n);
+  Send("w1", std::move(results));
+  // when a client gathers it, streamed or not, acknowledging every chunk,
+  for (bool stream : {false, true}) {
+    out = Send("c", GatherRequest{{"j1"}, stream});
+    std::vector<size_t> sizes;  // results per reply
+    uint32_t next = 0;
+    for (int acks = 0; acks < 100; ++acks) {
+      bool final = false;
+      for (const auto& o : out) {
+        const auto* r = std::get_if<ResultsReply>(&o.message);
+        if (!r) continue;
+        // then each reply holds about 1 MiB (four results: the one that passes it is the last),
+        size_t bytes = 0;
+        for (const TaskOutcome& outcome : r->outcomes) {
+          EXPECT_EQ(outcome.id.index, next++) << "stream " << stream;
+          bytes += outcome.result.size();
+        }
+        EXPECT_LE(bytes, kResultsReplyBytes + (300u << 10)) << "stream " << stream;
+        sizes.push_back(r->outcomes.size());
+        final = r->final;
+      }
+      if (final) break;
+      out = Send("c", ResultsAck{});
+    }
+    // and every result comes, once, in order.
+    EXPECT_EQ(next, n) << "stream " << stream;
+    EXPECT_EQ(sizes.size(), 10u) << "stream " << stream;
+  }
+}
+
 TEST(BrokerCoreMemoryTest, WithoutAJournalTheJobsThatEndedFirstGoPastTheBound) {
   // Given a broker without a journal that keeps at most 2 outcomes in memory,
   MemoryResultStore store;

@@ -193,7 +193,7 @@ void SqliteJournal::RecordForget(uint64_t job) {
 
 std::optional<TaskOutcome> SqliteJournal::Find(TaskId id) {
   std::vector<std::optional<TaskOutcome>> one;
-  FindRange(id.job, id.index, 1, one);
+  FindRange(id.job, id.index, 1, one, SIZE_MAX);
   return std::move(one.front());
 }
 
@@ -330,17 +330,21 @@ std::optional<std::string> SqliteJournal::TryCommit() {
   }
 }
 
-void SqliteJournal::FindRange(uint64_t job, uint32_t first, uint32_t count,
-                              std::vector<std::optional<TaskOutcome>>& into) {
+size_t SqliteJournal::FindRange(uint64_t job, uint32_t first, uint32_t count,
+                                std::vector<std::optional<TaskOutcome>>& into, size_t max_bytes) {
   const size_t base = into.size();
   into.resize(base + count);
-  if (!find_range_ &&
-      sqlite3_prepare_v2(db_, "SELECT idx, body FROM outcomes WHERE job=? AND idx>=? AND idx<?", -1,
-                         &find_range_, nullptr) != SQLITE_OK)
+  if (!find_range_ && sqlite3_prepare_v2(db_,
+                                         "SELECT idx, body FROM outcomes WHERE job=? AND idx>=? AND"
+                                         " idx<? ORDER BY idx",
+                                         -1, &find_range_, nullptr) != SQLITE_OK)
     throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
   sqlite3_bind_int64(find_range_, 1, static_cast<int64_t>(job));
   sqlite3_bind_int64(find_range_, 2, first);
   sqlite3_bind_int64(find_range_, 3, int64_t{first} + count);
+  // Row by row, so that no more than about max_bytes of outcomes are ever decoded at once.
+  uint32_t end = count;
+  size_t bytes = 0;
   int rc;
   while ((rc = sqlite3_step(find_range_)) == SQLITE_ROW) {
     const auto index = static_cast<uint64_t>(sqlite3_column_int64(find_range_, 0));
@@ -351,16 +355,35 @@ void SqliteJournal::FindRange(uint64_t job, uint32_t first, uint32_t count,
       sqlite3_reset(find_range_);
       throw std::runtime_error("journal: an outcome of job " + std::to_string(job) + " is corrupt");
     }
-    if (index >= first && index - first < count) into[base + (index - first)] = std::move(outcome);
+    if (index < first || index - first >= count) continue;
+    bytes += ApproxWireBytes(*outcome);
+    into[base + (index - first)] = std::move(outcome);
+    if (bytes > max_bytes) {
+      end = static_cast<uint32_t>(index - first + 1);
+      break;
+    }
   }
   sqlite3_reset(find_range_);
-  if (rc != SQLITE_DONE) throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
-  if (outcomes_.empty()) return;
-  for (uint32_t i = 0; i < count; ++i) {  // recorded this turn, not committed yet
-    if (into[base + i]) continue;
-    if (auto it = outcomes_.find({job, first + i}); it != outcomes_.end())
-      into[base + i] = DecodeOutcome(it->second.body);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
+  into.resize(base + end);
+  if (outcomes_.empty()) return end;
+  // Those recorded this turn, not committed yet, fill the gaps; then the budget is applied again
+  // in order.
+  bytes = 0;
+  for (uint32_t i = 0; i < end; ++i) {
+    auto& slot = into[base + i];
+    if (!slot) {
+      if (auto it = outcomes_.find({job, first + i}); it != outcomes_.end())
+        slot = DecodeOutcome(it->second.body);
+    }
+    if (slot) bytes += ApproxWireBytes(*slot);
+    if (bytes > max_bytes) {
+      into.resize(base + i + 1);
+      return i + 1;
+    }
   }
+  return end;
 }
 
 std::vector<RecoveredJob> SqliteJournal::Load() {

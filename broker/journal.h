@@ -121,8 +121,8 @@ class SqliteJournal final : public Journal, public ResultStore {
   void Put(TaskOutcome) override {}
   std::optional<TaskOutcome> Find(TaskId id) override;
   void Erase(TaskId) override {}
-  void FindRange(uint64_t job, uint32_t first, uint32_t count,
-                 std::vector<std::optional<TaskOutcome>>& into) override;
+  size_t FindRange(uint64_t job, uint32_t first, uint32_t count,
+                   std::vector<std::optional<TaskOutcome>>& into, size_t max_bytes) override;
 
   // Writes everything recorded since the last Commit() in one transaction (one fsync). Throws
   // std::runtime_error when it cannot; what was recorded is kept for the next attempt.

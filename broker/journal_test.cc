@@ -189,10 +189,38 @@ TEST_F(JournalTest, OneBrokerAtATimeHoldsAJournal) {
   a.journal->Commit();
   EXPECT_EQ(a.journal->Find({1, 0})->result, "\"kept\"");  // and after it, from SQLite
   std::vector<std::optional<TaskOutcome>> range;
-  a.journal->FindRange(1, 0, 2, range);
+  EXPECT_EQ(a.journal->FindRange(1, 0, 2, range, SIZE_MAX), 2u);
   ASSERT_EQ(range.size(), 2u);
   EXPECT_TRUE(range[0].has_value());
   EXPECT_FALSE(range[1].has_value());
+}
+
+TEST_F(JournalTest, ARangeReadStopsAtItsByteBudget) {
+  // Given five outcomes of 400 KiB each, three committed and two recorded this turn,
+  Broker a(path_);
+  for (uint32_t i = 0; i < 5; ++i) {
+    TaskOutcome outcome;
+    outcome.id = {1, i};
+    outcome.result = std::string(400 << 10, static_cast<char>('a' + i));
+    a.journal->RecordOutcome(outcome);
+    if (i == 2) a.journal->Commit();
+  }
+  // when a range of them is read with a budget of 1 MiB, from the first and from the second,
+  // then each read stops after the outcome that passes the budget (the third of them), in order,
+  // committed or not.
+  for (uint32_t first : {0u, 1u}) {
+    std::vector<std::optional<TaskOutcome>> range;
+    EXPECT_EQ(a.journal->FindRange(1, first, 5 - first, range, 1u << 20), 3u) << first;
+    ASSERT_EQ(range.size(), 3u);
+    for (uint32_t i = 0; i < 3; ++i) {
+      ASSERT_TRUE(range[i].has_value()) << first << " " << i;
+      EXPECT_EQ(range[i]->result[0], static_cast<char>('a' + first + i));
+    }
+  }
+  // A budget never returns nothing.
+  std::vector<std::optional<TaskOutcome>> one;
+  EXPECT_EQ(a.journal->FindRange(1, 4, 1, one, 0), 1u);
+  EXPECT_TRUE(one.at(0).has_value());
 }
 
 TEST_F(JournalTest, AJournalOfAnotherFormatIsRefusedNotMisread) {

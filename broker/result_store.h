@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/codec.h"
 #include "common/protocol.h"
 
 namespace orq {
@@ -21,11 +22,19 @@ class ResultStore {
   virtual std::optional<TaskOutcome> Find(TaskId id) = 0;
   // Removes a finished task's outcome (its job is forgotten).
   virtual void Erase(TaskId id) = 0;
-  // Appends the outcomes of tasks first .. first+count-1 of `job`, in order (nullopt:
-  // unfinished). One read for all of them where the store can.
-  virtual void FindRange(uint64_t job, uint32_t first, uint32_t count,
-                         std::vector<std::optional<TaskOutcome>>& into) {
-    for (uint32_t i = 0; i < count; ++i) into.push_back(Find({job, first + i}));
+  // Appends the outcomes of tasks first, first+1, ... of `job`, in order (nullopt: unfinished):
+  // `count` of them, or fewer when their ApproxWireBytes pass `max_bytes` (the one that passes it
+  // is the last; always at least one). Returns how many it appended. One read where the store can,
+  // never holding much more than max_bytes.
+  virtual size_t FindRange(uint64_t job, uint32_t first, uint32_t count,
+                           std::vector<std::optional<TaskOutcome>>& into, size_t max_bytes) {
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < count; ++i) {
+      into.push_back(Find({job, first + i}));
+      if (into.back()) bytes += ApproxWireBytes(*into.back());
+      if (bytes > max_bytes) return i + 1;
+    }
+    return count;
   }
 };
 

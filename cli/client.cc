@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "common/codec.h"
 #include "common/errors.h"
 #include "common/keys.h"
 #include "common/paths.h"
@@ -15,29 +16,6 @@ constexpr int kHandshakeFailuresToGiveUp = 3;
 
 std::string access_path;  // --access or $ORQ_ACCESS
 
-// About what `spec` takes on the wire, never much less: its strings and a little per field.
-size_t ApproxBytes(const TaskSpec& spec) {
-  size_t n = 64;
-  if (const auto* shell = std::get_if<ShellTask>(&spec.body)) {
-    for (const std::string& arg : shell->argv) n += arg.size() + 5;
-    if (shell->place) {
-      n += shell->place->cwd.size();
-      for (const std::string& e : shell->place->env) n += e.size() + 5;
-    }
-  } else if (const auto* echo = std::get_if<EchoTask>(&spec.body)) {
-    n += echo->value.size();
-  } else if (const auto* sleep = std::get_if<SleepTask>(&spec.body)) {
-    n += sleep->result.size();
-  }
-  if (spec.needs) {
-    const Needs& need = *spec.needs;
-    n += need.name.size() + need.queue.size() + need.after.size() * 16;
-    for (const auto& r : need.resources) n += r.name.size() + 10;
-    for (const auto& l : need.limits) n += l.size() + 5;
-    for (const auto& l : need.locks) n += l.name.size() + 6;
-  }
-  return n;
-}
 }  // namespace
 
 void UseAccessFile(std::string path) { access_path = std::move(path); }
@@ -157,7 +135,7 @@ Message Client::Submit(SubmitRequest request, std::chrono::milliseconds timeout)
   // listener takes (kMaxRemoteMessageBytes); the broker puts them back together.
   size_t bytes = 0, start = 0;
   for (size_t i = 0; i < request.tasks.size(); ++i) {
-    const size_t more = ApproxBytes(request.tasks[i]);
+    const size_t more = ApproxWireBytes(request.tasks[i]);
     if (bytes + more > kSubmitPartBytes && i > start) {
       SubmitPartRequest part;
       part.tasks.assign(std::make_move_iterator(request.tasks.begin() + start),

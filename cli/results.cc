@@ -1,12 +1,19 @@
 #include "cli/results.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "cli/client.h"
 #include "cli/format.h"
+#include "common/codec.h"
 #include "common/ids.h"
 
 namespace orq {
@@ -57,7 +64,58 @@ bool HaltNow(const HaltRule& rule, uint64_t failed, uint64_t succeeded) {
          100.0 * static_cast<double>(counted) >= rule.threshold * static_cast<double>(ended);
 }
 
-ResultOrder::ResultOrder(const std::vector<std::string>& ids, const std::vector<uint32_t>& sizes) {
+SpillFile::~SpillFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+uint64_t SpillFile::Append(const std::string& bytes) {
+  if (fd_ < 0) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string dir = tmp && *tmp ? tmp : "/tmp";
+    // O_TMPFILE: never linked, so nothing is left behind; else a named file unlinked at once.
+    fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd_ < 0) {
+      std::string name = dir + "/orq-gather-XXXXXX";
+      fd_ = ::mkostemp(name.data(), O_CLOEXEC);
+      if (fd_ >= 0) ::unlink(name.c_str());
+    }
+    if (fd_ < 0)
+      throw std::runtime_error(
+          "orq gather: cannot make a file in " + dir +
+          " for results that wait for an earlier one: " + std::strerror(errno));
+  }
+  const uint64_t at = end_;
+  for (size_t done = 0; done < bytes.size();) {
+    const ssize_t n =
+        ::pwrite(fd_, bytes.data() + done, bytes.size() - done, static_cast<off_t>(end_ + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw std::runtime_error(
+          "orq gather: cannot keep results that wait for an earlier one in $TMPDIR: " +
+          std::string(n < 0 ? std::strerror(errno) : "short write"));
+    done += static_cast<size_t>(n);
+  }
+  end_ += bytes.size();
+  return at;
+}
+
+std::string SpillFile::Read(uint64_t offset, size_t size) const {
+  std::string bytes(size, '\0');
+  for (size_t done = 0; done < size;) {
+    const ssize_t n =
+        ::pread(fd_, bytes.data() + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw std::runtime_error("orq gather: cannot read back results kept in $TMPDIR: " +
+                               std::string(n < 0 ? std::strerror(errno) : "the file is short"));
+    done += static_cast<size_t>(n);
+  }
+  return bytes;
+}
+
+ResultOrder::ResultOrder(const std::vector<std::string>& ids, const std::vector<uint32_t>& sizes,
+                         size_t memory_bytes)
+    : memory_bytes_(memory_bytes) {
   size_t offset = 0;
   for (size_t i = 0; i < ids.size() && i < sizes.size(); ++i) {
     auto ref = ParseId(ids[i]);
@@ -73,31 +131,51 @@ void ResultOrder::Put(TaskOutcome outcome) {
     if (e.job != outcome.id.job || (e.index && *e.index != outcome.id.index)) continue;
     const size_t at = e.offset + (e.index ? 0 : outcome.id.index);
     if (at < total_ && at >= next_ && !waiting_.count(at)) {
-      waiting_.emplace(at, std::move(outcome));
+      Held held;
+      const size_t bytes = ApproxWireBytes(outcome);
+      if (held_bytes_ + bytes <= memory_bytes_ || at == next_) {
+        held_bytes_ += bytes;
+        held.outcome = std::move(outcome);
+      } else {
+        const std::string encoded = EncodeOutcome(outcome);
+        held.offset = spill_.Append(encoded);
+        held.size = encoded.size();
+        ++spilled_;
+      }
+      waiting_.emplace(at, std::move(held));
       return;
     }
   }
 }
 
+TaskOutcome ResultOrder::Take(Held& held) {
+  if (held.outcome) {
+    held_bytes_ -= ApproxWireBytes(*held.outcome);
+    return std::move(*held.outcome);
+  }
+  --spilled_;
+  auto outcome = DecodeOutcome(spill_.Read(held.offset, held.size));
+  if (!outcome) throw std::runtime_error("orq gather: results kept in $TMPDIR came back corrupt");
+  return std::move(*outcome);
+}
+
 std::optional<TaskOutcome> ResultOrder::Pop() {
   auto it = waiting_.find(next_);
   if (it == waiting_.end()) return std::nullopt;
-  TaskOutcome out = std::move(it->second);
+  TaskOutcome out = Take(it->second);
   waiting_.erase(it);
   ++next_;
   return out;
 }
 
-std::vector<TaskOutcome> ResultOrder::Rest() {
-  std::vector<std::pair<size_t, TaskOutcome>> in(std::make_move_iterator(waiting_.begin()),
-                                                 std::make_move_iterator(waiting_.end()));
-  std::sort(in.begin(), in.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<TaskOutcome> rest;
-  rest.reserve(in.size());
-  for (auto& [at, outcome] : in) rest.push_back(std::move(outcome));
+void ResultOrder::Rest(const std::function<void(const TaskOutcome&)>& f) {
+  std::vector<size_t> places;
+  places.reserve(waiting_.size());
+  for (const auto& [at, held] : waiting_) places.push_back(at);
+  std::sort(places.begin(), places.end());
+  for (size_t at : places) f(Take(waiting_.at(at)));
   waiting_.clear();
   next_ = total_;
-  return rest;
 }
 
 std::string JoblogLine(uint64_t seq, const TaskOutcome& o, const std::string& command) {
@@ -294,7 +372,7 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
     // Ctrl-C: what finished is shown, even behind a task that had not.
     if (order) {
       flush_ordered();
-      for (const TaskOutcome& o : order->Rest()) Print(o, options, local, false);
+      order->Rest([&](const TaskOutcome& o) { Print(o, options, local, false); });
     }
     std::fflush(stdout);
     throw;

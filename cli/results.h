@@ -36,17 +36,45 @@ std::optional<HaltRule> ParseHalt(const std::string& text);
 // Whether `rule` says stop, after `failed` + `succeeded` tasks ended.
 bool HaltNow(const HaltRule& rule, uint64_t failed, uint64_t succeeded);
 
+// Outcomes a gather holds in memory while they wait for an earlier one (ResultOrder); the rest
+// wait in a file under $TMPDIR, as GNU parallel's --keep-order buffers output in files.
+inline constexpr size_t kOrderMemoryBytes = 64u << 20;
+
+// An unlinked temporary file under $TMPDIR (else /tmp) that bytes are appended to and read back
+// from; removed by the system when closed, whatever ends the process. Made at the first Append.
+class SpillFile {
+ public:
+  SpillFile() = default;
+  SpillFile(const SpillFile&) = delete;
+  SpillFile& operator=(const SpillFile&) = delete;
+  ~SpillFile();
+  // Where `bytes` begin in the file. Throws std::runtime_error (a full disk) with a sentence.
+  uint64_t Append(const std::string& bytes);
+  std::string Read(uint64_t offset, size_t size) const;
+
+ private:
+  int fd_ = -1;
+  uint64_t end_ = 0;
+};
+
 // The order of a gather's results: the ids as named, a job standing for all its tasks (`sizes`,
 // from the broker's first chunk, says how many). Put() files an outcome in its place (the first
 // free one, when a task is named twice); Pop() gives the next ones in order while they are in.
+// Those that wait (behind a task still running) are kept in memory up to `memory_bytes`, then in
+// a SpillFile, so that a gather of any size in any finishing order holds a bounded amount.
 class ResultOrder {
  public:
-  ResultOrder(const std::vector<std::string>& ids, const std::vector<uint32_t>& sizes);
+  ResultOrder(const std::vector<std::string>& ids, const std::vector<uint32_t>& sizes,
+              size_t memory_bytes = kOrderMemoryBytes);
   void Put(TaskOutcome outcome);
   std::optional<TaskOutcome> Pop();
-  // What is in but not yet popped (behind a task still running), in order.
-  std::vector<TaskOutcome> Rest();
+  // Gives `f` what is in but not yet popped (behind a task still running), in order, one at a
+  // time; the order is then over.
+  void Rest(const std::function<void(const TaskOutcome&)>& f);
   size_t total() const { return total_; }
+  // What waits in memory, and how many wait in the file (for tests).
+  size_t held_bytes() const { return held_bytes_; }
+  size_t spilled() const { return spilled_; }
 
  private:
   struct Entry {
@@ -54,12 +82,23 @@ class ResultOrder {
     std::optional<uint32_t> index;  // a single task; else the whole job
     size_t offset;
   };
+  // An outcome that waits: in memory, or encoded in spill_ at offset (size bytes).
+  struct Held {
+    std::optional<TaskOutcome> outcome;
+    uint64_t offset = 0;
+    size_t size = 0;
+  };
+  TaskOutcome Take(Held& held);
   std::vector<Entry> entries_;
   size_t total_ = 0;  // places in the order
   // The outcomes in but not yet popped, by place: only those that came before an earlier one,
   // so a gather of millions in order holds next to nothing.
-  std::unordered_map<size_t, TaskOutcome> waiting_;
+  std::unordered_map<size_t, Held> waiting_;
   size_t next_ = 0;  // the next place to pop
+  size_t memory_bytes_;
+  size_t held_bytes_ = 0;  // ApproxWireBytes of those waiting in memory
+  size_t spilled_ = 0;     // of those waiting, how many are in spill_
+  SpillFile spill_;
 };
 
 // A joblog line in GNU parallel's columns (Seq Host Starttime JobRuntime Send Receive Exitval

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include "cli/job_input.h"
 #include "cli/progress.h"
 #include "cli/results.h"
@@ -183,6 +186,50 @@ TEST(ResultOrderTest, ResultsComeOutInTheOrderNamedWhateverOrderTheyArrive) {
   EXPECT_EQ(order.Pop()->id, (TaskId{2, 1}));
   EXPECT_EQ(order.Pop()->id, (TaskId{1, 0}));
   EXPECT_FALSE(order.Pop());
+}
+
+TEST(ResultOrderTest, WhatWaitsPastItsMemoryWaitsInAFileAndComesBackWhole) {
+  // Given an order that holds 4 KiB in memory,
+  const char* tmp = std::getenv("TMPDIR");
+  ResultOrder order({"j1"}, {100}, 4 << 10);
+  auto outcome = [](uint32_t index) {
+    TaskOutcome o;
+    o.id = {1, index};
+    o.result = std::string(1000, static_cast<char>('a' + index % 26));
+    o.shell = ShellOutput{0, "out " + std::to_string(index), "err", false};
+    return o;
+  };
+  // when 99 results of 1 KiB come in reverse order, behind the first,
+  for (uint32_t i = 99; i >= 1; --i) order.Put(outcome(i));
+  // then at most 4 KiB of them wait in memory and the rest in a file (never linked: nothing is
+  // left in $TMPDIR),
+  EXPECT_LE(order.held_bytes(), 4u << 10);
+  EXPECT_GE(order.spilled(), 94u);
+  EXPECT_FALSE(order.Pop());
+  if (tmp && *tmp) {
+    for (const auto& entry : std::filesystem::directory_iterator(tmp))
+      EXPECT_EQ(entry.path().filename().string().rfind("orq-gather-", 0), std::string::npos)
+          << entry.path();
+  }
+  // and once the first is in, all come out in order, as they were.
+  order.Put(outcome(0));
+  for (uint32_t i = 0; i < 50; ++i) {
+    auto o = order.Pop();
+    ASSERT_TRUE(o) << i;
+    EXPECT_EQ(o->id, (TaskId{1, i}));
+    EXPECT_EQ(o->result, outcome(i).result);
+    EXPECT_EQ(o->shell->stdout_text, "out " + std::to_string(i));
+  }
+  // What is left comes out in order too (an interrupted gather prints it).
+  uint32_t next = 50;
+  order.Rest([&](const TaskOutcome& o) {
+    EXPECT_EQ(o.id, (TaskId{1, next}));
+    EXPECT_EQ(o.result, outcome(next).result);
+    ++next;
+  });
+  EXPECT_EQ(next, 100u);
+  EXPECT_EQ(order.spilled(), 0u);
+  EXPECT_EQ(order.held_bytes(), 0u);
 }
 
 TEST(JoblogTest, LinesInGnuParallelsColumns) {

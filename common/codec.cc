@@ -692,4 +692,39 @@ std::variant<Message, DecodeError> Decode(std::string_view version, std::string_
   return DecodeAs(static_cast<Command>(static_cast<uint8_t>(command[0])), body);
 }
 
+size_t ApproxWireBytes(const TaskSpec& spec) {
+  size_t n = 64;
+  if (const auto* shell = std::get_if<ShellTask>(&spec.body)) {
+    for (const std::string& arg : shell->argv) n += arg.size() + 5;
+    if (shell->place) {
+      n += shell->place->cwd.size();
+      for (const std::string& e : shell->place->env) n += e.size() + 5;
+    }
+  } else if (const auto* echo = std::get_if<EchoTask>(&spec.body)) {
+    n += echo->value.size();
+  } else if (const auto* sleep = std::get_if<SleepTask>(&spec.body)) {
+    n += sleep->result.size();
+  }
+  if (spec.needs) {
+    const Needs& need = *spec.needs;
+    n += need.name.size() + need.queue.size() + need.after.size() * 16;
+    for (const auto& r : need.resources) n += r.name.size() + 10;
+    for (const auto& l : need.limits) n += l.size() + 5;
+    for (const auto& l : need.locks) n += l.name.size() + 6;
+  }
+  return n;
+}
+
+size_t ApproxWireBytes(const TaskOutcome& outcome) {
+  size_t n = 64 + outcome.result.size() + outcome.error.size() + outcome.last_error.size();
+  if (const auto& shell = outcome.shell) {
+    n += shell->stdout_text.size() + shell->stderr_text.size();
+    if (const auto& more = shell->more) {
+      n += more->stdout_file.size() + more->stderr_file.size() + more->host.size() + 15;
+      for (const std::string& arg : more->argv) n += arg.size() + 5;
+    }
+  }
+  return n;
+}
+
 }  // namespace orq

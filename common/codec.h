@@ -33,6 +33,12 @@ std::optional<TaskOutcome> DecodeOutcome(std::string_view bytes);
 std::string EncodeContext(const JobContext& context);
 std::optional<JobContext> DecodeContext(std::string_view bytes);
 
+// About what a spec or an outcome takes in a message, never much less (its strings and a little
+// per field), without encoding it: for cutting a job, a worker's results or a gather's replies
+// into messages of about a size (kSubmitPartBytes, kResultBatchBytes, kResultsReplyBytes).
+size_t ApproxWireBytes(const TaskSpec& spec);
+size_t ApproxWireBytes(const TaskOutcome& outcome);
+
 // Decodes the three frames of a message (version, command byte, body).
 std::variant<Message, DecodeError> Decode(std::string_view version, std::string_view command,
                                           std::string_view body);

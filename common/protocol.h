@@ -181,8 +181,11 @@ inline constexpr size_t kMaxPendingPerAddress = 8;
 inline constexpr size_t kMinDescriptorReserve = 64;
 inline constexpr size_t kMaxTasksPerJob = 5'000'000;
 inline constexpr size_t kMaxTasksPerMessage = 1024;  // tasks in one TasksMessage
-// Results in one gather reply: large enough to amortise a message, small enough to stay well
-// under kMaxMessageBytes with shell output in it (the CLI prints each chunk as it comes).
+// One gather reply: results up to about kResultsReplyBytes (then one more, always at least one)
+// and at most kMaxResultsPerReply of them: large enough to amortise a message, small enough that
+// what the broker reads from its journal for one reply, and any reply, is a few MiB whatever the
+// outputs (each under 2 * kMaxOutputBytes inline). The CLI prints each chunk as it comes.
+inline constexpr size_t kResultsReplyBytes = 1u << 20;
 inline constexpr size_t kMaxResultsPerReply = 4096;
 // Chunks of a gather's results in flight to one client: the client acknowledges each (kResultsAck)
 // and the broker sends no more than this ahead, so a gather of millions of results costs the

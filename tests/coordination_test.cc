@@ -117,13 +117,6 @@ int MostAtOnce(const std::string& text, const std::string& prefix) {
   return most;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 TEST(CoordinationTest, ALimitIsASemaphoreAcrossWorkers) {
   OrqEnv env;
   ASSERT_TRUE(Exits(env.Run({"up", "-w", "2", "-t", "3"}), 0));

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -259,17 +260,33 @@ bool WaitGone(pid_t pid, std::chrono::seconds timeout) {
       timeout);
 }
 
-int WaitExit(pid_t pid, std::chrono::seconds timeout) {
+int WaitExit(pid_t pid, std::chrono::seconds timeout, size_t* peak_rss) {
   int code = -1;
   WaitUntil(
       [&] {
         int status = 0;
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid) code = ShellCode(FromWaitStatus(status));
+        rusage usage{};
+        const pid_t r = ::wait4(pid, &status, WNOHANG, &usage);
+        if (r == pid) {
+          code = ShellCode(FromWaitStatus(status));
+          if (peak_rss) *peak_rss = static_cast<size_t>(usage.ru_maxrss) * 1024;
+        }
         return r != 0;  // ended, or not our child (-1)
       },
       timeout);
   return code;
+}
+
+ScopedEnv::ScopedEnv(const char* name, const std::string& value) : name_(name) {
+  if (const char* was = std::getenv(name)) before_ = was;
+  ::setenv(name, value.c_str(), 1);
+}
+
+ScopedEnv::~ScopedEnv() {
+  if (before_)
+    ::setenv(name_.c_str(), before_->c_str(), 1);
+  else
+    ::unsetenv(name_.c_str());
 }
 
 ::testing::AssertionResult Exits(const RunResult& result, int code) {
@@ -294,6 +311,13 @@ std::string JobId(const RunResult& submit) {
     throw std::runtime_error("orq submit failed (exit " + std::to_string(submit.code) +
                              "): " + submit.err);
   return lines[0];
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 std::vector<std::string> Lines(const std::string& text) {

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -86,6 +87,8 @@ std::string Example(const std::string& name);  // path of examples/NAME
 // stderr) when it did not succeed, so a failed submit is reported as such rather than as a crash.
 std::string JobId(const RunResult& submit);
 std::vector<std::string> Lines(const std::string& text);
+// A whole file ("" when it is not there).
+std::string ReadFile(const std::string& path);
 
 // Runs a program (not orq) to completion, killed at Scaled(timeout); returns its exit code (-1 when
 // it hit the deadline or was killed) and appends what it printed on stdout and stderr to `output`.
@@ -101,7 +104,22 @@ std::string Command(const std::vector<std::string>& argv,
 bool WaitGone(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(30));
 
 // Waits for child `pid` (from OrqEnv::Start) to exit; its exit code, 128+N when killed by signal N,
-// or -1 at the (scaled) deadline (it is then left running).
-int WaitExit(pid_t pid, std::chrono::seconds timeout);
+// or -1 at the (scaled) deadline (it is then left running). With `peak_rss`: the most memory it
+// was resident in, in bytes.
+int WaitExit(pid_t pid, std::chrono::seconds timeout, size_t* peak_rss = nullptr);
+
+// setenv for the scope of a test, then the variable as it was: orq (and the submitter's
+// environment it records) sees it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value);
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv();
+
+ private:
+  std::string name_;
+  std::optional<std::string> before_;
+};
 
 }  // namespace orq::testing

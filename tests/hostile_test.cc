@@ -21,15 +21,18 @@ namespace {
 
 class HostileTest : public ClusterTest {};
 
-// A process's resident memory, in bytes (0 when it is gone).
-size_t Rss(pid_t pid) {
+// A line of a process's /proc/PID/status in bytes (0 when it is gone): VmRSS, the memory it is
+// resident in now; VmHWM, the most it has been.
+size_t StatusBytes(pid_t pid, const std::string& field) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    if (line.rfind(field + ":", 0) == 0) return std::stoull(line.substr(field.size() + 1)) * 1024;
   }
   return 0;
 }
+size_t Rss(pid_t pid) { return StatusBytes(pid, "VmRSS"); }
+size_t PeakRss(pid_t pid) { return StatusBytes(pid, "VmHWM"); }
 
 size_t OpenDescriptors(pid_t pid) {
   size_t n = 0;
@@ -379,10 +382,7 @@ TEST_P(HostileTest, ARemoteWorkerGetsOnlyTheVariablesAJobNames) {
   c.StartWorker(0, c.Access("worker", "node1", 0), {"--workdir", c.broker().home()});
   ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
   // and a submitter whose environment holds one (set after the worker started),
-  struct Secret {
-    Secret() { ::setenv("ORQ_TEST_SECRET_TOKEN", "hunter2", 1); }
-    ~Secret() { ::unsetenv("ORQ_TEST_SECRET_TOKEN"); }
-  } secret;
+  ScopedEnv secret("ORQ_TEST_SECRET_TOKEN", "hunter2");
   auto run = [&](std::vector<std::string> flags) {
     std::vector<std::string> args = {"submit"};
     args.insert(args.end(), flags.begin(), flags.end());
@@ -399,6 +399,62 @@ TEST_P(HostileTest, ARemoteWorkerGetsOnlyTheVariablesAJobNames) {
   const std::string all = run({"--env", "NAMED=yes", "--env-all"});
   EXPECT_EQ(named, "[|yes]\n");
   EXPECT_EQ(all, "[hunter2|yes]\n");
+}
+
+TEST_P(HostileTest, AGatherOf300MiBStreamsInBoundedMemory) {
+  // AddressSanitizer keeps what a process frees from reuse until 256 MiB more is freed: with a
+  // small quarantine, a process's peak memory is what it held at once, as without ASan.
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  ScopedEnv quarantine("ASAN_OPTIONS",
+                       std::string(asan ? asan : "") + ":quarantine_size_mb=8:max_redzone=256");
+  Cluster& c = *cluster_;
+  c.Up();
+  const std::string alice = c.Access("client", "alice", -1);
+  c.StartWorker(0, c.Access("worker", "node1", 0),
+                {"--shell-slots", "2", "--workdir", c.broker().home()});
+  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  const pid_t broker = c.status()["broker"]["pid"].get<pid_t>();
+  const size_t broker_before = PeakRss(broker);
+  // Given a job of 315 tasks that print 1 MB each (300 MiB in all), the first of which waits for
+  // a file, so that all the others finish before it,
+  const std::string gate = c.broker().home() + "/gate";
+  constexpr int kTasks = 315;
+  RunResult submit = c.Client(
+      alice, {"submit", "--array", "0-" + std::to_string(kTasks - 1), "--", "sh", "-c",
+              "if [ {} = 0 ]; then while [ ! -e " + gate +
+                  " ]; do sleep 0.05; done; fi; echo {}; head -c 1000000 /dev/zero | tr '\\0' x;"
+                  " echo"});
+  ASSERT_TRUE(Exits(submit, 0));
+  const std::string job = JobId(submit);
+  // when a client gathers it while they run, and the first ends last,
+  const pid_t gather = c.client().Start({"--access", alice, "gather", job});
+  ASSERT_TRUE(c.WaitStatus(
+      [](const nlohmann::json& s) { return s["tasks"]["done"].get<int>() == kTasks - 1; },
+      seconds(300)))
+      << c.status()["tasks"].dump();
+  std::ofstream{gate};
+  // then the gather prints every result, in order,
+  size_t gather_peak = 0;
+  ASSERT_EQ(WaitExit(gather, seconds(300), &gather_peak), 0)
+      << ReadFile(c.client().home() + "/started.err");
+  const std::vector<std::string> lines = Lines(ReadFile(c.client().home() + "/started.out"));
+  ASSERT_EQ(lines.size(), 2u * kTasks);
+  for (int i = 0; i < kTasks; ++i) {
+    ASSERT_EQ(lines[2 * i], std::to_string(i));
+    ASSERT_EQ(lines[2 * i + 1], std::string(1000000, 'x')) << i;
+  }
+  // holding a bounded part of them at once (64 MiB waiting for the first, the rest in a file);
+  EXPECT_LT(gather_peak, 224u << 20) << (gather_peak >> 20) << " MiB";
+  // a gather of the finished job prints them all too,
+  RunResult again = c.Client(alice, {"gather", job}, seconds(60));
+  ASSERT_TRUE(Exits(again, 0));
+  EXPECT_EQ(again.out.size(), kTasks * (1000000 + 2) + 10 * 1 + 90 * 2 + 215 * 3);
+  EXPECT_EQ(again.out.substr(0, 3), "0\nx");
+  EXPECT_EQ(again.out.rfind("\n314\n"), again.out.size() - 1000001 - 5);
+  // and the broker sent them in replies of a few MiB (it never held the job's results at once).
+  const size_t broker_peak = PeakRss(broker);
+  EXPECT_LT(broker_peak, broker_before + (96u << 20))
+      << "before " << (broker_before >> 20) << " MiB, at most " << (broker_peak >> 20) << " MiB";
 }
 
 // Half-open TCP connections from many addresses, more than the broker's descriptors: loopback

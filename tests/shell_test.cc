@@ -78,13 +78,6 @@ TEST(ShellTest, CommandsRunAsUnderGnuParallel) {
   EXPECT_EQ(r.out, Parallel(Concat(line, kValues)));
 }
 
-// setenv for the scope of a test: orq (and the submitter's environment it records) sees it.
-struct ScopedEnv {
-  ScopedEnv(const char* name, const char* value) : name(name) { ::setenv(name, value, 1); }
-  ~ScopedEnv() { ::unsetenv(name); }
-  const char* name;
-};
-
 TEST(ShellTest, TasksRunInTheSubmittersDirectoryWithItsEnvironment) {
   OrqEnv env;
   namespace fs = std::filesystem;
@@ -190,17 +183,9 @@ TEST(ShellTest, MistakesNameTheFlagOrFileAndSubmitNothing) {
   refused({"submit", "--", "echo", "{%}", ":::", "a"}, "use $ORQ_SLOT");
 }
 
-// Reads a whole file ("" when it is not there).
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // Waits until `path` holds `text`; false at the deadline.
 bool WaitForText(const std::string& path, const std::string& text, std::chrono::seconds timeout) {
-  return WaitUntil([&] { return Slurp(path).find(text) != std::string::npos; }, timeout);
+  return WaitUntil([&] { return ReadFile(path).find(text) != std::string::npos; }, timeout);
 }
 
 TEST(ShellTest, RunPrintsEachResultAsSoonAsItAndEveryEarlierOneAreDone) {
@@ -214,12 +199,12 @@ TEST(ShellTest, RunPrintsEachResultAsSoonAsItAndEveryEarlierOneAreDone) {
                          ":::", "1", "2"});
   // Then the first result is printed while the second task still runs,
   ASSERT_TRUE(WaitForText(env.home() + "/started.out", "first\n", std::chrono::seconds(30)))
-      << Slurp(env.home() + "/started.err");
-  EXPECT_EQ(Slurp(env.home() + "/started.out"), "first\n");
+      << ReadFile(env.home() + "/started.err");
+  EXPECT_EQ(ReadFile(env.home() + "/started.out"), "first\n");
   // and the second once it is done.
   std::ofstream(go).put('\n');
   EXPECT_EQ(WaitExit(run, std::chrono::seconds(30)), 0);
-  EXPECT_EQ(Slurp(env.home() + "/started.out"), "first\nsecond\n");
+  EXPECT_EQ(ReadFile(env.home() + "/started.out"), "first\nsecond\n");
 }
 
 TEST(ShellTest, UnorderedPrintsInFinishingOrderAndJsonCarriesIndexAndCommand) {
@@ -297,14 +282,14 @@ TEST(ShellTest, JoblogInGnuParallelsColumnsAndRetryingWhatFailed) {
   const Words job = {"--", "sh", "-c", "[ -e " + marker + " ] || exit $0", ":::", "0", "1", "2"};
   RunResult r = env.Run(Concat({"run", "-w", "1", "--joblog", log}, job));
   EXPECT_TRUE(Exits(r, 1));
-  auto lines = Lines(Slurp(log));
+  auto lines = Lines(ReadFile(log));
   ASSERT_EQ(lines.size(), 4u);
   // The header is GNU parallel's.
   std::string parallel_log = env.home() + "/parallel.log", ignored;
   ASSERT_EQ(RunProgram({"parallel", "--will-cite", "--joblog", parallel_log, "true", ":::", "x"},
                        ignored),
             0);
-  EXPECT_EQ(lines[0], Lines(Slurp(parallel_log))[0]);
+  EXPECT_EQ(lines[0], Lines(ReadFile(parallel_log))[0]);
   std::set<std::string> exits;
   for (size_t i = 1; i < lines.size(); ++i) {
     std::vector<std::string> columns;
@@ -319,7 +304,7 @@ TEST(ShellTest, JoblogInGnuParallelsColumnsAndRetryingWhatFailed) {
   r = env.Run({"run", "-w", "1", "--retry-failed", "--joblog", log});
   EXPECT_TRUE(Exits(r, 0));
   EXPECT_NE(r.err.find("2 tasks: 2 ok"), std::string::npos) << r.err;
-  EXPECT_EQ(Lines(Slurp(log)).size(), 6u);
+  EXPECT_EQ(Lines(ReadFile(log)).size(), 6u);
   // --resume-failed: nothing is left to run.
   r = env.Run(Concat({"run", "-w", "1", "--resume-failed", "--joblog", log}, job));
   EXPECT_TRUE(Exits(r, 0));
@@ -450,11 +435,11 @@ TEST(ShellTest, JobsStatusRetryAndLogs) {
                "echo first >&2; while [ ! -e " + go + " ]; do sleep 0.02; done; echo second >&2"}));
   pid_t follow = env.Start({"logs", "--follow", "--stderr", slow + ".0"});
   ASSERT_TRUE(WaitForText(env.home() + "/started.out", "first\n", std::chrono::seconds(30)))
-      << Slurp(env.home() + "/started.err");
+      << ReadFile(env.home() + "/started.err");
   EXPECT_EQ(env.Run({"logs", "--stderr", slow + ".0"}).out, "first\n");  // so far
   std::ofstream(go).put('\n');
   EXPECT_EQ(WaitExit(follow, std::chrono::seconds(30)), 0);
-  EXPECT_EQ(Slurp(env.home() + "/started.out"), "first\nsecond\n");
+  EXPECT_EQ(ReadFile(env.home() + "/started.out"), "first\nsecond\n");
   // With the broker down, status --json still prints JSON (and exits 3).
   env.Run({"down"});
   r = env.Run({"status", "--json"});
@@ -551,12 +536,12 @@ TEST(ShellTest, CtrlCOnRunPrintsWhatFinishedBehindTheTaskStillRunning) {
                          "[ $0 = 1 ] && echo second || sleep 60", ":::", "0", "1"});
   // Its result reaches the CLI (the progress line counts it), held behind task 0 ...
   ASSERT_TRUE(WaitForText(env.home() + "/started.err", "1/2 ok 1 ", std::chrono::seconds(30)))
-      << Slurp(env.home() + "/started.err");
-  EXPECT_EQ(Slurp(env.home() + "/started.out"), "");
+      << ReadFile(env.home() + "/started.err");
+  EXPECT_EQ(ReadFile(env.home() + "/started.out"), "");
   // ... until Ctrl-C, which prints it before stopping everything.
   ::kill(cli, SIGINT);
   EXPECT_EQ(WaitExit(cli, std::chrono::seconds(30)), 130);
-  EXPECT_EQ(Slurp(env.home() + "/started.out"), "second\n");
+  EXPECT_EQ(ReadFile(env.home() + "/started.out"), "second\n");
   EXPECT_TRUE(env.WaitNoProcesses(std::chrono::seconds(15)));
 }
 

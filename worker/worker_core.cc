@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "common/codec.h"
+
 namespace orq {
 
 WorkerCore::WorkerCore(WorkerOptions options) : options_(options) {}
@@ -74,12 +76,7 @@ void WorkerCore::Flush(WorkerActions& actions) {
   WorkerResultsMessage message;
   size_t bytes = 0;
   for (TaskOutcome& o : pending_) {
-    bytes += 64 + o.result.size() + o.error.size();
-    if (o.shell) {
-      bytes += o.shell->stdout_text.size() + o.shell->stderr_text.size();
-      if (o.shell->more)
-        for (const std::string& arg : o.shell->more->argv) bytes += arg.size() + 5;
-    }
+    bytes += ApproxWireBytes(o);
     message.outcomes.push_back(std::move(o));
     if (message.outcomes.size() == kMaxTasksPerMessage || bytes > kResultBatchBytes) {
       actions.send.push_back(std::move(message));
