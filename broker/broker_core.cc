@@ -182,6 +182,15 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
     Acknowledged(from, out); },
                  [&](OutputMessage& m) {
     if (worker) Output(worker_ids_.at(from), m, out); },
+                 [&](OutputPieceMessage& m) {
+    if (m.text.size() > kOutputPieceBytes) {  // counted, and the next worker is asked
+      ++counters_.over_bounds;
+      m.found = false;
+      m.text.clear();
+    }
+    if (!worker || !spill_fetches_.Piece(worker_ids_.at(from), m, IdentityOf(), out))
+      ++counters_.unexpected;
+                 },
                  [&](ReadyMessage& m) {
     Register(from, role, key, m, now, out); },
                  [&](WorkerResultsMessage& m) {
@@ -258,6 +267,7 @@ void BrokerCore::PeerUnreachable(const std::string& peer) {
     if (waiter.client == peer) gone.push_back(id);
   }
   for (uint64_t id : gone) ForgetWaiter(id);
+  spill_fetches_.ClientGone(peer);
   for (auto it = followers_.begin(); it != followers_.end();) {
     std::erase_if(it->second, [&](const Follower& f) { return f.client == peer; });
     it = it->second.empty() ? followers_.erase(it) : std::next(it);
@@ -272,6 +282,7 @@ void BrokerCore::Logs(const std::string& from, const LogsRequest& request,
     return out.push_back(
         {from, ErrorReply{ErrorCode::kUnknownId, "unknown task '" + request.task + "'"}});
   const TaskId id{ref->job, *ref->index};
+  if (request.rest) return LogsRest(from, id, request, out);
   Follower follower{from, request.err, request.follow, task->attempt, 0};
   switch (task->state) {
     case State::kFinished:
@@ -290,6 +301,40 @@ void BrokerCore::Logs(const std::string& from, const LogsRequest& request,
       // Its worker sends what it printed so far at once, then the rest as it comes.
       return out.push_back({workers_.at(task->worker).identity, WatchMessage{{id}}});
   }
+}
+
+void BrokerCore::LogsRest(const std::string& from, TaskId id, const LogsRequest& request,
+                          std::vector<Outgoing>& out) {
+  const std::string stream = request.err ? "stderr" : "stdout";
+  if (Find(id)->state != State::kFinished)
+    return out.push_back({from, LogChunk{"", true,
+                                         FormatTaskId(id) + " runs again: its " + stream +
+                                             " starts again (orq logs " + FormatTaskId(id) + ")"}});
+  const TaskOutcome outcome = Stored(id);
+  const ShellOutput::More* more = outcome.shell ? outcome.shell->more.get() : nullptr;
+  const std::string file = more ? (request.err ? more->stderr_file : more->stdout_file) : "";
+  if (file.empty())
+    return out.push_back({from, LogChunk{"", true, "its " + stream + " did not go to a file"}});
+  // The broker named the file (absolute: a local worker's, in this host's $ORQ_HOME; else in the
+  // $ORQ_HOME of the remote worker on its host), so every local worker can read a local one, and
+  // the remote workers of that host may have a remote one.
+  const bool local = file[0] == '/';
+  std::vector<uint32_t> holders;
+  for (const auto& [number, w] : workers_) {
+    if (local ? !w.remote : w.remote && w.host == more->host) holders.push_back(number);
+  }
+  std::sort(holders.begin(), holders.end());
+  const std::string where =
+      local ? file : file + " in the $ORQ_HOME of its worker on " + more->host;
+  spill_fetches_.Begin({from, {id, outcome.attempt}, request.err, request.offset, where},
+                       std::move(holders), now_, IdentityOf(), out);
+}
+
+SpillFetches::IdentityOf BrokerCore::IdentityOf() const {
+  return [this](uint32_t worker) -> const std::string* {
+    auto it = workers_.find(worker);
+    return it == workers_.end() ? nullptr : &it->second.identity;
+  };
 }
 
 void BrokerCore::Output(uint32_t worker, const OutputMessage& output, std::vector<Outgoing>& out) {
@@ -1637,6 +1682,7 @@ void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why,
   const std::string key = std::move(it->second.key);
   worker_ids_.erase(it->second.identity);
   workers_.erase(it);
+  spill_fetches_.WorkerGone(worker_id, IdentityOf(), out);
   for (TaskId id : leases) {
     Task& task = *Find(id);
     StopRunning(id, task);
@@ -1724,6 +1770,7 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
       ++counters_.workers_lost;
       DropWorker(id, "no heartbeat for " + std::to_string(expiry.count()) + " ms", out);
     }
+    spill_fetches_.Expire(now, out);
     if (options_.retention.count() > 0) {
       while (!finished_jobs_.empty()) {
         auto job = jobs_.find(finished_jobs_.front());

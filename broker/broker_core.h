@@ -25,17 +25,13 @@
 
 #include "broker/gates.h"
 #include "broker/journal.h"
+#include "broker/outgoing.h"
 #include "broker/result_store.h"
+#include "broker/spill_fetch.h"
 #include "common/clock.h"
 #include "common/protocol.h"
 
 namespace orq {
-
-// One message for the shell to send: `to` is the peer's ROUTER identity.
-struct Outgoing {
-  std::string to;
-  Message message;
-};
 
 struct BrokerOptions {
   std::chrono::milliseconds heartbeat_interval = kHeartbeatInterval;
@@ -218,6 +214,10 @@ class BrokerCore {
                   SteadyTime now, std::vector<Outgoing>& out, std::string key = "");
   void Jobs(const std::string& from, const JobsRequest& request, std::vector<Outgoing>& out) const;
   void Logs(const std::string& from, const LogsRequest& request, std::vector<Outgoing>& out);
+  // The rest of an ended task's stream, from the file it spilled to (LogsRequest::rest).
+  void LogsRest(const std::string& from, TaskId id, const LogsRequest& request,
+                std::vector<Outgoing>& out);
+  SpillFetches::IdentityOf IdentityOf() const;
   // A worker's output of a followed task: to its followers, if that worker holds the lease.
   void Output(uint32_t worker, const OutputMessage& output, std::vector<Outgoing>& out);
   // A finished task's followers get the rest of its output, final.
@@ -371,6 +371,7 @@ class BrokerCore {
     uint64_t offset = 0;   // bytes of it sent
   };
   std::unordered_map<TaskId, std::vector<Follower>, TaskIdHash> followers_;
+  SpillFetches spill_fetches_;  // orq logs of spilled output, asked of workers
   // Tasks waiting for a task to end, and for every task of a job to end (after: ["j3"]).
   std::unordered_map<TaskId, std::vector<Dependant>, TaskIdHash> dependants_;
   std::unordered_map<uint64_t, std::vector<Dependant>> job_dependants_;

@@ -870,5 +870,71 @@ TEST_F(BrokerCoreTest, LogsFollowARunningTasksOutputFromItsWorker) {
             "j" + std::to_string(queued) + ".1 has not started yet");
 }
 
+TEST_F(BrokerCoreTest, TheRestOfASpilledStreamIsAskedOfTheWorkersThatMayHoldIt) {
+  auto as_worker = [&](const std::string& who, Message m) {
+    std::vector<Outgoing> out;
+    core_.Handle(who, std::move(m), now_, out, Role::kWorker, who + "-key");
+    return out;
+  };
+  auto spilled = [](const Assignment& a, std::string file, std::string host) {
+    TaskOutcome o = Ok(a, "");
+    o.shell = ShellOutput{0, "first MiB", "", true,
+                          std::make_shared<ShellOutput::More>(
+                              ShellOutput::More{std::move(file), "", std::move(host), {"sh"}})};
+    return o;
+  };
+  TaskSpec shell;
+  shell.body = ShellTask{{"sh", "-c", "seq 1000000"}};
+  // Given a task of a remote worker on node3 whose stdout spilled (the broker named the file),
+  // and a task of a local worker whose stdout spilled too,
+  const uint64_t remote_job = SubmitJob({shell});
+  const uint64_t local_job = SubmitJob({shell});
+  auto remote = TasksTo(as_worker("r1", ReadyMessage{7, 1, {1, 1, 1}, {}, "node3"}), "r1");
+  auto local = TasksTo(Register("local1", {1, 1, 1}, 300), "local1");
+  ASSERT_EQ(remote.size(), 1u);
+  ASSERT_EQ(local.size(), 1u);
+  as_worker("r1", WorkerResultsMessage{{spilled(remote[0], "output/j1.0.1.out", "node3")}});
+  Send("local1", WorkerResultsMessage{{spilled(local[0], "/home/o/output/j2.0.1.out", "here")}});
+  // and more workers: remote ones on node3 and node4, another local one,
+  as_worker("r2", ReadyMessage{8, 1, {0, 0, 0}, {}, "node4"});
+  as_worker("r3", ReadyMessage{9, 1, {0, 0, 0}, {}, "node3"});
+  Register("local2", {0, 0, 0}, 301);
+  auto asked = [](const std::vector<Outgoing>& out) {
+    EXPECT_EQ(out.size(), 1u);
+    return out.empty() ? std::string() : out[0].to;
+  };
+  // when a client asks for the rest of the remote task's stdout, from 1 MiB on,
+  const std::string remote_task = "j" + std::to_string(remote_job) + ".0";
+  auto out = Send("c", LogsRequest{remote_task, false, false, true, 1u << 20});
+  // then a remote worker on node3 is asked for that attempt's stream from there,
+  ASSERT_EQ(asked(out), "r1");
+  const auto ask = std::get<ReadOutputMessage>(out[0].message);
+  EXPECT_EQ(ask.attempt, (Lease{{remote_job, 0}, 1}));
+  EXPECT_EQ(ask.offset, 1u << 20);
+  // then the other one on node3 when it has no such file,
+  ASSERT_EQ(asked(as_worker("r1", OutputPieceMessage{ask.fetch, false, true, ""})), "r3");
+  // and what that one sends goes to the client;
+  out = as_worker("r3", OutputPieceMessage{ask.fetch, true, true, "the rest"});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].to, "c");
+  EXPECT_EQ(std::get<LogChunk>(out[0].message).text, "the rest");
+  EXPECT_TRUE(std::get<LogChunk>(out[0].message).final);
+  // a local worker's file is asked of a local worker (they share this host's $ORQ_HOME).
+  out = Send("c", LogsRequest{"j" + std::to_string(local_job) + ".0", false, false, true, 0});
+  EXPECT_EQ(asked(out).rfind("local", 0), 0u);
+  // A piece over kOutputPieceBytes is counted, never sent on.
+  out = Send("c", LogsRequest{remote_task, false, false, true, 0});
+  const auto again = std::get<ReadOutputMessage>(out.at(0).message);
+  const uint64_t over = core_.counters().over_bounds;
+  out = as_worker(out[0].to, OutputPieceMessage{again.fetch, true, true,
+                                                std::string(kOutputPieceBytes + 1, 'x')});
+  EXPECT_EQ(core_.counters().over_bounds, over + 1);
+  for (const auto& o : out) {
+    if (const auto* chunk = std::get_if<LogChunk>(&o.message)) {
+      EXPECT_TRUE(chunk->text.empty());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace orq

@@ -361,40 +361,54 @@ ExitCode RetryVerb(const std::string& job, bool all) {
   return ExitCode::kOk;
 }
 
+// The rest of an ended task's stream, from the file it spilled to. On the broker's host, a local
+// worker's file is read here, named from the task and the attempt in this host's output directory
+// (never a path from the wire); anything else comes through the broker from a worker on the
+// file's host, a piece at a time. False when it could not be had (a note says where it is).
+bool PrintSpilled(Client& client, const std::string& task, bool err, const LogChunk& last) {
+  const auto id = ParseId(task);
+  if (last.file[0] == '/' && !client.remote()) {
+    const std::string path =
+        SpillDirectory(OrqHome()) + "/" + SpillName(id->job, *id->index, last.attempt, err);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st {};
+    if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+      char buffer[1 << 16];
+      for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;)
+        std::fwrite(buffer, 1, static_cast<size_t>(n), stdout);
+      ::close(fd);
+      std::fflush(stdout);
+      return true;
+    }
+    if (fd >= 0) ::close(fd);
+  }
+  for (uint64_t offset = 0;;) {
+    client.Send(LogsRequest{task, err, false, /*rest=*/true, offset});
+    // The broker answers within kRequestTimeout even when the worker it asked does not.
+    auto reply = client.Receive(Clock::now() + 2 * kRequestTimeout);
+    if (!reply) throw Unreachable("orq logs: no word from the broker while fetching the rest");
+    const LogChunk chunk = Expect<LogChunk>(std::move(*reply), "orq logs");
+    std::fwrite(chunk.text.data(), 1, chunk.text.size(), stdout);
+    std::fflush(stdout);
+    offset += chunk.text.size();
+    if (!chunk.note.empty()) Say("orq logs: " + EscapeControls(chunk.note));
+    if (chunk.final) return chunk.note.empty();
+  }
+}
+
 ExitCode LogsVerb(const std::string& task, bool err, bool follow) {
   Client client(FindBroker());
   client.Send(LogsRequest{task, err, follow});
   for (;;) {
     auto reply = client.Receive(Clock::time_point::max());
     const LogChunk chunk = Expect<LogChunk>(std::move(*reply), "orq logs");
-    if (!chunk.note.empty()) Say("orq logs: " + chunk.note);
+    if (!chunk.note.empty()) Say("orq logs: " + EscapeControls(chunk.note));
     std::fwrite(chunk.text.data(), 1, chunk.text.size(), stdout);
     std::fflush(stdout);
     if (!chunk.final) continue;
-    if (!chunk.file.empty()) {  // the output over the in-memory limit, in a file on its host
-      // Named here from the task and the attempt, in this host's output directory, and opened
-      // only when a local worker wrote it (the broker names a local worker's file absolutely)
-      // and this command runs on the broker's host: never a path that came over the wire.
-      const auto id = ParseId(task);
-      const std::string name = SpillName(id->job, *id->index, chunk.attempt, err);
-      const bool here = chunk.file[0] == '/' && !client.remote();
-      const int fd = here ? ::open((SpillDirectory(OrqHome()) + "/" + name).c_str(),
-                                   O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-                          : -1;
-      struct stat st {};
-      if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        if (fd >= 0) ::close(fd);
-        Say("orq logs: the rest of its output is in " + name + " in the output directory of " +
-            (here ? "$ORQ_HOME" : "its worker's $ORQ_HOME on " + EscapeControls(chunk.host)) +
-            (here ? ", which is gone" : ""));
-        return ExitCode::kOk;
-      }
-      char buffer[1 << 16];
-      for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;)
-        std::fwrite(buffer, 1, static_cast<size_t>(n), stdout);
-      ::close(fd);
-      std::fflush(stdout);
-    }
+    // The output over the in-memory limit is in a file on its worker's host.
+    if (!chunk.file.empty() && !PrintSpilled(client, task, err, chunk))
+      return ExitCode::kFailed;  // printed what it had; the note says where the rest is
     return ExitCode::kOk;
   }
 }

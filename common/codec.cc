@@ -496,6 +496,7 @@ struct Out {
   void operator()(BrokerCounters& v) { PutCounts(w, v); }
   void operator()(JobContext& v) { Put(w, v); }
   void operator()(TaskId& v) { Put(w, v); }
+  void operator()(Lease& v) { Put(w, v); }
   void operator()(LimitSpec& v) { Put(w, v); }
   void operator()(LimitRequest::Op& v) { w.U64(static_cast<uint8_t>(v)); }
   template <typename T> void operator()(std::vector<T>& v) { PutVector(w, v); }
@@ -520,6 +521,7 @@ struct In {
   void operator()(BrokerCounters& v) { GetCounts(r, v); }
   void operator()(JobContext& v) { Get(r, v); }
   void operator()(TaskId& v) { Get(r, v); }
+  void operator()(Lease& v) { Get(r, v); }
   void operator()(LimitSpec& v) { Get(r, v); }
   void operator()(LimitRequest::Op& v) {
     const uint64_t op = r.U64();
@@ -543,7 +545,9 @@ template <typename F> void Fields(RetryRequest& m, F&& f) { f(m.job), f(m.all); 
 template <typename F> void Fields(JobsReply& m, F&& f) { f(m.jobs); }
 template <typename F> void Fields(ScaleRequest& m, F&& f) { f(m.workers); }
 template <typename F> void Fields(ScaledReply& m, F&& f) { f(m.before), f(m.after); }
-template <typename F> void Fields(LogsRequest& m, F&& f) { f(m.task), f(m.err), f(m.follow); }
+template <typename F> void Fields(LogsRequest& m, F&& f) {
+  f(m.task), f(m.err), f(m.follow), f(m.rest), f(m.offset);
+}
 template <typename F> void Fields(LogChunk& m, F&& f) {
   f(m.text), f(m.final), f(m.note), f(m.file), f(m.host), f(m.attempt);
 }
@@ -568,6 +572,12 @@ template <typename F> void Fields(ExplainRequest& m, F&& f) { f(m.task); }
 template <typename F> void Fields(ResultsAck&, F&&) {}
 template <typename F> void Fields(SubmitPartRequest& m, F&& f) { f(m.tasks); }
 template <typename F> void Fields(DropOutputMessage& m, F&& f) { f(m.attempts); }
+template <typename F> void Fields(ReadOutputMessage& m, F&& f) {
+  f(m.fetch), f(m.attempt), f(m.err), f(m.offset);
+}
+template <typename F> void Fields(OutputPieceMessage& m, F&& f) {
+  f(m.fetch), f(m.found), f(m.end), f(m.text);
+}
 template <typename F> void Fields(ExplainedReply& m, F&& f) {
   f(m.state), f(m.reasons), f(m.eligible_in);
 }

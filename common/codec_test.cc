@@ -110,6 +110,7 @@ std::vector<Message> OneOfEach() {
       ScaleRequest{3},
       ScaledReply{2, 3},
       LogsRequest{"j1.2", true, true},
+      LogsRequest{"j1.2", false, false, true, 1u << 20},
       LogChunk{"out\n", false, "attempt 2 started", "/h/output/j1.2.1.out", "node7"},
       OutputMessage{{3, 1}, 2, 10, "more", 0, "err"},
       LimitRequest{LimitRequest::Op::kSet, {"api", 0, 10, 5}},
@@ -118,6 +119,8 @@ std::vector<Message> OneOfEach() {
       ResultsAck{},
       SubmitPartRequest{{sleep, echo}},
       DropOutputMessage{{{{3, 1}, 2}}},
+      ReadOutputMessage{7, {{3, 1}, 2}, true, 1u << 20},
+      OutputPieceMessage{7, true, false, "the rest"},
       ExplainedReply{"waiting", {"waiting for j3.0 (running)", "limit api is at 2/2"}},
       WatchMessage{{{3, 1}, {4, 2}}}};
 }

@@ -28,7 +28,7 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ6";
+inline constexpr std::string_view kProtocolVersion = "ORQ7";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
@@ -42,7 +42,7 @@ enum class Command : uint8_t {
   kForget = 0x16,    // [id...] (whole jobs)               -> kForgotten or kError
   kJobs = 0x17,      // [job id...] (none: every job)      -> kJobsReply or kError
   kRetry = 0x18,     // job, all                           -> kSubmitted or kError
-  kLogs = 0x19,      // task, stderr, follow               -> kLogChunk... (last final) or kError
+  kLogs = 0x19,      // task, stderr, follow (or the rest) -> kLogChunk... (last final) or kError
   kLimit = 0x1a,     // set/remove/list limits              -> kLimits or kError
   kExplain = 0x1b,   // task                               -> kExplained or kError
   kResultsAck = 0x1c,  // a gather's chunk was taken: the broker may send one more (no reply)
@@ -69,6 +69,7 @@ enum class Command : uint8_t {
   kHeartbeat = 0x32,      //
   kGoodbye = 0x33,        // the worker is leaving; what it still held is handed back
   kOutput = 0x34,         // a watched task's output: new bytes of stdout and stderr, with offsets
+  kOutputPiece = 0x35,    // the bytes of a spill file kReadOutput asked for (or that it has none)
 
   kTasks = 0x40,        // [Assignment...]: never more than the worker's free slots
   kCancelTasks = 0x41,  // [TaskId...]: stop these if still running, report them cancelled
@@ -78,6 +79,7 @@ enum class Command : uint8_t {
   kReregister = 0x44,  // the broker does not know this worker (it was dropped): send kReady again
   kWatch = 0x45,  // [TaskId...]: send these tasks' output as it comes (kOutput), from the start
   kDropOutput = 0x46,  // [Lease...]: delete the files these attempts' output spilled to
+  kReadOutput = 0x47,  // fetch, attempt, stream, offset: send a piece of its spill file
 
   kReloadAccess = 0x50,  // the allow-list in $ORQ_HOME/keys changed (orq access) -> kReloaded
   kScale = 0x51,         // local workers to keep                            -> kScaled
@@ -355,7 +357,15 @@ struct LogsRequest {  // -> LogChunk... (the last final), or ErrorReply
   std::string task;     // "j7.2"
   bool err = false;     // its stderr, not its stdout
   bool follow = false;  // until it ends; else what it printed so far
+  // The rest of an ended task's stream, which spilled to a file on its worker's host (the final
+  // LogChunk named it): from byte `offset` of that file, one LogChunk of at most
+  // kOutputPieceBytes, final when the file ends or cannot be had (its note says where it is).
+  // The broker fetches it from a connected worker on that host; the client asks for the next
+  // piece when it has this one, so nothing piles up anywhere.
+  bool rest = false;
+  uint64_t offset = 0;
 };
+inline constexpr size_t kOutputPieceBytes = 1u << 20;
 struct LogChunk {
   static constexpr Command kCommand = Command::kLogChunk;
   std::string text;  // the next bytes of the stream
@@ -575,6 +585,16 @@ struct GoodbyeMessage {  // the worker is leaving; what it still held is handed 
   static constexpr Command kCommand = Command::kGoodbye;
 };
 
+// The answer to a ReadOutputMessage: at most kOutputPieceBytes from its offset; `end` when the
+// file ends there. found = false: this worker has no such file.
+struct OutputPieceMessage {
+  static constexpr Command kCommand = Command::kOutputPiece;
+  uint64_t fetch = 0;
+  bool found = false;
+  bool end = true;
+  std::string text;
+};
+
 struct OutputMessage {  // a watched task's output since the last one
   static constexpr Command kCommand = Command::kOutput;
   TaskId id;
@@ -610,19 +630,31 @@ struct DropOutputMessage {
   static constexpr Command kCommand = Command::kDropOutput;
   std::vector<Lease> attempts;
 };
+// `orq logs` of the rest of an ended task's stream, spilled to a file on this worker's host: send
+// up to kOutputPieceBytes of it from `offset` (OutputPieceMessage, with this fetch). The file is
+// named by the worker from the attempt alone (SpillName, in its own output directory).
+struct ReadOutputMessage {
+  static constexpr Command kCommand = Command::kReadOutput;
+  uint64_t fetch = 0;
+  Lease attempt;
+  bool err = false;
+  uint64_t offset = 0;
+};
 struct WatchMessage {  // someone follows these tasks' output: send it as it comes (OutputMessage)
   static constexpr Command kCommand = Command::kWatch;
   std::vector<TaskId> ids;
 };
 
-using Message = std::variant<
-    SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest, PingRequest,
-    ForgetRequest, SubmittedReply, ResultsReply, StatusReply, CancelledReply, ErrorReply, PongReply,
-    ShutdownAck, ForgottenReply, ReadyMessage, WorkerResultsMessage, HeartbeatMessage,
-    GoodbyeMessage, TasksMessage, CancelTasksMessage, BrokerHeartbeatMessage, StopMessage,
-    ReregisterMessage, ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
-    ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage, LimitRequest,
-    LimitsReply, ExplainRequest, ExplainedReply, ResultsAck, SubmitPartRequest, DropOutputMessage>;
+using Message =
+    std::variant<SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest,
+                 PingRequest, ForgetRequest, SubmittedReply, ResultsReply, StatusReply,
+                 CancelledReply, ErrorReply, PongReply, ShutdownAck, ForgottenReply, ReadyMessage,
+                 WorkerResultsMessage, HeartbeatMessage, GoodbyeMessage, TasksMessage,
+                 CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage,
+                 ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
+                 ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage,
+                 LimitRequest, LimitsReply, ExplainRequest, ExplainedReply, ResultsAck,
+                 SubmitPartRequest, DropOutputMessage, ReadOutputMessage, OutputPieceMessage>;
 
 namespace detail {
 template <size_t... I> constexpr bool CommandsAreUnique(std::index_sequence<I...>) {

@@ -326,15 +326,15 @@ TEST_P(HostileTest, ASpillPathFromAWorkerIsNeverOpenedPrintedOrDeleted) {
   EXPECT_EQ(output, "secret\n");
 }
 
-TEST_P(HostileTest, ForgetAsksARemoteWorkerToDeleteItsOwnSpilledOutput) {
+TEST_P(HostileTest, ARemoteWorkersSpilledOutputComesThroughTheBrokerAndGoesWhenForgotten) {
   Cluster& c = *cluster_;
   c.Up();
   const std::string alice = c.Access("client", "alice", -1);
-  c.StartWorker(0, c.Access("worker", "node1", 0), {"--workdir", c.broker().home()});
+  const std::string node1 = c.Access("worker", "node1", 0);
+  const pid_t worker = c.StartWorker(0, node1, {"--workdir", c.broker().home()});
   ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
-  // Given a remote worker's task that printed 2 MB (the rest over 1 MiB spills on its host),
-  RunResult submit =
-      c.Client(alice, {"submit", "--", "sh", "-c", "head -c 2000000 /dev/zero | tr '\\0' x"});
+  // Given a remote worker's task that printed 2.9 MB (the rest over 1 MiB spills on its host),
+  RunResult submit = c.Client(alice, {"submit", "--", "seq", "420000"});
   ASSERT_TRUE(Exits(submit, 0));
   const std::string job = JobId(submit);
   RunResult gather = c.Client(alice, {"gather", "--json", job});
@@ -342,7 +342,31 @@ TEST_P(HostileTest, ForgetAsksARemoteWorkerToDeleteItsOwnSpilledOutput) {
   EXPECT_EQ(nlohmann::json::parse(gather.out)["stdout_file"], "output/" + job + ".0.1.out");
   const std::string file = c.worker_host(0).home() + "/output/" + job + ".0.1.out";
   ASSERT_TRUE(std::filesystem::exists(file));
-  // when the job is forgotten, the worker deletes that file.
+  const std::string all = Command({"seq", "420000"});
+  // when a remote client, or one on the broker's host, asks for its output, then all of it comes
+  // (through the broker, from that worker, a MiB at a time),
+  for (RunResult logs :
+       {c.Client(alice, {"logs", job + ".0"}), c.broker().Run({"logs", job + ".0"})}) {
+    EXPECT_TRUE(Exits(logs, 0));
+    EXPECT_EQ(logs.out.size(), all.size());
+    EXPECT_TRUE(logs.out == all);
+  }
+  // and when that worker is gone, the first MiB comes and a sentence says where the rest is (exit
+  // 5: not all of it could be had);
+  ::kill(worker, SIGTERM);
+  ASSERT_EQ(WaitExit(worker, seconds(30)), 0);
+  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].empty(); }));
+  RunResult gone = c.Client(alice, {"logs", job + ".0"});
+  EXPECT_TRUE(Exits(gone, 5));
+  EXPECT_TRUE(gone.out == all.substr(0, 1u << 20));
+  EXPECT_NE(gone.err.find("the rest of its output is in output/" + job +
+                          ".0.1.out in the $ORQ_HOME of its worker on "),
+            std::string::npos)
+      << gone.err;
+  EXPECT_NE(gone.err.find("which no connected worker has"), std::string::npos) << gone.err;
+  // when the job is forgotten while the worker is back, the worker deletes that file.
+  c.StartWorker(0, node1, {"--workdir", c.broker().home()});
+  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
   ASSERT_TRUE(Exits(c.Client(alice, {"forget", job}), 0));
   EXPECT_TRUE(WaitUntil([&] { return !std::filesystem::exists(file); })) << file;
 }

@@ -1,7 +1,10 @@
 #include "worker/worker.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
@@ -177,6 +180,7 @@ class WorkerShell {
     for (TaskId id : actions.cancel) runner_.Cancel(id);
     for (TaskId id : actions.watch) runner_.Watch(id);
     for (const Lease& l : actions.drop_output) DropOutput(l);
+    for (const ReadOutputMessage& m : actions.read_output) Send(ReadOutput(m));
     if (!actions.watch.empty()) SendOutput();
     if (!actions.send.empty()) {
       for (const Message& m : actions.send) Send(m);
@@ -200,6 +204,34 @@ class WorkerShell {
       ::unlink(
           (runner_.spill_dir() + "/" + SpillName(lease.id.job, lease.id.index, lease.attempt, err))
               .c_str());
+  }
+
+  // orq logs of the rest of an ended task's stream: a piece of the file it spilled to, named here
+  // from the attempt alone, in this worker's own output directory; never a path from the wire.
+  OutputPieceMessage ReadOutput(const ReadOutputMessage& m) const {
+    OutputPieceMessage piece{m.fetch};
+    if (runner_.spill_dir().empty()) return piece;
+    const std::string path =
+        runner_.spill_dir() + "/" +
+        SpillName(m.attempt.id.job, m.attempt.id.index, m.attempt.attempt, m.err);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return piece;
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+      const auto size = static_cast<uint64_t>(st.st_size);
+      const uint64_t from = std::min(m.offset, size);
+      piece.text.resize(std::min<uint64_t>(kOutputPieceBytes, size - from));
+      const ssize_t n = ::pread(fd, piece.text.data(), piece.text.size(), static_cast<off_t>(from));
+      if (n >= 0) {
+        piece.found = true;
+        piece.text.resize(static_cast<size_t>(n));
+        piece.end = from + static_cast<uint64_t>(n) >= size;
+      } else {
+        piece.text.clear();
+      }
+    }
+    ::close(fd);
+    return piece;
   }
 
   // Followed tasks' output goes out as it comes, five times a second while any is followed.

@@ -43,6 +43,8 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
           if (running_.empty()) actions.exit = true;
         } else if constexpr (std::is_same_v<T, DropOutputMessage>) {
           actions.drop_output = std::move(m.attempts);
+        } else if constexpr (std::is_same_v<T, ReadOutputMessage>) {
+          actions.read_output.push_back(m);
         } else if constexpr (std::is_same_v<T, WatchMessage>) {
           for (TaskId id : m.ids) {
             if (running_.count(id)) actions.watch.push_back(id);

@@ -28,11 +28,12 @@ struct WorkerActions {
   std::vector<Message> send;
   std::vector<Assignment> start;
   std::vector<TaskId> cancel;
-  std::vector<TaskId> watch;       // send these running tasks' output as it comes
-  std::vector<Lease> drop_output;  // delete these attempts' spill files (orq forget)
-  bool reconnect = false;          // close the socket, open a new one, then call Connected()
-  bool exit = false;               // kill what still runs, say goodbye, exit
-  std::string refused;             // the broker refused this worker, saying this (then exit is set)
+  std::vector<TaskId> watch;                   // send these running tasks' output as it comes
+  std::vector<Lease> drop_output;              // delete these attempts' spill files (orq forget)
+  std::vector<ReadOutputMessage> read_output;  // send these pieces of spill files (orq logs)
+  bool reconnect = false;  // close the socket, open a new one, then call Connected()
+  bool exit = false;       // kill what still runs, say goodbye, exit
+  std::string refused;     // the broker refused this worker, saying this (then exit is set)
 };
 
 class WorkerCore {

@@ -97,6 +97,22 @@ TEST_F(WorkerCoreTest, ARefusedRegistrationEndsTheWorkerWithTheBrokersSentence) 
   EXPECT_EQ(a.refused, "the broker refused this worker: why");
 }
 
+TEST_F(WorkerCoreTest, SpilledOutputIsReadAndDroppedByTheShellWhenTheBrokerAsks) {
+  // Reading and deleting spill files is the shell's (it names them from the attempt alone).
+  WorkerActions a;
+  core_.OnMessage(ReadOutputMessage{3, {{1, 2}, 1}, true, 1u << 20}, now_, a);
+  ASSERT_EQ(a.read_output.size(), 1u);
+  EXPECT_EQ(a.read_output[0].fetch, 3u);
+  EXPECT_EQ(a.read_output[0].attempt, (Lease{{1, 2}, 1}));
+  EXPECT_TRUE(a.read_output[0].err);
+  EXPECT_EQ(a.read_output[0].offset, 1u << 20);
+  WorkerActions b;
+  core_.OnMessage(DropOutputMessage{{{{1, 2}, 1}}}, now_, b);
+  EXPECT_EQ(b.drop_output, (std::vector<Lease>{{{1, 2}, 1}}));
+  EXPECT_TRUE(b.read_output.empty());
+  EXPECT_EQ(core_.unexpected(), 0u);
+}
+
 TEST_F(WorkerCoreTest, CancelOnlyWhatRuns) {
   WorkerActions a;
   core_.Connected(now_, a);
