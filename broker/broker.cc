@@ -183,7 +183,6 @@ class BrokerShell {
         core_.Tick(now, out_);
         Supervise(now);
       }
-      ForgetOutput();
       Flush();
     }
     StopWorkers();
@@ -274,10 +273,11 @@ class BrokerShell {
     outcome.shell->more = std::move(more);
   }
 
-  // Forgotten jobs' spilled output: a local worker's files are removed here (named, not read
+  // Forgotten jobs' spilled output, once the forget is committed (a crash before that brings
+  // the jobs back, with their files): a local worker's files are removed here (named, not read
   // from anywhere), the workers connected from a remote one's host are asked to remove theirs.
   void ForgetOutput() {
-    for (const auto& spilled : core_.TakeForgottenOutput()) {
+    for (const auto& spilled : forgotten_) {
       const Lease& a = spilled.attempt;
       if (spilled.local) {
         for (bool err : {false, true})
@@ -285,8 +285,9 @@ class BrokerShell {
         continue;
       }
       for (const std::string& worker : core_.RemoteWorkersOn(spilled.host))
-        out_.push_back({worker, DropOutputMessage{std::vector<Lease>{a}}});
+        Send({worker, DropOutputMessage{std::vector<Lease>{a}}});
     }
+    forgotten_.clear();
   }
 
   // A submit: its parts (if it came in parts) put back in front, then the core decides, unless
@@ -408,10 +409,12 @@ class BrokerShell {
   // journal commit, so nothing a client was told can be lost. Replies whose commit failed wait
   // (held_) for one that succeeds.
   void Flush() {
+    for (auto& spilled : core_.TakeForgottenOutput()) forgotten_.push_back(std::move(spilled));
     for (auto& o : out_) {
       if (ToWorker(CommandOf(o.message))) Send(o);
     }
     const bool durable = CommitJournal();
+    if (durable) ForgetOutput();
     for (auto& o : out_) {
       if (ToWorker(CommandOf(o.message))) continue;
       if (durable) {
@@ -513,6 +516,7 @@ class BrokerShell {
   std::unique_ptr<JournalSpace> space_;    // the journal's disk; null without a journal
   std::string problem_;                    // the disk trouble the core was told of; empty: none
   std::vector<Outgoing> held_;             // client replies whose commit failed, in order
+  std::vector<BrokerCore::SpilledOutput> forgotten_;  // spilled output of forgotten jobs
   Clock::time_point next_space_check_{};
   BrokerCore core_;
   Clock::time_point next_access_check_{};

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <utility>
+#include <vector>
+
 #include "common/text.h"
 
 namespace orq {
@@ -33,43 +37,42 @@ TEST(PeerBoundsTest, TextIsPrintableUtf8OrEscaped) {
 
 TEST(PeerBoundsTest, AnHonestRegistrationPassesAndEachBoundIsNamed) {
   EXPECT_EQ(CheckReady(Honest()), std::nullopt);
-  auto refused = [](auto change) {
-    ReadyMessage r = Honest();
-    change(r);
-    return CheckReady(r).value_or("");
+  // Each change to an honest registration, and what the refusal's sentence names.
+  const std::vector<std::pair<std::function<void(ReadyMessage&)>, std::string>> cases = {
+      {[](ReadyMessage& r) { r.host = "\xff\xfe"; }, "host name"},
+      {[](ReadyMessage& r) { r.host = "a\x1b[31m"; }, "host name"},
+      {[](ReadyMessage& r) { r.host = std::string(256, 'h'); }, "host name"},
+      {[](ReadyMessage& r) {
+         r.resources.clear();
+         for (int i = 0; i < 65; ++i) r.resources.push_back({"r" + std::to_string(i), 1});
+       },
+       "resources has 65 entries; the limit is 64"},
+      {[](ReadyMessage& r) {
+         r.resources = {{"gpu", 4097}};
+       },
+       "4097 units"},
+      {[](ReadyMessage& r) {
+         r.resources = {{"gpu", 1}, {"gpu", 1}};
+       },
+       "twice"},
+      {[](ReadyMessage& r) {
+         r.resources = {{"a b", 1}};
+       },
+       "not a name"},
+      {[](ReadyMessage& r) { r.queues = {"$(rm)"}; }, "not a name"},
+      {[](ReadyMessage& r) { r.slots[0] = kMaxSlots + 1; }, "slots"},
+      {[](ReadyMessage& r) {
+         r.slots = {0, 0, 1};
+         r.running = {{{1, 0}, 1}, {{1, 1}, 1}};
+       },
+       "running tasks"},
   };
-  EXPECT_NE(refused([](ReadyMessage& r) { r.host = "\xff\xfe"; }).find("host name"),
-            std::string::npos);
-  EXPECT_NE(refused([](ReadyMessage& r) { r.host = "a\x1b[31m"; }).find("host name"),
-            std::string::npos);
-  EXPECT_NE(refused([](ReadyMessage& r) { r.host = std::string(256, 'h'); }).find("host name"),
-            std::string::npos);
-  EXPECT_NE(refused([](ReadyMessage& r) {
-              r.resources.clear();
-              for (int i = 0; i < 65; ++i) r.resources.push_back({"r" + std::to_string(i), 1});
-            }).find("resources has 65 entries; the limit is 64"),
-            std::string::npos);
-  EXPECT_NE(refused([](ReadyMessage& r) {
-              r.resources = {{"gpu", 4097}};
-            }).find("4097 units"),
-            std::string::npos);
-  EXPECT_NE(refused([](ReadyMessage& r) {
-              r.resources = {{"gpu", 1}, {"gpu", 1}};
-            }).find("twice"),
-            std::string::npos);
-  EXPECT_NE(refused([](ReadyMessage& r) {
-              r.resources = {{"a b", 1}};
-            }).find("not a name"),
-            std::string::npos);
-  EXPECT_NE(refused([](ReadyMessage& r) { r.queues = {"$(rm)"}; }).find("not a name"),
-            std::string::npos);
-  EXPECT_NE(refused([](ReadyMessage& r) { r.slots[0] = kMaxSlots + 1; }).find("slots"),
-            std::string::npos);
-  EXPECT_NE(refused([](ReadyMessage& r) {
-              r.slots = {0, 0, 1};
-              r.running = {{{1, 0}, 1}, {{1, 1}, 1}};
-            }).find("running tasks"),
-            std::string::npos);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    ReadyMessage r = Honest();
+    cases[i].first(r);
+    const std::string refusal = CheckReady(r).value_or("(passed)");
+    EXPECT_NE(refusal.find(cases[i].second), std::string::npos) << "case " << i << ": " << refusal;
+  }
 }
 
 TEST(PeerBoundsTest, AScopedKeyOffersNoMoreThanItsScope) {

@@ -19,7 +19,25 @@
 namespace orq::testing {
 namespace {
 
-class HostileTest : public ClusterTest {};
+class HostileTest : public ClusterTest {
+ protected:
+  // The stage of an attack with a stolen worker key: the broker up, a client key (alice), and
+  // the worker key the attacker holds (rogue), used from the client's host (endpoint).
+  struct Stage {
+    std::string alice;
+    CurveClient rogue;
+    std::string endpoint;
+  };
+  Stage UpWithARogueWorkerKey() {
+    Cluster& c = *cluster_;
+    c.Up();
+    Stage stage;
+    stage.alice = c.Access("client", "alice", -1);
+    stage.rogue = KeysOf(c.Access("worker", "rogue", -1));
+    stage.endpoint = c.EndpointFor(-1);
+    return stage;
+  }
+};
 
 // A line of a process's /proc/PID/status in bytes (0 when it is gone): VmRSS, the memory it is
 // resident in now; VmHWM, the most it has been.
@@ -156,9 +174,7 @@ ReadyMessage Registration(std::string host) {
 
 TEST_P(HostileTest, AWorkerKeyOverABoundIsRefusedCountedAndNeverShown) {
   Cluster& c = *cluster_;
-  c.Up();
-  const CurveClient rogue = KeysOf(c.Access("worker", "rogue", -1));
-  const std::string endpoint = c.EndpointFor(-1);
+  const auto [alice, rogue, endpoint] = UpWithARogueWorkerKey();
   // Given a worker key that registers with a host name that is not UTF-8, with one that holds
   // terminal escape sequences, and with 65 resources,
   std::vector<ReadyMessage> readys = {Registration("\xff\xfe"),
@@ -224,10 +240,7 @@ void RogueReports(Cluster& c, const CurveClient& rogue, const std::string& endpo
 
 TEST_P(HostileTest, AnOutcomeOverABoundIsRecordedAsTheFailureItIs) {
   Cluster& c = *cluster_;
-  c.Up();
-  const std::string alice = c.Access("client", "alice", -1);
-  const CurveClient rogue = KeysOf(c.Access("worker", "rogue", -1));
-  const std::string endpoint = c.EndpointFor(-1);
+  const auto [alice, rogue, endpoint] = UpWithARogueWorkerKey();
   RunResult submit = c.Client(alice, {"submit", "--", "echo", "hi"});
   ASSERT_TRUE(Exits(submit, 0));
   // Given a worker key that takes the task and reports 2 MiB of stdout (the bound is 1 MiB),
@@ -250,10 +263,7 @@ TEST_P(HostileTest, AnOutcomeOverABoundIsRecordedAsTheFailureItIs) {
 
 TEST_P(HostileTest, AWorkerKeyCannotAdoptATaskItWasNeverGiven) {
   Cluster& c = *cluster_;
-  c.Up();
-  const std::string alice = c.Access("client", "alice", -1);
-  const CurveClient rogue = KeysOf(c.Access("worker", "rogue", -1));
-  const std::string endpoint = c.EndpointFor(-1);
+  const auto [alice, rogue, endpoint] = UpWithARogueWorkerKey();
   // Given a queued task no worker was ever given,
   RunResult submit = c.Client(alice, {"submit", "--", "echo", "real"});
   ASSERT_TRUE(Exits(submit, 0));
@@ -293,10 +303,7 @@ TEST_P(HostileTest, AWorkerKeyCannotAdoptATaskItWasNeverGiven) {
 
 TEST_P(HostileTest, ASpillPathFromAWorkerIsNeverOpenedPrintedOrDeleted) {
   Cluster& c = *cluster_;
-  c.Up();
-  const std::string alice = c.Access("client", "alice", -1);
-  const CurveClient rogue = KeysOf(c.Access("worker", "rogue", -1));
-  const std::string endpoint = c.EndpointFor(-1);
+  const auto [alice, rogue, endpoint] = UpWithARogueWorkerKey();
   // Given a file of the test's own on the broker's host,
   const std::string victim = c.broker().WriteFile("victim.txt", "secret\n");
   RunResult submit = c.Client(alice, {"submit", "--", "echo", "hi"});
