@@ -294,7 +294,7 @@ class BrokerShell {
   // the parts are incomplete or the journal's disk has no room for the job.
   void Submit(const std::string& from, SubmitRequest request, size_t bytes, Clock::time_point now,
               Role role) {
-    SubmitParts::Taken parts = parts_.Take(from, request.parted);
+    SubmitParts::Taken parts = parts_.Take(from, request.parted, request.tasks.size());
     if (!parts.problem.empty())
       return out_.push_back({from, ErrorReply{ErrorCode::kBadRequest, parts.problem}});
     if (!RoomFor(from, bytes + parts.bytes)) return;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <string_view>
 
 #include "common/text.h"
 
@@ -10,9 +11,9 @@ namespace {
 
 std::string Bytes(size_t n) { return std::to_string(n) + " bytes"; }
 
-FieldError Over(const std::string& field, size_t size, size_t limit, const char* unit) {
+FieldError Over(std::string_view field, size_t size, size_t limit, const char* unit) {
   if (size <= limit) return std::nullopt;
-  return field + " has " + std::to_string(size) + " " + unit + "; the limit is " +
+  return std::string(field) + " has " + std::to_string(size) + " " + unit + "; the limit is " +
          std::to_string(limit);
 }
 

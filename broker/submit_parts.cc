@@ -14,21 +14,17 @@ void SubmitParts::Add(const std::string& from, std::vector<TaskSpec> tasks, size
   Held& held = it->second;
   held.last = now;
   if (held.over) return;
-  if (held.tasks.size() + tasks.size() > max_tasks_ || held.bytes + bytes > kMaxMessageBytes) {
+  if (held.tasks + tasks.size() > max_tasks_ || held.bytes + bytes > kMaxMessageBytes) {
     held.over = true;
-    held.tasks = {};
+    held.parts = {};
     return;
   }
   held.bytes += bytes;
-  if (held.tasks.empty()) {
-    held.tasks = std::move(tasks);
-  } else {
-    held.tasks.insert(held.tasks.end(), std::make_move_iterator(tasks.begin()),
-                      std::make_move_iterator(tasks.end()));
-  }
+  held.tasks += tasks.size();
+  held.parts.push_back(std::move(tasks));
 }
 
-SubmitParts::Taken SubmitParts::Take(const std::string& from, uint32_t expected) {
+SubmitParts::Taken SubmitParts::Take(const std::string& from, uint32_t expected, size_t then) {
   Taken taken;
   auto it = held_.find(from);
   if (it == held_.end()) {
@@ -43,12 +39,17 @@ SubmitParts::Taken SubmitParts::Take(const std::string& from, uint32_t expected)
   if (held.over) {
     taken.problem = "a job may hold at most " + std::to_string(max_tasks_) + " tasks and " +
                     std::to_string(kMaxMessageBytes >> 20) + " MiB; nothing was accepted";
-  } else if (held.tasks.size() != expected) {
+  } else if (held.tasks != expected) {
     taken.problem = "the job's first " + std::to_string(expected) +
-                    " tasks did not all reach the broker (" + std::to_string(held.tasks.size()) +
+                    " tasks did not all reach the broker (" + std::to_string(held.tasks) +
                     " did); nothing was accepted";
   } else {
-    taken.tasks = std::move(held.tasks);
+    taken.tasks.reserve(held.tasks + then);
+    for (auto& part : held.parts) {
+      taken.tasks.insert(taken.tasks.end(), std::make_move_iterator(part.begin()),
+                         std::make_move_iterator(part.end()));
+      part = {};  // its memory goes now, not after the whole job is joined
+    }
     taken.bytes = held.bytes;
   }
   return taken;

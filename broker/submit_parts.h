@@ -33,8 +33,10 @@ class SubmitParts {
     // Set when the parts cannot make a job: the sentence for the submitter.
     std::string problem;
   };
-  // The parts `from` sent, checked against `expected` (SubmitRequest::parted), and forgotten.
-  Taken Take(const std::string& from, uint32_t expected);
+  // The parts `from` sent, checked against `expected` (SubmitRequest::parted), and forgotten;
+  // with room reserved for `then` more tasks (the submit's own), so that a job of millions is
+  // put together in one allocation of its size.
+  Taken Take(const std::string& from, uint32_t expected, size_t then = 0);
 
   // Drops the parts of senders silent for kRequestTimeout.
   void Expire(SteadyTime now);
@@ -42,7 +44,8 @@ class SubmitParts {
 
  private:
   struct Held {
-    std::vector<TaskSpec> tasks;
+    std::vector<std::vector<TaskSpec>> parts;  // as they came: joined once, by Take()
+    size_t tasks = 0;
     size_t bytes = 0;
     SteadyTime last{};
     bool over = false;  // went past a bound: its tasks were dropped
