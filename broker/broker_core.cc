@@ -150,6 +150,10 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
   Worker* worker = nullptr;
   if (auto it = worker_ids_.find(from); it != worker_ids_.end()) {
     worker = &workers_.at(it->second);
+    if (worker->key != key) {  // another key on this worker's routing id: not that worker
+      ++counters_.impostors;
+      return;
+    }
     worker->last_seen = now;
   }
   std::visit(Overloaded{

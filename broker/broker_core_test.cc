@@ -382,6 +382,31 @@ TEST_F(BrokerFaultTest, ReturningWorkerKeepsLeasesNobodyTook) {
   ASSERT_TRUE(store_.Find({job, 0}).has_value());
 }
 
+TEST_F(BrokerFaultTest, AnotherKeyOnAWorkersRoutingIdIsRefusedAndCounted) {
+  auto from = [&](const std::string& key, Message m) {
+    std::vector<Outgoing> out;
+    core_.Handle("w", std::move(m), now_, out, Role::kWorker, key);
+    return out;
+  };
+  // Given a worker of key A running a task,
+  const uint64_t job = SubmitJob({Sleep(1)});
+  auto tasks = TasksTo(from("A", ReadyMessage{1, 1, {1, 1, 1}, {}, "node1"}), "w");
+  ASSERT_EQ(tasks.size(), 1u);
+  // when a connection of key B uses that worker's routing id to report a forged result and to
+  // register in its place,
+  EXPECT_TRUE(from("B", WorkerResultsMessage{{Ok(tasks[0], "forged")}}).empty());
+  EXPECT_TRUE(
+      from("B", ReadyMessage{2, 1, {1, 1, 1}, {{tasks[0].id, tasks[0].attempt}}, "node1"}).empty());
+  // then both are refused and counted, the worker keeps its lease,
+  EXPECT_EQ(core_.counters().impostors, 2u);
+  EXPECT_FALSE(store_.Find({job, 0}).has_value());
+  EXPECT_EQ(core_.worker_count(), 1u);
+  // and its own result is the one kept.
+  from("A", WorkerResultsMessage{{Ok(tasks[0], "real")}});
+  ASSERT_TRUE(store_.Find({job, 0}).has_value());
+  EXPECT_EQ(store_.Find({job, 0})->result, "real");
+}
+
 TEST_F(BrokerFaultTest, AWorkerMayAdoptOnlyALeaseAWorkerOfItsKeyLost) {
   auto from = [&](const std::string& who, const std::string& key, Message m) {
     std::vector<Outgoing> out;

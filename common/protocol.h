@@ -496,13 +496,16 @@ struct BrokerCounters {
   // Messages from peers with a field over its bound (broker/peer_bounds.h): a worker's
   // registration refused, or an outcome recorded as a failure instead.
   uint64_t over_bounds = 0;
+  // Messages on a registered worker's routing id over a connection of another key: refused (the
+  // routing id is 128 random bits; the key is what a worker is).
+  uint64_t impostors = 0;
   // Each counter with its name in `orq status --json`.
   template <typename F> void ForEach(F&& f) {
     f("malformed", malformed), f("unexpected", unexpected), f("stale_results", stale_results),
         f("workers_lost", workers_lost), f("retries", retries), f("requeued", requeued),
         f("adopted", adopted), f("forbidden", forbidden), f("revoked", revoked),
         f("auth_refused", auth_refused), f("handshake_failed", handshake_failed), f("shed", shed),
-        f("over_bounds", over_bounds);
+        f("over_bounds", over_bounds), f("impostors", impostors);
   }
 };
 struct StatusReply {

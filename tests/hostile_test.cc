@@ -309,7 +309,7 @@ TEST_P(HostileTest, ASpillPathFromAWorkerIsNeverOpenedPrintedOrDeleted) {
   RunResult submit = c.Client(alice, {"submit", "--", "echo", "hi"});
   ASSERT_TRUE(Exits(submit, 0));
   // when a worker key reports that a task's output spilled to that file, on the broker's host,
-  const std::string host = Command({"hostname"}).substr(0, Command({"hostname"}).find('\n'));
+  const std::string host = Lines(Command({"hostname"})).at(0);
   RogueReports(c, rogue, endpoint, [&](TaskOutcome& o) {
     o.shell = ShellOutput{0, "head\n", "", true,
                           std::make_shared<ShellOutput::More>(
