@@ -29,21 +29,24 @@ void PrintText(const TaskOutcome& o, std::FILE* out, std::string_view tag) {
       text = decoded;
     }
   }
+  const bool exact = o.shell.has_value();  // a value's line ends with a newline, always
   if (tag.empty()) {
     std::fwrite(text.data(), 1, text.size(), out);
-    if (text.empty() || text.back() != '\n') std::fputc('\n', out);
+    if (!exact && (text.empty() || text.back() != '\n')) std::fputc('\n', out);
     return;
   }
-  // --tag: every line after the tag and a tab (GNU parallel's form); no line at all for no output
-  // but a tagged empty line, so each task shows.
+  // --tag: every line after the tag and a tab (GNU parallel's form).
   std::string tagged;
   size_t start = 0;
-  do {
+  if (!exact && text.empty()) tagged.append(tag).append("\t\n");  // a value shows, even empty
+  while (start < text.size()) {
     size_t end = text.find('\n', start);
-    if (end == std::string_view::npos) end = text.size();
-    tagged.append(tag).append("\t").append(text.substr(start, end - start)).append("\n");
+    const bool last = end == std::string_view::npos;
+    if (last) end = text.size();
+    tagged.append(tag).append("\t").append(text.substr(start, end - start));
+    if (!last || !exact) tagged.append("\n");
     start = end + 1;
-  } while (start < text.size());
+  }
   std::fwrite(tagged.data(), 1, tagged.size(), out);
 }
 

@@ -11,9 +11,10 @@
 
 namespace orq {
 
-// The text form: a string result as is, any other JSON result as JSON, a shell task's stdout as
-// is (a missing final newline added). Non-ok tasks print an empty line (or their stdout). With a
-// tag (--tag), each line is "TAG<tab>line".
+// The text form. A shell task's stdout exactly as it wrote it, nothing added (as GNU parallel
+// prints it: a task that printed nothing prints nothing, a last line without a newline stays so).
+// Any other task's result as a line: a string as is, other JSON as JSON; a non-ok one as an empty
+// line. With a tag (--tag), each line is "TAG<tab>line" (a shell task's last line as it ended).
 void PrintText(const TaskOutcome& outcome, std::FILE* out, std::string_view tag = "");
 nlohmann::json ToJson(const TaskOutcome& outcome);
 // "orq: task j1.2 failed: exit code 1" for a task that did not end ok.

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
+#include "cli/format.h"
 #include "cli/job_input.h"
 #include "cli/progress.h"
 #include "cli/results.h"
@@ -230,6 +232,40 @@ TEST(ResultOrderTest, WhatWaitsPastItsMemoryWaitsInAFileAndComesBackWhole) {
   EXPECT_EQ(next, 100u);
   EXPECT_EQ(order.spilled(), 0u);
   EXPECT_EQ(order.held_bytes(), 0u);
+}
+
+// What PrintText writes for `o` (with `tag`).
+std::string Printed(const TaskOutcome& o, std::string_view tag = "") {
+  char* buffer = nullptr;
+  size_t size = 0;
+  std::FILE* out = ::open_memstream(&buffer, &size);
+  PrintText(o, out, tag);
+  std::fclose(out);
+  std::string text(buffer, size);
+  std::free(buffer);
+  return text;
+}
+
+TEST(PrintTextTest, AShellTasksOutputExactlyAsItWroteItAValueAsALine) {
+  TaskOutcome shell;
+  shell.shell = ShellOutput{0, "", "", false};
+  // A shell task that printed nothing prints nothing; no newline is added to its last line,
+  EXPECT_EQ(Printed(shell), "");
+  EXPECT_EQ(Printed(shell, "a"), "");
+  shell.shell->stdout_text = "one\ntwo";
+  EXPECT_EQ(Printed(shell), "one\ntwo");
+  EXPECT_EQ(Printed(shell, "a"), "a\tone\na\ttwo");
+  shell.shell->stdout_text = "one\n";
+  EXPECT_EQ(Printed(shell, "a"), "a\tone\n");
+  // while a value (an echo, a sleep's result) is a line, even when empty.
+  TaskOutcome value;
+  value.result = "\"hi\"";
+  EXPECT_EQ(Printed(value), "hi\n");
+  value.result = "[1,2]";
+  EXPECT_EQ(Printed(value, "t"), "t\t[1,2]\n");
+  value.result = "";
+  EXPECT_EQ(Printed(value), "\n");
+  EXPECT_EQ(Printed(value, "t"), "t\t\n");
 }
 
 TEST(JoblogTest, LinesInGnuParallelsColumns) {

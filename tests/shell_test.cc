@@ -78,6 +78,19 @@ TEST(ShellTest, CommandsRunAsUnderGnuParallel) {
   EXPECT_EQ(r.out, Parallel(Concat(line, kValues)));
 }
 
+TEST(ShellTest, OutputIsExactlyWhatTheTasksPrintedAsUnderGnuParallel) {
+  OrqEnv env;
+  // Tasks that print nothing, a line, and text without a final newline: nothing is added,
+  // with --tag or without (a pipeline such as `| wc -l` counts the tasks' own lines).
+  const Words line = {
+      "[ {} = 1 ] && echo one; [ {} = 2 ] && printf two; true", ":::", "0", "1", "2", "3"};
+  for (const Words& flags : {Words{}, Words{"--tag"}}) {
+    RunResult r = env.Run(Concat(Concat(Concat({"run", "-w", "1"}, flags), {"--"}), line));
+    ASSERT_TRUE(Exits(r, 0));
+    EXPECT_EQ(r.out, Parallel(Concat(flags, line))) << (flags.empty() ? "" : flags[0]);
+  }
+}
+
 TEST(ShellTest, TasksRunInTheSubmittersDirectoryWithItsEnvironment) {
   OrqEnv env;
   namespace fs = std::filesystem;
