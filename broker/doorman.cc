@@ -81,7 +81,8 @@ void DoormanRules::Remove(std::deque<Pending>::iterator it) {
 }
 
 Doorman::Doorman(zmq::context_t& ctx, zmq::socket_t& router, int forwarded_events)
-    : monitor_(ctx, zmq::socket_type::pair),
+    : router_(router.handle()),
+      monitor_(ctx, zmq::socket_type::pair),
       out_(ctx, zmq::socket_type::pair),
       events_(ctx, zmq::socket_type::pair),
       forwarded_events_(forwarded_events) {
@@ -96,6 +97,9 @@ Doorman::Doorman(zmq::context_t& ctx, zmq::socket_t& router, int forwarded_event
 }
 
 Doorman::~Doorman() {
+  // The router's monitor stops first, while its reader is still open: libzmq 4.3.4 can leak an
+  // event left in flight to a monitor socket closed before the monitor is stopped.
+  zmq_socket_monitor(router_, nullptr, 0);
   events_.send(zmq::str_buffer("stop"), zmq::send_flags::dontwait);
   thread_.join();
 }

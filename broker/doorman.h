@@ -74,6 +74,7 @@ class Doorman {
   void Admit(int fd);  // a TCP connection was accepted
   void Shed(int fd);
 
+  void* router_;           // the socket watched (it outlives the doorman)
   zmq::socket_t monitor_;  // the doorman thread's: PAIR on the router's monitor endpoint
   zmq::socket_t out_;      // the doorman thread's: PAIR it forwards events on
   zmq::socket_t events_;   // the broker loop's end of out_; a message on it stops the thread

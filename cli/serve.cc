@@ -301,12 +301,14 @@ struct WorkerOptions {
 
 ExitCode Worker(WorkerOptions& o) {
   WorkerConfig& worker = o.config;
-  if (o.connect.empty() == !UsingAccessFile())
+  if (!o.connect.empty() && UsingAccessFile())
     throw UsageError(
         "give --connect ipc://... (a broker on this host) or --access FILE (a broker "
-        "over TCP), not both or neither");
+        "over TCP), not both");
   if (!o.connect.empty()) {
     worker.endpoints = {o.connect};
+  } else if (!UsingAccessFile()) {
+    worker.endpoints = {FindBroker().endpoint};  // $ORQ_HOME's broker, as every command finds it
   } else {
     const std::string& path = AccessFilePath();
     AccessFile file = ReadAccessFile(path);
@@ -394,9 +396,11 @@ Verb RegisterBroker(CLI::App& app) {
 
 Verb RegisterWorker(CLI::App& app) {
   auto o = std::make_shared<WorkerOptions>();
+  o->config.threads = 0;  // cores, unless -t says
   auto* cmd = app.add_subcommand("worker", "Run a worker in the foreground");
   cmd->add_option("--connect", o->connect,
-                  "the local broker's ipc:// endpoint (a remote one: --access FILE)")
+                  "a local broker's ipc:// endpoint (default: $ORQ_HOME's; a remote one: "
+                  "--access FILE)")
       ->check(Scheme("ipc://",
                      "; over TCP a worker needs --access FILE from 'orq access add "
                      "--worker'"));

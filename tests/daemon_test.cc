@@ -109,6 +109,32 @@ TEST(DaemonTest, UpSubmitGatherStatusCancelDown) {
   EXPECT_NE(down_again.err.find("not running"), std::string::npos);
 }
 
+TEST(DaemonTest, AWorkerStartedByHandFindsItsBrokerAndUsesTheMachine) {
+  OrqEnv env;
+  const unsigned cores = std::thread::hardware_concurrency();
+  ASSERT_GE(cores, 2u) << "this test needs 2 cores to see two gpu tasks at once";
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "0"}), 0));
+  // Given a worker started by hand with no --connect and no -t, offering 2 gpus,
+  const pid_t worker = env.Start({"worker", "--resources", "gpu=2"});
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }))
+      << ReadFile(env.home() + "/started.err");
+  // then it joined $ORQ_HOME's broker with a thread and a shell slot per core,
+  const nlohmann::json w = env.Status()["workers"][0];
+  EXPECT_EQ(w["threads"], cores) << w.dump();
+  EXPECT_EQ(w["slots"]["shell"], cores) << w.dump();
+  // and two tasks taking a gpu each run at once (each waits until both have started).
+  const std::string dir = env.home() + "/started";
+  std::filesystem::create_directories(dir);
+  RunResult submit = env.Run(
+      {"submit", "--resource", "gpu=1", "--timeout", "60", "--", "sh", "-c",
+       "touch " + dir + "/{}; until [ $(ls " + dir + " | wc -l) -ge 2 ]; do sleep 0.05; done",
+       ":::", "a", "b"});
+  ASSERT_TRUE(Exits(submit, 0));
+  EXPECT_TRUE(Exits(env.Run({"gather", JobId(submit)}), 0));
+  ::kill(worker, SIGTERM);
+  EXPECT_EQ(WaitExit(worker, std::chrono::seconds(30)), 0);
+}
+
 TEST(DaemonTest, NoBrokerMeansExitThree) {
   OrqEnv env;
   RunResult gather = env.Run({"gather", "j1"});
