@@ -254,10 +254,12 @@ CLI::Option* AddJobOptions(CLI::App* cmd, JobInput& in) {
   cmd->add_option("--attempts", in.attempts,
                   "executions that may be lost with their worker (default 3)")
       ->check(CLI::Range(1, 1000000));
-  cmd->add_option("--retries", in.retries, "re-runs after a task fails on its own (default 0)")
+  cmd->add_option("--retries", in.retries,
+                  "runs in all of a task that fails on its own, one at once after another, as "
+                  "GNU parallel's --retries (default 1)")
       ->check(CLI::Range(0, 1000000));
   cmd->add_option("--retry-backoff", in.retry_backoff,
-                  "BASE,MAX seconds of exponential backoff between retries (default 1,60)")
+                  "BASE,MAX seconds of exponential backoff between runs (default: none)")
       ->delimiter(',');
   cmd->add_option("--after", in.after,
                   "run after these jobs or tasks (j3, j4.2) ended ok; else end dependency_failed")
@@ -366,8 +368,8 @@ std::shared_ptr<const Needs> Merge(const std::shared_ptr<const Needs>& own, cons
 
 BuiltJob BuildJob(const JobInput& in) {
   if (in.retry_backoff &&
-      !(0 < in.retry_backoff->first && in.retry_backoff->first <= in.retry_backoff->second))
-    throw UsageError("--retry-backoff BASE,MAX needs 0 < BASE <= MAX (seconds)");
+      !(0 <= in.retry_backoff->first && in.retry_backoff->first <= in.retry_backoff->second))
+    throw UsageError("--retry-backoff BASE,MAX needs 0 <= BASE <= MAX (seconds)");
   BuiltJob job;
   if (in.retry_failed) {
     RetrySpecs(in, job);
@@ -407,7 +409,10 @@ BuiltJob BuildJob(const JobInput& in) {
     if (in.timeout) spec.timeout = *in.timeout;
     if (in.priority) spec.priority = *in.priority;
     if (in.attempts) spec.attempts = static_cast<uint32_t>(*in.attempts);
-    if (in.retries) spec.retries = static_cast<uint32_t>(*in.retries);
+    if (in.retries) {  // GNU parallel's meaning: runs in all (0 as 1), the next one at once
+      spec.retries = static_cast<uint32_t>(std::max(*in.retries, 1) - 1);
+      spec.backoff_base = spec.backoff_max = 0;
+    }
     if (in.retry_backoff) std::tie(spec.backoff_base, spec.backoff_max) = *in.retry_backoff;
     if (auto error = ValidateSpec(spec)) throw UsageError(*error);
     shell = shell || std::holds_alternative<ShellTask>(spec.body);

@@ -486,9 +486,9 @@ std::optional<std::string> ValidateSpec(const TaskSpec& spec) {
   if (!std::isfinite(spec.timeout) || spec.timeout < 0)
     return Bad("timeout", "zero (no limit) or more", spec.timeout);
   if (spec.attempts < 1) return std::string("field 'attempts' must be at least 1");
-  if (!std::isfinite(spec.backoff_base) || spec.backoff_base <= 0 ||
+  if (!std::isfinite(spec.backoff_base) || spec.backoff_base < 0 ||
       !std::isfinite(spec.backoff_max) || spec.backoff_max < spec.backoff_base)
-    return std::string("field 'retry_backoff' must be [BASE, MAX] with 0 < BASE <= MAX");
+    return std::string("field 'retry_backoff' must be [BASE, MAX] with 0 <= BASE <= MAX");
   if (spec.needs) {
     if (auto error = ValidateNeeds(*spec.needs)) return error;
   }

@@ -162,7 +162,7 @@ struct TaskSpec {
   int32_t priority = 0;     // higher runs first
   uint32_t attempts = 3;    // executions that may be lost with their worker before worker_lost
   uint32_t retries = 0;     // re-runs after the task fails (or times out) on its own
-  double backoff_base = 1;  // retry n waits min(MAX, BASE * 2^(n-1)) s, times [0.5, 1)
+  double backoff_base = 1;  // retry n waits min(MAX, BASE * 2^(n-1)) s, times [0.5, 1); 0: none
   double backoff_max = 60;
   std::shared_ptr<const Needs> needs;  // null: none (no dependency, lock, limit, resource...)
 

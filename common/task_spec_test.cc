@@ -178,7 +178,11 @@ TEST(TaskSpecTest, AttemptsRetriesAndBackoff) {
   EXPECT_EQ(Error(R"({"kind": "cpu", "ms": 1, "attempts": 0})"),
             "tasks.jsonl:3: field 'attempts' must be an integer of at least 1");
   EXPECT_EQ(Error(R"({"kind": "cpu", "ms": 1, "retry_backoff": [5, 1]})"),
-            "tasks.jsonl:3: field 'retry_backoff' must be [BASE, MAX] with 0 < BASE <= MAX");
+            "tasks.jsonl:3: field 'retry_backoff' must be [BASE, MAX] with 0 <= BASE <= MAX");
+  EXPECT_EQ(Error(R"({"kind": "cpu", "ms": 1, "retry_backoff": [-1, 1]})"),
+            "tasks.jsonl:3: field 'retry_backoff' must be [BASE, MAX] with 0 <= BASE <= MAX");
+  // [0, 0]: the next run at once (what the command line's --retries gives).
+  EXPECT_EQ(Parse(R"({"kind": "cpu", "ms": 1, "retry_backoff": [0, 0]})").backoff_max, 0);
 }
 
 TEST(TaskSpecTest, ValidateSpecChecksCommandLineValues) {

@@ -2,6 +2,7 @@
 // Each ends with the checker: every task has exactly one result, in order, intact.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -211,13 +212,22 @@ TEST(FaultTest, PoisonTaskEndsWorkerLostAndTheRestCompletes) {
 TEST(FaultTest, RetriesRerunFailingTasks) {
   OrqEnv env;
   ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "1"}), 0));
-  // Given a task that fails twice, then succeeds (it counts its runs in a file),
+  // Given a task that fails twice, then succeeds (it counts its runs in a file), run with
+  // --retries 2 (GNU parallel's meaning: 2 runs in all), it fails after its second run;
   std::string counter = env.home() + "/runs";
-  RunResult submit =
-      env.Run({"submit", "--retries", "3", "--retry-backoff", "0.05,0.1", "--", "sh", "-c",
-               "echo x >> " + counter + "; [ $(wc -l < " + counter + ") -ge 3 ]"});
-  std::string job = JobId(submit);
-  RunResult r = env.Run({"gather", "--json", job});
+  const std::vector<std::string> task = {
+      "--", "sh", "-c", "echo x >> " + counter + "; [ $(wc -l < " + counter + ") -ge 3 ]"};
+  auto submit = [&](std::vector<std::string> args) {
+    args.insert(args.end(), task.begin(), task.end());
+    return JobId(env.Run(args));
+  };
+  RunResult r = env.Run({"gather", "--json", submit({"submit", "--retries", "2"})});
+  EXPECT_TRUE(Exits(r, 1));
+  EXPECT_EQ(nlohmann::json::parse(r.out)["attempts"], 2) << r.out;
+  // with --retries 3, the third run succeeds (at once, or after a backoff when asked).
+  ::unlink(counter.c_str());
+  std::string job = submit({"submit", "--retries", "3", "--retry-backoff", "0.05,0.1"});
+  r = env.Run({"gather", "--json", job});
   EXPECT_TRUE(Exits(r, 0));
   auto out = nlohmann::json::parse(r.out);
   EXPECT_EQ(out["status"], "ok");

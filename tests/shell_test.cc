@@ -144,7 +144,7 @@ TEST(ShellTest, EachTaskKnowsItsJobTaskAttemptAndSlot) {
       "echo $ORQ_JOB_ID $ORQ_TASK_ID $ORQ_TASK_INDEX $ORQ_ATTEMPT; echo $ORQ_SLOT > " + dir +
       "/slot.$ORQ_TASK_INDEX.$ORQ_ATTEMPT; for i in $(seq 100); do [ $(ls " + dir +
       "/slot.*.$ORQ_ATTEMPT | wc -l) = 2 ] && break; sleep 0.05; done; [ $ORQ_ATTEMPT = 2 ]\n";
-  RunResult r = env.Run({"run", "-w", "1", "-t", "2", "--retries", "1", "--retry-backoff",
+  RunResult r = env.Run({"run", "-w", "1", "-t", "2", "--retries", "2", "--retry-backoff",
                          "0.01,0.01", "--lines", "-"},
                         line + line);
   ASSERT_TRUE(Exits(r, 0));
