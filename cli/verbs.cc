@@ -75,6 +75,30 @@ std::string_view NamedVerb(int argc, char** argv) {
   return {};
 }
 
+// GNU parallel's options that orq spells otherwise, with the way to say them here ("" for others).
+std::string ParallelHint(const std::string& option) {
+  static const std::pair<std::vector<std::string>, const char*> kHints[] = {
+      {{"-j", "--jobs", "-P", "--max-procs"},
+       "; tasks run as many at once as the workers have slots: -w N worker processes of -t T "
+       "slots each (orq run -w 1 -t 8 runs 8 at once)"},
+      {{"-k", "--keep-order"},
+       "; results print in the order of their tasks already (--unordered prints them as they "
+       "finish)"},
+      {{"--link", "--xapply"}, "; link input sources with :::+ (or ::::+) instead of :::"},
+      {{"-q", "--quote"},
+       "; words after -- are passed as they are, as parallel -q passes them (one word with "
+       "spaces runs under sh)"},
+      {{"-u", "--ungroup", "--line-buffer", "--lb"},
+       "; output is grouped per task; follow one live with orq logs --follow TASK"},
+  };
+  for (const auto& [names, hint] : kHints) {
+    for (const std::string& name : names) {
+      if (option == name || option.rfind(name + "=", 0) == 0) return hint;
+    }
+  }
+  return "";
+}
+
 // A sentence for the parse errors CLI11 words poorly: an unknown verb or option (with "did you
 // mean"), and a number out of range (CLI11 prints the whole range of the type). nullopt: CLI11's
 // own message is fine.
@@ -98,14 +122,18 @@ std::optional<std::string> Explain(const CLI::App& app, const CLI::ParseError& e
         return "unknown command '" + word + "'" + DidYouMean(app, word) +
                " (orq --help lists them)";
       if (word.size() > 1 && word[0] == '-') {
-        std::string hint = DidYouMean(*verb, word);
-        if (hint.empty() && (verb->get_name() == "run" || verb->get_name() == "submit"))
+        const bool runs = verb->get_name() == "run" || verb->get_name() == "submit";
+        std::string hint = runs ? ParallelHint(word) : "";
+        if (hint.empty()) hint = DidYouMean(*verb, word);
+        if (hint.empty() && runs)
           hint = "; to pass it to a command, put the command after --: orq " + verb->get_name() +
                  " -- CMD " + word + " ...";
         return verb->get_name() + ": unknown option " + word + hint;
       }
     }
   }
+  if (dynamic_cast<const CLI::RequiredError*>(&e) && verb && what.rfind("ids is required", 0) == 0)
+    return verb->get_name() + ": name the jobs or tasks (j7, j7.2); 'orq jobs' lists them";
   if (dynamic_cast<const CLI::RequiredError*>(&e) && !verb &&
       what.find("subcommand") != std::string::npos) {
     if (const std::string word(NamedVerb(argc, argv)); !word.empty())
@@ -201,22 +229,27 @@ namespace {
 // errors to exit codes: a user's mistake 2, no broker to reach 3, refused 4, a full journal disk 6,
 // anything else 5.
 ExitCode Guard(const std::function<ExitCode()>& verb) {
+  // "orq: " before the sentence, unless it names its verb already ("orq gather: ...").
+  auto say = [](const std::exception& e) {
+    const std::string what = e.what();
+    Say(what.rfind("orq ", 0) == 0 ? what : "orq: " + what);
+  };
   try {
     return verb();
   } catch (const UsageError& e) {
-    Say(std::string("orq: ") + e.what());
+    say(e);
     return ExitCode::kUsage;
   } catch (const Unreachable& e) {
-    Say(std::string("orq: ") + e.what());
+    say(e);
     return ExitCode::kUnreachable;
   } catch (const Refused& e) {
-    Say(std::string("orq: ") + e.what());
+    say(e);
     return ExitCode::kRefused;
   } catch (const DiskFull& e) {
-    Say(std::string("orq: ") + e.what());
+    say(e);
     return ExitCode::kDiskFull;
   } catch (const std::exception& e) {
-    Say(std::string("orq: ") + e.what());
+    say(e);
     return ExitCode::kFailed;
   }
 }

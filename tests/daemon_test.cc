@@ -36,6 +36,10 @@ TEST(DaemonTest, UpSubmitGatherStatusCancelDown) {
   EXPECT_GT(status["broker"]["pid"].get<int>(), 0);
   EXPECT_NE(status["endpoint"].get<std::string>().find(env.home()), std::string::npos);
   EXPECT_EQ(status["tasks"]["queued"], 0);
+  // (an unknown id is one sentence that names its verb once)
+  RunResult unknown = env.Run({"gather", "j99"});
+  EXPECT_TRUE(Exits(unknown, 2));
+  EXPECT_EQ(unknown.err, "orq gather: unknown job j99\n");
 
   // When one task of each kind is submitted,
   std::string sleep = Submit(env, {"--sleep", "0.2", "--result", "slept"});

@@ -380,6 +380,17 @@ TEST(ShellTest, CommandLineMistakesSayWhatIsAccepted) {
   said({"run", "sh", "-c", "exit 1"},
        "orq: run: unknown option -c; to pass it to a command, put the command after --: orq run "
        "-- CMD -c ...");
+  // GNU parallel's options that orq spells otherwise: the way to say them here.
+  said({"run", "-j", "4", "echo", ":::", "a"},
+       "orq: run: unknown option -j; tasks run as many at once as the workers have slots: -w N "
+       "worker processes of -t T slots each (orq run -w 1 -t 8 runs 8 at once)");
+  said({"run", "-k", "--", "echo", ":::", "a"},
+       "orq: run: unknown option -k; results print in the order of their tasks already "
+       "(--unordered prints them as they finish)");
+  said({"submit", "--link", "--", "echo", ":::", "a", ":::", "b"},
+       "orq: submit: unknown option --link; link input sources with :::+ (or ::::+) instead of "
+       ":::");
+  said({"gather"}, "orq: gather: name the jobs or tasks (j7, j7.2); 'orq jobs' lists them");
   said({"run", "--halt", "sometimes", "--", "true"},
        "orq: --halt takes now,fail=N, soon,fail=N, now,success=N, soon,success=N (N a count or a "
        "percentage, as 10%), or 0, 1, 2; not 'sometimes'");
