@@ -222,14 +222,17 @@ TEST(ShellTest, RunPrintsEachResultAsSoonAsItAndEveryEarlierOneAreDone) {
 
 TEST(ShellTest, UnorderedPrintsInFinishingOrderAndJsonCarriesIndexAndCommand) {
   OrqEnv env;
-  // Task 1 finishes only after task 0 has: it waits for task 0's file.
-  const std::string mark = env.home() + "/zero-done";
-  RunResult r = env.Run({"run", "-w", "1", "-t", "2", "--unordered", "--json", "--", "sh", "-c",
-                         "if [ $0 = 0 ]; then while [ ! -e " + mark +
-                             " ]; do sleep 0.02; done; else touch " + mark + "; fi; echo $0",
-                         ":::", "0", "1"});
-  ASSERT_TRUE(Exits(r, 0));
-  auto lines = Lines(r.out);
+  // Task 0 finishes only after task 1's line is out: it waits for a file the test makes then.
+  const std::string mark = env.home() + "/go", out = env.home() + "/started.out";
+  const pid_t run = env.Start(
+      {"run", "-w", "1", "-t", "2", "--unordered", "--json", "--", "sh", "-c",
+       "if [ $0 = 0 ]; then while [ ! -e " + mark + " ]; do sleep 0.02; done; fi; echo $0",
+       ":::", "0", "1"});
+  ASSERT_TRUE(WaitUntil([&] { return Lines(ReadFile(out)).size() == 1; }))
+      << ReadFile(env.home() + "/started.err");
+  std::ofstream{mark};
+  ASSERT_EQ(WaitExit(run, std::chrono::seconds(60)), 0) << ReadFile(env.home() + "/started.err");
+  auto lines = Lines(ReadFile(out));
   ASSERT_EQ(lines.size(), 2u);
   auto first = nlohmann::json::parse(lines[0]), second = nlohmann::json::parse(lines[1]);
   EXPECT_EQ(first["index"], 1);
@@ -237,7 +240,7 @@ TEST(ShellTest, UnorderedPrintsInFinishingOrderAndJsonCarriesIndexAndCommand) {
   EXPECT_EQ(first["seq"], 2);
   EXPECT_EQ(first["argv"].back(), "1");
   EXPECT_EQ(second["index"], 0);
-  r = env.Run({"run", "-w", "1", "--json", "--lines", "-"}, "echo a | tr a b\n");
+  RunResult r = env.Run({"run", "-w", "1", "--json", "--lines", "-"}, "echo a | tr a b\n");
   EXPECT_EQ(nlohmann::json::parse(r.out)["cmd"], "echo a | tr a b");
 }
 
