@@ -421,6 +421,7 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
     if (auto error = ValidateSpec(request.tasks[i]))
       return refuse("task " + std::to_string(i) + ": " + *error);
   }
+  if (auto error = ValidateHalt(request.halt)) return refuse(*error);
   if (auto error = CheckDependencies(request.tasks)) return refuse(*error);
   if (auto error = CheckForeignDependencies(request.tasks)) return refuse(*error);
   for (size_t i = 0; i < request.tasks.size(); ++i) {
@@ -440,6 +441,7 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
   const uint64_t job_number = AddJob(std::move(request.tasks),
                                      std::make_shared<const JobContext>(std::move(request.context)),
                                      now, out, std::move(request.key));
+  jobs_.at(job_number).halt = request.halt;
   out.push_back({from, SubmittedReply{job_number, jobs_.at(job_number).size}});
   Dispatch(out);
 }
@@ -740,6 +742,7 @@ BrokerCore::Task* BrokerCore::Find(TaskId id) {
 }
 
 void BrokerCore::EndTurn(std::vector<Outgoing>& out) {
+  if (!halts_due_.empty()) Halt(out);
   FlushStreams(out);
   Compact();
 }
@@ -968,6 +971,10 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
   ++(ok ? job.ok : job.failed);
   ++job.ended[static_cast<size_t>(outcome.status)];
   if (!ok && job.first_failed == UINT32_MAX) job.first_failed = id.index;
+  if (!job.halted && HaltDecided(job.halt, job.failed, job.ok)) {
+    job.halted = true;
+    halts_due_.push_back(id.job);
+  }
   if (outcome.shell) {
     if (outcome.shell->more &&
         !(outcome.shell->more->stdout_file.empty() && outcome.shell->more->stderr_file.empty()))
@@ -1031,12 +1038,18 @@ void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,
                         std::vector<Outgoing>& out) {
   std::vector<TaskId> ids;
   if (!Resolve(from, request.ids, ids, out)) return;
+  const uint32_t count = CancelTasks(ids, request.running, "cancelled before it started", out);
+  out.push_back({from, CancelledReply{count}});
+}
+
+uint32_t BrokerCore::CancelTasks(const std::vector<TaskId>& ids, bool running,
+                                 const std::string& why, std::vector<Outgoing>& out) {
   uint32_t count = 0;
   std::unordered_map<uint32_t, CancelTasksMessage> stops;
   for (TaskId id : ids) {
     Task& task = *Find(id);
     if (task.state == State::kRunning) {
-      if (!request.running) continue;  // --halt soon: let it finish
+      if (!running) continue;  // --halt soon: let it finish
       if (!task.cancel_requested) {
         task.cancel_requested = true;
         journal_.RecordCancelRequest(id);
@@ -1046,14 +1059,28 @@ void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,
     } else if (task.state != State::kFinished) {
       TaskOutcome outcome;
       outcome.status = TaskStatus::kCancelled;
-      outcome.error = "cancelled before it started";
+      outcome.error = why;
       Finish(id, task, std::move(outcome), out);
       ++count;
     }
   }
   for (auto& [worker_id, message] : stops)
     out.push_back({workers_.at(worker_id).identity, std::move(message)});
-  out.push_back({from, CancelledReply{count}});
+  return count;
+}
+
+void BrokerCore::Halt(std::vector<Outgoing>& out) {
+  while (!halts_due_.empty()) {
+    const uint64_t job_number = halts_due_.back();
+    halts_due_.pop_back();
+    auto it = jobs_.find(job_number);
+    if (it == jobs_.end() || it->second.unfinished == 0) continue;
+    std::vector<TaskId> ids;
+    for (uint32_t i = 0; i < it->second.tasks.size(); ++i) {
+      if (it->second.tasks[i].state != State::kFinished) ids.push_back({job_number, i});
+    }
+    CancelTasks(ids, it->second.halt.now, "cancelled: its job halted (--halt)", out);
+  }
 }
 
 void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) const {
@@ -1503,6 +1530,7 @@ void BrokerCore::SetJournalProblem(std::string problem, std::vector<Outgoing>& o
 }
 
 void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
+  if (!halts_due_.empty()) Halt(out);  // before any lease: no task of a halted job starts
   if (shutting_down_ || !journal_problem_.empty()) return;
   for (bool progress = true; progress;) {
     progress = false;

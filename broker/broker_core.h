@@ -148,6 +148,8 @@ class BrokerCore {
     uint32_t size = 0;                   // its tasks, also once `tasks` is emptied
     std::array<uint32_t, 6> ended{};     // its finished tasks by TaskStatus
     bool spilled = false;                // an outcome's output went to files (removed on forget)
+    HaltPolicy halt;                     // GNU parallel's --halt (orq run)
+    bool halted = false;                 // its halt decided: no task of it starts again
   };
   // A worker's units of one resource (gpu 0, gpu 1...): which are in use.
   struct Units {
@@ -226,6 +228,13 @@ class BrokerCore {
              std::vector<Outgoing>& out);
   void Gather(const std::string& from, const GatherRequest& request, std::vector<Outgoing>& out);
   void Cancel(const std::string& from, const CancelRequest& request, std::vector<Outgoing>& out);
+  // Ends the tasks of `ids` not yet finished as cancelled (`why`); running ones only when
+  // `running`, by asking their workers to stop them. Returns how many.
+  uint32_t CancelTasks(const std::vector<TaskId>& ids, bool running, const std::string& why,
+                       std::vector<Outgoing>& out);
+  // Cancels what the jobs whose --halt decided still hold (halts_due_): run before any lease is
+  // handed out, so none of their tasks starts after the decision.
+  void Halt(std::vector<Outgoing>& out);
   void Status(const std::string& from, std::vector<Outgoing>& out) const;
   void Shutdown(const std::string& from, std::vector<Outgoing>& out);
   void Limit(const std::string& from, const LimitRequest& request, std::vector<Outgoing>& out);
@@ -392,8 +401,9 @@ class BrokerCore {
   };
   std::unordered_map<TaskId, WaitingFor, TaskIdHash> waiting_for_;  // parked tasks, and candidates
   std::unordered_map<std::string, uint64_t> keys_;  // idempotency keys (submit --key) -> job
-  std::vector<TaskId> notify_;  // finished tasks whose dependants have not been told yet
-  bool notifying_ = false;      // NotifyDependants() is running: Finish() only adds to notify_
+  std::vector<TaskId> notify_;       // finished tasks whose dependants have not been told yet
+  std::vector<uint64_t> halts_due_;  // jobs whose --halt decided (Finish), for Halt()
+  bool notifying_ = false;           // NotifyDependants() is running: Finish() only adds to notify_
   SteadyTime next_heartbeat_{};
   SteadyTime now_{};  // the time of the event being handled
   bool shutting_down_ = false;

@@ -781,6 +781,54 @@ TEST(BrokerCoreMemoryTest, WithoutAJournalTheJobsThatEndedFirstGoPastTheBound) {
   EXPECT_FALSE(store.Find({1, 0}).has_value());
 }
 
+// GNU parallel's --halt, decided by the broker: the outcome that decides it frees a slot, and no
+// task of the job takes it; "soon" lets the running ones finish, "now" stops them.
+TEST_F(BrokerCoreTest, AHaltStartsNoTaskOfItsJobAfterTheDecision) {
+  for (const bool now : {false, true}) {
+    SCOPED_TRACE(now ? "now" : "soon");
+    SubmitRequest request{{Sleep(1), Sleep(1), Sleep(1), Sleep(1), Sleep(1)}};
+    request.halt = HaltPolicy{now, /*on_failure=*/true, /*percent=*/false, 1};
+    auto out = Send("client", std::move(request));
+    uint64_t job = 0;
+    for (auto& o : out) {
+      if (auto* s = std::get_if<SubmittedReply>(&o.message)) job = s->job;
+    }
+    const std::string worker = now ? "w-now" : "w-soon";
+    auto tasks = TasksTo(Register(worker, {2, 2, 2}), worker);
+    ASSERT_EQ(tasks.size(), 2u);
+    // Task 0 ends ok: task 2 takes its slot. Task 1 fails: the halt decides.
+    tasks = TasksTo(Send(worker, WorkerResultsMessage{{Ok(tasks[0], "ok")}}), worker);
+    ASSERT_EQ(tasks.size(), 1u);
+    EXPECT_EQ(tasks[0].id, (TaskId{job, 2}));
+    TaskOutcome failed;
+    failed.id = {job, 1};
+    failed.attempt = 1;
+    failed.status = TaskStatus::kFailed;
+    out = Send(worker, WorkerResultsMessage{{failed}});
+    EXPECT_TRUE(TasksTo(out, worker).empty());  // the freed slot stays free
+    bool stopped = false;
+    for (auto& o : out) {
+      if (auto* c = std::get_if<CancelTasksMessage>(&o.message))
+        stopped = c->ids == std::vector<TaskId>{{job, 2}};
+    }
+    EXPECT_EQ(stopped, now);
+    EXPECT_EQ(store_.Find({job, 3})->status, TaskStatus::kCancelled);
+    EXPECT_EQ(store_.Find({job, 3})->error, "cancelled: its job halted (--halt)");
+    EXPECT_EQ(store_.Find({job, 4})->status, TaskStatus::kCancelled);
+    EXPECT_FALSE(store_.Find({job, 2}).has_value());  // still running: its worker reports it
+    // Another job, without --halt, takes the free slot.
+    Send(worker, WorkerResultsMessage{{Ok(tasks[0], "ok")}});
+    tasks = TasksTo(Send("client", SubmitRequest{{Sleep(1), Sleep(1)}}), worker);
+    EXPECT_EQ(tasks.size(), 2u);
+  }
+  // A threshold no halt can have is refused.
+  SubmitRequest bad{{Sleep(1)}};
+  bad.halt.threshold = 1.5;
+  auto out = Send("client", std::move(bad));
+  ASSERT_FALSE(out.empty());
+  EXPECT_TRUE(std::holds_alternative<ErrorReply>(out.back().message));
+}
+
 TEST_F(BrokerCoreTest, CancellingOnlyWhatHasNotStartedLeavesRunningTasksBe) {
   uint64_t job = SubmitJob({Sleep(1), Sleep(1), Sleep(1)});
   auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");

@@ -44,11 +44,12 @@ void InstallInterruptHandlers() {
   sigaction(SIGHUP, &sa, nullptr);
 }
 
-uint64_t Submit(Client& client, BuiltJob job, const std::string& key = "") {
-  const auto reply = Expect<SubmittedReply>(
-      client.Submit(SubmitRequest{std::move(job.specs), std::move(job.context), key},
-                    kRequestTimeout),
-      "orq submit");
+uint64_t Submit(Client& client, BuiltJob job, const std::string& key = "",
+                const HaltPolicy& halt = {}) {
+  SubmitRequest request{std::move(job.specs), std::move(job.context), key};
+  request.halt = halt;
+  const auto reply =
+      Expect<SubmittedReply>(client.Submit(std::move(request), kRequestTimeout), "orq submit");
   if (reply.existing)
     Say("orq submit: the key " + key + " names " + FormatJobId(reply.job) +
         ", submitted before; nothing new was submitted");
@@ -137,15 +138,11 @@ void OpenJoblog(const JobInput& in, Joblog& log) {
 ExitCode Run(RunOptions& options) {
   const auto start = Clock::now();
   JobInput& in = options.input;
-  // `orq run FILE` runs a task file; `orq run -- CMD ...`, or a command with ::: sources, runs
-  // the command.
-  if (!CommandAfterDashes() && in.words.size() == 1 && in.lines.empty() && in.array.empty()) {
-    in.file = in.words[0];
-    in.words.clear();
-  }
-  if (in.words.empty() && in.file.empty() && in.lines.empty() && !in.retry_failed)
+  if (in.words.empty() && in.file.empty() && in.lines.empty() && in.array.empty() &&
+      !in.retry_failed && !in.stdin_lines)
     throw UsageError(
-        "give what to run: a task file, --lines FILE, or -- CMD ARGS... [::: ARGS...]");
+        "give what to run: a command (CMD ARGS... [::: ARGS...]), lines on stdin, a task file "
+        "(FILE.jsonl or -f FILE) or --lines FILE");
   OutputOptions output;
   output.json = options.json;
   output.tag = options.tag;
@@ -157,7 +154,9 @@ ExitCode Run(RunOptions& options) {
     return ExitCode::kOk;
   }
   if (built.specs.empty()) {
-    Say("orq: nothing to run: the joblog " + in.joblog + " has every task done");
+    Say(in.joblog.empty()
+            ? "orq: nothing to run: no lines on stdin"
+            : "orq: nothing to run: the joblog " + in.joblog + " has every task done");
     return ExitCode::kOk;
   }
   CheckRunnable(built.specs, options.threads > 0 ? options.threads : Cores());
@@ -174,8 +173,8 @@ ExitCode Run(RunOptions& options) {
   GatherSummary summary;
   uint64_t job = 0;
   try {
-    job = Submit(broker.client(), std::move(built));
-    output.halt_job = job;
+    job = Submit(broker.client(), std::move(built), "",
+                 output.halt ? HaltPolicy(*output.halt) : HaltPolicy{});
     code = Gather(broker.client(), {FormatJobId(job)}, output, &local, Clock::time_point::max(),
                   summary, [] { return interrupted != 0; });
   } catch (const Unreachable& e) {
@@ -209,13 +208,23 @@ ExitCode Run(RunOptions& options) {
 // ---- orq submit ---------------------------------------------------------------------------------
 
 ExitCode SubmitVerb(const JobInput& in) {
-  if (in.words.empty() && in.file.empty() && in.lines.empty() && !in.sleep && !in.cpu && !in.echo)
+  const bool other = !in.file.empty() || !in.lines.empty() || in.sleep || in.cpu || in.echo;
+  if (!in.words.empty() && other)
     throw UsageError(
-        "give what to run: -- CMD ARGS... [::: ARGS...], --lines FILE, -f FILE, --sleep SECONDS, "
-        "--cpu MS or --echo VALUE");
+        "orq submit: give a command or one of -f, --lines, --sleep, --cpu, --echo; "
+        "not both (the command is " +
+        ShellQuote(in.words[0]) + ")");
+  if (in.words.empty() && !other && !in.stdin_lines)
+    throw UsageError(
+        "give what to run: a command (CMD ARGS... [::: ARGS...]), lines on stdin, --lines FILE, "
+        "-f FILE, --sleep SECONDS, --cpu MS or --echo VALUE");
   BuiltJob built = BuildJob(in);
   if (in.dry_run) {
     PrintDryRun(built.specs, stdout);
+    return ExitCode::kOk;
+  }
+  if (built.specs.empty()) {
+    Say("orq submit: nothing to submit: no lines on stdin");
     return ExitCode::kOk;
   }
   Client client(FindBroker());
@@ -435,10 +444,9 @@ Verb RegisterRun(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   auto* cmd = app.add_subcommand(
       "run", "Run a job on a broker and workers started for this run; print results in order");
-  cmd->add_option("command", o->input.words,
-                  "a task file (JSON lines, '-' = stdin), or [--] CMD ARGS... [::: ARGS...]");
-  auto* lines = AddJobOptions(cmd, o->input);
-  lines->excludes(cmd->get_option("command"));
+  auto* file = cmd->add_option("-f,--file", o->input.file,
+                               "every task of a task file (JSON lines; '-' = stdin)");
+  AddJobOptions(cmd, o->input)->excludes(file);
   cmd->add_option("-w,--workers", o->workers, "worker processes (default: cores)")
       ->check(MoreThanZero());
   cmd->add_option("-t,--threads", o->threads, "threads per worker pool (default: cores)")
@@ -463,17 +471,21 @@ Verb RegisterRun(CLI::App& app) {
   resume_failed->excludes(retry_failed);
   cmd->add_flag("--no-journal", o->no_journal, "keep the run's results in memory only");
   AddProgressFlags(cmd, o->progress, o->quiet);
-  return {cmd, [o] { return Run(*o); }};
+  cmd->footer(
+      "What to run, after the options: CMD ARGS... [::: ARGS...] [:::: FILE...] (every word from "
+      "CMD on is the command's; '--' before it is accepted), lines on stdin, or a task file "
+      "(FILE.json, FILE.jsonl or -f FILE).");
+  return {cmd, [o] {
+            TakeCommand(o->input, CommandWords(), CommandAfterDashes(), "orq run");
+            return Run(*o);
+          }};
 }
 
 Verb RegisterSubmit(CLI::App& app) {
   auto o = std::make_shared<JobInput>();
   auto* cmd = app.add_subcommand("submit", "Submit a job; prints its id once accepted");
-  // What to run: one of these (CLI11 cannot put a positional in an option group, so "none" is
-  // checked in SubmitVerb).
-  auto* command =
-      cmd->add_option("command", o->words, "a command: [--] CMD ARGS... [::: ARGS...] [:::: FILE]");
-  auto* what = cmd->add_option_group("task", "what to run, unless -- CMD ARGS... (one of)");
+  // What to run: a command (the words after the options), or one of these.
+  auto* what = cmd->add_option_group("task", "what to run, unless a command (one of)");
   auto* sleep = what->add_option("--sleep", o->sleep, "a sleep task of SECONDS");
   sleep->check(ZeroOrMore());
   auto* lines = AddJobOptions(cmd, *o);
@@ -483,10 +495,8 @@ Verb RegisterSubmit(CLI::App& app) {
            what->add_option("--cpu", o->cpu, "a cpu task of MS milliseconds")->check(ZeroOrMore()),
            what->add_option("--echo", o->echo, "an echo task returning VALUE (JSON or text)"),
        }) {
-    option->excludes(command);
     option->excludes(lines);
   }
-  lines->excludes(command);
   what->require_option(0, 1);
   cmd->add_option("--result", o->result, "the sleep task's result")->needs(sleep);
   cmd->add_option("--key", o->key,
@@ -499,7 +509,14 @@ Verb RegisterSubmit(CLI::App& app) {
             return "";
           },
           "KEY"));
-  return {cmd, [o] { return SubmitVerb(*o); }};
+  cmd->footer(
+      "What to run, after the options: CMD ARGS... [::: ARGS...] [:::: FILE...] (every word from "
+      "CMD on is the command's; '--' before it is accepted), lines on stdin, or one of the task "
+      "options.");
+  return {cmd, [o] {
+            TakeCommand(*o, CommandWords(), CommandAfterDashes(), "orq submit");
+            return SubmitVerb(*o);
+          }};
 }
 
 Verb RegisterGather(CLI::App& app) {

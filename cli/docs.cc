@@ -16,14 +16,15 @@ const std::map<std::string, std::string>& Examples() {
   static const std::map<std::string, std::string> examples = {
       {"run",
        "  orq run examples/say_after.jsonl\n"
-       "  orq run --tag -- gzip -v ::: *.log\n"
+       "  orq run --tag gzip -v ::: *.log\n"
+       "  find . -name '*.log' | orq run gzip\n"
        "  orq run --halt now,fail=1 --joblog log :::: commands.txt"},
       {"submit",
-       "  orq submit -- convert {} {.}.png ::: *.jpg\n"
+       "  orq submit convert {} {.}.png ::: *.jpg\n"
        "  orq submit --lines commands.txt --timeout 60 --retries 2\n"
-       "  orq submit --array 1-100 --cwd /data -- ./sim.sh {}\n"
-       "  orq submit --after j7 --limit download --key nightly -- ./fetch.sh\n"
-       "  orq submit --lock db:write --resource gpu=1 --queue gpu -- ./train.sh"},
+       "  orq submit --array 1-100 --cwd /data ./sim.sh {}\n"
+       "  orq submit --after j7 --limit download --key nightly ./fetch.sh\n"
+       "  orq submit --lock db:write --resource gpu=1 --queue gpu ./train.sh"},
       {"limit",
        "  orq limit set download 2\n  orq limit set api --rate 10/s,burst=5\n  orq limit list\n"
        "  orq limit rm download"},
@@ -196,7 +197,9 @@ std::string Manpage(const CLI::App& app) {
 void AddExamples(CLI::App& app) {
   for (CLI::App* verb : app.get_subcommands([](const CLI::App*) { return true; })) {
     auto it = Examples().find(verb->get_name());
-    if (it != Examples().end()) verb->footer("Examples:\n" + it->second);
+    if (it == Examples().end()) continue;
+    const std::string before = verb->get_footer();  // what the verb said of itself
+    verb->footer((before.empty() ? "" : before + "\n\n") + "Examples:\n" + it->second);
   }
 }
 

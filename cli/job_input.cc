@@ -125,15 +125,19 @@ void SkipDone(const JobInput& in, BuiltJob& job) {
   job = std::move(kept);
 }
 
-// The command after -- with its ::: sources; with --array, the array is its one source.
+// A `::::` file's lines ("-" = stdin), without a '\r' before each '\n'.
+std::vector<std::string> SourceLines(const std::string& file) {
+  std::vector<std::string> lines = SplitLines(ReadWhole(file, "an input source (::::)"));
+  for (auto& l : lines) {
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+  }
+  return lines;
+}
+
+// The command with its ::: sources; with --array, the array is its one source; with neither and
+// stdin_lines, stdin's lines are.
 void CommandSpecs(const JobInput& in, BuiltJob& job) {
-  CommandTemplate t = ParseCommandTemplate(in.words, [](const std::string& file) {
-    std::vector<std::string> lines = SplitLines(ReadWhole(file, "an input source (::::)"));
-    for (auto& l : lines) {
-      if (!l.empty() && l.back() == '\r') l.pop_back();
-    }
-    return lines;
-  });
+  CommandTemplate t = ParseCommandTemplate(in.words, SourceLines);
   const bool array = !in.array.empty();
   if (array) {
     if (!t.sources.empty())
@@ -141,9 +145,12 @@ void CommandSpecs(const JobInput& in, BuiltJob& job) {
     InputSource source{{}, false, "--array"};
     for (int64_t n : ParseArray(in.array)) source.values.push_back(std::to_string(n));
     t.sources.push_back(std::move(source));
+  } else if (t.sources.empty() && in.stdin_lines) {
+    t.sources.push_back({SourceLines("-"), false, "stdin"});
+    if (t.sources[0].values.empty()) return;  // nothing piped in: nothing to run
   }
   if (t.command.empty() && t.sources.empty())
-    throw UsageError("give a command after --, e.g. orq submit -- echo hello");
+    throw UsageError("give a command, e.g. orq submit echo hello");
   if (t.sources.empty()) {  // one task; a lone word with shell syntax runs under sh -c
     job.specs.push_back(NeedsShell(t.command) ? Shell({"/bin/sh", "-c", t.command[0]})
                                               : Shell(t.command));
@@ -240,6 +247,37 @@ std::vector<int64_t> ParseArray(const std::string& text) {
   }
   if (values.empty()) throw bad();
   return values;
+}
+
+void TakeCommand(JobInput& in, const std::vector<std::string>& words, bool after_dashes,
+                 const std::string& verb) {
+  in.words = words;
+  struct stat st {};
+  in.stdin_lines =
+      ::fstat(0, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISREG(st.st_mode));
+  if (after_dashes || words.size() != 1 || !in.file.empty() || !in.lines.empty() ||
+      !in.array.empty())
+    return;
+  const std::string& word = words[0];
+  auto ends = [&](const std::string& suffix) {
+    return word.size() > suffix.size() &&
+           word.compare(word.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (word == "-" || ends(".json") || ends(".jsonl")) {
+    in.file = word;
+    in.words.clear();
+    return;
+  }
+  // A file named as a command by mistake (its lines are a common thing to pipe in, so then only a
+  // path with a '/' is looked at: `ls | orq run gzip` runs gzip whatever this directory holds).
+  if ((in.stdin_lines && word.find('/') == std::string::npos) || ::stat(word.c_str(), &st) != 0)
+    return;
+  const std::string ways = ": -f " + ShellQuote(word) + " runs a task file (JSON lines), --lines " +
+                           ShellQuote(word) + " runs each line as a shell command, and " + verb +
+                           " -- " + ShellQuote(word) + " runs it as a program";
+  if (S_ISDIR(st.st_mode)) throw UsageError(word + " is a directory, not a program or a file");
+  if (S_ISREG(st.st_mode) && ::access(word.c_str(), X_OK) != 0)
+    throw UsageError(word + " is a file and not a program" + ways);
 }
 
 CLI::Option* AddJobOptions(CLI::App* cmd, JobInput& in) {
@@ -377,7 +415,8 @@ BuiltJob BuildJob(const JobInput& in) {
     job.specs = TaskFileSpecs(in.file);
   } else if (!in.lines.empty()) {
     if (!in.words.empty())
-      throw UsageError("--lines " + in.lines + " gives the commands; drop the command after --");
+      throw UsageError("--lines " + in.lines + " gives the commands; drop the command (" +
+                       ShellQuote(in.words[0]) + ")");
     LinesSpecs(in.lines, job);
   } else if (in.sleep || in.cpu || in.echo) {
     TaskSpec spec;

@@ -17,6 +17,7 @@ namespace orq {
 
 struct JobInput {
   std::vector<std::string> words;  // the command and its ::: sources
+  bool stdin_lines = false;        // no source given and stdin a pipe or a file: its lines are one
   std::string file;                // a JSON task file ("-" = stdin)
   std::string lines;               // --lines: one shell command per line ("-" = stdin)
   std::string array;               // --array: "1-100", "1-100:5", "1,4,9"
@@ -55,6 +56,14 @@ struct BuiltJob {
   std::vector<std::string> tags;  // per task, for --tag: its arguments, or its command line
   std::vector<uint64_t> seqs;     // per task, GNU parallel's {#} and joblog Seq (from 1)
 };
+
+// Takes the words after orq's options (CommandWords()) as what to run. One word and no "--": a
+// task file when it is "-" or ends in .json or .jsonl; a file that is not a program, or a
+// directory, is refused with the ways to say what was meant. Stdin becomes the input source (GNU
+// parallel's `:::: -`) when no other is given and it is a pipe, a socket or a file, not a terminal
+// or a device such as /dev/null (scripts under cron or nohup run their one command).
+void TakeCommand(JobInput& in, const std::vector<std::string>& words, bool after_dashes,
+                 const std::string& verb);
 
 // Builds the job. Throws UsageError with one sentence naming the flag, file, line or field.
 BuiltJob BuildJob(const JobInput& in);

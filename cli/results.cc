@@ -28,6 +28,7 @@ std::optional<HaltRule> ParseHalt(const std::string& text) {
   if (text == "never" || text == "0") return std::nullopt;
   HaltRule rule;
   rule.text = text;
+  rule.threshold = 1;
   if (text == "1" || text == "2") {  // GNU parallel's old forms: soon,fail=1 and now,fail=1
     rule.now = text == "2";
     return rule;
@@ -54,14 +55,6 @@ std::optional<HaltRule> ParseHalt(const std::string& text) {
       (!rule.percent && rule.threshold != std::floor(rule.threshold)))
     throw bad();
   return rule;
-}
-
-bool HaltNow(const HaltRule& rule, uint64_t failed, uint64_t succeeded) {
-  const uint64_t counted = rule.on_failure ? failed : succeeded;
-  if (!rule.percent) return static_cast<double>(counted) >= rule.threshold;
-  const uint64_t ended = failed + succeeded;
-  return ended >= 3 && counted > 0 &&
-         100.0 * static_cast<double>(counted) >= rule.threshold * static_cast<double>(ended);
 }
 
 SpillFile::~SpillFile() {
@@ -305,8 +298,7 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
         tick();
         continue;
       }
-      if (std::holds_alternative<CancelledReply>(*reply)) continue;  // our --halt's cancel
-      if (auto* jobs_reply = std::get_if<JobsReply>(&*reply)) {      // the progress line's question
+      if (auto* jobs_reply = std::get_if<JobsReply>(&*reply)) {  // the progress line's question
         asked = false;
         state.running = 0;
         for (const JobInfo& j : jobs_reply->jobs) state.running += j.running;
@@ -334,7 +326,10 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
           ++summary.failed;
           failures.push_back(FailureSentence(o));
         }
-        if (options.joblog) {
+        // The joblog has the tasks that ran to their end: --resume runs the others (cancelled by
+        // --halt or Ctrl-C, lost with a worker, never started for a failed dependency).
+        const bool ran = ok || o.status == TaskStatus::kFailed || o.status == TaskStatus::kTimeout;
+        if (options.joblog && ran) {
           const size_t i = o.id.index;
           const uint64_t seq = local && i < local->seqs.size() ? local->seqs[i] : i + 1;
           const std::string command =
@@ -355,10 +350,9 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
           return ok ? ExitCode::kOk : ExitCode::kTaskFailed;
         }
         if (options.halt && !summary.halted && HaltNow(*options.halt, summary.failed, summary.ok)) {
+          // (The broker halted the job itself when this outcome ended it: nothing to send.)
           summary.halted = std::string(options.halt->on_failure ? "a failure" : "a success") +
                            " (--halt " + options.halt->text + ")";
-          client.Send(
-              CancelRequest{{FormatJobId(options.halt_job)}, /*running=*/options.halt->now});
         }
       }
       if (!options.unordered) flush_ordered();

@@ -24,17 +24,17 @@ namespace orq {
 class Client;
 
 // --halt WHEN,fail=N|success=N|fail=P%|success=P% (or GNU parallel's 0, 1, 2; "never").
-struct HaltRule {
-  bool now = true;         // now: running tasks are cancelled; soon: they finish
-  bool on_failure = true;  // fail=..., else success=...
-  double threshold = 1;    // a count, or a percentage when percent
-  bool percent = false;    // of the tasks ended so far (once at least 3 have)
-  std::string text;        // as given, for sentences
+// The broker applies it (HaltPolicy, common/protocol.h); the CLI tells the same from the outcomes
+// it gets, to say why it stopped.
+struct HaltRule : HaltPolicy {
+  std::string text;  // as given, for sentences
 };
 // nullopt for "never" / "0". Throws UsageError with the accepted forms.
 std::optional<HaltRule> ParseHalt(const std::string& text);
 // Whether `rule` says stop, after `failed` + `succeeded` tasks ended.
-bool HaltNow(const HaltRule& rule, uint64_t failed, uint64_t succeeded);
+inline bool HaltNow(const HaltRule& rule, uint64_t failed, uint64_t succeeded) {
+  return HaltDecided(rule, failed, succeeded);
+}
 
 // Outcomes a gather holds in memory while they wait for an earlier one (ResultOrder); the rest
 // wait in a file under $TMPDIR, as GNU parallel's --keep-order buffers output in files.
@@ -127,7 +127,6 @@ struct OutputOptions {
   bool unordered = false;        // finishing order (--unordered, --as-completed)
   std::set<TaskStatus> only;     // --status: print only these (empty: all)
   std::optional<HaltRule> halt;  // orq run
-  uint64_t halt_job = 0;         // the job --halt cancels
   bool first = false;            // gather --first: the first to finish, then stop
   bool fail_fast = false;        // gather --fail-fast: stop at the first that did not end ok
   std::FILE* joblog = nullptr;   // --joblog

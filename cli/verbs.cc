@@ -34,10 +34,12 @@ std::string Tail(const std::string& file, size_t lines) {
 namespace {
 
 bool dashes = false;
+std::vector<std::string> command_words;
 
 }  // namespace
 
 bool CommandAfterDashes() { return dashes; }
+const std::vector<std::string>& CommandWords() { return command_words; }
 
 namespace {
 
@@ -60,19 +62,23 @@ size_t EditDistance(const std::string& a, const std::string& b) {
 
 namespace {
 
-// The verb a command line names: its first word that is not an option or the value of --access;
-// empty when there is none.
-std::string_view NamedVerb(int argc, char** argv) {
+// Where the verb a command line names is: its first word that is not an option or the value of
+// --access; 0 when there is none.
+int NamedVerbAt(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view word = argv[i];
-    if (word == "--") return {};
+    if (word == "--") return 0;
     if (word == "--access") {
       ++i;
       continue;
     }
-    if (!word.empty() && word[0] != '-') return word;
+    if (!word.empty() && word[0] != '-') return i;
   }
-  return {};
+  return 0;
+}
+std::string_view NamedVerb(int argc, char** argv) {
+  const int at = NamedVerbAt(argc, argv);
+  return at ? argv[at] : std::string_view();
 }
 
 // GNU parallel's options that orq spells otherwise, with the way to say them here ("" for others).
@@ -103,7 +109,7 @@ std::string ParallelHint(const std::string& option) {
 // mean"), and a number out of range (CLI11 prints the whole range of the type). nullopt: CLI11's
 // own message is fine.
 std::optional<std::string> Explain(const CLI::App& app, const CLI::ParseError& e, int argc,
-                                   char** argv) {
+                                   char** argv) {  // argc: the words CLI11 parsed
   const std::string what = e.what();
   // The verb given, if any.
   const CLI::App* verb = nullptr;
@@ -126,8 +132,10 @@ std::optional<std::string> Explain(const CLI::App& app, const CLI::ParseError& e
         std::string hint = runs ? ParallelHint(word) : "";
         if (hint.empty()) hint = DidYouMean(*verb, word);
         if (hint.empty() && runs)
-          hint = "; to pass it to a command, put the command after --: orq " + verb->get_name() +
-                 " -- CMD " + word + " ...";
+          hint =
+              "; orq's options go before the command, and every word after the command is "
+              "the command's (orq " +
+              verb->get_name() + " --help lists orq's)";
         return verb->get_name() + ": unknown option " + word + hint;
       }
     }
@@ -199,6 +207,40 @@ CLI::Validator IdCheck(bool tasks) {
         return "'" + text + "' is not a " + (tasks ? "job or task id (j7 or j7.2)" : "job id (j7)");
       },
       tasks ? "ID" : "JOB");
+}
+
+std::optional<CommandSplit> SplitAtCommand(const CLI::App& app,
+                                           const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  const int argc = static_cast<int>(argv.size());
+  const int verb_at = NamedVerbAt(argc, argv.data());
+  if (!verb_at || (args[verb_at] != "run" && args[verb_at] != "submit")) return std::nullopt;
+  const CLI::App* verb = nullptr;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    if (sub->get_name() == args[verb_at]) verb = sub;
+  if (!verb) return std::nullopt;  // not registered (a verb not named)
+  for (int i = verb_at + 1; i < argc; ++i) {
+    const std::string& word = args[i];
+    if (word == "--") return CommandSplit{i, i + 1, true};
+    if (word.size() < 2 || word[0] != '-') return CommandSplit{i, i, false};  // ("-": a file)
+    std::string name = word;  // --name=value, -wVALUE: the value is in the word
+    bool attached = false;
+    if (word[1] == '-') {
+      if (const size_t eq = word.find('='); eq != std::string::npos) {
+        name = word.substr(0, eq);
+        attached = true;
+      }
+    } else if (word.size() > 2) {
+      name = word.substr(0, 2);
+      attached = true;
+    }
+    const CLI::Option* option = verb->get_option_no_throw(name);
+    if (!option) option = app.get_option_no_throw(name);
+    if (!option) return CommandSplit{i + 1, i + 1, false};
+    if (option->get_expected_max() > 0 && !attached) ++i;  // its value (a flag has none)
+  }
+  return CommandSplit{argc, argc, false};
 }
 
 std::string DidYouMean(const CLI::App& app, const std::string& word) {
@@ -350,14 +392,19 @@ int Main(int argc, char** argv) {
     std::printf("%s", app.help().c_str());
     return static_cast<int>(ExitCode::kOk);
   }
-  dashes = std::find_if(argv + 1, argv + argc,
-                        [](const char* a) { return std::string_view(a) == "--"; }) != argv + argc;
+  // run and submit: the command and its input sources are not orq's to parse.
+  int parsed = argc;
+  if (auto split = SplitAtCommand(app, std::vector<std::string>(argv, argv + argc))) {
+    parsed = split->options_end;
+    dashes = split->dashes;
+    command_words.assign(argv + split->command_at, argv + argc);
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(parsed, argv);
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    if (auto sentence = Explain(app, e, argc, argv)) {
+    if (auto sentence = Explain(app, e, parsed, argv)) {
       Say("orq: " + *sentence);
     } else {
       app.exit(e);

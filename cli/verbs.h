@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -65,8 +66,23 @@ struct VerbEntry {
 std::span<const VerbEntry> AllVerbs();
 
 // Shared by the verbs.
-// Whether the command line had a "--": what follows it is a command, never a file name.
+// run and submit: the command and its input sources, every word after orq's options (main() splits
+// the command line there, as GNU parallel does: a word after the command is never orq's option).
+const std::vector<std::string>& CommandWords();
+// Whether the command came after a "--": then even one word is a command, never a task file.
 bool CommandAfterDashes();
+// Where orq's options end on a command line (args[0] the program) of a verb that takes a command
+// (run, submit), as GNU parallel reads its own: at "--", at the first word that is neither an
+// option of the verb's or of orq's nor an option's value, or just after an unknown option (CLI11
+// refuses that one, with its hint). CLI11 parses args[0, options_end); the command and its input
+// sources are args[command_at...], none of them ever taken for an option of orq's. nullopt for
+// the other verbs.
+struct CommandSplit {
+  int options_end, command_at;
+  bool dashes;
+};
+std::optional<CommandSplit> SplitAtCommand(const CLI::App& app,
+                                           const std::vector<std::string>& args);
 // Number checks whose sentence says what is accepted ("--timeout: must be more than 0, not -5"),
 // where CLI11's own print the whole range of a double.
 CLI::Validator MoreThanZero();

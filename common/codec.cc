@@ -532,7 +532,8 @@ struct In {
 };
 
 template <typename F> void Fields(SubmitRequest& m, F&& f) {
-  f(m.tasks), f(m.context), f(m.key), f(m.parted);
+  f(m.tasks), f(m.context), f(m.key), f(m.parted), f(m.halt.now), f(m.halt.on_failure),
+      f(m.halt.percent), f(m.halt.threshold);
 }
 template <typename F> void Fields(GatherRequest& m, F&& f) { f(m.ids), f(m.stream); }
 template <typename F> void Fields(StatusRequest&, F&&) {}

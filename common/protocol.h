@@ -28,7 +28,7 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ7";
+inline constexpr std::string_view kProtocolVersion = "ORQ8";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
@@ -306,6 +306,24 @@ enum class ErrorCode : uint8_t {
 // not compile.
 
 // --- client -> broker (0x1x), and local administration (0x5x) ---
+// GNU parallel's --halt, kept by the broker with the job (orq run): once `threshold` of its tasks
+// (or that percentage of those ended, once at least 3 have) ended failed (on_failure) or ok, the
+// broker cancels the job's tasks that have not started, in the same step, so no task of the job
+// starts after the decision; `now` stops its running tasks too ("soon" lets them finish).
+// threshold 0: never.
+struct HaltPolicy {
+  bool now = false;
+  bool on_failure = true;
+  bool percent = false;
+  double threshold = 0;
+  bool operator==(const HaltPolicy&) const = default;
+};
+// Whether the policy has decided, given the job's tasks ended so far.
+bool HaltDecided(const HaltPolicy& halt, uint64_t failed, uint64_t succeeded);
+// Why a policy from the wire cannot be one (a threshold not finite, negative, a fraction of a
+// count, or over 100 %); nullopt when it can.
+std::optional<std::string> ValidateHalt(const HaltPolicy& halt);
+
 struct SubmitRequest {  // -> SubmittedReply, or ErrorReply
   static constexpr Command kCommand = Command::kSubmit;
   std::vector<TaskSpec> tasks;
@@ -316,6 +334,7 @@ struct SubmitRequest {  // -> SubmittedReply, or ErrorReply
   // Tasks sent before this in SubmitPartRequests: they come first in the job. The broker checks
   // it got exactly this many, so a lost part never makes a shorter job.
   uint32_t parted = 0;
+  HaltPolicy halt;  // (not journaled: orq run's own broker is the one that gets it)
 };
 inline constexpr size_t kMaxKeyBytes = 256;
 // The first tasks of the sender's next SubmitRequest, so that no message of a large job exceeds

@@ -92,7 +92,9 @@ RunResult OrqEnv::Run(const std::vector<std::string>& args, const std::string& i
   const auto start = Clock::now();
   pid_t pid = ::fork();
   if (pid == 0) {
-    ::dup2(in[0], 0);
+    // No input: stdin is /dev/null, which orq does not read as an input source (a pipe it would).
+    const int null = input.empty() ? ::open("/dev/null", O_RDONLY) : -1;
+    ::dup2(null >= 0 ? null : in[0], 0);
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
     for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
@@ -208,6 +210,8 @@ int RunProgram(const std::vector<std::string>& argv, std::string& output,
   if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
   const pid_t pid = ::fork();
   if (pid == 0) {
+    const int null = ::open("/dev/null", O_RDONLY);  // never the test runner's stdin
+    ::dup2(null, 0);
     ::dup2(out[1], 1);
     ::dup2(out[1], 2);
     ::close(out[0]);

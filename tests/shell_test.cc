@@ -2,7 +2,9 @@
 // --lines and --array, tasks in the submitter's directory and environment, ORQ_* variables. Through
 // the real binary; the replacement strings against GNU parallel itself.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -183,10 +185,20 @@ TEST(ShellTest, MistakesNameTheFlagOrFileAndSubmitNothing) {
     EXPECT_EQ(r.out, "");
   };
   const std::string commands = env.WriteFile("commands.txt", "\necho hello\n");
-  refused({"run", commands}, commands + ":2: not JSON");
-  refused({"run", commands}, "use --lines " + commands);
-  refused({"run", env.home()}, env.home() + " is a directory");
+  refused({"run", "-f", commands}, commands + ":2: not JSON");
+  refused({"run", "-f", commands}, "use --lines " + commands);
+  // One word naming a file that is not a program: the ways to say what was meant.
+  refused({"run", commands}, commands + " is a file and not a program: -f " + commands +
+                                 " runs a task file (JSON lines), --lines " + commands +
+                                 " runs each line as a shell command, and orq run -- " + commands +
+                                 " runs it as a program");
+  refused({"run", env.home()}, env.home() + " is a directory, not a program or a file");
   refused({"run"}, "give what to run");
+  // A command and another way to say what to run: not both.
+  refused({"submit", "--sleep", "1", "true"},
+          "give a command or one of -f, --lines, --sleep, --cpu, --echo; not both");
+  refused({"run", "--lines", commands, "echo"},
+          "--lines " + commands + " gives the commands; drop the command (echo)");
   refused({"run", "--array", "5-1", "--", "true"}, "--array takes ranges");
   refused({"run", "--", "echo", "{3}", ":::", "a"}, "{3} names input source 3");
   refused({"run", "--", "echo", ":::"}, "::: needs at least one argument");
@@ -194,6 +206,91 @@ TEST(ShellTest, MistakesNameTheFlagOrFileAndSubmitNothing) {
           "ORQ_TEST_SURELY_UNSET is not set here");
   refused({"run", "--lines", "-"}, "no commands", "\n\n");
   refused({"submit", "--", "echo", "{%}", ":::", "a"}, "use $ORQ_SLOT");
+}
+
+// As GNU parallel reads its command line: every word from the command on belongs to the command or
+// to its input sources, never to orq, with or without "--" (issue 19).
+TEST(ShellTest, WordsAfterTheCommandAreNeverOrqsOptions) {
+  OrqEnv env;
+  // Values that look like orq's options (files named so, as `gzip ::: *` would pass them).
+  const Words values = {"--dry-run", "--help", "--version", "-q", "--json", "--tag", "-w", "--"};
+  const Words command = {"printf", "%s,"};  // (parallel runs it through a shell: no \\n)
+  RunResult r = env.Run(Concat(Concat({"run", "-w", "1"}, command), Concat({":::"}, values)));
+  ASSERT_TRUE(Exits(r, 0)) << r.err;
+  EXPECT_EQ(r.out, Parallel(Concat(command, Concat({":::"}, values))));
+  EXPECT_EQ(r.out, "--dry-run,--help,--version,-q,--json,--tag,-w,--,");
+  // The command's own options stay its own: grep keeps -q (nothing printed; one file fails),
+  // lame keeps -o.
+  const std::string has = env.WriteFile("has", "hello\n"), lacks = env.WriteFile("lacks", "bye\n");
+  r = env.Run({"run", "-w", "1", "grep", "-q", "hello", ":::", has, lacks});
+  EXPECT_TRUE(Exits(r, 1)) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("2 tasks: 1 ok, 1 failed"), std::string::npos) << r.err;
+  r = env.Run({"run", "--dry-run", "lame", "{}", "-o", "{.}.mp3", ":::", "a.wav", "b.wav"});
+  EXPECT_TRUE(Exits(r, 0)) << r.err;
+  EXPECT_EQ(r.out, "lame a.wav -o a.mp3\nlame b.wav -o b.mp3\n");
+  // orq's options after the command are the command's; "--" is still accepted, and a "--" after
+  // the command is the command's too.
+  r = env.Run({"run", "-w", "1", "echo", "--tag", "-w", "2", ":::", "a"});
+  EXPECT_EQ(r.out, "--tag -w 2 a\n");
+  r = env.Run({"run", "-w", "1", "--tag", "--", "echo", "--", ":::", "a"});
+  EXPECT_EQ(r.out, "a\t-- a\n");
+  // orq submit reads its command line the same way.
+  r = env.Run(
+      {"submit", "--dry-run", "--timeout", "5", "sh", "-c", "echo $0", "--json", ":::", "--help"});
+  EXPECT_TRUE(Exits(r, 0)) << r.err;
+  EXPECT_EQ(r.out, "sh -c 'echo $0' --json --help\n");
+  // A word before the command that is not orq's option is still refused, with its hint.
+  r = env.Run({"run", "-k", "echo", ":::", "a"});
+  EXPECT_TRUE(Exits(r, 2));
+  EXPECT_NE(r.err.find("unknown option -k; results print in the order"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+// With no ::: / :::: / --lines / task file, lines piped in are the input source, GNU parallel's
+// most common use (`find ... | parallel gzip`); a terminal or /dev/null is not read (issue 19).
+TEST(ShellTest, PipedLinesAreTheInputWhenNoSourceIsGiven) {
+  OrqEnv env;
+  const std::string dir = env.home() + "/logs";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  std::string names;
+  for (const char* name : {"a.log", "b c.log", "-q.log"}) {
+    std::ofstream(dir + "/" + name) << "log " << name << "\n";
+    names += std::string("./") + name + "\n";
+  }
+  env.set_directory(dir);
+  RunResult r = env.Run({"run", "-w", "1", "gzip"}, names);  // find . -name '*.log' | orq run gzip
+  env.set_directory("");
+  ASSERT_TRUE(Exits(r, 0)) << r.err;
+  EXPECT_EQ(r.out, "");
+  for (const char* name : {"a.log", "b c.log", "-q.log"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir + "/" + name + ".gz")) << name;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/" + name)) << name;
+  }
+  // Each line is one value, in the replacement strings too; with no command, each a command.
+  r = env.Run({"run", "-w", "1", "echo", "got", "{.}"}, "a b.x\nc\n");
+  EXPECT_EQ(r.out, "got a b\ngot c\n");
+  r = env.Run({"run", "-w", "1"}, "echo one\necho two | tr a-z A-Z\n");
+  EXPECT_EQ(r.out, "one\nTWO\n");
+  // A source given: stdin is not read.
+  r = env.Run({"run", "-w", "1", "echo", ":::", "a"}, "b\n");
+  EXPECT_EQ(r.out, "a\n");
+  // /dev/null (the harness's stdin when no input is given): the command runs once.
+  r = env.Run({"run", "-w", "1", "echo", "once"});
+  EXPECT_EQ(r.out, "once\n");
+  // An empty pipe: nothing to run, as with parallel; exit 0.
+  std::string out;
+  EXPECT_EQ(
+      RunProgram({"sh", "-c", ": | ORQ_HOME=" + env.home() + " " + ORQ_BINARY + " run -w 1 echo x"},
+                 out),
+      0);
+  EXPECT_EQ(out, "orq: nothing to run: no lines on stdin\n");
+  // orq submit too.
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1"}), 0));
+  const std::string job = JobId(env.Run({"submit", "echo"}, "x\ny\n"));
+  r = env.Run({"gather", job});
+  EXPECT_EQ(r.out, "x\ny\n");
 }
 
 // Waits until `path` holds `text`; false at the deadline.
@@ -281,15 +378,64 @@ TEST(ShellTest, HaltNowCancelsWhatRunsAndHaltSoonLetsItFinish) {
   r = env.Run({"run", "-w", "1", "-t", "2", "--halt", "soon,fail=1", "--lines", "-"}, lines);
   EXPECT_TRUE(Exits(r, 1));
   EXPECT_NE(r.out.find("late\n"), std::string::npos) << r.out;
-  size_t queued = 0;
+  size_t queued = 0;  // both slots were busy until the failure: none of them ever started
   for (const auto& l : Lines(r.out)) queued += l == "queued";
-  EXPECT_LT(queued, 20u);
+  EXPECT_EQ(queued, 0u) << r.out;
   EXPECT_NE(r.err.find("halted at a failure (--halt soon,fail=1)"), std::string::npos) << r.err;
   // success=N halts once that many ended ok, and exits 0.
   r = env.Run({"run", "-w", "1", "-t", "1", "--halt", "now,success=1", "--", "sh", "-c",
                "[ $0 = 1 ] || sleep 60", ":::", "1", "2", "3"});
   EXPECT_TRUE(Exits(r, 0));
   EXPECT_NE(r.err.find("halted at a success"), std::string::npos) << r.err;
+}
+
+// GNU parallel's tutorial: `parallel -j1 --halt soon,fail=1 echo {}\; exit {} ::: 0 0 1 2 3`
+// prints 0 0 1. The broker decides the halt in the step that records the failure, so the slot it
+// frees starts nothing; the joblog has the tasks that ran, and --resume runs the rest (issue 19).
+TEST(ShellTest, AHaltStartsNothingMoreAndResumeRunsTheRest) {
+  OrqEnv env;
+  const std::string log = env.home() + "/log";
+  const Words values = {":::", "0", "0", "1", "2", "3"};
+  const Words command = {"sh", "-c", "echo $0; exit $0"};
+  RunResult r = env.Run(Concat(
+      Concat({"run", "-w", "1", "-t", "1", "--halt", "soon,fail=1", "--joblog", log}, command),
+      values));
+  EXPECT_TRUE(Exits(r, 1));
+  EXPECT_EQ(r.out, "0\n0\n1\n");
+  std::string parallel;  // (parallel exits 1: it halted)
+  EXPECT_EQ(RunProgram(Concat({"sh", "-c",
+                               "parallel --will-cite -j1 --halt soon,fail=1 \"$@\" 2>/dev/null",
+                               "sh", "echo {}; exit {}"},
+                              values),
+                       parallel),
+            1);
+  EXPECT_EQ(r.out, parallel);
+  EXPECT_NE(r.err.find("5 tasks: 2 ok, 1 failed, 2 cancelled: halted at a failure"),
+            std::string::npos)
+      << r.err;
+  ASSERT_EQ(Lines(ReadFile(log)).size(), 4u);  // the header and the three that ran
+  // --resume: the two that never ran, now.
+  r = env.Run(
+      Concat(Concat({"run", "-w", "1", "-t", "1", "--resume", "--joblog", log}, command), values));
+  EXPECT_TRUE(Exits(r, 1));
+  EXPECT_EQ(r.out, "2\n3\n");
+  EXPECT_EQ(Lines(ReadFile(log)).size(), 6u);
+  // Ctrl-C: what was running and what had not started are not in the joblog; --resume runs them.
+  const std::string ran = env.home() + "/ran", log2 = env.home() + "/log2";
+  const Words slow = {
+      "sh", "-c", "echo $0 >> " + ran + "; [ $0 = b ] && sleep 60; echo $0", ":::", "a", "b", "c"};
+  const pid_t cli = env.Start(Concat({"run", "-w", "1", "-t", "1", "--joblog", log2}, slow));
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(ran) == "a\nb\n"; }, std::chrono::seconds(30)))
+      << ReadFile(ran);
+  ::kill(cli, SIGINT);
+  EXPECT_EQ(WaitExit(cli, std::chrono::seconds(30)), 130);
+  auto lines = Lines(ReadFile(log2));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1].substr(0, 2), "1\t");
+  r = env.Run(Concat({"run", "-w", "1", "-t", "1", "--resume", "--joblog", log2},
+                     {"sh", "-c", "echo $0", ":::", "a", "b", "c"}));
+  EXPECT_TRUE(Exits(r, 0)) << r.err;
+  EXPECT_EQ(r.out, "b\nc\n");
 }
 
 TEST(ShellTest, JoblogInGnuParallelsColumnsAndRetryingWhatFailed) {
@@ -380,9 +526,9 @@ TEST(ShellTest, CommandLineMistakesSayWhatIsAccepted) {
        "orq: unknown command 'sbumit'; did you mean submit? (orq --help lists them)");
   said({"run", "--timout", "5", "--", "true"},
        "orq: run: unknown option --timout; did you mean --timeout?");
-  said({"run", "sh", "-c", "exit 1"},
-       "orq: run: unknown option -c; to pass it to a command, put the command after --: orq run "
-       "-- CMD -c ...");
+  said({"run", "--bogus", "sh", "-c", "exit 1"},
+       "orq: run: unknown option --bogus; orq's options go before the command, and every word "
+       "after the command is the command's (orq run --help lists orq's)");
   // GNU parallel's options that orq spells otherwise: the way to say them here.
   said({"run", "-j", "4", "echo", ":::", "a"},
        "orq: run: unknown option -j; tasks run as many at once as the workers have slots: -w N "
