@@ -288,6 +288,8 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
   bool done = false;
   try {
     while (!done) {
+      // A signal that came between two polls (not during one, which ends it with EINTR).
+      if (interrupted && interrupted()) throw Unreachable("interrupted");
       auto wake = std::min(deadline, Clock::now() + std::chrono::milliseconds(200));
       auto reply = client.Receive(wake);
       if (!reply) {
