@@ -9,11 +9,12 @@
 namespace orq {
 namespace {
 
-// One replacement string found in a word: {N<op>} (source 0: every source).
+// One replacement string found in a word: {N<op>} (source 0: every source; -N: the N-th from
+// the last, GNU parallel's {-N}).
 struct Token {
   enum Op { kWhole, kNoExtension, kBase, kDir, kBaseNoExtension, kSeq, kSlot };
   Op op = kWhole;
-  size_t source = 0;
+  long source = 0;
   size_t length = 0;  // of the token's text, braces included
 };
 
@@ -23,12 +24,17 @@ std::optional<Token> TokenAt(const std::string& text, size_t at) {
   Token t;
   if (text.compare(i, 2, "#}") == 0) return Token{Token::kSeq, 0, 3};
   if (text.compare(i, 2, "%}") == 0) return Token{Token::kSlot, 0, 3};
+  const bool from_last = text.compare(i, 1, "-") == 0;
+  if (from_last) ++i;
   size_t digits = 0;
   while (i + digits < text.size() && text[i + digits] >= '0' && text[i + digits] <= '9') ++digits;
   if (digits > 0) {
     if (digits > 6 || text[i] == '0') return std::nullopt;  // {0}, {0123}: not GNU parallel's
-    t.source = std::stoul(text.substr(i, digits));
+    t.source = std::stol(text.substr(i, digits));
+    if (from_last) t.source = -t.source;
     i += digits;
+  } else if (from_last) {
+    return std::nullopt;
   }
   static const std::pair<const char*, Token::Op> kOps[] = {
       {"}", Token::kWhole}, {"/.}", Token::kBaseNoExtension}, {"//}", Token::kDir},
@@ -69,11 +75,14 @@ std::vector<std::string> Values(const Token& t, const std::vector<std::string>& 
   if (t.op == Token::kSlot)
     throw UsageError(
         "{%} (the job slot) is known only when a task runs: use $ORQ_SLOT in a shell command");
-  if (t.source > args.size())
-    throw UsageError("{" + std::to_string(t.source) + "} names input source " +
-                     std::to_string(t.source) + ", but there " +
-                     (args.size() == 1 ? "is 1" : "are " + std::to_string(args.size())));
-  if (t.source > 0) return {Apply(t.op, args[t.source - 1])};
+  const long n = static_cast<long>(args.size());
+  if (t.source > n || -t.source > n)
+    throw UsageError(
+        "{" + std::to_string(t.source) + "} names input source " +
+        (t.source > 0 ? std::to_string(t.source) : std::to_string(-t.source) + " from the last") +
+        ", but there " + (n == 1 ? "is 1" : "are " + std::to_string(n)));
+  if (t.source > 0) return {Apply(t.op, args[static_cast<size_t>(t.source - 1)])};
+  if (t.source < 0) return {Apply(t.op, args[static_cast<size_t>(n + t.source)])};
   std::vector<std::string> out;
   for (const auto& a : args) out.push_back(Apply(t.op, a));
   return out;
@@ -86,6 +95,32 @@ std::string Join(const std::vector<std::string>& values, bool quote) {
     out += quote ? ShellQuote(values[i]) : values[i];
   }
   return out;
+}
+
+// One word of a command run without a shell, with its replacement strings put in: several words
+// when a string stands for several values ({} with several sources), as the shell splits GNU
+// parallel's line: text before it goes with the first value, text after it with the last
+// (`x{}y` with a, b gives xa, by). `used` is set when there was a replacement string.
+std::vector<std::string> SubstituteWords(const std::string& word,
+                                         const std::vector<std::string>& args, size_t seq,
+                                         bool& used) {
+  std::vector<std::string> words(1);
+  for (size_t i = 0; i < word.size();) {
+    std::optional<Token> t;
+    if (word[i] == '{') t = TokenAt(word, i);
+    if (!t) {
+      words.back() += word[i++];
+      continue;
+    }
+    used = true;
+    std::vector<std::string> values = Values(*t, args, seq);
+    for (size_t v = 0; v < values.size(); ++v) {
+      if (v > 0) words.emplace_back();
+      words.back() += values[v];
+    }
+    i += t->length;
+  }
+  return words;
 }
 
 // The word with every replacement string put in; `used` is set when there was one.
@@ -156,7 +191,12 @@ std::string ShellQuote(const std::string& word) {
     else
       out += c;
   }
-  return out + "'";
+  out += "'";
+  // As GNU parallel: no empty '' left at either end of a value that begins or ends with a quote.
+  if (!word.empty() && out.compare(0, 2, "''") == 0) out.erase(0, 2);
+  if (!word.empty() && out.size() > 2 && out.compare(out.size() - 2, 2, "''") == 0)
+    out.erase(out.size() - 2);
+  return out;
 }
 
 std::string ShellLine(const std::vector<std::string>& argv) {
@@ -182,9 +222,8 @@ CommandTemplate ParseCommandTemplate(const std::vector<std::string>& words, cons
       if (mode == kFiles && t.sources.back().origin.empty())
         throw UsageError(separator + " needs at least one file after it");
       separator = w;
-      const bool linked = w.back() == '+';
-      if (linked && t.sources.empty())
-        throw UsageError(w + " links to the input source before it, and there is none");
+      // (A linked source with none before it is the first source, as GNU parallel takes it.)
+      const bool linked = w.back() == '+' && !t.sources.empty();
       if (w.rfind("::::", 0) == 0) {
         mode = kFiles;
         t.sources.push_back({{}, linked, ""});  // filled by the files that follow
@@ -197,6 +236,11 @@ CommandTemplate ParseCommandTemplate(const std::vector<std::string>& words, cons
     }
     switch (mode) {
       case kCommand:
+        if (const size_t open = w.find("{=");
+            open != std::string::npos && w.find("=}", open + 2) != std::string::npos)
+          throw UsageError("'" + w +
+                           "': {= perl expression =} is not supported; compute the value in a "
+                           "shell command instead, e.g. 'x=$(echo {} | tr a-z A-Z); cmd \"$x\"'");
         t.command.push_back(w);
         break;
       case kArgs:
@@ -204,8 +248,8 @@ CommandTemplate ParseCommandTemplate(const std::vector<std::string>& words, cons
         break;
       case kFiles: {
         InputSource* source = &t.sources.back();
-        if (!source->origin.empty()) {  // each further file is a source of its own
-          t.sources.push_back({{}, false, ""});
+        if (!source->origin.empty()) {  // each further file is a source of its own,
+          t.sources.push_back({{}, separator == "::::+", ""});  // linked after ::::+
           source = &t.sources.back();
         }
         source->origin = w;
@@ -282,7 +326,7 @@ std::vector<std::string> ExpandCommand(const std::vector<std::string>& command,
       for (auto& v : Values(*t, args, seq)) argv.push_back(std::move(v));
       continue;
     }
-    argv.push_back(Substitute(word, args, seq, false, used));
+    for (std::string& w : SubstituteWords(word, args, seq, used)) argv.push_back(std::move(w));
   }
   if (!used && append) argv.insert(argv.end(), args.begin(), args.end());
   return argv;

@@ -8,8 +8,8 @@
 // Sources: `::: A B C` (arguments), `:::: FILE...` (a file's lines each; '-' = stdin); several make
 // a cross product, the last varying fastest; `:::+` / `::::+` link a source to the one before it
 // (the n-th with the n-th; the shortest decides how many). Replacement strings: {} {.} {/} {//}
-// {/.} {#} and {N} {N.} {N/} {N//} {N/.} for source N alone. A command with none of them gets the
-// arguments appended.
+// {/.} {#} and {N} {N.} {N/} {N//} {N/.} for source N alone ({-N}...: the N-th from the last). A
+// command with none of them gets the arguments appended; {= perl =} is refused.
 //
 // How a task runs: a command of several words runs as those words (argv, no shell: a value with
 // spaces stays one argument). A command of one word with spaces or shell syntax in it

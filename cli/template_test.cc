@@ -56,6 +56,13 @@ TEST(TemplateTest, QuotesAsGnuParallelDoes) {
   EXPECT_EQ(ShellQuote("a b"), "'a b'");
   EXPECT_EQ(ShellQuote("x'y"), "'x'\"'\"'y'");
   EXPECT_EQ(ShellQuote("we$ird"), "'we$ird'");
+  // A quote at either end: no empty '' left there (GNU parallel's --dry-run, byte for byte).
+  EXPECT_EQ(ShellQuote("'ab"), "\"'\"'ab'");
+  EXPECT_EQ(ShellQuote("ab'"), "'ab'\"'\"");
+  EXPECT_EQ(ShellQuote("'"), "\"'\"");
+  EXPECT_EQ(ShellQuote("''"), "\"'\"''\"'\"");
+  EXPECT_EQ(ShellQuote("'a'"), "\"'\"'a'\"'\"");
+  EXPECT_EQ(ShellQuote("a''b"), "'a'\"'\"''\"'\"'b'");
   for (const char* s : {"a,b", "a:b", "a=b", "a@b", "a%b", "a~b", "a*b", "a;b", "a|b", "a\\b"})
     EXPECT_EQ(ShellQuote(s), "'" + std::string(s) + "'");
   EXPECT_EQ(ShellLine({"gzip", "-9", "b c.txt"}), "gzip -9 'b c.txt'");
@@ -83,7 +90,14 @@ TEST(TemplateTest, ArgumentsAreAppendedOnlyWhenNoReplacementStringIsUsed) {
             (Words{"cp", "a/f", "b/f"}));
   // {} alone with two sources is two arguments (the shell splits GNU parallel's line so too).
   EXPECT_EQ(ExpandCommand({"echo", "{}"}, {"a", "c d"}, 1), (Words{"echo", "a", "c d"}));
-  EXPECT_EQ(ExpandCommand({"echo", "x{}y"}, {"a", "b"}, 1), (Words{"echo", "xa by"}));
+  // Text around it: split likewise, the text before with the first value, after with the last.
+  EXPECT_EQ(ExpandCommand({"echo", "x{}y"}, {"a", "b"}, 1), (Words{"echo", "xa", "by"}));
+  EXPECT_EQ(ExpandCommand({"echo", "{}{#}"}, {"a", "b"}, 3), (Words{"echo", "a", "b3"}));
+  EXPECT_EQ(ExpandCommand({"echo", "{2}{//}"}, {"d/a", "e/b"}, 1), (Words{"echo", "e/bd", "e"}));
+  EXPECT_EQ(ExpandCommand({"echo", "x{}"}, {"", "b"}, 1), (Words{"echo", "x", "b"}));
+  // {-N}: the N-th source from the last.
+  EXPECT_EQ(ExpandCommand({"echo", "{-1}", "{-2.}"}, {"a.x", "b.y"}, 1),
+            (Words{"echo", "b.y", "a"}));
   // A value that holds a replacement string is not expanded again.
   EXPECT_EQ(ExpandCommand({"echo", "{}"}, {"{.}"}, 1), (Words{"echo", "{.}"}));
   EXPECT_EQ(ExpandCommand({"echo", "{}"}, {"x"}, 1, /*append=*/false), (Words{"echo", "x"}));
@@ -106,6 +120,9 @@ TEST(TemplateTest, OneWordWithShellSyntaxRunsUnderShWithQuotedValues) {
 TEST(TemplateTest, ReplacementStringsThatCannotBeFilledAreRefused) {
   EXPECT_THROW(ExpandCommand({"echo", "{3}"}, {"a", "b"}, 1), UsageError);
   EXPECT_THROW(ExpandCommand({"echo", "{%}"}, {"a"}, 1), UsageError);
+  EXPECT_THROW(ExpandCommand({"echo", "{-3}"}, {"a", "b"}, 1), UsageError);
+  // {= perl =}: refused with a sentence, not passed on as text.
+  EXPECT_THROW(ParseCommandTemplate({"echo", "{=uc=}", ":::", "a"}, nullptr), UsageError);
   // Not replacement strings: left as they are.
   EXPECT_EQ(ExpandCommand({"echo", "{x}", "{0}", "{"}, {"a"}, 1),
             (Words{"echo", "{x}", "{0}", "{", "a"}));
@@ -125,7 +142,11 @@ TEST(TemplateTest, SeparatorsSplitTheCommandFromItsSources) {
   EXPECT_TRUE(t.sources[4].linked);
   EXPECT_THROW(ParseCommandTemplate({"echo", ":::"}, read), UsageError);
   EXPECT_THROW(ParseCommandTemplate({"echo", ":::", "a", "::::"}, read), UsageError);
-  EXPECT_THROW(ParseCommandTemplate({"echo", ":::+", "a"}, read), UsageError);
+  // ::::+ links each file after it to the one before; first, it is the first source.
+  t = ParseCommandTemplate({"echo", "::::+", "f", "g"}, read);
+  ASSERT_EQ(t.sources.size(), 2u);
+  EXPECT_FALSE(t.sources[0].linked);
+  EXPECT_TRUE(t.sources[1].linked);
 }
 
 TEST(TemplateTest, ArraysAreRangesStepsAndLists) {
