@@ -662,7 +662,8 @@ void BrokerCore::Jobs(const std::string& from, const JobsRequest& request,
       }
     }
     info.ok = job.ok;
-    info.failed = job.failed;
+    info.cancelled = job.ended[static_cast<size_t>(TaskStatus::kCancelled)];
+    info.failed = job.failed - info.cancelled;
     if (job.unfinished == 0)
       info.finished_age = std::chrono::duration<double>(now_ - job.finished_at).count();
     info.label = job.label;

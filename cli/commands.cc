@@ -293,11 +293,12 @@ std::string Age(double seconds) {
 nlohmann::json JobJson(const JobInfo& j) {
   nlohmann::json o = {{"id", FormatJobId(j.job)}, {"age", j.age},
                       {"tasks", j.tasks},         {"ok", j.ok},
-                      {"failed", j.failed},       {"running", j.running},
-                      {"queued", j.queued},       {"delayed", j.delayed},
-                      {"waiting", j.waiting},     {"command", j.label}};
+                      {"failed", j.failed},       {"cancelled", j.cancelled},
+                      {"running", j.running},     {"queued", j.queued},
+                      {"delayed", j.delayed},     {"waiting", j.waiting},
+                      {"command", j.label}};
   o["finished"] = j.finished_age >= 0;
-  const uint32_t done = j.ok + j.failed;
+  const uint32_t done = j.ok + j.failed + j.cancelled;
   if (j.finished_age < 0 && done > 0 && j.age > 0)
     o["eta"] = (j.tasks - done) * j.age / done;  // seconds, at the rate so far
   return o;
@@ -305,11 +306,12 @@ nlohmann::json JobJson(const JobInfo& j) {
 
 // `orq status JOB`: one line per job.
 std::string JobLine(const JobInfo& j) {
-  const uint32_t done = j.ok + j.failed;
+  const uint32_t done = j.ok + j.failed + j.cancelled;
   std::string line = FormatJobId(j.job) + ": " + std::to_string(done) + "/" +
                      std::to_string(j.tasks) + " done (" + std::to_string(j.ok) + " ok, " +
-                     std::to_string(j.failed) + " failed), " + std::to_string(j.running) +
-                     " running, " + std::to_string(j.queued) + " queued";
+                     std::to_string(j.failed) + " failed";
+  if (j.cancelled) line += ", " + std::to_string(j.cancelled) + " cancelled";
+  line += "), " + std::to_string(j.running) + " running, " + std::to_string(j.queued) + " queued";
   if (j.delayed) line += ", " + std::to_string(j.delayed) + " delayed";
   if (j.waiting) line += ", " + std::to_string(j.waiting) + " waiting for dependencies";
   if (j.finished_age >= 0) return line + "; finished " + Age(j.finished_age) + " ago";
@@ -354,11 +356,14 @@ ExitCode JobsVerb(bool json) {
     Say("no jobs");
     return ExitCode::kOk;
   }
-  std::printf("%-8s %8s %8s %8s %8s %8s  %s\n", "JOB", "AGE", "TASKS", "OK", "FAILED", "RUNNING",
-              "COMMAND");
+  // Every task in one column: queued (delayed ones too), waiting for dependencies, running, and
+  // how the ended ones ended.
+  std::printf("%-8s %7s %7s %7s %7s %7s %7s %7s %9s  %s\n", "JOB", "AGE", "TASKS", "QUEUED",
+              "WAITING", "RUNNING", "OK", "FAILED", "CANCELLED", "COMMAND");
   for (const JobInfo& j : jobs)
-    std::printf("%-8s %8s %8u %8u %8u %8u  %s\n", FormatJobId(j.job).c_str(), Age(j.age).c_str(),
-                j.tasks, j.ok, j.failed, j.running, j.label.c_str());
+    std::printf("%-8s %7s %7u %7u %7u %7u %7u %7u %9u  %s\n", FormatJobId(j.job).c_str(),
+                Age(j.age).c_str(), j.tasks, j.queued + j.delayed, j.waiting, j.running, j.ok,
+                j.failed, j.cancelled, j.label.c_str());
   return ExitCode::kOk;
 }
 

@@ -385,14 +385,17 @@ void Get(Reader& r, Assignment& a) {
 void Put(Writer& w, const JobInfo& i) {
   w.U64(i.job);
   w.F64(i.age);
-  for (uint32_t v : {i.tasks, i.waiting, i.queued, i.delayed, i.running, i.ok, i.failed}) w.U64(v);
+  for (uint32_t v :
+       {i.tasks, i.waiting, i.queued, i.delayed, i.running, i.ok, i.failed, i.cancelled})
+    w.U64(v);
   w.F64(i.finished_age);
   w.Str(i.label);
 }
 void Get(Reader& r, JobInfo& i) {
   i.job = r.U64();
   i.age = r.F64();
-  for (uint32_t* v : {&i.tasks, &i.waiting, &i.queued, &i.delayed, &i.running, &i.ok, &i.failed})
+  for (uint32_t* v :
+       {&i.tasks, &i.waiting, &i.queued, &i.delayed, &i.running, &i.ok, &i.failed, &i.cancelled})
     *v = r.U32();
   i.finished_age = r.F64();
   i.label = r.Str();

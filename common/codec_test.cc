@@ -63,8 +63,11 @@ std::vector<Message> OneOfEach() {
   ok.id = {1, 0};
   ok.result = "\"hello\"";
   return {
-      SubmitRequest{
-          {sleep, cpu, echo, ShellSpec()}, {"/home/me", {{"HOME=/home/me", "X=y"}}}, "k", 7},
+      SubmitRequest{{sleep, cpu, echo, ShellSpec()},
+                    {"/home/me", {{"HOME=/home/me", "X=y"}}},
+                    "k",
+                    7,
+                    {/*now=*/true, /*on_failure=*/false, /*percent=*/true, 12.5}},
       GatherRequest{{"j1", "j2.3"}, true},
       StatusRequest{},
       CancelRequest{{"j5"}, false},
@@ -104,8 +107,8 @@ std::vector<Message> OneOfEach() {
       ReloadAccessRequest{},
       ReloadedReply{3, 1},
       JobsRequest{{"j1", "j4"}},
-      JobsReply{{{4, 12.5, 100, 3, 10, 2, 8, 70, 7, -1, "gzip a.txt"},
-                 {5, 1, 1, 0, 0, 0, 0, 1, 0, 0.5, "sleep"}}},
+      JobsReply{{{4, 12.5, 100, 3, 10, 2, 8, 70, 7, 2, -1, "gzip a.txt"},
+                 {5, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0.5, "sleep"}}},
       RetryRequest{4, true},
       ScaleRequest{3},
       ScaledReply{2, 3},

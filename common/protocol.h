@@ -548,7 +548,8 @@ struct JobInfo {
   uint32_t tasks = 0;
   uint32_t waiting = 0;                           // for its dependencies
   uint32_t queued = 0, delayed = 0, running = 0;  // delayed: waiting for its delay or a retry
-  uint32_t ok = 0, failed = 0;                    // failed: every final status but ok
+  uint32_t ok = 0, failed = 0;                    // failed: every final status but ok and cancelled
+  uint32_t cancelled = 0;
   double finished_age = -1;  // seconds since its last task finished; -1 while it runs
   std::string label;         // its first task, for people: "gzip a.txt", "sleep"
 };

@@ -425,7 +425,10 @@ TEST(ShellTest, AHaltStartsNothingMoreAndResumeRunsTheRest) {
   const Words slow = {
       "sh", "-c", "echo $0 >> " + ran + "; [ $0 = b ] && sleep 60; echo $0", ":::", "a", "b", "c"};
   const pid_t cli = env.Start(Concat({"run", "-w", "1", "-t", "1", "--joblog", log2}, slow));
-  ASSERT_TRUE(WaitUntil([&] { return ReadFile(ran) == "a\nb\n"; }, std::chrono::seconds(30)))
+  // (Task a's line in the joblog, b running.)
+  ASSERT_TRUE(
+      WaitUntil([&] { return Lines(ReadFile(log2)).size() == 2 && ReadFile(ran) == "a\nb\n"; },
+                std::chrono::seconds(30)))
       << ReadFile(ran);
   ::kill(cli, SIGINT);
   EXPECT_EQ(WaitExit(cli, std::chrono::seconds(30)), 130);
@@ -568,6 +571,45 @@ TEST(ShellTest, ProgressShowsOnATerminalAndCanBeForcedOrSilenced) {
   r = env.Run({"run", "-w", "1", "-q", "--", "true", ":::", "1", "2"});
   EXPECT_EQ(r.err, "");
   EXPECT_TRUE(Exits(r, 0));
+}
+
+// orq jobs: each task in one column, queued, waiting, running, ok, failed, cancelled; a cancelled
+// task is not a failed one (issue 19).
+TEST(ShellTest, JobsCountsEveryStateInItsColumn) {
+  OrqEnv env;
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "2"}), 0));
+  const std::string sleeps = JobId(env.Run({"submit", "sleep", "60", ":::", "1", "2", "3"}));
+  const std::string after = JobId(env.Run({"submit", "--after", sleeps, "true"}));
+  ASSERT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["running"] == 2; }));
+  RunResult r = env.Run({"jobs"});
+  auto lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  auto columns = [](const std::string& line) {
+    std::vector<std::string> c;
+    std::istringstream in(line);
+    for (std::string w; in >> w;) c.push_back(w);
+    return c;
+  };
+  EXPECT_EQ(columns(lines[0]), (Words{"JOB", "AGE", "TASKS", "QUEUED", "WAITING", "RUNNING", "OK",
+                                      "FAILED", "CANCELLED", "COMMAND"}));
+  auto row = columns(lines[1]);
+  ASSERT_GE(row.size(), 9u);
+  EXPECT_EQ(Words(row.begin() + 2, row.begin() + 9), (Words{"3", "1", "0", "2", "0", "0", "0"}));
+  row = columns(lines[2]);
+  ASSERT_GE(row.size(), 9u);
+  EXPECT_EQ(Words(row.begin() + 2, row.begin() + 9), (Words{"1", "0", "1", "0", "0", "0", "0"}));
+  // Cancelled: counted so, not as failed (the dependant then ends dependency_failed: failed).
+  ASSERT_TRUE(Exits(env.Run({"cancel", sleeps}), 0));
+  ASSERT_TRUE(Exits(env.Run({"gather", "-q", sleeps, after}), 1));
+  lines = Lines(env.Run({"jobs"}).out);
+  ASSERT_EQ(lines.size(), 3u);
+  row = columns(lines[1]);
+  EXPECT_EQ(Words(row.begin() + 2, row.begin() + 9), (Words{"3", "0", "0", "0", "0", "0", "3"}));
+  row = columns(lines[2]);
+  EXPECT_EQ(Words(row.begin() + 2, row.begin() + 9), (Words{"1", "0", "0", "0", "0", "1", "0"}));
+  auto info = nlohmann::json::parse(env.Run({"status", "--json", sleeps}).out);
+  EXPECT_EQ(info["failed"], 0);
+  EXPECT_EQ(info["cancelled"], 3);
 }
 
 TEST(ShellTest, JobsStatusRetryAndLogs) {
