@@ -70,7 +70,8 @@ class BrokerShell {
         gate_(ctx_, socket_,
               config.keys_dir.empty() ? std::nullopt : std::optional<KeyStore>(config.keys_dir)),
         listening_(BindAll()),
-        sqlite_(config.journal.empty() ? nullptr : SqliteJournal::Open(config.journal)),
+        sqlite_(config.journal.empty() ? nullptr
+                                       : SqliteJournal::Open(config.journal, config.journal_sync)),
         core_(Options(config, listening_),
               sqlite_ ? static_cast<ResultStore&>(*sqlite_) : memory_store_,
               sqlite_ ? static_cast<Journal&>(*sqlite_) : null_journal_) {

@@ -19,6 +19,7 @@ struct BrokerConfig {
   std::vector<std::string> worker_args;  // more options for each local worker (--resources...)
   std::string pid_file;                  // written once bound, removed on exit; empty: none
   std::string journal;                   // SQLite journal path; empty: results in memory only
+  bool journal_sync = true;              // false: no fsync per commit (orq run's own broker)
   std::chrono::milliseconds heartbeat{1000};
   std::chrono::seconds retention{0};  // forget finished jobs after this long; 0 = keep
   size_t max_tasks_per_job = 0;       // 0 = kMaxTasksPerJob

@@ -88,7 +88,7 @@ class Statement {
 
 }  // namespace
 
-std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
+std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path, bool durable) {
   sqlite3* db = nullptr;
   // Owner-only from its first byte; SQLite gives the -wal and -shm files the database's mode.
   struct Umask {
@@ -119,7 +119,7 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path) {
   // only a new journal takes this, so every journal of this format has it.
   journal->Exec("PRAGMA auto_vacuum=INCREMENTAL");
   journal->Exec("PRAGMA journal_mode=WAL");
-  journal->Exec("PRAGMA synchronous=FULL");
+  journal->Exec(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF");
   // The write-ahead log is cut back to 64 MiB after each checkpoint (a big submit passes through
   // it), instead of keeping its largest size for ever.
   journal->Exec("PRAGMA journal_size_limit=67108864");

@@ -102,7 +102,11 @@ struct RecoveredJob {
 class SqliteJournal final : public Journal, public ResultStore {
  public:
   // Opens (creating if needed) the journal at `path`. Throws std::runtime_error with a sentence.
-  static std::unique_ptr<SqliteJournal> Open(const std::string& path);
+  // durable: each commit reaches the disk (fsync) before the broker answers; false for a journal
+  // that is only a store on disk for one run's results (orq run's own broker: its directory goes
+  // when the run ends, and the run with it if the broker dies), where an fsync per turn only
+  // slows each turn.
+  static std::unique_ptr<SqliteJournal> Open(const std::string& path, bool durable = true);
   ~SqliteJournal() override;
 
   void RecordJob(uint64_t job, const std::vector<TaskSpec>& specs,

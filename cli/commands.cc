@@ -60,8 +60,9 @@ uint64_t Submit(Client& client, BuiltJob job, const std::string& key = "",
 
 struct RunOptions {
   JobInput input;
-  int workers = 0;  // 0: cores
-  int threads = 0;  // 0: cores
+  std::string jobs;  // -j: tasks at once in all, as GNU parallel's (N, N%, +N, -N); "": cores
+  int workers = 0;   // 0: 1, or as many as -t needs
+  int threads = 0;   // 0: from -j
   bool json = false;
   bool no_journal = false;
   bool tag = false;
@@ -135,6 +136,51 @@ void OpenJoblog(const JobInput& in, Joblog& log) {
   if (!append || std::ftell(log.file) == 0) std::fputs(kJoblogHeader, log.file);
 }
 
+// GNU parallel's -j: N, N% of the cores, +N or -N cores; at least 1.
+int TasksAtOnce(const std::string& text) {
+  const auto bad = [&] {
+    return UsageError(
+        "-j takes a number of tasks at once: N, N% of the cores, +N or -N cores; not '" + text +
+        "'");
+  };
+  if (text.empty()) return Cores();
+  std::string number = text;
+  const bool percent = number.back() == '%';
+  if (percent) number.pop_back();
+  const bool relative = !percent && (number[0] == '+' || number[0] == '-');
+  size_t used = 0;
+  long n = 0;
+  try {
+    n = std::stol(number, &used);
+  } catch (const std::exception&) {
+    throw bad();
+  }
+  if (used != number.size() || (!relative && n < 1 && !percent) || n > 1000000) throw bad();
+  long total = percent ? Cores() * n / 100 : relative ? Cores() + n : n;
+  return static_cast<int>(std::clamp<long>(total, 1, 1000000));
+}
+
+// orq run's worker processes and the slots of each: -j N in all (default cores), split evenly
+// among -w W processes (default: as many as the cores, if N splits so); -w W alone: W processes
+// sharing the cores (at least a slot each); -w and -t as given (W x T).
+std::pair<int, int> Slots(const RunOptions& o) {
+  if (o.threads > 0) return {o.workers > 0 ? o.workers : 1, o.threads};
+  if (o.workers > 0 && o.jobs.empty()) return {o.workers, std::max(1, Cores() / o.workers)};
+  const int total = TasksAtOnce(o.jobs);
+  // One process spawns one task at a time (a vfork lasts until the child's exec), so the slots
+  // go to as many processes as there are cores when they split evenly: the largest divisor of
+  // the total up to the cores.
+  int workers = o.workers;
+  for (int w = std::min(total, Cores()); workers == 0; --w) {
+    if (total % w == 0) workers = w;
+  }
+  if (total % workers != 0)
+    throw UsageError("-j " + std::to_string(total) +
+                     " tasks at once do not split evenly among -w " + std::to_string(workers) +
+                     " worker processes; give a -j that -w divides, or -w T -t S for T x S");
+  return {workers, total / workers};
+}
+
 ExitCode Run(RunOptions& options) {
   const auto start = Clock::now();
   JobInput& in = options.input;
@@ -159,7 +205,8 @@ ExitCode Run(RunOptions& options) {
             : "orq: nothing to run: the joblog " + in.joblog + " has every task done");
     return ExitCode::kOk;
   }
-  CheckRunnable(built.specs, options.threads > 0 ? options.threads : Cores());
+  const auto [workers, threads] = Slots(options);
+  CheckRunnable(built.specs, threads);
   Joblog joblog;
   OpenJoblog(in, joblog);
   output.joblog = joblog.file;
@@ -167,8 +214,7 @@ ExitCode Run(RunOptions& options) {
   output.progress = &progress;
   const LocalTasks local = Describe(built);
   InstallInterruptHandlers();
-  EmbeddedBroker broker({options.workers > 0 ? options.workers : Cores(),
-                         options.threads > 0 ? options.threads : Cores(), !options.no_journal});
+  EmbeddedBroker broker({workers, threads, !options.no_journal, /*listen=*/false, /*sync=*/false});
   ExitCode code = ExitCode::kOk;
   GatherSummary summary;
   uint64_t job = 0;
@@ -452,10 +498,17 @@ Verb RegisterRun(CLI::App& app) {
   auto* file = cmd->add_option("-f,--file", o->input.file,
                                "every task of a task file (JSON lines; '-' = stdin)");
   AddJobOptions(cmd, o->input)->excludes(file);
-  cmd->add_option("-w,--workers", o->workers, "worker processes (default: cores)")
+  auto* jobs = cmd->add_option(
+      "-j,--jobs,-P,--max-procs", o->jobs,
+      "tasks at once in all, as GNU parallel's -j: N, N% of the cores, +N or -N (default: cores)");
+  cmd->add_option("-w,--workers", o->workers,
+                  "worker processes the -j slots are split among, evenly (default: the cores, "
+                  "or fewer so that they split evenly; alone: cores/W slots each, at least 1)")
       ->check(MoreThanZero());
-  cmd->add_option("-t,--threads", o->threads, "threads per worker pool (default: cores)")
-      ->check(MoreThanZero());
+  cmd->add_option("-t,--threads", o->threads,
+                  "slots (and cpu threads) per worker, instead of -j: -w W -t T runs W x T")
+      ->check(MoreThanZero())
+      ->excludes(jobs);
   cmd->add_flag("--json", o->json, "one JSON object per task instead of text");
   cmd->add_flag("--tag", o->tag, "prefix each output line with the task's arguments and a tab");
   cmd->add_flag("--unordered", o->unordered, "print each result as it finishes, not in order");

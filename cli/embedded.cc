@@ -1,5 +1,6 @@
 #include "cli/embedded.h"
 
+#include <cstdio>
 #include <fstream>
 
 #include "common/paths.h"
@@ -17,9 +18,10 @@ SpawnOptions BrokerSpawn(const EmbeddedOptions& o, const std::string& dir) {
                 std::to_string(o.threads)};
   if (o.listen)
     spawn.args.insert(spawn.args.end(), {"--listen", "tcp://127.0.0.1:*", "--keys", dir + "/keys"});
-  if (o.journal)
+  if (o.journal) {
     spawn.args.insert(spawn.args.end(), {"--journal", dir + "/journal.db"});
-  else
+    if (!o.sync) spawn.args.push_back("--no-journal-sync");
+  } else
     spawn.args.push_back("--no-journal");
   spawn.die_with_parent = true;  // a killed CLI takes its broker (and so its workers) along
   spawn.output_file = dir + "/broker.log";
@@ -35,7 +37,9 @@ EmbeddedBroker::EmbeddedBroker(const EmbeddedOptions& options)
 
 EmbeddedBroker::~EmbeddedBroker() {
   Stop();
-  RemoveTree(dir_);
+  if (!RemoveTree(dir_))
+    std::fprintf(stderr, "orq: could not remove the run's directory %s: remove it by hand\n",
+                 dir_.c_str());
 }
 
 void EmbeddedBroker::Stop() {

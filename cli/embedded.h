@@ -16,6 +16,9 @@ struct EmbeddedOptions {
   int threads = 1;
   bool journal = true;
   bool listen = false;  // also on tcp://127.0.0.1:* (CURVE), keys in dir()/keys
+  // false: the journal is a store on disk for this run's results, not fsynced each turn (orq
+  // run: its directory and the run end together; orq bench measures a durable broker).
+  bool sync = true;
 };
 
 class EmbeddedBroker {

@@ -383,6 +383,10 @@ Verb RegisterBroker(CLI::App& app) {
                                   "SQLite journal (default: $ORQ_HOME/journal.db with the default "
                                   "endpoint)");
   cmd->add_flag("--no-journal", o->no_journal, "keep results in memory only")->excludes(journal);
+  cmd->add_flag("--journal-sync,!--no-journal-sync", o->config.journal_sync,
+                "no fsync per commit: the journal only stores one run's results on disk (orq "
+                "run's own broker); a crash of the machine may lose what it was told")
+      ->needs(journal);
   cmd->add_option("--retention-hours", o->retention_hours,
                   "forget finished jobs this long after they finish (default: keep)")
       ->check(ZeroOrMore());

@@ -85,8 +85,8 @@ std::string_view NamedVerb(int argc, char** argv) {
 std::string ParallelHint(const std::string& option) {
   static const std::pair<std::vector<std::string>, const char*> kHints[] = {
       {{"-j", "--jobs", "-P", "--max-procs"},
-       "; tasks run as many at once as the workers have slots: -w N worker processes of -t T "
-       "slots each (orq run -w 1 -t 8 runs 8 at once)"},
+       "; submitted tasks run as many at once as the broker's workers have slots: orq up -w N "
+       "-t T starts N workers of T slots, orq scale -w N changes how many (orq run takes -j)"},
       {{"-k", "--keep-order"},
        "; results print in the order of their tasks already (--unordered prints them as they "
        "finish)"},

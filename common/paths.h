@@ -34,7 +34,11 @@ std::string SpillName(uint64_t job, uint32_t index, uint32_t attempt, bool err);
 
 // Makes a private directory for one `orq run` (mode 0700), short enough for an ipc:// path.
 std::string MakeRunDirectory(const std::string& home);
-void RemoveTree(const std::string& dir);
+// Removes `dir` and all in it. Something may still be writing there (a worker of a run that is
+// ending, its output files), so it tries again for up to 2 s while entries keep appearing; false
+// when the directory is still there then. std::filesystem::remove_all stops at its first error,
+// which left a run's directory behind once (with the journal's 32 MiB reserve in it).
+bool RemoveTree(const std::string& dir);
 
 // The pid in a pid file, when that process is alive; 0 otherwise.
 long ReadLivePid(const std::string& pid_file);

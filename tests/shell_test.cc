@@ -208,6 +208,42 @@ TEST(ShellTest, MistakesNameTheFlagOrFileAndSubmitNothing) {
   refused({"submit", "--", "echo", "{%}", ":::", "a"}, "use $ORQ_SLOT");
 }
 
+// The README's block of GNU parallel command lines: each runs with orq run as with parallel,
+// same stdout, both exit 0 or neither (issue 19's acceptance: the section is true line by line).
+TEST(ShellTest, TheReadmesParallelLinesRunTheSameWithOrq) {
+  OrqEnv env;
+  const std::string readme = ReadFile(std::string(ORQ_SOURCE_DIR) + "/README.md");
+  const size_t intro = readme.find("GNU parallel's command lines run as they are with `orq run`");
+  ASSERT_NE(intro, std::string::npos) << "the README lost its block of parallel lines";
+  const size_t open = readme.find("```sh\n", intro), close = readme.find("```\n", open + 6);
+  ASSERT_NE(close, std::string::npos);
+  const auto lines = Lines(readme.substr(open + 6, close - open - 6));
+  ASSERT_GE(lines.size(), 10u);
+  const std::string dir = env.home() + "/lines";
+  std::filesystem::create_directories(dir + "/d");
+  std::ofstream(dir + "/names.txt") << "a b.txt\nc\nd/e.tar.gz\n";
+  std::ofstream(dir + "/a b.txt") << "hello\n";
+  std::ofstream(dir + "/c");
+  std::ofstream(dir + "/d/e.tar.gz") << "gz";
+  const std::string bin = std::filesystem::path(ORQ_BINARY).parent_path();
+  for (const std::string& line : lines) {
+    ASSERT_NE(line.find("orq run "), std::string::npos) << line;
+    std::string with_parallel = line;
+    with_parallel.replace(line.find("orq run "), 8, "parallel --will-cite -k ");
+    auto run = [&](const std::string& command, std::string& out) {
+      return RunProgram({"sh", "-c",
+                         "cd '" + dir + "' && export PATH='" + bin + "':$PATH ORQ_HOME='" +
+                             env.home() + "' SHELL=/bin/sh && (" + command + ") 2>/dev/null"},
+                        out);
+    };
+    std::string orq, parallel;
+    const int orq_code = run(line, orq), parallel_code = run(with_parallel, parallel);
+    EXPECT_EQ(orq, parallel) << line;
+    EXPECT_EQ(orq_code == 0, parallel_code == 0)
+        << line << ": " << orq_code << " " << parallel_code;
+  }
+}
+
 // As GNU parallel reads its command line: every word from the command on belongs to the command or
 // to its input sources, never to orq, with or without "--" (issue 19).
 TEST(ShellTest, WordsAfterTheCommandAreNeverOrqsOptions) {
@@ -533,9 +569,15 @@ TEST(ShellTest, CommandLineMistakesSayWhatIsAccepted) {
        "orq: run: unknown option --bogus; orq's options go before the command, and every word "
        "after the command is the command's (orq run --help lists orq's)");
   // GNU parallel's options that orq spells otherwise: the way to say them here.
-  said({"run", "-j", "4", "echo", ":::", "a"},
-       "orq: run: unknown option -j; tasks run as many at once as the workers have slots: -w N "
-       "worker processes of -t T slots each (orq run -w 1 -t 8 runs 8 at once)");
+  said({"submit", "-j", "4", "echo", ":::", "a"},
+       "orq: submit: unknown option -j; submitted tasks run as many at once as the broker's "
+       "workers have slots: orq up -w N -t T starts N workers of T slots, orq scale -w N changes "
+       "how many (orq run takes -j)");
+  said({"run", "-j", "x", "echo"},
+       "orq: -j takes a number of tasks at once: N, N% of the cores, +N or -N cores; not 'x'");
+  said({"run", "-w", "2", "-j", "3", "echo"},
+       "orq: -j 3 tasks at once do not split evenly among -w 2 worker processes; give a -j that "
+       "-w divides, or -w T -t S for T x S");
   said({"run", "-k", "--", "echo", ":::", "a"},
        "orq: run: unknown option -k; results print in the order of their tasks already "
        "(--unordered prints them as they finish)");
@@ -575,6 +617,34 @@ TEST(ShellTest, ProgressShowsOnATerminalAndCanBeForcedOrSilenced) {
 
 // orq jobs: each task in one column, queued, waiting, running, ok, failed, cancelled; a cancelled
 // task is not a failed one (issue 19).
+// orq run runs as many tasks at once as the machine has cores, in all (it was cores workers of
+// cores slots each); -j N sets that total, as GNU parallel's -j (issue 19).
+TEST(ShellTest, RunRunsCoresTasksAtOnceOrWhatJSays) {
+  OrqEnv env;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Each task waits (at most 10 s) until `want` tasks run, then writes how many run.
+  auto peak = [&](const Words& options, int want, int tasks) {
+    const std::string dir = env.home() + "/at-once-" + std::to_string(want);
+    std::filesystem::create_directories(dir);
+    const std::string script =
+        "cd " + dir + "; touch r.$0; n=0; while [ $(ls | grep -c '^r[.]') -lt " +
+        std::to_string(want) +
+        " ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done; ls | grep -c '^r[.]' >> seen; "
+        "sleep 0.2; rm r.$0";
+    Words args = Concat(Concat({"run", "-q"}, options), {"sh", "-c", script, ":::"});
+    for (int i = 0; i < tasks; ++i) args.push_back(std::to_string(i));
+    RunResult r = env.Run(args, "", std::chrono::seconds(120));
+    EXPECT_TRUE(Exits(r, 0)) << r.err;
+    std::set<std::string> seen;
+    for (const auto& l : Lines(ReadFile(dir + "/seen"))) seen.insert(l);
+    return seen;
+  };
+  const std::set<std::string> just = {"3"};
+  EXPECT_EQ(peak({"-j", "3"}, 3, 6), just);
+  EXPECT_EQ(peak({"-w", "2", "-j", "4"}, 4, 8), (std::set<std::string>{"4"}));  // 2 x 2
+  EXPECT_EQ(peak({}, cores, 2 * cores), (std::set<std::string>{std::to_string(cores)}));
+}
+
 TEST(ShellTest, JobsCountsEveryStateInItsColumn) {
   OrqEnv env;
   ASSERT_TRUE(Exits(env.Run({"up", "-w", "1", "-t", "2"}), 0));
