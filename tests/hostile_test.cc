@@ -37,6 +37,15 @@ class HostileTest : public ClusterTest {
     stage.endpoint = c.EndpointFor(-1);
     return stage;
   }
+  // A remote worker on host 0 with the access file `access`, working in the broker's home, once
+  // the broker has it registered.
+  pid_t StartRemoteWorker(const std::string& access) {
+    Cluster& c = *cluster_;
+    const pid_t pid = c.StartWorker(0, access, {"--workdir", c.broker().home()});
+    EXPECT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }))
+        << "the remote worker did not register";
+    return pid;
+  }
 };
 
 // A line of a process's /proc/PID/status in bytes (0 when it is gone): VmRSS, the memory it is
@@ -141,8 +150,7 @@ TEST_P(HostileTest, AJobLargerThanATcpMessageGoesInParts) {
   // Given a remote client and worker,
   c.Up();
   const std::string alice = c.Access("client", "alice", -1);
-  c.StartWorker(0, c.Access("worker", "node1", 0), {"--workdir", c.broker().home()});
-  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  StartRemoteWorker(c.Access("worker", "node1", 0));
   // when the client submits 3,000 tasks of 3 KiB each (9 MiB, twice what one TCP message may
   // carry),
   std::string lines;
@@ -338,8 +346,7 @@ TEST_P(HostileTest, ARemoteWorkersSpilledOutputComesThroughTheBrokerAndGoesWhenF
   c.Up();
   const std::string alice = c.Access("client", "alice", -1);
   const std::string node1 = c.Access("worker", "node1", 0);
-  const pid_t worker = c.StartWorker(0, node1, {"--workdir", c.broker().home()});
-  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  const pid_t worker = StartRemoteWorker(node1);
   // Given a remote worker's task that printed 2.9 MB (the rest over 1 MiB spills on its host),
   RunResult submit = c.Client(alice, {"submit", "--", "seq", "420000"});
   ASSERT_TRUE(Exits(submit, 0));
@@ -372,8 +379,7 @@ TEST_P(HostileTest, ARemoteWorkersSpilledOutputComesThroughTheBrokerAndGoesWhenF
       << gone.err;
   EXPECT_NE(gone.err.find("which no connected worker has"), std::string::npos) << gone.err;
   // when the job is forgotten while the worker is back, the worker deletes that file.
-  c.StartWorker(0, node1, {"--workdir", c.broker().home()});
-  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  StartRemoteWorker(node1);
   ASSERT_TRUE(Exits(c.Client(alice, {"forget", job}), 0));
   EXPECT_TRUE(WaitUntil([&] { return !std::filesystem::exists(file); })) << file;
 }
@@ -410,8 +416,7 @@ TEST_P(HostileTest, ARemoteWorkerGetsOnlyTheVariablesAJobNames) {
   c.Up();
   const std::string alice = c.Access("client", "alice", -1);
   // Given a remote worker started without the submitter's secret in its environment,
-  c.StartWorker(0, c.Access("worker", "node1", 0), {"--workdir", c.broker().home()});
-  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
+  StartRemoteWorker(c.Access("worker", "node1", 0));
   // and a submitter whose environment holds one (set after the worker started),
   ScopedEnv secret("ORQ_TEST_SECRET_TOKEN", "hunter2");
   auto run = [&](std::vector<std::string> flags) {

@@ -114,11 +114,12 @@ generate() {
                "if [ -e $work/marks/$i ]; then echo ok$i; else touch $work/marks/$i; exit 1; fi")
          expected="ok=ok$i" ;;
     esac
+    # (stdin /dev/null: a command with no ::: would read a piped stdin as its input source.)
     # Until it is accepted: a broker down or restarting (exit 3) is waited for; a full disk
     # (exit 6) refuses the job, which is then not in the ledger: it was never accepted.
     for attempt in $(seq 100); do
       code=0
-      out=$(timeout 60 "$orq" submit --key "$key" "${args[@]}" 2>/dev/null) || code=$?
+      out=$(timeout 60 "$orq" submit --key "$key" "${args[@]}" </dev/null 2>/dev/null) || code=$?
       if [[ $code -eq 0 ]]; then
         echo "$key $kind $expected ${out%%$'\n'*}" >>"$ledger"
         break
