@@ -12,8 +12,10 @@ dirs="($base/orqt-|$base/orq-slurm-)"
 
 leftovers() {  # the pids, one a line
   local file pid state
-  # (environ is NUL-separated: a variable starts after a NUL, or at the start of the file)
-  for file in $({ grep -lsaE "(^|\x00)ORQ_HOME=$dirs" /proc/[0-9]*/environ
+  # (environ is NUL-separated: -z reads each variable as a line. Without it the whole file was
+  # one line and ^ matched only a first variable, so an `orq up` broker, whose command line names
+  # no directory and whose ORQ_HOME comes last, was never seen.)
+  for file in $({ grep -lsazE "^ORQ_HOME=$dirs" /proc/[0-9]*/environ
                   grep -lsaE "$dirs" /proc/[0-9]*/cmdline; } 2>/dev/null | sort -u); do
     pid=${file#/proc/}
     pid=${pid%%/*}
