@@ -384,8 +384,9 @@ Verb RegisterBroker(CLI::App& app) {
                                   "endpoint)");
   cmd->add_flag("--no-journal", o->no_journal, "keep results in memory only")->excludes(journal);
   cmd->add_flag("--journal-sync,!--no-journal-sync", o->config.journal_sync,
-                "no fsync per commit: the journal only stores one run's results on disk (orq "
-                "run's own broker); a crash of the machine may lose what it was told")
+                "--no-journal-sync: the journal only stores results on disk, as orq run's own "
+                "broker has it: no fsync, a commit every 20 ms, replies not waiting for it (a "
+                "crash may lose what clients were told); default: --journal-sync")
       ->needs(journal);
   cmd->add_option("--retention-hours", o->retention_hours,
                   "forget finished jobs this long after they finish (default: keep)")
