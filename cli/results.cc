@@ -351,7 +351,8 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
           std::fflush(stdout);
           return ok ? ExitCode::kOk : ExitCode::kTaskFailed;
         }
-        if (options.halt && !summary.halted && HaltNow(*options.halt, summary.failed, summary.ok)) {
+        if (options.halt && !summary.halted &&
+            HaltDecided(*options.halt, summary.failed, summary.ok)) {
           // (The broker halted the job itself when this outcome ended it: nothing to send.)
           summary.halted = std::string(options.halt->on_failure ? "a failure" : "a success") +
                            " (--halt " + options.halt->text + ")";

@@ -30,11 +30,7 @@ struct HaltRule : HaltPolicy {
   std::string text;  // as given, for sentences
 };
 // nullopt for "never" / "0". Throws UsageError with the accepted forms.
-std::optional<HaltRule> ParseHalt(const std::string& text);
-// Whether `rule` says stop, after `failed` + `succeeded` tasks ended.
-inline bool HaltNow(const HaltRule& rule, uint64_t failed, uint64_t succeeded) {
-  return HaltDecided(rule, failed, succeeded);
-}
+std::optional<HaltRule> ParseHalt(const std::string& text);  // then HaltDecided(rule, ...)
 
 // Outcomes a gather holds in memory while they wait for an earlier one (ResultOrder); the rest
 // wait in a file under $TMPDIR, as GNU parallel's --keep-order buffers output in files.

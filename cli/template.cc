@@ -97,13 +97,13 @@ std::string Join(const std::vector<std::string>& values, bool quote) {
   return out;
 }
 
-// One word of a command run without a shell, with its replacement strings put in: several words
-// when a string stands for several values ({} with several sources), as the shell splits GNU
-// parallel's line: text before it goes with the first value, text after it with the last
-// (`x{}y` with a, b gives xa, by). `used` is set when there was a replacement string.
-std::vector<std::string> SubstituteWords(const std::string& word,
-                                         const std::vector<std::string>& args, size_t seq,
-                                         bool& used) {
+// One word of the command with its replacement strings put in (each value quoted when `quote`):
+// several words when a string stands for several values ({} with several sources), as the shell
+// splits GNU parallel's line: text before it goes with the first value, text after it with the
+// last (`x{}y` with a, b gives xa, by). A word of a shell line is these joined by spaces (x'a'
+// 'b'y). `used` is set when there was a replacement string.
+std::vector<std::string> Substitute(const std::string& word, const std::vector<std::string>& args,
+                                    size_t seq, bool quote, bool& used) {
   std::vector<std::string> words(1);
   for (size_t i = 0; i < word.size();) {
     std::optional<Token> t;
@@ -116,29 +116,11 @@ std::vector<std::string> SubstituteWords(const std::string& word,
     std::vector<std::string> values = Values(*t, args, seq);
     for (size_t v = 0; v < values.size(); ++v) {
       if (v > 0) words.emplace_back();
-      words.back() += values[v];
+      words.back() += quote ? ShellQuote(values[v]) : values[v];
     }
     i += t->length;
   }
   return words;
-}
-
-// The word with every replacement string put in; `used` is set when there was one.
-std::string Substitute(const std::string& word, const std::vector<std::string>& args, size_t seq,
-                       bool quote, bool& used) {
-  std::string out;
-  for (size_t i = 0; i < word.size();) {
-    std::optional<Token> t;
-    if (word[i] == '{') t = TokenAt(word, i);
-    if (!t) {
-      out += word[i++];
-      continue;
-    }
-    used = true;
-    out += Join(Values(*t, args, seq), quote);
-    i += t->length;
-  }
-  return out;
 }
 
 // Perl's File::Basename: s{(.)/*\z}{$1}s, and fileparse's split at the last '/'.
@@ -312,7 +294,7 @@ std::vector<std::string> ExpandCommand(const std::vector<std::string>& command,
   if (command.empty()) return {"/bin/sh", "-c", Join(args, false)};  // each argument a command
   bool used = false;
   if (NeedsShell(command)) {
-    std::string line = Substitute(command[0], args, seq, true, used);
+    std::string line = Join(Substitute(command[0], args, seq, /*quote=*/true, used), false);
     if (!used && append && !args.empty()) line += " " + Join(args, true);
     return {"/bin/sh", "-c", line};
   }
@@ -326,7 +308,8 @@ std::vector<std::string> ExpandCommand(const std::vector<std::string>& command,
       for (auto& v : Values(*t, args, seq)) argv.push_back(std::move(v));
       continue;
     }
-    for (std::string& w : SubstituteWords(word, args, seq, used)) argv.push_back(std::move(w));
+    for (std::string& w : Substitute(word, args, seq, /*quote=*/false, used))
+      argv.push_back(std::move(w));
   }
   if (!used && append) argv.insert(argv.end(), args.begin(), args.end());
   return argv;

@@ -173,14 +173,14 @@ TEST(HaltTest, RulesAsGnuParallelWritesThem) {
   auto now1 = ParseHalt("now,fail=1");
   ASSERT_TRUE(now1);
   EXPECT_TRUE(now1->now && now1->on_failure && !now1->percent);
-  EXPECT_FALSE(HaltNow(*now1, 0, 10));
-  EXPECT_TRUE(HaltNow(*now1, 1, 0));
+  EXPECT_FALSE(HaltDecided(*now1, 0, 10));
+  EXPECT_TRUE(HaltDecided(*now1, 1, 0));
   auto soon = ParseHalt("soon,success=50%");
   ASSERT_TRUE(soon);
   EXPECT_FALSE(soon->now || soon->on_failure);
-  EXPECT_FALSE(HaltNow(*soon, 0, 2));  // fewer than 3 ended
-  EXPECT_TRUE(HaltNow(*soon, 1, 2));
-  EXPECT_FALSE(HaltNow(*soon, 2, 1));
+  EXPECT_FALSE(HaltDecided(*soon, 0, 2));  // fewer than 3 ended
+  EXPECT_TRUE(HaltDecided(*soon, 1, 2));
+  EXPECT_FALSE(HaltDecided(*soon, 2, 1));
   EXPECT_TRUE(ParseHalt("2")->now);
   EXPECT_FALSE(ParseHalt("1")->now);
   EXPECT_FALSE(ParseHalt("never"));

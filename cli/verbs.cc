@@ -92,7 +92,7 @@ std::string ParallelHint(const std::string& option) {
        "finish)"},
       {{"--link", "--xapply"}, "; link input sources with :::+ (or ::::+) instead of :::"},
       {{"-q", "--quote"},
-       "; words after -- are passed as they are, as parallel -q passes them (one word with "
+       "; a command's words are passed as they are, as parallel -q passes them (one word with "
        "spaces runs under sh)"},
       {{"-u", "--ungroup", "--line-buffer", "--lb"},
        "; output is grouped per task; follow one live with orq logs --follow TASK"},

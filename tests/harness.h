@@ -87,6 +87,12 @@ std::string Example(const std::string& name);  // path of examples/NAME
 // stderr) when it did not succeed, so a failed submit is reported as such rather than as a crash.
 std::string JobId(const RunResult& submit);
 std::vector<std::string> Lines(const std::string& text);
+// A command line, and two of them end to end.
+using Words = std::vector<std::string>;
+inline Words Concat(Words a, const Words& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
 // A whole file ("" when it is not there).
 std::string ReadFile(const std::string& path);
 

@@ -20,13 +20,6 @@
 namespace orq::testing {
 namespace {
 
-using Words = std::vector<std::string>;
-
-Words Concat(Words a, const Words& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 // GNU parallel's output for `args` (stderr dropped: its notes and warnings), with /bin/sh as
 // the shell orq uses.
 std::string Parallel(const Words& args, int* code = nullptr) {

@@ -18,13 +18,6 @@
 namespace orq::testing {
 namespace {
 
-using Words = std::vector<std::string>;
-
-Words Concat(Words a, const Words& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 // GNU parallel's output for the same arguments (it must be installed: scripts/setup.sh does).
 std::string Parallel(const Words& args) {
   std::string out;
@@ -408,8 +401,12 @@ TEST(ShellTest, HaltNowCancelsWhatRunsAndHaltSoonLetsItFinish) {
             std::string::npos)
       << r.err;
   // soon: the running task finishes; what had not started is not started.
-  std::string lines = "touch " + started + "2; sleep 0.5; echo late\n" + "while [ ! -e " + started +
-                      "2 ]; do sleep 0.02; done; exit 3\n";
+  // (The first runs until 2 s after the second is about to fail, so its slot is not the one
+  // freed first, even on a loaded machine.)
+  const std::string failing = env.home() + "/failing";
+  std::string lines = "touch " + started + "2; while [ ! -e " + failing +
+                      " ]; do sleep 0.02; done; sleep 2; echo late\n" + "while [ ! -e " + started +
+                      "2 ]; do sleep 0.02; done; touch " + failing + "; exit 3\n";
   for (int i = 0; i < 20; ++i) lines += "sleep 0.5; echo queued\n";
   r = env.Run({"run", "-w", "1", "-t", "2", "--halt", "soon,fail=1", "--lines", "-"}, lines);
   EXPECT_TRUE(Exits(r, 1));
