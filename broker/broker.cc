@@ -10,8 +10,8 @@
 #include <utility>
 #include <zmq.hpp>
 
+#include "broker/admission.h"
 #include "broker/broker_core.h"
-#include "broker/gate.h"
 #include "broker/journal.h"
 #include "broker/journal_space.h"
 #include "broker/peer_bounds.h"
@@ -69,8 +69,9 @@ class BrokerShell {
   explicit BrokerShell(const BrokerConfig& config)
       : config_(config),
         socket_(MakeSocket(ctx_, zmq::socket_type::router)),
-        gate_(ctx_, socket_,
-              config.keys_dir.empty() ? std::nullopt : std::optional<KeyStore>(config.keys_dir)),
+        admission_(
+            ctx_, socket_,
+            config.keys_dir.empty() ? std::nullopt : std::optional<KeyStore>(config.keys_dir)),
         listening_(BindAll()),
         sqlite_(config.journal.empty() ? nullptr
                                        : SqliteJournal::Open(config.journal, config.journal_sync)),
@@ -128,8 +129,8 @@ class BrokerShell {
       auto wait = std::chrono::duration_cast<milliseconds>(core_.NextWakeup() - now);
       wait = std::clamp(wait, milliseconds(0), milliseconds(core_.shutting_down() ? 50 : 1000));
       zmq::pollitem_t items[4] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                                  {gate_.zap_socket().handle(), 0, ZMQ_POLLIN, 0},
-                                  {gate_.monitor_socket().handle(), 0, ZMQ_POLLIN, 0},
+                                  {admission_.zap_socket().handle(), 0, ZMQ_POLLIN, 0},
+                                  {admission_.monitor_socket().handle(), 0, ZMQ_POLLIN, 0},
                                   {nullptr, child_fd_, ZMQ_POLLIN, 0}};
       try {
         zmq::poll(items, child_fd_ >= 0 ? 4 : 3, wait);
@@ -137,13 +138,13 @@ class BrokerShell {
         if (e.num() != EINTR) throw;
       }
       CheckSpace(Clock::now());
-      if (items[1].revents & ZMQ_POLLIN) gate_.ServeZap(core_.counters());
-      if (items[2].revents & ZMQ_POLLIN) gate_.ReadMonitor(core_.counters());
+      if (items[1].revents & ZMQ_POLLIN) admission_.ServeZap(core_.counters());
+      if (items[2].revents & ZMQ_POLLIN) admission_.ReadMonitor(core_.counters());
       for (int i = 0; i < kBatch; ++i) {
         auto received = ReceiveMessage(socket_, /*router=*/true);
         if (!received) break;
         now = Clock::now();
-        const Role role = gate_.RoleOf(received->identity, received->user_id, received->fd);
+        const Role role = admission_.RoleOf(received->identity, received->user_id, received->fd);
         if (auto* error = std::get_if<DecodeError>(&received->message)) {
           Log("malformed message: " + error->what);
           core_.HandleMalformed(received->identity, error->what, out_);
@@ -171,7 +172,7 @@ class BrokerShell {
       if (now >= next_access_check_) {  // `orq access` edits made while no one told us
         next_access_check_ = now + kAccessCheckInterval;
         parts_.Expire(now);
-        for (const auto& peer : gate_.ReloadIfChanged()) {
+        for (const auto& peer : admission_.ReloadIfChanged()) {
           core_.PeerRevoked(peer, out_);
           ++dropped_untold_;
         }
@@ -210,9 +211,9 @@ class BrokerShell {
     if (config_.max_message_bytes)
       socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config_.max_message_bytes));
     socket_.set(zmq::sockopt::sndhwm, 0);  // replies are bounded by requests: never drop one
-    for (const auto& endpoint : config_.endpoints) gate_.Bind(endpoint);
+    for (const auto& endpoint : config_.endpoints) admission_.Bind(endpoint);
     std::vector<std::string> bound;
-    for (const auto& endpoint : config_.listen) bound.push_back(gate_.Bind(endpoint));
+    for (const auto& endpoint : config_.listen) bound.push_back(admission_.Bind(endpoint));
     if (!bound.empty()) KeyStore(config_.keys_dir).SaveEndpoints(bound);
     return bound;
   }
@@ -220,11 +221,12 @@ class BrokerShell {
   // `orq access add/revoke` changed the allow-list: read it again, drop the revoked keys' peers.
   void ReloadAccess(const std::string& from) {
     uint32_t dropped = std::exchange(dropped_untold_, 0);
-    for (const auto& peer : gate_.Reload()) {
+    for (const auto& peer : admission_.Reload()) {
       core_.PeerRevoked(peer, out_);
       ++dropped;
     }
-    out_.push_back({from, ReloadedReply{static_cast<uint32_t>(gate_.allowed_keys()), dropped}});
+    out_.push_back(
+        {from, ReloadedReply{static_cast<uint32_t>(admission_.allowed_keys()), dropped}});
   }
 
   // A worker's fields over their bounds (broker/peer_bounds.h): its registration is refused with
@@ -240,7 +242,7 @@ class BrokerShell {
     if (auto* ready = std::get_if<ReadyMessage>(&message);
         ready && MaySend(role, Command::kReady)) {
       auto why = CheckReady(*ready);
-      if (const AccessEntry* entry = gate_.EntryOf(user_id); !why && entry)
+      if (const AccessEntry* entry = admission_.EntryOf(user_id); !why && entry)
         why = CheckScope(*ready, entry->queues, entry->resources);
       if (why) {
         note("refused a worker's registration: " + *why);
@@ -519,7 +521,7 @@ class BrokerShell {
   const BrokerConfig& config_;
   zmq::context_t ctx_;
   zmq::socket_t socket_;
-  Gate gate_;                           // made before any bind: its ZAP handler guards them all
+  Admission admission_;                 // made before any bind: its ZAP handler guards them all
   std::vector<std::string> listening_;  // the TCP endpoints bound
   MemoryResultStore memory_store_;      // without a journal (else the journal is the store)
   NullJournal null_journal_;

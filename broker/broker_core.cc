@@ -6,12 +6,10 @@
 #include <type_traits>
 
 #include "common/ids.h"
+#include "common/overloaded.h"
 
 namespace orq {
 namespace {
-
-template <class... Ts> struct Overloaded : Ts... { using Ts::operator()...; };
-template <class... Ts> Overloaded(Ts...) -> Overloaded<Ts...>;
 
 size_t ClassIndex(const TaskSpec& spec) { return static_cast<size_t>(ClassOf(spec)); }
 
@@ -156,75 +154,62 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
     }
     worker->last_seen = now;
   }
-  std::visit(Overloaded{
-                 [&](SubmitRequest& m) {
-    Submit(from, m, now, out); },
-                 [&](GatherRequest& m) {
-    Gather(from, m, out); },
-                 [&](StatusRequest&) {
-    Status(from, out); },
-                 [&](CancelRequest& m) {
-    Cancel(from, m, out); },
-                 [&](ShutdownRequest&) {
-    Shutdown(from, out); },
-                 [&](PingRequest&) {
-    out.push_back({from, PongReply{options_.broker_pid}});
-                 },
-                 [&](ForgetRequest& m) {
-    Forget(from, m, out); },
-                 [&](JobsRequest& m) {
-    Jobs(from, m, out); },
-                 [&](RetryRequest& m) {
-    Retry(from, m, now, out); },
-                 [&](LogsRequest& m) {
-    Logs(from, m, out); },
-                 [&](LimitRequest& m) {
-    Limit(from, m, out); },
-                 [&](ExplainRequest& m) {
-    Explain(from, m, out); },
-                 [&](ResultsAck&) {
-    Acknowledged(from, out); },
-                 [&](OutputMessage& m) {
-    if (worker) Output(worker_ids_.at(from), m, out); },
-                 [&](OutputPieceMessage& m) {
-    if (m.text.size() > kOutputPieceBytes) {  // counted, and the next worker is asked
-      ++counters_.over_bounds;
-      m.found = false;
-      m.text.clear();
-    }
-    if (!worker || !spill_fetches_.Piece(worker_ids_.at(from), m, IdentityOf(), out))
-      ++counters_.unexpected;
-                 },
-                 [&](ReadyMessage& m) {
-    Register(from, role, key, m, now, out); },
-                 [&](WorkerResultsMessage& m) {
-    if (worker) return Results(*worker, m, now, out);
-    // A worker we dropped (paused, partitioned): its results are stale; it must
-    // register again, telling us what it still runs.
-    counters_.stale_results += m.outcomes.size();
-    out.push_back({from, ReregisterMessage{}});
-                 },
-                 [&](HeartbeatMessage&) {
-    if (!worker) out.push_back({from, ReregisterMessage{}});
-                 },
-                 [&](GoodbyeMessage&) {
-    if (worker) DropWorker(worker_ids_.at(from), "it left", out);
-                 },
-                 [&](ReloadAccessRequest&) {
-    ++counters_.unexpected; },  // the shell answers it
-                 [&](ScaleRequest&) {
-    ++counters_.unexpected; },  // the shell answers it
-                 [&](SubmitPartRequest&) {
-    ++counters_.unexpected; },  // the shell keeps it
-                 // Replies and messages for workers are not for the broker. A message for the
-                 // broker has its case above: a new one without one does not compile.
-                 [&]<typename T>(T&) requires(!ToBroker(T::kCommand)) { ++counters_.unexpected;
-}
-,
-}  // namespace orq
-,
-             message);
-EndTurn(out);
+  std::visit(
+      Overloaded{
+          [&](SubmitRequest& m) { Submit(from, m, now, out); },
+          [&](GatherRequest& m) { Gather(from, m, out); },
+          [&](StatusRequest&) { Status(from, out); },
+          [&](CancelRequest& m) { Cancel(from, m, out); },
+          [&](ShutdownRequest&) { Shutdown(from, out); },
+          [&](PingRequest&) {
+            out.push_back({from, PongReply{options_.broker_pid}});
+          },
+          [&](ForgetRequest& m) { Forget(from, m, out); },
+          [&](JobsRequest& m) { Jobs(from, m, out); },
+          [&](RetryRequest& m) { Retry(from, m, now, out); },
+          [&](LogsRequest& m) { Logs(from, m, out); },
+          [&](LimitRequest& m) { Limit(from, m, out); },
+          [&](ExplainRequest& m) { Explain(from, m, out); },
+          [&](ResultsAck&) { Acknowledged(from, out); },
+          [&](OutputMessage& m) {
+            if (worker) Output(worker_ids_.at(from), m, out);
+          },
+          [&](OutputPieceMessage& m) {
+            if (m.text.size() > kOutputPieceBytes) {  // counted, and the next worker is asked
+              ++counters_.over_bounds;
+              m.found = false;
+              m.text.clear();
+            }
+            if (!worker || !spill_fetches_.Piece(worker_ids_.at(from), m, IdentityOf(), out))
+              ++counters_.unexpected;
+          },
+          [&](ReadyMessage& m) { Register(from, role, key, m, now, out); },
+          [&](WorkerResultsMessage& m) {
+            if (worker) return Results(*worker, m, now, out);
+            // A worker we dropped (paused, partitioned): its results are stale; it must
+            // register again, telling us what it still runs.
+            counters_.stale_results += m.outcomes.size();
+            out.push_back({from, ReregisterMessage{}});
+          },
+          [&](HeartbeatMessage&) {
+            if (!worker) out.push_back({from, ReregisterMessage{}});
+          },
+          [&](GoodbyeMessage&) {
+            if (worker) DropWorker(worker_ids_.at(from), "it left", out);
+          },
+          // The shell answers or keeps these; they never reach the core.
+          [&](ReloadAccessRequest&) { ++counters_.unexpected; },
+          [&](ScaleRequest&) { ++counters_.unexpected; },
+          [&](SubmitPartRequest&) { ++counters_.unexpected; },
+          [&]<typename T>(T&) {
+            // Replies and messages for workers are not for the broker (ToBroker() returned above).
+            static_assert(!ToBroker(T::kCommand),
+                          "a message for the broker needs a case in BrokerCore::Handle "
+                          "(broker/broker_core.cc)");
+          },
+      },
+      message);
+  EndTurn(out);
 }
 
 void BrokerCore::Refuse(const std::string& from, Role role, Command command,
@@ -1166,9 +1151,10 @@ std::vector<std::string> HolderIds(const std::set<TaskId>& ids) {
 std::vector<GateInfo> BrokerCore::LimitInfos() const {
   std::vector<GateInfo> infos;
   for (const auto& [name, limit] : gates_.limits()) {
-    GateInfo info{
-        name, limit.spec, "", HolderIds(limit.holders), static_cast<uint32_t>(limit.holders.size()),
-        0};
+    GateInfo info{.name = name,
+                  .limit = limit.spec,
+                  .holders = HolderIds(limit.holders),
+                  .held = static_cast<uint32_t>(limit.holders.size())};
     if (auto it = parked_.find({GateKey::Kind::kLimit, name}); it != parked_.end())
       info.waiting = it->second.count;
     infos.push_back(std::move(info));
@@ -1179,13 +1165,13 @@ std::vector<GateInfo> BrokerCore::LimitInfos() const {
 std::vector<GateInfo> BrokerCore::LockInfos() const {
   std::vector<GateInfo> infos;
   for (const auto& [name, lock] : gates_.locks()) {
-    GateInfo info{name, {}, "", {}, 0, lock.writers_waiting};
+    GateInfo info{.name = name, .waiting = lock.writers_waiting};
     if (lock.writer) {
-      info.mode = "write";
+      info.mode = LockMode::kWrite;
       info.holders = {FormatTaskId(*lock.writer)};
       info.held = 1;
     } else if (!lock.readers.empty()) {
-      info.mode = "read";
+      info.mode = LockMode::kRead;
       info.holders = HolderIds(lock.readers);
       info.held = static_cast<uint32_t>(lock.readers.size());
     }
@@ -1222,8 +1208,7 @@ void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
           const Task* other = Find({job, d.index});
           if (!other || other->state == State::kFinished) continue;
           name = FormatTaskId({job, d.index});
-          constexpr const char* kStates[] = {"waiting", "queued", "delayed", "running", ""};
-          state = kStates[static_cast<size_t>(other->state)];
+          state = StateName(other->state);
         }
         if (shown++ < 10)
           say("waiting for " + name + " (" + state + ")" + (d.any ? ", however it ends" : ""));
@@ -1411,13 +1396,14 @@ void BrokerCore::Results(Worker& worker, WorkerResultsMessage& results, SteadyTi
     outcome.worker_pid = worker.pid;
     const bool own_failure =
         outcome.status == TaskStatus::kFailed || outcome.status == TaskStatus::kTimeout;
-    if (own_failure && !task->cancel_requested && Retry(outcome.id, *task, outcome, now)) continue;
+    if (own_failure && !task->cancel_requested && ScheduleRetry(outcome.id, *task, outcome, now))
+      continue;
     Finish(outcome.id, *task, std::move(outcome), out);
   }
   Dispatch(out);
 }
 
-bool BrokerCore::Retry(TaskId id, Task& task, const TaskOutcome& failed, SteadyTime now) {
+bool BrokerCore::ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed, SteadyTime now) {
   if (task.failures >= task.spec->retries) return false;
   ++task.failures;
   ++counters_.retries;

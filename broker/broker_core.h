@@ -3,10 +3,11 @@
 // what it returns. It owns no socket, reads no clock and starts no thread, so tests drive it with
 // a fake clock.
 //
-// What it keeps: jobs and their tasks, one ready queue per task class (priority, then submission
-// order), a heap of delayed tasks by due time, each worker's slots (credits) and leases, and the
-// clients waiting in `gather`. Dispatch is credit-based: a worker announces its slots when it
-// registers and is never sent more tasks than it has free; each result frees one slot.
+// What it keeps: jobs and their tasks, ready queues per named queue and task class (priority,
+// then submission order), a heap of delayed tasks by due time, each worker's slots (credits) and
+// leases, and the clients waiting in `gather`. Dispatch is credit-based: a worker announces its
+// slots when it registers and is never sent more tasks than it has free; each result frees one
+// slot.
 #pragma once
 
 #include <chrono>
@@ -23,8 +24,8 @@
 #include <utility>
 #include <vector>
 
-#include "broker/gates.h"
 #include "broker/journal.h"
+#include "broker/limits.h"
 #include "broker/outgoing.h"
 #include "broker/result_store.h"
 #include "broker/spill_fetch.h"
@@ -64,7 +65,7 @@ class BrokerCore {
   // authenticated with (its ZAP User-Id; the same for every local peer): a worker may take back
   // only leases that a worker of its key lost.
   void Handle(const std::string& from, Message message, SteadyTime now, std::vector<Outgoing>& out,
-              Role role = Role::kLocal, const std::string& key = {});
+              Role role, const std::string& key = {});
   // A frame from `from` that did not decode: counted, and the sender is told if it is a client.
   void HandleMalformed(const std::string& from, const std::string& what,
                        std::vector<Outgoing>& out);
@@ -110,6 +111,21 @@ class BrokerCore {
  private:
   // kWaiting: for its dependencies. kQueued: in a ready queue. kDelayed: for its delay or retry.
   enum class State : uint8_t { kWaiting, kQueued, kDelayed, kRunning, kFinished };
+  static constexpr const char* StateName(State state) {
+    switch (state) {
+      case State::kWaiting:
+        return "waiting";
+      case State::kQueued:
+        return "queued";
+      case State::kDelayed:
+        return "delayed";
+      case State::kRunning:
+        return "running";
+      case State::kFinished:
+        return "finished";
+    }
+    return "?";
+  }
 
   struct Task {
     TaskSpec* spec = nullptr;  // in its Job's specs; cleared of its payload once finished
@@ -146,10 +162,10 @@ class BrokerCore {
     uint32_t first_failed = UINT32_MAX;  // the first of its tasks to end other than ok
     std::string key;                     // its idempotency key (submit --key); empty: none
     uint32_t size = 0;                   // its tasks, also once `tasks` is emptied
-    std::array<uint32_t, 6> ended{};     // its finished tasks by TaskStatus
-    bool spilled = false;                // an outcome's output went to files (removed on forget)
-    HaltPolicy halt;                     // GNU parallel's --halt (orq run)
-    bool halted = false;                 // its halt decided: no task of it starts again
+    std::array<uint32_t, kTaskStatusCount> ended{};  // its finished tasks by TaskStatus
+    bool spilled = false;  // an outcome's output went to files (removed on forget)
+    HaltPolicy halt;       // GNU parallel's --halt (orq run)
+    bool halted = false;   // its halt decided: no task of it starts again
   };
   // A worker's units of one resource (gpu 0, gpu 1...): which are in use.
   struct Units {
@@ -255,7 +271,7 @@ class BrokerCore {
   void Forget(const std::string& from, const ForgetRequest& request, std::vector<Outgoing>& out);
   void ForgetJob(uint64_t job);
   // Schedules a failed task's next attempt after its backoff; false when it has no retries left.
-  bool Retry(TaskId id, Task& task, const TaskOutcome& failed, SteadyTime now);
+  bool ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed, SteadyTime now);
   // The lease of a task whose worker is gone: back to the queue, or worker_lost, or cancelled.
   void LeaseLost(TaskId id, Task& task, const std::string& why, std::vector<Outgoing>& out);
   void Delay(TaskId id, SteadyTime due);
@@ -322,7 +338,7 @@ class BrokerCore {
   // Why no registered worker can run the task, for explain.
   std::string NoWorkerReason(const TaskSpec& spec) const;
   static std::string Wants(const TaskSpec& spec);  // "cpus=4,gpu=1"
-  // Gates (broker/gates.h). A queued task whose gates cannot all be granted is parked on the first
+  // Gates (broker/limits.h). A queued task whose gates cannot all be granted is parked on the first
   // one in the way, off the ready queue, so it blocks nobody behind it; when that gate has room,
   // Unpark() moves back to the queue as many of its tasks as the room (locks: one writer, or the
   // readers once no writer waits). A task moved back is that gate's candidate until it is
@@ -384,7 +400,7 @@ class BrokerCore {
   // Tasks waiting for a task to end, and for every task of a job to end (after: ["j3"]).
   std::unordered_map<TaskId, std::vector<Dependant>, TaskIdHash> dependants_;
   std::unordered_map<uint64_t, std::vector<Dependant>> job_dependants_;
-  Gates gates_;
+  Limits gates_;
   // The tasks parked on a gate, by priority (stale entries are skipped: see waiting_). A lock
   // keeps its writers apart, so that they go before its readers.
   struct Parked {
@@ -411,7 +427,7 @@ class BrokerCore {
   BrokerCounters counters_;
   // Tasks per state, for status.
   uint64_t waiting_ = 0, queued_ = 0, delayed_count_ = 0, running_ = 0;
-  uint64_t finished_[6] = {};  // by TaskStatus
+  std::array<uint64_t, kTaskStatusCount> finished_{};  // by TaskStatus
 };
 
 }  // namespace orq

@@ -517,10 +517,11 @@ TEST(BrokerLimitTest, TasksPerJobAtNAndNPlusOne) {
   options.max_tasks_per_job = 3;
   BrokerCore core(options, store, journal);
   std::vector<Outgoing> out;
-  core.Handle("c", SubmitRequest{{Sleep(1), Sleep(1), Sleep(1)}}, SteadyTime{}, out);
+  core.Handle("c", SubmitRequest{{Sleep(1), Sleep(1), Sleep(1)}}, SteadyTime{}, out, Role::kLocal);
   EXPECT_TRUE(std::holds_alternative<SubmittedReply>(out[0].message));
   out.clear();
-  core.Handle("c", SubmitRequest{{Sleep(1), Sleep(1), Sleep(1), Sleep(1)}}, SteadyTime{}, out);
+  core.Handle("c", SubmitRequest{{Sleep(1), Sleep(1), Sleep(1), Sleep(1)}}, SteadyTime{}, out,
+              Role::kLocal);
   EXPECT_EQ(std::get<ErrorReply>(out[0].message).message,
             "a job may hold at most 3 tasks; this one has 4");
 }
@@ -532,12 +533,12 @@ TEST_F(BrokerFaultTest, RetentionForgetsOldFinishedJobs) {
   NullJournal journal;
   BrokerCore core(options, store, journal);
   std::vector<Outgoing> out;
-  core.Handle("w", ReadyMessage{1, 1, {1, 1, 1}, {}}, now_, out);
+  core.Handle("w", ReadyMessage{1, 1, {1, 1, 1}, {}}, now_, out, Role::kLocal);
   out.clear();
-  core.Handle("c", SubmitRequest{{Sleep(1)}}, now_, out);
+  core.Handle("c", SubmitRequest{{Sleep(1)}}, now_, out, Role::kLocal);
   auto tasks = TasksTo(out, "w");
   ASSERT_EQ(tasks.size(), 1u);
-  core.Handle("w", WorkerResultsMessage{{Ok(tasks[0], "1")}}, now_, out);
+  core.Handle("w", WorkerResultsMessage{{Ok(tasks[0], "1")}}, now_, out, Role::kLocal);
   core.Tick(now_ + std::chrono::seconds(59), out);
   EXPECT_TRUE(store.Find(tasks[0].id).has_value());
   core.Tick(now_ + std::chrono::seconds(61), out);
@@ -756,24 +757,24 @@ TEST(BrokerCoreMemoryTest, WithoutAJournalTheJobsThatEndedFirstGoPastTheBound) {
   BrokerCore core(options, store, journal);
   std::vector<Outgoing> out;
   const SteadyTime now{};
-  core.Handle("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now, out);
+  core.Handle("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now, out, Role::kLocal);
   // when three one-task jobs end in turn,
   for (int i = 0; i < 3; ++i) {
     out.clear();
-    core.Handle("c", SubmitRequest{{Sleep(1)}}, now, out);
+    core.Handle("c", SubmitRequest{{Sleep(1)}}, now, out, Role::kLocal);
     for (const Outgoing& o : out) {
       if (const auto* tasks = std::get_if<TasksMessage>(&o.message)) {
         std::vector<Outgoing> ignored;
         TaskOutcome ok;
         ok.id = tasks->tasks.at(0).id;
         ok.attempt = tasks->tasks.at(0).attempt;
-        core.Handle("w", WorkerResultsMessage{{ok}}, now, ignored);
+        core.Handle("w", WorkerResultsMessage{{ok}}, now, ignored, Role::kLocal);
       }
     }
   }
   // then the first is forgotten, and the two others are kept.
   out.clear();
-  core.Handle("c", GatherRequest{{"j1"}}, now, out);
+  core.Handle("c", GatherRequest{{"j1"}}, now, out, Role::kLocal);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(std::get<ErrorReply>(out[0].message).code, ErrorCode::kUnknownId);
   EXPECT_TRUE(store.Find({2, 0}).has_value());

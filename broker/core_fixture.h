@@ -28,11 +28,15 @@ inline TaskSpec Cpu(double ms) {
 class BrokerCoreTest : public ::testing::Test {
  protected:
   BrokerCoreTest()
-      : core_(BrokerOptions{milliseconds(1000), 3, 1, "ipc://test"}, store_, journal_) {}
+      : core_(BrokerOptions{.heartbeat_interval = milliseconds(1000),
+                            .liveness = 3,
+                            .broker_pid = 1,
+                            .endpoint = "ipc://test"},
+              store_, journal_) {}
 
   std::vector<Outgoing> Send(const std::string& from, Message m) {
     std::vector<Outgoing> out;
-    core_.Handle(from, std::move(m), now_, out);
+    core_.Handle(from, std::move(m), now_, out, Role::kLocal);
     return out;
   }
   std::vector<Outgoing> Advance(milliseconds d) {

@@ -55,7 +55,7 @@ class DoormanRules {
 
 class Doorman {
  public:
-  // Watches `router`'s monitor (the events Gate needs and those the doorman needs).
+  // Watches `router`'s monitor (the events Admission needs and those the doorman needs).
   Doorman(zmq::context_t& ctx, zmq::socket_t& router, int forwarded_events);
   ~Doorman();
   Doorman(const Doorman&) = delete;

@@ -6,10 +6,14 @@
 // (group commit). On start, Load() gives back every job not forgotten, for BrokerCore::Restore().
 //
 // Layout (SQLite, WAL, synchronous=FULL; PRAGMA user_version = kJournalFormat, and a journal of
-// another format is refused with a sentence, never misread): one row per job with its specs as one
-// blob and its context (cwd, environment) as another, and one row
-// per (job, kind, loop turn) in `events` holding a batch of records as a blob, so the cost is per
-// batch, not per task.
+// another format is refused with a sentence, never misread):
+//   jobs      one row per job: its specs as one blob, its context (cwd, environment) as another
+//   events    one row per (job, kind, loop turn) holding a batch of records (leases, retries,
+//             cancels) as a blob, so the cost is per batch, not per task
+//   outcomes  one row per finished task (job, idx): its status and its encoded TaskOutcome, read
+//             back by gather through FindRange()
+//   limits    the limits `orq limit set` made; keys: the idempotency keys of `orq submit --key`
+// In `orq run`'s own broker (--no-journal-sync) synchronous=OFF and a commit every 20 ms.
 #pragma once
 
 #include <array>
@@ -89,10 +93,10 @@ struct RecoveredJob {
   std::vector<RecoveredTask> tasks;  // empty for a job whose every task has ended:
   // then only what the broker keeps of it (a restart costs what live work costs, not history).
   struct Ended {
-    uint32_t size = 0;                    // its tasks
-    std::array<uint32_t, 6> by_status{};  // of them, by TaskStatus
-    uint32_t first_failed = UINT32_MAX;   // the lowest index that did not end ok
-    TaskSpec first;                       // for its label
+    uint32_t size = 0;                                   // its tasks
+    std::array<uint32_t, kTaskStatusCount> by_status{};  // of them, by TaskStatus
+    uint32_t first_failed = UINT32_MAX;                  // the lowest index that did not end ok
+    TaskSpec first;                                      // for its label
   };
   std::optional<Ended> ended;
 };

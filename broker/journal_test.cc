@@ -30,7 +30,7 @@ struct Broker {
         core(BrokerOptions{}, store, *journal) {}
   std::vector<Outgoing> Send(const std::string& from, Message m, SteadyTime now) {
     std::vector<Outgoing> out;
-    core.Handle(from, std::move(m), now, out);
+    core.Handle(from, std::move(m), now, out, Role::kLocal);
     journal->Commit();
     return out;
   }

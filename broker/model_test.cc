@@ -63,8 +63,10 @@ class Model {
     std::filesystem::remove(path_);
     Start();
     Step([&](std::vector<Outgoing>& out) {
-      core_->Handle("c", LimitRequest{LimitRequest::Op::kSet, {"n", kLimitMax}}, now_, out);
-      core_->Handle("c", LimitRequest{LimitRequest::Op::kSet, {"r", 0, kRate, kBurst}}, now_, out);
+      core_->Handle("c", LimitRequest{LimitRequest::Op::kSet, {"n", kLimitMax}}, now_, out,
+                    Role::kLocal);
+      core_->Handle("c", LimitRequest{LimitRequest::Op::kSet, {"r", 0, kRate, kBurst}}, now_, out,
+                    Role::kLocal);
     });
     for (int i = 0; i < 2; ++i) AddWorker();
   }
@@ -263,7 +265,7 @@ class Model {
     ++next_job_;
     bool accepted = false;
     std::string broken = Step([&](std::vector<Outgoing>& out) {
-      core_->Handle("c", SubmitRequest{specs}, now_, out);
+      core_->Handle("c", SubmitRequest{specs}, now_, out, Role::kLocal);
       for (const auto& o : out) accepted |= std::holds_alternative<SubmittedReply>(o.message);
     });
     return accepted ? broken : "a valid job was refused";
@@ -292,7 +294,7 @@ class Model {
     o.attempt = run.attempt;
     o.status = status;
     return Step([&](std::vector<Outgoing>& out) {
-      core_->Handle(run.worker, WorkerResultsMessage{{o}}, now_, out);
+      core_->Handle(run.worker, WorkerResultsMessage{{o}}, now_, out, Role::kLocal);
     });
   }
 
@@ -300,7 +302,8 @@ class Model {
     now_ += d;
     // Workers heartbeat as the broker expects of live ones.
     return Step([&](std::vector<Outgoing>& out) {
-      for (const auto& [name, w] : workers_) core_->Handle(name, HeartbeatMessage{}, now_, out);
+      for (const auto& [name, w] : workers_)
+        core_->Handle(name, HeartbeatMessage{}, now_, out, Role::kLocal);
       core_->Tick(now_, out);
     });
   }
@@ -311,7 +314,7 @@ class Model {
     std::advance(it, Uniform(0, static_cast<int>(specs_.size()) - 1));
     log_ += " cancel " + FormatTaskId(it->first);
     return Step([&](std::vector<Outgoing>& out) {
-      core_->Handle("c", CancelRequest{{FormatTaskId(it->first)}}, now_, out);
+      core_->Handle("c", CancelRequest{{FormatTaskId(it->first)}}, now_, out, Role::kLocal);
     });
   }
 
@@ -326,7 +329,8 @@ class Model {
     ReadyMessage ready{w.pid, 1, {slots, slots, slots}, {}, "host"};
     if (w.gpus > 0) ready.resources.push_back({"gpu", w.gpus});
     if (w.only_q) ready.queues = {"q"};
-    return Step([&](std::vector<Outgoing>& out) { core_->Handle(name, ready, now_, out); });
+    return Step(
+        [&](std::vector<Outgoing>& out) { core_->Handle(name, ready, now_, out, Role::kLocal); });
   }
 
   std::string KillWorker() {
@@ -364,7 +368,7 @@ class Model {
 
   std::vector<std::string> Explain(TaskId id) {
     std::vector<Outgoing> out;
-    core_->Handle("c", ExplainRequest{FormatTaskId(id)}, now_, out);
+    core_->Handle("c", ExplainRequest{FormatTaskId(id)}, now_, out, Role::kLocal);
     for (auto& o : out) {
       if (auto* e = std::get_if<ExplainedReply>(&o.message)) {
         auto reasons = e->reasons;

@@ -82,7 +82,7 @@ Figures Job(const std::string& name, const std::string& what, std::vector<TaskSp
             int workers, int threads) {
   Figures f{name, what, specs.size()};
   const auto start = Clock::now();
-  EmbeddedBroker broker({workers, threads, true});
+  EmbeddedBroker broker({.workers = workers, .threads = threads});
   const uint64_t job = SubmitJob(broker.client(), std::move(specs));
   const size_t ok = GatherJob(broker.client(), job);
   f.wall = Seconds(Clock::now() - start);
@@ -136,9 +136,10 @@ double CoreSeconds(std::vector<TaskSpec> specs) {
   BrokerCore core(BrokerOptions{}, store, journal);
   const auto start = Clock::now();
   std::vector<Outgoing> out;
-  core.Handle("w", ReadyMessage{1, 1, {1u << 20, 1, 1}, {}, "bench"}, Clock::now(), out);
+  core.Handle("w", ReadyMessage{1, 1, {1u << 20, 1, 1}, {}, "bench"}, Clock::now(), out,
+              Role::kLocal);
   out.clear();
-  core.Handle("c", SubmitRequest{std::move(specs)}, Clock::now(), out);
+  core.Handle("c", SubmitRequest{std::move(specs)}, Clock::now(), out, Role::kLocal);
   while (!out.empty()) {
     WorkerResultsMessage results;
     for (const Outgoing& o : out) {
@@ -153,7 +154,7 @@ double CoreSeconds(std::vector<TaskSpec> specs) {
     }
     out.clear();
     if (results.outcomes.empty()) break;
-    core.Handle("w", std::move(results), Clock::now(), out);
+    core.Handle("w", std::move(results), Clock::now(), out, Role::kLocal);
   }
   return Seconds(Clock::now() - start);
 }
@@ -265,7 +266,7 @@ Figures Cold(int, int) {
 Figures Latency(int, int threads) {
   // One task at a time on an idle broker with one worker: submit to result.
   Figures f{"latency", "one echo task at a time, submit to result", 1000};
-  EmbeddedBroker broker({1, threads, true});
+  EmbeddedBroker broker({.workers = 1, .threads = threads});
   std::vector<double> times;
   for (int i = 0; i < 1000 + 50; ++i) {
     const auto start = Clock::now();
@@ -285,7 +286,7 @@ Figures Latency(int, int threads) {
 Figures Million(int, int) {
   // 1,000,000 tasks queued in one job on a broker with no workers, against 10,000.
   Figures f{"million", "1,000,000 tasks queued in one job (no workers)", 1000000};
-  EmbeddedBroker broker({0, 1, true});
+  EmbeddedBroker broker({.workers = 0, .threads = 1});
   auto rate = [&](size_t n) {
     auto specs = Many(n, Echo);
     const auto start = Clock::now();
@@ -351,7 +352,7 @@ Figures Cli(int, int threads) {
     for (int i = 0; i < 50; ++i) truth.push_back(TimeCommand({"/usr/bin/true"}));
     for (int i = 0; i < 50; ++i) version.push_back(TimeCommand({self, "--version"}));
   }
-  EmbeddedBroker broker({1, threads, true});
+  EmbeddedBroker broker({.workers = 1, .threads = threads});
   WaitWorkers(broker.client(), 1);
   setenv("ORQ_ENDPOINT", ("ipc://" + broker.dir() + "/broker.ipc").c_str(), 1);
   std::vector<double> submits;
@@ -398,11 +399,11 @@ Figures Tcp(int workers, int threads) {
   Figures f{"tcp", "100,000 echo, workers and client over TCP+CURVE, vs ipc", kTasks};
   double ipc = 0;
   {
-    EmbeddedBroker broker({workers, threads, true});
+    EmbeddedBroker broker({.workers = workers, .threads = threads});
     WaitWorkers(broker.client(), static_cast<size_t>(workers));
     ipc = TimeNoop(broker.client(), kTasks);
   }
-  EmbeddedBroker broker({0, threads, true, /*listen=*/true});
+  EmbeddedBroker broker({.workers = 0, .threads = threads, .listen = true});
   WaitWorkers(broker.client(), 0);  // bound, and its TCP endpoint recorded
   const KeyStore keys(broker.dir() + "/keys");
   const std::string endpoint = keys.Endpoints().at(0);
@@ -449,7 +450,7 @@ Figures History(int workers, int threads) {
   constexpr size_t kJobs = 10, kTasks = 1000000;
   Figures f{"history", "10 jobs x 1,000,000 echo, submitted and gathered in turn", kJobs * kTasks};
   const auto start = Clock::now();
-  EmbeddedBroker broker({workers, threads, true});
+  EmbeddedBroker broker({.workers = workers, .threads = threads});
   std::string after;
   for (size_t j = 0; j < kJobs; ++j) {
     const uint64_t job = SubmitJob(broker.client(), Many(kTasks, Echo));

@@ -214,7 +214,8 @@ ExitCode Run(RunOptions& options) {
   output.progress = &progress;
   const LocalTasks local = Describe(built);
   InstallInterruptHandlers();
-  EmbeddedBroker broker({workers, threads, !options.no_journal, /*listen=*/false, /*sync=*/false});
+  EmbeddedBroker broker(
+      {.workers = workers, .threads = threads, .journal = !options.no_journal, .sync = false});
   ExitCode code = ExitCode::kOk;
   GatherSummary summary;
   uint64_t job = 0;

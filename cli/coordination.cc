@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "broker/gates.h"
+#include "broker/limits.h"
 #include "cli/client.h"
 #include "cli/format.h"
 #include "cli/verbs.h"

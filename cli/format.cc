@@ -1,6 +1,6 @@
 #include "cli/format.h"
 
-#include "broker/gates.h"
+#include "broker/limits.h"
 #include "common/ids.h"
 #include "common/text.h"
 
@@ -118,9 +118,10 @@ nlohmann::json StatusJson(StatusReply s) {
     workers.back()["queues"] = w.queues;
   }
   j["workers"] = std::move(workers);
-  s.tasks.ForEach([&](const char* name, uint64_t v) { j["tasks"][name] = v; });
+  TaskCounts::ForEach(s.tasks, [&](const char* name, uint64_t v) { j["tasks"][name] = v; });
   j["jobs"] = s.jobs;
-  s.counters.ForEach([&](const char* name, uint64_t v) { j["counters"][name] = v; });
+  BrokerCounters::ForEach(s.counters,
+                          [&](const char* name, uint64_t v) { j["counters"][name] = v; });
   j["limits"] = nlohmann::json::array();
   for (const GateInfo& l : s.limits) j["limits"].push_back(LimitJson(l));
   j["locks"] = nlohmann::json::array();
@@ -169,14 +170,14 @@ nlohmann::json LimitJson(const GateInfo& l) {
 
 std::string LockLine(const GateInfo& l) {
   std::string line = l.name + ": ";
-  line += l.mode.empty() ? "free" : "held for " + l.mode + " by " + Holders(l);
+  line += l.mode ? std::string("held for ") + LockModeName(*l.mode) + " by " + Holders(l) : "free";
   if (l.waiting > 0) line += ", " + std::to_string(l.waiting) + " waiting";
   return line;
 }
 
 nlohmann::json LockJson(const GateInfo& l) {
   return {{"name", l.name},
-          {"mode", l.mode.empty() ? nlohmann::json(nullptr) : nlohmann::json(l.mode)},
+          {"mode", l.mode ? nlohmann::json(LockModeName(*l.mode)) : nlohmann::json(nullptr)},
           {"holders", l.holders},
           {"held", l.held},
           {"waiting", l.waiting}};
@@ -199,7 +200,7 @@ void PrintStatus(StatusReply s, std::FILE* out) {
                  static_cast<long long>(w.pid), w.threads, w.running, offer.c_str());
   }
   std::fprintf(out, "tasks   ");
-  s.tasks.ForEach([&](const char* name, uint64_t v) {
+  TaskCounts::ForEach(s.tasks, [&](const char* name, uint64_t v) {
     std::fprintf(out, " %s %llu", name, static_cast<unsigned long long>(v));
   });
   std::fprintf(out, "\n");

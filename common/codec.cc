@@ -1,5 +1,6 @@
 #include "common/codec.h"
 
+#include <concepts>
 #include <cstring>
 #include <optional>
 #include <type_traits>
@@ -116,17 +117,17 @@ void Get(Reader& r, TaskId& id) {
 // (A shell task's Place: a flag, then its cwd and env.)
 struct BodyOut {
   Writer& w;
-  void operator()(double& v) { w.F64(v); }
-  void operator()(std::string& v) { w.Str(v); }
-  void operator()(std::vector<std::string>& v) {
+  void operator()(const double& v) { w.F64(v); }
+  void operator()(const std::string& v) { w.Str(v); }
+  void operator()(const std::vector<std::string>& v) {
     w.U64(v.size());
     for (const auto& s : v) w.Str(s);
   }
-  void operator()(std::shared_ptr<const ShellTask::Place>& p) {
+  void operator()(const std::shared_ptr<const ShellTask::Place>& p) {
     w.U64(p != nullptr);
     if (!p) return;
     w.Str(p->cwd);
-    (*this)(const_cast<std::vector<std::string>&>(p->env));  // only read
+    (*this)(p->env);
   }
 };
 struct BodyIn {
@@ -149,13 +150,13 @@ struct BodyIn {
 // An upper bound of what BodyOut writes.
 struct BodySize {
   size_t& bytes;
-  void operator()(double&) { bytes += 8; }
-  void operator()(std::string& v) { bytes += 10 + v.size(); }
-  void operator()(std::vector<std::string>& v) {
+  void operator()(const double&) { bytes += 8; }
+  void operator()(const std::string& v) { bytes += 10 + v.size(); }
+  void operator()(const std::vector<std::string>& v) {
     bytes += 10;
     for (const auto& s : v) bytes += 10 + s.size();
   }
-  void operator()(std::shared_ptr<const ShellTask::Place>& p) {
+  void operator()(const std::shared_ptr<const ShellTask::Place>& p) {
     bytes += 1;
     if (!p) return;
     bytes += 10 + p->cwd.size() + 10;
@@ -240,9 +241,8 @@ void Put(Writer& w, const TaskSpec& s) {
   w.F64(s.backoff_base);
   w.F64(s.backoff_max);
   Put(w, s.needs);
-  std::visit(
-      [&](const auto& body) { const_cast<std::decay_t<decltype(body)>&>(body).Fields(BodyOut{w}); },
-      s.body);  // BodyOut only reads
+  std::visit([&](const auto& body) { std::decay_t<decltype(body)>::Fields(body, BodyOut{w}); },
+             s.body);
 }
 void Get(Reader& r, TaskSpec& s) {
   const uint64_t kind = r.U64();
@@ -259,7 +259,7 @@ void Get(Reader& r, TaskSpec& s) {
   s.backoff_base = r.F64();
   s.backoff_max = r.F64();
   Get(r, s.needs);
-  std::visit([&](auto& body) { body.Fields(BodyIn{r}); }, s.body);
+  std::visit([&](auto& body) { std::decay_t<decltype(body)>::Fields(body, BodyIn{r}); }, s.body);
 }
 
 void Put(Writer& w, const TaskOutcome& o) {
@@ -440,10 +440,10 @@ void Get(Reader& r, WorkerInfo& i) {
 
 // Named counts (TaskCounts, BrokerCounters) travel as their values in ForEach order.
 template <typename T> void PutCounts(Writer& w, const T& counts) {
-  const_cast<T&>(counts).ForEach([&](const char*, uint64_t& v) { w.U64(v); });  // only reads
+  T::ForEach(counts, [&](const char*, uint64_t v) { w.U64(v); });
 }
 template <typename T> void GetCounts(Reader& r, T& counts) {
-  counts.ForEach([&](const char*, uint64_t& v) { v = r.U64(); });
+  T::ForEach(counts, [&](const char*, uint64_t& v) { v = r.U64(); });
 }
 
 void Put(Writer& w, const std::string& s) { w.Str(s); }
@@ -466,7 +466,7 @@ template <typename T> void GetVector(Reader& r, std::vector<T>& v) {
 void Put(Writer& w, const GateInfo& g) {
   w.Str(g.name);
   Put(w, g.limit);
-  w.Str(g.mode);
+  w.U64(g.mode ? 1 + static_cast<uint8_t>(*g.mode) : 0);  // 0: free
   PutVector(w, g.holders);
   w.U64(g.held);
   w.U64(g.waiting);
@@ -474,10 +474,21 @@ void Put(Writer& w, const GateInfo& g) {
 void Get(Reader& r, GateInfo& g) {
   g.name = r.Str();
   Get(r, g.limit);
-  g.mode = r.Str();
+  const uint64_t mode = r.U64();
+  if (mode > 1 + static_cast<uint8_t>(LockMode::kWrite)) return void(r.Fail());
+  if (mode > 0) g.mode = static_cast<LockMode>(mode - 1);
   GetVector(r, g.holders);
   g.held = r.U32();
   g.waiting = r.U32();
+}
+
+// Whether T is U, const or not: Fields(Is<SubmitRequest> auto& m, ...) takes a const message to
+// encode and a mutable one to decode into.
+template <typename T, typename U>
+concept Is = std::same_as<std::remove_const_t<T>, U>;
+// A message with no layout below: one clear line instead of pages of template errors.
+template <typename T> void Fields(T&, auto&&) {
+  static_assert(sizeof(T) == 0, "a message needs its Fields() in common/codec.cc");
 }
 
 // Each message's body layout, written once for both directions: Fields(message, f) calls f on each
@@ -485,24 +496,24 @@ void Get(Reader& r, GateInfo& g) {
 // The command code is the message's own kCommand (common/protocol.h).
 struct Out {
   Writer& w;
-  void operator()(uint64_t& v) { w.U64(v); }
-  void operator()(uint32_t& v) { w.U64(v); }
-  void operator()(int64_t& v) { w.I64(v); }
-  void operator()(bool& v) { w.U64(v); }
-  void operator()(double& v) { w.F64(v); }
-  void operator()(std::string& v) { w.Str(v); }
-  void operator()(ErrorCode& v) { w.U64(static_cast<uint8_t>(v)); }
-  void operator()(Slots& v) {
-    for (auto& s : v) w.U64(s);
+  void operator()(const uint64_t& v) { w.U64(v); }
+  void operator()(const uint32_t& v) { w.U64(v); }
+  void operator()(const int64_t& v) { w.I64(v); }
+  void operator()(const bool& v) { w.U64(v); }
+  void operator()(const double& v) { w.F64(v); }
+  void operator()(const std::string& v) { w.Str(v); }
+  void operator()(const ErrorCode& v) { w.U64(static_cast<uint8_t>(v)); }
+  void operator()(const Slots& v) {
+    for (uint32_t s : v) w.U64(s);
   }
-  void operator()(TaskCounts& v) { PutCounts(w, v); }
-  void operator()(BrokerCounters& v) { PutCounts(w, v); }
-  void operator()(JobContext& v) { Put(w, v); }
-  void operator()(TaskId& v) { Put(w, v); }
-  void operator()(Lease& v) { Put(w, v); }
-  void operator()(LimitSpec& v) { Put(w, v); }
-  void operator()(LimitRequest::Op& v) { w.U64(static_cast<uint8_t>(v)); }
-  template <typename T> void operator()(std::vector<T>& v) { PutVector(w, v); }
+  void operator()(const TaskCounts& v) { PutCounts(w, v); }
+  void operator()(const BrokerCounters& v) { PutCounts(w, v); }
+  void operator()(const JobContext& v) { Put(w, v); }
+  void operator()(const TaskId& v) { Put(w, v); }
+  void operator()(const Lease& v) { Put(w, v); }
+  void operator()(const LimitSpec& v) { Put(w, v); }
+  void operator()(const LimitRequest::Op& v) { w.U64(static_cast<uint8_t>(v)); }
+  template <typename T> void operator()(const std::vector<T>& v) { PutVector(w, v); }
 };
 struct In {
   Reader& r;
@@ -534,70 +545,68 @@ struct In {
   template <typename T> void operator()(std::vector<T>& v) { GetVector(r, v); }
 };
 
-template <typename F> void Fields(SubmitRequest& m, F&& f) {
+void Fields(Is<SubmitRequest> auto& m, auto&& f) {
   f(m.tasks), f(m.context), f(m.key), f(m.parted), f(m.halt.now), f(m.halt.on_failure),
       f(m.halt.percent), f(m.halt.threshold);
 }
-template <typename F> void Fields(GatherRequest& m, F&& f) { f(m.ids), f(m.stream); }
-template <typename F> void Fields(StatusRequest&, F&&) {}
-template <typename F> void Fields(CancelRequest& m, F&& f) { f(m.ids), f(m.running); }
-template <typename F> void Fields(ShutdownRequest&, F&&) {}
-template <typename F> void Fields(PingRequest&, F&&) {}
-template <typename F> void Fields(ForgetRequest& m, F&& f) { f(m.ids); }
-template <typename F> void Fields(JobsRequest& m, F&& f) { f(m.ids); }
-template <typename F> void Fields(RetryRequest& m, F&& f) { f(m.job), f(m.all); }
-template <typename F> void Fields(JobsReply& m, F&& f) { f(m.jobs); }
-template <typename F> void Fields(ScaleRequest& m, F&& f) { f(m.workers); }
-template <typename F> void Fields(ScaledReply& m, F&& f) { f(m.before), f(m.after); }
-template <typename F> void Fields(LogsRequest& m, F&& f) {
+void Fields(Is<GatherRequest> auto& m, auto&& f) { f(m.ids), f(m.stream); }
+void Fields(Is<StatusRequest> auto&, auto&&) {}
+void Fields(Is<CancelRequest> auto& m, auto&& f) { f(m.ids), f(m.running); }
+void Fields(Is<ShutdownRequest> auto&, auto&&) {}
+void Fields(Is<PingRequest> auto&, auto&&) {}
+void Fields(Is<ForgetRequest> auto& m, auto&& f) { f(m.ids); }
+void Fields(Is<JobsRequest> auto& m, auto&& f) { f(m.ids); }
+void Fields(Is<RetryRequest> auto& m, auto&& f) { f(m.job), f(m.all); }
+void Fields(Is<JobsReply> auto& m, auto&& f) { f(m.jobs); }
+void Fields(Is<ScaleRequest> auto& m, auto&& f) { f(m.workers); }
+void Fields(Is<ScaledReply> auto& m, auto&& f) { f(m.before), f(m.after); }
+void Fields(Is<LogsRequest> auto& m, auto&& f) {
   f(m.task), f(m.err), f(m.follow), f(m.rest), f(m.offset);
 }
-template <typename F> void Fields(LogChunk& m, F&& f) {
+void Fields(Is<LogChunk> auto& m, auto&& f) {
   f(m.text), f(m.final), f(m.note), f(m.file), f(m.host), f(m.attempt);
 }
-template <typename F> void Fields(OutputMessage& m, F&& f) {
+void Fields(Is<OutputMessage> auto& m, auto&& f) {
   f(m.id), f(m.attempt), f(m.out_offset), f(m.out), f(m.err_offset), f(m.err);
 }
-template <typename F> void Fields(WatchMessage& m, F&& f) { f(m.ids); }
-template <typename F> void Fields(ForgottenReply& m, F&& f) { f(m.count); }
-template <typename F> void Fields(GoodbyeMessage&, F&&) {}
-template <typename F> void Fields(ReregisterMessage&, F&&) {}
-template <typename F> void Fields(ReloadAccessRequest&, F&&) {}
-template <typename F> void Fields(ReloadedReply& m, F&& f) { f(m.keys), f(m.dropped); }
-template <typename F> void Fields(SubmittedReply& m, F&& f) { f(m.job), f(m.count), f(m.existing); }
-template <typename F> void Fields(ResultsReply& m, F&& f) { f(m.outcomes), f(m.final), f(m.sizes); }
-template <typename F> void Fields(StatusReply& m, F&& f) {
+void Fields(Is<WatchMessage> auto& m, auto&& f) { f(m.ids); }
+void Fields(Is<ForgottenReply> auto& m, auto&& f) { f(m.count); }
+void Fields(Is<GoodbyeMessage> auto&, auto&&) {}
+void Fields(Is<ReregisterMessage> auto&, auto&&) {}
+void Fields(Is<ReloadAccessRequest> auto&, auto&&) {}
+void Fields(Is<ReloadedReply> auto& m, auto&& f) { f(m.keys), f(m.dropped); }
+void Fields(Is<SubmittedReply> auto& m, auto&& f) { f(m.job), f(m.count), f(m.existing); }
+void Fields(Is<ResultsReply> auto& m, auto&& f) { f(m.outcomes), f(m.final), f(m.sizes); }
+void Fields(Is<StatusReply> auto& m, auto&& f) {
   f(m.broker_pid), f(m.endpoints), f(m.workers), f(m.tasks), f(m.jobs), f(m.counters), f(m.limits),
       f(m.locks), f(m.journal_problem);
 }
-template <typename F> void Fields(LimitRequest& m, F&& f) { f(m.op), f(m.limit); }
-template <typename F> void Fields(LimitsReply& m, F&& f) { f(m.limits); }
-template <typename F> void Fields(ExplainRequest& m, F&& f) { f(m.task); }
-template <typename F> void Fields(ResultsAck&, F&&) {}
-template <typename F> void Fields(SubmitPartRequest& m, F&& f) { f(m.tasks); }
-template <typename F> void Fields(DropOutputMessage& m, F&& f) { f(m.attempts); }
-template <typename F> void Fields(ReadOutputMessage& m, F&& f) {
+void Fields(Is<LimitRequest> auto& m, auto&& f) { f(m.op), f(m.limit); }
+void Fields(Is<LimitsReply> auto& m, auto&& f) { f(m.limits); }
+void Fields(Is<ExplainRequest> auto& m, auto&& f) { f(m.task); }
+void Fields(Is<ResultsAck> auto&, auto&&) {}
+void Fields(Is<SubmitPartRequest> auto& m, auto&& f) { f(m.tasks); }
+void Fields(Is<DropOutputMessage> auto& m, auto&& f) { f(m.attempts); }
+void Fields(Is<ReadOutputMessage> auto& m, auto&& f) {
   f(m.fetch), f(m.attempt), f(m.err), f(m.offset);
 }
-template <typename F> void Fields(OutputPieceMessage& m, F&& f) {
+void Fields(Is<OutputPieceMessage> auto& m, auto&& f) {
   f(m.fetch), f(m.found), f(m.end), f(m.text);
 }
-template <typename F> void Fields(ExplainedReply& m, F&& f) {
-  f(m.state), f(m.reasons), f(m.eligible_in);
-}
-template <typename F> void Fields(CancelledReply& m, F&& f) { f(m.count); }
-template <typename F> void Fields(ErrorReply& m, F&& f) { f(m.code), f(m.message); }
-template <typename F> void Fields(PongReply& m, F&& f) { f(m.broker_pid); }
-template <typename F> void Fields(ShutdownAck&, F&&) {}
-template <typename F> void Fields(ReadyMessage& m, F&& f) {
+void Fields(Is<ExplainedReply> auto& m, auto&& f) { f(m.state), f(m.reasons), f(m.eligible_in); }
+void Fields(Is<CancelledReply> auto& m, auto&& f) { f(m.count); }
+void Fields(Is<ErrorReply> auto& m, auto&& f) { f(m.code), f(m.message); }
+void Fields(Is<PongReply> auto& m, auto&& f) { f(m.broker_pid); }
+void Fields(Is<ShutdownAck> auto&, auto&&) {}
+void Fields(Is<ReadyMessage> auto& m, auto&& f) {
   f(m.pid), f(m.threads), f(m.slots), f(m.running), f(m.host), f(m.resources), f(m.queues);
 }
-template <typename F> void Fields(WorkerResultsMessage& m, F&& f) { f(m.outcomes); }
-template <typename F> void Fields(HeartbeatMessage&, F&&) {}
-template <typename F> void Fields(TasksMessage& m, F&& f) { f(m.tasks); }
-template <typename F> void Fields(CancelTasksMessage& m, F&& f) { f(m.ids); }
-template <typename F> void Fields(BrokerHeartbeatMessage&, F&&) {}
-template <typename F> void Fields(StopMessage& m, F&& f) { f(m.grace_ms); }
+void Fields(Is<WorkerResultsMessage> auto& m, auto&& f) { f(m.outcomes); }
+void Fields(Is<HeartbeatMessage> auto&, auto&&) {}
+void Fields(Is<TasksMessage> auto& m, auto&& f) { f(m.tasks); }
+void Fields(Is<CancelTasksMessage> auto& m, auto&& f) { f(m.ids); }
+void Fields(Is<BrokerHeartbeatMessage> auto&, auto&&) {}
+void Fields(Is<StopMessage> auto& m, auto&& f) { f(m.grace_ms); }
 
 // Decodes body into alternative I of Message when its command matches.
 template <size_t I = 0>
@@ -647,10 +656,8 @@ std::string EncodeSpecs(const std::vector<TaskSpec>& specs) {
       for (const auto& l : n->locks) bytes += 20 + l.name.size();
     }
     std::visit(
-        [&](const auto& body) {
-          const_cast<std::decay_t<decltype(body)>&>(body).Fields(BodySize{bytes});
-        },
-        s.body);  // BodySize only reads
+        [&](const auto& body) { std::decay_t<decltype(body)>::Fields(body, BodySize{bytes}); },
+        s.body);
   }
   return EncodeBlob(specs, bytes);
 }
@@ -693,7 +700,7 @@ EncodedMessage Encode(const Message& message) {
       [](const auto& m) {
         using T = std::decay_t<decltype(m)>;
         Writer w;
-        Fields(const_cast<T&>(m), Out{w});  // Out only reads
+        Fields(m, Out{w});
         return EncodedMessage{T::kCommand, w.Take()};
       },
       message);

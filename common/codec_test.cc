@@ -83,8 +83,8 @@ std::vector<Message> OneOfEach() {
         s.tasks.queued = 1, s.tasks.worker_lost = 9;
         s.jobs = 3;
         s.counters.malformed = 5, s.counters.handshake_failed = 11;
-        s.limits = {{"download", {"download", 2, 0.5, 3}, "", {"j1.0", "j1.1"}, 2, 7}};
-        s.locks = {{"db", {}, "write", {"j2.0"}, 1, 2}};
+        s.limits = {{"download", {"download", 2, 0.5, 3}, std::nullopt, {"j1.0", "j1.1"}, 2, 7}};
+        s.locks = {{"db", {}, LockMode::kWrite, {"j2.0"}, 1, 2}};
         return s;
       }(),
       CancelledReply{3},
@@ -117,7 +117,7 @@ std::vector<Message> OneOfEach() {
       LogChunk{"out\n", false, "attempt 2 started", "/h/output/j1.2.1.out", "node7"},
       OutputMessage{{3, 1}, 2, 10, "more", 0, "err"},
       LimitRequest{LimitRequest::Op::kSet, {"api", 0, 10, 5}},
-      LimitsReply{{{"api", {"api", 0, 10, 5}, "", {}, 0, 3}}},
+      LimitsReply{{{"api", {"api", 0, 10, 5}, std::nullopt, {}, 0, 3}}},
       ExplainRequest{"j3.1"},
       ResultsAck{},
       SubmitPartRequest{{sleep, echo}},

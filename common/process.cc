@@ -21,17 +21,14 @@
 #include <stdexcept>
 #include <utility>  // before Asio under C++20 with Boost 1.74
 
+#include "common/overloaded.h"
+
 namespace bp = boost::process;
 
 namespace orq {
 
 // ---- How a child ended
 // ---------------------------------------------------------------------------
-
-namespace {
-template <class... Ts> struct Overloaded : Ts... { using Ts::operator()...; };
-template <class... Ts> Overloaded(Ts...) -> Overloaded<Ts...>;
-}  // namespace
 
 ExitStatus FromWaitStatus(int status) {
   if (WIFSIGNALED(status)) return Killed{WTERMSIG(status)};

@@ -5,7 +5,7 @@
 // peers on TCP are always CURVE-encrypted and authenticated, and each has a Role from its key (see
 // Role and MaySend below). Every message is three frames after the ROUTER's identity frame:
 //
-//   frame 0: kProtocolVersion ("ORQ1")
+//   frame 0: kProtocolVersion ("ORQ9")
 //   frame 1: one byte, a Command below
 //   frame 2: the body, encoded by common/codec.h (a compact binary form, no JSON on hot paths)
 //
@@ -28,7 +28,7 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ8";
+inline constexpr std::string_view kProtocolVersion = "ORQ9";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
@@ -225,6 +225,10 @@ enum class TaskStatus : uint8_t {
   kWorkerLost = 4,
   kDependencyFailed = 5,  // a task it runs after did not end ok (or was cancelled): it never ran
 };
+// How many TaskStatus values there are: the size of an array indexed by one.
+inline constexpr size_t kTaskStatusCount = 6;
+static_assert(static_cast<size_t>(TaskStatus::kDependencyFailed) + 1 == kTaskStatusCount,
+              "a new TaskStatus: update kTaskStatusCount");
 
 // What a shell task's process left behind.
 struct ShellOutput {
@@ -431,7 +435,7 @@ struct LimitRequest {  // -> LimitsReply (every limit after the change), or Erro
 struct GateInfo {
   std::string name;
   LimitSpec limit;                   // a limit: its spec (name empty for a lock)
-  std::string mode;                  // a lock: "read", "write", or "" when free
+  std::optional<LockMode> mode;      // a lock: how it is held; nullopt when free
   std::vector<std::string> holders;  // task ids, at most kMaxGateHolders
   uint32_t held = 0;                 // all holders
   uint32_t waiting = 0;              // tasks waiting for it (writers, for a lock)
@@ -491,10 +495,11 @@ struct TaskCounts {
   uint64_t done = 0, failed = 0, timeout = 0, cancelled = 0, worker_lost = 0;  // by final status
   uint64_t dependency_failed = 0;
   // Each count with its name in `orq status`, in the order it prints them.
-  template <typename F> void ForEach(F&& f) {
-    f("waiting", waiting), f("queued", queued), f("delayed", delayed), f("running", running),
-        f("done", done), f("failed", failed), f("timeout", timeout), f("cancelled", cancelled),
-        f("worker_lost", worker_lost), f("dependency_failed", dependency_failed);
+  template <typename Self, typename F> static void ForEach(Self& self, F&& f) {
+    f("waiting", self.waiting), f("queued", self.queued), f("delayed", self.delayed),
+        f("running", self.running), f("done", self.done), f("failed", self.failed),
+        f("timeout", self.timeout), f("cancelled", self.cancelled),
+        f("worker_lost", self.worker_lost), f("dependency_failed", self.dependency_failed);
   }
 };
 struct BrokerCounters {
@@ -519,12 +524,13 @@ struct BrokerCounters {
   // routing id is 128 random bits; the key is what a worker is).
   uint64_t impostors = 0;
   // Each counter with its name in `orq status --json`.
-  template <typename F> void ForEach(F&& f) {
-    f("malformed", malformed), f("unexpected", unexpected), f("stale_results", stale_results),
-        f("workers_lost", workers_lost), f("retries", retries), f("requeued", requeued),
-        f("adopted", adopted), f("forbidden", forbidden), f("revoked", revoked),
-        f("auth_refused", auth_refused), f("handshake_failed", handshake_failed), f("shed", shed),
-        f("over_bounds", over_bounds), f("impostors", impostors);
+  template <typename Self, typename F> static void ForEach(Self& self, F&& f) {
+    f("malformed", self.malformed), f("unexpected", self.unexpected),
+        f("stale_results", self.stale_results), f("workers_lost", self.workers_lost),
+        f("retries", self.retries), f("requeued", self.requeued), f("adopted", self.adopted),
+        f("forbidden", self.forbidden), f("revoked", self.revoked),
+        f("auth_refused", self.auth_refused), f("handshake_failed", self.handshake_failed),
+        f("shed", self.shed), f("over_bounds", self.over_bounds), f("impostors", self.impostors);
   }
 };
 struct StatusReply {

@@ -41,7 +41,9 @@ struct SleepTask {
   std::string result;  // JSON text; empty: the seconds
   static FieldError Parse(const nlohmann::json& object, SleepTask& out);
   FieldError Validate() const;
-  template <typename F> void Fields(F&& f) { f(seconds), f(result); }
+  template <typename Self, typename F> static void Fields(Self& self, F&& f) {
+    f(self.seconds), f(self.result);
+  }
   friend bool operator==(const SleepTask&, const SleepTask&) = default;
 };
 
@@ -53,7 +55,7 @@ struct EchoTask {
   std::string value;  // JSON text
   static FieldError Parse(const nlohmann::json& object, EchoTask& out);
   FieldError Validate() const;
-  template <typename F> void Fields(F&& f) { f(value); }
+  template <typename Self, typename F> static void Fields(Self& self, F&& f) { f(self.value); }
   friend bool operator==(const EchoTask&, const EchoTask&) = default;
 };
 
@@ -65,7 +67,7 @@ struct CpuTask {
   double ms = 0;
   static FieldError Parse(const nlohmann::json& object, CpuTask& out);
   FieldError Validate() const;
-  template <typename F> void Fields(F&& f) { f(ms); }
+  template <typename Self, typename F> static void Fields(Self& self, F&& f) { f(self.ms); }
   friend bool operator==(const CpuTask&, const CpuTask&) = default;
 };
 
@@ -93,7 +95,9 @@ struct ShellTask {
   const std::vector<std::string>& env() const;
   static FieldError Parse(const nlohmann::json& object, ShellTask& out);
   FieldError Validate() const;
-  template <typename F> void Fields(F&& f) { f(argv), f(place); }
+  template <typename Self, typename F> static void Fields(Self& self, F&& f) {
+    f(self.argv), f(self.place);
+  }
   friend bool operator==(const ShellTask& a, const ShellTask& b) {
     return a.argv == b.argv && a.cwd() == b.cwd() && a.env() == b.env();
   }
@@ -118,6 +122,9 @@ struct Dependency {
 
 // A readers-writer lock a task holds while it runs: readers share it, a writer holds it alone.
 enum class LockMode : uint8_t { kRead = 0, kWrite = 1 };
+constexpr const char* LockModeName(LockMode mode) {
+  return mode == LockMode::kRead ? "read" : "write";
+}
 struct LockNeed {
   std::string name;
   LockMode mode = LockMode::kRead;

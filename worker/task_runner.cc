@@ -12,15 +12,13 @@
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/overloaded.h"
 #include "common/process.h"
 
 namespace asio = boost::asio;
 
 namespace orq {
 namespace {
-
-template <class... Ts> struct Overloaded : Ts... { using Ts::operator()...; };
-template <class... Ts> Overloaded(Ts...) -> Overloaded<Ts...>;
 
 std::chrono::steady_clock::duration Seconds(double s) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(

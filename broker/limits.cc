@@ -1,4 +1,4 @@
-#include "broker/gates.h"
+#include "broker/limits.h"
 
 #include <algorithm>
 #include <cmath>
@@ -24,7 +24,7 @@ std::string Ids(const std::set<TaskId>& ids) {
 
 }  // namespace
 
-void Gates::SetLimit(const LimitSpec& spec, SteadyTime now) {
+void Limits::SetLimit(const LimitSpec& spec, SteadyTime now) {
   LimitState& limit = limits_[spec.name];
   const bool fresh = limit.spec.name.empty();
   if (!fresh) limit.tokens = Tokens(limit, now);
@@ -34,22 +34,22 @@ void Gates::SetLimit(const LimitSpec& spec, SteadyTime now) {
   limit.refilled = now;
 }
 
-bool Gates::RemoveLimit(const std::string& name) { return limits_.erase(name) > 0; }
+bool Limits::RemoveLimit(const std::string& name) { return limits_.erase(name) > 0; }
 
-std::vector<LimitSpec> Gates::Limits() const {
+std::vector<LimitSpec> Limits::Specs() const {
   std::vector<LimitSpec> specs;
   for (const auto& [name, limit] : limits_) specs.push_back(limit.spec);
   return specs;
 }
 
-double Gates::Tokens(const LimitState& limit, SteadyTime now) const {
+double Limits::Tokens(const LimitState& limit, SteadyTime now) const {
   if (limit.spec.rate <= 0) return 0;
   const double elapsed = std::chrono::duration<double>(now - limit.refilled).count();
   return std::min<double>(Burst(limit.spec),
                           limit.tokens + std::max(0.0, elapsed) * limit.spec.rate);
 }
 
-uint32_t Gates::Room(const GateKey& gate, LockMode mode, SteadyTime now) const {
+uint32_t Limits::Room(const GateKey& gate, LockMode mode, SteadyTime now) const {
   if (gate.kind == GateKey::Kind::kWorker) return UINT32_MAX;  // opened when a worker comes
   if (gate.kind == GateKey::Kind::kLock) {
     auto it = locks_.find(gate.name);
@@ -71,7 +71,7 @@ uint32_t Gates::Room(const GateKey& gate, LockMode mode, SteadyTime now) const {
   return room;
 }
 
-std::optional<Blocked> Gates::Check(const Needs& needs, SteadyTime now) const {
+std::optional<Blocked> Limits::Check(const Needs& needs, SteadyTime now) const {
   for (const LockNeed& need : needs.locks) {
     auto it = locks_.find(need.name);
     if (it == locks_.end()) continue;  // free, and nobody waits for it
@@ -107,7 +107,7 @@ std::optional<Blocked> Gates::Check(const Needs& needs, SteadyTime now) const {
   return std::nullopt;
 }
 
-void Gates::Acquire(const Needs& needs, TaskId id, SteadyTime now) {
+void Limits::Acquire(const Needs& needs, TaskId id, SteadyTime now) {
   for (const LockNeed& need : needs.locks) {
     LockState& lock = locks_[need.name];
     if (need.mode == LockMode::kWrite)
@@ -127,7 +127,7 @@ void Gates::Acquire(const Needs& needs, TaskId id, SteadyTime now) {
   }
 }
 
-void Gates::Release(const Needs& needs, TaskId id) {
+void Limits::Release(const Needs& needs, TaskId id) {
   for (const LockNeed& need : needs.locks) {
     auto it = locks_.find(need.name);
     if (it == locks_.end()) continue;
@@ -141,13 +141,13 @@ void Gates::Release(const Needs& needs, TaskId id) {
   }
 }
 
-void Gates::WriterWaits(const std::string& name, int delta) {
+void Limits::WriterWaits(const std::string& name, int delta) {
   LockState& lock = locks_[name];
   lock.writers_waiting = static_cast<uint32_t>(static_cast<int>(lock.writers_waiting) + delta);
   if (!lock.writer && lock.readers.empty() && lock.writers_waiting == 0) locks_.erase(name);
 }
 
-std::optional<SteadyTime> Gates::NextToken(const std::string& name, SteadyTime now) const {
+std::optional<SteadyTime> Limits::NextToken(const std::string& name, SteadyTime now) const {
   auto it = limits_.find(name);
   if (it == limits_.end() || it->second.spec.rate <= 0) return std::nullopt;
   const double missing = 1 - Tokens(it->second, now);

@@ -34,14 +34,14 @@ struct Blocked {
   std::string why;  // "lock db is held for write by j2.0", "limit download is at 2/2"
 };
 
-class Gates {
+class Limits {
  public:
   // Sets (creates or changes) a limit; a spec with neither max nor rate is refused by the caller.
   void SetLimit(const LimitSpec& spec, SteadyTime now);
   // Removes a limit: it limits nothing from now on (its holders keep running). False: no such one.
   bool RemoveLimit(const std::string& name);
   bool HasLimit(const std::string& name) const { return limits_.count(name) > 0; }
-  std::vector<LimitSpec> Limits() const;
+  std::vector<LimitSpec> Specs() const;
 
   // Null when every gate of `needs` can be granted to `id` at `now`; else the first one in the
   // way. A limit that does not exist limits nothing.

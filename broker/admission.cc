@@ -1,4 +1,4 @@
-#include "broker/gate.h"
+#include "broker/admission.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -23,7 +23,7 @@ bool StartsWith(const std::string& s, const char* prefix) { return s.rfind(prefi
 
 }  // namespace
 
-Gate::Gate(zmq::context_t& ctx, zmq::socket_t& router, std::optional<KeyStore> keys)
+Admission::Admission(zmq::context_t& ctx, zmq::socket_t& router, std::optional<KeyStore> keys)
     : router_(router),
       keys_(std::move(keys)),
       zap_(ctx, zmq::socket_type::rep),
@@ -33,7 +33,7 @@ Gate::Gate(zmq::context_t& ctx, zmq::socket_t& router, std::optional<KeyStore> k
   Reload();
 }
 
-std::string Gate::Bind(const std::string& endpoint) {
+std::string Admission::Bind(const std::string& endpoint) {
   if (StartsWith(endpoint, "ipc://")) {
     // The socket file and its directory are what protect local peers (Role::kLocal).
     if (auto problem = IpcEndpointProblem(endpoint)) throw UsageError("cannot listen: " + *problem);
@@ -70,7 +70,7 @@ std::string Gate::Bind(const std::string& endpoint) {
   return router_.get(zmq::sockopt::last_endpoint);
 }
 
-void Gate::ServeZap(BrokerCounters& counters) {
+void Admission::ServeZap(BrokerCounters& counters) {
   for (;;) {
     std::vector<std::string> request;
     zmq::message_t frame;
@@ -92,7 +92,7 @@ void Gate::ServeZap(BrokerCounters& counters) {
   }
 }
 
-void Gate::ReadMonitor(BrokerCounters& counters) {
+void Admission::ReadMonitor(BrokerCounters& counters) {
   counters.shed = doorman_.shed();
   if (const uint64_t unfinished = doorman_.TakeUnfinished()) {
     if (counters.handshake_failed < kLoggedRefusals)
@@ -115,7 +115,7 @@ void Gate::ReadMonitor(BrokerCounters& counters) {
   }
 }
 
-Role Gate::RoleOf(const std::string& identity, const std::string& user_id, int fd) {
+Role Admission::RoleOf(const std::string& identity, const std::string& user_id, int fd) {
   if (user_id == kLocalUserId) return Role::kLocal;  // only the ipc listener's ZAP gives this
   auto it = allowed_.find(user_id);
   if (it == allowed_.end()) {  // revoked since it connected (or, impossibly, never checked)
@@ -129,19 +129,19 @@ Role Gate::RoleOf(const std::string& identity, const std::string& user_id, int f
   return it->second.role;
 }
 
-std::vector<std::string> Gate::Reload() {
+std::vector<std::string> Admission::Reload() {
   if (!keys_) return {};
   return Use(keys_->Load());
 }
 
-std::vector<std::string> Gate::ReloadIfChanged() {
+std::vector<std::string> Admission::ReloadIfChanged() {
   if (!keys_) return {};
   AllowList now = keys_->Load();
   if (now == allowed_) return {};
   return Use(std::move(now));
 }
 
-std::vector<std::string> Gate::Use(AllowList allowed) {
+std::vector<std::string> Admission::Use(AllowList allowed) {
   std::vector<std::string> revoked;
   allowed_ = std::move(allowed);
   for (auto it = peers_.begin(); it != peers_.end();) {
@@ -157,7 +157,7 @@ std::vector<std::string> Gate::Use(AllowList allowed) {
   return revoked;
 }
 
-void Gate::Drop(int fd) {
+void Admission::Drop(int fd) {
   // shutdown(), not close(): the descriptor stays zmq's; its I/O thread sees the connection end
   // and cleans up. The peer reconnects, and its handshake is refused.
   if (fd >= 0) ::shutdown(fd, SHUT_RDWR);

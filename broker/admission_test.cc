@@ -1,4 +1,4 @@
-#include "broker/gate.h"
+#include "broker/admission.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -37,7 +37,7 @@ TEST_F(GateTest, AChangeToTheAllowListIsSeenEvenWhenTheDirectoryTimeStaysTheSame
   // Given a gate that allows a worker key,
   const KeyPair old_key = NewKeyPair(), new_key = NewKeyPair();
   store_.Add({"node7", Role::kWorker, old_key.public_key, 1});
-  Gate gate(ctx_, router_, store_);
+  Admission gate(ctx_, router_, store_);
   ASSERT_EQ(gate.RoleOf("peer", old_key.public_key, -1), Role::kWorker);
   EXPECT_TRUE(gate.ReloadIfChanged().empty());
   // When its name is revoked and given to another key in the same tick of the filesystem's clock
@@ -58,7 +58,7 @@ TEST_F(GateTest, ARevokedKeyIsDroppedAtTheNextCheck) {
   const KeyPair a = NewKeyPair(), b = NewKeyPair();
   store_.Add({"a", Role::kWorker, a.public_key, 1});
   store_.Add({"b", Role::kWorker, b.public_key, 1});
-  Gate gate(ctx_, router_, store_);
+  Admission gate(ctx_, router_, store_);
   ASSERT_EQ(gate.RoleOf("peer-a", a.public_key, 1000), Role::kWorker);
   // When one is revoked behind the broker's back (no one tells it),
   const timespec before = AccessDirTime();

@@ -1,6 +1,6 @@
 // Limits, readers-writer locks and rates in the broker's core, with a fake clock: the seed's
 // semaphore and readers-writer lock across every worker of a cluster.
-#include "broker/gates.h"
+#include "broker/limits.h"
 
 #include <gtest/gtest.h>
 
@@ -95,10 +95,10 @@ TEST_F(GatesTest, ReadersShareAWriterIsAloneAndWritersAreNotStarved) {
   EXPECT_TRUE(Finish("w1", {readers[0]}).empty());
   auto writer = Finish("w1", {readers[1]});
   EXPECT_EQ(Ids(writer), (std::vector<TaskId>{{2, 0}}));
-  EXPECT_EQ(Status().locks.at(0).mode, "write");
+  EXPECT_EQ(Status().locks.at(0).mode, LockMode::kWrite);
   // and the reader after it.
   EXPECT_EQ(Ids(Finish("w1", writer)), (std::vector<TaskId>{{3, 0}}));
-  EXPECT_EQ(Status().locks.at(0).mode, "read");
+  EXPECT_EQ(Status().locks.at(0).mode, LockMode::kRead);
 }
 
 TEST_F(GatesTest, ATaskGetsAllItsGatesOrNone) {

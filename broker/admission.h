@@ -1,10 +1,10 @@
-// The broker's gate: who may connect, and who each connection is. The broker shell owns one and
-// calls it around its ROUTER socket.
+// The broker's admission: who may connect, and who each connection is. The broker shell owns one
+// and calls it around its ROUTER socket.
 //
 // - The ZAP handler (a REP socket on inproc://zeromq.zap.01 in the broker's context) is bound when
-//   the Gate is made, before any listener exists, so no handshake can happen without it; it answers
-//   with broker/zap.h's decision. libzmq 4.3 has no ZAP_ENFORCE_DOMAIN: this order is what makes
-//   the handler mandatory.
+//   the Admission is made, before any listener exists, so no handshake can happen without it; it
+//   answers with broker/zap.h's decision. libzmq 4.3 has no ZAP_ENFORCE_DOMAIN: this order is what
+//   makes the handler mandatory.
 // - Bind() sets each listener's mechanism before binding it (libzmq copies socket options into a
 //   listener at bind time): ipc:// gets NULL with kIpcDomain, tcp:// gets CURVE with the broker's
 //   secret key, kTcpDomain and kHandshakeTimeout. Any other transport is refused.
@@ -28,10 +28,10 @@
 
 namespace orq {
 
-class Gate {
+class Admission {
  public:
   // `keys`: the broker's key store; without one, only ipc:// may be bound.
-  Gate(zmq::context_t& ctx, zmq::socket_t& router, std::optional<KeyStore> keys);
+  Admission(zmq::context_t& ctx, zmq::socket_t& router, std::optional<KeyStore> keys);
 
   // Binds `endpoint` on the router with the mechanism its transport requires and returns the
   // endpoint bound (a tcp port of '*' resolved). Throws UsageError for a transport other than
