@@ -22,9 +22,9 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "broker/broker_core.h"
 #include "broker/doorman.h"
 #include "common/keys.h"
+#include "common/protocol.h"
 
 namespace orq {
 

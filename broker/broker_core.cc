@@ -11,12 +11,6 @@
 namespace orq {
 namespace {
 
-size_t ClassIndex(const TaskSpec& spec) { return static_cast<size_t>(ClassOf(spec)); }
-
-}  // namespace
-
-namespace {
-
 // A job's first task, for people: its command line, or its kind.
 std::string Label(const TaskSpec& spec) {
   std::string label;
@@ -146,8 +140,9 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
   }
   if (!MaySend(role, command)) return Refuse(from, role, command, out);
   Worker* worker = nullptr;
-  if (auto it = worker_ids_.find(from); it != worker_ids_.end()) {
-    worker = &workers_.at(it->second);
+  const std::optional<uint32_t> worker_id = workers_.IdOf(from);
+  if (worker_id) {
+    worker = &workers_.at(*worker_id);
     if (worker->key != key) {  // another key on this worker's routing id: not that worker
       ++counters_.impostors;
       return;
@@ -172,7 +167,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
           [&](ExplainRequest& m) { Explain(from, m, out); },
           [&](ResultsAck&) { Acknowledged(from, out); },
           [&](OutputMessage& m) {
-            if (worker) Output(worker_ids_.at(from), m, out);
+            if (worker) Output(*worker_id, m, out);
           },
           [&](OutputPieceMessage& m) {
             if (m.text.size() > kOutputPieceBytes) {  // counted, and the next worker is asked
@@ -180,12 +175,12 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
               m.found = false;
               m.text.clear();
             }
-            if (!worker || !spill_fetches_.Piece(worker_ids_.at(from), m, IdentityOf(), out))
+            if (!worker || !spill_fetches_.Piece(*worker_id, m, IdentityOf(), out))
               ++counters_.unexpected;
           },
           [&](ReadyMessage& m) { Register(from, role, key, m, now, out); },
           [&](WorkerResultsMessage& m) {
-            if (worker) return Results(*worker, m, now, out);
+            if (worker) return Results(*worker_id, m, now, out);
             // A worker we dropped (paused, partitioned): its results are stale; it must
             // register again, telling us what it still runs.
             counters_.stale_results += m.outcomes.size();
@@ -195,7 +190,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
             if (!worker) out.push_back({from, ReregisterMessage{}});
           },
           [&](GoodbyeMessage&) {
-            if (worker) DropWorker(worker_ids_.at(from), "it left", out);
+            if (worker) DropWorker(*worker_id, "it left", out);
           },
           // The shell answers or keeps these; they never reach the core.
           [&](ReloadAccessRequest&) { ++counters_.unexpected; },
@@ -238,15 +233,14 @@ void BrokerCore::Refuse(const std::string& from, Role role, Command command,
 void BrokerCore::PeerRevoked(const std::string& peer, std::vector<Outgoing>& out) {
   ++counters_.revoked;
   PeerUnreachable(peer);
-  if (auto it = worker_ids_.find(peer); it != worker_ids_.end())
-    DropWorker(it->second, "its key was revoked", out);
+  if (auto id = workers_.IdOf(peer)) DropWorker(*id, "its key was revoked", out);
   EndTurn(out);
 }
 
 void BrokerCore::HandleMalformed(const std::string& from, const std::string& what,
                                  std::vector<Outgoing>& out) {
   ++counters_.malformed;
-  if (!worker_ids_.count(from))
+  if (!workers_.IdOf(from))
     out.push_back({from, ErrorReply{ErrorCode::kBadRequest, "malformed request: " + what}});
 }
 
@@ -308,11 +302,7 @@ void BrokerCore::LogsRest(const std::string& from, TaskId id, const LogsRequest&
   // $ORQ_HOME of the remote worker on its host), so every local worker can read a local one, and
   // the remote workers of that host may have a remote one.
   const bool local = file[0] == '/';
-  std::vector<uint32_t> holders;
-  for (const auto& [number, w] : workers_) {
-    if (local ? !w.remote : w.remote && w.host == more->host) holders.push_back(number);
-  }
-  std::sort(holders.begin(), holders.end());
+  std::vector<uint32_t> holders = workers_.Readers(local, more->host);
   const std::string where =
       local ? file : file + " in the $ORQ_HOME of its worker on " + more->host;
   spill_fetches_.Begin({from, {id, outcome.attempt}, request.err, request.offset, where},
@@ -321,8 +311,8 @@ void BrokerCore::LogsRest(const std::string& from, TaskId id, const LogsRequest&
 
 SpillFetches::IdentityOf BrokerCore::IdentityOf() const {
   return [this](uint32_t worker) -> const std::string* {
-    auto it = workers_.find(worker);
-    return it == workers_.end() ? nullptr : &it->second.identity;
+    const Worker* w = workers_.Find(worker);
+    return w ? &w->identity : nullptr;
   };
 }
 
@@ -411,7 +401,7 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyT
   if (auto error = CheckForeignDependencies(request.tasks)) return refuse(*error);
   for (size_t i = 0; i < request.tasks.size(); ++i) {
     for (const std::string& limit : request.tasks[i].need().limits) {
-      if (!gates_.HasLimit(limit))
+      if (!parking_.limits().HasLimit(limit))
         return refuse("task " + std::to_string(i) + ": there is no limit '" + limit +
                       "'; set it first: orq limit set " + limit + " N");
     }
@@ -503,7 +493,7 @@ void BrokerCore::Wire(TaskId id, Task& task, std::vector<Outgoing>& out) {
     if (d.whole_job) {
       if (job == jobs_.end()) continue;  // forgotten after it ended (see Restore)
       if (job->second.unfinished > 0) {
-        job_dependants_[job_number].push_back(me);
+        graph_.WaitForJob(job_number, me);
         ++task.pending;
         continue;
       }
@@ -517,7 +507,7 @@ void BrokerCore::Wire(TaskId id, Task& task, std::vector<Outgoing>& out) {
     if (!dependency) continue;  // forgotten after it ended
     ++task.pending;
     if (dependency->state != State::kFinished) {
-      dependants_[other].push_back(me);
+      graph_.WaitForTask(other, me);
       continue;
     }
     const auto outcome = store_.Find(other);
@@ -579,12 +569,9 @@ void BrokerCore::DependencyEnded(const Dependant& dependant, const std::string& 
 void BrokerCore::NotifyDependants(std::vector<Outgoing>& out) {
   if (notifying_) return;
   notifying_ = true;
-  while (!notify_.empty()) {
-    const TaskId id = notify_.back();
-    notify_.pop_back();
-    if (auto it = dependants_.find(id); it != dependants_.end()) {
-      const std::vector<Dependant> list = std::move(it->second);
-      dependants_.erase(it);
+  while (const std::optional<TaskId> ended = graph_.NextEnded()) {
+    const TaskId id = *ended;
+    if (const std::vector<Dependant> list = graph_.TakeTaskDependants(id); !list.empty()) {
       const std::string name = FormatTaskId(id);
       const auto outcome = store_.Find(id);
       const TaskOutcome* failure =
@@ -593,9 +580,7 @@ void BrokerCore::NotifyDependants(std::vector<Outgoing>& out) {
     }
     auto job = jobs_.find(id.job);
     if (job == jobs_.end() || job->second.unfinished > 0) continue;
-    if (auto it = job_dependants_.find(id.job); it != job_dependants_.end()) {
-      const std::vector<Dependant> list = std::move(it->second);
-      job_dependants_.erase(it);
+    if (const std::vector<Dependant> list = graph_.TakeJobDependants(id.job); !list.empty()) {
       const auto [name, failure] = JobEnded(id.job, job->second);
       for (const Dependant& d : list) DependencyEnded(d, name, failure ? &*failure : nullptr, out);
     }
@@ -932,7 +917,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
       break;
     case State::kQueued:
       --queued_;
-      if (!waiting_for_.empty()) StopWaiting(id);
+      if (!parking_.empty()) Requeue(parking_.StopWaiting(id, now_));
       break;
     case State::kDelayed:
       --delayed_count_;
@@ -1014,10 +999,8 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
     // Forgotten once its last chunk is out (which removes job.waiters[i]: i then holds the next).
     if (waiters_.count(waiter_id)) ++i;
   }
-  if (!dependants_.empty() || !job_dependants_.empty()) {
-    notify_.push_back(id);
-    NotifyDependants(out);
-  }
+  graph_.Ended(id);  // (remembered only when some task waits for a task or a job)
+  NotifyDependants(out);
 }
 
 void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,
@@ -1075,14 +1058,7 @@ void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) con
   status.journal_problem = journal_problem_;
   status.endpoints = {options_.endpoint};
   status.endpoints.insert(status.endpoints.end(), options_.listen.begin(), options_.listen.end());
-  for (const auto& [id, w] : workers_) {
-    status.workers.push_back({w.pid, w.host, w.remote, w.threads,
-                              static_cast<uint32_t>(w.leases.size()), w.capacity, w.offered,
-                              w.queues});
-  }
-  std::sort(status.workers.begin(), status.workers.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.host, a.pid) < std::tie(b.host, b.pid);
-  });
+  status.workers = workers_.Infos();
   auto finished = [&](TaskStatus s) { return finished_[static_cast<size_t>(s)]; };
   status.tasks = {waiting_,
                   queued_,
@@ -1096,13 +1072,13 @@ void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) con
                   finished(TaskStatus::kDependencyFailed)};
   status.jobs = jobs_.size();
   status.counters = counters_;
-  status.limits = LimitInfos();
-  status.locks = LockInfos();
+  status.limits = parking_.LimitInfos();
+  status.locks = parking_.LockInfos();
   out.push_back({from, std::move(status)});
 }
 
 void BrokerCore::RestoreLimits(const std::vector<LimitSpec>& limits, SteadyTime now) {
-  for (const LimitSpec& limit : limits) gates_.SetLimit(limit, now);
+  for (const LimitSpec& limit : limits) parking_.limits().SetLimit(limit, now);
 }
 
 void BrokerCore::Limit(const std::string& from, const LimitRequest& request,
@@ -1120,66 +1096,21 @@ void BrokerCore::Limit(const std::string& from, const LimitRequest& request,
         return refuse("limit " + limit.name + " needs a number of tasks at once, or a rate");
       if (!std::isfinite(limit.rate) || limit.rate < 0 || limit.rate > 1e6)
         return refuse("the rate of limit " + limit.name + " must be above 0 and at most 1000000/s");
-      gates_.SetLimit(limit, now_);
+      parking_.limits().SetLimit(limit, now_);
       journal_.RecordLimit(limit, false);
-      Unpark({GateKey::Kind::kLimit, limit.name});  // it may have grown
+      Requeue(parking_.Unpark({GateKey::Kind::kLimit, limit.name}, now_));  // it may have grown
       Dispatch(out);
       break;
     case LimitRequest::Op::kRemove:
-      if (!gates_.RemoveLimit(limit.name))
+      if (!parking_.limits().RemoveLimit(limit.name))
         return out.push_back(
             {from, ErrorReply{ErrorCode::kUnknownId, "there is no limit '" + limit.name + "'"}});
       journal_.RecordLimit(limit, true);
-      Unpark({GateKey::Kind::kLimit, limit.name});  // it limits nothing now
+      Requeue(parking_.Unpark({GateKey::Kind::kLimit, limit.name}, now_));  // it limits nothing now
       Dispatch(out);
       break;
   }
-  out.push_back({from, LimitsReply{LimitInfos()}});
-}
-
-namespace {
-std::vector<std::string> HolderIds(const std::set<TaskId>& ids) {
-  std::vector<std::string> text;
-  for (TaskId id : ids) {
-    if (text.size() == kMaxGateHolders) break;
-    text.push_back(FormatTaskId(id));
-  }
-  return text;
-}
-}  // namespace
-
-std::vector<GateInfo> BrokerCore::LimitInfos() const {
-  std::vector<GateInfo> infos;
-  for (const auto& [name, limit] : gates_.limits()) {
-    GateInfo info{.name = name,
-                  .limit = limit.spec,
-                  .holders = HolderIds(limit.holders),
-                  .held = static_cast<uint32_t>(limit.holders.size())};
-    if (auto it = parked_.find({GateKey::Kind::kLimit, name}); it != parked_.end())
-      info.waiting = it->second.count;
-    infos.push_back(std::move(info));
-  }
-  return infos;
-}
-
-std::vector<GateInfo> BrokerCore::LockInfos() const {
-  std::vector<GateInfo> infos;
-  for (const auto& [name, lock] : gates_.locks()) {
-    GateInfo info{.name = name, .waiting = lock.writers_waiting};
-    if (lock.writer) {
-      info.mode = LockMode::kWrite;
-      info.holders = {FormatTaskId(*lock.writer)};
-      info.held = 1;
-    } else if (!lock.readers.empty()) {
-      info.mode = LockMode::kRead;
-      info.holders = HolderIds(lock.readers);
-      info.held = static_cast<uint32_t>(lock.readers.size());
-    }
-    if (auto it = parked_.find({GateKey::Kind::kLock, name}); it != parked_.end())
-      info.waiting = it->second.count;
-    infos.push_back(std::move(info));
-  }
-  return infos;
+  out.push_back({from, LimitsReply{parking_.LimitInfos()}});
 }
 
 void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
@@ -1247,29 +1178,23 @@ void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
     case State::kQueued: {
       reply.state = "queued";
       if (const Needs* needs = task->spec->needs.get()) {
-        if (auto blocked = gates_.Check(*needs, now_)) say(blocked->why);
+        if (auto blocked = parking_.limits().Check(*needs, now_)) say(blocked->why);
       }
       const uint32_t cpus = Cpus(*task->spec);
-      if (auto w = waiting_for_.find(id);
-          w != waiting_for_.end() && w->second.gate.kind == GateKey::Kind::kWorker) {
-        say(NoWorkerReason(*task->spec));
-      } else if ((task->spec->needs || cpus > 1) &&
-                 std::none_of(workers_.begin(), workers_.end(), [&](const auto& w) {
-                   return CouldRun(w.second, *task->spec, cpus);
-                 })) {
-        say(NoWorkerReason(*task->spec));
-      } else if ((task->spec->needs || cpus > 1) &&
-                 std::none_of(workers_.begin(), workers_.end(),
-                              [&](const auto& w) { return Fits(w.second, *task->spec, cpus); })) {
-        say("waiting for a worker with " + Wants(*task->spec) + " free");
+      if (const Parking::WaitingFor* w = parking_.WaitingOf(id);
+          w && w->gate.kind == GateKey::Kind::kWorker) {
+        say(workers_.NoWorkerReason(*task->spec));
+      } else if ((task->spec->needs || cpus > 1) && !workers_.AnyCouldRun(*task->spec, cpus)) {
+        say(workers_.NoWorkerReason(*task->spec));
+      } else if ((task->spec->needs || cpus > 1) && !workers_.AnyFits(*task->spec, cpus)) {
+        say("waiting for a worker with " + WorkerPool::Wants(*task->spec) + " free");
       }
       const size_t c = ClassIndex(*task->spec);
       if (workers_.empty())
         say("no worker is registered");
-      else if (std::none_of(workers_.begin(), workers_.end(),
-                            [&](const auto& w) { return w.second.capacity[c] > 0; }))
+      else if (!workers_.AnyServesClass(c))
         say("no worker has slots for " + std::string(KindName(*task->spec)) + " tasks");
-      if (auto w = waiting_for_.find(id); w != waiting_for_.end() && !w->second.candidate) break;
+      if (const Parking::WaitingFor* w = parking_.WaitingOf(id); w && !w->candidate) break;
       // In the ready queue: behind the tasks that go first.
       const QueueEntry me{task->spec->priority, id};
       size_t ahead = 0;
@@ -1299,7 +1224,7 @@ void BrokerCore::BeginShutdown(std::vector<Outgoing>& out) {
   if (shutting_down_) return;
   shutting_down_ = true;
   const auto grace = static_cast<uint32_t>(kShutdownGrace.count());
-  for (const auto& [id, w] : workers_) out.push_back({w.identity, StopMessage{grace}});
+  for (const auto& [id, w] : workers_.all()) out.push_back({w.identity, StopMessage{grace}});
 }
 
 bool BrokerCore::MayAdopt(TaskId id, Role role, const std::string& key) const {
@@ -1313,39 +1238,16 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
   // The same connection registering again (its Ready crossed a Reregister) keeps what it held:
   // those leases are not adopted anew.
   std::unordered_set<TaskId, TaskIdHash> held;
-  if (auto it = worker_ids_.find(from); it != worker_ids_.end()) {
-    held = workers_.at(it->second).leases;
-    DropWorker(it->second, "it registered again", out);
+  if (auto earlier = workers_.IdOf(from)) {
+    held = workers_.at(*earlier).leases;
+    DropWorker(*earlier, "it registered again", out);
   }
   if (shutting_down_) {
     out.push_back({from, StopMessage{0}});
     return;
   }
-  const uint32_t id = next_worker_++;
-  Worker& w = workers_[id];
-  w.identity = from;
-  w.key = key;
-  w.pid = ready.pid;
-  w.threads = ready.threads;
-  w.host = ready.host;
-  w.remote = role == Role::kWorker;
-  w.capacity = ready.slots;
-  w.last_seen = now;
-  w.cpus = ready.slots[static_cast<size_t>(TaskClass::kShell)];
-  for (const ResourceNeed& r : ready.resources) {
-    if (r.name == "cpus") {
-      w.cpus = r.amount;
-      continue;
-    }
-    const uint32_t n = std::min(r.amount, kMaxResourceUnits);  // the shell refuses more
-    w.units[r.name] = Units{std::vector<bool>(n, false), n};
-  }
-  w.offered = {{"cpus", w.cpus}};
-  for (const auto& [name, units] : w.units)
-    w.offered.push_back({name, static_cast<uint32_t>(units.used.size())});
-  w.queues = ready.queues;
-  std::sort(w.queues.begin(), w.queues.end());
-  worker_ids_[from] = id;
+  const uint32_t id = workers_.Add(from, role == Role::kWorker, key, ready, now);
+  Worker& w = workers_.at(id);
   // A worker coming back (after a pause, a partition or our restart) still runs some tasks. Those
   // whose lease nobody else has taken since are adopted; the others are stale: it must drop them.
   CancelTasksMessage stale;
@@ -1353,35 +1255,34 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
     Task* task = Find(lease.id);
     // A task whose gates went to others meanwhile may not go on: that would break a lock.
     const bool gated = task && task->spec->needs;
-    if (gated && !waiting_for_.empty()) StopWaiting(lease.id);
+    if (gated && !parking_.empty()) Requeue(parking_.StopWaiting(lease.id, now));
     // (Nor one it no longer has the resources for: it may have registered with fewer.)
     if (task && task->state == State::kQueued && task->attempt == lease.attempt &&
         MayAdopt(lease.id, role, key) && !task->cancel_requested &&
-        (!gated || !gates_.Check(*task->spec->needs, now)) &&
-        Fits(w, *task->spec, Cpus(*task->spec))) {
-      if (gated) gates_.Acquire(*task->spec->needs, lease.id, now);
-      Assignment ignored;  // it has its units' variables already
-      Take(w, lease.id, *task->spec, Cpus(*task->spec), ignored);
+        (!gated || !parking_.limits().Check(*task->spec->needs, now)) &&
+        WorkerPool::Fits(w, *task->spec, Cpus(*task->spec))) {
+      if (gated) parking_.limits().Acquire(*task->spec->needs, lease.id, now);
+      std::vector<std::string> ignored;  // it has its units' variables already
+      WorkerPool::Lease(w, lease.id, *task->spec, ignored);
       orphans_.erase(lease.id);
       task->state = State::kRunning;
       task->worker = id;
       --queued_;
       ++running_;
-      ++w.in_use[ClassIndex(*task->spec)];
-      w.leases.insert(lease.id);
       if (!held.count(lease.id)) ++counters_.adopted;
     } else {
       stale.ids.push_back(lease.id);
     }
   }
   if (!stale.ids.empty()) out.push_back({from, std::move(stale)});
-  Unpark({GateKey::Kind::kWorker, ""});  // tasks no worker could run may fit this one
+  Requeue(parking_.Unpark({GateKey::Kind::kWorker, ""},
+                          now_));  // tasks no worker could run may fit this one
   Dispatch(out);
 }
 
-void BrokerCore::Results(Worker& worker, WorkerResultsMessage& results, SteadyTime now,
+void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results, SteadyTime now,
                          std::vector<Outgoing>& out) {
-  const uint32_t worker_id = worker_ids_.at(worker.identity);
+  Worker& worker = workers_.at(worker_id);
   for (TaskOutcome& outcome : results.outcomes) {
     Task* task = Find(outcome.id);
     if (!task || task->state != State::kRunning || task->worker != worker_id ||
@@ -1389,10 +1290,8 @@ void BrokerCore::Results(Worker& worker, WorkerResultsMessage& results, SteadyTi
       ++counters_.stale_results;
       continue;
     }
-    --worker.in_use[ClassIndex(*task->spec)];
-    worker.leases.erase(outcome.id);
-    Give(worker, outcome.id, *task->spec);
-    StopRunning(outcome.id, *task);
+    WorkerPool::Return(worker, outcome.id, *task->spec);
+    Requeue(parking_.StopRunning(outcome.id, task->spec->needs.get(), now_));
     outcome.worker_pid = worker.pid;
     const bool own_failure =
         outcome.status == TaskStatus::kFailed || outcome.status == TaskStatus::kTimeout;
@@ -1504,11 +1403,7 @@ void BrokerCore::ShareContext(const Worker& w, Job& job, Assignment& a) {
 }
 
 std::vector<std::string> BrokerCore::RemoteWorkersOn(const std::string& host) const {
-  std::vector<std::string> identities;
-  for (const auto& [id, w] : workers_) {
-    if (w.remote && w.host == host) identities.push_back(w.identity);
-  }
-  return identities;
+  return workers_.RemoteOn(host);
 }
 
 void BrokerCore::SetJournalProblem(std::string problem, std::vector<Outgoing>& out) {
@@ -1521,7 +1416,7 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
   if (shutting_down_ || !journal_problem_.empty()) return;
   for (bool progress = true; progress;) {
     progress = false;
-    for (auto& [worker_id, w] : workers_) {
+    for (auto& [worker_id, w] : workers_.all()) {
       TasksMessage message;
       WatchMessage watch;
       // Tasks another worker could run, but not this one now: back to their queue afterwards.
@@ -1537,39 +1432,36 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
           if (!task || task->state != State::kQueued) continue;  // cancelled while queued
           const Needs* needs = task->spec->needs.get();
           const uint32_t cpus = Cpus(*task->spec);
-          if ((needs || cpus > 0) && !Fits(w, *task->spec, cpus)) {
-            if (std::any_of(workers_.begin(), workers_.end(), [&](const auto& other) {
-                  return CouldRun(other.second, *task->spec, cpus);
-                })) {
+          if ((needs || cpus > 0) && !WorkerPool::Fits(w, *task->spec, cpus)) {
+            if (workers_.AnyCouldRun(*task->spec, cpus)) {
               skipped.push_back({queue, entry});
             } else {
-              if (!waiting_for_.empty()) StopWaiting(id);
-              Park(id, *task, {GateKey::Kind::kWorker, ""});  // until a worker that can comes
+              if (!parking_.empty()) Requeue(parking_.StopWaiting(id, now_));
+              parking_.Park(id, task->spec->priority, task->spec->needs.get(),
+                            {GateKey::Kind::kWorker, ""});  // until a worker that can comes
             }
             continue;
           }
           if (needs) {
-            if (!waiting_for_.empty()) StopWaiting(id);
-            if (auto blocked = gates_.Check(*needs, now_)) {
-              Park(id, *task, blocked->gate);
+            if (!parking_.empty()) Requeue(parking_.StopWaiting(id, now_));
+            if (auto blocked = parking_.limits().Check(*needs, now_)) {
+              parking_.Park(id, task->spec->priority, task->spec->needs.get(), blocked->gate);
               continue;
             }
-            gates_.Acquire(*needs, id, now_);
+            parking_.limits().Acquire(*needs, id, now_);
           }
           task->state = State::kRunning;
           task->worker = worker_id;
           ++task->attempt;
           --queued_;
           ++running_;
-          ++w.in_use[c];
-          w.leases.insert(id);
           if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
           journal_.RecordLease(id, task->attempt);
           const bool shell = std::holds_alternative<ShellTask>(task->spec->body);
           Assignment& a =
               message.tasks.emplace_back(Assignment{id, task->attempt, *task->spec, nullptr, {}});
           if (shell) ShareContext(w, jobs_.at(id.job), a);
-          if (needs || cpus > 0) Take(w, id, *task->spec, cpus, a);
+          WorkerPool::Lease(w, id, *task->spec, a.env);
           if (!followers_.empty() && followers_.count(id))
             watch.ids.push_back(id);  // someone waits for its output
         }
@@ -1602,109 +1494,17 @@ BrokerCore::ReadyQueue* BrokerCore::NextQueue(const Worker& w, size_t c) {
   return best;
 }
 
-bool BrokerCore::Serves(const Worker& w, const std::string& queue) {
-  return w.queues.empty() || std::binary_search(w.queues.begin(), w.queues.end(),
-                                                queue.empty() ? kDefaultQueue : queue);
-}
-
-bool BrokerCore::Fits(const Worker& w, const TaskSpec& spec, uint32_t cpus) {
-  if (cpus > w.cpus - w.cpus_used) return false;
-  if (!spec.needs) return true;
-  if (!Serves(w, spec.needs->queue)) return false;
-  for (const ResourceNeed& r : spec.needs->resources) {
-    auto it = w.units.find(r.name);
-    if (it == w.units.end() || it->second.free < r.amount) return false;
-  }
-  return true;
-}
-
-bool BrokerCore::CouldRun(const Worker& w, const TaskSpec& spec, uint32_t cpus) {
-  if (cpus > w.cpus) return false;
-  if (!spec.needs) return true;
-  if (!Serves(w, spec.needs->queue)) return false;
-  for (const ResourceNeed& r : spec.needs->resources) {
-    auto it = w.units.find(r.name);
-    if (it == w.units.end() || it->second.used.size() < r.amount) return false;
-  }
-  return true;
-}
-
-namespace {
-// ORQ_RESOURCE_GPU for "gpu": upper case, '-' and '.' as '_'.
-std::string ResourceVariable(const std::string& name) {
-  std::string var = "ORQ_RESOURCE_";
-  for (char ch : name)
-    var += ch == '-' || ch == '.' ? '_'
-                                  : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  return var;
-}
-}  // namespace
-
-void BrokerCore::Take(Worker& w, TaskId id, const TaskSpec& spec, uint32_t cpus, Assignment& a) {
-  w.cpus_used += cpus;
-  if (!spec.needs || spec.needs->resources.empty()) return;
-  auto& held = w.held[id];
-  for (const ResourceNeed& r : spec.needs->resources) {
-    Units& units = w.units.at(r.name);
-    std::vector<uint32_t> given;
-    std::string list;
-    for (uint32_t i = 0; i < units.used.size() && given.size() < r.amount; ++i) {
-      if (units.used[i]) continue;
-      units.used[i] = true;
-      given.push_back(i);
-      list += (list.empty() ? "" : ",") + std::to_string(i);
-    }
-    units.free -= static_cast<uint32_t>(given.size());
-    a.env.push_back(ResourceVariable(r.name) + "=" + list);
-    if (r.name == "gpu") a.env.push_back("CUDA_VISIBLE_DEVICES=" + list);
-    held.emplace_back(r.name, std::move(given));
-  }
-}
-
-void BrokerCore::Give(Worker& w, TaskId id, const TaskSpec& spec) {
-  const uint32_t cpus = Cpus(spec);
-  w.cpus_used -= std::min(cpus, w.cpus_used);
-  auto it = w.held.find(id);
-  if (it == w.held.end()) return;
-  for (const auto& [name, given] : it->second) {
-    Units& units = w.units.at(name);
-    for (uint32_t i : given) units.used[i] = false;
-    units.free += static_cast<uint32_t>(given.size());
-  }
-  w.held.erase(it);
-}
-
-std::string BrokerCore::NoWorkerReason(const TaskSpec& spec) const {
-  const Needs& n = spec.need();
-  if (workers_.empty()) return "no worker is registered";
-  if (!n.queue.empty() && std::none_of(workers_.begin(), workers_.end(),
-                                       [&](const auto& w) { return Serves(w.second, n.queue); }))
-    return "no worker serves queue '" + n.queue + "' (orq worker --queues " + n.queue + ")";
-  return "no worker offers " + Wants(spec) + " (orq worker --resources, --queues)";
-}
-
-std::string BrokerCore::Wants(const TaskSpec& spec) {
-  std::string wants = "cpus=" + std::to_string(Cpus(spec));
-  for (const ResourceNeed& r : spec.need().resources)
-    wants += "," + r.name + "=" + std::to_string(r.amount);
-  if (!spec.need().queue.empty()) wants += " in queue '" + spec.need().queue + "'";
-  return wants;
-}
-
 void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why,
                             std::vector<Outgoing>& out) {
-  auto it = workers_.find(worker_id);
-  if (it == workers_.end()) return;
-  const std::string reason =
-      "its worker (pid " + std::to_string(it->second.pid) + ") was lost: " + why;
-  auto leases = std::move(it->second.leases);
-  const std::string key = std::move(it->second.key);
-  worker_ids_.erase(it->second.identity);
-  workers_.erase(it);
+  if (!workers_.Find(worker_id)) return;
+  const Worker gone = workers_.Remove(worker_id);
+  const std::string reason = "its worker (pid " + std::to_string(gone.pid) + ") was lost: " + why;
+  const std::unordered_set<TaskId, TaskIdHash>& leases = gone.leases;
+  const std::string& key = gone.key;
   spill_fetches_.WorkerGone(worker_id, IdentityOf(), out);
   for (TaskId id : leases) {
     Task& task = *Find(id);
-    StopRunning(id, task);
+    Requeue(parking_.StopRunning(id, task.spec->needs.get(), now_));
     --running_;
     ++queued_;
     task.state = State::kQueued;
@@ -1735,22 +1535,14 @@ void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why,
 }
 
 bool BrokerCore::RetireWorker(int64_t pid, std::vector<Outgoing>& out) {
-  for (const auto& [id, w] : workers_) {
-    if (w.pid == pid) {
-      out.push_back({w.identity, StopMessage{UINT32_MAX}});  // its tasks finish, however long
-      return true;
-    }
-  }
-  return false;
+  const std::optional<uint32_t> id = workers_.IdOfPid(pid);
+  if (!id) return false;
+  out.push_back({workers_.at(*id).identity, StopMessage{UINT32_MAX}});  // its tasks finish
+  return true;
 }
 
 void BrokerCore::WorkerExited(int64_t pid, std::vector<Outgoing>& out) {
-  for (const auto& [id, w] : workers_) {
-    if (w.pid == pid) {
-      DropWorker(id, "its process exited", out);
-      break;
-    }
-  }
+  if (auto id = workers_.IdOfPid(pid)) DropWorker(*id, "its process exited", out);
   EndTurn(out);
 }
 
@@ -1769,17 +1561,13 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
   // Rates have new tokens; and once a heartbeat, every gate is looked at again (a safety net:
   // nothing parked waits longer than that for room it already has).
   const bool heartbeat = now >= next_heartbeat_;
-  std::vector<GateKey> gates;
-  for (const auto& [gate, parked] : parked_) {
-    if (parked.count == 0 || gate.kind == GateKey::Kind::kWorker) continue;  // see Register()
-    if (heartbeat || gates_.NextToken(gate.name, now).has_value()) gates.push_back(gate);
-  }
-  for (const GateKey& gate : gates) Unpark(gate);
+  for (const GateKey& gate : parking_.ToRecheck(now, heartbeat))
+    Requeue(parking_.Unpark(gate, now_));
   if (heartbeat) {
     next_heartbeat_ = now + options_.heartbeat_interval;
     const auto expiry = options_.heartbeat_interval * options_.liveness;
     std::vector<uint32_t> silent;
-    for (const auto& [id, w] : workers_) {
+    for (const auto& [id, w] : workers_.all()) {
       if (now - w.last_seen > expiry)
         silent.push_back(id);
       else
@@ -1808,88 +1596,12 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
 SteadyTime BrokerCore::NextWakeup() const {
   SteadyTime next = next_heartbeat_;
   if (!delayed_.empty()) next = std::min(next, delayed_.top().due);
-  for (const auto& [gate, parked] : parked_) {
-    if (parked.count == 0 || gate.kind != GateKey::Kind::kLimit) continue;
-    if (auto token = gates_.NextToken(gate.name, now_)) next = std::min(next, *token);
-  }
+  if (auto token = parking_.NextToken(now_)) next = std::min(next, *token);
   return next;
 }
 
-void BrokerCore::Park(TaskId id, const Task& task, const GateKey& gate) {
-  Parked& parked = parked_[gate];
-  WaitingFor waiting{gate, false, false};
-  if (gate.kind == GateKey::Kind::kLock) {
-    for (const LockNeed& lock : task.spec->need().locks) {
-      if (lock.name == gate.name) waiting.writer = lock.mode == LockMode::kWrite;
-    }
-  }
-  (waiting.writer ? parked.writers : parked.tasks).push({task.spec->priority, id});
-  ++parked.count;
-  if (waiting.writer) gates_.WriterWaits(gate.name, +1);  // readers now wait behind it
-  waiting_for_[id] = std::move(waiting);
-}
-
-void BrokerCore::StopWaiting(TaskId id) {
-  auto it = waiting_for_.find(id);
-  if (it == waiting_for_.end()) return;
-  const WaitingFor waiting = std::move(it->second);
-  waiting_for_.erase(it);
-  Parked& parked = parked_.at(waiting.gate);
-  --(waiting.candidate ? parked.candidates : parked.count);
-  if (waiting.writer) gates_.WriterWaits(waiting.gate.name, -1);
-  // Its stale entry stays in the heap until Unpark() meets it; the room it held goes to the next.
-  // (Only a new worker opens the kWorker gate: its room is not a count that one task frees.)
-  if (waiting.gate.kind != GateKey::Kind::kWorker) Unpark(waiting.gate);
-}
-
-void BrokerCore::Unpark(const GateKey& gate) {
-  auto it = parked_.find(gate);
-  if (it == parked_.end()) return;
-  Parked& parked = it->second;
-  // Pops stale entries off `heap`; true when a task still parked on this gate is on top.
-  auto top = [&](std::priority_queue<QueueEntry>& heap) {
-    while (!heap.empty()) {
-      auto w = waiting_for_.find(heap.top().id);
-      if (w != waiting_for_.end() && w->second.gate == gate && !w->second.candidate) return true;
-      heap.pop();
-    }
-    return false;
-  };
-  auto move_back = [&](std::priority_queue<QueueEntry>& heap) {
-    const TaskId id = heap.top().id;
-    heap.pop();
-    WaitingFor& w = waiting_for_.at(id);
-    w.candidate = true;
-    --parked.count;
-    ++parked.candidates;
-    Enqueue(id, *Find(id));
-  };
-  if (gate.kind == GateKey::Kind::kLock) {
-    // A writer goes first, alone, once the lock is free; readers go only while no writer waits.
-    if (top(parked.writers)) {
-      if (parked.candidates == 0 && gates_.Room(gate, LockMode::kWrite, now_) > 0)
-        move_back(parked.writers);
-    } else {
-      while (top(parked.tasks) && gates_.Room(gate, LockMode::kRead, now_) > 0)
-        move_back(parked.tasks);
-    }
-  } else {
-    while (top(parked.tasks)) {
-      const uint32_t room = gates_.Room(gate, LockMode::kRead, now_);
-      if (room != UINT32_MAX && room <= parked.candidates) break;
-      move_back(parked.tasks);
-    }
-  }
-  if (parked.count == 0 && parked.candidates == 0 && parked.tasks.empty() && parked.writers.empty())
-    parked_.erase(it);
-}
-
-void BrokerCore::StopRunning(TaskId id, const Task& task) {
-  const Needs* needs = task.spec->needs.get();
-  if (!needs || (needs->locks.empty() && needs->limits.empty())) return;
-  gates_.Release(*needs, id);
-  for (const LockNeed& lock : needs->locks) Unpark({GateKey::Kind::kLock, lock.name});
-  for (const std::string& limit : needs->limits) Unpark({GateKey::Kind::kLimit, limit});
+void BrokerCore::Requeue(const std::vector<TaskId>& ids) {
+  for (TaskId id : ids) Enqueue(id, *Find(id));
 }
 
 }  // namespace orq

@@ -24,11 +24,13 @@
 #include <utility>
 #include <vector>
 
+#include "broker/dependency_graph.h"
 #include "broker/journal.h"
-#include "broker/limits.h"
 #include "broker/outgoing.h"
+#include "broker/parking.h"
 #include "broker/result_store.h"
 #include "broker/spill_fetch.h"
+#include "broker/worker_pool.h"
 #include "common/clock.h"
 #include "common/protocol.h"
 
@@ -138,11 +140,6 @@ class BrokerCore {
       uint32_t pending;             // kWaiting: dependencies that have not ended yet
     };
   };
-  // A task waiting for another task or job to end.
-  struct Dependant {
-    TaskId id;
-    bool any = false;  // it runs however the other ended; else only if it ended ok
-  };
   struct Job {
     // As submitted; never resized, so Task::spec stays valid. Both emptied once every task has
     // ended and the journal keeps them (Compact()): a finished job costs a few counters.
@@ -166,40 +163,6 @@ class BrokerCore {
     bool spilled = false;  // an outcome's output went to files (removed on forget)
     HaltPolicy halt;       // GNU parallel's --halt (orq run)
     bool halted = false;   // its halt decided: no task of it starts again
-  };
-  // A worker's units of one resource (gpu 0, gpu 1...): which are in use.
-  struct Units {
-    std::vector<bool> used;
-    uint32_t free = 0;
-  };
-  struct Worker {
-    std::string identity;
-    int64_t pid = 0;
-    uint32_t threads = 0;
-    std::string host;
-    bool remote = false;  // connected over TCP with a worker key (else over ipc, on this host)
-    Slots capacity{};
-    Slots in_use{};  // invariant: in_use[c] <= capacity[c], and equals leases of class c
-    std::unordered_set<TaskId, TaskIdHash> leases;
-    SteadyTime last_seen;
-    uint32_t cpus = 0, cpus_used = 0;    // invariant: cpus_used = the leases' Cpus()
-    std::map<std::string, Units> units;  // its other resources, by name
-    std::vector<std::string> queues;     // sorted; empty: every queue
-    // The units each lease holds (resources other than cpus), to give back when it ends.
-    std::unordered_map<TaskId, std::vector<std::pair<std::string, std::vector<uint32_t>>>,
-                       TaskIdHash>
-        held;
-    std::vector<ResourceNeed> offered;  // as it registered, for status
-    std::string key;                    // the key it authenticated with
-  };
-  struct QueueEntry {
-    int32_t priority;
-    TaskId id;
-    // Max-heap: highest priority, then submission order (job, then index), so a task handed
-    // back by a lost worker goes back to its place, not to the end.
-    bool operator<(const QueueEntry& o) const {
-      return priority != o.priority ? priority < o.priority : id > o.id;
-    }
   };
   struct DelayedEntry {
     SteadyTime due;
@@ -254,8 +217,6 @@ class BrokerCore {
   void Status(const std::string& from, std::vector<Outgoing>& out) const;
   void Shutdown(const std::string& from, std::vector<Outgoing>& out);
   void Limit(const std::string& from, const LimitRequest& request, std::vector<Outgoing>& out);
-  std::vector<GateInfo> LimitInfos() const;
-  std::vector<GateInfo> LockInfos() const;
   void Explain(const std::string& from, const ExplainRequest& request, std::vector<Outgoing>& out);
   void Register(const std::string& from, Role role, const std::string& key,
                 const ReadyMessage& ready, SteadyTime now, std::vector<Outgoing>& out);
@@ -266,7 +227,7 @@ class BrokerCore {
   // it travels (JobContext::named).
   static void ShareContext(const Worker& w, Job& job, Assignment& a);
   void Refuse(const std::string& from, Role role, Command command, std::vector<Outgoing>& out);
-  void Results(Worker& worker, WorkerResultsMessage& results, SteadyTime now,
+  void Results(uint32_t worker_id, WorkerResultsMessage& results, SteadyTime now,
                std::vector<Outgoing>& out);
   void Forget(const std::string& from, const ForgetRequest& request, std::vector<Outgoing>& out);
   void ForgetJob(uint64_t job);
@@ -288,7 +249,7 @@ class BrokerCore {
   // A whole job as a dependency, once it has ended: its name and its first failure (null: none).
   std::pair<std::string, std::optional<TaskOutcome>> JobEnded(uint64_t job_number,
                                                               const Job& job) const;
-  // Tells the dependants of the tasks in notify_ (and of their jobs, once whole) that they ended.
+  // Tells the dependants of the tasks that ended (and of their jobs, once whole) that they ended.
   // Iterative, so that a failure down a chain of 10,000 tasks does not recurse 10,000 deep.
   void NotifyDependants(std::vector<Outgoing>& out);
   // Checks a submitted job's dependencies on other jobs: each names a job or task the broker has.
@@ -328,27 +289,8 @@ class BrokerCore {
   // Sends what streaming waiters got this turn (called at the end of each entry point).
   void FlushStreams(std::vector<Outgoing>& out);
   void Dispatch(std::vector<Outgoing>& out);
-  // Resources and queues: whether `w` serves the task's queue and has its cpus and resources free
-  // now (Fits), or at all (CouldRun); Take() gives the task its units, Give() takes them back.
-  static bool Serves(const Worker& w, const std::string& queue);
-  static bool Fits(const Worker& w, const TaskSpec& spec, uint32_t cpus);
-  static bool CouldRun(const Worker& w, const TaskSpec& spec, uint32_t cpus);
-  static void Take(Worker& w, TaskId id, const TaskSpec& spec, uint32_t cpus, Assignment& a);
-  static void Give(Worker& w, TaskId id, const TaskSpec& spec);
-  // Why no registered worker can run the task, for explain.
-  std::string NoWorkerReason(const TaskSpec& spec) const;
-  static std::string Wants(const TaskSpec& spec);  // "cpus=4,gpu=1"
-  // Gates (broker/limits.h). A queued task whose gates cannot all be granted is parked on the first
-  // one in the way, off the ready queue, so it blocks nobody behind it; when that gate has room,
-  // Unpark() moves back to the queue as many of its tasks as the room (locks: one writer, or the
-  // readers once no writer waits). A task moved back is that gate's candidate until it is
-  // dispatched or parked again.
-  void Park(TaskId id, const Task& task, const GateKey& gate);
-  void Unpark(const GateKey& gate);
-  // The task leaves the queue (dispatched, ended, adopted): it no longer waits for any gate.
-  void StopWaiting(TaskId id);
-  // The task stops running (ended, retried, lease lost): its gates are released, once.
-  void StopRunning(TaskId id, const Task& task);
+  // Queues again the tasks a gate lets back (Parking returns them).
+  void Requeue(const std::vector<TaskId>& ids);
   void DropWorker(uint32_t worker_id, const std::string& why, std::vector<Outgoing>& out);
 
   BrokerOptions options_;
@@ -377,12 +319,10 @@ class BrokerCore {
   // it serves), or null when none has one.
   ReadyQueue* NextQueue(const Worker& w, size_t c);
   Heap<DelayedEntry> delayed_;  // idem
-  std::unordered_map<uint32_t, Worker> workers_;
-  std::unordered_map<std::string, uint32_t> worker_ids_;  // ROUTER identity -> worker id
+  WorkerPool workers_;
   // Queued tasks whose last lease was lost (its worker dropped, or our restart), not leased since:
   // the key that held it ("" when unknown, after a restart). Only such a lease may be adopted.
   std::unordered_map<TaskId, std::string, TaskIdHash> orphans_;
-  uint32_t next_worker_ = 1;
   std::unordered_map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 1;
   std::vector<uint64_t> streams_due_;  // streaming waiters with results to send
@@ -398,28 +338,11 @@ class BrokerCore {
   std::unordered_map<TaskId, std::vector<Follower>, TaskIdHash> followers_;
   SpillFetches spill_fetches_;  // orq logs of spilled output, asked of workers
   // Tasks waiting for a task to end, and for every task of a job to end (after: ["j3"]).
-  std::unordered_map<TaskId, std::vector<Dependant>, TaskIdHash> dependants_;
-  std::unordered_map<uint64_t, std::vector<Dependant>> job_dependants_;
-  Limits gates_;
-  // The tasks parked on a gate, by priority (stale entries are skipped: see waiting_). A lock
-  // keeps its writers apart, so that they go before its readers.
-  struct Parked {
-    std::priority_queue<QueueEntry> tasks;
-    std::priority_queue<QueueEntry> writers;  // locks only
-    uint32_t count = 0;                       // tasks parked here now
-    uint32_t candidates = 0;                  // moved back to the queue, not yet dispatched
-  };
-  std::map<GateKey, Parked> parked_;
-  struct WaitingFor {
-    GateKey gate;
-    bool candidate = false;  // moved back to the queue (else parked)
-    bool writer = false;     // for a lock: it wants to write
-  };
-  std::unordered_map<TaskId, WaitingFor, TaskIdHash> waiting_for_;  // parked tasks, and candidates
+  DependencyGraph graph_;
+  Parking parking_;                                 // limits, locks, and the tasks parked on them
   std::unordered_map<std::string, uint64_t> keys_;  // idempotency keys (submit --key) -> job
-  std::vector<TaskId> notify_;       // finished tasks whose dependants have not been told yet
   std::vector<uint64_t> halts_due_;  // jobs whose --halt decided (Finish), for Halt()
-  bool notifying_ = false;           // NotifyDependants() is running: Finish() only adds to notify_
+  bool notifying_ = false;           // NotifyDependants() is running: Finish() only tells graph_
   SteadyTime next_heartbeat_{};
   SteadyTime now_{};  // the time of the event being handled
   bool shutting_down_ = false;

@@ -181,7 +181,6 @@ inline constexpr size_t kMaxPendingPerAddress = 8;
 // kMinDescriptorReserve, else an eighth of RLIMIT_NOFILE (which the broker raises to its hard
 // limit when it starts).
 inline constexpr size_t kMinDescriptorReserve = 64;
-inline constexpr size_t kMaxTasksPerJob = 5'000'000;
 inline constexpr size_t kMaxTasksPerMessage = 1024;  // tasks in one TasksMessage
 // One gather reply: results up to about kResultsReplyBytes (then one more, always at least one)
 // and at most kMaxResultsPerReply of them: large enough to amortise a message, small enough that
@@ -194,13 +193,6 @@ inline constexpr size_t kMaxResultsPerReply = 4096;
 // broker, zmq and the client a few chunks of memory, not the whole job, however slowly it reads.
 inline constexpr uint32_t kResultsWindow = 8;
 inline constexpr size_t kMaxOutputBytes = 1u << 20;  // per stream of a shell task; rest dropped
-inline constexpr size_t kMaxArgvBytes = 128u << 10;  // a shell task's argv, all strings together
-inline constexpr size_t kMaxArgs = 4096;             // a shell task's argv entries
-inline constexpr size_t kMaxValueBytes = 1u << 20;   // an echo value or a sleep result (JSON)
-// A job's environment, or a task's own, all "K=V" strings together: within Linux's limit on what
-// execve() takes (argv and environment together, a quarter of the stack limit, 2 MiB by default).
-inline constexpr size_t kMaxEnvBytes = 1u << 20;
-inline constexpr size_t kMaxPathBytes = 4096;        // a cwd (PATH_MAX)
 inline constexpr uint32_t kMaxResourceUnits = 4096;  // units of one resource a worker offers
 
 // A task is named by its job and its index in the job: "j7.2" is job 7, task 2.

@@ -8,8 +8,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "common/ids.h"
-#include "common/protocol.h"
+#include "common/id_ref.h"
 
 namespace orq {
 namespace {

@@ -23,6 +23,17 @@
 
 namespace orq {
 
+// Bounds of what a spec may hold (bounded input: a peer's spec over one is refused where it is
+// validated, with a sentence).
+inline constexpr size_t kMaxTasksPerJob = 5'000'000;
+inline constexpr size_t kMaxArgvBytes = 128u << 10;  // a shell task's argv, all strings together
+inline constexpr size_t kMaxArgs = 4096;             // a shell task's argv entries
+inline constexpr size_t kMaxValueBytes = 1u << 20;   // an echo value or a sleep result (JSON)
+// A job's environment, or a task's own, all "K=V" strings together: within Linux's limit on what
+// execve() takes (argv and environment together, a quarter of the stack limit, 2 MiB by default).
+inline constexpr size_t kMaxEnvBytes = 1u << 20;
+inline constexpr size_t kMaxPathBytes = 4096;  // a cwd (PATH_MAX)
+
 // Where a kind runs on a worker, and so which of the worker's slots it takes: sleep and echo on
 // the async loop (thousands of slots), cpu on the thread pool, shell as child processes.
 enum class TaskClass : uint8_t { kAsync = 0, kCpu = 1, kShell = 2 };

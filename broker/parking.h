@@ -1,0 +1,86 @@
+// The gates a task passes before it starts (broker/limits.h: limits and locks; and kWorker, a
+// worker that can run it at all) and the tasks parked on them. A queued task whose gates cannot
+// all be granted is parked on the first one in the way, off the ready queue, so it blocks nobody
+// behind it; when that gate has room, Unpark() hands back as many of its tasks as the room (locks:
+// one writer, or the readers once no writer waits), for BrokerCore to queue again. A task handed
+// back is that gate's candidate until it is dispatched or parked again. Pure: it keeps the books,
+// returns the tasks to queue, and never calls back.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <queue>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/limits.h"
+#include "common/clock.h"
+#include "common/protocol.h"
+
+namespace orq {
+
+// A task in a ready queue or parked on a gate. A max-heap of them gives the highest priority
+// first, then submission order (job, then index), so a task handed back by a lost worker goes
+// back to its place, not to the end.
+struct QueueEntry {
+  int32_t priority;
+  TaskId id;
+  bool operator<(const QueueEntry& o) const {
+    return priority != o.priority ? priority < o.priority : id > o.id;
+  }
+};
+
+class Parking {
+ public:
+  struct WaitingFor {
+    GateKey gate;
+    bool candidate = false;  // handed back to the queue (else parked)
+    bool writer = false;     // for a lock: it wants to write
+  };
+
+  Limits& limits() { return limits_; }
+  const Limits& limits() const { return limits_; }
+
+  // Parks task `id` on `gate` (the first of its gates in the way; `needs` tells whether it wants
+  // that lock for write).
+  void Park(TaskId id, int32_t priority, const Needs* needs, const GateKey& gate);
+  // The task leaves the queue (dispatched, ended, adopted): it waits for no gate any more. Returns
+  // the tasks that the room it held lets back into the queue.
+  [[nodiscard]] std::vector<TaskId> StopWaiting(TaskId id, SteadyTime now);
+  // The tasks parked on `gate` that its room lets back into the queue now.
+  [[nodiscard]] std::vector<TaskId> Unpark(const GateKey& gate, SteadyTime now);
+  // The task stops running (ended, retried, lease lost): its gates are released, once. Returns
+  // the tasks that their room lets back into the queue.
+  [[nodiscard]] std::vector<TaskId> StopRunning(TaskId id, const Needs* needs, SteadyTime now);
+
+  // Whether any task is parked or a candidate (a quick test before the others).
+  bool empty() const { return waiting_for_.empty(); }
+  // What the task waits for; null when it is neither parked nor a candidate.
+  const WaitingFor* WaitingOf(TaskId id) const;
+  // The gates with parked tasks to look at again at `now`: those whose rate has a new token, or
+  // with `all`, every one but kWorker (which only a new worker opens).
+  std::vector<GateKey> ToRecheck(SteadyTime now, bool all) const;
+  // When a limit with parked tasks next has a token; nullopt: none.
+  std::optional<SteadyTime> NextToken(SteadyTime now) const;
+
+  // For status: every limit and every lock held or waited for, with their parked tasks.
+  std::vector<GateInfo> LimitInfos() const;
+  std::vector<GateInfo> LockInfos() const;
+
+ private:
+  struct Parked {
+    std::priority_queue<QueueEntry> tasks;
+    std::priority_queue<QueueEntry> writers;  // locks only: they go before its readers
+    uint32_t count = 0;                  // tasks parked here now
+    uint32_t candidates = 0;             // handed back to the queue, not yet dispatched
+  };
+  uint32_t ParkedOn(const GateKey& gate) const;
+
+  Limits limits_;
+  // The tasks parked on a gate, by priority (stale entries are skipped: see waiting_for_).
+  std::map<GateKey, Parked> parked_;
+  std::unordered_map<TaskId, WaitingFor, TaskIdHash> waiting_for_;  // parked tasks, and candidates
+};
+
+}  // namespace orq

@@ -1,0 +1,129 @@
+// The code's structure, read from its #include lines (ORQ_SOURCE_DIR is the checkout):
+// - layers: common/ is below everything; broker/ and worker/ sit on common/ and never include
+//   each other; cli/ sits on all three; nothing includes tests/.
+// - no include cycle between units (foo.h and foo.cc are one unit), anywhere. In the broker this
+//   is what keeps its parts (the worker pool, parking, the dependency graph, the stores) from
+//   calling back into BrokerCore: the core includes them, so any of them including the core
+//   would close a cycle.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kDirs = {"common", "broker", "worker", "cli", "tests"};
+
+// "broker/parking.cc" -> "broker/parking"
+std::string UnitOf(const std::string& path) { return path.substr(0, path.rfind('.')); }
+std::string DirOf(const std::string& path) { return path.substr(0, path.find('/')); }
+
+// Every .h and .cc file, relative to the checkout, with the project headers it includes.
+std::map<std::string, std::vector<std::string>> ReadIncludes() {
+  const fs::path root = ORQ_SOURCE_DIR;
+  const std::regex include(R"re(^\s*#\s*include\s+"([^"]+)")re");
+  std::map<std::string, std::vector<std::string>> files;
+  for (const std::string& dir : kDirs) {
+    for (const auto& entry : fs::recursive_directory_iterator(root / dir)) {
+      const std::string ext = entry.path().extension();
+      if (!entry.is_regular_file() || (ext != ".h" && ext != ".cc")) continue;
+      const std::string rel = fs::relative(entry.path(), root).string();
+      std::ifstream in(entry.path());
+      std::vector<std::string>& includes = files[rel];
+      for (std::string line; std::getline(in, line);) {
+        std::smatch m;
+        if (std::regex_search(line, m, include)) includes.push_back(m[1]);
+      }
+    }
+  }
+  return files;
+}
+
+// A cycle in the unit graph, as "a -> b -> a"; empty when there is none.
+std::string FindCycle(const std::map<std::string, std::set<std::string>>& graph) {
+  std::map<std::string, int> state;  // 0 unseen, 1 on the path, 2 done
+  std::vector<std::string> path;
+  std::string cycle;
+  std::function<bool(const std::string&)> visit = [&](const std::string& unit) {
+    state[unit] = 1;
+    path.push_back(unit);
+    auto it = graph.find(unit);
+    if (it != graph.end()) {
+      for (const std::string& next : it->second) {
+        if (state[next] == 1) {
+          auto from = std::find(path.begin(), path.end(), next);
+          for (; from != path.end(); ++from) cycle += *from + " -> ";
+          cycle += next;
+          return true;
+        }
+        if (state[next] == 0 && visit(next)) return true;
+      }
+    }
+    path.pop_back();
+    state[unit] = 2;
+    return false;
+  };
+  for (const auto& [unit, edges] : graph) {
+    if (state[unit] == 0 && visit(unit)) return cycle;
+  }
+  return "";
+}
+
+TEST(LayeringTest, TheSourcesAreFound) {
+  const auto files = ReadIncludes();
+  // A check that reads nothing checks nothing: the core and its parts must be there.
+  for (const char* file : {"broker/broker_core.cc", "broker/parking.h", "broker/worker_pool.h",
+                           "broker/dependency_graph.h", "common/protocol.h"})
+    EXPECT_TRUE(files.count(file)) << file << " not found under " << ORQ_SOURCE_DIR;
+  EXPECT_GT(files.size(), 100u);
+}
+
+TEST(LayeringTest, EachLayerIncludesOnlyTheLayersBelowIt) {
+  // What each directory may include, besides itself.
+  const std::map<std::string, std::set<std::string>> allowed = {
+      {"common", {}},
+      {"broker", {"common"}},
+      {"worker", {"common"}},
+      {"cli", {"common", "broker", "worker"}},
+      {"tests", {"common", "broker", "worker", "cli"}},
+  };
+  for (const auto& [file, includes] : ReadIncludes()) {
+    const std::string dir = DirOf(file);
+    for (const std::string& inc : includes) {
+      const std::string to = DirOf(inc);
+      if (!allowed.count(to) || to == dir) continue;  // not ours, or its own layer
+      // Unit tests beside the code may use the test helpers (tests/temp_dir.h).
+      if (to == "tests" && file.find("_test.") != std::string::npos) continue;
+      EXPECT_TRUE(allowed.at(dir).count(to))
+          << file << " includes " << inc << ": " << dir << "/ may not include " << to << "/";
+    }
+  }
+}
+
+TEST(LayeringTest, NoUnitsIncludeEachOtherInACircle) {
+  const auto files = ReadIncludes();
+  std::map<std::string, std::set<std::string>> graph;
+  for (const auto& [file, includes] : files) {
+    std::set<std::string>& edges = graph[UnitOf(file)];
+    for (const std::string& inc : includes) {
+      if (files.count(inc) && UnitOf(inc) != UnitOf(file)) edges.insert(UnitOf(inc));
+    }
+  }
+  EXPECT_EQ(FindCycle(graph), "") << "an include cycle between units (foo.h + foo.cc)";
+  // And the core's parts are below it: BrokerCore includes each, none includes it.
+  for (const char* part : {"broker/worker_pool", "broker/parking", "broker/dependency_graph",
+                           "broker/result_store", "broker/journal", "broker/spill_fetch"}) {
+    EXPECT_TRUE(graph.at("broker/broker_core").count(part)) << "the core includes " << part;
+  }
+}
+
+}  // namespace
