@@ -72,8 +72,8 @@ class Parking {
   struct Parked {
     std::priority_queue<QueueEntry> tasks;
     std::priority_queue<QueueEntry> writers;  // locks only: they go before its readers
-    uint32_t count = 0;                  // tasks parked here now
-    uint32_t candidates = 0;             // handed back to the queue, not yet dispatched
+    uint32_t count = 0;                       // tasks parked here now
+    uint32_t candidates = 0;                  // handed back to the queue, not yet dispatched
   };
   uint32_t ParkedOn(const GateKey& gate) const;
 

@@ -3,10 +3,11 @@
 // (JSON lines) and the check for specs built from command-line options. The parser refuses a file
 // whole: the first bad line yields one sentence naming the line and the field, and no spec at all.
 //
-// Adding a kind (say `http`): write its struct below with kName, kClass, kFields, Parse(),
-// Validate() and Fields(), add it to TaskBody, and follow the compiler. The parser, the codec and
-// the broker need nothing more (they are generated from TaskBody); the worker's TaskRunner, the one
-// place that knows how each kind runs, fails to build until it runs the new one.
+// Adding a kind (say `http`): write its struct below with kName, kClass, kTimesItself, kFields,
+// Parse(), Validate() and Fields(), add it to TaskBody, and follow the compiler. The parser, the
+// codec and the broker need nothing more (they are generated from TaskBody); the worker's
+// TaskRunner, the one place that knows how each kind runs, fails to build until it runs the new
+// one.
 #pragma once
 
 #include <array>
@@ -47,6 +48,8 @@ using FieldError = std::optional<std::string>;
 struct SleepTask {
   static constexpr std::string_view kName = "sleep";
   static constexpr TaskClass kClass = TaskClass::kAsync;
+  // The runner enforces its timeout with a timer (its process, if any, does not).
+  static constexpr bool kTimesItself = false;
   static constexpr std::array<std::string_view, 2> kFields = {"seconds", "result"};
   double seconds = 0;
   std::string result;  // JSON text; empty: the seconds
@@ -62,6 +65,8 @@ struct SleepTask {
 struct EchoTask {
   static constexpr std::string_view kName = "echo";
   static constexpr TaskClass kClass = TaskClass::kAsync;
+  // The runner enforces its timeout with a timer (its process, if any, does not).
+  static constexpr bool kTimesItself = false;
   static constexpr std::array<std::string_view, 1> kFields = {"value"};
   std::string value;  // JSON text
   static FieldError Parse(const nlohmann::json& object, EchoTask& out);
@@ -74,6 +79,8 @@ struct EchoTask {
 struct CpuTask {
   static constexpr std::string_view kName = "cpu";
   static constexpr TaskClass kClass = TaskClass::kCpu;
+  // The runner enforces its timeout with a timer (its process, if any, does not).
+  static constexpr bool kTimesItself = false;
   static constexpr std::array<std::string_view, 1> kFields = {"ms"};
   double ms = 0;
   static FieldError Parse(const nlohmann::json& object, CpuTask& out);
@@ -88,6 +95,8 @@ struct CpuTask {
 struct ShellTask {
   static constexpr std::string_view kName = "shell";
   static constexpr TaskClass kClass = TaskClass::kShell;
+  // Its own process enforces its timeout (the runner sets no timer of its own).
+  static constexpr bool kTimesItself = true;
   static constexpr std::array<std::string_view, 4> kFields = {"argv", "cmd", "cwd", "env"};
   std::vector<std::string> argv;  // a "cmd" becomes {"/bin/sh", "-c", cmd}
   // Where and with what it runs when the task itself says so. Rare, so kept out of line: every

@@ -114,14 +114,15 @@ void TaskRunner::Start(const Assignment& a) {
   r.outcome.attempt = a.attempt;
   r.outcome.worker_pid = options_.pid;
   r.outcome.started = WallNow();
-  r.cpu = std::holds_alternative<CpuTask>(a.spec.body);
+  r.cpu = ClassOf(a.spec) == TaskClass::kCpu;  // on the thread pool
   tasks_.emplace(a.id, std::move(running));
   const TaskId id = a.id;
 
   const double timeout = a.spec.timeout;
   const auto* sleep = std::get_if<SleepTask>(&a.spec.body);
-  const bool shell = std::holds_alternative<ShellTask>(a.spec.body);  // its Subprocess times it
-  if (timeout > 0 && !shell &&
+  const bool times_itself = std::visit(
+      [](const auto& t) { return std::decay_t<decltype(t)>::kTimesItself; }, a.spec.body);
+  if (timeout > 0 && !times_itself &&
       !(sleep && sleep->seconds <= timeout)) {  // a shorter sleep ends first
     r.deadline.expires_after(Seconds(timeout));
     r.deadline.async_wait([this, id, timeout](const boost::system::error_code& ec) {
