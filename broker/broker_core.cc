@@ -31,7 +31,11 @@ std::string Label(const TaskSpec& spec) {
 }  // namespace
 
 BrokerCore::BrokerCore(BrokerOptions options, ResultStore& store, Journal& journal)
-    : options_(std::move(options)), store_(store), journal_(journal), random_(options_.seed) {}
+    : options_(std::move(options)),
+      store_(store),
+      journal_(journal),
+      random_(options_.seed),
+      delivery_(store) {}
 
 void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double wall_now) {
   now_ = now;
@@ -165,7 +169,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
           [&](LogsRequest& m) { Logs(from, m, out); },
           [&](LimitRequest& m) { Limit(from, m, out); },
           [&](ExplainRequest& m) { Explain(from, m, out); },
-          [&](ResultsAck&) { Acknowledged(from, out); },
+          [&](ResultsAck&) { delivery_.Acknowledged(from, out); },
           [&](OutputMessage& m) {
             if (worker) Output(*worker_id, m, out);
           },
@@ -245,11 +249,7 @@ void BrokerCore::HandleMalformed(const std::string& from, const std::string& wha
 }
 
 void BrokerCore::PeerUnreachable(const std::string& peer) {
-  std::vector<uint64_t> gone;
-  for (const auto& [id, waiter] : waiters_) {
-    if (waiter.client == peer) gone.push_back(id);
-  }
-  for (uint64_t id : gone) ForgetWaiter(id);
+  delivery_.ClientGone(peer);
   spill_fetches_.ClientGone(peer);
   for (auto it = followers_.begin(); it != followers_.end();) {
     std::erase_if(it->second, [&](const Follower& f) { return f.client == peer; });
@@ -714,7 +714,7 @@ BrokerCore::Task* BrokerCore::Find(TaskId id) {
 
 void BrokerCore::EndTurn(std::vector<Outgoing>& out) {
   if (!halts_due_.empty()) Halt(out);
-  FlushStreams(out);
+  delivery_.Flush(out);
   Compact();
 }
 
@@ -727,7 +727,7 @@ void BrokerCore::Compact() {
            !finished_jobs_.empty()) {
       auto job = jobs_.find(finished_jobs_.front());
       if (job != jobs_.end()) {
-        if (!job->second.waiters.empty()) break;  // being gathered: when that is done
+        if (delivery_.Gathering(job->first)) break;  // being gathered: when that is done
         kept -= job->second.size;
         ForgetJob(job->first);
       }
@@ -750,7 +750,7 @@ void BrokerCore::Enqueue(TaskId id, const Task& task) {
 
 bool BrokerCore::Resolve(const std::string& from, const std::vector<std::string>& ids,
                          std::vector<TaskId>& tasks, std::vector<Outgoing>& out,
-                         Waiter* waiter) const {
+                         Delivery::Request* waiter) const {
   auto unknown = [&](const std::string& message) {
     out.push_back({from, ErrorReply{ErrorCode::kUnknownId, message}});
     return false;
@@ -778,135 +778,21 @@ bool BrokerCore::Resolve(const std::string& from, const std::vector<std::string>
 
 void BrokerCore::Gather(const std::string& from, const GatherRequest& request,
                         std::vector<Outgoing>& out) {
-  Waiter waiter;
-  waiter.client = from;
-  waiter.stream = request.stream;
-  if (!Resolve(from, request.ids, waiter.ids, out, &waiter)) return;
-  std::vector<TaskId> done;  // for a stream: what it gets at once
-  for (TaskId id : waiter.ids) {
-    if (Find(id)->state != State::kFinished)
-      ++waiter.remaining;
-    else if (waiter.stream)
-      done.push_back(id);
-  }
-  if (waiter.stream) {
-    // The first chunk, always sent: the sizes of what was named, and what is done already.
-    ResultsReply first;
+  Delivery::Request gather{.client = from, .stream = request.stream};
+  if (!Resolve(from, request.ids, gather.ids, out, &gather)) return;
+  std::vector<bool> finished(gather.ids.size());
+  for (size_t i = 0; i < gather.ids.size(); ++i)
+    finished[i] = Find(gather.ids[i])->state == State::kFinished;
+  if (gather.stream) {
     for (const std::string& text : request.ids) {
       auto ref = ParseId(text);  // Resolve() checked them all
-      first.sizes.push_back(ref->index ? 1 : jobs_.at(ref->job).size);
-    }
-    first.outcomes = Outcomes(done, 0, std::min(done.size(), kMaxResultsPerReply));
-    const size_t head = first.outcomes.size();
-    first.final = waiter.remaining == 0 && head == done.size();
-    out.push_back({from, std::move(first)});
-    if (waiter.remaining == 0 && head == done.size()) return;
-    waiter.due = std::move(done);
-    waiter.sent = head;
-    waiter.inflight = 1;
-  } else if (waiter.remaining == 0) {
-    waiter.due = std::move(waiter.ids);
-  }
-  waiter.complete = waiter.remaining == 0;
-  // Registered with its jobs until its last chunk is out, so that they are not forgotten meanwhile.
-  const uint64_t waiter_id = next_waiter_++;
-  auto add = [&](uint64_t job) {
-    auto& list = jobs_.at(job).waiters;
-    if (list.empty() || list.back() != waiter_id) list.push_back(waiter_id);
-  };
-  for (const auto& [job, n] : waiter.whole_jobs) add(job);
-  for (const auto& [task, n] : waiter.single_tasks) add(task.job);
-  waiters_.emplace(waiter_id, std::move(waiter));
-  Pump(waiter_id, out);
-}
-
-void BrokerCore::Pump(uint64_t waiter_id, std::vector<Outgoing>& out) {
-  auto it = waiters_.find(waiter_id);
-  if (it == waiters_.end()) return;
-  Waiter& w = it->second;
-  while (w.inflight < kResultsWindow) {
-    const size_t left = w.due.size() - w.sent;
-    if (left == 0 && !w.complete) break;  // a stream: nothing new has finished
-    ResultsReply chunk;
-    chunk.outcomes = Outcomes(w.due, w.sent, std::min(left, kMaxResultsPerReply));
-    w.sent += chunk.outcomes.size();
-    chunk.final = w.complete && w.sent == w.due.size();
-    ++w.inflight;
-    out.push_back({w.client, std::move(chunk)});
-    if (w.sent == w.due.size()) {
-      w.due.clear();
-      w.sent = 0;
-      if (w.complete) return ForgetWaiter(waiter_id);
+      gather.sizes.push_back(ref->index ? 1 : jobs_.at(ref->job).size);
     }
   }
+  delivery_.Gather(std::move(gather), finished, out);
 }
 
-void BrokerCore::Acknowledged(const std::string& from, std::vector<Outgoing>& out) {
-  // The oldest of its gathers with a chunk in flight (a client reads its replies in order).
-  uint64_t oldest = 0;
-  for (auto& [waiter_id, w] : waiters_) {
-    if (w.client == from && w.inflight > 0 && (oldest == 0 || waiter_id < oldest))
-      oldest = waiter_id;
-  }
-  if (oldest == 0) return;  // a gather forgotten meanwhile, or a peer's noise
-  --waiters_.at(oldest).inflight;
-  Pump(oldest, out);
-}
-
-void BrokerCore::ForgetWaiter(uint64_t waiter_id) {
-  auto it = waiters_.find(waiter_id);
-  if (it == waiters_.end()) return;
-  auto unlist = [&](uint64_t job) {
-    auto j = jobs_.find(job);
-    if (j == jobs_.end()) return;
-    auto& list = j->second.waiters;
-    list.erase(std::remove(list.begin(), list.end(), waiter_id), list.end());
-  };
-  for (const auto& [job, n] : it->second.whole_jobs) unlist(job);
-  for (const auto& [task, n] : it->second.single_tasks) unlist(task.job);
-  waiters_.erase(it);
-}
-
-std::vector<TaskOutcome> BrokerCore::Outcomes(const std::vector<TaskId>& ids, size_t first,
-                                              size_t n) const {
-  std::vector<TaskOutcome> outcomes;
-  std::vector<std::optional<TaskOutcome>> found;
-  size_t bytes = 0;
-  for (size_t j = first; j < first + n && bytes <= kResultsReplyBytes;) {
-    // A run of consecutive tasks of one job (a whole job, named): read in one go.
-    size_t run = 1;
-    while (j + run < first + n && ids[j + run].job == ids[j].job &&
-           ids[j + run].index == ids[j].index + run)
-      ++run;
-    found.clear();
-    const size_t got = store_.FindRange(ids[j].job, ids[j].index, static_cast<uint32_t>(run), found,
-                                        kResultsReplyBytes - bytes);
-    for (size_t k = 0; k < got; ++k) {
-      outcomes.push_back(found[k] ? std::move(*found[k]) : Missing(ids[j + k]));
-      bytes += ApproxWireBytes(outcomes.back());
-    }
-    j += got;
-  }
-  return outcomes;
-}
-
-TaskOutcome BrokerCore::Stored(TaskId id) const {
-  auto outcome = store_.Find(id);
-  return outcome ? std::move(*outcome) : Missing(id);
-}
-
-TaskOutcome BrokerCore::Missing(TaskId id) {
-  TaskOutcome missing;
-  missing.id = id;
-  missing.status = TaskStatus::kWorkerLost;
-  missing.error = "its outcome is missing from the journal";
-  return missing;
-}
-
-void BrokerCore::FlushStreams(std::vector<Outgoing>& out) {
-  for (uint64_t waiter_id : streams_due_) Pump(waiter_id, out);
-  streams_due_.clear();
-}
+TaskOutcome BrokerCore::Stored(TaskId id) const { return Delivery::Stored(store_, id); }
 
 void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
                         bool journal) {
@@ -971,34 +857,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
     finished_jobs_.push_back(id.job);
     ended_jobs_.push_back(id.job);
   }
-  for (size_t i = 0; i < job.waiters.size();) {
-    const uint64_t waiter_id = job.waiters[i];
-    Waiter& waiter = waiters_.at(waiter_id);
-    if (waiter.complete) {  // all in: sending the rest of its results (Pump)
-      ++i;
-      continue;
-    }
-    // The waiter counted this task once per mention, as part of its job or by itself.
-    uint32_t mentions = 0;
-    if (auto j = waiter.whole_jobs.find(id.job); j != waiter.whole_jobs.end())
-      mentions += j->second;
-    if (auto t = waiter.single_tasks.find(id); t != waiter.single_tasks.end())
-      mentions += t->second;
-    waiter.remaining -= mentions;
-    if (waiter.stream && mentions > 0) {
-      if (waiter.due.size() == waiter.sent) streams_due_.push_back(waiter_id);
-      waiter.due.insert(waiter.due.end(), mentions, id);
-    }
-    if (waiter.remaining > 0) {
-      ++i;
-      continue;
-    }
-    waiter.complete = true;
-    if (!waiter.stream) waiter.due = std::move(waiter.ids);  // (ids is not needed any more)
-    Pump(waiter_id, out);
-    // Forgotten once its last chunk is out (which removes job.waiters[i]: i then holds the next).
-    if (waiters_.count(waiter_id)) ++i;
-  }
+  delivery_.Ended(id, out);
   graph_.Ended(id);  // (remembered only when some task waits for a task or a job)
   NotifyDependants(out);
 }
@@ -1340,7 +1199,7 @@ void BrokerCore::Forget(const std::string& from, const ForgetRequest& request,
           {from, ErrorReply{ErrorCode::kUnknownId, "unknown job " + FormatJobId(ref->job)}});
       return;
     }
-    if (!it->second.waiters.empty()) {
+    if (delivery_.Gathering(ref->job)) {
       out.push_back({from, ErrorReply{ErrorCode::kBadRequest,
                                       "job " + FormatJobId(ref->job) + " is being gathered"}});
       return;
@@ -1360,7 +1219,7 @@ void BrokerCore::Forget(const std::string& from, const ForgetRequest& request,
 
 void BrokerCore::ForgetJob(uint64_t job_number) {
   auto it = jobs_.find(job_number);
-  if (it == jobs_.end() || it->second.unfinished > 0 || !it->second.waiters.empty()) return;
+  if (it == jobs_.end() || it->second.unfinished > 0 || delivery_.Gathering(job_number)) return;
   const Job& job = it->second;
   for (size_t s = 0; s < job.ended.size(); ++s) finished_[s] -= job.ended[s];
   for (uint32_t i = 0; i < job.size; ++i) {
@@ -1582,7 +1441,7 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
       while (!finished_jobs_.empty()) {
         auto job = jobs_.find(finished_jobs_.front());
         if (job != jobs_.end() &&
-            (now - job->second.finished_at < options_.retention || !job->second.waiters.empty()))
+            (now - job->second.finished_at < options_.retention || delivery_.Gathering(job->first)))
           break;
         if (job != jobs_.end()) ForgetJob(job->first);
         finished_jobs_.pop_front();

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "broker/delivery.h"
 #include "broker/dependency_graph.h"
 #include "broker/journal.h"
 #include "broker/outgoing.h"
@@ -154,7 +155,6 @@ class BrokerCore {
     std::string label;            // its first task, for `orq jobs`
     std::vector<Task> tasks;
     uint32_t unfinished = 0;
-    std::vector<uint64_t> waiters;       // gather requests that name this job or one of its tasks
     SteadyTime finished_at{};            // when unfinished became 0
     uint32_t first_failed = UINT32_MAX;  // the first of its tasks to end other than ok
     std::string key;                     // its idempotency key (submit --key); empty: none
@@ -172,22 +172,6 @@ class BrokerCore {
       return due != o.due ? due > o.due : seq > o.seq;
     }
   };
-  struct Waiter {
-    std::string client;
-    std::vector<TaskId> ids;  // in the order the client named them, jobs expanded
-    size_t remaining = 0;     // how many of ids are unfinished
-    // How often each job and each single task was named, so a finishing task updates
-    // `remaining` in O(1) however long `ids` is.
-    std::unordered_map<uint64_t, uint32_t> whole_jobs;
-    std::unordered_map<TaskId, uint32_t, TaskIdHash> single_tasks;
-    bool stream = false;  // GatherRequest::stream: results as they finish
-    // Results to send, from due[sent]: a stream's as they finish, else all of ids at the end.
-    std::vector<TaskId> due;
-    size_t sent = 0;
-    uint32_t inflight = 0;  // chunks sent, not yet acknowledged (kResultsWindow)
-    bool complete = false;  // remaining reached 0: what is left is to send the rest of due
-  };
-
   void Submit(const std::string& from, SubmitRequest& request, SteadyTime now,
               std::vector<Outgoing>& out);
   // Adds a job and queues its tasks; returns its number.
@@ -259,35 +243,22 @@ class BrokerCore {
   // With `waiter`, also counts its mentions of each job and task.
   bool Resolve(const std::string& from, const std::vector<std::string>& ids,
                std::vector<TaskId>& tasks, std::vector<Outgoing>& out,
-               Waiter* waiter = nullptr) const;
-  void ForgetWaiter(uint64_t waiter_id);
+               Delivery::Request* waiter = nullptr) const;
   // The task; for a task of a compacted job, a finished stand-in (compacted_task_). Null: no such
   // task.
   Task* Find(TaskId id);
   // Empties the tasks and specs of the jobs in ended_jobs_ that have ended (the journal has their
   // specs and outcomes). Called at the end of each entry point, so no caller is iterating them.
   void Compact();
-  // The end of an entry point: FlushStreams(), then Compact().
+  // The end of an entry point: delivery_.Flush(), then Compact().
   void EndTurn(std::vector<Outgoing>& out);
   void Enqueue(TaskId id, const Task& task);
   // Records the task's one outcome (in the journal too, unless it came from there).
   void Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
               bool journal = true);
-  // Sends the waiter's next chunks of results while fewer than kResultsWindow are unacknowledged;
-  // forgets the waiter once its final chunk is out.
-  void Pump(uint64_t waiter_id, std::vector<Outgoing>& out);
-  // A client took a chunk (ResultsAck): its gather may have one more in flight.
-  void Acknowledged(const std::string& from, std::vector<Outgoing>& out);
   // A finished task's outcome from the store; should the store have lost it (a journal edited
   // by hand), an outcome that says so rather than a crash.
   TaskOutcome Stored(TaskId id) const;
-  static TaskOutcome Missing(TaskId id);
-  // The outcomes of ids[first, first + n) as gather replies carry them, read in runs: all n, or
-  // the first of them up to about kResultsReplyBytes (at least one), so that a reply, and what
-  // is read for it, stays a few MiB however large the outputs are.
-  std::vector<TaskOutcome> Outcomes(const std::vector<TaskId>& ids, size_t first, size_t n) const;
-  // Sends what streaming waiters got this turn (called at the end of each entry point).
-  void FlushStreams(std::vector<Outgoing>& out);
   void Dispatch(std::vector<Outgoing>& out);
   // Queues again the tasks a gate lets back (Parking returns them).
   void Requeue(const std::vector<TaskId>& ids);
@@ -323,9 +294,7 @@ class BrokerCore {
   // Queued tasks whose last lease was lost (its worker dropped, or our restart), not leased since:
   // the key that held it ("" when unknown, after a restart). Only such a lease may be adopted.
   std::unordered_map<TaskId, std::string, TaskIdHash> orphans_;
-  std::unordered_map<uint64_t, Waiter> waiters_;
-  uint64_t next_waiter_ = 1;
-  std::vector<uint64_t> streams_due_;  // streaming waiters with results to send
+  Delivery delivery_;  // gathers and streams: what each client was sent, what it took
   std::vector<SpilledOutput> forgotten_output_;
   // Clients reading a task's output (orq logs): where each is in the stream of which attempt.
   struct Follower {
