@@ -251,10 +251,7 @@ void BrokerCore::HandleMalformed(const std::string& from, const std::string& wha
 void BrokerCore::PeerUnreachable(const std::string& peer) {
   delivery_.ClientGone(peer);
   spill_fetches_.ClientGone(peer);
-  for (auto it = followers_.begin(); it != followers_.end();) {
-    std::erase_if(it->second, [&](const Follower& f) { return f.client == peer; });
-    it = it->second.empty() ? followers_.erase(it) : std::next(it);
-  }
+  followers_.ClientGone(peer);
 }
 
 void BrokerCore::Logs(const std::string& from, const LogsRequest& request,
@@ -266,21 +263,21 @@ void BrokerCore::Logs(const std::string& from, const LogsRequest& request,
         {from, ErrorReply{ErrorCode::kUnknownId, "unknown task '" + request.task + "'"}});
   const TaskId id{ref->job, *ref->index};
   if (request.rest) return LogsRest(from, id, request, out);
-  Follower follower{from, request.err, request.follow, task->attempt, 0};
+  const Followers::Follower follower{from, request.err, request.follow, task->attempt, 0};
   switch (task->state) {
     case State::kFinished:
-      followers_[id].push_back(follower);
-      return EndFollowers(id, Stored(id), out);
+      followers_.Add(id, follower);
+      return followers_.End(id, Stored(id), out);
     case State::kWaiting:
     case State::kQueued:
     case State::kDelayed:
       if (!request.follow)
         return out.push_back(
             {from, LogChunk{"", true, request.task + " has not started yet", "", ""}});
-      followers_[id].push_back(follower);  // told to its worker when it is leased (Dispatch)
+      followers_.Add(id, follower);  // told to its worker when it is leased (Dispatch)
       return;
     case State::kRunning:
-      followers_[id].push_back(follower);
+      followers_.Add(id, follower);
       // Its worker sends what it printed so far at once, then the rest as it comes.
       return out.push_back({workers_.at(task->worker).identity, WatchMessage{{id}}});
   }
@@ -317,54 +314,14 @@ SpillFetches::IdentityOf BrokerCore::IdentityOf() const {
 }
 
 void BrokerCore::Output(uint32_t worker, const OutputMessage& output, std::vector<Outgoing>& out) {
-  auto it = followers_.find(output.id);
-  if (it == followers_.end()) return;
+  if (followers_.empty()) return;
   // Only the attempt that holds the lease speaks for the task (a worker that lost it may still
   // send a little): anything else would restart the followers' stream.
   const Task* task = Find(output.id);
   if (!task || task->state != State::kRunning || task->attempt != output.attempt ||
       task->worker != worker)
     return;
-  auto& list = it->second;
-  for (auto f = list.begin(); f != list.end();) {
-    LogChunk chunk{"", !f->follow, "", "", ""};
-    if (f->attempt != output.attempt) {  // the task runs again: its output starts again
-      if (f->offset > 0) chunk.note = "attempt " + std::to_string(output.attempt) + " started";
-      f->attempt = output.attempt;
-      f->offset = 0;
-    }
-    const std::string& text = f->err ? output.err : output.out;
-    const uint64_t start = f->err ? output.err_offset : output.out_offset;
-    if (f->offset >= start && f->offset < start + text.size()) {
-      chunk.text = text.substr(f->offset - start);
-      f->offset = start + text.size();
-    }
-    if (!chunk.text.empty() || !chunk.note.empty() || chunk.final)
-      out.push_back({f->client, std::move(chunk)});
-    f = f->follow ? std::next(f) : list.erase(f);
-  }
-  if (list.empty()) followers_.erase(it);
-}
-
-void BrokerCore::EndFollowers(TaskId id, const TaskOutcome& outcome, std::vector<Outgoing>& out) {
-  auto it = followers_.find(id);
-  if (it == followers_.end()) return;
-  for (Follower& f : it->second) {
-    const std::string& text = !outcome.shell ? outcome.result
-                              : f.err        ? outcome.shell->stderr_text
-                                             : outcome.shell->stdout_text;
-    const uint64_t from =
-        f.attempt == outcome.attempt ? std::min<uint64_t>(f.offset, text.size()) : 0;
-    LogChunk last{text.substr(from), true, "", "", ""};
-    if (outcome.shell && outcome.shell->more) {
-      const auto& more = *outcome.shell->more;
-      last.file = f.err ? more.stderr_file : more.stdout_file;
-      if (!last.file.empty()) last.host = more.host;
-      last.attempt = outcome.attempt;
-    }
-    out.push_back({f.client, std::move(last)});
-  }
-  followers_.erase(it);
+  followers_.Output(output, out);
 }
 
 void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyTime now,
@@ -845,7 +802,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
     }
   }
   if (journal) journal_.RecordOutcome(outcome);
-  if (!followers_.empty()) EndFollowers(id, outcome, out);
+  if (!followers_.empty()) followers_.End(id, outcome, out);
   store_.Put(std::move(outcome));
   // The payload (values) of a task that ended ok is no longer needed; its kind stays, for its
   // class (a shell task's command went into its outcome above). One that did not end ok keeps
@@ -1321,7 +1278,7 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
               message.tasks.emplace_back(Assignment{id, task->attempt, *task->spec, nullptr, {}});
           if (shell) ShareContext(w, jobs_.at(id.job), a);
           WorkerPool::Lease(w, id, *task->spec, a.env);
-          if (!followers_.empty() && followers_.count(id))
+          if (!followers_.empty() && followers_.Watched(id))
             watch.ids.push_back(id);  // someone waits for its output
         }
       }

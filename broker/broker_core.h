@@ -26,6 +26,7 @@
 
 #include "broker/delivery.h"
 #include "broker/dependency_graph.h"
+#include "broker/followers.h"
 #include "broker/journal.h"
 #include "broker/outgoing.h"
 #include "broker/parking.h"
@@ -185,8 +186,6 @@ class BrokerCore {
   SpillFetches::IdentityOf IdentityOf() const;
   // A worker's output of a followed task: to its followers, if that worker holds the lease.
   void Output(uint32_t worker, const OutputMessage& output, std::vector<Outgoing>& out);
-  // A finished task's followers get the rest of its output, final.
-  void EndFollowers(TaskId id, const TaskOutcome& outcome, std::vector<Outgoing>& out);
   void Retry(const std::string& from, const RetryRequest& request, SteadyTime now,
              std::vector<Outgoing>& out);
   void Gather(const std::string& from, const GatherRequest& request, std::vector<Outgoing>& out);
@@ -296,15 +295,7 @@ class BrokerCore {
   std::unordered_map<TaskId, std::string, TaskIdHash> orphans_;
   Delivery delivery_;  // gathers and streams: what each client was sent, what it took
   std::vector<SpilledOutput> forgotten_output_;
-  // Clients reading a task's output (orq logs): where each is in the stream of which attempt.
-  struct Follower {
-    std::string client;
-    bool err = false;      // stderr
-    bool follow = false;   // until the task ends; else one chunk of what it printed so far
-    uint32_t attempt = 0;  // of the output read so far
-    uint64_t offset = 0;   // bytes of it sent
-  };
-  std::unordered_map<TaskId, std::vector<Follower>, TaskIdHash> followers_;
+  Followers followers_;         // clients reading a task's output (orq logs)
   SpillFetches spill_fetches_;  // orq logs of spilled output, asked of workers
   // Tasks waiting for a task to end, and for every task of a job to end (after: ["j3"]).
   DependencyGraph graph_;
