@@ -89,7 +89,8 @@ class BrokerShell {
       core_.RestoreLimits(sqlite_->LoadLimits(), Clock::now());
       core_.Restore(std::move(jobs), Clock::now(), WallNow());
       if (tasks) Log("recovered " + std::to_string(tasks) + " tasks from " + config.journal);
-      sqlite_->Commit();  // outcomes decided while restoring (worker_lost, cancelled)
+      // Outcomes decided while restoring (worker_lost, cancelled).
+      if (auto failure = sqlite_->Commit()) throw std::runtime_error(*failure);
     }
     // SIGCHLD through a signalfd in the poll set: a dead local worker is noticed at once.
     sigset_t mask;
@@ -191,7 +192,7 @@ class BrokerShell {
     }
     StopWorkers();
     if (sqlite_) {
-      if (auto failure = sqlite_->TryCommit())
+      if (auto failure = sqlite_->Commit())
         Log("stopping without writing the last results (" + *failure +
             "): their tasks run again after a restart");
     }
@@ -443,12 +444,12 @@ class BrokerShell {
   // again, so the turn's commit fits; from then on the broker is in disk trouble (SetProblem).
   bool CommitJournal() {
     if (!sqlite_) return true;
-    auto failure = sqlite_->TryCommit();
+    auto failure = sqlite_->Commit();
     if (failure && space_->Release()) {
       Log("the journal could not be written (" + *failure + "); released its reserve of " +
           Mib(space_->reserve_bytes()));
       SetProblem();
-      failure = sqlite_->TryCommit();
+      failure = sqlite_->Commit();
     }
     if (failure) {
       if (held_.empty()) Log("the journal cannot be written (" + *failure + "); replies wait");

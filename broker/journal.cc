@@ -222,7 +222,7 @@ std::optional<std::vector<TaskSpec>> SqliteJournal::Specs(uint64_t job) {
   return DecodeSpecs(select.Blob(0));
 }
 
-void SqliteJournal::Commit() {
+void SqliteJournal::CommitOrThrow() {
   if (!dirty()) return;
   Exec("BEGIN");
   try {
@@ -321,9 +321,9 @@ void SqliteJournal::Commit() {
   keys_.clear();
 }
 
-std::optional<std::string> SqliteJournal::TryCommit() {
+std::optional<std::string> SqliteJournal::Commit() {
   try {
-    Commit();
+    CommitOrThrow();
     return std::nullopt;
   } catch (const std::exception& e) {
     return std::string(e.what());

@@ -132,11 +132,9 @@ class SqliteJournal final : public Journal, public ResultStore {
   size_t FindRange(uint64_t job, uint32_t first, uint32_t count,
                    std::vector<std::optional<TaskOutcome>>& into, size_t max_bytes) override;
 
-  // Writes everything recorded since the last Commit() in one transaction (one fsync). Throws
-  // std::runtime_error when it cannot; what was recorded is kept for the next attempt.
-  void Commit();
-  // Commit(), but a failure (a full disk) is returned as its sentence instead of thrown.
-  std::optional<std::string> TryCommit();
+  // Writes everything recorded since the last Commit() in one transaction (one fsync). A failure
+  // (a full disk) is returned as its sentence; what was recorded is kept for the next attempt.
+  [[nodiscard]] std::optional<std::string> Commit();
   bool dirty() const {
     return !pending_.empty() || !outcomes_.empty() || !forgotten_.empty() || !limits_.empty() ||
            !keys_.empty();
@@ -147,6 +145,7 @@ class SqliteJournal final : public Journal, public ResultStore {
   std::vector<LimitSpec> LoadLimits();
 
  private:
+  void CommitOrThrow();  // Commit()'s work; SQLite's failures are thrown as std::runtime_error
   explicit SqliteJournal(sqlite3* db);
   void Exec(const char* sql);
 

@@ -31,7 +31,7 @@ struct Broker {
   std::vector<Outgoing> Send(const std::string& from, Message m, SteadyTime now) {
     std::vector<Outgoing> out;
     core.Handle(from, std::move(m), now, out, Role::kLocal);
-    journal->Commit();
+    EXPECT_EQ(journal->Commit(), std::nullopt);
     return out;
   }
   std::unique_ptr<SqliteJournal> journal;
@@ -92,7 +92,7 @@ TEST_F(JournalTest, RestartKeepsResultsAndReschedulesTheRest) {
   auto jobs = b.journal->Load();
   ASSERT_EQ(jobs.size(), 2u);
   b.core.Restore(std::move(jobs), now_, 1e9);
-  b.journal->Commit();
+  EXPECT_EQ(b.journal->Commit(), std::nullopt);
   // Then the finished task keeps its result, the cancelled one is cancelled,
   ASSERT_TRUE(b.store.Find({1, 0}).has_value());
   EXPECT_EQ(b.store.Find({1, 0})->result, "\"kept\"");
@@ -124,7 +124,7 @@ TEST_F(JournalTest, RestartAgainDoesNotDuplicateOutcomes) {
     EXPECT_EQ(jobs[0].ended->by_status[static_cast<size_t>(TaskStatus::kOk)], 1u);
     EXPECT_TRUE(jobs[0].tasks.empty());
     b.core.Restore(std::move(jobs), now_, 1e9);
-    b.journal->Commit();
+    EXPECT_EQ(b.journal->Commit(), std::nullopt);
     EXPECT_FALSE(b.journal->dirty());
   }
 }
@@ -186,7 +186,7 @@ TEST_F(JournalTest, OneBrokerAtATimeHoldsAJournal) {
   outcome.result = "\"kept\"";
   a.journal->RecordOutcome(outcome);
   EXPECT_EQ(a.journal->Find({1, 0})->result, "\"kept\"");  // before the commit
-  a.journal->Commit();
+  EXPECT_EQ(a.journal->Commit(), std::nullopt);
   EXPECT_EQ(a.journal->Find({1, 0})->result, "\"kept\"");  // and after it, from SQLite
   std::vector<std::optional<TaskOutcome>> range;
   EXPECT_EQ(a.journal->FindRange(1, 0, 2, range, SIZE_MAX), 2u);
@@ -203,7 +203,9 @@ TEST_F(JournalTest, ARangeReadStopsAtItsByteBudget) {
     outcome.id = {1, i};
     outcome.result = std::string(400 << 10, static_cast<char>('a' + i));
     a.journal->RecordOutcome(outcome);
-    if (i == 2) a.journal->Commit();
+    if (i == 2) {
+      EXPECT_EQ(a.journal->Commit(), std::nullopt);
+    }
   }
   // when a range of them is read with a budget of 1 MiB, from the first and from the second,
   // then each read stops after the outcome that passes the budget (the third of them), in order,
@@ -272,7 +274,7 @@ TEST_F(JournalTest, ADependencyGraphAndItsProgressSurviveARestart) {
   }
   Broker b(path_);
   b.core.Restore(b.journal->Load(), now_, 1e9);
-  b.journal->Commit();
+  EXPECT_EQ(b.journal->Commit(), std::nullopt);
   // Then j1.1 runs again, and the rest follows in order, each after its dependency.
   std::vector<TaskId> order;
   auto out = b.Send("w2", ReadyMessage{2, 1, {1, 1, 1}, {}}, now_);

@@ -131,7 +131,7 @@ class Model {
   template <typename F> std::string Step(F&& f) {
     std::vector<Outgoing> out;
     f(out);
-    journal_->Commit();
+    EXPECT_EQ(journal_->Commit(), std::nullopt);
     return Take(out);
   }
 
@@ -356,7 +356,8 @@ class Model {
     Start();
     core_->RestoreLimits(journal_->LoadLimits(), now_);
     core_->Restore(journal_->Load(), now_, WallNow());
-    journal_->Commit();  // the restored store has every outcome the journal kept
+    EXPECT_EQ(journal_->Commit(),
+              std::nullopt);  // the restored store has every outcome the journal kept
     return AddWorker();
   }
 

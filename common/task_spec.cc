@@ -17,26 +17,27 @@ using nlohmann::json;
 
 std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
-// Reads an optional non-negative number; the error names the field.
-bool ReadNumber(const json& obj, const char* field, bool required, bool allow_zero, double* out,
-                std::string* error) {
-  auto it = obj.find(field);
+// What a number field may be.
+struct NumberField {
+  const char* name;
+  bool required = false;   // else a missing field leaves `out` as it was
+  bool allow_zero = true;  // else it must be more than zero
+};
+// Reads a non-negative number into `out`; the error names the field.
+FieldError ReadNumber(const json& obj, const NumberField& field, double& out) {
+  auto it = obj.find(field.name);
   if (it == obj.end()) {
-    if (required) *error = "missing field " + Quote(field);
-    return !required;
+    if (field.required) return "missing field " + Quote(field.name);
+    return std::nullopt;
   }
-  if (!it->is_number()) {
-    *error = "field " + Quote(field) + " must be a number, not " + it->type_name();
-    return false;
-  }
+  if (!it->is_number())
+    return "field " + Quote(field.name) + " must be a number, not " + it->type_name();
   double v = it->get<double>();
-  if (!std::isfinite(v) || v < 0 || (!allow_zero && v == 0)) {
-    *error = "field " + Quote(field) + " must be " +
-             (allow_zero ? "zero or more" : "more than zero") + ", not " + it->dump();
-    return false;
-  }
-  *out = v;
-  return true;
+  if (!std::isfinite(v) || v < 0 || (!field.allow_zero && v == 0))
+    return "field " + Quote(field.name) + " must be " +
+           (field.allow_zero ? "zero or more" : "more than zero") + ", not " + it->dump();
+  out = v;
+  return std::nullopt;
 }
 
 template <typename T> struct KindTag { using type = T; };
@@ -92,8 +93,8 @@ std::string Bad(const char* field, const char* what, double v) {
 // --- each kind: its fields in a task file, and its checks ---
 
 FieldError SleepTask::Parse(const json& obj, SleepTask& out) {
-  std::string error;
-  if (!ReadNumber(obj, "seconds", true, true, &out.seconds, &error)) return error;
+  if (auto error = ReadNumber(obj, {.name = "seconds", .required = true}, out.seconds))
+    return error;
   if (auto it = obj.find("result"); it != obj.end()) out.result = it->dump();
   return std::nullopt;
 }
@@ -111,9 +112,7 @@ FieldError EchoTask::Parse(const json& obj, EchoTask& out) {
 FieldError EchoTask::Validate() const { return ValueSize(value); }
 
 FieldError CpuTask::Parse(const json& obj, CpuTask& out) {
-  std::string error;
-  if (!ReadNumber(obj, "ms", true, true, &out.ms, &error)) return error;
-  return std::nullopt;
+  return ReadNumber(obj, {.name = "ms", .required = true}, out.ms);
 }
 FieldError CpuTask::Validate() const {
   if (!std::isfinite(ms) || ms < 0) return Bad("ms", "zero or more", ms);
@@ -534,10 +533,9 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
     if (auto invalid = ValidateSpec(spec)) return fail(*invalid);
     return spec;
   }
-  std::string error;
-  if (!ReadNumber(obj, "delay", false, true, &spec.delay, &error) ||
-      !ReadNumber(obj, "timeout", false, false, &spec.timeout, &error))
-    return fail(error);
+  if (auto error = ReadNumber(obj, {.name = "delay"}, spec.delay)) return fail(*error);
+  if (auto error = ReadNumber(obj, {.name = "timeout", .allow_zero = false}, spec.timeout))
+    return fail(*error);
   if (auto it = obj.find("priority"); it != obj.end()) {
     if (!it->is_number_integer()) return fail("field 'priority' must be an integer");
     auto p = it->get<int64_t>();
