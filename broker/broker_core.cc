@@ -132,7 +132,7 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
   Compact();
 }
 
-void BrokerCore::Delay(TaskId id, SteadyTime due) { delayed_.push({due, next_seq_++, id}); }
+void BrokerCore::Delay(TaskId id, SteadyTime due) { delayed_.Add(id, due); }
 
 void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now,
                         std::vector<Outgoing>& out, Role role, const std::string& key) {
@@ -394,8 +394,7 @@ uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const J
   }
   size_t per_class[kTaskClassCount] = {};
   for (const TaskSpec& spec : job.specs) ++per_class[ClassIndex(spec)];
-  ReadyQueues& queues = ready_[""];  // the default queue: where big jobs go
-  for (size_t c = 0; c < kTaskClassCount; ++c) queues[c].Reserve(queues[c].size() + per_class[c]);
+  for (size_t c = 0; c < kTaskClassCount; ++c) ready_.ReserveDefault(c, per_class[c]);
   job.tasks.resize(job.specs.size());
   job.size = static_cast<uint32_t>(job.specs.size());
   job.unfinished = job.size;
@@ -702,7 +701,7 @@ void BrokerCore::Compact() {
 }
 
 void BrokerCore::Enqueue(TaskId id, const Task& task) {
-  ready_[task.spec->need().queue][ClassIndex(*task.spec)].push({task.spec->priority, id});
+  ready_.Push(task.spec->need().queue, ClassIndex(*task.spec), {task.spec->priority, id});
 }
 
 bool BrokerCore::Resolve(const std::string& from, const std::vector<std::string>& ids,
@@ -967,10 +966,7 @@ void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
     }
     case State::kDelayed: {
       reply.state = "delayed";
-      std::optional<SteadyTime> due;  // its entry in the delayed heap (O(delayed), now and then)
-      for (const DelayedEntry& e : delayed_.entries()) {
-        if (e.id == id && (!due || e.due < *due)) due = e.due;
-      }
+      const std::optional<SteadyTime> due = delayed_.DueOf(id);  // O(delayed), now and then
       char in[64] = "";
       if (due) {
         reply.eligible_in = std::max(0.0, std::chrono::duration<double>(*due - now_).count());
@@ -1014,10 +1010,11 @@ void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
       // In the ready queue: behind the tasks that go first.
       const QueueEntry me{task->spec->priority, id};
       size_t ahead = 0;
-      const auto& queue = ready_[task->spec->need().queue][c];
-      for (const QueueEntry& e : queue.entries()) {
-        const Task* other = Find(e.id);
-        if (other && other->state == State::kQueued && me < e) ++ahead;
+      if (const ReadyQueues::Queue* queue = ready_.Find(task->spec->need().queue, c)) {
+        for (const QueueEntry& e : queue->entries()) {
+          const Task* other = Find(e.id);
+          if (other && other->state == State::kQueued && me < e) ++ahead;
+        }
       }
       if (ahead > 0)
         say("queued behind " + std::to_string(ahead) + " task" + (ahead == 1 ? "" : "s") +
@@ -1236,10 +1233,10 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
       TasksMessage message;
       WatchMessage watch;
       // Tasks another worker could run, but not this one now: back to their queue afterwards.
-      std::vector<std::pair<ReadyQueue*, QueueEntry>> skipped;
+      std::vector<std::pair<ReadyQueues::Queue*, QueueEntry>> skipped;
       for (size_t c = 0; c < kTaskClassCount; ++c) {
         while (w.in_use[c] < w.capacity[c] && message.tasks.size() < kMaxTasksPerMessage) {
-          ReadyQueue* queue = NextQueue(w, c);
+          ReadyQueues::Queue* queue = ready_.Next(w, c);
           if (!queue) break;
           const QueueEntry entry = queue->top();
           queue->pop();
@@ -1290,24 +1287,6 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
       if (!watch.ids.empty()) out.push_back({w.identity, std::move(watch)});
     }
   }
-}
-
-BrokerCore::ReadyQueue* BrokerCore::NextQueue(const Worker& w, size_t c) {
-  ReadyQueue* best = nullptr;
-  if (w.queues.empty()) {
-    for (auto& [name, queues] : ready_) {
-      ReadyQueue& q = queues[c];
-      if (!q.empty() && (!best || best->top() < q.top())) best = &q;
-    }
-    return best;
-  }
-  for (const std::string& name : w.queues) {
-    auto it = ready_.find(name == kDefaultQueue ? "" : name);
-    if (it == ready_.end()) continue;
-    ReadyQueue& q = it->second[c];
-    if (!q.empty() && (!best || best->top() < q.top())) best = &q;
-  }
-  return best;
 }
 
 void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why,
@@ -1364,15 +1343,13 @@ void BrokerCore::WorkerExited(int64_t pid, std::vector<Outgoing>& out) {
 
 void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
   now_ = now;
-  while (!delayed_.empty() && delayed_.top().due <= now) {
-    const TaskId id = delayed_.top().id;
-    delayed_.pop();
-    Task* task = Find(id);
+  while (const std::optional<TaskId> due = delayed_.PopDue(now)) {
+    Task* task = Find(*due);
     if (!task || task->state != State::kDelayed) continue;  // cancelled while delayed
     task->state = State::kQueued;
     --delayed_count_;
     ++queued_;
-    Enqueue(id, *task);
+    Enqueue(*due, *task);
   }
   // Rates have new tokens; and once a heartbeat, every gate is looked at again (a safety net:
   // nothing parked waits longer than that for room it already has).
@@ -1411,7 +1388,7 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
 
 SteadyTime BrokerCore::NextWakeup() const {
   SteadyTime next = next_heartbeat_;
-  if (!delayed_.empty()) next = std::min(next, delayed_.top().due);
+  if (auto due = delayed_.NextDue()) next = std::min(next, *due);
   if (auto token = parking_.NextToken(now_)) next = std::min(next, *token);
   return next;
 }

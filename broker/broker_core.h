@@ -30,6 +30,7 @@
 #include "broker/journal.h"
 #include "broker/outgoing.h"
 #include "broker/parking.h"
+#include "broker/queues.h"
 #include "broker/result_store.h"
 #include "broker/spill_fetch.h"
 #include "broker/worker_pool.h"
@@ -165,14 +166,6 @@ class BrokerCore {
     HaltPolicy halt;       // GNU parallel's --halt (orq run)
     bool halted = false;   // its halt decided: no task of it starts again
   };
-  struct DelayedEntry {
-    SteadyTime due;
-    uint64_t seq;
-    TaskId id;
-    bool operator<(const DelayedEntry& o) const {  // min-heap on due time
-      return due != o.due ? due > o.due : seq > o.seq;
-    }
-  };
   void Submit(const std::string& from, SubmitRequest& request, SteadyTime now,
               std::vector<Outgoing>& out);
   // Adds a job and queues its tasks; returns its number.
@@ -274,21 +267,8 @@ class BrokerCore {
   std::deque<uint64_t> finished_jobs_;  // in finishing order, for retention
   std::unordered_map<uint64_t, Job> jobs_;
   uint64_t next_job_ = 1;
-  uint64_t next_seq_ = 0;  // tie-break between delayed tasks due at the same time
-  // A priority queue whose storage can be reserved: a job of a million tasks grows it once.
-  // (And whose entries `orq explain` can count.)
-  template <typename T> struct Heap : std::priority_queue<T> {
-    void Reserve(size_t n) { this->c.reserve(n); }
-    const std::vector<T>& entries() const { return this->c; }
-  };
-  using ReadyQueue = Heap<QueueEntry>;
-  using ReadyQueues = std::array<ReadyQueue, kTaskClassCount>;
-  // One set per named queue ("" is the default one); may hold stale (cancelled) entries.
-  std::map<std::string, ReadyQueues> ready_;
-  // The ready queue of class `c` whose best task `w` takes next (highest priority among the queues
-  // it serves), or null when none has one.
-  ReadyQueue* NextQueue(const Worker& w, size_t c);
-  Heap<DelayedEntry> delayed_;  // idem
+  ReadyQueues ready_;     // queued tasks, by named queue and class; may hold stale entries
+  DelayedTasks delayed_;  // delayed tasks and retries, by due time; idem
   WorkerPool workers_;
   // Queued tasks whose last lease was lost (its worker dropped, or our restart), not leased since:
   // the key that held it ("" when unknown, after a restart). Only such a lease may be adopted.
