@@ -814,8 +814,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
     ended_jobs_.push_back(id.job);
   }
   delivery_.Ended(id, out);
-  graph_.Ended(id);  // (remembered only when some task waits for a task or a job)
-  NotifyDependants(out);
+  if (graph_.Ended(id)) NotifyDependants(out);
 }
 
 void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,

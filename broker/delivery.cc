@@ -47,15 +47,17 @@ void Delivery::Gather(Request request, const std::vector<bool>& finished,
 }
 
 void Delivery::Ended(TaskId id, std::vector<Outgoing>& out) {
-  auto listed = by_job_.find(id.job);
-  if (listed == by_job_.end()) return;
-  // A copy: a waiter that completes may be forgotten (and unlisted) on the way.
-  const std::vector<uint64_t> waiting = listed->second;
-  for (uint64_t waiter_id : waiting) {
-    auto it = waiters_.find(waiter_id);
-    if (it == waiters_.end()) continue;
-    Waiter& waiter = it->second;
-    if (waiter.complete) continue;  // all in: sending the rest of its results (Pump)
+  // The gathers listed with its job, in order. One that completes may be forgotten (and unlisted)
+  // on the way: then position i holds the next, and the list may be gone.
+  for (size_t i = 0;;) {
+    auto listed = by_job_.find(id.job);
+    if (listed == by_job_.end() || i >= listed->second.size()) return;
+    const uint64_t waiter_id = listed->second[i];
+    Waiter& waiter = waiters_.at(waiter_id);
+    if (waiter.complete) {  // all in: sending the rest of its results (Pump)
+      ++i;
+      continue;
+    }
     // The waiter counted this task once per mention, as part of its job or by itself.
     uint32_t mentions = 0;
     if (auto j = waiter.request.whole_jobs.find(id.job); j != waiter.request.whole_jobs.end())
@@ -67,10 +69,14 @@ void Delivery::Ended(TaskId id, std::vector<Outgoing>& out) {
       if (waiter.due.size() == waiter.sent) streams_due_.push_back(waiter_id);
       waiter.due.insert(waiter.due.end(), mentions, id);
     }
-    if (waiter.remaining > 0) continue;
+    if (waiter.remaining > 0) {
+      ++i;
+      continue;
+    }
     waiter.complete = true;
     if (!waiter.request.stream) waiter.due = std::move(waiter.request.ids);  // not needed now
     Pump(waiter_id, out);
+    if (waiters_.count(waiter_id)) ++i;
   }
 }
 

@@ -28,8 +28,11 @@ class DependencyGraph {
   void WaitForJob(uint64_t job, Dependant dependant) { jobs_[job].push_back(dependant); }
 
   // The task ended: its dependants (and, once its job has ended, the job's) are to be told.
-  void Ended(TaskId id) {
-    if (!tasks_.empty() || !jobs_.empty()) ended_.push_back(id);
+  // False when no task waits for anything (nothing to tell).
+  bool Ended(TaskId id) {
+    if (tasks_.empty() && jobs_.empty()) return false;
+    ended_.push_back(id);
+    return true;
   }
   // An ended task whose dependants have not been told yet; nullopt when none is left.
   std::optional<TaskId> NextEnded() {
