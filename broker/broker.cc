@@ -117,7 +117,8 @@ class BrokerShell {
     for (;;) {
       if (stop_signal && !core_.shutting_down()) {
         Log("signal " + std::to_string(stop_signal) + ": shutting down");
-        core_.BeginShutdown(out_);
+        core_.BeginShutdown();
+        core_.DrainOutbox(out_);
       }
       if (core_.shutting_down()) {
         if (stop_deadline == Clock::time_point::max()) {
@@ -148,7 +149,8 @@ class BrokerShell {
         const Role role = admission_.RoleOf(received->identity, received->user_id, received->fd);
         if (auto* error = std::get_if<DecodeError>(&received->message)) {
           Log("malformed message: " + error->what);
-          core_.HandleMalformed(received->identity, error->what, out_);
+          core_.HandleMalformed(received->identity, error->what);
+          core_.DrainOutbox(out_);
         } else if (std::holds_alternative<ReloadAccessRequest>(
                        std::get<Message>(received->message)) &&
                    MaySend(role, Command::kReloadAccess)) {
@@ -166,7 +168,8 @@ class BrokerShell {
         } else if (WithinBounds(received->identity, std::get<Message>(received->message), role,
                                 received->user_id)) {
           core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
-                       out_, role, received->user_id);
+                       role, received->user_id);
+          core_.DrainOutbox(out_);
         }
       }
       now = Clock::now();
@@ -174,7 +177,8 @@ class BrokerShell {
         next_access_check_ = now + kAccessCheckInterval;
         parts_.Expire(now);
         for (const auto& peer : admission_.ReloadIfChanged()) {
-          core_.PeerRevoked(peer, out_);
+          core_.PeerRevoked(peer);
+          core_.DrainOutbox(out_);
           ++dropped_untold_;
         }
       }
@@ -185,7 +189,8 @@ class BrokerShell {
         Supervise(now);
       }
       if (now >= core_.NextWakeup()) {
-        core_.Tick(now, out_);
+        core_.Tick(now);
+        core_.DrainOutbox(out_);
         Supervise(now);
       }
       Flush();
@@ -223,7 +228,8 @@ class BrokerShell {
   void ReloadAccess(const std::string& from) {
     uint32_t dropped = std::exchange(dropped_untold_, 0);
     for (const auto& peer : admission_.Reload()) {
-      core_.PeerRevoked(peer, out_);
+      core_.PeerRevoked(peer);
+      core_.DrainOutbox(out_);
       ++dropped;
     }
     out_.push_back(
@@ -309,7 +315,8 @@ class BrokerShell {
                          std::make_move_iterator(request.tasks.end()));
       request.tasks = std::move(parts.tasks);
     }
-    core_.Handle(from, std::move(request), now, out_, role);
+    core_.Handle(from, std::move(request), now, role);
+    core_.DrainOutbox(out_);
   }
 
   // orq scale: start workers up to `target`, or retire the newest extra ones (they finish their
@@ -328,8 +335,9 @@ class BrokerShell {
         it->retiring = true;
         --active;
         // Not registered yet (or dead): stop it now; else let it finish what it runs.
-        if (it->process.pid() > 0 && !core_.RetireWorker(it->process.pid(), out_))
+        if (it->process.pid() > 0 && !core_.RetireWorker(it->process.pid()))
           it->process.Stop(milliseconds(2000));
+        core_.DrainOutbox(out_);
       }
     }
     Log("scaled from " + std::to_string(before) + " to " + std::to_string(active) +
@@ -376,7 +384,8 @@ class BrokerShell {
         if (int orphans = KillSession(pid))
           Log("killed " + std::to_string(orphans) + " processes left by worker " +
               std::to_string(pid));
-        core_.WorkerExited(pid, out_);
+        core_.WorkerExited(pid);
+        core_.DrainOutbox(out_);
         if (core_.shutting_down() || w.retiring) continue;
         const milliseconds wait = w.backoff.Died(w.started, now);
         w.restart_at = now + wait;
@@ -478,7 +487,8 @@ class BrokerShell {
     problem_.clear();
     Log("the journal's disk has room again (" + Mib(space_->FreeBytes()) +
         " free): accepting work");
-    core_.SetJournalProblem("", out_);
+    core_.SetJournalProblem("");
+    core_.DrainOutbox(out_);
   }
 
   void SetProblem() {
@@ -487,7 +497,8 @@ class BrokerShell {
         "): submits are refused and no new task starts until space is freed";
     if (problem_.empty()) Log(problem);
     problem_ = problem;
-    core_.SetJournalProblem(problem, out_);
+    core_.SetJournalProblem(problem);
+    core_.DrainOutbox(out_);
   }
 
   // Whether a submit of `bytes` on the wire from `client` fits in the journal (its specs take

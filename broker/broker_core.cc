@@ -2,30 +2,25 @@
 
 #include <algorithm>
 #include <cmath>
-#include <tuple>
 #include <type_traits>
 
+#include "broker/submission.h"
+#include "common/id_ref.h"
 #include "common/ids.h"
 #include "common/overloaded.h"
 
 namespace orq {
 namespace {
 
-// A job's first task, for people: its command line, or its kind.
-std::string Label(const TaskSpec& spec) {
-  std::string label;
-  if (const auto* shell = std::get_if<ShellTask>(&spec.body)) {
-    if (const std::string* line = ShellCommand(shell->argv)) {
-      label = *line;
-    } else {
-      for (const std::string& word : shell->argv) label += (label.empty() ? "" : " ") + word;
-    }
-  } else {
-    label = KindName(spec);
-  }
-  constexpr size_t kMax = 120;
-  if (label.size() > kMax) label = label.substr(0, kMax - 3) + "...";
-  return label;
+SteadyTime::duration Seconds(double seconds) {
+  return std::chrono::duration_cast<SteadyTime::duration>(std::chrono::duration<double>(seconds));
+}
+
+TaskOutcome Ending(TaskStatus status, std::string error) {
+  TaskOutcome outcome;
+  outcome.status = status;
+  outcome.error = std::move(error);
+  return outcome;
 }
 
 }  // namespace
@@ -39,65 +34,43 @@ BrokerCore::BrokerCore(BrokerOptions options, ResultStore& store, Journal& journ
 
 void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double wall_now) {
   now_ = now;
-  std::vector<Outgoing> unused;  // no worker or client is connected yet
-  std::vector<TaskId> to_wire;   // tasks that had not started, with dependencies
+  std::vector<TaskId> to_wire;  // tasks that had not started, with dependencies
   for (RecoveredJob& recovered : jobs) {
-    Job& job = jobs_[recovered.job];
-    next_job_ = std::max(next_job_, recovered.job + 1);
-    job.context = std::make_shared<const JobContext>(std::move(recovered.context));
-    job.submitted_at =
-        now - std::chrono::duration_cast<SteadyTime::duration>(
-                  std::chrono::duration<double>(std::max(0.0, wall_now - recovered.submitted)));
-    if (!recovered.key.empty()) keys_[recovered.key] = recovered.job;
-    job.key = std::move(recovered.key);
-    if (recovered.ended) {  // every task ended: counts, as Compact() leaves a job
-      const RecoveredJob::Ended& e = *recovered.ended;
-      job.label = Label(e.first);
-      job.size = e.size;
-      job.ended = e.by_status;
-      job.ok = e.by_status[static_cast<size_t>(TaskStatus::kOk)];
-      job.failed = e.size - job.ok;
-      job.first_failed = e.first_failed;
-      job.spilled = true;  // not known without reading every outcome: looked for when forgotten
-      job.finished_at = now;
-      finished_jobs_.push_back(recovered.job);
-      for (size_t s = 0; s < e.by_status.size(); ++s) finished_[s] += e.by_status[s];
+    auto context = std::make_shared<const JobContext>(std::move(recovered.context));
+    const SteadyTime submitted_at = now - Seconds(std::max(0.0, wall_now - recovered.submitted));
+    if (recovered.ended) {  // every task ended: counts, as compaction leaves a job
+      tasks_.AddEnded(recovered.job, std::move(context), submitted_at, std::move(recovered.key),
+                      *recovered.ended, now);
       continue;
     }
-    job.tasks.resize(recovered.tasks.size());
-    job.specs.resize(recovered.tasks.size());
-    job.size = static_cast<uint32_t>(recovered.tasks.size());
-    if (!recovered.tasks.empty()) job.label = Label(recovered.tasks[0].spec);
-    job.unfinished = static_cast<uint32_t>(recovered.tasks.size());
-    for (uint32_t i = 0; i < job.tasks.size(); ++i) {
-      RecoveredTask& r = recovered.tasks[i];
+    std::vector<TaskSpec> specs;
+    specs.reserve(recovered.tasks.size());
+    for (RecoveredTask& r : recovered.tasks) specs.push_back(std::move(r.spec));
+    tasks_.Add(std::move(specs), std::move(context), submitted_at, std::move(recovered.key),
+               recovered.job);
+    Job& job = tasks_.job(recovered.job);
+    for (uint32_t i = 0; i < job.size; ++i) {
+      const RecoveredTask& r = recovered.tasks[i];
       Task& task = job.tasks[i];
       const TaskId id{recovered.job, i};
-      job.specs[i] = std::move(r.spec);
-      task.spec = &job.specs[i];
       task.attempt = r.attempts;
       task.failures = r.failures;
       if (!r.last_error.empty()) last_errors_[id] = r.last_error;
       if (r.outcome) {
-        task.state = State::kRunning;  // so Finish() counts it from a known state
-        ++running_;
-        Finish(id, task, std::move(*r.outcome), unused, /*journal=*/false);
+        tasks_.Move(task, TaskState::kRunning);  // so Finish() counts it from a known state
+        Finish(id, task, std::move(*recovered.tasks[i].outcome), /*journal=*/false);
         continue;
       }
       if (task.spec->needs && !task.spec->needs->after.empty() && task.attempt == 0 &&
           r.retry_due == 0 && !r.cancel_requested) {
-        task.state = State::kWaiting;  // wired once every job is back: it may wait on a later one
-        ++waiting_;
-        to_wire.push_back(id);
+        tasks_.Move(task, TaskState::kWaiting);  // wired once every job is back: it may wait on
+        to_wire.push_back(id);                   // a later one
         continue;
       }
-      task.state = State::kQueued;
-      ++queued_;
       if (r.cancel_requested) {
-        TaskOutcome outcome;
-        outcome.status = TaskStatus::kCancelled;
-        outcome.error = "cancelled while running (the broker restarted meanwhile)";
-        Finish(id, task, std::move(outcome), unused);
+        Finish(id, task,
+               Ending(TaskStatus::kCancelled,
+                      "cancelled while running (the broker restarted meanwhile)"));
         continue;
       }
       double wait = 0;  // seconds until eligible
@@ -109,40 +82,39 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
         // It was running when the broker stopped: that execution is lost.
         ++counters_.requeued;
         if (task.attempt - task.failures >= task.spec->attempts) {
-          LeaseLost(id, task, "the broker stopped while it ran", unused);
+          LeaseLost(id, task, "the broker stopped while it ran");
           continue;
         }
         orphans_[id] = "";  // who held it is not journaled: a local worker may take it back
       }
-      if (wait > 0) {
-        task.state = State::kDelayed;
-        --queued_;
-        ++delayed_count_;
-        Delay(id, now + std::chrono::duration_cast<SteadyTime::duration>(
-                            std::chrono::duration<double>(wait)));
-      } else {
+      if (wait > 0)
+        Delay(id, task, now + Seconds(wait));
+      else
         Enqueue(id, task);
-      }
     }
-    if (job.unfinished == 0) job.finished_at = now;
   }
   // A dependency the journal no longer has was forgotten after it ended, and its dependants were
   // still waiting: it ended as they needed (else they would have ended too). Wire() says so.
-  for (TaskId id : to_wire) Wire(id, *Find(id), unused);
-  Compact();
+  for (TaskId id : to_wire) Wire(id, *tasks_.Find(id));
+  EndTurn();
+  out_.clear();  // no worker or client is connected yet
 }
 
-void BrokerCore::Delay(TaskId id, SteadyTime due) { delayed_.Add(id, due); }
-
-void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now,
-                        std::vector<Outgoing>& out, Role role, const std::string& key) {
+void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now, Role role,
+                        const std::string& key) {
   now_ = now;
   const Command command = CommandOf(message);
   if (!ToBroker(command)) {
     ++counters_.unexpected;  // a reply or a broker-to-worker message sent to the broker
     return;
   }
-  if (!MaySend(role, command)) return Refuse(from, role, command, out);
+  if (!MaySend(role, command)) {
+    ++counters_.forbidden;
+    if (IsRequest(command))  // (a worker message from a non-worker: nobody waits for it)
+      Reply(from, Error{ErrorCode::kForbidden,
+                        std::string("the broker refused this request: ") + RefusalOf(role)});
+    return;
+  }
   Worker* worker = nullptr;
   const std::optional<uint32_t> worker_id = workers_.IdOf(from);
   if (worker_id) {
@@ -155,23 +127,33 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
   }
   std::visit(
       Overloaded{
-          [&](SubmitRequest& m) { Submit(from, m, now, out); },
-          [&](GatherRequest& m) { Gather(from, m, out); },
-          [&](StatusRequest&) { Status(from, out); },
-          [&](CancelRequest& m) { Cancel(from, m, out); },
-          [&](ShutdownRequest&) { Shutdown(from, out); },
-          [&](PingRequest&) {
-            out.push_back({from, PongReply{options_.broker_pid}});
+          [&](SubmitRequest& m) { Submit(from, m); },
+          [&](GatherRequest& m) { Gather(from, m); },
+          [&](StatusRequest&) {
+            StatusReply status = StatusReport(Sources());
+            status.broker_pid = options_.broker_pid;
+            status.journal_problem = journal_problem_;
+            status.endpoints = {options_.endpoint};
+            status.endpoints.insert(status.endpoints.end(), options_.listen.begin(),
+                                    options_.listen.end());
+            status.counters = counters_;
+            Reply(from, std::move(status));
           },
-          [&](ForgetRequest& m) { Forget(from, m, out); },
-          [&](JobsRequest& m) { Jobs(from, m, out); },
-          [&](RetryRequest& m) { Retry(from, m, now, out); },
-          [&](LogsRequest& m) { Logs(from, m, out); },
-          [&](LimitRequest& m) { Limit(from, m, out); },
-          [&](ExplainRequest& m) { Explain(from, m, out); },
-          [&](ResultsAck&) { delivery_.Acknowledged(from, out); },
+          [&](CancelRequest& m) { Cancel(from, m); },
+          [&](ShutdownRequest&) {
+            BeginShutdown();
+            Reply(from, ShutdownAck{});
+          },
+          [&](PingRequest&) { Reply(from, PongReply{options_.broker_pid}); },
+          [&](ForgetRequest& m) { Forget(from, m); },
+          [&](JobsRequest& m) { Reply(from, JobsReport(tasks_, m, now_)); },
+          [&](RetryRequest& m) { Retry(from, m); },
+          [&](LogsRequest& m) { Logs(from, m); },
+          [&](LimitRequest& m) { Limit(from, m); },
+          [&](ExplainRequest& m) { Reply(from, Explain(Sources(), m)); },
+          [&](ResultsAck&) { delivery_.Acknowledged(from, out_); },
           [&](OutputMessage& m) {
-            if (worker) Output(*worker_id, m, out);
+            if (worker) Output(*worker_id, m);
           },
           [&](OutputPieceMessage& m) {
             if (m.text.size() > kOutputPieceBytes) {  // counted, and the next worker is asked
@@ -179,22 +161,22 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
               m.found = false;
               m.text.clear();
             }
-            if (!worker || !spill_fetches_.Piece(*worker_id, m, IdentityOf(), out))
+            if (!worker || !spill_fetches_.Piece(*worker_id, m, IdentityOf(), out_))
               ++counters_.unexpected;
           },
-          [&](ReadyMessage& m) { Register(from, role, key, m, now, out); },
+          [&](ReadyMessage& m) { Register(from, role, key, m); },
           [&](WorkerResultsMessage& m) {
-            if (worker) return Results(*worker_id, m, now, out);
+            if (worker) return Results(*worker_id, m);
             // A worker we dropped (paused, partitioned): its results are stale; it must
             // register again, telling us what it still runs.
             counters_.stale_results += m.outcomes.size();
-            out.push_back({from, ReregisterMessage{}});
+            Reply(from, ReregisterMessage{});
           },
           [&](HeartbeatMessage&) {
-            if (!worker) out.push_back({from, ReregisterMessage{}});
+            if (!worker) Reply(from, ReregisterMessage{});
           },
           [&](GoodbyeMessage&) {
-            if (worker) DropWorker(*worker_id, "it left", out);
+            if (worker) DropWorker(*worker_id, "it left");
           },
           // The shell answers or keeps these; they never reach the core.
           [&](ReloadAccessRequest&) { ++counters_.unexpected; },
@@ -208,44 +190,24 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
           },
       },
       message);
-  EndTurn(out);
+  EndTurn();
 }
 
-void BrokerCore::Refuse(const std::string& from, Role role, Command command,
-                        std::vector<Outgoing>& out) {
-  ++counters_.forbidden;
-  if (!IsRequest(command)) return;  // a worker message from a non-worker: nobody waits for it
-  std::string why;
-  switch (role) {
-    case Role::kRevoked:
-      why = "this key was revoked";
-      break;
-    case Role::kWorker:
-      why = "a worker key may only register and report results";
-      break;
-    case Role::kClient:
-      why = "a client key may not administer access; do that on the broker's host";
-      break;
-    case Role::kLocal:
-      why = "not allowed";
-      break;
-  }
-  out.push_back(
-      {from, ErrorReply{ErrorCode::kForbidden, "the broker refused this request: " + why}});
+ReportSources BrokerCore::Sources() const {
+  return {tasks_, workers_, parking_, ready_, delayed_, store_, now_};
 }
 
-void BrokerCore::PeerRevoked(const std::string& peer, std::vector<Outgoing>& out) {
+void BrokerCore::PeerRevoked(const std::string& peer) {
   ++counters_.revoked;
   PeerUnreachable(peer);
-  if (auto id = workers_.IdOf(peer)) DropWorker(*id, "its key was revoked", out);
-  EndTurn(out);
+  if (auto id = workers_.IdOf(peer)) DropWorker(*id, "its key was revoked");
+  EndTurn();
 }
 
-void BrokerCore::HandleMalformed(const std::string& from, const std::string& what,
-                                 std::vector<Outgoing>& out) {
+void BrokerCore::HandleMalformed(const std::string& from, const std::string& what) {
   ++counters_.malformed;
   if (!workers_.IdOf(from))
-    out.push_back({from, ErrorReply{ErrorCode::kBadRequest, "malformed request: " + what}});
+    Reply(from, Error{ErrorCode::kBadRequest, "malformed request: " + what});
 }
 
 void BrokerCore::PeerUnreachable(const std::string& peer) {
@@ -254,47 +216,41 @@ void BrokerCore::PeerUnreachable(const std::string& peer) {
   followers_.ClientGone(peer);
 }
 
-void BrokerCore::Logs(const std::string& from, const LogsRequest& request,
-                      std::vector<Outgoing>& out) {
-  auto ref = ParseId(request.task);
-  Task* task = ref && ref->index ? Find({ref->job, *ref->index}) : nullptr;
-  if (!task)
-    return out.push_back(
-        {from, ErrorReply{ErrorCode::kUnknownId, "unknown task '" + request.task + "'"}});
-  const TaskId id{ref->job, *ref->index};
-  if (request.rest) return LogsRest(from, id, request, out);
-  const Followers::Follower follower{from, request.err, request.follow, task->attempt, 0};
-  switch (task->state) {
-    case State::kFinished:
-      followers_.Add(id, follower);
-      return followers_.End(id, Stored(id), out);
-    case State::kWaiting:
-    case State::kQueued:
-    case State::kDelayed:
+void BrokerCore::Logs(const std::string& from, const LogsRequest& request) {
+  const auto id = tasks_.ResolveTask(request.task);
+  if (!id) return Reply(from, id.error());
+  if (request.rest) return LogsRest(from, *id, request);
+  const Task& task = *tasks_.Find(*id);
+  const Followers::Follower follower{from, request.err, request.follow, task.attempt, 0};
+  switch (task.state) {
+    case TaskState::kFinished:
+      followers_.Add(*id, follower);
+      return followers_.End(*id, Stored(*id), out_);
+    case TaskState::kWaiting:
+    case TaskState::kQueued:
+    case TaskState::kDelayed:
       if (!request.follow)
-        return out.push_back(
-            {from, LogChunk{"", true, request.task + " has not started yet", "", ""}});
-      followers_.Add(id, follower);  // told to its worker when it is leased (Dispatch)
+        return Reply(from, LogChunk{"", true, request.task + " has not started yet", "", ""});
+      followers_.Add(*id, follower);  // told to its worker when it is leased (Dispatch)
       return;
-    case State::kRunning:
-      followers_.Add(id, follower);
+    case TaskState::kRunning:
+      followers_.Add(*id, follower);
       // Its worker sends what it printed so far at once, then the rest as it comes.
-      return out.push_back({workers_.at(task->worker).identity, WatchMessage{{id}}});
+      return Reply(workers_.at(task.worker).identity, WatchMessage{{*id}});
   }
 }
 
-void BrokerCore::LogsRest(const std::string& from, TaskId id, const LogsRequest& request,
-                          std::vector<Outgoing>& out) {
+void BrokerCore::LogsRest(const std::string& from, TaskId id, const LogsRequest& request) {
   const std::string stream = request.err ? "stderr" : "stdout";
-  if (Find(id)->state != State::kFinished)
-    return out.push_back({from, LogChunk{"", true,
-                                         FormatTaskId(id) + " runs again: its " + stream +
-                                             " starts again (orq logs " + FormatTaskId(id) + ")"}});
+  if (tasks_.Find(id)->state != TaskState::kFinished)
+    return Reply(from, LogChunk{"", true,
+                                FormatTaskId(id) + " runs again: its " + stream +
+                                    " starts again (orq logs " + FormatTaskId(id) + ")"});
   const TaskOutcome outcome = Stored(id);
   const ShellOutput::More* more = outcome.shell ? outcome.shell->more.get() : nullptr;
   const std::string file = more ? (request.err ? more->stderr_file : more->stdout_file) : "";
   if (file.empty())
-    return out.push_back({from, LogChunk{"", true, "its " + stream + " did not go to a file"}});
+    return Reply(from, LogChunk{"", true, "its " + stream + " did not go to a file"});
   // The broker named the file (absolute: a local worker's, in this host's $ORQ_HOME; else in the
   // $ORQ_HOME of the remote worker on its host), so every local worker can read a local one, and
   // the remote workers of that host may have a remote one.
@@ -303,7 +259,7 @@ void BrokerCore::LogsRest(const std::string& from, TaskId id, const LogsRequest&
   const std::string where =
       local ? file : file + " in the $ORQ_HOME of its worker on " + more->host;
   spill_fetches_.Begin({from, {id, outcome.attempt}, request.err, request.offset, where},
-                       std::move(holders), now_, IdentityOf(), out);
+                       std::move(holders), now_, IdentityOf(), out_);
 }
 
 SpillFetches::IdentityOf BrokerCore::IdentityOf() const {
@@ -313,179 +269,108 @@ SpillFetches::IdentityOf BrokerCore::IdentityOf() const {
   };
 }
 
-void BrokerCore::Output(uint32_t worker, const OutputMessage& output, std::vector<Outgoing>& out) {
+void BrokerCore::Output(uint32_t worker, const OutputMessage& output) {
   if (followers_.empty()) return;
   // Only the attempt that holds the lease speaks for the task (a worker that lost it may still
   // send a little): anything else would restart the followers' stream.
-  const Task* task = Find(output.id);
-  if (!task || task->state != State::kRunning || task->attempt != output.attempt ||
+  const Task* task = tasks_.Find(output.id);
+  if (!task || task->state != TaskState::kRunning || task->attempt != output.attempt ||
       task->worker != worker)
     return;
-  followers_.Output(output, out);
+  followers_.Output(output, out_);
 }
 
-void BrokerCore::Submit(const std::string& from, SubmitRequest& request, SteadyTime now,
-                        std::vector<Outgoing>& out) {
-  auto refuse = [&](std::string message) {
-    out.push_back({from, ErrorReply{ErrorCode::kBadRequest, std::move(message)}});
-  };
-  if (shutting_down_) {
-    out.push_back({from, ErrorReply{ErrorCode::kShuttingDown, "the broker is shutting down"}});
-    return;
-  }
+void BrokerCore::Submit(const std::string& from, SubmitRequest& request) {
+  if (shutting_down_)
+    return Reply(from, Error{ErrorCode::kShuttingDown, "the broker is shutting down"});
   if (request.key.size() > kMaxKeyBytes)
-    return refuse("the key is " + std::to_string(request.key.size()) + " bytes; the limit is " +
-                  std::to_string(kMaxKeyBytes));
-  if (auto it = keys_.find(request.key); !request.key.empty() && it != keys_.end()) {
+    return Reply(from, Error{ErrorCode::kBadRequest,
+                             "the key is " + std::to_string(request.key.size()) +
+                                 " bytes; the limit is " + std::to_string(kMaxKeyBytes)});
+  if (auto job = tasks_.JobOfKey(request.key)) {
     // Submitted before (a retry after a timeout, say): that job's id, and nothing new.
-    const Job& job = jobs_.at(it->second);
-    return out.push_back({from, SubmittedReply{it->second, job.size, true}});
+    return Reply(from, SubmittedReply{*job, tasks_.job(*job).size, true});
   }
-  if (request.tasks.empty()) return refuse("a job needs at least one task");
+  if (request.tasks.empty())
+    return Reply(from, Error{ErrorCode::kBadRequest, "a job needs at least one task"});
   // (After the key: returning a job submitted before writes nothing to the journal.)
   if (!journal_problem_.empty())
-    return out.push_back(
-        {from, ErrorReply{ErrorCode::kDiskFull, "nothing was accepted: " + journal_problem_}});
-  if (request.tasks.size() > options_.max_tasks_per_job)
-    return refuse("a job may hold at most " + std::to_string(options_.max_tasks_per_job) +
-                  " tasks; this one has " + std::to_string(request.tasks.size()));
-  for (size_t i = 0; i < request.tasks.size(); ++i) {
-    if (auto error = ValidateSpec(request.tasks[i]))
-      return refuse("task " + std::to_string(i) + ": " + *error);
-  }
-  if (auto error = ValidateHalt(request.halt)) return refuse(*error);
-  if (auto error = CheckDependencies(request.tasks)) return refuse(*error);
-  if (auto error = CheckForeignDependencies(request.tasks)) return refuse(*error);
-  for (size_t i = 0; i < request.tasks.size(); ++i) {
-    for (const std::string& limit : request.tasks[i].need().limits) {
-      if (!parking_.limits().HasLimit(limit))
-        return refuse("task " + std::to_string(i) + ": there is no limit '" + limit +
-                      "'; set it first: orq limit set " + limit + " N");
-    }
-  }
-  if (request.context.cwd.size() > kMaxPathBytes)
-    return refuse("the job's directory is " + std::to_string(request.context.cwd.size()) +
-                  " bytes long; the limit is " + std::to_string(kMaxPathBytes));
-  if (request.context.env) {
-    if (auto error = ValidateEnv(*request.context.env, "the job's environment"))
-      return refuse(*error);
-  }
-  const uint64_t job_number = AddJob(std::move(request.tasks),
-                                     std::make_shared<const JobContext>(std::move(request.context)),
-                                     now, out, std::move(request.key));
-  jobs_.at(job_number).halt = request.halt;
-  out.push_back({from, SubmittedReply{job_number, jobs_.at(job_number).size}});
-  Dispatch(out);
+    return Reply(from, Error{ErrorCode::kDiskFull, "nothing was accepted: " + journal_problem_});
+  if (auto error = CheckSubmission(request, tasks_, parking_.limits(), options_.max_tasks_per_job))
+    return Reply(from, std::move(*error));
+  const uint64_t number = AddJob(std::move(request.tasks),
+                                 std::make_shared<const JobContext>(std::move(request.context)),
+                                 std::move(request.key));
+  tasks_.job(number).halt = request.halt;
+  Reply(from, SubmittedReply{number, tasks_.job(number).size});
+  Dispatch();
 }
 
 uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
-                            SteadyTime now, std::vector<Outgoing>& out, std::string key) {
-  const uint64_t job_number = next_job_++;
-  journal_.RecordJob(job_number, specs, *context);
-  Job& job = jobs_[job_number];
-  job.context = std::move(context);
-  job.submitted_at = now;
-  job.label = Label(specs.front());
-  job.specs = std::move(specs);  // the specs stay where they are; tasks point at them
-  if (!key.empty()) {
-    journal_.RecordKey(job_number, key);
-    keys_[key] = job_number;
-    job.key = std::move(key);
-  }
+                            std::string key) {
   size_t per_class[kTaskClassCount] = {};
-  for (const TaskSpec& spec : job.specs) ++per_class[ClassIndex(spec)];
+  for (const TaskSpec& spec : specs) ++per_class[ClassIndex(spec)];
   for (size_t c = 0; c < kTaskClassCount; ++c) ready_.ReserveDefault(c, per_class[c]);
-  job.tasks.resize(job.specs.size());
-  job.size = static_cast<uint32_t>(job.specs.size());
-  job.unfinished = job.size;
+  const uint64_t number = tasks_.Add(std::move(specs), std::move(context), now_, std::move(key));
+  Job& job = tasks_.job(number);
+  journal_.RecordJob(number, job.specs, *job.context);
+  if (!job.key.empty()) journal_.RecordKey(number, job.key);
   std::vector<uint32_t> to_wire;  // tasks with dependencies: wired once all of the job exists
-  for (uint32_t i = 0; i < job.tasks.size(); ++i) {
+  for (uint32_t i = 0; i < job.size; ++i) {
     Task& task = job.tasks[i];
-    task.spec = &job.specs[i];
-    TaskId id{job_number, i};
     if (task.spec->needs && !task.spec->needs->after.empty()) {
-      task.state = State::kWaiting;
-      ++waiting_;
+      tasks_.Move(task, TaskState::kWaiting);
       to_wire.push_back(i);
     } else if (task.spec->delay > 0) {
-      task.state = State::kDelayed;
-      ++delayed_count_;
-      Delay(id, now + std::chrono::duration_cast<SteadyTime::duration>(
-                          std::chrono::duration<double>(task.spec->delay)));
+      Delay({number, i}, task, now_ + Seconds(task.spec->delay));
     } else {
-      task.state = State::kQueued;
-      ++queued_;
-      Enqueue(id, task);
+      Enqueue({number, i}, task);
     }
   }
-  for (uint32_t i : to_wire) Wire({job_number, i}, job.tasks[i], out);
-  return job_number;
+  for (uint32_t i : to_wire) Wire({number, i}, job.tasks[i]);
+  return number;
 }
 
-std::optional<std::string> BrokerCore::CheckForeignDependencies(
-    const std::vector<TaskSpec>& specs) const {
-  for (size_t i = 0; i < specs.size(); ++i) {
-    for (const Dependency& d : specs[i].need().after) {
-      if (d.job == Dependency::kSameJob) continue;
-      const std::string id = d.whole_job ? FormatJobId(d.job) : FormatTaskId({d.job, d.index});
-      auto job = jobs_.find(d.job);
-      if (job == jobs_.end() || (!d.whole_job && d.index >= job->second.size))
-        return "task " + std::to_string(i) + ": field 'after' names " + id +
-               ", which the broker does not have (unknown, or forgotten)";
-    }
-  }
-  return std::nullopt;
-}
-
-void BrokerCore::Wire(TaskId id, Task& task, std::vector<Outgoing>& out) {
+void BrokerCore::Wire(TaskId id, Task& task) {
   // Precondition: task.state is kWaiting (and counted so). One more than the dependencies while
   // wiring, so that a dependency ending meanwhile cannot release it.
   task.pending = 1;
   for (const Dependency& d : task.spec->need().after) {
-    if (task.state != State::kWaiting) return;  // it ended (dependency_failed) on the way
+    if (task.state != TaskState::kWaiting) return;  // it ended (dependency_failed) on the way
     const uint64_t job_number = d.job == Dependency::kSameJob ? id.job : d.job;
     const Dependant me{id, d.any};
-    auto job = jobs_.find(job_number);
     if (d.whole_job) {
-      if (job == jobs_.end()) continue;  // forgotten after it ended (see Restore)
-      if (job->second.unfinished > 0) {
+      const Job* job = tasks_.FindJob(job_number);
+      if (!job) continue;  // forgotten after it ended (see Restore)
+      ++task.pending;
+      if (job->unfinished > 0) {
         graph_.WaitForJob(job_number, me);
-        ++task.pending;
         continue;
       }
-      ++task.pending;
-      const auto [name, failure] = JobEnded(job_number, job->second);
-      DependencyEnded(me, name, failure ? &*failure : nullptr, out);
+      const auto [name, failure] = JobEnded(job_number, *job);
+      DependencyEnded(me, name, failure ? &*failure : nullptr);
       continue;
     }
     const TaskId other{job_number, d.index};
-    const Task* dependency = Find(other);
+    const Task* dependency = tasks_.Find(other);
     if (!dependency) continue;  // forgotten after it ended
     ++task.pending;
-    if (dependency->state != State::kFinished) {
+    if (dependency->state != TaskState::kFinished) {
       graph_.WaitForTask(other, me);
       continue;
     }
     const auto outcome = store_.Find(other);
     DependencyEnded(me, FormatTaskId(other),
-                    outcome && outcome->status != TaskStatus::kOk ? &*outcome : nullptr, out);
+                    outcome && outcome->status != TaskStatus::kOk ? &*outcome : nullptr);
   }
-  if (task.state != State::kWaiting) return;
+  if (task.state != TaskState::kWaiting) return;
   if (--task.pending == 0) Release(id, task);
 }
 
 void BrokerCore::Release(TaskId id, Task& task) {
-  --waiting_;
-  const SteadyTime due =
-      jobs_.at(id.job).submitted_at + std::chrono::duration_cast<SteadyTime::duration>(
-                                          std::chrono::duration<double>(task.spec->delay));
-  if (task.spec->delay > 0 && due > now_) {
-    task.state = State::kDelayed;
-    ++delayed_count_;
-    return Delay(id, due);
-  }
-  task.state = State::kQueued;
-  ++queued_;
+  const SteadyTime due = tasks_.job(id.job).submitted_at + Seconds(task.spec->delay);
+  if (task.spec->delay > 0 && due > now_) return Delay(id, task, due);
+  tasks_.Move(task, TaskState::kQueued);
   Enqueue(id, task);
 }
 
@@ -497,32 +382,19 @@ std::pair<std::string, std::optional<TaskOutcome>> BrokerCore::JobEnded(uint64_t
 }
 
 void BrokerCore::DependencyEnded(const Dependant& dependant, const std::string& dependency,
-                                 const TaskOutcome* outcome, std::vector<Outgoing>& out) {
-  Task* task = Find(dependant.id);
-  if (!task || task->state != State::kWaiting) return;  // it ended already (cancelled, failed)
+                                 const TaskOutcome* outcome) {
+  Task* task = tasks_.Find(dependant.id);
+  if (!task || task->state != TaskState::kWaiting) return;  // it ended already (cancelled, failed)
   if (!outcome || dependant.any) {
     if (--task->pending == 0) Release(dependant.id, *task);
     return;
   }
-  // The sentence names the dependency and how it ended; down a chain, the first failure too
-  // (its own sentence is not nested again and again: it stays one line however long the chain).
-  TaskOutcome failed;
-  failed.status = TaskStatus::kDependencyFailed;
-  failed.error = "dependency " + dependency + " ended " + std::string(StatusName(outcome->status));
-  if (outcome->status == TaskStatus::kDependencyFailed) {
-    constexpr std::string_view kFirst = "; the first failure: ";
-    const size_t at = outcome->error.find(kFirst);
-    const std::string_view root =
-        std::string_view(outcome->error)
-            .substr(at == std::string::npos ? std::string_view("dependency ").size()
-                                            : at + kFirst.size());
-    failed.error += std::string(kFirst) + std::string(root);
-  }
   task->attempt = 0;
-  Finish(dependant.id, *task, std::move(failed), out);
+  Finish(dependant.id, *task,
+         Ending(TaskStatus::kDependencyFailed, DependencyFailure(dependency, *outcome)));
 }
 
-void BrokerCore::NotifyDependants(std::vector<Outgoing>& out) {
+void BrokerCore::NotifyDependants() {
   if (notifying_) return;
   notifying_ = true;
   while (const std::optional<TaskId> ended = graph_.NextEnded()) {
@@ -532,262 +404,115 @@ void BrokerCore::NotifyDependants(std::vector<Outgoing>& out) {
       const auto outcome = store_.Find(id);
       const TaskOutcome* failure =
           outcome && outcome->status != TaskStatus::kOk ? &*outcome : nullptr;
-      for (const Dependant& d : list) DependencyEnded(d, name, failure, out);
+      for (const Dependant& d : list) DependencyEnded(d, name, failure);
     }
-    auto job = jobs_.find(id.job);
-    if (job == jobs_.end() || job->second.unfinished > 0) continue;
+    const Job* job = tasks_.FindJob(id.job);
+    if (!job || job->unfinished > 0) continue;
     if (const std::vector<Dependant> list = graph_.TakeJobDependants(id.job); !list.empty()) {
-      const auto [name, failure] = JobEnded(id.job, job->second);
-      for (const Dependant& d : list) DependencyEnded(d, name, failure ? &*failure : nullptr, out);
+      const auto [name, failure] = JobEnded(id.job, *job);
+      for (const Dependant& d : list) DependencyEnded(d, name, failure ? &*failure : nullptr);
     }
   }
   notifying_ = false;
 }
 
-void BrokerCore::Jobs(const std::string& from, const JobsRequest& request,
-                      std::vector<Outgoing>& out) const {
-  std::vector<uint64_t> numbers;
-  if (request.ids.empty()) {
-    for (const auto& [number, job] : jobs_) numbers.push_back(number);
-    std::sort(numbers.begin(), numbers.end());
-  } else {
-    for (const std::string& text : request.ids) {
-      auto ref = ParseId(text);
-      if (!ref || ref->index)
-        return out.push_back({from, ErrorReply{ErrorCode::kUnknownId,
-                                               "'" + text + "' is not a job id (expected j7)"}});
-      if (!jobs_.count(ref->job))
-        return out.push_back(
-            {from, ErrorReply{ErrorCode::kUnknownId, "unknown job " + FormatJobId(ref->job)}});
-      numbers.push_back(ref->job);
-    }
-  }
-  JobsReply reply;
-  for (uint64_t number : numbers) {
-    const Job& job = jobs_.at(number);
-    JobInfo info;
-    info.job = number;
-    info.age = std::chrono::duration<double>(now_ - job.submitted_at).count();
-    info.tasks = job.size;
-    for (const Task& task : job.tasks) {  // O(tasks): asked for now and then, not per task
-      switch (task.state) {
-        case State::kWaiting:
-          ++info.waiting;
-          break;
-        case State::kQueued:
-          ++info.queued;
-          break;
-        case State::kDelayed:
-          ++info.delayed;
-          break;
-        case State::kRunning:
-          ++info.running;
-          break;
-        case State::kFinished:
-          break;
-      }
-    }
-    info.ok = job.ok;
-    info.cancelled = job.ended[static_cast<size_t>(TaskStatus::kCancelled)];
-    info.failed = job.failed - info.cancelled;
-    if (job.unfinished == 0)
-      info.finished_age = std::chrono::duration<double>(now_ - job.finished_at).count();
-    info.label = job.label;
-    reply.jobs.push_back(std::move(info));
-  }
-  out.push_back({from, std::move(reply)});
-}
-
-void BrokerCore::Retry(const std::string& from, const RetryRequest& request, SteadyTime now,
-                       std::vector<Outgoing>& out) {
-  auto refuse = [&](ErrorCode code, std::string message) {
-    out.push_back({from, ErrorReply{code, std::move(message)}});
-  };
-  if (shutting_down_) return refuse(ErrorCode::kShuttingDown, "the broker is shutting down");
+void BrokerCore::Retry(const std::string& from, const RetryRequest& request) {
+  if (shutting_down_)
+    return Reply(from, Error{ErrorCode::kShuttingDown, "the broker is shutting down"});
   if (!journal_problem_.empty())
-    return refuse(ErrorCode::kDiskFull, "nothing was retried: " + journal_problem_);
-  auto it = jobs_.find(request.job);
-  if (it == jobs_.end())
-    return refuse(ErrorCode::kUnknownId, "unknown job " + FormatJobId(request.job));
-  const Job& job = it->second;
+    return Reply(from, Error{ErrorCode::kDiskFull, "nothing was retried: " + journal_problem_});
+  const Job* job = tasks_.FindJob(request.job);
+  if (!job)
+    return Reply(from, Error{ErrorCode::kUnknownId, "unknown job " + FormatJobId(request.job)});
   std::vector<TaskSpec> specs;
   if (request.all) {
     // Finished tasks keep no payload in memory; the journal has every spec as submitted.
     auto stored = journal_.Specs(request.job);
     if (!stored)
-      return refuse(ErrorCode::kBadRequest,
-                    "this broker keeps no journal (--no-journal), so only the tasks that did not "
-                    "end ok can be retried: drop --all");
+      return Reply(from, Error{ErrorCode::kBadRequest,
+                               "this broker keeps no journal (--no-journal), so only the tasks "
+                               "that did not end ok can be retried: drop --all"});
     specs = std::move(*stored);
   } else {
-    std::unordered_map<uint32_t, uint32_t> renumbered;  // old index -> index in the new job
+    std::vector<uint32_t> failed;  // the finished tasks that did not end ok
+    for (uint32_t i = 0; i < job->size; ++i) {
+      if (!job->tasks.empty() && job->tasks[i].state != TaskState::kFinished) continue;
+      const auto outcome = store_.Find({request.job, i});
+      if (outcome && outcome->status != TaskStatus::kOk) failed.push_back(i);
+    }
+    if (failed.empty())
+      return Reply(from, Error{ErrorCode::kBadRequest,
+                               FormatJobId(request.job) +
+                                   " has no finished task that did not end ok: nothing to retry"});
     // A compacted job's specs are in the journal only.
     std::optional<std::vector<TaskSpec>> stored;
-    if (job.tasks.empty()) stored = journal_.Specs(request.job);
-    for (uint32_t i = 0; i < job.size; ++i) {
-      if (!job.tasks.empty() && job.tasks[i].state != State::kFinished) continue;
-      const auto outcome = store_.Find({request.job, i});
-      if (outcome && outcome->status != TaskStatus::kOk) {
-        renumbered[i] = static_cast<uint32_t>(specs.size());
-        specs.push_back(job.tasks.empty() ? stored->at(i) : *job.tasks[i].spec);
-      }
-    }
-    if (specs.empty())
-      return refuse(
-          ErrorCode::kBadRequest,
-          FormatJobId(request.job) + " has no finished task that did not end ok: nothing to retry");
-    // A dependency on a task of the old job runs after its new copy when that is retried too,
-    // else after the old one (which ended ok).
-    for (TaskSpec& spec : specs) {
-      if (!spec.needs || spec.needs->after.empty()) continue;
-      Needs needs = *spec.needs;
-      for (Dependency& d : needs.after) {
-        if (d.job != Dependency::kSameJob) continue;
-        if (auto it = renumbered.find(d.index); it != renumbered.end())
-          d.index = it->second;
-        else
-          d.job = request.job;
-      }
-      spec.needs = MakeNeeds(std::move(needs));
-    }
+    if (job->tasks.empty()) stored = journal_.Specs(request.job);
+    for (uint32_t i : failed) specs.push_back(job->tasks.empty() ? stored->at(i) : job->specs[i]);
+    specs = RetrySpecs(std::move(specs), failed, request.job);
   }
-  const uint64_t number = AddJob(std::move(specs), job.context, now, out);
-  out.push_back({from, SubmittedReply{number, jobs_.at(number).size}});
-  Dispatch(out);
+  const uint64_t number = AddJob(std::move(specs), job->context);
+  Reply(from, SubmittedReply{number, tasks_.job(number).size});
+  Dispatch();
 }
 
-BrokerCore::Task* BrokerCore::Find(TaskId id) {
-  auto it = jobs_.find(id.job);
-  if (it == jobs_.end() || id.index >= it->second.size) return nullptr;
-  if (it->second.tasks.empty()) {  // compacted: every task of it has ended
-    compacted_task_ = Task{};
-    compacted_task_.spec = &compacted_spec_;
-    compacted_task_.state = State::kFinished;
-    return &compacted_task_;
+void BrokerCore::EndTurn() {
+  if (!halts_due_.empty()) Halt();
+  delivery_.Flush(out_);
+  if (journal_.durable()) return tasks_.Compact();
+  // Memory is the only place outcomes are kept: bounded, the jobs that ended first out first.
+  while (options_.memory_results > 0 && tasks_.finished_total() > options_.memory_results) {
+    const std::optional<uint64_t> oldest = tasks_.OldestFinished();
+    if (!oldest || !ForgetJob(*oldest)) break;  // being gathered: when that is done
+    tasks_.PopOldestFinished();
   }
-  return &it->second.tasks[id.index];
 }
 
-void BrokerCore::EndTurn(std::vector<Outgoing>& out) {
-  if (!halts_due_.empty()) Halt(out);
-  delivery_.Flush(out);
-  Compact();
-}
-
-void BrokerCore::Compact() {
-  if (!journal_.durable()) {  // memory is the only place they are kept: bounded, oldest out
-    ended_jobs_.clear();
-    uint64_t kept = 0;
-    for (uint64_t n : finished_) kept += n;
-    while (options_.memory_results > 0 && kept > options_.memory_results &&
-           !finished_jobs_.empty()) {
-      auto job = jobs_.find(finished_jobs_.front());
-      if (job != jobs_.end()) {
-        if (delivery_.Gathering(job->first)) break;  // being gathered: when that is done
-        kept -= job->second.size;
-        ForgetJob(job->first);
-      }
-      finished_jobs_.pop_front();
-    }
-    return;
-  }
-  for (uint64_t number : ended_jobs_) {
-    auto it = jobs_.find(number);
-    if (it == jobs_.end() || it->second.unfinished > 0) continue;  // forgotten, or retried
-    std::vector<Task>().swap(it->second.tasks);
-    std::vector<TaskSpec>().swap(it->second.specs);
-  }
-  ended_jobs_.clear();
+void BrokerCore::Delay(TaskId id, Task& task, SteadyTime due) {
+  tasks_.Move(task, TaskState::kDelayed);
+  delayed_.Add(id, due);
 }
 
 void BrokerCore::Enqueue(TaskId id, const Task& task) {
   ready_.Push(task.spec->need().queue, ClassIndex(*task.spec), {task.spec->priority, id});
 }
 
-bool BrokerCore::Resolve(const std::string& from, const std::vector<std::string>& ids,
-                         std::vector<TaskId>& tasks, std::vector<Outgoing>& out,
-                         Delivery::Request* waiter) const {
-  auto unknown = [&](const std::string& message) {
-    out.push_back({from, ErrorReply{ErrorCode::kUnknownId, message}});
-    return false;
-  };
-  if (ids.empty()) return unknown("no job or task id given");
-  for (const std::string& text : ids) {
-    auto ref = ParseId(text);
-    if (!ref) return unknown("'" + text + "' is not a job or task id (expected j7 or j7.2)");
-    auto job = jobs_.find(ref->job);
-    if (job == jobs_.end()) return unknown("unknown job " + FormatJobId(ref->job));
-    const uint32_t size = job->second.size;
-    if (ref->index) {
-      if (*ref->index >= size)
-        return unknown("unknown task " + text + ": job " + FormatJobId(ref->job) + " has " +
-                       std::to_string(size) + " task" + (size == 1 ? "" : "s"));
-      tasks.push_back({ref->job, *ref->index});
-      if (waiter) ++waiter->single_tasks[{ref->job, *ref->index}];
-    } else {
-      if (waiter) ++waiter->whole_jobs[ref->job];
-      for (uint32_t i = 0; i < size; ++i) tasks.push_back({ref->job, i});
-    }
-  }
-  return true;
-}
-
-void BrokerCore::Gather(const std::string& from, const GatherRequest& request,
-                        std::vector<Outgoing>& out) {
+void BrokerCore::Gather(const std::string& from, const GatherRequest& request) {
   Delivery::Request gather{.client = from, .stream = request.stream};
-  if (!Resolve(from, request.ids, gather.ids, out, &gather)) return;
+  auto ids = tasks_.Resolve(request.ids, &gather);
+  if (!ids) return Reply(from, ids.error());
+  gather.ids = std::move(*ids);
   std::vector<bool> finished(gather.ids.size());
   for (size_t i = 0; i < gather.ids.size(); ++i)
-    finished[i] = Find(gather.ids[i])->state == State::kFinished;
+    finished[i] = tasks_.Find(gather.ids[i])->state == TaskState::kFinished;
   if (gather.stream) {
     for (const std::string& text : request.ids) {
       auto ref = ParseId(text);  // Resolve() checked them all
-      gather.sizes.push_back(ref->index ? 1 : jobs_.at(ref->job).size);
+      gather.sizes.push_back(ref->index ? 1 : tasks_.job(ref->job).size);
     }
   }
-  delivery_.Gather(std::move(gather), finished, out);
+  delivery_.Gather(std::move(gather), finished, out_);
 }
 
 TaskOutcome BrokerCore::Stored(TaskId id) const { return Delivery::Stored(store_, id); }
 
-void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
-                        bool journal) {
+void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, bool journal) {
+  if (task.state == TaskState::kFinished) return;  // one outcome per task, always
   if (!orphans_.empty()) orphans_.erase(id);
-  switch (task.state) {
-    case State::kWaiting:
-      --waiting_;
-      break;
-    case State::kQueued:
-      --queued_;
-      if (!parking_.empty()) Requeue(parking_.StopWaiting(id, now_));
-      break;
-    case State::kDelayed:
-      --delayed_count_;
-      break;
-    case State::kRunning:
-      --running_;
-      break;
-    case State::kFinished:
-      return;  // one outcome per task, always
-  }
-  task.state = State::kFinished;
-  task.cancel_requested = false;
-  ++finished_[static_cast<size_t>(outcome.status)];
+  if (task.state == TaskState::kQueued && !parking_.empty())
+    Requeue(parking_.StopWaiting(id, now_));
+  tasks_.Finish(id, task, outcome.status, now_);
   outcome.id = id;
   outcome.attempt = task.attempt;
   if (auto it = last_errors_.find(id); it != last_errors_.end()) {
     outcome.last_error = std::move(it->second);
     last_errors_.erase(it);
   }
-  Job& job = jobs_.at(id.job);
-  const bool ok = outcome.status == TaskStatus::kOk;
-  ++(ok ? job.ok : job.failed);
-  ++job.ended[static_cast<size_t>(outcome.status)];
-  if (!ok && job.first_failed == UINT32_MAX) job.first_failed = id.index;
+  Job& job = tasks_.job(id.job);
   if (!job.halted && HaltDecided(job.halt, job.failed, job.ok)) {
     job.halted = true;
     halts_due_.push_back(id.job);
   }
+  const bool ok = outcome.status == TaskStatus::kOk;
   if (outcome.shell) {
     if (outcome.shell->more &&
         !(outcome.shell->more->stdout_file.empty() && outcome.shell->more->stderr_file.empty()))
@@ -801,37 +526,30 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<
     }
   }
   if (journal) journal_.RecordOutcome(outcome);
-  if (!followers_.empty()) followers_.End(id, outcome, out);
+  if (!followers_.empty()) followers_.End(id, outcome, out_);
   store_.Put(std::move(outcome));
   // The payload (values) of a task that ended ok is no longer needed; its kind stays, for its
   // class (a shell task's command went into its outcome above). One that did not end ok keeps
   // it, for `orq retry`.
   if (ok) std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
-
-  if (--job.unfinished == 0) {
-    job.finished_at = now_;
-    finished_jobs_.push_back(id.job);
-    ended_jobs_.push_back(id.job);
-  }
-  delivery_.Ended(id, out);
-  if (graph_.Ended(id)) NotifyDependants(out);
+  delivery_.Ended(id, out_);
+  if (graph_.Ended(id)) NotifyDependants();
 }
 
-void BrokerCore::Cancel(const std::string& from, const CancelRequest& request,
-                        std::vector<Outgoing>& out) {
-  std::vector<TaskId> ids;
-  if (!Resolve(from, request.ids, ids, out)) return;
-  const uint32_t count = CancelTasks(ids, request.running, "cancelled before it started", out);
-  out.push_back({from, CancelledReply{count}});
+void BrokerCore::Cancel(const std::string& from, const CancelRequest& request) {
+  auto ids = tasks_.Resolve(request.ids);
+  if (!ids) return Reply(from, ids.error());
+  const uint32_t count = CancelTasks(*ids, request.running, "cancelled before it started");
+  Reply(from, CancelledReply{count});
 }
 
 uint32_t BrokerCore::CancelTasks(const std::vector<TaskId>& ids, bool running,
-                                 const std::string& why, std::vector<Outgoing>& out) {
+                                 const std::string& why) {
   uint32_t count = 0;
   std::unordered_map<uint32_t, CancelTasksMessage> stops;
   for (TaskId id : ids) {
-    Task& task = *Find(id);
-    if (task.state == State::kRunning) {
+    Task& task = *tasks_.Find(id);
+    if (task.state == TaskState::kRunning) {
       if (!running) continue;  // --halt soon: let it finish
       if (!task.cancel_requested) {
         task.cancel_requested = true;
@@ -839,204 +557,63 @@ uint32_t BrokerCore::CancelTasks(const std::vector<TaskId>& ids, bool running,
         stops[task.worker].ids.push_back(id);
       }
       ++count;
-    } else if (task.state != State::kFinished) {
-      TaskOutcome outcome;
-      outcome.status = TaskStatus::kCancelled;
-      outcome.error = why;
-      Finish(id, task, std::move(outcome), out);
+    } else if (task.state != TaskState::kFinished) {
+      Finish(id, task, Ending(TaskStatus::kCancelled, why));
       ++count;
     }
   }
   for (auto& [worker_id, message] : stops)
-    out.push_back({workers_.at(worker_id).identity, std::move(message)});
+    Reply(workers_.at(worker_id).identity, std::move(message));
   return count;
 }
 
-void BrokerCore::Halt(std::vector<Outgoing>& out) {
+void BrokerCore::Halt() {
   while (!halts_due_.empty()) {
     const uint64_t job_number = halts_due_.back();
     halts_due_.pop_back();
-    auto it = jobs_.find(job_number);
-    if (it == jobs_.end() || it->second.unfinished == 0) continue;
+    const Job* job = tasks_.FindJob(job_number);
+    if (!job || job->unfinished == 0) continue;
     std::vector<TaskId> ids;
-    for (uint32_t i = 0; i < it->second.tasks.size(); ++i) {
-      if (it->second.tasks[i].state != State::kFinished) ids.push_back({job_number, i});
+    for (uint32_t i = 0; i < job->tasks.size(); ++i) {
+      if (job->tasks[i].state != TaskState::kFinished) ids.push_back({job_number, i});
     }
-    CancelTasks(ids, it->second.halt.now, "cancelled: its job halted (--halt)", out);
+    CancelTasks(ids, job->halt.now, "cancelled: its job halted (--halt)");
   }
-}
-
-void BrokerCore::Status(const std::string& from, std::vector<Outgoing>& out) const {
-  StatusReply status;
-  status.broker_pid = options_.broker_pid;
-  status.journal_problem = journal_problem_;
-  status.endpoints = {options_.endpoint};
-  status.endpoints.insert(status.endpoints.end(), options_.listen.begin(), options_.listen.end());
-  status.workers = workers_.Infos();
-  auto finished = [&](TaskStatus s) { return finished_[static_cast<size_t>(s)]; };
-  status.tasks = {waiting_,
-                  queued_,
-                  delayed_count_,
-                  running_,
-                  finished(TaskStatus::kOk),
-                  finished(TaskStatus::kFailed),
-                  finished(TaskStatus::kTimeout),
-                  finished(TaskStatus::kCancelled),
-                  finished(TaskStatus::kWorkerLost),
-                  finished(TaskStatus::kDependencyFailed)};
-  status.jobs = jobs_.size();
-  status.counters = counters_;
-  status.limits = parking_.LimitInfos();
-  status.locks = parking_.LockInfos();
-  out.push_back({from, std::move(status)});
 }
 
 void BrokerCore::RestoreLimits(const std::vector<LimitSpec>& limits, SteadyTime now) {
   for (const LimitSpec& limit : limits) parking_.limits().SetLimit(limit, now);
 }
 
-void BrokerCore::Limit(const std::string& from, const LimitRequest& request,
-                       std::vector<Outgoing>& out) {
+void BrokerCore::Limit(const std::string& from, const LimitRequest& request) {
   const LimitSpec& limit = request.limit;
-  auto refuse = [&](std::string message) {
-    out.push_back({from, ErrorReply{ErrorCode::kBadRequest, std::move(message)}});
-  };
   switch (request.op) {
     case LimitRequest::Op::kList:
       break;
     case LimitRequest::Op::kSet:
-      if (auto error = ValidateName(limit.name, "the limit")) return refuse(*error);
-      if (limit.max == 0 && !(limit.rate > 0))
-        return refuse("limit " + limit.name + " needs a number of tasks at once, or a rate");
-      if (!std::isfinite(limit.rate) || limit.rate < 0 || limit.rate > 1e6)
-        return refuse("the rate of limit " + limit.name + " must be above 0 and at most 1000000/s");
+      if (auto error = CheckLimitSpec(limit))
+        return Reply(from, Error{ErrorCode::kBadRequest, std::move(*error)});
       parking_.limits().SetLimit(limit, now_);
       journal_.RecordLimit(limit, false);
       Requeue(parking_.Unpark({GateKey::Kind::kLimit, limit.name}, now_));  // it may have grown
-      Dispatch(out);
+      Dispatch();
       break;
     case LimitRequest::Op::kRemove:
       if (!parking_.limits().RemoveLimit(limit.name))
-        return out.push_back(
-            {from, ErrorReply{ErrorCode::kUnknownId, "there is no limit '" + limit.name + "'"}});
+        return Reply(from, Error{ErrorCode::kUnknownId, "there is no limit '" + limit.name + "'"});
       journal_.RecordLimit(limit, true);
       Requeue(parking_.Unpark({GateKey::Kind::kLimit, limit.name}, now_));  // it limits nothing now
-      Dispatch(out);
+      Dispatch();
       break;
   }
-  out.push_back({from, LimitsReply{parking_.LimitInfos()}});
+  Reply(from, LimitsReply{parking_.LimitInfos()});
 }
 
-void BrokerCore::Explain(const std::string& from, const ExplainRequest& request,
-                         std::vector<Outgoing>& out) {
-  auto ref = ParseId(request.task);
-  Task* task = ref && ref->index ? Find({ref->job, *ref->index}) : nullptr;
-  if (!task)
-    return out.push_back({from, ErrorReply{ErrorCode::kUnknownId,
-                                           "unknown task '" + request.task + "' (expected j7.2)"}});
-  const TaskId id{ref->job, *ref->index};
-  ExplainedReply reply;
-  auto say = [&](std::string reason) { reply.reasons.push_back(std::move(reason)); };
-  switch (task->state) {
-    case State::kWaiting: {
-      reply.state = "waiting";
-      size_t shown = 0, more = 0;
-      for (const Dependency& d : task->spec->need().after) {
-        const uint64_t job = d.job == Dependency::kSameJob ? id.job : d.job;
-        std::string name, state;
-        if (d.whole_job) {
-          auto it = jobs_.find(job);
-          if (it == jobs_.end() || it->second.unfinished == 0) continue;
-          name = FormatJobId(job);
-          state = std::to_string(it->second.unfinished) + " of its tasks unfinished";
-        } else {
-          const Task* other = Find({job, d.index});
-          if (!other || other->state == State::kFinished) continue;
-          name = FormatTaskId({job, d.index});
-          state = StateName(other->state);
-        }
-        if (shown++ < 10)
-          say("waiting for " + name + " (" + state + ")" + (d.any ? ", however it ends" : ""));
-        else
-          ++more;
-      }
-      if (more) say("and for " + std::to_string(more) + " more");
-      break;
-    }
-    case State::kDelayed: {
-      reply.state = "delayed";
-      const std::optional<SteadyTime> due = delayed_.DueOf(id);  // O(delayed), now and then
-      char in[64] = "";
-      if (due) {
-        reply.eligible_in = std::max(0.0, std::chrono::duration<double>(*due - now_).count());
-        std::snprintf(in, sizeof in, ": it is eligible in %.1f s", reply.eligible_in);
-      }
-      say(std::string(task->failures > 0 ? "waiting out its retry backoff"
-                                         : "waiting out its delay") +
-          in);
-      break;
-    }
-    case State::kRunning: {
-      reply.state = "running";
-      const Worker& w = workers_.at(task->worker);
-      say("running: attempt " + std::to_string(task->attempt) + " on worker pid " +
-          std::to_string(w.pid) + " on " + w.host);
-      break;
-    }
-    case State::kFinished:
-      reply.state = std::string(StatusName(Stored(id).status));
-      break;
-    case State::kQueued: {
-      reply.state = "queued";
-      if (const Needs* needs = task->spec->needs.get()) {
-        if (auto blocked = parking_.limits().Check(*needs, now_)) say(blocked->why);
-      }
-      const uint32_t cpus = Cpus(*task->spec);
-      if (const Parking::WaitingFor* w = parking_.WaitingOf(id);
-          w && w->gate.kind == GateKey::Kind::kWorker) {
-        say(workers_.NoWorkerReason(*task->spec));
-      } else if ((task->spec->needs || cpus > 1) && !workers_.AnyCouldRun(*task->spec, cpus)) {
-        say(workers_.NoWorkerReason(*task->spec));
-      } else if ((task->spec->needs || cpus > 1) && !workers_.AnyFits(*task->spec, cpus)) {
-        say("waiting for a worker with " + WorkerPool::Wants(*task->spec) + " free");
-      }
-      const size_t c = ClassIndex(*task->spec);
-      if (workers_.empty())
-        say("no worker is registered");
-      else if (!workers_.AnyServesClass(c))
-        say("no worker has slots for " + std::string(KindName(*task->spec)) + " tasks");
-      if (const Parking::WaitingFor* w = parking_.WaitingOf(id); w && !w->candidate) break;
-      // In the ready queue: behind the tasks that go first.
-      const QueueEntry me{task->spec->priority, id};
-      size_t ahead = 0;
-      if (const ReadyQueues::Queue* queue = ready_.Find(task->spec->need().queue, c)) {
-        for (const QueueEntry& e : queue->entries()) {
-          const Task* other = Find(e.id);
-          if (other && other->state == State::kQueued && me < e) ++ahead;
-        }
-      }
-      if (ahead > 0)
-        say("queued behind " + std::to_string(ahead) + " task" + (ahead == 1 ? "" : "s") +
-            " that go first (higher priority, or submitted earlier)");
-      else if (reply.reasons.empty())
-        say("next in line: it starts when a worker has a free " +
-            std::string(KindName(*task->spec)) + " slot");
-      break;
-    }
-  }
-  out.push_back({from, std::move(reply)});
-}
-
-void BrokerCore::Shutdown(const std::string& from, std::vector<Outgoing>& out) {
-  BeginShutdown(out);
-  out.push_back({from, ShutdownAck{}});
-}
-
-void BrokerCore::BeginShutdown(std::vector<Outgoing>& out) {
+void BrokerCore::BeginShutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
   const auto grace = static_cast<uint32_t>(kShutdownGrace.count());
-  for (const auto& [id, w] : workers_.all()) out.push_back({w.identity, StopMessage{grace}});
+  for (const auto& [id, w] : workers_.all()) Reply(w.identity, StopMessage{grace});
 }
 
 bool BrokerCore::MayAdopt(TaskId id, Role role, const std::string& key) const {
@@ -1046,58 +623,52 @@ bool BrokerCore::MayAdopt(TaskId id, Role role, const std::string& key) const {
 }
 
 void BrokerCore::Register(const std::string& from, Role role, const std::string& key,
-                          const ReadyMessage& ready, SteadyTime now, std::vector<Outgoing>& out) {
+                          const ReadyMessage& ready) {
   // The same connection registering again (its Ready crossed a Reregister) keeps what it held:
   // those leases are not adopted anew.
   std::unordered_set<TaskId, TaskIdHash> held;
   if (auto earlier = workers_.IdOf(from)) {
     held = workers_.at(*earlier).leases;
-    DropWorker(*earlier, "it registered again", out);
+    DropWorker(*earlier, "it registered again");
   }
-  if (shutting_down_) {
-    out.push_back({from, StopMessage{0}});
-    return;
-  }
-  const uint32_t id = workers_.Add(from, role == Role::kWorker, key, ready, now);
+  if (shutting_down_) return Reply(from, StopMessage{0});
+  const uint32_t id = workers_.Add(from, role == Role::kWorker, key, ready, now_);
   Worker& w = workers_.at(id);
   // A worker coming back (after a pause, a partition or our restart) still runs some tasks. Those
   // whose lease nobody else has taken since are adopted; the others are stale: it must drop them.
   CancelTasksMessage stale;
   for (const Lease& lease : ready.running) {
-    Task* task = Find(lease.id);
+    Task* task = tasks_.Find(lease.id);
     // A task whose gates went to others meanwhile may not go on: that would break a lock.
     const bool gated = task && task->spec->needs;
-    if (gated && !parking_.empty()) Requeue(parking_.StopWaiting(lease.id, now));
+    if (gated && !parking_.empty()) Requeue(parking_.StopWaiting(lease.id, now_));
     // (Nor one it no longer has the resources for: it may have registered with fewer.)
-    if (task && task->state == State::kQueued && task->attempt == lease.attempt &&
+    if (task && task->state == TaskState::kQueued && task->attempt == lease.attempt &&
         MayAdopt(lease.id, role, key) && !task->cancel_requested &&
-        (!gated || !parking_.limits().Check(*task->spec->needs, now)) &&
+        (!gated || !parking_.limits().Check(*task->spec->needs, now_)) &&
         WorkerPool::Fits(w, *task->spec, Cpus(*task->spec))) {
-      if (gated) parking_.limits().Acquire(*task->spec->needs, lease.id, now);
+      if (gated) parking_.limits().Acquire(*task->spec->needs, lease.id, now_);
       std::vector<std::string> ignored;  // it has its units' variables already
       WorkerPool::Lease(w, lease.id, *task->spec, ignored);
       orphans_.erase(lease.id);
-      task->state = State::kRunning;
+      tasks_.Move(*task, TaskState::kRunning);
       task->worker = id;
-      --queued_;
-      ++running_;
       if (!held.count(lease.id)) ++counters_.adopted;
     } else {
       stale.ids.push_back(lease.id);
     }
   }
-  if (!stale.ids.empty()) out.push_back({from, std::move(stale)});
-  Requeue(parking_.Unpark({GateKey::Kind::kWorker, ""},
-                          now_));  // tasks no worker could run may fit this one
-  Dispatch(out);
+  if (!stale.ids.empty()) Reply(from, std::move(stale));
+  // Tasks no worker could run may fit this one.
+  Requeue(parking_.Unpark({GateKey::Kind::kWorker, ""}, now_));
+  Dispatch();
 }
 
-void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results, SteadyTime now,
-                         std::vector<Outgoing>& out) {
+void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results) {
   Worker& worker = workers_.at(worker_id);
   for (TaskOutcome& outcome : results.outcomes) {
-    Task* task = Find(outcome.id);
-    if (!task || task->state != State::kRunning || task->worker != worker_id ||
+    Task* task = tasks_.Find(outcome.id);
+    if (!task || task->state != TaskState::kRunning || task->worker != worker_id ||
         task->attempt != outcome.attempt) {
       ++counters_.stale_results;
       continue;
@@ -1107,14 +678,14 @@ void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results, Stea
     outcome.worker_pid = worker.pid;
     const bool own_failure =
         outcome.status == TaskStatus::kFailed || outcome.status == TaskStatus::kTimeout;
-    if (own_failure && !task->cancel_requested && ScheduleRetry(outcome.id, *task, outcome, now))
+    if (own_failure && !task->cancel_requested && ScheduleRetry(outcome.id, *task, outcome))
       continue;
-    Finish(outcome.id, *task, std::move(outcome), out);
+    Finish(outcome.id, *task, std::move(outcome));
   }
-  Dispatch(out);
+  Dispatch();
 }
 
-bool BrokerCore::ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed, SteadyTime now) {
+bool BrokerCore::ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed) {
   if (task.failures >= task.spec->retries) return false;
   ++task.failures;
   ++counters_.retries;
@@ -1128,56 +699,33 @@ bool BrokerCore::ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed,
   std::string error = "attempt " + std::to_string(task.attempt) + ": " + failed.error;
   journal_.RecordRetry(id, delay, error);
   last_errors_[id] = std::move(error);
-  --running_;
-  ++delayed_count_;
-  task.state = State::kDelayed;
-  Delay(id, now + std::chrono::duration_cast<SteadyTime::duration>(
-                      std::chrono::duration<double>(delay)));
+  Delay(id, task, now_ + Seconds(delay));
   return true;
 }
 
-void BrokerCore::Forget(const std::string& from, const ForgetRequest& request,
-                        std::vector<Outgoing>& out) {
-  std::vector<uint64_t> jobs;
-  for (const std::string& text : request.ids) {
-    auto ref = ParseId(text);
-    if (!ref || ref->index) {
-      out.push_back({from, ErrorReply{ErrorCode::kUnknownId,
-                                      "'" + text + "' is not a job id (expected j7)"}});
-      return;
-    }
-    auto it = jobs_.find(ref->job);
-    if (it == jobs_.end()) {
-      out.push_back(
-          {from, ErrorReply{ErrorCode::kUnknownId, "unknown job " + FormatJobId(ref->job)}});
-      return;
-    }
-    if (delivery_.Gathering(ref->job)) {
-      out.push_back({from, ErrorReply{ErrorCode::kBadRequest,
-                                      "job " + FormatJobId(ref->job) + " is being gathered"}});
-      return;
-    }
-    if (it->second.unfinished > 0) {
-      out.push_back({from, ErrorReply{ErrorCode::kBadRequest,
-                                      "job " + FormatJobId(ref->job) + " has " +
-                                          std::to_string(it->second.unfinished) +
-                                          " unfinished tasks; cancel or gather it first"}});
-      return;
-    }
-    jobs.push_back(ref->job);
+void BrokerCore::Forget(const std::string& from, const ForgetRequest& request) {
+  auto jobs = tasks_.ResolveJobs(request.ids);
+  if (!jobs) return Reply(from, jobs.error());
+  for (uint64_t number : *jobs) {
+    const std::string name = FormatJobId(number);
+    if (delivery_.Gathering(number))
+      return Reply(from, Error{ErrorCode::kBadRequest, "job " + name + " is being gathered"});
+    if (const uint32_t unfinished = tasks_.job(number).unfinished; unfinished > 0)
+      return Reply(
+          from, Error{ErrorCode::kBadRequest, "job " + name + " has " + std::to_string(unfinished) +
+                                                  " unfinished tasks; cancel or gather it first"});
   }
-  for (uint64_t job : jobs) ForgetJob(job);
-  out.push_back({from, ForgottenReply{static_cast<uint32_t>(jobs.size())}});
+  for (uint64_t number : *jobs) ForgetJob(number);
+  Reply(from, ForgottenReply{static_cast<uint32_t>(jobs->size())});
 }
 
-void BrokerCore::ForgetJob(uint64_t job_number) {
-  auto it = jobs_.find(job_number);
-  if (it == jobs_.end() || it->second.unfinished > 0 || delivery_.Gathering(job_number)) return;
-  const Job& job = it->second;
-  for (size_t s = 0; s < job.ended.size(); ++s) finished_[s] -= job.ended[s];
+bool BrokerCore::ForgetJob(uint64_t number) {
+  const Job* kept = tasks_.FindJob(number);
+  if (!kept || kept->unfinished > 0 || delivery_.Gathering(number)) return false;
+  const Job job = tasks_.Remove(number);
   for (uint32_t i = 0; i < job.size; ++i) {
     if (job.spilled) {  // output that went to files on its worker's host: they go too
-      auto o = store_.Find({job_number, i});
+      auto o = store_.Find({number, i});
       if (o && o->shell && o->shell->more) {
         const auto& more = *o->shell->more;
         const std::string& named = more.stdout_file.empty() ? more.stderr_file : more.stdout_file;
@@ -1185,52 +733,28 @@ void BrokerCore::ForgetJob(uint64_t job_number) {
           forgotten_output_.push_back({{o->id, o->attempt}, more.host, named[0] == '/'});
       }
     }
-    store_.Erase({job_number, i});
+    store_.Erase({number, i});
   }
-  journal_.RecordForget(job_number);
-  if (!it->second.key.empty()) keys_.erase(it->second.key);  // the key may be used again
-  jobs_.erase(it);
-}
-
-void BrokerCore::ShareContext(const Worker& w, Job& job, Assignment& a) {
-  const JobContext& context = *job.context;
-  const auto travels = [&](const std::string& entry) {
-    const std::string name = entry.substr(0, entry.find('='));
-    return std::find(context.named->begin(), context.named->end(), name) != context.named->end();
-  };
-  if (!w.remote || !context.named || !context.env ||
-      std::all_of(context.env->begin(), context.env->end(), travels)) {
-    a.context = job.context;  // a local worker, --env-all, or nothing but named variables
-    return;
-  }
-  // A remote worker: its own environment, with only the variables the submitter named on top.
-  if (!job.remote_context) {
-    job.remote_context = std::make_shared<const JobContext>(JobContext{context.cwd, {}, {}});
-    for (const std::string& entry : *context.env) {
-      if (travels(entry)) job.remote_env.push_back(entry);
-    }
-  }
-  a.context = job.remote_context;
-  a.env = job.remote_env;
+  journal_.RecordForget(number);
+  return true;
 }
 
 std::vector<std::string> BrokerCore::RemoteWorkersOn(const std::string& host) const {
   return workers_.RemoteOn(host);
 }
 
-void BrokerCore::SetJournalProblem(std::string problem, std::vector<Outgoing>& out) {
+void BrokerCore::SetJournalProblem(std::string problem) {
   journal_problem_ = std::move(problem);
-  if (journal_problem_.empty()) Dispatch(out);
+  if (journal_problem_.empty()) Dispatch();
 }
 
-void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
-  if (!halts_due_.empty()) Halt(out);  // before any lease: no task of a halted job starts
+void BrokerCore::Dispatch() {
+  if (!halts_due_.empty()) Halt();  // before any lease: no task of a halted job starts
   if (shutting_down_ || !journal_problem_.empty()) return;
   for (bool progress = true; progress;) {
     progress = false;
     for (auto& [worker_id, w] : workers_.all()) {
       TasksMessage message;
-      WatchMessage watch;
       // Tasks another worker could run, but not this one now: back to their queue afterwards.
       std::vector<std::pair<ReadyQueues::Queue*, QueueEntry>> skipped;
       for (size_t c = 0; c < kTaskClassCount; ++c) {
@@ -1240,8 +764,8 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
           const QueueEntry entry = queue->top();
           queue->pop();
           const TaskId id = entry.id;
-          Task* task = Find(id);
-          if (!task || task->state != State::kQueued) continue;  // cancelled while queued
+          Task* task = tasks_.Find(id);
+          if (!task || task->state != TaskState::kQueued) continue;  // cancelled while queued
           const Needs* needs = task->spec->needs.get();
           const uint32_t cpus = Cpus(*task->spec);
           if ((needs || cpus > 0) && !WorkerPool::Fits(w, *task->spec, cpus)) {
@@ -1249,7 +773,7 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
               skipped.push_back({queue, entry});
             } else {
               if (!parking_.empty()) Requeue(parking_.StopWaiting(id, now_));
-              parking_.Park(id, task->spec->priority, task->spec->needs.get(),
+              parking_.Park(id, task->spec->priority, needs,
                             {GateKey::Kind::kWorker, ""});  // until a worker that can comes
             }
             continue;
@@ -1257,97 +781,89 @@ void BrokerCore::Dispatch(std::vector<Outgoing>& out) {
           if (needs) {
             if (!parking_.empty()) Requeue(parking_.StopWaiting(id, now_));
             if (auto blocked = parking_.limits().Check(*needs, now_)) {
-              parking_.Park(id, task->spec->priority, task->spec->needs.get(), blocked->gate);
+              parking_.Park(id, task->spec->priority, needs, blocked->gate);
               continue;
             }
             parking_.limits().Acquire(*needs, id, now_);
           }
-          task->state = State::kRunning;
-          task->worker = worker_id;
-          ++task->attempt;
-          --queued_;
-          ++running_;
-          if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
-          journal_.RecordLease(id, task->attempt);
-          const bool shell = std::holds_alternative<ShellTask>(task->spec->body);
-          Assignment& a =
-              message.tasks.emplace_back(Assignment{id, task->attempt, *task->spec, nullptr, {}});
-          if (shell) ShareContext(w, jobs_.at(id.job), a);
-          WorkerPool::Lease(w, id, *task->spec, a.env);
-          if (!followers_.empty() && followers_.Watched(id))
-            watch.ids.push_back(id);  // someone waits for its output
+          Assign(worker_id, w, id, *task, message);
         }
       }
       for (auto& [queue, entry] : skipped) queue->push(entry);
-      if (!message.tasks.empty()) {
-        progress = true;
-        out.push_back({w.identity, std::move(message)});
+      if (message.tasks.empty()) continue;
+      progress = true;
+      WatchMessage watch;  // the tasks someone waits to read the output of
+      if (!followers_.empty()) {
+        for (const Assignment& a : message.tasks) {
+          if (followers_.Watched(a.id)) watch.ids.push_back(a.id);
+        }
       }
-      if (!watch.ids.empty()) out.push_back({w.identity, std::move(watch)});
+      Reply(w.identity, std::move(message));
+      if (!watch.ids.empty()) Reply(w.identity, std::move(watch));
     }
   }
 }
 
-void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why,
-                            std::vector<Outgoing>& out) {
+void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,
+                        TasksMessage& message) {
+  tasks_.Move(task, TaskState::kRunning);
+  task.worker = worker_id;
+  ++task.attempt;
+  if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
+  journal_.RecordLease(id, task.attempt);
+  Assignment& a = message.tasks.emplace_back(Assignment{id, task.attempt, *task.spec, nullptr, {}});
+  if (std::holds_alternative<ShellTask>(task.spec->body))
+    ShareContext(w.remote, tasks_.job(id.job), a);
+  WorkerPool::Lease(w, id, *task.spec, a.env);
+}
+
+void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why) {
   if (!workers_.Find(worker_id)) return;
   const Worker gone = workers_.Remove(worker_id);
   const std::string reason = "its worker (pid " + std::to_string(gone.pid) + ") was lost: " + why;
-  const std::unordered_set<TaskId, TaskIdHash>& leases = gone.leases;
-  const std::string& key = gone.key;
-  spill_fetches_.WorkerGone(worker_id, IdentityOf(), out);
-  for (TaskId id : leases) {
-    Task& task = *Find(id);
+  spill_fetches_.WorkerGone(worker_id, IdentityOf(), out_);
+  for (TaskId id : gone.leases) {
+    Task& task = *tasks_.Find(id);
     Requeue(parking_.StopRunning(id, task.spec->needs.get(), now_));
-    --running_;
-    ++queued_;
-    task.state = State::kQueued;
+    tasks_.Move(task, TaskState::kQueued);
     ++counters_.requeued;
-    LeaseLost(id, task, reason, out);
-    if (task.state == State::kQueued) orphans_[id] = key;  // it may come back for it
+    LeaseLost(id, task, reason);
+    if (task.state == TaskState::kQueued) orphans_[id] = gone.key;  // it may come back for it
   }
-  Dispatch(out);
+  Dispatch();
 }
 
-void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why,
-                           std::vector<Outgoing>& out) {
+void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why) {
   // Precondition: task.state is kQueued (and counted so), not yet in the ready queue.
-  TaskOutcome outcome;
-  if (task.cancel_requested) {
-    outcome.status = TaskStatus::kCancelled;
-    outcome.error = "cancelled while running; " + why;
-    return Finish(id, task, std::move(outcome), out);
-  }
+  if (task.cancel_requested)
+    return Finish(id, task, Ending(TaskStatus::kCancelled, "cancelled while running; " + why));
   const uint32_t lost = task.attempt - task.failures;  // executions that ended without a result
-  if (lost >= task.spec->attempts) {
-    outcome.status = TaskStatus::kWorkerLost;
-    outcome.error = "lost " + std::to_string(lost) + " time" + (lost == 1 ? "" : "s") +
-                    " with its worker; last time " + why;
-    return Finish(id, task, std::move(outcome), out);
-  }
+  if (lost >= task.spec->attempts)
+    return Finish(id, task,
+                  Ending(TaskStatus::kWorkerLost, "lost " + std::to_string(lost) + " time" +
+                                                      (lost == 1 ? "" : "s") +
+                                                      " with its worker; last time " + why));
   Enqueue(id, task);
 }
 
-bool BrokerCore::RetireWorker(int64_t pid, std::vector<Outgoing>& out) {
+bool BrokerCore::RetireWorker(int64_t pid) {
   const std::optional<uint32_t> id = workers_.IdOfPid(pid);
   if (!id) return false;
-  out.push_back({workers_.at(*id).identity, StopMessage{UINT32_MAX}});  // its tasks finish
+  Reply(workers_.at(*id).identity, StopMessage{UINT32_MAX});  // its tasks finish
   return true;
 }
 
-void BrokerCore::WorkerExited(int64_t pid, std::vector<Outgoing>& out) {
-  if (auto id = workers_.IdOfPid(pid)) DropWorker(*id, "its process exited", out);
-  EndTurn(out);
+void BrokerCore::WorkerExited(int64_t pid) {
+  if (auto id = workers_.IdOfPid(pid)) DropWorker(*id, "its process exited");
+  EndTurn();
 }
 
-void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
+void BrokerCore::Tick(SteadyTime now) {
   now_ = now;
   while (const std::optional<TaskId> due = delayed_.PopDue(now)) {
-    Task* task = Find(*due);
-    if (!task || task->state != State::kDelayed) continue;  // cancelled while delayed
-    task->state = State::kQueued;
-    --delayed_count_;
-    ++queued_;
+    Task* task = tasks_.Find(*due);
+    if (!task || task->state != TaskState::kDelayed) continue;  // cancelled while delayed
+    tasks_.Move(*task, TaskState::kQueued);
     Enqueue(*due, *task);
   }
   // Rates have new tokens; and once a heartbeat, every gate is looked at again (a safety net:
@@ -1363,26 +879,23 @@ void BrokerCore::Tick(SteadyTime now, std::vector<Outgoing>& out) {
       if (now - w.last_seen > expiry)
         silent.push_back(id);
       else
-        out.push_back({w.identity, BrokerHeartbeatMessage{}});
+        Reply(w.identity, BrokerHeartbeatMessage{});
     }
     for (uint32_t id : silent) {
       ++counters_.workers_lost;
-      DropWorker(id, "no heartbeat for " + std::to_string(expiry.count()) + " ms", out);
+      DropWorker(id, "no heartbeat for " + std::to_string(expiry.count()) + " ms");
     }
-    spill_fetches_.Expire(now, out);
+    spill_fetches_.Expire(now, out_);
     if (options_.retention.count() > 0) {
-      while (!finished_jobs_.empty()) {
-        auto job = jobs_.find(finished_jobs_.front());
-        if (job != jobs_.end() &&
-            (now - job->second.finished_at < options_.retention || delivery_.Gathering(job->first)))
-          break;
-        if (job != jobs_.end()) ForgetJob(job->first);
-        finished_jobs_.pop_front();
+      while (const std::optional<uint64_t> oldest = tasks_.OldestFinished()) {
+        if (now - tasks_.job(*oldest).finished_at < options_.retention || !ForgetJob(*oldest))
+          break;  // (not yet; or being gathered)
+        tasks_.PopOldestFinished();
       }
     }
   }
-  Dispatch(out);
-  EndTurn(out);
+  Dispatch();
+  EndTurn();
 }
 
 SteadyTime BrokerCore::NextWakeup() const {
@@ -1393,7 +906,7 @@ SteadyTime BrokerCore::NextWakeup() const {
 }
 
 void BrokerCore::Requeue(const std::vector<TaskId>& ids) {
-  for (TaskId id : ids) Enqueue(id, *Find(id));
+  for (TaskId id : ids) Enqueue(id, *tasks_.Find(id));
 }
 
 }  // namespace orq

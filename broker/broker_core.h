@@ -3,11 +3,13 @@
 // what it returns. It owns no socket, reads no clock and starts no thread, so tests drive it with
 // a fake clock.
 //
-// What it keeps: jobs and their tasks, ready queues per named queue and task class (priority,
-// then submission order), a heap of delayed tasks by due time, each worker's slots (credits) and
-// leases, and the clients waiting in `gather`. Dispatch is credit-based: a worker announces its
-// slots when it registers and is never sent more tasks than it has free; each result frees one
-// slot.
+// It keeps the lifecycle (submit, dispatch, finish, cancel, retry, a lease lost) and calls its
+// parts, which own their state and never call back: the task table (broker/task_table.h), the
+// ready and delayed queues (queues.h), the worker pool (worker_pool.h), limits and locks with the
+// tasks parked on them (parking.h), the dependency graph (dependency_graph.h), result delivery
+// (delivery.h, followers.h, spill_fetch.h) and the reports (reports.h). Dispatch is credit-based:
+// a worker announces its slots when it registers and is never sent more tasks than it has free;
+// each result frees one slot.
 #pragma once
 
 #include <chrono>
@@ -31,8 +33,10 @@
 #include "broker/outgoing.h"
 #include "broker/parking.h"
 #include "broker/queues.h"
+#include "broker/reports.h"
 #include "broker/result_store.h"
 #include "broker/spill_fetch.h"
+#include "broker/task_table.h"
 #include "broker/worker_pool.h"
 #include "common/clock.h"
 #include "common/protocol.h"
@@ -58,6 +62,14 @@ class BrokerCore {
  public:
   BrokerCore(BrokerOptions options, ResultStore& store, Journal& journal);
 
+  // Every entry point below appends what to send to the outbox, in order; the shell drains it
+  // into its own list (appended) and sends.
+  void DrainOutbox(std::vector<Outgoing>& into) {
+    if (into.empty()) return into.swap(out_);
+    for (Outgoing& o : out_) into.push_back(std::move(o));
+    out_.clear();
+  }
+
   // Loads jobs recovered from the journal, before any message: finished tasks keep their outcome,
   // the others are queued (delayed ones and retries at their time; running ones for a new attempt).
   void Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double wall_now);
@@ -69,33 +81,32 @@ class BrokerCore {
   // counted, and answered with kForbidden when it is a request. `key` is the key it
   // authenticated with (its ZAP User-Id; the same for every local peer): a worker may take back
   // only leases that a worker of its key lost.
-  void Handle(const std::string& from, Message message, SteadyTime now, std::vector<Outgoing>& out,
-              Role role, const std::string& key = {});
+  void Handle(const std::string& from, Message message, SteadyTime now, Role role,
+              const std::string& key = {});
   // A frame from `from` that did not decode: counted, and the sender is told if it is a client.
-  void HandleMalformed(const std::string& from, const std::string& what,
-                       std::vector<Outgoing>& out);
+  void HandleMalformed(const std::string& from, const std::string& what);
   // Sending to `peer` failed (it is gone): forget its gather requests.
   void PeerUnreachable(const std::string& peer);
   // The key of `peer` was revoked and its connection dropped: a worker loses its leases as a lost
   // worker does, a client its gather requests.
-  void PeerRevoked(const std::string& peer, std::vector<Outgoing>& out);
+  void PeerRevoked(const std::string& peer);
   // A worker process is known to be dead (its supervisor reaped it): its leases go back to the
   // queue now, without waiting for missed heartbeats.
-  void WorkerExited(int64_t pid, std::vector<Outgoing>& out);
+  void WorkerExited(int64_t pid);
   // Tells the worker with this pid to take no more tasks, finish what it runs and leave (orq
   // scale down). False when no registered worker has that pid.
-  bool RetireWorker(int64_t pid, std::vector<Outgoing>& out);
+  bool RetireWorker(int64_t pid);
   // Stop accepting work and tell every worker to stop (SIGTERM to the broker, or `orq down`).
-  void BeginShutdown(std::vector<Outgoing>& out);
+  void BeginShutdown();
   // Time has passed: delayed tasks come due, heartbeats go out, silent workers lose their leases.
-  void Tick(SteadyTime now, std::vector<Outgoing>& out);
+  void Tick(SteadyTime now);
   // When Tick() next has something to do.
   SteadyTime NextWakeup() const;
 
   // The journal cannot be written (its disk is full): while `problem` is not empty, submits and
   // retries are refused with kDiskFull and no task starts (tasks running go on, and their results
   // wait in the journal's buffer); status shows it. Empty again: dispatch resumes.
-  void SetJournalProblem(std::string problem, std::vector<Outgoing>& out);
+  void SetJournalProblem(std::string problem);
 
   bool shutting_down() const { return shutting_down_; }
   // Attempts of forgotten jobs' tasks whose output spilled to files: the shell removes a local
@@ -114,159 +125,90 @@ class BrokerCore {
   size_t worker_count() const { return workers_.size(); }
 
  private:
-  // kWaiting: for its dependencies. kQueued: in a ready queue. kDelayed: for its delay or retry.
-  enum class State : uint8_t { kWaiting, kQueued, kDelayed, kRunning, kFinished };
-  static constexpr const char* StateName(State state) {
-    switch (state) {
-      case State::kWaiting:
-        return "waiting";
-      case State::kQueued:
-        return "queued";
-      case State::kDelayed:
-        return "delayed";
-      case State::kRunning:
-        return "running";
-      case State::kFinished:
-        return "finished";
-    }
-    return "?";
+  void Reply(const std::string& to, Message message) { out_.push_back({to, std::move(message)}); }
+  void Reply(const std::string& to, Error error) {
+    out_.push_back({to, ErrorReply{error.code, std::move(error.sentence)}});
+  }
+  template <typename T> void Reply(const std::string& to, Expected<T> reply) {
+    if (reply) return Reply(to, Message(std::move(*reply)));
+    Reply(to, std::move(reply.error()));
   }
 
-  struct Task {
-    TaskSpec* spec = nullptr;  // in its Job's specs; cleared of its payload once finished
-    State state = State::kQueued;
-    bool cancel_requested = false;  // while kRunning: the worker was told to stop it
-    uint32_t attempt = 0;           // executions started so far
-    uint32_t failures = 0;          // failed executions that were retried
-    union {                         // (one field for two states: a job may hold millions of tasks)
-      uint32_t worker = 0;          // kRunning: the worker holding the lease
-      uint32_t pending;             // kWaiting: dependencies that have not ended yet
-    };
-  };
-  struct Job {
-    // As submitted; never resized, so Task::spec stays valid. Both emptied once every task has
-    // ended and the journal keeps them (Compact()): a finished job costs a few counters.
-    std::vector<TaskSpec> specs;
-    std::shared_ptr<const JobContext> context;  // its shell tasks' cwd and environment
-    // What remote workers get instead when not all of it travels (JobContext::named): the cwd,
-    // and the named variables to set on top of their own environment. Made when first needed.
-    std::shared_ptr<const JobContext> remote_context;
-    std::vector<std::string> remote_env;
-    SteadyTime submitted_at{};
-    uint32_t ok = 0, failed = 0;  // finished tasks by outcome (failed: any status but ok)
-    std::string label;            // its first task, for `orq jobs`
-    std::vector<Task> tasks;
-    uint32_t unfinished = 0;
-    SteadyTime finished_at{};            // when unfinished became 0
-    uint32_t first_failed = UINT32_MAX;  // the first of its tasks to end other than ok
-    std::string key;                     // its idempotency key (submit --key); empty: none
-    uint32_t size = 0;                   // its tasks, also once `tasks` is emptied
-    std::array<uint32_t, kTaskStatusCount> ended{};  // its finished tasks by TaskStatus
-    bool spilled = false;  // an outcome's output went to files (removed on forget)
-    HaltPolicy halt;       // GNU parallel's --halt (orq run)
-    bool halted = false;   // its halt decided: no task of it starts again
-  };
-  void Submit(const std::string& from, SubmitRequest& request, SteadyTime now,
-              std::vector<Outgoing>& out);
-  // Adds a job and queues its tasks; returns its number.
+  void Submit(const std::string& from, SubmitRequest& request);
+  // Adds a job, journals it and places its tasks; returns its number.
   uint64_t AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
-                  SteadyTime now, std::vector<Outgoing>& out, std::string key = "");
-  void Jobs(const std::string& from, const JobsRequest& request, std::vector<Outgoing>& out) const;
-  void Logs(const std::string& from, const LogsRequest& request, std::vector<Outgoing>& out);
+                  std::string key = "");
+  void Logs(const std::string& from, const LogsRequest& request);
   // The rest of an ended task's stream, from the file it spilled to (LogsRequest::rest).
-  void LogsRest(const std::string& from, TaskId id, const LogsRequest& request,
-                std::vector<Outgoing>& out);
+  void LogsRest(const std::string& from, TaskId id, const LogsRequest& request);
   SpillFetches::IdentityOf IdentityOf() const;
   // A worker's output of a followed task: to its followers, if that worker holds the lease.
-  void Output(uint32_t worker, const OutputMessage& output, std::vector<Outgoing>& out);
-  void Retry(const std::string& from, const RetryRequest& request, SteadyTime now,
-             std::vector<Outgoing>& out);
-  void Gather(const std::string& from, const GatherRequest& request, std::vector<Outgoing>& out);
-  void Cancel(const std::string& from, const CancelRequest& request, std::vector<Outgoing>& out);
+  void Output(uint32_t worker, const OutputMessage& output);
+  void Retry(const std::string& from, const RetryRequest& request);
+  void Gather(const std::string& from, const GatherRequest& request);
+  void Cancel(const std::string& from, const CancelRequest& request);
   // Ends the tasks of `ids` not yet finished as cancelled (`why`); running ones only when
   // `running`, by asking their workers to stop them. Returns how many.
-  uint32_t CancelTasks(const std::vector<TaskId>& ids, bool running, const std::string& why,
-                       std::vector<Outgoing>& out);
+  uint32_t CancelTasks(const std::vector<TaskId>& ids, bool running, const std::string& why);
   // Cancels what the jobs whose --halt decided still hold (halts_due_): run before any lease is
   // handed out, so none of their tasks starts after the decision.
-  void Halt(std::vector<Outgoing>& out);
-  void Status(const std::string& from, std::vector<Outgoing>& out) const;
-  void Shutdown(const std::string& from, std::vector<Outgoing>& out);
-  void Limit(const std::string& from, const LimitRequest& request, std::vector<Outgoing>& out);
-  void Explain(const std::string& from, const ExplainRequest& request, std::vector<Outgoing>& out);
+  void Halt();
+  void Limit(const std::string& from, const LimitRequest& request);
   void Register(const std::string& from, Role role, const std::string& key,
-                const ReadyMessage& ready, SteadyTime now, std::vector<Outgoing>& out);
+                const ReadyMessage& ready);
   // Whether a worker of `key` (and `role`) registering with a lease of `id` may keep it: a worker
   // of that key lost it, or (after our restart, when nobody knows who held it) it is local.
   bool MayAdopt(TaskId id, Role role, const std::string& key) const;
-  // Sets a shell task's context for worker `w`: the job's, or for a remote worker only what of
-  // it travels (JobContext::named).
-  static void ShareContext(const Worker& w, Job& job, Assignment& a);
-  void Refuse(const std::string& from, Role role, Command command, std::vector<Outgoing>& out);
-  void Results(uint32_t worker_id, WorkerResultsMessage& results, SteadyTime now,
-               std::vector<Outgoing>& out);
-  void Forget(const std::string& from, const ForgetRequest& request, std::vector<Outgoing>& out);
-  void ForgetJob(uint64_t job);
+  void Results(uint32_t worker_id, WorkerResultsMessage& results);
+  void Forget(const std::string& from, const ForgetRequest& request);
+  // Forgets an ended job that no gather reads; false when it may not be forgotten.
+  bool ForgetJob(uint64_t job);
   // Schedules a failed task's next attempt after its backoff; false when it has no retries left.
-  bool ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed, SteadyTime now);
+  bool ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed);
   // The lease of a task whose worker is gone: back to the queue, or worker_lost, or cancelled.
-  void LeaseLost(TaskId id, Task& task, const std::string& why, std::vector<Outgoing>& out);
-  void Delay(TaskId id, SteadyTime due);
+  void LeaseLost(TaskId id, Task& task, const std::string& why);
+  void Delay(TaskId id, Task& task, SteadyTime due);
   // A new task with dependencies (in kWaiting): waits for those that have not ended, is released
   // if none is left, or ends dependency_failed if one ended other than ok.
-  void Wire(TaskId id, Task& task, std::vector<Outgoing>& out);
+  void Wire(TaskId id, Task& task);
   // A task whose dependencies all ended as it needs: to the queue, or delayed until its delay.
   void Release(TaskId id, Task& task);
   // A dependency of `dependant` ended: one less to wait for, or the dependant ends
   // dependency_failed. `dependency` names it for people; `outcome` is how it ended (for a whole
   // job, how its first failed task ended), null when it ended ok.
   void DependencyEnded(const Dependant& dependant, const std::string& dependency,
-                       const TaskOutcome* outcome, std::vector<Outgoing>& out);
+                       const TaskOutcome* outcome);
   // A whole job as a dependency, once it has ended: its name and its first failure (null: none).
   std::pair<std::string, std::optional<TaskOutcome>> JobEnded(uint64_t job_number,
                                                               const Job& job) const;
   // Tells the dependants of the tasks that ended (and of their jobs, once whole) that they ended.
   // Iterative, so that a failure down a chain of 10,000 tasks does not recurse 10,000 deep.
-  void NotifyDependants(std::vector<Outgoing>& out);
-  // Checks a submitted job's dependencies on other jobs: each names a job or task the broker has.
-  std::optional<std::string> CheckForeignDependencies(const std::vector<TaskSpec>& specs) const;
-
-  // Expands ids ("j7", "j7.2") into tasks; on an unknown id, replies kUnknownId and returns false.
-  // With `waiter`, also counts its mentions of each job and task.
-  bool Resolve(const std::string& from, const std::vector<std::string>& ids,
-               std::vector<TaskId>& tasks, std::vector<Outgoing>& out,
-               Delivery::Request* waiter = nullptr) const;
-  // The task; for a task of a compacted job, a finished stand-in (compacted_task_). Null: no such
-  // task.
-  Task* Find(TaskId id);
-  // Empties the tasks and specs of the jobs in ended_jobs_ that have ended (the journal has their
-  // specs and outcomes). Called at the end of each entry point, so no caller is iterating them.
-  void Compact();
-  // The end of an entry point: delivery_.Flush(), then Compact().
-  void EndTurn(std::vector<Outgoing>& out);
+  void NotifyDependants();
+  // The end of an entry point: what --halt decided, delivery_.Flush(), then compaction (or, kept
+  // in memory only, forgetting past the bound).
+  void EndTurn();
   void Enqueue(TaskId id, const Task& task);
   // Records the task's one outcome (in the journal too, unless it came from there).
-  void Finish(TaskId id, Task& task, TaskOutcome outcome, std::vector<Outgoing>& out,
-              bool journal = true);
+  void Finish(TaskId id, Task& task, TaskOutcome outcome, bool journal = true);
   // A finished task's outcome from the store; should the store have lost it (a journal edited
   // by hand), an outcome that says so rather than a crash.
   TaskOutcome Stored(TaskId id) const;
-  void Dispatch(std::vector<Outgoing>& out);
+  void Dispatch();
+  // Leases queued `task` to worker `w` as part of `message`.
+  void Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task, TasksMessage& message);
   // Queues again the tasks a gate lets back (Parking returns them).
   void Requeue(const std::vector<TaskId>& ids);
-  void DropWorker(uint32_t worker_id, const std::string& why, std::vector<Outgoing>& out);
+  void DropWorker(uint32_t worker_id, const std::string& why);
+  // The parts a report reads.
+  ReportSources Sources() const;
 
   BrokerOptions options_;
   ResultStore& store_;
-  std::vector<uint64_t> ended_jobs_;  // jobs whose last task ended this turn: for Compact()
-  TaskSpec compacted_spec_;           // what Find() returns for a compacted job's tasks
-  Task compacted_task_;
   Journal& journal_;
+  std::vector<Outgoing> out_;  // the outbox: what to send, in order (DrainOutbox)
   std::mt19937_64 random_;
   std::unordered_map<TaskId, std::string, TaskIdHash> last_errors_;  // of retried tasks
-  std::deque<uint64_t> finished_jobs_;  // in finishing order, for retention
-  std::unordered_map<uint64_t, Job> jobs_;
-  uint64_t next_job_ = 1;
+  TaskTable tasks_;                                                  // jobs and their tasks
   ReadyQueues ready_;     // queued tasks, by named queue and class; may hold stale entries
   DelayedTasks delayed_;  // delayed tasks and retries, by due time; idem
   WorkerPool workers_;
@@ -279,8 +221,7 @@ class BrokerCore {
   SpillFetches spill_fetches_;  // orq logs of spilled output, asked of workers
   // Tasks waiting for a task to end, and for every task of a job to end (after: ["j3"]).
   DependencyGraph graph_;
-  Parking parking_;                                 // limits, locks, and the tasks parked on them
-  std::unordered_map<std::string, uint64_t> keys_;  // idempotency keys (submit --key) -> job
+  Parking parking_;                  // limits, locks, and the tasks parked on them
   std::vector<uint64_t> halts_due_;  // jobs whose --halt decided (Finish), for Halt()
   bool notifying_ = false;           // NotifyDependants() is running: Finish() only tells graph_
   SteadyTime next_heartbeat_{};
@@ -288,9 +229,6 @@ class BrokerCore {
   bool shutting_down_ = false;
   std::string journal_problem_;  // see SetJournalProblem(); empty: the journal is healthy
   BrokerCounters counters_;
-  // Tasks per state, for status.
-  uint64_t waiting_ = 0, queued_ = 0, delayed_count_ = 0, running_ = 0;
-  std::array<uint64_t, kTaskStatusCount> finished_{};  // by TaskStatus
 };
 
 }  // namespace orq

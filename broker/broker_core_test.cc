@@ -167,7 +167,8 @@ TEST_F(BrokerCoreTest, RequeuesAtOnceWhenWorkerProcessExits) {
   uint64_t job = SubmitJob({Sleep(100)});
   Register("w2", {1, 1, 0}, 200);  // no shell slot: it takes none of the tasks below
   std::vector<Outgoing> out;
-  core_.WorkerExited(100, out);
+  core_.WorkerExited(100);
+  core_.DrainOutbox(out);
   auto tasks = TasksTo(out, "w2");
   ASSERT_EQ(tasks.size(), 1u);
   EXPECT_EQ(tasks[0].id, (TaskId{job, 0}));
@@ -238,7 +239,8 @@ TEST_F(BrokerCoreTest, RepliesSentToTheBrokerAreCounted) {
   Send("stranger", PongReply{});
   EXPECT_EQ(core_.counters().unexpected, 1u);
   std::vector<Outgoing> out;
-  core_.HandleMalformed("stranger", "garbage", out);
+  core_.HandleMalformed("stranger", "garbage");
+  core_.DrainOutbox(out);
   EXPECT_EQ(core_.counters().malformed, 1u);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<ErrorReply>(out[0].message));
@@ -252,7 +254,8 @@ TEST_F(BrokerCoreTest, AJournalProblemRefusesSubmitsAndPausesDispatchUntilItClea
   ASSERT_EQ(started.size(), 1u);
   // when the journal's disk fills,
   out.clear();
-  core_.SetJournalProblem("the journal's disk is full", out);
+  core_.SetJournalProblem("the journal's disk is full");
+  core_.DrainOutbox(out);
   EXPECT_TRUE(out.empty());
   // then a submit is refused with kDiskFull, naming the problem,
   out = Send("c", SubmitRequest{{Sleep(1)}});
@@ -265,7 +268,8 @@ TEST_F(BrokerCoreTest, AJournalProblemRefusesSubmitsAndPausesDispatchUntilItClea
   EXPECT_TRUE(TasksTo(out, "w1").empty());
   // and once it clears, the queued task starts.
   out.clear();
-  core_.SetJournalProblem("", out);
+  core_.SetJournalProblem("");
+  core_.DrainOutbox(out);
   ASSERT_EQ(TasksTo(out, "w1").size(), 1u);
   EXPECT_EQ(TasksTo(out, "w1")[0].id, (TaskId{started[0].id.job, 1}));
 }
@@ -307,12 +311,14 @@ TEST_F(BrokerFaultTest, PoisonTaskEndsWorkerLostAfterItsAttempts) {
   // When every worker that runs it dies,
   Register("w1", {1, 1, 1}, 101);
   std::vector<Outgoing> out;
-  core_.WorkerExited(101, out);
+  core_.WorkerExited(101);
+  core_.DrainOutbox(out);
   auto tasks = TasksTo(Register("w2", {1, 1, 1}, 102), "w2");
   ASSERT_EQ(tasks.size(), 1u);
   EXPECT_EQ(tasks[0].attempt, 2u);
   out.clear();
-  core_.WorkerExited(102, out);
+  core_.WorkerExited(102);
+  core_.DrainOutbox(out);
   // Then it ends worker_lost, and the rest of the job goes on.
   const auto lost = store_.Find({job, 0});
   ASSERT_TRUE(lost.has_value());
@@ -385,7 +391,8 @@ TEST_F(BrokerFaultTest, ReturningWorkerKeepsLeasesNobodyTook) {
 TEST_F(BrokerFaultTest, AnotherKeyOnAWorkersRoutingIdIsRefusedAndCounted) {
   auto from = [&](const std::string& key, Message m) {
     std::vector<Outgoing> out;
-    core_.Handle("w", std::move(m), now_, out, Role::kWorker, key);
+    core_.Handle("w", std::move(m), now_, Role::kWorker, key);
+    core_.DrainOutbox(out);
     return out;
   };
   // Given a worker of key A running a task,
@@ -410,7 +417,8 @@ TEST_F(BrokerFaultTest, AnotherKeyOnAWorkersRoutingIdIsRefusedAndCounted) {
 TEST_F(BrokerFaultTest, AWorkerMayAdoptOnlyALeaseAWorkerOfItsKeyLost) {
   auto from = [&](const std::string& who, const std::string& key, Message m) {
     std::vector<Outgoing> out;
-    core_.Handle(who, std::move(m), now_, out, Role::kWorker, key);
+    core_.Handle(who, std::move(m), now_, Role::kWorker, key);
+    core_.DrainOutbox(out);
     return out;
   };
   auto cancelled = [](const std::vector<Outgoing>& out) {
@@ -486,7 +494,8 @@ TEST_F(BrokerFaultTest, CancelledRunningTaskWhoseWorkerDiesEndsCancelled) {
   uint64_t job = SubmitJob({Sleep(10)});
   Send("c", CancelRequest{{"j" + std::to_string(job)}});
   std::vector<Outgoing> out;
-  core_.WorkerExited(101, out);
+  core_.WorkerExited(101);
+  core_.DrainOutbox(out);
   ASSERT_TRUE(store_.Find({job, 0}).has_value());
   EXPECT_EQ(store_.Find({job, 0})->status, TaskStatus::kCancelled);
 }
@@ -517,11 +526,13 @@ TEST(BrokerLimitTest, TasksPerJobAtNAndNPlusOne) {
   options.max_tasks_per_job = 3;
   BrokerCore core(options, store, journal);
   std::vector<Outgoing> out;
-  core.Handle("c", SubmitRequest{{Sleep(1), Sleep(1), Sleep(1)}}, SteadyTime{}, out, Role::kLocal);
+  core.Handle("c", SubmitRequest{{Sleep(1), Sleep(1), Sleep(1)}}, SteadyTime{}, Role::kLocal);
+  core.DrainOutbox(out);
   EXPECT_TRUE(std::holds_alternative<SubmittedReply>(out[0].message));
   out.clear();
-  core.Handle("c", SubmitRequest{{Sleep(1), Sleep(1), Sleep(1), Sleep(1)}}, SteadyTime{}, out,
+  core.Handle("c", SubmitRequest{{Sleep(1), Sleep(1), Sleep(1), Sleep(1)}}, SteadyTime{},
               Role::kLocal);
+  core.DrainOutbox(out);
   EXPECT_EQ(std::get<ErrorReply>(out[0].message).message,
             "a job may hold at most 3 tasks; this one has 4");
 }
@@ -533,15 +544,20 @@ TEST_F(BrokerFaultTest, RetentionForgetsOldFinishedJobs) {
   NullJournal journal;
   BrokerCore core(options, store, journal);
   std::vector<Outgoing> out;
-  core.Handle("w", ReadyMessage{1, 1, {1, 1, 1}, {}}, now_, out, Role::kLocal);
+  core.Handle("w", ReadyMessage{1, 1, {1, 1, 1}, {}}, now_, Role::kLocal);
+  core.DrainOutbox(out);
   out.clear();
-  core.Handle("c", SubmitRequest{{Sleep(1)}}, now_, out, Role::kLocal);
+  core.Handle("c", SubmitRequest{{Sleep(1)}}, now_, Role::kLocal);
+  core.DrainOutbox(out);
   auto tasks = TasksTo(out, "w");
   ASSERT_EQ(tasks.size(), 1u);
-  core.Handle("w", WorkerResultsMessage{{Ok(tasks[0], "1")}}, now_, out, Role::kLocal);
-  core.Tick(now_ + std::chrono::seconds(59), out);
+  core.Handle("w", WorkerResultsMessage{{Ok(tasks[0], "1")}}, now_, Role::kLocal);
+  core.DrainOutbox(out);
+  core.Tick(now_ + std::chrono::seconds(59));
+  core.DrainOutbox(out);
   EXPECT_TRUE(store.Find(tasks[0].id).has_value());
-  core.Tick(now_ + std::chrono::seconds(61), out);
+  core.Tick(now_ + std::chrono::seconds(61));
+  core.DrainOutbox(out);
   EXPECT_FALSE(store.Find(tasks[0].id).has_value());
 }
 
@@ -550,7 +566,8 @@ class BrokerRoleTest : public BrokerCoreTest {
  protected:
   std::vector<Outgoing> SendAs(const std::string& from, Role role, Message m) {
     std::vector<Outgoing> out;
-    core_.Handle(from, std::move(m), now_, out, role);
+    core_.Handle(from, std::move(m), now_, role);
+    core_.DrainOutbox(out);
     return out;
   }
   StatusReply Status() {
@@ -617,7 +634,8 @@ TEST_F(BrokerRoleTest, RevokingARemoteWorkerReleasesItsLeasesAtOnce) {
   EXPECT_EQ(status.workers[0].remote, true);
   // When its key is revoked,
   out.clear();
-  core_.PeerRevoked("remote", out);
+  core_.PeerRevoked("remote");
+  core_.DrainOutbox(out);
   // Then it is gone and its task goes to the next worker as a new attempt,
   EXPECT_EQ(core_.worker_count(), 0u);
   out = Register("w2", {8, 8, 8});
@@ -757,24 +775,28 @@ TEST(BrokerCoreMemoryTest, WithoutAJournalTheJobsThatEndedFirstGoPastTheBound) {
   BrokerCore core(options, store, journal);
   std::vector<Outgoing> out;
   const SteadyTime now{};
-  core.Handle("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now, out, Role::kLocal);
+  core.Handle("w", ReadyMessage{1, 1, {3, 1, 1}, {}}, now, Role::kLocal);
+  core.DrainOutbox(out);
   // when three one-task jobs end in turn,
   for (int i = 0; i < 3; ++i) {
     out.clear();
-    core.Handle("c", SubmitRequest{{Sleep(1)}}, now, out, Role::kLocal);
+    core.Handle("c", SubmitRequest{{Sleep(1)}}, now, Role::kLocal);
+    core.DrainOutbox(out);
     for (const Outgoing& o : out) {
       if (const auto* tasks = std::get_if<TasksMessage>(&o.message)) {
         std::vector<Outgoing> ignored;
         TaskOutcome ok;
         ok.id = tasks->tasks.at(0).id;
         ok.attempt = tasks->tasks.at(0).attempt;
-        core.Handle("w", WorkerResultsMessage{{ok}}, now, ignored, Role::kLocal);
+        core.Handle("w", WorkerResultsMessage{{ok}}, now, Role::kLocal);
+        core.DrainOutbox(ignored);
       }
     }
   }
   // then the first is forgotten, and the two others are kept.
   out.clear();
-  core.Handle("c", GatherRequest{{"j1"}}, now, out, Role::kLocal);
+  core.Handle("c", GatherRequest{{"j1"}}, now, Role::kLocal);
+  core.DrainOutbox(out);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(std::get<ErrorReply>(out[0].message).code, ErrorCode::kUnknownId);
   EXPECT_TRUE(store.Find({2, 0}).has_value());
@@ -947,7 +969,8 @@ TEST_F(BrokerCoreTest, LogsFollowARunningTasksOutputFromItsWorker) {
 TEST_F(BrokerCoreTest, TheRestOfASpilledStreamIsAskedOfTheWorkersThatMayHoldIt) {
   auto as_worker = [&](const std::string& who, Message m) {
     std::vector<Outgoing> out;
-    core_.Handle(who, std::move(m), now_, out, Role::kWorker, who + "-key");
+    core_.Handle(who, std::move(m), now_, Role::kWorker, who + "-key");
+    core_.DrainOutbox(out);
     return out;
   };
   auto spilled = [](const Assignment& a, std::string file, std::string host) {

@@ -36,13 +36,15 @@ class BrokerCoreTest : public ::testing::Test {
 
   std::vector<Outgoing> Send(const std::string& from, Message m) {
     std::vector<Outgoing> out;
-    core_.Handle(from, std::move(m), now_, out, Role::kLocal);
+    core_.Handle(from, std::move(m), now_, Role::kLocal);
+    core_.DrainOutbox(out);
     return out;
   }
   std::vector<Outgoing> Advance(milliseconds d) {
     now_ += d;
     std::vector<Outgoing> out;
-    core_.Tick(now_, out);
+    core_.Tick(now_);
+    core_.DrainOutbox(out);
     return out;
   }
   uint64_t SubmitJob(std::vector<TaskSpec> specs) {

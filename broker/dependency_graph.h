@@ -7,9 +7,12 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "common/ids.h"
 #include "common/protocol.h"
 
 namespace orq {
@@ -19,6 +22,24 @@ struct Dependant {
   TaskId id;
   bool any = false;  // it runs however the other ended; else only if it ended ok
 };
+
+// Why a dependant ends dependency_failed: the dependency (named for people) and how it ended;
+// down a chain, the first failure too (its own sentence is not nested again and again: it stays
+// one line however long the chain).
+inline std::string DependencyFailure(const std::string& dependency, const TaskOutcome& outcome) {
+  std::string why =
+      "dependency " + dependency + " ended " + std::string(StatusName(outcome.status));
+  if (outcome.status == TaskStatus::kDependencyFailed) {
+    constexpr std::string_view kFirst = "; the first failure: ";
+    const size_t at = outcome.error.find(kFirst);
+    const std::string_view root =
+        std::string_view(outcome.error)
+            .substr(at == std::string::npos ? std::string_view("dependency ").size()
+                                            : at + kFirst.size());
+    why += std::string(kFirst) + std::string(root);
+  }
+  return why;
+}
 
 class DependencyGraph {
  public:

@@ -30,7 +30,8 @@ struct Broker {
         core(BrokerOptions{}, store, *journal) {}
   std::vector<Outgoing> Send(const std::string& from, Message m, SteadyTime now) {
     std::vector<Outgoing> out;
-    core.Handle(from, std::move(m), now, out, Role::kLocal);
+    core.Handle(from, std::move(m), now, Role::kLocal);
+    core.DrainOutbox(out);
     EXPECT_EQ(journal->Commit(), std::nullopt);
     return out;
   }

@@ -8,6 +8,15 @@
 #include "common/ids.h"
 
 namespace orq {
+
+std::optional<std::string> CheckLimitSpec(const LimitSpec& spec) {
+  if (auto error = ValidateName(spec.name, "the limit")) return error;
+  if (spec.max == 0 && !(spec.rate > 0))
+    return "limit " + spec.name + " needs a number of tasks at once, or a rate";
+  if (!std::isfinite(spec.rate) || spec.rate < 0 || spec.rate > 1e6)
+    return "the rate of limit " + spec.name + " must be above 0 and at most 1000000/s";
+  return std::nullopt;
+}
 namespace {
 
 uint32_t Burst(const LimitSpec& spec) { return std::max<uint32_t>(spec.burst, 1); }

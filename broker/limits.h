@@ -34,9 +34,13 @@ struct Blocked {
   std::string why;  // "lock db is held for write by j2.0", "limit download is at 2/2"
 };
 
+// Whether `spec` may be set (orq limit set): a valid name, a number of tasks or a rate, a rate
+// within bounds. The fault as a sentence naming the limit.
+std::optional<std::string> CheckLimitSpec(const LimitSpec& spec);
+
 class Limits {
  public:
-  // Sets (creates or changes) a limit; a spec with neither max nor rate is refused by the caller.
+  // Sets (creates or changes) a limit; a spec CheckLimitSpec() refuses is refused by the caller.
   void SetLimit(const LimitSpec& spec, SteadyTime now);
   // Removes a limit: it limits nothing from now on (its holders keep running). False: no such one.
   bool RemoveLimit(const std::string& name);

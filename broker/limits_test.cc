@@ -124,7 +124,8 @@ TEST_F(GatesTest, ALostLeaseReleasesItsLockAndLimitOnce) {
   ASSERT_EQ(Ids(held), (std::vector<TaskId>{{1, 0}}));
   // When that worker dies,
   std::vector<Outgoing> out;
-  core_.WorkerExited(101, out);
+  core_.WorkerExited(101);
+  core_.DrainOutbox(out);
   EXPECT_TRUE(Status().locks.empty() || Status().locks.at(0).held == 0);
   EXPECT_EQ(Status().limits.at(0).held, 0u);
   // Then the task runs again elsewhere, with both, and the other still waits for it.
@@ -169,7 +170,8 @@ TEST_F(GatesTest, AReturningWorkerKeepsALeaseOnlyIfItsLockIsStillFree) {
   auto held = TasksTo(Send("client", SubmitRequest{{Writes("db")}}), "w1");
   ASSERT_EQ(held.size(), 1u);
   std::vector<Outgoing> out;
-  core_.WorkerExited(101, out);
+  core_.WorkerExited(101);
+  core_.DrainOutbox(out);
   // and a more urgent writer taking the lock on w2 meanwhile,
   TaskSpec urgent = Writes("db");
   urgent.priority = 5;

@@ -63,10 +63,12 @@ class Model {
     std::filesystem::remove(path_);
     Start();
     Step([&](std::vector<Outgoing>& out) {
-      core_->Handle("c", LimitRequest{LimitRequest::Op::kSet, {"n", kLimitMax}}, now_, out,
+      core_->Handle("c", LimitRequest{LimitRequest::Op::kSet, {"n", kLimitMax}}, now_,
                     Role::kLocal);
-      core_->Handle("c", LimitRequest{LimitRequest::Op::kSet, {"r", 0, kRate, kBurst}}, now_, out,
+      core_->DrainOutbox(out);
+      core_->Handle("c", LimitRequest{LimitRequest::Op::kSet, {"r", 0, kRate, kBurst}}, now_,
                     Role::kLocal);
+      core_->DrainOutbox(out);
     });
     for (int i = 0; i < 2; ++i) AddWorker();
   }
@@ -265,7 +267,8 @@ class Model {
     ++next_job_;
     bool accepted = false;
     std::string broken = Step([&](std::vector<Outgoing>& out) {
-      core_->Handle("c", SubmitRequest{specs}, now_, out, Role::kLocal);
+      core_->Handle("c", SubmitRequest{specs}, now_, Role::kLocal);
+      core_->DrainOutbox(out);
       for (const auto& o : out) accepted |= std::holds_alternative<SubmittedReply>(o.message);
     });
     return accepted ? broken : "a valid job was refused";
@@ -294,7 +297,8 @@ class Model {
     o.attempt = run.attempt;
     o.status = status;
     return Step([&](std::vector<Outgoing>& out) {
-      core_->Handle(run.worker, WorkerResultsMessage{{o}}, now_, out, Role::kLocal);
+      core_->Handle(run.worker, WorkerResultsMessage{{o}}, now_, Role::kLocal);
+      core_->DrainOutbox(out);
     });
   }
 
@@ -302,9 +306,12 @@ class Model {
     now_ += d;
     // Workers heartbeat as the broker expects of live ones.
     return Step([&](std::vector<Outgoing>& out) {
-      for (const auto& [name, w] : workers_)
-        core_->Handle(name, HeartbeatMessage{}, now_, out, Role::kLocal);
-      core_->Tick(now_, out);
+      for (const auto& [name, w] : workers_) {
+        core_->Handle(name, HeartbeatMessage{}, now_, Role::kLocal);
+        core_->DrainOutbox(out);
+      }
+      core_->Tick(now_);
+      core_->DrainOutbox(out);
     });
   }
 
@@ -314,7 +321,8 @@ class Model {
     std::advance(it, Uniform(0, static_cast<int>(specs_.size()) - 1));
     log_ += " cancel " + FormatTaskId(it->first);
     return Step([&](std::vector<Outgoing>& out) {
-      core_->Handle("c", CancelRequest{{FormatTaskId(it->first)}}, now_, out, Role::kLocal);
+      core_->Handle("c", CancelRequest{{FormatTaskId(it->first)}}, now_, Role::kLocal);
+      core_->DrainOutbox(out);
     });
   }
 
@@ -329,8 +337,10 @@ class Model {
     ReadyMessage ready{w.pid, 1, {slots, slots, slots}, {}, "host"};
     if (w.gpus > 0) ready.resources.push_back({"gpu", w.gpus});
     if (w.only_q) ready.queues = {"q"};
-    return Step(
-        [&](std::vector<Outgoing>& out) { core_->Handle(name, ready, now_, out, Role::kLocal); });
+    return Step([&](std::vector<Outgoing>& out) {
+      core_->Handle(name, ready, now_, Role::kLocal);
+      core_->DrainOutbox(out);
+    });
   }
 
   std::string KillWorker() {
@@ -342,7 +352,10 @@ class Model {
     workers_.erase(it);
     log_ += " kill " + name;
     std::erase_if(running_, [&](const auto& r) { return r.second.worker == name; });
-    return Step([&](std::vector<Outgoing>& out) { core_->WorkerExited(pid, out); });
+    return Step([&](std::vector<Outgoing>& out) {
+      core_->WorkerExited(pid);
+      core_->DrainOutbox(out);
+    });
   }
 
   std::string Restart() {
@@ -369,7 +382,8 @@ class Model {
 
   std::vector<std::string> Explain(TaskId id) {
     std::vector<Outgoing> out;
-    core_->Handle("c", ExplainRequest{FormatTaskId(id)}, now_, out, Role::kLocal);
+    core_->Handle("c", ExplainRequest{FormatTaskId(id)}, now_, Role::kLocal);
+    core_->DrainOutbox(out);
     for (auto& o : out) {
       if (auto* e = std::get_if<ExplainedReply>(&o.message)) {
         auto reasons = e->reasons;

@@ -136,10 +136,11 @@ double CoreSeconds(std::vector<TaskSpec> specs) {
   BrokerCore core(BrokerOptions{}, store, journal);
   const auto start = Clock::now();
   std::vector<Outgoing> out;
-  core.Handle("w", ReadyMessage{1, 1, {1u << 20, 1, 1}, {}, "bench"}, Clock::now(), out,
-              Role::kLocal);
+  core.Handle("w", ReadyMessage{1, 1, {1u << 20, 1, 1}, {}, "bench"}, Clock::now(), Role::kLocal);
+  core.DrainOutbox(out);
   out.clear();
-  core.Handle("c", SubmitRequest{std::move(specs)}, Clock::now(), out, Role::kLocal);
+  core.Handle("c", SubmitRequest{std::move(specs)}, Clock::now(), Role::kLocal);
+  core.DrainOutbox(out);
   while (!out.empty()) {
     WorkerResultsMessage results;
     for (const Outgoing& o : out) {
@@ -154,7 +155,8 @@ double CoreSeconds(std::vector<TaskSpec> specs) {
     }
     out.clear();
     if (results.outcomes.empty()) break;
-    core.Handle("w", std::move(results), Clock::now(), out, Role::kLocal);
+    core.Handle("w", std::move(results), Clock::now(), Role::kLocal);
+    core.DrainOutbox(out);
   }
   return Seconds(Clock::now() - start);
 }

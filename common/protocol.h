@@ -24,6 +24,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/error.h"
 #include "common/task_spec.h"
 
 namespace orq {
@@ -124,6 +125,21 @@ constexpr bool MaySend(Role role, Command c) {
       return false;
   }
   return false;
+}
+
+// Why MaySend() refuses a request of `role` that it refuses (the kForbidden reply says it).
+constexpr const char* RefusalOf(Role role) {
+  switch (role) {
+    case Role::kRevoked:
+      return "this key was revoked";
+    case Role::kWorker:
+      return "a worker key may only register and report results";
+    case Role::kClient:
+      return "a client key may not administer access; do that on the broker's host";
+    case Role::kLocal:
+      return "not allowed";
+  }
+  return "not allowed";
 }
 
 std::string_view RoleName(Role role);
@@ -287,14 +303,6 @@ struct Assignment {
   // "K=V" set on top for a shell task: the units of resources it was given
   // (ORQ_RESOURCE_GPU=0,1 and CUDA_VISIBLE_DEVICES=0,1).
   std::vector<std::string> env;
-};
-
-enum class ErrorCode : uint8_t {
-  kBadRequest = 1,  // malformed or over a limit
-  kUnknownId = 2,   // gather/cancel named a job or task the broker does not have
-  kShuttingDown = 3,
-  kForbidden = 4,  // the peer's key may not send this (a worker key submitting, a revoked key)
-  kDiskFull = 5,   // the journal cannot be written (its disk is full): the submit was not accepted
 };
 
 // Every message names its command (kCommand): the codec writes it and dispatches on it, and the

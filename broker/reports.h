@@ -1,0 +1,34 @@
+// What `orq status`, `orq jobs` and `orq explain` are told: read from the broker's parts, never
+// changing them. Pure functions over const parts, so a report cannot disturb the lifecycle.
+#pragma once
+
+#include "broker/parking.h"
+#include "broker/queues.h"
+#include "broker/result_store.h"
+#include "broker/task_table.h"
+#include "broker/worker_pool.h"
+#include "common/error.h"
+#include "common/protocol.h"
+
+namespace orq {
+
+// The parts a report reads, as the core has them at `now`.
+struct ReportSources {
+  const TaskTable& tasks;
+  const WorkerPool& workers;
+  const Parking& parking;
+  const ReadyQueues& ready;
+  const DelayedTasks& delayed;
+  ResultStore& store;  // (reading it is not const: SQLite steps its statements)
+  SteadyTime now;
+};
+
+// The tasks by state and outcome, the workers, limits and locks (the core adds what only it
+// knows: its pid, endpoints, counters and journal problem).
+StatusReply StatusReport(const ReportSources& from);
+// Every job, or those named; kUnknownId names the first id that is not a job the broker has.
+Expected<JobsReply> JobsReport(const TaskTable& tasks, const JobsRequest& request, SteadyTime now);
+// Why a task is where it is: its state, and for one that does not run, each reason.
+Expected<ExplainedReply> Explain(const ReportSources& from, const ExplainRequest& request);
+
+}  // namespace orq

@@ -1,0 +1,148 @@
+// The broker's task table: every job it keeps, each task's state, and the counts by state and by
+// outcome that status reports. Passive: BrokerCore decides each move (the lifecycle); the table
+// keeps the books so that no count can drift from the states (Move() is the one place a state
+// changes), names jobs, resolves ids, and empties what ended jobs no longer need (Compact()).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "broker/delivery.h"
+#include "broker/journal.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/protocol.h"
+
+namespace orq {
+
+// kWaiting: for its dependencies. kQueued: in a ready queue or parked at a gate. kDelayed: for
+// its delay or retry backoff. kRunning: leased to a worker. kFinished: its one outcome is stored.
+enum class TaskState : uint8_t { kWaiting, kQueued, kDelayed, kRunning, kFinished };
+inline constexpr size_t kTaskStateCount = 5;
+constexpr const char* TaskStateName(TaskState state) {
+  switch (state) {
+    case TaskState::kWaiting:
+      return "waiting";
+    case TaskState::kQueued:
+      return "queued";
+    case TaskState::kDelayed:
+      return "delayed";
+    case TaskState::kRunning:
+      return "running";
+    case TaskState::kFinished:
+      return "finished";
+  }
+  return "?";
+}
+
+struct Task {
+  TaskSpec* spec = nullptr;  // in its Job's specs; cleared of its payload once finished
+  TaskState state = TaskState::kQueued;
+  bool cancel_requested = false;  // while kRunning: the worker was told to stop it
+  uint32_t attempt = 0;           // executions started so far
+  uint32_t failures = 0;          // failed executions that were retried
+  union {                         // (one field for two states: a job may hold millions of tasks)
+    uint32_t worker = 0;          // kRunning: the worker holding the lease
+    uint32_t pending;             // kWaiting: dependencies that have not ended yet
+  };
+};
+
+struct Job {
+  // As submitted; never resized, so Task::spec stays valid. Both emptied once every task has
+  // ended and the journal keeps them (Compact()): a finished job costs a few counters.
+  std::vector<TaskSpec> specs;
+  std::shared_ptr<const JobContext> context;  // its shell tasks' cwd and environment
+  // What remote workers get instead when not all of it travels (JobContext::named): the cwd,
+  // and the named variables to set on top of their own environment. Made when first needed.
+  std::shared_ptr<const JobContext> remote_context;
+  std::vector<std::string> remote_env;
+  SteadyTime submitted_at{};
+  uint32_t ok = 0, failed = 0;  // finished tasks by outcome (failed: any status but ok)
+  std::string label;            // its first task, for `orq jobs`
+  std::vector<Task> tasks;
+  uint32_t unfinished = 0;
+  SteadyTime finished_at{};            // when unfinished became 0
+  uint32_t first_failed = UINT32_MAX;  // the first of its tasks to end other than ok
+  std::string key;                     // its idempotency key (submit --key); empty: none
+  uint32_t size = 0;                   // its tasks, also once `tasks` is emptied
+  std::array<uint32_t, kTaskStatusCount> ended{};  // its finished tasks by TaskStatus
+  bool spilled = false;  // an outcome's output went to files (removed on forget)
+  HaltPolicy halt;       // GNU parallel's --halt (orq run)
+  bool halted = false;   // its halt decided: no task of it starts again
+};
+
+// Sets a shell task's context for a worker: the job's, or for a remote worker only what of it
+// travels (JobContext::named), made once per job.
+void ShareContext(bool remote, Job& job, Assignment& a);
+
+class TaskTable {
+ public:
+  // A new job of `specs`, each task counted as queued (the core then moves those that wait or
+  // are delayed). `number` 0: the next free number. Returns its number.
+  uint64_t Add(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
+               SteadyTime submitted_at, std::string key, uint64_t number = 0);
+  // A job the journal kept whose every task had ended: only its counts come back.
+  void AddEnded(uint64_t number, std::shared_ptr<const JobContext> context, SteadyTime submitted_at,
+                std::string key, const RecoveredJob::Ended& ended, SteadyTime now);
+
+  // The task; for a task of a compacted job, a finished stand-in. Null: no such task.
+  Task* Find(TaskId id);
+  const Task* Find(TaskId id) const { return const_cast<TaskTable*>(this)->Find(id); }
+  Job* FindJob(uint64_t number);
+  const Job* FindJob(uint64_t number) const;
+  Job& job(uint64_t number) { return jobs_.at(number); }
+  // The job submitted with this idempotency key (submit --key).
+  std::optional<uint64_t> JobOfKey(const std::string& key) const;
+  const std::unordered_map<uint64_t, Job>& jobs() const { return jobs_; }
+
+  // The one place a task's state changes (but to kFinished: Finish()), so the counts stay true.
+  void Move(Task& task, TaskState to);
+  // The task ended with `status`: counted in its job (and the job's first failure, and when the
+  // job ended).
+  void Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now);
+
+  // Expands ids as users write them ("j7", "j7.2") into tasks, in order, jobs expanded; with
+  // `waiter`, also counts its mentions of each job and task. kUnknownId names the first id that
+  // is not a job or task of the table.
+  Expected<std::vector<TaskId>> Resolve(const std::vector<std::string>& ids,
+                                        Delivery::Request* waiter = nullptr) const;
+  // One id that names a task ("j7.2"); kUnknownId otherwise.
+  Expected<TaskId> ResolveTask(const std::string& text) const;
+  // Ids that name whole jobs the table has ("j7"); kUnknownId naming the first that does not.
+  Expected<std::vector<uint64_t>> ResolveJobs(const std::vector<std::string>& ids) const;
+
+  // Empties the tasks and specs of the jobs that ended since the last call (the journal keeps
+  // their specs and outcomes). Called at the end of each entry point, so no caller is iterating
+  // them.
+  void Compact();
+  // The kept job that finished first (the order retention and the memory bound forget in).
+  std::optional<uint64_t> OldestFinished();
+  void PopOldestFinished() { finished_order_.pop_front(); }
+  // Forgets an ended job (its outcomes are the caller's to erase); returns it.
+  Job Remove(uint64_t number);
+
+  uint64_t count(TaskState state) const { return by_state_[static_cast<size_t>(state)]; }
+  uint64_t finished(TaskStatus status) const { return by_status_[static_cast<size_t>(status)]; }
+  // Outcomes kept: every finished task of every job kept.
+  uint64_t finished_total() const;
+
+ private:
+  std::unordered_map<uint64_t, Job> jobs_;
+  uint64_t next_job_ = 1;
+  std::unordered_map<std::string, uint64_t> keys_;    // idempotency keys (submit --key) -> job
+  std::deque<uint64_t> finished_order_;               // jobs in finishing order (may be forgotten)
+  std::vector<uint64_t> ended_;                       // jobs whose last task ended: for Compact()
+  TaskSpec compacted_spec_;                           // what Find() returns for a compacted job's
+  Task compacted_task_;                               // tasks
+  std::array<uint64_t, kTaskStateCount> by_state_{};  // kFinished is counted by status:
+  std::array<uint64_t, kTaskStatusCount> by_status_{};  // finished tasks by TaskStatus
+};
+
+}  // namespace orq
