@@ -75,8 +75,7 @@ class BrokerShell {
         listening_(BindAll()),
         sqlite_(config.journal.empty() ? nullptr
                                        : SqliteJournal::Open(config.journal, config.journal_sync)),
-        core_(Options(config, listening_),
-              sqlite_ ? static_cast<ResultStore&>(*sqlite_) : memory_store_,
+        core_(Options(config, listening_), sqlite_ ? static_cast<Store&>(*sqlite_) : memory_store_,
               sqlite_ ? static_cast<Journal&>(*sqlite_) : null_journal_) {
     if (sqlite_) {
       space_ = std::make_unique<JournalSpace>(config.journal);
@@ -535,7 +534,7 @@ class BrokerShell {
   zmq::socket_t socket_;
   Admission admission_;                 // made before any bind: its ZAP handler guards them all
   std::vector<std::string> listening_;  // the TCP endpoints bound
-  MemoryResultStore memory_store_;      // without a journal (else the journal is the store)
+  MemoryStore memory_store_;            // without a journal (else the journal is the store)
   NullJournal null_journal_;
   std::unique_ptr<SqliteJournal> sqlite_;  // null without a journal
   std::unique_ptr<JournalSpace> space_;    // the journal's disk; null without a journal

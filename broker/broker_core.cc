@@ -16,6 +16,18 @@ SteadyTime::duration Seconds(double seconds) {
   return std::chrono::duration_cast<SteadyTime::duration>(std::chrono::duration<double>(seconds));
 }
 
+// Whether an outcome's output went to files (removed when its job is forgotten).
+bool Spilled(const ShellOutput::More& more) {
+  return !more.stdout_file.empty() || !more.stderr_file.empty();
+}
+
+// The payload (values) of a task that ended ok is no longer needed; its kind stays, for its
+// class (a shell task's command went into its outcome). One that did not end ok keeps it, for
+// `orq retry`.
+void ClearPayload(Task& task) {
+  std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
+}
+
 TaskOutcome Ending(TaskStatus status, std::string error) {
   TaskOutcome outcome;
   outcome.status = status;
@@ -25,7 +37,7 @@ TaskOutcome Ending(TaskStatus status, std::string error) {
 
 }  // namespace
 
-BrokerCore::BrokerCore(BrokerOptions options, ResultStore& store, Journal& journal)
+BrokerCore::BrokerCore(BrokerOptions options, Store& store, Journal& journal)
     : options_(std::move(options)),
       store_(store),
       journal_(journal),
@@ -56,9 +68,12 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
       task.attempt = r.attempts;
       task.failures = r.failures;
       if (!r.last_error.empty()) last_errors_[id] = r.last_error;
-      if (r.outcome) {
-        tasks_.Move(task, TaskState::kRunning);  // so Finish() counts it from a known state
-        Finish(id, task, std::move(*recovered.tasks[i].outcome), /*journal=*/false);
+      if (r.outcome) {  // (in the store already; nobody waits for it yet)
+        tasks_.Finish(id, task, r.outcome->status, now);
+        if (r.outcome->status == TaskStatus::kOk) ClearPayload(task);
+        if (const ShellOutput* shell = r.outcome->shell ? &*r.outcome->shell : nullptr;
+            shell && shell->more && Spilled(*shell->more))
+          job.spilled = true;
         continue;
       }
       if (task.spec->needs && !task.spec->needs->after.empty() && task.attempt == 0 &&
@@ -313,8 +328,7 @@ uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const J
   for (size_t c = 0; c < kTaskClassCount; ++c) ready_.ReserveDefault(c, per_class[c]);
   const uint64_t number = tasks_.Add(std::move(specs), std::move(context), now_, std::move(key));
   Job& job = tasks_.job(number);
-  journal_.RecordJob(number, job.specs, *job.context);
-  if (!job.key.empty()) journal_.RecordKey(number, job.key);
+  store_.AddJob(number, job.specs, *job.context, job.key);
   std::vector<uint32_t> to_wire;  // tasks with dependencies: wired once all of the job exists
   for (uint32_t i = 0; i < job.size; ++i) {
     Task& task = job.tasks[i];
@@ -424,14 +438,17 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request) {
   const Job* job = tasks_.FindJob(request.job);
   if (!job)
     return Reply(from, Error{ErrorCode::kUnknownId, "unknown job " + FormatJobId(request.job)});
+  // Finished tasks keep no payload in memory (and a compacted job no spec at all): the store has
+  // every spec as submitted.
+  std::optional<std::vector<TaskSpec>> stored;
+  if (request.all || job->tasks.empty()) {
+    stored = store_.Specs(request.job);
+    if (!stored)
+      return Reply(from, Error{ErrorCode::kUnknownId,
+                               "the specs of " + FormatJobId(request.job) + " are not kept"});
+  }
   std::vector<TaskSpec> specs;
   if (request.all) {
-    // Finished tasks keep no payload in memory; the journal has every spec as submitted.
-    auto stored = journal_.Specs(request.job);
-    if (!stored)
-      return Reply(from, Error{ErrorCode::kBadRequest,
-                               "this broker keeps no journal (--no-journal), so only the tasks "
-                               "that did not end ok can be retried: drop --all"});
     specs = std::move(*stored);
   } else {
     std::vector<uint32_t> failed;  // the finished tasks that did not end ok
@@ -444,10 +461,7 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request) {
       return Reply(from, Error{ErrorCode::kBadRequest,
                                FormatJobId(request.job) +
                                    " has no finished task that did not end ok: nothing to retry"});
-    // A compacted job's specs are in the journal only.
-    std::optional<std::vector<TaskSpec>> stored;
-    if (job->tasks.empty()) stored = journal_.Specs(request.job);
-    for (uint32_t i : failed) specs.push_back(job->tasks.empty() ? stored->at(i) : job->specs[i]);
+    for (uint32_t i : failed) specs.push_back(stored ? std::move(stored->at(i)) : job->specs[i]);
     specs = RetrySpecs(std::move(specs), failed, request.job);
   }
   const uint64_t number = AddJob(std::move(specs), job->context);
@@ -458,8 +472,8 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request) {
 void BrokerCore::EndTurn() {
   if (!halts_due_.empty()) Halt();
   delivery_.Flush(out_);
-  if (journal_.durable()) return tasks_.Compact();
-  // Memory is the only place outcomes are kept: bounded, the jobs that ended first out first.
+  tasks_.Compact();
+  // Outcomes kept in memory are bounded: the jobs that ended first go first.
   while (options_.memory_results > 0 && tasks_.finished_total() > options_.memory_results) {
     const std::optional<uint64_t> oldest = tasks_.OldestFinished();
     if (!oldest || !ForgetJob(*oldest)) break;  // being gathered: when that is done
@@ -495,7 +509,7 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request) {
 
 TaskOutcome BrokerCore::Stored(TaskId id) const { return Delivery::Stored(store_, id); }
 
-void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, bool journal) {
+void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome) {
   if (task.state == TaskState::kFinished) return;  // one outcome per task, always
   if (!orphans_.empty()) orphans_.erase(id);
   if (task.state == TaskState::kQueued && !parking_.empty())
@@ -514,24 +528,18 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome, bool journal
   }
   const bool ok = outcome.status == TaskStatus::kOk;
   if (outcome.shell) {
-    if (outcome.shell->more &&
-        !(outcome.shell->more->stdout_file.empty() && outcome.shell->more->stderr_file.empty()))
-      job.spilled = true;
+    if (outcome.shell->more && Spilled(*outcome.shell->more)) job.spilled = true;
     // Its command goes with its outcome (gather replies show it), so the spec need not stay.
-    if (const auto* shell = std::get_if<ShellTask>(&task.spec->body); shell && journal) {
+    if (const auto* shell = std::get_if<ShellTask>(&task.spec->body)) {
       auto more = outcome.shell->more ? std::make_shared<ShellOutput::More>(*outcome.shell->more)
                                       : std::make_shared<ShellOutput::More>();
       more->argv = shell->argv;
       outcome.shell->more = std::move(more);
     }
   }
-  if (journal) journal_.RecordOutcome(outcome);
   if (!followers_.empty()) followers_.End(id, outcome, out_);
   store_.Put(std::move(outcome));
-  // The payload (values) of a task that ended ok is no longer needed; its kind stays, for its
-  // class (a shell task's command went into its outcome above). One that did not end ok keeps
-  // it, for `orq retry`.
-  if (ok) std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
+  if (ok) ClearPayload(task);
   delivery_.Ended(id, out_);
   if (graph_.Ended(id)) NotifyDependants();
 }
@@ -723,19 +731,16 @@ bool BrokerCore::ForgetJob(uint64_t number) {
   const Job* kept = tasks_.FindJob(number);
   if (!kept || kept->unfinished > 0 || delivery_.Gathering(number)) return false;
   const Job job = tasks_.Remove(number);
-  for (uint32_t i = 0; i < job.size; ++i) {
-    if (job.spilled) {  // output that went to files on its worker's host: they go too
-      auto o = store_.Find({number, i});
-      if (o && o->shell && o->shell->more) {
-        const auto& more = *o->shell->more;
-        const std::string& named = more.stdout_file.empty() ? more.stderr_file : more.stdout_file;
-        if (!named.empty())  // (as the broker named it: absolute for a local worker)
-          forgotten_output_.push_back({{o->id, o->attempt}, more.host, named[0] == '/'});
-      }
-    }
-    store_.Erase({number, i});
+  for (uint32_t i = 0; job.spilled && i < job.size; ++i) {
+    // Output that went to files on its worker's host goes too (the file named as the broker
+    // named it: absolute for a local worker).
+    auto o = store_.Find({number, i});
+    const ShellOutput::More* more = o && o->shell ? o->shell->more.get() : nullptr;
+    if (!more || !Spilled(*more)) continue;
+    const std::string& named = more->stdout_file.empty() ? more->stderr_file : more->stdout_file;
+    forgotten_output_.push_back({{o->id, o->attempt}, more->host, named[0] == '/'});
   }
-  journal_.RecordForget(number);
+  store_.Forget(number, job.size);
   return true;
 }
 

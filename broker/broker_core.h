@@ -34,8 +34,8 @@
 #include "broker/parking.h"
 #include "broker/queues.h"
 #include "broker/reports.h"
-#include "broker/result_store.h"
 #include "broker/spill_fetch.h"
+#include "broker/store.h"
 #include "broker/task_table.h"
 #include "broker/worker_pool.h"
 #include "common/clock.h"
@@ -52,15 +52,15 @@ struct BrokerOptions {
   size_t max_tasks_per_job = kMaxTasksPerJob;
   // Finished jobs are forgotten this long after their last task finished; zero keeps them.
   std::chrono::seconds retention{0};
-  // Without a journal, outcomes are kept in memory: past this many, the jobs that ended first are
-  // forgotten. Zero: no bound.
+  // Past this many outcomes kept, the jobs that ended first are forgotten (for a store in memory:
+  // the journal keeps them on disk). Zero: no bound.
   uint64_t memory_results = 0;
   uint64_t seed = 1;  // for retry jitter
 };
 
 class BrokerCore {
  public:
-  BrokerCore(BrokerOptions options, ResultStore& store, Journal& journal);
+  BrokerCore(BrokerOptions options, Store& store, Journal& journal);
 
   // Every entry point below appends what to send to the outbox, in order; the shell drains it
   // into its own list (appended) and sends.
@@ -188,8 +188,8 @@ class BrokerCore {
   // in memory only, forgetting past the bound).
   void EndTurn();
   void Enqueue(TaskId id, const Task& task);
-  // Records the task's one outcome (in the journal too, unless it came from there).
-  void Finish(TaskId id, Task& task, TaskOutcome outcome, bool journal = true);
+  // Records the task's one outcome, and tells whoever waits for it.
+  void Finish(TaskId id, Task& task, TaskOutcome outcome);
   // A finished task's outcome from the store; should the store have lost it (a journal edited
   // by hand), an outcome that says so rather than a crash.
   TaskOutcome Stored(TaskId id) const;
@@ -203,7 +203,7 @@ class BrokerCore {
   ReportSources Sources() const;
 
   BrokerOptions options_;
-  ResultStore& store_;
+  Store& store_;
   Journal& journal_;
   std::vector<Outgoing> out_;  // the outbox: what to send, in order (DrainOutbox)
   std::mt19937_64 random_;

@@ -520,7 +520,7 @@ TEST_F(BrokerFaultTest, ForgetRemovesFinishedJobsOnly) {
 }
 
 TEST(BrokerLimitTest, TasksPerJobAtNAndNPlusOne) {
-  MemoryResultStore store;
+  MemoryStore store;
   NullJournal journal;
   BrokerOptions options;
   options.max_tasks_per_job = 3;
@@ -540,7 +540,7 @@ TEST(BrokerLimitTest, TasksPerJobAtNAndNPlusOne) {
 TEST_F(BrokerFaultTest, RetentionForgetsOldFinishedJobs) {
   BrokerOptions options;
   options.retention = std::chrono::seconds(60);
-  MemoryResultStore store;
+  MemoryStore store;
   NullJournal journal;
   BrokerCore core(options, store, journal);
   std::vector<Outgoing> out;
@@ -768,7 +768,7 @@ TEST_F(BrokerCoreTest, AGatherIsCutIntoRepliesByBytesNotOnlyByCount) {
 
 TEST(BrokerCoreMemoryTest, WithoutAJournalTheJobsThatEndedFirstGoPastTheBound) {
   // Given a broker without a journal that keeps at most 2 outcomes in memory,
-  MemoryResultStore store;
+  MemoryStore store;
   NullJournal journal;
   BrokerOptions options;
   options.memory_results = 2;
@@ -916,8 +916,11 @@ TEST_F(BrokerCoreTest, RetrySubmitsWhatDidNotEndOkAsANewJob) {
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].id, (TaskId{submitted->job, 0}));
   EXPECT_EQ(again[0].spec.body, TaskBody(SleepTask{2, ""}));  // the failed task's spec, kept
-  // --all needs the journal (this one keeps none); a job with nothing failed has nothing to retry.
-  EXPECT_TRUE(std::holds_alternative<ErrorReply>(Send("c", RetryRequest{job, true})[0].message));
+  // --all runs every task again, as submitted (the store keeps the specs, in memory here too);
+  const auto all = Send("c", RetryRequest{job, true});
+  ASSERT_TRUE(std::holds_alternative<SubmittedReply>(all[0].message));
+  EXPECT_EQ(std::get<SubmittedReply>(all[0].message).count, 3u);
+  // and a job with nothing failed has nothing to retry.
   Send("w1", WorkerResultsMessage{{Ok(again[0], "2")}});
   EXPECT_TRUE(std::holds_alternative<ErrorReply>(
       Send("c", RetryRequest{submitted->job, false})[0].message));

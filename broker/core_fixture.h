@@ -85,7 +85,7 @@ class BrokerCoreTest : public ::testing::Test {
     return nullptr;
   }
 
-  MemoryResultStore store_;
+  MemoryStore store_;
   NullJournal journal_;
   BrokerCore core_;
   SteadyTime now_{std::chrono::seconds(1000)};

@@ -163,7 +163,7 @@ std::vector<TaskOutcome> Delivery::Outcomes(const std::vector<TaskId>& ids, size
   return outcomes;
 }
 
-TaskOutcome Delivery::Stored(ResultStore& store, TaskId id) {
+TaskOutcome Delivery::Stored(Store& store, TaskId id) {
   auto outcome = store.Find(id);
   return outcome ? std::move(*outcome) : Missing(id);
 }

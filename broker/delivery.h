@@ -1,6 +1,6 @@
 // Result delivery: the clients waiting in `orq gather` (and `orq run`'s stream), what each has
 // been sent and acknowledged, and the chunks of results to send next. Results are read from the
-// ResultStore in chunks of at most kResultsReplyBytes, and at most kResultsWindow chunks are in
+// Store in chunks of at most kResultsReplyBytes, and at most kResultsWindow chunks are in
 // flight to one client, so a gather of millions of results costs a few chunks of memory however
 // slowly the client reads. Pure: BrokerCore tells it what was asked and what ended; it appends
 // what to send to `out` and never calls back.
@@ -12,14 +12,14 @@
 #include <vector>
 
 #include "broker/outgoing.h"
-#include "broker/result_store.h"
+#include "broker/store.h"
 #include "common/protocol.h"
 
 namespace orq {
 
 class Delivery {
  public:
-  explicit Delivery(ResultStore& store) : store_(store) {}
+  explicit Delivery(Store& store) : store_(store) {}
 
   // A gather request, its ids resolved by the core.
   struct Request {
@@ -49,7 +49,7 @@ class Delivery {
 
   // The outcome of a finished task from the store; should the store have lost it (a journal
   // edited by hand), an outcome that says so rather than a crash.
-  static TaskOutcome Stored(ResultStore& store, TaskId id);
+  static TaskOutcome Stored(Store& store, TaskId id);
   static TaskOutcome Missing(TaskId id);
 
  private:
@@ -70,7 +70,7 @@ class Delivery {
   // first of them up to about kResultsReplyBytes (at least one).
   std::vector<TaskOutcome> Outcomes(const std::vector<TaskId>& ids, size_t first, size_t n) const;
 
-  ResultStore& store_;
+  Store& store_;
   std::unordered_map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 1;
   // The gathers that name each job or one of its tasks, in the order they came.

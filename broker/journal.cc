@@ -169,11 +169,12 @@ void SqliteJournal::Exec(const char* sql) {
   }
 }
 
-void SqliteJournal::RecordJob(uint64_t job, const std::vector<TaskSpec>& specs,
-                              const JobContext& context) {
+void SqliteJournal::AddJob(uint64_t job, const std::vector<TaskSpec>& specs,
+                           const JobContext& context, const std::string& key) {
   Pending& p = pending_[job];
   p.specs = EncodeSpecs(specs);
   p.context = EncodeContext(context);
+  if (!key.empty()) keys_.push_back({job, key});
 }
 void SqliteJournal::RecordLease(TaskId id, uint32_t attempt) {
   pending_[id.job].leases.push_back({id, attempt});
@@ -182,10 +183,10 @@ void SqliteJournal::RecordRetry(TaskId id, double delay, const std::string& erro
   pending_[id.job].retries.push_back({id.index, WallNow() + delay, error});
 }
 void SqliteJournal::RecordCancelRequest(TaskId id) { pending_[id.job].cancels.push_back(id.index); }
-void SqliteJournal::RecordOutcome(const TaskOutcome& outcome) {
+void SqliteJournal::Put(TaskOutcome outcome) {
   outcomes_.insert_or_assign(outcome.id, PendingOutcome{outcome.status, EncodeOutcome(outcome)});
 }
-void SqliteJournal::RecordForget(uint64_t job) {
+void SqliteJournal::Forget(uint64_t job, uint32_t /*size: one statement deletes them all*/) {
   pending_.erase(job);
   std::erase_if(outcomes_, [job](const auto& entry) { return entry.first.job == job; });
   forgotten_.push_back(job);
@@ -200,7 +201,6 @@ std::optional<TaskOutcome> SqliteJournal::Find(TaskId id) {
 void SqliteJournal::RecordLimit(const LimitSpec& limit, bool removed) {
   limits_.push_back({limit, removed});
 }
-void SqliteJournal::RecordKey(uint64_t job, const std::string& key) { keys_.push_back({job, key}); }
 
 std::vector<LimitSpec> SqliteJournal::LoadLimits() {
   std::vector<LimitSpec> limits;

@@ -23,7 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "broker/result_store.h"
+#include "broker/store.h"
 #include "common/protocol.h"
 
 struct sqlite3;
@@ -37,41 +37,26 @@ namespace orq {
 // gathered (issue 11).
 inline constexpr int kJournalFormat = 4;
 
+// How the broker comes back after a restart: the events between a job's submission and its
+// tasks' outcomes (both in the Store), which Load() replays.
 class Journal {
  public:
   virtual ~Journal() = default;
-  virtual void RecordJob(uint64_t job, const std::vector<TaskSpec>& specs,
-                         const JobContext& context) = 0;
   virtual void RecordLease(TaskId id, uint32_t attempt) = 0;
   // A failed attempt will run again in `delay` seconds.
   virtual void RecordRetry(TaskId id, double delay, const std::string& error) = 0;
   virtual void RecordCancelRequest(TaskId id) = 0;
-  virtual void RecordOutcome(const TaskOutcome& outcome) = 0;
-  virtual void RecordForget(uint64_t job) = 0;
   // A limit was set (orq limit set), or removed.
   virtual void RecordLimit(const LimitSpec& limit, bool removed) = 0;
-  // The job was submitted with an idempotency key (orq submit --key).
-  virtual void RecordKey(uint64_t job, const std::string& key) = 0;
-  // A job's specs as submitted (for `orq retry --all`); nullopt when this journal keeps none.
-  virtual std::optional<std::vector<TaskSpec>> Specs(uint64_t job) = 0;
-  // Whether it keeps what it is told (specs, outcomes): then the broker need not keep a finished
-  // job's tasks in memory.
-  virtual bool durable() const { return true; }
 };
 
-// For tests and `orq broker --no-journal`: remembers nothing.
+// `orq broker --no-journal` and tests: a broker that does not come back has nothing to record.
 class NullJournal final : public Journal {
  public:
-  void RecordJob(uint64_t, const std::vector<TaskSpec>&, const JobContext&) override {}
   void RecordLease(TaskId, uint32_t) override {}
   void RecordRetry(TaskId, double, const std::string&) override {}
   void RecordCancelRequest(TaskId) override {}
-  void RecordOutcome(const TaskOutcome&) override {}
-  void RecordForget(uint64_t) override {}
   void RecordLimit(const LimitSpec&, bool) override {}
-  void RecordKey(uint64_t, const std::string&) override {}
-  std::optional<std::vector<TaskSpec>> Specs(uint64_t) override { return std::nullopt; }
-  bool durable() const override { return false; }
 };
 
 // One task as the journal last saw it.
@@ -101,9 +86,9 @@ struct RecoveredJob {
   std::optional<Ended> ended;
 };
 
-// The journal is also the broker's result store: an outcome recorded (RecordOutcome) is found by
-// Find() at once, from memory until the commit and from the `outcomes` table after it.
-class SqliteJournal final : public Journal, public ResultStore {
+// The journal is also the broker's store (two roles of one SQLite file): a job or outcome put is
+// found at once, from memory until the commit and from its table after it.
+class SqliteJournal final : public Journal, public Store {
  public:
   // Opens (creating if needed) the journal at `path`. Throws std::runtime_error with a sentence.
   // durable: each commit reaches the disk (fsync) before the broker answers; false for a journal
@@ -113,22 +98,20 @@ class SqliteJournal final : public Journal, public ResultStore {
   static std::unique_ptr<SqliteJournal> Open(const std::string& path, bool durable = true);
   ~SqliteJournal() override;
 
-  void RecordJob(uint64_t job, const std::vector<TaskSpec>& specs,
-                 const JobContext& context) override;
+  // Journal: the events, buffered until Commit().
   void RecordLease(TaskId id, uint32_t attempt) override;
   void RecordRetry(TaskId id, double delay, const std::string& error) override;
   void RecordCancelRequest(TaskId id) override;
-  void RecordOutcome(const TaskOutcome& outcome) override;
-  void RecordForget(uint64_t job) override;
   void RecordLimit(const LimitSpec& limit, bool removed) override;
-  void RecordKey(uint64_t job, const std::string& key) override;
-  std::optional<std::vector<TaskSpec>> Specs(uint64_t job) override;
 
-  // ResultStore: Put() has nothing to do (every outcome the broker keeps was recorded here, or
-  // loaded from here); Erase() neither (RecordForget deletes a job's outcomes).
-  void Put(TaskOutcome) override {}
+  // Store: a job and an outcome are buffered until Commit() too, and found at once (from memory
+  // until the commit, from the tables after it).
+  void AddJob(uint64_t job, const std::vector<TaskSpec>& specs, const JobContext& context,
+              const std::string& key) override;
+  std::optional<std::vector<TaskSpec>> Specs(uint64_t job) override;
+  void Put(TaskOutcome outcome) override;
   std::optional<TaskOutcome> Find(TaskId id) override;
-  void Erase(TaskId) override {}
+  void Forget(uint64_t job, uint32_t size) override;
   size_t FindRange(uint64_t job, uint32_t first, uint32_t count,
                    std::vector<std::optional<TaskOutcome>>& into, size_t max_bytes) override;
 

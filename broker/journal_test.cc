@@ -36,7 +36,7 @@ struct Broker {
     return out;
   }
   std::unique_ptr<SqliteJournal> journal;
-  ResultStore& store;
+  Store& store;
   BrokerCore core;
 };
 
@@ -185,7 +185,7 @@ TEST_F(JournalTest, OneBrokerAtATimeHoldsAJournal) {
   TaskOutcome outcome;
   outcome.id = {1, 0};
   outcome.result = "\"kept\"";
-  a.journal->RecordOutcome(outcome);
+  a.journal->Put(outcome);
   EXPECT_EQ(a.journal->Find({1, 0})->result, "\"kept\"");  // before the commit
   EXPECT_EQ(a.journal->Commit(), std::nullopt);
   EXPECT_EQ(a.journal->Find({1, 0})->result, "\"kept\"");  // and after it, from SQLite
@@ -203,7 +203,7 @@ TEST_F(JournalTest, ARangeReadStopsAtItsByteBudget) {
     TaskOutcome outcome;
     outcome.id = {1, i};
     outcome.result = std::string(400 << 10, static_cast<char>('a' + i));
-    a.journal->RecordOutcome(outcome);
+    a.journal->Put(outcome);
     if (i == 2) {
       EXPECT_EQ(a.journal->Commit(), std::nullopt);
     }

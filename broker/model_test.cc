@@ -117,7 +117,7 @@ class Model {
   int Uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(random_); }
   // The journal is the store, as in the broker: outcomes are read back from it (uncommitted ones
   // from memory, the rest from SQLite), and a restart keeps none in memory.
-  ResultStore& store() { return *journal_; }
+  Store& store() { return *journal_; }
 
   void Start() {
     core_.reset();

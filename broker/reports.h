@@ -4,7 +4,7 @@
 
 #include "broker/parking.h"
 #include "broker/queues.h"
-#include "broker/result_store.h"
+#include "broker/store.h"
 #include "broker/task_table.h"
 #include "broker/worker_pool.h"
 #include "common/error.h"
@@ -19,7 +19,7 @@ struct ReportSources {
   const Parking& parking;
   const ReadyQueues& ready;
   const DelayedTasks& delayed;
-  ResultStore& store;  // (reading it is not const: SQLite steps its statements)
+  Store& store;  // (reading it is not const: SQLite steps its statements)
   SteadyTime now;
 };
 

@@ -131,7 +131,7 @@ Figures Chain(int workers, int threads) {
 // The broker's core alone (no sockets, no journal, a fake worker answering at once): the time to
 // schedule a graph, at two sizes, so the ratio shows how it grows.
 double CoreSeconds(std::vector<TaskSpec> specs) {
-  MemoryResultStore store;
+  MemoryStore store;
   NullJournal journal;
   BrokerCore core(BrokerOptions{}, store, journal);
   const auto start = Clock::now();

@@ -1,0 +1,78 @@
+// What the broker keeps of its jobs: each job's specs as submitted and each finished task's one
+// outcome. BrokerCore, delivery and the reports read and write them through this interface only.
+// Two stores: the journal (SqliteJournal, broker/journal.h), which keeps them on disk, so the
+// broker's memory holds live work only; and MemoryStore, for `--no-journal` and tests, which
+// keeps them in memory (the broker bounds how many outcomes: BrokerOptions::memory_results).
+#pragma once
+
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "common/codec.h"
+#include "common/protocol.h"
+
+namespace orq {
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  // A new job: its specs as submitted (for `orq retry`, and for a restart), its context, and its
+  // idempotency key (empty: none).
+  virtual void AddJob(uint64_t job, const std::vector<TaskSpec>& specs, const JobContext& context,
+                      const std::string& key) = 0;
+  // A job's specs as submitted; nullopt for a job the store does not have.
+  virtual std::optional<std::vector<TaskSpec>> Specs(uint64_t job) = 0;
+  // Records the one outcome of a task. A task has at most one: callers never Put twice.
+  virtual void Put(TaskOutcome outcome) = 0;
+  // The outcome of a finished task; nullopt while it is unfinished.
+  virtual std::optional<TaskOutcome> Find(TaskId id) = 0;
+  // Appends the outcomes of tasks first, first+1, ... of `job`, in order (nullopt: unfinished):
+  // `count` of them, or fewer when their ApproxWireBytes pass `max_bytes` (the one that passes it
+  // is the last; always at least one). Returns how many it appended. One read where the store can,
+  // never holding much more than max_bytes.
+  virtual size_t FindRange(uint64_t job, uint32_t first, uint32_t count,
+                           std::vector<std::optional<TaskOutcome>>& into, size_t max_bytes) {
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < count; ++i) {
+      into.push_back(Find({job, first + i}));
+      if (into.back()) bytes += ApproxWireBytes(*into.back());
+      if (bytes > max_bytes) return i + 1;
+    }
+    return count;
+  }
+  // Forgets a job of `size` tasks: its specs and outcomes.
+  virtual void Forget(uint64_t job, uint32_t size) = 0;
+};
+
+class MemoryStore final : public Store {
+ public:
+  void AddJob(uint64_t job, const std::vector<TaskSpec>& specs, const JobContext&,
+              const std::string&) override {
+    specs_[job] = specs;
+  }
+  std::optional<std::vector<TaskSpec>> Specs(uint64_t job) override {
+    auto it = specs_.find(job);
+    if (it == specs_.end()) return std::nullopt;
+    return it->second;
+  }
+  void Put(TaskOutcome outcome) override {
+    const TaskId id = outcome.id;
+    outcomes_.insert_or_assign(id, std::move(outcome));
+  }
+  std::optional<TaskOutcome> Find(TaskId id) override {
+    auto it = outcomes_.find(id);
+    if (it == outcomes_.end()) return std::nullopt;
+    return it->second;
+  }
+  void Forget(uint64_t job, uint32_t size) override {
+    specs_.erase(job);
+    for (uint32_t i = 0; i < size; ++i) outcomes_.erase({job, i});
+  }
+
+ private:
+  std::unordered_map<uint64_t, std::vector<TaskSpec>> specs_;
+  std::unordered_map<TaskId, TaskOutcome, TaskIdHash> outcomes_;
+};
+
+}  // namespace orq
