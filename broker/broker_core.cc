@@ -5,7 +5,6 @@
 #include <type_traits>
 
 #include "broker/submission.h"
-#include "common/id_ref.h"
 #include "common/ids.h"
 #include "common/overloaded.h"
 
@@ -245,7 +244,7 @@ void BrokerCore::Logs(const std::string& from, const LogsRequest& request) {
     case TaskState::kQueued:
     case TaskState::kDelayed:
       if (!request.follow)
-        return Reply(from, LogChunk{"", true, request.task + " has not started yet", "", ""});
+        return Reply(from, LogChunk{"", true, FormatTaskId(*id) + " has not started yet", "", ""});
       followers_.Add(*id, follower);  // told to its worker when it is leased (Dispatch)
       return;
     case TaskState::kRunning:
@@ -499,10 +498,8 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request) {
   for (size_t i = 0; i < gather.ids.size(); ++i)
     finished[i] = tasks_.Find(gather.ids[i])->state == TaskState::kFinished;
   if (gather.stream) {
-    for (const std::string& text : request.ids) {
-      auto ref = ParseId(text);  // Resolve() checked them all
-      gather.sizes.push_back(ref->index ? 1 : tasks_.job(ref->job).size);
-    }
+    for (const IdRef& ref : request.ids)  // (Resolve() checked them all)
+      gather.sizes.push_back(ref.index ? 1 : tasks_.job(ref.job).size);
   }
   delivery_.Gather(std::move(gather), finished, out_);
 }
@@ -712,7 +709,7 @@ bool BrokerCore::ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed)
 }
 
 void BrokerCore::Forget(const std::string& from, const ForgetRequest& request) {
-  auto jobs = tasks_.ResolveJobs(request.ids);
+  auto jobs = tasks_.ResolveJobs(request.jobs);
   if (!jobs) return Reply(from, jobs.error());
   for (uint64_t number : *jobs) {
     const std::string name = FormatJobId(number);

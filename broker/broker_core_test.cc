@@ -74,7 +74,7 @@ TEST_F(BrokerCoreTest, GatherWaitsAndRepliesInSubmissionOrder) {
   uint64_t job = SubmitJob({Sleep(3), Sleep(1), Sleep(2)});
   auto tasks = TasksTo(Send("w1", HeartbeatMessage{}), "w1");
   // Given a client gathering the job,
-  auto out = Send("c2", GatherRequest{{"j" + std::to_string(job)}});
+  auto out = Send("c2", GatherRequest{{IdRef{job}}});
   EXPECT_EQ(ResultsFor(out, "c2"), nullptr);
   // When results arrive out of order,
   auto all = Register("w1", {10, 1, 1});  // re-registering resends the tasks (new attempts)
@@ -100,7 +100,7 @@ TEST_F(BrokerCoreTest, GatherOfSingleTasksAndFinishedJobsAnswersAtOnce) {
   auto tasks = TasksTo(Send("w1", HeartbeatMessage{}), "w1");
   tasks = TasksTo(Register("w1", {10, 1, 1}), "w1");
   Send("w1", WorkerResultsMessage{{Ok(tasks[1], "2")}});
-  const std::string t1 = "j" + std::to_string(job) + ".1";
+  const IdRef t1{job, 1};
   auto out = Send("c", GatherRequest{{t1, t1}});
   const ResultsReply* reply = ResultsFor(out, "c");
   ASSERT_NE(reply, nullptr);
@@ -108,14 +108,14 @@ TEST_F(BrokerCoreTest, GatherOfSingleTasksAndFinishedJobsAnswersAtOnce) {
 }
 
 TEST_F(BrokerCoreTest, UnknownIdsAreRefused) {
-  auto out = Send("c", GatherRequest{{"j42"}});
+  auto out = Send("c", GatherRequest{{IdRef{42}}});
   ASSERT_EQ(out.size(), 1u);
   auto* error = std::get_if<ErrorReply>(&out[0].message);
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->code, ErrorCode::kUnknownId);
   EXPECT_EQ(error->message, "unknown job j42");
   uint64_t job = SubmitJob({Sleep(1)});
-  out = Send("c", CancelRequest{{"j" + std::to_string(job) + ".1"}});
+  out = Send("c", CancelRequest{{IdRef{job, 1}}});
   error = std::get_if<ErrorReply>(&out[0].message);
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->message, "unknown task j1.1: job j1 has 1 task");
@@ -124,9 +124,8 @@ TEST_F(BrokerCoreTest, UnknownIdsAreRefused) {
 TEST_F(BrokerCoreTest, CancelQueuedDelayedAndRunning) {
   Register("w1", {1, 1, 1});
   uint64_t job = SubmitJob({Sleep(10), Sleep(10), Sleep(10, 0, 60)});
-  const std::string j = "j" + std::to_string(job);
   // When the job is cancelled: the running task's worker is told, the others end at once.
-  auto out = Send("c", CancelRequest{{j}});
+  auto out = Send("c", CancelRequest{{IdRef{job}}});
   bool told = false;
   for (auto& o : out) {
     if (auto* c = std::get_if<CancelTasksMessage>(&o.message)) {
@@ -217,7 +216,7 @@ TEST_F(BrokerCoreTest, InvalidSubmitIsRefusedWhole) {
   auto* error = std::get_if<ErrorReply>(&out[0].message);
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->code, ErrorCode::kBadRequest);
-  EXPECT_EQ(std::get_if<ErrorReply>(&Send("c", GatherRequest{{"j1"}})[0].message)->code,
+  EXPECT_EQ(std::get_if<ErrorReply>(&Send("c", GatherRequest{{IdRef{1}}})[0].message)->code,
             ErrorCode::kUnknownId);
 }
 
@@ -288,7 +287,7 @@ TEST_F(BrokerCoreTest, ShutdownStopsWorkersAndRefusesWork) {
 TEST_F(BrokerCoreTest, GoneClientsGatherIsForgotten) {
   Register("w1", {1, 1, 1});
   uint64_t job = SubmitJob({Sleep(1)});
-  Send("c", GatherRequest{{"j" + std::to_string(job)}});
+  Send("c", GatherRequest{{IdRef{job}}});
   core_.PeerUnreachable("c");
   auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");
   auto out = Send("w1", WorkerResultsMessage{{Ok(tasks[0], "1")}});
@@ -492,7 +491,7 @@ TEST_F(BrokerFaultTest, ReturningWorkerDropsLeasesTakenByOthers) {
 TEST_F(BrokerFaultTest, CancelledRunningTaskWhoseWorkerDiesEndsCancelled) {
   Register("w1", {1, 1, 1}, 101);
   uint64_t job = SubmitJob({Sleep(10)});
-  Send("c", CancelRequest{{"j" + std::to_string(job)}});
+  Send("c", CancelRequest{{IdRef{job}}});
   std::vector<Outgoing> out;
   core_.WorkerExited(101);
   core_.DrainOutbox(out);
@@ -509,13 +508,13 @@ TEST_F(BrokerFaultTest, ForgetRemovesFinishedJobsOnly) {
   for (auto& t : tasks) {
     if (t.id.job == done) Send("w1", WorkerResultsMessage{{Ok(t, "1")}});
   }
-  auto out = Send("c", ForgetRequest{{"j2"}});
+  auto out = Send("c", ForgetRequest{{2}});
   EXPECT_EQ(std::get<ErrorReply>(out[0].message).message,
             "job j2 has 1 unfinished tasks; cancel or gather it first");
-  out = Send("c", ForgetRequest{{"j1"}});
+  out = Send("c", ForgetRequest{{1}});
   EXPECT_EQ(std::get<ForgottenReply>(out[0].message).count, 1u);
   EXPECT_FALSE(store_.Find({done, 0}).has_value());
-  out = Send("c", GatherRequest{{"j1"}});
+  out = Send("c", GatherRequest{{IdRef{1}}});
   EXPECT_EQ(std::get<ErrorReply>(out[0].message).code, ErrorCode::kUnknownId);
 }
 
@@ -579,9 +578,10 @@ class BrokerRoleTest : public BrokerCoreTest {
 TEST_F(BrokerRoleTest, WorkerKeyCannotSubmitOrAdministerAnything) {
   // Given a peer that authenticated with a worker key,
   // When it sends each client request,
-  const std::vector<Message> requests = {
-      SubmitRequest{{Sleep(1)}}, GatherRequest{{"j1"}}, StatusRequest{},      CancelRequest{{"j1"}},
-      ShutdownRequest{},         ForgetRequest{{"j1"}}, ReloadAccessRequest{}};
+  const std::vector<Message> requests = {SubmitRequest{{Sleep(1)}}, GatherRequest{{IdRef{1}}},
+                                         StatusRequest{},           CancelRequest{{IdRef{1}}},
+                                         ShutdownRequest{},         ForgetRequest{{1}},
+                                         ReloadAccessRequest{}};
   for (const Message& m : requests) {
     auto out = SendAs("w", Role::kWorker, m);
     // Then each is refused with kForbidden, and nothing happens.
@@ -666,7 +666,7 @@ TEST_F(BrokerCoreTest, AStreamingGatherGetsResultsAsTheyFinishOnceEach) {
   ASSERT_EQ(tasks.size(), 3u);
   Send("w1", WorkerResultsMessage{{Ok(tasks[1], "b")}});
   // When a client gathers it streaming, it gets the finished one at once (not final),
-  auto out = Send("c", GatherRequest{{"j" + std::to_string(job)}, true});
+  auto out = Send("c", GatherRequest{{IdRef{job}}, true});
   const ResultsReply* first = ResultsFor(out, "c");
   ASSERT_NE(first, nullptr);
   EXPECT_FALSE(first->final);
@@ -688,7 +688,7 @@ TEST_F(BrokerCoreTest, AStreamingGatherGetsResultsAsTheyFinishOnceEach) {
   ASSERT_EQ(last->outcomes.size(), 1u);
   EXPECT_EQ(last->outcomes[0].result, "a");
   // A stream of a finished job is one final chunk with everything.
-  out = Send("c", GatherRequest{{"j" + std::to_string(job)}, true});
+  out = Send("c", GatherRequest{{IdRef{job}}, true});
   ASSERT_NE(ResultsFor(out, "c"), nullptr);
   EXPECT_TRUE(ResultsFor(out, "c")->final);
   EXPECT_EQ(ResultsFor(out, "c")->outcomes.size(), 3u);
@@ -715,7 +715,7 @@ TEST_F(BrokerCoreTest, AGatherSendsAFewChunksAheadAndOneMorePerAcknowledgement) 
   };
   // When a client gathers it, it gets kResultsWindow chunks and no more,
   bool final = false;
-  EXPECT_EQ(chunks(Send("c", GatherRequest{{"j1"}}), final), kResultsWindow);
+  EXPECT_EQ(chunks(Send("c", GatherRequest{{IdRef{1}}}), final), kResultsWindow);
   EXPECT_FALSE(final);
   // then one chunk for each it acknowledges, the last one final,
   EXPECT_EQ(chunks(Send("c", ResultsAck{}), final), 1u);
@@ -739,7 +739,7 @@ TEST_F(BrokerCoreTest, AGatherIsCutIntoRepliesByBytesNotOnlyByCount) {
   Send("w1", std::move(results));
   // when a client gathers it, streamed or not, acknowledging every chunk,
   for (bool stream : {false, true}) {
-    out = Send("c", GatherRequest{{"j1"}, stream});
+    out = Send("c", GatherRequest{{IdRef{1}}, stream});
     std::vector<size_t> sizes;  // results per reply
     uint32_t next = 0;
     for (int acks = 0; acks < 100; ++acks) {
@@ -795,7 +795,7 @@ TEST(BrokerCoreMemoryTest, WithoutAJournalTheJobsThatEndedFirstGoPastTheBound) {
   }
   // then the first is forgotten, and the two others are kept.
   out.clear();
-  core.Handle("c", GatherRequest{{"j1"}}, now, Role::kLocal);
+  core.Handle("c", GatherRequest{{IdRef{1}}}, now, Role::kLocal);
   core.DrainOutbox(out);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(std::get<ErrorReply>(out[0].message).code, ErrorCode::kUnknownId);
@@ -857,12 +857,12 @@ TEST_F(BrokerCoreTest, CancellingOnlyWhatHasNotStartedLeavesRunningTasksBe) {
   auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");
   ASSERT_EQ(tasks.size(), 1u);
   // When the job is cancelled with running=false (--halt soon),
-  auto out = Send("c", CancelRequest{{"j" + std::to_string(job)}, false});
+  auto out = Send("c", CancelRequest{{IdRef{job}}, false});
   // Then the two queued tasks are cancelled and the running one is not told to stop,
   for (const auto& o : out) EXPECT_FALSE(std::holds_alternative<CancelTasksMessage>(o.message));
   // and its result still counts.
   Send("w1", WorkerResultsMessage{{Ok(tasks[0], "done")}});
-  out = Send("c", GatherRequest{{"j" + std::to_string(job)}});
+  out = Send("c", GatherRequest{{IdRef{job}}});
   const ResultsReply* r = ResultsFor(out, "c");
   ASSERT_NE(r, nullptr);
   ASSERT_EQ(r->outcomes.size(), 3u);
@@ -879,7 +879,7 @@ TEST_F(BrokerCoreTest, JobsCountEachJobsTasksByState) {
   failed.status = TaskStatus::kFailed;
   Send("w1", WorkerResultsMessage{{failed}});  // the next one is leased at once
   now_ += milliseconds(1500);
-  auto out = Send("c", JobsRequest{{"j" + std::to_string(job)}});
+  auto out = Send("c", JobsRequest{{job}});
   ASSERT_EQ(out.size(), 1u);
   const auto& reply = std::get<JobsReply>(out[0].message);
   ASSERT_EQ(reply.jobs.size(), 1u);
@@ -894,7 +894,7 @@ TEST_F(BrokerCoreTest, JobsCountEachJobsTasksByState) {
   EXPECT_EQ(info.finished_age, -1);
   EXPECT_EQ(info.label, "sleep");
   // Unknown ids are refused; no ids: every job.
-  EXPECT_TRUE(std::holds_alternative<ErrorReply>(Send("c", JobsRequest{{"j99"}})[0].message));
+  EXPECT_TRUE(std::holds_alternative<ErrorReply>(Send("c", JobsRequest{{99}})[0].message));
   EXPECT_EQ(std::get<JobsReply>(Send("c", JobsRequest{})[0].message).jobs.size(), 1u);
 }
 
@@ -932,7 +932,7 @@ TEST_F(BrokerCoreTest, LogsFollowARunningTasksOutputFromItsWorker) {
   uint64_t job = SubmitJob({shell});
   auto tasks = TasksTo(Register("w1", {1, 1, 1}), "w1");
   ASSERT_EQ(tasks.size(), 1u);
-  const std::string id = "j" + std::to_string(job) + ".0";
+  const TaskId id{job, 0};
   // When a client follows it, its worker is asked to send its output;
   auto out = Send("c", LogsRequest{id, false, true});
   ASSERT_EQ(out.size(), 1u);
@@ -964,7 +964,7 @@ TEST_F(BrokerCoreTest, LogsFollowARunningTasksOutputFromItsWorker) {
   out = Send("c", LogsRequest{id, false, false});
   EXPECT_EQ(std::get<LogChunk>(out[0].message).text, "a\nb\n");
   uint64_t queued = SubmitJob({shell, shell});
-  out = Send("c", LogsRequest{"j" + std::to_string(queued) + ".1", false, false});
+  out = Send("c", LogsRequest{{queued, 1}, false, false});
   EXPECT_EQ(std::get<LogChunk>(out[0].message).note,
             "j" + std::to_string(queued) + ".1 has not started yet");
 }
@@ -1004,7 +1004,7 @@ TEST_F(BrokerCoreTest, TheRestOfASpilledStreamIsAskedOfTheWorkersThatMayHoldIt) 
     return out.empty() ? std::string() : out[0].to;
   };
   // when a client asks for the rest of the remote task's stdout, from 1 MiB on,
-  const std::string remote_task = "j" + std::to_string(remote_job) + ".0";
+  const TaskId remote_task{remote_job, 0};
   auto out = Send("c", LogsRequest{remote_task, false, false, true, 1u << 20});
   // then a remote worker on node3 is asked for that attempt's stream from there,
   ASSERT_EQ(asked(out), "r1");
@@ -1020,7 +1020,7 @@ TEST_F(BrokerCoreTest, TheRestOfASpilledStreamIsAskedOfTheWorkersThatMayHoldIt) 
   EXPECT_EQ(std::get<LogChunk>(out[0].message).text, "the rest");
   EXPECT_TRUE(std::get<LogChunk>(out[0].message).final);
   // a local worker's file is asked of a local worker (they share this host's $ORQ_HOME).
-  out = Send("c", LogsRequest{"j" + std::to_string(local_job) + ".0", false, false, true, 0});
+  out = Send("c", LogsRequest{{local_job, 0}, false, false, true, 0});
   EXPECT_EQ(asked(out).rfind("local", 0), 0u);
   // A piece over kOutputPieceBytes is counted, never sent on.
   out = Send("c", LogsRequest{remote_task, false, false, true, 0});

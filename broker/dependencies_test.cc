@@ -116,7 +116,7 @@ TEST_F(DependenciesTest, ADependencyThatEndedAlreadyCountsAtOnce) {
 
 TEST_F(DependenciesTest, CancellingADependencyEndsItsDependants) {
   const uint64_t job = SubmitJob({Sleep(1), After(Sleep(1), {Own(0)})});
-  Send("client", CancelRequest{{"j1.0"}});
+  Send("client", CancelRequest{{IdRef{1, 0}}});
   EXPECT_EQ(StatusOf({job, 0}), TaskStatus::kCancelled);
   EXPECT_EQ(StatusOf({job, 1}), TaskStatus::kDependencyFailed);
   EXPECT_EQ(store_.Find({job, 1})->error, "dependency j1.0 ended cancelled");
@@ -124,7 +124,7 @@ TEST_F(DependenciesTest, CancellingADependencyEndsItsDependants) {
 
 TEST_F(DependenciesTest, CancellingAWaitingTaskEndsIt) {
   const uint64_t job = SubmitJob({Sleep(1), After(Sleep(1), {Own(0)})});
-  Send("client", CancelRequest{{"j1.1"}});
+  Send("client", CancelRequest{{IdRef{1, 1}}});
   EXPECT_EQ(StatusOf({job, 1}), TaskStatus::kCancelled);
   RunAll(Register("w1", {1, 1, 1}), "w1");
   EXPECT_EQ(StatusOf({job, 0}), TaskStatus::kOk);

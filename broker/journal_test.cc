@@ -86,7 +86,7 @@ TEST_F(JournalTest, RestartKeepsResultsAndReschedulesTheRest) {
     ok.attempt = 1;
     ok.result = "\"kept\"";
     b.Send("w", WorkerResultsMessage{{ok}}, now_);  // frees a slot: j1.3 starts
-    b.Send("c", CancelRequest{{"j1.2"}}, now_);
+    b.Send("c", CancelRequest{{IdRef{1, 2}}}, now_);
     // When the broker dies (no shutdown) and a new one opens the journal,
   }
   Broker b(path_);
@@ -134,7 +134,7 @@ TEST_F(JournalTest, ForgottenJobsStayForgotten) {
   {
     Broker b(path_);
     RunOneTask(b, now_);
-    b.Send("c", ForgetRequest{{"j1"}}, now_);
+    b.Send("c", ForgetRequest{{1}}, now_);
   }
   Broker b(path_);
   EXPECT_TRUE(b.journal->Load().empty());

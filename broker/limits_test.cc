@@ -45,8 +45,9 @@ class GatesTest : public BrokerCoreTest {
     }
     return {};
   }
-  std::vector<std::string> Explain(const std::string& task) {
-    for (auto& o : Send("client", ExplainRequest{task})) {
+  std::vector<std::string> Explain(const std::string& task) {  // "j1.4"
+    const auto ref = ParseId(task);
+    for (auto& o : Send("client", ExplainRequest{{ref->job, ref->index.value()}})) {
       if (auto* e = std::get_if<ExplainedReply>(&o.message)) return e->reasons;
     }
     return {"no reply"};

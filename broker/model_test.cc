@@ -321,7 +321,8 @@ class Model {
     std::advance(it, Uniform(0, static_cast<int>(specs_.size()) - 1));
     log_ += " cancel " + FormatTaskId(it->first);
     return Step([&](std::vector<Outgoing>& out) {
-      core_->Handle("c", CancelRequest{{FormatTaskId(it->first)}}, now_, Role::kLocal);
+      core_->Handle("c", CancelRequest{{IdRef{it->first.job, it->first.index}}}, now_,
+                    Role::kLocal);
       core_->DrainOutbox(out);
     });
   }
@@ -382,7 +383,7 @@ class Model {
 
   std::vector<std::string> Explain(TaskId id) {
     std::vector<Outgoing> out;
-    core_->Handle("c", ExplainRequest{FormatTaskId(id)}, now_, Role::kLocal);
+    core_->Handle("c", ExplainRequest{id}, now_, Role::kLocal);
     core_->DrainOutbox(out);
     for (auto& o : out) {
       if (auto* e = std::get_if<ExplainedReply>(&o.message)) {

@@ -99,11 +99,11 @@ StatusReply StatusReport(const ReportSources& from) {
 
 Expected<JobsReply> JobsReport(const TaskTable& tasks, const JobsRequest& request, SteadyTime now) {
   std::vector<uint64_t> numbers;
-  if (request.ids.empty()) {
+  if (request.jobs.empty()) {
     for (const auto& [number, job] : tasks.jobs()) numbers.push_back(number);
     std::sort(numbers.begin(), numbers.end());
   } else {
-    auto named = tasks.ResolveJobs(request.ids);
+    auto named = tasks.ResolveJobs(request.jobs);
     if (!named) return named.error();
     numbers = std::move(*named);
   }

@@ -31,8 +31,9 @@ class ResourcesTest : public BrokerCoreTest {
     ready.queues = std::move(queues);
     return Send(worker, std::move(ready));
   }
-  std::vector<std::string> Explain(const std::string& task) {
-    for (auto& o : Send("client", ExplainRequest{task})) {
+  std::vector<std::string> Explain(const std::string& task) {  // "j1.4"
+    const auto ref = ParseId(task);
+    for (auto& o : Send("client", ExplainRequest{{ref->job, ref->index.value()}})) {
       if (auto* e = std::get_if<ExplainedReply>(&o.message)) return e->reasons;
     }
     return {"no reply"};
@@ -114,8 +115,8 @@ TEST_F(ResourcesTest, AKeySubmitsOnceWhileItsJobIsKept) {
   EXPECT_TRUE(again.existing);
   EXPECT_NE(submit("other").job, first.job);
   // Once the job is forgotten, the key is free again.
-  Send("client", CancelRequest{{FormatJobId(first.job)}});
-  Send("client", ForgetRequest{{FormatJobId(first.job)}});
+  Send("client", CancelRequest{{IdRef{first.job}}});
+  Send("client", ForgetRequest{{first.job}});
   EXPECT_FALSE(submit("nightly-2026-11-29").existing);
 }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "common/id_ref.h"
 #include "common/ids.h"
 
 namespace orq {
@@ -145,46 +144,38 @@ void TaskTable::Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now)
   ended_.push_back(id.job);
 }
 
-Expected<std::vector<TaskId>> TaskTable::Resolve(const std::vector<std::string>& ids,
+Expected<std::vector<TaskId>> TaskTable::Resolve(const std::vector<IdRef>& ids,
                                                  Delivery::Request* waiter) const {
   if (ids.empty()) return Unknown("no job or task id given");
   std::vector<TaskId> tasks;
-  for (const std::string& text : ids) {
-    auto ref = ParseId(text);
-    if (!ref) return Unknown("'" + text + "' is not a job or task id (expected j7 or j7.2)");
-    const Job* job = FindJob(ref->job);
-    if (!job) return Unknown("unknown job " + FormatJobId(ref->job));
+  for (const IdRef& ref : ids) {
+    const Job* job = FindJob(ref.job);
+    if (!job) return Unknown("unknown job " + FormatJobId(ref.job));
     const uint32_t size = job->size;
-    if (ref->index) {
-      if (*ref->index >= size)
-        return Unknown("unknown task " + text + ": job " + FormatJobId(ref->job) + " has " +
+    if (ref.index) {
+      if (*ref.index >= size)
+        return Unknown("unknown task " + FormatId(ref) + ": job " + FormatJobId(ref.job) + " has " +
                        std::to_string(size) + " task" + (size == 1 ? "" : "s"));
-      tasks.push_back({ref->job, *ref->index});
-      if (waiter) ++waiter->single_tasks[{ref->job, *ref->index}];
+      tasks.push_back({ref.job, *ref.index});
+      if (waiter) ++waiter->single_tasks[{ref.job, *ref.index}];
     } else {
-      if (waiter) ++waiter->whole_jobs[ref->job];
-      for (uint32_t i = 0; i < size; ++i) tasks.push_back({ref->job, i});
+      if (waiter) ++waiter->whole_jobs[ref.job];
+      for (uint32_t i = 0; i < size; ++i) tasks.push_back({ref.job, i});
     }
   }
   return tasks;
 }
 
-Expected<TaskId> TaskTable::ResolveTask(const std::string& text) const {
-  auto ref = ParseId(text);
-  if (!ref || !ref->index || !Find({ref->job, *ref->index}))
-    return Unknown("unknown task '" + text + "' (expected j7.2)");
-  return TaskId{ref->job, *ref->index};
+Expected<TaskId> TaskTable::ResolveTask(TaskId id) const {
+  if (!Find(id)) return Unknown("unknown task " + FormatTaskId(id));
+  return id;
 }
 
-Expected<std::vector<uint64_t>> TaskTable::ResolveJobs(const std::vector<std::string>& ids) const {
-  std::vector<uint64_t> numbers;
-  for (const std::string& text : ids) {
-    auto ref = ParseId(text);
-    if (!ref || ref->index) return Unknown("'" + text + "' is not a job id (expected j7)");
-    if (!jobs_.count(ref->job)) return Unknown("unknown job " + FormatJobId(ref->job));
-    numbers.push_back(ref->job);
+Expected<std::vector<uint64_t>> TaskTable::ResolveJobs(std::vector<uint64_t> jobs) const {
+  for (uint64_t number : jobs) {
+    if (!jobs_.count(number)) return Unknown("unknown job " + FormatJobId(number));
   }
-  return numbers;
+  return jobs;
 }
 
 void TaskTable::Compact() {

@@ -108,15 +108,14 @@ class TaskTable {
   // job ended).
   void Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now);
 
-  // Expands ids as users write them ("j7", "j7.2") into tasks, in order, jobs expanded; with
-  // `waiter`, also counts its mentions of each job and task. kUnknownId names the first id that
-  // is not a job or task of the table.
-  Expected<std::vector<TaskId>> Resolve(const std::vector<std::string>& ids,
+  // Expands ids into tasks, in order, jobs expanded; with `waiter`, also counts its mentions of
+  // each job and task. kUnknownId names the first id that is not a job or task of the table.
+  Expected<std::vector<TaskId>> Resolve(const std::vector<IdRef>& ids,
                                         Delivery::Request* waiter = nullptr) const;
-  // One id that names a task ("j7.2"); kUnknownId otherwise.
-  Expected<TaskId> ResolveTask(const std::string& text) const;
-  // Ids that name whole jobs the table has ("j7"); kUnknownId naming the first that does not.
-  Expected<std::vector<uint64_t>> ResolveJobs(const std::vector<std::string>& ids) const;
+  // The task, if the table has it; kUnknownId otherwise.
+  Expected<TaskId> ResolveTask(TaskId id) const;
+  // The jobs, if the table has each; kUnknownId naming the first it does not.
+  Expected<std::vector<uint64_t>> ResolveJobs(std::vector<uint64_t> jobs) const;
 
   // Empties the tasks and specs of the jobs that ended since the last call (the journal keeps
   // their specs and outcomes). Called at the end of each entry point, so no caller is iterating

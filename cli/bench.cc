@@ -56,7 +56,7 @@ uint64_t SubmitJob(Client& client, std::vector<TaskSpec> specs) {
 
 // Waits for every result of `job`; returns how many ended ok.
 size_t GatherJob(Client& client, uint64_t job) {
-  client.Send(GatherRequest{{FormatJobId(job)}});
+  client.Send(GatherRequest{{IdRef{job}}});
   size_t ok = 0;
   for (;;) {
     auto reply = client.Receive(Clock::time_point::max());

@@ -231,7 +231,7 @@ ExitCode Run(RunOptions& options) {
     // Cancel first, so running tasks are stopped now rather than given the shutdown's grace.
     if (job) {
       try {
-        broker.client().Request(CancelRequest{{FormatJobId(job)}}, milliseconds(2000));
+        broker.client().Request(CancelRequest{{IdRef{job}}}, milliseconds(2000));
       } catch (const std::exception&) {
         // Stop() below ends everything in any case.
       }
@@ -316,7 +316,8 @@ ExitCode GatherVerb(const GatherOptions& o) {
 // ---- orq status, jobs, retry, logs ------------------------------------------------------------
 
 std::vector<JobInfo> AskJobs(Client& client, const std::vector<std::string>& ids) {
-  return Expect<JobsReply>(client.Request(JobsRequest{ids}, kRequestTimeout), "orq jobs").jobs;
+  return Expect<JobsReply>(client.Request(JobsRequest{ToJobs(ids)}, kRequestTimeout), "orq jobs")
+      .jobs;
 }
 
 // "2m05s", "3h10m", "4d2h": an age for people.
@@ -444,7 +445,7 @@ bool PrintSpilled(Client& client, const std::string& task, bool err, const LogCh
     if (fd >= 0) ::close(fd);
   }
   for (uint64_t offset = 0;;) {
-    client.Send(LogsRequest{task, err, false, /*rest=*/true, offset});
+    client.Send(LogsRequest{ToTask(task), err, false, /*rest=*/true, offset});
     // The broker answers within kRequestTimeout even when the worker it asked does not.
     auto reply = client.Receive(Clock::now() + 2 * kRequestTimeout);
     if (!reply) throw Unreachable("orq logs: no word from the broker while fetching the rest");
@@ -459,7 +460,7 @@ bool PrintSpilled(Client& client, const std::string& task, bool err, const LogCh
 
 ExitCode LogsVerb(const std::string& task, bool err, bool follow) {
   Client client(FindBroker());
-  client.Send(LogsRequest{task, err, follow});
+  client.Send(LogsRequest{ToTask(task), err, follow});
   for (;;) {
     auto reply = client.Receive(Clock::time_point::max());
     const LogChunk chunk = Expect<LogChunk>(std::move(*reply), "orq logs");
@@ -476,16 +477,16 @@ ExitCode LogsVerb(const std::string& task, bool err, bool follow) {
 
 ExitCode CancelVerb(const std::vector<std::string>& ids) {
   Client client(FindBroker());
-  const auto cancelled =
-      Expect<CancelledReply>(client.Request(CancelRequest{ids}, kRequestTimeout), "orq cancel");
+  const auto cancelled = Expect<CancelledReply>(
+      client.Request(CancelRequest{ToIds(ids)}, kRequestTimeout), "orq cancel");
   std::printf("cancelled %u task%s\n", cancelled.count, cancelled.count == 1 ? "" : "s");
   return ExitCode::kOk;
 }
 
 ExitCode ForgetVerb(const std::vector<std::string>& ids) {
   Client client(FindBroker());
-  const auto forgotten =
-      Expect<ForgottenReply>(client.Request(ForgetRequest{ids}, kRequestTimeout), "orq forget");
+  const auto forgotten = Expect<ForgottenReply>(
+      client.Request(ForgetRequest{ToJobs(ids)}, kRequestTimeout), "orq forget");
   std::printf("forgot %u job%s\n", forgotten.count, forgotten.count == 1 ? "" : "s");
   return ExitCode::kOk;
 }

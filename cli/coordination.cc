@@ -76,8 +76,8 @@ ExitCode LimitVerb(LimitRequest request, bool json) {
 
 ExitCode ExplainVerb(const std::string& task, bool json) {
   Client client(FindBroker());
-  const auto reply =
-      Expect<ExplainedReply>(client.Request(ExplainRequest{task}, kRequestTimeout), "orq explain");
+  const auto reply = Expect<ExplainedReply>(
+      client.Request(ExplainRequest{ToTask(task)}, kRequestTimeout), "orq explain");
   // A delayed task's wall-clock time, which only this side knows.
   std::string at;
   if (reply.eligible_in >= 0) {

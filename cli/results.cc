@@ -13,6 +13,7 @@
 
 #include "cli/client.h"
 #include "cli/format.h"
+#include "cli/verbs.h"
 #include "common/codec.h"
 #include "common/ids.h"
 
@@ -250,7 +251,7 @@ void Print(const TaskOutcome& o, const OutputOptions& options, const LocalTasks*
 ExitCode Gather(Client& client, const std::vector<std::string>& ids, const OutputOptions& options,
                 const LocalTasks* local, std::chrono::steady_clock::time_point deadline,
                 GatherSummary& summary, const std::function<bool()>& interrupted) {
-  client.Send(GatherRequest{ids, /*stream=*/true});
+  client.Send(GatherRequest{ToIds(ids), /*stream=*/true});
   std::optional<ResultOrder> order;
   std::vector<std::string> failures;
   ExitCode code = ExitCode::kOk;
@@ -258,12 +259,9 @@ ExitCode Gather(Client& client, const std::vector<std::string>& ids, const Outpu
   Progress* progress = options.progress && options.progress->enabled() ? options.progress : nullptr;
   const auto began = Clock::now();
   ProgressState state;
-  std::vector<std::string> jobs;  // the jobs named, for JobsRequest
-  for (const std::string& id : ids) {
-    if (auto ref = ParseId(id)) {
-      std::string job = FormatJobId(ref->job);
-      if (std::find(jobs.begin(), jobs.end(), job) == jobs.end()) jobs.push_back(job);
-    }
+  std::vector<uint64_t> jobs;  // the jobs named, for JobsRequest
+  for (const IdRef& id : ToIds(ids)) {
+    if (std::find(jobs.begin(), jobs.end(), id.job) == jobs.end()) jobs.push_back(id.job);
   }
   bool asked = false;  // a JobsRequest is on its way
   auto last_asked = began - std::chrono::seconds(1);

@@ -209,6 +209,31 @@ CLI::Validator IdCheck(bool tasks) {
       tasks ? "ID" : "JOB");
 }
 
+std::vector<IdRef> ToIds(const std::vector<std::string>& texts) {
+  std::vector<IdRef> ids;
+  for (const std::string& text : texts) {
+    auto id = ParseId(text);
+    if (!id) throw UsageError("'" + text + "' is not a job or task id (j7 or j7.2)");
+    ids.push_back(*id);
+  }
+  return ids;
+}
+
+std::vector<uint64_t> ToJobs(const std::vector<std::string>& texts) {
+  std::vector<uint64_t> jobs;
+  for (const IdRef& id : ToIds(texts)) {
+    if (id.index) throw UsageError("'" + FormatId(id) + "' is not a job id (j7)");
+    jobs.push_back(id.job);
+  }
+  return jobs;
+}
+
+TaskId ToTask(const std::string& text) {
+  auto id = ParseId(text);
+  if (!id || !id->index) throw UsageError("'" + text + "' is not a task id (j7.2)");
+  return {id->job, *id->index};
+}
+
 std::optional<CommandSplit> SplitAtCommand(const CLI::App& app,
                                            const std::vector<std::string>& args) {
   std::vector<char*> argv;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "common/protocol.h"
 #include "common/task_spec.h"
 
 namespace orq {
@@ -91,6 +92,11 @@ CLI::Validator ZeroOrMore();
 CLI::Validator IdCheck(bool tasks);
 // A task id (j7.2).
 CLI::Validator TaskIdCheck();
+// Ids the checks above passed, as the wire carries them. A text that is not one (a caller that
+// skipped the check) is a UsageError naming it.
+std::vector<IdRef> ToIds(const std::vector<std::string>& texts);
+std::vector<uint64_t> ToJobs(const std::vector<std::string>& texts);
+TaskId ToTask(const std::string& text);
 
 // "; did you mean --timeout?" when `word` is a near miss of one of `app`'s options or
 // subcommands (edit distance at most 2, or a prefix); "" otherwise.

@@ -450,6 +450,19 @@ void Put(Writer& w, const std::string& s) { w.Str(s); }
 void Get(Reader& r, std::string& s) { s = r.Str(); }
 void Put(Writer& w, uint32_t v) { w.U64(v); }
 void Get(Reader& r, uint32_t& v) { v = r.U32(); }
+void Put(Writer& w, uint64_t v) { w.U64(v); }
+void Get(Reader& r, uint64_t& v) { v = r.U64(); }
+// A job (index 0) or one task of it (its index + 1).
+void Put(Writer& w, const IdRef& id) {
+  w.U64(id.job);
+  w.U64(id.index ? uint64_t{*id.index} + 1 : 0);
+}
+void Get(Reader& r, IdRef& id) {
+  id.job = r.U64();
+  const uint64_t index = r.U64();
+  if (index > uint64_t{UINT32_MAX} + 1) return void(r.Fail());
+  id.index = index == 0 ? std::nullopt : std::optional<uint32_t>(index - 1);
+}
 
 template <typename T> void PutVector(Writer& w, const std::vector<T>& v) {
   w.U64(v.size());
@@ -554,8 +567,8 @@ void Fields(Is<StatusRequest> auto&, auto&&) {}
 void Fields(Is<CancelRequest> auto& m, auto&& f) { f(m.ids), f(m.running); }
 void Fields(Is<ShutdownRequest> auto&, auto&&) {}
 void Fields(Is<PingRequest> auto&, auto&&) {}
-void Fields(Is<ForgetRequest> auto& m, auto&& f) { f(m.ids); }
-void Fields(Is<JobsRequest> auto& m, auto&& f) { f(m.ids); }
+void Fields(Is<ForgetRequest> auto& m, auto&& f) { f(m.jobs); }
+void Fields(Is<JobsRequest> auto& m, auto&& f) { f(m.jobs); }
 void Fields(Is<RetryRequest> auto& m, auto&& f) { f(m.job), f(m.all); }
 void Fields(Is<JobsReply> auto& m, auto&& f) { f(m.jobs); }
 void Fields(Is<ScaleRequest> auto& m, auto&& f) { f(m.workers); }

@@ -13,6 +13,7 @@ namespace orq {
 struct IdRef {
   uint64_t job = 0;
   std::optional<uint32_t> index;
+  bool operator==(const IdRef&) const = default;
 };
 // Nullopt when `text` is not an id ("j7", "j7.2"; the leading 'j' may be left out).
 std::optional<IdRef> ParseId(std::string_view text);

@@ -7,6 +7,9 @@ namespace orq {
 std::string FormatJobId(uint64_t job) { return "j" + std::to_string(job); }
 
 std::string FormatTaskId(TaskId id) { return FormatJobId(id.job) + "." + std::to_string(id.index); }
+std::string FormatId(const IdRef& id) {
+  return id.index ? FormatTaskId({id.job, *id.index}) : FormatJobId(id.job);
+}
 
 std::optional<IdRef> ParseId(std::string_view text) {
   if (!text.empty() && text.front() == 'j') text.remove_prefix(1);

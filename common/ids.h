@@ -13,6 +13,7 @@ namespace orq {
 
 std::string FormatJobId(uint64_t job);
 std::string FormatTaskId(TaskId id);
+std::string FormatId(const IdRef& id);
 
 std::string_view StatusName(TaskStatus status);
 // The status of that name ("ok", "failed", "timeout", "cancelled", "worker_lost").

@@ -5,7 +5,7 @@
 // peers on TCP are always CURVE-encrypted and authenticated, and each has a Role from its key (see
 // Role and MaySend below). Every message is three frames after the ROUTER's identity frame:
 //
-//   frame 0: kProtocolVersion ("ORQ9")
+//   frame 0: kProtocolVersion ("ORQ10")
 //   frame 1: one byte, a Command below
 //   frame 2: the body, encoded by common/codec.h (a compact binary form, no JSON on hot paths)
 //
@@ -25,27 +25,28 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/id_ref.h"
 #include "common/task_spec.h"
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ9";
+inline constexpr std::string_view kProtocolVersion = "ORQ10";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
 enum class Command : uint8_t {
-  kSubmit = 0x10,    // [TaskSpec...]                      -> kSubmitted or kError
-  kGather = 0x11,    // [id...] (job "j7" or task "j7.2")  -> kResults... (last has final) or kError
-  kStatus = 0x12,    //                                    -> kStatusReply
-  kCancel = 0x13,    // [id...]                            -> kCancelled or kError
-  kShutdown = 0x14,  //                                    -> kShutdownAck, then the broker stops
-  kPing = 0x15,      //                                    -> kPong
-  kForget = 0x16,    // [id...] (whole jobs)               -> kForgotten or kError
-  kJobs = 0x17,      // [job id...] (none: every job)      -> kJobsReply or kError
-  kRetry = 0x18,     // job, all                           -> kSubmitted or kError
-  kLogs = 0x19,      // task, stderr, follow (or the rest) -> kLogChunk... (last final) or kError
-  kLimit = 0x1a,     // set/remove/list limits              -> kLimits or kError
-  kExplain = 0x1b,   // task                               -> kExplained or kError
+  kSubmit = 0x10,  // [TaskSpec...]                      -> kSubmitted or kError
+  kGather = 0x11,  // [IdRef...] (a job, or one task)     -> kResults... (last has final) or kError
+  kStatus = 0x12,  //                                    -> kStatusReply
+  kCancel = 0x13,  // [IdRef...]                         -> kCancelled or kError
+  kShutdown = 0x14,    //                                    -> kShutdownAck, then the broker stops
+  kPing = 0x15,        //                                    -> kPong
+  kForget = 0x16,      // [job...]                           -> kForgotten or kError
+  kJobs = 0x17,        // [job...] (none: every job)         -> kJobsReply or kError
+  kRetry = 0x18,       // job, all                           -> kSubmitted or kError
+  kLogs = 0x19,        // task, stderr, follow (or the rest) -> kLogChunk... (last final) or kError
+  kLimit = 0x1a,       // set/remove/list limits              -> kLimits or kError
+  kExplain = 0x1b,     // task                               -> kExplained or kError
   kResultsAck = 0x1c,  // a gather's chunk was taken: the broker may send one more (no reply)
   kSubmitPart = 0x1d,  // [TaskSpec...]: the first tasks of the sender's next kSubmit (no reply)
 
@@ -351,7 +352,7 @@ struct SubmitPartRequest {  // no reply
 };
 struct GatherRequest {  // -> ResultsReply... (the last one final), or ErrorReply
   static constexpr Command kCommand = Command::kGather;
-  std::vector<std::string> ids;  // jobs ("j7") and tasks ("j7.2"), in the order to print
+  std::vector<IdRef> ids;  // jobs and tasks, in the order to print
   // false: every result at once, in the order named, when the last is done. true: results as they
   // finish (those already done first), in finishing order, a chunk per broker loop turn; the
   // client puts them in order (each outcome has its id).
@@ -362,8 +363,8 @@ struct StatusRequest {  // -> StatusReply
 };
 struct CancelRequest {  // -> CancelledReply, or ErrorReply
   static constexpr Command kCommand = Command::kCancel;
-  std::vector<std::string> ids;
-  bool running = true;  // false: cancel only what has not started (GNU parallel's --halt soon)
+  std::vector<IdRef> ids;  // jobs and tasks
+  bool running = true;     // false: cancel only what has not started (GNU parallel's --halt soon)
 };
 struct ShutdownRequest {  // -> ShutdownAck, then the broker stops
   static constexpr Command kCommand = Command::kShutdown;
@@ -373,11 +374,11 @@ struct PingRequest {  // -> PongReply
 };
 struct ForgetRequest {  // -> ForgottenReply, or ErrorReply
   static constexpr Command kCommand = Command::kForget;
-  std::vector<std::string> ids;  // whole jobs
+  std::vector<uint64_t> jobs;
 };
 struct LogsRequest {  // -> LogChunk... (the last final), or ErrorReply
   static constexpr Command kCommand = Command::kLogs;
-  std::string task;     // "j7.2"
+  TaskId task;
   bool err = false;     // its stderr, not its stdout
   bool follow = false;  // until it ends; else what it printed so far
   // The rest of an ended task's stream, which spilled to a file on its worker's host (the final
@@ -409,7 +410,7 @@ struct ScaledReply {
 };
 struct JobsRequest {  // -> JobsReply, or ErrorReply
   static constexpr Command kCommand = Command::kJobs;
-  std::vector<std::string> ids;  // whole jobs ("j7"); none: every job the broker has
+  std::vector<uint64_t> jobs;  // none: every job the broker has
 };
 struct RetryRequest {  // -> SubmittedReply (the new job), or ErrorReply
   static constexpr Command kCommand = Command::kRetry;
@@ -450,7 +451,7 @@ struct ResultsAck {  // no reply: one more chunk of results may come (kResultsWi
 };
 struct ExplainRequest {  // -> ExplainedReply, or ErrorReply
   static constexpr Command kCommand = Command::kExplain;
-  std::string task;  // "j7.2"
+  TaskId task;
 };
 struct ExplainedReply {
   static constexpr Command kCommand = Command::kExplained;
