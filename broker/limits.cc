@@ -21,16 +21,6 @@ namespace {
 
 uint32_t Burst(const LimitSpec& spec) { return std::max<uint32_t>(spec.burst, 1); }
 
-std::string Ids(const std::set<TaskId>& ids) {
-  std::string text;
-  size_t shown = 0;
-  for (TaskId id : ids) {
-    if (shown++ == 3) return text + " and " + std::to_string(ids.size() - 3) + " more";
-    text += (text.empty() ? "" : ", ") + FormatTaskId(id);
-  }
-  return text;
-}
-
 }  // namespace
 
 void Limits::SetLimit(const LimitSpec& spec, SteadyTime now) {
@@ -81,37 +71,56 @@ uint32_t Limits::Room(const GateKey& gate, LockMode mode, SteadyTime now) const 
 }
 
 std::optional<Blocked> Limits::Check(const Needs& needs, SteadyTime now) const {
+  auto holders = [](const std::set<TaskId>& ids) {
+    std::vector<TaskId> some;
+    for (TaskId id : ids) {
+      if (some.size() == kMaxGateHolders) break;
+      some.push_back(id);
+    }
+    return some;
+  };
   for (const LockNeed& need : needs.locks) {
     auto it = locks_.find(need.name);
     if (it == locks_.end()) continue;  // free, and nobody waits for it
     const LockState& lock = it->second;
-    GateKey key{GateKey::Kind::kLock, need.name};
-    if (lock.writer)
-      return Blocked{key,
-                     "lock " + need.name + " is held for write by " + FormatTaskId(*lock.writer)};
-    if (need.mode == LockMode::kWrite && !lock.readers.empty())
-      return Blocked{key, "lock " + need.name + " is held for read by " + Ids(lock.readers)};
-    if (need.mode == LockMode::kRead && lock.writers_waiting > 0)
-      return Blocked{key, "lock " + need.name + " has " + std::to_string(lock.writers_waiting) +
-                              " writer" + (lock.writers_waiting == 1 ? "" : "s") +
-                              " waiting, and readers wait behind writers"};
+    const GateKey key{GateKey::Kind::kLock, need.name};
+    Reason why{.name = need.name};
+    if (lock.writer) {
+      why.kind = Reason::Kind::kLockHeld;
+      why.mode = LockMode::kWrite;
+      why.holders = {*lock.writer};
+      why.count = 1;
+      return Blocked{key, std::move(why)};
+    }
+    if (need.mode == LockMode::kWrite && !lock.readers.empty()) {
+      why.kind = Reason::Kind::kLockHeld;
+      why.mode = LockMode::kRead;
+      why.holders = holders(lock.readers);
+      why.count = lock.readers.size();
+      return Blocked{key, std::move(why)};
+    }
+    if (need.mode == LockMode::kRead && lock.writers_waiting > 0) {
+      why.kind = Reason::Kind::kWritersWaiting;
+      why.count = lock.writers_waiting;
+      return Blocked{key, std::move(why)};
+    }
   }
   for (const std::string& name : needs.limits) {
     auto it = limits_.find(name);
     if (it == limits_.end()) continue;
     const LimitState& limit = it->second;
-    GateKey key{GateKey::Kind::kLimit, name};
+    const GateKey key{GateKey::Kind::kLimit, name};
     if (limit.spec.max > 0 && limit.holders.size() >= limit.spec.max)
-      return Blocked{key, "limit " + name + " is at " + std::to_string(limit.holders.size()) + "/" +
-                              std::to_string(limit.spec.max) + " (held by " + Ids(limit.holders) +
-                              ")"};
-    if (limit.spec.rate > 0 && Tokens(limit, now) < 1) {
-      const double wait = (1 - Tokens(limit, now)) / limit.spec.rate;
-      char text[32];
-      std::snprintf(text, sizeof text, "%.3g", wait);
-      return Blocked{key, "limit " + name + " allows " + FormatRate(limit.spec.rate) +
-                              " and its next start is in " + text + " s"};
-    }
+      return Blocked{key, Reason{.kind = Reason::Kind::kLimitFull,
+                                 .name = name,
+                                 .holders = holders(limit.holders),
+                                 .count = limit.holders.size(),
+                                 .max = limit.spec.max}};
+    if (limit.spec.rate > 0 && Tokens(limit, now) < 1)
+      return Blocked{key, Reason{.kind = Reason::Kind::kLimitRate,
+                                 .name = name,
+                                 .seconds = (1 - Tokens(limit, now)) / limit.spec.rate,
+                                 .rate = limit.spec.rate}};
   }
   return std::nullopt;
 }
@@ -165,29 +174,6 @@ std::optional<SteadyTime> Limits::NextToken(const std::string& name, SteadyTime 
          std::chrono::duration_cast<SteadyTime::duration>(
              std::chrono::duration<double>(missing / it->second.spec.rate)) +
          std::chrono::microseconds(1);  // past the instant, so the token is whole
-}
-
-std::optional<double> ParseRate(const std::string& text) {
-  const size_t slash = text.find('/');
-  if (slash == std::string::npos || slash == 0) return std::nullopt;
-  char* end = nullptr;
-  const std::string number = text.substr(0, slash);
-  const double n = std::strtod(number.c_str(), &end);
-  if (*end || !std::isfinite(n) || n <= 0) return std::nullopt;
-  const std::string unit = text.substr(slash + 1);
-  if (unit == "s") return n;
-  if (unit == "m") return n / 60;
-  if (unit == "h") return n / 3600;
-  return std::nullopt;
-}
-
-std::string FormatRate(double per_second) {
-  char text[48];
-  if (per_second >= 1 || per_second * 60 < 1)
-    std::snprintf(text, sizeof text, "%g/s", per_second);
-  else
-    std::snprintf(text, sizeof text, "%g/m", per_second * 60);
-  return text;
 }
 
 }  // namespace orq

@@ -16,6 +16,7 @@
 
 #include "common/clock.h"
 #include "common/protocol.h"
+#include "common/words.h"
 
 namespace orq {
 
@@ -28,10 +29,11 @@ struct GateKey {
   friend auto operator<=>(const GateKey&, const GateKey&) = default;
 };
 
-// Why a task's gates cannot all be granted now: the first gate in the way, and a sentence.
+// Why a task's gates cannot all be granted now: the first gate in the way, and why (for orq
+// explain: "lock db is held for write by j2.0", "limit download is at 2/2").
 struct Blocked {
   GateKey gate;
-  std::string why;  // "lock db is held for write by j2.0", "limit download is at 2/2"
+  Reason reason;
 };
 
 // Whether `spec` may be set (orq limit set): a valid name, a number of tasks or a rate, a rate
@@ -87,9 +89,5 @@ class Limits {
   std::map<std::string, LockState> locks_;    // locks held or waited for; others are free
   std::map<std::string, LimitState> limits_;  // every limit set (orq limit set)
 };
-
-// "10/s", "600/m", "3/h": starts per second; nullopt when `text` is not a rate.
-std::optional<double> ParseRate(const std::string& text);
-std::string FormatRate(double per_second);
 
 }  // namespace orq

@@ -6,6 +6,7 @@
 
 #include "broker/core_fixture.h"
 #include "common/ids.h"
+#include "common/words.h"
 
 namespace orq {
 namespace {
@@ -48,7 +49,11 @@ class GatesTest : public BrokerCoreTest {
   std::vector<std::string> Explain(const std::string& task) {  // "j1.4"
     const auto ref = ParseId(task);
     for (auto& o : Send("client", ExplainRequest{{ref->job, ref->index.value()}})) {
-      if (auto* e = std::get_if<ExplainedReply>(&o.message)) return e->reasons;
+      if (auto* e = std::get_if<ExplainedReply>(&o.message)) {
+        std::vector<std::string> said;  // as `orq explain` says them
+        for (const Reason& reason : e->reasons) said.push_back(Sentence(reason));
+        return said;
+      }
     }
     return {"no reply"};
   }
@@ -187,7 +192,7 @@ TEST_F(GatesTest, AReturningWorkerKeepsALeaseOnlyIfItsLockIsStillFree) {
       dropped = o.to == "w1" && c->ids == std::vector<TaskId>{{1, 0}};
   }
   EXPECT_TRUE(dropped);
-  EXPECT_EQ(Status().locks.at(0).holders, (std::vector<std::string>{"j2.0"}));
+  EXPECT_EQ(Status().locks.at(0).holders, (std::vector<TaskId>{{2, 0}}));
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "broker/broker_core.h"
 #include "broker/journal.h"
 #include "common/ids.h"
+#include "common/words.h"
 
 namespace orq {
 namespace {
@@ -387,9 +388,10 @@ class Model {
     core_->DrainOutbox(out);
     for (auto& o : out) {
       if (auto* e = std::get_if<ExplainedReply>(&o.message)) {
-        auto reasons = e->reasons;
-        reasons.insert(reasons.begin(), e->state);
-        return reasons;
+        std::vector<std::string> said{
+            std::string(e->status ? StatusName(*e->status) : StateName(e->state))};
+        for (const Reason& reason : e->reasons) said.push_back(Sentence(reason));
+        return said;
       }
     }
     return {};

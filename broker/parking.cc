@@ -120,13 +120,13 @@ uint32_t Parking::ParkedOn(const GateKey& gate) const {
 }
 
 namespace {
-std::vector<std::string> HolderIds(const std::set<TaskId>& ids) {
-  std::vector<std::string> text;
+std::vector<TaskId> HolderIds(const std::set<TaskId>& ids) {
+  std::vector<TaskId> some;
   for (TaskId id : ids) {
-    if (text.size() == kMaxGateHolders) break;
-    text.push_back(FormatTaskId(id));
+    if (some.size() == kMaxGateHolders) break;
+    some.push_back(id);
   }
-  return text;
+  return some;
 }
 }  // namespace
 
@@ -149,7 +149,7 @@ std::vector<GateInfo> Parking::LockInfos() const {
     GateInfo info{.name = name, .waiting = lock.writers_waiting};
     if (lock.writer) {
       info.mode = LockMode::kWrite;
-      info.holders = {FormatTaskId(*lock.writer)};
+      info.holders = {*lock.writer};
       info.held = 1;
     } else if (!lock.readers.empty()) {
       info.mode = LockMode::kRead;

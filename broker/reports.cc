@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 
 #include "common/ids.h"
 
@@ -14,39 +13,37 @@ double Seconds(SteadyTime::duration d) { return std::chrono::duration<double>(d)
 // A waiting task's reasons: the dependencies that have not ended (the first ten, then how many
 // more).
 void WaitingFor(const ReportSources& from, TaskId id, const Task& task,
-                std::vector<std::string>& reasons) {
+                std::vector<Reason>& reasons) {
   size_t shown = 0, more = 0;
   for (const Dependency& d : task.spec->need().after) {
     const uint64_t job = d.job == Dependency::kSameJob ? id.job : d.job;
-    std::string name, state;
+    Reason why{.kind = Reason::Kind::kDependency, .any = d.any};
     if (d.whole_job) {
       const Job* other = from.tasks.FindJob(job);
       if (!other || other->unfinished == 0) continue;
-      name = FormatJobId(job);
-      state = std::to_string(other->unfinished) + " of its tasks unfinished";
+      why.id = {job, std::nullopt};
+      why.count = other->unfinished;
     } else {
       const Task* other = from.tasks.Find({job, d.index});
       if (!other || other->state == TaskState::kFinished) continue;
-      name = FormatTaskId({job, d.index});
-      state = TaskStateName(other->state);
+      why.id = {job, d.index};
+      why.state = other->state;
     }
     if (shown++ < 10)
-      reasons.push_back("waiting for " + name + " (" + state + ")" +
-                        (d.any ? ", however it ends" : ""));
+      reasons.push_back(std::move(why));
     else
       ++more;
   }
-  if (more) reasons.push_back("and for " + std::to_string(more) + " more");
+  if (more) reasons.push_back({.kind = Reason::Kind::kMoreDependencies, .count = more});
 }
 
 // A queued task's reasons: a gate, no worker that could run it or has room, and the tasks ahead
 // of it in its ready queue.
-void Queued(const ReportSources& from, TaskId id, const Task& task,
-            std::vector<std::string>& reasons) {
+void Queued(const ReportSources& from, TaskId id, const Task& task, std::vector<Reason>& reasons) {
   const TaskSpec& spec = *task.spec;
   if (const Needs* needs = spec.needs.get()) {
     if (auto blocked = from.parking.limits().Check(*needs, from.now))
-      reasons.push_back(blocked->why);
+      reasons.push_back(std::move(blocked->reason));
   }
   const uint32_t cpus = Cpus(spec);
   const Parking::WaitingFor* parked = from.parking.WaitingOf(id);
@@ -55,13 +52,14 @@ void Queued(const ReportSources& from, TaskId id, const Task& task,
   } else if ((spec.needs || cpus > 1) && !from.workers.AnyCouldRun(spec, cpus)) {
     reasons.push_back(from.workers.NoWorkerReason(spec));
   } else if ((spec.needs || cpus > 1) && !from.workers.AnyFits(spec, cpus)) {
-    reasons.push_back("waiting for a worker with " + WorkerPool::Wants(spec) + " free");
+    reasons.push_back({.kind = Reason::Kind::kNoRoom, .name = WorkerPool::Wants(spec)});
   }
   const size_t c = ClassIndex(spec);
+  const std::string kind(KindName(spec));
   if (from.workers.empty())
-    reasons.push_back("no worker is registered");
+    reasons.push_back({.kind = Reason::Kind::kNoWorkers});
   else if (!from.workers.AnyServesClass(c))
-    reasons.push_back("no worker has slots for " + std::string(KindName(spec)) + " tasks");
+    reasons.push_back({.kind = Reason::Kind::kNoSlots, .name = kind});
   if (parked && !parked->candidate) return;
   // In the ready queue: behind the tasks that go first.
   const QueueEntry me{spec.priority, id};
@@ -73,11 +71,9 @@ void Queued(const ReportSources& from, TaskId id, const Task& task,
     }
   }
   if (ahead > 0)
-    reasons.push_back("queued behind " + std::to_string(ahead) + " task" + (ahead == 1 ? "" : "s") +
-                      " that go first (higher priority, or submitted earlier)");
+    reasons.push_back({.kind = Reason::Kind::kBehind, .count = ahead});
   else if (reasons.empty())
-    reasons.push_back("next in line: it starts when a worker has a free " +
-                      std::string(KindName(spec)) + " slot");
+    reasons.push_back({.kind = Reason::Kind::kNextInLine, .name = kind});
 }
 
 }  // namespace
@@ -147,31 +143,27 @@ Expected<ExplainedReply> Explain(const ReportSources& from, const ExplainRequest
   if (!id) return id.error();
   const Task& task = *from.tasks.Find(*id);
   ExplainedReply reply;
-  reply.state = TaskStateName(task.state);
+  reply.state = task.state;
   switch (task.state) {
     case TaskState::kWaiting:
       WaitingFor(from, *id, task, reply.reasons);
       break;
     case TaskState::kDelayed: {
       const std::optional<SteadyTime> due = from.delayed.DueOf(*id);  // O(delayed), now and then
-      char in[64] = "";
-      if (due) {
-        reply.eligible_in = std::max(0.0, Seconds(*due - from.now));
-        std::snprintf(in, sizeof in, ": it is eligible in %.1f s", reply.eligible_in);
-      }
-      reply.reasons.push_back(std::string(task.failures > 0 ? "waiting out its retry backoff"
-                                                            : "waiting out its delay") +
-                              in);
+      if (due) reply.eligible_in = std::max(0.0, Seconds(*due - from.now));
+      reply.reasons.push_back(
+          {.kind = task.failures > 0 ? Reason::Kind::kBackoff : Reason::Kind::kDelay,
+           .seconds = reply.eligible_in});
       break;
     }
     case TaskState::kRunning: {
       const Worker& w = from.workers.at(task.worker);
-      reply.reasons.push_back("running: attempt " + std::to_string(task.attempt) +
-                              " on worker pid " + std::to_string(w.pid) + " on " + w.host);
+      reply.reasons.push_back(
+          {.kind = Reason::Kind::kRunning, .name = w.host, .count = task.attempt, .pid = w.pid});
       break;
     }
     case TaskState::kFinished:
-      reply.state = std::string(StatusName(Delivery::Stored(from.store, *id).status));
+      reply.status = Delivery::Stored(from.store, *id).status;
       break;
     case TaskState::kQueued:
       Queued(from, *id, task, reply.reasons);

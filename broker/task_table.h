@@ -18,29 +18,10 @@
 #include "broker/journal.h"
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/ids.h"
 #include "common/protocol.h"
 
 namespace orq {
-
-// kWaiting: for its dependencies. kQueued: in a ready queue or parked at a gate. kDelayed: for
-// its delay or retry backoff. kRunning: leased to a worker. kFinished: its one outcome is stored.
-enum class TaskState : uint8_t { kWaiting, kQueued, kDelayed, kRunning, kFinished };
-inline constexpr size_t kTaskStateCount = 5;
-constexpr const char* TaskStateName(TaskState state) {
-  switch (state) {
-    case TaskState::kWaiting:
-      return "waiting";
-    case TaskState::kQueued:
-      return "queued";
-    case TaskState::kDelayed:
-      return "delayed";
-    case TaskState::kRunning:
-      return "running";
-    case TaskState::kFinished:
-      return "finished";
-  }
-  return "?";
-}
 
 struct Task {
   TaskSpec* spec = nullptr;  // in its Job's specs; cleared of its payload once finished

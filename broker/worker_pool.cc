@@ -157,13 +157,13 @@ void WorkerPool::Return(Worker& w, TaskId id, const TaskSpec& spec) {
   w.held.erase(it);
 }
 
-std::string WorkerPool::NoWorkerReason(const TaskSpec& spec) const {
+Reason WorkerPool::NoWorkerReason(const TaskSpec& spec) const {
   const Needs& n = spec.need();
-  if (workers_.empty()) return "no worker is registered";
+  if (workers_.empty()) return {.kind = Reason::Kind::kNoWorkers};
   if (!n.queue.empty() && std::none_of(workers_.begin(), workers_.end(),
                                        [&](const auto& w) { return Serves(w.second, n.queue); }))
-    return "no worker serves queue '" + n.queue + "' (orq worker --queues " + n.queue + ")";
-  return "no worker offers " + Wants(spec) + " (orq worker --resources, --queues)";
+    return {.kind = Reason::Kind::kNoQueueServer, .name = n.queue};
+  return {.kind = Reason::Kind::kNoWorkerOffers, .name = Wants(spec)};
 }
 
 std::string WorkerPool::Wants(const TaskSpec& spec) {

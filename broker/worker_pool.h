@@ -87,7 +87,7 @@ class WorkerPool {
   static void Return(Worker& w, TaskId id, const TaskSpec& spec);
 
   // Why no registered worker can run the task, for explain.
-  std::string NoWorkerReason(const TaskSpec& spec) const;
+  Reason NoWorkerReason(const TaskSpec& spec) const;
   static std::string Wants(const TaskSpec& spec);  // "cpus=4,gpu=1"
 
   // The identities of the remote workers connected from `host`.

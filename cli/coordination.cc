@@ -11,6 +11,7 @@
 #include "cli/format.h"
 #include "cli/verbs.h"
 #include "common/ids.h"
+#include "common/words.h"
 
 namespace orq {
 namespace {
@@ -86,15 +87,18 @@ ExitCode ExplainVerb(const std::string& task, bool json) {
     std::strftime(text, sizeof text, "%H:%M:%S", std::localtime(&when));
     at = text;
   }
+  const std::string state(reply.status ? StatusName(*reply.status) : StateName(reply.state));
+  std::vector<std::string> reasons;
+  for (const Reason& reason : reply.reasons) reasons.push_back(Sentence(reason));
   if (json) {
-    nlohmann::json j{{"task", task}, {"state", reply.state}, {"reasons", reply.reasons}};
+    nlohmann::json j{{"task", task}, {"state", state}, {"reasons", reasons}};
     if (!at.empty()) j["eligible_in"] = reply.eligible_in, j["eligible_at"] = at;
     std::printf("%s\n", JsonLine(j).c_str());
     return ExitCode::kOk;
   }
-  std::printf("%s: %s%s\n", task.c_str(), reply.state.c_str(),
+  std::printf("%s: %s%s\n", task.c_str(), state.c_str(),
               at.empty() ? "" : (" until " + at).c_str());
-  for (const std::string& reason : reply.reasons) std::printf("  %s\n", reason.c_str());
+  for (const std::string& reason : reasons) std::printf("  %s\n", reason.c_str());
   return ExitCode::kOk;
 }
 

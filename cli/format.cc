@@ -134,7 +134,7 @@ nlohmann::json StatusJson(StatusReply s) {
 namespace {
 std::string Holders(const GateInfo& g) {
   std::string text;
-  for (const std::string& id : g.holders) text += (text.empty() ? "" : " ") + id;
+  for (TaskId id : g.holders) text += (text.empty() ? "" : " ") + FormatTaskId(id);
   if (g.held > g.holders.size()) text += " ...";
   return text;
 }
@@ -155,11 +155,18 @@ std::string LimitLine(const GateInfo& l) {
   return line;
 }
 
+// The holders' ids as people write them ("j7.2").
+std::vector<std::string> HolderIds(const GateInfo& g) {
+  std::vector<std::string> ids;
+  for (TaskId id : g.holders) ids.push_back(FormatTaskId(id));
+  return ids;
+}
+
 nlohmann::json LimitJson(const GateInfo& l) {
   nlohmann::json j = {{"name", l.name},
                       {"running", l.held},
                       {"waiting", l.waiting},
-                      {"holders", l.holders},
+                      {"holders", HolderIds(l)},
                       {"max", nullptr},
                       {"rate_per_s", nullptr},
                       {"burst", std::max<uint32_t>(l.limit.burst, 1)}};
@@ -178,7 +185,7 @@ std::string LockLine(const GateInfo& l) {
 nlohmann::json LockJson(const GateInfo& l) {
   return {{"name", l.name},
           {"mode", l.mode ? nlohmann::json(LockModeName(*l.mode)) : nlohmann::json(nullptr)},
-          {"holders", l.holders},
+          {"holders", HolderIds(l)},
           {"held", l.held},
           {"waiting", l.waiting}};
 }

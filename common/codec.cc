@@ -416,6 +416,8 @@ void Get(Reader& r, LimitSpec& l) {
 
 void Put(Writer& w, const GateInfo& g);
 void Get(Reader& r, GateInfo& g);
+void Put(Writer& w, const Reason& x);
+void Get(Reader& r, Reason& x);
 
 void Put(Writer& w, const WorkerInfo& i) {
   w.I64(i.pid);
@@ -476,6 +478,41 @@ template <typename T> void GetVector(Reader& r, std::vector<T>& v) {
   }
 }
 
+void Put(Writer& w, const Reason& x) {
+  w.U64(static_cast<uint8_t>(x.kind));
+  w.Str(x.name);
+  Put(w, x.id);
+  w.U64(static_cast<uint8_t>(x.state));
+  PutVector(w, x.holders);
+  w.U64(x.count);
+  w.U64(x.max);
+  w.F64(x.seconds);
+  w.F64(x.rate);
+  w.I64(x.pid);
+  w.U64(x.any);
+  w.U64(static_cast<uint8_t>(x.mode));
+}
+void Get(Reader& r, Reason& x) {
+  const uint64_t kind = r.U64();
+  if (kind > Reason::kLastKind) return void(r.Fail());
+  x.kind = static_cast<Reason::Kind>(kind);
+  x.name = r.Str();
+  Get(r, x.id);
+  const uint64_t state = r.U64();
+  if (state >= kTaskStateCount) return void(r.Fail());
+  x.state = static_cast<TaskState>(state);
+  GetVector(r, x.holders);
+  x.count = r.U64();
+  x.max = r.U64();
+  x.seconds = r.F64();
+  x.rate = r.F64();
+  x.pid = r.I64();
+  x.any = r.Bool();
+  const uint64_t mode = r.U64();
+  if (mode > static_cast<uint8_t>(LockMode::kWrite)) return void(r.Fail());
+  x.mode = static_cast<LockMode>(mode);
+}
+
 void Put(Writer& w, const GateInfo& g) {
   w.Str(g.name);
   Put(w, g.limit);
@@ -526,6 +563,10 @@ struct Out {
   void operator()(const Lease& v) { Put(w, v); }
   void operator()(const LimitSpec& v) { Put(w, v); }
   void operator()(const LimitRequest::Op& v) { w.U64(static_cast<uint8_t>(v)); }
+  void operator()(const TaskState& v) { w.U64(static_cast<uint8_t>(v)); }
+  void operator()(const std::optional<TaskStatus>& v) {  // 0: none
+    w.U64(v ? 1 + static_cast<uint8_t>(*v) : 0);
+  }
   template <typename T> void operator()(const std::vector<T>& v) { PutVector(w, v); }
 };
 struct In {
@@ -554,6 +595,16 @@ struct In {
     const uint64_t op = r.U64();
     if (op > static_cast<uint8_t>(LimitRequest::Op::kRemove)) r.Fail();
     v = static_cast<LimitRequest::Op>(op);
+  }
+  void operator()(TaskState& v) {
+    const uint64_t state = r.U64();
+    if (state >= kTaskStateCount) return void(r.Fail());
+    v = static_cast<TaskState>(state);
+  }
+  void operator()(std::optional<TaskStatus>& v) {
+    const uint64_t status = r.U64();
+    if (status > 1 + static_cast<uint8_t>(TaskStatus::kDependencyFailed)) return void(r.Fail());
+    v = status == 0 ? std::nullopt : std::optional(static_cast<TaskStatus>(status - 1));
   }
   template <typename T> void operator()(std::vector<T>& v) { GetVector(r, v); }
 };
@@ -606,7 +657,9 @@ void Fields(Is<ReadOutputMessage> auto& m, auto&& f) {
 void Fields(Is<OutputPieceMessage> auto& m, auto&& f) {
   f(m.fetch), f(m.found), f(m.end), f(m.text);
 }
-void Fields(Is<ExplainedReply> auto& m, auto&& f) { f(m.state), f(m.reasons), f(m.eligible_in); }
+void Fields(Is<ExplainedReply> auto& m, auto&& f) {
+  f(m.state), f(m.status), f(m.reasons), f(m.eligible_in);
+}
 void Fields(Is<CancelledReply> auto& m, auto&& f) { f(m.count); }
 void Fields(Is<ErrorReply> auto& m, auto&& f) { f(m.code), f(m.message); }
 void Fields(Is<PongReply> auto& m, auto&& f) { f(m.broker_pid); }

@@ -83,8 +83,8 @@ std::vector<Message> OneOfEach() {
         s.tasks.queued = 1, s.tasks.worker_lost = 9;
         s.jobs = 3;
         s.counters.malformed = 5, s.counters.handshake_failed = 11;
-        s.limits = {{"download", {"download", 2, 0.5, 3}, std::nullopt, {"j1.0", "j1.1"}, 2, 7}};
-        s.locks = {{"db", {}, LockMode::kWrite, {"j2.0"}, 1, 2}};
+        s.limits = {{"download", {"download", 2, 0.5, 3}, std::nullopt, {{1, 0}, {1, 1}}, 2, 7}};
+        s.locks = {{"db", {}, LockMode::kWrite, {{2, 0}}, 1, 2}};
         return s;
       }(),
       CancelledReply{3},
@@ -124,7 +124,18 @@ std::vector<Message> OneOfEach() {
       DropOutputMessage{{{{3, 1}, 2}}},
       ReadOutputMessage{7, {{3, 1}, 2}, true, 1u << 20},
       OutputPieceMessage{7, true, false, "the rest"},
-      ExplainedReply{"waiting", {"waiting for j3.0 (running)", "limit api is at 2/2"}},
+      ExplainedReply{TaskState::kWaiting,
+                     std::nullopt,
+                     {Reason{.kind = Reason::Kind::kDependency,
+                             .id = {3, 0},
+                             .state = TaskState::kRunning,
+                             .any = true},
+                      Reason{.kind = Reason::Kind::kLimitFull,
+                             .name = "api",
+                             .holders = {{2, 0}, {2, 1}},
+                             .count = 2,
+                             .max = 2}}},
+      ExplainedReply{TaskState::kFinished, TaskStatus::kTimeout, {}, -1},
       WatchMessage{{{3, 1}, {4, 2}}}};
 }
 

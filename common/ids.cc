@@ -11,6 +11,22 @@ std::string FormatId(const IdRef& id) {
   return id.index ? FormatTaskId({id.job, *id.index}) : FormatJobId(id.job);
 }
 
+std::string_view StateName(TaskState state) {
+  switch (state) {
+    case TaskState::kWaiting:
+      return "waiting";
+    case TaskState::kQueued:
+      return "queued";
+    case TaskState::kDelayed:
+      return "delayed";
+    case TaskState::kRunning:
+      return "running";
+    case TaskState::kFinished:
+      return "finished";
+  }
+  return "?";
+}
+
 std::optional<IdRef> ParseId(std::string_view text) {
   if (!text.empty() && text.front() == 'j') text.remove_prefix(1);
   IdRef ref;

@@ -16,6 +16,8 @@ std::string FormatTaskId(TaskId id);
 std::string FormatId(const IdRef& id);
 
 std::string_view StatusName(TaskStatus status);
+// "waiting", "queued", "delayed", "running", "finished".
+std::string_view StateName(TaskState state);
 // The status of that name ("ok", "failed", "timeout", "cancelled", "worker_lost").
 std::optional<TaskStatus> ParseStatus(std::string_view name);
 

@@ -435,11 +435,11 @@ struct LimitRequest {  // -> LimitsReply (every limit after the change), or Erro
 // A limit or a lock as `orq limit list` and `orq status` show it.
 struct GateInfo {
   std::string name;
-  LimitSpec limit;                   // a limit: its spec (name empty for a lock)
-  std::optional<LockMode> mode;      // a lock: how it is held; nullopt when free
-  std::vector<std::string> holders;  // task ids, at most kMaxGateHolders
-  uint32_t held = 0;                 // all holders
-  uint32_t waiting = 0;              // tasks waiting for it (writers, for a lock)
+  LimitSpec limit;               // a limit: its spec (name empty for a lock)
+  std::optional<LockMode> mode;  // a lock: how it is held; nullopt when free
+  std::vector<TaskId> holders;   // at most kMaxGateHolders
+  uint32_t held = 0;             // all holders
+  uint32_t waiting = 0;          // tasks waiting for it (writers, for a lock)
 };
 inline constexpr size_t kMaxGateHolders = 20;
 struct LimitsReply {
@@ -453,13 +453,56 @@ struct ExplainRequest {  // -> ExplainedReply, or ErrorReply
   static constexpr Command kCommand = Command::kExplain;
   TaskId task;
 };
+// Where a task is in its life. kWaiting: for its dependencies. kQueued: in a ready queue, or
+// parked at a gate. kDelayed: for its delay or retry backoff. kRunning: leased to a worker.
+// kFinished: its one outcome is stored.
+enum class TaskState : uint8_t { kWaiting, kQueued, kDelayed, kRunning, kFinished };
+inline constexpr size_t kTaskStateCount = 5;
+
+// One reason why a task does not run yet (`orq explain`), as data: the CLI words it
+// (common/reasons.h), a program reads the fields. Each kind uses the fields its comment names.
+struct Reason {
+  enum class Kind : uint8_t {
+    kDependency,        // for `id` (a task in `state`, or a whole job with `count` tasks
+                        // unfinished); `any`: however it ends
+    kMoreDependencies,  // and for `count` more
+    kDelay,             // its delay; it is eligible in `seconds` (-1: not known)
+    kBackoff,           // its retry backoff; it is eligible in `seconds` (-1: not known)
+    kRunning,           // attempt `count` runs on worker `pid` on host `name`
+    kLockHeld,          // lock `name` is held for `mode` by `holders` (`count` in all)
+    kWritersWaiting,    // lock `name` has `count` writers waiting; readers wait behind writers
+    kLimitFull,         // limit `name` is at `count`/`max`, held by `holders`
+    kLimitRate,         // limit `name` allows `rate` starts a second; the next in `seconds`
+    kNoWorkers,         // no worker is registered
+    kNoQueueServer,     // no worker serves queue `name`
+    kNoWorkerOffers,    // no worker offers `name` (what it wants: "cpus=4,gpu=1")
+    kNoRoom,            // every worker that could run it is using `name` (what it wants)
+    kNoSlots,           // no worker has slots for `name` (its kind) tasks
+    kBehind,            // `count` queued tasks go first (higher priority, or submitted earlier)
+    kNextInLine,        // it starts when a worker has a free `name` (its kind) slot
+  };
+  static constexpr uint8_t kLastKind = static_cast<uint8_t>(Kind::kNextInLine);
+  Kind kind = Kind::kNextInLine;
+  std::string name;
+  IdRef id;
+  TaskState state = TaskState::kQueued;
+  std::vector<TaskId> holders;  // at most kMaxGateHolders
+  uint64_t count = 0;
+  uint64_t max = 0;
+  double seconds = -1;
+  double rate = 0;
+  int64_t pid = 0;
+  bool any = false;
+  LockMode mode = LockMode::kRead;
+  bool operator==(const Reason&) const = default;
+};
 struct ExplainedReply {
   static constexpr Command kCommand = Command::kExplained;
-  std::string state;                 // waiting, queued, delayed, running, or its final status
-  std::vector<std::string> reasons;  // why it does not run yet, one sentence each; empty: it runs
+  TaskState state = TaskState::kQueued;
+  std::optional<TaskStatus> status;  // kFinished: how it ended
+  std::vector<Reason> reasons;       // why it does not run yet; empty: it runs, or it ended
   double eligible_in = -1;           // delayed: seconds until it may start; -1: not delayed
 };
-
 struct ReloadAccessRequest {  // -> ReloadedReply (local peers only)
   static constexpr Command kCommand = Command::kReloadAccess;
 };
