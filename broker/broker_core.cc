@@ -77,8 +77,8 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
       }
       if (task.spec->needs && !task.spec->needs->after.empty() && task.attempt == 0 &&
           r.retry_due == 0 && !r.cancel_requested) {
-        tasks_.Move(task, TaskState::kWaiting);  // wired once every job is back: it may wait on
-        to_wire.push_back(id);                   // a later one
+        tasks_.Move(task, Task::Waiting{});  // wired once every job is back: it may wait on
+        to_wire.push_back(id);               // a later one
         continue;
       }
       if (r.cancel_requested) {
@@ -96,7 +96,7 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
         // It was running when the broker stopped: that execution is lost.
         ++counters_.requeued;
         if (task.attempt - task.failures >= task.spec->attempts) {
-          LeaseLost(id, task, "the broker stopped while it ran");
+          LeaseLost(id, task, "the broker stopped while it ran", false);
           continue;
         }
         orphans_[id] = "";  // who held it is not journaled: a local worker may take it back
@@ -162,12 +162,16 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
           [&](ForgetRequest& m) { Forget(from, m); },
           [&](JobsRequest& m) { Reply(from, JobsReport(tasks_, m, now_)); },
           [&](RetryRequest& m) { Retry(from, m); },
-          [&](LogsRequest& m) { Logs(from, m); },
+          [&](LogsRequest& m) {
+            const auto id = tasks_.ResolveTask(m.task);
+            if (!id) return Reply(from, id.error());
+            readers_.Logs(from, m, *id, *tasks_.Find(*id), store_, workers_, now_, out_);
+          },
           [&](LimitRequest& m) { Limit(from, m); },
           [&](ExplainRequest& m) { Reply(from, Explain(Sources(), m)); },
           [&](ResultsAck&) { delivery_.Acknowledged(from, out_); },
           [&](OutputMessage& m) {
-            if (worker) Output(*worker_id, m);
+            if (worker) readers_.Output(*worker_id, m, tasks_.Find(m.id), out_);
           },
           [&](OutputPieceMessage& m) {
             if (m.text.size() > kOutputPieceBytes) {  // counted, and the next worker is asked
@@ -175,8 +179,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
               m.found = false;
               m.text.clear();
             }
-            if (!worker || !spill_fetches_.Piece(*worker_id, m, IdentityOf(), out_))
-              ++counters_.unexpected;
+            if (!worker || !readers_.Piece(*worker_id, m, workers_, out_)) ++counters_.unexpected;
           },
           [&](ReadyMessage& m) { Register(from, role, key, m); },
           [&](WorkerResultsMessage& m) {
@@ -226,72 +229,7 @@ void BrokerCore::HandleMalformed(const std::string& from, const std::string& wha
 
 void BrokerCore::PeerUnreachable(const std::string& peer) {
   delivery_.ClientGone(peer);
-  spill_fetches_.ClientGone(peer);
-  followers_.ClientGone(peer);
-}
-
-void BrokerCore::Logs(const std::string& from, const LogsRequest& request) {
-  const auto id = tasks_.ResolveTask(request.task);
-  if (!id) return Reply(from, id.error());
-  if (request.rest) return LogsRest(from, *id, request);
-  const Task& task = *tasks_.Find(*id);
-  const Followers::Follower follower{from, request.err, request.follow, task.attempt, 0};
-  switch (task.state) {
-    case TaskState::kFinished:
-      followers_.Add(*id, follower);
-      return followers_.End(*id, Stored(*id), out_);
-    case TaskState::kWaiting:
-    case TaskState::kQueued:
-    case TaskState::kDelayed:
-      if (!request.follow)
-        return Reply(from, LogChunk{"", true, FormatTaskId(*id) + " has not started yet", "", ""});
-      followers_.Add(*id, follower);  // told to its worker when it is leased (Dispatch)
-      return;
-    case TaskState::kRunning:
-      followers_.Add(*id, follower);
-      // Its worker sends what it printed so far at once, then the rest as it comes.
-      return Reply(workers_.at(task.worker).identity, WatchMessage{{*id}});
-  }
-}
-
-void BrokerCore::LogsRest(const std::string& from, TaskId id, const LogsRequest& request) {
-  const std::string stream = request.err ? "stderr" : "stdout";
-  if (tasks_.Find(id)->state != TaskState::kFinished)
-    return Reply(from, LogChunk{"", true,
-                                FormatTaskId(id) + " runs again: its " + stream +
-                                    " starts again (orq logs " + FormatTaskId(id) + ")"});
-  const TaskOutcome outcome = Stored(id);
-  const ShellOutput::More* more = outcome.shell ? outcome.shell->more.get() : nullptr;
-  const std::string file = more ? (request.err ? more->stderr_file : more->stdout_file) : "";
-  if (file.empty())
-    return Reply(from, LogChunk{"", true, "its " + stream + " did not go to a file"});
-  // The broker named the file (absolute: a local worker's, in this host's $ORQ_HOME; else in the
-  // $ORQ_HOME of the remote worker on its host), so every local worker can read a local one, and
-  // the remote workers of that host may have a remote one.
-  const bool local = file[0] == '/';
-  std::vector<uint32_t> holders = workers_.Readers(local, more->host);
-  const std::string where =
-      local ? file : file + " in the $ORQ_HOME of its worker on " + more->host;
-  spill_fetches_.Begin({from, {id, outcome.attempt}, request.err, request.offset, where},
-                       std::move(holders), now_, IdentityOf(), out_);
-}
-
-SpillFetches::IdentityOf BrokerCore::IdentityOf() const {
-  return [this](uint32_t worker) -> const std::string* {
-    const Worker* w = workers_.Find(worker);
-    return w ? &w->identity : nullptr;
-  };
-}
-
-void BrokerCore::Output(uint32_t worker, const OutputMessage& output) {
-  if (followers_.empty()) return;
-  // Only the attempt that holds the lease speaks for the task (a worker that lost it may still
-  // send a little): anything else would restart the followers' stream.
-  const Task* task = tasks_.Find(output.id);
-  if (!task || task->state != TaskState::kRunning || task->attempt != output.attempt ||
-      task->worker != worker)
-    return;
-  followers_.Output(output, out_);
+  readers_.ClientGone(peer);
 }
 
 void BrokerCore::Submit(const std::string& from, SubmitRequest& request) {
@@ -332,7 +270,7 @@ uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const J
   for (uint32_t i = 0; i < job.size; ++i) {
     Task& task = job.tasks[i];
     if (task.spec->needs && !task.spec->needs->after.empty()) {
-      tasks_.Move(task, TaskState::kWaiting);
+      tasks_.Move(task, Task::Waiting{});
       to_wire.push_back(i);
     } else if (task.spec->delay > 0) {
       Delay({number, i}, task, now_ + Seconds(task.spec->delay));
@@ -347,15 +285,16 @@ uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const J
 void BrokerCore::Wire(TaskId id, Task& task) {
   // Precondition: task.state is kWaiting (and counted so). One more than the dependencies while
   // wiring, so that a dependency ending meanwhile cannot release it.
-  task.pending = 1;
+  uint32_t& pending = task.waiting().pending;
+  pending = 1;
   for (const Dependency& d : task.spec->need().after) {
-    if (task.state != TaskState::kWaiting) return;  // it ended (dependency_failed) on the way
+    if (task.state() != TaskState::kWaiting) return;  // it ended (dependency_failed) on the way
     const uint64_t job_number = d.job == Dependency::kSameJob ? id.job : d.job;
     const Dependant me{id, d.any};
     if (d.whole_job) {
       const Job* job = tasks_.FindJob(job_number);
       if (!job) continue;  // forgotten after it ended (see Restore)
-      ++task.pending;
+      ++pending;
       if (job->unfinished > 0) {
         graph_.WaitForJob(job_number, me);
         continue;
@@ -367,8 +306,8 @@ void BrokerCore::Wire(TaskId id, Task& task) {
     const TaskId other{job_number, d.index};
     const Task* dependency = tasks_.Find(other);
     if (!dependency) continue;  // forgotten after it ended
-    ++task.pending;
-    if (dependency->state != TaskState::kFinished) {
+    ++pending;
+    if (dependency->state() != TaskState::kFinished) {
       graph_.WaitForTask(other, me);
       continue;
     }
@@ -376,14 +315,14 @@ void BrokerCore::Wire(TaskId id, Task& task) {
     DependencyEnded(me, FormatTaskId(other),
                     outcome && outcome->status != TaskStatus::kOk ? &*outcome : nullptr);
   }
-  if (task.state != TaskState::kWaiting) return;
-  if (--task.pending == 0) Release(id, task);
+  if (task.state() != TaskState::kWaiting) return;
+  if (--pending == 0) Release(id, task);
 }
 
 void BrokerCore::Release(TaskId id, Task& task) {
   const SteadyTime due = tasks_.job(id.job).submitted_at + Seconds(task.spec->delay);
   if (task.spec->delay > 0 && due > now_) return Delay(id, task, due);
-  tasks_.Move(task, TaskState::kQueued);
+  tasks_.Move(task, Task::Queued{});
   Enqueue(id, task);
 }
 
@@ -397,9 +336,10 @@ std::pair<std::string, std::optional<TaskOutcome>> BrokerCore::JobEnded(uint64_t
 void BrokerCore::DependencyEnded(const Dependant& dependant, const std::string& dependency,
                                  const TaskOutcome* outcome) {
   Task* task = tasks_.Find(dependant.id);
-  if (!task || task->state != TaskState::kWaiting) return;  // it ended already (cancelled, failed)
+  if (!task || task->state() != TaskState::kWaiting)
+    return;  // it ended already (cancelled, failed)
   if (!outcome || dependant.any) {
-    if (--task->pending == 0) Release(dependant.id, *task);
+    if (--task->waiting().pending == 0) Release(dependant.id, *task);
     return;
   }
   task->attempt = 0;
@@ -452,7 +392,7 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request) {
   } else {
     std::vector<uint32_t> failed;  // the finished tasks that did not end ok
     for (uint32_t i = 0; i < job->size; ++i) {
-      if (!job->tasks.empty() && job->tasks[i].state != TaskState::kFinished) continue;
+      if (!job->tasks.empty() && job->tasks[i].state() != TaskState::kFinished) continue;
       const auto outcome = store_.Find({request.job, i});
       if (outcome && outcome->status != TaskStatus::kOk) failed.push_back(i);
     }
@@ -481,7 +421,7 @@ void BrokerCore::EndTurn() {
 }
 
 void BrokerCore::Delay(TaskId id, Task& task, SteadyTime due) {
-  tasks_.Move(task, TaskState::kDelayed);
+  tasks_.Move(task, Task::Delayed{});
   delayed_.Add(id, due);
 }
 
@@ -496,7 +436,7 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request) {
   gather.ids = std::move(*ids);
   std::vector<bool> finished(gather.ids.size());
   for (size_t i = 0; i < gather.ids.size(); ++i)
-    finished[i] = tasks_.Find(gather.ids[i])->state == TaskState::kFinished;
+    finished[i] = tasks_.Find(gather.ids[i])->state() == TaskState::kFinished;
   if (gather.stream) {
     for (const IdRef& ref : request.ids)  // (Resolve() checked them all)
       gather.sizes.push_back(ref.index ? 1 : tasks_.job(ref.job).size);
@@ -507,9 +447,9 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request) {
 TaskOutcome BrokerCore::Stored(TaskId id) const { return Delivery::Stored(store_, id); }
 
 void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome) {
-  if (task.state == TaskState::kFinished) return;  // one outcome per task, always
+  if (task.state() == TaskState::kFinished) return;  // one outcome per task, always
   if (!orphans_.empty()) orphans_.erase(id);
-  if (task.state == TaskState::kQueued && !parking_.empty())
+  if (task.state() == TaskState::kQueued && !parking_.empty())
     Requeue(parking_.StopWaiting(id, now_));
   tasks_.Finish(id, task, outcome.status, now_);
   outcome.id = id;
@@ -534,7 +474,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome) {
       outcome.shell->more = std::move(more);
     }
   }
-  if (!followers_.empty()) followers_.End(id, outcome, out_);
+  readers_.Ended(id, outcome, out_);
   store_.Put(std::move(outcome));
   if (ok) ClearPayload(task);
   delivery_.Ended(id, out_);
@@ -554,15 +494,15 @@ uint32_t BrokerCore::CancelTasks(const std::vector<TaskId>& ids, bool running,
   std::unordered_map<uint32_t, CancelTasksMessage> stops;
   for (TaskId id : ids) {
     Task& task = *tasks_.Find(id);
-    if (task.state == TaskState::kRunning) {
+    if (task.state() == TaskState::kRunning) {
       if (!running) continue;  // --halt soon: let it finish
-      if (!task.cancel_requested) {
-        task.cancel_requested = true;
+      if (Task::Running& run = task.running(); !run.cancel_requested) {
+        run.cancel_requested = true;
         journal_.RecordCancelRequest(id);
-        stops[task.worker].ids.push_back(id);
+        stops[run.worker].ids.push_back(id);
       }
       ++count;
-    } else if (task.state != TaskState::kFinished) {
+    } else if (task.state() != TaskState::kFinished) {
       Finish(id, task, Ending(TaskStatus::kCancelled, why));
       ++count;
     }
@@ -580,7 +520,7 @@ void BrokerCore::Halt() {
     if (!job || job->unfinished == 0) continue;
     std::vector<TaskId> ids;
     for (uint32_t i = 0; i < job->tasks.size(); ++i) {
-      if (job->tasks[i].state != TaskState::kFinished) ids.push_back({job_number, i});
+      if (job->tasks[i].state() != TaskState::kFinished) ids.push_back({job_number, i});
     }
     CancelTasks(ids, job->halt.now, "cancelled: its job halted (--halt)");
   }
@@ -648,16 +588,15 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
     const bool gated = task && task->spec->needs;
     if (gated && !parking_.empty()) Requeue(parking_.StopWaiting(lease.id, now_));
     // (Nor one it no longer has the resources for: it may have registered with fewer.)
-    if (task && task->state == TaskState::kQueued && task->attempt == lease.attempt &&
-        MayAdopt(lease.id, role, key) && !task->cancel_requested &&
+    if (task && task->state() == TaskState::kQueued && task->attempt == lease.attempt &&
+        MayAdopt(lease.id, role, key) &&
         (!gated || !parking_.limits().Check(*task->spec->needs, now_)) &&
         WorkerPool::Fits(w, *task->spec, Cpus(*task->spec))) {
       if (gated) parking_.limits().Acquire(*task->spec->needs, lease.id, now_);
       std::vector<std::string> ignored;  // it has its units' variables already
       WorkerPool::Lease(w, lease.id, *task->spec, ignored);
       orphans_.erase(lease.id);
-      tasks_.Move(*task, TaskState::kRunning);
-      task->worker = id;
+      tasks_.Move(*task, Task::Running{.worker = id});
       if (!held.count(lease.id)) ++counters_.adopted;
     } else {
       stale.ids.push_back(lease.id);
@@ -673,7 +612,7 @@ void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results) {
   Worker& worker = workers_.at(worker_id);
   for (TaskOutcome& outcome : results.outcomes) {
     Task* task = tasks_.Find(outcome.id);
-    if (!task || task->state != TaskState::kRunning || task->worker != worker_id ||
+    if (!task || task->state() != TaskState::kRunning || task->running().worker != worker_id ||
         task->attempt != outcome.attempt) {
       ++counters_.stale_results;
       continue;
@@ -683,7 +622,8 @@ void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results) {
     outcome.worker_pid = worker.pid;
     const bool own_failure =
         outcome.status == TaskStatus::kFailed || outcome.status == TaskStatus::kTimeout;
-    if (own_failure && !task->cancel_requested && ScheduleRetry(outcome.id, *task, outcome))
+    if (own_failure && !task->running().cancel_requested &&
+        ScheduleRetry(outcome.id, *task, outcome))
       continue;
     Finish(outcome.id, *task, std::move(outcome));
   }
@@ -767,7 +707,7 @@ void BrokerCore::Dispatch() {
           queue->pop();
           const TaskId id = entry.id;
           Task* task = tasks_.Find(id);
-          if (!task || task->state != TaskState::kQueued) continue;  // cancelled while queued
+          if (!task || task->state() != TaskState::kQueued) continue;  // cancelled while queued
           const Needs* needs = task->spec->needs.get();
           const uint32_t cpus = Cpus(*task->spec);
           if ((needs || cpus > 0) && !WorkerPool::Fits(w, *task->spec, cpus)) {
@@ -795,10 +735,8 @@ void BrokerCore::Dispatch() {
       if (message.tasks.empty()) continue;
       progress = true;
       WatchMessage watch;  // the tasks someone waits to read the output of
-      if (!followers_.empty()) {
-        for (const Assignment& a : message.tasks) {
-          if (followers_.Watched(a.id)) watch.ids.push_back(a.id);
-        }
+      for (const Assignment& a : message.tasks) {
+        if (readers_.Watched(a.id)) watch.ids.push_back(a.id);
       }
       Reply(w.identity, std::move(message));
       if (!watch.ids.empty()) Reply(w.identity, std::move(watch));
@@ -808,8 +746,7 @@ void BrokerCore::Dispatch() {
 
 void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,
                         TasksMessage& message) {
-  tasks_.Move(task, TaskState::kRunning);
-  task.worker = worker_id;
+  tasks_.Move(task, Task::Running{.worker = worker_id});
   ++task.attempt;
   if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
   journal_.RecordLease(id, task.attempt);
@@ -823,21 +760,22 @@ void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why) {
   if (!workers_.Find(worker_id)) return;
   const Worker gone = workers_.Remove(worker_id);
   const std::string reason = "its worker (pid " + std::to_string(gone.pid) + ") was lost: " + why;
-  spill_fetches_.WorkerGone(worker_id, IdentityOf(), out_);
+  readers_.WorkerGone(worker_id, workers_, out_);
   for (TaskId id : gone.leases) {
     Task& task = *tasks_.Find(id);
     Requeue(parking_.StopRunning(id, task.spec->needs.get(), now_));
-    tasks_.Move(task, TaskState::kQueued);
+    const bool cancelled = task.running().cancel_requested;
+    tasks_.Move(task, Task::Queued{});
     ++counters_.requeued;
-    LeaseLost(id, task, reason);
-    if (task.state == TaskState::kQueued) orphans_[id] = gone.key;  // it may come back for it
+    LeaseLost(id, task, reason, cancelled);
+    if (task.state() == TaskState::kQueued) orphans_[id] = gone.key;  // it may come back for it
   }
   Dispatch();
 }
 
-void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why) {
+void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why, bool cancelled) {
   // Precondition: task.state is kQueued (and counted so), not yet in the ready queue.
-  if (task.cancel_requested)
+  if (cancelled)
     return Finish(id, task, Ending(TaskStatus::kCancelled, "cancelled while running; " + why));
   const uint32_t lost = task.attempt - task.failures;  // executions that ended without a result
   if (lost >= task.spec->attempts)
@@ -864,8 +802,8 @@ void BrokerCore::Tick(SteadyTime now) {
   now_ = now;
   while (const std::optional<TaskId> due = delayed_.PopDue(now)) {
     Task* task = tasks_.Find(*due);
-    if (!task || task->state != TaskState::kDelayed) continue;  // cancelled while delayed
-    tasks_.Move(*task, TaskState::kQueued);
+    if (!task || task->state() != TaskState::kDelayed) continue;  // cancelled while delayed
+    tasks_.Move(*task, Task::Queued{});
     Enqueue(*due, *task);
   }
   // Rates have new tokens; and once a heartbeat, every gate is looked at again (a safety net:
@@ -887,7 +825,7 @@ void BrokerCore::Tick(SteadyTime now) {
       ++counters_.workers_lost;
       DropWorker(id, "no heartbeat for " + std::to_string(expiry.count()) + " ms");
     }
-    spill_fetches_.Expire(now, out_);
+    readers_.Expire(now, out_);
     if (options_.retention.count() > 0) {
       while (const std::optional<uint64_t> oldest = tasks_.OldestFinished()) {
         if (now - tasks_.job(*oldest).finished_at < options_.retention || !ForgetJob(*oldest))

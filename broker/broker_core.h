@@ -28,13 +28,12 @@
 
 #include "broker/delivery.h"
 #include "broker/dependency_graph.h"
-#include "broker/followers.h"
 #include "broker/journal.h"
 #include "broker/outgoing.h"
+#include "broker/output_readers.h"
 #include "broker/parking.h"
 #include "broker/queues.h"
 #include "broker/reports.h"
-#include "broker/spill_fetch.h"
 #include "broker/store.h"
 #include "broker/task_table.h"
 #include "broker/worker_pool.h"
@@ -138,12 +137,6 @@ class BrokerCore {
   // Adds a job, journals it and places its tasks; returns its number.
   uint64_t AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
                   std::string key = "");
-  void Logs(const std::string& from, const LogsRequest& request);
-  // The rest of an ended task's stream, from the file it spilled to (LogsRequest::rest).
-  void LogsRest(const std::string& from, TaskId id, const LogsRequest& request);
-  SpillFetches::IdentityOf IdentityOf() const;
-  // A worker's output of a followed task: to its followers, if that worker holds the lease.
-  void Output(uint32_t worker, const OutputMessage& output);
   void Retry(const std::string& from, const RetryRequest& request);
   void Gather(const std::string& from, const GatherRequest& request);
   void Cancel(const std::string& from, const CancelRequest& request);
@@ -165,8 +158,9 @@ class BrokerCore {
   bool ForgetJob(uint64_t job);
   // Schedules a failed task's next attempt after its backoff; false when it has no retries left.
   bool ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed);
-  // The lease of a task whose worker is gone: back to the queue, or worker_lost, or cancelled.
-  void LeaseLost(TaskId id, Task& task, const std::string& why);
+  // The lease of a task whose worker is gone: back to the queue, or worker_lost, or cancelled
+  // (`cancelled`: its worker had been told to stop it).
+  void LeaseLost(TaskId id, Task& task, const std::string& why, bool cancelled);
   void Delay(TaskId id, Task& task, SteadyTime due);
   // A new task with dependencies (in kWaiting): waits for those that have not ended, is released
   // if none is left, or ends dependency_failed if one ended other than ok.
@@ -217,8 +211,7 @@ class BrokerCore {
   std::unordered_map<TaskId, std::string, TaskIdHash> orphans_;
   Delivery delivery_;  // gathers and streams: what each client was sent, what it took
   std::vector<SpilledOutput> forgotten_output_;
-  Followers followers_;         // clients reading a task's output (orq logs)
-  SpillFetches spill_fetches_;  // orq logs of spilled output, asked of workers
+  OutputReaders readers_;  // clients reading tasks' output (orq logs), spilled output fetched
   // Tasks waiting for a task to end, and for every task of a job to end (after: ["j3"]).
   DependencyGraph graph_;
   Parking parking_;                  // limits, locks, and the tasks parked on them

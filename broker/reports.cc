@@ -25,9 +25,9 @@ void WaitingFor(const ReportSources& from, TaskId id, const Task& task,
       why.count = other->unfinished;
     } else {
       const Task* other = from.tasks.Find({job, d.index});
-      if (!other || other->state == TaskState::kFinished) continue;
+      if (!other || other->state() == TaskState::kFinished) continue;
       why.id = {job, d.index};
-      why.state = other->state;
+      why.state = other->state();
     }
     if (shown++ < 10)
       reasons.push_back(std::move(why));
@@ -67,7 +67,7 @@ void Queued(const ReportSources& from, TaskId id, const Task& task, std::vector<
   if (const ReadyQueues::Queue* queue = from.ready.Find(spec.need().queue, c)) {
     for (const QueueEntry& e : queue->entries()) {
       const Task* other = from.tasks.Find(e.id);
-      if (other && other->state == TaskState::kQueued && me < e) ++ahead;
+      if (other && other->state() == TaskState::kQueued && me < e) ++ahead;
     }
   }
   if (ahead > 0)
@@ -111,7 +111,7 @@ Expected<JobsReply> JobsReport(const TaskTable& tasks, const JobsRequest& reques
     info.age = Seconds(now - job.submitted_at);
     info.tasks = job.size;
     for (const Task& task : job.tasks) {  // O(tasks): asked for now and then, not per task
-      switch (task.state) {
+      switch (task.state()) {
         case TaskState::kWaiting:
           ++info.waiting;
           break;
@@ -143,8 +143,8 @@ Expected<ExplainedReply> Explain(const ReportSources& from, const ExplainRequest
   if (!id) return id.error();
   const Task& task = *from.tasks.Find(*id);
   ExplainedReply reply;
-  reply.state = task.state;
-  switch (task.state) {
+  reply.state = task.state();
+  switch (task.state()) {
     case TaskState::kWaiting:
       WaitingFor(from, *id, task, reply.reasons);
       break;
@@ -157,7 +157,7 @@ Expected<ExplainedReply> Explain(const ReportSources& from, const ExplainRequest
       break;
     }
     case TaskState::kRunning: {
-      const Worker& w = from.workers.at(task.worker);
+      const Worker& w = from.workers.at(task.running().worker);
       reply.reasons.push_back(
           {.kind = Reason::Kind::kRunning, .name = w.host, .count = task.attempt, .pid = w.pid});
       break;

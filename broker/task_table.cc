@@ -98,9 +98,7 @@ Task* TaskTable::Find(TaskId id) {
   auto it = jobs_.find(id.job);
   if (it == jobs_.end() || id.index >= it->second.size) return nullptr;
   if (it->second.tasks.empty()) {  // compacted: every task of it has ended
-    compacted_task_ = Task{};
-    compacted_task_.spec = &compacted_spec_;
-    compacted_task_.state = TaskState::kFinished;
+    compacted_task_ = Task{.spec = &compacted_spec_, .data = Task::Finished{}};
     return &compacted_task_;
   }
   return &it->second.tasks[id.index];
@@ -122,16 +120,15 @@ std::optional<uint64_t> TaskTable::JobOfKey(const std::string& key) const {
   return it->second;
 }
 
-void TaskTable::Move(Task& task, TaskState to) {
-  --by_state_[static_cast<size_t>(task.state)];
-  ++by_state_[static_cast<size_t>(to)];
-  task.state = to;
+void TaskTable::Move(Task& task, Task::Data to) {
+  --by_state_[task.data.index()];
+  ++by_state_[to.index()];
+  task.data = to;
 }
 
 void TaskTable::Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now) {
-  --by_state_[static_cast<size_t>(task.state)];
-  task.state = TaskState::kFinished;
-  task.cancel_requested = false;
+  --by_state_[task.data.index()];  // (a finished task is counted by its status)
+  task.data = Task::Finished{};
   ++by_status_[static_cast<size_t>(status)];
   Job& job = jobs_.at(id.job);
   const bool ok = status == TaskStatus::kOk;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -24,16 +25,36 @@
 namespace orq {
 
 struct Task {
-  TaskSpec* spec = nullptr;  // in its Job's specs; cleared of its payload once finished
-  TaskState state = TaskState::kQueued;
-  bool cancel_requested = false;  // while kRunning: the worker was told to stop it
-  uint32_t attempt = 0;           // executions started so far
-  uint32_t failures = 0;          // failed executions that were retried
-  union {                         // (one field for two states: a job may hold millions of tasks)
-    uint32_t worker = 0;          // kRunning: the worker holding the lease
-    uint32_t pending;             // kWaiting: dependencies that have not ended yet
+  // What each state has of its own (Data's alternatives are in TaskState's order).
+  struct Waiting {
+    uint32_t pending = 0;  // dependencies that have not ended yet
   };
+  struct Queued {};
+  struct Delayed {};
+  struct Running {
+    uint32_t worker : 31 = 0;           // the worker holding the lease
+    uint32_t cancel_requested : 1 = 0;  // its worker was told to stop it
+  };
+  struct Finished {};
+  using Data = std::variant<Waiting, Queued, Delayed, Running, Finished>;
+
+  TaskSpec* spec = nullptr;  // in its Job's specs; cleared of its payload once finished
+  uint32_t attempt = 0;      // executions started so far
+  uint32_t failures = 0;     // failed executions that were retried
+  Data data = Queued{};      // its state, and what that state has (TaskTable::Move changes it)
+
+  TaskState state() const { return static_cast<TaskState>(data.index()); }
+  Waiting& waiting() { return std::get<Waiting>(data); }
+  Running& running() { return std::get<Running>(data); }
+  const Running& running() const { return std::get<Running>(data); }
 };
+static_assert(std::variant_size_v<Task::Data> == kTaskStateCount);
+static_assert(std::is_same_v<std::variant_alternative_t<size_t(TaskState::kRunning), Task::Data>,
+                             Task::Running>);
+static_assert(std::is_same_v<std::variant_alternative_t<size_t(TaskState::kWaiting), Task::Data>,
+                             Task::Waiting>);
+// A job may hold millions of tasks: what each costs is counted (docs/PERFORMANCE.md).
+static_assert(sizeof(Task) == 24);
 
 struct Job {
   // As submitted; never resized, so Task::spec stays valid. Both emptied once every task has
@@ -84,7 +105,7 @@ class TaskTable {
   const std::unordered_map<uint64_t, Job>& jobs() const { return jobs_; }
 
   // The one place a task's state changes (but to kFinished: Finish()), so the counts stay true.
-  void Move(Task& task, TaskState to);
+  void Move(Task& task, Task::Data to);
   // The task ended with `status`: counted in its job (and the job's first failure, and when the
   // job ended).
   void Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now);

@@ -8,7 +8,10 @@ namespace orq {
 
 uint32_t WorkerPool::Add(const std::string& identity, bool remote, const std::string& key,
                          const ReadyMessage& ready, SteadyTime now) {
-  const uint32_t id = next_++;
+  // Numbers fit in 31 bits (Task::Running keeps one so), and one still connected is skipped.
+  uint32_t id = next_;
+  while (workers_.count(id)) id = id % kMaxWorkerNumber + 1;
+  next_ = id % kMaxWorkerNumber + 1;
   Worker& w = workers_[id];
   w.identity = identity;
   w.key = key;

@@ -102,6 +102,7 @@ class WorkerPool {
   Map workers_;
   std::unordered_map<std::string, uint32_t> ids_;  // ROUTER identity -> worker number
   uint32_t next_ = 1;
+  static constexpr uint32_t kMaxWorkerNumber = (1u << 31) - 1;
 };
 
 }  // namespace orq

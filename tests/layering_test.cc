@@ -122,7 +122,7 @@ TEST(LayeringTest, NoUnitsIncludeEachOtherInACircle) {
   // And the core's parts are below it: BrokerCore includes each, none includes it.
   for (const char* part :
        {"broker/worker_pool", "broker/parking", "broker/dependency_graph", "broker/delivery",
-        "broker/followers", "broker/queues", "broker/store", "broker/journal", "broker/spill_fetch",
+        "broker/output_readers", "broker/queues", "broker/store", "broker/journal",
         "broker/task_table", "broker/reports"}) {
     EXPECT_TRUE(graph.at("broker/broker_core").count(part)) << "the core includes " << part;
   }
