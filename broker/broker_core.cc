@@ -705,7 +705,7 @@ void BrokerCore::Dispatch() {
           if (!queue) break;
           const QueueEntry entry = queue->top();
           queue->pop();
-          const TaskId id = entry.id;
+          const TaskId id = entry.id();
           Task* task = tasks_.Find(id);
           if (!task || task->state() != TaskState::kQueued) continue;  // cancelled while queued
           const Needs* needs = task->spec->needs.get();

@@ -43,14 +43,14 @@ std::vector<TaskId> Parking::Unpark(const GateKey& gate, SteadyTime now) {
   // Pops stale entries off `heap`; true when a task still parked on this gate is on top.
   auto top = [&](std::priority_queue<QueueEntry>& heap) {
     while (!heap.empty()) {
-      auto w = waiting_for_.find(heap.top().id);
+      auto w = waiting_for_.find(heap.top().id());
       if (w != waiting_for_.end() && w->second.gate == gate && !w->second.candidate) return true;
       heap.pop();
     }
     return false;
   };
   auto move_back = [&](std::priority_queue<QueueEntry>& heap) {
-    const TaskId id = heap.top().id;
+    const TaskId id = heap.top().id();
     heap.pop();
     waiting_for_.at(id).candidate = true;
     --parked.count;

@@ -23,13 +23,23 @@ namespace orq {
 // A task in a ready queue or parked on a gate. A max-heap of them gives the highest priority
 // first, then submission order (job, then index), so a task handed back by a lost worker goes
 // back to its place, not to the end.
-struct QueueEntry {
-  int32_t priority;
-  TaskId id;
+// Its fields laid out by hand: 16 bytes where {priority, TaskId} takes 24 (a job of 1,000,000
+// queued tasks has 1,000,000 of them).
+class QueueEntry {
+ public:
+  QueueEntry(int32_t priority, TaskId id) : priority_(priority), index_(id.index), job_(id.job) {}
+  int32_t priority() const { return priority_; }
+  TaskId id() const { return {job_, index_}; }
   bool operator<(const QueueEntry& o) const {
-    return priority != o.priority ? priority < o.priority : id > o.id;
+    return priority_ != o.priority_ ? priority_ < o.priority_ : id() > o.id();
   }
+
+ private:
+  int32_t priority_;
+  uint32_t index_;
+  uint64_t job_;
 };
+static_assert(sizeof(QueueEntry) == 16);
 
 class Parking {
  public:

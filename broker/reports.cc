@@ -66,7 +66,7 @@ void Queued(const ReportSources& from, TaskId id, const Task& task, std::vector<
   size_t ahead = 0;
   if (const ReadyQueues::Queue* queue = from.ready.Find(spec.need().queue, c)) {
     for (const QueueEntry& e : queue->entries()) {
-      const Task* other = from.tasks.Find(e.id);
+      const Task* other = from.tasks.Find(e.id());
       if (other && other->state() == TaskState::kQueued && me < e) ++ahead;
     }
   }
