@@ -444,8 +444,6 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request) {
   delivery_.Gather(std::move(gather), finished, out_);
 }
 
-TaskOutcome BrokerCore::Stored(TaskId id) const { return Delivery::Stored(store_, id); }
-
 void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome) {
   if (task.state() == TaskState::kFinished) return;  // one outcome per task, always
   if (!orphans_.empty()) orphans_.erase(id);

@@ -184,9 +184,6 @@ class BrokerCore {
   void Enqueue(TaskId id, const Task& task);
   // Records the task's one outcome, and tells whoever waits for it.
   void Finish(TaskId id, Task& task, TaskOutcome outcome);
-  // A finished task's outcome from the store; should the store have lost it (a journal edited
-  // by hand), an outcome that says so rather than a crash.
-  TaskOutcome Stored(TaskId id) const;
   void Dispatch();
   // Leases queued `task` to worker `w` as part of `message`.
   void Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task, TasksMessage& message);

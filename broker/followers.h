@@ -1,5 +1,5 @@
 // The clients reading a task's output (`orq logs`, `-f` to follow it): where each is in the
-// stream of which attempt. BrokerCore adds them and passes on what the worker holding the lease
+// stream of which attempt. OutputReaders adds them and passes on what the worker holding the lease
 // sends (OutputMessage); a follower gets each byte once, a note when an attempt starts again,
 // and the rest with the outcome once the task ends. Pure: appends what to send to `out`.
 #pragma once

@@ -1,6 +1,7 @@
 // The broker's durable record of jobs, leases, retries, cancels and results.
 //
-// BrokerCore calls the Record* methods as things happen; they only buffer. The shell calls Commit()
+// BrokerCore calls the Journal's Record* methods and the Store's AddJob/Put/Forget as things
+// happen; they only buffer. The shell calls Commit()
 // once per loop turn, before it sends any reply, so "accepted" (the job id printed by `orq submit`)
 // always means "committed to disk", and all the submits and results of one turn share one fsync
 // (group commit). On start, Load() gives back every job not forgotten, for BrokerCore::Restore().

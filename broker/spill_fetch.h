@@ -4,7 +4,7 @@
 // client however large the file is. A worker that has no such file (another worker on that host,
 // with another $ORQ_HOME) or leaves before it answers makes the next one on that host be asked;
 // when none is left, or none answers within kRequestTimeout, the client is told where the file
-// is. Pure: BrokerCore calls it with the workers it knows and the time.
+// is. Pure: OutputReaders calls it with the workers it knows and the time.
 #pragma once
 
 #include <cstdint>
