@@ -134,7 +134,7 @@ class BrokerCore {
   }
 
   void Submit(const std::string& from, SubmitRequest& request);
-  // Adds a job, journals it and places its tasks; returns its number.
+  // Adds a job to the table and the store and places its tasks; returns its number.
   uint64_t AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
                   std::string key = "");
   void Retry(const std::string& from, const RetryRequest& request);
@@ -178,8 +178,8 @@ class BrokerCore {
   // Tells the dependants of the tasks that ended (and of their jobs, once whole) that they ended.
   // Iterative, so that a failure down a chain of 10,000 tasks does not recurse 10,000 deep.
   void NotifyDependants();
-  // The end of an entry point: what --halt decided, delivery_.Flush(), then compaction (or, kept
-  // in memory only, forgetting past the bound).
+  // The end of an entry point: what --halt decided, delivery_.Flush(), compaction, and past
+  // BrokerOptions::memory_results, forgetting the jobs that ended first.
   void EndTurn();
   void Enqueue(TaskId id, const Task& task);
   // Records the task's one outcome, and tells whoever waits for it.
