@@ -449,14 +449,13 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome) {
   if (!orphans_.empty()) orphans_.erase(id);
   if (task.state() == TaskState::kQueued && !parking_.empty())
     Requeue(parking_.StopWaiting(id, now_));
-  tasks_.Finish(id, task, outcome.status, now_);
+  Job& job = tasks_.Finish(id, task, outcome.status, now_);
   outcome.id = id;
   outcome.attempt = task.attempt;
   if (auto it = last_errors_.find(id); it != last_errors_.end()) {
     outcome.last_error = std::move(it->second);
     last_errors_.erase(it);
   }
-  Job& job = tasks_.job(id.job);
   if (!job.halted && HaltDecided(job.halt, job.failed, job.ok)) {
     job.halted = true;
     halts_due_.push_back(id.job);

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "broker/broker_core.h"
+#include "common/ids.h"
+#include "common/words.h"
 
 namespace orq {
 
@@ -46,6 +48,18 @@ class BrokerCoreTest : public ::testing::Test {
     core_.Tick(now_);
     core_.DrainOutbox(out);
     return out;
+  }
+  // Why task "j1.4" does not run, as `orq explain` says it.
+  std::vector<std::string> Explain(const std::string& task) {
+    const auto ref = ParseId(task);
+    for (auto& o : Send("client", ExplainRequest{{ref->job, ref->index.value()}})) {
+      if (auto* e = std::get_if<ExplainedReply>(&o.message)) {
+        std::vector<std::string> said;  // as `orq explain` says them
+        for (const Reason& reason : e->reasons) said.push_back(Sentence(reason));
+        return said;
+      }
+    }
+    return {"no reply"};
   }
   uint64_t SubmitJob(std::vector<TaskSpec> specs) {
     auto out = Send("client", SubmitRequest{std::move(specs)});

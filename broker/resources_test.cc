@@ -5,7 +5,6 @@
 
 #include "broker/core_fixture.h"
 #include "common/ids.h"
-#include "common/words.h"
 
 namespace orq {
 namespace {
@@ -31,17 +30,6 @@ class ResourcesTest : public BrokerCoreTest {
     ready.resources = std::move(resources);
     ready.queues = std::move(queues);
     return Send(worker, std::move(ready));
-  }
-  std::vector<std::string> Explain(const std::string& task) {  // "j1.4"
-    const auto ref = ParseId(task);
-    for (auto& o : Send("client", ExplainRequest{{ref->job, ref->index.value()}})) {
-      if (auto* e = std::get_if<ExplainedReply>(&o.message)) {
-        std::vector<std::string> said;  // as `orq explain` says them
-        for (const Reason& reason : e->reasons) said.push_back(Sentence(reason));
-        return said;
-      }
-    }
-    return {"no reply"};
   }
 };
 

@@ -126,7 +126,7 @@ void TaskTable::Move(Task& task, Task::Data to) {
   task.data = to;
 }
 
-void TaskTable::Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now) {
+Job& TaskTable::Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now) {
   --by_state_[task.data.index()];  // (a finished task is counted by its status)
   task.data = Task::Finished{};
   ++by_status_[static_cast<size_t>(status)];
@@ -135,10 +135,11 @@ void TaskTable::Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now)
   ++(ok ? job.ok : job.failed);
   ++job.ended[static_cast<size_t>(status)];
   if (!ok && job.first_failed == UINT32_MAX) job.first_failed = id.index;
-  if (--job.unfinished > 0) return;
+  if (--job.unfinished > 0) return job;
   job.finished_at = now;
   finished_order_.push_back(id.job);
   ended_.push_back(id.job);
+  return job;
 }
 
 Expected<std::vector<TaskId>> TaskTable::Resolve(const std::vector<IdRef>& ids,

@@ -107,8 +107,8 @@ class TaskTable {
   // The one place a task's state changes (but to kFinished: Finish()), so the counts stay true.
   void Move(Task& task, Task::Data to);
   // The task ended with `status`: counted in its job (and the job's first failure, and when the
-  // job ended).
-  void Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now);
+  // job ended). Returns its job.
+  Job& Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now);
 
   // Expands ids into tasks, in order, jobs expanded; with `waiter`, also counts its mentions of
   // each job and task. kUnknownId names the first id that is not a job or task of the table.
