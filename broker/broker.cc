@@ -163,7 +163,7 @@ class BrokerShell {
           parts_.Add(received->identity, std::move(part->tasks), received->bytes, now);
         } else if (auto* submit = std::get_if<SubmitRequest>(&std::get<Message>(received->message));
                    submit && MaySend(role, Command::kSubmit)) {
-          Submit(received->identity, std::move(*submit), received->bytes, now, role);
+          Submit(received->identity, std::move(*submit), received->bytes, now);
         } else if (WithinBounds(received->identity, std::get<Message>(received->message), role,
                                 received->user_id)) {
           core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
@@ -303,18 +303,13 @@ class BrokerShell {
 
   // A submit: its parts (if it came in parts) put back in front, then the core decides, unless
   // the parts are incomplete or the journal's disk has no room for the job.
-  void Submit(const std::string& from, SubmitRequest request, size_t bytes, Clock::time_point now,
-              Role role) {
-    SubmitParts::Taken parts = parts_.Take(from, request.parted, request.tasks.size());
+  void Submit(const std::string& from, SubmitRequest request, size_t bytes, Clock::time_point now) {
+    SubmitParts::Taken parts = parts_.Take(from, request.parted);
     if (!parts.problem.empty())
       return out_.push_back({from, ErrorReply{ErrorCode::kBadRequest, parts.problem}});
     if (!RoomFor(from, bytes + parts.bytes)) return;
-    if (!parts.tasks.empty()) {
-      parts.tasks.insert(parts.tasks.end(), std::make_move_iterator(request.tasks.begin()),
-                         std::make_move_iterator(request.tasks.end()));
-      request.tasks = std::move(parts.tasks);
-    }
-    core_.Handle(from, std::move(request), now, role);
+    parts.job.Add(std::exchange(request.tasks, {}));
+    core_.HandleSubmit(from, request, std::move(parts.job), now);
     core_.DrainOutbox(out_);
   }
 

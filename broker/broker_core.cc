@@ -20,13 +20,6 @@ bool Spilled(const ShellOutput::More& more) {
   return !more.stdout_file.empty() || !more.stderr_file.empty();
 }
 
-// The payload (values) of a task that ended ok is no longer needed; its kind stays, for its
-// class (a shell task's command went into its outcome). One that did not end ok keeps it, for
-// `orq retry`.
-void ClearPayload(Task& task) {
-  std::visit([](auto& body) { body = std::decay_t<decltype(body)>{}; }, task.spec->body);
-}
-
 TaskOutcome Ending(TaskStatus status, std::string error) {
   TaskOutcome outcome;
   outcome.status = status;
@@ -41,11 +34,13 @@ BrokerCore::BrokerCore(BrokerOptions options, Store& store, Journal& journal)
       store_(store),
       journal_(journal),
       random_(options_.seed),
+      specs_(store),
       delivery_(store) {}
 
 void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double wall_now) {
   now_ = now;
-  std::vector<TaskId> to_wire;  // tasks that had not started, with dependencies
+  // Tasks that had not started, with dependencies (their needs: the recovered specs go first).
+  std::vector<std::pair<TaskId, std::shared_ptr<const Needs>>> to_wire;
   for (RecoveredJob& recovered : jobs) {
     auto context = std::make_shared<const JobContext>(std::move(recovered.context));
     const SteadyTime submitted_at = now - Seconds(std::max(0.0, wall_now - recovered.submitted));
@@ -54,14 +49,14 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
                       *recovered.ended, now);
       continue;
     }
-    std::vector<TaskSpec> specs;
-    specs.reserve(recovered.tasks.size());
-    for (RecoveredTask& r : recovered.tasks) specs.push_back(std::move(r.spec));
-    tasks_.Add(std::move(specs), std::move(context), submitted_at, std::move(recovered.key),
-               recovered.job);
+    // (The store has its specs already: the journal is the store.)
+    tasks_.Add(static_cast<uint32_t>(recovered.tasks.size()),
+               recovered.tasks.empty() ? nullptr : &recovered.tasks.front().spec,
+               std::move(context), submitted_at, std::move(recovered.key), recovered.job);
     Job& job = tasks_.job(recovered.job);
     for (uint32_t i = 0; i < job.size; ++i) {
       const RecoveredTask& r = recovered.tasks[i];
+      const TaskSpec& spec = r.spec;
       Task& task = job.tasks[i];
       const TaskId id{recovered.job, i};
       task.attempt = r.attempts;
@@ -69,16 +64,15 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
       if (!r.last_error.empty()) last_errors_[id] = r.last_error;
       if (r.outcome) {  // (in the store already; nobody waits for it yet)
         tasks_.Finish(id, task, r.outcome->status, now);
-        if (r.outcome->status == TaskStatus::kOk) ClearPayload(task);
         if (const ShellOutput* shell = r.outcome->shell ? &*r.outcome->shell : nullptr;
             shell && shell->more && Spilled(*shell->more))
           job.spilled = true;
         continue;
       }
-      if (task.spec->needs && !task.spec->needs->after.empty() && task.attempt == 0 &&
-          r.retry_due == 0 && !r.cancel_requested) {
-        tasks_.Move(task, Task::Waiting{});  // wired once every job is back: it may wait on
-        to_wire.push_back(id);               // a later one
+      if (spec.needs && !spec.needs->after.empty() && task.attempt == 0 && r.retry_due == 0 &&
+          !r.cancel_requested) {
+        tasks_.Move(task, Task::Waiting{});   // wired once every job is back: it may wait on
+        to_wire.push_back({id, spec.needs});  // a later one
         continue;
       }
       if (r.cancel_requested) {
@@ -90,12 +84,12 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
       double wait = 0;  // seconds until eligible
       if (r.retry_due > 0) {
         wait = r.retry_due - wall_now;
-      } else if (task.attempt == 0 && task.spec->delay > 0) {
-        wait = recovered.submitted + task.spec->delay - wall_now;
+      } else if (task.attempt == 0 && spec.delay > 0) {
+        wait = recovered.submitted + spec.delay - wall_now;
       } else if (task.attempt > task.failures) {
         // It was running when the broker stopped: that execution is lost.
         ++counters_.requeued;
-        if (task.attempt - task.failures >= task.spec->attempts) {
+        if (task.attempt - task.failures >= spec.attempts) {
           LeaseLost(id, task, "the broker stopped while it ran", false);
           continue;
         }
@@ -104,12 +98,12 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
       if (wait > 0)
         Delay(id, task, now + Seconds(wait));
       else
-        Enqueue(id, task);
+        Enqueue(id);
     }
   }
   // A dependency the journal no longer has was forgotten after it ended, and its dependants were
   // still waiting: it ended as they needed (else they would have ended too). Wire() says so.
-  for (TaskId id : to_wire) Wire(id, *tasks_.Find(id));
+  for (const auto& [id, needs] : to_wire) Wire(id, *tasks_.Find(id), *needs);
   EndTurn();
   out_.clear();  // no worker or client is connected yet
 }
@@ -141,7 +135,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
   }
   std::visit(
       Overloaded{
-          [&](SubmitRequest& m) { Submit(from, m); },
+          [&](SubmitRequest& m) { Submit(from, m, JobBuilder(std::move(m.tasks))); },
           [&](GatherRequest& m) { Gather(from, m); },
           [&](StatusRequest&) {
             StatusReply status = StatusReport(Sources());
@@ -210,8 +204,15 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
   EndTurn();
 }
 
-ReportSources BrokerCore::Sources() const {
-  return {tasks_, workers_, parking_, ready_, delayed_, store_, now_};
+void BrokerCore::HandleSubmit(const std::string& from, const SubmitRequest& request, JobBuilder job,
+                              SteadyTime now) {
+  now_ = now;
+  Submit(from, request, std::move(job));
+  EndTurn();
+}
+
+ReportSources BrokerCore::Sources() {
+  return {tasks_, workers_, parking_, ready_, delayed_, store_, specs_, now_};
 }
 
 void BrokerCore::PeerRevoked(const std::string& peer) {
@@ -232,7 +233,7 @@ void BrokerCore::PeerUnreachable(const std::string& peer) {
   readers_.ClientGone(peer);
 }
 
-void BrokerCore::Submit(const std::string& from, SubmitRequest& request) {
+void BrokerCore::Submit(const std::string& from, const SubmitRequest& request, JobBuilder job) {
   if (shutting_down_)
     return Reply(from, Error{ErrorCode::kShuttingDown, "the broker is shutting down"});
   if (request.key.size() > kMaxKeyBytes)
@@ -243,51 +244,61 @@ void BrokerCore::Submit(const std::string& from, SubmitRequest& request) {
     // Submitted before (a retry after a timeout, say): that job's id, and nothing new.
     return Reply(from, SubmittedReply{*job, tasks_.job(*job).size, true});
   }
-  if (request.tasks.empty())
+  if (job.size() == 0)
     return Reply(from, Error{ErrorCode::kBadRequest, "a job needs at least one task"});
   // (After the key: returning a job submitted before writes nothing to the journal.)
   if (!journal_problem_.empty())
     return Reply(from, Error{ErrorCode::kDiskFull, "nothing was accepted: " + journal_problem_});
-  if (auto error = CheckSubmission(request, tasks_, parking_.limits(), options_.max_tasks_per_job))
+  if (auto error =
+          CheckSubmission(request, job, tasks_, parking_.limits(), options_.max_tasks_per_job))
     return Reply(from, std::move(*error));
-  const uint64_t number = AddJob(std::move(request.tasks),
-                                 std::make_shared<const JobContext>(std::move(request.context)),
-                                 std::move(request.key));
+  const uint64_t number =
+      AddJob(std::move(job), std::make_shared<const JobContext>(request.context), request.key);
   tasks_.job(number).halt = request.halt;
   Reply(from, SubmittedReply{number, tasks_.job(number).size});
   Dispatch();
 }
 
-uint64_t BrokerCore::AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
+uint64_t BrokerCore::AddJob(JobBuilder built, std::shared_ptr<const JobContext> context,
                             std::string key) {
-  size_t per_class[kTaskClassCount] = {};
-  for (const TaskSpec& spec : specs) ++per_class[ClassIndex(spec)];
-  for (size_t c = 0; c < kTaskClassCount; ++c) ready_.ReserveDefault(c, per_class[c]);
-  const uint64_t number = tasks_.Add(std::move(specs), std::move(context), now_, std::move(key));
+  for (size_t c = 0; c < kTaskClassCount; ++c) ready_.ReserveDefault(c, built.per_class()[c]);
+  const uint64_t number =
+      tasks_.Add(built.size(), built.first(), std::move(context), now_, std::move(key));
   Job& job = tasks_.job(number);
-  store_.AddJob(number, job.specs, *job.context, job.key);
-  std::vector<uint32_t> to_wire;  // tasks with dependencies: wired once all of the job exists
+  store_.AddJob(number, job.size, built.TakeWindows(), *job.context, job.key);
+  specs_.Put(number, 0, built.TakeFirstWindow());  // the first to be dispatched: no read back
+  // Tasks with dependencies: wired once all of the job exists.
+  std::vector<std::pair<uint32_t, const Needs*>> to_wire;
+  const std::vector<JobBuilder::Special>& specials = built.specials();
+  auto special = specials.begin();
   for (uint32_t i = 0; i < job.size; ++i) {
-    Task& task = job.tasks[i];
-    if (task.spec->needs && !task.spec->needs->after.empty()) {
-      tasks_.Move(task, Task::Waiting{});
-      to_wire.push_back(i);
-    } else if (task.spec->delay > 0) {
-      Delay({number, i}, task, now_ + Seconds(task.spec->delay));
+    const JobBuilder::Queueing q = built.queueing()[i];
+    const QueueEntry entry{q.priority, {number, i}};
+    if (special == specials.end() || special->index != i) {
+      ready_.Push({}, static_cast<size_t>(q.task_class), entry);
+      continue;
+    }
+    const JobBuilder::Special& s = *special++;
+    if (s.needs && !s.needs->after.empty()) {
+      tasks_.Move(job.tasks[i], Task::Waiting{});
+      to_wire.push_back({i, s.needs.get()});
+    } else if (s.delay > 0) {
+      Delay({number, i}, job.tasks[i], now_ + Seconds(s.delay));
     } else {
-      Enqueue({number, i}, task);
+      ready_.Push(s.needs ? s.needs->queue : std::string(), static_cast<size_t>(q.task_class),
+                  entry);
     }
   }
-  for (uint32_t i : to_wire) Wire({number, i}, job.tasks[i]);
+  for (const auto& [i, needs] : to_wire) Wire({number, i}, job.tasks[i], *needs);
   return number;
 }
 
-void BrokerCore::Wire(TaskId id, Task& task) {
+void BrokerCore::Wire(TaskId id, Task& task, const Needs& needs) {
   // Precondition: task.state is kWaiting (and counted so). One more than the dependencies while
   // wiring, so that a dependency ending meanwhile cannot release it.
   uint32_t& pending = task.waiting().pending;
   pending = 1;
-  for (const Dependency& d : task.spec->need().after) {
+  for (const Dependency& d : needs.after) {
     if (task.state() != TaskState::kWaiting) return;  // it ended (dependency_failed) on the way
     const uint64_t job_number = d.job == Dependency::kSameJob ? id.job : d.job;
     const Dependant me{id, d.any};
@@ -320,10 +331,11 @@ void BrokerCore::Wire(TaskId id, Task& task) {
 }
 
 void BrokerCore::Release(TaskId id, Task& task) {
-  const SteadyTime due = tasks_.job(id.job).submitted_at + Seconds(task.spec->delay);
-  if (task.spec->delay > 0 && due > now_) return Delay(id, task, due);
+  const double delay = specs_.Look(id)->delay;
+  const SteadyTime due = tasks_.job(id.job).submitted_at + Seconds(delay);
+  if (delay > 0 && due > now_) return Delay(id, task, due);
   tasks_.Move(task, Task::Queued{});
-  Enqueue(id, task);
+  Enqueue(id);
 }
 
 std::pair<std::string, std::optional<TaskOutcome>> BrokerCore::JobEnded(uint64_t job_number,
@@ -377,20 +389,8 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request) {
   const Job* job = tasks_.FindJob(request.job);
   if (!job)
     return Reply(from, Error{ErrorCode::kUnknownId, "unknown job " + FormatJobId(request.job)});
-  // Finished tasks keep no payload in memory (and a compacted job no spec at all): the store has
-  // every spec as submitted.
-  std::optional<std::vector<TaskSpec>> stored;
-  if (request.all || job->tasks.empty()) {
-    stored = store_.Specs(request.job);
-    if (!stored)
-      return Reply(from, Error{ErrorCode::kUnknownId,
-                               "the specs of " + FormatJobId(request.job) + " are not kept"});
-  }
-  std::vector<TaskSpec> specs;
-  if (request.all) {
-    specs = std::move(*stored);
-  } else {
-    std::vector<uint32_t> failed;  // the finished tasks that did not end ok
+  std::vector<uint32_t> failed;  // without --all: the finished tasks that did not end ok
+  if (!request.all) {
     for (uint32_t i = 0; i < job->size; ++i) {
       if (!job->tasks.empty() && job->tasks[i].state() != TaskState::kFinished) continue;
       const auto outcome = store_.Find({request.job, i});
@@ -400,10 +400,21 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request) {
       return Reply(from, Error{ErrorCode::kBadRequest,
                                FormatJobId(request.job) +
                                    " has no finished task that did not end ok: nothing to retry"});
-    for (uint32_t i : failed) specs.push_back(stored ? std::move(stored->at(i)) : job->specs[i]);
-    specs = RetrySpecs(std::move(specs), failed, request.job);
   }
-  const uint64_t number = AddJob(std::move(specs), job->context);
+  std::unordered_map<uint32_t, uint32_t> renumbered;  // old index -> index in the new job
+  for (uint32_t i = 0; i < failed.size(); ++i) renumbered[failed[i]] = i;
+  // Their specs as submitted, from the store a window at a time (a job of millions is never
+  // decoded whole).
+  JobBuilder built;
+  std::vector<TaskSpec> window;
+  const uint32_t count = request.all ? job->size : static_cast<uint32_t>(failed.size());
+  for (uint32_t i = 0; i < count; ++i) {
+    const TaskId old{request.job, request.all ? i : failed[i]};
+    window.push_back(request.all ? *specs_.Look(old)
+                                 : RetrySpec(*specs_.Look(old), renumbered, request.job));
+    if (window.size() == kSpecWindow || i + 1 == count) built.Add(std::exchange(window, {}));
+  }
+  const uint64_t number = AddJob(std::move(built), job->context);
   Reply(from, SubmittedReply{number, tasks_.job(number).size});
   Dispatch();
 }
@@ -425,8 +436,9 @@ void BrokerCore::Delay(TaskId id, Task& task, SteadyTime due) {
   delayed_.Add(id, due);
 }
 
-void BrokerCore::Enqueue(TaskId id, const Task& task) {
-  ready_.Push(task.spec->need().queue, ClassIndex(*task.spec), {task.spec->priority, id});
+void BrokerCore::Enqueue(TaskId id) {
+  const auto spec = specs_.Look(id);
+  ready_.Push(spec->need().queue, ClassIndex(*spec), {spec->priority, id});
 }
 
 void BrokerCore::Gather(const std::string& from, const GatherRequest& request) {
@@ -460,11 +472,11 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome) {
     job.halted = true;
     halts_due_.push_back(id.job);
   }
-  const bool ok = outcome.status == TaskStatus::kOk;
   if (outcome.shell) {
     if (outcome.shell->more && Spilled(*outcome.shell->more)) job.spilled = true;
-    // Its command goes with its outcome (gather replies show it), so the spec need not stay.
-    if (const auto* shell = std::get_if<ShellTask>(&task.spec->body)) {
+    // Its command goes with its outcome (gather replies show it).
+    const auto spec = specs_.Look(id);
+    if (const auto* shell = std::get_if<ShellTask>(&spec->body)) {
       auto more = outcome.shell->more ? std::make_shared<ShellOutput::More>(*outcome.shell->more)
                                       : std::make_shared<ShellOutput::More>();
       more->argv = shell->argv;
@@ -473,7 +485,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome) {
   }
   readers_.Ended(id, outcome, out_);
   store_.Put(std::move(outcome));
-  if (ok) ClearPayload(task);
+  specs_.Drop(id);
   delivery_.Ended(id, out_);
   if (graph_.Ended(id)) NotifyDependants();
 }
@@ -581,19 +593,21 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
   CancelTasksMessage stale;
   for (const Lease& lease : ready.running) {
     Task* task = tasks_.Find(lease.id);
+    const auto spec =
+        task && task->state() != TaskState::kFinished ? specs_.Look(lease.id) : nullptr;
     // A task whose gates went to others meanwhile may not go on: that would break a lock.
-    const bool gated = task && task->spec->needs;
+    const bool gated = spec && spec->needs;
     if (gated && !parking_.empty()) Requeue(parking_.StopWaiting(lease.id, now_));
     // (Nor one it no longer has the resources for: it may have registered with fewer.)
     if (task && task->state() == TaskState::kQueued && task->attempt == lease.attempt &&
-        MayAdopt(lease.id, role, key) &&
-        (!gated || !parking_.limits().Check(*task->spec->needs, now_)) &&
-        WorkerPool::Fits(w, *task->spec, Cpus(*task->spec))) {
-      if (gated) parking_.limits().Acquire(*task->spec->needs, lease.id, now_);
+        MayAdopt(lease.id, role, key) && (!gated || !parking_.limits().Check(*spec->needs, now_)) &&
+        WorkerPool::Fits(w, *spec, Cpus(*spec))) {
+      if (gated) parking_.limits().Acquire(*spec->needs, lease.id, now_);
       std::vector<std::string> ignored;  // it has its units' variables already
-      WorkerPool::Lease(w, lease.id, *task->spec, ignored);
+      WorkerPool::Lease(w, lease.id, *spec, ignored);
       orphans_.erase(lease.id);
       tasks_.Move(*task, Task::Running{.worker = id});
+      specs_.Hold(lease.id, *spec);
       if (!held.count(lease.id)) ++counters_.adopted;
     } else {
       stale.ids.push_back(lease.id);
@@ -614,33 +628,35 @@ void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results) {
       ++counters_.stale_results;
       continue;
     }
-    WorkerPool::Return(worker, outcome.id, *task->spec);
-    Requeue(parking_.StopRunning(outcome.id, task->spec->needs.get(), now_));
+    const auto spec = specs_.Look(outcome.id);
+    WorkerPool::Return(worker, outcome.id, *spec);
+    Requeue(parking_.StopRunning(outcome.id, spec->needs.get(), now_));
     outcome.worker_pid = worker.pid;
     const bool own_failure =
         outcome.status == TaskStatus::kFailed || outcome.status == TaskStatus::kTimeout;
     if (own_failure && !task->running().cancel_requested &&
-        ScheduleRetry(outcome.id, *task, outcome))
+        ScheduleRetry(outcome.id, *task, *spec, outcome))
       continue;
     Finish(outcome.id, *task, std::move(outcome));
   }
   Dispatch();
 }
 
-bool BrokerCore::ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed) {
-  if (task.failures >= task.spec->retries) return false;
+bool BrokerCore::ScheduleRetry(TaskId id, Task& task, const TaskSpec& spec,
+                               const TaskOutcome& failed) {
+  if (task.failures >= spec.retries) return false;
   ++task.failures;
   ++counters_.retries;
   // Exponential backoff with jitter: min(max, base * 2^(n-1)) * [0.5, 1).
-  const double backoff =
-      std::min(task.spec->backoff_max,
-               task.spec->backoff_base *
-                   std::ldexp(1.0, static_cast<int>(std::min(task.failures, 60u)) - 1));
+  const double backoff = std::min(
+      spec.backoff_max,
+      spec.backoff_base * std::ldexp(1.0, static_cast<int>(std::min(task.failures, 60u)) - 1));
   const double delay =
       backoff * (0.5 + 0.5 * std::uniform_real_distribution<double>(0, 1)(random_));
   std::string error = "attempt " + std::to_string(task.attempt) + ": " + failed.error;
   journal_.RecordRetry(id, delay, error);
   last_errors_[id] = std::move(error);
+  specs_.Drop(id);
   Delay(id, task, now_ + Seconds(delay));
   return true;
 }
@@ -675,6 +691,7 @@ bool BrokerCore::ForgetJob(uint64_t number) {
     forgotten_output_.push_back({{o->id, o->attempt}, more->host, named[0] == '/'});
   }
   store_.Forget(number, job.size);
+  specs_.Forget(number);
   return true;
 }
 
@@ -705,14 +722,15 @@ void BrokerCore::Dispatch() {
           const TaskId id = entry.id();
           Task* task = tasks_.Find(id);
           if (!task || task->state() != TaskState::kQueued) continue;  // cancelled while queued
-          const Needs* needs = task->spec->needs.get();
-          const uint32_t cpus = Cpus(*task->spec);
-          if ((needs || cpus > 0) && !WorkerPool::Fits(w, *task->spec, cpus)) {
-            if (workers_.AnyCouldRun(*task->spec, cpus)) {
+          const auto spec = specs_.Look(id);  // (it stays alive: windows may be read meanwhile)
+          const Needs* needs = spec->needs.get();
+          const uint32_t cpus = Cpus(*spec);
+          if ((needs || cpus > 0) && !WorkerPool::Fits(w, *spec, cpus)) {
+            if (workers_.AnyCouldRun(*spec, cpus)) {
               skipped.push_back({queue, entry});
             } else {
               if (!parking_.empty()) Requeue(parking_.StopWaiting(id, now_));
-              parking_.Park(id, task->spec->priority, needs,
+              parking_.Park(id, spec->priority, needs,
                             {GateKey::Kind::kWorker, ""});  // until a worker that can comes
             }
             continue;
@@ -720,12 +738,12 @@ void BrokerCore::Dispatch() {
           if (needs) {
             if (!parking_.empty()) Requeue(parking_.StopWaiting(id, now_));
             if (auto blocked = parking_.limits().Check(*needs, now_)) {
-              parking_.Park(id, task->spec->priority, needs, blocked->gate);
+              parking_.Park(id, spec->priority, needs, blocked->gate);
               continue;
             }
             parking_.limits().Acquire(*needs, id, now_);
           }
-          Assign(worker_id, w, id, *task, message);
+          Assign(worker_id, w, id, *task, *spec, message);
         }
       }
       for (auto& [queue, entry] : skipped) queue->push(entry);
@@ -742,15 +760,15 @@ void BrokerCore::Dispatch() {
 }
 
 void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,
-                        TasksMessage& message) {
+                        const TaskSpec& looked, TasksMessage& message) {
   tasks_.Move(task, Task::Running{.worker = worker_id});
   ++task.attempt;
   if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
   journal_.RecordLease(id, task.attempt);
-  Assignment& a = message.tasks.emplace_back(Assignment{id, task.attempt, *task.spec, nullptr, {}});
-  if (std::holds_alternative<ShellTask>(task.spec->body))
-    ShareContext(w.remote, tasks_.job(id.job), a);
-  WorkerPool::Lease(w, id, *task.spec, a.env);
+  const TaskSpec& spec = specs_.Hold(id, looked);  // its own copy while it runs
+  Assignment& a = message.tasks.emplace_back(Assignment{id, task.attempt, spec, nullptr, {}});
+  if (std::holds_alternative<ShellTask>(spec.body)) ShareContext(w.remote, tasks_.job(id.job), a);
+  WorkerPool::Lease(w, id, spec, a.env);
 }
 
 void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why) {
@@ -760,7 +778,9 @@ void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why) {
   readers_.WorkerGone(worker_id, workers_, out_);
   for (TaskId id : gone.leases) {
     Task& task = *tasks_.Find(id);
-    Requeue(parking_.StopRunning(id, task.spec->needs.get(), now_));
+    const auto spec = specs_.Look(id);
+    specs_.Drop(id);
+    Requeue(parking_.StopRunning(id, spec->needs.get(), now_));
     const bool cancelled = task.running().cancel_requested;
     tasks_.Move(task, Task::Queued{});
     ++counters_.requeued;
@@ -775,12 +795,12 @@ void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why, bool c
   if (cancelled)
     return Finish(id, task, Ending(TaskStatus::kCancelled, "cancelled while running; " + why));
   const uint32_t lost = task.attempt - task.failures;  // executions that ended without a result
-  if (lost >= task.spec->attempts)
+  if (lost >= specs_.Look(id)->attempts)
     return Finish(id, task,
                   Ending(TaskStatus::kWorkerLost, "lost " + std::to_string(lost) + " time" +
                                                       (lost == 1 ? "" : "s") +
                                                       " with its worker; last time " + why));
-  Enqueue(id, task);
+  Enqueue(id);
 }
 
 bool BrokerCore::RetireWorker(int64_t pid) {
@@ -801,7 +821,7 @@ void BrokerCore::Tick(SteadyTime now) {
     Task* task = tasks_.Find(*due);
     if (!task || task->state() != TaskState::kDelayed) continue;  // cancelled while delayed
     tasks_.Move(*task, Task::Queued{});
-    Enqueue(*due, *task);
+    Enqueue(*due);
   }
   // Rates have new tokens; and once a heartbeat, every gate is looked at again (a safety net:
   // nothing parked waits longer than that for room it already has).
@@ -843,7 +863,7 @@ SteadyTime BrokerCore::NextWakeup() const {
 }
 
 void BrokerCore::Requeue(const std::vector<TaskId>& ids) {
-  for (TaskId id : ids) Enqueue(id, *tasks_.Find(id));
+  for (TaskId id : ids) Enqueue(id);
 }
 
 }  // namespace orq

@@ -5,11 +5,12 @@
 //
 // It keeps the lifecycle (submit, dispatch, finish, cancel, retry, a lease lost) and calls its
 // parts, which own their state and never call back: the task table (broker/task_table.h), the
-// ready and delayed queues (queues.h), the worker pool (worker_pool.h), limits and locks with the
-// tasks parked on them (parking.h), the dependency graph (dependency_graph.h), result delivery
-// (delivery.h, followers.h, spill_fetch.h) and the reports (reports.h). Dispatch is credit-based:
-// a worker announces its slots when it registers and is never sent more tasks than it has free;
-// each result frees one slot.
+// tasks' specs read back from the store in windows (spec_windows.h; a job comes in through
+// job_builder.h), the ready and delayed queues (queues.h), the worker pool (worker_pool.h), limits
+// and locks with the tasks parked on them (parking.h), the dependency graph (dependency_graph.h),
+// result delivery (delivery.h, followers.h, spill_fetch.h) and the reports (reports.h). Dispatch is
+// credit-based: a worker announces its slots when it registers and is never sent more tasks than it
+// has free; each result frees one slot.
 #pragma once
 
 #include <chrono>
@@ -28,12 +29,14 @@
 
 #include "broker/delivery.h"
 #include "broker/dependency_graph.h"
+#include "broker/job_builder.h"
 #include "broker/journal.h"
 #include "broker/outgoing.h"
 #include "broker/output_readers.h"
 #include "broker/parking.h"
 #include "broker/queues.h"
 #include "broker/reports.h"
+#include "broker/spec_windows.h"
 #include "broker/store.h"
 #include "broker/task_table.h"
 #include "broker/worker_pool.h"
@@ -82,6 +85,10 @@ class BrokerCore {
   // only leases that a worker of its key lost.
   void Handle(const std::string& from, Message message, SteadyTime now, Role role,
               const std::string& key = {});
+  // A submit whose tasks the shell put together from its parts (SubmitPartRequest, then the
+  // request's own) into `job`: as Handle() of the request, from a peer that may submit.
+  void HandleSubmit(const std::string& from, const SubmitRequest& request, JobBuilder job,
+                    SteadyTime now);
   // A frame from `from` that did not decode: counted, and the sender is told if it is a client.
   void HandleMalformed(const std::string& from, const std::string& what);
   // Sending to `peer` failed (it is gone): forget its gather requests.
@@ -122,6 +129,10 @@ class BrokerCore {
   // The shell adds what only it sees (handshakes refused before any message).
   BrokerCounters& counters() { return counters_; }
   size_t worker_count() const { return workers_.size(); }
+  // For tests: the running tasks, and the spec copies held for them (always as many).
+  std::pair<uint64_t, size_t> running_and_held() const {
+    return {tasks_.count(TaskState::kRunning), specs_.held()};
+  }
 
  private:
   void Reply(const std::string& to, Message message) { out_.push_back({to, std::move(message)}); }
@@ -133,9 +144,10 @@ class BrokerCore {
     Reply(to, std::move(reply.error()));
   }
 
-  void Submit(const std::string& from, SubmitRequest& request);
+  // `request`'s tasks are in `job`.
+  void Submit(const std::string& from, const SubmitRequest& request, JobBuilder job);
   // Adds a job to the table and the store and places its tasks; returns its number.
-  uint64_t AddJob(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
+  uint64_t AddJob(JobBuilder built, std::shared_ptr<const JobContext> context,
                   std::string key = "");
   void Retry(const std::string& from, const RetryRequest& request);
   void Gather(const std::string& from, const GatherRequest& request);
@@ -157,14 +169,14 @@ class BrokerCore {
   // Forgets an ended job that no gather reads; false when it may not be forgotten.
   bool ForgetJob(uint64_t job);
   // Schedules a failed task's next attempt after its backoff; false when it has no retries left.
-  bool ScheduleRetry(TaskId id, Task& task, const TaskOutcome& failed);
+  bool ScheduleRetry(TaskId id, Task& task, const TaskSpec& spec, const TaskOutcome& failed);
   // The lease of a task whose worker is gone: back to the queue, or worker_lost, or cancelled
   // (`cancelled`: its worker had been told to stop it).
   void LeaseLost(TaskId id, Task& task, const std::string& why, bool cancelled);
   void Delay(TaskId id, Task& task, SteadyTime due);
   // A new task with dependencies (in kWaiting): waits for those that have not ended, is released
   // if none is left, or ends dependency_failed if one ended other than ok.
-  void Wire(TaskId id, Task& task);
+  void Wire(TaskId id, Task& task, const Needs& needs);
   // A task whose dependencies all ended as it needs: to the queue, or delayed until its delay.
   void Release(TaskId id, Task& task);
   // A dependency of `dependant` ended: one less to wait for, or the dependant ends
@@ -181,17 +193,18 @@ class BrokerCore {
   // The end of an entry point: what --halt decided, delivery_.Flush(), compaction, and past
   // BrokerOptions::memory_results, forgetting the jobs that ended first.
   void EndTurn();
-  void Enqueue(TaskId id, const Task& task);
+  void Enqueue(TaskId id);
   // Records the task's one outcome, and tells whoever waits for it.
   void Finish(TaskId id, Task& task, TaskOutcome outcome);
   void Dispatch();
   // Leases queued `task` to worker `w` as part of `message`.
-  void Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task, TasksMessage& message);
+  void Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task, const TaskSpec& spec,
+              TasksMessage& message);
   // Queues again the tasks a gate lets back (Parking returns them).
   void Requeue(const std::vector<TaskId>& ids);
   void DropWorker(uint32_t worker_id, const std::string& why);
   // The parts a report reads.
-  ReportSources Sources() const;
+  ReportSources Sources();
 
   BrokerOptions options_;
   Store& store_;
@@ -200,6 +213,7 @@ class BrokerCore {
   std::mt19937_64 random_;
   std::unordered_map<TaskId, std::string, TaskIdHash> last_errors_;  // of retried tasks
   TaskTable tasks_;                                                  // jobs and their tasks
+  SpecWindows specs_;     // their specs: read back from the store as dispatch reaches them
   ReadyQueues ready_;     // queued tasks, by named queue and class; may hold stale entries
   DelayedTasks delayed_;  // delayed tasks and retries, by due time; idem
   WorkerPool workers_;

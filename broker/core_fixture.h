@@ -20,6 +20,13 @@ inline TaskSpec Sleep(double seconds, int priority = 0, double delay = 0) {
   return s;
 }
 
+// Echo tasks whose values count from `first`.
+inline std::vector<TaskSpec> Echoes(uint32_t first, uint32_t n) {
+  std::vector<TaskSpec> specs(n);
+  for (uint32_t i = 0; i < n; ++i) specs[i].body = EchoTask{std::to_string(first + i)};
+  return specs;
+}
+
 inline TaskSpec Cpu(double ms) {
   TaskSpec s;
   s.body = CpuTask{ms};

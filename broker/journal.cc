@@ -139,7 +139,9 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path, bool
   }
   journal->Exec(
       "CREATE TABLE IF NOT EXISTS jobs(job INTEGER PRIMARY KEY, submitted REAL NOT NULL,"
-      " specs BLOB NOT NULL, context BLOB NOT NULL);"
+      " size INTEGER NOT NULL, context BLOB NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS specs(job INTEGER NOT NULL, part INTEGER NOT NULL,"
+      " body BLOB NOT NULL, PRIMARY KEY(job, part));"
       "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
       " job INTEGER NOT NULL, kind INTEGER NOT NULL, body BLOB NOT NULL);"
       "CREATE INDEX IF NOT EXISTS events_job ON events(job);"
@@ -157,6 +159,7 @@ SqliteJournal::SqliteJournal(sqlite3* db) : db_(db) {}
 
 SqliteJournal::~SqliteJournal() {
   sqlite3_finalize(find_range_);
+  sqlite3_finalize(find_specs_);
   sqlite3_close(db_);
 }
 
@@ -169,10 +172,12 @@ void SqliteJournal::Exec(const char* sql) {
   }
 }
 
-void SqliteJournal::AddJob(uint64_t job, const std::vector<TaskSpec>& specs,
+void SqliteJournal::AddJob(uint64_t job, uint32_t size, std::vector<std::string> windows,
                            const JobContext& context, const std::string& key) {
   Pending& p = pending_[job];
-  p.specs = EncodeSpecs(specs);
+  p.added = true;
+  p.size = size;
+  p.windows = std::move(windows);
   p.context = EncodeContext(context);
   if (!key.empty()) keys_.push_back({job, key});
 }
@@ -213,13 +218,27 @@ std::vector<LimitSpec> SqliteJournal::LoadLimits() {
   return limits;
 }
 
-std::optional<std::vector<TaskSpec>> SqliteJournal::Specs(uint64_t job) {
-  if (auto it = pending_.find(job); it != pending_.end() && !it->second.specs.empty())
-    return DecodeSpecs(it->second.specs);
-  Statement select(db_, "SELECT specs FROM jobs WHERE job=?");
-  select.Bind(1, static_cast<int64_t>(job));
-  if (!select.Next()) return std::nullopt;
-  return DecodeSpecs(select.Blob(0));
+std::optional<std::vector<TaskSpec>> SqliteJournal::Specs(uint64_t job, uint32_t window) {
+  if (auto it = pending_.find(job); it != pending_.end() && it->second.added) {
+    if (window >= it->second.windows.size()) return std::nullopt;
+    return DecodeSpecs(it->second.windows[window]);
+  }
+  if (!find_specs_ && sqlite3_prepare_v2(db_, "SELECT body FROM specs WHERE job=? AND part=?", -1,
+                                         &find_specs_, nullptr) != SQLITE_OK)
+    throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
+  sqlite3_bind_int64(find_specs_, 1, static_cast<int64_t>(job));
+  sqlite3_bind_int64(find_specs_, 2, window);
+  std::optional<std::vector<TaskSpec>> specs;
+  const int rc = sqlite3_step(find_specs_);
+  if (rc == SQLITE_ROW) {
+    const void* p = sqlite3_column_blob(find_specs_, 0);
+    specs = DecodeSpecs(
+        {static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(find_specs_, 0))});
+  }
+  sqlite3_reset(find_specs_);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
+  return specs;
 }
 
 void SqliteJournal::CommitOrThrow() {
@@ -227,14 +246,18 @@ void SqliteJournal::CommitOrThrow() {
   Exec("BEGIN");
   try {
     Statement insert_job(db_,
-                         "INSERT OR REPLACE INTO jobs(job, submitted, specs, context)"
+                         "INSERT OR REPLACE INTO jobs(job, submitted, size, context)"
                          " VALUES(?,?,?,?)");
+    Statement insert_specs(db_, "INSERT OR REPLACE INTO specs(job, part, body) VALUES(?,?,?)");
     Statement insert_event(db_, "INSERT INTO events(job, kind, body) VALUES(?,?,?)");
     const double now = WallNow();
     for (auto& [job, p] : pending_) {
       const auto j = static_cast<int64_t>(job);
-      if (!p.specs.empty())
-        insert_job.Bind(1, j).Bind(2, now).Bind(3, p.specs).Bind(4, p.context).Run();
+      if (p.added) {
+        insert_job.Bind(1, j).Bind(2, now).Bind(3, int64_t{p.size}).Bind(4, p.context).Run();
+        for (size_t w = 0; w < p.windows.size(); ++w)
+          insert_specs.Bind(1, j).Bind(2, static_cast<int64_t>(w)).Bind(3, p.windows[w]).Run();
+      }
       if (!p.leases.empty()) {
         std::vector<PackedLease> packed;
         packed.reserve(p.leases.size());
@@ -280,11 +303,13 @@ void SqliteJournal::CommitOrThrow() {
     }
     if (!forgotten_.empty()) {
       Statement forget_job(db_, "DELETE FROM jobs WHERE job=?");
+      Statement forget_specs(db_, "DELETE FROM specs WHERE job=?");
       Statement forget_events(db_, "DELETE FROM events WHERE job=?");
       Statement forget_keys(db_, "DELETE FROM keys WHERE job=?");
       Statement forget_outcomes(db_, "DELETE FROM outcomes WHERE job=?");
       for (uint64_t job : forgotten_) {
         forget_job.Bind(1, static_cast<int64_t>(job)).Run();
+        forget_specs.Bind(1, static_cast<int64_t>(job)).Run();
         forget_events.Bind(1, static_cast<int64_t>(job)).Run();
         forget_keys.Bind(1, static_cast<int64_t>(job)).Run();
         forget_outcomes.Bind(1, static_cast<int64_t>(job)).Run();
@@ -406,28 +431,39 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
   }
   std::vector<RecoveredJob> jobs;
   std::unordered_map<uint64_t, size_t> where;
-  Statement select_jobs(db_, "SELECT job, submitted, specs, context FROM jobs ORDER BY job");
+  Statement select_jobs(db_, "SELECT job, submitted, size, context FROM jobs ORDER BY job");
+  Statement select_specs(db_, "SELECT part, body FROM specs WHERE job=? ORDER BY part");
   while (select_jobs.Next()) {
     RecoveredJob job;
     job.job = static_cast<uint64_t>(select_jobs.Int(0));
     job.submitted = select_jobs.Real(1);
+    const auto size = static_cast<uint64_t>(select_jobs.Int(2));
     auto context = DecodeContext(select_jobs.Blob(3));
-    auto first = DecodeFirstSpec(select_jobs.Blob(2));
-    if (!context || !first)
-      throw std::runtime_error("journal: the specs of job " + std::to_string(job.job) +
-                               " are corrupt");
+    const auto corrupt = [&] {
+      return std::runtime_error("journal: the specs of job " + std::to_string(job.job) +
+                                " are corrupt");
+    };
+    if (!context || size > kMaxTasksPerJob) throw corrupt();
     job.context = std::move(*context);
-    if (auto e = ended.find(job.job); e != ended.end() && e->second.size == first->first) {
-      job.ended = std::move(e->second);
-      job.ended->first = std::move(first->second);
-    } else {
-      auto specs = DecodeSpecs(select_jobs.Blob(2));
-      if (!specs)
-        throw std::runtime_error("journal: the specs of job " + std::to_string(job.job) +
-                                 " are corrupt");
-      job.tasks.resize(specs->size());
-      for (size_t i = 0; i < specs->size(); ++i) job.tasks[i].spec = std::move((*specs)[i]);
+    // Its specs: the first alone (for its label) when every task ended, else every one.
+    const bool ended_all = size > 0 && ended.count(job.job) && ended[job.job].size == size;
+    select_specs.Bind(1, static_cast<int64_t>(job.job));
+    uint32_t expected_part = 0;
+    while (select_specs.Next()) {
+      if (select_specs.Int(0) != expected_part++) throw corrupt();
+      if (ended_all) {
+        auto first = DecodeFirstSpec(select_specs.Blob(1));
+        if (!first || first->first == 0) throw corrupt();
+        job.ended = std::move(ended[job.job]);
+        job.ended->first = std::move(first->second);
+        break;
+      }
+      auto specs = DecodeSpecs(select_specs.Blob(1));
+      if (!specs || job.tasks.size() + specs->size() > size) throw corrupt();
+      for (TaskSpec& spec : *specs) job.tasks.push_back({.spec = std::move(spec)});
     }
+    select_specs.Reset();
+    if (!ended_all && job.tasks.size() != size) throw corrupt();
     where[job.job] = jobs.size();
     jobs.push_back(std::move(job));
   }

@@ -8,7 +8,9 @@
 //
 // Layout (SQLite, WAL, synchronous=FULL; PRAGMA user_version = kJournalFormat, and a journal of
 // another format is refused with a sentence, never misread):
-//   jobs      one row per job: its specs as one blob, its context (cwd, environment) as another
+//   jobs      one row per job: its size and its context (cwd, environment)
+//   specs     its specs as submitted: one row per window of kSpecWindow tasks (job, part), each
+//             encoded on its own, read back as dispatch reaches them (broker/spec_windows.h)
 //   events    one row per (job, kind, loop turn) holding a batch of records (leases, retries,
 //             cancels) as a blob, so the cost is per batch, not per task
 //   outcomes  one row per finished task (job, idx): its status and its encoded TaskOutcome, read
@@ -35,8 +37,9 @@ namespace orq {
 // The journal's layout version. 2: jobs carry a JobContext, shell tasks a cwd and env (issue 9).
 // 3: specs carry their Needs (dependencies, limits, locks, resources, queue), and the tables
 // `limits` and `keys` (issue 10). 4: outcomes one row per task in `outcomes`, read back when
-// gathered (issue 11).
-inline constexpr int kJournalFormat = 4;
+// gathered (issue 11). 5: a job's specs in windows, one row each in `specs`, and its size in
+// `jobs` (issue 20).
+inline constexpr int kJournalFormat = 5;
 
 // How the broker comes back after a restart: the events between a job's submission and its
 // tasks' outcomes (both in the Store), which Load() replays.
@@ -107,9 +110,9 @@ class SqliteJournal final : public Journal, public Store {
 
   // Store: a job and an outcome are buffered until Commit() too, and found at once (from memory
   // until the commit, from the tables after it).
-  void AddJob(uint64_t job, const std::vector<TaskSpec>& specs, const JobContext& context,
-              const std::string& key) override;
-  std::optional<std::vector<TaskSpec>> Specs(uint64_t job) override;
+  void AddJob(uint64_t job, uint32_t size, std::vector<std::string> windows,
+              const JobContext& context, const std::string& key) override;
+  std::optional<std::vector<TaskSpec>> Specs(uint64_t job, uint32_t window) override;
   void Put(TaskOutcome outcome) override;
   std::optional<TaskOutcome> Find(TaskId id) override;
   void Forget(uint64_t job, uint32_t size) override;
@@ -140,8 +143,10 @@ class SqliteJournal final : public Journal, public Store {
   };
   // Records of one job waiting for Commit(), one buffer per kind.
   struct Pending {
-    std::string specs;  // set when the job was submitted in this turn
-    std::string context;
+    bool added = false;                // the job was submitted in this turn: then
+    uint32_t size = 0;                 // its tasks,
+    std::vector<std::string> windows;  // its specs (encoded windows)
+    std::string context;               // and its context
     std::vector<Lease> leases;
     std::vector<RetryRecord> retries;
     std::vector<uint32_t> cancels;
@@ -156,6 +161,7 @@ class SqliteJournal final : public Journal, public Store {
   };
   std::unordered_map<TaskId, PendingOutcome, TaskIdHash> outcomes_;
   sqlite3_stmt* find_range_ = nullptr;  // SELECT of a range of a job's outcomes, prepared once
+  sqlite3_stmt* find_specs_ = nullptr;  // SELECT of a window of a job's specs, idem
   std::vector<uint64_t> forgotten_;
   std::vector<std::pair<LimitSpec, bool>> limits_;      // set (false) or removed (true)
   std::vector<std::pair<uint64_t, std::string>> keys_;  // job, key

@@ -140,6 +140,49 @@ TEST_F(JournalTest, ForgottenJobsStayForgotten) {
   EXPECT_TRUE(b.journal->Load().empty());
 }
 
+TEST_F(JournalTest, ASpecsWindowIsFoundBeforeAndAfterTheCommitAndForgottenWithItsJob) {
+  auto journal = SqliteJournal::Open(path_);
+  std::vector<TaskSpec> specs;
+  for (uint32_t i = 0; i < kSpecWindow + 3; ++i) specs.push_back(Sleep(i));
+  journal->AddJob(7, kSpecWindow + 3, EncodeWindows(specs), {}, "");
+  auto second = journal->Specs(7, 1);  // from memory
+  ASSERT_TRUE(second);
+  EXPECT_EQ(*second, std::vector<TaskSpec>(specs.begin() + kSpecWindow, specs.end()));
+  ASSERT_EQ(journal->Commit(), std::nullopt);
+  auto first = journal->Specs(7, 0);  // from its row
+  ASSERT_TRUE(first);
+  EXPECT_EQ(*first, std::vector<TaskSpec>(specs.begin(), specs.begin() + kSpecWindow));
+  EXPECT_EQ(journal->Specs(7, 2), std::nullopt);
+  EXPECT_EQ(journal->Specs(8, 0), std::nullopt);
+  journal->Forget(7, kSpecWindow + 3);
+  ASSERT_EQ(journal->Commit(), std::nullopt);
+  EXPECT_EQ(journal->Specs(7, 0), std::nullopt);
+}
+
+TEST_F(JournalTest, AJobOfManyWindowsComesBackWholeAfterARestart) {
+  constexpr uint32_t kTasks = 2 * kSpecWindow + 5;
+  {
+    std::vector<TaskSpec> specs;
+    for (uint32_t i = 0; i < kTasks; ++i) specs.push_back(Sleep(i));
+    Broker b(path_);
+    b.Send("c", SubmitRequest{std::move(specs)}, now_);
+  }
+  Broker b(path_);
+  auto jobs = b.journal->Load();
+  ASSERT_EQ(jobs.size(), 1u);
+  ASSERT_EQ(jobs[0].tasks.size(), kTasks);
+  for (uint32_t i = 0; i < kTasks; ++i)
+    ASSERT_EQ(jobs[0].tasks[i].spec.body, TaskBody(SleepTask{double(i), ""}));
+  b.core.Restore(std::move(jobs), now_, WallNow());
+  // Dispatched in order, each with its spec as submitted (read back from the journal).
+  const auto sent = Tasks(b.Send("w", ReadyMessage{1, 1, {kTasks, 1, 1}, {}}, now_));
+  ASSERT_EQ(sent.size(), kTasks);
+  for (uint32_t i = 0; i < kTasks; ++i) {
+    ASSERT_EQ(sent[i].id, (TaskId{1, i}));
+    ASSERT_EQ(sent[i].spec.body, TaskBody(SleepTask{double(i), ""}));
+  }
+}
+
 TEST_F(JournalTest, UnopenableJournalIsASentence) {
   try {
     SqliteJournal::Open(dir_ + "/no/such/dir/journal.db");

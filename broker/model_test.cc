@@ -217,6 +217,9 @@ class Model {
                std::to_string(readers[lock]) + " readers";
     }
     if (limits["n"] > kLimitMax) return "limit n exceeded: " + std::to_string(limits["n"]);
+    if (const auto [running, held] = core_->running_and_held(); running != held)
+      return std::to_string(running) + " tasks run but " + std::to_string(held) +
+             " hold their spec";
     for (size_t i = 0; i < rate_starts_.size(); ++i) {
       for (size_t j = i; j < rate_starts_.size(); ++j) {
         const double window =

@@ -12,10 +12,10 @@ double Seconds(SteadyTime::duration d) { return std::chrono::duration<double>(d)
 
 // A waiting task's reasons: the dependencies that have not ended (the first ten, then how many
 // more).
-void WaitingFor(const ReportSources& from, TaskId id, const Task& task,
-                std::vector<Reason>& reasons) {
+void WaitingFor(const ReportSources& from, TaskId id, std::vector<Reason>& reasons) {
   size_t shown = 0, more = 0;
-  for (const Dependency& d : task.spec->need().after) {
+  const auto spec = from.specs.Look(id);
+  for (const Dependency& d : spec->need().after) {
     const uint64_t job = d.job == Dependency::kSameJob ? id.job : d.job;
     Reason why{.kind = Reason::Kind::kDependency, .any = d.any};
     if (d.whole_job) {
@@ -39,8 +39,9 @@ void WaitingFor(const ReportSources& from, TaskId id, const Task& task,
 
 // A queued task's reasons: a gate, no worker that could run it or has room, and the tasks ahead
 // of it in its ready queue.
-void Queued(const ReportSources& from, TaskId id, const Task& task, std::vector<Reason>& reasons) {
-  const TaskSpec& spec = *task.spec;
+void Queued(const ReportSources& from, TaskId id, std::vector<Reason>& reasons) {
+  const auto looked = from.specs.Look(id);
+  const TaskSpec& spec = *looked;
   if (const Needs* needs = spec.needs.get()) {
     if (auto blocked = from.parking.limits().Check(*needs, from.now))
       reasons.push_back(std::move(blocked->reason));
@@ -146,7 +147,7 @@ Expected<ExplainedReply> Explain(const ReportSources& from, const ExplainRequest
   reply.state = task.state();
   switch (task.state()) {
     case TaskState::kWaiting:
-      WaitingFor(from, *id, task, reply.reasons);
+      WaitingFor(from, *id, reply.reasons);
       break;
     case TaskState::kDelayed: {
       const std::optional<SteadyTime> due = from.delayed.DueOf(*id);  // O(delayed), now and then
@@ -166,7 +167,7 @@ Expected<ExplainedReply> Explain(const ReportSources& from, const ExplainRequest
       reply.status = Delivery::Stored(from.store, *id).status;
       break;
     case TaskState::kQueued:
-      Queued(from, *id, task, reply.reasons);
+      Queued(from, *id, reply.reasons);
       break;
   }
   return reply;

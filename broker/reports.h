@@ -4,6 +4,7 @@
 
 #include "broker/parking.h"
 #include "broker/queues.h"
+#include "broker/spec_windows.h"
 #include "broker/store.h"
 #include "broker/task_table.h"
 #include "broker/worker_pool.h"
@@ -19,7 +20,8 @@ struct ReportSources {
   const Parking& parking;
   const ReadyQueues& ready;
   const DelayedTasks& delayed;
-  Store& store;  // (reading it is not const: SQLite steps its statements)
+  Store& store;        // (reading it is not const: SQLite steps its statements)
+  SpecWindows& specs;  // (nor are the windows: reading one back keeps it)
   SteadyTime now;
 };
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -14,15 +15,24 @@
 
 namespace orq {
 
+// A job's specs are kept in windows of this many tasks (the last one may hold fewer), each encoded
+// on its own (EncodeSpecs): the store writes and reads a window at a time, and the broker decodes
+// only the windows that dispatch reaches (broker/spec_windows.h).
+inline constexpr uint32_t kSpecWindow = 1024;
+
+// A job's specs cut into encoded windows.
+std::vector<std::string> EncodeWindows(const std::vector<TaskSpec>& specs);
+
 class Store {
  public:
   virtual ~Store() = default;
-  // A new job: its specs as submitted (for `orq retry`, and for a restart), its context, and its
-  // idempotency key (empty: none).
-  virtual void AddJob(uint64_t job, const std::vector<TaskSpec>& specs, const JobContext& context,
-                      const std::string& key) = 0;
-  // A job's specs as submitted; nullopt for a job the store does not have.
-  virtual std::optional<std::vector<TaskSpec>> Specs(uint64_t job) = 0;
+  // A new job of `size` tasks: its specs as submitted (encoded windows of kSpecWindow, for
+  // dispatch, `orq retry` and a restart), its context, and its idempotency key (empty: none).
+  virtual void AddJob(uint64_t job, uint32_t size, std::vector<std::string> windows,
+                      const JobContext& context, const std::string& key) = 0;
+  // Window `window` of a job's specs (tasks window * kSpecWindow on), decoded; nullopt for a job
+  // or window the store does not have.
+  virtual std::optional<std::vector<TaskSpec>> Specs(uint64_t job, uint32_t window) = 0;
   // Records the one outcome of a task. A task has at most one: callers never Put twice.
   virtual void Put(TaskOutcome outcome) = 0;
   // The outcome of a finished task; nullopt while it is unfinished.
@@ -47,14 +57,15 @@ class Store {
 
 class MemoryStore final : public Store {
  public:
-  void AddJob(uint64_t job, const std::vector<TaskSpec>& specs, const JobContext&,
+  // The specs stay encoded (a few bytes a task); a window is decoded when it is read.
+  void AddJob(uint64_t job, uint32_t, std::vector<std::string> windows, const JobContext&,
               const std::string&) override {
-    specs_[job] = specs;
+    specs_[job] = std::move(windows);
   }
-  std::optional<std::vector<TaskSpec>> Specs(uint64_t job) override {
+  std::optional<std::vector<TaskSpec>> Specs(uint64_t job, uint32_t window) override {
     auto it = specs_.find(job);
-    if (it == specs_.end()) return std::nullopt;
-    return it->second;
+    if (it == specs_.end() || window >= it->second.size()) return std::nullopt;
+    return DecodeSpecs(it->second[window]);
   }
   void Put(TaskOutcome outcome) override {
     const TaskId id = outcome.id;
@@ -71,7 +82,7 @@ class MemoryStore final : public Store {
   }
 
  private:
-  std::unordered_map<uint64_t, std::vector<TaskSpec>> specs_;
+  std::unordered_map<uint64_t, std::vector<std::string>> specs_;  // encoded windows
   std::unordered_map<TaskId, TaskOutcome, TaskIdHash> outcomes_;
 };
 

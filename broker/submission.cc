@@ -9,14 +9,14 @@ namespace orq {
 namespace {
 
 // Each dependency on another job names a job or task the broker has.
-std::optional<std::string> CheckForeignDependencies(const std::vector<TaskSpec>& specs,
+std::optional<std::string> CheckForeignDependencies(const std::vector<TaskNeeds>& needs,
                                                     const TaskTable& tasks) {
-  for (size_t i = 0; i < specs.size(); ++i) {
-    for (const Dependency& d : specs[i].need().after) {
+  for (const TaskNeeds& t : needs) {
+    for (const Dependency& d : t.needs->after) {
       if (d.job == Dependency::kSameJob) continue;
       const Job* job = tasks.FindJob(d.job);
       if (!job || (!d.whole_job && d.index >= job->size))
-        return "task " + std::to_string(i) + ": field 'after' names " +
+        return "task " + std::to_string(t.index) + ": field 'after' names " +
                (d.whole_job ? FormatJobId(d.job) : FormatTaskId({d.job, d.index})) +
                ", which the broker does not have (unknown, or forgotten)";
     }
@@ -26,26 +26,24 @@ std::optional<std::string> CheckForeignDependencies(const std::vector<TaskSpec>&
 
 }  // namespace
 
-std::optional<Error> CheckSubmission(const SubmitRequest& request, const TaskTable& tasks,
-                                     const Limits& limits, size_t max_tasks_per_job) {
+std::optional<Error> CheckSubmission(const SubmitRequest& request, const JobBuilder& job,
+                                     const TaskTable& tasks, const Limits& limits,
+                                     size_t max_tasks_per_job) {
   auto refuse = [](std::string sentence) {
     return Error{ErrorCode::kBadRequest, std::move(sentence)};
   };
-  const std::vector<TaskSpec>& specs = request.tasks;
-  if (specs.size() > max_tasks_per_job)
+  if (job.size() > max_tasks_per_job)
     return refuse("a job may hold at most " + std::to_string(max_tasks_per_job) +
-                  " tasks; this one has " + std::to_string(specs.size()));
-  for (size_t i = 0; i < specs.size(); ++i) {
-    if (auto error = ValidateSpec(specs[i]))
-      return refuse("task " + std::to_string(i) + ": " + *error);
-  }
+                  " tasks; this one has " + std::to_string(job.size()));
+  if (job.problem()) return refuse(*job.problem());
   if (auto error = ValidateHalt(request.halt)) return refuse(*error);
-  if (auto error = CheckDependencies(specs)) return refuse(*error);
-  if (auto error = CheckForeignDependencies(specs, tasks)) return refuse(*error);
-  for (size_t i = 0; i < specs.size(); ++i) {
-    for (const std::string& limit : specs[i].need().limits) {
+  const std::vector<TaskNeeds> needs = job.needs();
+  if (auto error = CheckDependencies(job.size(), needs)) return refuse(*error);
+  if (auto error = CheckForeignDependencies(needs, tasks)) return refuse(*error);
+  for (const TaskNeeds& t : needs) {
+    for (const std::string& limit : t.needs->limits) {
       if (!limits.HasLimit(limit))
-        return refuse("task " + std::to_string(i) + ": there is no limit '" + limit +
+        return refuse("task " + std::to_string(t.index) + ": there is no limit '" + limit +
                       "'; set it first: orq limit set " + limit + " N");
     }
   }
@@ -59,23 +57,19 @@ std::optional<Error> CheckSubmission(const SubmitRequest& request, const TaskTab
   return std::nullopt;
 }
 
-std::vector<TaskSpec> RetrySpecs(std::vector<TaskSpec> specs, const std::vector<uint32_t>& indexes,
-                                 uint64_t old) {
-  std::unordered_map<uint32_t, uint32_t> renumbered;  // old index -> index in the new job
-  for (uint32_t i = 0; i < indexes.size(); ++i) renumbered[indexes[i]] = i;
-  for (TaskSpec& spec : specs) {
-    if (!spec.needs || spec.needs->after.empty()) continue;
-    Needs needs = *spec.needs;
-    for (Dependency& d : needs.after) {
-      if (d.job != Dependency::kSameJob) continue;
-      if (auto it = renumbered.find(d.index); it != renumbered.end())
-        d.index = it->second;
-      else
-        d.job = old;
-    }
-    spec.needs = MakeNeeds(std::move(needs));
+TaskSpec RetrySpec(TaskSpec spec, const std::unordered_map<uint32_t, uint32_t>& renumbered,
+                   uint64_t old) {
+  if (!spec.needs || spec.needs->after.empty()) return spec;
+  Needs needs = *spec.needs;
+  for (Dependency& d : needs.after) {
+    if (d.job != Dependency::kSameJob) continue;
+    if (auto it = renumbered.find(d.index); it != renumbered.end())
+      d.index = it->second;
+    else
+      d.job = old;
   }
-  return specs;
+  spec.needs = MakeNeeds(std::move(needs));
+  return spec;
 }
 
 }  // namespace orq

@@ -5,7 +5,9 @@
 
 #include <cstddef>
 #include <optional>
+#include <unordered_map>
 
+#include "broker/job_builder.h"
 #include "broker/limits.h"
 #include "broker/task_table.h"
 #include "common/error.h"
@@ -13,13 +15,16 @@
 
 namespace orq {
 
-std::optional<Error> CheckSubmission(const SubmitRequest& request, const TaskTable& tasks,
-                                     const Limits& limits, size_t max_tasks_per_job);
+// `request` is the job's submit without its tasks, which `job` holds.
+std::optional<Error> CheckSubmission(const SubmitRequest& request, const JobBuilder& job,
+                                     const TaskTable& tasks, const Limits& limits,
+                                     size_t max_tasks_per_job);
 
-// The specs of `orq retry`'s new job: `specs` are the tasks of job `old` at `indexes` that did not
-// end ok, in that order. A dependency on a task of the old job runs after its new copy when that
-// is retried too, else after the old one (which ended ok).
-std::vector<TaskSpec> RetrySpecs(std::vector<TaskSpec> specs, const std::vector<uint32_t>& indexes,
-                                 uint64_t old);
+// The spec of `orq retry`'s copy of a task of job `old` that did not end ok. `renumbered` maps
+// each retried task's index in `old` to its index in the new job: a dependency on a task of the
+// old job runs after its new copy when that is retried too, else after the old one (which ended
+// ok).
+TaskSpec RetrySpec(TaskSpec spec, const std::unordered_map<uint32_t, uint32_t>& renumbered,
+                   uint64_t old);
 
 }  // namespace orq

@@ -1,7 +1,5 @@
 #include "broker/submit_parts.h"
 
-#include <iterator>
-
 namespace orq {
 
 void SubmitParts::Add(const std::string& from, std::vector<TaskSpec> tasks, size_t bytes,
@@ -16,15 +14,15 @@ void SubmitParts::Add(const std::string& from, std::vector<TaskSpec> tasks, size
   if (held.over) return;
   if (held.tasks + tasks.size() > max_tasks_ || held.bytes + bytes > kMaxMessageBytes) {
     held.over = true;
-    held.parts = {};
+    held.job = {};
     return;
   }
   held.bytes += bytes;
   held.tasks += tasks.size();
-  held.parts.push_back(std::move(tasks));
+  held.job.Add(std::move(tasks));
 }
 
-SubmitParts::Taken SubmitParts::Take(const std::string& from, uint32_t expected, size_t then) {
+SubmitParts::Taken SubmitParts::Take(const std::string& from, uint32_t expected) {
   Taken taken;
   auto it = held_.find(from);
   if (it == held_.end()) {
@@ -44,12 +42,7 @@ SubmitParts::Taken SubmitParts::Take(const std::string& from, uint32_t expected,
                     " tasks did not all reach the broker (" + std::to_string(held.tasks) +
                     " did); nothing was accepted";
   } else {
-    taken.tasks.reserve(held.tasks + then);
-    for (auto& part : held.parts) {
-      taken.tasks.insert(taken.tasks.end(), std::make_move_iterator(part.begin()),
-                         std::make_move_iterator(part.end()));
-      part = {};  // its memory goes now, not after the whole job is joined
-    }
+    taken.job = std::move(held.job);
     taken.bytes = held.bytes;
   }
   return taken;

@@ -1,6 +1,7 @@
 // A large job's first tasks, held until the SubmitRequest that ends it (common/protocol.h's
 // SubmitPartRequest). Pure: the broker shell adds each part as it arrives and takes them all when
-// the submit comes, so no message of any job needs to exceed kMaxRemoteMessageBytes.
+// the submit comes, so no message of any job needs to exceed kMaxRemoteMessageBytes. Each part is
+// checked and encoded as it comes (JobBuilder): a job of millions is never held decoded.
 //
 // Bounded: one sender holds at most kMaxMessageBytes and max_tasks of parts (what one ipc submit
 // could carry), at most kMaxPartSenders senders hold parts at once, and parts with no word from
@@ -13,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/job_builder.h"
 #include "common/clock.h"
 #include "common/protocol.h"
 
@@ -28,15 +30,13 @@ class SubmitParts {
   void Add(const std::string& from, std::vector<TaskSpec> tasks, size_t bytes, SteadyTime now);
 
   struct Taken {
-    std::vector<TaskSpec> tasks;  // every part's tasks, in order
+    JobBuilder job;  // every part's tasks, in order
     size_t bytes = 0;
     // Set when the parts cannot make a job: the sentence for the submitter.
     std::string problem;
   };
-  // The parts `from` sent, checked against `expected` (SubmitRequest::parted), and forgotten;
-  // with room reserved for `then` more tasks (the submit's own), so that a job of millions is
-  // put together in one allocation of its size.
-  Taken Take(const std::string& from, uint32_t expected, size_t then = 0);
+  // The parts `from` sent, checked against `expected` (SubmitRequest::parted), and forgotten.
+  Taken Take(const std::string& from, uint32_t expected);
 
   // Drops the parts of senders silent for kRequestTimeout.
   void Expire(SteadyTime now);
@@ -44,7 +44,7 @@ class SubmitParts {
 
  private:
   struct Held {
-    std::vector<std::vector<TaskSpec>> parts;  // as they came: joined once, by Take()
+    JobBuilder job;  // the parts so far
     size_t tasks = 0;
     size_t bytes = 0;
     SteadyTime last{};

@@ -2,12 +2,20 @@
 
 #include <gtest/gtest.h>
 
+#include "broker/core_fixture.h"
+#include "common/codec.h"
+
 namespace orq {
 namespace {
 
-std::vector<TaskSpec> Echoes(int first, int n) {
-  std::vector<TaskSpec> specs(n);
-  for (int i = 0; i < n; ++i) specs[i].body = EchoTask{std::to_string(first + i)};
+// What a builder holds, decoded again from its windows.
+std::vector<TaskSpec> Decoded(JobBuilder& job) {
+  std::vector<TaskSpec> specs;
+  for (const std::string& window : job.TakeWindows()) {
+    auto decoded = DecodeSpecs(window);
+    EXPECT_TRUE(decoded);
+    if (decoded) specs.insert(specs.end(), decoded->begin(), decoded->end());
+  }
   return specs;
 }
 
@@ -20,11 +28,12 @@ TEST(SubmitPartsTest, PartsComeBackInOrderOnceAndOnlyToTheirSender) {
   SubmitParts::Taken alice = parts.Take("alice", 4);
   EXPECT_EQ(alice.problem, "");
   EXPECT_EQ(alice.bytes, 200u);
-  ASSERT_EQ(alice.tasks.size(), 4u);
-  for (int i = 0; i < 4; ++i)
-    EXPECT_EQ(std::get<EchoTask>(alice.tasks[i].body).value, std::to_string(i));
-  EXPECT_EQ(parts.Take("alice", 0).tasks.size(), 0u);  // taken: gone
-  EXPECT_EQ(parts.Take("bob", 1).tasks.size(), 1u);
+  ASSERT_EQ(alice.job.size(), 4u);
+  const std::vector<TaskSpec> specs = Decoded(alice.job);
+  ASSERT_EQ(specs.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(std::get<EchoTask>(specs[i].body).value, std::to_string(i));
+  EXPECT_EQ(parts.Take("alice", 0).job.size(), 0u);  // taken: gone
+  EXPECT_EQ(parts.Take("bob", 1).job.size(), 1u);
   EXPECT_EQ(parts.senders(), 0u);
 }
 
@@ -32,7 +41,7 @@ TEST(SubmitPartsTest, AMissingPartMakesNoShorterJob) {
   SubmitParts parts;
   parts.Add("alice", Echoes(0, 2), 100, SteadyTime{});
   SubmitParts::Taken taken = parts.Take("alice", 3);
-  EXPECT_TRUE(taken.tasks.empty());
+  EXPECT_EQ(taken.job.size(), 0u);
   EXPECT_NE(taken.problem.find("did not all reach the broker (2 did)"), std::string::npos)
       << taken.problem;
   EXPECT_NE(parts.Take("carol", 5).problem, "");  // none at all
@@ -56,7 +65,7 @@ TEST(SubmitPartsTest, PartsPastABoundAreDroppedAndTheSubmitIsRefused) {
   parts.Add("alice", Echoes(2, 2), 100, t0);  // 4 > 3
   parts.Add("alice", Echoes(4, 1), 100, t0);  // still over: ignored
   SubmitParts::Taken taken = parts.Take("alice", 5);
-  EXPECT_TRUE(taken.tasks.empty());
+  EXPECT_EQ(taken.job.size(), 0u);
   EXPECT_NE(taken.problem.find("at most 3 tasks"), std::string::npos) << taken.problem;
   parts.Add("bob", Echoes(0, 1), kMaxMessageBytes + 1, t0);  // too many bytes
   EXPECT_NE(parts.Take("bob", 1).problem, "");

@@ -50,21 +50,20 @@ void ShareContext(bool remote, Job& job, Assignment& a) {
   a.env = job.remote_env;
 }
 
-uint64_t TaskTable::Add(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
-                        SteadyTime submitted_at, std::string key, uint64_t number) {
+uint64_t TaskTable::Add(uint32_t size, const TaskSpec* first,
+                        std::shared_ptr<const JobContext> context, SteadyTime submitted_at,
+                        std::string key, uint64_t number) {
   if (number == 0) number = next_job_;
   next_job_ = std::max(next_job_, number + 1);
   Job& job = jobs_[number];
   job.context = std::move(context);
   job.submitted_at = submitted_at;
-  if (!specs.empty()) job.label = Label(specs.front());
-  job.specs = std::move(specs);  // the specs stay where they are; tasks point at them
+  if (first) job.label = Label(*first);
   if (!key.empty()) keys_[key] = number;
   job.key = std::move(key);
-  job.tasks.resize(job.specs.size());
-  job.size = static_cast<uint32_t>(job.specs.size());
+  job.tasks.resize(size);
+  job.size = size;
   job.unfinished = job.size;
-  for (uint32_t i = 0; i < job.size; ++i) job.tasks[i].spec = &job.specs[i];
   by_state_[static_cast<size_t>(TaskState::kQueued)] += job.size;
   if (job.size == 0) {  // (a journal's job with no task: ended from the start)
     job.finished_at = submitted_at;
@@ -98,7 +97,7 @@ Task* TaskTable::Find(TaskId id) {
   auto it = jobs_.find(id.job);
   if (it == jobs_.end() || id.index >= it->second.size) return nullptr;
   if (it->second.tasks.empty()) {  // compacted: every task of it has ended
-    compacted_task_ = Task{.spec = &compacted_spec_, .data = Task::Finished{}};
+    compacted_task_ = Task{.data = Task::Finished{}};
     return &compacted_task_;
   }
   return &it->second.tasks[id.index];
@@ -181,7 +180,6 @@ void TaskTable::Compact() {
     auto it = jobs_.find(number);
     if (it == jobs_.end() || it->second.unfinished > 0) continue;  // forgotten, or retried
     std::vector<Task>().swap(it->second.tasks);
-    std::vector<TaskSpec>().swap(it->second.specs);
   }
   ended_.clear();
 }

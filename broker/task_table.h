@@ -38,10 +38,10 @@ struct Task {
   struct Finished {};
   using Data = std::variant<Waiting, Queued, Delayed, Running, Finished>;
 
-  TaskSpec* spec = nullptr;  // in its Job's specs; cleared of its payload once finished
-  uint32_t attempt = 0;      // executions started so far
-  uint32_t failures = 0;     // failed executions that were retried
-  Data data = Queued{};      // its state, and what that state has (TaskTable::Move changes it)
+  // (Its spec is not here: SpecWindows has it, broker/spec_windows.h.)
+  uint32_t attempt = 0;   // executions started so far
+  uint32_t failures = 0;  // failed executions that were retried
+  Data data = Queued{};   // its state, and what that state has (TaskTable::Move changes it)
 
   TaskState state() const { return static_cast<TaskState>(data.index()); }
   Waiting& waiting() { return std::get<Waiting>(data); }
@@ -54,12 +54,9 @@ static_assert(std::is_same_v<std::variant_alternative_t<size_t(TaskState::kRunni
 static_assert(std::is_same_v<std::variant_alternative_t<size_t(TaskState::kWaiting), Task::Data>,
                              Task::Waiting>);
 // A job may hold millions of tasks: what each costs is counted (docs/PERFORMANCE.md).
-static_assert(sizeof(Task) == 24);
+static_assert(sizeof(Task) == 16);
 
 struct Job {
-  // As submitted; never resized, so Task::spec stays valid. Both emptied once every task has
-  // ended and the journal keeps them (Compact()): a finished job costs a few counters.
-  std::vector<TaskSpec> specs;
   std::shared_ptr<const JobContext> context;  // its shell tasks' cwd and environment
   // What remote workers get instead when not all of it travels (JobContext::named): the cwd,
   // and the named variables to set on top of their own environment. Made when first needed.
@@ -68,7 +65,7 @@ struct Job {
   SteadyTime submitted_at{};
   uint32_t ok = 0, failed = 0;  // finished tasks by outcome (failed: any status but ok)
   std::string label;            // its first task, for `orq jobs`
-  std::vector<Task> tasks;
+  std::vector<Task> tasks;  // emptied once every task has ended (Compact()): a few counters stay
   uint32_t unfinished = 0;
   SteadyTime finished_at{};            // when unfinished became 0
   uint32_t first_failed = UINT32_MAX;  // the first of its tasks to end other than ok
@@ -86,9 +83,10 @@ void ShareContext(bool remote, Job& job, Assignment& a);
 
 class TaskTable {
  public:
-  // A new job of `specs`, each task counted as queued (the core then moves those that wait or
-  // are delayed). `number` 0: the next free number. Returns its number.
-  uint64_t Add(std::vector<TaskSpec> specs, std::shared_ptr<const JobContext> context,
+  // A new job of `size` tasks, each counted as queued (the core then moves those that wait or
+  // are delayed); `first` is its first task, for its label. `number` 0: the next free number.
+  // Returns its number.
+  uint64_t Add(uint32_t size, const TaskSpec* first, std::shared_ptr<const JobContext> context,
                SteadyTime submitted_at, std::string key, uint64_t number = 0);
   // A job the journal kept whose every task had ended: only its counts come back.
   void AddEnded(uint64_t number, std::shared_ptr<const JobContext> context, SteadyTime submitted_at,
@@ -119,8 +117,8 @@ class TaskTable {
   // The jobs, if the table has each; kUnknownId naming the first it does not.
   Expected<std::vector<uint64_t>> ResolveJobs(std::vector<uint64_t> jobs) const;
 
-  // Empties the tasks and specs of the jobs that ended since the last call (the journal keeps
-  // their specs and outcomes). Called at the end of each entry point, so no caller is iterating
+  // Empties the tasks of the jobs that ended since the last call (the store keeps their specs
+  // and outcomes). Called at the end of each entry point, so no caller is iterating
   // them.
   void Compact();
   // The kept job that finished first (the order retention and the memory bound forget in).
@@ -137,12 +135,11 @@ class TaskTable {
  private:
   std::unordered_map<uint64_t, Job> jobs_;
   uint64_t next_job_ = 1;
-  std::unordered_map<std::string, uint64_t> keys_;    // idempotency keys (submit --key) -> job
-  std::deque<uint64_t> finished_order_;               // jobs in finishing order (may be forgotten)
-  std::vector<uint64_t> ended_;                       // jobs whose last task ended: for Compact()
-  TaskSpec compacted_spec_;                           // what Find() returns for a compacted job's
-  Task compacted_task_;                               // tasks
-  std::array<uint64_t, kTaskStateCount> by_state_{};  // kFinished is counted by status:
+  std::unordered_map<std::string, uint64_t> keys_;  // idempotency keys (submit --key) -> job
+  std::deque<uint64_t> finished_order_;             // jobs in finishing order (may be forgotten)
+  std::vector<uint64_t> ended_;                     // jobs whose last task ended: for Compact()
+  Task compacted_task_;  // what Find() returns for a compacted job's tasks
+  std::array<uint64_t, kTaskStateCount> by_state_{};    // kFinished is counted by status:
   std::array<uint64_t, kTaskStatusCount> by_status_{};  // finished tasks by TaskStatus
 };
 

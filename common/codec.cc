@@ -694,12 +694,6 @@ std::variant<Message, DecodeError> DecodeAs(Command command, std::string_view bo
 }  // namespace
 
 namespace {
-template <typename T> std::string EncodeBlob(const std::vector<T>& items, size_t reserve = 0) {
-  Writer w;
-  w.Reserve(reserve);
-  PutVector(w, items);
-  return w.Take();
-}
 template <typename T> std::optional<std::vector<T>> DecodeBlob(std::string_view bytes) {
   Reader r(bytes);
   std::vector<T> items;
@@ -709,7 +703,7 @@ template <typename T> std::optional<std::vector<T>> DecodeBlob(std::string_view 
 }
 }  // namespace
 
-std::string EncodeSpecs(const std::vector<TaskSpec>& specs) {
+std::string EncodeSpecs(std::span<const TaskSpec> specs) {
   // Sized up front: a job's blob can be tens of megabytes, and doubling a string to get there
   // costs twice that at the peak.
   size_t bytes = 10;
@@ -725,7 +719,11 @@ std::string EncodeSpecs(const std::vector<TaskSpec>& specs) {
         [&](const auto& body) { std::decay_t<decltype(body)>::Fields(body, BodySize{bytes}); },
         s.body);
   }
-  return EncodeBlob(specs, bytes);
+  Writer w;
+  w.Reserve(bytes);
+  w.U64(specs.size());  // as PutVector writes a vector
+  for (const TaskSpec& s : specs) Put(w, s);
+  return w.Take();
 }
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes) {
   return DecodeBlob<TaskSpec>(bytes);

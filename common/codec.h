@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -24,7 +25,7 @@ struct DecodeError {
 EncodedMessage Encode(const Message& message);
 
 // The same encoding for the journal's blobs (broker/journal.h).
-std::string EncodeSpecs(const std::vector<TaskSpec>& specs);
+std::string EncodeSpecs(std::span<const TaskSpec> specs);
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes);
 // The number of specs in such a blob and the first of them, without decoding the rest.
 std::optional<std::pair<size_t, TaskSpec>> DecodeFirstSpec(std::string_view bytes);

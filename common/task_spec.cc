@@ -393,22 +393,24 @@ FieldError ValidateNeeds(const Needs& n) {
 
 }  // namespace
 
-std::vector<uint32_t> FindCycle(const std::vector<TaskSpec>& specs) {
+std::vector<uint32_t> FindCycle(uint32_t size, const std::vector<TaskNeeds>& needs) {
   // Kahn's algorithm on the edges dependency -> dependant within the job; what it cannot remove
-  // holds a cycle, found by walking from any of it along its remaining dependencies.
-  const auto n = static_cast<uint32_t>(specs.size());
-  std::vector<uint32_t> indegree(n, 0);  // own-job dependencies not yet removed
+  // holds a cycle, found by walking from any of it along its remaining dependencies. Only tasks
+  // with own-job dependencies cost memory per task (a job of millions without any costs none).
+  const uint32_t n = size;
+  std::vector<uint32_t> indegree;  // own-job dependencies not yet removed
   std::vector<std::vector<uint32_t>> dependants;
-  bool any = false;
-  for (uint32_t i = 0; i < n; ++i) {
-    for (const Dependency& d : specs[i].need().after) {
+  std::vector<const Needs*> of;  // each task's needs, by index
+  for (const TaskNeeds& t : needs) {
+    for (const Dependency& d : t.needs->after) {
       if (d.job != Dependency::kSameJob) continue;
-      if (!any) dependants.resize(n), any = true;
-      dependants[d.index].push_back(i);
-      ++indegree[i];
+      if (indegree.empty()) indegree.resize(n), dependants.resize(n), of.resize(n);
+      dependants[d.index].push_back(t.index);
+      ++indegree[t.index];
+      of[t.index] = t.needs.get();
     }
   }
-  if (!any) return {};
+  if (indegree.empty()) return {};
   std::vector<uint32_t> ready;
   for (uint32_t i = 0; i < n; ++i) {
     if (indegree[i] == 0) ready.push_back(i);
@@ -429,7 +431,7 @@ std::vector<uint32_t> FindCycle(const std::vector<TaskSpec>& specs) {
   while (seen[at] == UINT32_MAX) {
     seen[at] = static_cast<uint32_t>(path.size());
     path.push_back(at);
-    for (const Dependency& d : specs[at].need().after) {
+    for (const Dependency& d : of[at]->after) {
       if (d.job == Dependency::kSameJob && indegree[d.index] > 0) {
         at = d.index;
         break;
@@ -443,16 +445,28 @@ std::vector<uint32_t> FindCycle(const std::vector<TaskSpec>& specs) {
   return cycle;
 }
 
-FieldError CheckDependencies(const std::vector<TaskSpec>& specs) {
-  for (size_t i = 0; i < specs.size(); ++i) {
-    for (const Dependency& d : specs[i].need().after) {
+std::vector<uint32_t> FindCycle(const std::vector<TaskSpec>& specs) {
+  return FindCycle(static_cast<uint32_t>(specs.size()), NeedsOf(specs));
+}
+
+std::vector<TaskNeeds> NeedsOf(const std::vector<TaskSpec>& specs) {
+  std::vector<TaskNeeds> needs;
+  for (uint32_t i = 0; i < specs.size(); ++i) {
+    if (specs[i].needs) needs.push_back({i, specs[i].needs});
+  }
+  return needs;
+}
+
+FieldError CheckDependencies(uint32_t size, const std::vector<TaskNeeds>& needs) {
+  for (const TaskNeeds& t : needs) {
+    for (const Dependency& d : t.needs->after) {
       if (d.job != Dependency::kSameJob) continue;
-      if (d.whole_job || d.index >= specs.size() || d.index == i)
-        return "task " + std::to_string(i) + ": field 'after' names task " +
+      if (d.whole_job || d.index >= size || d.index == t.index)
+        return "task " + std::to_string(t.index) + ": field 'after' names task " +
                std::to_string(d.index) + " of its own job, which is not another task of it";
     }
   }
-  const std::vector<uint32_t> cycle = FindCycle(specs);
+  const std::vector<uint32_t> cycle = FindCycle(size, needs);
   if (cycle.empty()) return std::nullopt;
   std::string text;
   for (uint32_t i : cycle) text += (text.empty() ? "" : " -> ") + ("task " + std::to_string(i));

@@ -239,11 +239,22 @@ std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
 // error sentence, or nullopt when valid.
 std::optional<std::string> ValidateSpec(const TaskSpec& spec);
 
-// Checks a job's dependencies on its own tasks: each names another task of the job, and they make
-// no cycle. Returns the sentence ("a cycle: task 3 -> task 5 -> task 3"), or nullopt.
-FieldError CheckDependencies(const std::vector<TaskSpec>& specs);
+// A task of a job that has needs, and them: what the job-wide checks read (a job's tasks without
+// needs cost them nothing).
+struct TaskNeeds {
+  uint32_t index = 0;
+  std::shared_ptr<const Needs> needs;  // not null
+};
+// The tasks of `specs` that have needs, in order.
+std::vector<TaskNeeds> NeedsOf(const std::vector<TaskSpec>& specs);
+
+// Checks a job's dependencies on its own tasks (a job of `size` tasks; `needs` those that have
+// any, in order): each names another task of the job, and they make no cycle. Returns the
+// sentence ("a cycle: task 3 -> task 5 -> task 3"), or nullopt.
+FieldError CheckDependencies(uint32_t size, const std::vector<TaskNeeds>& needs);
 // A cycle among the job's own dependencies, as task indices (the first again at the end); empty
 // when there is none. Assumes every index is in range. Linear in tasks and dependencies.
+std::vector<uint32_t> FindCycle(uint32_t size, const std::vector<TaskNeeds>& needs);
 std::vector<uint32_t> FindCycle(const std::vector<TaskSpec>& specs);
 
 // The LINE of a shell task run as {"/bin/sh", "-c", LINE} (a "cmd", --lines, one word with shell

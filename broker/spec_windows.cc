@@ -1,0 +1,47 @@
+#include "broker/spec_windows.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace orq {
+
+std::shared_ptr<const TaskSpec> SpecWindows::Look(TaskId id) {
+  if (!held_.empty()) {
+    if (auto it = held_.find(id); it != held_.end()) return it->second;
+  }
+  const uint32_t number = id.index / kSpecWindow;
+  const uint32_t at = id.index % kSpecWindow;
+  for (size_t i = recent_.size(); i-- > 0;) {
+    if (recent_[i].job != id.job || recent_[i].number != number) continue;
+    std::rotate(recent_.begin() + i, recent_.begin() + i + 1, recent_.end());  // the newest now
+    const auto& specs = recent_.back().specs;
+    if (at >= specs->size()) break;
+    return {specs, &(*specs)[at]};  // shares the window's ownership
+  }
+  auto specs = store_.Specs(id.job, number);
+  if (!specs || at >= specs->size())
+    throw std::runtime_error("the broker's store has no spec for task " + FormatTaskId(id) +
+                             " (is its journal damaged?)");
+  Put(id.job, number, std::move(*specs));
+  const auto& kept = recent_.back().specs;
+  return {kept, &(*kept)[at]};
+}
+
+void SpecWindows::Put(uint64_t job, uint32_t window, std::vector<TaskSpec> specs) {
+  if (recent_.size() >= kKept) recent_.erase(recent_.begin());
+  recent_.push_back({job, window, std::make_shared<const std::vector<TaskSpec>>(std::move(specs))});
+}
+
+const TaskSpec& SpecWindows::Hold(TaskId id, const TaskSpec& spec) {
+  auto& held = held_[id];
+  held = std::make_shared<const TaskSpec>(spec);
+  return *held;
+}
+
+void SpecWindows::Forget(uint64_t job) {
+  std::erase_if(recent_, [job](const Window& w) { return w.job == job; });
+}
+
+}  // namespace orq

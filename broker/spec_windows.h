@@ -1,0 +1,53 @@
+// The specs of the broker's tasks, as the lifecycle needs them. A job's specs stay in the Store
+// (encoded, in windows of kSpecWindow; on disk for the journal) and are read back a window at a
+// time as dispatch reaches them; the few most recently used windows stay decoded. Dispatch takes
+// a job's tasks in order, so it reads each window once: a queued task costs the broker its Task
+// and its queue entry, not its spec. A running task has its own copy (Hold), so that finishing
+// it never reads a window back however far dispatch has gone meanwhile.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/store.h"
+#include "common/ids.h"
+#include "common/task_spec.h"
+
+namespace orq {
+
+class SpecWindows {
+ public:
+  explicit SpecWindows(Store& store) : store_(store) {}
+
+  // Task `id`'s spec: its running copy, else from its window. The pointer keeps it alive however
+  // the windows change meanwhile. Throws std::runtime_error when the store has no such spec (a
+  // task the broker has always has one: the store lost it).
+  std::shared_ptr<const TaskSpec> Look(TaskId id);
+  // A window of a new job, already decoded: kept as the most recent, sparing a read.
+  void Put(uint64_t job, uint32_t window, std::vector<TaskSpec> specs);
+  // The task starts running: it keeps its own copy of its spec until Drop().
+  const TaskSpec& Hold(TaskId id, const TaskSpec& spec);
+  // The task stopped running (ended, retried, requeued).
+  void Drop(TaskId id) { held_.erase(id); }
+  // A job is forgotten: its windows go.
+  void Forget(uint64_t job);
+
+  size_t held() const { return held_.size(); }
+
+ private:
+  struct Window {
+    uint64_t job = 0;
+    uint32_t number = 0;
+    std::shared_ptr<const std::vector<TaskSpec>> specs;
+  };
+  // A few windows of dispatch's look-ahead and of the tasks just released or finished.
+  static constexpr size_t kKept = 8;
+
+  Store& store_;
+  std::vector<Window> recent_;  // most recently used last
+  std::unordered_map<TaskId, std::shared_ptr<const TaskSpec>, TaskIdHash> held_;
+};
+
+}  // namespace orq
