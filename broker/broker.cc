@@ -146,28 +146,26 @@ class BrokerShell {
         if (!received) break;
         now = Clock::now();
         const Role role = admission_.RoleOf(received->identity, received->user_id, received->fd);
-        if (auto* error = std::get_if<DecodeError>(&received->message)) {
-          Log("malformed message: " + error->what);
-          core_.HandleMalformed(received->identity, error->what);
+        if (!received->message) {
+          const std::string& why = received->message.error().sentence;
+          Log("malformed message: " + why);
+          core_.HandleMalformed(received->identity, why);
           core_.DrainOutbox(out_);
-        } else if (std::holds_alternative<ReloadAccessRequest>(
-                       std::get<Message>(received->message)) &&
+        } else if (std::holds_alternative<ReloadAccessRequest>(*received->message) &&
                    MaySend(role, Command::kReloadAccess)) {
           ReloadAccess(received->identity);
-        } else if (auto* scale = std::get_if<ScaleRequest>(&std::get<Message>(received->message));
+        } else if (auto* scale = std::get_if<ScaleRequest>(&*received->message);
                    scale && MaySend(role, Command::kScale)) {
           Scale(received->identity, scale->workers);
-        } else if (auto* part =
-                       std::get_if<SubmitPartRequest>(&std::get<Message>(received->message));
+        } else if (auto* part = std::get_if<SubmitPartRequest>(&*received->message);
                    part && MaySend(role, Command::kSubmitPart)) {
           parts_.Add(received->identity, std::move(part->tasks), received->bytes, now);
-        } else if (auto* submit = std::get_if<SubmitRequest>(&std::get<Message>(received->message));
+        } else if (auto* submit = std::get_if<SubmitRequest>(&*received->message);
                    submit && MaySend(role, Command::kSubmit)) {
           Submit(received->identity, std::move(*submit), received->bytes, now);
-        } else if (WithinBounds(received->identity, std::get<Message>(received->message), role,
-                                received->user_id)) {
-          core_.Handle(received->identity, std::move(std::get<Message>(received->message)), now,
-                       role, received->user_id);
+        } else if (WithinBounds(received->identity, *received->message, role, received->user_id)) {
+          core_.Handle(received->identity, std::move(*received->message), now, role,
+                       received->user_id);
           core_.DrainOutbox(out_);
         }
       }

@@ -389,32 +389,9 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request) {
   const Job* job = tasks_.FindJob(request.job);
   if (!job)
     return Reply(from, Error{ErrorCode::kUnknownId, "unknown job " + FormatJobId(request.job)});
-  std::vector<uint32_t> failed;  // without --all: the finished tasks that did not end ok
-  if (!request.all) {
-    for (uint32_t i = 0; i < job->size; ++i) {
-      if (!job->tasks.empty() && job->tasks[i].state() != TaskState::kFinished) continue;
-      const auto outcome = store_.Find({request.job, i});
-      if (outcome && outcome->status != TaskStatus::kOk) failed.push_back(i);
-    }
-    if (failed.empty())
-      return Reply(from, Error{ErrorCode::kBadRequest,
-                               FormatJobId(request.job) +
-                                   " has no finished task that did not end ok: nothing to retry"});
-  }
-  std::unordered_map<uint32_t, uint32_t> renumbered;  // old index -> index in the new job
-  for (uint32_t i = 0; i < failed.size(); ++i) renumbered[failed[i]] = i;
-  // Their specs as submitted, from the store a window at a time (a job of millions is never
-  // decoded whole).
-  JobBuilder built;
-  std::vector<TaskSpec> window;
-  const uint32_t count = request.all ? job->size : static_cast<uint32_t>(failed.size());
-  for (uint32_t i = 0; i < count; ++i) {
-    const TaskId old{request.job, request.all ? i : failed[i]};
-    window.push_back(request.all ? *specs_.Look(old)
-                                 : RetrySpec(*specs_.Look(old), renumbered, request.job));
-    if (window.size() == kSpecWindow || i + 1 == count) built.Add(std::exchange(window, {}));
-  }
-  const uint64_t number = AddJob(std::move(built), job->context);
+  auto built = RetryJob(request, *job, store_, specs_);
+  if (!built) return Reply(from, std::move(built.error()));
+  const uint64_t number = AddJob(std::move(*built), job->context);
   Reply(from, SubmittedReply{number, tasks_.job(number).size});
   Dispatch();
 }

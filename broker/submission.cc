@@ -2,6 +2,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "common/ids.h"
 
@@ -55,6 +56,36 @@ std::optional<Error> CheckSubmission(const SubmitRequest& request, const JobBuil
       return refuse(*error);
   }
   return std::nullopt;
+}
+
+Expected<JobBuilder> RetryJob(const RetryRequest& request, const Job& job, Store& store,
+                              SpecWindows& specs) {
+  std::vector<uint32_t> failed;  // without --all: the finished tasks that did not end ok
+  if (!request.all) {
+    for (uint32_t i = 0; i < job.size; ++i) {
+      if (!job.tasks.empty() && job.tasks[i].state() != TaskState::kFinished) continue;
+      const auto outcome = store.Find({request.job, i});
+      if (outcome && outcome->status != TaskStatus::kOk) failed.push_back(i);
+    }
+    if (failed.empty())
+      return Error{
+          ErrorCode::kBadRequest,
+          FormatJobId(request.job) + " has no finished task that did not end ok: nothing to retry"};
+  }
+  std::unordered_map<uint32_t, uint32_t> renumbered;  // old index -> index in the new job
+  for (uint32_t i = 0; i < failed.size(); ++i) renumbered[failed[i]] = i;
+  // Their specs as submitted, from the store a window at a time (a job of millions is never
+  // decoded whole).
+  JobBuilder built;
+  std::vector<TaskSpec> window;
+  const uint32_t count = request.all ? job.size : static_cast<uint32_t>(failed.size());
+  for (uint32_t i = 0; i < count; ++i) {
+    const TaskId old{request.job, request.all ? i : failed[i]};
+    window.push_back(request.all ? *specs.Look(old)
+                                 : RetrySpec(*specs.Look(old), renumbered, request.job));
+    if (window.size() == kSpecWindow || i + 1 == count) built.Add(std::exchange(window, {}));
+  }
+  return built;
 }
 
 TaskSpec RetrySpec(TaskSpec spec, const std::unordered_map<uint32_t, uint32_t>& renumbered,

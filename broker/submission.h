@@ -1,6 +1,7 @@
 // Whether a submitted job may be accepted as it is: each task's spec, its --halt, its
 // dependencies (inside the job, and on the jobs the broker has), the limits it names, and its
-// context's size. Pure: the first fault, as one sentence naming the task and field.
+// context's size. Pure: the first fault, as one sentence naming the task and field. And what
+// `orq retry` submits again.
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,7 @@
 
 #include "broker/job_builder.h"
 #include "broker/limits.h"
+#include "broker/spec_windows.h"
 #include "broker/task_table.h"
 #include "common/error.h"
 #include "common/protocol.h"
@@ -19,6 +21,12 @@ namespace orq {
 std::optional<Error> CheckSubmission(const SubmitRequest& request, const JobBuilder& job,
                                      const TaskTable& tasks, const Limits& limits,
                                      size_t max_tasks_per_job);
+
+// `orq retry`'s new job (`request.job` is `job`): the tasks that did not end ok, or every task
+// with --all, with their specs as submitted (read back through `specs`, a window at a time, so a
+// job of millions is never decoded whole). kBadRequest when there is nothing to retry.
+Expected<JobBuilder> RetryJob(const RetryRequest& request, const Job& job, Store& store,
+                              SpecWindows& specs);
 
 // The spec of `orq retry`'s copy of a task of job `old` that did not end ok. `renumbered` maps
 // each retried task's index in `old` to its index in the new job: a dependency on a task of the

@@ -109,9 +109,10 @@ std::optional<Message> Client::Receive(Clock::time_point deadline) {
     }
     while (auto received = ReceiveMessage(socket_, /*router=*/false)) {
       last_heard_ = Clock::now();
-      if (auto* error = std::get_if<DecodeError>(&received->message))
-        throw std::runtime_error("malformed reply from the broker: " + error->what);
-      auto& message = std::get<Message>(received->message);
+      if (!received->message)
+        throw std::runtime_error("malformed reply from the broker: " +
+                                 received->message.error().sentence);
+      Message& message = *received->message;
       if (std::holds_alternative<PongReply>(message)) continue;
       if (auto* error = std::get_if<ErrorReply>(&message);
           error && error->code == ErrorCode::kForbidden)

@@ -68,9 +68,8 @@ std::vector<TaskSpec> TaskFileSpecs(const std::string& file) {
   }
   std::istringstream in(text);
   auto parsed = ParseTaskFile(in, name);
-  if (auto* error = std::get_if<SpecError>(&parsed))
-    throw UsageError(error->message + "; nothing was submitted");
-  return std::move(std::get<std::vector<TaskSpec>>(parsed));
+  if (!parsed) throw UsageError(parsed.error().sentence + "; nothing was submitted");
+  return std::move(*parsed);
 }
 
 TaskSpec Shell(std::vector<std::string> argv) {

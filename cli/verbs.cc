@@ -359,14 +359,21 @@ extern "C" const char* sodium_version_string();
 extern "C" const char* sodium_version_string() __attribute__((weak));
 #endif
 
+static const char* SodiumVersion() {
+#ifdef ORQ_STATIC_DEPS_LINKED
+  return sodium_version_string();
+#else
+  return sodium_version_string ? sodium_version_string() : "unknown";
+#endif
+}
+
 static std::string VersionReport() {
   int major = 0, minor = 0, patch = 0;
   zmq_version(&major, &minor, &patch);
   std::string report = "orq " + std::string(kOrqVersion) + "\n";
   report += "libzmq " + std::to_string(major) + "." + std::to_string(minor) + "." +
             std::to_string(patch) + (zmq_has("curve") ? " (CURVE)" : " (no CURVE)") + "\n";
-  report += "libsodium " +
-            std::string(sodium_version_string ? sodium_version_string() : "unknown") + "\n";
+  report += "libsodium " + std::string(SodiumVersion()) + "\n";
   report += "SQLite " + std::string(sqlite3_libversion()) + "\n";
 #ifdef ORQ_STATIC_DEPS_LINKED
   report +=

@@ -674,19 +674,20 @@ void Fields(Is<CancelTasksMessage> auto& m, auto&& f) { f(m.ids); }
 void Fields(Is<BrokerHeartbeatMessage> auto&, auto&&) {}
 void Fields(Is<StopMessage> auto& m, auto&& f) { f(m.grace_ms); }
 
+Error Undecodable(std::string why) { return {ErrorCode::kBadRequest, std::move(why)}; }
+
 // Decodes body into alternative I of Message when its command matches.
-template <size_t I = 0>
-std::variant<Message, DecodeError> DecodeAs(Command command, std::string_view body) {
+template <size_t I = 0> Expected<Message> DecodeAs(Command command, std::string_view body) {
   if constexpr (I == std::variant_size_v<Message>) {
-    return DecodeError{"unknown command " + std::to_string(static_cast<int>(command))};
+    return Undecodable("unknown command " + std::to_string(static_cast<int>(command)));
   } else {
     using T = std::variant_alternative_t<I, Message>;
     if (T::kCommand != command) return DecodeAs<I + 1>(command, body);
     T message;
     Reader r(body);
     Fields(message, In{r});
-    if (!r.ok()) return DecodeError{"truncated or malformed body"};
-    if (!r.AtEnd()) return DecodeError{"trailing bytes after the body"};
+    if (!r.ok()) return Undecodable("truncated or malformed body");
+    if (!r.AtEnd()) return Undecodable("trailing bytes after the body");
     return Message(std::move(message));
   }
 }
@@ -770,10 +771,10 @@ EncodedMessage Encode(const Message& message) {
       message);
 }
 
-std::variant<Message, DecodeError> Decode(std::string_view version, std::string_view command,
-                                          std::string_view body) {
-  if (version != kProtocolVersion) return DecodeError{"wrong protocol version frame"};
-  if (command.size() != 1) return DecodeError{"command frame must be one byte"};
+Expected<Message> Decode(std::string_view version, std::string_view command,
+                         std::string_view body) {
+  if (version != kProtocolVersion) return Undecodable("wrong protocol version frame");
+  if (command.size() != 1) return Undecodable("command frame must be one byte");
   return DecodeAs(static_cast<Command>(static_cast<uint8_t>(command[0])), body);
 }
 

@@ -1,6 +1,6 @@
 // The codec: typed messages (common/protocol.h) to frames and back. No zmq here, so it is tested
 // and fuzzed on plain bytes. Decode never trusts its input: a short, long or inconsistent body is a
-// DecodeError, never a crash or an unbounded allocation.
+// kBadRequest Error, never a crash or an unbounded allocation.
 #pragma once
 
 #include <optional>
@@ -9,6 +9,7 @@
 #include <string_view>
 #include <variant>
 
+#include "common/error.h"
 #include "common/protocol.h"
 
 namespace orq {
@@ -16,10 +17,6 @@ namespace orq {
 struct EncodedMessage {
   Command command;
   std::string body;
-};
-
-struct DecodeError {
-  std::string what;
 };
 
 EncodedMessage Encode(const Message& message);
@@ -41,7 +38,7 @@ size_t ApproxWireBytes(const TaskSpec& spec);
 size_t ApproxWireBytes(const TaskOutcome& outcome);
 
 // Decodes the three frames of a message (version, command byte, body).
-std::variant<Message, DecodeError> Decode(std::string_view version, std::string_view command,
-                                          std::string_view body);
+// A frame that does not decode is an Error (kBadRequest) saying why.
+Expected<Message> Decode(std::string_view version, std::string_view command, std::string_view body);
 
 }  // namespace orq

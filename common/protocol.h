@@ -10,7 +10,7 @@
 //   frame 2: the body, encoded by common/codec.h (a compact binary form, no JSON on hot paths)
 //
 // The codec turns frames into the typed messages below and back; nothing else indexes frames.
-// Malformed frames become a DecodeError value, never undefined behaviour.
+// Malformed frames become an Error value (common/error.h), never undefined behaviour.
 #pragma once
 
 #include <chrono>

@@ -13,6 +13,9 @@
 namespace orq {
 namespace {
 
+// A task file's or task's fault: the one sentence that names the line and field.
+Error Malformed(std::string sentence) { return {ErrorCode::kBadRequest, std::move(sentence)}; }
+
 using nlohmann::json;
 
 std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
@@ -507,9 +510,9 @@ std::optional<std::string> ValidateSpec(const TaskSpec& spec) {
   return std::visit([](const auto& t) { return t.Validate(); }, spec.body);
 }
 
-std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::string_view where,
-                                                std::vector<NamedDependency>* named) {
-  auto fail = [&](const std::string& msg) { return SpecError{std::string(where) + ": " + msg}; };
+Expected<TaskSpec> ParseTaskJson(std::string_view line, std::string_view where,
+                                 std::vector<NamedDependency>* named) {
+  auto fail = [&](const std::string& msg) { return Malformed(std::string(where) + ": " + msg); };
   json obj;
   try {
     obj = json::parse(line);
@@ -577,8 +580,7 @@ std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::stri
   return spec;
 }
 
-std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
-                                                             std::string_view name) {
+Expected<std::vector<TaskSpec>> ParseTaskFile(std::istream& in, std::string_view name) {
   std::vector<TaskSpec> specs;
   std::vector<size_t> lines;                          // each task's line number
   std::vector<std::vector<NamedDependency>> named;    // each task's "after" by name
@@ -590,19 +592,19 @@ std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
     where.assign(name).append(":").append(std::to_string(number));
     std::vector<NamedDependency> names;
     auto parsed = ParseTaskJson(line, where, &names);
-    if (auto* err = std::get_if<SpecError>(&parsed)) return std::move(*err);
-    specs.push_back(std::move(std::get<TaskSpec>(parsed)));
+    if (!parsed) return std::move(parsed.error());
+    specs.push_back(std::move(*parsed));
     lines.push_back(number);
     named.push_back(std::move(names));
     if (const std::string& task_name = specs.back().need().name; !task_name.empty()) {
       auto [it, added] = by_name.emplace(task_name, static_cast<uint32_t>(specs.size() - 1));
       if (!added)
-        return SpecError{where + ": the name " + Quote(task_name) + " is taken by line " +
-                         std::to_string(lines[it->second])};
+        return Malformed(where + ": the name " + Quote(task_name) + " is taken by line " +
+                         std::to_string(lines[it->second]));
     }
   }
-  if (in.bad()) return SpecError{std::string(name) + ": read error"};
-  if (specs.empty()) return SpecError{std::string(name) + ": no tasks in the file"};
+  if (in.bad()) return Malformed(std::string(name) + ": read error");
+  if (specs.empty()) return Malformed(std::string(name) + ": no tasks in the file");
   auto where_is = [&](uint32_t i) { return std::string(name) + ":" + std::to_string(lines[i]); };
   for (uint32_t i = 0; i < specs.size(); ++i) {
     if (named[i].empty()) continue;
@@ -610,12 +612,12 @@ std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
     for (const NamedDependency& dependency : named[i]) {
       auto it = by_name.find(dependency.name);
       if (it == by_name.end())
-        return SpecError{where_is(i) + ": field '" + (dependency.any ? "after_any" : "after") +
+        return Malformed(where_is(i) + ": field '" + (dependency.any ? "after_any" : "after") +
                          "' names " + Quote(dependency.name) + ", which no task in " +
-                         std::string(name) + " is called"};
+                         std::string(name) + " is called");
       if (it->second == i)
-        return SpecError{where_is(i) + ": the task " + Quote(dependency.name) +
-                         " cannot run after itself"};
+        return Malformed(where_is(i) + ": the task " + Quote(dependency.name) +
+                         " cannot run after itself");
       needs.after.push_back({Dependency::kSameJob, it->second, false, dependency.any});
     }
     specs[i].needs = MakeNeeds(std::move(needs));
@@ -628,7 +630,7 @@ std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
               (task_name.empty() ? "line " + std::to_string(lines[i])
                                  : Quote(task_name) + " (line " + std::to_string(lines[i]) + ")");
     }
-    return SpecError{std::string(name) + ": the tasks' 'after' make a cycle: " + text};
+    return Malformed(std::string(name) + ": the tasks' 'after' make a cycle: " + text);
   }
   return specs;
 }

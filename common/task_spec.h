@@ -22,6 +22,8 @@
 #include <variant>
 #include <vector>
 
+#include "common/error.h"
+
 namespace orq {
 
 // Bounds of what a spec may hold (bounded input: a peer's spec over one is refused where it is
@@ -212,11 +214,6 @@ std::string_view KindName(const TaskSpec& spec);
 // "sleep, echo, cpu or shell": every kind's name, for sentences.
 std::string KindNames();
 
-// A user's mistake, as one sentence ("tasks.jsonl:3: field 'seconds' must be ...").
-struct SpecError {
-  std::string message;
-};
-
 // A dependency named by a task's name in its file ("after": ["a1"]), before the file is read
 // whole and the name becomes an index.
 struct NamedDependency {
@@ -226,13 +223,13 @@ struct NamedDependency {
 
 // Parses one JSON object (one line of a task file). `where` prefixes the error ("FILE:LINE").
 // Names in "after" go to `named` (ParseTaskFile resolves them); without it they are an error.
-std::variant<TaskSpec, SpecError> ParseTaskJson(std::string_view line, std::string_view where,
-                                                std::vector<NamedDependency>* named = nullptr);
+// A failure is kBadRequest with the sentence ("tasks.jsonl:3: field 'seconds' must be ...").
+Expected<TaskSpec> ParseTaskJson(std::string_view line, std::string_view where,
+                                 std::vector<NamedDependency>* named = nullptr);
 
 // Parses a whole task file: every non-blank line is a task. All or nothing: a name in "after" that
 // no task has, a name given twice, or a cycle refuses the file, naming the lines.
-std::variant<std::vector<TaskSpec>, SpecError> ParseTaskFile(std::istream& in,
-                                                             std::string_view name);
+Expected<std::vector<TaskSpec>> ParseTaskFile(std::istream& in, std::string_view name);
 
 // Checks the fields every kind shares (delay, timeout, retries...) and the kind's own; used for
 // specs built from command-line options and on the broker for every submitted spec. Returns the

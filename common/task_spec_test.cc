@@ -11,14 +11,17 @@ namespace {
 
 TaskSpec Parse(const std::string& line) {
   auto parsed = ParseTaskJson(line, "t:1");
-  if (auto* e = std::get_if<SpecError>(&parsed)) ADD_FAILURE() << e->message;
-  return std::get<TaskSpec>(parsed);
+  if (!parsed) {
+    ADD_FAILURE() << parsed.error().sentence;
+    return {};
+  }
+  return *parsed;
 }
 
-std::string Error(const std::string& line) {
+std::string LineError(const std::string& line) {
   auto parsed = ParseTaskJson(line, "tasks.jsonl:3");
-  if (!std::holds_alternative<SpecError>(parsed)) return "(no error)";
-  return std::get<SpecError>(parsed).message;
+  if (parsed) return "(no error)";
+  return parsed.error().sentence;
 }
 
 TEST(TaskSpecTest, ParsesEachKind) {
@@ -52,55 +55,55 @@ TEST(TaskSpecTest, ParsesCommonFields) {
 }
 
 TEST(TaskSpecTest, EachBadInputNamesLineAndField) {
-  EXPECT_EQ(Error("{not json").rfind("tasks.jsonl:3: malformed JSON: ", 0), 0u);
+  EXPECT_EQ(LineError("{not json").rfind("tasks.jsonl:3: malformed JSON: ", 0), 0u);
   // Found by the fuzzer: a number too large for a double is an error, not an exception.
-  EXPECT_EQ(Error("4E6161").rfind("tasks.jsonl:3: malformed JSON: number overflow", 0), 0u);
-  EXPECT_EQ(Error("[1]"), "tasks.jsonl:3: a task must be a JSON object, not array");
-  EXPECT_EQ(Error(R"({"seconds": 1})"),
+  EXPECT_EQ(LineError("4E6161").rfind("tasks.jsonl:3: malformed JSON: number overflow", 0), 0u);
+  EXPECT_EQ(LineError("[1]"), "tasks.jsonl:3: a task must be a JSON object, not array");
+  EXPECT_EQ(LineError(R"({"seconds": 1})"),
             "tasks.jsonl:3: missing field 'kind' (sleep, echo, cpu or shell)");
-  EXPECT_EQ(Error(R"({"kind": "nap"})"),
+  EXPECT_EQ(LineError(R"({"kind": "nap"})"),
             "tasks.jsonl:3: unknown kind 'nap' (expected sleep, echo, cpu or shell)");
-  EXPECT_EQ(Error(R"({"kind": 3})"), "tasks.jsonl:3: field 'kind' must be a string");
-  EXPECT_EQ(Error(R"({"kind": "sleep"})"), "tasks.jsonl:3: missing field 'seconds'");
-  EXPECT_EQ(Error(R"({"kind": "sleep", "seconds": -1})"),
+  EXPECT_EQ(LineError(R"({"kind": 3})"), "tasks.jsonl:3: field 'kind' must be a string");
+  EXPECT_EQ(LineError(R"({"kind": "sleep"})"), "tasks.jsonl:3: missing field 'seconds'");
+  EXPECT_EQ(LineError(R"({"kind": "sleep", "seconds": -1})"),
             "tasks.jsonl:3: field 'seconds' must be zero or more, not -1");
-  EXPECT_EQ(Error(R"({"kind": "sleep", "seconds": "1"})"),
+  EXPECT_EQ(LineError(R"({"kind": "sleep", "seconds": "1"})"),
             "tasks.jsonl:3: field 'seconds' must be a number, not string");
-  EXPECT_EQ(Error(R"({"kind": "sleep", "seconds": 1, "secnds": 1})"),
+  EXPECT_EQ(LineError(R"({"kind": "sleep", "seconds": 1, "secnds": 1})"),
             "tasks.jsonl:3: unknown field 'secnds' for a sleep task");
-  EXPECT_EQ(Error(R"({"kind": "echo"})"), "tasks.jsonl:3: missing field 'value'");
-  EXPECT_EQ(Error(R"({"kind": "cpu", "ms": null})"),
+  EXPECT_EQ(LineError(R"({"kind": "echo"})"), "tasks.jsonl:3: missing field 'value'");
+  EXPECT_EQ(LineError(R"({"kind": "cpu", "ms": null})"),
             "tasks.jsonl:3: field 'ms' must be a number, not null");
-  EXPECT_EQ(Error(R"({"kind": "shell", "argv": []})"),
+  EXPECT_EQ(LineError(R"({"kind": "shell", "argv": []})"),
             "tasks.jsonl:3: field 'argv' must not be empty");
-  EXPECT_EQ(Error(R"({"kind": "shell", "argv": ["ls", 1]})"),
+  EXPECT_EQ(LineError(R"({"kind": "shell", "argv": ["ls", 1]})"),
             "tasks.jsonl:3: field 'argv' item 1 must be a string, not number");
-  EXPECT_EQ(Error(R"({"kind": "shell", "argv": "ls"})"),
+  EXPECT_EQ(LineError(R"({"kind": "shell", "argv": "ls"})"),
             "tasks.jsonl:3: field 'argv' must be an array of strings");
-  EXPECT_EQ(Error(R"({"kind": "shell"})"),
+  EXPECT_EQ(LineError(R"({"kind": "shell"})"),
             "tasks.jsonl:3: a shell task needs exactly one of 'argv' or 'cmd'");
-  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": ""})"),
+  EXPECT_EQ(LineError(R"({"kind": "shell", "cmd": ""})"),
             "tasks.jsonl:3: field 'cmd' must not be empty");
-  EXPECT_EQ(Error(R"({"kind": "echo", "value": 1, "timeout": 0})"),
+  EXPECT_EQ(LineError(R"({"kind": "echo", "value": 1, "timeout": 0})"),
             "tasks.jsonl:3: field 'timeout' must be more than zero, not 0");
-  EXPECT_EQ(Error(R"({"kind": "echo", "value": 1, "delay": -2})"),
+  EXPECT_EQ(LineError(R"({"kind": "echo", "value": 1, "delay": -2})"),
             "tasks.jsonl:3: field 'delay' must be zero or more, not -2");
-  EXPECT_EQ(Error(R"({"kind": "echo", "value": 1, "priority": 1.5})"),
+  EXPECT_EQ(LineError(R"({"kind": "echo", "value": 1, "priority": 1.5})"),
             "tasks.jsonl:3: field 'priority' must be an integer");
 }
 
 TEST(TaskSpecTest, ShellTasksTakeACwdAndAnEnv) {
   TaskSpec s = Parse(R"({"kind": "shell", "cmd": "make", "cwd": "src", "env": {"CC": "clang"}})");
   EXPECT_EQ(s.body, TaskBody(ShellTask::In({"/bin/sh", "-c", "make"}, "src", {"CC=clang"})));
-  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": "ls", "cwd": 3})"),
+  EXPECT_EQ(LineError(R"({"kind": "shell", "cmd": "ls", "cwd": 3})"),
             "tasks.jsonl:3: field 'cwd' must be a directory's path (a string)");
-  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": "ls", "env": ["A=1"]})"),
+  EXPECT_EQ(LineError(R"({"kind": "shell", "cmd": "ls", "env": ["A=1"]})"),
             "tasks.jsonl:3: field 'env' must be an object of strings: {\"NAME\": \"value\"}");
-  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": "ls", "env": {"A": 1}})"),
+  EXPECT_EQ(LineError(R"({"kind": "shell", "cmd": "ls", "env": {"A": 1}})"),
             "tasks.jsonl:3: field 'env' item 'A' must be a string, not number");
-  EXPECT_EQ(Error(R"({"kind": "shell", "cmd": "ls", "env": {"A=B": "1"}})"),
+  EXPECT_EQ(LineError(R"({"kind": "shell", "cmd": "ls", "env": {"A=B": "1"}})"),
             "tasks.jsonl:3: field 'env' has the name 'A=B'; a name is not empty and has no '='");
-  EXPECT_EQ(Error(R"({"kind": "sleep", "seconds": 1, "cwd": "/"})"),
+  EXPECT_EQ(LineError(R"({"kind": "sleep", "seconds": 1, "cwd": "/"})"),
             "tasks.jsonl:3: unknown field 'cwd' for a sleep task");
   EXPECT_EQ(ValidateEnv({"A=1", "B"}, "--env"), "--env item 'B' must be NAME=VALUE");
   EXPECT_EQ(ValidateEnv({"=1"}, "--env"), "--env item '=1' must be NAME=VALUE");
@@ -116,17 +119,16 @@ TEST(TaskSpecTest, FileWithOneBadLineIsRefusedWhole) {
       "{\"kind\": \"echo\", \"value\": 1}\n\n{\"kind\": \"sleep\", \"seconds\": -1}\n"
       "{\"kind\": \"echo\", \"value\": 2}\n");
   auto parsed = ParseTaskFile(in, "f.jsonl");
-  ASSERT_TRUE(std::holds_alternative<SpecError>(parsed));
-  EXPECT_EQ(std::get<SpecError>(parsed).message,
-            "f.jsonl:3: field 'seconds' must be zero or more, not -1");
+  ASSERT_FALSE(parsed);
+  EXPECT_EQ(parsed.error().sentence, "f.jsonl:3: field 'seconds' must be zero or more, not -1");
 }
 
 TEST(TaskSpecTest, FileSkipsBlankLinesAndKeepsOrder) {
   std::istringstream in(
       "{\"kind\": \"echo\", \"value\": 1}\n  \n{\"kind\": \"echo\", \"value\": 2}\n");
   auto parsed = ParseTaskFile(in, "f");
-  ASSERT_TRUE(std::holds_alternative<std::vector<TaskSpec>>(parsed));
-  const auto& specs = std::get<std::vector<TaskSpec>>(parsed);
+  ASSERT_TRUE(parsed);
+  const auto& specs = *parsed;
   ASSERT_EQ(specs.size(), 2u);
   EXPECT_EQ(std::get<EchoTask>(specs[0].body).value, "1");
   EXPECT_EQ(std::get<EchoTask>(specs[1].body).value, "2");
@@ -135,8 +137,8 @@ TEST(TaskSpecTest, FileSkipsBlankLinesAndKeepsOrder) {
 TEST(TaskSpecTest, EmptyFileIsRefused) {
   std::istringstream in("\n\n");
   auto parsed = ParseTaskFile(in, "empty.jsonl");
-  ASSERT_TRUE(std::holds_alternative<SpecError>(parsed));
-  EXPECT_EQ(std::get<SpecError>(parsed).message, "empty.jsonl: no tasks in the file");
+  ASSERT_FALSE(parsed);
+  EXPECT_EQ(parsed.error().sentence, "empty.jsonl: no tasks in the file");
 }
 
 TEST(TaskSpecTest, ArgvLimitsAtNAndNPlusOne) {
@@ -159,13 +161,13 @@ TEST(TaskSpecTest, ArgvLimitsAtNAndNPlusOne) {
 TEST(TaskSpecTest, ValueLimitAtNAndNPlusOne) {
   const std::string at_limit = "\"" + std::string(kMaxValueBytes - 2, 'v') + "\"";
   auto parsed = ParseTaskJson("{\"kind\": \"echo\", \"value\": " + at_limit + "}", "f:1");
-  EXPECT_TRUE(std::holds_alternative<TaskSpec>(parsed));
+  EXPECT_TRUE(parsed);
   const std::string over = "\"" + std::string(kMaxValueBytes - 1, 'v') + "\"";
   parsed = ParseTaskJson("{\"kind\": \"echo\", \"value\": " + over + "}", "f:1");
-  ASSERT_TRUE(std::holds_alternative<SpecError>(parsed));
-  EXPECT_EQ(std::get<SpecError>(parsed).message,
-            "f:1: the task's value is " + std::to_string(kMaxValueBytes + 1) +
-                " bytes; the limit is " + std::to_string(kMaxValueBytes));
+  ASSERT_FALSE(parsed);
+  EXPECT_EQ(parsed.error().sentence, "f:1: the task's value is " +
+                                         std::to_string(kMaxValueBytes + 1) +
+                                         " bytes; the limit is " + std::to_string(kMaxValueBytes));
 }
 
 TEST(TaskSpecTest, AttemptsRetriesAndBackoff) {
@@ -175,11 +177,11 @@ TEST(TaskSpecTest, AttemptsRetriesAndBackoff) {
   EXPECT_EQ(s.retries, 2u);
   EXPECT_EQ(s.backoff_base, 0.5);
   EXPECT_EQ(s.backoff_max, 10);
-  EXPECT_EQ(Error(R"({"kind": "cpu", "ms": 1, "attempts": 0})"),
+  EXPECT_EQ(LineError(R"({"kind": "cpu", "ms": 1, "attempts": 0})"),
             "tasks.jsonl:3: field 'attempts' must be an integer of at least 1");
-  EXPECT_EQ(Error(R"({"kind": "cpu", "ms": 1, "retry_backoff": [5, 1]})"),
+  EXPECT_EQ(LineError(R"({"kind": "cpu", "ms": 1, "retry_backoff": [5, 1]})"),
             "tasks.jsonl:3: field 'retry_backoff' must be [BASE, MAX] with 0 <= BASE <= MAX");
-  EXPECT_EQ(Error(R"({"kind": "cpu", "ms": 1, "retry_backoff": [-1, 1]})"),
+  EXPECT_EQ(LineError(R"({"kind": "cpu", "ms": 1, "retry_backoff": [-1, 1]})"),
             "tasks.jsonl:3: field 'retry_backoff' must be [BASE, MAX] with 0 <= BASE <= MAX");
   // [0, 0]: the next run at once (what the command line's --retries gives).
   EXPECT_EQ(Parse(R"({"kind": "cpu", "ms": 1, "retry_backoff": [0, 0]})").backoff_max, 0);
@@ -195,14 +197,13 @@ TEST(TaskSpecTest, ValidateSpecChecksCommandLineValues) {
   EXPECT_EQ(*ValidateSpec(s), "field 'delay' must be zero or more, not -1.0");
 }
 
-std::variant<std::vector<TaskSpec>, SpecError> ParseText(const std::string& text) {
+Expected<std::vector<TaskSpec>> ParseText(const std::string& text) {
   std::istringstream in(text);
   return ParseTaskFile(in, "t.jsonl");
 }
 std::string ErrorOf(const std::string& text) {
   auto parsed = ParseText(text);
-  auto* error = std::get_if<SpecError>(&parsed);
-  return error ? error->message : "parsed";
+  return parsed ? "parsed" : parsed.error().sentence;
 }
 
 TEST(TaskSpecTest, NamesInAFileBecomeDependenciesOnTasksOfTheJob) {
@@ -214,8 +215,8 @@ TEST(TaskSpecTest, NamesInAFileBecomeDependenciesOnTasksOfTheJob) {
       R"({"kind": "sleep", "seconds": 0, "after": ["j4.2", "load"], "after_any": ["first"]})"
       "\n"
       R"({"kind": "echo", "value": 1, "name": "first"})");
-  ASSERT_TRUE(std::holds_alternative<std::vector<TaskSpec>>(parsed));
-  const auto& specs = std::get<std::vector<TaskSpec>>(parsed);
+  ASSERT_TRUE(parsed);
+  const auto& specs = *parsed;
   EXPECT_EQ(specs[0].need().after, (std::vector<Dependency>{{0, 1, false, false}}));
   EXPECT_EQ(specs[1].need().after, (std::vector<Dependency>{{3, 0, true, true}}));
   EXPECT_EQ(specs[1].need().name, "load");
@@ -252,8 +253,8 @@ TEST(TaskSpecTest, LimitsLocksResourcesAndQueueAreParsedAndChecked) {
       R"({"kind": "echo", "value": 1, "limits": ["dl", "api", "dl"], "locks": {"db": "write", "cache": "read"},
           "resources": {"gpu": 2, "cpus": 4}, "queue": "fast"})",
       "x:1");
-  ASSERT_TRUE(std::holds_alternative<TaskSpec>(parsed));
-  const Needs& n = std::get<TaskSpec>(parsed).need();
+  ASSERT_TRUE(parsed);
+  const Needs& n = parsed->need();
   EXPECT_EQ(n.limits, (std::vector<std::string>{"api", "dl"}));
   EXPECT_EQ(n.locks, (std::vector<LockNeed>{{"cache", LockMode::kRead}, {"db", LockMode::kWrite}}));
   EXPECT_EQ(n.resources, (std::vector<ResourceNeed>{{"gpu", 2}}));
@@ -261,7 +262,7 @@ TEST(TaskSpecTest, LimitsLocksResourcesAndQueueAreParsedAndChecked) {
   EXPECT_EQ(n.queue, "fast");
   auto error = [](const std::string& line) {
     auto p = ParseTaskJson(line, "x:1");
-    return std::holds_alternative<SpecError>(p) ? std::get<SpecError>(p).message : "parsed";
+    return p ? "parsed" : p.error().sentence;
   };
   EXPECT_EQ(error(R"({"kind": "echo", "value": 1, "locks": {"db": "exclusive"}})"),
             "x:1: field 'locks' item 'db' must be \"read\" or \"write\", not \"exclusive\"");

@@ -117,8 +117,8 @@ std::optional<Received> ReceiveMessage(zmq::socket_t& socket, bool router, zmq::
     received.fd = zmq_msg_get(frames[first].handle(), ZMQ_SRCFD);
   }
   if (frames.size() != first + 3) {
-    received.message =
-        DecodeError{"expected 3 frames, got " + std::to_string(frames.size() - first)};
+    received.message = Error{ErrorCode::kBadRequest,
+                             "expected 3 frames, got " + std::to_string(frames.size() - first)};
     return received;
   }
   received.message = Decode(frames[first].to_string_view(), frames[first + 1].to_string_view(),

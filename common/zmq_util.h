@@ -63,7 +63,7 @@ struct Received {
   std::string user_id;   // the User-Id its connection's ZAP handler gave; empty when none
   int fd = -1;           // the connection it came on (ZMQ_SRCFD), to drop a revoked peer
   size_t bytes = 0;      // its frames' size on the wire
-  std::variant<Message, DecodeError> message;
+  Expected<Message> message = Message{};  // or why it did not decode (kBadRequest)
 };
 
 // Receives one whole multipart message. Nullopt when nothing is waiting (with dontwait).

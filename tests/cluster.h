@@ -138,7 +138,7 @@ inline std::vector<Message> RawPeer(const std::string& endpoint,
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, milliseconds(20));
     while (auto r = ReceiveMessage(socket, /*router=*/false)) {
-      if (auto* m = std::get_if<Message>(&r->message)) replies.push_back(std::move(*m));
+      if (r->message) replies.push_back(std::move(*r->message));
     }
   };
   EXPECT_TRUE(WaitUntil(

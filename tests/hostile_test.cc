@@ -227,7 +227,7 @@ void RogueReports(Cluster& c, const CurveClient& rogue, const std::string& endpo
       zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
       zmq::poll(&item, 1, milliseconds(20));
       while (auto r = ReceiveMessage(socket, /*router=*/false)) {
-        auto* tasks = std::get_if<TasksMessage>(&std::get<Message>(r->message));
+        auto* tasks = std::get_if<TasksMessage>(&*r->message);
         if (!tasks) continue;
         for (const Assignment& a : tasks->tasks) {
           TaskOutcome o;

@@ -149,11 +149,11 @@ class WorkerShell {
     for (int i = 0; i < 1024; ++i) {
       auto received = ReceiveMessage(socket_, /*router=*/false);
       if (!received) break;
-      if (auto* error = std::get_if<DecodeError>(&received->message)) {
-        Log("malformed message from the broker: " + error->what);
+      if (!received->message) {
+        Log("malformed message from the broker: " + received->message.error().sentence);
         continue;
       }
-      core_.OnMessage(std::move(std::get<Message>(received->message)), Clock::now(), actions);
+      core_.OnMessage(std::move(*received->message), Clock::now(), actions);
     }
     Apply(actions);
   }
