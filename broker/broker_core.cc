@@ -331,11 +331,11 @@ void BrokerCore::Wire(TaskId id, Task& task, const Needs& needs) {
 }
 
 void BrokerCore::Release(TaskId id, Task& task) {
-  const double delay = specs_.Look(id)->delay;
-  const SteadyTime due = tasks_.job(id.job).submitted_at + Seconds(delay);
-  if (delay > 0 && due > now_) return Delay(id, task, due);
+  const auto spec = specs_.Look(id);
+  const SteadyTime due = tasks_.job(id.job).submitted_at + Seconds(spec->delay);
+  if (spec->delay > 0 && due > now_) return Delay(id, task, due);
   tasks_.Move(task, Task::Queued{});
-  Enqueue(id);
+  Enqueue(id, *spec);
 }
 
 std::pair<std::string, std::optional<TaskOutcome>> BrokerCore::JobEnded(uint64_t job_number,
@@ -413,9 +413,10 @@ void BrokerCore::Delay(TaskId id, Task& task, SteadyTime due) {
   delayed_.Add(id, due);
 }
 
-void BrokerCore::Enqueue(TaskId id) {
-  const auto spec = specs_.Look(id);
-  ready_.Push(spec->need().queue, ClassIndex(*spec), {spec->priority, id});
+void BrokerCore::Enqueue(TaskId id) { Enqueue(id, *specs_.Look(id)); }
+
+void BrokerCore::Enqueue(TaskId id, const TaskSpec& spec) {
+  ready_.Push(spec.need().queue, ClassIndex(spec), {spec.priority, id});
 }
 
 void BrokerCore::Gather(const std::string& from, const GatherRequest& request) {
@@ -584,7 +585,7 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
       WorkerPool::Lease(w, lease.id, *spec, ignored);
       orphans_.erase(lease.id);
       tasks_.Move(*task, Task::Running{.worker = id});
-      specs_.Hold(lease.id, *spec);
+      specs_.Hold(lease.id, spec);
       if (!held.count(lease.id)) ++counters_.adopted;
     } else {
       stale.ids.push_back(lease.id);
@@ -720,7 +721,7 @@ void BrokerCore::Dispatch() {
             }
             parking_.limits().Acquire(*needs, id, now_);
           }
-          Assign(worker_id, w, id, *task, *spec, message);
+          Assign(worker_id, w, id, *task, spec, message);
         }
       }
       for (auto& [queue, entry] : skipped) queue->push(entry);
@@ -737,12 +738,13 @@ void BrokerCore::Dispatch() {
 }
 
 void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,
-                        const TaskSpec& looked, TasksMessage& message) {
+                        std::shared_ptr<const TaskSpec> looked, TasksMessage& message) {
   tasks_.Move(task, Task::Running{.worker = worker_id});
   ++task.attempt;
   if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
   journal_.RecordLease(id, task.attempt);
-  const TaskSpec& spec = specs_.Hold(id, looked);  // its own copy while it runs
+  const TaskSpec& spec = *looked;
+  specs_.Hold(id, std::move(looked));  // while it runs
   Assignment& a = message.tasks.emplace_back(Assignment{id, task.attempt, spec, nullptr, {}});
   if (std::holds_alternative<ShellTask>(spec.body)) ShareContext(w.remote, tasks_.job(id.job), a);
   WorkerPool::Lease(w, id, spec, a.env);

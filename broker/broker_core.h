@@ -194,12 +194,13 @@ class BrokerCore {
   // BrokerOptions::memory_results, forgetting the jobs that ended first.
   void EndTurn();
   void Enqueue(TaskId id);
+  void Enqueue(TaskId id, const TaskSpec& spec);
   // Records the task's one outcome, and tells whoever waits for it.
   void Finish(TaskId id, Task& task, TaskOutcome outcome);
   void Dispatch();
   // Leases queued `task` to worker `w` as part of `message`.
-  void Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task, const TaskSpec& spec,
-              TasksMessage& message);
+  void Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,
+              std::shared_ptr<const TaskSpec> spec, TasksMessage& message);
   // Queues again the tasks a gate lets back (Parking returns them).
   void Requeue(const std::vector<TaskId>& ids);
   void DropWorker(uint32_t worker_id, const std::string& why);

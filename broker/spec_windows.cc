@@ -20,6 +20,13 @@ std::shared_ptr<const TaskSpec> SpecWindows::Look(TaskId id) {
     if (at >= specs->size()) break;
     return {specs, &(*specs)[at]};  // shares the window's ownership
   }
+  if (auto it = away_.find({id.job, number}); it != away_.end()) {
+    if (auto alive = it->second.lock()) {  // held by a running task: no second copy
+      away_.erase(it);
+      Keep({id.job, number, alive});
+      if (at < alive->size()) return {alive, &(*alive)[at]};
+    }
+  }
   auto specs = store_.Specs(id.job, number);
   if (!specs || at >= specs->size())
     throw std::runtime_error("the broker's store has no spec for task " + FormatTaskId(id) +
@@ -30,18 +37,25 @@ std::shared_ptr<const TaskSpec> SpecWindows::Look(TaskId id) {
 }
 
 void SpecWindows::Put(uint64_t job, uint32_t window, std::vector<TaskSpec> specs) {
-  if (recent_.size() >= kKept) recent_.erase(recent_.begin());
-  recent_.push_back({job, window, std::make_shared<const std::vector<TaskSpec>>(std::move(specs))});
+  Keep({job, window, std::make_shared<const std::vector<TaskSpec>>(std::move(specs))});
 }
 
-const TaskSpec& SpecWindows::Hold(TaskId id, const TaskSpec& spec) {
-  auto& held = held_[id];
-  held = std::make_shared<const TaskSpec>(spec);
-  return *held;
+void SpecWindows::Keep(Window window) {
+  if (recent_.size() >= kKept) {
+    Window& oldest = recent_.front();
+    if (oldest.specs.use_count() > 1) {              // a running task holds one of its specs
+      if (away_.size() >= 2 * held_.size() + kKept)  // (the expired go now and then)
+        std::erase_if(away_, [](const auto& entry) { return entry.second.expired(); });
+      away_[{oldest.job, oldest.number}] = oldest.specs;
+    }
+    recent_.erase(recent_.begin());
+  }
+  recent_.push_back(std::move(window));
 }
 
 void SpecWindows::Forget(uint64_t job) {
   std::erase_if(recent_, [job](const Window& w) { return w.job == job; });
+  std::erase_if(away_, [job](const auto& entry) { return entry.first.first == job; });
 }
 
 }  // namespace orq

@@ -2,11 +2,15 @@
 // (encoded, in windows of kSpecWindow; on disk for the journal) and are read back a window at a
 // time as dispatch reaches them; the few most recently used windows stay decoded. Dispatch takes
 // a job's tasks in order, so it reads each window once: a queued task costs the broker its Task
-// and its queue entry, not its spec. A running task has its own copy (Hold), so that finishing
-// it never reads a window back however far dispatch has gone meanwhile.
+// and its queue entry, not its spec. A running task holds on to its spec (Hold), so that finishing
+// it never reads a window back however far dispatch has gone meanwhile. (What it holds keeps its
+// window alive, and a window still alive is found again rather than read twice: at worst, with
+// running tasks spread over every window of a job, the job's specs are all decoded once, as they
+// were before windows; dispatch in order keeps a few.)
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -27,8 +31,8 @@ class SpecWindows {
   std::shared_ptr<const TaskSpec> Look(TaskId id);
   // A window of a new job, already decoded: kept as the most recent, sparing a read.
   void Put(uint64_t job, uint32_t window, std::vector<TaskSpec> specs);
-  // The task starts running: it keeps its own copy of its spec until Drop().
-  const TaskSpec& Hold(TaskId id, const TaskSpec& spec);
+  // The task starts running: it keeps `spec` (from Look()) until Drop().
+  void Hold(TaskId id, std::shared_ptr<const TaskSpec> spec) { held_[id] = std::move(spec); }
   // The task stopped running (ended, retried, requeued).
   void Drop(TaskId id) { held_.erase(id); }
   // A job is forgotten: its windows go.
@@ -42,11 +46,14 @@ class SpecWindows {
     uint32_t number = 0;
     std::shared_ptr<const std::vector<TaskSpec>> specs;
   };
+  void Keep(Window window);  // as the most recent, the oldest out
   // A few windows of dispatch's look-ahead and of the tasks just released or finished.
   static constexpr size_t kKept = 8;
 
   Store& store_;
   std::vector<Window> recent_;  // most recently used last
+  // Windows that left recent_ while a running task still held a spec of theirs.
+  std::map<std::pair<uint64_t, uint32_t>, std::weak_ptr<const std::vector<TaskSpec>>> away_;
   std::unordered_map<TaskId, std::shared_ptr<const TaskSpec>, TaskIdHash> held_;
 };
 
