@@ -1,5 +1,6 @@
 #include "broker/broker.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -173,6 +174,9 @@ class BrokerShell {
       if (now >= next_access_check_) {  // `orq access` edits made while no one told us
         next_access_check_ = now + kAccessCheckInterval;
         parts_.Expire(now);
+        // What ended jobs freed goes back to the system (glibc keeps freed pages in the middle
+        // of its heap otherwise): a broker's memory follows its live work, not its history.
+        ::malloc_trim(0);
         for (const auto& peer : admission_.ReloadIfChanged()) {
           core_.PeerRevoked(peer);
           core_.DrainOutbox(out_);

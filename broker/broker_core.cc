@@ -434,7 +434,8 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request) {
   delivery_.Gather(std::move(gather), finished, out_);
 }
 
-void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome) {
+void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome,
+                        std::shared_ptr<const TaskSpec> spec) {
   if (task.state() == TaskState::kFinished) return;  // one outcome per task, always
   if (!orphans_.empty()) orphans_.erase(id);
   if (task.state() == TaskState::kQueued && !parking_.empty())
@@ -453,7 +454,7 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome) {
   if (outcome.shell) {
     if (outcome.shell->more && Spilled(*outcome.shell->more)) job.spilled = true;
     // Its command goes with its outcome (gather replies show it).
-    const auto spec = specs_.Look(id);
+    if (!spec) spec = specs_.Look(id);
     if (const auto* shell = std::get_if<ShellTask>(&spec->body)) {
       auto more = outcome.shell->more ? std::make_shared<ShellOutput::More>(*outcome.shell->more)
                                       : std::make_shared<ShellOutput::More>();
@@ -463,7 +464,6 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome) {
   }
   readers_.Ended(id, outcome, out_);
   store_.Put(std::move(outcome));
-  specs_.Drop(id);
   delivery_.Ended(id, out_);
   if (graph_.Ended(id)) NotifyDependants();
 }
@@ -560,7 +560,7 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
   // those leases are not adopted anew.
   std::unordered_set<TaskId, TaskIdHash> held;
   if (auto earlier = workers_.IdOf(from)) {
-    held = workers_.at(*earlier).leases;
+    for (const auto& [lease, spec] : workers_.at(*earlier).leases) held.insert(lease);
     DropWorker(*earlier, "it registered again");
   }
   if (shutting_down_) return Reply(from, StopMessage{0});
@@ -582,10 +582,9 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
         WorkerPool::Fits(w, *spec, Cpus(*spec))) {
       if (gated) parking_.limits().Acquire(*spec->needs, lease.id, now_);
       std::vector<std::string> ignored;  // it has its units' variables already
-      WorkerPool::Lease(w, lease.id, *spec, ignored);
+      WorkerPool::Lease(w, lease.id, spec, ignored);
       orphans_.erase(lease.id);
       tasks_.Move(*task, Task::Running{.worker = id});
-      specs_.Hold(lease.id, spec);
       if (!held.count(lease.id)) ++counters_.adopted;
     } else {
       stale.ids.push_back(lease.id);
@@ -606,8 +605,7 @@ void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results) {
       ++counters_.stale_results;
       continue;
     }
-    const auto spec = specs_.Look(outcome.id);
-    WorkerPool::Return(worker, outcome.id, *spec);
+    const auto spec = WorkerPool::Return(worker, outcome.id);
     Requeue(parking_.StopRunning(outcome.id, spec->needs.get(), now_));
     outcome.worker_pid = worker.pid;
     const bool own_failure =
@@ -615,7 +613,7 @@ void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results) {
     if (own_failure && !task->running().cancel_requested &&
         ScheduleRetry(outcome.id, *task, *spec, outcome))
       continue;
-    Finish(outcome.id, *task, std::move(outcome));
+    Finish(outcome.id, *task, std::move(outcome), spec);
   }
   Dispatch();
 }
@@ -634,7 +632,6 @@ bool BrokerCore::ScheduleRetry(TaskId id, Task& task, const TaskSpec& spec,
   std::string error = "attempt " + std::to_string(task.attempt) + ": " + failed.error;
   journal_.RecordRetry(id, delay, error);
   last_errors_[id] = std::move(error);
-  specs_.Drop(id);
   Delay(id, task, now_ + Seconds(delay));
   return true;
 }
@@ -743,11 +740,10 @@ void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,
   ++task.attempt;
   if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
   journal_.RecordLease(id, task.attempt);
-  const TaskSpec& spec = *looked;
-  specs_.Hold(id, std::move(looked));  // while it runs
-  Assignment& a = message.tasks.emplace_back(Assignment{id, task.attempt, spec, nullptr, {}});
-  if (std::holds_alternative<ShellTask>(spec.body)) ShareContext(w.remote, tasks_.job(id.job), a);
-  WorkerPool::Lease(w, id, spec, a.env);
+  Assignment& a = message.tasks.emplace_back(Assignment{id, task.attempt, *looked, nullptr, {}});
+  if (std::holds_alternative<ShellTask>(looked->body))
+    ShareContext(w.remote, tasks_.job(id.job), a);
+  WorkerPool::Lease(w, id, std::move(looked), a.env);  // (the lease keeps it while it runs)
 }
 
 void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why) {
@@ -755,10 +751,8 @@ void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why) {
   const Worker gone = workers_.Remove(worker_id);
   const std::string reason = "its worker (pid " + std::to_string(gone.pid) + ") was lost: " + why;
   readers_.WorkerGone(worker_id, workers_, out_);
-  for (TaskId id : gone.leases) {
+  for (const auto& [id, spec] : gone.leases) {
     Task& task = *tasks_.Find(id);
-    const auto spec = specs_.Look(id);
-    specs_.Drop(id);
     Requeue(parking_.StopRunning(id, spec->needs.get(), now_));
     const bool cancelled = task.running().cancel_requested;
     tasks_.Move(task, Task::Queued{});

@@ -129,9 +129,11 @@ class BrokerCore {
   // The shell adds what only it sees (handshakes refused before any message).
   BrokerCounters& counters() { return counters_; }
   size_t worker_count() const { return workers_.size(); }
-  // For tests: the running tasks, and the spec copies held for them (always as many).
+  // For tests: the running tasks, and the leases that hold their specs (always as many).
   std::pair<uint64_t, size_t> running_and_held() const {
-    return {tasks_.count(TaskState::kRunning), specs_.held()};
+    size_t leases = 0;
+    for (const auto& [id, w] : workers_.all()) leases += w.leases.size();
+    return {tasks_.count(TaskState::kRunning), leases};
   }
 
  private:
@@ -195,8 +197,10 @@ class BrokerCore {
   void EndTurn();
   void Enqueue(TaskId id);
   void Enqueue(TaskId id, const TaskSpec& spec);
-  // Records the task's one outcome, and tells whoever waits for it.
-  void Finish(TaskId id, Task& task, TaskOutcome outcome);
+  // Records the task's one outcome, and tells whoever waits for it. `spec`: the task's, when the
+  // caller has it at hand (else it is looked up if needed).
+  void Finish(TaskId id, Task& task, TaskOutcome outcome,
+              std::shared_ptr<const TaskSpec> spec = nullptr);
   void Dispatch();
   // Leases queued `task` to worker `w` as part of `message`.
   void Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,

@@ -8,14 +8,12 @@
 namespace orq {
 
 std::shared_ptr<const TaskSpec> SpecWindows::Look(TaskId id) {
-  if (!held_.empty()) {
-    if (auto it = held_.find(id); it != held_.end()) return it->second;
-  }
   const uint32_t number = id.index / kSpecWindow;
   const uint32_t at = id.index % kSpecWindow;
   for (size_t i = recent_.size(); i-- > 0;) {
     if (recent_[i].job != id.job || recent_[i].number != number) continue;
-    std::rotate(recent_.begin() + i, recent_.begin() + i + 1, recent_.end());  // the newest now
+    if (i + 1 != recent_.size())  // the newest now
+      std::rotate(recent_.begin() + i, recent_.begin() + i + 1, recent_.end());
     const auto& specs = recent_.back().specs;
     if (at >= specs->size()) break;
     return {specs, &(*specs)[at]};  // shares the window's ownership
@@ -43,9 +41,11 @@ void SpecWindows::Put(uint64_t job, uint32_t window, std::vector<TaskSpec> specs
 void SpecWindows::Keep(Window window) {
   if (recent_.size() >= kKept) {
     Window& oldest = recent_.front();
-    if (oldest.specs.use_count() > 1) {              // a running task holds one of its specs
-      if (away_.size() >= 2 * held_.size() + kKept)  // (the expired go now and then)
+    if (oldest.specs.use_count() > 1) {       // a running task holds one of its specs
+      if (away_.size() >= 2 * away_limit_) {  // the expired go now and then
         std::erase_if(away_, [](const auto& entry) { return entry.second.expired(); });
+        away_limit_ = std::max(kKept, away_.size());
+      }
       away_[{oldest.job, oldest.number}] = oldest.specs;
     }
     recent_.erase(recent_.begin());

@@ -2,17 +2,16 @@
 // (encoded, in windows of kSpecWindow; on disk for the journal) and are read back a window at a
 // time as dispatch reaches them; the few most recently used windows stay decoded. Dispatch takes
 // a job's tasks in order, so it reads each window once: a queued task costs the broker its Task
-// and its queue entry, not its spec. A running task holds on to its spec (Hold), so that finishing
-// it never reads a window back however far dispatch has gone meanwhile. (What it holds keeps its
-// window alive, and a window still alive is found again rather than read twice: at worst, with
-// running tasks spread over every window of a job, the job's specs are all decoded once, as they
-// were before windows; dispatch in order keeps a few.)
+// and its queue entry, not its spec. A running task's lease holds on to its spec (Worker::leases),
+// so that its end never reads a window back however far dispatch has gone meanwhile. (What a lease
+// holds keeps its window alive, and a window still alive is found again rather than read twice:
+// at worst, with running tasks spread over every window of a job, the job's specs are all decoded
+// once, as they were before windows; dispatch in order keeps a few.)
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <unordered_map>
 #include <vector>
 
 #include "broker/store.h"
@@ -25,20 +24,14 @@ class SpecWindows {
  public:
   explicit SpecWindows(Store& store) : store_(store) {}
 
-  // Task `id`'s spec: its running copy, else from its window. The pointer keeps it alive however
-  // the windows change meanwhile. Throws std::runtime_error when the store has no such spec (a
+  // Task `id`'s spec, from its window. The pointer keeps it alive however the windows change
+  // meanwhile. Throws std::runtime_error when the store has no such spec (a
   // task the broker has always has one: the store lost it).
   std::shared_ptr<const TaskSpec> Look(TaskId id);
   // A window of a new job, already decoded: kept as the most recent, sparing a read.
   void Put(uint64_t job, uint32_t window, std::vector<TaskSpec> specs);
-  // The task starts running: it keeps `spec` (from Look()) until Drop().
-  void Hold(TaskId id, std::shared_ptr<const TaskSpec> spec) { held_[id] = std::move(spec); }
-  // The task stopped running (ended, retried, requeued).
-  void Drop(TaskId id) { held_.erase(id); }
   // A job is forgotten: its windows go.
   void Forget(uint64_t job);
-
-  size_t held() const { return held_.size(); }
 
  private:
   struct Window {
@@ -52,9 +45,9 @@ class SpecWindows {
 
   Store& store_;
   std::vector<Window> recent_;  // most recently used last
-  // Windows that left recent_ while a running task still held a spec of theirs.
+  // Windows that left recent_ while a running task (or any caller) still held a spec of theirs.
   std::map<std::pair<uint64_t, uint32_t>, std::weak_ptr<const std::vector<TaskSpec>>> away_;
-  std::unordered_map<TaskId, std::shared_ptr<const TaskSpec>, TaskIdHash> held_;
+  size_t away_limit_ = kKept;  // away_ is swept of the expired when twice this
 };
 
 }  // namespace orq

@@ -123,9 +123,10 @@ std::string ResourceVariable(const std::string& name) {
 }
 }  // namespace
 
-void WorkerPool::Lease(Worker& w, TaskId id, const TaskSpec& spec, std::vector<std::string>& env) {
+void WorkerPool::Lease(Worker& w, TaskId id, std::shared_ptr<const TaskSpec> held_spec,
+                       std::vector<std::string>& env) {
+  const TaskSpec& spec = *w.leases.emplace(id, std::move(held_spec)).first->second;
   ++w.in_use[ClassIndex(spec)];
-  w.leases.insert(id);
   w.cpus_used += Cpus(spec);
   if (!spec.needs || spec.needs->resources.empty()) return;
   auto& held = w.held[id];
@@ -146,18 +147,21 @@ void WorkerPool::Lease(Worker& w, TaskId id, const TaskSpec& spec, std::vector<s
   }
 }
 
-void WorkerPool::Return(Worker& w, TaskId id, const TaskSpec& spec) {
-  --w.in_use[ClassIndex(spec)];
-  w.leases.erase(id);
-  w.cpus_used -= std::min(Cpus(spec), w.cpus_used);
+std::shared_ptr<const TaskSpec> WorkerPool::Return(Worker& w, TaskId id) {
+  auto lease = w.leases.find(id);
+  std::shared_ptr<const TaskSpec> spec = std::move(lease->second);
+  w.leases.erase(lease);
+  --w.in_use[ClassIndex(*spec)];
+  w.cpus_used -= std::min(Cpus(*spec), w.cpus_used);
   auto it = w.held.find(id);
-  if (it == w.held.end()) return;
+  if (it == w.held.end()) return spec;
   for (const auto& [name, given] : it->second) {
     Units& units = w.units.at(name);
     for (uint32_t i : given) units.used[i] = false;
     units.free += static_cast<uint32_t>(given.size());
   }
   w.held.erase(it);
+  return spec;
 }
 
 Reason WorkerPool::NoWorkerReason(const TaskSpec& spec) const {

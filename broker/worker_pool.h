@@ -35,7 +35,8 @@ struct Worker {
   bool remote = false;  // connected over TCP with a worker key (else over ipc, on this host)
   Slots capacity{};
   Slots in_use{};  // invariant: in_use[c] <= capacity[c], and equals leases of class c
-  std::unordered_set<TaskId, TaskIdHash> leases;
+  // Its leases, each with the spec its task runs (so that the task's end reads no window back).
+  std::unordered_map<TaskId, std::shared_ptr<const TaskSpec>, TaskIdHash> leases;
   SteadyTime last_seen;
   uint32_t cpus = 0, cpus_used = 0;    // invariant: cpus_used = the leases' Cpus()
   std::map<std::string, Units> units;  // its other resources, by name
@@ -82,9 +83,11 @@ class WorkerPool {
   bool AnyServesClass(size_t c) const;
 
   // `w` takes the task: a slot of its class, its cpus and its units (each unit's number goes into
-  // `env` as ORQ_RESOURCE_<NAME>, and CUDA_VISIBLE_DEVICES for gpu). Return() gives them back.
-  static void Lease(Worker& w, TaskId id, const TaskSpec& spec, std::vector<std::string>& env);
-  static void Return(Worker& w, TaskId id, const TaskSpec& spec);
+  // `env` as ORQ_RESOURCE_<NAME>, and CUDA_VISIBLE_DEVICES for gpu), and keeps its spec until
+  // Return() gives them back and returns it.
+  static void Lease(Worker& w, TaskId id, std::shared_ptr<const TaskSpec> spec,
+                    std::vector<std::string>& env);
+  static std::shared_ptr<const TaskSpec> Return(Worker& w, TaskId id);
 
   // Why no registered worker can run the task, for explain.
   Reason NoWorkerReason(const TaskSpec& spec) const;
