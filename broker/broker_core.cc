@@ -331,11 +331,11 @@ void BrokerCore::Wire(TaskId id, Task& task, const Needs& needs) {
 }
 
 void BrokerCore::Release(TaskId id, Task& task) {
-  const auto spec = specs_.Look(id);
-  const SteadyTime due = tasks_.job(id.job).submitted_at + Seconds(spec->delay);
-  if (spec->delay > 0 && due > now_) return Delay(id, task, due);
+  const TaskSpec& spec = specs_.Peek(id);
+  const SteadyTime due = tasks_.job(id.job).submitted_at + Seconds(spec.delay);
+  if (spec.delay > 0 && due > now_) return Delay(id, task, due);
   tasks_.Move(task, Task::Queued{});
-  Enqueue(id, *spec);
+  Enqueue(id, spec);
 }
 
 std::pair<std::string, std::optional<TaskOutcome>> BrokerCore::JobEnded(uint64_t job_number,
@@ -413,7 +413,7 @@ void BrokerCore::Delay(TaskId id, Task& task, SteadyTime due) {
   delayed_.Add(id, due);
 }
 
-void BrokerCore::Enqueue(TaskId id) { Enqueue(id, *specs_.Look(id)); }
+void BrokerCore::Enqueue(TaskId id) { Enqueue(id, specs_.Peek(id)); }
 
 void BrokerCore::Enqueue(TaskId id, const TaskSpec& spec) {
   ready_.Push(spec.need().queue, ClassIndex(spec), {spec.priority, id});

@@ -28,6 +28,9 @@ class SpecWindows {
   // meanwhile. Throws std::runtime_error when the store has no such spec (a
   // task the broker has always has one: the store lost it).
   std::shared_ptr<const TaskSpec> Look(TaskId id);
+  // The same spec, uncounted: valid until the next call of this class (for a caller that only
+  // reads it at once).
+  const TaskSpec& Peek(TaskId id);
   // A window of a new job, already decoded: kept as the most recent, sparing a read.
   void Put(uint64_t job, uint32_t window, std::vector<TaskSpec> specs);
   // A job is forgotten: its windows go.
