@@ -571,14 +571,15 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
   CancelTasksMessage stale;
   for (const Lease& lease : ready.running) {
     Task* task = tasks_.Find(lease.id);
-    const auto spec =
-        task && task->state() != TaskState::kFinished ? specs_.Look(lease.id) : nullptr;
+    // Only a queued task (its lease lost) may be adopted: only its spec is read (the others'
+    // gates are not waited for: StopWaiting would do nothing).
+    const auto spec = task && task->state() == TaskState::kQueued ? specs_.Look(lease.id) : nullptr;
     // A task whose gates went to others meanwhile may not go on: that would break a lock.
     const bool gated = spec && spec->needs;
     if (gated && !parking_.empty()) Requeue(parking_.StopWaiting(lease.id, now_));
     // (Nor one it no longer has the resources for: it may have registered with fewer.)
-    if (task && task->state() == TaskState::kQueued && task->attempt == lease.attempt &&
-        MayAdopt(lease.id, role, key) && (!gated || !parking_.limits().Check(*spec->needs, now_)) &&
+    if (spec && task->attempt == lease.attempt && MayAdopt(lease.id, role, key) &&
+        (!gated || !parking_.limits().Check(*spec->needs, now_)) &&
         WorkerPool::Fits(w, *spec, Cpus(*spec))) {
       if (gated) parking_.limits().Acquire(*spec->needs, lease.id, now_);
       std::vector<std::string> ignored;  // it has its units' variables already

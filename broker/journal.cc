@@ -448,6 +448,7 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
     // Its specs: the first alone (for its label) when every task ended, else every one.
     const bool ended_all = size > 0 && ended.count(job.job) && ended[job.job].size == size;
     select_specs.Bind(1, static_cast<int64_t>(job.job));
+    if (!ended_all) job.tasks.reserve(size);
     uint32_t expected_part = 0;
     while (select_specs.Next()) {
       if (select_specs.Int(0) != expected_part++) throw corrupt();
@@ -463,7 +464,7 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
       for (TaskSpec& spec : *specs) job.tasks.push_back({.spec = std::move(spec)});
     }
     select_specs.Reset();
-    if (!ended_all && job.tasks.size() != size) throw corrupt();
+    if (ended_all ? !job.ended : job.tasks.size() != size) throw corrupt();
     where[job.job] = jobs.size();
     jobs.push_back(std::move(job));
   }
