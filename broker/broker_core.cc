@@ -576,6 +576,8 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
     const auto spec = task && task->state() == TaskState::kQueued ? specs_.Look(lease.id) : nullptr;
     // A task whose gates went to others meanwhile may not go on: that would break a lock.
     const bool gated = spec && spec->needs;
+    const Parking::WaitingFor* waiting = gated ? parking_.WaitingOf(lease.id) : nullptr;
+    const bool parked = waiting && !waiting->candidate;  // off the ready queue, on a gate
     if (gated && !parking_.empty()) Requeue(parking_.StopWaiting(lease.id, now_));
     // (Nor one it no longer has the resources for: it may have registered with fewer.)
     if (spec && task->attempt == lease.attempt && MayAdopt(lease.id, role, key) &&
@@ -589,6 +591,8 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
       if (!held.count(lease.id)) ++counters_.adopted;
     } else {
       stale.ids.push_back(lease.id);
+      // Taken off its gate for the check: back to its queue, where dispatch parks it again.
+      if (parked) Enqueue(lease.id);
     }
   }
   if (!stale.ids.empty()) Reply(from, std::move(stale));

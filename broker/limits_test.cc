@@ -183,5 +183,33 @@ TEST_F(GatesTest, AReturningWorkerKeepsALeaseOnlyIfItsLockIsStillFree) {
   EXPECT_EQ(Status().locks.at(0).holders, (std::vector<TaskId>{{2, 0}}));
 }
 
+TEST_F(GatesTest, ATaskParkedOnItsLimitStaysParkedWhenItsOldWorkerComesBack) {
+  // Given a limit of 1 and a task T taking it whose worker leaves while it runs,
+  SetLimit({"db", 1});
+  Register("w1", {1, 1, 1}, 1);
+  const uint64_t t_job = SubmitJob({Taking({"db"})});
+  Send("w1", GoodbyeMessage{});
+  // and a task U that goes first taking it on another worker, so that T is parked behind it,
+  TaskSpec u = Taking({"db"});
+  u.priority = 5;
+  const uint64_t u_job = SubmitJob({u});
+  const auto sent = TasksTo(Register("w2", {2, 2, 2}, 2), "w2");
+  ASSERT_EQ(Ids(sent), (std::vector<TaskId>{{u_job, 0}}));
+  // When T's old worker comes back still running it (the limit is taken: it may not go on),
+  auto back = Send("w1", ReadyMessage{1, 1, {1, 1, 1}, {{{t_job, 0}, 1}}});
+  bool told = false;
+  for (const auto& o : back) {
+    if (auto* c = std::get_if<CancelTasksMessage>(&o.message); c && o.to == "w1")
+      told = c->ids == std::vector<TaskId>{{t_job, 0}};
+  }
+  EXPECT_TRUE(told) << "the returning worker is told to drop T";
+  // Then T still waits for the limit, and runs once U has ended.
+  EXPECT_EQ(Explain(FormatTaskId({t_job, 0})).at(0), "limit db is at 1/1 (held by j2.0)");
+  auto out = Send("w2", WorkerResultsMessage{{Ok(sent[0], "1")}});
+  auto next = TasksTo(out, "w1"), on_w2 = TasksTo(out, "w2");
+  next.insert(next.end(), on_w2.begin(), on_w2.end());
+  EXPECT_EQ(Ids(next), (std::vector<TaskId>{{t_job, 0}}));
+}
+
 }  // namespace
 }  // namespace orq
