@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <utility>
 #include <zmq.hpp>
@@ -449,7 +450,11 @@ class BrokerShell {
   // again, so the turn's commit fits; from then on the broker is in disk trouble (SetProblem).
   bool CommitJournal() {
     if (!sqlite_) return true;
+    const bool dirty = sqlite_->dirty();
+    const auto started = Clock::now();
     auto failure = sqlite_->Commit();
+    if (dirty && !failure)
+      core_.metrics().commit.Observe(std::chrono::duration<double>(Clock::now() - started).count());
     if (failure && space_->Release()) {
       Log("the journal could not be written (" + *failure + "); released its reserve of " +
           Mib(space_->reserve_bytes()));
@@ -471,6 +476,13 @@ class BrokerShell {
   void CheckSpace(Clock::time_point now) {
     if (!space_ || now < next_space_check_) return;
     next_space_check_ = now + kSpaceCheckInterval;
+    uint64_t bytes = 0;  // the journal and its write-ahead log
+    for (const char* suffix : {"", "-wal"}) {
+      std::error_code error;
+      const auto size = std::filesystem::file_size(config_.journal + suffix, error);
+      if (!error) bytes += size;
+    }
+    core_.metrics().journal_bytes = bytes;
     if (problem_.empty()) {
       if (space_->FreeBytes() < kLowSpace) SetProblem();
       return;

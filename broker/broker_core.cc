@@ -137,8 +137,9 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
       Overloaded{
           [&](SubmitRequest& m) { Submit(from, m, JobBuilder(std::move(m.tasks))); },
           [&](GatherRequest& m) { Gather(from, m); },
-          [&](StatusRequest&) {
+          [&](StatusRequest& m) {
             StatusReply status = StatusReport(Sources());
+            if (m.metrics) status.metrics = telemetry_.metrics();
             status.broker_pid = options_.broker_pid;
             status.journal_problem = journal_problem_;
             status.endpoints = {options_.endpoint};
@@ -163,6 +164,8 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
           },
           [&](LimitRequest& m) { Limit(from, m); },
           [&](ExplainRequest& m) { Reply(from, Explain(Sources(), m)); },
+          [&](EventsRequest& m) { telemetry_.Read(from, m, now_, out_); },
+          [&](TasksRequest& m) { Reply(from, TasksReport(Sources(), m)); },
           [&](ResultsAck&) { delivery_.Acknowledged(from, out_); },
           [&](OutputMessage& m) {
             if (worker) readers_.Output(*worker_id, m, tasks_.Find(m.id), out_);
@@ -229,6 +232,7 @@ void BrokerCore::HandleMalformed(const std::string& from, const std::string& wha
 }
 
 void BrokerCore::PeerUnreachable(const std::string& peer) {
+  telemetry_.ReaderGone(peer);
   delivery_.ClientGone(peer);
   readers_.ClientGone(peer);
 }
@@ -267,6 +271,12 @@ uint64_t BrokerCore::AddJob(JobBuilder built, std::shared_ptr<const JobContext> 
   Job& job = tasks_.job(number);
   store_.AddJob(number, job.size, built.TakeWindows(), *job.context, job.key);
   specs_.Put(number, 0, built.TakeFirstWindow());  // the first to be dispatched: no read back
+  const auto& per_kind = built.per_kind();
+  if (std::count(per_kind.begin(), per_kind.end(), 0u) + 1 == std::ssize(per_kind))
+    job.kind = static_cast<uint8_t>(
+        std::find_if(per_kind.begin(), per_kind.end(), [](uint32_t n) { return n > 0; }) -
+        per_kind.begin());
+  telemetry_.JobSubmitted(number, job.size, per_kind, now_);
   // Tasks with dependencies: wired once all of the job exists.
   std::vector<std::pair<uint32_t, const Needs*>> to_wire;
   const std::vector<JobBuilder::Special>& specials = built.specials();
@@ -334,7 +344,7 @@ void BrokerCore::Release(TaskId id, Task& task) {
   const TaskSpec& spec = specs_.Peek(id);
   const SteadyTime due = tasks_.job(id.job).submitted_at + Seconds(spec.delay);
   if (spec.delay > 0 && due > now_) return Delay(id, task, due);
-  tasks_.Move(task, Task::Queued{});
+  tasks_.Move(task, QueuedNow(id));
   Enqueue(id, spec);
 }
 
@@ -399,6 +409,7 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request) {
 void BrokerCore::EndTurn() {
   if (!halts_due_.empty()) Halt();
   delivery_.Flush(out_);
+  telemetry_.Wake(now_, out_);
   tasks_.Compact();
   // Outcomes kept in memory are bounded: the jobs that ended first go first.
   while (options_.memory_results > 0 && tasks_.finished_total() > options_.memory_results) {
@@ -462,6 +473,11 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome,
       outcome.shell->more = std::move(more);
     }
   }
+  const size_t kind = spec                           ? spec->body.index()
+                      : job.kind != Job::kMixedKinds ? job.kind
+                                                     : specs_.Peek(id).body.index();
+  telemetry_.TaskEnded(id, outcome.status, outcome.attempt, outcome.worker_pid, kind,
+                       now_ - job.submitted_at, now_);
   readers_.Ended(id, outcome, out_);
   store_.Put(std::move(outcome));
   delivery_.Ended(id, out_);
@@ -566,6 +582,7 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
   if (shutting_down_) return Reply(from, StopMessage{0});
   const uint32_t id = workers_.Add(from, role == Role::kWorker, key, ready, now_);
   Worker& w = workers_.at(id);
+  telemetry_.WorkerJoined(w.pid, w.host, now_);
   // A worker coming back (after a pause, a partition or our restart) still runs some tasks. Those
   // whose lease nobody else has taken since are adopted; the others are stale: it must drop them.
   CancelTasksMessage stale;
@@ -610,6 +627,7 @@ void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results) {
       ++counters_.stale_results;
       continue;
     }
+    ++(outcome.status == TaskStatus::kOk ? worker.done : worker.failed);
     const auto spec = WorkerPool::Return(worker, outcome.id);
     Requeue(parking_.StopRunning(outcome.id, spec->needs.get(), now_));
     outcome.worker_pid = worker.pid;
@@ -741,26 +759,36 @@ void BrokerCore::Dispatch() {
 
 void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,
                         std::shared_ptr<const TaskSpec> looked, TasksMessage& message) {
+  Job& job = tasks_.job(id.job);
+  const auto queued_at =
+      job.submitted_at + std::chrono::milliseconds(std::get<Task::Queued>(task.data).since);
   tasks_.Move(task, Task::Running{.worker = worker_id});
   ++task.attempt;
+  telemetry_.TaskStarted(id, task.attempt, w.pid, looked->body.index(), now_ - queued_at, now_);
   if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
   journal_.RecordLease(id, task.attempt);
   Assignment& a = message.tasks.emplace_back(Assignment{id, task.attempt, *looked, nullptr, {}});
-  if (std::holds_alternative<ShellTask>(looked->body))
-    ShareContext(w.remote, tasks_.job(id.job), a);
+  if (std::holds_alternative<ShellTask>(looked->body)) ShareContext(w.remote, job, a);
   WorkerPool::Lease(w, id, std::move(looked), a.env);  // (the lease keeps it while it runs)
 }
 
-void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why) {
+Task::Queued BrokerCore::QueuedNow(TaskId id) {
+  const auto since =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now_ - tasks_.job(id.job).submitted_at);
+  return {static_cast<uint32_t>(std::clamp<int64_t>(since.count(), 0, UINT32_MAX))};
+}
+
+void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why, bool lost) {
   if (!workers_.Find(worker_id)) return;
   const Worker gone = workers_.Remove(worker_id);
+  telemetry_.WorkerLeft(gone.pid, gone.host, lost, now_);
   const std::string reason = "its worker (pid " + std::to_string(gone.pid) + ") was lost: " + why;
   readers_.WorkerGone(worker_id, workers_, out_);
   for (const auto& [id, spec] : gone.leases) {
     Task& task = *tasks_.Find(id);
     Requeue(parking_.StopRunning(id, spec->needs.get(), now_));
     const bool cancelled = task.running().cancel_requested;
-    tasks_.Move(task, Task::Queued{});
+    tasks_.Move(task, QueuedNow(id));
     ++counters_.requeued;
     LeaseLost(id, task, reason, cancelled);
     if (task.state() == TaskState::kQueued) orphans_[id] = gone.key;  // it may come back for it
@@ -789,7 +817,7 @@ bool BrokerCore::RetireWorker(int64_t pid) {
 }
 
 void BrokerCore::WorkerExited(int64_t pid) {
-  if (auto id = workers_.IdOfPid(pid)) DropWorker(*id, "its process exited");
+  if (auto id = workers_.IdOfPid(pid)) DropWorker(*id, "its process exited", true);
   EndTurn();
 }
 
@@ -798,7 +826,7 @@ void BrokerCore::Tick(SteadyTime now) {
   while (const std::optional<TaskId> due = delayed_.PopDue(now)) {
     Task* task = tasks_.Find(*due);
     if (!task || task->state() != TaskState::kDelayed) continue;  // cancelled while delayed
-    tasks_.Move(*task, Task::Queued{});
+    tasks_.Move(*task, QueuedNow(*due));
     Enqueue(*due);
   }
   // Rates have new tokens; and once a heartbeat, every gate is looked at again (a safety net:
@@ -818,7 +846,7 @@ void BrokerCore::Tick(SteadyTime now) {
     }
     for (uint32_t id : silent) {
       ++counters_.workers_lost;
-      DropWorker(id, "no heartbeat for " + std::to_string(expiry.count()) + " ms");
+      DropWorker(id, "no heartbeat for " + std::to_string(expiry.count()) + " ms", true);
     }
     readers_.Expire(now, out_);
     if (options_.retention.count() > 0) {
@@ -837,7 +865,7 @@ SteadyTime BrokerCore::NextWakeup() const {
   SteadyTime next = next_heartbeat_;
   if (auto due = delayed_.NextDue()) next = std::min(next, *due);
   if (auto token = parking_.NextToken(now_)) next = std::min(next, *token);
-  return next;
+  return std::min(next, telemetry_.NextDeadline());
 }
 
 void BrokerCore::Requeue(const std::vector<TaskId>& ids) {

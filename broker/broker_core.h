@@ -39,6 +39,7 @@
 #include "broker/spec_windows.h"
 #include "broker/store.h"
 #include "broker/task_table.h"
+#include "broker/telemetry.h"
 #include "broker/worker_pool.h"
 #include "common/clock.h"
 #include "common/protocol.h"
@@ -129,6 +130,9 @@ class BrokerCore {
   // The shell adds what only it sees (handshakes refused before any message).
   BrokerCounters& counters() { return counters_; }
   size_t worker_count() const { return workers_.size(); }
+  // Counters, histograms and events for those who watch (the shell adds the journal's).
+  Metrics& metrics() { return telemetry_.metrics(); }
+  const Telemetry& telemetry() const { return telemetry_; }
   // For tests: the running tasks, and the leases that hold their specs (always as many).
   std::pair<uint64_t, size_t> running_and_held() const {
     size_t leases = 0;
@@ -207,7 +211,10 @@ class BrokerCore {
               std::shared_ptr<const TaskSpec> spec, TasksMessage& message);
   // Queues again the tasks a gate lets back (Parking returns them).
   void Requeue(const std::vector<TaskId>& ids);
-  void DropWorker(uint32_t worker_id, const std::string& why);
+  // `lost`: it did not leave of its own accord (silent, or its process died).
+  void DropWorker(uint32_t worker_id, const std::string& why, bool lost = false);
+  // A task of job `id.job` queued now, as its Queued state records it.
+  Task::Queued QueuedNow(TaskId id);
   // The parts a report reads.
   ReportSources Sources();
 
@@ -238,6 +245,7 @@ class BrokerCore {
   bool shutting_down_ = false;
   std::string journal_problem_;  // see SetJournalProblem(); empty: the journal is healthy
   BrokerCounters counters_;
+  Telemetry telemetry_;  // metrics and events for the dashboard and `orq events`
 };
 
 }  // namespace orq

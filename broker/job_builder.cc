@@ -22,6 +22,7 @@ void JobBuilder::Add(std::vector<TaskSpec> specs) {
     }
     const TaskClass task_class = ClassOf(spec);
     ++per_class_[static_cast<size_t>(task_class)];
+    ++per_kind_[spec.body.index()];
     queueing_.push_back({spec.priority, task_class});
     if (spec.needs || spec.delay > 0) specials_.push_back({size_, spec.delay, spec.needs});
     ++size_;

@@ -47,6 +47,8 @@ class JobBuilder {
   std::vector<TaskNeeds> needs() const;
   // Tasks of each TaskClass, to size the ready queues once.
   const std::array<size_t, kTaskClassCount>& per_class() const { return per_class_; }
+  // Tasks of each kind (TaskBody's index).
+  const std::vector<uint32_t>& per_kind() const { return per_kind_; }
   // The first task, for the job's label; null for a job without tasks.
   const TaskSpec* first() const;
 
@@ -63,6 +65,7 @@ class JobBuilder {
   std::vector<Queueing> queueing_;
   std::vector<Special> specials_;
   std::array<size_t, kTaskClassCount> per_class_{};
+  std::vector<uint32_t> per_kind_ = std::vector<uint32_t>(kTaskKindCount);
   std::vector<std::string> windows_;    // full windows, encoded
   std::vector<TaskSpec> open_;          // the last window, until it is full
   std::vector<TaskSpec> first_window_;  // window 0, decoded

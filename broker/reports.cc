@@ -81,7 +81,7 @@ void Queued(const ReportSources& from, TaskId id, std::vector<Reason>& reasons) 
 
 StatusReply StatusReport(const ReportSources& from) {
   StatusReply status;
-  status.workers = from.workers.Infos();
+  status.workers = from.workers.Infos(from.now);
   const TaskTable& t = from.tasks;
   status.tasks = {t.count(TaskState::kWaiting),        t.count(TaskState::kQueued),
                   t.count(TaskState::kDelayed),        t.count(TaskState::kRunning),
@@ -136,6 +136,119 @@ Expected<JobsReply> JobsReport(const TaskTable& tasks, const JobsRequest& reques
     info.label = job.label;
     reply.jobs.push_back(std::move(info));
   }
+  return reply;
+}
+
+namespace {
+
+bool Lets(TaskFilter filter, TaskState state, TaskStatus status) {
+  switch (filter) {
+    case TaskFilter::kAll:
+      return true;
+    case TaskFilter::kWaiting:
+      return state == TaskState::kWaiting;
+    case TaskFilter::kQueued:
+      return state == TaskState::kQueued;
+    case TaskFilter::kDelayed:
+      return state == TaskState::kDelayed;
+    case TaskFilter::kRunning:
+      return state == TaskState::kRunning;
+    case TaskFilter::kFinished:
+      return state == TaskState::kFinished;
+    case TaskFilter::kOk:
+      return state == TaskState::kFinished && status == TaskStatus::kOk;
+    case TaskFilter::kFailed:
+      return state == TaskState::kFinished && status != TaskStatus::kOk &&
+             status != TaskStatus::kCancelled;
+    case TaskFilter::kCancelled:
+      return state == TaskState::kFinished && status == TaskStatus::kCancelled;
+  }
+  return false;
+}
+
+// Whether an ended job can have a task `filter` lets through, from its counts alone.
+bool EndedJobMayHave(const Job& job, TaskFilter filter) {
+  const auto ended = [&](TaskStatus s) { return job.ended[static_cast<size_t>(s)]; };
+  switch (filter) {
+    case TaskFilter::kAll:
+    case TaskFilter::kFinished:
+      return true;
+    case TaskFilter::kOk:
+      return job.ok > 0;
+    case TaskFilter::kCancelled:
+      return ended(TaskStatus::kCancelled) > 0;
+    case TaskFilter::kFailed:
+      return job.failed > ended(TaskStatus::kCancelled);
+    default:
+      return false;  // every task of it has ended
+  }
+}
+
+TaskRow Row(const ReportSources& from, TaskId id, const Task& task,
+            std::optional<TaskOutcome> outcome) {
+  TaskRow row{.index = id.index, .state = task.state(), .attempt = task.attempt};
+  if (task.state() == TaskState::kRunning) {
+    row.worker = from.workers.at(task.running().worker).pid;
+  } else if (task.state() == TaskState::kFinished) {
+    if (!outcome) outcome = Delivery::Stored(from.store, id);
+    row.status = outcome->status;
+    row.attempt = outcome->attempt;
+    row.worker = outcome->worker_pid;
+    row.started = outcome->started;
+    row.finished = outcome->finished;
+    row.error = outcome->error;
+  }
+  const TaskSpec& spec = from.specs.Peek(id);
+  row.label = Label(spec);
+  for (const Dependency& d : spec.need().after) {
+    const uint64_t job = d.job == Dependency::kSameJob ? id.job : d.job;
+    row.after.push_back({job, d.whole_job ? std::nullopt : std::optional<uint32_t>(d.index)});
+  }
+  return row;
+}
+
+}  // namespace
+
+Expected<TasksReply> TasksReport(const ReportSources& from, const TasksRequest& request) {
+  const Job* job = from.tasks.FindJob(request.job);
+  if (!job) return Error{ErrorCode::kUnknownId, "unknown job " + FormatJobId(request.job)};
+  TasksReply reply{.size = job->size, .next = job->size};
+  const uint32_t limit = std::clamp<uint32_t>(request.limit, 1, kMaxTaskRows);
+  uint32_t i = std::min(request.from, job->size);
+  if (!job->tasks.empty()) {  // a live job: each task's state and status are in memory
+    for (uint32_t scanned = 0; i < job->size && scanned < kTaskScanBudget; ++i, ++scanned) {
+      if (reply.tasks.size() == limit) break;
+      const Task& task = job->tasks[i];
+      const TaskStatus status = task.state() == TaskState::kFinished
+                                    ? std::get<Task::Finished>(task.data).status
+                                    : TaskStatus::kOk;
+      if (Lets(request.filter, task.state(), status))
+        reply.tasks.push_back(Row(from, {request.job, i}, task, std::nullopt));
+    }
+    reply.next = i;
+    return reply;
+  }
+  // An ended job (compacted): every task finished; its outcomes are read from the store, a
+  // bounded number a request.
+  if (!EndedJobMayHave(*job, request.filter)) return reply;
+  const Task* finished = from.tasks.Find({request.job, 0});
+  constexpr uint32_t kChunk = 1024, kStoreBudget = 16 * kChunk;
+  std::vector<std::optional<TaskOutcome>> chunk;
+  for (uint32_t read = 0; i < job->size && read < kStoreBudget && reply.tasks.size() < limit;) {
+    chunk.clear();
+    const uint32_t count = std::min(kChunk, job->size - i);
+    from.store.FindRange(request.job, i, count, chunk, kResultsReplyBytes);
+    read += static_cast<uint32_t>(chunk.size());
+    uint32_t k = 0;
+    for (; k < chunk.size() && reply.tasks.size() < limit; ++k) {
+      auto& outcome = chunk[k];
+      if (!outcome) outcome = Delivery::Missing({request.job, i + k});
+      if (Lets(request.filter, TaskState::kFinished, outcome->status))
+        reply.tasks.push_back(Row(from, {request.job, i + k}, *finished, std::move(outcome)));
+    }
+    i += k;
+  }
+  reply.next = i;
   return reply;
 }
 

@@ -30,6 +30,10 @@ struct ReportSources {
 StatusReply StatusReport(const ReportSources& from);
 // Every job, or those named; kUnknownId names the first id that is not a job the broker has.
 Expected<JobsReply> JobsReport(const TaskTable& tasks, const JobsRequest& request, SteadyTime now);
+// A job's tasks from `from` on that `filter` lets through: at most `limit` of them, after looking
+// at no more than kTaskScanBudget (the reply says where to go on from). kUnknownId for a job the
+// broker does not have.
+Expected<TasksReply> TasksReport(const ReportSources& from, const TasksRequest& request);
 // Why a task is where it is: its state, and for one that does not run, each reason.
 Expected<ExplainedReply> Explain(const ReportSources& from, const ExplainRequest& request);
 

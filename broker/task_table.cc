@@ -5,9 +5,7 @@
 #include "common/ids.h"
 
 namespace orq {
-namespace {
 
-// A job's first task, for people: its command line, or its kind.
 std::string Label(const TaskSpec& spec) {
   std::string label;
   if (const auto* shell = std::get_if<ShellTask>(&spec.body)) {
@@ -23,6 +21,8 @@ std::string Label(const TaskSpec& spec) {
   if (label.size() > kMax) label = label.substr(0, kMax - 3) + "...";
   return label;
 }
+
+namespace {
 
 Error Unknown(std::string sentence) { return {ErrorCode::kUnknownId, std::move(sentence)}; }
 
@@ -127,7 +127,7 @@ void TaskTable::Move(Task& task, Task::Data to) {
 
 Job& TaskTable::Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now) {
   --by_state_[task.data.index()];  // (a finished task is counted by its status)
-  task.data = Task::Finished{};
+  task.data = Task::Finished{status};
   ++by_status_[static_cast<size_t>(status)];
   Job& job = jobs_.at(id.job);
   const bool ok = status == TaskStatus::kOk;

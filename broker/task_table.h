@@ -29,13 +29,17 @@ struct Task {
   struct Waiting {
     uint32_t pending = 0;  // dependencies that have not ended yet
   };
-  struct Queued {};
+  struct Queued {
+    uint32_t since = 0;  // ms after its job's submission that it was queued (dispatch latency)
+  };
   struct Delayed {};
   struct Running {
     uint32_t worker : 31 = 0;           // the worker holding the lease
     uint32_t cancel_requested : 1 = 0;  // its worker was told to stop it
   };
-  struct Finished {};
+  struct Finished {
+    TaskStatus status = TaskStatus::kOk;
+  };
   using Data = std::variant<Waiting, Queued, Delayed, Running, Finished>;
 
   // (Its spec is not here: SpecWindows has it, broker/spec_windows.h.)
@@ -72,10 +76,15 @@ struct Job {
   std::string key;                     // its idempotency key (submit --key); empty: none
   uint32_t size = 0;                   // its tasks, also once `tasks` is emptied
   std::array<uint32_t, kTaskStatusCount> ended{};  // its finished tasks by TaskStatus
-  bool spilled = false;  // an outcome's output went to files (removed on forget)
-  HaltPolicy halt;       // GNU parallel's --halt (orq run)
-  bool halted = false;   // its halt decided: no task of it starts again
+  bool spilled = false;        // an outcome's output went to files (removed on forget)
+  HaltPolicy halt;             // GNU parallel's --halt (orq run)
+  bool halted = false;         // its halt decided: no task of it starts again
+  uint8_t kind = kMixedKinds;  // its tasks' kind (TaskBody's index) when all are of one
+  static constexpr uint8_t kMixedKinds = UINT8_MAX;
 };
+
+// A task for people: its command line, or its kind (at most 120 characters).
+std::string Label(const TaskSpec& spec);
 
 // Sets a shell task's context for a worker: the job's, or for a remote worker only what of it
 // travels (JobContext::named), made once per job.

@@ -198,11 +198,12 @@ std::vector<uint32_t> WorkerPool::Readers(bool local, const std::string& host) c
   return readers;
 }
 
-std::vector<WorkerInfo> WorkerPool::Infos() const {
+std::vector<WorkerInfo> WorkerPool::Infos(SteadyTime now) const {
   std::vector<WorkerInfo> infos;
   for (const auto& [id, w] : workers_) {
     infos.push_back({w.pid, w.host, w.remote, w.threads, static_cast<uint32_t>(w.leases.size()),
-                     w.capacity, w.offered, w.queues});
+                     w.capacity, w.offered, w.queues,
+                     std::chrono::duration<double>(now - w.last_seen).count(), w.done, w.failed});
   }
   std::sort(infos.begin(), infos.end(), [](const auto& a, const auto& b) {
     return std::tie(a.host, a.pid) < std::tie(b.host, b.pid);

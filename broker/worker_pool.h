@@ -46,6 +46,7 @@ struct Worker {
       held;
   std::vector<ResourceNeed> offered;  // as it registered, for status
   std::string key;                    // the key it authenticated with
+  uint64_t done = 0, failed = 0;      // its tasks that ended ok, and otherwise
 };
 
 class WorkerPool {
@@ -99,7 +100,7 @@ class WorkerPool {
   // else the remote ones on `host`. Sorted.
   std::vector<uint32_t> Readers(bool local, const std::string& host) const;
   // For status: each worker as WorkerInfo, by host, then pid.
-  std::vector<WorkerInfo> Infos() const;
+  std::vector<WorkerInfo> Infos(SteadyTime now) const;
 
  private:
   Map workers_;

@@ -3,15 +3,20 @@
 // they assert nothing.
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "broker/broker_core.h"
@@ -30,10 +35,85 @@ struct BenchOptions {
   int workers = 2;
   int threads = 0;  // 0 = cores
   bool json = false;
+  bool dashboard = false;              // each broker serves its dashboard, and a page is open on it
   std::vector<std::string> workloads;  // empty = all
 };
 
 using std::chrono::milliseconds;
+
+bool with_dashboard = false;  // orq bench --dashboard
+
+// What an open dashboard page asks of its broker: its status and jobs every second (over HTTP,
+// a connection each, as a browser without keep-alive would), and the event stream followed.
+class OpenPage {
+ public:
+  explicit OpenPage(const std::string& url) {
+    // "http://127.0.0.1:PORT/"
+    const std::string host = url.substr(7, url.size() - 8);
+    port_ = std::stoi(host.substr(host.rfind(':') + 1));
+    host_ = host;
+    poll_ = std::thread([this] {
+      while (!stop_) {
+        for (const char* path : {"/api/v1/status", "/api/v1/jobs"}) Get(path, false);
+        for (int i = 0; i < 10 && !stop_; ++i) std::this_thread::sleep_for(milliseconds(100));
+      }
+    });
+    stream_ = std::thread([this] { Get("/api/v1/stream", true); });
+  }
+  ~OpenPage() {
+    stop_ = true;
+    poll_.join();
+    stream_.join();
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  // One request on a connection of its own; reads its answer to the end (a stream: until stop).
+  void Get(const char* path, bool stream) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval wait{0, 100000};  // reads wake every 100 ms to look at stop_
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      const std::string request = std::string("GET ") + path + " HTTP/1.1\r\nHost: " + host_ +
+                                  "\r\nConnection: close\r\n\r\n";
+      if (::write(fd, request.data(), request.size()) == ssize_t(request.size())) {
+        char buf[65536];
+        for (;;) {
+          const ssize_t n = ::read(fd, buf, sizeof buf);
+          if (n > 0) bytes_ += size_t(n);
+          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || stop_) break;
+          if (n < 0 && !stream) continue;
+        }
+      }
+    }
+    ::close(fd);
+  }
+
+  std::string host_;
+  int port_ = 0;
+  std::atomic<bool> stop_ = false;
+  std::atomic<size_t> bytes_ = 0;
+  std::thread poll_, stream_;
+};
+
+// The bench's broker: with --dashboard, it serves its dashboard and a page is open on it.
+class BenchBroker : public EmbeddedBroker {
+ public:
+  explicit BenchBroker(EmbeddedOptions options)
+      : EmbeddedBroker([&] {
+          options.dashboard = with_dashboard;
+          return options;
+        }()) {
+    if (with_dashboard) page_.emplace(dashboard_url());
+  }
+
+ private:
+  std::optional<OpenPage> page_;
+};
 
 struct Figures {
   std::string workload;
@@ -82,7 +162,7 @@ Figures Job(const std::string& name, const std::string& what, std::vector<TaskSp
             int workers, int threads) {
   Figures f{name, what, specs.size()};
   const auto start = Clock::now();
-  EmbeddedBroker broker({.workers = workers, .threads = threads});
+  BenchBroker broker({.workers = workers, .threads = threads});
   const uint64_t job = SubmitJob(broker.client(), std::move(specs));
   const size_t ok = GatherJob(broker.client(), job);
   f.wall = Seconds(Clock::now() - start);
@@ -268,7 +348,7 @@ Figures Cold(int, int) {
 Figures Latency(int, int threads) {
   // One task at a time on an idle broker with one worker: submit to result.
   Figures f{"latency", "one echo task at a time, submit to result", 1000};
-  EmbeddedBroker broker({.workers = 1, .threads = threads});
+  BenchBroker broker({.workers = 1, .threads = threads});
   std::vector<double> times;
   for (int i = 0; i < 1000 + 50; ++i) {
     const auto start = Clock::now();
@@ -288,7 +368,7 @@ Figures Latency(int, int threads) {
 Figures Million(int, int) {
   // 1,000,000 tasks queued in one job on a broker with no workers, against 10,000.
   Figures f{"million", "1,000,000 tasks queued in one job (no workers)", 1000000};
-  EmbeddedBroker broker({.workers = 0, .threads = 1});
+  BenchBroker broker({.workers = 0, .threads = 1});
   auto rate = [&](size_t n) {
     auto specs = Many(n, Echo);
     const auto start = Clock::now();
@@ -354,7 +434,7 @@ Figures Cli(int, int threads) {
     for (int i = 0; i < 50; ++i) truth.push_back(TimeCommand({"/usr/bin/true"}));
     for (int i = 0; i < 50; ++i) version.push_back(TimeCommand({self, "--version"}));
   }
-  EmbeddedBroker broker({.workers = 1, .threads = threads});
+  BenchBroker broker({.workers = 1, .threads = threads});
   WaitWorkers(broker.client(), 1);
   setenv("ORQ_ENDPOINT", ("ipc://" + broker.dir() + "/broker.ipc").c_str(), 1);
   std::vector<double> submits;
@@ -401,11 +481,11 @@ Figures Tcp(int workers, int threads) {
   Figures f{"tcp", "100,000 echo, workers and client over TCP+CURVE, vs ipc", kTasks};
   double ipc = 0;
   {
-    EmbeddedBroker broker({.workers = workers, .threads = threads});
+    BenchBroker broker({.workers = workers, .threads = threads});
     WaitWorkers(broker.client(), static_cast<size_t>(workers));
     ipc = TimeNoop(broker.client(), kTasks);
   }
-  EmbeddedBroker broker({.workers = 0, .threads = threads, .listen = true});
+  BenchBroker broker({.workers = 0, .threads = threads, .listen = true});
   WaitWorkers(broker.client(), 0);  // bound, and its TCP endpoint recorded
   const KeyStore keys(broker.dir() + "/keys");
   const std::string endpoint = keys.Endpoints().at(0);
@@ -452,7 +532,7 @@ Figures History(int workers, int threads) {
   constexpr size_t kJobs = 10, kTasks = 1000000;
   Figures f{"history", "10 jobs x 1,000,000 echo, submitted and gathered in turn", kJobs * kTasks};
   const auto start = Clock::now();
-  EmbeddedBroker broker({.workers = workers, .threads = threads});
+  BenchBroker broker({.workers = workers, .threads = threads});
   std::string after;
   for (size_t j = 0; j < kJobs; ++j) {
     const uint64_t job = SubmitJob(broker.client(), Many(kTasks, Echo));
@@ -489,6 +569,7 @@ nlohmann::json ToJson(const Figures& f) {
 }
 
 ExitCode Bench(const BenchOptions& options) {
+  with_dashboard = options.dashboard;
   std::vector<std::string> names = options.workloads;
   if (names.empty())
     for (const auto& [name, fn] : kWorkloads) names.push_back(name);
@@ -530,6 +611,9 @@ Verb RegisterBench(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "threads per worker (default: cores)")
       ->check(MoreThanZero());
   cmd->add_flag("--json", o->json, "one JSON object per workload");
+  cmd->add_flag("--dashboard", o->dashboard,
+                "each broker serves its dashboard, with a page open on it (its status and jobs "
+                "every second, its event stream followed): what watching costs");
   return {cmd, [o] { return Bench(*o); }};
 }
 

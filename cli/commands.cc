@@ -338,20 +338,6 @@ std::string Age(double seconds) {
   return buf;
 }
 
-nlohmann::json JobJson(const JobInfo& j) {
-  nlohmann::json o = {{"id", FormatJobId(j.job)}, {"age", j.age},
-                      {"tasks", j.tasks},         {"ok", j.ok},
-                      {"failed", j.failed},       {"cancelled", j.cancelled},
-                      {"running", j.running},     {"queued", j.queued},
-                      {"delayed", j.delayed},     {"waiting", j.waiting},
-                      {"command", j.label}};
-  o["finished"] = j.finished_age >= 0;
-  const uint32_t done = j.ok + j.failed + j.cancelled;
-  if (j.finished_age < 0 && done > 0 && j.age > 0)
-    o["eta"] = (j.tasks - done) * j.age / done;  // seconds, at the rate so far
-  return o;
-}
-
 // `orq status JOB`: one line per job.
 std::string JobLine(const JobInfo& j) {
   const uint32_t done = j.ok + j.failed + j.cancelled;

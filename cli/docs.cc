@@ -29,6 +29,11 @@ const std::map<std::string, std::string>& Examples() {
        "  orq limit set download 2\n  orq limit set api --rate 10/s,burst=5\n  orq limit list\n"
        "  orq limit rm download"},
       {"explain", "  orq explain j7.2\n  orq explain --json j7.2"},
+      {"dashboard", "  orq up --http 8080 && orq dashboard\n  orq dashboard --open"},
+      {"events",
+       "  orq events --follow\n"
+       "  orq events --follow --json | jq 'select(.event == \"task_ended\" and .status != "
+       "\"ok\")'"},
       {"gather",
        "  orq gather j7\n"
        "  orq gather --json --as-completed j7 j8.2\n"

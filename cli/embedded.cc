@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include "common/paths.h"
 
@@ -18,6 +19,7 @@ SpawnOptions BrokerSpawn(const EmbeddedOptions& o, const std::string& dir) {
                 std::to_string(o.threads)};
   if (o.listen)
     spawn.args.insert(spawn.args.end(), {"--listen", "tcp://127.0.0.1:*", "--keys", dir + "/keys"});
+  if (o.dashboard) spawn.args.insert(spawn.args.end(), {"--http", "127.0.0.1:0"});
   if (o.journal) {
     spawn.args.insert(spawn.args.end(), {"--journal", dir + "/journal.db"});
     if (!o.sync) spawn.args.push_back("--no-journal-sync");
@@ -32,6 +34,7 @@ SpawnOptions BrokerSpawn(const EmbeddedOptions& o, const std::string& dir) {
 EmbeddedBroker::EmbeddedBroker(const EmbeddedOptions& options)
     : dir_(MakeRunDirectory(OrqHome())),
       log_(dir_ + "/broker.log"),
+      dashboard_(options.dashboard),
       broker_(Process::SpawnSelf(BrokerSpawn(options, dir_))),
       client_(std::make_unique<Client>(BrokerAddress{"ipc://" + dir_ + "/broker.ipc", {}, ""})) {}
 
@@ -40,6 +43,20 @@ EmbeddedBroker::~EmbeddedBroker() {
   if (!RemoveTree(dir_))
     std::fprintf(stderr, "orq: could not remove the run's directory %s: remove it by hand\n",
                  dir_.c_str());
+}
+
+std::string EmbeddedBroker::dashboard_url() {
+  if (!dashboard_) return "";
+  // The broker prints "dashboard URL" before it binds (cli/serve.cc).
+  const auto deadline = Clock::now() + std::chrono::seconds(15);
+  while (Clock::now() < deadline && broker_.Running()) {
+    std::ifstream log(log_);
+    for (std::string line; std::getline(log, line);) {
+      if (line.rfind("dashboard ", 0) == 0) return line.substr(10);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  throw std::runtime_error("the broker did not start its dashboard; its log: " + log_);
 }
 
 void EmbeddedBroker::Stop() {

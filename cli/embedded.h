@@ -19,6 +19,7 @@ struct EmbeddedOptions {
   // false: the journal is a store on disk for this run's results, not fsynced each turn (orq
   // run: its directory and the run end together; orq bench measures a durable broker).
   bool sync = true;
+  bool dashboard = false;  // also serve the dashboard on 127.0.0.1 (a free port): dashboard_url()
 };
 
 class EmbeddedBroker {
@@ -30,12 +31,15 @@ class EmbeddedBroker {
   pid_t pid() const { return broker_.pid(); }
   const std::string& log() const { return log_; }
   const std::string& dir() const { return dir_; }
+  // The dashboard's URL, once the broker serves it (waits for it); empty without one.
+  std::string dashboard_url();
   // Asks the broker to shut down and waits for it (it stops its workers first).
   void Stop();
 
  private:
   std::string dir_;
   std::string log_;
+  bool dashboard_ = false;
   Process broker_;
   std::unique_ptr<Client> client_;
 };

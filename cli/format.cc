@@ -5,17 +5,7 @@
 #include "common/text.h"
 
 namespace orq {
-namespace {
-
-nlohmann::json ResultJson(const TaskOutcome& o) {
-  if (o.shell) return o.shell->stdout_text;
-  if (o.result.empty()) return nullptr;
-  return nlohmann::json::parse(o.result, nullptr, /*allow_exceptions=*/false);
-}
-
-nlohmann::json Time(double t) { return t > 0 ? nlohmann::json(t) : nlohmann::json(nullptr); }
-
-}  // namespace
+namespace {}  // namespace
 
 void PrintText(const TaskOutcome& o, std::FILE* out, std::string_view tag) {
   std::string_view text;
@@ -50,39 +40,6 @@ void PrintText(const TaskOutcome& o, std::FILE* out, std::string_view tag) {
   std::fwrite(tagged.data(), 1, tagged.size(), out);
 }
 
-nlohmann::json ToJson(const TaskOutcome& o) {
-  nlohmann::json j = {{"id", FormatTaskId(o.id)},
-                      {"index", o.id.index},
-                      {"status", StatusName(o.status)},
-                      {"result", o.status == TaskStatus::kOk || o.shell ? ResultJson(o) : nullptr},
-                      {"attempts", o.attempt},
-                      {"worker", o.worker_pid ? nlohmann::json(o.worker_pid) : nullptr},
-                      {"started", Time(o.started)},
-                      {"finished", Time(o.finished)}};
-  if (o.shell && o.shell->more && !o.shell->more->argv.empty()) {
-    const auto& argv = o.shell->more->argv;  // the command: "cmd" for sh -c CMD, else "argv"
-    if (const std::string* line = ShellCommand(argv))
-      j["cmd"] = *line;
-    else
-      j["argv"] = argv;
-  }
-  if (!o.error.empty()) j["error"] = o.error;
-  if (!o.last_error.empty()) j["last_error"] = o.last_error;
-  if (o.shell) {
-    j["exit_code"] =
-        o.shell->exit_code >= 0 ? nlohmann::json(o.shell->exit_code) : nlohmann::json(nullptr);
-    j["stdout"] = o.shell->stdout_text;
-    j["stderr"] = o.shell->stderr_text;
-    if (o.shell->truncated) j["truncated"] = true;
-    if (const auto& more = o.shell->more) {
-      if (!more->stdout_file.empty()) j["stdout_file"] = more->stdout_file;
-      if (!more->stderr_file.empty()) j["stderr_file"] = more->stderr_file;
-      if (!more->stdout_file.empty() || !more->stderr_file.empty()) j["host"] = more->host;
-    }
-  }
-  return j;
-}
-
 std::string FailureSentence(const TaskOutcome& o) {
   std::string s = "orq: task " + FormatTaskId(o.id) + " " + std::string(StatusName(o.status));
   if (!o.error.empty()) s += ": " + o.error;
@@ -94,41 +51,6 @@ std::string FailureSentence(const TaskOutcome& o) {
     s += " (stderr: " + std::string(err) + ")";
   }
   return s;
-}
-
-std::string JsonLine(const nlohmann::json& json) {
-  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-nlohmann::json StatusJson(StatusReply s) {
-  nlohmann::json j;
-  j["broker"] = {{"pid", s.broker_pid}};
-  j["endpoint"] = s.endpoints.empty() ? "" : s.endpoints.front();
-  j["endpoints"] = s.endpoints;
-  auto workers = nlohmann::json::array();
-  for (const WorkerInfo& w : s.workers) {
-    workers.push_back(
-        {{"pid", w.pid},
-         {"host", w.host},
-         {"remote", w.remote},
-         {"threads", w.threads},
-         {"running", w.running},
-         {"slots", {{"async", w.slots[0]}, {"cpu", w.slots[1]}, {"shell", w.slots[2]}}}});
-    for (const ResourceNeed& r : w.resources) workers.back()["resources"][r.name] = r.amount;
-    workers.back()["queues"] = w.queues;
-  }
-  j["workers"] = std::move(workers);
-  TaskCounts::ForEach(s.tasks, [&](const char* name, uint64_t v) { j["tasks"][name] = v; });
-  j["jobs"] = s.jobs;
-  BrokerCounters::ForEach(s.counters,
-                          [&](const char* name, uint64_t v) { j["counters"][name] = v; });
-  j["limits"] = nlohmann::json::array();
-  for (const GateInfo& l : s.limits) j["limits"].push_back(LimitJson(l));
-  j["locks"] = nlohmann::json::array();
-  for (const GateInfo& l : s.locks) j["locks"].push_back(LockJson(l));
-  j["journal_problem"] =
-      s.journal_problem.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.journal_problem);
-  return j;
 }
 
 namespace {
@@ -155,39 +77,11 @@ std::string LimitLine(const GateInfo& l) {
   return line;
 }
 
-// The holders' ids as people write them ("j7.2").
-std::vector<std::string> HolderIds(const GateInfo& g) {
-  std::vector<std::string> ids;
-  for (TaskId id : g.holders) ids.push_back(FormatTaskId(id));
-  return ids;
-}
-
-nlohmann::json LimitJson(const GateInfo& l) {
-  nlohmann::json j = {{"name", l.name},
-                      {"running", l.held},
-                      {"waiting", l.waiting},
-                      {"holders", HolderIds(l)},
-                      {"max", nullptr},
-                      {"rate_per_s", nullptr},
-                      {"burst", std::max<uint32_t>(l.limit.burst, 1)}};
-  if (l.limit.max > 0) j["max"] = l.limit.max;
-  if (l.limit.rate > 0) j["rate_per_s"] = l.limit.rate;
-  return j;
-}
-
 std::string LockLine(const GateInfo& l) {
   std::string line = l.name + ": ";
   line += l.mode ? std::string("held for ") + LockModeName(*l.mode) + " by " + Holders(l) : "free";
   if (l.waiting > 0) line += ", " + std::to_string(l.waiting) + " waiting";
   return line;
-}
-
-nlohmann::json LockJson(const GateInfo& l) {
-  return {{"name", l.name},
-          {"mode", l.mode ? nlohmann::json(LockModeName(*l.mode)) : nlohmann::json(nullptr)},
-          {"holders", HolderIds(l)},
-          {"held", l.held},
-          {"waiting", l.waiting}};
 }
 
 void PrintStatus(StatusReply s, std::FILE* out) {

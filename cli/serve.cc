@@ -14,6 +14,7 @@
 #include "common/keys.h"
 #include "common/paths.h"
 #include "common/process.h"
+#include "web/server.h"
 #include "worker/worker.h"
 
 namespace orq {
@@ -66,12 +67,58 @@ CLI::Option* AddHeartbeat(CLI::App* command, int& ms) {
 // ---- orq up
 // ---------------------------------------------------------------------------------------
 
+// The web dashboard (orq broker, orq up): where, and its TLS and token.
+struct HttpOptions {
+  std::string address, cert, key, token_file;
+};
+
+void AddHttp(CLI::App* cmd, HttpOptions& o) {
+  const CLI::Validator address(
+      [](std::string& text) -> std::string {
+        web::ServerOptions parsed;
+        if (web::ParseHttpAddress(text, parsed)) return "";
+        return "write it ADDRESS:PORT (127.0.0.1:8080, [::1]:8080) or PORT (on 127.0.0.1)";
+      },
+      "ADDRESS:PORT");
+  auto* http = cmd->add_option("--http", o.address,
+                               "serve the web dashboard, /metrics and /api/v1 on ADDRESS:PORT (or "
+                               "PORT, on 127.0.0.1); an address that is not loopback needs "
+                               "--http-cert, --http-key and --http-token-file")
+                   ->check(address);
+  cmd->add_option("--http-cert", o.cert, "the dashboard's TLS certificate chain (PEM)")
+      ->check(CLI::ExistingFile)
+      ->needs(http);
+  cmd->add_option("--http-key", o.key, "the dashboard's TLS private key (PEM)")
+      ->check(CLI::ExistingFile)
+      ->needs(http);
+  cmd->add_option("--http-token-file", o.token_file,
+                  "a file whose first line is the token every request must carry (at least 16 "
+                  "characters)")
+      ->check(CLI::ExistingFile)
+      ->needs(http);
+}
+
+// The same options for the broker `orq up` starts (files made absolute: it runs elsewhere).
+std::vector<std::string> HttpArgs(const HttpOptions& o) {
+  std::vector<std::string> args;
+  if (o.address.empty()) return args;
+  args = {"--http", o.address};
+  const auto add = [&](const char* flag, const std::string& file) {
+    if (!file.empty()) args.insert(args.end(), {flag, std::filesystem::absolute(file).string()});
+  };
+  add("--http-cert", o.cert);
+  add("--http-key", o.key);
+  add("--http-token-file", o.token_file);
+  return args;
+}
+
 struct UpOptions {
   int workers = -1;  // -1: cores
   int threads = 0;   // 0: cores
   int heartbeat_ms = 1000;
   std::vector<std::string> listen;
   std::vector<std::string> resources, queues;  // for the local workers
+  HttpOptions http;
 };
 
 // --resources gpu=2,license=4 and --queues a,b: what a worker offers and whence it takes tasks.
@@ -171,6 +218,7 @@ ExitCode Up(const UpOptions& o) {
                 std::to_string(o.heartbeat_ms)};
   for (const auto& endpoint : o.listen) spawn.args.insert(spawn.args.end(), {"--listen", endpoint});
   for (std::string& arg : WorkerOfferArgs(o.resources, o.queues)) spawn.args.push_back(arg);
+  for (std::string& arg : HttpArgs(o.http)) spawn.args.push_back(arg);
   spawn.new_session = true;
   spawn.output_file = LogFile(home);
   WriteOwnerOnlyFile(LogFile(home), "");  // owner-only before anything is logged
@@ -200,6 +248,11 @@ ExitCode Up(const UpOptions& o) {
           }
           std::printf("orq is up: broker pid %d, %d worker%s, %s\n", pid, workers,
                       workers == 1 ? "" : "s", where.c_str());
+          if (std::ifstream url(DashboardFile(home)); url && !o.http.address.empty()) {
+            std::string line;
+            std::getline(url, line);
+            std::printf("dashboard: %s\n", line.c_str());
+          }
           return ExitCode::kOk;
         }
       }
@@ -263,6 +316,7 @@ struct BrokerOptions {
   std::string journal;
   bool no_journal = false;
   double retention_hours = 0;
+  HttpOptions http;
 };
 
 ExitCode Broker(BrokerOptions& o) {
@@ -286,7 +340,23 @@ ExitCode Broker(BrokerOptions& o) {
   broker.threads = o.threads > 0 ? o.threads : Cores();
   broker.heartbeat = milliseconds(o.heartbeat_ms);
   broker.worker_args = WorkerOfferArgs(o.resources, o.queues);
-  return RunBroker(broker);
+  // The dashboard: a client of this broker, on threads of its own, started before the broker
+  // binds (its requests wait for it) and stopped after the broker's loop ends.
+  std::unique_ptr<web::Server> dashboard;
+  if (!o.http.address.empty()) {
+    web::ServerOptions http{.cert_file = o.http.cert,
+                            .key_file = o.http.key,
+                            .token_file = o.http.token_file,
+                            .broker_endpoint = endpoint};
+    web::ParseHttpAddress(o.http.address, http);  // (checked by the option)
+    dashboard = web::Server::Start(http);
+    if (!broker.pid_file.empty()) WriteOwnerOnlyFile(DashboardFile(home), dashboard->url() + "\n");
+    std::printf("dashboard %s\n", dashboard->url().c_str());
+    std::fflush(stdout);
+  }
+  const ExitCode code = RunBroker(broker);
+  if (dashboard && !broker.pid_file.empty()) ::unlink(DashboardFile(home).c_str());
+  return code;
 }
 
 // ---- orq worker
@@ -354,6 +424,7 @@ Verb RegisterUp(CLI::App& app) {
   up->add_option("--listen", o->listen,
                  "also listen on tcp://HOST:PORT (always CURVE; see 'orq access')")
       ->check(kTcp);
+  AddHttp(up, o->http);
   return {up, [o] { return Up(*o); }};
 }
 
@@ -396,6 +467,7 @@ Verb RegisterBroker(CLI::App& app) {
   cmd->add_option("--max-message-bytes", o->config.max_message_bytes,
                   "largest message a peer may send (default 256 MiB; over TCP at most 4 MiB)")
       ->check(CLI::Range(size_t{1024}, kMaxMessageBytes));
+  AddHttp(cmd, o->http);
   return {cmd, [o] { return Broker(*o); }};
 }
 

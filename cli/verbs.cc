@@ -345,6 +345,8 @@ std::span<const VerbEntry> AllVerbs() {
       {"manpage", RegisterManpage},
       {"limit", RegisterLimit},
       {"explain", RegisterExplain},
+      {"events", RegisterEvents},
+      {"dashboard", RegisterDashboard},
   };
   return kVerbs;
 }

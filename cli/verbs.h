@@ -44,6 +44,9 @@ Verb RegisterDown(CLI::App& app);
 Verb RegisterScale(CLI::App& app);
 Verb RegisterBroker(CLI::App& app);
 Verb RegisterWorker(CLI::App& app);
+// cli/watch.cc: events and the dashboard
+Verb RegisterEvents(CLI::App& app);
+Verb RegisterDashboard(CLI::App& app);
 // cli/access.cc
 Verb RegisterAccess(CLI::App& app);
 // cli/bench.cc

@@ -36,16 +36,20 @@ TEST_F(VerbsTest, EveryVerbRegistersOneSubcommand) {
   // main() registers only the verb a command line names, found by the name it is listed under.
   for (size_t i = 0; i < verbs_.size(); ++i)
     EXPECT_EQ(verbs_[i].command->get_name(), AllVerbs()[i].name);
-  EXPECT_EQ(names, (std::set<std::string>{"run",    "submit",     "gather",  "status", "cancel",
-                                          "forget", "up",         "down",    "broker", "worker",
-                                          "access", "bench",      "jobs",    "retry",  "logs",
-                                          "scale",  "completion", "manpage", "limit",  "explain"}));
+  EXPECT_EQ(names,
+            (std::set<std::string>{
+                "run",        "submit",  "gather", "status",  "cancel", "forget",   "up",   "down",
+                "broker",     "worker",  "access", "bench",   "jobs",   "retry",    "logs", "scale",
+                "completion", "manpage", "limit",  "explain", "events", "dashboard"}));
 }
 
 TEST_F(VerbsTest, GoodCommandLinesParse) {
   EXPECT_EQ(Parse({"submit", "--sleep", "1", "--result", "x", "--retry-backoff", "0.5,10"}), "");
   EXPECT_EQ(Parse({"submit", "--retries", "2", "--", "sh", "-c", "exit 1"}), "");
   EXPECT_EQ(Parse({"gather", "j7", "j7.2", "8"}), "");
+  EXPECT_EQ(Parse({"up", "--http", "8080"}), "");
+  EXPECT_EQ(Parse({"broker", "--http", "[::1]:0"}), "");
+  EXPECT_EQ(Parse({"events", "--follow", "--json"}), "");
   EXPECT_EQ(Parse({"run", "--", "echo", "{}", ":::", "a", "b", "::::", "f"}), "");
   EXPECT_EQ(Parse({"run", "--env", "A=1", "--env", "B", "--", "sh", "-c", "echo $A"}), "");
   EXPECT_EQ(Parse({"submit", "--array", "1-3", "--cwd", "/tmp", "--clean-env", "--", "x"}), "");
@@ -96,6 +100,10 @@ TEST_F(VerbsTest, MistakesAreRefusedNamingTheFlag) {
   EXPECT_NE(Parse({"access", "add"}).find("--worker"), std::string::npos);
   EXPECT_NE(Parse({"run", "--lines", "f", "-f", "t.jsonl"}).find("excludes"), std::string::npos);
   EXPECT_NE(Parse({"submit", "--lines", "f", "--sleep", "1"}).find("excludes"), std::string::npos);
+  EXPECT_NE(Parse({"up", "--http", "localhost:80"}).find("--http"), std::string::npos);
+  EXPECT_NE(Parse({"up", "--http", "127.0.0.1:99999"}).find("ADDRESS:PORT"), std::string::npos);
+  EXPECT_NE(Parse({"broker", "--http-cert", "/etc/hostname"}).find("requires --http"),
+            std::string::npos);
 }
 
 TEST(ExitCodeTest, EveryBrokerErrorHasItsCode) {

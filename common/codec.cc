@@ -428,6 +428,9 @@ void Put(Writer& w, const WorkerInfo& i) {
   for (uint32_t s : i.slots) w.U64(s);
   PutVector(w, i.resources);
   PutVector(w, i.queues);
+  w.F64(i.last_heard);
+  w.U64(i.done);
+  w.U64(i.failed);
 }
 void Get(Reader& r, WorkerInfo& i) {
   i.pid = r.I64();
@@ -438,7 +441,80 @@ void Get(Reader& r, WorkerInfo& i) {
   for (uint32_t& s : i.slots) s = r.U32();
   GetVector(r, i.resources);
   GetVector(r, i.queues);
+  i.last_heard = r.F64();
+  i.done = r.U64();
+  i.failed = r.U64();
 }
+
+// A vector of counts that must have `size` of them (a histogram's buckets, counts by kind).
+void PutCountVector(Writer& w, const std::vector<uint64_t>& v) {
+  w.U64(v.size());
+  for (uint64_t c : v) w.U64(c);
+}
+void GetCountVector(Reader& r, std::vector<uint64_t>& v, size_t size) {
+  if (r.Count() != size) return void(r.Fail());
+  v.assign(size, 0);
+  for (uint64_t& c : v) c = r.U64();
+}
+void Put(Writer& w, const Histogram& h) {
+  PutCountVector(w, h.counts);
+  w.F64(h.sum);
+}
+void Get(Reader& r, Histogram& h) {
+  GetCountVector(r, h.counts, kLatencyBuckets.size() + 1);
+  h.sum = r.F64();
+}
+void Put(Writer& w, const Metrics& m) {
+  PutCountVector(w, m.submitted);
+  PutCountVector(w, m.finished);
+  for (const Histogram* h : {&m.dispatch, &m.end_to_end, &m.commit}) Put(w, *h);
+  w.U64(m.journal_bytes);
+  w.U64(m.events);
+  w.U64(m.jobs_submitted);
+}
+void Get(Reader& r, Metrics& m) {
+  GetCountVector(r, m.submitted, kTaskKindCount);
+  GetCountVector(r, m.finished, kTaskKindCount * kTaskStatusCount);
+  for (Histogram* h : {&m.dispatch, &m.end_to_end, &m.commit}) Get(r, *h);
+  m.journal_bytes = r.U64();
+  m.events = r.U64();
+  m.jobs_submitted = r.U64();
+}
+
+void Put(Writer& w, const IdRef& id);
+void Get(Reader& r, IdRef& id);
+
+void Put(Writer& w, const Event& e) {
+  w.U64(e.seq);
+  w.F64(e.at);
+  w.U64(static_cast<uint8_t>(e.kind));
+  Put(w, e.task);
+  w.U64(e.count);
+  w.I64(e.worker);
+  w.U64(static_cast<uint8_t>(e.status));
+  w.U64(e.task_kind);
+  w.Str(e.host);
+}
+void Get(Reader& r, Event& e) {
+  e.seq = r.U64();
+  e.at = r.F64();
+  const uint64_t kind = r.U64();
+  if (kind > Event::kLastKind) return void(r.Fail());
+  e.kind = static_cast<Event::Kind>(kind);
+  Get(r, e.task);
+  e.count = r.U32();
+  e.worker = r.I64();
+  const uint64_t status = r.U64();
+  if (status >= kTaskStatusCount) return void(r.Fail());
+  e.status = static_cast<TaskStatus>(status);
+  const uint64_t task_kind = r.U64();
+  if (task_kind >= kTaskKindCount) return void(r.Fail());
+  e.task_kind = static_cast<uint8_t>(task_kind);
+  e.host = r.Str();
+}
+
+void Put(Writer& w, const TaskRow& t);
+void Get(Reader& r, TaskRow& t);
 
 // Named counts (TaskCounts, BrokerCounters) travel as their values in ForEach order.
 template <typename T> void PutCounts(Writer& w, const T& counts) {
@@ -532,6 +608,35 @@ void Get(Reader& r, GateInfo& g) {
   g.waiting = r.U32();
 }
 
+void Put(Writer& w, const TaskRow& t) {
+  w.U64(t.index);
+  w.U64(static_cast<uint8_t>(t.state));
+  w.U64(t.status ? 1 + static_cast<uint8_t>(*t.status) : 0);
+  w.U64(t.attempt);
+  w.I64(t.worker);
+  w.F64(t.started);
+  w.F64(t.finished);
+  w.Str(t.label);
+  PutVector(w, t.after);
+  w.Str(t.error);
+}
+void Get(Reader& r, TaskRow& t) {
+  t.index = r.U32();
+  const uint64_t state = r.U64();
+  if (state >= kTaskStateCount) return void(r.Fail());
+  t.state = static_cast<TaskState>(state);
+  const uint64_t status = r.U64();
+  if (status > kTaskStatusCount) return void(r.Fail());
+  t.status = status == 0 ? std::nullopt : std::optional(static_cast<TaskStatus>(status - 1));
+  t.attempt = r.U32();
+  t.worker = r.I64();
+  t.started = r.F64();
+  t.finished = r.F64();
+  t.label = r.Str();
+  GetVector(r, t.after);
+  t.error = r.Str();
+}
+
 // Whether T is U, const or not: Fields(Is<SubmitRequest> auto& m, ...) takes a const message to
 // encode and a mutable one to decode into.
 template <typename T, typename U>
@@ -558,6 +663,11 @@ struct Out {
   }
   void operator()(const TaskCounts& v) { PutCounts(w, v); }
   void operator()(const BrokerCounters& v) { PutCounts(w, v); }
+  void operator()(const std::optional<Metrics>& v) {
+    w.U64(v.has_value());
+    if (v) Put(w, *v);
+  }
+  void operator()(const TaskFilter& v) { w.U64(static_cast<uint8_t>(v)); }
   void operator()(const JobContext& v) { Put(w, v); }
   void operator()(const TaskId& v) { Put(w, v); }
   void operator()(const Lease& v) { Put(w, v); }
@@ -587,6 +697,15 @@ struct In {
   }
   void operator()(TaskCounts& v) { GetCounts(r, v); }
   void operator()(BrokerCounters& v) { GetCounts(r, v); }
+  void operator()(std::optional<Metrics>& v) {
+    v.reset();
+    if (r.Bool()) Get(r, v.emplace());
+  }
+  void operator()(TaskFilter& v) {
+    const uint64_t filter = r.U64();
+    if (filter > kLastTaskFilter) return void(r.Fail());
+    v = static_cast<TaskFilter>(filter);
+  }
   void operator()(JobContext& v) { Get(r, v); }
   void operator()(TaskId& v) { Get(r, v); }
   void operator()(Lease& v) { Get(r, v); }
@@ -614,7 +733,11 @@ void Fields(Is<SubmitRequest> auto& m, auto&& f) {
       f(m.halt.percent), f(m.halt.threshold);
 }
 void Fields(Is<GatherRequest> auto& m, auto&& f) { f(m.ids), f(m.stream); }
-void Fields(Is<StatusRequest> auto&, auto&&) {}
+void Fields(Is<StatusRequest> auto& m, auto&& f) { f(m.metrics); }
+void Fields(Is<EventsRequest> auto& m, auto&& f) { f(m.after), f(m.wait_ms), f(m.max); }
+void Fields(Is<EventsReply> auto& m, auto&& f) { f(m.events), f(m.first), f(m.last), f(m.now); }
+void Fields(Is<TasksRequest> auto& m, auto&& f) { f(m.job), f(m.filter), f(m.from), f(m.limit); }
+void Fields(Is<TasksReply> auto& m, auto&& f) { f(m.tasks), f(m.size), f(m.next); }
 void Fields(Is<CancelRequest> auto& m, auto&& f) { f(m.ids), f(m.running); }
 void Fields(Is<ShutdownRequest> auto&, auto&&) {}
 void Fields(Is<PingRequest> auto&, auto&&) {}
@@ -643,7 +766,7 @@ void Fields(Is<SubmittedReply> auto& m, auto&& f) { f(m.job), f(m.count), f(m.ex
 void Fields(Is<ResultsReply> auto& m, auto&& f) { f(m.outcomes), f(m.final), f(m.sizes); }
 void Fields(Is<StatusReply> auto& m, auto&& f) {
   f(m.broker_pid), f(m.endpoints), f(m.workers), f(m.tasks), f(m.jobs), f(m.counters), f(m.limits),
-      f(m.locks), f(m.journal_problem);
+      f(m.locks), f(m.journal_problem), f(m.metrics);
 }
 void Fields(Is<LimitRequest> auto& m, auto&& f) { f(m.op), f(m.limit); }
 void Fields(Is<LimitsReply> auto& m, auto&& f) { f(m.limits); }

@@ -85,8 +85,47 @@ std::vector<Message> OneOfEach() {
         s.counters.malformed = 5, s.counters.handshake_failed = 11;
         s.limits = {{"download", {"download", 2, 0.5, 3}, std::nullopt, {{1, 0}, {1, 1}}, 2, 7}};
         s.locks = {{"db", {}, LockMode::kWrite, {{2, 0}}, 1, 2}};
+        s.workers[0].last_heard = 0.25, s.workers[0].done = 12, s.workers[0].failed = 1;
         return s;
       }(),
+      StatusRequest{.metrics = true},
+      [] {
+        StatusReply s;
+        s.metrics.emplace();
+        s.metrics->submitted[3] = 10;
+        s.metrics->finished[3 * kTaskStatusCount + 1] = 2;
+        s.metrics->dispatch.Observe(0.003);
+        s.metrics->end_to_end.Observe(700);
+        s.metrics->commit.Observe(0.0001);
+        s.metrics->journal_bytes = 1 << 20, s.metrics->events = 99, s.metrics->jobs_submitted = 3;
+        return s;
+      }(),
+      EventsRequest{7, 1000, 10},
+      EventsReply{{Event{.seq = 8,
+                         .at = 12.5,
+                         .kind = Event::Kind::kTaskEnded,
+                         .task = {3, 1},
+                         .count = 2,
+                         .worker = 77,
+                         .status = TaskStatus::kTimeout,
+                         .task_kind = 3},
+                   Event{.seq = 9, .kind = Event::Kind::kWorkerJoined, .worker = 78, .host = "n"}},
+                  2,
+                  9,
+                  13.0},
+      TasksRequest{3, TaskFilter::kFailed, 1000, 50},
+      TasksReply{{TaskRow{.index = 4,
+                          .state = TaskState::kFinished,
+                          .status = TaskStatus::kFailed,
+                          .attempt = 2,
+                          .worker = 77,
+                          .started = 1.5,
+                          .finished = 2.5,
+                          .label = "gzip a",
+                          .after = {{3, 1}, {2, std::nullopt}},
+                          .error = "exit code 1"}},
+                 1000000,
+                 65536},
       CancelledReply{3},
       ErrorReply{ErrorCode::kUnknownId, "unknown job j9"},
       ErrorReply{ErrorCode::kForbidden, "this key was revoked"},

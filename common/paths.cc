@@ -74,6 +74,7 @@ std::string OrqHome() {
 std::string DefaultEndpoint(const std::string& home) { return "ipc://" + home + "/broker.ipc"; }
 std::string PidFile(const std::string& home) { return home + "/broker.pid"; }
 std::string LogFile(const std::string& home) { return home + "/broker.log"; }
+std::string DashboardFile(const std::string& home) { return home + "/dashboard"; }
 std::string SpillDirectory(const std::string& home) { return home + "/output"; }
 std::string SpillName(uint64_t job, uint32_t index, uint32_t attempt, bool err) {
   return "j" + std::to_string(job) + "." + std::to_string(index) + "." + std::to_string(attempt) +

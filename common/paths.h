@@ -27,6 +27,7 @@ std::optional<std::string> DirectoryProblem(const struct stat& st, uid_t me, con
 std::string DefaultEndpoint(const std::string& home);  // ipc://HOME/broker.ipc
 std::string PidFile(const std::string& home);          // HOME/broker.pid
 std::string LogFile(const std::string& home);          // HOME/broker.log
+std::string DashboardFile(const std::string& home);    // HOME/dashboard: its URL, while it runs
 std::string SpillDirectory(const std::string& home);   // HOME/output
 // The file the rest of a task's stream over kMaxOutputBytes goes to, in its worker's
 // SpillDirectory(): "j7.2.1.out" (".err"), named from the task and the attempt alone.

@@ -5,7 +5,7 @@
 // peers on TCP are always CURVE-encrypted and authenticated, and each has a Role from its key (see
 // Role and MaySend below). Every message is three frames after the ROUTER's identity frame:
 //
-//   frame 0: kProtocolVersion ("ORQ10")
+//   frame 0: kProtocolVersion ("ORQ11")
 //   frame 1: one byte, a Command below
 //   frame 2: the body, encoded by common/codec.h (a compact binary form, no JSON on hot paths)
 //
@@ -13,6 +13,7 @@
 // Malformed frames become an Error value (common/error.h), never undefined behaviour.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -30,14 +31,14 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ10";
+inline constexpr std::string_view kProtocolVersion = "ORQ11";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
 enum class Command : uint8_t {
   kSubmit = 0x10,  // [TaskSpec...]                      -> kSubmitted or kError
   kGather = 0x11,  // [IdRef...] (a job, or one task)     -> kResults... (last has final) or kError
-  kStatus = 0x12,  //                                    -> kStatusReply
+  kStatus = 0x12,  // metrics flag                       -> kStatusReply
   kCancel = 0x13,  // [IdRef...]                         -> kCancelled or kError
   kShutdown = 0x14,    //                                    -> kShutdownAck, then the broker stops
   kPing = 0x15,        //                                    -> kPong
@@ -49,6 +50,8 @@ enum class Command : uint8_t {
   kExplain = 0x1b,     // task                               -> kExplained or kError
   kResultsAck = 0x1c,  // a gather's chunk was taken: the broker may send one more (no reply)
   kSubmitPart = 0x1d,  // [TaskSpec...]: the first tasks of the sender's next kSubmit (no reply)
+  kEvents = 0x1e,      // after, wait ms, max               -> kEventsReply
+  kTaskList = 0x1f,    // job, filter, from, limit           -> kTasksReply or kError
 
   kSubmitted = 0x20,    // job number, task count
   kResults = 0x21,      // [TaskOutcome...], final flag (gather replies are chunked)
@@ -64,6 +67,8 @@ enum class Command : uint8_t {
   kLogChunk = 0x2b,     // a task's output: its next bytes, final flag, a note for people
   kLimits = 0x2c,       // [LimitInfo...]: every limit, with holders and waiters
   kExplained = 0x2d,    // a task's state and why it does not run yet, as sentences
+  kEventsReply = 0x2e,  // [Event...] after the asked one, the first still kept, the broker's time
+  kTasksReply = 0x2f,   // [TaskRow...] of a job, where to go on from
 
   kReady = 0x30,          // pid, threads, slots per TaskClass (its credits), [Lease...] it runs,
                           // host name
@@ -360,6 +365,7 @@ struct GatherRequest {  // -> ResultsReply... (the last one final), or ErrorRepl
 };
 struct StatusRequest {  // -> StatusReply
   static constexpr Command kCommand = Command::kStatus;
+  bool metrics = false;  // with StatusReply::metrics (the dashboard's /metrics)
 };
 struct CancelRequest {  // -> CancelledReply, or ErrorReply
   static constexpr Command kCommand = Command::kCancel;
@@ -507,6 +513,121 @@ struct ReloadAccessRequest {  // -> ReloadedReply (local peers only)
   static constexpr Command kCommand = Command::kReloadAccess;
 };
 
+// --- What the dashboard (web/) and `orq events` read ---
+
+// Bounds of the latency histograms' buckets, in seconds (Prometheus' `le`); one more bucket
+// counts what is over the last.
+inline constexpr std::array<double, 14> kLatencyBuckets = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60, 600};
+struct Histogram {
+  std::vector<uint64_t> counts = std::vector<uint64_t>(kLatencyBuckets.size() + 1);  // per bucket
+  double sum = 0;                                                                    // seconds
+  void Observe(double seconds);
+  uint64_t count() const;
+};
+// Counters and histograms since the broker started (`/metrics`; Prometheus takes their rates).
+struct Metrics {
+  // Tasks submitted, by kind (TaskBody's index).
+  std::vector<uint64_t> submitted = std::vector<uint64_t>(kTaskKindCount);
+  // Tasks that ended, by kind and status: [kind * kTaskStatusCount + status].
+  std::vector<uint64_t> finished = std::vector<uint64_t>(kTaskKindCount * kTaskStatusCount);
+  Histogram dispatch;          // from queued (ready to start) to leased to a worker
+  Histogram end_to_end;        // from its job's submission to its end
+  Histogram commit;            // the journal's commits (the shell measures them)
+  uint64_t journal_bytes = 0;  // the journal's files on disk; 0 without one
+  uint64_t events = 0;         // events so far (the last one's number)
+  uint64_t jobs_submitted = 0;
+};
+
+// Something that happened, as `orq events` and the dashboard's task stream see it. Each kind
+// uses the fields its comment names.
+struct Event {
+  enum class Kind : uint8_t {
+    kJobSubmitted,  // job `task.job` of `count` tasks
+    kTaskStarted,   // `task`'s attempt `count` on worker `worker`; `kind` is its TaskBody index
+    kTaskEnded,     // `task` ended `status` (attempt `count`, worker `worker`: 0 if it never ran)
+    kWorkerJoined,  // worker `worker` on `host`
+    kWorkerLeft,  // worker `worker` on `host` is gone (it left, or was lost: `status` kWorkerLost)
+  };
+  static constexpr uint8_t kLastKind = static_cast<uint8_t>(Kind::kWorkerLeft);
+  uint64_t seq = 0;  // 1, 2, ...: its number
+  double at = 0;     // seconds on the broker's monotonic clock (EventsReply::now is on it too)
+  Kind kind = Kind::kTaskStarted;
+  TaskId task;
+  uint32_t count = 0;
+  int64_t worker = 0;  // pid
+  TaskStatus status = TaskStatus::kOk;
+  uint8_t task_kind = 0;
+  std::string host;
+  bool operator==(const Event&) const = default;
+};
+std::string_view EventKindName(Event::Kind kind);
+// Events the broker keeps for readers who come back for more: a reader further behind misses
+// the oldest (EventsReply::first says so).
+inline constexpr size_t kEventsKept = 16384;
+inline constexpr uint32_t kMaxEventsPerReply = 4096;
+inline constexpr uint32_t kMaxEventsWaitMs = 30000;
+struct EventsRequest {  // -> EventsReply
+  static constexpr Command kCommand = Command::kEvents;
+  uint64_t after = 0;    // the last event the reader has; 0: from the oldest kept
+  uint32_t wait_ms = 0;  // none newer yet: answer when one comes, or after this long (at most
+                         // kMaxEventsWaitMs)
+  uint32_t max = kMaxEventsPerReply;
+};
+struct EventsReply {
+  static constexpr Command kCommand = Command::kEventsReply;
+  std::vector<Event> events;  // after `after`, in order
+  uint64_t first = 0;         // the oldest event kept: events before it are lost to this reader
+  uint64_t last = 0;          // the newest event so far
+  double now = 0;             // the broker's monotonic clock (Event::at)
+};
+
+// Which of a job's tasks `orq tasks` and the dashboard's job page list.
+enum class TaskFilter : uint8_t {
+  kAll,
+  kWaiting,
+  kQueued,
+  kDelayed,
+  kRunning,
+  kFinished,
+  kOk,
+  kFailed,
+  kCancelled
+};
+inline constexpr uint8_t kLastTaskFilter = static_cast<uint8_t>(TaskFilter::kCancelled);
+std::string_view TaskFilterName(TaskFilter filter);
+std::optional<TaskFilter> TaskFilterNamed(std::string_view name);
+struct TasksRequest {  // -> TasksReply, or ErrorReply
+  static constexpr Command kCommand = Command::kTaskList;
+  uint64_t job = 0;
+  TaskFilter filter = TaskFilter::kAll;
+  uint32_t from = 0;     // the first task (index) to look at
+  uint32_t limit = 100;  // rows at most (kMaxTaskRows)
+};
+inline constexpr uint32_t kMaxTaskRows = 1000;
+// Tasks one TasksRequest looks at, at most, so that a filter over a job of millions costs the
+// broker a bounded turn: the reply says where to go on from.
+inline constexpr uint32_t kTaskScanBudget = 65536;
+struct TaskRow {
+  uint32_t index = 0;
+  TaskState state = TaskState::kQueued;
+  std::optional<TaskStatus> status;  // kFinished: how it ended
+  uint32_t attempt = 0;
+  int64_t worker = 0;        // running, or the attempt that ended: its worker's pid
+  double started = 0;        // wall-clock seconds (0: not known)
+  double finished = 0;       // idem
+  std::string label;         // its command ("gzip a.txt"), or its kind
+  std::vector<IdRef> after;  // what it runs after
+  std::string error;         // how it failed, when it did
+  bool operator==(const TaskRow&) const = default;
+};
+struct TasksReply {
+  static constexpr Command kCommand = Command::kTasksReply;
+  std::vector<TaskRow> tasks;  // those matching, from `from` on
+  uint32_t size = 0;           // the job's tasks
+  uint32_t next = 0;           // where to go on from: size when the job was looked at to its end
+};
+
 // --- broker -> client (0x2x) ---
 struct SubmittedReply {
   static constexpr Command kCommand = Command::kSubmitted;
@@ -533,6 +654,8 @@ struct WorkerInfo {
   Slots slots{};                        // capacity per task class
   std::vector<ResourceNeed> resources;  // what it offers, cpus first
   std::vector<std::string> queues;      // the queues it serves; empty: every queue
+  double last_heard = 0;                // seconds since it last spoke
+  uint64_t done = 0, failed = 0;        // its tasks that ended ok, and otherwise
 };
 struct TaskCounts {
   uint64_t waiting = 0, queued = 0, delayed = 0, running = 0;  // waiting: for its dependencies
@@ -590,6 +713,7 @@ struct StatusReply {
   // Why the journal cannot be written (its disk is full), while it cannot: submits are refused and
   // no new task starts. Empty: it is healthy.
   std::string journal_problem;
+  std::optional<Metrics> metrics;  // when StatusRequest::metrics asked
 };
 // One job as `orq jobs` and `orq status JOB` show it.
 struct JobInfo {
@@ -718,16 +842,15 @@ struct WatchMessage {  // someone follows these tasks' output: send it as it com
   std::vector<TaskId> ids;
 };
 
-using Message =
-    std::variant<SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest,
-                 PingRequest, ForgetRequest, SubmittedReply, ResultsReply, StatusReply,
-                 CancelledReply, ErrorReply, PongReply, ShutdownAck, ForgottenReply, ReadyMessage,
-                 WorkerResultsMessage, HeartbeatMessage, GoodbyeMessage, TasksMessage,
-                 CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage,
-                 ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
-                 ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage,
-                 LimitRequest, LimitsReply, ExplainRequest, ExplainedReply, ResultsAck,
-                 SubmitPartRequest, DropOutputMessage, ReadOutputMessage, OutputPieceMessage>;
+using Message = std::variant<
+    SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest, PingRequest,
+    ForgetRequest, SubmittedReply, ResultsReply, StatusReply, CancelledReply, ErrorReply, PongReply,
+    ShutdownAck, ForgottenReply, ReadyMessage, WorkerResultsMessage, HeartbeatMessage,
+    GoodbyeMessage, TasksMessage, CancelTasksMessage, BrokerHeartbeatMessage, StopMessage,
+    ReregisterMessage, ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
+    ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage, LimitRequest,
+    LimitsReply, ExplainRequest, ExplainedReply, ResultsAck, SubmitPartRequest, DropOutputMessage,
+    ReadOutputMessage, OutputPieceMessage, EventsRequest, EventsReply, TasksRequest, TasksReply>;
 
 namespace detail {
 template <size_t... I> constexpr bool CommandsAreUnique(std::index_sequence<I...>) {

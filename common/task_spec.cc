@@ -486,6 +486,11 @@ std::string_view KindName(const TaskSpec& spec) {
   return std::visit([](const auto& t) { return std::decay_t<decltype(t)>::kName; }, spec.body);
 }
 
+std::string_view KindNameAt(size_t index) {
+  const auto& kinds = Kinds();
+  return index < kinds.size() ? kinds[index].name : "?";
+}
+
 std::string KindNames() {
   std::string names;
   const auto& kinds = Kinds();

@@ -128,6 +128,7 @@ struct ShellTask {
 // What a task runs. The index of each alternative is on the wire and in the journal: append new
 // kinds, never reorder.
 using TaskBody = std::variant<SleepTask, EchoTask, CpuTask, ShellTask>;
+inline constexpr size_t kTaskKindCount = std::variant_size_v<TaskBody>;
 
 // --- What a task needs before it may start: coordination across the cluster (issue 10) ---
 
@@ -211,6 +212,8 @@ uint32_t Cpus(const TaskSpec& spec);
 
 TaskClass ClassOf(const TaskSpec& spec);
 std::string_view KindName(const TaskSpec& spec);
+// The name of the kind of TaskBody's alternative `index` ("?" past the last).
+std::string_view KindNameAt(size_t index);
 // "sleep, echo, cpu or shell": every kind's name, for sentences.
 std::string KindNames();
 
