@@ -121,16 +121,24 @@ std::string Exposition(const StatusReply& s) {
   w.Family("orq_jobs", "gauge", "Jobs the broker keeps.");
   w.Sample("orq_jobs", "", double(s.jobs));
 
-  w.Family("orq_workers", "gauge", "Workers registered, local (ipc) or remote (TCP).");
-  double local = 0, remote = 0, busy = 0;
+  w.Family("orq_workers", "gauge",
+           "Workers registered: local (ipc) or remote (TCP); busy (running a task) or idle.");
+  double workers[2][2] = {};  // [remote][busy]
+  double busy = 0;
   Slots slots{};
   for (const WorkerInfo& info : s.workers) {
-    (info.remote ? remote : local) += 1;
+    workers[info.remote][info.running > 0] += 1;
     busy += info.running;
     for (size_t c = 0; c < slots.size(); ++c) slots[c] += info.slots[c];
   }
-  w.Sample("orq_workers", Label("location", "local"), local);
-  w.Sample("orq_workers", Label("location", "remote"), remote);
+  for (int remote : {0, 1}) {
+    for (int running : {0, 1}) {
+      w.Sample("orq_workers",
+               Label("location", remote ? "remote" : "local") + "," +
+                   Label("state", running ? "busy" : "idle"),
+               workers[remote][running]);
+    }
+  }
   w.Family("orq_worker_slots", "gauge", "Task slots the workers offer, by task class.");
   for (size_t c = 0; c < slots.size(); ++c)
     w.Sample("orq_worker_slots", Label("class", kClassNames[c]), double(slots[c]));
@@ -188,6 +196,16 @@ std::string Exposition(const StatusReply& s) {
              g.held);
   w.Family("orq_lock_waiters", "gauge", "Tasks waiting for a lock.");
   for (const GateInfo& g : s.locks) w.Sample("orq_lock_waiters", Label("lock", g.name), g.waiting);
+  return w.Take();
+}
+
+std::string HttpExposition(const std::map<std::string, uint64_t>& refused) {
+  Writer w;
+  w.Family("orq_http_refused_total", "counter",
+           "Dashboard requests refused, by reason (host, token, origin, csrf, method, too_large, "
+           "rate, connections).");
+  for (const auto& [reason, count] : refused)
+    w.Sample("orq_http_refused_total", Label("reason", reason), double(count));
   return w.Take();
 }
 

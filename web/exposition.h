@@ -3,6 +3,8 @@
 // Pure: a StatusReply with its metrics in, the text out. The README lists every metric.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
 
 #include "common/protocol.h"
@@ -11,5 +13,7 @@ namespace orq::web {
 
 // `status` must carry its metrics (StatusRequest::metrics).
 std::string Exposition(const StatusReply& status);
+// The dashboard's own: its requests refused, by reason.
+std::string HttpExposition(const std::map<std::string, uint64_t>& refused);
 
 }  // namespace orq::web

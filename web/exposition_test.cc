@@ -27,7 +27,8 @@ TEST(ExpositionTest, TasksWorkersAndCountersAreSamplesWithTheirLabels) {
   const std::string text = "\n" + Exposition(Sample());
   EXPECT_TRUE(Has(text, "orq_tasks{state=\"queued\"} 3"));
   EXPECT_TRUE(Has(text, "orq_tasks{state=\"done\"} 7"));
-  EXPECT_TRUE(Has(text, "orq_workers{location=\"remote\"} 1"));
+  EXPECT_TRUE(Has(text, "orq_workers{location=\"remote\",state=\"busy\"} 1"));
+  EXPECT_TRUE(Has(text, "orq_workers{location=\"local\",state=\"idle\"} 0"));
   EXPECT_TRUE(Has(text, "orq_worker_slots{class=\"async\"} 24"));
   EXPECT_TRUE(Has(text, "orq_worker_slots_busy 4"));
   EXPECT_TRUE(Has(text, "orq_auth_refused_total 5"));

@@ -81,31 +81,31 @@ std::string Guard::OriginFor(std::string_view host) const {
 
 std::optional<Refusal> Guard::Check(const RequestFacts& r, Access access) const {
   if (!HostAllowed(r.host))
-    return Refusal{421, "the Host header names another server than this dashboard"};
+    return Refusal{421, "the Host header names another server than this dashboard", "host"};
   const bool post = r.method == "POST";
   switch (access) {
     case Access::kAsset:
-      if (r.method != "GET" && r.method != "HEAD") return Refusal{405, "only GET here"};
+      if (r.method != "GET" && r.method != "HEAD") return Refusal{405, "only GET here", "method"};
       return std::nullopt;
     case Access::kLogin:
-      if (!post) return Refusal{405, "log in with a POST"};
+      if (!post) return Refusal{405, "log in with a POST", "method"};
       if (!r.origin.empty() && r.origin != OriginFor(r.host))
-        return Refusal{403, "a cross-origin request may not log in"};
+        return Refusal{403, "a cross-origin request may not log in", "origin"};
       return std::nullopt;
     case Access::kRead:
-      if (r.method != "GET" && r.method != "HEAD") return Refusal{405, "only GET here"};
-      if (!Authorized(r)) return Refusal{401, "this dashboard needs its token"};
+      if (r.method != "GET" && r.method != "HEAD") return Refusal{405, "only GET here", "method"};
+      if (!Authorized(r)) return Refusal{401, "this dashboard needs its token", "token"};
       return std::nullopt;
     case Access::kAction:
-      if (!post) return Refusal{405, "an action is a POST"};
-      if (!Authorized(r)) return Refusal{401, "this dashboard needs its token"};
+      if (!post) return Refusal{405, "an action is a POST", "method"};
+      if (!Authorized(r)) return Refusal{401, "this dashboard needs its token", "token"};
       if (r.origin != OriginFor(r.host))
-        return Refusal{403, "an action must come from the dashboard's own page (Origin)"};
+        return Refusal{403, "an action must come from the dashboard's own page (Origin)", "origin"};
       if (!ConstantTimeEquals(r.csrf, csrf_))
-        return Refusal{403, "an action needs the dashboard's anti-CSRF header"};
+        return Refusal{403, "an action needs the dashboard's anti-CSRF header", "csrf"};
       return std::nullopt;
   }
-  return Refusal{403, "not allowed"};
+  return Refusal{403, "not allowed", "method"};
 }
 
 std::string_view CookieValue(std::string_view header, std::string_view name) {

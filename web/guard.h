@@ -52,7 +52,8 @@ struct RequestFacts {
 
 struct Refusal {
   int status = 403;
-  std::string reason;  // one sentence, sent as the body
+  std::string reason;      // one sentence, sent as the body
+  std::string counted_as;  // its reason in orq_http_refused_total: host, token, origin, ...
 };
 
 inline constexpr std::string_view kTokenCookie = "orq_token";

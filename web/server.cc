@@ -25,6 +25,7 @@
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -383,6 +384,7 @@ struct Server::Impl {
   EventHub hub;
   tcp::acceptor acceptor;
   Rates rates;
+  std::map<std::string, uint64_t> refused;  // requests refused, by reason (/metrics)
   size_t connections = 0;
   std::string url;
   std::thread thread;
@@ -429,12 +431,14 @@ std::shared_ptr<Stream> Server::Impl::Serve(const Request& request, const std::s
                            header(kCsrfHeader)};
   const auto refuse = [&](Access access) {
     if (auto refusal = guard.Check(facts, access)) {
+      ++refused[refusal->counted_as];
       respond(Problem(request, refusal->status, refusal->reason));
       return true;
     }
     return false;
   };
   if (!rates.Allow(peer, std::chrono::steady_clock::now())) {
+    ++refused["rate"];
     respond(Problem(request, 429, "too many requests from this address; slow down"));
     return nullptr;
   }
@@ -452,8 +456,9 @@ std::shared_ptr<Stream> Server::Impl::Serve(const Request& request, const std::s
   }
   if (parts.size() == 1 && parts[0] == "metrics") {
     if (refuse(Access::kRead)) return nullptr;
-    Ask(StatusRequest{.metrics = true}, request, respond, [request](std::vector<Message>& r) {
-      return Reply(request, http::status::ok, Exposition(std::get<StatusReply>(r.front())),
+    Ask(StatusRequest{.metrics = true}, request, respond, [this, request](std::vector<Message>& r) {
+      return Reply(request, http::status::ok,
+                   Exposition(std::get<StatusReply>(r.front())) + HttpExposition(refused),
                    "text/plain; version=0.0.4; charset=utf-8");
     });
     return nullptr;
@@ -717,8 +722,11 @@ asio::awaitable<void> Server::Impl::Session(Stream stream, std::string peer) {
   } catch (const boost::system::system_error& e) {
     const auto code = e.code();
     too_large = code == http::error::body_limit || code == http::error::header_limit;
+  } catch (const std::exception& e) {  // a bug of ours: this connection ends, the server goes on
+    Log(std::string("dashboard: ") + e.what());
   }
   if (too_large) {
+    ++refused["too_large"];
     {  // Too large: said once, then the connection closes.
       Request none;
       none.version(11);
@@ -735,9 +743,18 @@ asio::awaitable<void> Server::Impl::Session(Stream stream, std::string peer) {
 
 asio::awaitable<void> Server::Impl::Accept() {
   for (;;) {
-    tcp::socket socket = co_await acceptor.async_accept(asio::use_awaitable);
+    beast::error_code error;
+    tcp::socket socket =
+        co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, error));
+    if (error == asio::error::operation_aborted) co_return;
+    if (error) {  // no descriptor left (EMFILE), say: the connection waits in the backlog
+      asio::steady_timer pause(io, milliseconds(100));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, error));
+      continue;
+    }
     CloseOnExec(socket.native_handle());  // not inherited by the workers the broker starts
     if (connections >= kMaxConnections) {
+      ++refused["connections"];
       beast::error_code ignored;
       socket.close(ignored);
       continue;
