@@ -59,20 +59,23 @@ void Telemetry::WorkerLeft(int64_t pid, const std::string& host, bool lost, Stea
 void Telemetry::Add(Event event, SteadyTime now) {
   event.seq = ++metrics_.events;
   event.at = At(now);
-  if (events_.size() == kEventsKept) events_.pop_front();
-  events_.push_back(std::move(event));
+  // A ring: once full, each event takes the place of the oldest (nothing allocated per event).
+  if (events_.size() < kEventsKept)
+    events_.push_back(std::move(event));
+  else
+    events_[(event.seq - 1) % kEventsKept] = std::move(event);
 }
 
 EventsReply Telemetry::ReplyAfter(uint64_t after, uint32_t max, SteadyTime now) const {
   EventsReply reply;
   reply.last = metrics_.events;
-  reply.first = events_.empty() ? reply.last + 1 : events_.front().seq;
+  reply.first = reply.last - events_.size() + 1;
   reply.now = At(now);
-  // events_ holds the numbers first..last in order: the first after `after` is at its offset.
+  // Event number n is at (n - 1) % kEventsKept.
   const uint64_t from = std::max(after + 1, reply.first);
   max = std::clamp<uint32_t>(max, 1, kMaxEventsPerReply);
   for (uint64_t seq = from; seq <= reply.last && reply.events.size() < max; ++seq)
-    reply.events.push_back(events_[seq - reply.first]);
+    reply.events.push_back(events_[(seq - 1) % kEventsKept]);
   return reply;
 }
 

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <vector>
 
@@ -42,7 +41,6 @@ class Telemetry {
 
   Metrics& metrics() { return metrics_; }
   const Metrics& metrics() const { return metrics_; }
-  const std::deque<Event>& events() const { return events_; }
 
   static constexpr size_t kMaxReaders = 256;
 
@@ -51,7 +49,8 @@ class Telemetry {
   EventsReply ReplyAfter(uint64_t after, uint32_t max, SteadyTime now) const;
 
   Metrics metrics_;
-  std::deque<Event> events_;  // the last kEventsKept, in order; events_.back().seq == last
+  // The last kEventsKept events: event n at (n - 1) % kEventsKept (a ring once full).
+  std::vector<Event> events_;
   struct Reader {
     std::string peer;
     uint64_t after = 0;

@@ -65,8 +65,11 @@ constexpr seconds kStreamKeepAlive{15};
 constexpr size_t kMaxStreamBacklog = 1 << 20;
 // Events the server keeps for pages that connect: the task stream of the last minutes.
 constexpr size_t kRecentEvents = 4096;
-// How long one events request waits at the broker for a new event.
+// How long one events request waits at the broker for a new event; and how long after an answer
+// the next is asked for (unless it was full): events come to pages in batches, at most 5 a
+// second, not one message to the broker per event (a page draws 4 frames a second).
 constexpr uint32_t kEventsWaitMs = 1000;
+constexpr milliseconds kEventsInterval{200};
 
 std::string RandomHex(size_t bytes) {
   std::random_device random;
@@ -256,7 +259,10 @@ class EventHub {
           if (auto s = weak.lock()) s->Push(batch);
         }
       }
-      Poll();
+      if (reply->events.size() >= kMaxEventsPerReply || !later)
+        Poll();
+      else
+        later([this] { Poll(); }, kEventsInterval);
     });
   }
   void Retry();
