@@ -196,8 +196,8 @@ class BrokerLink {
 // ---- event streams
 
 // A page's event stream: what is still to be written to it. Only the HTTP thread touches it.
-struct Stream {
-  explicit Stream(asio::any_io_executor executor) : wake(executor) { wake.expires_at({}); }
+struct EventStream {
+  explicit EventStream(asio::any_io_executor executor) : wake(executor) { wake.expires_at({}); }
   std::string pending;
   bool closed = false;
   asio::steady_timer wake;  // cancelled when `pending` grows
@@ -214,7 +214,7 @@ class EventHub {
   EventHub(BrokerLink& link) : link_(link) {}
 
   // A new stream, sent first the events kept after `after`.
-  void Subscribe(const std::shared_ptr<Stream>& stream, uint64_t after) {
+  void Subscribe(const std::shared_ptr<EventStream>& stream, uint64_t after) {
     for (const auto& [seq, text] : recent_) {
       if (seq > after) stream->pending += text;
     }
@@ -270,7 +270,7 @@ class EventHub {
   BrokerLink& link_;
   uint64_t after_ = 0;
   std::deque<std::pair<uint64_t, std::string>> recent_;
-  std::vector<std::weak_ptr<Stream>> streams_;
+  std::vector<std::weak_ptr<EventStream>> streams_;
   bool polling_ = false;
   bool stopped_ = false;
 
@@ -398,7 +398,8 @@ struct Server::Impl {
   // Answers `request` through `respond` (on the HTTP thread), or, for an event stream, returns
   // the stream to follow.
   using Respond = std::function<void(Response)>;
-  std::shared_ptr<Stream> Serve(const Request& request, const std::string& peer, Respond respond);
+  std::shared_ptr<EventStream> Serve(const Request& request, const std::string& peer,
+                                     Respond respond);
   void Ask(Message m, const Request& request, Respond respond,
            std::function<Response(std::vector<Message>&)> shape) {
     requests.Ask(std::move(m), [request, respond = std::move(respond),
@@ -415,12 +416,12 @@ struct Server::Impl {
     });
   }
 
-  template <typename Stream> asio::awaitable<void> Session(Stream stream, std::string peer);
+  template <typename Socket> asio::awaitable<void> Session(Socket stream, std::string peer);
   asio::awaitable<void> Accept();
 };
 
-std::shared_ptr<Stream> Server::Impl::Serve(const Request& request, const std::string& peer,
-                                            Respond respond) {
+std::shared_ptr<EventStream> Server::Impl::Serve(const Request& request, const std::string& peer,
+                                                 Respond respond) {
   const std::string_view target(request.target().data(), request.target().size());
   const auto parts = Segments(target);
   const auto header = [&](auto field) {
@@ -547,7 +548,7 @@ std::shared_ptr<Stream> Server::Impl::Serve(const Request& request, const std::s
     uint64_t after = Number(Query(target, "after"), 0, UINT64_MAX);
     if (auto last = header("Last-Event-ID"); !last.empty())
       after = Number(std::string(last), after, UINT64_MAX);
-    auto stream = std::make_shared<Stream>(io.get_executor());
+    auto stream = std::make_shared<EventStream>(io.get_executor());
     hub.Subscribe(stream, after);
     return stream;
   }
@@ -654,8 +655,8 @@ std::shared_ptr<Stream> Server::Impl::Serve(const Request& request, const std::s
 }
 
 // One connection: requests in turn (keep-alive), or an event stream to its end.
-template <typename Stream>
-asio::awaitable<void> Server::Impl::Session(Stream stream, std::string peer) {
+template <typename Socket>
+asio::awaitable<void> Server::Impl::Session(Socket stream, std::string peer) {
   struct Count {
     size_t& n;
     ~Count() { --n; }
@@ -664,7 +665,7 @@ asio::awaitable<void> Server::Impl::Session(Stream stream, std::string peer) {
   beast::flat_buffer buffer;
   bool too_large = false;
   try {
-    if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+    if constexpr (!std::is_same_v<Socket, beast::tcp_stream>) {
       tcp_stream.expires_after(kRequestDeadline);
       co_await stream.async_handshake(ssl::stream_base::server, asio::use_awaitable);
     }
@@ -689,12 +690,11 @@ asio::awaitable<void> Server::Impl::Session(Stream stream, std::string peer) {
       });
       std::optional<Response>& response = pending->response;
       if (events) {  // an event stream: its header, then events as they come, until it closes
-        Response head = Reply(request, http::status::ok, "", "text/event-stream");
-        head.keep_alive(true);
         http::response<http::empty_body> header{http::status::ok, request.version()};
-        for (const auto& field : head) header.set(field.name_string(), field.value());
+        header.set(http::field::server, "orq");
         header.set(http::field::content_type, "text/event-stream");
-        header.chunked(false);
+        header.set(http::field::cache_control, "no-store");
+        header.set("X-Content-Type-Options", "nosniff");
         http::response_serializer<http::empty_body> serializer(header);
         tcp_stream.expires_after(kRequestDeadline);
         co_await http::async_write_header(stream, serializer, asio::use_awaitable);
