@@ -203,7 +203,7 @@ std::string HttpExposition(const std::map<std::string, uint64_t>& refused) {
   Writer w;
   w.Family("orq_http_refused_total", "counter",
            "Dashboard requests refused, by reason (host, token, origin, csrf, method, too_large, "
-           "rate, connections).");
+           "malformed, rate, connections).");
   for (const auto& [reason, count] : refused)
     w.Sample("orq_http_refused_total", Label("reason", reason), double(count));
   return w.Take();

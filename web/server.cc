@@ -728,6 +728,11 @@ asio::awaitable<void> Server::Impl::Session(Socket stream, std::string peer) {
   } catch (const boost::system::system_error& e) {
     const auto code = e.code();
     too_large = code == http::error::body_limit || code == http::error::header_limit;
+    // Garbage that is not HTTP: counted; the connection closes.
+    if (!too_large &&
+        code.category() == http::make_error_code(http::error::bad_method).category() &&
+        code != http::error::end_of_stream)
+      ++refused["malformed"];
   } catch (const std::exception& e) {  // a bug of ours: this connection ends, the server goes on
     Log(std::string("dashboard: ") + e.what());
   }

@@ -246,8 +246,10 @@ function drawStream() {
   ctx.clearRect(0, 0, width, height);
   const now = Date.now() / 1000;
   const from = now - STREAM_WINDOW;
-  // Bars older than the window go (bounded memory).
-  while (state.bars.length && state.bars[0].end != null && state.bars[0].end < from) state.bars.shift();
+  // Bars that ended before the window go (bounded memory), wherever they are: a long task still
+  // running does not keep those behind it.
+  if (state.bars.length && state.bars[0].start < from)
+    state.bars = state.bars.filter((b) => b.end == null || b.end >= from);
   const top = new Map();
   let y = 5;
   for (const [pid, k] of layout) { top.set(pid, y); y += k * rowH; ctx.fillStyle = "#e3e6eb"; ctx.fillRect(0, y - 1, width, 1); }
