@@ -197,7 +197,7 @@ class BrokerLink {
 
 // A page's event stream: what is still to be written to it. Only the HTTP thread touches it.
 struct EventStream {
-  explicit EventStream(asio::any_io_executor executor) : wake(executor) { wake.expires_at({}); }
+  explicit EventStream(asio::any_io_executor executor) : wake(executor) {}
   std::string pending;
   bool closed = false;
   asio::steady_timer wake;  // cancelled when `pending` grows
@@ -211,7 +211,9 @@ struct EventStream {
 // Follows the broker's events while some page listens, and fans them out.
 class EventHub {
  public:
-  EventHub(BrokerLink& link) : link_(link) {}
+  // `later(f, after)` runs f on the HTTP thread after a while.
+  using Later = std::function<void(std::function<void()>, milliseconds)>;
+  EventHub(BrokerLink& link, Later later) : link_(link), later_(std::move(later)) {}
 
   // A new stream, sent first the events kept after `after`.
   void Subscribe(const std::shared_ptr<EventStream>& stream, uint64_t after) {
@@ -237,9 +239,8 @@ class EventHub {
     link_.Ask(EventsRequest{after_, kEventsWaitMs}, [this](BrokerLink::Replies replies) {
       if (stopped_) return;
       const auto* reply = replies ? std::get_if<EventsReply>(&replies->front()) : nullptr;
-      if (!reply) {  // the broker is gone or busy: the next poll tries again
-        polling_ = false;
-        Retry();
+      if (!reply) {  // the broker is gone or busy: asked again in a second (still polling)
+        later_([this] { Poll(); }, milliseconds(1000));
         return;
       }
       if (reply->last < after_) after_ = 0;  // a new broker: its numbers start again
@@ -259,28 +260,21 @@ class EventHub {
           if (auto s = weak.lock()) s->Push(batch);
         }
       }
-      if (reply->events.size() >= kMaxEventsPerReply || !later)
+      if (reply->events.size() >= kMaxEventsPerReply)
         Poll();
       else
-        later([this] { Poll(); }, kEventsInterval);
+        later_([this] { Poll(); }, kEventsInterval);
     });
   }
-  void Retry();
 
   BrokerLink& link_;
+  Later later_;
   uint64_t after_ = 0;
   std::deque<std::pair<uint64_t, std::string>> recent_;
   std::vector<std::weak_ptr<EventStream>> streams_;
-  bool polling_ = false;
+  bool polling_ = false;  // a request is out, or the next is due: Subscribe starts no other
   bool stopped_ = false;
-
- public:
-  std::function<void(std::function<void()>, milliseconds)> later;  // runs a function after a while
 };
-
-void EventHub::Retry() {
-  if (later) later([this] { Poll(); }, milliseconds(1000));
-}
 
 namespace {
 
@@ -372,16 +366,15 @@ struct Server::Impl {
       : guard(std::move(listen), RandomHex(16), std::move(hostname)),
         requests(options.broker_endpoint, io),
         events(options.broker_endpoint, io),
-        hub(events),
+        hub(events,
+            [this](std::function<void()> f, milliseconds after) {
+              auto timer = std::make_shared<asio::steady_timer>(io, after);
+              timer->async_wait([timer, f = std::move(f)](beast::error_code e) {
+                if (!e) f();
+              });
+            }),
         acceptor(io),
-        rates(kRequestsPerSecond, 2 * kRequestsPerSecond) {
-    hub.later = [this](std::function<void()> f, milliseconds after) {
-      auto timer = std::make_shared<asio::steady_timer>(io, after);
-      timer->async_wait([timer, f = std::move(f)](beast::error_code e) {
-        if (!e) f();
-      });
-    };
-  }
+        rates(kRequestsPerSecond, 2 * kRequestsPerSecond) {}
 
   asio::io_context io{1};
   std::optional<ssl::context> tls;
@@ -574,9 +567,8 @@ std::shared_ptr<EventStream> Server::Impl::Serve(const Request& request, const s
       return nullptr;
     }
     if (parts.size() == 5 && parts[4] == "tasks" && !post) {
-      const auto filter = TaskFilterNamed(Query(target, "state").empty()
-                                              ? std::string_view("all")
-                                              : std::string_view(Query(target, "state")));
+      const std::string state = Query(target, "state");
+      const auto filter = TaskFilterNamed(state.empty() ? "all" : state);
       if (!filter) {
         respond(Problem(request, 400,
                         "state must be all, waiting, queued, delayed, running, finished, ok, "
