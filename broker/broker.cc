@@ -12,7 +12,9 @@
 #include <utility>
 #include <zmq.hpp>
 
+#include "alloc/slurm.h"
 #include "broker/admission.h"
+#include "broker/allocator.h"
 #include "broker/broker_core.h"
 #include "broker/journal.h"
 #include "broker/journal_space.h"
@@ -90,6 +92,11 @@ class BrokerShell {
       core_.RestoreLimits(sqlite_->LoadLimits(), Clock::now());
       core_.Restore(std::move(jobs), Clock::now(), WallNow());
       if (tasks) Log("recovered " + std::to_string(tasks) + " tasks from " + config.journal);
+      auto queues = sqlite_->LoadAllocQueues();
+      if (!queues.empty())
+        Log("recovered " + std::to_string(queues.size()) +
+            " allocation queues; asking the batch system how their allocations are");
+      allocator_.Restore(std::move(queues));
       // Outcomes decided while restoring (worker_lost, cancelled).
       if (auto failure = sqlite_->Commit()) throw std::runtime_error(*failure);
     }
@@ -129,14 +136,16 @@ class BrokerShell {
         if (AllWorkersGone() || Clock::now() >= stop_deadline) break;
       }
       auto now = Clock::now();
-      auto wait = std::chrono::duration_cast<milliseconds>(core_.NextWakeup() - now);
+      auto wait = std::chrono::duration_cast<milliseconds>(
+          std::min(core_.NextWakeup(), allocator_.NextWakeup()) - now);
       wait = std::clamp(wait, milliseconds(0), milliseconds(core_.shutting_down() ? 50 : 1000));
-      zmq::pollitem_t items[4] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+      zmq::pollitem_t items[5] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                                   {admission_.zap_socket().handle(), 0, ZMQ_POLLIN, 0},
                                   {admission_.monitor_socket().handle(), 0, ZMQ_POLLIN, 0},
+                                  {nullptr, allocator_.wake_fd(), ZMQ_POLLIN, 0},
                                   {nullptr, child_fd_, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, child_fd_ >= 0 ? 4 : 3, wait);
+        zmq::poll(items, child_fd_ >= 0 ? 5 : 4, wait);
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
       }
@@ -159,6 +168,11 @@ class BrokerShell {
         } else if (auto* scale = std::get_if<ScaleRequest>(&*received->message);
                    scale && MaySend(role, Command::kScale)) {
           Scale(received->identity, scale->workers);
+        } else if (auto* alloc = std::get_if<AllocRequest>(&*received->message);
+                   alloc && MaySend(role, Command::kAlloc)) {
+          out_.push_back({received->identity, allocator_.Handle(*alloc)});
+          allocator_.Step(core_, now, WallNow(), /*plan_now=*/true);
+          core_.DrainOutbox(out_);
         } else if (auto* part = std::get_if<SubmitPartRequest>(&*received->message);
                    part && MaySend(role, Command::kSubmitPart)) {
           parts_.Add(received->identity, std::move(part->tasks), received->bytes, now);
@@ -184,7 +198,12 @@ class BrokerShell {
           ++dropped_untold_;
         }
       }
-      if (items[3].revents & ZMQ_POLLIN) {
+      // Allocation queues: the backend's answers, and the policy every kAllocStep.
+      if (!core_.shutting_down()) {
+        allocator_.Step(core_, now, WallNow());
+        core_.DrainOutbox(out_);
+      }
+      if (items[4].revents & ZMQ_POLLIN) {
         signalfd_siginfo info;
         while (::read(child_fd_, &info, sizeof info) == sizeof info) {
         }
@@ -426,6 +445,8 @@ class BrokerShell {
     for (auto& spilled : core_.TakeForgottenOutput()) forgotten_.push_back(std::move(spilled));
     for (auto& o : out_) {
       if (ToWorker(CommandOf(o.message))) Send(o);
+      // The allocation queues are the shell's: it adds them to the core's status.
+      if (auto* status = std::get_if<StatusReply>(&o.message)) status->allocs = allocator_.Infos();
     }
     const bool store_only = sqlite_ && !config_.journal_sync && held_.empty();
     const auto now = Clock::now();
@@ -558,6 +579,9 @@ class BrokerShell {
   // may see a revoke before the CLI's message arrives, and the CLI reports them as its own.
   uint32_t dropped_untold_ = 0;
   SubmitParts parts_;  // large jobs' first tasks, until their submit
+  // The allocation queues (orq alloc) and the thread that calls the batch system.
+  Allocator allocator_{std::make_unique<SlurmBackend>(SlurmSetup{SelfExecutable(), OrqHome()}),
+                       sqlite_.get()};
   int child_fd_ = -1;  // signalfd for SIGCHLD
   std::vector<LocalWorker> workers_;
   // Where this host's local workers spill output ($ORQ_HOME/output: they share our home).

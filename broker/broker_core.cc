@@ -195,6 +195,7 @@ void BrokerCore::Handle(const std::string& from, Message message, SteadyTime now
           // The shell answers or keeps these; they never reach the core.
           [&](ReloadAccessRequest&) { ++counters_.unexpected; },
           [&](ScaleRequest&) { ++counters_.unexpected; },
+          [&](AllocRequest&) { ++counters_.unexpected; },
           [&](SubmitPartRequest&) { ++counters_.unexpected; },
           [&]<typename T>(T&) {
             // Replies and messages for workers are not for the broker (ToBroker() returned above).
@@ -599,7 +600,7 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
     // (Nor one it no longer has the resources for: it may have registered with fewer.)
     if (spec && task->attempt == lease.attempt && MayAdopt(lease.id, role, key) &&
         (!gated || !parking_.limits().Check(*spec->needs, now_)) &&
-        WorkerPool::Fits(w, *spec, Cpus(*spec))) {
+        WorkerPool::Fits(w, *spec, Cpus(*spec), now_)) {
       if (gated) parking_.limits().Acquire(*spec->needs, lease.id, now_);
       std::vector<std::string> ignored;  // it has its units' variables already
       WorkerPool::Lease(w, lease.id, spec, ignored);
@@ -723,8 +724,8 @@ void BrokerCore::Dispatch() {
           const auto spec = specs_.Look(id);  // (it stays alive: windows may be read meanwhile)
           const Needs* needs = spec->needs.get();
           const uint32_t cpus = Cpus(*spec);
-          if ((needs || cpus > 0) && !WorkerPool::Fits(w, *spec, cpus)) {
-            if (workers_.AnyCouldRun(*spec, cpus)) {
+          if ((needs || cpus > 0) && !WorkerPool::Fits(w, *spec, cpus, now_)) {
+            if (workers_.AnyCouldRun(*spec, cpus, now_)) {
               skipped.push_back({queue, entry});
             } else {
               if (!parking_.empty()) Requeue(parking_.StopWaiting(id, now_));
@@ -818,6 +819,35 @@ bool BrokerCore::RetireWorker(int64_t pid) {
 
 void BrokerCore::WorkerExited(int64_t pid) {
   if (auto id = workers_.IdOfPid(pid)) DropWorker(*id, "its process exited", true);
+  EndTurn();
+}
+
+std::array<uint64_t, kTaskClassCount> BrokerCore::AllocDemand(const AllocQueueSpec& shape,
+                                                              uint64_t budget, SteadyTime now) {
+  now_ = now;
+  return orq::AllocDemand(Sources(), shape, budget);
+}
+
+std::map<std::string, BrokerCore::AllocWorkers> BrokerCore::AllocationWorkers() const {
+  std::map<std::string, AllocWorkers> by;
+  for (const auto& [id, w] : workers_.all()) {
+    if (w.allocation.empty()) continue;
+    AllocWorkers& a = by[w.allocation];
+    ++a.count;
+    for (size_t c = 0; c < kTaskClassCount; ++c) a.slots[c] = std::max(a.slots[c], w.capacity[c]);
+  }
+  return by;
+}
+
+void BrokerCore::AllocationGone(const std::string& allocation, const std::string& why) {
+  std::vector<uint32_t> gone;
+  for (const auto& [id, w] : workers_.all()) {
+    if (w.allocation == allocation) gone.push_back(id);
+  }
+  for (uint32_t id : gone) {
+    ++counters_.workers_lost;  // they did not say goodbye: their allocation went first
+    DropWorker(id, why, true);
+  }
   EndTurn();
 }
 

@@ -103,6 +103,20 @@ class BrokerCore {
   // Tells the worker with this pid to take no more tasks, finish what it runs and leave (orq
   // scale down). False when no registered worker has that pid.
   bool RetireWorker(int64_t pid);
+  // Allocation queues (orq alloc; the shell runs them, alloc/policy.h decides): the tasks waiting
+  // at `now` that a worker of `shape` could run, by class (broker/reports.h: AllocDemand).
+  std::array<uint64_t, kTaskClassCount> AllocDemand(const AllocQueueSpec& shape, uint64_t budget,
+                                                    SteadyTime now);
+  // The workers registered now by allocation ("QUEUE/JOBID"), with the most slots of each class
+  // that one of them has.
+  struct AllocWorkers {
+    uint32_t count = 0;
+    Slots slots{};
+  };
+  std::map<std::string, AllocWorkers> AllocationWorkers() const;
+  // The batch system says the allocation is gone: its workers still registered lose their
+  // leases now, as lost workers do (their heartbeats would stop within seconds anyway).
+  void AllocationGone(const std::string& allocation, const std::string& why);
   // Stop accepting work and tell every worker to stop (SIGTERM to the broker, or `orq down`).
   void BeginShutdown();
   // Time has passed: delayed tasks come due, heartbeats go out, silent workers lose their leases.

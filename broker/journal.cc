@@ -150,7 +150,8 @@ std::unique_ptr<SqliteJournal> SqliteJournal::Open(const std::string& path, bool
       "CREATE TABLE IF NOT EXISTS keys(key BLOB PRIMARY KEY, job INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS outcomes(job INTEGER NOT NULL, idx INTEGER NOT NULL,"
       " status INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(job, idx)) WITHOUT ROWID;"
-      "CREATE INDEX IF NOT EXISTS keys_job ON keys(job);");
+      "CREATE INDEX IF NOT EXISTS keys_job ON keys(job);"
+      "CREATE TABLE IF NOT EXISTS allocs(name TEXT PRIMARY KEY, body BLOB NOT NULL);");
   journal->Exec(("PRAGMA user_version=" + std::to_string(kJournalFormat)).c_str());
   return journal;
 }
@@ -216,6 +217,23 @@ std::vector<LimitSpec> SqliteJournal::LoadLimits() {
                       static_cast<uint32_t>(select.Int(3))});
   }
   return limits;
+}
+
+void SqliteJournal::RecordAllocQueue(const std::string& name, std::optional<AllocQueueInfo> queue) {
+  allocs_.push_back({name, queue ? std::optional(EncodeAllocQueue(*queue)) : std::nullopt});
+}
+
+std::vector<AllocQueueInfo> SqliteJournal::LoadAllocQueues() {
+  std::vector<AllocQueueInfo> queues;
+  Statement select(db_, "SELECT name, body FROM allocs ORDER BY name");
+  while (select.Next()) {
+    auto queue = DecodeAllocQueue(select.Blob(1));
+    if (!queue)
+      throw std::runtime_error("journal: the allocation queue " + std::string(select.Blob(0)) +
+                               " is corrupt");
+    queues.push_back(std::move(*queue));
+  }
+  return queues;
 }
 
 std::optional<std::vector<TaskSpec>> SqliteJournal::Specs(uint64_t job, uint32_t window) {
@@ -330,6 +348,16 @@ void SqliteJournal::CommitOrThrow() {
         }
       }
     }
+    if (!allocs_.empty()) {
+      Statement set(db_, "INSERT OR REPLACE INTO allocs(name, body) VALUES(?,?)");
+      Statement remove(db_, "DELETE FROM allocs WHERE name=?");
+      for (const auto& [name, body] : allocs_) {
+        if (body)
+          set.Bind(1, name).Bind(2, *body).Run();
+        else
+          remove.Bind(1, name).Run();
+      }
+    }
     Exec("COMMIT");
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -344,6 +372,7 @@ void SqliteJournal::CommitOrThrow() {
   if (forgot) sqlite3_exec(db_, "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr);
   limits_.clear();
   keys_.clear();
+  allocs_.clear();
 }
 
 std::optional<std::string> SqliteJournal::Commit() {

@@ -38,8 +38,8 @@ namespace orq {
 // 3: specs carry their Needs (dependencies, limits, locks, resources, queue), and the tables
 // `limits` and `keys` (issue 10). 4: outcomes one row per task in `outcomes`, read back when
 // gathered (issue 11). 5: a job's specs in windows, one row each in `specs`, and its size in
-// `jobs` (issue 20).
-inline constexpr int kJournalFormat = 5;
+// `jobs` (issue 20). 6: a task's Needs carry its time request; the table `allocs` (issue 22).
+inline constexpr int kJournalFormat = 6;
 
 // How the broker comes back after a restart: the events between a job's submission and its
 // tasks' outcomes (both in the Store), which Load() replays.
@@ -124,8 +124,12 @@ class SqliteJournal final : public Journal, public Store {
   [[nodiscard]] std::optional<std::string> Commit();
   bool dirty() const {
     return !pending_.empty() || !outcomes_.empty() || !forgotten_.empty() || !limits_.empty() ||
-           !keys_.empty();
+           !keys_.empty() || !allocs_.empty();
   }
+  // An allocation queue as it is now (orq alloc), or removed (nullopt); kept until Commit().
+  void RecordAllocQueue(const std::string& name, std::optional<AllocQueueInfo> queue);
+  // Every allocation queue kept, by name.
+  std::vector<AllocQueueInfo> LoadAllocQueues();
   // Every job in the journal, in job order, with its tasks' state replayed from the events.
   std::vector<RecoveredJob> Load();
   // Every limit set and not removed.
@@ -165,6 +169,8 @@ class SqliteJournal final : public Journal, public Store {
   std::vector<uint64_t> forgotten_;
   std::vector<std::pair<LimitSpec, bool>> limits_;      // set (false) or removed (true)
   std::vector<std::pair<uint64_t, std::string>> keys_;  // job, key
+  // Allocation queues by name: encoded, or empty when removed.
+  std::vector<std::pair<std::string, std::optional<std::string>>> allocs_;
 };
 
 }  // namespace orq

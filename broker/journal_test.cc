@@ -183,6 +183,42 @@ TEST_F(JournalTest, AJobOfManyWindowsComesBackWholeAfterARestart) {
   }
 }
 
+TEST_F(JournalTest, AllocationQueuesAndTimeRequestsSurviveARestart) {
+  // Given a journal that kept two allocation queues (one then removed) and a task with a time
+  // request,
+  AllocQueueInfo queue;
+  queue.spec.name = "gpu";
+  queue.spec.time_limit_s = 3600;
+  queue.spec.backend_args = {"-p", "long"};
+  queue.access_file = "/h/alloc/gpu/worker.access";
+  queue.allocations = {{"41", AllocState::kRunning, 2, 2, 1.5, 2.5, 0, ""}};
+  {
+    auto journal = SqliteJournal::Open(path_);
+    journal->RecordAllocQueue("gpu", queue);
+    AllocQueueInfo other = queue;
+    other.spec.name = "cpu";
+    journal->RecordAllocQueue("cpu", other);
+    ASSERT_EQ(journal->Commit(), std::nullopt);
+    journal->RecordAllocQueue("cpu", std::nullopt);
+    ASSERT_EQ(journal->Commit(), std::nullopt);
+  }
+  {
+    Broker b(path_);
+    TaskSpec spec = Sleep(1);
+    Needs needs;
+    needs.time_request = 600;
+    spec.needs = MakeNeeds(needs);
+    b.Send("c", SubmitRequest{{spec}}, now_);
+  }
+  // when it is opened again, then the one queue left comes back as it was, and the task's need.
+  Broker b(path_);
+  EXPECT_EQ(b.journal->LoadAllocQueues(), std::vector<AllocQueueInfo>{queue});
+  auto jobs = b.journal->Load();
+  ASSERT_EQ(jobs.size(), 1u);
+  ASSERT_TRUE(jobs[0].tasks.at(0).spec.needs);
+  EXPECT_EQ(jobs[0].tasks[0].spec.needs->time_request, 600);
+}
+
 TEST_F(JournalTest, UnopenableJournalIsASentence) {
   try {
     SqliteJournal::Open(dir_ + "/no/such/dir/journal.db");

@@ -68,6 +68,8 @@ class Parking {
   bool empty() const { return waiting_for_.empty(); }
   // What the task waits for; null when it is neither parked nor a candidate.
   const WaitingFor* WaitingOf(TaskId id) const;
+  // Every parked task and candidate with what it waits for (no order).
+  const std::unordered_map<TaskId, WaitingFor, TaskIdHash>& waiting() const { return waiting_for_; }
   // The gates with parked tasks to look at again at `now`: those whose rate has a new token, or
   // with `all`, every one but kWorker (which only a new worker opens).
   std::vector<GateKey> ToRecheck(SteadyTime now, bool all) const;

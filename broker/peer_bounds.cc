@@ -44,6 +44,16 @@ FieldError CheckReady(const ReadyMessage& ready) {
   for (const std::string& q : ready.queues) {
     if (auto e = ValidateName(q, "queue")) return e;
   }
+  // An allocation is QUEUE/JOBID: a queue's name and a batch system's job id.
+  if (!ready.allocation.empty()) {
+    const size_t slash = ready.allocation.find('/');
+    if (slash == std::string::npos || ready.allocation.size() > 128 ||
+        ValidateName(ready.allocation.substr(0, slash), "allocation") ||
+        ValidateName(ready.allocation.substr(slash + 1), "allocation"))
+      return std::string("its allocation must be QUEUE/JOBID, two names of at most 64 characters");
+  }
+  if (ready.lifetime_ms > 366ull * 86400 * 1000)
+    return Over("its lifetime", ready.lifetime_ms, 366ull * 86400 * 1000, "ms");
   return std::nullopt;
 }
 

@@ -66,7 +66,17 @@ TEST(PeerBoundsTest, AnHonestRegistrationPassesAndEachBoundIsNamed) {
          r.running = {{{1, 0}, 1}, {{1, 1}, 1}};
        },
        "running tasks"},
+      {[](ReadyMessage& r) { r.allocation = "no-slash"; }, "QUEUE/JOBID"},
+      {[](ReadyMessage& r) { r.allocation = "q/1\n2"; }, "QUEUE/JOBID"},
+      {[](ReadyMessage& r) { r.allocation = "q/" + std::string(200, '1'); }, "QUEUE/JOBID"},
+      {[](ReadyMessage& r) { r.lifetime_ms = ~0ull; }, "lifetime"},
   };
+  {
+    ReadyMessage r = Honest();
+    r.allocation = "gpu/41";
+    r.lifetime_ms = 3600000;
+    EXPECT_EQ(CheckReady(r), std::nullopt);
+  }
   for (size_t i = 0; i < cases.size(); ++i) {
     ReadyMessage r = Honest();
     cases[i].first(r);

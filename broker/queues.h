@@ -43,6 +43,8 @@ class ReadyQueues {
   Queue* Next(const Worker& w, size_t c);
   // The queue of `queue` and class `c`; null when it never had a task.
   const Queue* Find(const std::string& queue, size_t c) const;
+  // Every named queue's heaps, by class ("" is the default queue).
+  const std::map<std::string, std::array<Queue, kTaskClassCount>>& all() const { return queues_; }
 
  private:
   std::map<std::string, std::array<Queue, kTaskClassCount>> queues_;

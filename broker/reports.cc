@@ -49,10 +49,10 @@ void Queued(const ReportSources& from, TaskId id, std::vector<Reason>& reasons) 
   const uint32_t cpus = Cpus(spec);
   const Parking::WaitingFor* parked = from.parking.WaitingOf(id);
   if (parked && parked->gate.kind == GateKey::Kind::kWorker) {
-    reasons.push_back(from.workers.NoWorkerReason(spec));
-  } else if ((spec.needs || cpus > 1) && !from.workers.AnyCouldRun(spec, cpus)) {
-    reasons.push_back(from.workers.NoWorkerReason(spec));
-  } else if ((spec.needs || cpus > 1) && !from.workers.AnyFits(spec, cpus)) {
+    reasons.push_back(from.workers.NoWorkerReason(spec, from.now));
+  } else if ((spec.needs || cpus > 1) && !from.workers.AnyCouldRun(spec, cpus, from.now)) {
+    reasons.push_back(from.workers.NoWorkerReason(spec, from.now));
+  } else if ((spec.needs || cpus > 1) && !from.workers.AnyFits(spec, cpus, from.now)) {
     reasons.push_back({.kind = Reason::Kind::kNoRoom, .name = WorkerPool::Wants(spec)});
   }
   const size_t c = ClassIndex(spec);
@@ -284,6 +284,48 @@ Expected<ExplainedReply> Explain(const ReportSources& from, const ExplainRequest
       break;
   }
   return reply;
+}
+
+std::array<uint64_t, kTaskClassCount> AllocDemand(const ReportSources& from,
+                                                  const AllocQueueSpec& shape, uint64_t budget) {
+  // A worker as the queue's allocations would start it: what CouldRun() asks of a task.
+  Worker w;
+  w.queues = shape.queues;
+  std::sort(w.queues.begin(), w.queues.end());
+  w.cpus = UINT32_MAX;  // its node's cores are not known before it registers
+  for (const ResourceNeed& r : shape.resources) {
+    if (r.name == "cpus")
+      w.cpus = r.amount;
+    else
+      w.units[r.name] = Units{std::vector<bool>(r.amount, false), r.amount};
+  }
+  if (shape.time_limit_s) w.ends_at = from.now + std::chrono::seconds(shape.time_limit_s);
+  std::array<uint64_t, kTaskClassCount> demand{};
+  auto runnable = [&](TaskId id) -> std::optional<size_t> {
+    const Task* task = from.tasks.Find(id);
+    if (!task || task->state() != TaskState::kQueued) return std::nullopt;  // stale
+    const TaskSpec& spec = from.specs.Peek(id);
+    if (!WorkerPool::CouldRun(w, spec, Cpus(spec), from.now)) return std::nullopt;
+    return ClassIndex(spec);
+  };
+  for (const auto& [name, heaps] : from.ready.all()) {
+    if (!WorkerPool::Serves(w, name)) continue;
+    for (size_t c = 0; c < kTaskClassCount; ++c) {
+      const auto& entries = heaps[c].entries();
+      size_t looked = 0;
+      for (; looked < entries.size() && budget > 0; ++looked, --budget) {
+        if (auto klass = runnable(entries[looked].id())) ++demand[*klass];
+      }
+      demand[c] += entries.size() - looked;
+    }
+  }
+  for (const auto& [id, waiting] : from.parking.waiting()) {
+    if (budget == 0) break;
+    if (waiting.candidate || waiting.gate.kind != GateKey::Kind::kWorker) continue;
+    --budget;
+    if (auto klass = runnable(id)) ++demand[*klass];
+  }
+  return demand;
 }
 
 }  // namespace orq

@@ -2,6 +2,8 @@
 // changing them. Pure functions over const parts, so a report cannot disturb the lifecycle.
 #pragma once
 
+#include <array>
+
 #include "broker/parking.h"
 #include "broker/queues.h"
 #include "broker/spec_windows.h"
@@ -34,6 +36,12 @@ Expected<JobsReply> JobsReport(const TaskTable& tasks, const JobsRequest& reques
 // at no more than kTaskScanBudget (the reply says where to go on from). kUnknownId for a job the
 // broker does not have.
 Expected<TasksReply> TasksReport(const ReportSources& from, const TasksRequest& request);
+// The tasks waiting now that a worker of allocation queue `shape` (its queues, resources and time
+// limit) could run, by task class: those queued in a ready queue it serves, and those parked until
+// a worker that can run them comes; not those waiting for dependencies, a delay or a full limit.
+// Looks at no more than `budget` tasks; the rest of a ready queue past it counts as runnable.
+std::array<uint64_t, kTaskClassCount> AllocDemand(const ReportSources& from,
+                                                  const AllocQueueSpec& shape, uint64_t budget);
 // Why a task is where it is: its state, and for one that does not run, each reason.
 Expected<ExplainedReply> Explain(const ReportSources& from, const ExplainRequest& request);
 

@@ -35,6 +35,8 @@ uint32_t WorkerPool::Add(const std::string& identity, bool remote, const std::st
     w.offered.push_back({name, static_cast<uint32_t>(units.used.size())});
   w.queues = ready.queues;
   std::sort(w.queues.begin(), w.queues.end());
+  w.allocation = ready.allocation;
+  if (ready.lifetime_ms) w.ends_at = now + std::chrono::milliseconds(ready.lifetime_ms);
   ids_[identity] = id;
   return id;
 }
@@ -75,10 +77,17 @@ bool WorkerPool::Serves(const Worker& w, const std::string& queue) {
                                                 queue.empty() ? kDefaultQueue : queue);
 }
 
-bool WorkerPool::Fits(const Worker& w, const TaskSpec& spec, uint32_t cpus) {
+bool WorkerPool::HasTimeFor(const Worker& w, const TaskSpec& spec, SteadyTime now) {
+  if (!spec.needs || spec.needs->time_request <= 0 || w.ends_at == SteadyTime::max()) return true;
+  return now + std::chrono::duration_cast<SteadyTime::duration>(
+                   std::chrono::duration<double>(spec.needs->time_request)) <=
+         w.ends_at;
+}
+
+bool WorkerPool::Fits(const Worker& w, const TaskSpec& spec, uint32_t cpus, SteadyTime now) {
   if (cpus > w.cpus - w.cpus_used) return false;
   if (!spec.needs) return true;
-  if (!Serves(w, spec.needs->queue)) return false;
+  if (!Serves(w, spec.needs->queue) || !HasTimeFor(w, spec, now)) return false;
   for (const ResourceNeed& r : spec.needs->resources) {
     auto it = w.units.find(r.name);
     if (it == w.units.end() || it->second.free < r.amount) return false;
@@ -86,10 +95,11 @@ bool WorkerPool::Fits(const Worker& w, const TaskSpec& spec, uint32_t cpus) {
   return true;
 }
 
-bool WorkerPool::CouldRun(const Worker& w, const TaskSpec& spec, uint32_t cpus) {
+bool WorkerPool::CouldRun(const Worker& w, const TaskSpec& spec, uint32_t cpus, SteadyTime now) {
   if (cpus > w.cpus) return false;
   if (!spec.needs) return true;
-  if (!Serves(w, spec.needs->queue)) return false;
+  // (A worker's time left only shrinks: one without enough now never will have it.)
+  if (!Serves(w, spec.needs->queue) || !HasTimeFor(w, spec, now)) return false;
   for (const ResourceNeed& r : spec.needs->resources) {
     auto it = w.units.find(r.name);
     if (it == w.units.end() || it->second.used.size() < r.amount) return false;
@@ -97,14 +107,14 @@ bool WorkerPool::CouldRun(const Worker& w, const TaskSpec& spec, uint32_t cpus) 
   return true;
 }
 
-bool WorkerPool::AnyCouldRun(const TaskSpec& spec, uint32_t cpus) const {
+bool WorkerPool::AnyCouldRun(const TaskSpec& spec, uint32_t cpus, SteadyTime now) const {
   return std::any_of(workers_.begin(), workers_.end(),
-                     [&](const auto& w) { return CouldRun(w.second, spec, cpus); });
+                     [&](const auto& w) { return CouldRun(w.second, spec, cpus, now); });
 }
 
-bool WorkerPool::AnyFits(const TaskSpec& spec, uint32_t cpus) const {
+bool WorkerPool::AnyFits(const TaskSpec& spec, uint32_t cpus, SteadyTime now) const {
   return std::any_of(workers_.begin(), workers_.end(),
-                     [&](const auto& w) { return Fits(w.second, spec, cpus); });
+                     [&](const auto& w) { return Fits(w.second, spec, cpus, now); });
 }
 
 bool WorkerPool::AnyServesClass(size_t c) const {
@@ -164,12 +174,16 @@ std::shared_ptr<const TaskSpec> WorkerPool::Return(Worker& w, TaskId id) {
   return spec;
 }
 
-Reason WorkerPool::NoWorkerReason(const TaskSpec& spec) const {
+Reason WorkerPool::NoWorkerReason(const TaskSpec& spec, SteadyTime now) const {
   const Needs& n = spec.need();
   if (workers_.empty()) return {.kind = Reason::Kind::kNoWorkers};
   if (!n.queue.empty() && std::none_of(workers_.begin(), workers_.end(),
                                        [&](const auto& w) { return Serves(w.second, n.queue); }))
     return {.kind = Reason::Kind::kNoQueueServer, .name = n.queue};
+  if (n.time_request > 0 && std::none_of(workers_.begin(), workers_.end(), [&](const auto& w) {
+        return Serves(w.second, n.queue) && HasTimeFor(w.second, spec, now);
+      }))
+    return {.kind = Reason::Kind::kNoTimeLeft, .seconds = n.time_request};
   return {.kind = Reason::Kind::kNoWorkerOffers, .name = Wants(spec)};
 }
 
@@ -201,9 +215,13 @@ std::vector<uint32_t> WorkerPool::Readers(bool local, const std::string& host) c
 std::vector<WorkerInfo> WorkerPool::Infos(SteadyTime now) const {
   std::vector<WorkerInfo> infos;
   for (const auto& [id, w] : workers_) {
-    infos.push_back({w.pid, w.host, w.remote, w.threads, static_cast<uint32_t>(w.leases.size()),
-                     w.capacity, w.offered, w.queues,
-                     std::chrono::duration<double>(now - w.last_seen).count(), w.done, w.failed});
+    infos.push_back(
+        {w.pid, w.host, w.remote, w.threads, static_cast<uint32_t>(w.leases.size()), w.capacity,
+         w.offered, w.queues, std::chrono::duration<double>(now - w.last_seen).count(), w.done,
+         w.failed, w.allocation,
+         w.ends_at == SteadyTime::max()
+             ? 0
+             : std::max(0.001, std::chrono::duration<double>(w.ends_at - now).count())});
   }
   std::sort(infos.begin(), infos.end(), [](const auto& a, const auto& b) {
     return std::tie(a.host, a.pid) < std::tie(b.host, b.pid);

@@ -44,9 +44,11 @@ struct Worker {
   // The units each lease holds (resources other than cpus), to give back when it ends.
   std::unordered_map<TaskId, std::vector<std::pair<std::string, std::vector<uint32_t>>>, TaskIdHash>
       held;
-  std::vector<ResourceNeed> offered;  // as it registered, for status
-  std::string key;                    // the key it authenticated with
-  uint64_t done = 0, failed = 0;      // its tasks that ended ok, and otherwise
+  std::vector<ResourceNeed> offered;       // as it registered, for status
+  std::string key;                         // the key it authenticated with
+  uint64_t done = 0, failed = 0;           // its tasks that ended ok, and otherwise
+  std::string allocation;                  // "QUEUE/JOBID" when an allocation started it
+  SteadyTime ends_at = SteadyTime::max();  // when it leaves (its --lifetime); max: never
 };
 
 class WorkerPool {
@@ -73,13 +75,14 @@ class WorkerPool {
   bool empty() const { return workers_.empty(); }
   size_t size() const { return workers_.size(); }
 
-  // Whether `w` serves the task's queue and has its cpus and resources free now (Fits), or at all
-  // (CouldRun).
+  // Whether `w` serves the task's queue, has the time its time request asks for left at `now`,
+  // and has its cpus and resources free now (Fits), or at all (CouldRun).
   static bool Serves(const Worker& w, const std::string& queue);
-  static bool Fits(const Worker& w, const TaskSpec& spec, uint32_t cpus);
-  static bool CouldRun(const Worker& w, const TaskSpec& spec, uint32_t cpus);
-  bool AnyCouldRun(const TaskSpec& spec, uint32_t cpus) const;
-  bool AnyFits(const TaskSpec& spec, uint32_t cpus) const;
+  static bool HasTimeFor(const Worker& w, const TaskSpec& spec, SteadyTime now);
+  static bool Fits(const Worker& w, const TaskSpec& spec, uint32_t cpus, SteadyTime now);
+  static bool CouldRun(const Worker& w, const TaskSpec& spec, uint32_t cpus, SteadyTime now);
+  bool AnyCouldRun(const TaskSpec& spec, uint32_t cpus, SteadyTime now) const;
+  bool AnyFits(const TaskSpec& spec, uint32_t cpus, SteadyTime now) const;
   // Whether some worker has slots for the task's class at all.
   bool AnyServesClass(size_t c) const;
 
@@ -91,7 +94,7 @@ class WorkerPool {
   static std::shared_ptr<const TaskSpec> Return(Worker& w, TaskId id);
 
   // Why no registered worker can run the task, for explain.
-  Reason NoWorkerReason(const TaskSpec& spec) const;
+  Reason NoWorkerReason(const TaskSpec& spec, SteadyTime now) const;
   static std::string Wants(const TaskSpec& spec);  // "cpus=4,gpu=1"
 
   // The identities of the remote workers connected from `host`.

@@ -71,56 +71,12 @@ Told TellBroker() {
 ExitCode Add(const AccessOptions& o, const KeyStore& store) {
   const bool worker = !o.worker_file.empty();
   const std::string file = worker ? o.worker_file : o.client_file;
-  AccessFile access;
-  access.role = worker ? Role::kWorker : Role::kClient;
-  access.name = o.name.empty() ? NameFromPath(file) : o.name;
-  if (!IsAccessName(access.name))
-    throw UsageError("--name '" + access.name +
-                     "' is not usable: use letters, digits, '.', '_' "
-                     "and '-' (at most 64)");
-  for (const auto& e : o.endpoints) {
-    if (e.rfind("tcp://", 0) != 0 || e.rfind(':') <= 6)
-      throw UsageError("--endpoint must be tcp://HOST:PORT, not '" + e + "'");
-  }
-  access.endpoints = o.endpoints;
-  if (access.endpoints.empty()) {
-    const std::string host = HostName();
-    for (const auto& bound : store.Endpoints())
-      access.endpoints.push_back(AdvertisedEndpoint(bound, host));
-  }
-  if (access.endpoints.empty())
-    throw UsageError(
-        "no TCP endpoint is known for this broker: start it with --listen "
-        "tcp://HOST:PORT first, or give --endpoint tcp://HOST:PORT");
-  for (const AccessEntry& e : store.List()) {
-    if (e.name == access.name)
-      throw UsageError("the name '" + access.name +
-                       "' is taken; choose another with --name, or "
-                       "revoke it first with 'orq access revoke " +
-                       access.name + "'");
-  }
-  AccessEntry entry{access.name, access.role, "", WallNow(), std::nullopt, std::nullopt};
   if ((!o.queues.empty() || !o.resources.empty()) && !worker)
     throw UsageError("--queues and --resources scope a worker key; a client key has no scope");
-  if (!o.queues.empty()) {
-    for (const std::string& q : o.queues) {
-      if (auto error = ValidateName(q, "--queues")) throw UsageError(*error);
-    }
-    entry.queues = o.queues;
-  }
-  if (!o.resources.empty()) entry.resources = ParseResources(o.resources);
-  access.broker_public_key = store.BrokerKey().public_key;
-  access.keys = NewKeyPair();
-  // The file first: if the allow-list entry then fails, nothing was allowed.
-  WritePrivateFile(file, FormatAccessFile(access), /*exclusive=*/true);
-  try {
-    entry.public_key = access.keys.public_key;
-    store.Add(entry);
-  } catch (...) {
-    std::filesystem::remove(file);
-    throw;
-  }
-  TellBroker();
+  const AccessFile access =
+      AddAccessKey(store, worker ? Role::kWorker : Role::kClient,
+                   o.name.empty() ? NameFromPath(file) : o.name, file, o.endpoints, o.queues,
+                   o.resources.empty() ? std::nullopt : std::optional(ParseResources(o.resources)));
   std::printf("added %s '%s' (key %s) for %s\n", worker ? "worker" : "client", access.name.c_str(),
               access.keys.public_key.c_str(), access.endpoints.front().c_str());
   std::printf("%s holds its secret key: copy it to the %s host (mode 0600) and run there:\n",
@@ -215,6 +171,66 @@ ExitCode Revoke(const AccessOptions& o, const KeyStore& store) {
 }
 
 }  // namespace
+
+AccessFile AddAccessKey(const KeyStore& store, Role role, const std::string& name,
+                        const std::string& file, const std::vector<std::string>& endpoints,
+                        const std::vector<std::string>& queues,
+                        const std::optional<std::vector<ResourceNeed>>& resources) {
+  AccessFile access;
+  access.role = role;
+  access.name = name;
+  if (!IsAccessName(access.name))
+    throw UsageError("--name '" + access.name +
+                     "' is not usable: use letters, digits, '.', '_' "
+                     "and '-' (at most 64)");
+  for (const auto& e : endpoints) {
+    if (e.rfind("tcp://", 0) != 0 || e.rfind(':') <= 6)
+      throw UsageError("--endpoint must be tcp://HOST:PORT, not '" + e + "'");
+  }
+  access.endpoints = endpoints;
+  if (access.endpoints.empty()) {
+    const std::string host = HostName();
+    for (const auto& bound : store.Endpoints())
+      access.endpoints.push_back(AdvertisedEndpoint(bound, host));
+  }
+  if (access.endpoints.empty())
+    throw UsageError(
+        "no TCP endpoint is known for this broker: start it with --listen "
+        "tcp://HOST:PORT first, or give --endpoint tcp://HOST:PORT");
+  for (const AccessEntry& e : store.List()) {
+    if (e.name == access.name)
+      throw UsageError("the name '" + access.name +
+                       "' is taken; choose another with --name, or "
+                       "revoke it first with 'orq access revoke " +
+                       access.name + "'");
+  }
+  AccessEntry entry{access.name, access.role, "", WallNow(), std::nullopt, std::nullopt};
+  if (!queues.empty()) {
+    for (const std::string& q : queues) {
+      if (auto error = ValidateName(q, "--queues")) throw UsageError(*error);
+    }
+    entry.queues = queues;
+  }
+  entry.resources = resources;
+  access.broker_public_key = store.BrokerKey().public_key;
+  access.keys = NewKeyPair();
+  WritePrivateFile(file, FormatAccessFile(access), /*exclusive=*/true);
+  try {
+    entry.public_key = access.keys.public_key;
+    store.Add(entry);
+  } catch (...) {
+    std::filesystem::remove(file);
+    throw;
+  }
+  TellBroker();
+  return access;
+}
+
+bool RevokeAccessKey(const KeyStore& store, const std::string& name) {
+  if (!store.Revoke(name)) return false;
+  TellBroker();
+  return true;
+}
 
 Verb RegisterAccess(CLI::App& app) {
   auto o = std::make_shared<AccessOptions>();

@@ -30,6 +30,10 @@ const std::map<std::string, std::string>& Examples() {
        "  orq limit rm download"},
       {"explain", "  orq explain j7.2\n  orq explain --json j7.2"},
       {"dashboard", "  orq up --http 8080 && orq dashboard\n  orq dashboard --open"},
+      {"alloc",
+       "  orq alloc dry-run slurm --time-limit 30m -- -p short\n"
+       "  orq alloc add slurm --time-limit 30m --max-workers 16 -- -p short -A myproject\n"
+       "  orq alloc info slurm"},
       {"events",
        "  orq events --follow\n"
        "  orq events --follow --json | jq 'select(.event == \"task_ended\" and .status != "

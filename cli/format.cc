@@ -77,6 +77,25 @@ std::string LimitLine(const GateInfo& l) {
   return line;
 }
 
+std::string AllocQueueLine(const AllocQueueInfo& q) {
+  uint32_t queued = 0, running = 0, workers = 0;
+  for (const AllocationInfo& a : q.allocations) {
+    queued += a.state == AllocState::kQueued;
+    running += a.state == AllocState::kRunning;
+    workers += a.workers;
+  }
+  std::string line = q.spec.name + ": " + q.spec.backend + ", " + std::to_string(workers) + "/" +
+                     std::to_string(q.spec.max_workers) + " workers, " + std::to_string(running) +
+                     " allocations running, " + std::to_string(queued) + " queued (backlog " +
+                     std::to_string(q.spec.backlog) + ")";
+  if (q.paused)
+    line += q.pause_reason.empty() ? "; paused (orq alloc resume " + q.spec.name + ")"
+                                   : "; " + EscapeControls(q.pause_reason);
+  else if (!q.last_error.empty())
+    line += "; last error: " + EscapeControls(q.last_error);
+  return line;
+}
+
 std::string LockLine(const GateInfo& l) {
   std::string line = l.name + ": ";
   line += l.mode ? std::string("held for ") + LockModeName(*l.mode) + " by " + Holders(l) : "free";
@@ -96,6 +115,9 @@ void PrintStatus(StatusReply s, std::FILE* out) {
     for (const ResourceNeed& r : w.resources)
       offer += (offer.empty() ? "" : ",") + r.name + "=" + std::to_string(r.amount);
     for (size_t i = 0; i < w.queues.size(); ++i) offer += (i ? "," : "  queues ") + w.queues[i];
+    if (!w.allocation.empty()) offer += "  allocation " + EscapeControls(w.allocation);
+    if (w.ends_in > 0)
+      offer += "  leaves in " + std::to_string(static_cast<int64_t>(w.ends_in)) + " s";
     std::fprintf(out, "  %-6s %-20s pid %-8lld threads %-3u running %-4u %s\n",
                  w.remote ? "remote" : "local", EscapeControls(w.host).c_str(),
                  static_cast<long long>(w.pid), w.threads, w.running, offer.c_str());
@@ -109,6 +131,8 @@ void PrintStatus(StatusReply s, std::FILE* out) {
   for (const GateInfo& l : s.limits) std::fprintf(out, "  %s\n", LimitLine(l).c_str());
   if (!s.locks.empty()) std::fprintf(out, "locks    %zu\n", s.locks.size());
   for (const GateInfo& l : s.locks) std::fprintf(out, "  %s\n", LockLine(l).c_str());
+  if (!s.allocs.empty()) std::fprintf(out, "allocs   %zu\n", s.allocs.size());
+  for (const AllocQueueInfo& q : s.allocs) std::fprintf(out, "  %s\n", AllocQueueLine(q).c_str());
 }
 
 }  // namespace orq

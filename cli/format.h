@@ -23,6 +23,8 @@ std::string FailureSentence(const TaskOutcome& outcome);
 // `orq status`: a few lines for people.
 void PrintStatus(StatusReply status, std::FILE* out);
 
+// An allocation queue (orq alloc list, orq status): a line for people.
+std::string AllocQueueLine(const AllocQueueInfo& queue);
 // A limit or a lock (orq limit list, orq status): a line for people (JSON: common/shapes.h).
 std::string LimitLine(const GateInfo& limit);
 std::string LockLine(const GateInfo& lock);

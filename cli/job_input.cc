@@ -315,6 +315,10 @@ CLI::Option* AddJobOptions(CLI::App* cmd, JobInput& in) {
       ->delimiter(',')
       ->allow_extra_args(false);
   cmd->add_option("--queue", in.queue, "the named queue the tasks go to (orq worker --queues)");
+  cmd->add_option("--time-request", in.time_request,
+                  "how long each task needs to run (90s, 10m): a worker that has less time left "
+                  "(its allocation ends sooner) is not given it")
+      ->transform(DurationCheck());
   cmd->add_option("--limit", in.limits,
                   "a limit each task takes (orq limit set NAME N): at most N run at once")
       ->delimiter(',')
@@ -378,6 +382,7 @@ std::shared_ptr<const Needs> OptionNeeds(const JobInput& in) {
     needs.locks.push_back(
         {l.substr(0, colon), mode == "read" ? LockMode::kRead : LockMode::kWrite});
   }
+  if (in.time_request) needs.time_request = static_cast<double>(*in.time_request);
   if (needs == Needs{}) return nullptr;
   return MakeNeeds(std::move(needs));
 }
@@ -393,6 +398,7 @@ std::shared_ptr<const Needs> Merge(const std::shared_ptr<const Needs>& own, cons
     n.resources.push_back(r);
   }
   if (!extra.queue.empty()) n.queue = extra.queue;
+  if (extra.time_request > 0) n.time_request = extra.time_request;
   n.limits.insert(n.limits.end(), extra.limits.begin(), extra.limits.end());
   for (const LockNeed& l : extra.locks) {
     std::erase_if(n.locks, [&](const LockNeed& x) { return x.name == l.name; });

@@ -34,7 +34,8 @@ struct JobInput {
   std::optional<int> cpus;
   std::vector<std::string> resources, limits, locks;
   std::string queue;
-  std::string key;  // orq submit --key: idempotency
+  std::optional<uint64_t> time_request;  // seconds: --time-request
+  std::string key;                       // orq submit --key: idempotency
   // Where shell tasks run.
   std::string cwd;
   std::vector<std::string> env;  // NAME=VALUE, or NAME to pass the submitter's value

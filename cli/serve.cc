@@ -367,6 +367,7 @@ struct WorkerOptions {
   std::string connect;
   int heartbeat_ms = 1000;
   std::vector<std::string> resources;
+  uint64_t idle_timeout_s = 0, lifetime_s = 0;
 };
 
 ExitCode Worker(WorkerOptions& o) {
@@ -391,6 +392,8 @@ ExitCode Worker(WorkerOptions& o) {
   if (!worker.workdir.empty()) worker.workdir = std::filesystem::absolute(worker.workdir);
   if (worker.threads <= 0) worker.threads = Cores();
   worker.heartbeat = milliseconds(o.heartbeat_ms);
+  worker.idle_timeout = std::chrono::seconds(o.idle_timeout_s);
+  worker.lifetime = std::chrono::seconds(o.lifetime_s);
   worker.resources = ParseResources(o.resources);
   for (const std::string& q : worker.queues) {
     if (auto error = ValidateName(q, "--queues")) throw UsageError(*error);
@@ -491,6 +494,16 @@ Verb RegisterWorker(CLI::App& app) {
   cmd->add_option("--shell-slots", o->config.shell_slots, "shell tasks at once (default: threads)")
       ->check(MoreThanZero());
   AddWorkerOffer(cmd, o->resources, o->config.queues, "this worker");
+  cmd->add_option("--idle-timeout", o->idle_timeout_s,
+                  "leave after this long with no task (2m, 90s; default: never)")
+      ->transform(DurationCheck());
+  cmd->add_option("--lifetime", o->lifetime_s,
+                  "leave this long after starting, handing back what still runs; the broker "
+                  "gives it no task whose --time-request is longer than the time it has left "
+                  "(default: no end)")
+      ->transform(DurationCheck());
+  cmd->add_option("--allocation", o->config.allocation,
+                  "the allocation that started it, QUEUE/JOBID (set by orq alloc's workers)");
   cmd->add_flag("--supervised", o->config.supervised,
                 "exit when the broker is gone instead of reconnecting");
   AddHeartbeat(cmd, o->heartbeat_ms);

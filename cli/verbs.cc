@@ -190,6 +190,59 @@ CLI::Validator NumberCheck(bool zero_allowed) {
 CLI::Validator MoreThanZero() { return NumberCheck(false); }
 CLI::Validator ZeroOrMore() { return NumberCheck(true); }
 
+std::optional<uint64_t> ParseDuration(std::string_view text) {
+  auto digits = [](std::string_view t) {
+    return !t.empty() && t.size() <= 9 &&
+           std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (text.find(':') != std::string_view::npos) {  // [D-]HH:MM:SS, HH:MM:SS or MM:SS
+    uint64_t days = 0;
+    if (auto dash = text.find('-'); dash != std::string_view::npos) {
+      if (!digits(text.substr(0, dash))) return std::nullopt;
+      days = std::stoull(std::string(text.substr(0, dash)));
+      text.remove_prefix(dash + 1);
+    }
+    std::vector<uint64_t> parts;
+    for (size_t from = 0;;) {
+      const size_t colon = text.find(':', from);
+      const std::string_view part = text.substr(from, colon - from);
+      if (!digits(part)) return std::nullopt;
+      parts.push_back(std::stoull(std::string(part)));
+      if (colon == std::string_view::npos) break;
+      from = colon + 1;
+    }
+    if (parts.size() > 3) return std::nullopt;
+    uint64_t seconds = 0;
+    for (uint64_t p : parts) seconds = seconds * 60 + p;
+    return days * 86400 + seconds;
+  }
+  if (digits(text)) return std::stoull(std::string(text));
+  uint64_t seconds = 0;
+  size_t from = 0;
+  for (const char unit : {'d', 'h', 'm', 's'}) {  // each at most once, in this order
+    const size_t at = text.find(unit, from);
+    if (at == std::string_view::npos) continue;
+    if (!digits(text.substr(from, at - from))) return std::nullopt;
+    const uint64_t n = std::stoull(std::string(text.substr(from, at - from)));
+    seconds += n * (unit == 'd' ? 86400 : unit == 'h' ? 3600 : unit == 'm' ? 60 : 1);
+    from = at + 1;
+  }
+  if (from == 0 || from != text.size()) return std::nullopt;
+  return seconds;
+}
+
+CLI::Validator DurationCheck() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        auto seconds = ParseDuration(text);
+        if (!seconds)
+          return "'" + text + "' is not a length of time (90s, 30m, 1h30m, 2d, 1:30:00)";
+        text = std::to_string(*seconds);
+        return "";
+      },
+      "DURATION");
+}
+
 CLI::Validator TaskIdCheck() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
@@ -347,6 +400,7 @@ std::span<const VerbEntry> AllVerbs() {
       {"explain", RegisterExplain},
       {"events", RegisterEvents},
       {"dashboard", RegisterDashboard},
+      {"alloc", RegisterAlloc},
   };
   return kVerbs;
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "common/keys.h"
 #include "common/protocol.h"
 #include "common/task_spec.h"
 
@@ -49,6 +50,17 @@ Verb RegisterEvents(CLI::App& app);
 Verb RegisterDashboard(CLI::App& app);
 // cli/access.cc
 Verb RegisterAccess(CLI::App& app);
+// Allows a new key `name` (a worker key scoped to `queues` and `resources` when given), writes
+// its access file at `file` (which must not exist) and tells the running broker; the endpoints
+// are the broker's --listen ones unless given. UsageError with the sentence otherwise.
+AccessFile AddAccessKey(const KeyStore& store, Role role, const std::string& name,
+                        const std::string& file, const std::vector<std::string>& endpoints,
+                        const std::vector<std::string>& queues,
+                        const std::optional<std::vector<ResourceNeed>>& resources);
+// Takes key `name` off the allow-list and tells the running broker; false when it was not there.
+bool RevokeAccessKey(const KeyStore& store, const std::string& name);
+// cli/alloc.cc: allocation queues (Slurm)
+Verb RegisterAlloc(CLI::App& app);
 // cli/bench.cc
 Verb RegisterBench(CLI::App& app);
 // cli/docs.cc: completion, the man page, and each verb's examples
@@ -91,6 +103,10 @@ std::optional<CommandSplit> SplitAtCommand(const CLI::App& app,
 // where CLI11's own print the whole range of a double.
 CLI::Validator MoreThanZero();
 CLI::Validator ZeroOrMore();
+// A length of time: "90s", "2m", "1h30m", "1d", Slurm's "[D-]HH:MM:SS" or a number of seconds;
+// the option's value becomes its seconds. nullopt from ParseDuration when the text is not one.
+std::optional<uint64_t> ParseDuration(std::string_view text);
+CLI::Validator DurationCheck();
 // A job id (j7) or, with tasks, a task id (j7.2).
 CLI::Validator IdCheck(bool tasks);
 // A task id (j7.2).

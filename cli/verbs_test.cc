@@ -10,6 +10,7 @@ class VerbsTest : public ::testing::Test {
  protected:
   VerbsTest() {
     app_.require_subcommand(1);
+    app_.fallthrough();  // as main() has it
     for (const VerbEntry& entry : AllVerbs()) verbs_.push_back(entry.registrar(app_));
   }
   // "" when `args` parse; else CLI11's sentence. As main() does, the options only, for run and
@@ -36,11 +37,11 @@ TEST_F(VerbsTest, EveryVerbRegistersOneSubcommand) {
   // main() registers only the verb a command line names, found by the name it is listed under.
   for (size_t i = 0; i < verbs_.size(); ++i)
     EXPECT_EQ(verbs_[i].command->get_name(), AllVerbs()[i].name);
-  EXPECT_EQ(names,
-            (std::set<std::string>{
-                "run",        "submit",  "gather", "status",  "cancel", "forget",   "up",   "down",
-                "broker",     "worker",  "access", "bench",   "jobs",   "retry",    "logs", "scale",
-                "completion", "manpage", "limit",  "explain", "events", "dashboard"}));
+  EXPECT_EQ(names, (std::set<std::string>{"run",    "submit",     "gather",  "status", "cancel",
+                                          "forget", "up",         "down",    "broker", "worker",
+                                          "access", "bench",      "jobs",    "retry",  "logs",
+                                          "scale",  "completion", "manpage", "limit",  "explain",
+                                          "events", "dashboard",  "alloc"}));
 }
 
 TEST_F(VerbsTest, GoodCommandLinesParse) {
@@ -57,6 +58,27 @@ TEST_F(VerbsTest, GoodCommandLinesParse) {
   EXPECT_EQ(Parse({"bench", "noop", "tcp"}), "");
   EXPECT_EQ(Parse({"broker", "--endpoint", "ipc:///tmp/x", "--listen", "tcp://0.0.0.0:5555"}), "");
   EXPECT_EQ(Parse({"access", "add", "--worker", "w.json"}), "");
+  EXPECT_EQ(Parse({"alloc", "add", "slurm", "--time-limit", "30m", "--max-workers", "8",
+                   "--worker-args", "-t 4", "--queues", "a,b"}),
+            "");
+  EXPECT_EQ(Parse({"alloc", "add", "slurm", "--time-limit", "30m", "--", "-p", "long"}), "");
+  EXPECT_EQ(Parse({"alloc", "dry-run", "slurm", "--time-limit", "1:00:00"}), "");
+  EXPECT_EQ(Parse({"alloc", "rm", "slurm", "--keep"}), "");
+  EXPECT_EQ(Parse({"worker", "--idle-timeout", "2m", "--lifetime", "1h30m"}), "");
+  EXPECT_EQ(Parse({"submit", "--time-request", "10m", "--", "x"}), "");
+}
+
+TEST(DurationTest, ReadsUnitsAndSlurmsClock) {
+  EXPECT_EQ(ParseDuration("90"), 90u);
+  EXPECT_EQ(ParseDuration("90s"), 90u);
+  EXPECT_EQ(ParseDuration("2m"), 120u);
+  EXPECT_EQ(ParseDuration("1h30m"), 5400u);
+  EXPECT_EQ(ParseDuration("1d2h"), 93600u);
+  EXPECT_EQ(ParseDuration("1:30:00"), 5400u);
+  EXPECT_EQ(ParseDuration("05:00"), 300u);
+  EXPECT_EQ(ParseDuration("1-00:00:00"), 86400u);
+  for (const char* bad : {"", "m", "2x", "1m2h", "1:2:3:4", "-1", "1.5h", "h1", "2mm"})
+    EXPECT_EQ(ParseDuration(bad), std::nullopt) << bad;
 }
 
 TEST_F(VerbsTest, TheCommandBeginsAfterOrqsOptions) {
@@ -103,6 +125,12 @@ TEST_F(VerbsTest, MistakesAreRefusedNamingTheFlag) {
   EXPECT_NE(Parse({"up", "--http", "localhost:80"}).find("--http"), std::string::npos);
   EXPECT_NE(Parse({"up", "--http", "127.0.0.1:99999"}).find("ADDRESS:PORT"), std::string::npos);
   EXPECT_NE(Parse({"broker", "--http-cert", "/etc/hostname"}).find("requires --http"),
+            std::string::npos);
+  EXPECT_NE(Parse({"alloc", "add", "slurm"}).find("--time-limit"), std::string::npos);
+  EXPECT_NE(Parse({"alloc", "add", "pbs", "--time-limit", "1h"}).find("pbs"), std::string::npos);
+  EXPECT_NE(Parse({"alloc", "add", "slurm", "--time-limit", "soon"}).find("not a length of time"),
+            std::string::npos);
+  EXPECT_NE(Parse({"submit", "--time-request", "x", "--", "y"}).find("--time-request"),
             std::string::npos);
 }
 

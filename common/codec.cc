@@ -201,6 +201,7 @@ void Put(Writer& w, const std::shared_ptr<const Needs>& p) {
     w.Str(l.name);
     w.U64(static_cast<uint8_t>(l.mode));
   }
+  w.F64(n.time_request);
 }
 void Get(Reader& r, std::shared_ptr<const Needs>& p) {
   if (!r.Bool()) return p.reset();
@@ -227,6 +228,7 @@ void Get(Reader& r, std::shared_ptr<const Needs>& p) {
     if (mode > static_cast<uint8_t>(LockMode::kWrite)) return void(r.Fail());
     l.mode = static_cast<LockMode>(mode);
   }
+  n->time_request = r.F64();
   p = std::move(n);
 }
 
@@ -431,6 +433,8 @@ void Put(Writer& w, const WorkerInfo& i) {
   w.F64(i.last_heard);
   w.U64(i.done);
   w.U64(i.failed);
+  w.Str(i.allocation);
+  w.F64(i.ends_in);
 }
 void Get(Reader& r, WorkerInfo& i) {
   i.pid = r.I64();
@@ -444,7 +448,17 @@ void Get(Reader& r, WorkerInfo& i) {
   i.last_heard = r.F64();
   i.done = r.U64();
   i.failed = r.U64();
+  i.allocation = r.Str();
+  i.ends_in = r.F64();
 }
+
+// Allocation queues (their layouts with the messages' below).
+void Put(Writer& w, const AllocQueueSpec& q);
+void Get(Reader& r, AllocQueueSpec& q);
+void Put(Writer& w, const AllocationInfo& a);
+void Get(Reader& r, AllocationInfo& a);
+void Put(Writer& w, const AllocQueueInfo& q);
+void Get(Reader& r, AllocQueueInfo& q);
 
 // A vector of counts that must have `size` of them (a histogram's buckets, counts by kind).
 void PutCountVector(Writer& w, const std::vector<uint64_t>& v) {
@@ -673,6 +687,9 @@ struct Out {
   void operator()(const Lease& v) { Put(w, v); }
   void operator()(const LimitSpec& v) { Put(w, v); }
   void operator()(const LimitRequest::Op& v) { w.U64(static_cast<uint8_t>(v)); }
+  void operator()(const AllocRequest::Op& v) { w.U64(static_cast<uint8_t>(v)); }
+  void operator()(const AllocState& v) { w.U64(static_cast<uint8_t>(v)); }
+  void operator()(const AllocQueueSpec& v) { Put(w, v); }
   void operator()(const TaskState& v) { w.U64(static_cast<uint8_t>(v)); }
   void operator()(const std::optional<TaskStatus>& v) {  // 0: none
     w.U64(v ? 1 + static_cast<uint8_t>(*v) : 0);
@@ -715,6 +732,17 @@ struct In {
     if (op > static_cast<uint8_t>(LimitRequest::Op::kRemove)) r.Fail();
     v = static_cast<LimitRequest::Op>(op);
   }
+  void operator()(AllocRequest::Op& v) {
+    const uint64_t op = r.U64();
+    if (op > static_cast<uint8_t>(AllocRequest::Op::kRemove)) r.Fail();
+    v = static_cast<AllocRequest::Op>(op);
+  }
+  void operator()(AllocState& v) {
+    const uint64_t state = r.U64();
+    if (state >= kAllocStateCount) return void(r.Fail());
+    v = static_cast<AllocState>(state);
+  }
+  void operator()(AllocQueueSpec& v) { Get(r, v); }
   void operator()(TaskState& v) {
     const uint64_t state = r.U64();
     if (state >= kTaskStateCount) return void(r.Fail());
@@ -747,6 +775,29 @@ void Fields(Is<RetryRequest> auto& m, auto&& f) { f(m.job), f(m.all); }
 void Fields(Is<JobsReply> auto& m, auto&& f) { f(m.jobs); }
 void Fields(Is<ScaleRequest> auto& m, auto&& f) { f(m.workers); }
 void Fields(Is<ScaledReply> auto& m, auto&& f) { f(m.before), f(m.after); }
+void Fields(Is<AllocQueueSpec> auto& q, auto&& f) {
+  f(q.name), f(q.backend), f(q.time_limit_s), f(q.workers_per_alloc), f(q.max_workers),
+      f(q.backlog), f(q.idle_timeout_s), f(q.worker_args), f(q.queues), f(q.resources),
+      f(q.backend_args);
+}
+void Fields(Is<AllocationInfo> auto& a, auto&& f) {
+  f(a.id), f(a.state), f(a.workers), f(a.workers_seen), f(a.submitted), f(a.started), f(a.ended),
+      f(a.end);
+}
+void Fields(Is<AllocQueueInfo> auto& q, auto&& f) {
+  f(q.spec), f(q.paused), f(q.pause_reason), f(q.last_error), f(q.failures_in_row), f(q.submits),
+      f(q.failures), f(q.access_file), f(q.allocations);
+}
+void Put(Writer& w, const AllocQueueSpec& q) { Fields(q, Out{w}); }
+void Get(Reader& r, AllocQueueSpec& q) { Fields(q, In{r}); }
+void Put(Writer& w, const AllocationInfo& a) { Fields(a, Out{w}); }
+void Get(Reader& r, AllocationInfo& a) { Fields(a, In{r}); }
+void Put(Writer& w, const AllocQueueInfo& q) { Fields(q, Out{w}); }
+void Get(Reader& r, AllocQueueInfo& q) { Fields(q, In{r}); }
+void Fields(Is<AllocRequest> auto& m, auto&& f) {
+  f(m.op), f(m.name), f(m.spec), f(m.access_file), f(m.keep);
+}
+void Fields(Is<AllocReply> auto& m, auto&& f) { f(m.queues); }
 void Fields(Is<LogsRequest> auto& m, auto&& f) {
   f(m.task), f(m.err), f(m.follow), f(m.rest), f(m.offset);
 }
@@ -766,7 +817,7 @@ void Fields(Is<SubmittedReply> auto& m, auto&& f) { f(m.job), f(m.count), f(m.ex
 void Fields(Is<ResultsReply> auto& m, auto&& f) { f(m.outcomes), f(m.final), f(m.sizes); }
 void Fields(Is<StatusReply> auto& m, auto&& f) {
   f(m.broker_pid), f(m.endpoints), f(m.workers), f(m.tasks), f(m.jobs), f(m.counters), f(m.limits),
-      f(m.locks), f(m.journal_problem), f(m.metrics);
+      f(m.locks), f(m.journal_problem), f(m.metrics), f(m.allocs);
 }
 void Fields(Is<LimitRequest> auto& m, auto&& f) { f(m.op), f(m.limit); }
 void Fields(Is<LimitsReply> auto& m, auto&& f) { f(m.limits); }
@@ -788,7 +839,8 @@ void Fields(Is<ErrorReply> auto& m, auto&& f) { f(m.code), f(m.message); }
 void Fields(Is<PongReply> auto& m, auto&& f) { f(m.broker_pid); }
 void Fields(Is<ShutdownAck> auto&, auto&&) {}
 void Fields(Is<ReadyMessage> auto& m, auto&& f) {
-  f(m.pid), f(m.threads), f(m.slots), f(m.running), f(m.host), f(m.resources), f(m.queues);
+  f(m.pid), f(m.threads), f(m.slots), f(m.running), f(m.host), f(m.resources), f(m.queues),
+      f(m.allocation), f(m.lifetime_ms);
 }
 void Fields(Is<WorkerResultsMessage> auto& m, auto&& f) { f(m.outcomes); }
 void Fields(Is<HeartbeatMessage> auto&, auto&&) {}
@@ -877,6 +929,10 @@ template <typename T> std::optional<T> DecodeOne(std::string_view bytes) {
 std::string EncodeOutcome(const TaskOutcome& outcome) { return EncodeOne(outcome); }
 std::optional<TaskOutcome> DecodeOutcome(std::string_view bytes) {
   return DecodeOne<TaskOutcome>(bytes);
+}
+std::string EncodeAllocQueue(const AllocQueueInfo& queue) { return EncodeOne(queue); }
+std::optional<AllocQueueInfo> DecodeAllocQueue(std::string_view bytes) {
+  return DecodeOne<AllocQueueInfo>(bytes);
 }
 std::string EncodeContext(const JobContext& context) { return EncodeOne(context); }
 std::optional<JobContext> DecodeContext(std::string_view bytes) {

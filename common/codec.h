@@ -30,6 +30,9 @@ std::string EncodeOutcome(const TaskOutcome& outcome);
 std::optional<TaskOutcome> DecodeOutcome(std::string_view bytes);
 std::string EncodeContext(const JobContext& context);
 std::optional<JobContext> DecodeContext(std::string_view bytes);
+// An allocation queue as the journal keeps it (orq alloc).
+std::string EncodeAllocQueue(const AllocQueueInfo& queue);
+std::optional<AllocQueueInfo> DecodeAllocQueue(std::string_view bytes);
 
 // About what a spec or an outcome takes in a message, never much less (its strings and a little
 // per field), without encoding it: for cutting a job, a worker's results or a gather's replies

@@ -206,4 +206,17 @@ class Subprocess : public std::enable_shared_from_this<Subprocess> {
   bool reaped_ = false;
 };
 
+// ---- A command run to its end, from a thread that may block -------------------------------------
+
+struct CommandResult {
+  ExitStatus status;
+  std::string out, err;  // what it printed, up to the limit each
+};
+// Runs `argv` (argv[0] looked up in PATH; stdin /dev/null) on a loop of its own until it ends,
+// its output captured (at most `limit` bytes of each stream); past `timeout` it is stopped (TERM,
+// then KILL) and its status is TimedOut. Blocks the calling thread (the broker's allocator
+// thread runs sbatch and squeue so), never an event loop's.
+CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                         size_t limit = 1 << 20);
+
 }  // namespace orq

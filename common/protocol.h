@@ -5,7 +5,7 @@
 // peers on TCP are always CURVE-encrypted and authenticated, and each has a Role from its key (see
 // Role and MaySend below). Every message is three frames after the ROUTER's identity frame:
 //
-//   frame 0: kProtocolVersion ("ORQ11")
+//   frame 0: kProtocolVersion ("ORQ12")
 //   frame 1: one byte, a Command below
 //   frame 2: the body, encoded by common/codec.h (a compact binary form, no JSON on hot paths)
 //
@@ -31,7 +31,7 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ11";
+inline constexpr std::string_view kProtocolVersion = "ORQ12";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
@@ -90,6 +90,10 @@ enum class Command : uint8_t {
 
   kReloadAccess = 0x50,  // the allow-list in $ORQ_HOME/keys changed (orq access) -> kReloaded
   kScale = 0x51,         // local workers to keep                            -> kScaled
+  kAlloc = 0x52,         // add/list/pause/resume/remove allocation queues   -> kAllocReply
+
+  // Replies, continued (0x2x is full).
+  kAllocReply = 0x60,  // [AllocQueueInfo...]: the queues, with their allocations
 };
 
 // Who a peer is, decided by how its connection was authenticated (broker/zap.h), never by what it
@@ -486,8 +490,9 @@ struct Reason {
     kNoSlots,           // no worker has slots for `name` (its kind) tasks
     kBehind,            // `count` queued tasks go first (higher priority, or submitted earlier)
     kNextInLine,        // it starts when a worker has a free `name` (its kind) slot
+    kNoTimeLeft,        // no worker that serves it has `seconds` (its time request) left
   };
-  static constexpr uint8_t kLastKind = static_cast<uint8_t>(Kind::kNextInLine);
+  static constexpr uint8_t kLastKind = static_cast<uint8_t>(Kind::kNoTimeLeft);
   Kind kind = Kind::kNextInLine;
   std::string name;
   IdRef id;
@@ -656,6 +661,8 @@ struct WorkerInfo {
   std::vector<std::string> queues;      // the queues it serves; empty: every queue
   double last_heard = 0;                // seconds since it last spoke
   uint64_t done = 0, failed = 0;        // its tasks that ended ok, and otherwise
+  std::string allocation;               // "QUEUE/JOBID" when an allocation started it
+  double ends_in = 0;                   // seconds it has left; 0: no end
 };
 struct TaskCounts {
   uint64_t waiting = 0, queued = 0, delayed = 0, running = 0;  // waiting: for its dependencies
@@ -700,6 +707,51 @@ struct BrokerCounters {
         f("shed", self.shed), f("over_bounds", self.over_bounds), f("impostors", self.impostors);
   }
 };
+// An allocation queue (orq alloc add): how the broker asks a batch system for workers while tasks
+// that they could run wait, and lets them go when the work is done (alloc/policy.h).
+struct AllocQueueSpec {
+  std::string name;
+  std::string backend = "slurm";         // the batch system: "slurm" is the one there is
+  uint64_t time_limit_s = 0;             // each allocation's time limit (sbatch --time)
+  uint32_t workers_per_alloc = 1;        // workers each allocation starts (sbatch -n, one srun)
+  uint32_t max_workers = 4;              // workers of all its allocations at once, at most
+  uint32_t backlog = 1;                  // allocations waiting in the batch system's queue, at most
+  uint64_t idle_timeout_s = 120;         // a worker with nothing to do this long leaves
+  std::vector<std::string> worker_args;  // more options for each worker (-t 4)
+  std::vector<std::string> queues;       // its workers' --queues; empty: every queue
+  std::vector<ResourceNeed> resources;   // its workers' --resources
+  std::vector<std::string> backend_args;  // the batch system's own (sbatch -p PARTITION ...)
+  friend bool operator==(const AllocQueueSpec&, const AllocQueueSpec&) = default;
+};
+enum class AllocState : uint8_t {
+  kQueued,   // submitted; waiting in the batch system's queue
+  kRunning,  // the batch system started it
+  kEnded,    // gone from the batch system (ended, cancelled, failed, out of time)
+};
+inline constexpr uint8_t kAllocStateCount = 3;
+struct AllocationInfo {
+  std::string id;  // the batch system's job id
+  AllocState state = AllocState::kQueued;
+  uint32_t workers = 0;                          // registered now
+  uint32_t workers_seen = 0;                     // that ever registered
+  double submitted = 0, started = 0, ended = 0;  // wall-clock seconds; 0: not (yet)
+  std::string end;  // how it ended, for people: "its workers left", "cancelled (CANCELLED)"...
+  friend bool operator==(const AllocationInfo&, const AllocationInfo&) = default;
+};
+struct AllocQueueInfo {
+  AllocQueueSpec spec;
+  bool paused = false;
+  std::string pause_reason;      // why it paused itself; empty when paused by orq alloc pause
+  std::string last_error;        // the batch system's words on the last submit that failed
+  uint32_t failures_in_row = 0;  // submits that failed since the last that did not
+  uint64_t submits = 0, failures = 0;
+  std::string access_file;                  // the worker access file its workers use
+  std::vector<AllocationInfo> allocations;  // the latest kAllocHistory, oldest first
+  friend bool operator==(const AllocQueueInfo&, const AllocQueueInfo&) = default;
+};
+// Allocations an allocation queue remembers (those that ended go first).
+inline constexpr size_t kAllocHistory = 100;
+
 struct StatusReply {
   static constexpr Command kCommand = Command::kStatusReply;
   int64_t broker_pid = 0;
@@ -713,7 +765,22 @@ struct StatusReply {
   // Why the journal cannot be written (its disk is full), while it cannot: submits are refused and
   // no new task starts. Empty: it is healthy.
   std::string journal_problem;
-  std::optional<Metrics> metrics;  // when StatusRequest::metrics asked
+  std::optional<Metrics> metrics;      // when StatusRequest::metrics asked
+  std::vector<AllocQueueInfo> allocs;  // the allocation queues (orq alloc), added by the shell
+};
+struct AllocRequest {  // -> AllocReply, or ErrorReply (local peers only; the broker's shell
+                       // answers)
+  static constexpr Command kCommand = Command::kAlloc;
+  enum class Op : uint8_t { kAdd, kList, kPause, kResume, kRemove };
+  Op op = Op::kList;
+  std::string name;         // the queue (every queue for kList when empty)
+  AllocQueueSpec spec;      // kAdd's
+  std::string access_file;  // kAdd's: the worker access file its workers use
+  bool keep = false;        // kRemove: leave its allocations running
+};
+struct AllocReply {
+  static constexpr Command kCommand = Command::kAllocReply;
+  std::vector<AllocQueueInfo> queues;
 };
 // One job as `orq jobs` and `orq status JOB` show it.
 struct JobInfo {
@@ -770,6 +837,13 @@ struct ReadyMessage {
   // among them sets its cpus; else it has as many as shell slots.
   std::vector<ResourceNeed> resources;
   std::vector<std::string> queues;  // the queues it takes tasks from; empty: every queue
+  // Started by an allocation (orq alloc): "QUEUE/JOBID", so the broker counts it as that
+  // allocation's and drops it at once when Slurm says the allocation is gone. Empty: none.
+  std::string allocation;
+  // Milliseconds it has left (its allocation's time limit, less a margin) when it registered:
+  // the broker gives it no task whose --time-request is longer than the time it has left.
+  // 0: no end.
+  uint64_t lifetime_ms = 0;
 };
 struct WorkerResultsMessage {  // each outcome frees one slot of its task's class
   static constexpr Command kCommand = Command::kWorkerResults;
@@ -842,15 +916,17 @@ struct WatchMessage {  // someone follows these tasks' output: send it as it com
   std::vector<TaskId> ids;
 };
 
-using Message = std::variant<
-    SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest, PingRequest,
-    ForgetRequest, SubmittedReply, ResultsReply, StatusReply, CancelledReply, ErrorReply, PongReply,
-    ShutdownAck, ForgottenReply, ReadyMessage, WorkerResultsMessage, HeartbeatMessage,
-    GoodbyeMessage, TasksMessage, CancelTasksMessage, BrokerHeartbeatMessage, StopMessage,
-    ReregisterMessage, ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
-    ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage, LimitRequest,
-    LimitsReply, ExplainRequest, ExplainedReply, ResultsAck, SubmitPartRequest, DropOutputMessage,
-    ReadOutputMessage, OutputPieceMessage, EventsRequest, EventsReply, TasksRequest, TasksReply>;
+using Message =
+    std::variant<SubmitRequest, GatherRequest, StatusRequest, CancelRequest, ShutdownRequest,
+                 PingRequest, ForgetRequest, SubmittedReply, ResultsReply, StatusReply,
+                 CancelledReply, ErrorReply, PongReply, ShutdownAck, ForgottenReply, ReadyMessage,
+                 WorkerResultsMessage, HeartbeatMessage, GoodbyeMessage, TasksMessage,
+                 CancelTasksMessage, BrokerHeartbeatMessage, StopMessage, ReregisterMessage,
+                 ReloadAccessRequest, ReloadedReply, JobsRequest, JobsReply, RetryRequest,
+                 ScaleRequest, ScaledReply, LogsRequest, LogChunk, OutputMessage, WatchMessage,
+                 LimitRequest, LimitsReply, ExplainRequest, ExplainedReply, ResultsAck,
+                 SubmitPartRequest, DropOutputMessage, ReadOutputMessage, OutputPieceMessage,
+                 EventsRequest, EventsReply, TasksRequest, TasksReply, AllocRequest, AllocReply>;
 
 namespace detail {
 template <size_t... I> constexpr bool CommandsAreUnique(std::index_sequence<I...>) {

@@ -76,7 +76,10 @@ nlohmann::json StatusJson(StatusReply s) {
          {"slots", {{"async", w.slots[0]}, {"cpu", w.slots[1]}, {"shell", w.slots[2]}}},
          {"last_heard", w.last_heard},
          {"done", w.done},
-         {"failed", w.failed}});
+         {"failed", w.failed},
+         {"allocation",
+          w.allocation.empty() ? nlohmann::json(nullptr) : nlohmann::json(w.allocation)},
+         {"ends_in", w.ends_in > 0 ? nlohmann::json(w.ends_in) : nlohmann::json(nullptr)}});
     for (const ResourceNeed& r : w.resources) workers.back()["resources"][r.name] = r.amount;
     workers.back()["queues"] = w.queues;
   }
@@ -91,7 +94,65 @@ nlohmann::json StatusJson(StatusReply s) {
   for (const GateInfo& l : s.locks) j["locks"].push_back(LockJson(l));
   j["journal_problem"] =
       s.journal_problem.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.journal_problem);
+  j["allocs"] = nlohmann::json::array();
+  for (const AllocQueueInfo& q : s.allocs) j["allocs"].push_back(AllocQueueJson(q));
   return j;
+}
+
+std::string_view AllocStateName(AllocState state) {
+  switch (state) {
+    case AllocState::kQueued:
+      return "queued";
+    case AllocState::kRunning:
+      return "running";
+    case AllocState::kEnded:
+      return "ended";
+  }
+  return "?";
+}
+
+nlohmann::json AllocQueueJson(const AllocQueueInfo& q) {
+  const AllocQueueSpec& s = q.spec;
+  nlohmann::json resources = nlohmann::json::object();
+  for (const ResourceNeed& r : s.resources) resources[r.name] = r.amount;
+  auto allocations = nlohmann::json::array();
+  uint32_t workers = 0;
+  for (const AllocationInfo& a : q.allocations) {
+    workers += a.workers;
+    auto time = [](double t) { return t > 0 ? nlohmann::json(t) : nlohmann::json(nullptr); };
+    allocations.push_back(
+        {{"id", a.id},
+         {"state", AllocStateName(a.state)},
+         {"workers", a.workers},
+         {"workers_seen", a.workers_seen},
+         {"submitted", time(a.submitted)},
+         {"started", time(a.started)},
+         {"ended", time(a.ended)},
+         {"end", a.end.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.end)}});
+  }
+  auto text_or_null = [](const std::string& t) {
+    return t.empty() ? nlohmann::json(nullptr) : nlohmann::json(t);
+  };
+  return {{"name", s.name},
+          {"backend", s.backend},
+          {"time_limit", s.time_limit_s},
+          {"workers_per_alloc", s.workers_per_alloc},
+          {"max_workers", s.max_workers},
+          {"backlog", s.backlog},
+          {"idle_timeout", s.idle_timeout_s},
+          {"worker_args", s.worker_args},
+          {"queues", s.queues},
+          {"resources", resources},
+          {"backend_args", s.backend_args},
+          {"paused", q.paused},
+          {"pause_reason", text_or_null(q.pause_reason)},
+          {"last_error", text_or_null(q.last_error)},
+          {"failures_in_row", q.failures_in_row},
+          {"submits", q.submits},
+          {"failures", q.failures},
+          {"access_file", q.access_file},
+          {"workers", workers},
+          {"allocations", allocations}};
 }
 
 nlohmann::json LimitJson(const GateInfo& l) {

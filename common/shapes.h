@@ -28,6 +28,11 @@ nlohmann::json LockJson(const GateInfo& lock);
 nlohmann::json EventJson(const Event& event, double wall_offset);
 // The dashboard's job page: one task ({"id", "index", "state", "status", ...}).
 nlohmann::json TaskRowJson(uint64_t job, const TaskRow& row);
+// An allocation queue (orq alloc list --json, orq alloc info --json, orq status --json's
+// "allocs"): its settings, state and counters, and its allocations with their history.
+nlohmann::json AllocQueueJson(const AllocQueueInfo& queue);
+// "queued", "running", "ended".
+std::string_view AllocStateName(AllocState state);
 // `json` as one line, always valid JSON: bytes that are not UTF-8 (from a task's output, or a
 // peer) become U+FFFD rather than an exception.
 std::string JsonLine(const nlohmann::json& json);

@@ -274,4 +274,29 @@ void Subprocess::MaybeDone() {
   done(std::move(impl_->result));
 }
 
+CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                         size_t limit) {
+  asio::io_context loop;
+  std::optional<SubprocessResult> result;
+  SubprocessOptions options;
+  options.argv = argv;
+  options.output_limit = limit;
+  options.timeout = std::chrono::duration<double>(timeout).count();
+  auto child = Subprocess::Start(loop, std::move(options),
+                                 [&](SubprocessResult r) { result = std::move(r); });
+  // Its own timeout stops it; this bound only keeps a child that will not die from holding us.
+  const auto deadline = std::chrono::steady_clock::now() + timeout + std::chrono::seconds(10);
+  while (!result && std::chrono::steady_clock::now() < deadline) {
+    loop.restart();
+    loop.run_for(std::chrono::milliseconds(10));
+    child->Poll();  // no SIGCHLD handler here: look for its end each turn
+  }
+  if (!result) {
+    child->Kill();
+    return {TimedOut{std::chrono::duration<double>(timeout).count(), 128 + SIGKILL}, "", ""};
+  }
+  return {std::move(result->status), std::move(result->stdout_text),
+          std::move(result->stderr_text)};
+}
+
 }  // namespace orq

@@ -77,9 +77,10 @@ const std::vector<Kind>& Kinds() {
   return kinds;
 }
 
-constexpr std::array<std::string_view, 15> kSharedFields = {
-    "kind",  "delay",     "timeout", "priority",  "attempts", "retries", "retry_backoff", "name",
-    "after", "after_any", "cpus",    "resources", "queue",    "limits",  "locks"};
+constexpr std::array<std::string_view, 16> kSharedFields = {
+    "kind",          "delay",  "timeout", "priority",    "attempts", "retries",
+    "retry_backoff", "name",   "after",   "after_any",   "cpus",     "resources",
+    "queue",         "limits", "locks",   "time_request"};
 
 FieldError ValueSize(const std::string& json_text) {
   if (json_text.size() <= kMaxValueBytes) return std::nullopt;
@@ -316,6 +317,12 @@ FieldError ParseNeeds(const json& obj, TaskSpec& spec, std::vector<NamedDependen
   }
   if (auto error = StringList(obj, "limits", needs.limits)) return error;
   any_field = any_field || !needs.limits.empty();
+  if (obj.contains("time_request")) {
+    if (auto error =
+            ReadNumber(obj, {.name = "time_request", .allow_zero = false}, needs.time_request))
+      return error;
+    any_field = true;
+  }
   if (auto it = obj.find("locks"); it != obj.end()) {
     if (!it->is_object()) return "field 'locks' must be an object such as {\"db\": \"write\"}";
     for (const auto& [name, mode] : it->items()) {
@@ -387,6 +394,9 @@ FieldError ValidateNeeds(const Needs& n) {
     if (i > 0 && n.locks[i - 1].name >= n.locks[i].name)
       return "field 'locks' names " + Quote(n.locks[i].name) + " twice (or out of order)";
   }
+  if (!std::isfinite(n.time_request) || n.time_request < 0 || n.time_request > 366 * 86400.0)
+    return std::string("field 'time_request' must be from 0 to a year of seconds, not ") +
+           json(n.time_request).dump();
   constexpr size_t kMaxGates = 64;  // limits, locks and resources of one task
   if (n.limits.size() + n.locks.size() + n.resources.size() > kMaxGates)
     return "a task may take at most " + std::to_string(kMaxGates) +

@@ -170,6 +170,9 @@ struct Needs {
   std::string queue;                    // empty: the default queue
   std::vector<std::string> limits;      // semaphores (orq limit set) it takes; sorted, each once
   std::vector<LockNeed> locks;          // sorted by name, each once
+  // Seconds the task needs to run: a worker that has less time left (its allocation ends sooner)
+  // is not given it. 0: no need said.
+  double time_request = 0;
   friend bool operator==(const Needs&, const Needs&) = default;
 };
 

@@ -276,5 +276,19 @@ TEST(TaskSpecTest, LimitsLocksResourcesAndQueueAreParsedAndChecked) {
             "(give an id such as j7 or j7.2)");
 }
 
+TEST(TaskSpecTest, ATimeRequestIsSecondsAndMakesTheTaskHaveNeeds) {
+  auto parsed = ParseTaskJson(R"({"kind": "sleep", "seconds": 1, "time_request": 600})", "x:1");
+  ASSERT_TRUE(parsed);
+  ASSERT_TRUE(parsed->needs);
+  EXPECT_EQ(parsed->needs->time_request, 600);
+  EXPECT_FALSE(ValidateSpec(*parsed));
+  auto bad = ParseTaskJson(R"({"kind": "sleep", "seconds": 1, "time_request": 0})", "x:1");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().sentence.find("'time_request'"), std::string::npos);
+  auto words = ParseTaskJson(R"({"kind": "sleep", "seconds": 1, "time_request": "1h"})", "x:1");
+  ASSERT_FALSE(words);
+  EXPECT_NE(words.error().sentence.find("'time_request'"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace orq

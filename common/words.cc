@@ -77,6 +77,12 @@ std::string Sentence(const Reason& r) {
              " that go first (higher priority, or submitted earlier)";
     case Kind::kNextInLine:
       return "next in line: it starts when a worker has a free " + r.name + " slot";
+    case Kind::kNoTimeLeft: {
+      char text[32];
+      std::snprintf(text, sizeof text, "%.0f", r.seconds);
+      return std::string("no worker that serves it has ") + text +
+             " s left (its --time-request; a worker's time is its --lifetime)";
+    }
   }
   return "?";
 }

@@ -1,13 +1,16 @@
 // Workers launched by Slurm: a real single-node Slurm (tests/slurm/cluster.sh, from Debian's
 // packages) starts orq workers as job steps and as a batch job; a broker outside it runs jobs
-// through them while Slurm ends one. Needs root and Slurm (scripts/setup.sh installs it); where
-// either is missing the test fails with the reason.
+// through them while Slurm ends one. Then allocation queues (orq alloc): the broker submits
+// allocations itself while tasks wait, their workers leave when idle, a cancelled allocation's
+// tasks run elsewhere, and a refused submit pauses the queue with Slurm's words. Needs root and
+// Slurm (scripts/setup.sh installs it); where either is missing the test fails with the reason.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
@@ -67,6 +70,10 @@ class SlurmTest : public ::testing::Test {
   }
   void TearDown() override {
     if (!temp_) return;
+    if (HasFailure()) {  // what the broker saw, for the reader of a failed run
+      std::ifstream log(broker_.home() + "/broker.log");
+      std::cerr << "--- the broker's log:\n" << log.rdbuf() << "---\n";
+    }
     std::string out;
     if (RunProgram({"bash", kCluster, "stop", dir_}, out, seconds(60)) != 0)
       ADD_FAILURE() << "cluster.sh stop failed: " << out;
@@ -173,6 +180,141 @@ TEST_F(SlurmTest, TheSbatchExampleRunsWorkersUntilItsJobEndsAndTheirTasksMoveOn)
   Command({"scancel", batch_jobs[1]});
   EXPECT_TRUE(WaitWorkers(0));
   EXPECT_TRUE(workers.WaitNoProcesses(seconds(30)));
+}
+
+// The allocation queue "slurm" as `orq alloc list --json` shows it (null when there is none).
+nlohmann::json AllocQueue(const OrqEnv& broker) {
+  RunResult r = broker.Run({"alloc", "list", "--json"});
+  EXPECT_TRUE(Exits(r, 0));
+  for (const std::string& line : Lines(r.out)) {
+    auto q = nlohmann::json::parse(line, nullptr, false);
+    if (q.is_object() && q["name"] == "slurm") return q;
+  }
+  return nullptr;
+}
+
+// The ids of the Slurm jobs whose name starts with orq's for allocation queues, as squeue lists
+// those not ended.
+std::vector<std::string> AllocJobsInSqueue() {
+  std::string out;
+  RunProgram({"squeue", "-h", "-o", "%i %j"}, out);
+  std::vector<std::string> ids;
+  for (const std::string& line : Lines(out)) {
+    if (line.find(" orq.slurm.") != std::string::npos)
+      ids.push_back(line.substr(0, line.find(' ')));
+  }
+  return ids;
+}
+
+TEST_F(SlurmTest, AllocationsComeForWaitingTasksAndGoWhenTheWorkIsDone) {
+  // Given a broker with no worker and an allocation queue of at most two workers,
+  RunResult add = broker_.Run({"alloc", "add", "slurm", "--time-limit", "2m", "--max-workers", "2",
+                               "--idle-timeout", "5s"});
+  ASSERT_TRUE(Exits(add, 0));
+  EXPECT_NE(add.out.find("added allocation queue slurm"), std::string::npos) << add.out;
+  EXPECT_TRUE(AllocJobsInSqueue().empty());  // nothing waits: nothing asked for
+  // when 200 short tasks are submitted,
+  std::vector<nlohmann::json> expected;
+  const std::string job = SubmitShell(200, 0.05, expected);
+  // then allocations appear in Slurm's queue and their two workers register,
+  EXPECT_TRUE(WaitUntil([] { return !AllocJobsInSqueue().empty(); }, seconds(30)))
+      << "no allocation appeared in squeue";
+  ASSERT_TRUE(WaitWorkers(2, seconds(60))) << Status().dump();
+  for (const auto& w : Status()["workers"]) {
+    EXPECT_TRUE(w["allocation"].is_string()) << w.dump();
+    EXPECT_GT(w["ends_in"].get<double>(), 0) << w.dump();
+  }
+  // every task ends ok exactly once,
+  RunResult gather = broker_.Run({"gather", "--json", job}, "", seconds(120));
+  EXPECT_TRUE(Exits(gather, 0));
+  CheckReport report = CheckResults(job, expected, gather.out);
+  EXPECT_TRUE(report.ok()) << report.Describe();
+  // the workers go idle and leave, the allocations end and leave Slurm's queue,
+  EXPECT_TRUE(WaitWorkers(0, seconds(60))) << Status().dump();
+  EXPECT_TRUE(WaitUntil([] { return AllocJobsInSqueue().empty(); }, seconds(60)));
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        const nlohmann::json q = AllocQueue(broker_);
+        if (!q.is_object() || q["allocations"].empty()) return false;
+        for (const auto& a : q["allocations"]) {
+          if (a["state"] != "ended") return false;
+        }
+        return true;
+      },
+      seconds(30)))
+      << AllocQueue(broker_).dump();
+  // and `orq alloc info` shows their history: each submitted, started and ended, with a worker.
+  const nlohmann::json q = AllocQueue(broker_);
+  EXPECT_GE(q["allocations"].size(), 2u);
+  EXPECT_LE(q["submits"].get<int>(), 4) << q.dump();  // no runaway: about one per worker
+  for (const auto& a : q["allocations"]) {
+    EXPECT_TRUE(a["started"].is_number()) << a.dump();
+    EXPECT_TRUE(a["ended"].is_number()) << a.dump();
+  }
+  RunResult info = broker_.Run({"alloc", "info", "slurm"});
+  EXPECT_TRUE(Exits(info, 0));
+  EXPECT_NE(info.out.find("ended"), std::string::npos) << info.out;
+  EXPECT_EQ(Status()["counters"]["workers_lost"], 0);
+  // Nothing of the allocations is left running: only the broker has this home.
+  const int64_t broker_pid = Status()["broker"]["pid"];
+  EXPECT_TRUE(WaitUntil(
+      [&] { return broker_.Processes() == std::vector<pid_t>{static_cast<pid_t>(broker_pid)}; },
+      seconds(30)));
+}
+
+TEST_F(SlurmTest, AnAllocationCancelledMidJobHasItsTasksRunElsewhere) {
+  // Given an allocation queue of two workers running a job,
+  ASSERT_TRUE(Exits(broker_.Run({"alloc", "add", "slurm", "--time-limit", "5m", "--max-workers",
+                                 "2", "--idle-timeout", "10s"}),
+                    0));
+  std::vector<nlohmann::json> expected;
+  const std::string job = SubmitShell(60, 0.3, expected);
+  ASSERT_TRUE(WaitWorkers(2, seconds(60))) << Status().dump();
+  ASSERT_TRUE(WaitDone(10, seconds(60)));
+  // when one allocation is cancelled with scancel mid-job,
+  const std::string cancelled = AllocQueue(broker_)["allocations"][0]["id"];
+  Command({"scancel", cancelled});
+  // then the broker notices it ended, its tasks run elsewhere, and each ends ok exactly once.
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        const nlohmann::json q = AllocQueue(broker_);
+        for (const auto& a : q["allocations"]) {
+          if (a["id"] == cancelled) return a["state"] == "ended";
+        }
+        return false;
+      },
+      seconds(30)))
+      << AllocQueue(broker_).dump();
+  RunResult gather = broker_.Run({"gather", "--json", job}, "", seconds(120));
+  EXPECT_TRUE(Exits(gather, 0));
+  CheckReport report = CheckResults(job, expected, gather.out);
+  EXPECT_TRUE(report.ok()) << report.Describe();
+}
+
+TEST_F(SlurmTest, ARefusedSubmitPausesTheQueueWithSlurmsWords) {
+  // Given an allocation queue on a partition Slurm does not have,
+  ASSERT_TRUE(
+      Exits(broker_.Run({"alloc", "add", "slurm", "--time-limit", "2m", "--", "-p", "nope"}), 0));
+  // when a task waits,
+  std::vector<nlohmann::json> expected;
+  SubmitShell(1, 0, expected);
+  // then after three refused submissions the queue pauses itself, saying what Slurm said,
+  EXPECT_TRUE(WaitUntil([&] { return AllocQueue(broker_)["paused"] == true; }, seconds(60)))
+      << AllocQueue(broker_).dump();
+  const nlohmann::json q = AllocQueue(broker_);
+  EXPECT_EQ(q["failures"], 3);
+  EXPECT_NE(q["pause_reason"].get<std::string>().find("nvalid partition"), std::string::npos)
+      << q.dump();
+  // which `orq status` shows too; and nothing was submitted.
+  RunResult status = broker_.Run({"status"});
+  EXPECT_NE(status.out.find("paused after 3 failed submissions"), std::string::npos) << status.out;
+  EXPECT_TRUE(AllocJobsInSqueue().empty());
+  // The dry run says so before anything is added.
+  RunResult dry =
+      broker_.Run({"alloc", "dry-run", "slurm", "--time-limit", "2m", "--", "-p", "nope"});
+  EXPECT_TRUE(Exits(dry, 2));
+  EXPECT_NE(dry.out.find("#SBATCH --time=0:02:00"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.err.find("sbatch --test-only refused it"), std::string::npos) << dry.err;
 }
 
 }  // namespace

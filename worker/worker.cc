@@ -97,6 +97,9 @@ class WorkerShell {
     o.resources = c.resources;
     o.queues = c.queues;
     o.heartbeat_interval = c.heartbeat;
+    o.idle_timeout = c.idle_timeout;
+    if (c.lifetime.count() > 0) o.ends_at = Clock::now() + c.lifetime;
+    o.allocation = c.allocation;
     return o;
   }
 
@@ -159,7 +162,7 @@ class WorkerShell {
   }
 
   void OnDone(TaskOutcome outcome) {
-    core_.OnDone(std::move(outcome));
+    core_.OnDone(std::move(outcome), Clock::now());
     if (flush_posted_) return;
     flush_posted_ = true;
     // Completions that land in the same loop turn leave in one message.
@@ -172,6 +175,7 @@ class WorkerShell {
   }
 
   void Apply(WorkerActions& actions) {
+    if (!actions.leaving.empty()) Log(actions.leaving);
     if (!actions.refused.empty()) {
       Log(actions.refused + "; exiting");
       exit_code_ = ExitCode::kRefused;

@@ -25,6 +25,9 @@ struct WorkerConfig {
   std::vector<std::string> queues;      // --queues a,b; empty: every queue
   bool supervised = false;
   std::chrono::milliseconds heartbeat{1000};
+  std::chrono::milliseconds idle_timeout{0};  // leave after this long with no task; 0: never
+  std::chrono::milliseconds lifetime{0};      // leave this long after starting; 0: never
+  std::string allocation;                     // "QUEUE/JOBID": started by an allocation
 };
 
 inline constexpr int kDefaultAsyncSlots = 16384;

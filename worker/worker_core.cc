@@ -9,17 +9,22 @@ namespace orq {
 
 WorkerCore::WorkerCore(WorkerOptions options) : options_(options) {}
 
-ReadyMessage WorkerCore::Ready() const {
+ReadyMessage WorkerCore::Ready(SteadyTime now) const {
   ReadyMessage ready{options_.pid,  options_.threads,   options_.slots, {},
                      options_.host, options_.resources, options_.queues};
   for (const auto& [id, attempt] : running_) ready.running.push_back({id, attempt});
+  ready.allocation = options_.allocation;
+  if (options_.ends_at != SteadyTime::max())
+    ready.lifetime_ms = static_cast<uint64_t>(std::max<int64_t>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(options_.ends_at - now).count()));
   return ready;
 }
 
 void WorkerCore::Connected(SteadyTime now, WorkerActions& actions) {
   last_heard_ = std::max(last_heard_, now);  // keeps a reconnect backoff in force
   next_heartbeat_ = now + options_.heartbeat_interval;
-  actions.send.push_back(Ready());
+  if (idle_since_ == SteadyTime{}) idle_since_ = now;
+  actions.send.push_back(Ready(now));
 }
 
 void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actions) {
@@ -33,6 +38,7 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
           for (Assignment& a : m.tasks) {
             if (running_.emplace(a.id, a.attempt).second) actions.start.push_back(std::move(a));
           }
+          idle_since_ = now;
         } else if constexpr (std::is_same_v<T, CancelTasksMessage>) {
           for (TaskId id : m.ids) {
             if (running_.count(id)) actions.cancel.push_back(id);
@@ -50,7 +56,7 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
             if (running_.count(id)) actions.watch.push_back(id);
           }
         } else if constexpr (std::is_same_v<T, ReregisterMessage>) {
-          actions.send.push_back(Ready());
+          actions.send.push_back(Ready(now));
         } else if constexpr (std::is_same_v<T, BrokerHeartbeatMessage>) {
           // last_heard_ is all it is for
         } else if constexpr (std::is_same_v<T, ErrorReply>) {
@@ -66,8 +72,9 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
       message);
 }
 
-void WorkerCore::OnDone(TaskOutcome outcome) {
+void WorkerCore::OnDone(TaskOutcome outcome, SteadyTime now) {
   running_.erase(outcome.id);
+  if (running_.empty()) idle_since_ = now;
   pending_.push_back(std::move(outcome));
 }
 
@@ -96,6 +103,20 @@ void WorkerCore::Tick(SteadyTime now, WorkerActions& actions) {
     actions.exit = true;  // the grace is over: what still runs is killed, the broker requeues it
     return;
   }
+  if (now >= options_.ends_at) {
+    Flush(actions);
+    actions.exit = true;  // what still runs goes back to the broker with our goodbye
+    actions.leaving = "its time is up (--lifetime): leaving, handing back " +
+                      std::to_string(running_.size()) + " running tasks";
+    return;
+  }
+  if (options_.idle_timeout.count() > 0 && running_.empty() && pending_.empty() && !stopping_ &&
+      idle_since_ != SteadyTime{} && now - idle_since_ >= options_.idle_timeout) {
+    actions.exit = true;
+    actions.leaving = "no task for " + std::to_string(options_.idle_timeout.count() / 1000) +
+                      " s (--idle-timeout): leaving";
+    return;
+  }
   if (now - last_heard_ > options_.heartbeat_interval * options_.liveness) {
     // The broker is silent (or we were paused): connect again and register with the leases we
     // hold; the broker keeps those nobody else took. Next try after the backoff.
@@ -110,7 +131,10 @@ void WorkerCore::Tick(SteadyTime now, WorkerActions& actions) {
 }
 
 SteadyTime WorkerCore::NextWakeup() const {
-  return std::min({next_heartbeat_, stop_deadline_,
+  SteadyTime idle_end = SteadyTime::max();
+  if (options_.idle_timeout.count() > 0 && running_.empty() && idle_since_ != SteadyTime{})
+    idle_end = idle_since_ + options_.idle_timeout;
+  return std::min({next_heartbeat_, stop_deadline_, options_.ends_at, idle_end,
                    last_heard_ + options_.heartbeat_interval * options_.liveness +
                        std::chrono::milliseconds(1)});
 }

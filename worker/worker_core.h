@@ -22,6 +22,13 @@ struct WorkerOptions {
   std::vector<std::string> queues;      // the queues it serves; empty: every queue
   std::chrono::milliseconds heartbeat_interval = kHeartbeatInterval;
   int liveness = kHeartbeatLiveness;
+  // Leaves (says goodbye and exits) after this long with no task; zero: never (orq alloc's
+  // workers: --idle-timeout).
+  std::chrono::milliseconds idle_timeout{0};
+  // Leaves at this time, handing back what still runs (an allocation's time limit, less a
+  // margin: --lifetime); the broker gives it no task whose time request ends later.
+  SteadyTime ends_at = SteadyTime::max();
+  std::string allocation;  // "QUEUE/JOBID" when an allocation started it (--allocation)
 };
 
 struct WorkerActions {
@@ -33,6 +40,7 @@ struct WorkerActions {
   std::vector<ReadOutputMessage> read_output;  // send these pieces of spill files (orq logs)
   bool reconnect = false;  // close the socket, open a new one, then call Connected()
   bool exit = false;       // kill what still runs, say goodbye, exit
+  std::string leaving;     // why it leaves of its own accord (idle, out of time), for the log
   std::string refused;     // the broker refused this worker, saying this (then exit is set)
 };
 
@@ -44,7 +52,7 @@ class WorkerCore {
   void Connected(SteadyTime now, WorkerActions& actions);
   void OnMessage(Message message, SteadyTime now, WorkerActions& actions);
   // A task finished (any status): its outcome waits for Flush().
-  void OnDone(TaskOutcome outcome);
+  void OnDone(TaskOutcome outcome, SteadyTime now);
   // Sends the waiting outcomes, in as few messages as the size limit allows.
   void Flush(WorkerActions& actions);
   void Tick(SteadyTime now, WorkerActions& actions);
@@ -56,7 +64,7 @@ class WorkerCore {
 
  private:
   WorkerOptions options_;
-  ReadyMessage Ready() const;
+  ReadyMessage Ready(SteadyTime now) const;
 
   std::unordered_map<TaskId, uint32_t, TaskIdHash> running_;  // leased to us, not yet reported:
                                                               // task -> attempt
@@ -67,6 +75,7 @@ class WorkerCore {
   uint64_t unexpected_ = 0;  // messages a broker should not send to a worker
   bool stopping_ = false;    // told to stop: no new tasks; exit once idle or at stop_deadline_
   SteadyTime stop_deadline_ = SteadyTime::max();
+  SteadyTime idle_since_{};  // when it last held no task (a start counts); see idle_timeout
 };
 
 }  // namespace orq

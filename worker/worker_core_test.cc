@@ -52,8 +52,8 @@ TEST_F(WorkerCoreTest, OutcomesLeaveTogetherOnFlush) {
   TaskOutcome o0, o1;
   o0.id = {1, 0};
   o1.id = {1, 1};
-  core_.OnDone(o0);
-  core_.OnDone(o1);
+  core_.OnDone(o0, SteadyTime{});
+  core_.OnDone(o1, SteadyTime{});
   a = {};
   core_.Flush(a);
   ASSERT_EQ(a.send.size(), 1u);
@@ -71,7 +71,7 @@ TEST_F(WorkerCoreTest, ResultsLeaveInBatchesATcpListenerTakes) {
     TaskOutcome o;
     o.id = {1, i};
     o.shell = ShellOutput{0, std::string(kMaxOutputBytes, 'o'), std::string(kMaxOutputBytes, 'e')};
-    core_.OnDone(o);
+    core_.OnDone(o, SteadyTime{});
   }
   a = {};
   core_.Flush(a);
@@ -192,7 +192,7 @@ TEST_F(WorkerCoreTest, StopLetsRunningTasksFinishThenExits) {
   EXPECT_TRUE(a.start.empty());  // no new work while stopping
   TaskOutcome o;
   o.id = {1, 0};
-  core_.OnDone(o);
+  core_.OnDone(o, SteadyTime{});
   core_.Flush(a);
   EXPECT_EQ(a.send.size(), 1u);
   EXPECT_TRUE(a.exit);
@@ -217,6 +217,66 @@ TEST_F(WorkerCoreTest, StopMeansExit) {
   a = {};
   core_.OnMessage(SubmittedReply{}, now_, a);
   EXPECT_EQ(core_.unexpected(), 1u);
+}
+
+TEST(WorkerCoreLeaving, AnIdleWorkerLeavesAfterItsIdleTimeoutNotWhileBusy) {
+  // Given a worker with an idle timeout of 5 s, that had a task for 10 s,
+  WorkerOptions o;
+  o.slots = {10, 2, 2};
+  o.idle_timeout = milliseconds(5000);
+  WorkerCore core(o);
+  SteadyTime now{std::chrono::seconds(100)};
+  WorkerActions a;
+  core.Connected(now, a);
+  a = {};
+  Assignment task;
+  task.id = {1, 0};
+  task.attempt = 1;
+  core.OnMessage(TasksMessage{{task}}, now, a);
+  // then it stays while the task runs, however long,
+  a = {};
+  core.Tick(now + milliseconds(10000), a);
+  EXPECT_FALSE(a.exit);
+  // and leaves 5 s after its task ended, not before.
+  TaskOutcome done;
+  done.id = task.id;
+  done.attempt = 1;
+  core.OnDone(done, now + milliseconds(10000));
+  a = {};
+  core.Flush(a);
+  core.Tick(now + milliseconds(14000), a);
+  EXPECT_FALSE(a.exit);
+  EXPECT_LE(core.NextWakeup(), now + milliseconds(15000));
+  a = {};
+  core.Tick(now + milliseconds(15000), a);
+  EXPECT_TRUE(a.exit);
+  EXPECT_NE(a.leaving.find("--idle-timeout"), std::string::npos);
+}
+
+TEST(WorkerCoreLeaving, AWorkerLeavesAtItsEndAndSaysHowLongItHasWhenItRegisters) {
+  // Given a worker that ends at 100 s, registering at 40 s,
+  WorkerOptions o;
+  o.slots = {10, 2, 2};
+  o.ends_at = SteadyTime{std::chrono::seconds(100)};
+  o.allocation = "q/41";
+  WorkerCore core(o);
+  WorkerActions a;
+  core.Connected(SteadyTime{std::chrono::seconds(40)}, a);
+  // then it says it has 60 s left, and which allocation it belongs to;
+  const auto& ready = std::get<ReadyMessage>(a.send.at(0));
+  EXPECT_EQ(ready.lifetime_ms, 60000u);
+  EXPECT_EQ(ready.allocation, "q/41");
+  // and at 100 s it leaves, running task or not (the broker requeues what it held).
+  a = {};
+  Assignment task;
+  task.id = {1, 0};
+  task.attempt = 1;
+  core.OnMessage(TasksMessage{{task}}, SteadyTime{std::chrono::seconds(50)}, a);
+  a = {};
+  EXPECT_LE(core.NextWakeup(), SteadyTime{std::chrono::seconds(100)});
+  core.Tick(SteadyTime{std::chrono::seconds(100)}, a);
+  EXPECT_TRUE(a.exit);
+  EXPECT_NE(a.leaving.find("handing back 1 running task"), std::string::npos);
 }
 
 }  // namespace
