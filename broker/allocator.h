@@ -20,6 +20,12 @@
 
 namespace orq {
 
+// How often the policy looks at the demand (a scan of at most kAllocDemandBudget queued tasks per
+// queue), and how soon after a submit.
+inline constexpr std::chrono::milliseconds kAllocStep{500};
+inline constexpr std::chrono::milliseconds kAllocHurry{20};
+inline constexpr uint64_t kAllocDemandBudget = 16384;
+
 class Allocator {
  public:
   // `journal`: where the queues are kept (null: in memory only). Starts the backend's thread.
@@ -39,6 +45,11 @@ class Allocator {
   // every kAllocStep (at once after an answer, or with `plan_now`): asks the core for each
   // queue's demand, hands the backend what to do.
   void Step(BrokerCore& core, SteadyTime now, double wall, bool plan_now = false);
+  // Tasks were submitted: plan within kAllocHurry rather than at the next kAllocStep (a burst of
+  // submits still makes one plan).
+  void Hurry(SteadyTime now) {
+    if (!policy_.empty()) next_plan_ = std::min(next_plan_, now + kAllocHurry);
+  }
   // When Step() should next run; max without queues.
   SteadyTime NextWakeup() const { return policy_.empty() ? SteadyTime::max() : next_plan_; }
   // Every queue, for orq status.
@@ -71,10 +82,5 @@ class Allocator {
   bool stopping_ = false;       // guarded by mutex_
   std::thread thread_;          // last: started once the rest is made
 };
-
-// How often the policy looks at the demand (a scan of at most kAllocDemandBudget queued tasks per
-// queue).
-inline constexpr std::chrono::milliseconds kAllocStep{500};
-inline constexpr uint64_t kAllocDemandBudget = 16384;
 
 }  // namespace orq

@@ -333,6 +333,7 @@ class BrokerShell {
     parts.job.Add(std::exchange(request.tasks, {}));
     core_.HandleSubmit(from, request, std::move(parts.job), now);
     core_.DrainOutbox(out_);
+    allocator_.Hurry(now);  // waiting tasks may want an allocation
   }
 
   // orq scale: start workers up to `target`, or retire the newest extra ones (they finish their
