@@ -137,8 +137,10 @@ std::vector<AllocAction> AllocPolicy::Plan(
   for (auto& [name, q] : queues_) {
     AllocQueueInfo& info = q.info;
     const AllocQueueSpec& spec = info.spec;
-    // Each allocation's workers, and what the queue's workers offer.
-    uint32_t registered = 0, coming = 0, queued = 0;
+    // Each allocation's workers, and what the queue's workers offer. An allocation not ended may
+    // bring all of its workers: those not registered (yet, or again after our restart) count as
+    // coming until the batch system says it ended.
+    uint32_t capacity = 0, coming = 0, queued = 0;
     bool any_active = false;
     for (AllocationInfo& a : info.allocations) {
       if (!Active(a)) continue;
@@ -159,10 +161,9 @@ std::vector<AllocAction> AllocPolicy::Plan(
         }
         Changed(q);
       }
-      registered += count;
+      capacity += spec.workers_per_alloc;
+      coming += spec.workers_per_alloc - std::min(count, spec.workers_per_alloc);
       if (a.state == AllocState::kQueued) ++queued;
-      // Until its first worker registers, an allocation brings all of its workers.
-      if (a.state == AllocState::kQueued || a.workers_seen == 0) coming += spec.workers_per_alloc;
     }
     if (!q.polling && (!q.polled || (any_active && now >= q.next_poll))) {
       q.polling = true;
@@ -179,7 +180,7 @@ std::vector<AllocAction> AllocPolicy::Plan(
       }
     }
     if (needed <= coming || queued >= spec.backlog ||
-        registered + coming + spec.workers_per_alloc > spec.max_workers)
+        capacity + spec.workers_per_alloc > spec.max_workers)
       continue;
     q.submitting = true;
     actions.push_back({AllocAction::Kind::kSubmit, name, ""});

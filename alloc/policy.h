@@ -6,9 +6,10 @@
 // clock, so tests drive it against a fake backend with a fake clock (alloc/policy_test.cc).
 //
 // The rule: a queue asks for one more allocation when the tasks waiting need more workers than
-// those already coming (allocations queued, or started with no worker registered yet), while
-// fewer than `backlog` of its allocations wait in the batch system's queue and another allocation
-// keeps it within `max_workers`. One submit at a time per queue. Workers leave by themselves when
+// those that may still come (the workers of its allocations not ended that are not registered:
+// queued, starting, or not yet back after our restart), while fewer than `backlog` of its
+// allocations wait in the batch system's queue and one more (all its workers) keeps it within
+// `max_workers`. One submit at a time per queue. Workers leave by themselves when
 // idle or near their time limit; an allocation is over when the batch system no longer runs it.
 #pragma once
 

@@ -244,6 +244,32 @@ TEST_F(AllocPolicyTest, ARestartCountsItsAllocationsFromSlurmAndSubmitsNoDuplica
   EXPECT_EQ(backend_.size(), 2u);
 }
 
+TEST_F(AllocPolicyTest, ARunningAllocationsWorkersCountBeforeTheyComeBackAfterARestart) {
+  // Given a queue of one worker whose allocation runs, its worker registered,
+  AllocQueueSpec spec = Spec();
+  spec.max_workers = 1;
+  ASSERT_TRUE(policy_.Add(spec, "/q.access"));
+  Step(100);
+  backend_.Start("100");
+  workers_["q/100"] = {1, AllocPolicy::DefaultSlots()};
+  Advance(seconds(3));
+  Step(100);
+  ASSERT_EQ(Info().allocations.at(0).workers_seen, 1u);
+  // when the broker restarts and the worker has not reconnected yet, while tasks wait,
+  AllocPolicy restarted;
+  restarted.Restore({Info()});
+  policy_ = std::move(restarted);
+  workers_.clear();
+  for (int i = 0; i < 6; ++i, Advance(milliseconds(500))) Step(100);
+  // then its worker still counts: nothing more is asked for, until Slurm says it ended.
+  EXPECT_EQ(submits_, 1);
+  backend_.Gone("100");
+  Advance(seconds(3));
+  Step(100);
+  Step(100);
+  EXPECT_EQ(submits_, 2);
+}
+
 TEST_F(AllocPolicyTest, PauseStopsSubmittingAndRemoveCancelsUnlessKept) {
   // Given two queues with an allocation each,
   ASSERT_TRUE(policy_.Add(Spec("a"), "/a.access"));

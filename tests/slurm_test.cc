@@ -220,7 +220,8 @@ TEST_F(SlurmTest, AllocationsComeForWaitingTasksAndGoWhenTheWorkIsDone) {
   EXPECT_TRUE(WaitUntil([] { return !AllocJobsInSqueue().empty(); }, seconds(30)))
       << "no allocation appeared in squeue";
   ASSERT_TRUE(WaitWorkers(2, seconds(60))) << Status().dump();
-  for (const auto& w : Status()["workers"]) {
+  const nlohmann::json status = Status();  // (kept: a loop over a temporary's member dangles)
+  for (const auto& w : status["workers"]) {
     EXPECT_TRUE(w["allocation"].is_string()) << w.dump();
     EXPECT_GT(w["ends_in"].get<double>(), 0) << w.dump();
   }
