@@ -12,7 +12,7 @@ namespace {
 
 using std::chrono::seconds;
 
-TaskSpec Shell(double time_request = 0, std::string queue = "",
+TaskSpec Shell(uint32_t time_request = 0, std::string queue = "",
                std::vector<ResourceNeed> resources = {}) {
   TaskSpec spec;
   spec.body = ShellTask{{"true"}};

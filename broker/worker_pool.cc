@@ -79,9 +79,7 @@ bool WorkerPool::Serves(const Worker& w, const std::string& queue) {
 
 bool WorkerPool::HasTimeFor(const Worker& w, const TaskSpec& spec, SteadyTime now) {
   if (!spec.needs || spec.needs->time_request <= 0 || w.ends_at == SteadyTime::max()) return true;
-  return now + std::chrono::duration_cast<SteadyTime::duration>(
-                   std::chrono::duration<double>(spec.needs->time_request)) <=
-         w.ends_at;
+  return now + std::chrono::seconds(spec.needs->time_request) <= w.ends_at;
 }
 
 bool WorkerPool::Fits(const Worker& w, const TaskSpec& spec, uint32_t cpus, SteadyTime now) {
@@ -183,7 +181,7 @@ Reason WorkerPool::NoWorkerReason(const TaskSpec& spec, SteadyTime now) const {
   if (n.time_request > 0 && std::none_of(workers_.begin(), workers_.end(), [&](const auto& w) {
         return Serves(w.second, n.queue) && HasTimeFor(w.second, spec, now);
       }))
-    return {.kind = Reason::Kind::kNoTimeLeft, .seconds = n.time_request};
+    return {.kind = Reason::Kind::kNoTimeLeft, .seconds = static_cast<double>(n.time_request)};
   return {.kind = Reason::Kind::kNoWorkerOffers, .name = Wants(spec)};
 }
 

@@ -382,7 +382,12 @@ std::shared_ptr<const Needs> OptionNeeds(const JobInput& in) {
     needs.locks.push_back(
         {l.substr(0, colon), mode == "read" ? LockMode::kRead : LockMode::kWrite});
   }
-  if (in.time_request) needs.time_request = static_cast<double>(*in.time_request);
+  if (in.time_request) {
+    if (*in.time_request < 1 || *in.time_request > kMaxTimeRequest)
+      throw UsageError("--time-request must be from 1 s to a year, not " +
+                       std::to_string(*in.time_request) + " s");
+    needs.time_request = static_cast<uint32_t>(*in.time_request);
+  }
   if (needs == Needs{}) return nullptr;
   return MakeNeeds(std::move(needs));
 }

@@ -201,7 +201,7 @@ void Put(Writer& w, const std::shared_ptr<const Needs>& p) {
     w.Str(l.name);
     w.U64(static_cast<uint8_t>(l.mode));
   }
-  w.F64(n.time_request);
+  w.U64(n.time_request);
 }
 void Get(Reader& r, std::shared_ptr<const Needs>& p) {
   if (!r.Bool()) return p.reset();
@@ -228,7 +228,7 @@ void Get(Reader& r, std::shared_ptr<const Needs>& p) {
     if (mode > static_cast<uint8_t>(LockMode::kWrite)) return void(r.Fail());
     l.mode = static_cast<LockMode>(mode);
   }
-  n->time_request = r.F64();
+  n->time_request = r.U32();
   p = std::move(n);
 }
 

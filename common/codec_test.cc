@@ -55,6 +55,7 @@ std::vector<Message> OneOfEach() {
   echo.needs = MakeNeeds(Needs{"load",
                                {{0, 2, false, false}, {7, 0, true, true}},
                                4,
+                               3600,
                                {{"gpu", 2}, {"license", 1}},
                                "fast",
                                {"api", "download"},

@@ -317,10 +317,14 @@ FieldError ParseNeeds(const json& obj, TaskSpec& spec, std::vector<NamedDependen
   }
   if (auto error = StringList(obj, "limits", needs.limits)) return error;
   any_field = any_field || !needs.limits.empty();
-  if (obj.contains("time_request")) {
-    if (auto error =
-            ReadNumber(obj, {.name = "time_request", .allow_zero = false}, needs.time_request))
+  if (obj.contains("time_request")) {  // seconds, whole ones kept (a fraction rounds up)
+    double seconds = 0;
+    if (auto error = ReadNumber(obj, {.name = "time_request", .allow_zero = false}, seconds))
       return error;
+    if (seconds > kMaxTimeRequest)
+      return "field 'time_request' must be at most " + std::to_string(kMaxTimeRequest) +
+             " seconds (a year), not " + json(seconds).dump();
+    needs.time_request = static_cast<uint32_t>(std::ceil(seconds));
     any_field = true;
   }
   if (auto it = obj.find("locks"); it != obj.end()) {
@@ -394,9 +398,9 @@ FieldError ValidateNeeds(const Needs& n) {
     if (i > 0 && n.locks[i - 1].name >= n.locks[i].name)
       return "field 'locks' names " + Quote(n.locks[i].name) + " twice (or out of order)";
   }
-  if (!std::isfinite(n.time_request) || n.time_request < 0 || n.time_request > 366 * 86400.0)
-    return std::string("field 'time_request' must be from 0 to a year of seconds, not ") +
-           json(n.time_request).dump();
+  if (n.time_request > kMaxTimeRequest)
+    return "field 'time_request' must be at most " + std::to_string(kMaxTimeRequest) +
+           " seconds (a year), not " + std::to_string(n.time_request);
   constexpr size_t kMaxGates = 64;  // limits, locks and resources of one task
   if (n.limits.size() + n.locks.size() + n.resources.size() > kMaxGates)
     return "a task may take at most " + std::to_string(kMaxGates) +

@@ -163,18 +163,22 @@ struct ResourceNeed {
 // Everything but the kind's own fields that decides when and where a task may start. Few tasks
 // have any, so a spec holds it out of line (null: none): every spec stays small.
 struct Needs {
-  std::string name;                     // its name in its task file, for people; unique in its job
-  std::vector<Dependency> after;        // all must have ended (ok, unless `any`) before it starts
-  uint32_t cpus = 0;                    // of its worker's cpus; 0: the kind's default (DefaultCpus)
+  std::string name;               // its name in its task file, for people; unique in its job
+  std::vector<Dependency> after;  // all must have ended (ok, unless `any`) before it starts
+  uint32_t cpus = 0;              // of its worker's cpus; 0: the kind's default (DefaultCpus)
+  // Whole seconds the task needs to run: a worker that has less time left (its allocation ends
+  // sooner) is not given it. 0: no need said. (Beside cpus, in what was padding: a job's tasks
+  // with needs keep them in memory.)
+  uint32_t time_request = 0;
   std::vector<ResourceNeed> resources;  // other than cpus; sorted by name, each once
   std::string queue;                    // empty: the default queue
   std::vector<std::string> limits;      // semaphores (orq limit set) it takes; sorted, each once
   std::vector<LockNeed> locks;          // sorted by name, each once
-  // Seconds the task needs to run: a worker that has less time left (its allocation ends sooner)
-  // is not given it. 0: no need said.
-  double time_request = 0;
   friend bool operator==(const Needs&, const Needs&) = default;
 };
+
+// The longest time request a task may make, in seconds (a year).
+inline constexpr uint32_t kMaxTimeRequest = 366 * 86400;
 
 // Names of queues, limits, locks, resources and tasks: letters, digits, '_', '-', '.'; at most
 // 64 characters. Returns the sentence when `name` is not one.
