@@ -188,10 +188,10 @@ std::vector<AllocAction> AllocPolicy::Plan(
   return actions;
 }
 
-void AllocPolicy::Submitted(const std::string& queue, const Expected<std::string>& id,
+bool AllocPolicy::Submitted(const std::string& queue, const Expected<std::string>& id,
                             SteadyTime now, double wall) {
   Queue* q = Find(queue);
-  if (!q) return;  // removed meanwhile: its allocation, if any, is found by no one (rm cancels)
+  if (!q) return false;  // removed meanwhile (orq alloc rm): its new allocation is nobody's
   q->submitting = false;
   AllocQueueInfo& info = q->info;
   if (id) {
@@ -215,6 +215,7 @@ void AllocPolicy::Submitted(const std::string& queue, const Expected<std::string
     }
   }
   Changed(*q);
+  return true;
 }
 
 std::vector<std::string> AllocPolicy::Observed(const std::string& queue,

@@ -87,8 +87,9 @@ class AllocPolicy {
   std::vector<AllocAction> Plan(
       const std::map<std::string, std::array<uint64_t, kTaskClassCount>>& demand,
       const std::map<std::string, AllocWorkerCount>& workers, SteadyTime now, double wall);
-  // The answer to a kSubmit: the new allocation's id, or the batch system's refusal.
-  void Submitted(const std::string& queue, const Expected<std::string>& id, SteadyTime now,
+  // The answer to a kSubmit: the new allocation's id, or the batch system's refusal. False when
+  // the queue was removed meanwhile: the caller cancels the allocation, which is nobody's.
+  bool Submitted(const std::string& queue, const Expected<std::string>& id, SteadyTime now,
                  double wall);
   // The answer to a kPoll: every allocation of the queue the batch system lists. Those it does
   // not list are over. Returns the allocations that ended now, as "QUEUE/JOBID" (their workers

@@ -288,6 +288,8 @@ TEST_F(AllocPolicyTest, PauseStopsSubmittingAndRemoveCancelsUnlessKept) {
   ASSERT_TRUE(cancels);
   ASSERT_EQ(cancels->size(), 1u);
   EXPECT_EQ(cancels->front().id, "100");
+  // (A submit answered after its queue was removed is nobody's: the caller cancels it.)
+  EXPECT_FALSE(policy_.Submitted("a", std::string("999"), now_, wall_));
   auto kept = policy_.Remove("b", true);
   ASSERT_TRUE(kept);
   EXPECT_TRUE(kept->empty());

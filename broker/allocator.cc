@@ -117,14 +117,13 @@ Message Allocator::Handle(const AllocRequest& request) {
 }
 
 void Allocator::Step(BrokerCore& core, SteadyTime now, double wall, bool plan_now) {
+  // The wake-up first, then the answers: one that comes in between wakes the loop again.
+  uint64_t count = 0;
+  [[maybe_unused]] auto read = ::read(wake_fd_, &count, sizeof count);
   std::deque<Answer> answers;
   {
     std::lock_guard lock(mutex_);
     answers.swap(answers_);
-  }
-  if (!answers.empty()) {
-    uint64_t count = 0;
-    [[maybe_unused]] auto read = ::read(wake_fd_, &count, sizeof count);
   }
   const bool answered = !answers.empty() || plan_now;
   for (Answer& answer : answers) {
@@ -136,7 +135,14 @@ void Allocator::Step(BrokerCore& core, SteadyTime now, double wall, bool plan_no
                 Log("allocation queue " + queue + ": submitted allocation " + *id);
               else
                 Log("allocation queue " + queue + ": the submit failed: " + id.error().sentence);
-              policy_.Submitted(queue, id, now, wall);
+              if (!policy_.Submitted(queue, id, now, wall) && id) {
+                Log("allocation queue " + queue + " was removed meanwhile: cancelling " + *id);
+                AllocQueueInfo gone;
+                gone.spec.name = queue;
+                std::lock_guard lock(mutex_);
+                calls_.push_back({{AllocAction::Kind::kCancel, queue, *id}, std::move(gone)});
+                ready_.notify_one();
+              }
             },
             [&](Expected<std::vector<BackendJob>>& jobs) {
               if (!jobs) return policy_.PollFailed(queue, jobs.error().sentence, now);

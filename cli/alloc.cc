@@ -36,7 +36,7 @@ struct AllocOptions {
   uint32_t max_workers = 4;
   uint32_t backlog = 1;
   uint64_t idle_timeout_s = 120;
-  std::string worker_args;  // as one string, split into words like a shell would not need to
+  std::string worker_args;  // as one string; Words() splits it (quotes group words)
   std::vector<std::string> queues, resources;
   std::vector<std::string> backend_args;
   bool json = false;
