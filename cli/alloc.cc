@@ -243,12 +243,16 @@ ExitCode Info(const std::string& name, bool json) {
       std::printf("  no allocations yet\n");
     else
       std::printf("  %-10s %-8s %-8s %-9s %-9s %-9s %s\n", "JOB", "STATE", "WORKERS", "SUBMITTED",
-                  "STARTED", "ENDED", "HOW");
+                  "STARTED", "ENDS", "HOW IT ENDED");
     for (const AllocationInfo& a : q.allocations) {
+      // When it ended; or, running, when its time limit ends it at the latest ("<" before).
+      std::string ends = Clock(a.ended);
+      if (a.state == AllocState::kRunning && a.started > 0)
+        ends = "<" + Clock(a.started + static_cast<double>(s.time_limit_s));
       std::printf("  %-10s %-8s %-8s %-9s %-9s %-9s %s\n", a.id.c_str(),
                   std::string(AllocStateName(a.state)).c_str(),
                   (std::to_string(a.workers) + "/" + std::to_string(a.workers_seen)).c_str(),
-                  Clock(a.submitted).c_str(), Clock(a.started).c_str(), Clock(a.ended).c_str(),
+                  Clock(a.submitted).c_str(), Clock(a.started).c_str(), ends.c_str(),
                   EscapeControls(a.end).c_str());
     }
   }
