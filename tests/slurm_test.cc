@@ -271,10 +271,17 @@ TEST_F(SlurmTest, AnAllocationCancelledMidJobHasItsTasksRunElsewhere) {
   std::vector<nlohmann::json> expected;
   const std::string job = SubmitShell(60, 0.3, expected);
   ASSERT_TRUE(WaitWorkers(2, seconds(60))) << Status().dump();
-  // (orq alloc info shows them running, each with the latest time it may end: "<HH:MM:SS".)
-  RunResult info = broker_.Run({"alloc", "info", "slurm"});
-  EXPECT_NE(info.out.find("running"), std::string::npos) << info.out;
-  EXPECT_NE(info.out.find(" <"), std::string::npos) << info.out;
+  // (orq alloc info shows them running, each with the latest time it may end: "<HH:MM:SS";
+  // the broker marks an allocation running at its next plan or poll, so wait for it.)
+  RunResult info;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        info = broker_.Run({"alloc", "info", "slurm"});
+        return info.out.find("running") != std::string::npos &&
+               info.out.find(" <") != std::string::npos;
+      },
+      seconds(30)))
+      << info.out;
   ASSERT_TRUE(WaitDone(10, seconds(60)));
   // when one allocation is cancelled with scancel mid-job,
   const std::string cancelled = AllocQueue(broker_)["allocations"][0]["id"];
