@@ -53,11 +53,11 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
     tasks_.Add(static_cast<uint32_t>(recovered.tasks.size()),
                recovered.tasks.empty() ? nullptr : &recovered.tasks.front().spec,
                std::move(context), submitted_at, std::move(recovered.key), recovered.job);
-    Job& job = tasks_.job(recovered.job);
+    JobRecord& job = tasks_.job(recovered.job);
     for (uint32_t i = 0; i < job.size; ++i) {
       const RecoveredTask& r = recovered.tasks[i];
       const TaskSpec& spec = r.spec;
-      Task& task = job.tasks[i];
+      TaskRecord& task = job.tasks[i];
       const TaskId id{recovered.job, i};
       task.attempt = r.attempts;
       task.failures = r.failures;
@@ -71,8 +71,8 @@ void BrokerCore::Restore(std::vector<RecoveredJob> jobs, SteadyTime now, double 
       }
       if (spec.needs && !spec.needs->after.empty() && task.attempt == 0 && r.retry_due == 0 &&
           !r.cancel_requested) {
-        tasks_.Move(task, Task::Waiting{});   // wired once every job is back: it may wait on
-        to_wire.push_back({id, spec.needs});  // a later one
+        tasks_.Move(task, TaskRecord::Waiting{});  // wired once every job is back: it may wait on
+        to_wire.push_back({id, spec.needs});       // a later one
         continue;
       }
       if (r.cancel_requested) {
@@ -269,7 +269,7 @@ uint64_t BrokerCore::AddJob(JobBuilder built, std::shared_ptr<const JobContext> 
   for (size_t c = 0; c < kTaskClassCount; ++c) ready_.ReserveDefault(c, built.per_class()[c]);
   const uint64_t number =
       tasks_.Add(built.size(), built.first(), std::move(context), now_, std::move(key));
-  Job& job = tasks_.job(number);
+  JobRecord& job = tasks_.job(number);
   store_.AddJob(number, job.size, built.TakeWindows(), *job.context, job.key);
   specs_.Put(number, 0, built.TakeFirstWindow());  // the first to be dispatched: no read back
   const auto& per_kind = built.per_kind();
@@ -291,7 +291,7 @@ uint64_t BrokerCore::AddJob(JobBuilder built, std::shared_ptr<const JobContext> 
     }
     const JobBuilder::Special& s = *special++;
     if (s.needs && !s.needs->after.empty()) {
-      tasks_.Move(job.tasks[i], Task::Waiting{});
+      tasks_.Move(job.tasks[i], TaskRecord::Waiting{});
       to_wire.push_back({i, s.needs.get()});
     } else if (s.delay > 0) {
       Delay({number, i}, job.tasks[i], now_ + Seconds(s.delay));
@@ -304,7 +304,7 @@ uint64_t BrokerCore::AddJob(JobBuilder built, std::shared_ptr<const JobContext> 
   return number;
 }
 
-void BrokerCore::Wire(TaskId id, Task& task, const Needs& needs) {
+void BrokerCore::Wire(TaskId id, TaskRecord& task, const Needs& needs) {
   // Precondition: task.state is kWaiting (and counted so). One more than the dependencies while
   // wiring, so that a dependency ending meanwhile cannot release it.
   uint32_t& pending = task.waiting().pending;
@@ -314,7 +314,7 @@ void BrokerCore::Wire(TaskId id, Task& task, const Needs& needs) {
     const uint64_t job_number = d.job == Dependency::kSameJob ? id.job : d.job;
     const Dependant me{id, d.any};
     if (d.whole_job) {
-      const Job* job = tasks_.FindJob(job_number);
+      const JobRecord* job = tasks_.FindJob(job_number);
       if (!job) continue;  // forgotten after it ended (see Restore)
       ++pending;
       if (job->unfinished > 0) {
@@ -326,7 +326,7 @@ void BrokerCore::Wire(TaskId id, Task& task, const Needs& needs) {
       continue;
     }
     const TaskId other{job_number, d.index};
-    const Task* dependency = tasks_.Find(other);
+    const TaskRecord* dependency = tasks_.Find(other);
     if (!dependency) continue;  // forgotten after it ended
     ++pending;
     if (dependency->state() != TaskState::kFinished) {
@@ -341,7 +341,7 @@ void BrokerCore::Wire(TaskId id, Task& task, const Needs& needs) {
   if (--pending == 0) Release(id, task);
 }
 
-void BrokerCore::Release(TaskId id, Task& task) {
+void BrokerCore::Release(TaskId id, TaskRecord& task) {
   const TaskSpec& spec = specs_.Peek(id);
   const SteadyTime due = tasks_.job(id.job).submitted_at + Seconds(spec.delay);
   if (spec.delay > 0 && due > now_) return Delay(id, task, due);
@@ -349,8 +349,8 @@ void BrokerCore::Release(TaskId id, Task& task) {
   Enqueue(id, spec);
 }
 
-std::pair<std::string, std::optional<TaskOutcome>> BrokerCore::JobEnded(uint64_t job_number,
-                                                                        const Job& job) const {
+std::pair<std::string, std::optional<TaskOutcome>> BrokerCore::JobEnded(
+    uint64_t job_number, const JobRecord& job) const {
   if (job.first_failed == UINT32_MAX) return {FormatJobId(job_number), std::nullopt};
   const TaskId first{job_number, job.first_failed};
   return {FormatJobId(job_number) + ": " + FormatTaskId(first), store_.Find(first)};
@@ -358,7 +358,7 @@ std::pair<std::string, std::optional<TaskOutcome>> BrokerCore::JobEnded(uint64_t
 
 void BrokerCore::DependencyEnded(const Dependant& dependant, const std::string& dependency,
                                  const TaskOutcome* outcome) {
-  Task* task = tasks_.Find(dependant.id);
+  TaskRecord* task = tasks_.Find(dependant.id);
   if (!task || task->state() != TaskState::kWaiting)
     return;  // it ended already (cancelled, failed)
   if (!outcome || dependant.any) {
@@ -382,7 +382,7 @@ void BrokerCore::NotifyDependants() {
           outcome && outcome->status != TaskStatus::kOk ? &*outcome : nullptr;
       for (const Dependant& d : list) DependencyEnded(d, name, failure);
     }
-    const Job* job = tasks_.FindJob(id.job);
+    const JobRecord* job = tasks_.FindJob(id.job);
     if (!job || job->unfinished > 0) continue;
     if (const std::vector<Dependant> list = graph_.TakeJobDependants(id.job); !list.empty()) {
       const auto [name, failure] = JobEnded(id.job, *job);
@@ -397,7 +397,7 @@ void BrokerCore::Retry(const std::string& from, const RetryRequest& request) {
     return Reply(from, Error{ErrorCode::kShuttingDown, "the broker is shutting down"});
   if (!journal_problem_.empty())
     return Reply(from, Error{ErrorCode::kDiskFull, "nothing was retried: " + journal_problem_});
-  const Job* job = tasks_.FindJob(request.job);
+  const JobRecord* job = tasks_.FindJob(request.job);
   if (!job)
     return Reply(from, Error{ErrorCode::kUnknownId, "unknown job " + FormatJobId(request.job)});
   auto built = RetryJob(request, *job, store_, specs_);
@@ -420,8 +420,8 @@ void BrokerCore::EndTurn() {
   }
 }
 
-void BrokerCore::Delay(TaskId id, Task& task, SteadyTime due) {
-  tasks_.Move(task, Task::Delayed{});
+void BrokerCore::Delay(TaskId id, TaskRecord& task, SteadyTime due) {
+  tasks_.Move(task, TaskRecord::Delayed{});
   delayed_.Add(id, due);
 }
 
@@ -446,13 +446,13 @@ void BrokerCore::Gather(const std::string& from, const GatherRequest& request) {
   delivery_.Gather(std::move(gather), finished, out_);
 }
 
-void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome,
+void BrokerCore::Finish(TaskId id, TaskRecord& task, TaskOutcome outcome,
                         std::shared_ptr<const TaskSpec> spec) {
   if (task.state() == TaskState::kFinished) return;  // one outcome per task, always
   if (!orphans_.empty()) orphans_.erase(id);
   if (task.state() == TaskState::kQueued && !parking_.empty())
     Requeue(parking_.StopWaiting(id, now_));
-  Job& job = tasks_.Finish(id, task, outcome.status, now_);
+  JobRecord& job = tasks_.Finish(id, task, outcome.status, now_);
   outcome.id = id;
   outcome.attempt = task.attempt;
   if (auto it = last_errors_.find(id); it != last_errors_.end()) {
@@ -474,9 +474,9 @@ void BrokerCore::Finish(TaskId id, Task& task, TaskOutcome outcome,
       outcome.shell->more = std::move(more);
     }
   }
-  const size_t kind = spec                           ? spec->body.index()
-                      : job.kind != Job::kMixedKinds ? job.kind
-                                                     : specs_.Peek(id).body.index();
+  const size_t kind = spec                                 ? spec->body.index()
+                      : job.kind != JobRecord::kMixedKinds ? job.kind
+                                                           : specs_.Peek(id).body.index();
   telemetry_.TaskEnded(id, outcome.status, outcome.attempt, outcome.worker_pid, kind,
                        now_ - job.submitted_at, now_);
   readers_.Ended(id, outcome, out_);
@@ -497,10 +497,10 @@ uint32_t BrokerCore::CancelTasks(const std::vector<TaskId>& ids, bool running,
   uint32_t count = 0;
   std::unordered_map<uint32_t, CancelTasksMessage> stops;
   for (TaskId id : ids) {
-    Task& task = *tasks_.Find(id);
+    TaskRecord& task = *tasks_.Find(id);
     if (task.state() == TaskState::kRunning) {
       if (!running) continue;  // --halt soon: let it finish
-      if (Task::Running& run = task.running(); !run.cancel_requested) {
+      if (TaskRecord::Running& run = task.running(); !run.cancel_requested) {
         run.cancel_requested = true;
         journal_.RecordCancelRequest(id);
         stops[run.worker].ids.push_back(id);
@@ -520,7 +520,7 @@ void BrokerCore::Halt() {
   while (!halts_due_.empty()) {
     const uint64_t job_number = halts_due_.back();
     halts_due_.pop_back();
-    const Job* job = tasks_.FindJob(job_number);
+    const JobRecord* job = tasks_.FindJob(job_number);
     if (!job || job->unfinished == 0) continue;
     std::vector<TaskId> ids;
     for (uint32_t i = 0; i < job->tasks.size(); ++i) {
@@ -588,7 +588,7 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
   // whose lease nobody else has taken since are adopted; the others are stale: it must drop them.
   CancelTasksMessage stale;
   for (const Lease& lease : ready.running) {
-    Task* task = tasks_.Find(lease.id);
+    TaskRecord* task = tasks_.Find(lease.id);
     // Only a queued task (its lease lost) may be adopted: only its spec is read (the others'
     // gates are not waited for: StopWaiting would do nothing).
     const auto spec = task && task->state() == TaskState::kQueued ? specs_.Look(lease.id) : nullptr;
@@ -605,7 +605,7 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
       std::vector<std::string> ignored;  // it has its units' variables already
       WorkerPool::Lease(w, lease.id, spec, ignored);
       orphans_.erase(lease.id);
-      tasks_.Move(*task, Task::Running{.worker = id});
+      tasks_.Move(*task, TaskRecord::Running{.worker = id});
       if (!held.count(lease.id)) ++counters_.adopted;
     } else {
       stale.ids.push_back(lease.id);
@@ -622,7 +622,7 @@ void BrokerCore::Register(const std::string& from, Role role, const std::string&
 void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results) {
   Worker& worker = workers_.at(worker_id);
   for (TaskOutcome& outcome : results.outcomes) {
-    Task* task = tasks_.Find(outcome.id);
+    TaskRecord* task = tasks_.Find(outcome.id);
     if (!task || task->state() != TaskState::kRunning || task->running().worker != worker_id ||
         task->attempt != outcome.attempt) {
       ++counters_.stale_results;
@@ -642,7 +642,7 @@ void BrokerCore::Results(uint32_t worker_id, WorkerResultsMessage& results) {
   Dispatch();
 }
 
-bool BrokerCore::ScheduleRetry(TaskId id, Task& task, const TaskSpec& spec,
+bool BrokerCore::ScheduleRetry(TaskId id, TaskRecord& task, const TaskSpec& spec,
                                const TaskOutcome& failed) {
   if (task.failures >= spec.retries) return false;
   ++task.failures;
@@ -677,9 +677,9 @@ void BrokerCore::Forget(const std::string& from, const ForgetRequest& request) {
 }
 
 bool BrokerCore::ForgetJob(uint64_t number) {
-  const Job* kept = tasks_.FindJob(number);
+  const JobRecord* kept = tasks_.FindJob(number);
   if (!kept || kept->unfinished > 0 || delivery_.Gathering(number)) return false;
-  const Job job = tasks_.Remove(number);
+  const JobRecord job = tasks_.Remove(number);
   for (uint32_t i = 0; job.spilled && i < job.size; ++i) {
     // Output that went to files on its worker's host goes too (the file named as the broker
     // named it: absolute for a local worker).
@@ -719,7 +719,7 @@ void BrokerCore::Dispatch() {
           const QueueEntry entry = queue->top();
           queue->pop();
           const TaskId id = entry.id();
-          Task* task = tasks_.Find(id);
+          TaskRecord* task = tasks_.Find(id);
           if (!task || task->state() != TaskState::kQueued) continue;  // cancelled while queued
           const auto spec = specs_.Look(id);  // (it stays alive: windows may be read meanwhile)
           const Needs* needs = spec->needs.get();
@@ -758,12 +758,12 @@ void BrokerCore::Dispatch() {
   }
 }
 
-void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,
+void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, TaskRecord& task,
                         std::shared_ptr<const TaskSpec> looked, TasksMessage& message) {
-  Job& job = tasks_.job(id.job);
+  JobRecord& job = tasks_.job(id.job);
   const auto queued_at =
-      job.submitted_at + std::chrono::milliseconds(std::get<Task::Queued>(task.data).since);
-  tasks_.Move(task, Task::Running{.worker = worker_id});
+      job.submitted_at + std::chrono::milliseconds(std::get<TaskRecord::Queued>(task.data).since);
+  tasks_.Move(task, TaskRecord::Running{.worker = worker_id});
   ++task.attempt;
   telemetry_.TaskStarted(id, task.attempt, w.pid, looked->body.index(), now_ - queued_at, now_);
   if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
@@ -773,7 +773,7 @@ void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,
   WorkerPool::Lease(w, id, std::move(looked), a.env);  // (the lease keeps it while it runs)
 }
 
-Task::Queued BrokerCore::QueuedNow(TaskId id) {
+TaskRecord::Queued BrokerCore::QueuedNow(TaskId id) {
   const auto since =
       std::chrono::duration_cast<std::chrono::milliseconds>(now_ - tasks_.job(id.job).submitted_at);
   return {static_cast<uint32_t>(std::clamp<int64_t>(since.count(), 0, UINT32_MAX))};
@@ -786,7 +786,7 @@ void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why, bool los
   const std::string reason = "its worker (pid " + std::to_string(gone.pid) + ") was lost: " + why;
   readers_.WorkerGone(worker_id, workers_, out_);
   for (const auto& [id, spec] : gone.leases) {
-    Task& task = *tasks_.Find(id);
+    TaskRecord& task = *tasks_.Find(id);
     Requeue(parking_.StopRunning(id, spec->needs.get(), now_));
     const bool cancelled = task.running().cancel_requested;
     tasks_.Move(task, QueuedNow(id));
@@ -797,7 +797,7 @@ void BrokerCore::DropWorker(uint32_t worker_id, const std::string& why, bool los
   Dispatch();
 }
 
-void BrokerCore::LeaseLost(TaskId id, Task& task, const std::string& why, bool cancelled) {
+void BrokerCore::LeaseLost(TaskId id, TaskRecord& task, const std::string& why, bool cancelled) {
   // Precondition: task.state is kQueued (and counted so), not yet in the ready queue.
   if (cancelled)
     return Finish(id, task, Ending(TaskStatus::kCancelled, "cancelled while running; " + why));
@@ -854,7 +854,7 @@ void BrokerCore::AllocationGone(const std::string& allocation, const std::string
 void BrokerCore::Tick(SteadyTime now) {
   now_ = now;
   while (const std::optional<TaskId> due = delayed_.PopDue(now)) {
-    Task* task = tasks_.Find(*due);
+    TaskRecord* task = tasks_.Find(*due);
     if (!task || task->state() != TaskState::kDelayed) continue;  // cancelled while delayed
     tasks_.Move(*task, QueuedNow(*due));
     Enqueue(*due);

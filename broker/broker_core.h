@@ -189,16 +189,16 @@ class BrokerCore {
   // Forgets an ended job that no gather reads; false when it may not be forgotten.
   bool ForgetJob(uint64_t job);
   // Schedules a failed task's next attempt after its backoff; false when it has no retries left.
-  bool ScheduleRetry(TaskId id, Task& task, const TaskSpec& spec, const TaskOutcome& failed);
+  bool ScheduleRetry(TaskId id, TaskRecord& task, const TaskSpec& spec, const TaskOutcome& failed);
   // The lease of a task whose worker is gone: back to the queue, or worker_lost, or cancelled
   // (`cancelled`: its worker had been told to stop it).
-  void LeaseLost(TaskId id, Task& task, const std::string& why, bool cancelled);
-  void Delay(TaskId id, Task& task, SteadyTime due);
+  void LeaseLost(TaskId id, TaskRecord& task, const std::string& why, bool cancelled);
+  void Delay(TaskId id, TaskRecord& task, SteadyTime due);
   // A new task with dependencies (in kWaiting): waits for those that have not ended, is released
   // if none is left, or ends dependency_failed if one ended other than ok.
-  void Wire(TaskId id, Task& task, const Needs& needs);
+  void Wire(TaskId id, TaskRecord& task, const Needs& needs);
   // A task whose dependencies all ended as it needs: to the queue, or delayed until its delay.
-  void Release(TaskId id, Task& task);
+  void Release(TaskId id, TaskRecord& task);
   // A dependency of `dependant` ended: one less to wait for, or the dependant ends
   // dependency_failed. `dependency` names it for people; `outcome` is how it ended (for a whole
   // job, how its first failed task ended), null when it ended ok.
@@ -206,7 +206,7 @@ class BrokerCore {
                        const TaskOutcome* outcome);
   // A whole job as a dependency, once it has ended: its name and its first failure (null: none).
   std::pair<std::string, std::optional<TaskOutcome>> JobEnded(uint64_t job_number,
-                                                              const Job& job) const;
+                                                              const JobRecord& job) const;
   // Tells the dependants of the tasks that ended (and of their jobs, once whole) that they ended.
   // Iterative, so that a failure down a chain of 10,000 tasks does not recurse 10,000 deep.
   void NotifyDependants();
@@ -217,18 +217,18 @@ class BrokerCore {
   void Enqueue(TaskId id, const TaskSpec& spec);
   // Records the task's one outcome, and tells whoever waits for it. `spec`: the task's, when the
   // caller has it at hand (else it is looked up if needed).
-  void Finish(TaskId id, Task& task, TaskOutcome outcome,
+  void Finish(TaskId id, TaskRecord& task, TaskOutcome outcome,
               std::shared_ptr<const TaskSpec> spec = nullptr);
   void Dispatch();
   // Leases queued `task` to worker `w` as part of `message`.
-  void Assign(uint32_t worker_id, Worker& w, TaskId id, Task& task,
+  void Assign(uint32_t worker_id, Worker& w, TaskId id, TaskRecord& task,
               std::shared_ptr<const TaskSpec> spec, TasksMessage& message);
   // Queues again the tasks a gate lets back (Parking returns them).
   void Requeue(const std::vector<TaskId>& ids);
   // `lost`: it did not leave of its own accord (silent, or its process died).
   void DropWorker(uint32_t worker_id, const std::string& why, bool lost = false);
   // A task of job `id.job` queued now, as its Queued state records it.
-  Task::Queued QueuedNow(TaskId id);
+  TaskRecord::Queued QueuedNow(TaskId id);
   // The parts a report reads.
   ReportSources Sources();
 

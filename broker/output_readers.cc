@@ -6,8 +6,8 @@
 namespace orq {
 
 void OutputReaders::Logs(const std::string& from, const LogsRequest& request, TaskId id,
-                         const Task& task, Store& store, const WorkerPool& workers, SteadyTime now,
-                         std::vector<Outgoing>& out) {
+                         const TaskRecord& task, Store& store, const WorkerPool& workers,
+                         SteadyTime now, std::vector<Outgoing>& out) {
   if (request.rest) return Rest(from, request, id, task, store, workers, now, out);
   const Followers::Follower follower{from, request.err, request.follow, task.attempt, 0};
   switch (task.state()) {
@@ -30,8 +30,8 @@ void OutputReaders::Logs(const std::string& from, const LogsRequest& request, Ta
 }
 
 void OutputReaders::Rest(const std::string& from, const LogsRequest& request, TaskId id,
-                         const Task& task, Store& store, const WorkerPool& workers, SteadyTime now,
-                         std::vector<Outgoing>& out) {
+                         const TaskRecord& task, Store& store, const WorkerPool& workers,
+                         SteadyTime now, std::vector<Outgoing>& out) {
   const std::string stream = request.err ? "stderr" : "stdout";
   if (task.state() != TaskState::kFinished)
     return out.push_back({from, LogChunk{"", true,
@@ -53,7 +53,7 @@ void OutputReaders::Rest(const std::string& from, const LogsRequest& request, Ta
                  std::move(holders), now, IdentityOf(workers), out);
 }
 
-void OutputReaders::Output(uint32_t worker, const OutputMessage& output, const Task* task,
+void OutputReaders::Output(uint32_t worker, const OutputMessage& output, const TaskRecord* task,
                            std::vector<Outgoing>& out) {
   if (followers_.empty() || !task || task->state() != TaskState::kRunning ||
       task->attempt != output.attempt || task->running().worker != worker)

@@ -19,11 +19,11 @@ namespace orq {
 class OutputReaders {
  public:
   // An `orq logs` request for task `id` (`task` as the table has it).
-  void Logs(const std::string& from, const LogsRequest& request, TaskId id, const Task& task,
+  void Logs(const std::string& from, const LogsRequest& request, TaskId id, const TaskRecord& task,
             Store& store, const WorkerPool& workers, SteadyTime now, std::vector<Outgoing>& out);
   // What a worker printed: to the task's followers, if that worker holds `task`'s lease (a worker
   // that lost it may still send a little; anything else would restart the followers' stream).
-  void Output(uint32_t worker, const OutputMessage& output, const Task* task,
+  void Output(uint32_t worker, const OutputMessage& output, const TaskRecord* task,
               std::vector<Outgoing>& out);
   // A worker's piece of a spilled file; false when no fetch asked it for one (noise).
   bool Piece(uint32_t worker, OutputPieceMessage& piece, const WorkerPool& workers,
@@ -47,7 +47,7 @@ class OutputReaders {
 
  private:
   // The rest of an ended task's stream, from the file it spilled to (LogsRequest::rest).
-  void Rest(const std::string& from, const LogsRequest& request, TaskId id, const Task& task,
+  void Rest(const std::string& from, const LogsRequest& request, TaskId id, const TaskRecord& task,
             Store& store, const WorkerPool& workers, SteadyTime now, std::vector<Outgoing>& out);
   static SpillFetches::IdentityOf IdentityOf(const WorkerPool& workers);
 

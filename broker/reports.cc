@@ -19,12 +19,12 @@ void WaitingFor(const ReportSources& from, TaskId id, std::vector<Reason>& reaso
     const uint64_t job = d.job == Dependency::kSameJob ? id.job : d.job;
     Reason why{.kind = Reason::Kind::kDependency, .any = d.any};
     if (d.whole_job) {
-      const Job* other = from.tasks.FindJob(job);
+      const JobRecord* other = from.tasks.FindJob(job);
       if (!other || other->unfinished == 0) continue;
       why.id = {job, std::nullopt};
       why.count = other->unfinished;
     } else {
-      const Task* other = from.tasks.Find({job, d.index});
+      const TaskRecord* other = from.tasks.Find({job, d.index});
       if (!other || other->state() == TaskState::kFinished) continue;
       why.id = {job, d.index};
       why.state = other->state();
@@ -67,7 +67,7 @@ void Queued(const ReportSources& from, TaskId id, std::vector<Reason>& reasons) 
   size_t ahead = 0;
   if (const ReadyQueues::Queue* queue = from.ready.Find(spec.need().queue, c)) {
     for (const QueueEntry& e : queue->entries()) {
-      const Task* other = from.tasks.Find(e.id());
+      const TaskRecord* other = from.tasks.Find(e.id());
       if (other && other->state() == TaskState::kQueued && me < e) ++ahead;
     }
   }
@@ -106,12 +106,12 @@ Expected<JobsReply> JobsReport(const TaskTable& tasks, const JobsRequest& reques
   }
   JobsReply reply;
   for (uint64_t number : numbers) {
-    const Job& job = *tasks.FindJob(number);
+    const JobRecord& job = *tasks.FindJob(number);
     JobInfo info;
     info.job = number;
     info.age = Seconds(now - job.submitted_at);
     info.tasks = job.size;
-    for (const Task& task : job.tasks) {  // O(tasks): asked for now and then, not per task
+    for (const TaskRecord& task : job.tasks) {  // O(tasks): asked for now and then, not per task
       switch (task.state()) {
         case TaskState::kWaiting:
           ++info.waiting;
@@ -167,7 +167,7 @@ bool Lets(TaskFilter filter, TaskState state, TaskStatus status) {
 }
 
 // Whether an ended job can have a task `filter` lets through, from its counts alone.
-bool EndedJobMayHave(const Job& job, TaskFilter filter) {
+bool EndedJobMayHave(const JobRecord& job, TaskFilter filter) {
   const auto ended = [&](TaskStatus s) { return job.ended[static_cast<size_t>(s)]; };
   switch (filter) {
     case TaskFilter::kAll:
@@ -184,7 +184,7 @@ bool EndedJobMayHave(const Job& job, TaskFilter filter) {
   }
 }
 
-TaskRow Row(const ReportSources& from, TaskId id, const Task& task,
+TaskRow Row(const ReportSources& from, TaskId id, const TaskRecord& task,
             std::optional<TaskOutcome> outcome) {
   TaskRow row{.index = id.index, .state = task.state(), .attempt = task.attempt};
   if (task.state() == TaskState::kRunning) {
@@ -210,7 +210,7 @@ TaskRow Row(const ReportSources& from, TaskId id, const Task& task,
 }  // namespace
 
 Expected<TasksReply> TasksReport(const ReportSources& from, const TasksRequest& request) {
-  const Job* job = from.tasks.FindJob(request.job);
+  const JobRecord* job = from.tasks.FindJob(request.job);
   if (!job) return Error{ErrorCode::kUnknownId, "unknown job " + FormatJobId(request.job)};
   TasksReply reply{.size = job->size, .next = job->size};
   const uint32_t limit = std::clamp<uint32_t>(request.limit, 1, kMaxTaskRows);
@@ -218,9 +218,9 @@ Expected<TasksReply> TasksReport(const ReportSources& from, const TasksRequest& 
   if (!job->tasks.empty()) {  // a live job: each task's state and status are in memory
     for (uint32_t scanned = 0; i < job->size && scanned < kTaskScanBudget; ++i, ++scanned) {
       if (reply.tasks.size() == limit) break;
-      const Task& task = job->tasks[i];
+      const TaskRecord& task = job->tasks[i];
       const TaskStatus status = task.state() == TaskState::kFinished
-                                    ? std::get<Task::Finished>(task.data).status
+                                    ? std::get<TaskRecord::Finished>(task.data).status
                                     : TaskStatus::kOk;
       if (Lets(request.filter, task.state(), status))
         reply.tasks.push_back(Row(from, {request.job, i}, task, std::nullopt));
@@ -231,7 +231,7 @@ Expected<TasksReply> TasksReport(const ReportSources& from, const TasksRequest& 
   // An ended job (compacted): every task finished; its outcomes are read from the store, a
   // bounded number a request.
   if (!EndedJobMayHave(*job, request.filter)) return reply;
-  const Task* finished = from.tasks.Find({request.job, 0});
+  const TaskRecord* finished = from.tasks.Find({request.job, 0});
   constexpr uint32_t kChunk = 1024, kStoreBudget = 16 * kChunk;
   std::vector<std::optional<TaskOutcome>> chunk;
   for (uint32_t read = 0; i < job->size && read < kStoreBudget && reply.tasks.size() < limit;) {
@@ -255,7 +255,7 @@ Expected<TasksReply> TasksReport(const ReportSources& from, const TasksRequest& 
 Expected<ExplainedReply> Explain(const ReportSources& from, const ExplainRequest& request) {
   auto id = from.tasks.ResolveTask(request.task);
   if (!id) return id.error();
-  const Task& task = *from.tasks.Find(*id);
+  const TaskRecord& task = *from.tasks.Find(*id);
   ExplainedReply reply;
   reply.state = task.state();
   switch (task.state()) {
@@ -302,7 +302,7 @@ std::array<uint64_t, kTaskClassCount> AllocDemand(const ReportSources& from,
   if (shape.time_limit_s) w.ends_at = from.now + std::chrono::seconds(shape.time_limit_s);
   std::array<uint64_t, kTaskClassCount> demand{};
   auto runnable = [&](TaskId id) -> std::optional<size_t> {
-    const Task* task = from.tasks.Find(id);
+    const TaskRecord* task = from.tasks.Find(id);
     if (!task || task->state() != TaskState::kQueued) return std::nullopt;  // stale
     const TaskSpec& spec = from.specs.Peek(id);
     if (!WorkerPool::CouldRun(w, spec, Cpus(spec), from.now)) return std::nullopt;

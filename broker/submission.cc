@@ -15,7 +15,7 @@ std::optional<std::string> CheckForeignDependencies(const std::vector<TaskNeeds>
   for (const TaskNeeds& t : needs) {
     for (const Dependency& d : t.needs->after) {
       if (d.job == Dependency::kSameJob) continue;
-      const Job* job = tasks.FindJob(d.job);
+      const JobRecord* job = tasks.FindJob(d.job);
       if (!job || (!d.whole_job && d.index >= job->size))
         return "task " + std::to_string(t.index) + ": field 'after' names " +
                (d.whole_job ? FormatJobId(d.job) : FormatTaskId({d.job, d.index})) +
@@ -58,7 +58,7 @@ std::optional<Error> CheckSubmission(const SubmitRequest& request, const JobBuil
   return std::nullopt;
 }
 
-Expected<JobBuilder> RetryJob(const RetryRequest& request, const Job& job, Store& store,
+Expected<JobBuilder> RetryJob(const RetryRequest& request, const JobRecord& job, Store& store,
                               SpecWindows& specs) {
   std::vector<uint32_t> failed;  // without --all: the finished tasks that did not end ok
   if (!request.all) {

@@ -25,7 +25,7 @@ std::optional<Error> CheckSubmission(const SubmitRequest& request, const JobBuil
 // `orq retry`'s new job (`request.job` is `job`): the tasks that did not end ok, or every task
 // with --all, with their specs as submitted (read back through `specs`, a window at a time, so a
 // job of millions is never decoded whole). kBadRequest when there is nothing to retry.
-Expected<JobBuilder> RetryJob(const RetryRequest& request, const Job& job, Store& store,
+Expected<JobBuilder> RetryJob(const RetryRequest& request, const JobRecord& job, Store& store,
                               SpecWindows& specs);
 
 // The spec of `orq retry`'s copy of a task of job `old` that did not end ok. `renumbered` maps

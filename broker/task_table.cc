@@ -28,7 +28,7 @@ Error Unknown(std::string sentence) { return {ErrorCode::kUnknownId, std::move(s
 
 }  // namespace
 
-void ShareContext(bool remote, Job& job, Assignment& a) {
+void ShareContext(bool remote, JobRecord& job, Assignment& a) {
   const JobContext& context = *job.context;
   const auto travels = [&](const std::string& entry) {
     const std::string name = entry.substr(0, entry.find('='));
@@ -55,7 +55,7 @@ uint64_t TaskTable::Add(uint32_t size, const TaskSpec* first,
                         std::string key, uint64_t number) {
   if (number == 0) number = next_job_;
   next_job_ = std::max(next_job_, number + 1);
-  Job& job = jobs_[number];
+  JobRecord& job = jobs_[number];
   job.context = std::move(context);
   job.submitted_at = submitted_at;
   if (first) job.label = Label(*first);
@@ -76,7 +76,7 @@ void TaskTable::AddEnded(uint64_t number, std::shared_ptr<const JobContext> cont
                          SteadyTime submitted_at, std::string key, const RecoveredJob::Ended& ended,
                          SteadyTime now) {
   next_job_ = std::max(next_job_, number + 1);
-  Job& job = jobs_[number];
+  JobRecord& job = jobs_[number];
   job.context = std::move(context);
   job.submitted_at = submitted_at;
   if (!key.empty()) keys_[key] = number;
@@ -93,22 +93,22 @@ void TaskTable::AddEnded(uint64_t number, std::shared_ptr<const JobContext> cont
   for (size_t s = 0; s < ended.by_status.size(); ++s) by_status_[s] += ended.by_status[s];
 }
 
-Task* TaskTable::Find(TaskId id) {
+TaskRecord* TaskTable::Find(TaskId id) {
   auto it = jobs_.find(id.job);
   if (it == jobs_.end() || id.index >= it->second.size) return nullptr;
   if (it->second.tasks.empty()) {  // compacted: every task of it has ended
-    compacted_task_ = Task{.data = Task::Finished{}};
+    compacted_task_ = TaskRecord{.data = TaskRecord::Finished{}};
     return &compacted_task_;
   }
   return &it->second.tasks[id.index];
 }
 
-Job* TaskTable::FindJob(uint64_t number) {
+JobRecord* TaskTable::FindJob(uint64_t number) {
   auto it = jobs_.find(number);
   return it == jobs_.end() ? nullptr : &it->second;
 }
 
-const Job* TaskTable::FindJob(uint64_t number) const {
+const JobRecord* TaskTable::FindJob(uint64_t number) const {
   auto it = jobs_.find(number);
   return it == jobs_.end() ? nullptr : &it->second;
 }
@@ -119,17 +119,17 @@ std::optional<uint64_t> TaskTable::JobOfKey(const std::string& key) const {
   return it->second;
 }
 
-void TaskTable::Move(Task& task, Task::Data to) {
+void TaskTable::Move(TaskRecord& task, TaskRecord::Data to) {
   --by_state_[task.data.index()];
   ++by_state_[to.index()];
   task.data = to;
 }
 
-Job& TaskTable::Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now) {
+JobRecord& TaskTable::Finish(TaskId id, TaskRecord& task, TaskStatus status, SteadyTime now) {
   --by_state_[task.data.index()];  // (a finished task is counted by its status)
-  task.data = Task::Finished{status};
+  task.data = TaskRecord::Finished{status};
   ++by_status_[static_cast<size_t>(status)];
-  Job& job = jobs_.at(id.job);
+  JobRecord& job = jobs_.at(id.job);
   const bool ok = status == TaskStatus::kOk;
   ++(ok ? job.ok : job.failed);
   ++job.ended[static_cast<size_t>(status)];
@@ -146,7 +146,7 @@ Expected<std::vector<TaskId>> TaskTable::Resolve(const std::vector<IdRef>& ids,
   if (ids.empty()) return Unknown("no job or task id given");
   std::vector<TaskId> tasks;
   for (const IdRef& ref : ids) {
-    const Job* job = FindJob(ref.job);
+    const JobRecord* job = FindJob(ref.job);
     if (!job) return Unknown("unknown job " + FormatJobId(ref.job));
     const uint32_t size = job->size;
     if (ref.index) {
@@ -179,7 +179,7 @@ void TaskTable::Compact() {
   for (uint64_t number : ended_) {
     auto it = jobs_.find(number);
     if (it == jobs_.end() || it->second.unfinished > 0) continue;  // forgotten, or retried
-    std::vector<Task>().swap(it->second.tasks);
+    std::vector<TaskRecord>().swap(it->second.tasks);
   }
   ended_.clear();
 }
@@ -191,9 +191,9 @@ std::optional<uint64_t> TaskTable::OldestFinished() {
   return finished_order_.front();
 }
 
-Job TaskTable::Remove(uint64_t number) {
+JobRecord TaskTable::Remove(uint64_t number) {
   auto it = jobs_.find(number);
-  Job job = std::move(it->second);
+  JobRecord job = std::move(it->second);
   jobs_.erase(it);
   for (size_t s = 0; s < job.ended.size(); ++s) by_status_[s] -= job.ended[s];
   if (!job.key.empty()) keys_.erase(job.key);  // the key may be used again

@@ -24,7 +24,7 @@
 
 namespace orq {
 
-struct Task {
+struct TaskRecord {
   // What each state has of its own (Data's alternatives are in TaskState's order).
   struct Waiting {
     uint32_t pending = 0;  // dependencies that have not ended yet
@@ -52,15 +52,17 @@ struct Task {
   Running& running() { return std::get<Running>(data); }
   const Running& running() const { return std::get<Running>(data); }
 };
-static_assert(std::variant_size_v<Task::Data> == kTaskStateCount);
-static_assert(std::is_same_v<std::variant_alternative_t<size_t(TaskState::kRunning), Task::Data>,
-                             Task::Running>);
-static_assert(std::is_same_v<std::variant_alternative_t<size_t(TaskState::kWaiting), Task::Data>,
-                             Task::Waiting>);
+static_assert(std::variant_size_v<TaskRecord::Data> == kTaskStateCount);
+static_assert(
+    std::is_same_v<std::variant_alternative_t<size_t(TaskState::kRunning), TaskRecord::Data>,
+                   TaskRecord::Running>);
+static_assert(
+    std::is_same_v<std::variant_alternative_t<size_t(TaskState::kWaiting), TaskRecord::Data>,
+                   TaskRecord::Waiting>);
 // A job may hold millions of tasks: what each costs is counted (docs/PERFORMANCE.md).
-static_assert(sizeof(Task) == 16);
+static_assert(sizeof(TaskRecord) == 16);
 
-struct Job {
+struct JobRecord {
   std::shared_ptr<const JobContext> context;  // its shell tasks' cwd and environment
   // What remote workers get instead when not all of it travels (JobContext::named): the cwd,
   // and the named variables to set on top of their own environment. Made when first needed.
@@ -69,7 +71,8 @@ struct Job {
   SteadyTime submitted_at{};
   uint32_t ok = 0, failed = 0;  // finished tasks by outcome (failed: any status but ok)
   std::string label;            // its first task, for `orq jobs`
-  std::vector<Task> tasks;  // emptied once every task has ended (Compact()): a few counters stay
+  std::vector<TaskRecord>
+      tasks;  // emptied once every task has ended (Compact()): a few counters stay
   uint32_t unfinished = 0;
   SteadyTime finished_at{};            // when unfinished became 0
   uint32_t first_failed = UINT32_MAX;  // the first of its tasks to end other than ok
@@ -88,7 +91,7 @@ std::string Label(const TaskSpec& spec);
 
 // Sets a shell task's context for a worker: the job's, or for a remote worker only what of it
 // travels (JobContext::named), made once per job.
-void ShareContext(bool remote, Job& job, Assignment& a);
+void ShareContext(bool remote, JobRecord& job, Assignment& a);
 
 class TaskTable {
  public:
@@ -102,20 +105,20 @@ class TaskTable {
                 std::string key, const RecoveredJob::Ended& ended, SteadyTime now);
 
   // The task; for a task of a compacted job, a finished stand-in. Null: no such task.
-  Task* Find(TaskId id);
-  const Task* Find(TaskId id) const { return const_cast<TaskTable*>(this)->Find(id); }
-  Job* FindJob(uint64_t number);
-  const Job* FindJob(uint64_t number) const;
-  Job& job(uint64_t number) { return jobs_.at(number); }
+  TaskRecord* Find(TaskId id);
+  const TaskRecord* Find(TaskId id) const { return const_cast<TaskTable*>(this)->Find(id); }
+  JobRecord* FindJob(uint64_t number);
+  const JobRecord* FindJob(uint64_t number) const;
+  JobRecord& job(uint64_t number) { return jobs_.at(number); }
   // The job submitted with this idempotency key (submit --key).
   std::optional<uint64_t> JobOfKey(const std::string& key) const;
-  const std::unordered_map<uint64_t, Job>& jobs() const { return jobs_; }
+  const std::unordered_map<uint64_t, JobRecord>& jobs() const { return jobs_; }
 
   // The one place a task's state changes (but to kFinished: Finish()), so the counts stay true.
-  void Move(Task& task, Task::Data to);
+  void Move(TaskRecord& task, TaskRecord::Data to);
   // The task ended with `status`: counted in its job (and the job's first failure, and when the
   // job ended). Returns its job.
-  Job& Finish(TaskId id, Task& task, TaskStatus status, SteadyTime now);
+  JobRecord& Finish(TaskId id, TaskRecord& task, TaskStatus status, SteadyTime now);
 
   // Expands ids into tasks, in order, jobs expanded; with `waiter`, also counts its mentions of
   // each job and task. kUnknownId names the first id that is not a job or task of the table.
@@ -134,7 +137,7 @@ class TaskTable {
   std::optional<uint64_t> OldestFinished();
   void PopOldestFinished() { finished_order_.pop_front(); }
   // Forgets an ended job (its outcomes are the caller's to erase); returns it.
-  Job Remove(uint64_t number);
+  JobRecord Remove(uint64_t number);
 
   uint64_t count(TaskState state) const { return by_state_[static_cast<size_t>(state)]; }
   uint64_t finished(TaskStatus status) const { return by_status_[static_cast<size_t>(status)]; }
@@ -142,12 +145,12 @@ class TaskTable {
   uint64_t finished_total() const;
 
  private:
-  std::unordered_map<uint64_t, Job> jobs_;
+  std::unordered_map<uint64_t, JobRecord> jobs_;
   uint64_t next_job_ = 1;
   std::unordered_map<std::string, uint64_t> keys_;  // idempotency keys (submit --key) -> job
   std::deque<uint64_t> finished_order_;             // jobs in finishing order (may be forgotten)
   std::vector<uint64_t> ended_;                     // jobs whose last task ended: for Compact()
-  Task compacted_task_;  // what Find() returns for a compacted job's tasks
+  TaskRecord compacted_task_;  // what Find() returns for a compacted job's tasks
   std::array<uint64_t, kTaskStateCount> by_state_{};    // kFinished is counted by status:
   std::array<uint64_t, kTaskStatusCount> by_status_{};  // finished tasks by TaskStatus
 };

@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "cli/client.h"
 #include "cli/format.h"
 #include "cli/verbs.h"
+#include "client/connection.h"
 #include "common/clock.h"
 #include "common/errors.h"
 #include "common/keys.h"
@@ -60,7 +60,7 @@ Told TellBroker() {
   told.running = ReadLivePid(PidFile(home)) != 0;
   if (!told.running) return told;
   try {
-    Client client({DefaultEndpoint(home), {}, ""});
+    Connection client({DefaultEndpoint(home), {}, ""});
     Message reply = client.Request(ReloadAccessRequest{}, std::chrono::milliseconds(5000));
     if (auto* reloaded = std::get_if<ReloadedReply>(&reply)) told.reply = *reloaded;
   } catch (const std::exception&) {

@@ -17,9 +17,9 @@
 #include <sstream>
 
 #include "alloc/slurm.h"
-#include "cli/client.h"
 #include "cli/format.h"
 #include "cli/verbs.h"
+#include "client/connection.h"
 #include "common/keys.h"
 #include "common/paths.h"
 #include "common/process.h"
@@ -127,7 +127,7 @@ std::string AccessFileOf(const std::string& queue) {
 std::string KeyNameOf(const std::string& queue) { return "alloc-" + queue; }
 
 std::vector<AllocQueueInfo> Request(AllocRequest request, const std::string& verb) {
-  Client client(FindBroker());
+  Connection client(FindBroker());
   return Expect<AllocReply>(client.Request(request, kRequestTimeout), verb).queues;
 }
 

@@ -128,14 +128,14 @@ struct Figures {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-uint64_t SubmitJob(Client& client, std::vector<TaskSpec> specs) {
+uint64_t SubmitJob(Connection& client, std::vector<TaskSpec> specs) {
   Message reply = client.Submit(SubmitRequest{std::move(specs)}, milliseconds(120000));
   if (auto* s = std::get_if<SubmittedReply>(&reply)) return s->job;
   throw std::runtime_error("the broker refused the benchmark job");
 }
 
 // Waits for every result of `job`; returns how many ended ok.
-size_t GatherJob(Client& client, uint64_t job) {
+size_t GatherJob(Connection& client, uint64_t job) {
   client.Send(GatherRequest{{IdRef{job}}});
   size_t ok = 0;
   for (;;) {
@@ -388,7 +388,7 @@ Figures Million(int, int) {
 }
 
 // Waits until `n` workers have registered with the broker `client` talks to.
-void WaitWorkers(Client& client, size_t n) {
+void WaitWorkers(Connection& client, size_t n) {
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   while (Clock::now() < deadline) {
     Message reply = client.Request(StatusRequest{}, milliseconds(10000));
@@ -466,7 +466,7 @@ Figures Cli(int, int threads) {
 }
 
 // Seconds from submitting `n` echo tasks to their last result, through `client`.
-double TimeNoop(Client& client, size_t n) {
+double TimeNoop(Connection& client, size_t n) {
   const auto start = Clock::now();
   const uint64_t job = SubmitJob(client, Many(n, Echo));
   if (GatherJob(client, job) != n) throw std::runtime_error("benchmark tasks failed");
@@ -509,10 +509,10 @@ Figures Tcp(int workers, int threads) {
     spawn.output_file = broker.dir() + "/workers.log";
     remote.push_back(Process::SpawnSelf(spawn));
   }
-  Client client({endpoint,
-                 CurveClient{client_access.broker_public_key, client_access.keys.public_key,
-                             client_access.keys.secret_key},
-                 client_file});
+  Connection client({endpoint,
+                     CurveClient{client_access.broker_public_key, client_access.keys.public_key,
+                                 client_access.keys.secret_key},
+                     client_file});
   WaitWorkers(client, static_cast<size_t>(workers));
   f.wall = TimeNoop(client, kTasks);
   ReadRss(broker, f);

@@ -13,7 +13,6 @@
 #include <iostream>
 #include <tuple>
 
-#include "cli/client.h"
 #include "cli/embedded.h"
 #include "cli/format.h"
 #include "cli/job_input.h"
@@ -21,6 +20,7 @@
 #include "cli/results.h"
 #include "cli/template.h"
 #include "cli/verbs.h"
+#include "client/connection.h"
 #include "common/ids.h"
 #include "common/keys.h"
 #include "common/paths.h"
@@ -44,7 +44,7 @@ void InstallInterruptHandlers() {
   sigaction(SIGHUP, &sa, nullptr);
 }
 
-uint64_t Submit(Client& client, BuiltJob job, const std::string& key = "",
+uint64_t Submit(Connection& client, BuiltJob job, const std::string& key = "",
                 const HaltPolicy& halt = {}) {
   SubmitRequest request{std::move(job.specs), std::move(job.context), key};
   request.halt = halt;
@@ -274,7 +274,7 @@ ExitCode SubmitVerb(const JobInput& in) {
     Say("orq submit: nothing to submit: no lines on stdin");
     return ExitCode::kOk;
   }
-  Client client(FindBroker());
+  Connection client(FindBroker());
   std::printf("%s\n", FormatJobId(Submit(client, std::move(built), in.key)).c_str());
   return ExitCode::kOk;
 }
@@ -299,7 +299,7 @@ ExitCode GatherVerb(const GatherOptions& o) {
   for (const std::string& name : o.status) {
     if (auto status = ParseStatus(name)) output.only.insert(*status);
   }
-  Client client(FindBroker());
+  Connection client(FindBroker());
   auto deadline = Clock::time_point::max();
   if (o.timeout)
     deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
@@ -315,7 +315,7 @@ ExitCode GatherVerb(const GatherOptions& o) {
 
 // ---- orq status, jobs, retry, logs ------------------------------------------------------------
 
-std::vector<JobInfo> AskJobs(Client& client, const std::vector<std::string>& ids) {
+std::vector<JobInfo> AskJobs(Connection& client, const std::vector<std::string>& ids) {
   return Expect<JobsReply>(client.Request(JobsRequest{ToJobs(ids)}, kRequestTimeout), "orq jobs")
       .jobs;
 }
@@ -355,7 +355,7 @@ std::string JobLine(const JobInfo& j) {
 }
 
 ExitCode StatusVerb(bool json, const std::vector<std::string>& jobs) {
-  std::optional<Client> client;
+  std::optional<Connection> client;
   try {
     client.emplace(FindBroker());
     if (!jobs.empty()) {
@@ -380,7 +380,7 @@ ExitCode StatusVerb(bool json, const std::vector<std::string>& jobs) {
 }
 
 ExitCode JobsVerb(bool json) {
-  Client client(FindBroker());
+  Connection client(FindBroker());
   const auto jobs = AskJobs(client, {});
   if (json) {
     for (const JobInfo& j : jobs) std::printf("%s\n", JsonLine(JobJson(j)).c_str());
@@ -402,7 +402,7 @@ ExitCode JobsVerb(bool json) {
 }
 
 ExitCode RetryVerb(const std::string& job, bool all) {
-  Client client(FindBroker());
+  Connection client(FindBroker());
   const auto submitted = Expect<SubmittedReply>(
       client.Request(RetryRequest{ParseId(job)->job, all}, kRequestTimeout), "orq retry");
   std::printf("%s\n", FormatJobId(submitted.job).c_str());
@@ -413,7 +413,7 @@ ExitCode RetryVerb(const std::string& job, bool all) {
 // worker's file is read here, named from the task and the attempt in this host's output directory
 // (never a path from the wire); anything else comes through the broker from a worker on the
 // file's host, a piece at a time. False when it could not be had (a note says where it is).
-bool PrintSpilled(Client& client, const std::string& task, bool err, const LogChunk& last) {
+bool PrintSpilled(Connection& client, const std::string& task, bool err, const LogChunk& last) {
   const auto id = ParseId(task);
   if (last.file[0] == '/' && !client.remote()) {
     const std::string path =
@@ -445,7 +445,7 @@ bool PrintSpilled(Client& client, const std::string& task, bool err, const LogCh
 }
 
 ExitCode LogsVerb(const std::string& task, bool err, bool follow) {
-  Client client(FindBroker());
+  Connection client(FindBroker());
   client.Send(LogsRequest{ToTask(task), err, follow});
   for (;;) {
     auto reply = client.Receive(Clock::time_point::max());
@@ -462,7 +462,7 @@ ExitCode LogsVerb(const std::string& task, bool err, bool follow) {
 }
 
 ExitCode CancelVerb(const std::vector<std::string>& ids) {
-  Client client(FindBroker());
+  Connection client(FindBroker());
   const auto cancelled = Expect<CancelledReply>(
       client.Request(CancelRequest{ToIds(ids)}, kRequestTimeout), "orq cancel");
   std::printf("cancelled %u task%s\n", cancelled.count, cancelled.count == 1 ? "" : "s");
@@ -470,7 +470,7 @@ ExitCode CancelVerb(const std::vector<std::string>& ids) {
 }
 
 ExitCode ForgetVerb(const std::vector<std::string>& ids) {
-  Client client(FindBroker());
+  Connection client(FindBroker());
   const auto forgotten = Expect<ForgottenReply>(
       client.Request(ForgetRequest{ToJobs(ids)}, kRequestTimeout), "orq forget");
   std::printf("forgot %u job%s\n", forgotten.count, forgotten.count == 1 ? "" : "s");

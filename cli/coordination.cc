@@ -7,9 +7,9 @@
 #include <string>
 
 #include "broker/limits.h"
-#include "cli/client.h"
 #include "cli/format.h"
 #include "cli/verbs.h"
+#include "client/connection.h"
 #include "common/ids.h"
 #include "common/words.h"
 
@@ -61,7 +61,7 @@ void PrintLimits(const std::vector<GateInfo>& limits, bool json) {
 }
 
 ExitCode LimitVerb(LimitRequest request, bool json) {
-  Client client(FindBroker());
+  Connection client(FindBroker());
   const auto reply = Expect<LimitsReply>(client.Request(request, kRequestTimeout), "orq limit");
   if (request.op == LimitRequest::Op::kList || json) {
     PrintLimits(reply.limits, json);
@@ -76,7 +76,7 @@ ExitCode LimitVerb(LimitRequest request, bool json) {
 }
 
 ExitCode ExplainVerb(const std::string& task, bool json) {
-  Client client(FindBroker());
+  Connection client(FindBroker());
   const auto reply = Expect<ExplainedReply>(
       client.Request(ExplainRequest{ToTask(task)}, kRequestTimeout), "orq explain");
   // A delayed task's wall-clock time, which only this side knows.

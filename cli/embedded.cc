@@ -36,7 +36,8 @@ EmbeddedBroker::EmbeddedBroker(const EmbeddedOptions& options)
       log_(dir_ + "/broker.log"),
       dashboard_(options.dashboard),
       broker_(Process::SpawnSelf(BrokerSpawn(options, dir_))),
-      client_(std::make_unique<Client>(BrokerAddress{"ipc://" + dir_ + "/broker.ipc", {}, ""})) {}
+      client_(
+          std::make_unique<Connection>(BrokerAddress{"ipc://" + dir_ + "/broker.ipc", {}, ""})) {}
 
 EmbeddedBroker::~EmbeddedBroker() {
   Stop();

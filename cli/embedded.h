@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/client.h"
+#include "client/connection.h"
 #include "common/process.h"
 
 namespace orq {
@@ -27,7 +27,7 @@ class EmbeddedBroker {
   explicit EmbeddedBroker(const EmbeddedOptions& options);
   ~EmbeddedBroker();  // stops the broker (if Stop() was not called) and removes the directory
 
-  Client& client() { return *client_; }
+  Connection& client() { return *client_; }
   pid_t pid() const { return broker_.pid(); }
   const std::string& log() const { return log_; }
   const std::string& dir() const { return dir_; }
@@ -41,7 +41,7 @@ class EmbeddedBroker {
   std::string log_;
   bool dashboard_ = false;
   Process broker_;
-  std::unique_ptr<Client> client_;
+  std::unique_ptr<Connection> client_;
 };
 
 }  // namespace orq

@@ -17,6 +17,7 @@
 #include "cli/results.h"
 #include "cli/template.h"
 #include "cli/verbs.h"
+#include "client/connection.h"
 #include "common/errors.h"
 #include "common/ids.h"
 #include "common/task_spec.h"
@@ -171,49 +172,6 @@ void CommandSpecs(const JobInput& in, BuiltJob& job) {
     for (const std::string& a : tuples[i]) tag += (tag.empty() ? "" : " ") + a;
     job.tags.push_back(std::move(tag));
   }
-}
-
-std::string CurrentDirectory() {
-  std::vector<char> buf(4096);
-  while (!::getcwd(buf.data(), buf.size())) {
-    if (errno != ERANGE)
-      throw UsageError(std::string("cannot tell the current directory: ") + std::strerror(errno) +
-                       "; give --cwd DIR");
-    buf.resize(buf.size() * 2);
-  }
-  return buf.data();
-}
-
-JobContext Context(const JobInput& in) {
-  JobContext context;
-  const std::string here = CurrentDirectory();
-  if (!in.cwd.empty()) {  // absolute, without its "." and ".." (a worker may be elsewhere)
-    std::string dir =
-        std::filesystem::path(in.cwd[0] == '/' ? in.cwd : here + "/" + in.cwd).lexically_normal();
-    if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    context.cwd = dir;
-  } else {
-    context.cwd = here;
-  }
-  std::vector<std::string>& env = context.env.emplace();
-  if (!in.clean_env) {
-    for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  }
-  // What travels to remote workers: the variables named here, unless --env-all.
-  if (!in.env_all) context.named.emplace();
-  for (const std::string& entry : in.env) {
-    if (context.named) context.named->push_back(entry.substr(0, entry.find('=')));
-    if (entry.find('=') != std::string::npos) {
-      SetEnv(env, entry);
-      continue;
-    }
-    const char* value = std::getenv(entry.c_str());
-    if (!value)
-      throw UsageError("--env " + entry + ": " + entry + " is not set here; give --env NAME=VALUE");
-    SetEnv(env, entry + "=" + value);
-  }
-  if (auto error = ValidateEnv(env, "the environment (--env)")) throw UsageError(*error);
-  return context;
 }
 
 }  // namespace
@@ -467,7 +425,7 @@ BuiltJob BuildJob(const JobInput& in) {
     shell = shell || std::holds_alternative<ShellTask>(spec.body);
   }
   // Only a job with shell tasks carries the submitter's directory and environment.
-  if (shell) job.context = Context(in);
+  if (shell) job.context = SubmitterContext(in.cwd, in.env, in.env_all, in.clean_env);
   return job;
 }
 

@@ -11,9 +11,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "cli/client.h"
 #include "cli/format.h"
 #include "cli/verbs.h"
+#include "client/connection.h"
 #include "common/codec.h"
 #include "common/ids.h"
 
@@ -248,9 +248,10 @@ void Print(const TaskOutcome& o, const OutputOptions& options, const LocalTasks*
 
 }  // namespace
 
-ExitCode Gather(Client& client, const std::vector<std::string>& ids, const OutputOptions& options,
-                const LocalTasks* local, std::chrono::steady_clock::time_point deadline,
-                GatherSummary& summary, const std::function<bool()>& interrupted) {
+ExitCode Gather(Connection& client, const std::vector<std::string>& ids,
+                const OutputOptions& options, const LocalTasks* local,
+                std::chrono::steady_clock::time_point deadline, GatherSummary& summary,
+                const std::function<bool()>& interrupted) {
   client.Send(GatherRequest{ToIds(ids), /*stream=*/true});
   std::optional<ResultOrder> order;
   std::vector<std::string> failures;

@@ -21,7 +21,7 @@
 
 namespace orq {
 
-class Client;
+class Connection;
 
 // --halt WHEN,fail=N|success=N|fail=P%|success=P% (or GNU parallel's 0, 1, 2; "never").
 // The broker applies it (HaltPolicy, common/protocol.h); the CLI tells the same from the outcomes
@@ -137,8 +137,9 @@ struct GatherSummary {
 // Streams the results of `ids` and prints them; kTimeout when `deadline` passes first. With a
 // progress line, asks the broker how many of the jobs' tasks run twice a second. An interrupt
 // (Unreachable while `interrupted()`) prints what had finished, then rethrows.
-ExitCode Gather(Client& client, const std::vector<std::string>& ids, const OutputOptions& options,
-                const LocalTasks* local, std::chrono::steady_clock::time_point deadline,
-                GatherSummary& summary, const std::function<bool()>& interrupted = nullptr);
+ExitCode Gather(Connection& client, const std::vector<std::string>& ids,
+                const OutputOptions& options, const LocalTasks* local,
+                std::chrono::steady_clock::time_point deadline, GatherSummary& summary,
+                const std::function<bool()>& interrupted = nullptr);
 
 }  // namespace orq

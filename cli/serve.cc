@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "broker/broker.h"
-#include "cli/client.h"
 #include "cli/verbs.h"
+#include "client/connection.h"
 #include "common/keys.h"
 #include "common/paths.h"
 #include "common/process.h"
@@ -164,7 +164,7 @@ ExitCode Scale(int workers) {
   if (!ReadLivePid(PidFile(home)))
     throw Unreachable("orq is not running; start it with 'orq up -w " + std::to_string(workers) +
                       "'");
-  Client client({DefaultEndpoint(home), {}, ""});
+  Connection client({DefaultEndpoint(home), {}, ""});
   const Message answer =
       client.Request(ScaleRequest{static_cast<uint32_t>(workers)}, milliseconds(5000));
   if (!std::holds_alternative<ScaledReply>(answer))
@@ -225,7 +225,7 @@ ExitCode Up(const UpOptions& o) {
   Process broker = Process::SpawnSelf(spawn);
   const pid_t pid = broker.pid();
 
-  Client client({DefaultEndpoint(home), {}, ""});
+  Connection client({DefaultEndpoint(home), {}, ""});
   const auto deadline = Clock::now() + kStartTimeout;
   while (Clock::now() < deadline) {
     if (!broker.Running()) {
@@ -271,7 +271,7 @@ ExitCode Up(const UpOptions& o) {
 
 ExitCode Down() {
   if (UsingAccessFile()) {  // a remote broker: ask it to stop; its host sees to the rest
-    Client client(FindBroker());
+    Connection client(FindBroker());
     client.Request(ShutdownRequest{}, milliseconds(5000));
     std::printf("the broker at %s is shutting down (running tasks get %lld s to finish)\n",
                 client.endpoint().c_str(), static_cast<long long>(kShutdownGrace.count() / 1000));
@@ -286,7 +286,7 @@ ExitCode Down() {
   }
   bool asked = true;
   try {
-    Client client({DefaultEndpoint(home), {}, ""});
+    Connection client({DefaultEndpoint(home), {}, ""});
     client.Request(ShutdownRequest{}, milliseconds(5000));
   } catch (const Unreachable&) {
     Say("orq: the broker (pid " + std::to_string(pid) + ") did not answer; sending SIGTERM");

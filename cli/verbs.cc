@@ -11,7 +11,7 @@
 #include <string_view>
 #include <thread>
 
-#include "cli/client.h"
+#include "client/connection.h"
 #include "common/ids.h"
 #include "common/keys.h"
 

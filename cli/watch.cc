@@ -7,9 +7,9 @@
 #include <fstream>
 #include <string>
 
-#include "cli/client.h"
 #include "cli/format.h"
 #include "cli/verbs.h"
+#include "client/connection.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/paths.h"
@@ -52,7 +52,7 @@ std::string EventLine(const Event& e, double wall_offset) {
 }
 
 ExitCode EventsVerb(bool follow, bool json) {
-  Client client(FindBroker());
+  Connection client(FindBroker());
   std::signal(SIGINT, OnEventsInterrupt);
   std::signal(SIGTERM, OnEventsInterrupt);
   uint64_t after = 0;

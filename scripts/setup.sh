@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages orq builds and tests with; does nothing when all are present.
 # Must work as root on a fresh Debian 12 machine (uses sudo when not root and it is there).
-#   build: g++ cmake ... libgtest-dev
+#   build: g++ cmake ... libgtest-dev, pybind11-dev and python3-dev (the Python module)
 #   tests: git (the format check lists the sources with it), procps (pgrep), iproute2
 #          (network-namespace hosts), Slurm and munge (workers started by a real single-node
 #          Slurm), python3 (a free port for Slurm), clang and its runtimes (the codec fuzzer),
@@ -10,12 +10,13 @@
 #          real-component tests: chromium and nodejs (a browser driven by puppeteer-core, which
 #          this script installs from the npm registry into tests/browser/node_modules at the
 #          version its package-lock.json pins), prometheus (promtool and a server), curl and
-#          openssl (requests and a test certificate)
+#          openssl (requests and a test certificate), python3-pytest (the Python module's tests)
 set -euo pipefail
 packages=(g++ cmake make libzmq3-dev cppzmq-dev libboost-dev libboost-filesystem-dev
           libcli11-dev nlohmann-json3-dev libsqlite3-dev libgtest-dev git procps iproute2
           slurmctld slurmd slurm-client munge python3 clang libclang-rt-14-dev clang-format
-          parallel libssl-dev chromium prometheus curl openssl nodejs)
+          parallel libssl-dev chromium prometheus curl openssl nodejs pybind11-dev python3-dev
+          python3-pytest)
 # npm: Debian's package, unless the nodejs installed already brings its own.
 command -v npm >/dev/null || packages+=(npm)
 missing=()

@@ -10,8 +10,9 @@
 #              build's orq, make network namespaces and start a private Slurm);
 #     tsan     the tests of the worker's threads, timers and child processes under
 #              ThreadSanitizer (build-tsan/), then the fixed-seed codec fuzz run (scripts/fuzz.sh);
-#     release  orq built as the README's first command builds it (build/), a job through it, and
-#              two minutes of the soak with a nemesis on it (tests/soak.sh).
+#     release  orq built as the README's first command builds it (build/), a job through it,
+#              two minutes of the soak with a nemesis on it (tests/soak.sh), then the Python
+#              module's tests and the installed C++ package's (tests/programs.sh).
 #            The asan lane prints as it goes; the other two write build-logs/LANE.log, printed
 #            at the end. The tsan lane runs at a lower priority (nice): it fills the time the
 #            other two leave while they run their tests and the soak.
@@ -116,6 +117,8 @@ release_lane() {
   [[ $out == static ]] || { echo "build/orq run printed '$out', not 'static'" >&2; return 1; }
   stage "two minutes of the soak with its nemesis"
   TMPDIR=$run_tmp bash tests/soak.sh 2 build/orq
+  stage "orq from programs: the Python module's tests, the installed C++ package"
+  TMPDIR=$run_tmp bash tests/programs.sh build
   stage "release lane passed"
 }
 

@@ -1,6 +1,7 @@
-// The CLI's connection to a broker: one DEALER socket, requests out, replies in, every wait with
-// a deadline. A broker that stops answering is noticed (pings during long waits), never waited on
-// forever.
+// A connection to a broker: one DEALER socket, requests out, replies in, every wait with a
+// deadline. A broker that stops answering is noticed (pings during long waits), never waited on
+// forever. The orq command uses it directly; the client library (include/orq/client.h) polls two
+// of them on its own thread. Internal: not part of the installed API.
 #pragma once
 
 #include <chrono>
@@ -33,9 +34,9 @@ void UseAccessFile(std::string path);
 bool UsingAccessFile();
 const std::string& AccessFilePath();  // "" when none
 
-class Client {
+class Connection {
  public:
-  explicit Client(BrokerAddress address);
+  explicit Connection(BrokerAddress address);
 
   void Send(const Message& message);
   // The next reply, or nullopt when `deadline` passes first. Throws Unreachable when the broker
@@ -48,13 +49,22 @@ class Client {
   // Request() for a submit: a job of more than kSubmitPartBytes goes in parts (SubmitPartRequest)
   // before it, so that no message exceeds kMaxRemoteMessageBytes.
   Message Submit(SubmitRequest request, std::chrono::milliseconds timeout);
+  // Sends a submit as Submit() does, without waiting for its reply.
+  void SendSubmit(SubmitRequest request);
+
+  // For a caller that polls itself: the socket, the handshake monitor (remote connections only,
+  // else null), and the next message already here without waiting (pongs too). TryReceive()
+  // throws as Receive() does, for a malformed reply or a refusal.
+  zmq::socket_t& socket() { return socket_; }
+  zmq::socket_t* monitor() { return watch_ ? &watch_->socket() : nullptr; }
+  std::optional<Message> TryReceive();
+  // Reads the handshake monitor; throws Refused when the broker refused our key.
+  void CheckHandshakes();
 
   const std::string& endpoint() const { return address_.endpoint; }
   bool remote() const { return address_.curve.has_value(); }
 
  private:
-  void CheckHandshakes();
-
   BrokerAddress address_;
   zmq::context_t ctx_{1};
   zmq::socket_t socket_;
@@ -62,6 +72,13 @@ class Client {
   int failed_handshakes_ = 0;            // in a row
   Clock::time_point last_heard_;
 };
+
+// A job's context as its submitter's (JobContext, common/protocol.h): `cwd` (empty: the current
+// directory; relative: to it), this process's environment (none with `clean_env`) with `env`'s
+// "NAME=VALUE" (or "NAME", its value here) on top; only `env`'s names travel to remote workers,
+// unless `env_all`. Throws UsageError naming --cwd or --env.
+JobContext SubmitterContext(const std::string& cwd, const std::vector<std::string>& env,
+                            bool env_all, bool clean_env);
 
 // The broker answered a request with an error: the sentence (after "VERB: "), thrown as the
 // exception for its exit code (common/errors.h).

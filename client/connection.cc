@@ -1,6 +1,11 @@
-#include "cli/client.h"
+#include "client/connection.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 
 #include "common/codec.h"
 #include "common/errors.h"
@@ -48,7 +53,7 @@ BrokerAddress FindBroker() {
   return {DefaultEndpoint(home), std::nullopt, ""};
 }
 
-Client::Client(BrokerAddress address)
+Connection::Connection(BrokerAddress address)
     : address_(std::move(address)), socket_(MakeSocket(ctx_, zmq::socket_type::dealer)) {
   socket_.set(zmq::sockopt::reconnect_ivl, 10);  // the broker may be binding right now (orq run)
   socket_.set(zmq::sockopt::sndhwm, 0);
@@ -60,7 +65,8 @@ Client::Client(BrokerAddress address)
   last_heard_ = Clock::now();
 }
 
-void Client::CheckHandshakes() {
+void Connection::CheckHandshakes() {
+  if (!watch_) return;
   switch (watch_->Read()) {
     case HandshakeWatch::Event::kNone:
       return;
@@ -80,11 +86,11 @@ void Client::CheckHandshakes() {
 
 // Never blocks: a send only fails when the socket has no pipe (its handshake was refused), and the
 // handshake watch then says why.
-void Client::Send(const Message& message) {
+void Connection::Send(const Message& message) {
   SendMessage(socket_, message, {}, zmq::send_flags::dontwait);
 }
 
-std::optional<Message> Client::Receive(Clock::time_point deadline) {
+std::optional<Message> Connection::Receive(Clock::time_point deadline) {
   last_heard_ = Clock::now();
   auto next_ping = last_heard_ + kClientPingInterval;
   for (;;) {
@@ -107,22 +113,28 @@ std::optional<Message> Client::Receive(Clock::time_point deadline) {
       Send(PingRequest{});
       next_ping = Clock::now() + kClientPingInterval;
     }
-    while (auto received = ReceiveMessage(socket_, /*router=*/false)) {
+    while (auto message = TryReceive()) {
       last_heard_ = Clock::now();
-      if (!received->message)
-        throw std::runtime_error("malformed reply from the broker: " +
-                                 received->message.error().sentence);
-      Message& message = *received->message;
-      if (std::holds_alternative<PongReply>(message)) continue;
-      if (auto* error = std::get_if<ErrorReply>(&message);
-          error && error->code == ErrorCode::kForbidden)
-        throw Refused(error->message);
-      return std::move(message);
+      if (std::holds_alternative<PongReply>(*message)) continue;
+      return std::move(*message);
     }
   }
 }
 
-Message Client::Request(const Message& message, std::chrono::milliseconds timeout) {
+std::optional<Message> Connection::TryReceive() {
+  auto received = ReceiveMessage(socket_, /*router=*/false);
+  if (!received) return std::nullopt;
+  if (!received->message)
+    throw std::runtime_error("malformed reply from the broker: " +
+                             received->message.error().sentence);
+  Message& message = *received->message;
+  if (auto* error = std::get_if<ErrorReply>(&message);
+      error && error->code == ErrorCode::kForbidden)
+    throw Refused(error->message);
+  return std::move(message);
+}
+
+Message Connection::Request(const Message& message, std::chrono::milliseconds timeout) {
   Send(message);
   auto reply = Receive(Clock::now() + timeout);
   if (!reply)
@@ -131,7 +143,16 @@ Message Client::Request(const Message& message, std::chrono::milliseconds timeou
   return std::move(*reply);
 }
 
-Message Client::Submit(SubmitRequest request, std::chrono::milliseconds timeout) {
+Message Connection::Submit(SubmitRequest request, std::chrono::milliseconds timeout) {
+  SendSubmit(std::move(request));
+  auto reply = Receive(Clock::now() + timeout);
+  if (!reply)
+    throw Unreachable("the broker at " + address_.endpoint + " did not answer within " +
+                      std::to_string(timeout.count() / 1000) + " s");
+  return std::move(*reply);
+}
+
+void Connection::SendSubmit(SubmitRequest request) {
   // A job larger than a part goes in parts, so that no message exceeds what a broker's TCP
   // listener takes (kMaxRemoteMessageBytes); the broker puts them back together.
   size_t bytes = 0, start = 0;
@@ -151,7 +172,53 @@ Message Client::Submit(SubmitRequest request, std::chrono::milliseconds timeout)
     request.tasks.erase(request.tasks.begin(), request.tasks.begin() + start);
     request.parted = static_cast<uint32_t>(start);
   }
-  return Request(request, timeout);
+  Send(request);
+}
+
+namespace {
+std::string CurrentDirectory() {
+  std::vector<char> buf(4096);
+  while (!::getcwd(buf.data(), buf.size())) {
+    if (errno != ERANGE)
+      throw UsageError(std::string("cannot tell the current directory: ") + std::strerror(errno) +
+                       "; give --cwd DIR");
+    buf.resize(buf.size() * 2);
+  }
+  return buf.data();
+}
+}  // namespace
+
+JobContext SubmitterContext(const std::string& cwd, const std::vector<std::string>& env_given,
+                            bool env_all, bool clean_env) {
+  JobContext context;
+  const std::string here = CurrentDirectory();
+  if (!cwd.empty()) {  // absolute, without its "." and ".." (a worker may be elsewhere)
+    std::string dir =
+        std::filesystem::path(cwd[0] == '/' ? cwd : here + "/" + cwd).lexically_normal();
+    if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    context.cwd = dir;
+  } else {
+    context.cwd = here;
+  }
+  std::vector<std::string>& env = context.env.emplace();
+  if (!clean_env) {
+    for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  }
+  // What travels to remote workers: the variables named here, unless --env-all.
+  if (!env_all) context.named.emplace();
+  for (const std::string& entry : env_given) {
+    if (context.named) context.named->push_back(entry.substr(0, entry.find('=')));
+    if (entry.find('=') != std::string::npos) {
+      SetEnv(env, entry);
+      continue;
+    }
+    const char* value = std::getenv(entry.c_str());
+    if (!value)
+      throw UsageError("--env " + entry + ": " + entry + " is not set here; give --env NAME=VALUE");
+    SetEnv(env, entry + "=" + value);
+  }
+  if (auto error = ValidateEnv(env, "the environment (--env)")) throw UsageError(*error);
+  return context;
 }
 
 [[noreturn]] void Throw(const ErrorReply& error, const std::string& verb) {

@@ -1,0 +1,177 @@
+// orq._orq: the Python module's native part, over the C++ client library (include/orq/client.h):
+// one implementation of the wire. Python (python/orq/) builds asyncio and concurrent.futures on
+// it: start() submits a batch of tasks without waiting, and take() hands over, a batch at a time,
+// the outcomes that came since the last call, waiting for them with the GIL released, so a
+// thread of the Python client resolves thousands of futures per call.
+#include <orq/client.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
+namespace py = pybind11;
+using std::chrono::milliseconds;
+
+namespace {
+
+class NativeClient {
+ public:
+  NativeClient(const std::string& access, const std::string& endpoint, const std::string& home)
+      : client_(Make(access, endpoint, home)) {}
+
+  // Submits `tasks` (task-file lines) as one job under the caller's number `batch`; their
+  // outcomes come out of take() as (batch, index, ...).
+  void Start(uint64_t batch, const std::vector<std::string>& tasks, const std::string& cwd,
+             const std::vector<std::string>& env) {
+    orq::JobSpec spec;
+    spec.tasks.reserve(tasks.size());
+    for (const std::string& t : tasks) spec.tasks.push_back(orq::Task::Json(t));
+    spec.cwd = cwd;
+    spec.env = env;
+    std::vector<orq::Future> futures = client().Start(spec);
+    {
+      std::lock_guard lock(state_->mu);
+      started_[batch] = futures;
+    }
+    for (size_t i = 0; i < futures.size(); ++i) {
+      futures[i].Then([state = state_, batch, i](const orq::Future& f) {
+        {
+          std::lock_guard lock(state->mu);
+          state->done.push_back({batch, static_cast<uint32_t>(i), f});
+        }
+        state->cv.notify_one();
+      });
+    }
+  }
+
+  void Cancel(uint64_t batch, uint32_t index) {
+    std::lock_guard lock(state_->mu);
+    auto it = started_.find(batch);
+    if (it != started_.end() && index < it->second.size()) it->second[index].Cancel();
+  }
+
+  // The outcomes that came, waiting up to `timeout` seconds for one; None once closed.
+  py::object Take(double timeout) {
+    std::deque<Done> done;
+    {
+      py::gil_scoped_release release;
+      std::unique_lock lock(state_->mu);
+      state_->cv.wait_for(lock, std::chrono::duration<double>(timeout),
+                          [&] { return !state_->done.empty() || state_->closed; });
+      if (state_->done.empty() && state_->closed) return py::none();
+      done.swap(state_->done);
+    }
+    py::list items;
+    for (Done& d : done) {
+      try {
+        orq::Outcome o = d.future.get(milliseconds(0));
+        items.append(
+            py::make_tuple(d.batch, d.index, orq::StatusName(o.status), o.id, py::bytes(o.result),
+                           o.exit_code ? py::object(py::int_(*o.exit_code)) : py::none(),
+                           py::bytes(o.stdout_text), py::bytes(o.stderr_text), o.error, o.attempt));
+      } catch (const orq::Exception& e) {
+        items.append(py::make_tuple(d.batch, d.index, "error", "", py::bytes(""), py::none(),
+                                    py::bytes(""), py::bytes(""), std::string(e.what()),
+                                    static_cast<int>(e.code())));
+      }
+    }
+    {
+      std::lock_guard lock(state_->mu);
+      for (Done& d : done) {
+        auto it = started_.find(d.batch);
+        if (it != started_.end() && ++finished_[d.batch] == it->second.size()) {
+          started_.erase(it);
+          finished_.erase(d.batch);
+        }
+      }
+    }
+    return items;
+  }
+
+  std::string Status(double timeout) {
+    py::gil_scoped_release release;
+    return client().StatusJson(Ms(timeout));
+  }
+  int64_t Ping(double timeout) {
+    py::gil_scoped_release release;
+    return client().Ping(Ms(timeout));
+  }
+  uint32_t CancelIds(const std::vector<std::string>& ids, double timeout) {
+    py::gil_scoped_release release;
+    return client().Cancel(ids, Ms(timeout));
+  }
+
+  // Stops the client's thread: what still waits comes out of take() as errors, then None.
+  void Close() {
+    py::gil_scoped_release release;
+    client_.reset();  // settles what waits (Unreachable), which Then() queues
+    {
+      std::lock_guard lock(state_->mu);
+      state_->closed = true;
+    }
+    state_->cv.notify_all();
+  }
+
+ private:
+  orq::Client& client() {
+    if (!client_) throw orq::UsageError("this orq client is closed");
+    return *client_;
+  }
+  static milliseconds Ms(double seconds) {
+    return milliseconds(static_cast<int64_t>(seconds * 1000));
+  }
+  static std::unique_ptr<orq::Client> Make(const std::string& access, const std::string& endpoint,
+                                           const std::string& home) {
+    if (!access.empty()) return std::make_unique<orq::Client>(orq::Client::AccessFile(access));
+    if (!endpoint.empty()) return std::make_unique<orq::Client>(orq::Client::Endpoint(endpoint));
+    if (!home.empty()) return std::make_unique<orq::Client>(orq::Client::Local(home));
+    return std::make_unique<orq::Client>(orq::Client::FromEnvironment());
+  }
+  struct Done {
+    uint64_t batch;
+    uint32_t index;
+    orq::Future future;
+  };
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<Done> done;
+    bool closed = false;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+  std::unique_ptr<orq::Client> client_;
+  // Under state_->mu: the futures of each batch until all of it was taken.
+  std::unordered_map<uint64_t, std::vector<orq::Future>> started_;
+  std::unordered_map<uint64_t, size_t> finished_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_orq, m) {
+  m.doc() = "The native part of orq's Python module (use the orq package, not this).";
+  // orq's errors, by exit code: the package maps them to its own exception classes.
+  static py::exception<orq::Exception> error(m, "NativeError");
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const orq::Exception& e) {
+      py::object exc = py::reinterpret_borrow<py::object>(error.ptr())(e.what());
+      exc.attr("code") = static_cast<int>(e.code());
+      PyErr_SetObject(error.ptr(), exc.ptr());
+    }
+  });
+  m.def("version", &orq::ClientVersion);
+  py::class_<NativeClient>(m, "NativeClient")
+      .def(py::init<const std::string&, const std::string&, const std::string&>(),
+           py::arg("access") = "", py::arg("endpoint") = "", py::arg("home") = "")
+      .def("start", &NativeClient::Start)
+      .def("cancel", &NativeClient::Cancel)
+      .def("take", &NativeClient::Take)
+      .def("status_json", &NativeClient::Status)
+      .def("ping", &NativeClient::Ping)
+      .def("cancel_ids", &NativeClient::CancelIds)
+      .def("close", &NativeClient::Close);
+}

@@ -1,0 +1,177 @@
+"""The Python module against a real broker and workers (conftest.py's `broker`)."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import helpers
+import orq
+from conftest import ORQ, Broker
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def test_gather_keeps_order_and_runs_concurrently(broker):
+    async def main():
+        async with orq.connect(home=broker.home) as c:
+            start = time.monotonic()
+            results = await asyncio.gather(c.sleep(3, "three"), c.sleep(1, "one"),
+                                           c.sleep(2, "two"))
+            return results, time.monotonic() - start
+
+    results, took = run(main())
+    assert results == ["three", "one", "two"]
+    assert 2.9 <= took < 5.5, f"three sleeps of 1, 2 and 3 s took {took:.2f} s together"
+
+
+def test_kinds_and_their_results(broker):
+    async def main():
+        async with orq.connect(home=broker.home) as c:
+            return await asyncio.gather(c.echo({"a": [1, 2]}), c.sleep(0.1), c.cpu(5),
+                                        c.shell(["echo", "hi"]), c.shell("echo $((6*7))"))
+
+    echo, slept, cpu, out, line = run(main())
+    assert echo == {"a": [1, 2]} and slept == 0.1 and cpu == 5
+    assert out == "hi\n" and line == "42\n"
+
+
+def test_as_completed_gives_the_first_to_finish_first(broker):
+    async def main():
+        async with orq.connect(home=broker.home) as c:
+            futures = [c.sleep(1.2, "slow"), c.sleep(0.1, "fast"), c.sleep(0.6, "middle")]
+            return [await f for f in asyncio.as_completed(futures)]
+
+    assert run(main()) == ["fast", "middle", "slow"]
+
+
+def test_wait_first_completed_then_cancel_the_rest(broker):
+    async def main():
+        async with orq.connect(home=broker.home) as c:
+            slow, fast = c.sleep(60), c.echo("first")
+            done, pending = await asyncio.wait({slow, fast},
+                                               return_when=asyncio.FIRST_COMPLETED)
+            assert done == {fast} and pending == {slow}
+            assert fast.result() == "first"
+            slow.cancel()
+            await asyncio.sleep(0)
+
+    run(main())
+    s = broker.wait_status(lambda s: s["tasks"]["cancelled"] == 1)
+    assert s["tasks"]["cancelled"] == 1 and s["tasks"]["running"] == 0
+
+
+def test_wait_for_timeout_cancels_the_orq_task(broker):
+    async def main():
+        async with orq.connect(home=broker.home) as c:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(c.sleep(60), 0.5)
+
+    run(main())
+    s = broker.wait_status(lambda s: s["tasks"]["cancelled"] == 1)
+    assert s["tasks"]["cancelled"] == 1
+
+
+def test_task_cancel_propagates_to_orq(broker):
+    async def main():
+        async with orq.connect(home=broker.home) as c:
+            task = asyncio.ensure_future(c.shell(["sleep", "60"]))
+            # Until the broker says it runs.
+            for _ in range(600):
+                if c.status()["tasks"]["running"] == 1:
+                    break
+                await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    run(main())
+    s = broker.wait_status(lambda s: s["tasks"]["cancelled"] == 1 and s["tasks"]["running"] == 0)
+    assert s["tasks"]["cancelled"] == 1 and s["tasks"]["running"] == 0
+    status = broker.run("status")
+    assert "cancelled 1" in status, status
+
+
+def test_a_failed_task_raises_with_exit_code_stderr_and_attempts(broker):
+    async def main():
+        async with orq.connect(home=broker.home) as c:
+            with pytest.raises(orq.TaskFailed) as failed:
+                await c.shell("echo boom >&2; exit 3", retries=1)
+            with pytest.raises(orq.TaskTimeout) as timed_out:
+                await c.sleep(30, timeout=0.3)
+            return failed.value, timed_out.value
+
+    failed, timed_out = run(main())
+    assert failed.exit_code == 3 and "boom" in failed.stderr and failed.attempts == 2
+    assert failed.status == "failed" and failed.task_id.startswith("j")
+    assert "exit code 3" in str(failed)
+    assert timed_out.status == "timeout" and isinstance(timed_out, orq.TaskFailed)
+
+
+def test_call_runs_module_functions_and_raises_their_exceptions(broker):
+    async def main():
+        async with orq.connect(home=broker.home) as c:
+            assert await c.call(helpers.square, 12) == 144
+            assert await c.call(helpers.shout, "quiet") == "QUIET"
+            with pytest.raises(ZeroDivisionError):
+                await c.call(helpers.divide, 1, 0)
+            assert await asyncio.gather(*(c.call(pow, 2, n) for n in range(8))) == [
+                2 ** n for n in range(8)]
+
+    run(main())
+
+
+def test_executor_map_submit_and_shutdown(broker):
+    with orq.Executor(home=broker.home) as ex:
+        assert list(ex.map(helpers.square, range(10))) == [x * x for x in range(10)]
+        f = ex.submit(helpers.divide, 1, 4)
+        assert f.result(timeout=60) == 0.25
+        bad = ex.submit(helpers.divide, 1, 0)
+        assert isinstance(bad.exception(timeout=60), ZeroDivisionError)
+
+
+def test_errors_are_orq_errors_with_exit_codes(broker, tmp_path):
+    with pytest.raises(orq.Unreachable) as e:
+        orq.connect(home=str(tmp_path))
+    assert e.value.exit_code == 3
+
+    async def main():
+        async with orq.connect(home=broker.home) as c:
+            with pytest.raises(orq.UsageError):
+                await c.sleep(-1)
+            with pytest.raises(orq.UsageError):
+                c.cancel("j999")
+
+    run(main())
+    assert "api 1" in orq.version()
+
+
+def test_a_client_over_tcp_with_an_access_file(tmp_path):
+    b = Broker(workers=1, extra=("--listen", "tcp://127.0.0.1:*"))
+    try:
+        access = str(tmp_path / "client.access")
+        b.run("access", "add", "--client", access)
+
+        async def main():
+            async with orq.connect(access=access) as c:
+                return await asyncio.gather(c.echo("over"), c.shell(["echo", "tcp"]))
+
+        assert run(main()) == ["over", "tcp\n"]
+    finally:
+        b.close()
+
+
+@pytest.mark.parametrize("example", sorted(
+    f for f in os.listdir(os.path.join(REPO, "examples", "python")) if f.endswith(".py")))
+def test_the_examples_run(broker, example):
+    p = subprocess.run([sys.executable, os.path.join(REPO, "examples", "python", example)],
+                       env=broker.env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "took" in p.stdout, p.stdout

@@ -1,0 +1,160 @@
+// The client library (include/orq/client.h) against a real broker and workers (orq up).
+#include <gtest/gtest.h>
+#include <orq/client.h>
+
+#include <atomic>
+#include <set>
+
+#include "tests/harness.h"
+
+namespace orq {
+namespace {
+using namespace orq::testing;
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(Exits(env_.Run({"up", "-w", "2", "-t", "2"}), 0));
+    client_.emplace(Client::Local(env_.home()));
+  }
+  milliseconds Long() const { return Scaled(milliseconds(60000)); }
+  OrqEnv env_;
+  std::optional<Client> client_;
+};
+
+TEST_F(ClientTest, SubmitGatherInOrderWhileTheyRunConcurrently) {
+  const auto start = std::chrono::steady_clock::now();
+  Job job =
+      client_->Submit({{Task::Sleep(1, "\"world\""), Task::Sleep(0.2, "\"hello\""),
+                        Task::Echo("[1,2]"), Task::Shell({"sh", "-c", "echo out; echo err >&2"})}});
+  EXPECT_GT(job.number(), 0u);
+  EXPECT_EQ(job[2].id(), job.id() + ".2");
+  auto outcomes = client_->Gather(job.tasks(), Long());
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(outcomes.size(), 4u);
+  EXPECT_EQ(outcomes[0].result, "\"world\"");
+  EXPECT_EQ(outcomes[1].result, "\"hello\"");
+  EXPECT_EQ(outcomes[2].result, "[1,2]");
+  EXPECT_EQ(outcomes[3].stdout_text, "out\n");
+  EXPECT_EQ(outcomes[3].stderr_text, "err\n");
+  EXPECT_EQ(outcomes[3].exit_code, 0);
+  for (const Outcome& o : outcomes) EXPECT_TRUE(o.ok()) << o.id << ": " << o.error;
+  EXPECT_LT(took, 1.2 + 2 * TimeScale()) << "the sleeps ran one after another";
+}
+
+TEST_F(ClientTest, AsCompletedGivesTheFirstToFinishFirst) {
+  Job job = client_->Submit({{Task::Sleep(1.5, "1"), Task::Sleep(0.1, "2")}});
+  Completion completion = client_->AsCompleted(job.tasks());
+  auto first = completion.Next(Long());
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->get(milliseconds(0)).result, "2");
+  auto second = completion.Next(Long());
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->get(milliseconds(0)).result, "1");
+  EXPECT_FALSE(completion.Next(milliseconds(10)));
+}
+
+TEST_F(ClientTest, WaitFirstCompletedFirstExceptionAndATimeout) {
+  Job job = client_->Submit({{Task::Sleep(30), Task::Command("exit 3"), Task::Echo("1")}});
+  WaitResult first = client_->Wait(job.tasks(), WaitFor::kFirstCompleted, Long());
+  EXPECT_GE(first.done.size(), 1u);
+  WaitResult failed = client_->Wait(job.tasks(), WaitFor::kFirstException, Long());
+  ASSERT_TRUE(job[1].ready());
+  Outcome bad = job[1].get(milliseconds(0));
+  EXPECT_EQ(bad.status, Status::kFailed);
+  EXPECT_EQ(bad.exit_code, 3);
+  EXPECT_EQ(failed.pending.size(), 1u);  // the long sleep
+  EXPECT_THROW(job[0].get(milliseconds(50)), orq::Timeout);
+  try {
+    job[0].get(milliseconds(1));
+  } catch (const orq::Exception& e) {
+    EXPECT_EQ(e.code(), ExitCode::kTimeout);
+  }
+  EXPECT_EQ(client_->Cancel(job), 1u);
+  EXPECT_EQ(job[0].get(Long()).status, Status::kCancelled);
+}
+
+TEST_F(ClientTest, AFutureCancelledBeforeItsJobIsAcceptedIsCancelledOnTheBroker) {
+  std::vector<Future> futures = client_->Start({{Task::Sleep(60), Task::Echo("\"x\"")}});
+  futures[0].Cancel();  // most likely before the broker's reply: sent once it comes
+  EXPECT_EQ(futures[0].get(Long()).status, Status::kCancelled);
+  EXPECT_EQ(futures[1].get(Long()).result, "\"x\"");
+  EXPECT_TRUE(env_.WaitStatus([](const nlohmann::json& s) {
+    return s["tasks"]["cancelled"].get<int>() == 1 && s["tasks"]["running"].get<int>() == 0;
+  }));
+}
+
+TEST_F(ClientTest, ThenRunsOnceForEachAndThreadsMaySubmitAtOnce) {
+  std::atomic<int> called{0};
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::vector<Future> all;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        auto futures = client_->Start({{Task::Echo(std::to_string(t * 100 + i))}});
+        futures[0].Then([&](const Future&) { ++called; });
+        std::lock_guard lock(mu);
+        all.insert(all.end(), futures.begin(), futures.end());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto outcomes = client_->Gather(all, Long());
+  std::set<std::string> results;
+  for (const Outcome& o : outcomes) results.insert(o.result);
+  EXPECT_EQ(results.size(), 100u);
+  EXPECT_TRUE(WaitUntil([&] { return called == 100; }, seconds(10)));
+}
+
+TEST_F(ClientTest, MistakesAreUsageErrorsNamingTheTaskAndRefusalsFailTheFutures) {
+  try {
+    client_->Submit({{Task::Echo("1"), Task::Json(R"({"kind":"sleep","seconds":-1})")}});
+    FAIL() << "a negative sleep was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("task 1"), std::string::npos) << e.what();
+    EXPECT_EQ(e.code(), ExitCode::kUsage);
+  }
+  EXPECT_THROW(client_->Submit(JobSpec{}), UsageError);
+  EXPECT_THROW(Task::Echo("not json"), UsageError);
+  EXPECT_THROW(client_->Cancel(std::vector<std::string>{"j999"}), UsageError);
+  EXPECT_THROW(client_->Cancel(std::vector<std::string>{"x"}), UsageError);
+}
+
+TEST_F(ClientTest, StatusLogsAndTheJobContext) {
+  JobSpec spec{{Task::Command("echo $ORQ_CLIENT_TEST; pwd")}};
+  spec.env = {"ORQ_CLIENT_TEST=from the job"};
+  spec.cwd = "/tmp";
+  Job job = client_->Submit(spec);
+  Outcome o = job[0].get(Long());
+  EXPECT_EQ(o.stdout_text, "from the job\n/tmp\n");
+  EXPECT_EQ(client_->Logs(job[0].id()), "from the job\n/tmp\n");
+  auto status = nlohmann::json::parse(client_->StatusJson());
+  EXPECT_EQ(status["workers"].size(), 2u);
+  EXPECT_GT(client_->Ping(), 0);
+  EXPECT_NE(ClientVersion().find("api 1"), std::string::npos);
+}
+
+TEST_F(ClientTest, ABrokerThatGoesAwayFailsWhatWaitsWithUnreachable) {
+  Job job = client_->Submit({{Task::Sleep(60)}});
+  ASSERT_TRUE(Exits(env_.Run({"down"}), 0));
+  try {
+    job[0].get(Long());
+    FAIL() << "a future outlived its broker";
+  } catch (const Unreachable& e) {
+    EXPECT_EQ(e.code(), ExitCode::kUnreachable) << e.what();
+  }
+}
+
+TEST(ClientNoBrokerTest, NoBrokerIsUnreachableAtOnce) {
+  OrqEnv env;
+  EXPECT_THROW(Client::Local(env.home()), Unreachable);
+  EXPECT_THROW(Client::Endpoint("tcp://127.0.0.1:1"), UsageError);
+}
+
+}  // namespace
+}  // namespace orq
