@@ -382,13 +382,13 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
         std::lock_guard lock(mu_);
         inbox.swap(inbox_);
       }
-      const bool was_waiting = Waiting();
-      for (auto& f : inbox) f();
-      if (!was_waiting && Waiting()) {  // the broker's silence counts from now
-        last_heard_ = Clock::now();
-        next_ping = last_heard_ + kClientPingInterval;
-      }
       try {
+        const bool was_waiting = Waiting();
+        for (auto& f : inbox) f();
+        if (!was_waiting && Waiting()) {  // the broker's silence counts from now
+          last_heard_ = Clock::now();
+          next_ping = last_heard_ + kClientPingInterval;
+        }
         requests_.CheckHandshakes();
         results_.CheckHandshakes();
         while (auto m = requests_.TryReceive()) {
@@ -420,12 +420,23 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
 
   // A broker that answers with another pid was restarted: what this client gathered from the
   // old one is asked of the new one (its journal kept the jobs).
+  // The request in flight then may never be answered (the old broker may or may not have taken
+  // it): it fails, and the next one goes.
   void Pong(int64_t pid) {
-    if (broker_pid_ != 0 && pid != broker_pid_) {
-      awaiting_first_.clear();
-      for (auto& [job, live] : jobs_) SendGather(job);
-    }
+    const bool restarted = broker_pid_ != 0 && pid != broker_pid_;
     broker_pid_ = pid;
+    if (!restarted) return;
+    awaiting_first_.clear();
+    for (auto& [job, live] : jobs_) SendGather(job);
+    if (in_flight_ && !AskedFor<PingRequest>()) {
+      Pending lost = std::move(*in_flight_);
+      in_flight_.reset();
+      lost.done(std::nullopt, std::make_exception_ptr(Unreachable(
+                                  "the broker at " + endpoint_ +
+                                  " restarted before it answered (a job submitted then may "
+                                  "or may not have been accepted: see orq jobs)")));
+      SendNext();
+    }
   }
 
   struct LiveJob {
@@ -567,7 +578,13 @@ size_t Completion::remaining() const {
 
 Client::Client(std::shared_ptr<ClientCore> core) : core_(std::move(core)) { core_->Run(); }
 Client::Client(Client&&) noexcept = default;
-Client& Client::operator=(Client&&) noexcept = default;
+Client& Client::operator=(Client&& other) noexcept {
+  if (this != &other) {
+    if (core_) core_->Stop();
+    core_ = std::move(other.core_);
+  }
+  return *this;
+}
 Client::~Client() {
   if (core_) core_->Stop();
 }

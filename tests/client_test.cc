@@ -1,6 +1,7 @@
 // The client library (include/orq/client.h) against a real broker and workers (orq up).
 #include <gtest/gtest.h>
 #include <orq/client.h>
+#include <signal.h>
 
 #include <atomic>
 #include <set>
@@ -148,6 +149,18 @@ TEST_F(ClientTest, ABrokerThatGoesAwayFailsWhatWaitsWithUnreachable) {
   } catch (const Unreachable& e) {
     EXPECT_EQ(e.code(), ExitCode::kUnreachable) << e.what();
   }
+}
+
+TEST_F(ClientTest, ABrokerRestartedAtOnceIsAskedAgainForWhatItsJournalKept) {
+  Job job = client_->Submit({{Task::Sleep(1, "\"after the restart\"")}});
+  const int64_t pid = client_->Ping();
+  ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGKILL), 0);
+  ASSERT_TRUE(WaitGone(static_cast<pid_t>(pid)));
+  ASSERT_TRUE(Exits(env_.Run({"up", "-w", "1"}), 0));
+  // The new broker replays its journal; the client sees another pid and gathers again.
+  Outcome o = job[0].get(Long());
+  EXPECT_EQ(o.result, "\"after the restart\"");
+  EXPECT_NE(client_->Ping(), pid);
 }
 
 TEST(ClientNoBrokerTest, NoBrokerIsUnreachableAtOnce) {

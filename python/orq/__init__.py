@@ -36,6 +36,7 @@ trust, as with any pickle.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import concurrent.futures
 import itertools
@@ -44,6 +45,7 @@ import os
 import pickle
 import sys
 import threading
+import weakref
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from . import _orq
@@ -210,6 +212,7 @@ class Client:
         self._closed = False
         self._thread = threading.Thread(target=self._dispatch, name="orq-client", daemon=True)
         self._thread.start()
+        _open_clients.add(self)
 
     # -- context managers
 
@@ -371,11 +374,13 @@ class Client:
             with self._lock:
                 for item in items:
                     batch, index = item[0], item[1]
-                    entry = self._pending[batch][index]
+                    entries = self._pending.get(batch)
+                    if entries is None:  # (cannot happen: each outcome comes once)
+                        continue
                     self._left[batch] -= 1
                     if self._left[batch] == 0:
                         del self._pending[batch], self._left[batch]
-                    by_loop.setdefault(entry[2], []).append((entry, item))
+                    by_loop.setdefault(entries[index][2], []).append((entries[index], item))
             for loop, done in by_loop.items():
                 if loop is None:
                     _resolve(done)
@@ -384,6 +389,17 @@ class Client:
                         loop.call_soon_threadsafe(_resolve, done)
                     except RuntimeError:  # its loop is closed: nobody waits for these
                         pass
+
+
+# Clients still open when the interpreter exits are closed first, so that no client thread
+# outlives the objects it uses.
+_open_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_clients() -> None:
+    for client in list(_open_clients):
+        client.close()
 
 
 def _resolve(done: list) -> None:
