@@ -1,9 +1,11 @@
 """Python's gather of N echo tasks end to end on orq, against Dask's
 client.gather(client.map(...)) of the same on this machine, and the latency of one
-`await c.echo(1)`. Each figure is the median of RUNS runs.
+`await c.echo(1)` (median of 200). Gathers: the median of RUNS runs for orq (default 3), of
+DASK_RUNS for Dask (default 1).
 
     ORQ_HOME=$(mktemp -d) build/orq up -w 2 -t 1
-    PYTHONPATH=build/python python3 bench/python_gather.py [N [RUNS]]     # Dask: python3-distributed
+    PYTHONPATH=build/python python3 bench/python_gather.py [N [RUNS [DASK_RUNS]]]
+    # Dask: the Debian package python3-distributed
 
 orq: the broker and 2 workers `orq up` started (its journal fsynced, as always). Dask: a
 LocalCluster of 2 worker processes with 1 thread each, made before the clock starts.
@@ -17,6 +19,8 @@ import orq
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+# Dask's gather of 100,000 takes minutes here: once, unless told otherwise.
+DASK_RUNS = int(sys.argv[3]) if len(sys.argv) > 3 else 1
 
 
 async def orq_gather(c):
@@ -52,7 +56,7 @@ def dask_figures():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         gathers = []
-        for run in range(RUNS):
+        for run in range(DASK_RUNS):
             start = time.perf_counter()
             # pure=False: N distinct tasks, as orq's N submitted tasks
             results = client.gather(client.map(echo, range(N), pure=False))

@@ -274,7 +274,7 @@ class Client:
     def _async(self, spec: dict, options: dict, decode: Callable) -> "asyncio.Future[Any]":
         loop = asyncio.get_running_loop()
         spec.update(options)
-        future = loop.create_future()
+        future = _Future(loop=loop)
         with self._lock:
             if self._closed:
                 raise UsageError("this orq client is closed")
@@ -301,7 +301,9 @@ class Client:
                     f.set_exception(e)
             return
         for index, (f, _, _) in enumerate(entries):
-            f.add_done_callback(lambda f, i=index: f.cancelled() and self._cancel(batch, i))
+            f._orq = (self, batch, index)
+            if f.cancelled():  # before its job went
+                self._cancel(batch, index)
 
     def _start(self, tasks: list[str], entries: list) -> int:
         batch = next(self._batches)
@@ -389,6 +391,20 @@ class Client:
                         loop.call_soon_threadsafe(_resolve, done)
                     except RuntimeError:  # its loop is closed: nobody waits for these
                         pass
+
+
+class _Future(asyncio.Future):
+    """An asyncio.Future whose cancel() also cancels its orq task (at once: no done callback
+    per future, which would cost a loop callback each in a gather of thousands)."""
+
+    _orq: Optional[tuple] = None  # (client, batch, index) once its job went to the broker
+
+    def cancel(self, msg: Any = None) -> bool:
+        cancelled = super().cancel(msg)
+        if cancelled and self._orq is not None:
+            client, batch, index = self._orq
+            client._cancel(batch, index)
+        return cancelled
 
 
 # Clients still open when the interpreter exits are closed first, so that no client thread
