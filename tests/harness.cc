@@ -192,8 +192,9 @@ bool OrqEnv::WaitStatus(const std::function<bool(const nlohmann::json&)>& done,
                         std::chrono::seconds timeout) const {
   return WaitUntil(
       [&] {
+        // (A failed `orq status` is already a test failure; its error document is not a status.)
         const nlohmann::json s = Status();
-        return s.is_object() && done(s);
+        return s.is_object() && !s.contains("error") && done(s);
       },
       timeout);
 }

@@ -1,5 +1,6 @@
 // orq's client library: submit tasks to an orq broker from a program and wait for their results as
-// futures, as `orq submit` and `orq gather` do from the shell (the orq command is built on it).
+// futures, as `orq submit` and `orq gather` do from the shell (the orq command links it, and
+// reaches its broker through the same connection code).
 //
 //   orq::Client client = orq::Client::FromEnvironment();   // the broker `orq up` started
 //   orq::Job job = client.Submit({{orq::Task::Sleep(1, "\"hello\""), orq::Task::Shell({"date"})}});
