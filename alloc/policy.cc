@@ -19,6 +19,9 @@ bool Active(const AllocationInfo& a) { return a.state != AllocState::kEnded; }
 
 std::optional<std::string> CheckAllocSpec(const AllocQueueSpec& spec) {
   if (auto error = ValidateName(spec.name, "--name")) return error;
+  if (spec.name.front() == '.')  // "." and ".." are names too, of directories that exist
+    return "--name '" + spec.name +
+           "' may not start with '.': the queue keeps its files in a directory of that name";
   if (spec.backend != "slurm")
     return "the backend '" + spec.backend + "' is not one orq has (slurm is)";
   if (spec.time_limit_s < 60)

@@ -314,6 +314,14 @@ TEST_F(AllocPolicyTest, RefusesASpecThatCannotWorkNamingTheFlag) {
   refused = policy_.Add(Spec(), "");
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().sentence.find("exists already"), std::string::npos);
+  // A name is one directory's in $ORQ_HOME/alloc: never "..", ".", nor a path.
+  for (const char* name : {"..", ".", ".hidden", "a/b", "../x", ""}) {
+    spec = Spec();
+    spec.name = name;
+    refused = policy_.Add(spec, "");
+    ASSERT_FALSE(refused) << name;
+    EXPECT_NE(refused.error().sentence.find("--name"), std::string::npos) << name;
+  }
 }
 
 TEST_F(AllocPolicyTest, KeepsTheLatestHundredAllocations) {

@@ -105,7 +105,7 @@ void Admission::ReadMonitor(BrokerCounters& counters) {
     const uint16_t id = event->id;
     const uint32_t value = event->value;
     if (id == ZMQ_EVENT_DISCONNECTED) {
-      peers_.erase(static_cast<int>(value));
+      if (peers_.erase(static_cast<int>(value))) ++counters.remote_closed;
     } else if (++counters.handshake_failed <= kLoggedRefusals) {
       Log("handshake failed on " + event->endpoint +
           (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? " (protocol error: no CURVE, a wrong broker "
@@ -123,8 +123,9 @@ Role Admission::RoleOf(const std::string& identity, const std::string& user_id, 
     return Role::kRevoked;
   }
   if (fd >= 0) {
-    Peer& peer = peers_[fd];
-    if (peer.identity != identity) peer = {identity, user_id};
+    auto [peer, first] = peers_.try_emplace(fd);
+    if (first) doorman_.Authenticated(fd);  // settled: never shed
+    if (peer->second.identity != identity) peer->second = {identity, user_id};
   }
   return it->second.role;
 }

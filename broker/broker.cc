@@ -175,7 +175,8 @@ class BrokerShell {
           core_.DrainOutbox(out_);
         } else if (auto* part = std::get_if<SubmitPartRequest>(&*received->message);
                    part && MaySend(role, Command::kSubmitPart)) {
-          parts_.Add(received->identity, std::move(part->tasks), received->bytes, now);
+          parts_.Add(received->identity, received->user_id, std::move(part->tasks), received->bytes,
+                     now);
         } else if (auto* submit = std::get_if<SubmitRequest>(&*received->message);
                    submit && MaySend(role, Command::kSubmit)) {
           Submit(received->identity, std::move(*submit), received->bytes, now);
@@ -270,8 +271,19 @@ class BrokerShell {
     if (auto* ready = std::get_if<ReadyMessage>(&message);
         ready && MaySend(role, Command::kReady)) {
       auto why = CheckReady(*ready);
-      if (const AccessEntry* entry = admission_.EntryOf(user_id); !why && entry)
-        why = CheckScope(*ready, entry->queues, entry->resources);
+      const AccessEntry* entry = admission_.EntryOf(user_id);
+      if (!why && entry) why = CheckScope(*ready, entry->queues, entry->resources);
+      if (const size_t n = core_.WorkersOfKey(user_id, from);
+          !why && role == Role::kWorker && n >= config_.max_workers_per_key)
+        why = "its key has " + std::to_string(n) +
+              " workers registered already, the most one key may (orq broker "
+              "--max-workers-per-key)";
+      if (!why && !ready->allocation.empty() && role != Role::kLocal) {
+        const std::string queue = ready->allocation.substr(0, ready->allocation.find('/'));
+        if (!entry || entry->name != AllocationKeyName(queue))
+          why = "it says allocation " + ready->allocation + " started it, but only a worker with " +
+                "that queue's own key (" + AllocationKeyName(queue) + ") may";
+      }
       if (why) {
         note("refused a worker's registration: " + *why);
         out_.push_back(
@@ -285,7 +297,7 @@ class BrokerShell {
           note("a worker's outcome of " + FormatTaskId(outcome.id) + " is over a bound: " + *why);
           outcome = OverBounds(outcome, *why);
         }
-        NameSpills(outcome, role == Role::kLocal);
+        NameSpills(outcome, role == Role::kLocal, user_id);
       }
     }
     return true;
@@ -293,8 +305,9 @@ class BrokerShell {
 
   // A worker says which of a task's streams spilled to files, never where: the broker names them
   // from the task and the attempt alone (common/paths.h): in its own output directory for a local
-  // worker, in the worker's for a remote one. Nobody opens, prints or deletes a path a peer sent.
-  void NameSpills(TaskOutcome& outcome, bool local) {
+  // worker, in the worker's for a remote one. Nobody opens, prints or deletes a path a peer sent,
+  // and a remote worker's file is read and deleted only by workers of `key`, the key that sent it.
+  void NameSpills(TaskOutcome& outcome, bool local, const std::string& key) {
     if (!outcome.shell || !outcome.shell->more) return;
     auto more = std::make_shared<ShellOutput::More>(*outcome.shell->more);
     for (bool err : {false, true}) {
@@ -303,6 +316,7 @@ class BrokerShell {
       const std::string name = SpillName(outcome.id.job, outcome.id.index, outcome.attempt, err);
       file = local ? spill_dir_ + "/" + name : "output/" + name;
     }
+    more->key = local ? "" : key;
     outcome.shell->more = std::move(more);
   }
 
@@ -314,10 +328,10 @@ class BrokerShell {
       const Lease& a = spilled.attempt;
       if (spilled.local) {
         for (bool err : {false, true})
-          ::unlink((spill_dir_ + "/" + SpillName(a.id.job, a.id.index, a.attempt, err)).c_str());
+          UnlinkBeneath(spill_dir_ + "/" + SpillName(a.id.job, a.id.index, a.attempt, err));
         continue;
       }
-      for (const std::string& worker : core_.RemoteWorkersOn(spilled.host))
+      for (const std::string& worker : core_.RemoteWorkersOn(spilled.host, spilled.key))
         Send({worker, DropOutputMessage{std::vector<Lease>{a}}});
     }
     forgotten_.clear();

@@ -24,6 +24,7 @@ struct BrokerConfig {
   std::chrono::seconds retention{0};  // forget finished jobs after this long; 0 = keep
   size_t max_tasks_per_job = 0;       // 0 = kMaxTasksPerJob
   size_t max_message_bytes = 0;       // ZMQ_MAXMSGSIZE of the broker's socket; 0 = kMaxMessageBytes
+  size_t max_workers_per_key = kMaxWorkersPerKey;  // remote workers of one key at once
 };
 
 // Binds the ZAP handler, then the ipc:// endpoints, then the tcp:// ones (CURVE with the broker's

@@ -687,15 +687,21 @@ bool BrokerCore::ForgetJob(uint64_t number) {
     const ShellOutput::More* more = o && o->shell ? o->shell->more.get() : nullptr;
     if (!more || !Spilled(*more)) continue;
     const std::string& named = more->stdout_file.empty() ? more->stderr_file : more->stdout_file;
-    forgotten_output_.push_back({{o->id, o->attempt}, more->host, named[0] == '/'});
+    forgotten_output_.push_back({{o->id, o->attempt}, more->host, more->key, named[0] == '/'});
   }
   store_.Forget(number, job.size);
   specs_.Forget(number);
   return true;
 }
 
-std::vector<std::string> BrokerCore::RemoteWorkersOn(const std::string& host) const {
-  return workers_.RemoteOn(host);
+size_t BrokerCore::WorkersOfKey(const std::string& key, const std::string& identity) const {
+  const auto earlier = workers_.IdOf(identity);
+  return workers_.OfKey(key) - (earlier && workers_.at(*earlier).key == key ? 1 : 0);
+}
+
+std::vector<std::string> BrokerCore::RemoteWorkersOn(const std::string& host,
+                                                     const std::string& key) const {
+  return workers_.RemoteOn(host, key);
 }
 
 void BrokerCore::SetJournalProblem(std::string problem) {

@@ -135,11 +135,15 @@ class BrokerCore {
   struct SpilledOutput {
     Lease attempt;
     std::string host;
+    std::string key;     // a remote worker's: the key of the worker that wrote it
     bool local = false;  // a local worker's: in this broker's $ORQ_HOME/output
   };
   std::vector<SpilledOutput> TakeForgottenOutput() { return std::exchange(forgotten_output_, {}); }
-  // The identities of the remote workers connected from `host`.
-  std::vector<std::string> RemoteWorkersOn(const std::string& host) const;
+  // Workers registered with `key`, but for the one on connection `identity` (which registers
+  // again in place of itself).
+  size_t WorkersOfKey(const std::string& key, const std::string& identity) const;
+  // The identities of the remote workers connected from `host` with `key`.
+  std::vector<std::string> RemoteWorkersOn(const std::string& host, const std::string& key) const;
   const BrokerCounters& counters() const { return counters_; }
   // The shell adds what only it sees (handshakes refused before any message).
   BrokerCounters& counters() { return counters_; }

@@ -970,17 +970,19 @@ TEST_F(BrokerCoreTest, LogsFollowARunningTasksOutputFromItsWorker) {
 }
 
 TEST_F(BrokerCoreTest, TheRestOfASpilledStreamIsAskedOfTheWorkersThatMayHoldIt) {
+  // Worker rN connects with key kN, except r3: a second worker of r1's host and key.
+  auto key_of = [](const std::string& who) { return who == "r3" ? "k1" : "k" + who.substr(1); };
   auto as_worker = [&](const std::string& who, Message m) {
     std::vector<Outgoing> out;
-    core_.Handle(who, std::move(m), now_, Role::kWorker, who + "-key");
+    core_.Handle(who, std::move(m), now_, Role::kWorker, key_of(who));
     core_.DrainOutbox(out);
     return out;
   };
-  auto spilled = [](const Assignment& a, std::string file, std::string host) {
+  auto spilled = [](const Assignment& a, std::string file, std::string host, std::string key) {
     TaskOutcome o = Ok(a, "");
     o.shell = ShellOutput{0, "first MiB", "", true,
-                          std::make_shared<ShellOutput::More>(
-                              ShellOutput::More{std::move(file), "", std::move(host), {"sh"}})};
+                          std::make_shared<ShellOutput::More>(ShellOutput::More{
+                              std::move(file), "", std::move(host), {"sh"}, std::move(key)})};
     return o;
   };
   TaskSpec shell;
@@ -993,10 +995,13 @@ TEST_F(BrokerCoreTest, TheRestOfASpilledStreamIsAskedOfTheWorkersThatMayHoldIt) 
   auto local = TasksTo(Register("local1", {1, 1, 1}, 300), "local1");
   ASSERT_EQ(remote.size(), 1u);
   ASSERT_EQ(local.size(), 1u);
-  as_worker("r1", WorkerResultsMessage{{spilled(remote[0], "output/j1.0.1.out", "node3")}});
-  Send("local1", WorkerResultsMessage{{spilled(local[0], "/home/o/output/j2.0.1.out", "here")}});
-  // and more workers: remote ones on node3 and node4, another local one,
+  as_worker("r1", WorkerResultsMessage{{spilled(remote[0], "output/j1.0.1.out", "node3", "k1")}});
+  Send("local1",
+       WorkerResultsMessage{{spilled(local[0], "/home/o/output/j2.0.1.out", "here", "")}});
+  // and more workers: remote ones on node3 and node4, another local one, and one with another
+  // key that says it is on node3 too,
   as_worker("r2", ReadyMessage{8, 1, {0, 0, 0}, {}, "node4"});
+  as_worker("r4", ReadyMessage{10, 1, {0, 0, 0}, {}, "node3"});
   as_worker("r3", ReadyMessage{9, 1, {0, 0, 0}, {}, "node3"});
   Register("local2", {0, 0, 0}, 301);
   auto asked = [](const std::vector<Outgoing>& out) {
@@ -1011,13 +1016,21 @@ TEST_F(BrokerCoreTest, TheRestOfASpilledStreamIsAskedOfTheWorkersThatMayHoldIt) 
   const auto ask = std::get<ReadOutputMessage>(out[0].message);
   EXPECT_EQ(ask.attempt, (Lease{{remote_job, 0}, 1}));
   EXPECT_EQ(ask.offset, 1u << 20);
-  // then the other one on node3 when it has no such file,
+  // then the other one on node3 with its key when it has no such file (never the other key's),
   ASSERT_EQ(asked(as_worker("r1", OutputPieceMessage{ask.fetch, false, true, ""})), "r3");
   // and what that one sends goes to the client;
   out = as_worker("r3", OutputPieceMessage{ask.fetch, true, true, "the rest"});
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].to, "c");
   EXPECT_EQ(std::get<LogChunk>(out[0].message).text, "the rest");
+  EXPECT_TRUE(std::get<LogChunk>(out[0].message).final);
+  // When neither of that key has it, the client is told where it is: r4 is never asked.
+  out = Send("c", LogsRequest{remote_task, false, false, true, 0});
+  const uint64_t fetch = std::get<ReadOutputMessage>(out.at(0).message).fetch;
+  out = as_worker(out[0].to, OutputPieceMessage{fetch, false, true, ""});
+  out = as_worker(asked(out), OutputPieceMessage{fetch, false, true, ""});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].to, "c");
   EXPECT_TRUE(std::get<LogChunk>(out[0].message).final);
   // a local worker's file is asked of a local worker (they share this host's $ORQ_HOME).
   out = Send("c", LogsRequest{{local_job, 0}, false, false, true, 0});

@@ -16,9 +16,13 @@ namespace {
 
 constexpr const char* kMonitorEndpoint = "inproc://orq-broker-monitor";
 constexpr const char* kEventsEndpoint = "inproc://orq-broker-doorman";
+constexpr int kFailedEvents = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
 constexpr int kDoormanEvents =
-    ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-    ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED;
+    ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | kFailedEvents | ZMQ_EVENT_DISCONNECTED;
+// A connection still open this long after its handshake timeout is settled: libzmq's close of a
+// handshake that timed out may reach the monitor a little late.
+constexpr std::chrono::milliseconds kSettleMargin{1000};
 // At most this many sheddings are logged one by one; the counter keeps the rest.
 constexpr uint64_t kLoggedSheddings = 20;
 
@@ -50,10 +54,13 @@ size_t DescriptorLimit() {
 
 size_t DescriptorReserve(size_t limit) { return std::max(kMinDescriptorReserve, limit / 8); }
 
-std::vector<int> DoormanRules::Accepted(int fd, const std::string& address, size_t limit) {
+std::vector<int> DoormanRules::Accepted(int fd, const std::string& address, size_t limit,
+                                        TimePoint now) {
+  handshaking_.insert(fd);
   const size_t reserve = DescriptorReserve(limit);
   if (static_cast<size_t>(fd) + reserve >= limit) return {fd};
-  pending_.push_back({fd, address});
+  Expire(now);
+  pending_.push_back({fd, address, now});
   std::vector<int> shed;
   if (++per_address_[address] > kMaxPendingPerAddress) {
     auto oldest = std::find_if(pending_.begin(), pending_.end(),
@@ -68,7 +75,41 @@ std::vector<int> DoormanRules::Accepted(int fd, const std::string& address, size
   return shed;
 }
 
-void DoormanRules::Settled(int fd) {
+void DoormanRules::Expire(TimePoint now) {
+  // Still open past the handshake timeout: authenticated (libzmq would have closed it).
+  while (!pending_.empty() && now - pending_.front().since > kHandshakeTimeout + kSettleMargin) {
+    handshaking_.erase(pending_.front().fd);
+    if (successes_unclaimed_ > 0) --successes_unclaimed_;
+    Remove(pending_.begin());
+  }
+}
+
+void DoormanRules::Authenticated(int fd) {
+  if (!handshaking_.erase(fd)) return;  // known already (or no longer open)
+  if (successes_unclaimed_ > 0) --successes_unclaimed_;
+  Forget(fd);
+}
+
+bool DoormanRules::Closed(int fd) {
+  Forget(fd);
+  if (!handshaking_.erase(fd)) return false;
+  // A close in the handshake follows the event of its result, if libzmq reported one: that event
+  // counted it. Which result was whose cannot be told; the totals can.
+  bool unfinished = false;
+  if (failures_unclaimed_ > 0)
+    --failures_unclaimed_;
+  else if (successes_unclaimed_ > 0)
+    --successes_unclaimed_;  // authenticated, closed before its first message was read
+  else
+    unfinished = true;
+  successes_unclaimed_ = std::min(successes_unclaimed_, handshaking_.size());
+  failures_unclaimed_ = std::min(failures_unclaimed_, handshaking_.size());
+  return unfinished;
+}
+
+void DoormanRules::Shed(int fd) { Forget(fd); }
+
+void DoormanRules::Forget(int fd) {
   auto it =
       std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.fd == fd; });
   if (it != pending_.end()) Remove(it);
@@ -104,6 +145,20 @@ Doorman::~Doorman() {
   thread_.join();
 }
 
+void Doorman::Authenticated(int fd) {
+  std::lock_guard<std::mutex> lock(authenticated_mutex_);
+  authenticated_.push_back(fd);
+}
+
+void Doorman::TakeAuthenticated() {
+  std::vector<int> fds;
+  {
+    std::lock_guard<std::mutex> lock(authenticated_mutex_);
+    fds.swap(authenticated_);
+  }
+  for (int fd : fds) rules_.Authenticated(fd);
+}
+
 void Doorman::Run() {
   zmq::pollitem_t items[2] = {{monitor_.handle(), 0, ZMQ_POLLIN, 0},
                               {out_.handle(), 0, ZMQ_POLLIN, 0}};
@@ -115,18 +170,21 @@ void Doorman::Run() {
       return;
     }
     if (items[1].revents & ZMQ_POLLIN) return;  // the broker is stopping
+    TakeAuthenticated();
     while (auto event = ReceiveMonitorEvent(monitor_)) {
       const uint16_t id = event->id;
-      const int fd = static_cast<int>(event->value);
-      if (id == ZMQ_EVENT_ACCEPTED) {
-        if (event->endpoint.rfind("tcp://", 0) == 0) Admit(fd);  // ipc: local, never shed
-      } else {
-        // Events of one descriptor come in order: a close with no handshake result before it
-        // ended in its handshake (a frame over the limit, a peer that hung up).
-        if (handshaking_.erase(fd) && id == ZMQ_EVENT_DISCONNECTED)
-          unfinished_.fetch_add(1, std::memory_order_relaxed);
-        rules_.Settled(fd);
-        if (id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) peers_.erase(fd);
+      // ipc connections are local: never shed, never counted.
+      const bool tcp = event->endpoint.rfind("tcp://", 0) == 0;
+      if (tcp && id == ZMQ_EVENT_ACCEPTED) {
+        Admit(static_cast<int>(event->value));
+      } else if (tcp && id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        rules_.HandshakeSucceeded();  // its value is 0, not the descriptor
+      } else if (tcp && (id & kFailedEvents)) {
+        rules_.HandshakeFailed();  // its value is an error code, not the descriptor
+      } else if (id == ZMQ_EVENT_DISCONNECTED) {
+        const int fd = static_cast<int>(event->value);
+        if (rules_.Closed(fd)) unfinished_.fetch_add(1, std::memory_order_relaxed);
+        peers_.erase(fd);
       }
       if (id & forwarded_events_) SendMonitorEvent(out_, *event);
     }
@@ -134,22 +192,21 @@ void Doorman::Run() {
 }
 
 void Doorman::Admit(int fd) {
-  handshaking_.insert(fd);
   std::string whole, host;
   if (!PeerOf(fd, whole, host)) return;  // libzmq closed it already
   peers_[fd] = whole;
-  for (int closing : rules_.Accepted(fd, host, DescriptorLimit())) Shed(closing);
+  for (int closing : rules_.Accepted(fd, host, DescriptorLimit(), std::chrono::steady_clock::now()))
+    Shed(closing);
 }
 
 void Doorman::Shed(int fd) {
   // libzmq may have closed this descriptor since, and handed its number to another connection:
   // only a socket still connected to the same peer is shut down. shutdown(), not close(): the
   // descriptor stays libzmq's, whose I/O thread sees the connection end and cleans up.
+  rules_.Shed(fd);
   auto it = peers_.find(fd);
   std::string whole, host;
   if (it == peers_.end() || !PeerOf(fd, whole, host) || whole != it->second) return;
-  peers_.erase(it);
-  handshaking_.erase(fd);  // counted as shed, not as a failed handshake
   ::shutdown(fd, SHUT_RDWR);
   const uint64_t n = shed_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (n <= kLoggedSheddings)

@@ -12,6 +12,13 @@
 //   more than kMaxPendingPerAddress from one address, so strangers hold at most
 //   kMaxPendingHandshakes * kMaxRemoteMessageBytes of memory however many they are.
 //
+// Only connections in their handshake count, and only they are ever closed: an authenticated
+// connection is settled for good. libzmq does not say which connection a handshake succeeded on
+// (its event carries 0, not the descriptor), so a connection is settled when the broker loop
+// reads its first authenticated message (Authenticated(), from the message's ZMQ_SRCFD), or once
+// it has lived past kHandshakeTimeout: libzmq closes every connection whose handshake takes
+// longer, so one still open then is authenticated.
+//
 // DoormanRules is the decision, pure; Doorman the thread around it. The thread forwards every
 // monitor event it reads to the broker loop (events()), which keeps its own use of them.
 #pragma once
@@ -19,8 +26,10 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <deque>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -35,22 +44,42 @@ size_t DescriptorReserve(size_t limit);
 
 class DoormanRules {
  public:
-  // A TCP connection was accepted on descriptor `fd` from `address` (its peer address, as bytes)
-  // while `limit` descriptors may be open. Returns the descriptors to close: `fd` itself when it
-  // is in the reserve, else the oldest pending ones past a bound (possibly `fd`).
-  std::vector<int> Accepted(int fd, const std::string& address, size_t limit);
-  // Its handshake ended (succeeded or failed) or it closed: it is no longer pending.
-  void Settled(int fd);
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  // A TCP connection was accepted on descriptor `fd` from `address` (its peer's host address, as
+  // bytes) at `now` while `limit` descriptors may be open. Returns the descriptors to close: `fd`
+  // itself when it is in the reserve, else the oldest pending ones past a bound (possibly `fd`).
+  std::vector<int> Accepted(int fd, const std::string& address, size_t limit, TimePoint now);
+  // The broker read an authenticated message from `fd`: its handshake succeeded, it is settled.
+  void Authenticated(int fd);
+  // libzmq reported a TCP handshake that succeeded, or failed, without saying on which descriptor.
+  void HandshakeSucceeded() { ++successes_unclaimed_; }
+  void HandshakeFailed() { ++failures_unclaimed_; }
+  // `fd` closed. True when it closed in its handshake with no result reported (a frame over the
+  // listener's limit): a failure no other event counted.
+  bool Closed(int fd);
+  // The doorman closed `fd` (it was pending): it leaves the count now; its close follows.
+  void Shed(int fd);
   size_t pending() const { return pending_.size(); }
 
  private:
   struct Pending {
     int fd;
     std::string address;
+    TimePoint since;
   };
+  void Expire(TimePoint now);
   void Remove(std::deque<Pending>::iterator it);
+  void Forget(int fd);           // leaves pending_, if there
   std::deque<Pending> pending_;  // oldest first; at most kMaxPendingHandshakes + 1 entries
-  std::unordered_map<std::string, size_t> per_address_;
+  std::unordered_map<std::string, size_t> per_address_;  // pending_ counted by address
+  // Open TCP connections with no handshake result known: pending_, and those expired from it or
+  // shed whose close has not come yet.
+  std::unordered_set<int> handshaking_;
+  // Handshake results libzmq reported that no connection has claimed yet (by being attributed,
+  // expiring or closing); never more than handshaking_ holds.
+  size_t successes_unclaimed_ = 0;
+  size_t failures_unclaimed_ = 0;
 };
 
 class Doorman {
@@ -66,22 +95,27 @@ class Doorman {
   zmq::socket_t& events() { return events_; }
   uint64_t shed() const { return shed_.load(std::memory_order_relaxed); }
   // TCP connections that closed in their handshake without libzmq reporting it failed (a frame
-  // over the listener's limit, a peer that hung up), since the last call.
+  // over the listener's limit), since the last call.
   uint64_t TakeUnfinished() { return unfinished_.exchange(0, std::memory_order_relaxed); }
+  // From the broker loop: a message with a key came on TCP connection `fd` (ZMQ_SRCFD). The
+  // connection is never shed; the doorman reads this before its next decision.
+  void Authenticated(int fd);
 
  private:
   void Run();
   void Admit(int fd);  // a TCP connection was accepted
   void Shed(int fd);
+  void TakeAuthenticated();
 
   void* router_;           // the socket watched (it outlives the doorman)
   zmq::socket_t monitor_;  // the doorman thread's: PAIR on the router's monitor endpoint
   zmq::socket_t out_;      // the doorman thread's: PAIR it forwards events on
   zmq::socket_t events_;   // the broker loop's end of out_; a message on it stops the thread
   int forwarded_events_;
-  DoormanRules rules_;                   // the doorman thread's
-  std::unordered_set<int> handshaking_;  // the doorman thread's: TCP fds with no handshake result
-  std::unordered_map<int, std::string> peers_;  // the doorman thread's: pending fds' peers
+  DoormanRules rules_;                          // the doorman thread's
+  std::unordered_map<int, std::string> peers_;  // the doorman thread's: open TCP fds' peers
+  std::mutex authenticated_mutex_;
+  std::vector<int> authenticated_;  // guarded by authenticated_mutex_: fds the loop vouched for
   std::atomic<uint64_t> shed_{0};
   std::atomic<uint64_t> unfinished_{0};
   std::thread thread_;

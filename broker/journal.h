@@ -39,7 +39,8 @@ namespace orq {
 // `limits` and `keys` (issue 10). 4: outcomes one row per task in `outcomes`, read back when
 // gathered (issue 11). 5: a job's specs in windows, one row each in `specs`, and its size in
 // `jobs` (issue 20). 6: a task's Needs carry its time request; the table `allocs` (issue 22).
-inline constexpr int kJournalFormat = 6;
+// 7: a remote worker's spilled output names the key of the worker that wrote it (issue 35).
+inline constexpr int kJournalFormat = 7;
 
 // How the broker comes back after a restart: the events between a job's submission and its
 // tasks' outcomes (both in the Store), which Load() replays.

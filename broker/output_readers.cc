@@ -46,7 +46,7 @@ void OutputReaders::Rest(const std::string& from, const LogsRequest& request, Ta
   // $ORQ_HOME of the remote worker on its host), so every local worker can read a local one, and
   // the remote workers of that host may have a remote one.
   const bool local = file[0] == '/';
-  std::vector<uint32_t> holders = workers.Readers(local, more->host);
+  std::vector<uint32_t> holders = workers.Readers(local, more->host, more->key);
   const std::string where =
       local ? file : file + " in the $ORQ_HOME of its worker on " + more->host;
   fetches_.Begin({from, {id, outcome.attempt}, request.err, request.offset, where},

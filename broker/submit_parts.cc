@@ -1,25 +1,52 @@
 #include "broker/submit_parts.h"
 
 namespace orq {
+namespace {
+std::string Mib(size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+}  // namespace
 
-void SubmitParts::Add(const std::string& from, std::vector<TaskSpec> tasks, size_t bytes,
-                      SteadyTime now) {
+void SubmitParts::Add(const std::string& from, const std::string& key, std::vector<TaskSpec> tasks,
+                      size_t bytes, SteadyTime now) {
   auto it = held_.find(from);
   if (it == held_.end()) {
-    if (held_.size() >= kMaxPartSenders) return;  // its submit will find its parts missing
-    it = held_.emplace(from, Held{}).first;
+    // Its submit will find its parts missing.
+    if (held_.size() >= kMaxPartSenders || keys_[key].senders >= kMaxPartSendersPerKey) return;
+    it = held_.emplace(from, Held{key}).first;
+    ++keys_[key].senders;
   }
   Held& held = it->second;
   held.last = now;
-  if (held.over) return;
-  if (held.tasks + tasks.size() > max_tasks_ || held.bytes + bytes > kMaxMessageBytes) {
-    held.over = true;
-    held.job = {};
-    return;
-  }
+  if (!held.over.empty()) return;
+  PerKey& mine = keys_[held.key];
+  if (held.tasks + tasks.size() > max_tasks_ || held.bytes + bytes > kMaxMessageBytes)
+    return Drop(held, "a job may hold at most " + std::to_string(max_tasks_) + " tasks and " +
+                          Mib(kMaxMessageBytes));
+  if (mine.bytes + bytes > kMaxPartBytesPerKey)
+    return Drop(held, "jobs being submitted with this key hold " + Mib(kMaxPartBytesPerKey) +
+                          " at most, all together, until their submits come");
+  if (bytes_ + bytes > kMaxPartBytes)
+    return Drop(held, "jobs being submitted hold " + Mib(kMaxPartBytes) +
+                          " of the broker at most, all together; submit again later");
   held.bytes += bytes;
+  mine.bytes += bytes;
+  bytes_ += bytes;
   held.tasks += tasks.size();
   held.job.Add(std::move(tasks));
+}
+
+void SubmitParts::Drop(Held& held, std::string why) {
+  keys_[held.key].bytes -= held.bytes;
+  bytes_ -= held.bytes;
+  held.bytes = 0;
+  held.job = {};
+  held.over = std::move(why);
+}
+
+void SubmitParts::Release(const Held& held) {
+  auto it = keys_.find(held.key);
+  it->second.bytes -= held.bytes;
+  bytes_ -= held.bytes;
+  if (--it->second.senders == 0) keys_.erase(it);
 }
 
 SubmitParts::Taken SubmitParts::Take(const std::string& from, uint32_t expected) {
@@ -34,9 +61,9 @@ SubmitParts::Taken SubmitParts::Take(const std::string& from, uint32_t expected)
   }
   Held held = std::move(it->second);
   held_.erase(it);
-  if (held.over) {
-    taken.problem = "a job may hold at most " + std::to_string(max_tasks_) + " tasks and " +
-                    std::to_string(kMaxMessageBytes >> 20) + " MiB; nothing was accepted";
+  Release(held);
+  if (!held.over.empty()) {
+    taken.problem = held.over + "; nothing was accepted";
   } else if (held.tasks != expected) {
     taken.problem = "the job's first " + std::to_string(expected) +
                     " tasks did not all reach the broker (" + std::to_string(held.tasks) +
@@ -49,8 +76,14 @@ SubmitParts::Taken SubmitParts::Take(const std::string& from, uint32_t expected)
 }
 
 void SubmitParts::Expire(SteadyTime now) {
-  std::erase_if(held_,
-                [&](const auto& entry) { return now - entry.second.last >= kRequestTimeout; });
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (now - it->second.last >= kRequestTimeout) {
+      Release(it->second);
+      it = held_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 }  // namespace orq

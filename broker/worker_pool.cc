@@ -15,6 +15,7 @@ uint32_t WorkerPool::Add(const std::string& identity, bool remote, const std::st
   Worker& w = workers_[id];
   w.identity = identity;
   w.key = key;
+  ++per_key_[key];
   w.pid = ready.pid;
   w.threads = ready.threads;
   w.host = ready.host;
@@ -46,6 +47,8 @@ Worker WorkerPool::Remove(uint32_t id) {
   Worker w = std::move(it->second);
   workers_.erase(it);
   ids_.erase(w.identity);
+  if (auto key = per_key_.find(w.key); key != per_key_.end() && --key->second == 0)
+    per_key_.erase(key);
   return w;
 }
 
@@ -193,18 +196,20 @@ std::string WorkerPool::Wants(const TaskSpec& spec) {
   return wants;
 }
 
-std::vector<std::string> WorkerPool::RemoteOn(const std::string& host) const {
+std::vector<std::string> WorkerPool::RemoteOn(const std::string& host,
+                                              const std::string& key) const {
   std::vector<std::string> identities;
   for (const auto& [id, w] : workers_) {
-    if (w.remote && w.host == host) identities.push_back(w.identity);
+    if (w.remote && w.host == host && w.key == key) identities.push_back(w.identity);
   }
   return identities;
 }
 
-std::vector<uint32_t> WorkerPool::Readers(bool local, const std::string& host) const {
+std::vector<uint32_t> WorkerPool::Readers(bool local, const std::string& host,
+                                          const std::string& key) const {
   std::vector<uint32_t> readers;
   for (const auto& [number, w] : workers_) {
-    if (local ? !w.remote : w.remote && w.host == host) readers.push_back(number);
+    if (local ? !w.remote : w.remote && w.host == host && w.key == key) readers.push_back(number);
   }
   std::sort(readers.begin(), readers.end());
   return readers;

@@ -74,6 +74,11 @@ class WorkerPool {
   const Map& all() const { return workers_; }
   bool empty() const { return workers_.empty(); }
   size_t size() const { return workers_.size(); }
+  // Workers registered with `key` (a ZAP User-Id; local workers share the empty one).
+  size_t OfKey(const std::string& key) const {
+    auto it = per_key_.find(key);
+    return it == per_key_.end() ? 0 : it->second;
+  }
 
   // Whether `w` serves the task's queue, has the time its time request asks for left at `now`,
   // and has its cpus and resources free now (Fits), or at all (CouldRun).
@@ -98,16 +103,17 @@ class WorkerPool {
   static std::string Wants(const TaskSpec& spec);  // "cpus=4,gpu=1"
 
   // The identities of the remote workers connected from `host`.
-  std::vector<std::string> RemoteOn(const std::string& host) const;
+  std::vector<std::string> RemoteOn(const std::string& host, const std::string& key) const;
   // The numbers of the workers that may read a spilled output file: local ones for a local file,
-  // else the remote ones on `host`. Sorted.
-  std::vector<uint32_t> Readers(bool local, const std::string& host) const;
+  // else the remote ones on `host` with `key` (the key of the worker that wrote it). Sorted.
+  std::vector<uint32_t> Readers(bool local, const std::string& host, const std::string& key) const;
   // For status: each worker as WorkerInfo, by host, then pid.
   std::vector<WorkerInfo> Infos(SteadyTime now) const;
 
  private:
   Map workers_;
-  std::unordered_map<std::string, uint32_t> ids_;  // ROUTER identity -> worker number
+  std::unordered_map<std::string, uint32_t> ids_;    // ROUTER identity -> worker number
+  std::unordered_map<std::string, size_t> per_key_;  // invariant: workers_ counted by key
   uint32_t next_ = 1;
   static constexpr uint32_t kMaxWorkerNumber = (1u << 31) - 1;
 };

@@ -124,7 +124,6 @@ SlurmSetup Setup() { return {SelfExecutable(), OrqHome()}; }
 std::string AccessFileOf(const std::string& queue) {
   return AllocDirectory(Setup(), queue) + "/worker.access";
 }
-std::string KeyNameOf(const std::string& queue) { return "alloc-" + queue; }
 
 std::vector<AllocQueueInfo> Request(AllocRequest request, const std::string& verb) {
   Connection client(FindBroker());
@@ -168,13 +167,13 @@ ExitCode Add(const AllocOptions& o) {
   MakePrivateDirectory(AllocDirectory(Setup(), name), "the allocation queue's directory");
   std::optional<std::vector<ResourceNeed>> scope;
   if (!request.spec.resources.empty()) scope = request.spec.resources;
-  AddAccessKey(store, Role::kWorker, KeyNameOf(name), request.access_file, {}, request.spec.queues,
-               scope);
+  AddAccessKey(store, Role::kWorker, AllocationKeyName(name), request.access_file, {},
+               request.spec.queues, scope);
   std::vector<AllocQueueInfo> added;
   try {
     added = Request(request, verb);
   } catch (...) {
-    RevokeAccessKey(store, KeyNameOf(name));
+    RevokeAccessKey(store, AllocationKeyName(name));
     std::filesystem::remove(request.access_file);
     throw;
   }
@@ -186,7 +185,7 @@ ExitCode Add(const AllocOptions& o) {
       static_cast<unsigned long long>((s.time_limit_s + 59) / 60),
       s.backend_args.empty() ? "with no options" : ShellWords(s.backend_args).c_str());
   std::printf("its workers use %s (key %s); it submits while tasks wait: orq alloc info %s\n",
-              request.access_file.c_str(), KeyNameOf(name).c_str(), name.c_str());
+              request.access_file.c_str(), AllocationKeyName(name).c_str(), name.c_str());
   if (o.json) PrintQueues(added, true);
   return ExitCode::kOk;
 }
@@ -265,10 +264,10 @@ ExitCode Remove(const std::string& name, bool keep) {
     std::printf(
         "removed allocation queue %s; its allocations run on, and their workers keep their key "
         "until 'orq access revoke %s'\n",
-        name.c_str(), KeyNameOf(name).c_str());
+        name.c_str(), AllocationKeyName(name).c_str());
     return ExitCode::kOk;
   }
-  RevokeAccessKey(KeyStore(KeysDir(OrqHome())), KeyNameOf(name));
+  RevokeAccessKey(KeyStore(KeysDir(OrqHome())), AllocationKeyName(name));
   std::filesystem::remove(AccessFileOf(name));
   std::printf("removed allocation queue %s: its allocations are cancelled, its key revoked\n",
               name.c_str());

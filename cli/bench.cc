@@ -22,17 +22,19 @@
 #include "broker/broker_core.h"
 #include "cli/embedded.h"
 #include "cli/format.h"
+#include "cli/swarm.h"
 #include "cli/verbs.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/keys.h"
 #include "common/paths.h"
+#include "worker/worker.h"
 
 namespace orq {
 namespace {
 
 struct BenchOptions {
-  int workers = 2;
+  int workers = 0;  // 0: the workload's own (2; swarm: 1000)
   int threads = 0;  // 0 = cores
   bool json = false;
   bool dashboard = false;              // each broker serves its dashboard, and a page is open on it
@@ -47,8 +49,10 @@ bool with_dashboard = false;  // orq bench --dashboard
 // a connection each, as a browser without keep-alive would), and the event stream followed.
 class OpenPage {
  public:
-  explicit OpenPage(const std::string& url) {
-    // "http://127.0.0.1:PORT/"
+  explicit OpenPage(const std::string& login_url) {
+    // "http://127.0.0.1:PORT/?token=TOKEN"
+    const std::string url = login_url.substr(0, login_url.find('?'));
+    token_ = login_url.substr(login_url.find("?token=") + 7);
     const std::string host = url.substr(7, url.size() - 8);
     port_ = std::stoi(host.substr(host.rfind(':') + 1));
     host_ = host;
@@ -79,6 +83,7 @@ class OpenPage {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
       const std::string request = std::string("GET ") + path + " HTTP/1.1\r\nHost: " + host_ +
+                                  "\r\nCookie: orq_token=" + token_ +
                                   "\r\nConnection: close\r\n\r\n";
       if (::write(fd, request.data(), request.size()) == ssize_t(request.size())) {
         char buf[65536];
@@ -94,6 +99,7 @@ class OpenPage {
   }
 
   std::string host_;
+  std::string token_;
   int port_ = 0;
   std::atomic<bool> stop_ = false;
   std::atomic<size_t> bytes_ = 0;
@@ -124,6 +130,7 @@ struct Figures {
   size_t broker_rss = 0;   // peak, bytes
   size_t workers_rss = 0;  // peak of the largest worker, bytes
   std::string note;
+  nlohmann::json extra = nlohmann::json::object();  // a workload's own figures, for --json
 };
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -387,17 +394,20 @@ Figures Million(int, int) {
   return f;
 }
 
-// Waits until `n` workers have registered with the broker `client` talks to.
-void WaitWorkers(Connection& client, size_t n) {
-  const auto deadline = Clock::now() + std::chrono::seconds(30);
-  while (Clock::now() < deadline) {
+// Waits until `n` workers have registered with the broker `client` talks to; returns the seconds
+// it took.
+double WaitWorkers(Connection& client, size_t n,
+                   std::chrono::seconds limit = std::chrono::seconds(30)) {
+  const auto start = Clock::now();
+  while (Clock::now() < start + limit) {
     Message reply = client.Request(StatusRequest{}, milliseconds(10000));
     if (auto* status = std::get_if<StatusReply>(&reply)) {
-      if (status->workers.size() >= n) return;
+      if (status->workers.size() >= n) return Seconds(Clock::now() - start);
     }
     std::this_thread::sleep_for(milliseconds(10));
   }
-  throw std::runtime_error("the benchmark's workers did not register within 30 s");
+  throw std::runtime_error("the benchmark's workers did not register within " +
+                           std::to_string(limit.count()) + " s");
 }
 
 // Runs `argv` (stdout and stderr to /dev/null) and waits for it: its wall time in seconds.
@@ -525,6 +535,79 @@ Figures Tcp(int workers, int threads) {
   return f;
 }
 
+// What the broker pays per remote worker: `workers` simulated ones (cli/swarm.h), 25 to a host
+// and a key, against 2, on the same broker build: its memory and heartbeat CPU per worker, the
+// dispatch rate of 200,000 echo tasks, and how long all of them take to register again after
+// the broker is killed (-9) and started again.
+Figures SwarmWorkload(int workers, int) {
+  constexpr size_t kTasks = 200000;
+  constexpr int kPerHost = 25;
+  constexpr auto kIdle = std::chrono::seconds(10);
+  Figures f{"swarm",
+            std::to_string(workers) + " simulated remote workers vs 2: 200,000 echo; a restart",
+            kTasks};
+  struct Run {
+    double register_s = 0, rss_per_worker = 0, heartbeat_us = 0, rate = 0, back_s = 0;
+    size_t rss = 0;
+  };
+  auto run = [&](int n, bool restart) {
+    Run r;
+    BenchBroker broker({.workers = 0, .threads = 1, .listen = true});
+    WaitWorkers(broker.client(), 0);  // bound, and its TCP endpoint recorded
+    const KeyStore keys(broker.dir() + "/keys");
+    SwarmOptions o;
+    o.endpoint = keys.Endpoints().at(0);
+    o.broker_public_key = keys.BrokerKey().public_key;
+    o.workers = n;
+    o.workers_per_host = kPerHost;
+    o.async_slots = kDefaultAsyncSlots;
+    for (int h = 0; h * kPerHost < n; ++h) {
+      o.host_keys.push_back(NewKeyPair());
+      keys.Add({"swarm-host-" + std::to_string(h), Role::kWorker, o.host_keys.back().public_key,
+                WallNow()});
+    }
+    broker.client().Request(ReloadAccessRequest{}, milliseconds(10000));
+    const size_t rss_before = CurrentRss(broker.pid());
+    Swarm swarm(o);
+    r.register_s = WaitWorkers(broker.client(), static_cast<size_t>(n), std::chrono::seconds(120));
+    const auto cpu_before = ReadProcStat(broker.pid());
+    std::this_thread::sleep_for(kIdle);  // idle: heartbeats only (a measurement, not a wait)
+    const auto cpu_after = ReadProcStat(broker.pid());
+    r.rss = CurrentRss(broker.pid());
+    r.rss_per_worker = (static_cast<double>(r.rss) - static_cast<double>(rss_before)) / n;
+    if (cpu_before && cpu_after)
+      r.heartbeat_us = (cpu_after->cpu_seconds - cpu_before->cpu_seconds) * 1e6 /
+                       std::chrono::duration<double>(kIdle).count() / n;
+    r.rate = kTasks / TimeNoop(broker.client(), kTasks);
+    if (restart) {
+      broker.Restart();
+      r.back_s = WaitWorkers(broker.client(), static_cast<size_t>(n), std::chrono::seconds(120));
+    }
+    f.broker_rss = std::max(f.broker_rss, PeakRss(broker.pid()));
+    return r;
+  };
+  const auto start = Clock::now();
+  const Run few = run(2, false);
+  const Run many = run(workers, true);
+  f.wall = Seconds(Clock::now() - start);
+  char note[400];
+  std::snprintf(note, sizeof note,
+                "%d workers: registered in %.2f s, %.1f KiB of broker memory and %.2f us of "
+                "broker CPU a second each (idle, heartbeats), %.0f echo/s (2 workers: %.0f/s, "
+                "%.0f %%), all back %.2f s after a kill -9 and restart",
+                workers, many.register_s, many.rss_per_worker / 1024, many.heartbeat_us, many.rate,
+                few.rate, 100 * many.rate / few.rate, many.back_s);
+  f.note = note;
+  f.extra = {{"workers", workers},
+             {"register_s", many.register_s},
+             {"broker_kib_per_worker", many.rss_per_worker / 1024},
+             {"heartbeat_cpu_us_per_worker_s", many.heartbeat_us},
+             {"echo_per_s", many.rate},
+             {"echo_per_s_2_workers", few.rate},
+             {"back_after_restart_s", many.back_s}};
+  return f;
+}
+
 Figures History(int workers, int threads) {
   // A broker that has run many tasks holds no more than one that has run few: 10 jobs of
   // 1,000,000 echo tasks, each submitted and gathered in turn; the broker's resident set after
@@ -548,10 +631,10 @@ Figures History(int workers, int threads) {
 }
 
 const std::vector<std::pair<std::string, Figures (*)(int, int)>> kWorkloads = {
-    {"noop", Noop},      {"sleep", Sleep},     {"shell", Shell},         {"cpu", Cpu},
-    {"cold", Cold},      {"latency", Latency}, {"million", Million},     {"tcp", Tcp},
-    {"fanout", Fanout},  {"chain", Chain},     {"graphcore", GraphCore}, {"cli", Cli},
-    {"history", History}};
+    {"noop", Noop},       {"sleep", Sleep},        {"shell", Shell},         {"cpu", Cpu},
+    {"cold", Cold},       {"latency", Latency},    {"million", Million},     {"tcp", Tcp},
+    {"fanout", Fanout},   {"chain", Chain},        {"graphcore", GraphCore}, {"cli", Cli},
+    {"history", History}, {"swarm", SwarmWorkload}};
 
 nlohmann::json ToJson(const Figures& f) {
   nlohmann::json j = {{"workload", f.workload},
@@ -565,14 +648,16 @@ nlohmann::json ToJson(const Figures& f) {
   if (f.p50_ms >= 0) j["p50_ms"] = f.p50_ms;
   if (f.p99_ms >= 0) j["p99_ms"] = f.p99_ms;
   if (!f.note.empty()) j["note"] = f.note;
+  j.update(f.extra);
   return j;
 }
 
 ExitCode Bench(const BenchOptions& options) {
   with_dashboard = options.dashboard;
   std::vector<std::string> names = options.workloads;
-  if (names.empty())
-    for (const auto& [name, fn] : kWorkloads) names.push_back(name);
+  if (names.empty())  // all but swarm, which is a study of its own (minutes, a thousand sockets)
+    for (const auto& [name, fn] : kWorkloads)
+      if (name != "swarm") names.push_back(name);
   const int threads = options.threads > 0 ? options.threads : Cores();
   if (!options.json)
     std::printf("%-8s %9s %9s %11s %10s %8s %8s %10s %10s  %s\n", "workload", "tasks", "wall s",
@@ -581,7 +666,7 @@ ExitCode Bench(const BenchOptions& options) {
     auto fn = std::find_if(kWorkloads.begin(), kWorkloads.end(), [&](const auto& w) {
                 return w.first == name;
               })->second;  // there: IsMember checked the name
-    Figures f = fn(options.workers, threads);
+    Figures f = fn(options.workers > 0 ? options.workers : name == "swarm" ? 1000 : 2, threads);
     if (options.json) {
       std::printf("%s\n", JsonLine(ToJson(f)).c_str());
     } else {
@@ -604,9 +689,11 @@ Verb RegisterBench(CLI::App& app) {
   for (const auto& [name, fn] : kWorkloads) names.push_back(name);
   auto* cmd = app.add_subcommand("bench", "Run the performance workloads and print figures");
   cmd->add_option("workloads", o->workloads,
-                  "some of: " + CLI::detail::join(names, ", ") + " (default: all)")
+                  "some of: " + CLI::detail::join(names, ", ") + " (default: all but swarm)")
       ->check(CLI::IsMember(names));
-  cmd->add_option("-w,--workers", o->workers, "worker processes (default 2)")
+  cmd->add_option("-w,--workers", o->workers,
+                  "worker processes (default 2); for swarm, simulated remote workers (default "
+                  "1000)")
       ->check(MoreThanZero());
   cmd->add_option("-t,--threads", o->threads, "threads per worker (default: cores)")
       ->check(MoreThanZero());

@@ -24,6 +24,7 @@
 #include "common/ids.h"
 #include "common/keys.h"
 #include "common/paths.h"
+#include "common/process.h"
 #include "common/task_spec.h"
 #include "common/text.h"
 
@@ -397,7 +398,7 @@ ExitCode JobsVerb(bool json) {
   for (const JobInfo& j : jobs)
     std::printf("%-8s %7s %7u %7u %7u %7u %7u %7u %9u  %s\n", FormatJobId(j.job).c_str(),
                 Age(j.age).c_str(), j.tasks, j.queued + j.delayed, j.waiting, j.running, j.ok,
-                j.failed, j.cancelled, j.label.c_str());
+                j.failed, j.cancelled, EscapeControls(j.label).c_str());
   return ExitCode::kOk;
 }
 
@@ -418,7 +419,7 @@ bool PrintSpilled(Connection& client, const std::string& task, bool err, const L
   if (last.file[0] == '/' && !client.remote()) {
     const std::string path =
         SpillDirectory(OrqHome()) + "/" + SpillName(id->job, *id->index, last.attempt, err);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    const int fd = OpenBeneath(path, O_RDONLY | O_NONBLOCK);
     struct stat st {};
     if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
       char buffer[1 << 16];

@@ -1,9 +1,12 @@
 #include "cli/embedded.h"
 
+#include <signal.h>
+
 #include <cstdio>
 #include <fstream>
 #include <thread>
 
+#include "common/keys.h"
 #include "common/paths.h"
 
 namespace orq {
@@ -18,7 +21,7 @@ SpawnOptions BrokerSpawn(const EmbeddedOptions& o, const std::string& dir) {
                 "--threads",
                 std::to_string(o.threads)};
   if (o.listen)
-    spawn.args.insert(spawn.args.end(), {"--listen", "tcp://127.0.0.1:*", "--keys", dir + "/keys"});
+    spawn.args.insert(spawn.args.end(), {"--listen", o.listen_endpoint, "--keys", dir + "/keys"});
   if (o.dashboard) spawn.args.insert(spawn.args.end(), {"--http", "127.0.0.1:0"});
   if (o.journal) {
     spawn.args.insert(spawn.args.end(), {"--journal", dir + "/journal.db"});
@@ -32,7 +35,8 @@ SpawnOptions BrokerSpawn(const EmbeddedOptions& o, const std::string& dir) {
 }  // namespace
 
 EmbeddedBroker::EmbeddedBroker(const EmbeddedOptions& options)
-    : dir_(MakeRunDirectory(OrqHome())),
+    : options_(options),
+      dir_(MakeRunDirectory(OrqHome())),
       log_(dir_ + "/broker.log"),
       dashboard_(options.dashboard),
       broker_(Process::SpawnSelf(BrokerSpawn(options, dir_))),
@@ -58,6 +62,27 @@ std::string EmbeddedBroker::dashboard_url() {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   throw std::runtime_error("the broker did not start its dashboard; its log: " + log_);
+}
+
+void EmbeddedBroker::Restart() {
+  if (options_.listen) {
+    const std::vector<std::string> bound = KeyStore(dir_ + "/keys").Endpoints();
+    if (!bound.empty()) options_.listen_endpoint = bound.front();
+  }
+  ::kill(broker_.pid(), SIGKILL);
+  broker_.WaitUntil(Clock::now() + std::chrono::seconds(10));
+  broker_ = Process::SpawnSelf(BrokerSpawn(options_, dir_));
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    client_ = std::make_unique<Connection>(BrokerAddress{"ipc://" + dir_ + "/broker.ipc", {}, ""});
+    try {
+      client_->Request(PingRequest{}, std::chrono::milliseconds(1000));
+      return;
+    } catch (const std::exception&) {
+      if (Clock::now() >= deadline || !broker_.Running())
+        throw std::runtime_error("the broker did not come back; its log: " + log_);
+    }
+  }
 }
 
 void EmbeddedBroker::Stop() {

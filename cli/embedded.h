@@ -15,7 +15,8 @@ struct EmbeddedOptions {
   int workers = 1;
   int threads = 1;
   bool journal = true;
-  bool listen = false;  // also on tcp://127.0.0.1:* (CURVE), keys in dir()/keys
+  bool listen = false;  // also on listen_endpoint (CURVE), keys in dir()/keys
+  std::string listen_endpoint = "tcp://127.0.0.1:*";
   // false: the journal is a store on disk for this run's results, not fsynced each turn (orq
   // run: its directory and the run end together; orq bench measures a durable broker).
   bool sync = true;
@@ -31,12 +32,17 @@ class EmbeddedBroker {
   pid_t pid() const { return broker_.pid(); }
   const std::string& log() const { return log_; }
   const std::string& dir() const { return dir_; }
-  // The dashboard's URL, once the broker serves it (waits for it); empty without one.
+  // The dashboard's login URL (with its token), once the broker serves it (waits for it); empty
+  // without one.
   std::string dashboard_url();
   // Asks the broker to shut down and waits for it (it stops its workers first).
   void Stop();
+  // Kills the broker (-9) and starts it again with the same directory, journal, keys and
+  // endpoints (TCP: the port it had bound); returns once it answers, at most 30 s.
+  void Restart();
 
  private:
+  EmbeddedOptions options_;
   std::string dir_;
   std::string log_;
   bool dashboard_ = false;

@@ -42,13 +42,13 @@ void PrintText(const TaskOutcome& o, std::FILE* out, std::string_view tag) {
 
 std::string FailureSentence(const TaskOutcome& o) {
   std::string s = "orq: task " + FormatTaskId(o.id) + " " + std::string(StatusName(o.status));
-  if (!o.error.empty()) s += ": " + o.error;
+  if (!o.error.empty()) s += ": " + EscapeControls(o.error);
   if (o.shell && !o.shell->stderr_text.empty()) {
     std::string_view err = o.shell->stderr_text;
     auto nl = err.find('\n');
     if (nl != std::string_view::npos && nl + 1 < err.size()) err = err.substr(0, nl);
     while (!err.empty() && err.back() == '\n') err.remove_suffix(1);
-    s += " (stderr: " + std::string(err) + ")";
+    s += " (stderr: " + EscapeControls(err) + ")";
   }
   return s;
 }

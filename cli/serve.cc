@@ -119,6 +119,7 @@ struct UpOptions {
   std::vector<std::string> listen;
   std::vector<std::string> resources, queues;  // for the local workers
   HttpOptions http;
+  size_t max_workers_per_key = kMaxWorkersPerKey;
 };
 
 // --resources gpu=2,license=4 and --queues a,b: what a worker offers and whence it takes tasks.
@@ -217,6 +218,8 @@ ExitCode Up(const UpOptions& o) {
                 "--heartbeat-ms",
                 std::to_string(o.heartbeat_ms)};
   for (const auto& endpoint : o.listen) spawn.args.insert(spawn.args.end(), {"--listen", endpoint});
+  spawn.args.insert(spawn.args.end(),
+                    {"--max-workers-per-key", std::to_string(o.max_workers_per_key)});
   for (std::string& arg : WorkerOfferArgs(o.resources, o.queues)) spawn.args.push_back(arg);
   for (std::string& arg : HttpArgs(o.http)) spawn.args.push_back(arg);
   spawn.new_session = true;
@@ -350,8 +353,11 @@ ExitCode Broker(BrokerOptions& o) {
                             .broker_endpoint = endpoint};
     web::ParseHttpAddress(o.http.address, http);  // (checked by the option)
     dashboard = web::Server::Start(http);
-    if (!broker.pid_file.empty()) WriteOwnerOnlyFile(DashboardFile(home), dashboard->url() + "\n");
-    std::printf("dashboard %s\n", dashboard->url().c_str());
+    // The login URL carries the token: it is kept where only the owner reads ($ORQ_HOME, 0600),
+    // and said on the broker's own output (its log in $ORQ_HOME, or the owner's terminal).
+    if (!broker.pid_file.empty())
+      WriteOwnerOnlyFile(DashboardFile(home), dashboard->login_url() + "\n");
+    std::printf("dashboard %s\n", dashboard->login_url().c_str());
     std::fflush(stdout);
   }
   const ExitCode code = RunBroker(broker);
@@ -362,7 +368,7 @@ ExitCode Broker(BrokerOptions& o) {
 // ---- orq worker
 // -----------------------------------------------------------------------------------
 
-struct WorkerOptions {
+struct WorkerVerbOptions {
   WorkerConfig config;
   std::string connect;
   int heartbeat_ms = 1000;
@@ -370,7 +376,7 @@ struct WorkerOptions {
   uint64_t idle_timeout_s = 0, lifetime_s = 0;
 };
 
-ExitCode Worker(WorkerOptions& o) {
+ExitCode Worker(WorkerVerbOptions& o) {
   WorkerConfig& worker = o.config;
   if (!o.connect.empty() && UsingAccessFile())
     throw UsageError(
@@ -427,6 +433,10 @@ Verb RegisterUp(CLI::App& app) {
   up->add_option("--listen", o->listen,
                  "also listen on tcp://HOST:PORT (always CURVE; see 'orq access')")
       ->check(kTcp);
+  up->add_option("--max-workers-per-key", o->max_workers_per_key,
+                 "remote workers one worker key may have registered at once (default " +
+                     std::to_string(kMaxWorkersPerKey) + ")")
+      ->check(MoreThanZero());
   AddHttp(up, o->http);
   return {up, [o] { return Up(*o); }};
 }
@@ -470,12 +480,16 @@ Verb RegisterBroker(CLI::App& app) {
   cmd->add_option("--max-message-bytes", o->config.max_message_bytes,
                   "largest message a peer may send (default 256 MiB; over TCP at most 4 MiB)")
       ->check(CLI::Range(size_t{1024}, kMaxMessageBytes));
+  cmd->add_option("--max-workers-per-key", o->config.max_workers_per_key,
+                  "remote workers one worker key may have registered at once (default " +
+                      std::to_string(kMaxWorkersPerKey) + ")")
+      ->check(MoreThanZero());
   AddHttp(cmd, o->http);
   return {cmd, [o] { return Broker(*o); }};
 }
 
 Verb RegisterWorker(CLI::App& app) {
-  auto o = std::make_shared<WorkerOptions>();
+  auto o = std::make_shared<WorkerVerbOptions>();
   o->config.threads = 0;  // cores, unless -t says
   auto* cmd = app.add_subcommand("worker", "Run a worker in the foreground");
   cmd->add_option("--connect", o->connect,

@@ -106,8 +106,8 @@ ExitCode DashboardVerb(bool open) {
 Verb RegisterDashboard(CLI::App& app) {
   auto open = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("dashboard",
-                                 "Print the URL of the running broker's web dashboard (orq up "
-                                 "--http PORT)");
+                                 "Print the login URL of the running broker's web dashboard, "
+                                 "with its token (orq up --http PORT)");
   cmd->add_flag("--open", *open, "also open it in a browser (xdg-open)");
   return {cmd, [open] { return DashboardVerb(*open); }};
 }

@@ -72,11 +72,17 @@ void Connection::CheckHandshakes() {
       return;
     case HandshakeWatch::Event::kSucceeded:
       failed_handshakes_ = 0;
+      authenticated_once_ = true;
+      closed_by_broker_ = false;
       return;
     case HandshakeWatch::Event::kRefused:
       throw Refused("the broker at " + address_.endpoint + " refused the key in " +
                     address_.access_file + ": it was revoked, or never added to this broker");
     case HandshakeWatch::Event::kFailed:
+      if (authenticated_once_) {  // the silence limit decides, and says what happened
+        closed_by_broker_ = true;
+        return;
+      }
       if (++failed_handshakes_ < kHandshakeFailuresToGiveUp) return;
       throw Refused("the CURVE handshake with " + address_.endpoint + " failed " +
                     std::to_string(failed_handshakes_) + " times: " + address_.access_file +
@@ -97,7 +103,9 @@ std::optional<Message> Connection::Receive(Clock::time_point deadline) {
     auto now = Clock::now();
     if (now >= deadline) return std::nullopt;
     if (now - last_heard_ > kClientSilenceLimit)
-      throw Unreachable("the broker at " + address_.endpoint + " stopped answering");
+      throw Unreachable("the broker at " + address_.endpoint +
+                        (closed_by_broker_ ? " closed the connection and did not take it back"
+                                           : " stopped answering"));
     auto until = std::min(deadline, next_ping);
     zmq::pollitem_t items[2] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, 0, ZMQ_POLLIN, 0}};
     if (watch_) items[1].socket = watch_->socket().handle();

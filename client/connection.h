@@ -70,6 +70,10 @@ class Connection {
   zmq::socket_t socket_;
   std::optional<HandshakeWatch> watch_;  // remote (CURVE) connections only
   int failed_handshakes_ = 0;            // in a row
+  // A handshake succeeded on this connection once: the key and the broker are right, so a later
+  // failure is the broker closing the connection (restarting, or too busy), not a wrong key.
+  bool authenticated_once_ = false;
+  bool closed_by_broker_ = false;  // a handshake failed since the last that succeeded
   Clock::time_point last_heard_;
 };
 

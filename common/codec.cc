@@ -286,6 +286,7 @@ void Put(Writer& w, const TaskOutcome& o) {
       w.Str(more->stdout_file);
       w.Str(more->stderr_file);
       w.Str(more->host);
+      w.Str(more->key);
       w.U64(more->argv.size());
       for (const auto& a : more->argv) w.Str(a);
     }
@@ -316,6 +317,7 @@ void Get(Reader& r, TaskOutcome& o) {
       more->stdout_file = r.Str();
       more->stderr_file = r.Str();
       more->host = r.Str();
+      more->key = r.Str();
       more->argv.resize(r.Count());
       for (auto& a : more->argv) a = r.Str();
       shell.more = std::move(more);

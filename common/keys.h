@@ -54,6 +54,10 @@ std::string FormatAccessFile(const AccessFile& access);
 AccessFile ReadAccessFile(const std::string& path);
 
 // One key on the broker's allow-list.
+// The name of allocation queue `queue`'s own worker key (orq alloc add makes it): only a worker of
+// that key may say an allocation of that queue started it.
+inline std::string AllocationKeyName(const std::string& queue) { return "alloc-" + queue; }
+
 struct AccessEntry {
   std::string name;
   Role role = Role::kClient;

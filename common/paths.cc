@@ -26,12 +26,18 @@ std::string FormatMode(mode_t mode) {
   return buf;
 }
 
-void MakePrivateDirectory(const std::string& dir, const std::string& what) {
+void MakePrivateDirectory(const std::string& dir, const std::string& what, bool link_ok) {
   struct stat st {};
-  // A link to it must be the user's own too: whoever owns the link chooses where it points.
-  if (::lstat(dir.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid != ::geteuid())
-    throw UsageError(what + " " + dir + " is a symbolic link that belongs to another user (uid " +
-                     std::to_string(st.st_uid) + "), who could point it elsewhere at any time");
+  if (::lstat(dir.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    if (!link_ok)
+      throw UsageError(what + " " + dir +
+                       " is a symbolic link, and orq follows none under $ORQ_HOME: make it a "
+                       "directory");
+    // A link to it must be the user's own too: whoever owns the link chooses where it points.
+    if (st.st_uid != ::geteuid())
+      throw UsageError(what + " " + dir + " is a symbolic link that belongs to another user (uid " +
+                       std::to_string(st.st_uid) + "), who could point it elsewhere at any time");
+  }
   if (::stat(dir.c_str(), &st) != 0) {
     std::error_code ec;
     const auto parent = std::filesystem::path(dir).parent_path();
@@ -67,7 +73,7 @@ std::string OrqHome() {
   } else {
     throw std::runtime_error("cannot find a state directory: set ORQ_HOME or HOME");
   }
-  MakePrivateDirectory(home, "$ORQ_HOME");
+  MakePrivateDirectory(home, "$ORQ_HOME", /*link_ok=*/true);
   return home;
 }
 

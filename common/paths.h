@@ -17,8 +17,10 @@ std::string OrqHome();
 std::string FormatMode(mode_t mode);
 
 // Creates `dir` (mode 0700) if missing, then checks it as OrqHome() does; `what` names it in the
-// sentence ("$ORQ_HOME", "the keys directory").
-void MakePrivateDirectory(const std::string& dir, const std::string& what);
+// sentence ("$ORQ_HOME", "the keys directory"). A symbolic link there is refused (orq follows
+// none under $ORQ_HOME), unless `link_ok` (the home itself: then the link must be the user's).
+void MakePrivateDirectory(const std::string& dir, const std::string& what, bool link_ok = false);
+
 // The check itself, pure: nullopt when `st` is a directory owned by `me` that no one else may
 // write to, else the sentence.
 std::optional<std::string> DirectoryProblem(const struct stat& st, uid_t me, const std::string& dir,

@@ -74,8 +74,13 @@ std::optional<ProcStat> ParseProcStat(std::string_view line) {
   std::string rest(line.substr(paren + 1));
   ProcStat s;
   long ppid = 0, pgrp = 0, session = 0;
-  if (std::sscanf(rest.c_str(), " %c %ld %ld %ld", &s.state, &ppid, &pgrp, &session) != 4)
-    return std::nullopt;
+  unsigned long utime = 0, stime = 0;  // fields 14 and 15, in clock ticks
+  const int n = std::sscanf(rest.c_str(), " %c %ld %ld %ld %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                            &s.state, &ppid, &pgrp, &session, &utime, &stime);
+  if (n < 4) return std::nullopt;
+  if (n == 6)
+    s.cpu_seconds =
+        static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
   s.ppid = static_cast<pid_t>(ppid);
   s.pgrp = static_cast<pid_t>(pgrp);
   s.session = static_cast<pid_t>(session);
@@ -142,6 +147,37 @@ size_t StatusKib(pid_t pid, const char* field) {  // field: "\nVmHWM:"
 
 size_t PeakRss(pid_t pid) { return StatusKib(pid, "\nVmHWM:"); }
 size_t CurrentRss(pid_t pid) { return StatusKib(pid, "\nVmRSS:"); }
+
+namespace {
+// The directory of `path`, opened without following a link there; -1 when it cannot be.
+int OpenParent(const std::string& path, std::string& name) {
+  const size_t slash = path.rfind('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1));
+  name = slash == std::string::npos ? path : path.substr(slash + 1);
+  return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+}  // namespace
+
+int OpenBeneath(const std::string& path, int flags, mode_t mode) {
+  std::string name;
+  const int dir = OpenParent(path, name);
+  if (dir < 0) return -1;
+  const int fd = ::openat(dir, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
+  const int error = errno;
+  ::close(dir);
+  errno = error;
+  return fd;
+}
+
+bool UnlinkBeneath(const std::string& path) {
+  std::string name;
+  const int dir = OpenParent(path, name);
+  if (dir < 0) return false;
+  const bool done = ::unlinkat(dir, name.c_str(), 0) == 0;  // a link itself goes, not its target
+  ::close(dir);
+  return done;
+}
 
 std::string SelfExecutable() {
   char buf[4096];

@@ -90,6 +90,7 @@ struct ProcStat {    // the fields of /proc/PID/stat that orq reads
   pid_t ppid = 0;
   pid_t pgrp = 0;
   pid_t session = 0;
+  double cpu_seconds = 0;  // user + system time so far (utime + stime); 0 when the line lacks it
 };
 // Parses one /proc/PID/stat line; nullopt when it is not one. (The command name may hold spaces
 // and parentheses: the fields start after the last ')'.)
@@ -105,6 +106,11 @@ std::vector<pid_t> ListPids();
 size_t PeakRss(pid_t pid);
 // Its resident set now (VmRSS) in bytes; 0 when unknown.
 size_t CurrentRss(pid_t pid);
+// open(2) and unlink(2) of DIR/NAME where neither DIR nor NAME may be a symbolic link (what is
+// above DIR may): orq's files under $ORQ_HOME (spilled output) are opened only so. -1 (false)
+// with errno as open(2) sets it.
+int OpenBeneath(const std::string& path, int flags, mode_t mode = 0);
+bool UnlinkBeneath(const std::string& path);
 // The absolute path of the running executable (for spawning orq itself).
 std::string SelfExecutable();
 

@@ -1,5 +1,6 @@
 #include "common/process.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -47,6 +48,36 @@ TEST(ProcStatTest, FieldsComeAfterTheLastParenthesisWhateverTheCommandName) {
   EXPECT_FALSE(ParseProcStat(""));
   EXPECT_FALSE(ParseProcStat("no parenthesis at all"));
   EXPECT_FALSE(ParseProcStat("1 (x) S 1 2"));  // too few fields
+}
+
+TEST(ProcStatTest, ReadsCpuTimeWhenTheLineHasIt) {
+  auto s = ParseProcStat("7 (x) S 1 7 7 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 1 0");
+  ASSERT_TRUE(s);
+  EXPECT_DOUBLE_EQ(s->cpu_seconds, 300.0 / static_cast<double>(::sysconf(_SC_CLK_TCK)));
+  EXPECT_EQ(ParseProcStat("1 (init) Z 0 1 1")->cpu_seconds, 0);
+}
+
+TEST(FilesBeneathTest, NeitherTheDirectoryNorTheFileMayBeALink) {
+  testing::TempDir tmp("beneath");
+  const std::string dir = tmp.path() + "/output", elsewhere = tmp.path() + "/elsewhere";
+  std::filesystem::create_directory(dir);
+  std::filesystem::create_directory(elsewhere);
+  std::ofstream(elsewhere + "/j1.0.1.out") << "not orq's";
+  // A file in a real directory is opened and removed;
+  const int fd = OpenBeneath(dir + "/j1.0.1.out", O_WRONLY | O_CREAT, 0600);
+  EXPECT_GE(fd, 0);
+  ::close(fd);
+  EXPECT_TRUE(UnlinkBeneath(dir + "/j1.0.1.out"));
+  // a directory that is a link is neither written nor read through, nor is anything unlinked;
+  std::filesystem::create_directory_symlink(elsewhere, tmp.path() + "/linked");
+  EXPECT_LT(OpenBeneath(tmp.path() + "/linked/j1.0.1.out", O_RDONLY), 0);
+  EXPECT_LT(OpenBeneath(tmp.path() + "/linked/j2.0.1.out", O_WRONLY | O_CREAT, 0600), 0);
+  EXPECT_FALSE(UnlinkBeneath(tmp.path() + "/linked/j1.0.1.out"));
+  EXPECT_TRUE(std::filesystem::exists(elsewhere + "/j1.0.1.out"));
+  EXPECT_FALSE(std::filesystem::exists(elsewhere + "/j2.0.1.out"));
+  // and a file that is a link is not opened.
+  std::filesystem::create_symlink(elsewhere + "/j1.0.1.out", dir + "/j3.0.1.out");
+  EXPECT_LT(OpenBeneath(dir + "/j3.0.1.out", O_RDONLY), 0);
 }
 
 TEST(ProcStatTest, ReadsThisProcess) {

@@ -5,7 +5,7 @@
 // peers on TCP are always CURVE-encrypted and authenticated, and each has a Role from its key (see
 // Role and MaySend below). Every message is three frames after the ROUTER's identity frame:
 //
-//   frame 0: kProtocolVersion ("ORQ12")
+//   frame 0: kProtocolVersion ("ORQ13")
 //   frame 1: one byte, a Command below
 //   frame 2: the body, encoded by common/codec.h (a compact binary form, no JSON on hot paths)
 //
@@ -31,7 +31,7 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ12";
+inline constexpr std::string_view kProtocolVersion = "ORQ13";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
@@ -207,6 +207,10 @@ inline constexpr size_t kMaxPendingPerAddress = 8;
 // kMinDescriptorReserve, else an eighth of RLIMIT_NOFILE (which the broker raises to its hard
 // limit when it starts).
 inline constexpr size_t kMinDescriptorReserve = 64;
+// Remote workers one worker key may have registered at once (orq broker --max-workers-per-key);
+// past it a registration is refused with the sentence. A key is one trust unit: a node, or a
+// cluster's nodes that share it.
+inline constexpr size_t kMaxWorkersPerKey = 1024;
 inline constexpr size_t kMaxTasksPerMessage = 1024;  // tasks in one TasksMessage
 // One gather reply: results up to about kResultsReplyBytes (then one more, always at least one)
 // and at most kMaxResultsPerReply of them: large enough to amortise a message, small enough that
@@ -265,6 +269,10 @@ struct ShellOutput {
     std::string stdout_file, stderr_file;
     std::string host;               // the worker's host, set with a file
     std::vector<std::string> argv;  // the task's command: the broker adds it to gather replies
+    // A remote worker's file: the key (Z85) of the worker that held the attempt's lease, set by
+    // the broker. Only workers of that key on that host are asked for it, or told to delete it:
+    // another key cannot answer for it, whatever host name it registered under.
+    std::string key;
   };
   std::shared_ptr<const More> more;  // null: none of it
 };
@@ -691,6 +699,9 @@ struct BrokerCounters {
   // TCP connections closed to keep the broker's bounds: too many handshakes at once (from one
   // address, or in all), or accepted into the descriptor reserve.
   uint64_t shed = 0;
+  // Authenticated TCP connections that closed: a remote peer left, lost its link or was revoked.
+  // The broker never closes one to keep a bound; in a steady cluster this stays 0.
+  uint64_t remote_closed = 0;
   // Messages from peers with a field over its bound (broker/peer_bounds.h): a worker's
   // registration refused, or an outcome recorded as a failure instead.
   uint64_t over_bounds = 0;
@@ -704,7 +715,8 @@ struct BrokerCounters {
         f("retries", self.retries), f("requeued", self.requeued), f("adopted", self.adopted),
         f("forbidden", self.forbidden), f("revoked", self.revoked),
         f("auth_refused", self.auth_refused), f("handshake_failed", self.handshake_failed),
-        f("shed", self.shed), f("over_bounds", self.over_bounds), f("impostors", self.impostors);
+        f("shed", self.shed), f("remote_closed", self.remote_closed),
+        f("over_bounds", self.over_bounds), f("impostors", self.impostors);
   }
 };
 // An allocation queue (orq alloc add): how the broker asks a batch system for workers while tasks

@@ -70,7 +70,7 @@ struct Stream {
     truncated = true;
     if (spill_path.empty()) return;
     if (fd < 0) {
-      fd = ::open(spill_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+      fd = OpenBeneath(spill_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
       if (fd < 0) return void(spill_path.clear());  // nowhere to put it: dropped
       spilled = spill_path;
     }

@@ -22,7 +22,7 @@ void SetCurveClient(zmq::socket_t& socket, const CurveClient& curve) {
 }
 
 HandshakeWatch::HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& watched)
-    : monitor_(ctx, zmq::socket_type::pair) {
+    : watched_(watched.handle()), monitor_(ctx, zmq::socket_type::pair) {
   static std::atomic<int> next{0};
   const std::string endpoint = "inproc://orq-handshakes-" + std::to_string(next++);
   if (zmq_socket_monitor(watched.handle(), endpoint.c_str(),
@@ -33,6 +33,8 @@ HandshakeWatch::HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& watched)
   monitor_.set(zmq::sockopt::linger, 0);
   monitor_.connect(endpoint);
 }
+
+HandshakeWatch::~HandshakeWatch() { zmq_socket_monitor(watched_, nullptr, 0); }
 
 std::optional<MonitorEvent> ReceiveMonitorEvent(zmq::socket_t& monitor) {
   for (;;) {

@@ -46,15 +46,22 @@ void SendMonitorEvent(zmq::socket_t& socket, const MonitorEvent& event);
 
 // Watches one socket's handshakes (a libzmq socket monitor), so a CURVE client can tell "the broker
 // refused my key" and "the handshake fails: wrong broker key, or no orq broker there" from silence.
+// The watched socket must outlive the watch: the watch stops the socket's monitor before it
+// closes its reader, since libzmq's I/O thread blocks for good on an event sent to a monitor
+// nobody reads (and with it every socket of the context).
 class HandshakeWatch {
  public:
   enum class Event { kNone, kSucceeded, kRefused, kFailed };
   HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& watched);
+  ~HandshakeWatch();
+  HandshakeWatch(const HandshakeWatch&) = delete;
+  HandshakeWatch& operator=(const HandshakeWatch&) = delete;
   // Reads every waiting event; returns the latest, except that a refusal among them wins.
   Event Read();
   zmq::socket_t& socket() { return monitor_; }
 
  private:
+  void* watched_;          // the watched socket's handle
   zmq::socket_t monitor_;  // PAIR connected to the watched socket's monitor endpoint
 };
 

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/process.h"
 #include "tests/harness.h"
 #include "tests/temp_dir.h"
 
@@ -67,11 +68,22 @@ std::string Which(const std::string& program) {
          << program << " is not installed: scripts/setup.sh installs it (the test command runs it)";
 }
 
-// The dashboard of a broker started with `orq up ... --http ...`: its URL, from $ORQ_HOME.
-std::string DashboardUrl(const OrqEnv& env) {
+// The dashboard of a broker started with `orq up ... --http ...`: its login URL (with its token:
+// what `orq dashboard` prints), from $ORQ_HOME.
+std::string LoginUrl(const OrqEnv& env) {
   std::string url = ReadFile(env.home() + "/dashboard");
   while (!url.empty() && url.back() == '\n') url.pop_back();
   return url;
+}
+// Its page: the login URL without the token.
+std::string DashboardUrl(const OrqEnv& env) {
+  const std::string login = LoginUrl(env);
+  return login.substr(0, login.find('?'));
+}
+std::string TokenOf(const OrqEnv& env) {
+  const std::string login = LoginUrl(env);
+  const size_t at = login.find("?token=");
+  return at == std::string::npos ? "" : login.substr(at + 7);
 }
 
 // "http://127.0.0.1:4711/" -> "127.0.0.1:4711"
@@ -122,7 +134,10 @@ TEST(DashboardTest, PromtoolPassesItsMetricsAndPrometheusScrapesThem) {
   const std::string config =
       env.WriteFile("prometheus.yml",
                     "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: orq\n"
-                    "    static_configs:\n      - targets: ['" +
+                    "    authorization:\n      credentials: " +
+                        TokenOf(env) +
+                        "\n"
+                        "    static_configs:\n      - targets: ['" +
                         HostPort(url) + "']\n");
   Child prometheus(
       {"prometheus", "--config.file=" + config, "--storage.tsdb.path=" + env.home() + "/prometheus",
@@ -137,7 +152,7 @@ TEST(DashboardTest, PromtoolPassesItsMetricsAndPrometheusScrapesThem) {
   ASSERT_TRUE(Exits(submit, 0));
   env.Run({"gather", JobId(submit)});
   // Then promtool finds the exposition well-formed
-  const HttpReply metrics = Curl({url + "metrics"});
+  const HttpReply metrics = Curl({"-H", "Authorization: Bearer " + TokenOf(env), url + "metrics"});
   ASSERT_EQ(metrics.status, 200);
   const std::string file = env.WriteFile("metrics.txt", metrics.body);
   std::string lint;
@@ -161,28 +176,141 @@ TEST(DashboardTest, RequestsOutsideTheRulesAreRefused) {
   ASSERT_TRUE(Exits(env.Run({"up", "-w", "0", "--http", "127.0.0.1:0"}), 0));
   const std::string url = DashboardUrl(env);
   const std::string origin = "http://" + HostPort(url);
-  // A page and an API read pass
+  const std::string jar = env.home() + "/cookies";
+  // The page loads for anyone, but no data without the token, on loopback too;
   EXPECT_EQ(Curl({url}).status, 200);
-  EXPECT_EQ(Curl({url + "api/v1/status"}).status, 200);
+  EXPECT_EQ(Curl({url + "api/v1/status"}).status, 401);
+  EXPECT_EQ(Curl({url + "?token=wrong-token-wrong-token"}).status, 401);
+  // the login URL gives the cookie and sends the browser to the page without the token,
+  const HttpReply login = Curl({"-c", jar, "-L", LoginUrl(env)});
+  EXPECT_EQ(login.status, 200);
+  EXPECT_EQ(login.body.find(TokenOf(env)), std::string::npos);
+  EXPECT_EQ(Curl({"-b", jar, url + "api/v1/status"}).status, 200);
   // A Host that is not the dashboard's (DNS rebinding) is refused
-  EXPECT_EQ(Curl({"-H", "Host: attacker.example", url + "api/v1/status"}).status, 421);
+  EXPECT_EQ(Curl({"-b", jar, "-H", "Host: attacker.example", url + "api/v1/status"}).status, 421);
   // An action from another origin, or without the anti-CSRF header, is refused
   const RunResult submit = env.Run({"submit", "--", "sleep", "60"});
   ASSERT_TRUE(Exits(submit, 0));
   const std::string cancel = url + "api/v1/jobs/" + JobId(submit) + "/cancel";
-  EXPECT_EQ(Curl({"-X", "POST", "-H", "Origin: https://attacker.example", cancel}).status, 403);
-  EXPECT_EQ(Curl({"-X", "POST", "-H", "Origin: " + origin, cancel}).status, 403);
-  EXPECT_EQ(Curl({cancel}).status, 405);  // an action is never a GET
+  EXPECT_EQ(
+      Curl({"-b", jar, "-X", "POST", "-H", "Origin: https://attacker.example", cancel}).status,
+      403);
+  EXPECT_EQ(Curl({"-b", jar, "-X", "POST", "-H", "Origin: " + origin, cancel}).status, 403);
+  EXPECT_EQ(Curl({"-b", jar, cancel}).status, 405);  // an action is never a GET
   // With the page's header and origin, it is done
-  const HttpReply session = Curl({url + "api/v1/session"});
+  const HttpReply session = Curl({"-b", jar, url + "api/v1/session"});
   const auto csrf = nlohmann::json::parse(session.body).at("csrf").get<std::string>();
-  const HttpReply done =
-      Curl({"-X", "POST", "-H", "Origin: " + origin, "-H", "X-Orq-Csrf: " + csrf, cancel});
+  const HttpReply done = Curl(
+      {"-b", jar, "-X", "POST", "-H", "Origin: " + origin, "-H", "X-Orq-Csrf: " + csrf, cancel});
   EXPECT_EQ(done.status, 200) << done.body;
   EXPECT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["tasks"]["cancelled"] == 1; }));
   // A request over the bounds is refused, and the dashboard goes on
-  EXPECT_EQ(Curl({"-H", "X-Big: " + std::string(20000, 'x'), url + "api/v1/status"}).status, 413);
-  EXPECT_EQ(Curl({url + "api/v1/status"}).status, 200);
+  EXPECT_EQ(
+      Curl({"-b", jar, "-H", "X-Big: " + std::string(20000, 'x'), url + "api/v1/status"}).status,
+      413);
+  EXPECT_EQ(Curl({"-b", jar, url + "api/v1/status"}).status, 200);
+}
+
+TEST(DashboardTest, AnotherLocalUserGetsNothingButThePage) {
+  ASSERT_TRUE(Have("curl"));
+  ASSERT_TRUE(Have("setpriv"));
+  ASSERT_EQ(::geteuid(), 0u) << "acting as another user needs root (CI runs as root)";
+  OrqEnv env;
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "0", "--http", "127.0.0.1:0"}), 0));
+  const std::string url = DashboardUrl(env);
+  // Given another user on this host (nobody), who can reach the dashboard's loopback port,
+  const auto as_nobody = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
+    std::string out;
+    const int code = RunProgram(args, out, seconds(30));
+    return std::make_pair(code, out);
+  };
+  // when they ask it for data, then it wants the token they cannot read ($ORQ_HOME is 0700),
+  const auto [code, status] =
+      as_nobody({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url + "api/v1/status"});
+  EXPECT_EQ(status, "401");
+  EXPECT_NE(as_nobody({"cat", env.home() + "/dashboard"}).first, 0);
+  const RunResult submit = env.Run({"submit", "--", "sleep", "60"});
+  ASSERT_TRUE(Exits(submit, 0));
+  const auto [posted, cancel] =
+      as_nobody({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                 url + "api/v1/jobs/" + JobId(submit) + "/cancel"});
+  EXPECT_EQ(cancel, "401");
+  // and the owner's job runs on.
+  EXPECT_EQ(env.Status()["tasks"]["cancelled"], 0);
+}
+
+// A socket of the test's own on loopback, from `from` (an address of 127.0.0.0/8) to the
+// dashboard at `url`; -1 when it cannot connect.
+int Connect(const std::string& url, uint32_t from) {
+  const std::string host_port = HostPort(url);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  to.sin_port = htons(static_cast<uint16_t>(std::stoi(host_port.substr(host_port.rfind(':') + 1))));
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in source{};
+  source.sin_family = AF_INET;
+  source.sin_addr.s_addr = htonl(from);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&source), sizeof source) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST(DashboardTest, IdleSlowAndEndlessRequestsDoNotKeepTheOwnerOut) {
+  ASSERT_TRUE(Have("curl"));
+  const char* asan = std::getenv("ASAN_OPTIONS");  // a peak is what was held at once
+  ScopedEnv quarantine("ASAN_OPTIONS",
+                       std::string(asan ? asan : "") + ":quarantine_size_mb=8:max_redzone=256");
+  OrqEnv env;
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "0", "--http", "127.0.0.1:0"}), 0));
+  const std::string url = DashboardUrl(env);
+  const pid_t broker = env.Status()["broker"]["pid"].get<pid_t>();
+  const std::string bearer = "Authorization: Bearer " + TokenOf(env);
+  std::vector<int> fds;
+  // Given 16 connections that each send a chunked request whose chunk line never ends (64 MiB of
+  // chunk extension, as far as the server takes it),
+  const std::string head = "POST /api/v1/login HTTP/1.1\r\nHost: " + HostPort(url) +
+                           "\r\nTransfer-Encoding: chunked\r\n\r\n1;";
+  const std::string junk(1 << 20, 'e');
+  const size_t before = PeakRss(broker);
+  size_t taken = 0;
+  for (int i = 0; i < 16; ++i) {
+    const int fd = Connect(url, 0x7f000001);
+    ASSERT_GE(fd, 0);
+    timeval second{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &second, sizeof second);
+    ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+    for (int mib = 0; mib < 64; ++mib) {
+      const ssize_t w = ::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+      if (w <= 0) break;  // the server closed it, or stopped reading
+      taken += static_cast<size_t>(w);
+    }
+    ::close(fd);
+  }
+  // and 80 connections from 40 addresses that say nothing, or a header byte now and then,
+  for (int i = 0; i < 80; ++i) {
+    const int fd = Connect(url, 0x7f000002 + static_cast<uint32_t>(i % 40));
+    if (fd < 0) continue;
+    if (i % 2) ::send(fd, "GET / HTTP/1.1\r\nX-Slow: ", 24, MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  // when the owner asks for data 30 times, then every answer comes,
+  int answered = 0;
+  for (int i = 0; i < 30; ++i)
+    answered += Curl({"-H", bearer, url + "api/v1/status"}).status == 200;
+  EXPECT_EQ(answered, 30);
+  for (int fd : fds) ::close(fd);
+  // the endless lines cost the broker a few MiB, not what was sent,
+  const size_t peak = PeakRss(broker);
+  EXPECT_LT(peak, before + (32u << 20)) << "before " << (before >> 20) << " MiB, at most "
+                                        << (peak >> 20) << " MiB, " << (taken >> 20) << " MiB sent";
+  // and what was refused is counted.
+  const HttpReply metrics = Curl({"-H", bearer, url + "metrics"});
+  EXPECT_NE(metrics.body.find("orq_http_refused_total{reason=\"connections\"}"), std::string::npos);
 }
 
 TEST(DashboardTest, WithTlsAndATokenEveryRequestCarriesIt) {
@@ -239,7 +367,7 @@ TEST(DashboardTest, InARealBrowserThePageShowsAndCancelsWork) {
   fs::create_directories(shots);
   std::string out;
   const int code = RunProgram({"env", "ORQ=" + std::string(ORQ_BINARY), "ORQ_HOME=" + env.home(),
-                               "DASHBOARD_URL=" + DashboardUrl(env), "SCREENSHOTS=" + shots,
+                               "DASHBOARD_URL=" + LoginUrl(env), "SCREENSHOTS=" + shots,
                                "CHROMIUM=" + Which("chromium"), "node", script},
                               out, seconds(240));
   // Then every check of the script held, and it saved the two screenshots

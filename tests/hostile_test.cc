@@ -6,12 +6,14 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/cluster.h"
@@ -184,11 +186,14 @@ TEST_P(HostileTest, AWorkerKeyOverABoundIsRefusedCountedAndNeverShown) {
   Cluster& c = *cluster_;
   const auto [alice, rogue, endpoint] = UpWithARogueWorkerKey();
   // Given a worker key that registers with a host name that is not UTF-8, with one that holds
-  // terminal escape sequences, and with 65 resources,
+  // terminal escape sequences, with 65 resources, and as a worker an allocation of a queue
+  // started (only that queue's own key may say so),
   std::vector<ReadyMessage> readys = {Registration("\xff\xfe"),
                                       Registration("n\x1b]0;pwned\x07\x1b[2J")};
   readys.push_back(Registration("many"));
   for (int i = 0; i < 65; ++i) readys.back().resources.push_back({"r" + std::to_string(i), 1});
+  readys.push_back(Registration("claims"));
+  readys.back().allocation = "gpu/41";
   for (const ReadyMessage& ready : readys) {
     std::vector<Message> replies;
     c.InClientNet([&] {
@@ -206,10 +211,27 @@ TEST_P(HostileTest, AWorkerKeyOverABoundIsRefusedCountedAndNeverShown) {
   ASSERT_TRUE(Exits(json, 0));
   const nlohmann::json status = nlohmann::json::parse(json.out);
   EXPECT_TRUE(status["workers"].empty());
-  EXPECT_GE(status["counters"].value("over_bounds", 0), 3);
+  EXPECT_GE(status["counters"].value("over_bounds", 0), 4);
   RunResult text = c.broker().Run({"status"});
   ASSERT_TRUE(Exits(text, 0));
   EXPECT_EQ(text.out.find('\x1b'), std::string::npos);
+}
+
+TEST_P(HostileTest, OneWorkerKeyRegistersAtMostItsBoundOfWorkers) {
+  Cluster& c = *cluster_;
+  // Given a broker that lets one worker key have 2 workers at once,
+  c.Up({"--max-workers-per-key", "2"});
+  const std::string node = c.Access("worker", "node", 0);
+  c.StartWorker(0, node);
+  c.StartWorker(0, node);
+  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 2; }));
+  // when a third worker of that key comes, it is refused with the sentence and exits (code 4),
+  const pid_t third = c.StartWorker(0, node);
+  EXPECT_EQ(WaitExit(third, seconds(30)), 4);
+  // and the first two work on; another key is not held back by it.
+  c.StartWorker(0, c.Access("worker", "other", 0));
+  EXPECT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 3; }));
+  EXPECT_GE(c.status()["counters"].value("over_bounds", 0), 1);
 }
 
 // A worker key's raw peer that registers, takes the first task it is given, and reports the
@@ -370,7 +392,37 @@ TEST_P(HostileTest, ARemoteWorkersSpilledOutputComesThroughTheBrokerAndGoesWhenF
   ::kill(worker, SIGTERM);
   ASSERT_EQ(WaitExit(worker, seconds(30)), 0);
   ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].empty(); }));
+  // (even with a worker of another key registered under that host's name, which would answer
+  // for the file with text of its own: it is never asked),
+  const CurveClient impostor = KeysOf(c.Access("worker", "impostor", -1));
+  std::atomic<bool> stop{false};
+  std::atomic<int> asked{0};
+  std::thread rogue([&] {
+    c.InClientNet([&] {
+      zmq::context_t ctx;
+      zmq::socket_t socket = MakeSocket(ctx, zmq::socket_type::dealer);
+      SetCurveClient(socket, impostor);
+      socket.connect(c.EndpointFor(-1));
+      SendMessage(socket, ReadyMessage{1, 1, {0, 0, 0}, {}, HostName()});
+      while (!stop) {
+        zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+        zmq::poll(&item, 1, milliseconds(100));
+        while (auto r = ReceiveMessage(socket, /*router=*/false)) {
+          if (auto* read = r->message ? std::get_if<ReadOutputMessage>(&*r->message) : nullptr) {
+            ++asked;
+            SendMessage(socket, OutputPieceMessage{read->fetch, true, true, "forged\n"});
+          }
+        }
+        SendMessage(socket, HeartbeatMessage{});
+      }
+    });
+  });
+  ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
   RunResult gone = c.Client(alice, {"logs", job + ".0"});
+  stop = true;
+  rogue.join();
+  EXPECT_EQ(asked, 0);
+  EXPECT_EQ(gone.out.find("forged"), std::string::npos);
   EXPECT_TRUE(Exits(gone, 5));
   EXPECT_TRUE(gone.out == all.substr(0, 1u << 20));
   EXPECT_NE(gone.err.find("the rest of its output is in output/" + job +
@@ -543,6 +595,67 @@ TEST(HostileLimitsTest, HalfOpenConnectionsPastTheDescriptorLimitNeverStopLocalP
   size_t fds_after = 0;
   EXPECT_TRUE(WaitUntil([&] { return (fds_after = OpenDescriptors(broker)) <= fds_before + 4; }))
       << "before " << fds_before << ", after " << fds_after;
+}
+
+// Strangers that each send a whole handshake frame just under the listener's limit, from many
+// addresses at once: the broker holds at most the frames of the handshakes it lets wait
+// (loopback only, where every 127.0.0.0/8 address is this host's).
+TEST(HostileLimitsTest, StrangersSendingWholeFramesFromManyAddressesHoldABoundedAmount) {
+  const char* asan = std::getenv("ASAN_OPTIONS");  // see AGatherOf300MiBStreamsInBoundedMemory
+  ScopedEnv quarantine("ASAN_OPTIONS",
+                       std::string(asan ? asan : "") + ":quarantine_size_mb=8:max_redzone=256");
+  OrqEnv env;
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "0", "--listen", "tcp://127.0.0.1:*"}), 0));
+  const nlohmann::json status = env.Status();
+  const pid_t broker = status["broker"]["pid"].get<pid_t>();
+  const sockaddr_in to = AddressOf(status["endpoints"][1].get<std::string>());
+  const size_t before = PeakRss(broker);
+  // Given 160 strangers from 40 addresses, each with a CURVE greeting and a handshake frame
+  // header claiming 4 MiB less 1 KiB,
+  constexpr size_t kFrame = (4u << 20) - 1024;
+  std::string head(64, '\0');
+  head[0] = '\xff';
+  head[9] = '\x7f';
+  head[10] = 3;
+  head.replace(12, 5, "CURVE");
+  head += '\x06';
+  for (int shift = 56; shift >= 0; shift -= 8) head += static_cast<char>(uint64_t{kFrame} >> shift);
+  Sockets strangers;
+  std::vector<size_t> sent;
+  for (int i = 0; i < 160; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    strangers.fds.push_back(fd);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(0x7f000002 + i % 40);  // 127.0.0.2 ...
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from), 0);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+    ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+    sent.push_back(0);
+  }
+  // when all of them push their frames at once, whole,
+  const std::string chunk(64 << 10, 'x');
+  const auto deadline = Clock::now() + Scaled(seconds(60));
+  for (bool busy = true; busy && Clock::now() < deadline;) {
+    busy = false;
+    for (size_t i = 0; i < strangers.fds.size(); ++i) {
+      if (sent[i] >= kFrame) continue;
+      const ssize_t w =
+          ::send(strangers.fds[i], chunk.data(), std::min(chunk.size(), kFrame - sent[i]),
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w > 0) sent[i] += static_cast<size_t>(w);
+      if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) sent[i] = kFrame;  // closed on it
+      busy = busy || sent[i] < kFrame;
+    }
+  }
+  // then the broker held at most the frames of the 32 handshakes it lets wait (128 MiB), and
+  // closed the others: what README's threat model says a crowd of strangers costs.
+  const size_t peak = PeakRss(broker);
+  EXPECT_LT(peak, before + kMaxPendingHandshakes * kMaxRemoteMessageBytes + (16u << 20))
+      << "before " << (before >> 20) << " MiB, at most " << (peak >> 20) << " MiB";
+  EXPECT_TRUE(env.WaitStatus([](const nlohmann::json& s) { return s["counters"]["shed"] > 0; }));
+  EXPECT_EQ(::kill(broker, 0), 0) << "the broker is gone";
 }
 
 INSTANTIATE_TEST_SUITE_P(Hosts, HostileTest, ::testing::Values(Net::kLoopback, Net::kNamespaces),

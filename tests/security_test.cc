@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -34,6 +35,41 @@ TEST(SecurityTest, AHomeOthersMayWriteIsRefusedWithASentence) {
   }
   EXPECT_TRUE(env.Processes().empty());
   ASSERT_EQ(::chmod(env.home().c_str(), 0700), 0);
+}
+
+TEST(SecurityTest, PlainListingsShowATasksTerminalEscapesEscaped) {
+  OrqEnv env;
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1"}), 0));
+  // Given a task whose command, error and stderr hold terminal escape sequences,
+  RunResult submit = env.Run(
+      {"submit", "--", "sh", "-c", "printf '\033]0;pwned\007\033[2J' >&2; exit 3", "\033[31m"});
+  ASSERT_TRUE(Exits(submit, 0));
+  // when its job is listed and its failure reported in plain text,
+  RunResult jobs = env.Run({"jobs"});
+  ASSERT_TRUE(Exits(jobs, 0));
+  RunResult gather = env.Run({"gather", JobId(submit)});
+  // then nothing reaches the terminal raw: each escape shows as \x1b.
+  EXPECT_NE(gather.err.find("\\x1b]0;pwned"), std::string::npos) << gather.err;
+  EXPECT_EQ(gather.err.find('\x1b'), std::string::npos) << gather.err;
+  EXPECT_EQ(jobs.out.find('\x1b'), std::string::npos) << jobs.out;
+}
+
+TEST(SecurityTest, AHomeSubdirectoryThatIsALinkIsNotFollowed) {
+  OrqEnv env;
+  // Given $ORQ_HOME/output made a link to a directory elsewhere,
+  const std::string elsewhere = env.home() + "/elsewhere";
+  std::filesystem::create_directory(elsewhere);
+  std::filesystem::create_directory_symlink(elsewhere, env.home() + "/output");
+  ASSERT_TRUE(Exits(env.Run({"up", "-w", "1"}), 0));
+  // when a task prints more than a stream keeps inline (the rest would spill to that directory),
+  RunResult submit = env.Run({"submit", "--", "seq", "300000"});
+  ASSERT_TRUE(Exits(submit, 0));
+  RunResult gather = env.Run({"gather", JobId(submit)});
+  EXPECT_GE(gather.out.size(), size_t{1} << 20);  // the stream's first MiB, kept inline
+  EXPECT_LT(gather.out.size(), size_t{2} << 20);
+  // then nothing was written through the link (the rest was dropped, as with no directory).
+  EXPECT_TRUE(std::filesystem::is_empty(elsewhere));
+  EXPECT_TRUE(std::filesystem::is_symlink(env.home() + "/output"));
 }
 
 TEST(SecurityTest, AnAbstractOrForeignIpcSocketIsRefusedWithASentence) {

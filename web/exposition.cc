@@ -29,7 +29,8 @@ const std::map<std::string_view, std::string_view>& CounterHelp() {
       {"revoked", "Connections dropped because their key was revoked."},
       {"auth_refused", "TCP handshakes refused by the ZAP handler (key not allowed)."},
       {"handshake_failed", "TCP handshakes that failed before ZAP (no CURVE, garbage)."},
-      {"shed", "TCP connections closed to keep the broker's bounds."},
+      {"shed", "TCP connections closed in their handshake to keep the broker's bounds."},
+      {"remote_closed", "Authenticated TCP connections that closed (a peer left or was cut)."},
       {"over_bounds", "Messages from peers with a field over its bound."},
       {"impostors", "Messages on a worker's routing id from a connection of another key."},
   };

@@ -121,6 +121,34 @@ std::string_view CookieValue(std::string_view header, std::string_view name) {
   return {};
 }
 
+Connections::Opened Connections::Open(const std::string& address) {
+  Opened opened{next_++, {}};
+  open_[opened.id] = Entry{address, false};
+  size_t unproven = 0;
+  for (const auto& [id, e] : open_) unproven += !e.proven && e.address == address;
+  auto close = [&](uint64_t id) {
+    opened.close.push_back(id);
+    open_.erase(id);
+  };
+  if (unproven > per_address_) close(OldestUnproven(address));
+  // (The new one is unproven: there is always one to close, itself when all others are proven.)
+  if (open_.size() > total_) close(OldestUnproven(""));
+  return opened;
+}
+
+uint64_t Connections::OldestUnproven(const std::string& address) const {
+  for (const auto& [id, e] : open_) {
+    if (!e.proven && (address.empty() || e.address == address)) return id;
+  }
+  return 0;
+}
+
+void Connections::Proven(uint64_t id) {
+  if (auto it = open_.find(id); it != open_.end()) it->second.proven = true;
+}
+
+void Connections::Closed(uint64_t id) { open_.erase(id); }
+
 bool Rates::Allow(const std::string& address, Time now) {
   auto it = buckets_.find(address);
   if (it == buckets_.end()) {

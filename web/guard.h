@@ -66,6 +66,8 @@ class Guard {
   Guard(ListenOptions options, std::string csrf, std::string hostname);
 
   std::optional<Refusal> Check(const RequestFacts& request, Access access) const;
+  // Whether the request carries the token (a cookie, or Authorization: Bearer).
+  bool Carries(const RequestFacts& request) const { return Authorized(request); }
   // Whether `token` is the token (in constant time); true when there is none.
   bool TokenMatches(std::string_view token) const;
 
@@ -81,6 +83,38 @@ class Guard {
   ListenOptions options_;
   std::string csrf_;
   std::vector<std::string> hosts_;  // Host headers accepted; empty: any (a wildcard address)
+};
+
+// The dashboard's open connections, and which to close for a new one. A connection is proven
+// once a request on it carried the token; one that has not (idle, slow, a stranger's) is the
+// kind that is closed: the one that has waited longest when its address has more than
+// `unproven_per_address` such, or when more than `total` connections are open. When every
+// other connection is proven, the new one is closed instead.
+class Connections {
+ public:
+  using Time = std::chrono::steady_clock::time_point;
+  Connections(size_t total, size_t unproven_per_address)
+      : total_(total), per_address_(unproven_per_address) {}
+  struct Opened {
+    uint64_t id;                  // the new connection's
+    std::vector<uint64_t> close;  // connections to close for it (perhaps itself)
+  };
+  Opened Open(const std::string& address);
+  void Proven(uint64_t id);
+  void Closed(uint64_t id);
+  size_t size() const { return open_.size(); }
+  bool contains(uint64_t id) const { return open_.count(id) > 0; }
+
+ private:
+  struct Entry {
+    std::string address;
+    bool proven = false;
+  };
+  // The oldest unproven connection, of `address` when it is not empty; 0 when there is none.
+  uint64_t OldestUnproven(const std::string& address) const;
+  size_t total_, per_address_;
+  std::map<uint64_t, Entry> open_;  // by id, so oldest first
+  uint64_t next_ = 1;
 };
 
 // The value of cookie `name` in a Cookie header; empty when it has none.

@@ -92,5 +92,28 @@ TEST(GuardTest, RatesAreBoundedPerAddress) {
   EXPECT_FALSE(rates.Allow("a", t0 + std::chrono::milliseconds(100)));
 }
 
+TEST(ConnectionsTest, IdleStrangersGoFirstAndTheOwnersConnectionsStay) {
+  Connections c(/*total=*/4, /*unproven_per_address=*/2);
+  // Given the owner's connection, proven by a request with the token,
+  const uint64_t owner = c.Open("127.0.0.1").id;
+  c.Proven(owner);
+  // when a stranger's address opens more than its share, its own oldest goes,
+  const uint64_t s1 = c.Open("127.0.0.9").id;
+  EXPECT_TRUE(c.Open("127.0.0.9").close.empty());
+  EXPECT_EQ(c.Open("127.0.0.9").close, std::vector<uint64_t>{s1});
+  // and when all are taken, the oldest unproven goes for a newcomer, never the owner's;
+  const uint64_t s2 = s1 + 1;
+  EXPECT_TRUE(c.Open("127.0.0.5").close.empty());
+  EXPECT_EQ(c.Open("127.0.0.6").close, std::vector<uint64_t>{s2});
+  EXPECT_TRUE(c.contains(owner));
+  EXPECT_EQ(c.size(), 4u);
+  // with every other one proven, the newcomer itself is refused.
+  Connections full(2, 2);
+  for (int i = 0; i < 2; ++i) full.Proven(full.Open("a").id);
+  const auto late = full.Open("b");
+  EXPECT_EQ(late.close, std::vector<uint64_t>{late.id});
+  EXPECT_FALSE(full.contains(late.id));
+}
+
 }  // namespace
 }  // namespace orq::web

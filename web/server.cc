@@ -384,15 +384,17 @@ struct Server::Impl {
   tcp::acceptor acceptor;
   Rates rates;
   std::map<std::string, uint64_t> refused;  // requests refused, by reason (/metrics)
-  size_t connections = 0;
+  Connections connections{kMaxConnections, kMaxUnprovenPerAddress};
+  std::map<uint64_t, std::function<void()>> closers;  // each open connection's, by its id
   std::string url;
   std::thread thread;
 
   // Answers `request` through `respond` (on the HTTP thread), or, for an event stream, returns
   // the stream to follow.
   using Respond = std::function<void(Response)>;
+  // `proven`: set when the request carried the token.
   std::shared_ptr<EventStream> Serve(const Request& request, const std::string& peer,
-                                     Respond respond);
+                                     Respond respond, bool& proven);
   void Ask(Message m, const Request& request, Respond respond,
            std::function<Response(std::vector<Message>&)> shape) {
     requests.Ask(std::move(m), [request, respond = std::move(respond),
@@ -409,12 +411,18 @@ struct Server::Impl {
     });
   }
 
-  template <typename Socket> asio::awaitable<void> Session(Socket stream, std::string peer);
+  std::string SessionCookie(const std::string& token) const {
+    return std::string(kTokenCookie) + "=" + token + "; Path=/; HttpOnly; SameSite=Strict" +
+           (guard.options().tls ? "; Secure" : "");
+  }
+
+  template <typename Socket>
+  asio::awaitable<void> Session(Socket stream, std::string peer, uint64_t id);
   asio::awaitable<void> Accept();
 };
 
 std::shared_ptr<EventStream> Server::Impl::Serve(const Request& request, const std::string& peer,
-                                                 Respond respond) {
+                                                 Respond respond, bool& proven) {
   const std::string_view target(request.target().data(), request.target().size());
   const auto parts = Segments(target);
   const auto header = [&](auto field) {
@@ -437,6 +445,7 @@ std::shared_ptr<EventStream> Server::Impl::Serve(const Request& request, const s
     }
     return false;
   };
+  proven = guard.Carries(facts);
   if (!rates.Allow(peer, std::chrono::steady_clock::now())) {
     ++refused["rate"];
     respond(Problem(request, 429, "too many requests from this address; slow down"));
@@ -451,6 +460,21 @@ std::shared_ptr<EventStream> Server::Impl::Serve(const Request& request, const s
       return nullptr;
     }
     if (refuse(Access::kAsset)) return nullptr;
+    // The login URL (orq dashboard prints it): its token becomes the session's cookie, and the
+    // browser is sent to the page without it, so the token leaves the address bar and history.
+    if (const std::string token = Query(target, "token"); !token.empty() && parts.empty()) {
+      if (!guard.TokenMatches(token)) {
+        ++refused["token"];
+        respond(Problem(request, 401, "that is not this dashboard's token"));
+        return nullptr;
+      }
+      proven = true;
+      Response r = Reply(request, http::status::see_other, "", "text/plain; charset=utf-8");
+      r.set(http::field::location, "/");
+      r.set(http::field::set_cookie, SessionCookie(token));
+      respond(std::move(r));
+      return nullptr;
+    }
     respond(Reply(request, http::status::ok, std::string(asset->body), asset->type));
     return nullptr;
   }
@@ -478,10 +502,9 @@ std::shared_ptr<EventStream> Server::Impl::Serve(const Request& request, const s
       respond(Problem(request, 401, "that is not this dashboard's token"));
       return nullptr;
     }
+    proven = true;
     Response r = Json(request, {{"ok", true}});
-    r.set(http::field::set_cookie, std::string(kTokenCookie) + "=" + token +
-                                       "; Path=/; HttpOnly; SameSite=Strict" +
-                                       (guard.options().tls ? "; Secure" : ""));
+    r.set(http::field::set_cookie, SessionCookie(token));
     respond(std::move(r));
     return nullptr;
   }
@@ -648,13 +671,27 @@ std::shared_ptr<EventStream> Server::Impl::Serve(const Request& request, const s
 
 // One connection: requests in turn (keep-alive), or an event stream to its end.
 template <typename Socket>
-asio::awaitable<void> Server::Impl::Session(Socket stream, std::string peer) {
-  struct Count {
-    size_t& n;
-    ~Count() { --n; }
-  } count{++connections};
+asio::awaitable<void> Server::Impl::Session(Socket stream, std::string peer, uint64_t id) {
   auto& tcp_stream = beast::get_lowest_layer(stream);
-  beast::flat_buffer buffer;
+  // Until it ends, the connection may be closed for a new one (Accept): that ends its reads.
+  closers[id] = [&tcp_stream] {
+    beast::error_code ignored;
+    tcp_stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp_stream.socket().close(ignored);
+  };
+  struct Forget {
+    Impl& impl;
+    uint64_t id;
+    ~Forget() {
+      impl.closers.erase(id);
+      impl.connections.Closed(id);
+    }
+  } forget{*this, id};
+  if (!connections.contains(id)) co_return;  // closed for another before it began
+  // Everything a request may make the server hold: its header, and a chunked body's chunk lines
+  // and trailer, are read into this buffer, whose size is bounded (a longer line ends the
+  // connection); the body goes to the request, bounded by kMaxBodyBytes.
+  beast::flat_buffer buffer(kMaxHeaderBytes + kMaxBodyBytes);
   bool too_large = false;
   try {
     if constexpr (!std::is_same_v<Socket, beast::tcp_stream>) {
@@ -676,10 +713,15 @@ asio::awaitable<void> Server::Impl::Session(Socket stream, std::string peer) {
       };
       auto pending = std::make_shared<Pending>(
           Pending{std::nullopt, asio::steady_timer(io, asio::steady_timer::time_point::max())});
-      auto events = Serve(request, peer, [pending](Response r) {
-        pending->response = std::move(r);
-        pending->ready.cancel();
-      });
+      bool proven = false;
+      auto events = Serve(
+          request, peer,
+          [pending](Response r) {
+            pending->response = std::move(r);
+            pending->ready.cancel();
+          },
+          proven);
+      if (proven) connections.Proven(id);
       std::optional<Response>& response = pending->response;
       if (events) {  // an event stream: its header, then events as they come, until it closes
         http::response<http::empty_body> header{http::status::ok, request.version()};
@@ -719,7 +761,8 @@ asio::awaitable<void> Server::Impl::Session(Socket stream, std::string peer) {
     }
   } catch (const boost::system::system_error& e) {
     const auto code = e.code();
-    too_large = code == http::error::body_limit || code == http::error::header_limit;
+    too_large = code == http::error::body_limit || code == http::error::header_limit ||
+                code == http::error::buffer_overflow;
     // Garbage that is not HTTP: counted; the connection closes.
     if (!too_large &&
         code.category() == http::make_error_code(http::error::bad_method).category() &&
@@ -756,22 +799,32 @@ asio::awaitable<void> Server::Impl::Accept() {
       continue;
     }
     CloseOnExec(socket.native_handle());  // not inherited by the workers the broker starts
-    if (connections >= kMaxConnections) {
+    beast::error_code ignored;
+    std::string peer = socket.remote_endpoint(ignored).address().to_string();
+    // Room for it: the connection of its address (or of all) that has waited longest without
+    // the token goes, perhaps this one.
+    const Connections::Opened opened = connections.Open(peer);
+    bool admitted = true;
+    for (uint64_t closing : opened.close) {
       ++refused["connections"];
-      beast::error_code ignored;
+      if (closing == opened.id) {
+        admitted = false;
+      } else if (auto it = closers.find(closing); it != closers.end()) {
+        it->second();
+      }
+    }
+    if (!admitted) {
       socket.close(ignored);
       continue;
     }
-    beast::error_code ignored;
-    std::string peer = socket.remote_endpoint(ignored).address().to_string();
     beast::tcp_stream stream(std::move(socket));
     if (tls) {
-      asio::co_spawn(
-          io,
-          Session(beast::ssl_stream<beast::tcp_stream>(std::move(stream), *tls), std::move(peer)),
-          asio::detached);
+      asio::co_spawn(io,
+                     Session(beast::ssl_stream<beast::tcp_stream>(std::move(stream), *tls),
+                             std::move(peer), opened.id),
+                     asio::detached);
     } else {
-      asio::co_spawn(io, Session(std::move(stream), std::move(peer)), asio::detached);
+      asio::co_spawn(io, Session(std::move(stream), std::move(peer), opened.id), asio::detached);
     }
   }
 }
@@ -816,8 +869,10 @@ std::unique_ptr<Server> Server::Start(const ServerOptions& options) {
                        !options.cert_file.empty() || !options.key_file.empty(), ""};
   if (options.cert_file.empty() != options.key_file.empty())
     throw UsageError("--http-cert and --http-key go together");
-  if (!options.token_file.empty())
-    listen.token = ReadSecret(options.token_file, "--http-token-file");
+  // Every address has a token: on loopback too, any local user could otherwise read every task's
+  // output and act as the owner. Without a token file, one made now (the login URL carries it).
+  listen.token = options.token_file.empty() ? RandomHex(32)
+                                            : ReadSecret(options.token_file, "--http-token-file");
   if (auto problem = CheckListen(listen)) throw UsageError(*problem);
   char hostname[256] = {};
   ::gethostname(hostname, sizeof hostname - 1);
@@ -875,5 +930,9 @@ Server::~Server() {
 }
 
 const std::string& Server::url() const { return impl_->url; }
+
+std::string Server::login_url() const {
+  return impl_->url + "?token=" + impl_->guard.options().token;
+}
 
 }  // namespace orq::web

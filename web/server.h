@@ -16,13 +16,16 @@ struct ServerOptions {
   std::string address = "127.0.0.1";  // an IP address; non-loopback needs TLS and a token
   uint16_t port = 0;                  // 0: a free one (url() says which)
   std::string cert_file, key_file;    // PEM: TLS when given (both)
-  std::string token_file;             // the token every request must carry; empty: none
+  std::string token_file;             // the token every request must carry; empty: a new one
   std::string broker_endpoint;        // the broker's ipc:// endpoint
 };
 
 // Connections served at once; requests a second from one address (bursts of twice as many);
-// bytes of a request's header and of its body.
+// bytes of a request's header and of its body. At kMaxConnections, or kMaxUnprovenPerAddress
+// from one address, the connection that has waited longest without a request that carried the
+// token is closed for the new one (so idle and slow strangers cannot keep the owner out).
 inline constexpr size_t kMaxConnections = 64;
+inline constexpr size_t kMaxUnprovenPerAddress = 16;
 inline constexpr size_t kMaxStreams = 16;  // event streams (open pages) at once
 inline constexpr double kRequestsPerSecond = 50;
 inline constexpr size_t kMaxHeaderBytes = 8192;
@@ -37,6 +40,10 @@ class Server {
   ~Server();  // stops serving and joins its threads
 
   const std::string& url() const;
+  // url() with the token in its query (?token=...): opening it logs the browser in (a cookie)
+  // and takes the token out of the address bar. Every address has a token: from the token file,
+  // else one made when the server starts.
+  std::string login_url() const;
 
   struct Impl;
 

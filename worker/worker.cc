@@ -18,6 +18,7 @@
 #include "common/keys.h"
 #include "common/log.h"
 #include "common/paths.h"
+#include "common/process.h"
 #include "common/zmq_util.h"
 #include "worker/task_runner.h"
 #include "worker/worker_core.h"
@@ -32,6 +33,10 @@ using Clock = std::chrono::steady_clock;
 // Handshakes that fail in a row (not refusals: those end the worker at once) before a worker gives
 // up: a few, so one that a link cut broke mid-way is not mistaken for a wrong key.
 constexpr int kHandshakeFailuresToExit = 5;
+// A remote worker's first reconnect interval, drawn in this range (ms); libzmq doubles it up to
+// 2 s and adds jitter of up to the first interval each time.
+constexpr int kReconnectJitterMin = 50;
+constexpr int kReconnectJitterMax = 300;
 
 class WorkerShell {
  public:
@@ -122,6 +127,11 @@ class WorkerShell {
     socket_.set(zmq::sockopt::reconnect_ivl, 10);  // at start the broker may be binding right now
     socket_.set(zmq::sockopt::reconnect_ivl_max, 1000);
     if (config_.curve) {
+      // Remote workers retry at intervals of their own (libzmq adds up to one interval of jitter
+      // to each): after a broker restart, hundreds of them arrive spread over a second, not in
+      // the same millisecond.
+      socket_.set(zmq::sockopt::reconnect_ivl, ReconnectInterval());
+      socket_.set(zmq::sockopt::reconnect_ivl_max, 2000);
       SetCurveClient(socket_, *config_.curve);
       watch_.emplace(ctx_, socket_);
     }
@@ -134,6 +144,11 @@ class WorkerShell {
     core_.Connected(Clock::now(), actions);
     Apply(actions);
     WaitReadable();
+  }
+
+  static int ReconnectInterval() {
+    std::random_device rd;
+    return std::uniform_int_distribution<int>(kReconnectJitterMin, kReconnectJitterMax)(rd);
   }
 
   void WaitReadable() {
@@ -205,9 +220,8 @@ class WorkerShell {
   void DropOutput(const Lease& lease) {
     if (runner_.spill_dir().empty()) return;
     for (bool err : {false, true})
-      ::unlink(
-          (runner_.spill_dir() + "/" + SpillName(lease.id.job, lease.id.index, lease.attempt, err))
-              .c_str());
+      UnlinkBeneath(runner_.spill_dir() + "/" +
+                    SpillName(lease.id.job, lease.id.index, lease.attempt, err));
   }
 
   // orq logs of the rest of an ended task's stream: a piece of the file it spilled to, named here
@@ -218,7 +232,7 @@ class WorkerShell {
     const std::string path =
         runner_.spill_dir() + "/" +
         SpillName(m.attempt.id.job, m.attempt.id.index, m.attempt.attempt, m.err);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    const int fd = OpenBeneath(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) return piece;
     struct stat st {};
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -282,12 +296,15 @@ class WorkerShell {
         return true;
       case HandshakeWatch::Event::kSucceeded:
         failed_handshakes_ = 0;
+        authenticated_once_ = true;
         return true;
       case HandshakeWatch::Event::kRefused:
         Log("the broker refused this worker's key: it was revoked, or never added; exiting");
         break;
       case HandshakeWatch::Event::kFailed:
-        if (++failed_handshakes_ < kHandshakeFailuresToExit) return true;
+        // Once a handshake succeeded, the key and the broker are right: a failure is the broker
+        // closing the connection (restarting, too busy), and the worker keeps trying.
+        if (authenticated_once_ || ++failed_handshakes_ < kHandshakeFailuresToExit) return true;
         Log("the CURVE handshake with the broker failed " + std::to_string(failed_handshakes_) +
             " times: the access file holds another broker's key, or no orq broker listens there;"
             " exiting");
@@ -329,6 +346,7 @@ class WorkerShell {
   asio::signal_set children_;
   std::optional<HandshakeWatch> watch_;  // CURVE connections only
   int failed_handshakes_ = 0;            // in a row
+  bool authenticated_once_ = false;      // a handshake with this broker succeeded
   size_t connects_ = 0;                  // picks the endpoint of the next connection
   ExitCode exit_code_ = ExitCode::kOk;
   uint64_t unsent_ = 0;  // messages dropped by Send()

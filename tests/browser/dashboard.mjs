@@ -1,11 +1,13 @@
 // Drives Debian's chromium (headless, through puppeteer-core) through orq's dashboard; run by
 // tests/dashboard_test.cc with the broker up. Environment: ORQ (the binary), ORQ_HOME (its home),
-// DASHBOARD_URL, SCREENSHOTS (a directory), CHROMIUM (the browser). Exits 0 when every check
-// holds; otherwise prints the check that failed and exits 1.
+// DASHBOARD_URL (the login URL `orq dashboard` prints, with its token), SCREENSHOTS (a
+// directory), CHROMIUM (the browser). Exits 0 when every check holds; otherwise prints the check
+// that failed and exits 1.
 import { execFileSync } from "node:child_process";
 import puppeteer from "puppeteer-core";
 
 const { ORQ, DASHBOARD_URL: url, SCREENSHOTS: shots, CHROMIUM } = process.env;
+const base = url.split("?")[0];  // the page, once the login URL has given the browser its cookie
 // (stdin /dev/null: a command with no ::: does not read its arguments from it)
 const orq = (...args) =>
   execFileSync(ORQ, args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
@@ -25,8 +27,9 @@ try {
   page.on("pageerror", (e) => errors.push(String(e)));
   page.setDefaultTimeout(60000);
 
-  step("the overview lists both workers");
+  step("the login URL opens the overview, which lists both workers, and leaves no token in view");
   await page.goto(url, { waitUntil: "load" });
+  if (page.url() !== base) throw new Error(`the login URL left the browser at ${page.url()}`);
   await page.waitForFunction(() => document.querySelectorAll("#workers tbody tr").length === 2);
 
   step("a job with failures runs to its end on the page");
@@ -59,7 +62,7 @@ try {
   await page.screenshot({ path: `${shots}/job.png`, fullPage: true });
 
   step("cancelling the running job from the page (confirmed) cancels it");
-  await page.goto(url + "#/", { waitUntil: "load" });
+  await page.goto(base + "#/", { waitUntil: "load" });
   await page.waitForSelector(`#jobs button[data-job="${long}"]`);
   await page.click(`#jobs button[data-job="${long}"]`);
   await page.waitForSelector("#confirm[open]");

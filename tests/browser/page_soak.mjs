@@ -2,7 +2,7 @@
 // flows (a job of 300 short shell tasks every 10 s, a fifth of them failing), and prints the
 // page's JavaScript heap (after a collection), its DOM nodes and the task-stream bars it keeps
 // every 30 s: a page open for long should stay as light as at first (docs/PERFORMANCE.md, issue 21).
-//   ORQ=build/orq ORQ_HOME=... DASHBOARD_URL=... MINUTES=5 node tests/browser/page_soak.mjs
+//   ORQ=build/orq ORQ_HOME=... DASHBOARD_URL="$(orq dashboard)" MINUTES=5 node tests/browser/page_soak.mjs
 // (with `orq up -w 2 --http 0` in that ORQ_HOME).
 import { execFileSync } from "node:child_process";
 import puppeteer from "puppeteer-core";
