@@ -76,10 +76,10 @@ class BrokerShell {
         admission_(
             ctx_, socket_,
             config.keys_dir.empty() ? std::nullopt : std::optional<KeyStore>(config.keys_dir)),
-        listening_(BindAll()),
+        local_bound_(BindLocal()),
         sqlite_(config.journal.empty() ? nullptr
                                        : SqliteJournal::Open(config.journal, config.journal_sync)),
-        core_(Options(config, listening_), sqlite_ ? static_cast<Store&>(*sqlite_) : memory_store_,
+        core_(Options(config, {}), sqlite_ ? static_cast<Store&>(*sqlite_) : memory_store_,
               sqlite_ ? static_cast<Journal&>(*sqlite_) : null_journal_) {
     if (sqlite_) {
       space_ = std::make_unique<JournalSpace>(config.journal);
@@ -100,6 +100,11 @@ class BrokerShell {
       // Outcomes decided while restoring (worker_lost, cancelled).
       if (auto failure = sqlite_->Commit()) throw std::runtime_error(*failure);
     }
+    // TCP last, once the journal is restored: a remote peer's handshake needs the loop to answer
+    // its ZAP request, and hundreds of workers coming back after a restart would otherwise wait
+    // in their handshakes (and be closed past the doorman's bounds) while the journal loads.
+    listening_ = BindRemote();
+    core_.SetListening(listening_);
     // SIGCHLD through a signalfd in the poll set: a dead local worker is noticed at once.
     sigset_t mask;
     sigemptyset(&mask);
@@ -232,14 +237,18 @@ class BrokerShell {
   }
 
  private:
-  // Binds every endpoint through the gate: ipc first, then TCP (CURVE). Returns the TCP endpoints
-  // bound, which the key store keeps for `orq access add`.
-  std::vector<std::string> BindAll() {
+  // Binds the ipc endpoints through the gate (the ZAP handler is bound already).
+  bool BindLocal() {
     socket_.set(zmq::sockopt::router_mandatory, 1);
     if (config_.max_message_bytes)
       socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config_.max_message_bytes));
     socket_.set(zmq::sockopt::sndhwm, 0);  // replies are bounded by requests: never drop one
     for (const auto& endpoint : config_.endpoints) admission_.Bind(endpoint);
+    return true;
+  }
+  // Then the TCP ones (CURVE). Returns the TCP endpoints bound, which the key store keeps for
+  // `orq access add`.
+  std::vector<std::string> BindRemote() {
     std::vector<std::string> bound;
     for (const auto& endpoint : config_.listen) bound.push_back(admission_.Bind(endpoint));
     if (!bound.empty()) KeyStore(config_.keys_dir).SaveEndpoints(bound);
@@ -578,7 +587,8 @@ class BrokerShell {
   zmq::context_t ctx_;
   zmq::socket_t socket_;
   Admission admission_;                 // made before any bind: its ZAP handler guards them all
-  std::vector<std::string> listening_;  // the TCP endpoints bound
+  bool local_bound_ = false;            // the ipc endpoints are bound (before the journal loads)
+  std::vector<std::string> listening_;  // the TCP endpoints bound (after it is restored)
   MemoryStore memory_store_;            // without a journal (else the journal is the store)
   NullJournal null_journal_;
   std::unique_ptr<SqliteJournal> sqlite_;  // null without a journal

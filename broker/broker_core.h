@@ -145,6 +145,8 @@ class BrokerCore {
   // The identities of the remote workers connected from `host` with `key`.
   std::vector<std::string> RemoteWorkersOn(const std::string& host, const std::string& key) const;
   const BrokerCounters& counters() const { return counters_; }
+  // The TCP endpoints the shell bound, for status (it binds them after the journal is restored).
+  void SetListening(std::vector<std::string> endpoints) { options_.listen = std::move(endpoints); }
   // The shell adds what only it sees (handshakes refused before any message).
   BrokerCounters& counters() { return counters_; }
   size_t worker_count() const { return workers_.size(); }

@@ -69,6 +69,7 @@ void Connection::CheckHandshakes() {
   if (!watch_) return;
   switch (watch_->Read()) {
     case HandshakeWatch::Event::kNone:
+    case HandshakeWatch::Event::kDisconnected:  // the silence limit decides
       return;
     case HandshakeWatch::Event::kSucceeded:
       failed_handshakes_ = 0;

@@ -28,7 +28,7 @@ HandshakeWatch::HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& watched)
   if (zmq_socket_monitor(watched.handle(), endpoint.c_str(),
                          ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                              ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_DISCONNECTED) != 0)
     throw zmq::error_t();
   monitor_.set(zmq::sockopt::linger, 0);
   monitor_.connect(endpoint);
@@ -63,8 +63,13 @@ HandshakeWatch::Event HandshakeWatch::Read() {
   while (auto event = ReceiveMonitorEvent(monitor_)) {
     Event e = event->id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED     ? Event::kSucceeded
               : event->id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? Event::kRefused
+              : event->id == ZMQ_EVENT_DISCONNECTED          ? Event::kDisconnected
                                                              : Event::kFailed;
-    if (worst != Event::kRefused) worst = e;  // the latest, except that a refusal sticks
+    // The latest, except that a refusal sticks, and that the close after a failed handshake
+    // (libzmq reports both) leaves the failure.
+    if (worst == Event::kRefused) continue;
+    if (e == Event::kDisconnected && worst == Event::kFailed) continue;
+    worst = e;
   }
   return worst;
 }

@@ -51,7 +51,8 @@ void SendMonitorEvent(zmq::socket_t& socket, const MonitorEvent& event);
 // nobody reads (and with it every socket of the context).
 class HandshakeWatch {
  public:
-  enum class Event { kNone, kSucceeded, kRefused, kFailed };
+  // kDisconnected: an established connection closed (libzmq connects again by itself).
+  enum class Event { kNone, kSucceeded, kRefused, kFailed, kDisconnected };
   HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& watched);
   ~HandshakeWatch();
   HandshakeWatch(const HandshakeWatch&) = delete;

@@ -63,6 +63,7 @@ class WorkerShell {
     loop_.run();
     runner_.KillAll();
     if (fd_) fd_->release();  // the fd belongs to zmq
+    if (watch_fd_) watch_fd_->release();
     return exit_code_;
   }
 
@@ -109,13 +110,17 @@ class WorkerShell {
   }
 
   void Connect() {
-    if (fd_) {
-      fd_->cancel();
-      fd_->release();
-      fd_.reset();
+    for (auto* fd : {&fd_, &watch_fd_}) {
+      if (!*fd) continue;
+      (*fd)->cancel();
+      (*fd)->release();  // zmq's
+      fd->reset();
     }
-    if (watch_ && !CheckHandshakes()) return;  // what the old socket's monitor still holds
+    // What the old socket's monitor still holds (a refusal ends the worker here).
+    if (watch_ && !CheckHandshakes(/*reregister=*/false)) return;
     watch_.reset();
+    handshakes_ = 0;
+    link_down_ = false;
     // Linger: the last results and the goodbye still leave when the worker exits.
     socket_ = MakeSocket(ctx_, zmq::socket_type::dealer, std::chrono::milliseconds(2000));
     std::random_device rd;
@@ -134,6 +139,8 @@ class WorkerShell {
       socket_.set(zmq::sockopt::reconnect_ivl_max, 2000);
       SetCurveClient(socket_, *config_.curve);
       watch_.emplace(ctx_, socket_);
+      watch_fd_.emplace(loop_, watch_->socket().get(zmq::sockopt::fd));
+      WaitHandshakes();
     }
     // Alternatives for the same broker (an access file may name several): one per connection.
     const std::string& endpoint = config_.endpoints[connects_++ % config_.endpoints.size()];
@@ -149,6 +156,18 @@ class WorkerShell {
   static int ReconnectInterval() {
     std::random_device rd;
     return std::uniform_int_distribution<int>(kReconnectJitterMin, kReconnectJitterMax)(rd);
+  }
+
+  // A handshake result is read as soon as it comes: a refusal ends the worker, and a connection
+  // libzmq made again by itself (the broker restarted, or closed it) says so to the broker at
+  // once (WorkerCore::Reconnected), before its silence would make the worker open a new socket.
+  void WaitHandshakes() {
+    watch_fd_->async_wait(asio::posix::stream_descriptor::wait_read,
+                          [this, fd = &*watch_fd_](const boost::system::error_code& ec) {
+                            if (ec || !watch_fd_ || fd != &*watch_fd_ || exiting_) return;
+                            if (!CheckHandshakes()) return;
+                            if (watch_fd_ && fd == &*watch_fd_) WaitHandshakes();
+                          });
   }
 
   void WaitReadable() {
@@ -209,8 +228,16 @@ class WorkerShell {
     }
     if (actions.exit) return Exit();
     if (actions.reconnect) {
-      Log("no word from the broker; reconnecting");
-      Connect();
+      // A connection that closed is being made again by libzmq already (with its backoff): a new
+      // socket would only close the one it may have just made. A new socket is for a connection
+      // that stays up but silent (a cut link), or to try the access file's next endpoint.
+      if (link_down_ && config_.endpoints.size() == 1) {
+        if (!waiting_logged_) Log("the broker closed the connection; waiting for it to come back");
+        waiting_logged_ = true;
+      } else {
+        Log("no word from the broker; reconnecting");
+        Connect();
+      }
     }
     ArmTimer();
   }
@@ -289,15 +316,27 @@ class WorkerShell {
   }
 
   // Reads the handshake monitor of a CURVE connection. A refused key, or handshakes that keep
-  // failing, end the worker: no retry can fix them. Returns false when it is exiting.
-  bool CheckHandshakes() {
+  // failing, end the worker: no retry can fix them. A handshake that succeeds after the socket's
+  // first (libzmq connected again by itself) is Reconnected(), when `reregister`.
+  // Returns false when it is exiting.
+  bool CheckHandshakes(bool reregister = true) {
     switch (watch_->Read()) {
       case HandshakeWatch::Event::kNone:
+        return true;
+      case HandshakeWatch::Event::kDisconnected:
+        link_down_ = true;
         return true;
       case HandshakeWatch::Event::kSucceeded:
         failed_handshakes_ = 0;
         authenticated_once_ = true;
-        return true;
+        link_down_ = false;
+        waiting_logged_ = false;
+        if (++handshakes_ > 1 && reregister) {
+          WorkerActions actions;
+          core_.Reconnected(Clock::now(), actions);
+          Apply(actions);
+        }
+        return !exiting_;
       case HandshakeWatch::Event::kRefused:
         Log("the broker refused this worker's key: it was revoked, or never added; exiting");
         break;
@@ -344,10 +383,14 @@ class WorkerShell {
   bool output_armed_ = false;
   asio::signal_set signals_;
   asio::signal_set children_;
-  std::optional<HandshakeWatch> watch_;  // CURVE connections only
-  int failed_handshakes_ = 0;            // in a row
-  bool authenticated_once_ = false;      // a handshake with this broker succeeded
-  size_t connects_ = 0;                  // picks the endpoint of the next connection
+  std::optional<HandshakeWatch> watch_;                     // CURVE connections only
+  std::optional<asio::posix::stream_descriptor> watch_fd_;  // ZMQ_FD of watch_'s socket, not owned
+  int handshakes_ = 0;                                      // that succeeded on this socket
+  bool link_down_ = false;           // the connection closed and has not been made again yet
+  bool waiting_logged_ = false;      // said once per outage that it waits
+  int failed_handshakes_ = 0;        // in a row
+  bool authenticated_once_ = false;  // a handshake with this broker succeeded
+  size_t connects_ = 0;              // picks the endpoint of the next connection
   ExitCode exit_code_ = ExitCode::kOk;
   uint64_t unsent_ = 0;  // messages dropped by Send()
   bool flush_posted_ = false;

@@ -24,7 +24,14 @@ void WorkerCore::Connected(SteadyTime now, WorkerActions& actions) {
   last_heard_ = std::max(last_heard_, now);  // keeps a reconnect backoff in force
   next_heartbeat_ = now + options_.heartbeat_interval;
   if (idle_since_ == SteadyTime{}) idle_since_ = now;
+  ready_sent_ = now;
   actions.send.push_back(Ready(now));
+}
+
+void WorkerCore::Reconnected(SteadyTime now, WorkerActions& actions) {
+  last_heard_ = std::max(last_heard_, now);
+  next_heartbeat_ = now + options_.heartbeat_interval;
+  actions.send.push_back(HeartbeatMessage{});
 }
 
 void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actions) {
@@ -36,7 +43,15 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
         if constexpr (std::is_same_v<T, TasksMessage>) {
           if (stopping_) return;  // the broker hands nothing out while it shuts down
           for (Assignment& a : m.tasks) {
-            if (running_.emplace(a.id, a.attempt).second) actions.start.push_back(std::move(a));
+            auto [it, fresh] = running_.emplace(a.id, a.attempt);
+            if (fresh) {
+              actions.start.push_back(std::move(a));
+            } else if (it->second != a.attempt) {
+              // An earlier execution of it still runs here: ignoring this lease would leave the
+              // broker waiting for an attempt nobody runs. That execution's end decides (OnDone).
+              it->second = a.attempt;
+              again_[a.id] = std::move(a);
+            }  // (else the same lease twice: one execution)
           }
           idle_since_ = now;
         } else if constexpr (std::is_same_v<T, CancelTasksMessage>) {
@@ -56,6 +71,9 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
             if (running_.count(id)) actions.watch.push_back(id);
           }
         } else if constexpr (std::is_same_v<T, ReregisterMessage>) {
+          if (ready_sent_ != SteadyTime{} && now - ready_sent_ < options_.heartbeat_interval)
+            return;  // a Ready is on its way already
+          ready_sent_ = now;
           actions.send.push_back(Ready(now));
         } else if constexpr (std::is_same_v<T, BrokerHeartbeatMessage>) {
           // last_heard_ is all it is for
@@ -73,12 +91,26 @@ void WorkerCore::OnMessage(Message message, SteadyTime now, WorkerActions& actio
 }
 
 void WorkerCore::OnDone(TaskOutcome outcome, SteadyTime now) {
+  if (auto it = running_.find(outcome.id); it != running_.end() && it->second != outcome.attempt) {
+    // The end of an execution older than the lease we hold now: a result answers that lease;
+    // anything else (it was cancelled as stale, say) starts the task again for it.
+    auto next = again_.find(outcome.id);
+    if (outcome.status != TaskStatus::kOk && next != again_.end()) {
+      starts_.push_back(std::move(next->second));
+      again_.erase(next);
+      return;
+    }
+    outcome.attempt = it->second;
+    if (next != again_.end()) again_.erase(next);
+  }
   running_.erase(outcome.id);
   if (running_.empty()) idle_since_ = now;
   pending_.push_back(std::move(outcome));
 }
 
 void WorkerCore::Flush(WorkerActions& actions) {
+  for (Assignment& a : starts_) actions.start.push_back(std::move(a));
+  starts_.clear();
   if (pending_.empty()) return;
   // Batches of about kResultBatchBytes: with one more outcome (at most its two streams and its
   // command), a message stays under what a broker's TCP listener takes (kMaxRemoteMessageBytes).

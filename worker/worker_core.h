@@ -50,6 +50,11 @@ class WorkerCore {
 
   // A (new) connection to the broker: register with our slots and the leases we still hold.
   void Connected(SteadyTime now, WorkerActions& actions);
+  // libzmq made the socket's connection again by itself (the broker restarted, or closed it): the
+  // broker's silence so far is no reason to open a new socket, and a heartbeat goes at once, so
+  // that a broker that does not know us asks us to register (ReregisterMessage) without delay.
+  // (Not a Ready of our own: a second one could cross the tasks the first brought.)
+  void Reconnected(SteadyTime now, WorkerActions& actions);
   void OnMessage(Message message, SteadyTime now, WorkerActions& actions);
   // A task finished (any status): its outcome waits for Flush().
   void OnDone(TaskOutcome outcome, SteadyTime now);
@@ -69,7 +74,16 @@ class WorkerCore {
   std::unordered_map<TaskId, uint32_t, TaskIdHash> running_;  // leased to us, not yet reported:
                                                               // task -> attempt
   std::vector<TaskOutcome> pending_;                          // finished, not yet sent
-  SteadyTime last_heard_{};                                   // last message from the broker
+  // Tasks leased to us again (a newer attempt) while an earlier execution of them still runs here
+  // (the broker restarted, or took them back and gave them again): started once that one ends
+  // without a result, or answered by its result. Keys are in running_, with the newer attempt.
+  std::unordered_map<TaskId, Assignment, TaskIdHash> again_;
+  std::vector<Assignment> starts_;  // of again_, to start at the next Flush
+  SteadyTime last_heard_{};         // last message from the broker
+  // When our last Ready left: a broker that asks again within a heartbeat (it answers each
+  // message of a worker it does not know, and a worker coming back sends a few) gets that one,
+  // not a second, which could cross the tasks the first brought and cost them an attempt.
+  SteadyTime ready_sent_{};
   SteadyTime next_heartbeat_{};
   std::chrono::milliseconds backoff_ = kReconnectMin;
   uint64_t unexpected_ = 0;  // messages a broker should not send to a worker

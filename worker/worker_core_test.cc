@@ -138,6 +138,79 @@ TEST_F(WorkerCoreTest, HeartbeatsEveryInterval) {
   EXPECT_TRUE(std::holds_alternative<HeartbeatMessage>(a.send[0]));
 }
 
+TEST_F(WorkerCoreTest, AConnectionMadeAgainByLibzmqSpeaksAtOnceAndResetsTheSilence) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  // Given a broker silent for nearly the liveness limit (it was killed and is starting again),
+  const SteadyTime later = now_ + kHeartbeatInterval * kHeartbeatLiveness - milliseconds(1);
+  // when the socket's connection is made again,
+  a = {};
+  core_.Reconnected(later, a);
+  // then a heartbeat goes at once (the broker asks an unknown worker to register), not a Ready,
+  ASSERT_EQ(a.send.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<HeartbeatMessage>(a.send[0]));
+  // and the silence counts from now: no new socket a moment later.
+  a = {};
+  core_.Tick(later + milliseconds(10), a);
+  EXPECT_FALSE(a.reconnect);
+}
+
+TEST_F(WorkerCoreTest, ATaskLeasedAgainWhileAnEarlierExecutionRunsIsNeverLeftUnrun) {
+  WorkerActions a;
+  core_.Connected(now_, a);
+  core_.OnMessage(TasksMessage{{Task(0), Task(1)}}, now_, a);
+  // Given both tasks leased to us again (attempt 2) while their first executions still run,
+  Assignment again0 = Task(0), again1 = Task(1);
+  again0.attempt = again1.attempt = 2;
+  a = {};
+  core_.OnMessage(TasksMessage{{again0, again1}}, now_, a);
+  EXPECT_TRUE(a.start.empty());  // not two executions at once
+  auto outcome = [](uint32_t index, uint32_t attempt, TaskStatus status) {
+    TaskOutcome o;
+    o.id = {1, index};
+    o.attempt = attempt;
+    o.status = status;
+    return o;
+  };
+  // when the first execution of one ends cancelled (the broker told us it was stale), then it
+  // starts again for the newer lease, and nothing is reported for it yet,
+  core_.OnDone(outcome(0, 1, TaskStatus::kCancelled), now_);
+  a = {};
+  core_.Flush(a);
+  ASSERT_EQ(a.start.size(), 1u);
+  EXPECT_EQ(a.start[0].attempt, 2u);
+  EXPECT_TRUE(a.send.empty());
+  // and when the other's first execution ends with a result, the result answers the newer lease.
+  core_.OnDone(outcome(1, 1, TaskStatus::kOk), now_);
+  a = {};
+  core_.Flush(a);
+  EXPECT_TRUE(a.start.empty());
+  ASSERT_EQ(a.send.size(), 1u);
+  const auto& results = std::get<WorkerResultsMessage>(a.send[0]);
+  ASSERT_EQ(results.outcomes.size(), 1u);
+  EXPECT_EQ(results.outcomes[0].attempt, 2u);
+  EXPECT_EQ(core_.running(), 1u);  // the restarted one
+}
+
+TEST_F(WorkerCoreTest, ABrokerAskingSeveralTimesAtOnceGetsOneReady) {
+  WorkerActions a;
+  core_.Connected(now_ - std::chrono::seconds(10), a);
+  // Given a broker that asks us to register (it does not know us: it restarted),
+  a = {};
+  core_.OnMessage(ReregisterMessage{}, now_, a);
+  ASSERT_EQ(a.send.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<ReadyMessage>(a.send[0]));
+  // when it asks again at once (each message we sent it before it had our Ready is answered so),
+  a = {};
+  core_.OnMessage(ReregisterMessage{}, now_ + milliseconds(50), a);
+  // then no second Ready goes (it could cross the tasks the first brings),
+  EXPECT_TRUE(a.send.empty());
+  // but one asking a heartbeat later gets a Ready again (the first may have been lost).
+  core_.OnMessage(ReregisterMessage{}, now_ + kHeartbeatInterval, a);
+  ASSERT_EQ(a.send.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<ReadyMessage>(a.send[0]));
+}
+
 TEST_F(WorkerCoreTest, ReconnectsWhenBrokerIsSilent) {
   WorkerActions a;
   core_.Connected(now_, a);
