@@ -1,5 +1,6 @@
 #include "cli/swarm.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,6 +42,12 @@ std::string HostAddress(int host) {
 }  // namespace
 
 Swarm::Swarm(SwarmOptions options) : options_(std::move(options)) {
+  // A descriptor a worker (its connection), and libzmq's own: up to the hard limit.
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
   thread_ = std::thread([this] { Run(); });
 }
 
