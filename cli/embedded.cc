@@ -79,8 +79,13 @@ void EmbeddedBroker::Restart() {
       client_->Request(PingRequest{}, std::chrono::milliseconds(1000));
       return;
     } catch (const std::exception&) {
-      if (Clock::now() >= deadline || !broker_.Running())
-        throw std::runtime_error("the broker did not come back; its log: " + log_);
+      if (Clock::now() >= deadline || !broker_.Running()) {
+        // (The run's directory goes with this object: what the log said goes with the error.)
+        std::ifstream in(log_);
+        std::string line, last;
+        while (std::getline(in, line)) last = line;
+        throw std::runtime_error("the broker did not come back; the last line of its log: " + last);
+      }
     }
   }
 }
