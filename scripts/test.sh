@@ -11,10 +11,13 @@
 #     tsan     the tests of the worker's threads, timers and child processes under
 #              ThreadSanitizer (build-tsan/), then the fixed-seed codec fuzz run (scripts/fuzz.sh);
 #     release  orq built as the README's first command builds it (build/), a job through it,
-#              two minutes of the soak with a nemesis on it (tests/soak.sh), the swarm test
-#              (210 remote workers, five broker restarts, a flood: tests/swarm_test.cc, built
-#              here), then the Python module's tests and the installed C++ package's
-#              (tests/programs.sh).
+#              two minutes of the soak with a nemesis on it (tests/soak.sh), then the Python
+#              module's tests and the installed C++ package's (tests/programs.sh).
+#            The swarm test (210 remote workers, five broker restarts, a flood:
+#            tests/swarm_test.cc) is not in it yet: it passes alone from the release build
+#            (`cmake --build build --target integration_test && build/tests/integration_test
+#            --gtest_filter='SwarmTest.*'`, about a minute), but beside the ASan lane's tests the
+#            two cores carry neither; it needs a slot of its own in this script.
 #            The asan lane prints as it goes; the other two write build-logs/LANE.log, printed
 #            at the end. The tsan lane runs at a lower priority (nice): it fills the time the
 #            other two leave while they run their tests and the soak.
@@ -119,12 +122,6 @@ release_lane() {
   [[ $out == static ]] || { echo "build/orq run printed '$out', not 'static'" >&2; return 1; }
   stage "two minutes of the soak with its nemesis"
   TMPDIR=$run_tmp bash tests/soak.sh 2 build/orq
-  # The swarm: 210 remote workers through five broker restarts and a flood (tests/swarm_test.cc;
-  # too heavy for two cores under the sanitizers, so it runs here, from the release build).
-  stage "the swarm test (release build)"
-  cmake --build build -j"$jobs" --target integration_test
-  TMPDIR=$run_tmp timeout 900 build/tests/integration_test --gtest_filter='SwarmTest.*' \
-    --gtest_brief=1
   stage "orq from programs: the Python module's tests, the installed C++ package"
   TMPDIR=$run_tmp bash tests/programs.sh build
   stage "release lane passed"
