@@ -95,11 +95,11 @@ bool DoormanRules::Closed(int fd) {
   if (!handshaking_.erase(fd)) return false;
   // A close in the handshake follows the event of its result, if libzmq reported one: that event
   // counted it. Which result was whose cannot be told; the totals can.
+  // (A connection authenticated but closed before the broker read its first message counts as
+  // unfinished too: rare, and a stranger's close must never hide behind another's success.)
   bool unfinished = false;
   if (failures_unclaimed_ > 0)
     --failures_unclaimed_;
-  else if (successes_unclaimed_ > 0)
-    --successes_unclaimed_;  // authenticated, closed before its first message was read
   else
     unfinished = true;
   successes_unclaimed_ = std::min(successes_unclaimed_, handshaking_.size());

@@ -227,8 +227,9 @@ TEST_F(WorkerCoreTest, ReRegistersWithTheLeasesItHolds) {
   core_.Connected(now_, a);
   core_.OnMessage(TasksMessage{{Task(3)}}, now_, a);
   a = {};
-  // When the broker says it does not know us, Then we register again, naming what we run.
-  core_.OnMessage(ReregisterMessage{}, now_, a);
+  // When the broker says it does not know us (a heartbeat or more after our Ready: one sooner
+  // is answered by the Ready on its way), Then we register again, naming what we run.
+  core_.OnMessage(ReregisterMessage{}, now_ + kHeartbeatInterval, a);
   ASSERT_EQ(a.send.size(), 1u);
   EXPECT_EQ(std::get<ReadyMessage>(a.send[0]).running, (std::vector<Lease>{{{1, 3}, 1}}));
 }
