@@ -18,8 +18,7 @@ constexpr const char* kMonitorEndpoint = "inproc://orq-broker-monitor";
 constexpr const char* kEventsEndpoint = "inproc://orq-broker-doorman";
 constexpr int kFailedEvents = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
-constexpr int kDoormanEvents =
-    ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | kFailedEvents | ZMQ_EVENT_DISCONNECTED;
+constexpr int kDoormanEvents = ZMQ_EVENT_ACCEPTED | kFailedEvents | ZMQ_EVENT_DISCONNECTED;
 // A connection still open this long after its handshake timeout is settled: libzmq's close of a
 // handshake that timed out may reach the monitor a little late.
 constexpr std::chrono::milliseconds kSettleMargin{1000};
@@ -79,14 +78,12 @@ void DoormanRules::Expire(TimePoint now) {
   // Still open past the handshake timeout: authenticated (libzmq would have closed it).
   while (!pending_.empty() && now - pending_.front().since > kHandshakeTimeout + kSettleMargin) {
     handshaking_.erase(pending_.front().fd);
-    if (successes_unclaimed_ > 0) --successes_unclaimed_;
     Remove(pending_.begin());
   }
 }
 
 void DoormanRules::Authenticated(int fd) {
   if (!handshaking_.erase(fd)) return;  // known already (or no longer open)
-  if (successes_unclaimed_ > 0) --successes_unclaimed_;
   Forget(fd);
 }
 
@@ -102,7 +99,6 @@ bool DoormanRules::Closed(int fd) {
     --failures_unclaimed_;
   else
     unfinished = true;
-  successes_unclaimed_ = std::min(successes_unclaimed_, handshaking_.size());
   failures_unclaimed_ = std::min(failures_unclaimed_, handshaking_.size());
   return unfinished;
 }
@@ -177,8 +173,6 @@ void Doorman::Run() {
       const bool tcp = event->endpoint.rfind("tcp://", 0) == 0;
       if (tcp && id == ZMQ_EVENT_ACCEPTED) {
         Admit(static_cast<int>(event->value));
-      } else if (tcp && id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-        rules_.HandshakeSucceeded();  // its value is 0, not the descriptor
       } else if (tcp && (id & kFailedEvents)) {
         rules_.HandshakeFailed();  // its value is an error code, not the descriptor
       } else if (id == ZMQ_EVENT_DISCONNECTED) {

@@ -52,8 +52,7 @@ class DoormanRules {
   std::vector<int> Accepted(int fd, const std::string& address, size_t limit, TimePoint now);
   // The broker read an authenticated message from `fd`: its handshake succeeded, it is settled.
   void Authenticated(int fd);
-  // libzmq reported a TCP handshake that succeeded, or failed, without saying on which descriptor.
-  void HandshakeSucceeded() { ++successes_unclaimed_; }
+  // libzmq reported a TCP handshake that failed, without saying on which descriptor.
   void HandshakeFailed() { ++failures_unclaimed_; }
   // `fd` closed. True when it closed in its handshake with no result reported (a frame over the
   // listener's limit): a failure no other event counted.
@@ -76,9 +75,8 @@ class DoormanRules {
   // Open TCP connections with no handshake result known: pending_, and those expired from it or
   // shed whose close has not come yet.
   std::unordered_set<int> handshaking_;
-  // Handshake results libzmq reported that no connection has claimed yet (by being attributed,
-  // expiring or closing); never more than handshaking_ holds.
-  size_t successes_unclaimed_ = 0;
+  // Handshake failures libzmq reported that no close has claimed yet; never more than
+  // handshaking_ holds.
   size_t failures_unclaimed_ = 0;
 };
 

@@ -55,7 +55,6 @@ TEST(DoormanRulesTest, AnAuthenticatedConnectionIsNeverCountedNorShed) {
   std::vector<int> shed;
   for (int fd = 10; fd < 410; ++fd) {
     for (int s : rules.Accepted(fd, "nat", kLimit, kStart)) shed.push_back(s);
-    rules.HandshakeSucceeded();
     rules.Authenticated(fd);
   }
   // then none of them was closed and none is pending,
@@ -87,13 +86,10 @@ TEST(DoormanRulesTest, AHandshakeClosedWithNoResultIsCountedOnce) {
   // A failure libzmq reported explains the next close in a handshake;
   rules.HandshakeFailed();
   EXPECT_FALSE(rules.Closed(10));
-  // a close nothing explains is a handshake that never finished (a frame over the limit), even
-  // while a success elsewhere is not yet attributed;
-  rules.HandshakeSucceeded();
+  // a close nothing explains is a handshake that never finished (a frame over the limit);
   EXPECT_TRUE(rules.Closed(11));
   EXPECT_TRUE(rules.Closed(12));
   // and an authenticated connection's close is no handshake's.
-  rules.HandshakeSucceeded();
   rules.Authenticated(13);
   EXPECT_FALSE(rules.Closed(13));
   EXPECT_EQ(rules.pending(), 0u);
