@@ -75,11 +75,12 @@ std::vector<int> DoormanRules::Accepted(int fd, const std::string& address, size
 }
 
 void DoormanRules::Expire(TimePoint now) {
-  // Still open past the handshake timeout: authenticated (libzmq would have closed it).
-  while (!pending_.empty() && now - pending_.front().since > kHandshakeTimeout + kSettleMargin) {
-    handshaking_.erase(pending_.front().fd);
+  // Still open past the handshake timeout: authenticated (libzmq would have closed it), so no
+  // longer counted against the bounds. It stays in handshaking_ until a message proves it: on a
+  // loaded machine libzmq's close of a stranger's handshake can come later than the margin, and
+  // that close must still count as a failure.
+  while (!pending_.empty() && now - pending_.front().since > kHandshakeTimeout + kSettleMargin)
     Remove(pending_.begin());
-  }
 }
 
 void DoormanRules::Authenticated(int fd) {
@@ -187,8 +188,9 @@ void Doorman::Run() {
 
 void Doorman::Admit(int fd) {
   std::string whole, host;
-  if (!PeerOf(fd, whole, host)) return;  // libzmq closed it already
-  peers_[fd] = whole;
+  // libzmq may have closed it already (a frame over the limit read before this event was): it
+  // still counts, under no address, so that the close that follows is counted as a failure.
+  if (PeerOf(fd, whole, host)) peers_[fd] = whole;
   for (int closing : rules_.Accepted(fd, host, DescriptorLimit(), std::chrono::steady_clock::now()))
     Shed(closing);
 }

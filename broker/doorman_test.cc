@@ -80,6 +80,18 @@ TEST(DoormanRulesTest, AConnectionOpenPastTheHandshakeTimeoutIsSettled) {
   EXPECT_EQ(std::count(shed.begin(), shed.end(), 10), 0);
 }
 
+TEST(DoormanRulesTest, AStrangersCloseLaterThanTheTimeoutStillCountsAsAFailure) {
+  DoormanRules rules;
+  // Given a stranger whose close libzmq reports only after the handshake timeout (a loaded
+  // machine), so that it stopped counting against the bounds,
+  EXPECT_TRUE(rules.Accepted(10, "slow", kLimit, kStart).empty());
+  const auto later = kStart + kHandshakeTimeout + std::chrono::seconds(5);
+  EXPECT_TRUE(rules.Accepted(11, "other", kLimit, later).empty());
+  EXPECT_EQ(rules.pending(), 1u);
+  // when it closes with no message read, it is a handshake that never finished.
+  EXPECT_TRUE(rules.Closed(10));
+}
+
 TEST(DoormanRulesTest, AHandshakeClosedWithNoResultIsCountedOnce) {
   DoormanRules rules;
   for (int fd = 10; fd < 14; ++fd) rules.Accepted(fd, "a", kLimit, kStart);
