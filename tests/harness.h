@@ -38,6 +38,10 @@ struct RunResult {
   double seconds = 0;
 };
 
+// Why process `pid` (a child of this one, not yet reaped) has not finished: exited with its
+// output still held open by another process, or each of its threads' state and kernel wait.
+std::string WhereItWaits(pid_t pid);
+
 class OrqEnv {
  public:
   // `wrapper` runs every orq command under another one, e.g. {"ip", "netns", "exec", NS} for a

@@ -417,6 +417,14 @@ TEST_P(HostileTest, ARemoteWorkersSpilledOutputComesThroughTheBrokerAndGoesWhenF
       }
     });
   });
+  // (Joined however this test ends: a failed assertion returns early.)
+  const std::unique_ptr<std::thread, void (*)(std::thread*)> joined(&rogue, [](std::thread* t) {
+    if (t->joinable()) t->join();
+  });
+  struct StopFlag {
+    std::atomic<bool>& stop;
+    ~StopFlag() { stop = true; }
+  } stopping{stop};
   ASSERT_TRUE(c.WaitStatus([](const nlohmann::json& s) { return s["workers"].size() == 1; }));
   RunResult gone = c.Client(alice, {"logs", job + ".0"});
   stop = true;
