@@ -58,7 +58,10 @@ Swarm::~Swarm() {
 
 void Swarm::Run() {
   zmq::context_t ctx(2);
-  ctx.set(zmq::ctxopt::max_sockets, options_.workers + 64);
+  // A member silent too long replaces its socket; libzmq reaps the old one later, so after a
+  // broker restart nearly every member has two for a moment (past the limit, zmq_socket fails
+  // with EMFILE).
+  ctx.set(zmq::ctxopt::max_sockets, 2 * options_.workers + 64);
   std::mt19937 random(std::random_device{}());
   std::vector<std::unique_ptr<Member>> members;
   const std::string port = options_.endpoint.substr(options_.endpoint.rfind(':') + 1);

@@ -177,11 +177,12 @@ TEST_F(TaskRunnerTest, SleepTimeout) {
 }
 
 TEST_F(TaskRunnerTest, ShellTimeoutKillsTheWholeGroup) {
-  // Given a shell task that starts a background child and writes its pid,
+  // Given a shell task that starts a background child and writes its pid (with two seconds to
+  // get to its trap on a loaded machine: before it, TERM still ends it),
   const testing::TempDir dir("orq-runner");
   const std::string pid_file = dir.path() + "/bg.pid";
   Start(0,
-        Shell({"sh", "-c", "sleep 30 & echo $! > " + pid_file + "; trap '' TERM; sleep 30"}, 0.2));
+        Shell({"sh", "-c", "sleep 30 & echo $! > " + pid_file + "; trap '' TERM; sleep 30"}, 2.0));
   // When its time limit passes (TERM is ignored: KILL follows after the grace),
   WaitFor(1);
   // Then it is reported as timeout, and the background child is gone too.
