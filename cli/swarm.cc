@@ -1,6 +1,5 @@
 #include "cli/swarm.h"
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "common/zmq_util.h"
 #include "worker/worker_core.h"
 
@@ -42,12 +42,9 @@ std::string HostAddress(int host) {
 }  // namespace
 
 Swarm::Swarm(SwarmOptions options) : options_(std::move(options)) {
-  // A descriptor a worker (its connection), and libzmq's own: up to the hard limit.
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-  }
+  // A descriptor a worker (its connection), and libzmq's own: up to the hard limit (the brokers
+  // this process starts begin with the limit it had).
+  RaiseDescriptorLimit();
   thread_ = std::thread([this] { Run(); });
 }
 

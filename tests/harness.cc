@@ -111,17 +111,6 @@ OrqEnv::~OrqEnv() {
   for (pid_t pid : Processes()) ::kill(pid, SIGKILL);
 }
 
-namespace {
-
-std::string ProcText(const std::string& path) {
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\0')) text.pop_back();
-  return text;
-}
-
-}  // namespace
-
 std::string WhereItWaits(pid_t pid) {
   siginfo_t info{};
   if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
@@ -132,13 +121,18 @@ std::string WhereItWaits(pid_t pid) {
   std::error_code error;
   for (const auto& task :
        std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", error)) {
-    const std::string dir = task.path().string();
-    const std::string stat = ProcText(dir + "/stat");
+    const pid_t tid = std::atoi(task.path().filename().c_str());  // /proc/TID is the thread's
+    auto text = [tid](const char* name) {
+      std::string t = ReadProcFile(tid, name);
+      while (!t.empty() && (t.back() == '\n' || t.back() == '\0')) t.pop_back();
+      return t;
+    };
+    const std::string stat = text("stat");
     const size_t paren = stat.rfind(')');
     where +=
-        " [" + ProcText(dir + "/comm") + " " +
+        " [" + text("comm") + " " +
         (paren != std::string::npos && paren + 2 < stat.size() ? stat.substr(paren + 2, 1) : "?") +
-        " " + ProcText(dir + "/wchan") + " " + ProcText(dir + "/syscall") + "]";
+        " " + text("wchan") + " " + text("syscall") + "]";
   }
   return where;
 }
