@@ -941,11 +941,25 @@ std::optional<JobContext> DecodeContext(std::string_view bytes) {
   return DecodeOne<JobContext>(bytes);
 }
 
+namespace {
+// What a message's body will take, when outcomes (a task's output: megabytes) make it large: the
+// writer is sized up front, so the output is copied once, not once per doubling.
+template <typename T> size_t BodyBytesHint(const T&) { return 0; }
+template <typename T>
+requires requires(const T& m) { m.outcomes.front(); }
+size_t BodyBytesHint(const T& m) {
+  size_t bytes = 64;
+  for (const TaskOutcome& o : m.outcomes) bytes += ApproxWireBytes(o);
+  return bytes;
+}
+}  // namespace
+
 EncodedMessage Encode(const Message& message) {
   return std::visit(
       [](const auto& m) {
         using T = std::decay_t<decltype(m)>;
         Writer w;
+        w.Reserve(BodyBytesHint(m));
         Fields(m, Out{w});
         return EncodedMessage{T::kCommand, w.Take()};
       },

@@ -157,8 +157,7 @@ TEST(CoordinationTest, ALimitIsASemaphoreAcrossWorkers) {
   for (const std::string& line : Lines(times.out)) starts.push_back(std::stod(line));
   ASSERT_EQ(starts.size(), 6u) << times.out << times.err;
   std::sort(starts.begin(), starts.end());
-  EXPECT_GE(starts.back(), before_submit + 1.0) << std::fixed << before_submit << "\n"
-                                                << times.out;
+  EXPECT_GE(starts.back(), before_submit + 1.0) << std::fixed << before_submit << "\n" << times.out;
   RunResult unknown = env.Run({"submit", "--limit", "download", "--", "true"});
   EXPECT_TRUE(Exits(unknown, 2));
   EXPECT_NE(unknown.err.find("there is no limit 'download'"), std::string::npos) << unknown.err;

@@ -167,8 +167,7 @@ TEST(ParallelDiffTest, GeneratedCasesAgreeWithGnuParallel) {
   std::vector<uint32_t> seeds = {19, 20261202};
   if (const int seed = FromEnv("ORQ_DIFF_SEED", 0)) seeds = {static_cast<uint32_t>(seed)};
   for (const uint32_t seed : seeds) {
-    const Counts counts =
-        Compare(seed, FromEnv("ORQ_DIFF_CASES", 60), FromEnv("ORQ_DIFF_RUNS", 10));
+    const Counts counts = Compare(seed, FromEnv("ORQ_DIFF_CASES", 40), FromEnv("ORQ_DIFF_RUNS", 6));
     std::printf("seed %u: compared %d --dry-run texts and %d runs' stdout; %d differ\n", seed,
                 counts.dry_runs, counts.runs, counts.differ);
   }
