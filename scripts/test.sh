@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite.
 #
-#   scripts/test.sh            everything, as CI runs it (the README's test command; about 22
+#   scripts/test.sh            everything, as CI runs it (the README's test command; about 20
 #                              minutes on 2 cores from a fresh clone). After the set-up
 #                              (scripts/setup.sh) and the format check (scripts/format.sh
 #                              --check), three lanes run side by side:
