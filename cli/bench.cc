@@ -396,10 +396,13 @@ Figures Million(int, int) {
 
 // Waits until `n` workers have registered with the broker `client` talks to; returns the seconds
 // it took.
+// Seconds until the broker lists `n` workers; `check` (when given) throws if they cannot come.
 double WaitWorkers(Connection& client, size_t n,
-                   std::chrono::seconds limit = std::chrono::seconds(30)) {
+                   std::chrono::seconds limit = std::chrono::seconds(30),
+                   const std::function<void()>& check = {}) {
   const auto start = Clock::now();
   while (Clock::now() < start + limit) {
+    if (check) check();
     Message reply = client.Request(StatusRequest{}, milliseconds(10000));
     if (auto* status = std::get_if<StatusReply>(&reply)) {
       if (status->workers.size() >= n) return Seconds(Clock::now() - start);
@@ -569,7 +572,9 @@ Figures SwarmWorkload(int workers, int) {
     broker.client().Request(ReloadAccessRequest{}, milliseconds(10000));
     const size_t rss_before = CurrentRss(broker.pid());
     Swarm swarm(o);
-    r.register_s = WaitWorkers(broker.client(), static_cast<size_t>(n), std::chrono::seconds(120));
+    auto check = [&] { swarm.Check(); };
+    r.register_s =
+        WaitWorkers(broker.client(), static_cast<size_t>(n), std::chrono::seconds(120), check);
     const auto cpu_before = ReadProcStat(broker.pid());
     std::this_thread::sleep_for(kIdle);  // idle: heartbeats only (a measurement, not a wait)
     const auto cpu_after = ReadProcStat(broker.pid());
@@ -579,9 +584,11 @@ Figures SwarmWorkload(int workers, int) {
       r.heartbeat_us = (cpu_after->cpu_seconds - cpu_before->cpu_seconds) * 1e6 /
                        std::chrono::duration<double>(kIdle).count() / n;
     r.rate = kTasks / TimeNoop(broker.client(), kTasks);
+    swarm.Check();
     if (restart) {
       broker.Restart();
-      r.back_s = WaitWorkers(broker.client(), static_cast<size_t>(n), std::chrono::seconds(120));
+      r.back_s =
+          WaitWorkers(broker.client(), static_cast<size_t>(n), std::chrono::seconds(120), check);
     }
     f.broker_rss = std::max(f.broker_rss, PeakRss(broker.pid()));
     return r;

@@ -76,15 +76,17 @@ void EmbeddedBroker::Restart() {
   for (;;) {
     client_ = std::make_unique<Connection>(BrokerAddress{"ipc://" + dir_ + "/broker.ipc", {}, ""});
     try {
-      client_->Request(PingRequest{}, std::chrono::milliseconds(1000));
+      // (Not a PingRequest: the connection takes a pong for its own keepalive and waits on.)
+      client_->Request(StatusRequest{}, std::chrono::milliseconds(1000));
       return;
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
       if (Clock::now() >= deadline || !broker_.Running()) {
         // (The run's directory goes with this object: what the log said goes with the error.)
         std::ifstream in(log_);
         std::string line, last;
         while (std::getline(in, line)) last = line;
-        throw std::runtime_error("the broker did not come back; the last line of its log: " + last);
+        throw std::runtime_error("the broker did not come back (" + std::string(e.what()) +
+                                 "); the last line of its log: " + last);
       }
     }
   }

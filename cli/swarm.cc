@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <zmq.hpp>
 
 #include "common/clock.h"
@@ -42,10 +43,29 @@ std::string HostAddress(int host) {
 }  // namespace
 
 Swarm::Swarm(SwarmOptions options) : options_(std::move(options)) {
-  // A descriptor a worker (its connection), and libzmq's own: up to the hard limit (the brokers
-  // this process starts begin with the limit it had).
-  RaiseDescriptorLimit();
-  thread_ = std::thread([this] { Run(); });
+  // Two descriptors a worker (its connection and its socket's mailbox), and a third while a
+  // socket replaced after a restart is reaped: up to the hard limit (the brokers this process
+  // starts begin with the limit it had).
+  const size_t limit = RaiseDescriptorLimit();
+  const size_t needed = 3 * static_cast<size_t>(std::max(0, options_.workers)) + 128;
+  if (limit < needed)
+    throw std::runtime_error(
+        std::to_string(options_.workers) + " simulated workers need about " +
+        std::to_string(needed) + " open descriptors and this process may open " +
+        std::to_string(limit) + ": raise the hard limit (e.g. prlimit --nofile=" +
+        std::to_string(needed) + " orq bench swarm ...) or ask for fewer");
+  thread_ = std::thread([this] {
+    try {
+      Run();
+    } catch (const std::exception& e) {
+      error_ = e.what();
+      failed_ = true;
+    }
+  });
+}
+
+void Swarm::Check() const {
+  if (failed_) throw std::runtime_error("the simulated workers stopped: " + error_);
 }
 
 Swarm::~Swarm() {

@@ -27,12 +27,15 @@ struct SwarmOptions {
 
 class Swarm {
  public:
+  // Throws when this process may not open the descriptors `options.workers` need.
   explicit Swarm(SwarmOptions options);
   ~Swarm();  // stops the thread; every socket closes without lingering
   Swarm(const Swarm&) = delete;
   Swarm& operator=(const Swarm&) = delete;
 
   uint64_t answered() const { return answered_.load(std::memory_order_relaxed); }  // tasks
+  // Throws, saying why, once the swarm's thread has stopped on an error (descriptors, libzmq).
+  void Check() const;
 
  private:
   void Run();
@@ -40,6 +43,8 @@ class Swarm {
   SwarmOptions options_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> answered_{0};
+  std::atomic<bool> failed_{false};
+  std::string error_;  // written before failed_ is set, read after
   std::thread thread_;
 };
 
