@@ -76,8 +76,7 @@ void EmbeddedBroker::Restart() {
   for (;;) {
     client_ = std::make_unique<Connection>(BrokerAddress{"ipc://" + dir_ + "/broker.ipc", {}, ""});
     try {
-      // (Not a PingRequest: the connection takes a pong for its own keepalive and waits on.)
-      client_->Request(StatusRequest{}, std::chrono::milliseconds(1000));
+      client_->Request(PingRequest{}, std::chrono::milliseconds(1000));
       return;
     } catch (const std::exception& e) {
       if (Clock::now() >= deadline || !broker_.Running()) {

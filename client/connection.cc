@@ -97,7 +97,7 @@ void Connection::Send(const Message& message) {
   SendMessage(socket_, message, {}, zmq::send_flags::dontwait);
 }
 
-std::optional<Message> Connection::Receive(Clock::time_point deadline) {
+std::optional<Message> Connection::Receive(Clock::time_point deadline, bool pong_is_reply) {
   last_heard_ = Clock::now();
   auto next_ping = last_heard_ + kClientPingInterval;
   for (;;) {
@@ -124,7 +124,7 @@ std::optional<Message> Connection::Receive(Clock::time_point deadline) {
     }
     while (auto message = TryReceive()) {
       last_heard_ = Clock::now();
-      if (std::holds_alternative<PongReply>(*message)) continue;
+      if (std::holds_alternative<PongReply>(*message) && !pong_is_reply) continue;
       return std::move(*message);
     }
   }
@@ -145,7 +145,7 @@ std::optional<Message> Connection::TryReceive() {
 
 Message Connection::Request(const Message& message, std::chrono::milliseconds timeout) {
   Send(message);
-  auto reply = Receive(Clock::now() + timeout);
+  auto reply = Receive(Clock::now() + timeout, std::holds_alternative<PingRequest>(message));
   if (!reply)
     throw Unreachable("the broker at " + address_.endpoint + " did not answer within " +
                       std::to_string(timeout.count() / 1000) + " s");

@@ -42,9 +42,10 @@ class Connection {
   // The next reply, or nullopt when `deadline` passes first. Throws Unreachable when the broker
   // stays silent for kClientSilenceLimit (it is pinged every second while a wait goes on), Refused
   // when a CURVE handshake is refused or keeps failing, and std::runtime_error on a malformed
-  // reply.
-  std::optional<Message> Receive(Clock::time_point deadline);
-  // Send, then the first reply within `timeout`; Unreachable if none comes.
+  // reply. A pong is the connection's own keepalive, never returned, unless `pong_is_reply`.
+  std::optional<Message> Receive(Clock::time_point deadline, bool pong_is_reply = false);
+  // Send, then the first reply within `timeout` (for a PingRequest, its pong); Unreachable if
+  // none comes.
   Message Request(const Message& message, std::chrono::milliseconds timeout);
   // Request() for a submit: a job of more than kSubmitPartBytes goes in parts (SubmitPartRequest)
   // before it, so that no message exceeds kMaxRemoteMessageBytes.
