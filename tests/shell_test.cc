@@ -593,11 +593,15 @@ TEST(ShellTest, CommandLineMistakesSayWhatIsAccepted) {
 
 TEST(ShellTest, ProgressShowsOnATerminalAndCanBeForcedOrSilenced) {
   OrqEnv env;
-  // On a terminal (script(1) gives the run a pseudo-terminal), the progress line is drawn in place.
+  // On a terminal (script(1) gives the run a pseudo-terminal, and copies what it shows to a
+  // file as it goes), the progress line is drawn in place: each task waits until it has been
+  // (at most a minute).
   std::string out;
+  const std::string typescript = env.home() + "/typescript";
   const std::string line = "ORQ_HOME=" + env.home() + " " + ORQ_BINARY +
-                           " run -w 1 -t 2 -- sh -c 'sleep 0.3' ::: 1 2 3 4";
-  ASSERT_EQ(RunProgram({"script", "-qec", line, "/dev/null"}, out), 0) << out;
+                           " run -w 1 -t 2 -- sh -c 'i=0; until grep -q running " + typescript +
+                           " || [ $i -gt 3000 ]; do i=$((i+1)); sleep 0.02; done' ::: 1 2 3 4";
+  ASSERT_EQ(RunProgram({"script", "-qfec", line, typescript}, out), 0) << out;
   EXPECT_NE(out.find("/4 ok "), std::string::npos) << out;
   EXPECT_NE(out.find("running "), std::string::npos) << out;
   EXPECT_NE(out.find("\x1b[K"), std::string::npos) << out;

@@ -4,7 +4,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -20,16 +19,23 @@ def run(coro):
 
 
 def test_gather_keeps_order_and_runs_concurrently(broker):
+    # Each task makes a file and waits until all three are there: they end only if they ran at
+    # the same time (or say "alone" after a minute); gather gives their results in the order
+    # asked, though they end in another.
+    met = os.path.join(broker.home, "met")
+    os.mkdir(met)
+
+    def meet(name, then):
+        return (f"touch {met}/{name}; i=0; while [ $(ls {met} | wc -l) -lt 3 ]; do "
+                f"i=$((i+1)); if [ $i -gt 3000 ]; then echo alone; exit 0; fi; sleep 0.02; done; "
+                f"sleep {then}; echo {name}")
+
     async def main():
         async with orq.connect(home=broker.home) as c:
-            start = time.monotonic()
-            results = await asyncio.gather(c.sleep(3, "three"), c.sleep(1, "one"),
-                                           c.sleep(2, "two"))
-            return results, time.monotonic() - start
+            return await asyncio.gather(c.shell(meet("three", 0.3)), c.shell(meet("one", 0)),
+                                        c.shell(meet("two", 0.15)))
 
-    results, took = run(main())
-    assert results == ["three", "one", "two"]
-    assert 2.9 <= took < 5.5, f"three sleeps of 1, 2 and 3 s took {took:.2f} s together"
+    assert run(main()) == ["three\n", "one\n", "two\n"]
 
 
 def test_kinds_and_their_results(broker):
@@ -44,10 +50,19 @@ def test_kinds_and_their_results(broker):
 
 
 def test_as_completed_gives_the_first_to_finish_first(broker):
+    # "middle" waits for a file made once "fast" is back, "slow" for one made once "middle" is.
+    def after(gate, result):
+        path = os.path.join(broker.home, gate)
+        return f"while [ ! -e {path} ]; do sleep 0.02; done; echo {result}"
+
     async def main():
         async with orq.connect(home=broker.home) as c:
-            futures = [c.sleep(1.2, "slow"), c.sleep(0.1, "fast"), c.sleep(0.6, "middle")]
-            return [await f for f in asyncio.as_completed(futures)]
+            futures = [c.shell(after("b", "slow")), c.echo("fast"), c.shell(after("a", "middle"))]
+            order = []
+            for future in asyncio.as_completed(futures):
+                order.append((await future).strip())
+                open(os.path.join(broker.home, "a" if len(order) == 1 else "b"), "w").close()
+            return order
 
     assert run(main()) == ["fast", "middle", "slow"]
 
