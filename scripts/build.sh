@@ -7,5 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+echo "orq build: configuring build/" >&2
 cmake -S . -B build -DCMAKE_BUILD_TYPE=${ORQ_BUILD_TYPE:-RelWithDebInfo} >/dev/null
+echo "orq build: compiling (the first time about 5 minutes on 2 cores; then what changed)" >&2
 cmake --build build -j"$(nproc)" --target orq orq_docs orq_client orq_python

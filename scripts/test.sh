@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The test suite.
 #
-#   scripts/test.sh            everything, as CI runs it (the README's test command; about 20
+#   scripts/test.sh            everything, as CI runs it (the README's test command; 17 to 20
 #                              minutes on 2 cores from a fresh clone). After the set-up
-#                              (scripts/setup.sh) and the format check (scripts/format.sh
+#                              (scripts/setup.sh --tests) and the format check (scripts/format.sh
 #                              --check), three lanes run side by side:
 #     asan     the build with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/), then
 #              every unit and integration test of it (ctest; the integration tests start that
@@ -42,7 +42,7 @@ start=$SECONDS
 stage() { printf '== %s (at %d s)\n' "$*" $((SECONDS - start)); }
 
 stage "set-up and format"
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 bash scripts/format.sh --check
 
 # Each build folder is configured once with the flags written here; configuring it again changes
@@ -61,6 +61,10 @@ set -m
 declare -A lane_pid
 run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/orq-test-XXXXXX")
 trap 'rm -rf "$run_tmp"' EXIT
+# The tests' $HOME too: the tools they run write there (GNU parallel ~/.parallel, chromium
+# ~/.config/chromium), and nothing of a run is left outside its $TMPDIR.
+run_home=$run_tmp/home
+mkdir -p "$run_home"
 # Interrupted (Ctrl-C, a CI deadline): TERM to every lane's process group, then KILL to what the
 # tests started in sessions of their own (brokers, a private Slurm): every such process names
 # $run_tmp in its environment or command line.
@@ -86,7 +90,7 @@ asan_lane() {
   cmake --build build-asan -j"$jobs"
   # Integration tests mostly wait for processes: two at a time per core.
   stage "the ASan build's tests"
-  (cd build-asan && TMPDIR=$run_tmp ctest --output-on-failure -j$((2 * jobs)) "$@")
+  (cd build-asan && TMPDIR=$run_tmp HOME=$run_home ctest --output-on-failure -j$((2 * jobs)) "$@")
 }
 
 if ((quick)); then
@@ -104,10 +108,10 @@ tsan_lane() {
   cmake --build build-tsan -j"$jobs" --target "${tsan_tests[@]}"
   for t in "${tsan_tests[@]}"; do
     stage "$t under ThreadSanitizer"
-    TMPDIR=$run_tmp timeout 600 "build-tsan/$t" --gtest_brief=1
+    TMPDIR=$run_tmp HOME=$run_home timeout 600 "build-tsan/$t" --gtest_brief=1
   done
   stage "the codec fuzzer"
-  TMPDIR=$run_tmp bash scripts/fuzz.sh
+  TMPDIR=$run_tmp HOME=$run_home bash scripts/fuzz.sh
   stage "tsan lane passed"
 }
 
@@ -121,9 +125,9 @@ release_lane() {
   out=$(ORQ_HOME=$home timeout 60 build/orq run -w 1 -- echo {} ::: static)
   [[ $out == static ]] || { echo "build/orq run printed '$out', not 'static'" >&2; return 1; }
   stage "two minutes of the soak with its nemesis"
-  TMPDIR=$run_tmp bash tests/soak.sh 2 build/orq
+  TMPDIR=$run_tmp HOME=$run_home bash tests/soak.sh 2 build/orq
   stage "orq from programs: the Python module's tests, the installed C++ package"
-  TMPDIR=$run_tmp bash tests/programs.sh build
+  TMPDIR=$run_tmp HOME=$run_home bash tests/programs.sh build
   stage "release lane passed"
 }
 
