@@ -1,6 +1,6 @@
 // The broker's ZAP handler (ZeroMQ RFC 27) as a pure function: a ZAP request's frames and the
-// allow-list in, the reply's frames out. The broker shell (broker/auth.h) owns the REP socket on
-// inproc://zeromq.zap.01 and calls this for every handshake on its ROUTER.
+// allow-list in, the reply's frames out. The broker's Admission (broker/admission.h) owns the REP
+// socket on inproc://zeromq.zap.01 and calls this for every handshake on its ROUTER.
 //
 // The broker's listeners carry one of two ZAP domains, set before each bind:
 //   kIpcDomain: ipc:// with the NULL mechanism; admitted as the local user (kLocalUserId)

@@ -478,7 +478,7 @@ enum class TaskState : uint8_t { kWaiting, kQueued, kDelayed, kRunning, kFinishe
 inline constexpr size_t kTaskStateCount = 5;
 
 // One reason why a task does not run yet (`orq explain`), as data: the CLI words it
-// (common/reasons.h), a program reads the fields. Each kind uses the fields its comment names.
+// (common/words.h), a program reads the fields. Each kind uses the fields its comment names.
 struct Reason {
   enum class Kind : uint8_t {
     kDependency,        // for `id` (a task in `state`, or a whole job with `count` tasks
