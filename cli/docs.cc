@@ -177,7 +177,8 @@ std::string Manpage(const CLI::App& app) {
       ".SH SYNOPSIS\n.B orq\n.I COMMAND\n[\\fIOPTIONS\\fR]\n"
       ".SH DESCRIPTION\n" +
       Roff(app.get_description()) +
-      "\nThe README (\"Commands without JSON\", \"Where shell tasks run\", \"Guarantees\") says "
+      "\ndocs/CLI.md (\"Commands without JSON\", \"Where shell tasks run\") and docs/SEMANTICS.md "
+      "say "
       "more; every command takes \\fB\\-\\-help\\fR.\n"
       ".SH COMMANDS\n";
   for (const CLI::App* verb : Verbs(app)) {

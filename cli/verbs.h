@@ -4,7 +4,8 @@
 // the chosen one and turns what escapes into an exit code (common/errors.h) in one place.
 //
 // To add a verb: write its Register function in the file of its group, list it here and in
-// AllVerbs() (cli/verbs.cc), and document it in the README.
+// AllVerbs() (cli/verbs.cc), and document it in docs/CLI.md (and a line in the README's table of
+// verbs).
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -660,7 +660,7 @@ TEST(HostileLimitsTest, StrangersSendingWholeFramesFromManyAddressesHoldABounded
     }
   }
   // then the broker held at most the frames of the 32 handshakes it lets wait (128 MiB), and
-  // closed the others: what README's threat model says a crowd of strangers costs.
+  // closed the others: what the threat model (docs/REMOTE.md) says a crowd of strangers costs.
   const size_t peak = PeakRss(broker);
   EXPECT_LT(peak, before + kMaxPendingHandshakes * kMaxRemoteMessageBytes + (16u << 20))
       << "before " << (before >> 20) << " MiB, at most " << (peak >> 20) << " MiB";

@@ -38,10 +38,10 @@ namespace orq {
 // The library's version and API version, "0.1.0 (api 1)".
 ORQ_API std::string ClientVersion();
 
-// One task, as a line of a task file says it (README "Task files"): JSON with its "kind" and the
-// kind's fields, and what any task may add ("timeout", "retries", "delay", "priority", "queue",
-// "after", "limits", "locks", "resources", ...). Checked when submitted: a mistake is a
-// UsageError naming the task and the field.
+// One task, as a line of a task file says it (docs/COORDINATION.md, "Task files"): JSON with its
+// "kind" and the kind's fields, and what any task may add ("timeout", "retries", "delay",
+// "priority", "queue", "after", "limits", "locks", "resources", ...). Checked when submitted: a
+// mistake is a UsageError naming the task and the field.
 class ORQ_API Task {
  public:
   // A command: argv[0] is looked up in $PATH. Result: its stdout (Outcome::stdout_text).
