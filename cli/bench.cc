@@ -394,9 +394,8 @@ Figures Million(int, int) {
   return f;
 }
 
-// Waits until `n` workers have registered with the broker `client` talks to; returns the seconds
-// it took.
-// Seconds until the broker lists `n` workers; `check` (when given) throws if they cannot come.
+// Seconds until the broker `client` talks to lists `n` workers; `check` (when given) throws if
+// they cannot come.
 double WaitWorkers(Connection& client, size_t n,
                    std::chrono::seconds limit = std::chrono::seconds(30),
                    const std::function<void()>& check = {}) {

@@ -178,8 +178,7 @@ std::string Manpage(const CLI::App& app) {
       ".SH DESCRIPTION\n" +
       Roff(app.get_description()) +
       "\ndocs/CLI.md (\"Commands without JSON\", \"Where shell tasks run\") and docs/SEMANTICS.md "
-      "say "
-      "more; every command takes \\fB\\-\\-help\\fR.\n"
+      "say more; every command takes \\fB\\-\\-help\\fR.\n"
       ".SH COMMANDS\n";
   for (const CLI::App* verb : Verbs(app)) {
     out += ".SS orq " + verb->get_name() + "\n" + Roff(verb->get_description()) + "\n";

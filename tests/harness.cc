@@ -59,7 +59,8 @@ bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
   // tenth of a CPU-second under AddressSanitizer; at every 20 ms it was a test's main load).
   const auto deadline = Clock::now() + Scaled(timeout);
   const std::chrono::milliseconds longest = std::max(poll, std::chrono::milliseconds(250));
-  for (auto pause = poll;; pause = std::min(longest, pause + pause / 2)) {
+  for (auto pause = poll;;
+       pause = std::min(longest, pause + std::max(pause / 2, std::chrono::milliseconds(1)))) {
     if (condition()) return true;
     const auto now = Clock::now();
     if (now >= deadline) return false;
