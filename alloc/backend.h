@@ -25,7 +25,7 @@ class AllocBackend {
   // ended); one it does not list is over.
   virtual Expected<std::vector<BackendJob>> Jobs(const AllocQueueInfo& queue) = 0;
   // Cancels allocation `id`; the batch system's words when it could not.
-  virtual std::optional<std::string> Cancel(const AllocQueueInfo& queue, const std::string& id) = 0;
+  virtual Expected<void> Cancel(const AllocQueueInfo& queue, const std::string& id) = 0;
 };
 
 }  // namespace orq

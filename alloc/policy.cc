@@ -17,32 +17,31 @@ bool Active(const AllocationInfo& a) { return a.state != AllocState::kEnded; }
 
 }  // namespace
 
-std::optional<std::string> CheckAllocSpec(const AllocQueueSpec& spec) {
-  if (auto error = ValidateName(spec.name, "--name")) return error;
+Expected<void> CheckAllocSpec(const AllocQueueSpec& spec) {
+  if (auto error = ValidateName(spec.name, "--name"); !error.ok()) return error;
   if (spec.name.front() == '.')  // "." and ".." are names too, of directories that exist
-    return "--name '" + spec.name +
-           "' may not start with '.': the queue keeps its files in a directory of that name";
+    return Fault("--name '" + spec.name +
+                 "' may not start with '.': the queue keeps its files in a directory of that name");
   if (spec.backend != "slurm")
-    return "the backend '" + spec.backend + "' is not one orq has (slurm is)";
+    return Fault("the backend '" + spec.backend + "' is not one orq has (slurm is)");
   if (spec.time_limit_s < 60)
-    return "--time-limit must be at least a minute (Slurm counts in minutes), not " +
-           std::to_string(spec.time_limit_s) + " s";
+    return Fault("--time-limit must be at least a minute (Slurm counts in minutes), not " +
+                 std::to_string(spec.time_limit_s) + " s");
   if (spec.workers_per_alloc < 1 || spec.workers_per_alloc > 10000)
-    return std::string("--workers-per-alloc must be from 1 to 10000");
+    return Fault("--workers-per-alloc must be from 1 to 10000");
   if (spec.max_workers < spec.workers_per_alloc)
-    return "--max-workers (" + std::to_string(spec.max_workers) +
-           ") must be at least --workers-per-alloc (" + std::to_string(spec.workers_per_alloc) +
-           "): no allocation would fit";
-  if (spec.backlog < 1 || spec.backlog > 1000)
-    return std::string("--backlog must be from 1 to 1000");
-  if (spec.idle_timeout_s < 1) return std::string("--idle-timeout must be at least a second");
+    return Fault("--max-workers (" + std::to_string(spec.max_workers) +
+                 ") must be at least --workers-per-alloc (" +
+                 std::to_string(spec.workers_per_alloc) + "): no allocation would fit");
+  if (spec.backlog < 1 || spec.backlog > 1000) return Fault("--backlog must be from 1 to 1000");
+  if (spec.idle_timeout_s < 1) return Fault("--idle-timeout must be at least a second");
   for (const std::string& q : spec.queues) {
-    if (auto error = ValidateName(q, "--queues")) return error;
+    if (auto error = ValidateName(q, "--queues"); !error.ok()) return error;
   }
   for (const ResourceNeed& r : spec.resources) {
-    if (auto error = ValidateName(r.name, "--resources")) return error;
+    if (auto error = ValidateName(r.name, "--resources"); !error.ok()) return error;
   }
-  return std::nullopt;
+  return {};
 }
 
 Slots AllocPolicy::DefaultSlots() {
@@ -66,7 +65,8 @@ AllocPolicy::Queue* AllocPolicy::Find(const std::string& name) {
 }
 
 Expected<AllocQueueInfo> AllocPolicy::Add(AllocQueueSpec spec, std::string access_file) {
-  if (auto error = CheckAllocSpec(spec)) return Error{ErrorCode::kBadRequest, *error};
+  if (auto error = CheckAllocSpec(spec); !error.ok())
+    return Error{ErrorCode::kBadRequest, error.error().sentence};
   if (queues_.count(spec.name))
     return Error{ErrorCode::kBadRequest, "the allocation queue '" + spec.name +
                                              "' exists already (orq alloc rm " + spec.name +

@@ -134,6 +134,6 @@ inline std::string AllocationName(const std::string& queue, const std::string& i
 }
 
 // Checks an allocation queue's spec (name, numbers); the sentence names the flag at fault.
-std::optional<std::string> CheckAllocSpec(const AllocQueueSpec& spec);
+Expected<void> CheckAllocSpec(const AllocQueueSpec& spec);
 
 }  // namespace orq

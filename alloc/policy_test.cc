@@ -33,10 +33,10 @@ class FakeBackend final : public AllocBackend {
     }
     return jobs;
   }
-  std::optional<std::string> Cancel(const AllocQueueInfo&, const std::string& id) override {
+  Expected<void> Cancel(const AllocQueueInfo&, const std::string& id) override {
     cancelled.push_back(id);
     jobs_.erase(id);
-    return std::nullopt;
+    return {};
   }
   void Start(const std::string& id) { jobs_.at(id).state = AllocState::kRunning; }
   void Gone(const std::string& id) { jobs_.erase(id); }

@@ -219,10 +219,10 @@ Expected<std::vector<BackendJob>> SlurmBackend::Jobs(const AllocQueueInfo& queue
   return ParseSqueue(result.out);
 }
 
-std::optional<std::string> SlurmBackend::Cancel(const AllocQueueInfo&, const std::string& id) {
+Expected<void> SlurmBackend::Cancel(const AllocQueueInfo&, const std::string& id) {
   const CommandResult result = RunCommand({"scancel", id}, kSqueueTimeout);
-  if (!Succeeded(result)) return Complaint(result, "scancel");
-  return std::nullopt;
+  if (!Succeeded(result)) return Error{ErrorCode::kBadRequest, Complaint(result, "scancel")};
+  return {};
 }
 
 }  // namespace orq

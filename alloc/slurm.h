@@ -46,7 +46,7 @@ class SlurmBackend final : public AllocBackend {
   explicit SlurmBackend(SlurmSetup setup) : setup_(std::move(setup)) {}
   Expected<std::string> Submit(const AllocQueueInfo& queue) override;
   Expected<std::vector<BackendJob>> Jobs(const AllocQueueInfo& queue) override;
-  std::optional<std::string> Cancel(const AllocQueueInfo& queue, const std::string& id) override;
+  Expected<void> Cancel(const AllocQueueInfo& queue, const std::string& id) override;
 
  private:
   SlurmSetup setup_;

@@ -36,7 +36,8 @@ Admission::Admission(zmq::context_t& ctx, zmq::socket_t& router, std::optional<K
 std::string Admission::Bind(const std::string& endpoint) {
   if (StartsWith(endpoint, "ipc://")) {
     // The socket file and its directory are what protect local peers (Role::kLocal).
-    if (auto problem = IpcEndpointProblem(endpoint)) throw UsageError("cannot listen: " + *problem);
+    if (auto problem = IpcEndpointProblem(endpoint); !problem.ok())
+      throw UsageError("cannot listen: " + problem.error().sentence);
     router_.set(zmq::sockopt::curve_server, 0);  // back to NULL, whatever was bound before
     router_.set(zmq::sockopt::zap_domain, std::string(kIpcDomain));
     // The socket file is made by bind() in this thread: owner-only from its first moment.

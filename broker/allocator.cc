@@ -34,7 +34,7 @@ void Allocator::Run() {
       call = std::move(calls_.front());
       calls_.pop_front();
     }
-    Answer answer{call.action, std::optional<std::string>()};
+    Answer answer{call.action, Expected<void>()};
     switch (call.action.kind) {
       case AllocAction::Kind::kSubmit:
         answer.result = backend_->Submit(call.queue);
@@ -151,10 +151,10 @@ void Allocator::Step(BrokerCore& core, SteadyTime now, double wall, bool plan_no
                 core.AllocationGone(gone, "its allocation " + gone + " ended");
               }
             },
-            [&](std::optional<std::string>& failure) {
-              if (failure)
+            [&](Expected<void>& cancelled) {
+              if (!cancelled.ok())
                 Log("allocation " + AllocationName(queue, answer.action.id) +
-                    " could not be cancelled: " + *failure);
+                    " could not be cancelled: " + cancelled.error().sentence);
             },
         },
         answer.result);

@@ -15,8 +15,8 @@
 
 #include "alloc/backend.h"
 #include "alloc/policy.h"
-#include "broker/broker_core.h"
-#include "broker/journal.h"
+#include "broker/core/broker_core.h"
+#include "broker/sqlite_journal.h"
 
 namespace orq {
 
@@ -62,8 +62,7 @@ class Allocator {
   };
   struct Answer {
     AllocAction action;
-    std::variant<Expected<std::string>, Expected<std::vector<BackendJob>>,
-                 std::optional<std::string>>
+    std::variant<Expected<std::string>, Expected<std::vector<BackendJob>>, Expected<void>>
         result;  // Submit's, Jobs', Cancel's
   };
   void Run();  // the backend's thread

@@ -21,15 +21,15 @@ inline constexpr size_t kMaxOffered = 64;           // resources, or queues, one
 inline constexpr uint32_t kMaxSlots = 1 << 20;      // a worker's slots of one class, or its threads
 inline constexpr size_t kMaxErrorBytes = 64 << 10;  // an outcome's error sentences
 
-// Nullopt when `ready` is within every bound; else one sentence naming the field.
-FieldError CheckReady(const ReadyMessage& ready);
-// Nullopt when `ready` offers no more than a worker key's scope allows (`queues`, `resources`:
+// Ok when `ready` is within every bound; else one sentence naming the field.
+Expected<void> CheckReady(const ReadyMessage& ready);
+// Ok when `ready` offers no more than a worker key's scope allows (`queues`, `resources`:
 // common/keys.h's AccessEntry; unset: any); else one sentence saying what it may offer.
-FieldError CheckScope(const ReadyMessage& ready,
-                      const std::optional<std::vector<std::string>>& queues,
-                      const std::optional<std::vector<ResourceNeed>>& resources);
-// Nullopt when `outcome` is within every bound; else one sentence naming the field.
-FieldError CheckOutcome(const TaskOutcome& outcome);
+Expected<void> CheckScope(const ReadyMessage& ready,
+                          const std::optional<std::vector<std::string>>& queues,
+                          const std::optional<std::vector<ResourceNeed>>& resources);
+// Ok when `outcome` is within every bound; else one sentence naming the field.
+Expected<void> CheckOutcome(const TaskOutcome& outcome);
 // The outcome a worker should have sent instead of one over a bound: failed, with `why`, and
 // none of what it carried.
 TaskOutcome OverBounds(const TaskOutcome& outcome, const std::string& why);

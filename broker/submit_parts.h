@@ -16,7 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "broker/job_builder.h"
+#include "broker/core/job_builder.h"
 #include "common/clock.h"
 #include "common/protocol.h"
 

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "broker/core_fixture.h"
+#include "broker/core/core_fixture.h"
 #include "common/codec.h"
 
 namespace orq {

@@ -207,7 +207,8 @@ AccessFile AddAccessKey(const KeyStore& store, Role role, const std::string& nam
   AccessEntry entry{access.name, access.role, "", WallNow(), std::nullopt, std::nullopt};
   if (!queues.empty()) {
     for (const std::string& q : queues) {
-      if (auto error = ValidateName(q, "--queues")) throw UsageError(*error);
+      if (auto error = ValidateName(q, "--queues"); !error.ok())
+        throw UsageError(error.error().sentence);
     }
     entry.queues = queues;
   }

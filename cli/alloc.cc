@@ -115,7 +115,7 @@ AllocQueueSpec SpecOf(const AllocOptions& o, const std::string& name) {
   spec.queues = o.queues;
   spec.resources = ParseResources(o.resources);
   spec.backend_args = o.backend_args;
-  if (auto error = CheckAllocSpec(spec)) throw UsageError(*error);
+  if (auto error = CheckAllocSpec(spec); !error.ok()) throw UsageError(error.error().sentence);
   return spec;
 }
 

@@ -19,7 +19,7 @@
 #include <optional>
 #include <thread>
 
-#include "broker/broker_core.h"
+#include "broker/core/broker_core.h"
 #include "cli/embedded.h"
 #include "cli/format.h"
 #include "cli/swarm.h"
@@ -220,14 +220,16 @@ Figures Chain(int workers, int threads) {
 double CoreSeconds(std::vector<TaskSpec> specs) {
   MemoryStore store;
   NullJournal journal;
-  BrokerCore core(BrokerOptions{}, store, journal);
+  Outbox outbox;
+  BrokerCore core(BrokerOptions{}, store, journal, outbox);
+  const std::string worker = "w", client = "c", key;
   const auto start = Clock::now();
-  std::vector<Outgoing> out;
-  core.Handle("w", ReadyMessage{1, 1, {1u << 20, 1, 1}, {}, "bench"}, Clock::now(), Role::kLocal);
-  core.DrainOutbox(out);
-  out.clear();
-  core.Handle("c", SubmitRequest{std::move(specs)}, Clock::now(), Role::kLocal);
-  core.DrainOutbox(out);
+  core.Handle(Peer{worker, Role::kLocal, key}, ReadyMessage{1, 1, {1u << 20, 1, 1}, {}, "bench"},
+              Clock::now());
+  outbox.Take();
+  core.Submit(Peer{client, Role::kLocal, key}, SubmitRequest{}, JobBuilder(std::move(specs)),
+              Clock::now());
+  std::vector<Outgoing> out = outbox.Take();
   while (!out.empty()) {
     WorkerResultsMessage results;
     for (const Outgoing& o : out) {
@@ -240,10 +242,9 @@ double CoreSeconds(std::vector<TaskSpec> specs) {
         }
       }
     }
-    out.clear();
     if (results.outcomes.empty()) break;
-    core.Handle("w", std::move(results), Clock::now(), Role::kLocal);
-    core.DrainOutbox(out);
+    core.Handle(Peer{worker, Role::kLocal, key}, std::move(results), Clock::now());
+    out = outbox.Take();
   }
   return Seconds(Clock::now() - start);
 }

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "broker/limits.h"
+#include "broker/core/limits.h"
 #include "cli/format.h"
 #include "cli/verbs.h"
 #include "client/connection.h"

@@ -1,6 +1,6 @@
 #include "cli/format.h"
 
-#include "broker/limits.h"
+#include "broker/core/limits.h"
 #include "common/ids.h"
 #include "common/text.h"
 

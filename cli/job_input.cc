@@ -323,7 +323,8 @@ std::shared_ptr<const Needs> OptionNeeds(const JobInput& in) {
         throw UsageError("--resource " + r + ": the amount must be a whole number from 1");
       need.amount = static_cast<uint32_t>(n);
     }
-    if (auto error = ValidateName(need.name, "--resource")) throw UsageError(*error);
+    if (auto error = ValidateName(need.name, "--resource"); !error.ok())
+      throw UsageError(error.error().sentence);
     if (need.name == "cpus") {
       needs.cpus = need.amount;
       continue;
@@ -421,7 +422,7 @@ BuiltJob BuildJob(const JobInput& in) {
       spec.backoff_base = spec.backoff_max = 0;
     }
     if (in.retry_backoff) std::tie(spec.backoff_base, spec.backoff_max) = *in.retry_backoff;
-    if (auto error = ValidateSpec(spec)) throw UsageError(*error);
+    if (auto error = ValidateSpec(spec); !error.ok()) throw UsageError(error.error().sentence);
     shell = shell || std::holds_alternative<ShellTask>(spec.body);
   }
   // Only a job with shell tasks carries the submitter's directory and environment.

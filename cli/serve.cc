@@ -29,7 +29,8 @@ std::vector<ResourceNeed> ParseResources(const std::vector<std::string>& items) 
     if (n < 1 || n > kMaxResourceUnits || *end)
       throw UsageError("--resources " + item + ": give NAME=N, N from 1 to " +
                        std::to_string(kMaxResourceUnits) + " (e.g. gpu=2)");
-    if (auto error = ValidateName(name, "--resources")) throw UsageError(*error);
+    if (auto error = ValidateName(name, "--resources"); !error.ok())
+      throw UsageError(error.error().sentence);
     for (const ResourceNeed& r : resources) {
       if (r.name == name) throw UsageError("--resources names " + name + " twice");
     }
@@ -140,7 +141,8 @@ std::vector<std::string> WorkerOfferArgs(const std::vector<std::string>& resourc
   std::vector<std::string> args;
   ParseResources(resources);  // a mistake is the user's, said here, not by every worker
   for (const std::string& q : queues) {
-    if (auto error = ValidateName(q, "--queues")) throw UsageError(*error);
+    if (auto error = ValidateName(q, "--queues"); !error.ok())
+      throw UsageError(error.error().sentence);
   }
   if (!resources.empty()) args.insert(args.end(), {"--resources", CLI::detail::join(resources)});
   if (!queues.empty()) args.insert(args.end(), {"--queues", CLI::detail::join(queues)});
@@ -402,7 +404,8 @@ ExitCode Worker(WorkerVerbOptions& o) {
   worker.lifetime = std::chrono::seconds(o.lifetime_s);
   worker.resources = ParseResources(o.resources);
   for (const std::string& q : worker.queues) {
-    if (auto error = ValidateName(q, "--queues")) throw UsageError(*error);
+    if (auto error = ValidateName(q, "--queues"); !error.ok())
+      throw UsageError(error.error().sentence);
   }
   return RunWorker(worker);
 }

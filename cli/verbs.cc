@@ -499,8 +499,8 @@ int Main(int argc, char** argv) {
     }
     return static_cast<int>(ExitCode::kUsage);
   }
-  if (auto problem = CheckRunningLibzmq()) {
-    Say("orq: " + *problem);
+  if (auto problem = CheckRunningLibzmq(); !problem.ok()) {
+    Say("orq: " + problem.error().sentence);
     return static_cast<int>(ExitCode::kFailed);
   }
   for (const Verb& verb : verbs) {

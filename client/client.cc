@@ -600,7 +600,8 @@ Client Client::Endpoint(const std::string& endpoint) {
     throw UsageError("'" + endpoint +
                      "' is not an ipc:// endpoint; a broker over TCP is reached with an access "
                      "file (Client::AccessFile)");
-  if (auto problem = IpcEndpointProblem(endpoint)) throw UsageError(endpoint + ": " + *problem);
+  if (auto problem = IpcEndpointProblem(endpoint); !problem.ok())
+    throw UsageError(endpoint + ": " + problem.error().sentence);
   return Client(std::make_shared<ClientCore>(BrokerAddress{endpoint, {}, ""}));
 }
 Client Client::AccessFile(const std::string& path) {
@@ -631,8 +632,8 @@ SubmitRequest Request(const JobSpec& job) {
   for (size_t i = 0; i < job.tasks.size(); ++i) {
     auto spec = ParseTaskJson(job.tasks[i].json(), "task " + std::to_string(i));
     if (!spec) throw UsageError(spec.error().sentence);
-    if (auto error = ValidateSpec(*spec))
-      throw UsageError("task " + std::to_string(i) + ": " + *error);
+    if (auto error = ValidateSpec(*spec); !error.ok())
+      throw UsageError("task " + std::to_string(i) + ": " + error.error().sentence);
     shell = shell || std::holds_alternative<ShellTask>(spec->body);
     request.tasks.push_back(std::move(*spec));
   }

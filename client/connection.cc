@@ -44,7 +44,8 @@ BrokerAddress FindBroker() {
       throw UsageError(std::string("$ORQ_ENDPOINT must be an ipc:// endpoint, not '") + env +
                        "'; a broker over TCP is reached with an access file (--access FILE)");
     // Whoever could make that socket would be the broker this command talks to.
-    if (auto problem = IpcEndpointProblem(env)) throw UsageError("$ORQ_ENDPOINT: " + *problem);
+    if (auto problem = IpcEndpointProblem(env); !problem.ok())
+      throw UsageError("$ORQ_ENDPOINT: " + problem.error().sentence);
     return {env, std::nullopt, ""};
   }
   const std::string home = OrqHome();
@@ -226,7 +227,8 @@ JobContext SubmitterContext(const std::string& cwd, const std::vector<std::strin
       throw UsageError("--env " + entry + ": " + entry + " is not set here; give --env NAME=VALUE");
     SetEnv(env, entry + "=" + value);
   }
-  if (auto error = ValidateEnv(env, "the environment (--env)")) throw UsageError(*error);
+  if (auto error = ValidateEnv(env, "the environment (--env)"); !error.ok())
+    throw UsageError(error.error().sentence);
   return context;
 }
 

@@ -21,7 +21,7 @@ struct EncodedMessage {
 
 EncodedMessage Encode(const Message& message);
 
-// The same encoding for the journal's blobs (broker/journal.h).
+// The same encoding for the journal's blobs (broker/sqlite_journal.h).
 std::string EncodeSpecs(std::span<const TaskSpec> specs);
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes);
 // The number of specs in such a blob and the first of them, without decoding the rest.

@@ -1,7 +1,12 @@
 // One error type for code that can fail with a sentence for the user: Error{code, sentence}, and
 // Expected<T>, a T or the Error that kept it from being made (std::expected's shape, which C++20
-// lacks). The code says what kind of failure it is (it travels as ErrorReply::code and becomes
-// the CLI's exit code); the sentence is one line naming the id, field or flag at fault.
+// lacks); Expected<void> for work that returns nothing but may fail: ok(), or its error()
+// (`return {};` succeeds). It has no operator bool, so that no `if (auto e = Check())` reads an
+// error as a success.
+// Inside orq this is the one way to fail; exceptions are only at the edges (the CLI, the C++
+// library's API, a constructor that cannot make its object). The code says what kind of failure it
+// is (it travels as ErrorReply::code and becomes the CLI's exit code); the sentence is one line
+// naming the id, field or flag at fault.
 #pragma once
 
 #include <cstdint>
@@ -41,5 +46,30 @@ template <typename T> class [[nodiscard]] Expected {
  private:
   std::variant<T, Error> v_;
 };
+
+// A failure of kBadRequest (a field, a flag or a peer's value at fault), with its sentence.
+inline Error Fault(std::string sentence) {
+  return Error{ErrorCode::kBadRequest, std::move(sentence)};
+}
+
+// Succeeded, or the Error that kept it from succeeding.
+template <> class [[nodiscard]] Expected<void> {
+ public:
+  Expected() = default;
+  Expected(Error error) : error_(std::move(error)), failed_(true) {}  // NOLINT: implicit
+
+  bool ok() const { return !failed_; }
+  const Error& error() const { return error_; }
+  Error& error() { return error_; }
+
+ private:
+  Error error_;
+  bool failed_ = false;
+};
+
+// The sentence of a failure, empty when it succeeded (for logs and tests).
+inline std::string SentenceOf(const Expected<void>& result) {
+  return result.ok() ? std::string() : result.error().sentence;
+}
 
 }  // namespace orq

@@ -100,17 +100,18 @@ bool IsZ85Key(std::string_view text) {
          });
 }
 
-std::optional<std::string> CheckPrivateFile(const std::string& path) {
+Expected<void> CheckPrivateFile(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return "cannot read " + path + ": " + std::strerror(errno);
-  if (!S_ISREG(st.st_mode)) return path + " is not a regular file";
+  if (::stat(path.c_str(), &st) != 0)
+    return Fault("cannot read " + path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return Fault(path + " is not a regular file");
   if (st.st_uid != ::geteuid())
-    return path + " belongs to another user (uid " + std::to_string(st.st_uid) +
-           "); it holds a secret key, so it must be yours";
+    return Fault(path + " belongs to another user (uid " + std::to_string(st.st_uid) +
+                 "); it holds a secret key, so it must be yours");
   if (st.st_mode & 077)
-    return path + " may be read by others (mode " + FormatMode(st.st_mode) +
-           "); it holds a secret key: run 'chmod 600 " + path + "'";
-  return std::nullopt;
+    return Fault(path + " may be read by others (mode " + FormatMode(st.st_mode) +
+                 "); it holds a secret key: run 'chmod 600 " + path + "'");
+  return {};
 }
 
 void WritePrivateFile(const std::string& path, const std::string& content, bool exclusive) {
@@ -151,7 +152,8 @@ std::string FormatAccessFile(const AccessFile& a) {
 }
 
 AccessFile ReadAccessFile(const std::string& path) {
-  if (auto problem = CheckPrivateFile(path)) throw UsageError(*problem);
+  if (auto problem = CheckPrivateFile(path); !problem.ok())
+    throw UsageError(problem.error().sentence);
   json j = ParseJson(ReadWhole(path), path);
   if (j.value("orq_access", 0) != 1)
     throw UsageError(path +
@@ -199,7 +201,8 @@ KeyPair KeyStore::BrokerKey() const {
       if (!HasBrokerKey()) throw;  // else another process made it first: use theirs
     }
   }
-  if (auto problem = CheckPrivateFile(path)) throw UsageError(*problem);
+  if (auto problem = CheckPrivateFile(path); !problem.ok())
+    throw UsageError(problem.error().sentence);
   json j = ParseJson(ReadWhole(path), path);
   return {KeyField(j, "public_key", path), KeyField(j, "secret_key", path)};
 }
@@ -308,21 +311,21 @@ std::string AdvertisedEndpoint(const std::string& bound, const std::string& host
   return bound;
 }
 
-std::optional<std::string> CheckLibzmq(int major, int minor, int patch, bool has_curve) {
+Expected<void> CheckLibzmq(int major, int minor, int patch, bool has_curve) {
   const std::string version =
       std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
   if (std::make_tuple(major, minor, patch) < std::make_tuple(4, 3, 3))
-    return "this libzmq is " + version +
-           "; orq needs 4.3.3 or later, where CVE-2019-13132 and "
-           "CVE-2020-15166 are fixed";
+    return Fault("this libzmq is " + version +
+                 "; orq needs 4.3.3 or later, where CVE-2019-13132 and "
+                 "CVE-2020-15166 are fixed");
   if (!has_curve)
-    return "this libzmq (" + version +
-           ") was built without CURVE, which orq needs to encrypt and "
-           "authenticate TCP connections";
-  return std::nullopt;
+    return Fault("this libzmq (" + version +
+                 ") was built without CURVE, which orq needs to encrypt and "
+                 "authenticate TCP connections");
+  return {};
 }
 
-std::optional<std::string> CheckRunningLibzmq() {
+Expected<void> CheckRunningLibzmq() {
   int major = 0, minor = 0, patch = 0;
   zmq_version(&major, &minor, &patch);
   return CheckLibzmq(major, minor, patch, zmq_has("curve") != 0);

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/error.h"
 #include "common/protocol.h"
 
 namespace orq {
@@ -35,7 +36,7 @@ bool IsZ85Key(std::string_view text);
 
 // nullopt when `path` is a regular file owned by this user that no one else may read (or write);
 // otherwise the sentence saying what is wrong and how to fix it.
-std::optional<std::string> CheckPrivateFile(const std::string& path);
+Expected<void> CheckPrivateFile(const std::string& path);
 // Writes a new file of mode 0600 atomically (a temporary file renamed into place). With
 // `exclusive`, an existing file is an error (UsageError) and is left alone.
 void WritePrivateFile(const std::string& path, const std::string& content, bool exclusive);
@@ -112,8 +113,8 @@ std::string HostName();
 
 // nullopt when this libzmq is safe for TCP (4.3.3 or later: CVE-2019-13132 and CVE-2020-15166 are
 // fixed) and has CURVE; otherwise the sentence. Pure, so it is tested with any version.
-std::optional<std::string> CheckLibzmq(int major, int minor, int patch, bool has_curve);
+Expected<void> CheckLibzmq(int major, int minor, int patch, bool has_curve);
 // The same for the libzmq this process runs with.
-std::optional<std::string> CheckRunningLibzmq();
+Expected<void> CheckRunningLibzmq();
 
 }  // namespace orq

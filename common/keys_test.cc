@@ -157,20 +157,22 @@ TEST(DirectoryProblemTest, OnlyAnOwnDirectoryNoOneElseWritesIsFine) {
   struct stat st {};
   st.st_mode = S_IFDIR | 0700;
   st.st_uid = 1000;
-  EXPECT_FALSE(DirectoryProblem(st, 1000, "/h", "$ORQ_HOME"));
+  EXPECT_TRUE(DirectoryProblem(st, 1000, "/h", "$ORQ_HOME").ok());
   st.st_mode = S_IFDIR | 0755;
-  EXPECT_FALSE(DirectoryProblem(st, 1000, "/h", "$ORQ_HOME"));  // readable is fine, writable not
+  EXPECT_TRUE(
+      DirectoryProblem(st, 1000, "/h", "$ORQ_HOME").ok());  // readable is fine, writable not
   st.st_mode = S_IFDIR | 0770;
-  EXPECT_EQ(*DirectoryProblem(st, 1000, "/h", "$ORQ_HOME"),
+  EXPECT_EQ(SentenceOf(DirectoryProblem(st, 1000, "/h", "$ORQ_HOME")),
             "$ORQ_HOME /h may be written by others (mode 0770), who could replace its socket, "
             "journal or keys; run 'chmod 700 /h'");
   st.st_mode = S_IFDIR | 0702;
-  EXPECT_TRUE(DirectoryProblem(st, 1000, "/h", "$ORQ_HOME"));
+  EXPECT_FALSE(DirectoryProblem(st, 1000, "/h", "$ORQ_HOME").ok());
   st.st_mode = S_IFDIR | 0700;
-  EXPECT_NE(DirectoryProblem(st, 0, "/h", "$ORQ_HOME")->find("belongs to another user (uid 1000)"),
+  EXPECT_NE(SentenceOf(DirectoryProblem(st, 0, "/h", "$ORQ_HOME"))
+                .find("belongs to another user (uid 1000)"),
             std::string::npos);
   st.st_mode = S_IFREG | 0700;
-  EXPECT_NE(DirectoryProblem(st, 1000, "/h", "$ORQ_HOME")->find("not a directory"),
+  EXPECT_NE(SentenceOf(DirectoryProblem(st, 1000, "/h", "$ORQ_HOME")).find("not a directory"),
             std::string::npos);
 }
 
@@ -182,13 +184,14 @@ TEST(AdvertisedEndpointTest, WildcardHostsBecomeThisHostsName) {
 }
 
 TEST(LibzmqCheckTest, RefusesOldVersionsAndBuildsWithoutCurve) {
-  EXPECT_FALSE(CheckLibzmq(4, 3, 3, true));
-  EXPECT_FALSE(CheckLibzmq(4, 3, 4, true));
-  EXPECT_FALSE(CheckLibzmq(5, 0, 0, true));
-  EXPECT_NE(CheckLibzmq(4, 3, 2, true)->find("CVE-2019-13132"), std::string::npos);
-  EXPECT_NE(CheckLibzmq(4, 2, 9, true)->find("4.3.3 or later"), std::string::npos);
-  EXPECT_NE(CheckLibzmq(4, 3, 4, false)->find("without CURVE"), std::string::npos);
-  EXPECT_FALSE(CheckRunningLibzmq()) << *CheckRunningLibzmq();  // the one this suite runs with
+  EXPECT_TRUE(CheckLibzmq(4, 3, 3, true).ok());
+  EXPECT_TRUE(CheckLibzmq(4, 3, 4, true).ok());
+  EXPECT_TRUE(CheckLibzmq(5, 0, 0, true).ok());
+  EXPECT_NE(SentenceOf(CheckLibzmq(4, 3, 2, true)).find("CVE-2019-13132"), std::string::npos);
+  EXPECT_NE(SentenceOf(CheckLibzmq(4, 2, 9, true)).find("4.3.3 or later"), std::string::npos);
+  EXPECT_NE(SentenceOf(CheckLibzmq(4, 3, 4, false)).find("without CURVE"), std::string::npos);
+  EXPECT_TRUE(CheckRunningLibzmq().ok())
+      << SentenceOf(CheckRunningLibzmq());  // the one this suite runs with
 }
 
 }  // namespace

@@ -47,19 +47,20 @@ void MakePrivateDirectory(const std::string& dir, const std::string& what, bool 
     if (::stat(dir.c_str(), &st) != 0)
       throw std::runtime_error("cannot create " + what + " " + dir + ": " + std::strerror(errno));
   }
-  if (auto problem = DirectoryProblem(st, ::geteuid(), dir, what)) throw UsageError(*problem);
+  if (auto problem = DirectoryProblem(st, ::geteuid(), dir, what); !problem.ok())
+    throw UsageError(problem.error().sentence);
 }
 
-std::optional<std::string> DirectoryProblem(const struct stat& st, uid_t me, const std::string& dir,
-                                            const std::string& what) {
-  if (!S_ISDIR(st.st_mode)) return what + " " + dir + " is not a directory";
+Expected<void> DirectoryProblem(const struct stat& st, uid_t me, const std::string& dir,
+                                const std::string& what) {
+  if (!S_ISDIR(st.st_mode)) return Fault(what + " " + dir + " is not a directory");
   if (st.st_uid != me)
-    return what + " " + dir + " belongs to another user (uid " + std::to_string(st.st_uid) +
-           "); orq keeps its socket and journal only in a directory of your own";
+    return Fault(what + " " + dir + " belongs to another user (uid " + std::to_string(st.st_uid) +
+                 "); orq keeps its socket and journal only in a directory of your own");
   if (st.st_mode & 022)
-    return what + " " + dir + " may be written by others (mode " + FormatMode(st.st_mode) +
-           "), who could replace its socket, journal or keys; run 'chmod 700 " + dir + "'";
-  return std::nullopt;
+    return Fault(what + " " + dir + " may be written by others (mode " + FormatMode(st.st_mode) +
+                 "), who could replace its socket, journal or keys; run 'chmod 700 " + dir + "'");
+  return {};
 }
 
 std::string OrqHome() {
@@ -125,23 +126,24 @@ std::string LinkRefused(const std::string& path) {
   return path + " is a symbolic link; orq does not follow links among its own files: remove it";
 }
 
-std::optional<std::string> IpcEndpointProblem(const std::string& endpoint) {
-  if (endpoint.rfind("ipc://", 0) != 0) return endpoint + " is not an ipc:// endpoint";
+Expected<void> IpcEndpointProblem(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) != 0) return Fault(endpoint + " is not an ipc:// endpoint");
   const std::string path = endpoint.substr(6);
   if (!path.empty() && path[0] == '@')
-    return endpoint +
-           " is an abstract socket: it has no file permissions, so any local user "
-           "could connect as its owner; give a path in $ORQ_HOME";
+    return Fault(endpoint +
+                 " is an abstract socket: it has no file permissions, so any local user "
+                 "could connect as its owner; give a path in $ORQ_HOME");
   if (path.empty() || path[0] != '/')
-    return endpoint + ": give the socket's absolute path (ipc:///...)";
+    return Fault(endpoint + ": give the socket's absolute path (ipc:///...)");
   const std::string dir = std::filesystem::path(path).parent_path();
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0)
-    return endpoint + ": its directory " + dir + " cannot be read: " + std::strerror(errno);
-  if (S_ISLNK(st.st_mode)) return endpoint + ": its directory " + LinkRefused(dir);
-  if (auto problem = DirectoryProblem(st, ::geteuid(), dir, "the socket's directory"))
-    return endpoint + ": " + *problem;
-  return std::nullopt;
+    return Fault(endpoint + ": its directory " + dir + " cannot be read: " + std::strerror(errno));
+  if (S_ISLNK(st.st_mode)) return Fault(endpoint + ": its directory " + LinkRefused(dir));
+  if (auto problem = DirectoryProblem(st, ::geteuid(), dir, "the socket's directory");
+      !problem.ok())
+    return Fault(endpoint + ": " + problem.error().sentence);
+  return {};
 }
 
 void WriteOwnerOnlyFile(const std::string& path, const std::string& content) {

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+#include "common/error.h"
+
 namespace orq {
 
 // The state directory, created (mode 0700) if missing. Throws UsageError with a sentence when it
@@ -23,8 +25,8 @@ void MakePrivateDirectory(const std::string& dir, const std::string& what, bool 
 
 // The check itself, pure: nullopt when `st` is a directory owned by `me` that no one else may
 // write to, else the sentence.
-std::optional<std::string> DirectoryProblem(const struct stat& st, uid_t me, const std::string& dir,
-                                            const std::string& what);
+Expected<void> DirectoryProblem(const struct stat& st, uid_t me, const std::string& dir,
+                                const std::string& what);
 
 std::string DefaultEndpoint(const std::string& home);  // ipc://HOME/broker.ipc
 std::string PidFile(const std::string& home);          // HOME/broker.pid
@@ -51,7 +53,7 @@ std::string LinkRefused(const std::string& path);
 // Nullopt when `endpoint` is an ipc:// socket file in a directory of the user's own that no one
 // else may write to (as $ORQ_HOME is); else the sentence. An abstract socket (ipc://@NAME) has no
 // permissions at all and is refused.
-std::optional<std::string> IpcEndpointProblem(const std::string& endpoint);
+Expected<void> IpcEndpointProblem(const std::string& endpoint);
 
 // Writes `content` to `path`, created with mode 0600 (truncated if it exists). A symbolic link
 // there is refused (UsageError), never followed.

@@ -344,7 +344,7 @@ struct HaltPolicy {
 bool HaltDecided(const HaltPolicy& halt, uint64_t failed, uint64_t succeeded);
 // Why a policy from the wire cannot be one (a threshold not finite, negative, a fraction of a
 // count, or over 100 %); nullopt when it can.
-std::optional<std::string> ValidateHalt(const HaltPolicy& halt);
+Expected<void> ValidateHalt(const HaltPolicy& halt);
 
 struct SubmitRequest {  // -> SubmittedReply, or ErrorReply
   static constexpr Command kCommand = Command::kSubmit;

@@ -27,20 +27,20 @@ struct NumberField {
   bool allow_zero = true;  // else it must be more than zero
 };
 // Reads a non-negative number into `out`; the error names the field.
-FieldError ReadNumber(const json& obj, const NumberField& field, double& out) {
+Expected<void> ReadNumber(const json& obj, const NumberField& field, double& out) {
   auto it = obj.find(field.name);
   if (it == obj.end()) {
-    if (field.required) return "missing field " + Quote(field.name);
-    return std::nullopt;
+    if (field.required) return Fault("missing field " + Quote(field.name));
+    return {};
   }
   if (!it->is_number())
-    return "field " + Quote(field.name) + " must be a number, not " + it->type_name();
+    return Fault("field " + Quote(field.name) + " must be a number, not " + it->type_name());
   double v = it->get<double>();
   if (!std::isfinite(v) || v < 0 || (!field.allow_zero && v == 0))
-    return "field " + Quote(field.name) + " must be " +
-           (field.allow_zero ? "zero or more" : "more than zero") + ", not " + it->dump();
+    return Fault("field " + Quote(field.name) + " must be " +
+                 (field.allow_zero ? "zero or more" : "more than zero") + ", not " + it->dump());
   out = v;
-  return std::nullopt;
+  return {};
 }
 
 template <typename T> struct KindTag { using type = T; };
@@ -56,7 +56,7 @@ template <typename F> void ForEachKind(F&& f) {
 struct Kind {
   std::string_view name;
   std::vector<std::string_view> fields;  // its own, besides the shared ones
-  FieldError (*parse)(const json& object, TaskBody& body);
+  Expected<void> (*parse)(const json& object, TaskBody& body);
 };
 const std::vector<Kind>& Kinds() {
   static const std::vector<Kind> kinds = [] {
@@ -65,11 +65,11 @@ const std::vector<Kind>& Kinds() {
       using T = typename decltype(tag)::type;
       table.push_back({T::kName,
                        {T::kFields.begin(), T::kFields.end()},
-                       [](const json& object, TaskBody& body) -> FieldError {
+                       [](const json& object, TaskBody& body) -> Expected<void> {
                          T task;
-                         if (auto error = T::Parse(object, task)) return error;
+                         if (auto parsed = T::Parse(object, task); !parsed.ok()) return parsed;
                          body = std::move(task);
-                         return std::nullopt;
+                         return {};
                        }});
     });
     return table;
@@ -82,10 +82,10 @@ constexpr std::array<std::string_view, 16> kSharedFields = {
     "retry_backoff", "name",   "after",   "after_any",   "cpus",     "resources",
     "queue",         "limits", "locks",   "time_request"};
 
-FieldError ValueSize(const std::string& json_text) {
-  if (json_text.size() <= kMaxValueBytes) return std::nullopt;
-  return "the task's value is " + std::to_string(json_text.size()) + " bytes; the limit is " +
-         std::to_string(kMaxValueBytes);
+Expected<void> ValueSize(const std::string& json_text) {
+  if (json_text.size() <= kMaxValueBytes) return {};
+  return Fault("the task's value is " + std::to_string(json_text.size()) + " bytes; the limit is " +
+               std::to_string(kMaxValueBytes));
 }
 
 std::string Bad(const char* field, const char* what, double v) {
@@ -96,96 +96,100 @@ std::string Bad(const char* field, const char* what, double v) {
 
 // --- each kind: its fields in a task file, and its checks ---
 
-FieldError SleepTask::Parse(const json& obj, SleepTask& out) {
-  if (auto error = ReadNumber(obj, {.name = "seconds", .required = true}, out.seconds))
+Expected<void> SleepTask::Parse(const json& obj, SleepTask& out) {
+  if (auto error = ReadNumber(obj, {.name = "seconds", .required = true}, out.seconds); !error.ok())
     return error;
   if (auto it = obj.find("result"); it != obj.end()) out.result = it->dump();
-  return std::nullopt;
+  return {};
 }
-FieldError SleepTask::Validate() const {
-  if (!std::isfinite(seconds) || seconds < 0) return Bad("seconds", "zero or more", seconds);
+Expected<void> SleepTask::Validate() const {
+  if (!std::isfinite(seconds) || seconds < 0) return Fault(Bad("seconds", "zero or more", seconds));
   return ValueSize(result);
 }
 
-FieldError EchoTask::Parse(const json& obj, EchoTask& out) {
+Expected<void> EchoTask::Parse(const json& obj, EchoTask& out) {
   auto it = obj.find("value");
-  if (it == obj.end()) return "missing field 'value'";
+  if (it == obj.end()) return Fault("missing field 'value'");
   out.value = it->dump();
-  return std::nullopt;
+  return {};
 }
-FieldError EchoTask::Validate() const { return ValueSize(value); }
+Expected<void> EchoTask::Validate() const { return ValueSize(value); }
 
-FieldError CpuTask::Parse(const json& obj, CpuTask& out) {
+Expected<void> CpuTask::Parse(const json& obj, CpuTask& out) {
   return ReadNumber(obj, {.name = "ms", .required = true}, out.ms);
 }
-FieldError CpuTask::Validate() const {
-  if (!std::isfinite(ms) || ms < 0) return Bad("ms", "zero or more", ms);
-  return std::nullopt;
+Expected<void> CpuTask::Validate() const {
+  if (!std::isfinite(ms) || ms < 0) return Fault(Bad("ms", "zero or more", ms));
+  return {};
 }
 
 namespace {
 // A shell task's "cwd" (a string) and "env" (an object of strings).
-FieldError ParsePlace(const json& obj, ShellTask& out) {
+Expected<void> ParsePlace(const json& obj, ShellTask& out) {
   ShellTask::Place place;
   const auto cwd_it = obj.find("cwd"), env_it = obj.find("env");
-  if (cwd_it == obj.end() && env_it == obj.end()) return std::nullopt;
+  if (cwd_it == obj.end() && env_it == obj.end()) return {};
   if (auto it = cwd_it; it != obj.end()) {
     if (!it->is_string() || it->get_ref<const std::string&>().empty())
-      return "field 'cwd' must be a directory's path (a string)";
+      return Fault("field 'cwd' must be a directory's path (a string)");
     place.cwd = it->get<std::string>();
   }
   if (auto it = env_it; it != obj.end()) {
-    if (!it->is_object()) return "field 'env' must be an object of strings: {\"NAME\": \"value\"}";
+    if (!it->is_object())
+      return Fault("field 'env' must be an object of strings: {\"NAME\": \"value\"}");
     for (const auto& [name, value] : it->items()) {
       if (name.empty() || name.find('=') != std::string::npos)
-        return "field 'env' has the name " + Quote(name) + "; a name is not empty and has no '='";
+        return Fault("field 'env' has the name " + Quote(name) +
+                     "; a name is not empty and has no '='");
       if (!value.is_string())
-        return "field 'env' item " + Quote(name) + " must be a string, not " + value.type_name();
+        return Fault("field 'env' item " + Quote(name) + " must be a string, not " +
+                     value.type_name());
       place.env.push_back(name + "=" + value.get<std::string>());
     }
   }
   out.place = std::make_shared<const ShellTask::Place>(std::move(place));
-  return std::nullopt;
+  return {};
 }
 }  // namespace
 
-FieldError ShellTask::Parse(const json& obj, ShellTask& out) {
+Expected<void> ShellTask::Parse(const json& obj, ShellTask& out) {
   auto argv_it = obj.find("argv");
   auto cmd_it = obj.find("cmd");
   if ((argv_it == obj.end()) == (cmd_it == obj.end()))
-    return "a shell task needs exactly one of 'argv' or 'cmd'";
+    return Fault("a shell task needs exactly one of 'argv' or 'cmd'");
   if (cmd_it != obj.end()) {
-    if (!cmd_it->is_string()) return "field 'cmd' must be a string";
+    if (!cmd_it->is_string()) return Fault("field 'cmd' must be a string");
     const auto& cmd = cmd_it->get_ref<const std::string&>();
-    if (cmd.empty()) return "field 'cmd' must not be empty";
+    if (cmd.empty()) return Fault("field 'cmd' must not be empty");
     out.argv = {"/bin/sh", "-c", cmd};
     return ParsePlace(obj, out);
   }
-  if (!argv_it->is_array()) return "field 'argv' must be an array of strings";
-  if (argv_it->empty()) return "field 'argv' must not be empty";
+  if (!argv_it->is_array()) return Fault("field 'argv' must be an array of strings");
+  if (argv_it->empty()) return Fault("field 'argv' must not be empty");
   for (size_t i = 0; i < argv_it->size(); ++i) {
     const auto& a = (*argv_it)[i];
     if (!a.is_string())
-      return "field 'argv' item " + std::to_string(i) + " must be a string, not " + a.type_name();
+      return Fault("field 'argv' item " + std::to_string(i) + " must be a string, not " +
+                   a.type_name());
     out.argv.push_back(a.get<std::string>());
   }
-  if (out.argv[0].empty()) return "field 'argv' item 0 (the program) must not be empty";
+  if (out.argv[0].empty()) return Fault("field 'argv' item 0 (the program) must not be empty");
   return ParsePlace(obj, out);
 }
-FieldError ShellTask::Validate() const {
+Expected<void> ShellTask::Validate() const {
   if (argv.empty() || argv[0].empty())
-    return "a shell task needs a command: 'argv' must not be empty";
+    return Fault("a shell task needs a command: 'argv' must not be empty");
   if (argv.size() > kMaxArgs)
-    return "field 'argv' has " + std::to_string(argv.size()) + " items; the limit is " +
-           std::to_string(kMaxArgs);
+    return Fault("field 'argv' has " + std::to_string(argv.size()) + " items; the limit is " +
+                 std::to_string(kMaxArgs));
   size_t bytes = 0;
   for (const auto& a : argv) bytes += a.size() + 1;
   if (bytes > kMaxArgvBytes)
-    return "field 'argv' is " + std::to_string(bytes) + " bytes; the limit is " +
-           std::to_string(kMaxArgvBytes);
+    return Fault("field 'argv' is " + std::to_string(bytes) + " bytes; the limit is " +
+                 std::to_string(kMaxArgvBytes));
   if (cwd().size() > kMaxPathBytes)
-    return "field 'cwd' is " + std::to_string(cwd().size()) + " bytes; the limit is " +
-           std::to_string(kMaxPathBytes);
+    return Fault("field 'cwd' is " + std::to_string(cwd().size()) + " bytes; the limit is " +
+                 std::to_string(kMaxPathBytes));
   return ValidateEnv(env(), "field 'env'");
 }
 
@@ -210,99 +214,105 @@ void SetEnv(std::vector<std::string>& env, std::string_view entry) {
   env.emplace_back(entry);
 }
 
-FieldError ValidateEnv(const std::vector<std::string>& env, std::string_view what) {
+Expected<void> ValidateEnv(const std::vector<std::string>& env, std::string_view what) {
   size_t bytes = 0;
   for (const std::string& entry : env) {
     const size_t eq = entry.find('=');
     if (eq == 0 || eq == std::string::npos)
-      return std::string(what) + " item " + Quote(entry) + " must be NAME=VALUE";
+      return Fault(std::string(what) + " item " + Quote(entry) + " must be NAME=VALUE");
     if (entry.find('\0') != std::string::npos)
-      return std::string(what) + " item " + Quote(entry.substr(0, eq)) + " holds a NUL byte";
+      return Fault(std::string(what) + " item " + Quote(entry.substr(0, eq)) + " holds a NUL byte");
     bytes += entry.size() + 1;
   }
   if (bytes > kMaxEnvBytes)
-    return std::string(what) + " is " + std::to_string(bytes) + " bytes; the limit is " +
-           std::to_string(kMaxEnvBytes);
-  return std::nullopt;
+    return Fault(std::string(what) + " is " + std::to_string(bytes) + " bytes; the limit is " +
+                 std::to_string(kMaxEnvBytes));
+  return {};
 }
 
 // --- what a task needs (Needs) ---
 
-FieldError ValidateName(std::string_view name, std::string_view what) {
+Expected<void> ValidateName(std::string_view name, std::string_view what) {
   constexpr size_t kMaxName = 64;
   const bool ok =
       !name.empty() && name.size() <= kMaxName && std::all_of(name.begin(), name.end(), [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
       });
-  if (ok) return std::nullopt;
-  return std::string(what) + " " + Quote(name) +
-         " is not a name: use 1 to 64 letters, digits, '_', '-' or '.'";
+  if (ok) return {};
+  return Fault(std::string(what) + " " + Quote(name) +
+               " is not a name: use 1 to 64 letters, digits, '_', '-' or '.'");
 }
 
 namespace {
 
 // A JSON string, or an array of them: "a" or ["a", "b"].
-FieldError StringList(const json& obj, const char* field, std::vector<std::string>& out) {
+Expected<void> StringList(const json& obj, const char* field, std::vector<std::string>& out) {
   auto it = obj.find(field);
-  if (it == obj.end()) return std::nullopt;
-  auto bad = [&] { return "field " + Quote(field) + " must be a string or an array of strings"; };
+  if (it == obj.end()) return {};
+  auto bad = [&] {
+    return Fault("field " + Quote(field) + " must be a string or an array of strings");
+  };
   if (it->is_string()) {
     out.push_back(it->get<std::string>());
-    return std::nullopt;
+    return {};
   }
   if (!it->is_array()) return bad();
   for (const auto& item : *it) {
     if (!item.is_string()) return bad();
     out.push_back(item.get<std::string>());
   }
-  return std::nullopt;
+  return {};
 }
 
-FieldError Count(const json& value, const std::string& what, uint32_t& out) {
+Expected<void> Count(const json& value, const std::string& what, uint32_t& out) {
   if (!value.is_number_integer() || value.get<int64_t>() < 1 || value.get<int64_t>() > 1000000)
-    return what + " must be a whole number from 1 to 1000000, not " + value.dump();
+    return Fault(what + " must be a whole number from 1 to 1000000, not " + value.dump());
   out = static_cast<uint32_t>(value.get<int64_t>());
-  return std::nullopt;
+  return {};
 }
 
 // The shared fields of issue 10: name, after, after_any, cpus, resources, queue, limits, locks.
-FieldError ParseNeeds(const json& obj, TaskSpec& spec, std::vector<NamedDependency>* named) {
+Expected<void> ParseNeeds(const json& obj, TaskSpec& spec, std::vector<NamedDependency>* named) {
   Needs needs;
   bool any_field = false;
   if (auto it = obj.find("name"); it != obj.end()) {
-    if (!it->is_string()) return "field 'name' must be a string";
+    if (!it->is_string()) return Fault("field 'name' must be a string");
     needs.name = it->get<std::string>();
     if (ParseId(needs.name))
-      return "field 'name' " + Quote(needs.name) + " looks like a task id; pick another name";
+      return Fault("field 'name' " + Quote(needs.name) +
+                   " looks like a task id; pick another name");
     any_field = true;
   }
   for (const bool any : {false, true}) {
     const char* field = any ? "after_any" : "after";
     std::vector<std::string> refs;
-    if (auto error = StringList(obj, field, refs)) return error;
+    if (auto error = StringList(obj, field, refs); !error.ok()) return error;
     for (const std::string& ref : refs) {
       any_field = true;
       if (auto id = ParseId(ref)) {
-        if (id->job == 0) return "field " + Quote(field) + " names j0; jobs are numbered from j1";
+        if (id->job == 0)
+          return Fault("field " + Quote(field) + " names j0; jobs are numbered from j1");
         needs.after.push_back({id->job, id->index.value_or(0), !id->index, any});
         continue;
       }
-      if (auto error = ValidateName(ref, "field '" + std::string(field) + "' item")) return error;
+      if (auto error = ValidateName(ref, "field '" + std::string(field) + "' item"); !error.ok())
+        return error;
       if (!named)
-        return "field " + Quote(field) + " names the task " + Quote(ref) +
-               "; names are known only within a task file (give an id such as j7 or j7.2)";
+        return Fault("field " + Quote(field) + " names the task " + Quote(ref) +
+                     "; names are known only within a task file (give an id such as j7 or j7.2)");
       named->push_back({ref, any});
     }
   }
   if (auto it = obj.find("cpus"); it != obj.end()) {
-    if (auto error = Count(*it, "field 'cpus'", needs.cpus)) return error;
+    if (auto error = Count(*it, "field 'cpus'", needs.cpus); !error.ok()) return error;
     any_field = true;
   }
   if (auto it = obj.find("resources"); it != obj.end()) {
-    if (!it->is_object()) return "field 'resources' must be an object such as {\"gpu\": 1}";
+    if (!it->is_object()) return Fault("field 'resources' must be an object such as {\"gpu\": 1}");
     for (const auto& [name, amount] : it->items()) {
       uint32_t n = 0;
-      if (auto error = Count(amount, "field 'resources' item " + Quote(name), n)) return error;
+      if (auto error = Count(amount, "field 'resources' item " + Quote(name), n); !error.ok())
+        return error;
       if (name == "cpus")
         needs.cpus = n;
       else
@@ -311,34 +321,36 @@ FieldError ParseNeeds(const json& obj, TaskSpec& spec, std::vector<NamedDependen
     any_field = true;
   }
   if (auto it = obj.find("queue"); it != obj.end()) {
-    if (!it->is_string()) return "field 'queue' must be a string";
+    if (!it->is_string()) return Fault("field 'queue' must be a string");
     needs.queue = it->get<std::string>();
     any_field = true;
   }
-  if (auto error = StringList(obj, "limits", needs.limits)) return error;
+  if (auto error = StringList(obj, "limits", needs.limits); !error.ok()) return error;
   any_field = any_field || !needs.limits.empty();
   if (obj.contains("time_request")) {  // seconds, whole ones kept (a fraction rounds up)
     double seconds = 0;
-    if (auto error = ReadNumber(obj, {.name = "time_request", .allow_zero = false}, seconds))
+    if (auto error = ReadNumber(obj, {.name = "time_request", .allow_zero = false}, seconds);
+        !error.ok())
       return error;
     if (seconds > kMaxTimeRequest)
-      return "field 'time_request' must be at most " + std::to_string(kMaxTimeRequest) +
-             " seconds (a year), not " + json(seconds).dump();
+      return Fault("field 'time_request' must be at most " + std::to_string(kMaxTimeRequest) +
+                   " seconds (a year), not " + json(seconds).dump());
     needs.time_request = static_cast<uint32_t>(std::ceil(seconds));
     any_field = true;
   }
   if (auto it = obj.find("locks"); it != obj.end()) {
-    if (!it->is_object()) return "field 'locks' must be an object such as {\"db\": \"write\"}";
+    if (!it->is_object())
+      return Fault("field 'locks' must be an object such as {\"db\": \"write\"}");
     for (const auto& [name, mode] : it->items()) {
       if (mode != "read" && mode != "write")
-        return "field 'locks' item " + Quote(name) + " must be \"read\" or \"write\", not " +
-               mode.dump();
+        return Fault("field 'locks' item " + Quote(name) + " must be \"read\" or \"write\", not " +
+                     mode.dump());
       needs.locks.push_back({name, mode == "read" ? LockMode::kRead : LockMode::kWrite});
     }
     any_field = true;
   }
   if (any_field || (named && !named->empty())) spec.needs = MakeNeeds(std::move(needs));
-  return std::nullopt;
+  return {};
 }
 
 }  // namespace
@@ -366,46 +378,46 @@ uint32_t Cpus(const TaskSpec& spec) {
 
 namespace {
 
-FieldError ValidateNeeds(const Needs& n) {
+Expected<void> ValidateNeeds(const Needs& n) {
   if (!n.name.empty()) {
-    if (auto error = ValidateName(n.name, "field 'name'")) return error;
+    if (auto error = ValidateName(n.name, "field 'name'"); !error.ok()) return error;
   }
   if (n.after.size() > kMaxTasksPerJob)
-    return "field 'after' names " + std::to_string(n.after.size()) + " tasks; the limit is " +
-           std::to_string(kMaxTasksPerJob);
-  if (n.cpus > 1000000) return std::string("field 'cpus' must be at most 1000000");
+    return Fault("field 'after' names " + std::to_string(n.after.size()) + " tasks; the limit is " +
+                 std::to_string(kMaxTasksPerJob));
+  if (n.cpus > 1000000) return Fault("field 'cpus' must be at most 1000000");
   for (size_t i = 0; i < n.resources.size(); ++i) {
     const ResourceNeed& r = n.resources[i];
-    if (auto error = ValidateName(r.name, "field 'resources' item")) return error;
-    if (r.name == "cpus") return std::string("give cpus as field 'cpus', not as a resource");
+    if (auto error = ValidateName(r.name, "field 'resources' item"); !error.ok()) return error;
+    if (r.name == "cpus") return Fault("give cpus as field 'cpus', not as a resource");
     if (r.amount < 1 || r.amount > 1000000)
-      return "field 'resources' item " + Quote(r.name) + " must be from 1 to 1000000";
+      return Fault("field 'resources' item " + Quote(r.name) + " must be from 1 to 1000000");
     if (i > 0 && n.resources[i - 1].name >= r.name)
-      return "field 'resources' names " + Quote(r.name) + " twice (or out of order)";
+      return Fault("field 'resources' names " + Quote(r.name) + " twice (or out of order)");
   }
   if (!n.queue.empty()) {
-    if (auto error = ValidateName(n.queue, "field 'queue'")) return error;
+    if (auto error = ValidateName(n.queue, "field 'queue'"); !error.ok()) return error;
   }
   for (size_t i = 0; i < n.limits.size(); ++i) {
-    if (auto error = ValidateName(n.limits[i], "field 'limits' item")) return error;
+    if (auto error = ValidateName(n.limits[i], "field 'limits' item"); !error.ok()) return error;
     if (i > 0 && n.limits[i - 1] >= n.limits[i])
-      return "field 'limits' names " + Quote(n.limits[i]) + " twice (or out of order)";
+      return Fault("field 'limits' names " + Quote(n.limits[i]) + " twice (or out of order)");
   }
   for (size_t i = 0; i < n.locks.size(); ++i) {
-    if (auto error = ValidateName(n.locks[i].name, "field 'locks' item")) return error;
+    if (auto error = ValidateName(n.locks[i].name, "field 'locks' item"); !error.ok()) return error;
     if (n.locks[i].mode != LockMode::kRead && n.locks[i].mode != LockMode::kWrite)
-      return "field 'locks' item " + Quote(n.locks[i].name) + " has no mode (read or write)";
+      return Fault("field 'locks' item " + Quote(n.locks[i].name) + " has no mode (read or write)");
     if (i > 0 && n.locks[i - 1].name >= n.locks[i].name)
-      return "field 'locks' names " + Quote(n.locks[i].name) + " twice (or out of order)";
+      return Fault("field 'locks' names " + Quote(n.locks[i].name) + " twice (or out of order)");
   }
   if (n.time_request > kMaxTimeRequest)
-    return "field 'time_request' must be at most " + std::to_string(kMaxTimeRequest) +
-           " seconds (a year), not " + std::to_string(n.time_request);
+    return Fault("field 'time_request' must be at most " + std::to_string(kMaxTimeRequest) +
+                 " seconds (a year), not " + std::to_string(n.time_request));
   constexpr size_t kMaxGates = 64;  // limits, locks and resources of one task
   if (n.limits.size() + n.locks.size() + n.resources.size() > kMaxGates)
-    return "a task may take at most " + std::to_string(kMaxGates) +
-           " limits, locks and resources together";
-  return std::nullopt;
+    return Fault("a task may take at most " + std::to_string(kMaxGates) +
+                 " limits, locks and resources together");
+  return {};
 }
 
 }  // namespace
@@ -474,20 +486,20 @@ std::vector<TaskNeeds> NeedsOf(const std::vector<TaskSpec>& specs) {
   return needs;
 }
 
-FieldError CheckDependencies(uint32_t size, const std::vector<TaskNeeds>& needs) {
+Expected<void> CheckDependencies(uint32_t size, const std::vector<TaskNeeds>& needs) {
   for (const TaskNeeds& t : needs) {
     for (const Dependency& d : t.needs->after) {
       if (d.job != Dependency::kSameJob) continue;
       if (d.whole_job || d.index >= size || d.index == t.index)
-        return "task " + std::to_string(t.index) + ": field 'after' names task " +
-               std::to_string(d.index) + " of its own job, which is not another task of it";
+        return Fault("task " + std::to_string(t.index) + ": field 'after' names task " +
+                     std::to_string(d.index) + " of its own job, which is not another task of it");
     }
   }
   const std::vector<uint32_t> cycle = FindCycle(size, needs);
-  if (cycle.empty()) return std::nullopt;
+  if (cycle.empty()) return {};
   std::string text;
   for (uint32_t i : cycle) text += (text.empty() ? "" : " -> ") + ("task " + std::to_string(i));
-  return "the tasks' 'after' make a cycle: " + text;
+  return Fault("the tasks' 'after' make a cycle: " + text);
 }
 
 // --- any kind ---
@@ -515,16 +527,17 @@ std::string KindNames() {
   return names;
 }
 
-std::optional<std::string> ValidateSpec(const TaskSpec& spec) {
-  if (!std::isfinite(spec.delay) || spec.delay < 0) return Bad("delay", "zero or more", spec.delay);
+Expected<void> ValidateSpec(const TaskSpec& spec) {
+  if (!std::isfinite(spec.delay) || spec.delay < 0)
+    return Fault(Bad("delay", "zero or more", spec.delay));
   if (!std::isfinite(spec.timeout) || spec.timeout < 0)
-    return Bad("timeout", "zero (no limit) or more", spec.timeout);
-  if (spec.attempts < 1) return std::string("field 'attempts' must be at least 1");
+    return Fault(Bad("timeout", "zero (no limit) or more", spec.timeout));
+  if (spec.attempts < 1) return Fault("field 'attempts' must be at least 1");
   if (!std::isfinite(spec.backoff_base) || spec.backoff_base < 0 ||
       !std::isfinite(spec.backoff_max) || spec.backoff_max < spec.backoff_base)
-    return std::string("field 'retry_backoff' must be [BASE, MAX] with 0 <= BASE <= MAX");
+    return Fault("field 'retry_backoff' must be [BASE, MAX] with 0 <= BASE <= MAX");
   if (spec.needs) {
-    if (auto error = ValidateNeeds(*spec.needs)) return error;
+    if (auto error = ValidateNeeds(*spec.needs); !error.ok()) return error;
   }
   return std::visit([](const auto& t) { return t.Validate(); }, spec.body);
 }
@@ -565,13 +578,15 @@ Expected<TaskSpec> ParseTaskJson(std::string_view line, std::string_view where,
 
   TaskSpec spec;
   if (!shared) {  // the common case of a big file: its kind's fields only, none to look up
-    if (auto body_error = kind->parse(obj, spec.body)) return fail(*body_error);
-    if (auto invalid = ValidateSpec(spec)) return fail(*invalid);
+    if (auto body = kind->parse(obj, spec.body); !body.ok()) return fail(body.error().sentence);
+    if (auto invalid = ValidateSpec(spec); !invalid.ok()) return fail(invalid.error().sentence);
     return spec;
   }
-  if (auto error = ReadNumber(obj, {.name = "delay"}, spec.delay)) return fail(*error);
-  if (auto error = ReadNumber(obj, {.name = "timeout", .allow_zero = false}, spec.timeout))
-    return fail(*error);
+  if (auto error = ReadNumber(obj, {.name = "delay"}, spec.delay); !error.ok())
+    return fail(error.error().sentence);
+  if (auto error = ReadNumber(obj, {.name = "timeout", .allow_zero = false}, spec.timeout);
+      !error.ok())
+    return fail(error.error().sentence);
   if (auto it = obj.find("priority"); it != obj.end()) {
     if (!it->is_number_integer()) return fail("field 'priority' must be an integer");
     auto p = it->get<int64_t>();
@@ -593,9 +608,10 @@ Expected<TaskSpec> ParseTaskJson(std::string_view line, std::string_view where,
     spec.backoff_base = (*it)[0].get<double>();
     spec.backoff_max = (*it)[1].get<double>();
   }
-  if (auto needs_error = ParseNeeds(obj, spec, named)) return fail(*needs_error);
-  if (auto body_error = kind->parse(obj, spec.body)) return fail(*body_error);
-  if (auto invalid = ValidateSpec(spec)) return fail(*invalid);
+  if (auto needs_error = ParseNeeds(obj, spec, named); !needs_error.ok())
+    return fail(needs_error.error().sentence);
+  if (auto body = kind->parse(obj, spec.body); !body.ok()) return fail(body.error().sentence);
+  if (auto invalid = ValidateSpec(spec); !invalid.ok()) return fail(invalid.error().sentence);
   return spec;
 }
 

@@ -43,8 +43,8 @@ enum class TaskClass : uint8_t { kAsync = 0, kCpu = 1, kShell = 2 };
 inline constexpr size_t kTaskClassCount = 3;
 using Slots = std::array<uint32_t, kTaskClassCount>;
 
-// A parse or check failure: the sentence, without the "FILE:LINE: " the parser puts before it.
-using FieldError = std::optional<std::string>;
+// A parse or check fails with its sentence (common/error.h's Fault), without the "FILE:LINE: "
+// the parser puts before it.
 
 // sleep: a timer on the worker's loop. Result: `result`, else the seconds.
 struct SleepTask {
@@ -55,8 +55,8 @@ struct SleepTask {
   static constexpr std::array<std::string_view, 2> kFields = {"seconds", "result"};
   double seconds = 0;
   std::string result;  // JSON text; empty: the seconds
-  static FieldError Parse(const nlohmann::json& object, SleepTask& out);
-  FieldError Validate() const;
+  static Expected<void> Parse(const nlohmann::json& object, SleepTask& out);
+  Expected<void> Validate() const;
   template <typename Self, typename F> static void Fields(Self& self, F&& f) {
     f(self.seconds), f(self.result);
   }
@@ -71,8 +71,8 @@ struct EchoTask {
   static constexpr bool kTimesItself = false;
   static constexpr std::array<std::string_view, 1> kFields = {"value"};
   std::string value;  // JSON text
-  static FieldError Parse(const nlohmann::json& object, EchoTask& out);
-  FieldError Validate() const;
+  static Expected<void> Parse(const nlohmann::json& object, EchoTask& out);
+  Expected<void> Validate() const;
   template <typename Self, typename F> static void Fields(Self& self, F&& f) { f(self.value); }
   friend bool operator==(const EchoTask&, const EchoTask&) = default;
 };
@@ -85,8 +85,8 @@ struct CpuTask {
   static constexpr bool kTimesItself = false;
   static constexpr std::array<std::string_view, 1> kFields = {"ms"};
   double ms = 0;
-  static FieldError Parse(const nlohmann::json& object, CpuTask& out);
-  FieldError Validate() const;
+  static Expected<void> Parse(const nlohmann::json& object, CpuTask& out);
+  Expected<void> Validate() const;
   template <typename Self, typename F> static void Fields(Self& self, F&& f) { f(self.ms); }
   friend bool operator==(const CpuTask&, const CpuTask&) = default;
 };
@@ -115,8 +115,8 @@ struct ShellTask {
   }
   const std::string& cwd() const;
   const std::vector<std::string>& env() const;
-  static FieldError Parse(const nlohmann::json& object, ShellTask& out);
-  FieldError Validate() const;
+  static Expected<void> Parse(const nlohmann::json& object, ShellTask& out);
+  Expected<void> Validate() const;
   template <typename Self, typename F> static void Fields(Self& self, F&& f) {
     f(self.argv), f(self.place);
   }
@@ -182,7 +182,7 @@ inline constexpr uint32_t kMaxTimeRequest = 366 * 86400;
 
 // Names of queues, limits, locks, resources and tasks: letters, digits, '_', '-', '.'; at most
 // 64 characters. Returns the sentence when `name` is not one.
-FieldError ValidateName(std::string_view name, std::string_view what);
+Expected<void> ValidateName(std::string_view name, std::string_view what);
 
 // The queue of tasks that name none; a worker serves it when its --queues name it (or when it
 // serves every queue).
@@ -244,7 +244,7 @@ Expected<std::vector<TaskSpec>> ParseTaskFile(std::istream& in, std::string_view
 // Checks the fields every kind shares (delay, timeout, retries...) and the kind's own; used for
 // specs built from command-line options and on the broker for every submitted spec. Returns the
 // error sentence, or nullopt when valid.
-std::optional<std::string> ValidateSpec(const TaskSpec& spec);
+Expected<void> ValidateSpec(const TaskSpec& spec);
 
 // A task of a job that has needs, and them: what the job-wide checks read (a job's tasks without
 // needs cost them nothing).
@@ -258,7 +258,7 @@ std::vector<TaskNeeds> NeedsOf(const std::vector<TaskSpec>& specs);
 // Checks a job's dependencies on its own tasks (a job of `size` tasks; `needs` those that have
 // any, in order): each names another task of the job, and they make no cycle. Returns the
 // sentence ("a cycle: task 3 -> task 5 -> task 3"), or nullopt.
-FieldError CheckDependencies(uint32_t size, const std::vector<TaskNeeds>& needs);
+Expected<void> CheckDependencies(uint32_t size, const std::vector<TaskNeeds>& needs);
 // A cycle among the job's own dependencies, as task indices (the first again at the end); empty
 // when there is none. Assumes every index is in range. Linear in tasks and dependencies.
 std::vector<uint32_t> FindCycle(uint32_t size, const std::vector<TaskNeeds>& needs);
@@ -273,6 +273,6 @@ void SetEnv(std::vector<std::string>& env, std::string_view entry);
 
 // Checks a "K=V" environment list: every entry has a name (no '=' in it, not empty) and the whole
 // fits kMaxEnvBytes. `what` names it in the sentence ("field 'env'", "--env").
-FieldError ValidateEnv(const std::vector<std::string>& env, std::string_view what);
+Expected<void> ValidateEnv(const std::vector<std::string>& env, std::string_view what);
 
 }  // namespace orq

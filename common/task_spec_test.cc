@@ -105,9 +105,9 @@ TEST(TaskSpecTest, ShellTasksTakeACwdAndAnEnv) {
             "tasks.jsonl:3: field 'env' has the name 'A=B'; a name is not empty and has no '='");
   EXPECT_EQ(LineError(R"({"kind": "sleep", "seconds": 1, "cwd": "/"})"),
             "tasks.jsonl:3: unknown field 'cwd' for a sleep task");
-  EXPECT_EQ(ValidateEnv({"A=1", "B"}, "--env"), "--env item 'B' must be NAME=VALUE");
-  EXPECT_EQ(ValidateEnv({"=1"}, "--env"), "--env item '=1' must be NAME=VALUE");
-  EXPECT_EQ(ValidateEnv({std::string(kMaxEnvBytes, 'x') + "=1"}, "--env"),
+  EXPECT_EQ(SentenceOf(ValidateEnv({"A=1", "B"}, "--env")), "--env item 'B' must be NAME=VALUE");
+  EXPECT_EQ(SentenceOf(ValidateEnv({"=1"}, "--env")), "--env item '=1' must be NAME=VALUE");
+  EXPECT_EQ(SentenceOf(ValidateEnv({std::string(kMaxEnvBytes, 'x') + "=1"}, "--env")),
             "--env is " + std::to_string(kMaxEnvBytes + 3) + " bytes; the limit is " +
                 std::to_string(kMaxEnvBytes));
 }
@@ -146,16 +146,17 @@ TEST(TaskSpecTest, ArgvLimitsAtNAndNPlusOne) {
   // kMaxArgvBytes counts each string with its terminating NUL.
   s.body = ShellTask{{"echo", std::string(kMaxArgvBytes - 5 - 1, 'x')}};
   auto& argv = std::get<ShellTask>(s.body).argv;
-  EXPECT_FALSE(ValidateSpec(s).has_value());
+  EXPECT_TRUE(ValidateSpec(s).ok());
   argv[1].push_back('x');
-  ASSERT_TRUE(ValidateSpec(s).has_value());
-  EXPECT_EQ(*ValidateSpec(s), "field 'argv' is " + std::to_string(kMaxArgvBytes + 1) +
-                                  " bytes; the limit is " + std::to_string(kMaxArgvBytes));
+  ASSERT_FALSE(ValidateSpec(s).ok());
+  EXPECT_EQ(SentenceOf(ValidateSpec(s)), "field 'argv' is " + std::to_string(kMaxArgvBytes + 1) +
+                                             " bytes; the limit is " +
+                                             std::to_string(kMaxArgvBytes));
   argv.assign(kMaxArgs, "a");
-  EXPECT_FALSE(ValidateSpec(s).has_value());
+  EXPECT_TRUE(ValidateSpec(s).ok());
   argv.push_back("a");
-  EXPECT_EQ(*ValidateSpec(s), "field 'argv' has " + std::to_string(kMaxArgs + 1) +
-                                  " items; the limit is " + std::to_string(kMaxArgs));
+  EXPECT_EQ(SentenceOf(ValidateSpec(s)), "field 'argv' has " + std::to_string(kMaxArgs + 1) +
+                                             " items; the limit is " + std::to_string(kMaxArgs));
 }
 
 TEST(TaskSpecTest, ValueLimitAtNAndNPlusOne) {
@@ -190,11 +191,11 @@ TEST(TaskSpecTest, AttemptsRetriesAndBackoff) {
 TEST(TaskSpecTest, ValidateSpecChecksCommandLineValues) {
   TaskSpec s;
   s.body = ShellTask{};
-  EXPECT_TRUE(ValidateSpec(s).has_value());
+  EXPECT_FALSE(ValidateSpec(s).ok());
   s.body = ShellTask{{"true"}};
-  EXPECT_FALSE(ValidateSpec(s).has_value());
+  EXPECT_TRUE(ValidateSpec(s).ok());
   s.delay = -1;
-  EXPECT_EQ(*ValidateSpec(s), "field 'delay' must be zero or more, not -1.0");
+  EXPECT_EQ(SentenceOf(ValidateSpec(s)), "field 'delay' must be zero or more, not -1.0");
 }
 
 Expected<std::vector<TaskSpec>> ParseText(const std::string& text) {
@@ -281,7 +282,7 @@ TEST(TaskSpecTest, ATimeRequestIsSecondsAndMakesTheTaskHaveNeeds) {
   ASSERT_TRUE(parsed);
   ASSERT_TRUE(parsed->needs);
   EXPECT_EQ(parsed->needs->time_request, 600);
-  EXPECT_FALSE(ValidateSpec(*parsed));
+  EXPECT_TRUE(ValidateSpec(*parsed).ok());
   auto bad = ParseTaskJson(R"({"kind": "sleep", "seconds": 1, "time_request": 0})", "x:1");
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().sentence.find("'time_request'"), std::string::npos);

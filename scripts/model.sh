@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the broker core's randomized model test (broker/model_test.cc) on more seeds than the test
+# Runs the broker core's randomized model test (broker/core/model_test.cc) on more seeds than the test
 # command does: scripts/model.sh [SEEDS [FIRST]] (default 20000 seeds from 1000). Builds it in
 # build/ (as scripts/build.sh configures it); prints the seed and its events when a rule breaks.
 set -euo pipefail

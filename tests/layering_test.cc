@@ -4,6 +4,10 @@
 //   systems) sits on common/; broker/ on common/ and alloc/; worker/ and web/ (the dashboard, a
 //   client of the broker's) on common/, and none of these three includes another; cli/ sits on
 //   all of them; nothing includes tests/.
+// - inside broker/: broker/core/ (the pure core: BrokerCore and its parts) includes nothing of the
+//   broker process around it (broker/*.h: sockets, the SQLite journal, local workers) and no
+//   header that reaches the outside world (zmq, SQLite, threads, clocks' now, files); its unit
+//   tests may (the model test restarts through a real journal).
 // - no include cycle between units (foo.h and foo.cc are one unit), anywhere. In the broker this
 //   is what keeps its parts (the worker pool, parking, the dependency graph, the stores) from
 //   calling back into BrokerCore: the core includes them, so any of them including the core
@@ -27,7 +31,7 @@ namespace {
 const std::vector<std::string> kDirs = {"common", "client", "alloc", "broker",
                                         "worker", "web",    "cli",   "tests"};
 
-// "broker/parking.cc" -> "broker/parking"
+// "broker/core/parking.cc" -> "broker/core/parking"
 std::string UnitOf(const std::string& path) { return path.substr(0, path.rfind('.')); }
 std::string DirOf(const std::string& path) { return path.substr(0, path.find('/')); }
 
@@ -85,8 +89,9 @@ std::string FindCycle(const std::map<std::string, std::set<std::string>>& graph)
 TEST(LayeringTest, TheSourcesAreFound) {
   const auto files = ReadIncludes();
   // A check that reads nothing checks nothing: the core and its parts must be there.
-  for (const char* file : {"broker/broker_core.cc", "broker/parking.h", "broker/worker_pool.h",
-                           "broker/dependency_graph.h", "common/protocol.h"})
+  for (const char* file :
+       {"broker/core/broker_core.cc", "broker/core/parking.h", "broker/core/worker_pool.h",
+        "broker/core/dependency_graph.h", "common/protocol.h"})
     EXPECT_TRUE(files.count(file)) << file << " not found under " << ORQ_SOURCE_DIR;
   EXPECT_GT(files.size(), 100u);
 }
@@ -116,6 +121,34 @@ TEST(LayeringTest, EachLayerIncludesOnlyTheLayersBelowIt) {
   }
 }
 
+TEST(LayeringTest, TheBrokersCoreIncludesNothingOfTheProcessAroundIt) {
+  // Headers that would let the core reach sockets, disks, threads or the clock.
+  const std::set<std::string> outside = {"zmq.hpp",  "zmq.h",  "sqlite3.h", "thread",
+                                         "mutex",    "future", "fstream",   "filesystem",
+                                         "unistd.h", "poll.h", "csignal",   "signal.h"};
+  const std::regex system(R"re(^\s*#\s*include\s+<([^>]+)>)re");
+  size_t core_files = 0;
+  for (const auto& [file, includes] : ReadIncludes()) {
+    if (file.rfind("broker/core/", 0) != 0 || file.find("_test.") != std::string::npos ||
+        file.find("fixture") != std::string::npos)
+      continue;
+    ++core_files;
+    for (const std::string& inc : includes) {
+      EXPECT_TRUE(DirOf(inc) != "broker" || inc.rfind("broker/core/", 0) == 0)
+          << file << " includes " << inc
+          << ": broker/core/ may not include the broker process's own files (broker/*.h)";
+    }
+    std::ifstream in(fs::path(ORQ_SOURCE_DIR) / file);
+    for (std::string line; std::getline(in, line);) {
+      std::smatch m;
+      if (std::regex_search(line, m, system))
+        EXPECT_FALSE(outside.count(m[1])) << file << " includes <" << m[1] << ">: the core is pure "
+                                          << "(no sockets, disks, threads or clock)";
+    }
+  }
+  EXPECT_GT(core_files, 20u) << "broker/core/ not found under " << ORQ_SOURCE_DIR;
+}
+
 TEST(LayeringTest, NoUnitsIncludeEachOtherInACircle) {
   const auto files = ReadIncludes();
   std::map<std::string, std::set<std::string>> graph;
@@ -128,10 +161,10 @@ TEST(LayeringTest, NoUnitsIncludeEachOtherInACircle) {
   EXPECT_EQ(FindCycle(graph), "") << "an include cycle between units (foo.h + foo.cc)";
   // And the core's parts are below it: BrokerCore includes each, none includes it.
   for (const char* part :
-       {"broker/worker_pool", "broker/parking", "broker/dependency_graph", "broker/delivery",
-        "broker/output_readers", "broker/queues", "broker/store", "broker/journal",
-        "broker/task_table", "broker/reports", "broker/spec_windows", "broker/job_builder"}) {
-    EXPECT_TRUE(graph.at("broker/broker_core").count(part)) << "the core includes " << part;
+       {"worker_pool", "parking", "dependency_graph", "delivery", "output_readers", "queues",
+        "store", "journal", "task_table", "reports", "spec_windows", "job_builder"}) {
+    EXPECT_TRUE(graph.at("broker/core/broker_core").count("broker/core/" + std::string(part)))
+        << "the core includes broker/core/" << part;
   }
 }
 

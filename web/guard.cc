@@ -16,14 +16,15 @@ bool IsLoopback(std::string_view address) {
   return false;
 }
 
-std::optional<std::string> CheckListen(const ListenOptions& o) {
-  if (IsLoopback(o.address)) return std::nullopt;
+Expected<void> CheckListen(const ListenOptions& o) {
+  if (IsLoopback(o.address)) return {};
   if (!o.tls || o.token.empty())
-    return "--http " + o.address +
-           " is not a loopback address: the dashboard serves it only with --http-cert, "
-           "--http-key and --http-token-file (TLS and a token); or bind 127.0.0.1 and reach it "
-           "through an SSH tunnel";
-  return std::nullopt;
+    return Fault(
+        "--http " + o.address +
+        " is not a loopback address: the dashboard serves it only with --http-cert, "
+        "--http-key and --http-token-file (TLS and a token); or bind 127.0.0.1 and reach it "
+        "through an SSH tunnel");
+  return {};
 }
 
 namespace {

@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/error.h"
+
 namespace orq::web {
 
 struct ListenOptions {
@@ -31,7 +33,7 @@ struct ListenOptions {
 // Whether `address` is a loopback address (127.0.0.0/8, ::1).
 bool IsLoopback(std::string_view address);
 // The sentence refusing `options`: a non-loopback address without TLS and a token. Nullopt: fine.
-std::optional<std::string> CheckListen(const ListenOptions& options);
+Expected<void> CheckListen(const ListenOptions& options);
 
 // What a request is, for the rules.
 enum class Access : uint8_t {

@@ -8,12 +8,12 @@ namespace {
 RequestFacts Get(std::string_view host) { return {.method = "GET", .host = host}; }
 
 TEST(GuardTest, ANonLoopbackAddressNeedsTlsAndAToken) {
-  EXPECT_EQ(CheckListen({"127.0.0.1", 80}), std::nullopt);
-  EXPECT_EQ(CheckListen({"::1", 80}), std::nullopt);
-  EXPECT_NE(CheckListen({"0.0.0.0", 80}), std::nullopt);
-  EXPECT_NE(CheckListen({"10.1.2.3", 80, true, ""}), std::nullopt);
-  EXPECT_NE(CheckListen({"10.1.2.3", 80, false, "0123456789abcdef"}), std::nullopt);
-  EXPECT_EQ(CheckListen({"10.1.2.3", 80, true, "0123456789abcdef"}), std::nullopt);
+  EXPECT_TRUE(CheckListen({"127.0.0.1", 80}).ok());
+  EXPECT_TRUE(CheckListen({"::1", 80}).ok());
+  EXPECT_FALSE(CheckListen({"0.0.0.0", 80}).ok());
+  EXPECT_FALSE(CheckListen({"10.1.2.3", 80, true, ""}).ok());
+  EXPECT_FALSE(CheckListen({"10.1.2.3", 80, false, "0123456789abcdef"}).ok());
+  EXPECT_TRUE(CheckListen({"10.1.2.3", 80, true, "0123456789abcdef"}).ok());
   EXPECT_TRUE(IsLoopback("127.9.9.9"));
   EXPECT_FALSE(IsLoopback("localhost"));  // a name is not an address
 }
