@@ -186,7 +186,8 @@ class ClusterTest : public ::testing::TestWithParam<Net> {
  protected:
   void SetUp() override {
     if (GetParam() == Net::kNamespaces) {
-      if (auto why = Netns::Unavailable()) FAIL() << "cannot make test hosts: " << *why;
+      if (auto can = Netns::Unavailable(); !can.ok())
+        FAIL() << "cannot make test hosts: " << can.error().sentence;
     }
     cluster_ = std::make_unique<Cluster>(GetParam());
   }

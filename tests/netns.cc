@@ -40,18 +40,19 @@ void SweepLeftovers() {
 
 }  // namespace
 
-std::optional<std::string> Netns::Unavailable() {
+Expected<void> Netns::Unavailable() {
   if (::geteuid() != 0)
-    return "network namespaces need root (CI runs as root); this test runs as uid " +
-           std::to_string(::geteuid());
+    return Fault("network namespaces need root (CI runs as root); this test runs as uid " +
+                 std::to_string(::geteuid()));
   std::string output;
   const std::string probe = std::string(kPrefix) + std::to_string(::getpid()) + "-probe";
   if (RunProgram({"ip", "netns", "add", probe}, output) != 0)
-    return "'ip netns add' does not work here (is iproute2 installed? "
-           "scripts/setup.sh installs it): " +
-           output;
+    return Fault(
+        "'ip netns add' does not work here (is iproute2 installed? "
+        "scripts/setup.sh installs it): " +
+        output);
   RunProgram({"ip", "netns", "del", probe}, output);
-  return std::nullopt;
+  return {};
 }
 
 Netns::Netns(const std::string& tag) {

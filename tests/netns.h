@@ -13,13 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
+
 namespace orq::testing {
 
 class Netns {
  public:
   // Why namespaces cannot be made here (not root, no iproute2, no kernel support); nullopt when
   // they can.
-  static std::optional<std::string> Unavailable();
+  static Expected<void> Unavailable();
 
   // Makes namespace "orqt-<pid>-<n>-<tag>" with its loopback up. Throws std::runtime_error.
   explicit Netns(const std::string& tag);

@@ -27,17 +27,18 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kCluster = std::string(ORQ_SOURCE_DIR) + "/tests/slurm/cluster.sh";
 
-// Why Slurm cannot run here; nullopt when it can.
-std::optional<std::string> SlurmUnavailable() {
+// Whether Slurm can run here; why not when it cannot.
+Expected<void> SlurmUnavailable() {
   if (::geteuid() != 0)
-    return "the Slurm test runs Slurm's daemons as root (CI runs as root); this is uid " +
-           std::to_string(::geteuid());
+    return Fault("the Slurm test runs Slurm's daemons as root (CI runs as root); this is uid " +
+                 std::to_string(::geteuid()));
   for (const char* tool : {"munged", "slurmctld", "slurmd", "srun", "sbatch", "salloc"}) {
     std::string out;
     if (RunProgram({"sh", "-c", std::string("command -v ") + tool}, out) != 0)
-      return std::string(tool) + " is not installed (scripts/setup.sh installs Slurm and munge)";
+      return Fault(std::string(tool) +
+                   " is not installed (scripts/setup.sh installs Slurm and munge)");
   }
-  return std::nullopt;
+  return {};
 }
 
 // One private Slurm per test: started in SetUp, every job cancelled and every daemon stopped in
@@ -45,7 +46,8 @@ std::optional<std::string> SlurmUnavailable() {
 class SlurmTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (auto why = SlurmUnavailable()) FAIL() << "cannot run Slurm: " << *why;
+    if (auto can = SlurmUnavailable(); !can.ok())
+      FAIL() << "cannot run Slurm: " << can.error().sentence;
     temp_.emplace("orq-slurm");
     dir_ = temp_->path();
     // Stray SLURM_* variables (a CI inside a Slurm job) would steer srun elsewhere.

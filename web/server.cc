@@ -361,6 +361,8 @@ std::vector<std::string_view> Segments(std::string_view target) {
 
 // ---- the server
 
+struct Call;  // one API request (below)
+
 struct Server::Impl {
   Impl(const ServerOptions& options, ListenOptions listen, std::string hostname)
       : guard(std::move(listen), RandomHex(16), std::move(hostname)),
@@ -395,21 +397,29 @@ struct Server::Impl {
   // `proven`: set when the request carried the token.
   std::shared_ptr<EventStream> Serve(const Request& request, const std::string& peer,
                                      Respond respond, bool& proven);
-  void Ask(Message m, const Request& request, Respond respond,
-           std::function<Response(std::vector<Message>&)> shape) {
-    requests.Ask(std::move(m), [request, respond = std::move(respond),
-                                shape = std::move(shape)](BrokerLink::Replies replies) {
-      if (!replies) return respond(Problem(request, 503, replies.error().sentence));
-      if (auto* error = std::get_if<ErrorReply>(&replies->front()))
-        return respond(BrokerError(request, Error{error->code, error->message}));
-      try {
-        respond(shape(*replies));
-      } catch (const std::exception& e) {  // a reply of another type than asked: said, not fatal
-        respond(Problem(request, 502,
-                        std::string("the broker's reply was not understood: ") + e.what()));
-      }
-    });
-  }
+  // Asks the broker `m` for `call`; `shape` makes the response of its replies (an error reply,
+  // or none, is answered as the problem it is).
+  using Shape = std::function<Response(const Request&, std::vector<Message>&)>;
+  void Ask(Message m, Call& call, Shape shape);
+  // Whether the guard refuses `call` the access it needs (then it is answered, and counted).
+  bool Refused(Call& call, const RequestFacts& facts, Access access);
+  std::shared_ptr<EventStream> Page(Call& call, const RequestFacts& facts, bool& proven);
+  // The API's handlers (Routes()).
+  std::shared_ptr<EventStream> Metrics(Call& call);
+  std::shared_ptr<EventStream> Login(Call& call);
+  std::shared_ptr<EventStream> SessionInfo(Call& call);
+  std::shared_ptr<EventStream> Status(Call& call);
+  std::shared_ptr<EventStream> Limits(Call& call);
+  std::shared_ptr<EventStream> Events(Call& call);
+  std::shared_ptr<EventStream> Stream(Call& call);
+  std::shared_ptr<EventStream> Jobs(Call& call);
+  std::shared_ptr<EventStream> Job(Call& call);
+  std::shared_ptr<EventStream> JobTasks(Call& call);
+  std::shared_ptr<EventStream> CancelJob(Call& call);
+  std::shared_ptr<EventStream> RetryJob(Call& call);
+  std::shared_ptr<EventStream> TaskLogs(Call& call);
+  std::shared_ptr<EventStream> TaskExplain(Call& call);
+  std::shared_ptr<EventStream> CancelTask(Call& call);
 
   std::string SessionCookie(const std::string& token) const {
     return std::string(kTokenCookie) + "=" + token + "; Path=/; HttpOnly; SameSite=Strict" +
@@ -421,232 +431,344 @@ struct Server::Impl {
   asio::awaitable<void> Accept();
 };
 
-std::shared_ptr<EventStream> Server::Impl::Serve(const Request& request, const std::string& peer,
-                                                 Respond respond, bool& proven) {
-  const std::string_view target(request.target().data(), request.target().size());
-  const auto parts = Segments(target);
-  const auto header = [&](auto field) {
-    auto it = request.find(Field(field));
+// One request to the API, once its method and path matched a route: what handlers read.
+struct Call {
+  const Request& request;
+  std::string_view target;                 // path and query
+  std::vector<std::string_view> segments;  // the path's
+  uint64_t job = 0;                        // the route's :job or :task
+  TaskId task;                             // the route's :task
+  Server::Impl::Respond respond;
+  template <typename Name> std::string_view header(Name name) const {
+    auto it = request.find(Field(name));
     return it == request.end() ? std::string_view()
                                : std::string_view(it->value().data(), it->value().size());
-  };
-  const std::string method(request.method_string());
-  const RequestFacts facts{method,
-                           header(http::field::host),
-                           header(http::field::origin),
-                           header(http::field::cookie),
-                           header(http::field::authorization),
-                           header(kCsrfHeader)};
-  const auto refuse = [&](Access access) {
-    if (auto refusal = guard.Check(facts, access)) {
-      ++refused[refusal->counted_as];
-      respond(Problem(request, refusal->status, refusal->reason));
-      return true;
+  }
+};
+
+void Server::Impl::Ask(Message m, Call& call, Shape shape) {
+  requests.Ask(std::move(m), [request = call.request, respond = call.respond,
+                              shape = std::move(shape)](BrokerLink::Replies replies) {
+    if (!replies) return respond(Problem(request, 503, replies.error().sentence));
+    if (auto* error = std::get_if<ErrorReply>(&replies->front()))
+      return respond(BrokerError(request, Error{error->code, error->message}));
+    try {
+      respond(shape(request, *replies));
+    } catch (const std::exception& e) {  // a reply of another type than asked: said, not fatal
+      respond(
+          Problem(request, 502, std::string("the broker's reply was not understood: ") + e.what()));
     }
-    return false;
+  });
+}
+
+// The HTTP API, one route a line: its method, its path (":job" is a job's id such as j7, ":task"
+// a task's such as j7.2), the access it needs (web/guard.h) and its handler. A request that
+// matches no route's path is a 404; one that matches a path but not its method, a 405.
+struct Route {
+  http::verb method;
+  std::string_view path;
+  Access access;
+  std::shared_ptr<EventStream> (Server::Impl::*handle)(Call&);
+};
+
+const std::vector<Route>& Routes() {
+  using I = Server::Impl;
+  using enum http::verb;
+  static const std::vector<Route> routes = {
+      {get, "/metrics", Access::kRead, &I::Metrics},
+      {post, "/api/v1/login", Access::kLogin, &I::Login},
+      {get, "/api/v1/session", Access::kRead, &I::SessionInfo},
+      {get, "/api/v1/status", Access::kRead, &I::Status},
+      {get, "/api/v1/limits", Access::kRead, &I::Limits},
+      {get, "/api/v1/events", Access::kRead, &I::Events},
+      {get, "/api/v1/stream", Access::kRead, &I::Stream},
+      {get, "/api/v1/jobs", Access::kRead, &I::Jobs},
+      {get, "/api/v1/jobs/:job", Access::kRead, &I::Job},
+      {get, "/api/v1/jobs/:job/tasks", Access::kRead, &I::JobTasks},
+      {post, "/api/v1/jobs/:job/cancel", Access::kAction, &I::CancelJob},
+      {post, "/api/v1/jobs/:job/retry", Access::kAction, &I::RetryJob},
+      {get, "/api/v1/tasks/:task/logs", Access::kRead, &I::TaskLogs},
+      {get, "/api/v1/tasks/:task/explain", Access::kRead, &I::TaskExplain},
+      {post, "/api/v1/tasks/:task/cancel", Access::kAction, &I::CancelTask},
   };
+  return routes;
+}
+
+// Whether a request of `method` may take `route` (a HEAD as a GET).
+bool Fits(const Route& route, http::verb method) {
+  return route.method == method || (route.method == http::verb::get && method == http::verb::head);
+}
+
+// A token as a request's body carries it: without the line end a shell's echo adds.
+std::string Token(std::string token) {
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+  return token;
+}
+
+// Whether `segments` is `route`'s path; its :job or :task is read into `call` (a malformed one
+// sets `bad` to what to write instead).
+bool Matches(const Route& route, const std::vector<std::string_view>& segments, Call& call,
+             std::string& bad) {
+  const std::vector<std::string_view> pattern = Segments(route.path);
+  if (pattern.size() != segments.size()) return false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == ":job" || pattern[i] == ":task") {
+      const bool task = pattern[i] == ":task";
+      const auto id = ParseId(segments[i]);
+      if (!id || id->index.has_value() != task) {
+        bad = std::string(task ? "no task " : "no job ") + std::string(segments[i]) +
+              (task ? " (write it j7.2)" : " (write it j7)");
+      } else {
+        call.job = id->job;
+        call.task = {id->job, id->index.value_or(0)};
+      }
+    } else if (pattern[i] != segments[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::shared_ptr<EventStream> Server::Impl::Serve(const Request& request, const std::string& peer,
+                                                 Respond respond, bool& proven) {
+  Call call{request, std::string_view(request.target().data(), request.target().size()), {}};
+  call.segments = Segments(call.target);
+  call.respond = std::move(respond);
+  const RequestFacts facts{
+      std::string_view(request.method_string().data(), request.method_string().size()),
+      call.header(http::field::host),
+      call.header(http::field::origin),
+      call.header(http::field::cookie),
+      call.header(http::field::authorization),
+      call.header(kCsrfHeader)};
   proven = guard.Carries(facts);
   if (!rates.Allow(peer, std::chrono::steady_clock::now())) {
     ++refused["rate"];
-    respond(Problem(request, 429, "too many requests from this address; slow down"));
+    call.respond(Problem(request, 429, "too many requests from this address; slow down"));
     return nullptr;
   }
+  const auto& s = call.segments;
+  if (s.empty() || (s.size() == 1 && s[0] != "metrics" && s[0] != "api"))
+    return Page(call, facts, proven);
+  const bool api = s.size() >= 2 && s[0] == "api" && s[1] == "v1";
+  const Route* found = nullptr;  // the route whose path this is (and method, if one has both)
+  std::string bad;               // its :job or :task, malformed
+  for (const Route& route : Routes()) {
+    std::string malformed;
+    if (!Matches(route, s, call, malformed)) continue;
+    if (found && !Fits(*found, request.method()) && !Fits(route, request.method())) continue;
+    found = &route;
+    bad = std::move(malformed);
+    if (Fits(route, request.method())) break;
+  }
+  // Nothing here says which APIs exist to those who may not use them: the guard speaks first
+  // (a GET of an action is its 405), then the 404s.
+  if (Refused(call, facts, found ? found->access : api ? Access::kRead : Access::kAsset))
+    return nullptr;
+  if (!found || !Fits(*found, request.method()) || !bad.empty()) {
+    const std::string method(request.method_string().data(), request.method_string().size());
+    call.respond(Problem(request, found && bad.empty() ? 405 : 404,
+                         !bad.empty()   ? bad
+                         : found || api ? "no such API: " + method + " " + std::string(call.target)
+                                        : std::string("no such page")));
+    return nullptr;
+  }
+  if (found->access == Access::kLogin) proven = proven || guard.TokenMatches(Token(request.body()));
+  return (this->*found->handle)(call);
+}
 
-  // The page and its files.
-  if (parts.empty() || (parts.size() == 1 && parts[0] != "metrics" && parts[0] != "api")) {
-    const Asset* asset = FindAsset(parts.empty() ? "index.html" : parts[0]);
-    if (!asset) {
-      if (!refuse(Access::kAsset)) respond(Problem(request, 404, "no such page"));
-      return nullptr;
-    }
-    if (refuse(Access::kAsset)) return nullptr;
-    // The login URL (orq dashboard prints it): its token becomes the session's cookie, and the
-    // browser is sent to the page without it, so the token leaves the address bar and history.
-    if (const std::string token = Query(target, "token"); !token.empty() && parts.empty()) {
-      if (!guard.TokenMatches(token)) {
-        ++refused["token"];
-        respond(Problem(request, 401, "that is not this dashboard's token"));
-        return nullptr;
-      }
-      proven = true;
-      Response r = Reply(request, http::status::see_other, "", "text/plain; charset=utf-8");
-      r.set(http::field::location, "/");
-      r.set(http::field::set_cookie, SessionCookie(token));
-      respond(std::move(r));
-      return nullptr;
-    }
-    respond(Reply(request, http::status::ok, std::string(asset->body), asset->type));
-    return nullptr;
-  }
-  if (parts.size() == 1 && parts[0] == "metrics") {
-    if (refuse(Access::kRead)) return nullptr;
-    Ask(StatusRequest{.metrics = true}, request, respond, [this, request](std::vector<Message>& r) {
-      return Reply(request, http::status::ok,
-                   Exposition(std::get<StatusReply>(r.front())) + HttpExposition(refused),
-                   "text/plain; version=0.0.4; charset=utf-8");
-    });
-    return nullptr;
-  }
-  if (parts.size() < 3 || parts[0] != "api" || parts[1] != "v1") {
-    if (!refuse(Access::kAsset)) respond(Problem(request, 404, "no such page"));
-    return nullptr;
-  }
-  const std::string_view what = parts[2];
-  const bool post = request.method() == http::verb::post;
+bool Server::Impl::Refused(Call& call, const RequestFacts& facts, Access access) {
+  auto refusal = guard.Check(facts, access);
+  if (!refusal) return false;
+  ++refused[refusal->counted_as];
+  call.respond(Problem(call.request, refusal->status, refusal->reason));
+  return true;
+}
 
-  if (what == "login" && parts.size() == 3) {
-    if (refuse(Access::kLogin)) return nullptr;
-    std::string token = request.body();
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
-    if (guard.options().token.empty() || !guard.TokenMatches(token)) {
-      respond(Problem(request, 401, "that is not this dashboard's token"));
+// The page and its files. The login URL (orq dashboard prints it): its token becomes the
+// session's cookie, and the browser is sent to the page without it, so the token leaves the
+// address bar and history.
+std::shared_ptr<EventStream> Server::Impl::Page(Call& call, const RequestFacts& facts,
+                                                bool& proven) {
+  const auto& s = call.segments;
+  const Asset* asset = FindAsset(s.empty() ? "index.html" : s[0]);
+  if (Refused(call, facts, Access::kAsset)) return nullptr;
+  if (!asset) {
+    call.respond(Problem(call.request, 404, "no such page"));
+    return nullptr;
+  }
+  if (const std::string token = Query(call.target, "token"); !token.empty() && s.empty()) {
+    if (!guard.TokenMatches(token)) {
+      ++refused["token"];
+      call.respond(Problem(call.request, 401, "that is not this dashboard's token"));
       return nullptr;
     }
     proven = true;
-    Response r = Json(request, {{"ok", true}});
+    Response r = Reply(call.request, http::status::see_other, "", "text/plain; charset=utf-8");
+    r.set(http::field::location, "/");
     r.set(http::field::set_cookie, SessionCookie(token));
-    respond(std::move(r));
+    call.respond(std::move(r));
     return nullptr;
   }
-  // Everything else reads data or changes something: the token (and for a change, the page's
-  // own origin and the anti-CSRF header).
-  const bool action = parts.back() == "cancel" || parts.back() == "retry";
-  if (refuse(action ? Access::kAction : Access::kRead)) return nullptr;
+  call.respond(Reply(call.request, http::status::ok, std::string(asset->body), asset->type));
+  return nullptr;
+}
 
-  if (what == "session" && parts.size() == 3) {
-    respond(Json(request, {{"csrf", guard.csrf()},
-                           {"token", !guard.options().token.empty()},
-                           {"tls", guard.options().tls}}));
+std::shared_ptr<EventStream> Server::Impl::Metrics(Call& call) {
+  Ask(StatusRequest{.metrics = true}, call,
+      [this](const Request& request, std::vector<Message>& r) {
+        return Reply(request, http::status::ok,
+                     Exposition(std::get<StatusReply>(r.front())) + HttpExposition(refused),
+                     "text/plain; version=0.0.4; charset=utf-8");
+      });
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::Login(Call& call) {
+  const std::string token = Token(call.request.body());
+  if (guard.options().token.empty() || !guard.TokenMatches(token)) {
+    call.respond(Problem(call.request, 401, "that is not this dashboard's token"));
     return nullptr;
   }
-  if (what == "status" && parts.size() == 3) {
-    Ask(StatusRequest{.metrics = true}, request, respond, [request](std::vector<Message>& r) {
-      auto& status = std::get<StatusReply>(r.front());
-      nlohmann::json j = StatusJson(status);
-      const Metrics& m = *status.metrics;
-      uint64_t finished = 0;
-      for (uint64_t n : m.finished) finished += n;
-      j["metrics"] = {{"tasks_finished", finished},
-                      {"journal_bytes", m.journal_bytes},
-                      {"events", m.events},
-                      {"dispatch_count", m.dispatch.count()},
-                      {"dispatch_seconds_sum", m.dispatch.sum}};
-      return Json(request, j);
-    });
+  Response r = Json(call.request, {{"ok", true}});
+  r.set(http::field::set_cookie, SessionCookie(token));
+  call.respond(std::move(r));
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::SessionInfo(Call& call) {
+  call.respond(Json(call.request, {{"csrf", guard.csrf()},
+                                   {"token", !guard.options().token.empty()},
+                                   {"tls", guard.options().tls}}));
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::Status(Call& call) {
+  Ask(StatusRequest{.metrics = true}, call, [](const Request& request, std::vector<Message>& r) {
+    auto& status = std::get<StatusReply>(r.front());
+    nlohmann::json j = StatusJson(status);
+    const orq::Metrics& m = *status.metrics;
+    uint64_t finished = 0;
+    for (uint64_t n : m.finished) finished += n;
+    j["metrics"] = {{"tasks_finished", finished},
+                    {"journal_bytes", m.journal_bytes},
+                    {"events", m.events},
+                    {"dispatch_count", m.dispatch.count()},
+                    {"dispatch_seconds_sum", m.dispatch.sum}};
+    return Json(request, j);
+  });
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::Limits(Call& call) {
+  Ask(StatusRequest{}, call, [](const Request& request, std::vector<Message>& r) {
+    const auto& status = std::get<StatusReply>(r.front());
+    nlohmann::json j = {{"limits", nlohmann::json::array()}, {"locks", nlohmann::json::array()}};
+    for (const GateInfo& l : status.limits) j["limits"].push_back(LimitJson(l));
+    for (const GateInfo& l : status.locks) j["locks"].push_back(LockJson(l));
+    return Json(request, j);
+  });
+  return nullptr;
+}
+
+// A page of events, for scripts.
+std::shared_ptr<EventStream> Server::Impl::Events(Call& call) {
+  const uint64_t after = Number(Query(call.target, "after"), 0, UINT64_MAX);
+  Ask(EventsRequest{after, 0}, call, [](const Request& request, std::vector<Message>& r) {
+    const auto& reply = std::get<EventsReply>(r.front());
+    const double offset = WallNow() - reply.now;
+    nlohmann::json events = nlohmann::json::array();
+    for (const Event& e : reply.events) events.push_back(EventJson(e, offset));
+    return Json(request, {{"events", events}, {"first", reply.first}, {"last", reply.last}});
+  });
+  return nullptr;
+}
+
+// The event stream (Server-Sent Events): returned for the session to follow.
+std::shared_ptr<EventStream> Server::Impl::Stream(Call& call) {
+  if (hub.streams() >= kMaxStreams) {
+    call.respond(Problem(call.request, 503, "too many pages are open on this dashboard"));
     return nullptr;
   }
-  if (what == "limits" && parts.size() == 3) {
-    Ask(StatusRequest{}, request, respond, [request](std::vector<Message>& r) {
-      const auto& status = std::get<StatusReply>(r.front());
-      nlohmann::json j = {{"limits", nlohmann::json::array()}, {"locks", nlohmann::json::array()}};
-      for (const GateInfo& l : status.limits) j["limits"].push_back(LimitJson(l));
-      for (const GateInfo& l : status.locks) j["locks"].push_back(LockJson(l));
-      return Json(request, j);
-    });
+  uint64_t after = Number(Query(call.target, "after"), 0, UINT64_MAX);
+  if (auto last = call.header("Last-Event-ID"); !last.empty())
+    after = Number(std::string(last), after, UINT64_MAX);
+  auto stream = std::make_shared<EventStream>(io.get_executor());
+  hub.Subscribe(stream, after);
+  return stream;
+}
+
+std::shared_ptr<EventStream> Server::Impl::Jobs(Call& call) {
+  Ask(JobsRequest{}, call, [](const Request& request, std::vector<Message>& r) {
+    nlohmann::json jobs = nlohmann::json::array();
+    for (const JobInfo& j : std::get<JobsReply>(r.front()).jobs) jobs.push_back(JobJson(j));
+    return Json(request, {{"jobs", jobs}});
+  });
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::Job(Call& call) {
+  Ask(JobsRequest{{call.job}}, call, [](const Request& request, std::vector<Message>& r) {
+    return Json(request, JobJson(std::get<JobsReply>(r.front()).jobs.at(0)));
+  });
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::JobTasks(Call& call) {
+  const std::string state = Query(call.target, "state");
+  const auto filter = TaskFilterNamed(state.empty() ? "all" : state);
+  if (!filter) {
+    call.respond(Problem(call.request, 400,
+                         "state must be all, waiting, queued, delayed, running, finished, ok, "
+                         "failed or cancelled"));
     return nullptr;
   }
-  if (what == "events" && parts.size() == 3) {  // a page of events, for scripts
-    const uint64_t after = Number(Query(target, "after"), 0, UINT64_MAX);
-    Ask(EventsRequest{after, 0}, request, respond, [request](std::vector<Message>& r) {
-      const auto& reply = std::get<EventsReply>(r.front());
-      const double offset = WallNow() - reply.now;
-      nlohmann::json events = nlohmann::json::array();
-      for (const Event& e : reply.events) events.push_back(EventJson(e, offset));
-      return Json(request, {{"events", events}, {"first", reply.first}, {"last", reply.last}});
-    });
-    return nullptr;
-  }
-  if (what == "stream" && parts.size() == 3) {  // the event stream (Server-Sent Events)
-    if (hub.streams() >= kMaxStreams) {
-      respond(Problem(request, 503, "too many pages are open on this dashboard"));
-      return nullptr;
+  TasksRequest tasks{call.job, *filter,
+                     static_cast<uint32_t>(Number(Query(call.target, "from"), 0, UINT32_MAX)),
+                     static_cast<uint32_t>(Number(Query(call.target, "limit"), 100, kMaxTaskRows))};
+  Ask(tasks, call, [job = call.job](const Request& request, std::vector<Message>& r) {
+    const auto& reply = std::get<TasksReply>(r.front());
+    nlohmann::json rows = nlohmann::json::array();
+    for (const TaskRow& row : reply.tasks) rows.push_back(TaskRowJson(job, row));
+    return Json(request, {{"tasks", rows}, {"size", reply.size}, {"next", reply.next}});
+  });
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::CancelJob(Call& call) {
+  Ask(CancelRequest{{IdRef{call.job}}}, call, [](const Request& request, std::vector<Message>& r) {
+    return Json(request, {{"cancelled", std::get<CancelledReply>(r.front()).count}});
+  });
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::RetryJob(Call& call) {
+  Ask(RetryRequest{call.job, false}, call, [](const Request& request, std::vector<Message>& r) {
+    const auto& s = std::get<SubmittedReply>(r.front());
+    return Json(request, {{"job", FormatJobId(s.job)}, {"tasks", s.count}});
+  });
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::TaskLogs(Call& call) {
+  LogsRequest logs{call.task, Query(call.target, "stream") == "stderr"};
+  Ask(logs, call, [](const Request& request, std::vector<Message>& r) {
+    std::string text, note;
+    bool more = false;
+    for (const Message& m : r) {
+      const auto& chunk = std::get<LogChunk>(m);
+      text += chunk.text;
+      if (!chunk.note.empty()) note = chunk.note;
+      more = more || !chunk.file.empty();
     }
-    uint64_t after = Number(Query(target, "after"), 0, UINT64_MAX);
-    if (auto last = header("Last-Event-ID"); !last.empty())
-      after = Number(std::string(last), after, UINT64_MAX);
-    auto stream = std::make_shared<EventStream>(io.get_executor());
-    hub.Subscribe(stream, after);
-    return stream;
-  }
-  if (what == "jobs") {
-    if (parts.size() == 3) {
-      Ask(JobsRequest{}, request, respond, [request](std::vector<Message>& r) {
-        nlohmann::json jobs = nlohmann::json::array();
-        for (const JobInfo& j : std::get<JobsReply>(r.front()).jobs) jobs.push_back(JobJson(j));
-        return Json(request, {{"jobs", jobs}});
-      });
-      return nullptr;
-    }
-    const auto id = ParseId(parts[3]);
-    if (!id || id->index) {
-      respond(Problem(request, 404, "no job " + std::string(parts[3]) + " (write it j7)"));
-      return nullptr;
-    }
-    const uint64_t job = id->job;
-    if (parts.size() == 4 && !post) {
-      Ask(JobsRequest{{job}}, request, respond, [request](std::vector<Message>& r) {
-        return Json(request, JobJson(std::get<JobsReply>(r.front()).jobs.at(0)));
-      });
-      return nullptr;
-    }
-    if (parts.size() == 5 && parts[4] == "tasks" && !post) {
-      const std::string state = Query(target, "state");
-      const auto filter = TaskFilterNamed(state.empty() ? "all" : state);
-      if (!filter) {
-        respond(Problem(request, 400,
-                        "state must be all, waiting, queued, delayed, running, finished, ok, "
-                        "failed or cancelled"));
-        return nullptr;
-      }
-      TasksRequest tasks{job, *filter,
-                         static_cast<uint32_t>(Number(Query(target, "from"), 0, UINT32_MAX)),
-                         static_cast<uint32_t>(Number(Query(target, "limit"), 100, kMaxTaskRows))};
-      Ask(tasks, request, respond, [request, job](std::vector<Message>& r) {
-        const auto& reply = std::get<TasksReply>(r.front());
-        nlohmann::json rows = nlohmann::json::array();
-        for (const TaskRow& row : reply.tasks) rows.push_back(TaskRowJson(job, row));
-        return Json(request, {{"tasks", rows}, {"size", reply.size}, {"next", reply.next}});
-      });
-      return nullptr;
-    }
-    if (parts.size() == 5 && parts[4] == "cancel" && post) {
-      Ask(CancelRequest{{IdRef{job}}}, request, respond, [request](std::vector<Message>& r) {
-        return Json(request, {{"cancelled", std::get<CancelledReply>(r.front()).count}});
-      });
-      return nullptr;
-    }
-    if (parts.size() == 5 && parts[4] == "retry" && post) {
-      Ask(RetryRequest{job, false}, request, respond, [request](std::vector<Message>& r) {
-        const auto& s = std::get<SubmittedReply>(r.front());
-        return Json(request, {{"job", FormatJobId(s.job)}, {"tasks", s.count}});
-      });
-      return nullptr;
-    }
-  }
-  if (what == "tasks" && parts.size() == 5) {
-    const auto id = ParseId(parts[3]);
-    if (!id || !id->index) {
-      respond(Problem(request, 404, "no task " + std::string(parts[3]) + " (write it j7.2)"));
-      return nullptr;
-    }
-    const TaskId task{id->job, *id->index};
-    if (parts[4] == "logs" && !post) {
-      LogsRequest logs{task, Query(target, "stream") == "stderr"};
-      Ask(logs, request, respond, [request](std::vector<Message>& r) {
-        std::string text, note;
-        bool more = false;
-        for (const Message& m : r) {
-          const auto& chunk = std::get<LogChunk>(m);
-          text += chunk.text;
-          if (!chunk.note.empty()) note = chunk.note;
-          more = more || !chunk.file.empty();
-        }
-        return Json(request, {{"text", text}, {"note", note}, {"more_on_worker", more}});
-      });
-      return nullptr;
-    }
-    if (parts[4] == "explain" && !post) {
-      Ask(ExplainRequest{task}, request, respond, [request, task](std::vector<Message>& r) {
+    return Json(request, {{"text", text}, {"note", note}, {"more_on_worker", more}});
+  });
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::TaskExplain(Call& call) {
+  Ask(ExplainRequest{call.task}, call,
+      [task = call.task](const Request& request, std::vector<Message>& r) {
         const auto& reply = std::get<ExplainedReply>(r.front());
         std::vector<std::string> reasons;
         for (const Reason& reason : reply.reasons) reasons.push_back(Sentence(reason));
@@ -655,17 +777,14 @@ std::shared_ptr<EventStream> Server::Impl::Serve(const Request& request, const s
                      {"state", reply.status ? StatusName(*reply.status) : StateName(reply.state)},
                      {"reasons", reasons}});
       });
-      return nullptr;
-    }
-    if (parts[4] == "cancel" && post) {
-      Ask(CancelRequest{{IdRef{task.job, task.index}}}, request, respond,
-          [request](std::vector<Message>& r) {
-            return Json(request, {{"cancelled", std::get<CancelledReply>(r.front()).count}});
-          });
-      return nullptr;
-    }
-  }
-  respond(Problem(request, post ? 405 : 404, "no such API: " + method + " " + std::string(target)));
+  return nullptr;
+}
+
+std::shared_ptr<EventStream> Server::Impl::CancelTask(Call& call) {
+  Ask(CancelRequest{{IdRef{call.task.job, call.task.index}}}, call,
+      [](const Request& request, std::vector<Message>& r) {
+        return Json(request, {{"cancelled", std::get<CancelledReply>(r.front()).count}});
+      });
   return nullptr;
 }
 
@@ -873,7 +992,7 @@ std::unique_ptr<Server> Server::Start(const ServerOptions& options) {
   // output and act as the owner. Without a token file, one made now (the login URL carries it).
   listen.token = options.token_file.empty() ? RandomHex(32)
                                             : ReadSecret(options.token_file, "--http-token-file");
-  if (auto problem = CheckListen(listen)) throw UsageError(*problem);
+  if (auto problem = CheckListen(listen); !problem.ok()) throw UsageError(problem.error().sentence);
   char hostname[256] = {};
   ::gethostname(hostname, sizeof hostname - 1);
   auto impl = std::make_unique<Impl>(options, listen, hostname);
