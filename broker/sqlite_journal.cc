@@ -263,101 +263,10 @@ void SqliteJournal::CommitOrThrow() {
   if (!dirty()) return;
   Exec("BEGIN");
   try {
-    Statement insert_job(db_,
-                         "INSERT OR REPLACE INTO jobs(job, submitted, size, context)"
-                         " VALUES(?,?,?,?)");
-    Statement insert_specs(db_, "INSERT OR REPLACE INTO specs(job, part, body) VALUES(?,?,?)");
-    Statement insert_event(db_, "INSERT INTO events(job, kind, body) VALUES(?,?,?)");
-    const double now = WallNow();
-    for (auto& [job, p] : pending_) {
-      const auto j = static_cast<int64_t>(job);
-      if (p.added) {
-        insert_job.Bind(1, j).Bind(2, now).Bind(3, int64_t{p.size}).Bind(4, p.context).Run();
-        for (size_t w = 0; w < p.windows.size(); ++w)
-          insert_specs.Bind(1, j).Bind(2, static_cast<int64_t>(w)).Bind(3, p.windows[w]).Run();
-      }
-      if (!p.leases.empty()) {
-        std::vector<PackedLease> packed;
-        packed.reserve(p.leases.size());
-        for (const Lease& l : p.leases) packed.push_back({l.id.index, l.attempt});
-        std::string body = Pack(packed);
-        insert_event.Bind(1, j).Bind(2, int64_t{kLeases}).Bind(3, body).Run();
-      }
-      if (!p.retries.empty()) {
-        nlohmann::json retries = nlohmann::json::array();
-        for (const auto& r : p.retries) retries.push_back({r.index, r.due, r.error});
-        std::string body = retries.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        insert_event.Bind(1, j).Bind(2, int64_t{kRetries}).Bind(3, body).Run();
-      }
-      if (!p.cancels.empty()) {
-        std::string body = Pack(p.cancels);
-        insert_event.Bind(1, j).Bind(2, int64_t{kCancels}).Bind(3, body).Run();
-      }
-    }
-    if (!outcomes_.empty()) {
-      Statement insert_outcome(
-          db_, "INSERT OR REPLACE INTO outcomes(job, idx, status, body) VALUES(?,?,?,?)");
-      // In key order: the rows go on at the end of the table's B-tree instead of splitting
-      // pages all over it.
-      std::vector<const std::pair<const TaskId, PendingOutcome>*> rows;
-      rows.reserve(outcomes_.size());
-      for (const auto& row : outcomes_) rows.push_back(&row);
-      std::sort(rows.begin(), rows.end(), [](const auto* a, const auto* b) {
-        return std::tie(a->first.job, a->first.index) < std::tie(b->first.job, b->first.index);
-      });
-      for (const auto* row : rows) {
-        const auto& [id, outcome] = *row;
-        insert_outcome.Bind(1, static_cast<int64_t>(id.job))
-            .Bind(2, int64_t{id.index})
-            .Bind(3, static_cast<int64_t>(outcome.status))
-            .Bind(4, outcome.body)
-            .Run();
-      }
-    }
-    if (!keys_.empty()) {
-      Statement insert_key(db_, "INSERT OR REPLACE INTO keys(key, job) VALUES(?,?)");
-      for (const auto& [job, key] : keys_)
-        insert_key.Bind(1, key).Bind(2, static_cast<int64_t>(job)).Run();
-    }
-    if (!forgotten_.empty()) {
-      Statement forget_job(db_, "DELETE FROM jobs WHERE job=?");
-      Statement forget_specs(db_, "DELETE FROM specs WHERE job=?");
-      Statement forget_events(db_, "DELETE FROM events WHERE job=?");
-      Statement forget_keys(db_, "DELETE FROM keys WHERE job=?");
-      Statement forget_outcomes(db_, "DELETE FROM outcomes WHERE job=?");
-      for (uint64_t job : forgotten_) {
-        forget_job.Bind(1, static_cast<int64_t>(job)).Run();
-        forget_specs.Bind(1, static_cast<int64_t>(job)).Run();
-        forget_events.Bind(1, static_cast<int64_t>(job)).Run();
-        forget_keys.Bind(1, static_cast<int64_t>(job)).Run();
-        forget_outcomes.Bind(1, static_cast<int64_t>(job)).Run();
-      }
-    }
-    if (!limits_.empty()) {
-      Statement set(db_, "INSERT OR REPLACE INTO limits(name, max, rate, burst) VALUES(?,?,?,?)");
-      Statement remove(db_, "DELETE FROM limits WHERE name=?");
-      for (const auto& [limit, removed] : limits_) {
-        if (removed) {
-          remove.Bind(1, limit.name).Run();
-        } else {
-          set.Bind(1, limit.name)
-              .Bind(2, int64_t{limit.max})
-              .Bind(3, limit.rate)
-              .Bind(4, int64_t{limit.burst})
-              .Run();
-        }
-      }
-    }
-    if (!allocs_.empty()) {
-      Statement set(db_, "INSERT OR REPLACE INTO allocs(name, body) VALUES(?,?)");
-      Statement remove(db_, "DELETE FROM allocs WHERE name=?");
-      for (const auto& [name, body] : allocs_) {
-        if (body)
-          set.Bind(1, name).Bind(2, *body).Run();
-        else
-          remove.Bind(1, name).Run();
-      }
-    }
+    WriteJobs();
+    WriteOutcomes();
+    WriteForgotten();
+    WriteSettings();
     Exec("COMMIT");
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -373,6 +282,117 @@ void SqliteJournal::CommitOrThrow() {
   limits_.clear();
   keys_.clear();
   allocs_.clear();
+}
+
+// The jobs submitted since the last commit, and their events (leases, retries, cancels).
+void SqliteJournal::WriteJobs() {
+  Statement insert_job(db_,
+                       "INSERT OR REPLACE INTO jobs(job, submitted, size, context)"
+                       " VALUES(?,?,?,?)");
+  Statement insert_specs(db_, "INSERT OR REPLACE INTO specs(job, part, body) VALUES(?,?,?)");
+  Statement insert_event(db_, "INSERT INTO events(job, kind, body) VALUES(?,?,?)");
+  const double now = WallNow();
+  for (auto& [job, p] : pending_) {
+    const auto j = static_cast<int64_t>(job);
+    if (p.added) {
+      insert_job.Bind(1, j).Bind(2, now).Bind(3, int64_t{p.size}).Bind(4, p.context).Run();
+      for (size_t w = 0; w < p.windows.size(); ++w)
+        insert_specs.Bind(1, j).Bind(2, static_cast<int64_t>(w)).Bind(3, p.windows[w]).Run();
+    }
+    if (!p.leases.empty()) {
+      std::vector<PackedLease> packed;
+      packed.reserve(p.leases.size());
+      for (const Lease& l : p.leases) packed.push_back({l.id.index, l.attempt});
+      std::string body = Pack(packed);
+      insert_event.Bind(1, j).Bind(2, int64_t{kLeases}).Bind(3, body).Run();
+    }
+    if (!p.retries.empty()) {
+      nlohmann::json retries = nlohmann::json::array();
+      for (const auto& r : p.retries) retries.push_back({r.index, r.due, r.error});
+      std::string body = retries.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      insert_event.Bind(1, j).Bind(2, int64_t{kRetries}).Bind(3, body).Run();
+    }
+    if (!p.cancels.empty()) {
+      std::string body = Pack(p.cancels);
+      insert_event.Bind(1, j).Bind(2, int64_t{kCancels}).Bind(3, body).Run();
+    }
+  }
+}
+
+// The outcomes recorded since the last commit.
+void SqliteJournal::WriteOutcomes() {
+  if (!outcomes_.empty()) {
+    Statement insert_outcome(
+        db_, "INSERT OR REPLACE INTO outcomes(job, idx, status, body) VALUES(?,?,?,?)");
+    // In key order: the rows go on at the end of the table's B-tree instead of splitting
+    // pages all over it.
+    std::vector<const std::pair<const TaskId, PendingOutcome>*> rows;
+    rows.reserve(outcomes_.size());
+    for (const auto& row : outcomes_) rows.push_back(&row);
+    std::sort(rows.begin(), rows.end(), [](const auto* a, const auto* b) {
+      return std::tie(a->first.job, a->first.index) < std::tie(b->first.job, b->first.index);
+    });
+    for (const auto* row : rows) {
+      const auto& [id, outcome] = *row;
+      insert_outcome.Bind(1, static_cast<int64_t>(id.job))
+          .Bind(2, int64_t{id.index})
+          .Bind(3, static_cast<int64_t>(outcome.status))
+          .Bind(4, outcome.body)
+          .Run();
+    }
+  }
+}
+
+// The jobs forgotten since the last commit, with everything of theirs.
+void SqliteJournal::WriteForgotten() {
+  if (!forgotten_.empty()) {
+    Statement forget_job(db_, "DELETE FROM jobs WHERE job=?");
+    Statement forget_specs(db_, "DELETE FROM specs WHERE job=?");
+    Statement forget_events(db_, "DELETE FROM events WHERE job=?");
+    Statement forget_keys(db_, "DELETE FROM keys WHERE job=?");
+    Statement forget_outcomes(db_, "DELETE FROM outcomes WHERE job=?");
+    for (uint64_t job : forgotten_) {
+      forget_job.Bind(1, static_cast<int64_t>(job)).Run();
+      forget_specs.Bind(1, static_cast<int64_t>(job)).Run();
+      forget_events.Bind(1, static_cast<int64_t>(job)).Run();
+      forget_keys.Bind(1, static_cast<int64_t>(job)).Run();
+      forget_outcomes.Bind(1, static_cast<int64_t>(job)).Run();
+    }
+  }
+}
+
+// Idempotency keys, limits and allocation queues set or removed since the last commit.
+void SqliteJournal::WriteSettings() {
+  if (!keys_.empty()) {
+    Statement insert_key(db_, "INSERT OR REPLACE INTO keys(key, job) VALUES(?,?)");
+    for (const auto& [job, key] : keys_)
+      insert_key.Bind(1, key).Bind(2, static_cast<int64_t>(job)).Run();
+  }
+  if (!limits_.empty()) {
+    Statement set(db_, "INSERT OR REPLACE INTO limits(name, max, rate, burst) VALUES(?,?,?,?)");
+    Statement remove(db_, "DELETE FROM limits WHERE name=?");
+    for (const auto& [limit, removed] : limits_) {
+      if (removed) {
+        remove.Bind(1, limit.name).Run();
+      } else {
+        set.Bind(1, limit.name)
+            .Bind(2, int64_t{limit.max})
+            .Bind(3, limit.rate)
+            .Bind(4, int64_t{limit.burst})
+            .Run();
+      }
+    }
+  }
+  if (!allocs_.empty()) {
+    Statement set(db_, "INSERT OR REPLACE INTO allocs(name, body) VALUES(?,?)");
+    Statement remove(db_, "DELETE FROM allocs WHERE name=?");
+    for (const auto& [name, body] : allocs_) {
+      if (body)
+        set.Bind(1, name).Bind(2, *body).Run();
+      else
+        remove.Bind(1, name).Run();
+    }
+  }
 }
 
 Expected<void> SqliteJournal::Commit() {
@@ -441,7 +461,21 @@ size_t SqliteJournal::FindRange(uint64_t job, uint32_t first, uint32_t count,
 }
 
 std::vector<RecoveredJob> SqliteJournal::Load() {
-  // Jobs whose every task has ended come back as counts (RecoveredJob::ended), not task by task.
+  std::unordered_map<uint64_t, size_t> where;  // job number -> its place in the list
+  std::vector<RecoveredJob> jobs = LoadJobs(EndedJobs(), where);
+  Statement select_keys(db_, "SELECT key, job FROM keys");
+  while (select_keys.Next()) {
+    auto it = where.find(static_cast<uint64_t>(select_keys.Int(1)));
+    if (it != where.end()) jobs[it->second].key = std::string(select_keys.Blob(0));
+  }
+  ReplayEvents(jobs, where);
+  LoadOutcomes(jobs);
+  return jobs;
+}
+
+// Jobs whose every task has ended come back as counts (RecoveredJob::ended), not task by task:
+// the outcomes' counts by job and status.
+std::unordered_map<uint64_t, RecoveredJob::Ended> SqliteJournal::EndedJobs() {
   std::unordered_map<uint64_t, RecoveredJob::Ended> ended;
   {
     Statement counts(db_,
@@ -458,8 +492,14 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
         e.first_failed = std::min(e.first_failed, static_cast<uint32_t>(counts.Int(3)));
     }
   }
+  return ended;
+}
+
+// Every job with its specs (only the first, for its label, when every task ended).
+std::vector<RecoveredJob> SqliteJournal::LoadJobs(
+    std::unordered_map<uint64_t, RecoveredJob::Ended> ended,
+    std::unordered_map<uint64_t, size_t>& where) {
   std::vector<RecoveredJob> jobs;
-  std::unordered_map<uint64_t, size_t> where;
   Statement select_jobs(db_, "SELECT job, submitted, size, context FROM jobs ORDER BY job");
   Statement select_specs(db_, "SELECT part, body FROM specs WHERE job=? ORDER BY part");
   while (select_jobs.Next()) {
@@ -497,11 +537,12 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
     where[job.job] = jobs.size();
     jobs.push_back(std::move(job));
   }
-  Statement select_keys(db_, "SELECT key, job FROM keys");
-  while (select_keys.Next()) {
-    auto it = where.find(static_cast<uint64_t>(select_keys.Int(1)));
-    if (it != where.end()) jobs[it->second].key = std::string(select_keys.Blob(0));
-  }
+  return jobs;
+}
+
+// The events since each job's submission: leases, retries and cancel requests, in order.
+void SqliteJournal::ReplayEvents(std::vector<RecoveredJob>& jobs,
+                                 const std::unordered_map<uint64_t, size_t>& where) {
   Statement select_events(db_, "SELECT job, kind, body FROM events ORDER BY seq");
   while (select_events.Next()) {
     auto it = where.find(static_cast<uint64_t>(select_events.Int(0)));
@@ -539,6 +580,10 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
         break;
     }
   }
+}
+
+// The outcomes of the jobs still running.
+void SqliteJournal::LoadOutcomes(std::vector<RecoveredJob>& jobs) {
   Statement select_outcomes(db_, "SELECT idx, body FROM outcomes WHERE job=? ORDER BY idx");
   for (RecoveredJob& job : jobs) {
     if (job.ended) continue;  // every task ended: its outcomes stay on disk
@@ -554,7 +599,6 @@ std::vector<RecoveredJob> SqliteJournal::Load() {
     }
     select_outcomes.Reset();
   }
-  return jobs;
 }
 
 }  // namespace orq

@@ -90,6 +90,17 @@ class SqliteJournal final : public Journal, public Store {
 
  private:
   void CommitOrThrow();  // Commit()'s work; SQLite's failures are thrown as std::runtime_error
+  void WriteJobs();
+  void WriteOutcomes();
+  void WriteForgotten();
+  void WriteSettings();
+  // Load()'s parts.
+  std::unordered_map<uint64_t, RecoveredJob::Ended> EndedJobs();
+  std::vector<RecoveredJob> LoadJobs(std::unordered_map<uint64_t, RecoveredJob::Ended> ended,
+                                     std::unordered_map<uint64_t, size_t>& where);
+  void ReplayEvents(std::vector<RecoveredJob>& jobs,
+                    const std::unordered_map<uint64_t, size_t>& where);
+  void LoadOutcomes(std::vector<RecoveredJob>& jobs);
   explicit SqliteJournal(sqlite3* db);
   void Exec(const char* sql);
 

@@ -218,13 +218,14 @@ ExitCode Run(RunOptions& options) {
   EmbeddedBroker broker(
       {.workers = workers, .threads = threads, .journal = !options.no_journal, .sync = false});
   ExitCode code = ExitCode::kOk;
-  GatherSummary summary;
+  Gatherer gatherer(broker.client(), output, &local);
+  const GatherSummary& summary = gatherer.summary();
   uint64_t job = 0;
   try {
     job = Submit(broker.client(), std::move(built), "",
                  output.halt ? HaltPolicy(*output.halt) : HaltPolicy{});
-    code = Gather(broker.client(), {FormatJobId(job)}, output, &local, Clock::time_point::max(),
-                  summary, [] { return interrupted != 0; });
+    code =
+        gatherer.Run({FormatJobId(job)}, Clock::time_point::max(), [] { return interrupted != 0; });
   } catch (const Unreachable& e) {
     if (!interrupted) throw Unreachable(std::string(e.what()) + "\n" + Tail(broker.log(), 10));
     Say("orq: interrupted; stopping the broker and its workers");
@@ -305,10 +306,9 @@ ExitCode GatherVerb(const GatherOptions& o) {
   if (o.timeout)
     deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                   std::chrono::duration<double>(*o.timeout));
-  GatherSummary summary;
   Progress progress(!o.quiet && (o.progress || StderrIsTerminal()));
   output.progress = &progress;
-  const ExitCode code = Gather(client, o.ids, output, nullptr, deadline, summary);
+  const ExitCode code = Gatherer(client, output).Run(o.ids, deadline);
   if (code == ExitCode::kTimeout)
     Say("orq gather: not finished after " + nlohmann::json(*o.timeout).dump() + " s");
   return code;

@@ -248,140 +248,148 @@ void Print(const TaskOutcome& o, const OutputOptions& options, const LocalTasks*
 
 }  // namespace
 
-ExitCode Gather(Connection& client, const std::vector<std::string>& ids,
-                const OutputOptions& options, const LocalTasks* local,
-                std::chrono::steady_clock::time_point deadline, GatherSummary& summary,
-                const std::function<bool()>& interrupted) {
-  client.Send(GatherRequest{ToIds(ids), /*stream=*/true});
-  std::optional<ResultOrder> order;
-  std::vector<std::string> failures;
-  ExitCode code = ExitCode::kOk;
-  // The progress line: counts from the stream, running tasks from the broker (JobsRequest).
-  Progress* progress = options.progress && options.progress->enabled() ? options.progress : nullptr;
-  const auto began = Clock::now();
-  ProgressState state;
-  std::vector<uint64_t> jobs;  // the jobs named, for JobsRequest
+ExitCode Gatherer::Run(const std::vector<std::string>& ids, Clock::time_point deadline,
+                       const std::function<bool()>& interrupted) {
+  client_.Send(GatherRequest{ToIds(ids), /*stream=*/true});
+  progress_ = options_.progress && options_.progress->enabled() ? options_.progress : nullptr;
+  began_ = Clock::now();
+  last_asked_ = began_ - std::chrono::seconds(1);
   for (const IdRef& id : ToIds(ids)) {
-    if (std::find(jobs.begin(), jobs.end(), id.job) == jobs.end()) jobs.push_back(id.job);
+    if (std::find(jobs_.begin(), jobs_.end(), id.job) == jobs_.end()) jobs_.push_back(id.job);
   }
-  bool asked = false;  // a JobsRequest is on its way
-  auto last_asked = began - std::chrono::seconds(1);
-  auto tick = [&] {
-    if (!progress) return;
-    if (!asked && Clock::now() - last_asked >= std::chrono::milliseconds(500)) {
-      client.Send(JobsRequest{jobs});
-      asked = true;
-      last_asked = Clock::now();
-    }
-    state.total = order ? order->total() : 0;
-    state.ok = summary.ok;
-    state.failed = summary.failed + summary.cancelled_by_halt;
-    state.elapsed = std::chrono::duration<double>(Clock::now() - began).count();
-    progress->Draw(state);
-  };
-  auto flush_ordered = [&] {
-    if (progress) progress->Clear();
-    while (auto o = order->Pop()) Print(*o, options, local, summary.halted.has_value());
-    std::fflush(stdout);
-  };
-  bool done = false;
   try {
-    while (!done) {
+    while (!final_) {
       // A signal that came between two polls (not during one, which ends it with EINTR).
       if (interrupted && interrupted()) throw Unreachable("interrupted");
-      auto wake = std::min(deadline, Clock::now() + std::chrono::milliseconds(200));
-      auto reply = client.Receive(wake);
+      auto reply =
+          client_.Receive(std::min(deadline, Clock::now() + std::chrono::milliseconds(200)));
+      if (!reply && Clock::now() >= deadline) {
+        if (progress_) progress_->Clear();
+        return ExitCode::kTimeout;
+      }
       if (!reply) {
-        if (Clock::now() >= deadline) {
-          if (progress) progress->Clear();
-          return ExitCode::kTimeout;
-        }
-        tick();
+        Tick();
         continue;
       }
-      if (auto* jobs_reply = std::get_if<JobsReply>(&*reply)) {  // the progress line's question
-        asked = false;
-        state.running = 0;
-        for (const JobInfo& j : jobs_reply->jobs) state.running += j.running;
-        tick();
-        continue;
-      }
-      if (auto* error = std::get_if<ErrorReply>(&*reply)) {
-        const std::string sentence = "orq gather: " + error->message;
-        if (ExitCodeOf(error->code) == ExitCode::kUsage) throw UsageError(sentence);
-        throw std::runtime_error(sentence);
-      }
-      auto* results = std::get_if<ResultsReply>(&*reply);
-      if (!results) throw std::runtime_error("orq gather: the broker sent an unexpected reply");
-      if (!results->final) client.Send(ResultsAck{});  // room for one more chunk
-      if (!order) order.emplace(ids, results->sizes);
-      for (TaskOutcome& o : results->outcomes) {
-        ++summary.total;
-        const bool ok = o.status == TaskStatus::kOk;
-        const bool cancelled_by_halt = summary.halted && o.status == TaskStatus::kCancelled;
-        if (ok) {
-          ++summary.ok;
-        } else if (cancelled_by_halt) {
-          ++summary.cancelled_by_halt;
-        } else {
-          ++summary.failed;
-          failures.push_back(FailureSentence(o));
-        }
-        // The joblog has the tasks that ran to their end: --resume runs the others (cancelled by
-        // --halt or Ctrl-C, lost with a worker, never started for a failed dependency).
-        const bool ran = ok || o.status == TaskStatus::kFailed || o.status == TaskStatus::kTimeout;
-        if (options.joblog && ran) {
-          const size_t i = o.id.index;
-          const uint64_t seq = local && i < local->seqs.size() ? local->seqs[i] : i + 1;
-          const std::string command =
-              local && i < local->commands.size() ? local->commands[i] : FormatTaskId(o.id);
-          const std::string line = JoblogLine(seq, o, command);
-          std::fwrite(line.data(), 1, line.size(), options.joblog);
-          std::fflush(options.joblog);
-        }
-        const bool stop = (options.first) || (options.fail_fast && !ok);
-        if (options.unordered || stop) {
-          if (progress) progress->Clear();
-          Print(o, options, local, summary.halted.has_value());
-        } else {
-          order->Put(std::move(o));
-        }
-        if (stop) {
-          std::fflush(stdout);
-          return ok ? ExitCode::kOk : ExitCode::kTaskFailed;
-        }
-        if (options.halt && !summary.halted &&
-            HaltDecided(*options.halt, summary.failed, summary.ok)) {
-          // (The broker halted the job itself when this outcome ended it: nothing to send.)
-          summary.halted = std::string(options.halt->on_failure ? "a failure" : "a success") +
-                           " (--halt " + options.halt->text + ")";
-        }
-      }
-      if (!options.unordered) flush_ordered();
-      std::fflush(stdout);
-      done = results->final;
-      if (!done) tick();
+      if (auto code = Take(std::move(*reply), ids)) return *code;
     }
   } catch (const Unreachable&) {
-    if (progress) progress->Clear();
+    if (progress_) progress_->Clear();
     if (!interrupted || !interrupted()) throw;
     // Ctrl-C: what finished is shown, even behind a task that had not.
-    if (order) {
-      flush_ordered();
-      order->Rest([&](const TaskOutcome& o) { Print(o, options, local, false); });
+    if (order_) {
+      FlushOrdered();
+      order_->Rest([&](const TaskOutcome& o) { Print(o, options_, local_, false); });
     }
     std::fflush(stdout);
     throw;
   }
-  if (progress) progress->Clear();
+  return Report();
+}
+
+std::optional<ExitCode> Gatherer::Take(Message reply, const std::vector<std::string>& ids) {
+  if (auto* jobs = std::get_if<JobsReply>(&reply)) {  // the progress line's question
+    asked_ = false;
+    state_.running = 0;
+    for (const JobInfo& j : jobs->jobs) state_.running += j.running;
+    Tick();
+    return std::nullopt;
+  }
+  if (auto* error = std::get_if<ErrorReply>(&reply)) {
+    const std::string sentence = "orq gather: " + error->message;
+    if (ExitCodeOf(error->code) == ExitCode::kUsage) throw UsageError(sentence);
+    throw std::runtime_error(sentence);
+  }
+  auto* results = std::get_if<ResultsReply>(&reply);
+  if (!results) throw std::runtime_error("orq gather: the broker sent an unexpected reply");
+  if (!results->final) client_.Send(ResultsAck{});  // room for one more chunk
+  if (!order_) order_.emplace(ids, results->sizes);
+  for (TaskOutcome& o : results->outcomes) {
+    if (auto code = Outcome(std::move(o))) return code;
+  }
+  if (!options_.unordered) FlushOrdered();
+  std::fflush(stdout);
+  final_ = results->final;
+  if (!final_) Tick();
+  return std::nullopt;
+}
+
+std::optional<ExitCode> Gatherer::Outcome(TaskOutcome o) {
+  ++summary_.total;
+  const bool ok = o.status == TaskStatus::kOk;
+  if (ok) {
+    ++summary_.ok;
+  } else if (summary_.halted && o.status == TaskStatus::kCancelled) {
+    ++summary_.cancelled_by_halt;
+  } else {
+    ++summary_.failed;
+    failures_.push_back(FailureSentence(o));
+  }
+  WriteJoblog(o);
+  const bool stop = options_.first || (options_.fail_fast && !ok);
+  if (options_.unordered || stop) {
+    if (progress_) progress_->Clear();
+    Print(o, options_, local_, summary_.halted.has_value());
+  } else {
+    order_->Put(std::move(o));
+  }
+  if (stop) {
+    std::fflush(stdout);
+    return ok ? ExitCode::kOk : ExitCode::kTaskFailed;
+  }
+  if (options_.halt && !summary_.halted &&
+      HaltDecided(*options_.halt, summary_.failed, summary_.ok)) {
+    // (The broker halted the job itself when this outcome ended it: nothing to send.)
+    summary_.halted = std::string(options_.halt->on_failure ? "a failure" : "a success") +
+                      " (--halt " + options_.halt->text + ")";
+  }
+  return std::nullopt;
+}
+
+// The joblog has the tasks that ran to their end: --resume runs the others (cancelled by --halt
+// or Ctrl-C, lost with a worker, never started for a failed dependency).
+void Gatherer::WriteJoblog(const TaskOutcome& o) {
+  const bool ran = o.status == TaskStatus::kOk || o.status == TaskStatus::kFailed ||
+                   o.status == TaskStatus::kTimeout;
+  if (!options_.joblog || !ran) return;
+  const size_t i = o.id.index;
+  const uint64_t seq = local_ && i < local_->seqs.size() ? local_->seqs[i] : i + 1;
+  const std::string command =
+      local_ && i < local_->commands.size() ? local_->commands[i] : FormatTaskId(o.id);
+  const std::string line = JoblogLine(seq, o, command);
+  std::fwrite(line.data(), 1, line.size(), options_.joblog);
+  std::fflush(options_.joblog);
+}
+
+void Gatherer::Tick() {
+  if (!progress_) return;
+  if (!asked_ && Clock::now() - last_asked_ >= std::chrono::milliseconds(500)) {
+    client_.Send(JobsRequest{jobs_});
+    asked_ = true;
+    last_asked_ = Clock::now();
+  }
+  state_.total = order_ ? order_->total() : 0;
+  state_.ok = summary_.ok;
+  state_.failed = summary_.failed + summary_.cancelled_by_halt;
+  state_.elapsed = std::chrono::duration<double>(Clock::now() - began_).count();
+  progress_->Draw(state_);
+}
+
+void Gatherer::FlushOrdered() {
+  if (progress_) progress_->Clear();
+  while (auto o = order_->Pop()) Print(*o, options_, local_, summary_.halted.has_value());
+  std::fflush(stdout);
+}
+
+ExitCode Gatherer::Report() {
+  if (progress_) progress_->Clear();
   constexpr size_t kShown = 20;
-  for (size_t i = 0; i < failures.size() && i < kShown; ++i)
-    std::fprintf(stderr, "%s\n", failures[i].c_str());
-  if (failures.size() > kShown)
-    std::fprintf(stderr, "orq: ... and %zu more tasks did not end ok\n", failures.size() - kShown);
-  if (summary.halted && options.halt && !options.halt->on_failure) return ExitCode::kOk;
-  code = summary.failed ? ExitCode::kTaskFailed : ExitCode::kOk;
-  return code;
+  for (size_t i = 0; i < failures_.size() && i < kShown; ++i)
+    std::fprintf(stderr, "%s\n", failures_[i].c_str());
+  if (failures_.size() > kShown)
+    std::fprintf(stderr, "orq: ... and %zu more tasks did not end ok\n", failures_.size() - kShown);
+  if (summary_.halted && options_.halt && !options_.halt->on_failure) return ExitCode::kOk;
+  return summary_.failed ? ExitCode::kTaskFailed : ExitCode::kOk;
 }
 
 }  // namespace orq

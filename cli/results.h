@@ -2,7 +2,7 @@
 // finishing order (GatherRequest::stream) and print them in order as soon as every earlier one is
 // in (or in finishing order with --unordered / --as-completed), with GNU parallel's --tag, --halt
 // and --joblog. The pure parts (the order, the halt rule, the joblog's lines) are functions and
-// small classes; Gather() is the loop over the client.
+// small classes; Gatherer is the loop over the client.
 #pragma once
 
 #include <chrono>
@@ -134,12 +134,45 @@ struct GatherSummary {
   std::optional<std::string> halted;  // why it halted
 };
 
-// Streams the results of `ids` and prints them; kTimeout when `deadline` passes first. With a
-// progress line, asks the broker how many of the jobs' tasks run twice a second. An interrupt
-// (Unreachable while `interrupted()`) prints what had finished, then rethrows.
-ExitCode Gather(Connection& client, const std::vector<std::string>& ids,
-                const OutputOptions& options, const LocalTasks* local,
-                std::chrono::steady_clock::time_point deadline, GatherSummary& summary,
-                const std::function<bool()>& interrupted = nullptr);
+// Streams the results of a gather and prints them, in order (or as they finish), with a joblog,
+// a progress line (asking the broker twice a second how many of the jobs' tasks run) and the
+// summary; stops at the first result, the first failure or a --halt when asked to.
+class Gatherer {
+ public:
+  using Clock = std::chrono::steady_clock;
+  Gatherer(Connection& client, const OutputOptions& options, const LocalTasks* local = nullptr)
+      : client_(client), options_(options), local_(local) {}
+
+  // Gathers `ids`; kTimeout when `deadline` passes first. An interrupt (Unreachable while
+  // `interrupted()`) prints what had finished, then rethrows.
+  ExitCode Run(const std::vector<std::string>& ids,
+               Clock::time_point deadline = Clock::time_point::max(),
+               const std::function<bool()>& interrupted = nullptr);
+  const GatherSummary& summary() const { return summary_; }
+
+ private:
+  // Takes one reply; a set exit code ends the gather.
+  std::optional<ExitCode> Take(Message reply, const std::vector<std::string>& ids);
+  // Counts, logs and prints (or keeps in order) one outcome; a set exit code ends the gather.
+  std::optional<ExitCode> Outcome(TaskOutcome o);
+  void WriteJoblog(const TaskOutcome& o);
+  void Tick();          // the progress line, and the broker asked how many tasks run
+  void FlushOrdered();  // prints the results whose turn has come
+  ExitCode Report();    // the failures on stderr; the exit code
+
+  Connection& client_;
+  const OutputOptions& options_;
+  const LocalTasks* local_;
+  GatherSummary summary_;
+  std::optional<ResultOrder> order_;
+  std::vector<std::string> failures_;
+  bool final_ = false;  // the broker sent the last chunk
+  // The progress line: counts from the stream, running tasks from the broker (JobsRequest).
+  Progress* progress_ = nullptr;
+  ProgressState state_;
+  std::vector<uint64_t> jobs_;  // the jobs named, for JobsRequest
+  bool asked_ = false;          // a JobsRequest is on its way
+  Clock::time_point began_, last_asked_;
+};
 
 }  // namespace orq

@@ -8,6 +8,7 @@
 //   broker process around it (broker/*.h: sockets, the SQLite journal, local workers) and no
 //   header that reaches the outside world (zmq, SQLite, threads, clocks' now, files); its unit
 //   tests may (the model test restarts through a real journal).
+// - functions fit a screen: in broker/, web/ and cli/results.cc none is longer than 80 lines.
 // - no include cycle between units (foo.h and foo.cc are one unit), anywhere. In the broker this
 //   is what keeps its parts (the worker pool, parking, the dependency graph, the stores) from
 //   calling back into BrokerCore: the core includes them, so any of them including the core
@@ -147,6 +148,56 @@ TEST(LayeringTest, TheBrokersCoreIncludesNothingOfTheProcessAroundIt) {
     }
   }
   EXPECT_GT(core_files, 20u) << "broker/core/ not found under " << ORQ_SOURCE_DIR;
+}
+
+// The functions defined in `path` (clang-formatted: a definition's opening line ends in "{" at
+// namespace or class level, its body ends at "}" on a line of the same indentation), as
+// "path:line Name" and their length in lines.
+std::vector<std::pair<std::string, size_t>> FunctionLengths(const fs::path& path,
+                                                            const std::string& rel) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  const std::regex opening(R"re(^( {0,4})[A-Za-z~].*\)[^;=]*\{$)re");
+  const std::regex not_a_function(
+      R"re(^\s*(if|for|while|switch|else|do|try|catch|return|namespace|class|struct|enum|union|case)\b)re");
+  std::vector<std::pair<std::string, size_t>> found;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::smatch m;
+    if (!std::regex_match(lines[i], m, opening) || std::regex_search(lines[i], not_a_function))
+      continue;
+    const std::string closing = m[1].str() + "}";
+    size_t end = i + 1;
+    while (end < lines.size() && lines[end] != closing) ++end;
+    if (end == lines.size()) continue;  // not a body this reading understands
+    const std::string name = lines[i].substr(0, lines[i].find('('));
+    found.push_back({rel + ":" + std::to_string(i + 1) + " " + name, end - i + 1});
+    i = end;
+  }
+  return found;
+}
+
+TEST(LayeringTest, FunctionsInTheBrokerTheDashboardAndGatherFitAScreen) {
+  constexpr size_t kMaxLines = 80;
+  const fs::path root = ORQ_SOURCE_DIR;
+  std::vector<fs::path> files = {root / "cli" / "results.cc"};
+  for (const char* dir : {"broker", "web"}) {
+    for (const auto& entry : fs::recursive_directory_iterator(root / dir)) {
+      const std::string name = entry.path().filename();
+      const std::string ext = entry.path().extension();
+      if ((ext == ".cc" || ext == ".h") && name.find("_test.") == std::string::npos)
+        files.push_back(entry.path());
+    }
+  }
+  size_t functions = 0;
+  for (const fs::path& file : files) {
+    for (const auto& [where, length] : FunctionLengths(file, fs::relative(file, root).string())) {
+      ++functions;
+      EXPECT_LE(length, kMaxLines) << where << " is " << length << " lines long";
+    }
+  }
+  // A check that finds no function checks nothing.
+  EXPECT_GT(functions, 300u);
 }
 
 TEST(LayeringTest, NoUnitsIncludeEachOtherInACircle) {

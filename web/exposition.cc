@@ -110,10 +110,8 @@ std::string Label(std::string_view name, std::string_view value) {
   return text + "\"";
 }
 
-}  // namespace
-
-std::string Exposition(const StatusReply& s) {
-  Writer w;
+// What the broker holds: tasks, jobs, workers and their slots.
+void Holdings(Writer& w, const StatusReply& s) {
   w.Family("orq_tasks", "gauge",
            "Tasks the broker keeps, by state (finished ones by status; done is ok).");
   TaskCounts::ForEach(s.tasks, [&](const char* name, uint64_t v) {
@@ -145,44 +143,37 @@ std::string Exposition(const StatusReply& s) {
     w.Sample("orq_worker_slots", Label("class", kClassNames[c]), double(slots[c]));
   w.Family("orq_worker_slots_busy", "gauge", "Slots running a task, over every worker.");
   w.Sample("orq_worker_slots_busy", "", busy);
+}
 
-  if (s.metrics) {
-    const Metrics& m = *s.metrics;
-    w.Family("orq_jobs_submitted_total", "counter", "Jobs submitted (a retry is a new job).");
-    w.Sample("orq_jobs_submitted_total", "", double(m.jobs_submitted));
-    w.Family("orq_tasks_submitted_total", "counter", "Tasks submitted, by kind.");
-    for (size_t k = 0; k < m.submitted.size(); ++k)
-      w.Sample("orq_tasks_submitted_total", Label("kind", KindNameAt(k)), double(m.submitted[k]));
-    w.Family("orq_tasks_finished_total", "counter", "Tasks that ended, by kind and status.");
-    for (size_t k = 0; k < kTaskKindCount; ++k) {
-      for (size_t st = 0; st < kTaskStatusCount; ++st) {
-        w.Sample("orq_tasks_finished_total",
-                 Label("kind", KindNameAt(k)) + "," +
-                     Label("status", StatusName(static_cast<TaskStatus>(st))),
-                 double(m.finished[k * kTaskStatusCount + st]));
-      }
+// Counters and histograms since the broker started.
+void Totals(Writer& w, const Metrics& m) {
+  w.Family("orq_jobs_submitted_total", "counter", "Jobs submitted (a retry is a new job).");
+  w.Sample("orq_jobs_submitted_total", "", double(m.jobs_submitted));
+  w.Family("orq_tasks_submitted_total", "counter", "Tasks submitted, by kind.");
+  for (size_t k = 0; k < m.submitted.size(); ++k)
+    w.Sample("orq_tasks_submitted_total", Label("kind", KindNameAt(k)), double(m.submitted[k]));
+  w.Family("orq_tasks_finished_total", "counter", "Tasks that ended, by kind and status.");
+  for (size_t k = 0; k < kTaskKindCount; ++k) {
+    for (size_t st = 0; st < kTaskStatusCount; ++st) {
+      w.Sample("orq_tasks_finished_total",
+               Label("kind", KindNameAt(k)) + "," +
+                   Label("status", StatusName(static_cast<TaskStatus>(st))),
+               double(m.finished[k * kTaskStatusCount + st]));
     }
-    w.Histogram("orq_task_dispatch_seconds",
-                "Time from a task being ready (queued) to its lease to a worker.", m.dispatch);
-    w.Histogram("orq_task_end_to_end_seconds",
-                "Time from a job's submission to the end of each of its tasks.", m.end_to_end);
-    w.Histogram("orq_journal_commit_seconds", "Time each journal commit took.", m.commit);
-    w.Family("orq_journal_bytes", "gauge", "Bytes of the journal's files on disk (0: none).");
-    w.Sample("orq_journal_bytes", "", double(m.journal_bytes));
-    w.Family("orq_events_total", "counter", "Events (orq events) since the broker started.");
-    w.Sample("orq_events_total", "", double(m.events));
   }
-  w.Family("orq_journal_healthy", "gauge",
-           "1 while the journal can be written; 0 while its disk is full (work is refused).");
-  w.Sample("orq_journal_healthy", "", s.journal_problem.empty() ? 1 : 0);
+  w.Histogram("orq_task_dispatch_seconds",
+              "Time from a task being ready (queued) to its lease to a worker.", m.dispatch);
+  w.Histogram("orq_task_end_to_end_seconds",
+              "Time from a job's submission to the end of each of its tasks.", m.end_to_end);
+  w.Histogram("orq_journal_commit_seconds", "Time each journal commit took.", m.commit);
+  w.Family("orq_journal_bytes", "gauge", "Bytes of the journal's files on disk (0: none).");
+  w.Sample("orq_journal_bytes", "", double(m.journal_bytes));
+  w.Family("orq_events_total", "counter", "Events (orq events) since the broker started.");
+  w.Sample("orq_events_total", "", double(m.events));
+}
 
-  BrokerCounters::ForEach(s.counters, [&](const char* name, uint64_t v) {
-    const std::string metric = "orq_" + std::string(name) + "_total";
-    const auto help = CounterHelp().find(name);
-    w.Family(metric, "counter", help == CounterHelp().end() ? "A broker counter." : help->second);
-    w.Sample(metric, "", double(v));
-  });
-
+// Limits and locks: who holds each, who waits.
+void Gates(Writer& w, const StatusReply& s) {
   w.Family("orq_limit_holders", "gauge", "Tasks holding a limit (running under it).");
   for (const GateInfo& g : s.limits) w.Sample("orq_limit_holders", Label("limit", g.name), g.held);
   w.Family("orq_limit_waiters", "gauge", "Tasks waiting for room under a limit.");
@@ -197,6 +188,24 @@ std::string Exposition(const StatusReply& s) {
              g.held);
   w.Family("orq_lock_waiters", "gauge", "Tasks waiting for a lock.");
   for (const GateInfo& g : s.locks) w.Sample("orq_lock_waiters", Label("lock", g.name), g.waiting);
+}
+
+}  // namespace
+
+std::string Exposition(const StatusReply& s) {
+  Writer w;
+  Holdings(w, s);
+  if (s.metrics) Totals(w, *s.metrics);
+  w.Family("orq_journal_healthy", "gauge",
+           "1 while the journal can be written; 0 while its disk is full (work is refused).");
+  w.Sample("orq_journal_healthy", "", s.journal_problem.empty() ? 1 : 0);
+  BrokerCounters::ForEach(s.counters, [&](const char* name, uint64_t v) {
+    const std::string metric = "orq_" + std::string(name) + "_total";
+    const auto help = CounterHelp().find(name);
+    w.Family(metric, "counter", help == CounterHelp().end() ? "A broker counter." : help->second);
+    w.Sample(metric, "", double(v));
+  });
+  Gates(w, s);
   return w.Take();
 }
 

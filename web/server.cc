@@ -426,8 +426,18 @@ struct Server::Impl {
            (guard.options().tls ? "; Secure" : "");
   }
 
+  // A response from another thread, awaited on a timer.
+  struct Pending {
+    std::optional<Response> response;
+    asio::steady_timer ready;
+  };
   template <typename Socket>
   asio::awaitable<void> Session(Socket stream, std::string peer, uint64_t id);
+  template <typename Socket>
+  asio::awaitable<bool> Exchange(Socket& stream, beast::flat_buffer& buffer,
+                                 const std::string& peer, uint64_t id);
+  template <typename Socket>
+  asio::awaitable<void> Follow(Socket& stream, EventStream& events, unsigned version);
   asio::awaitable<void> Accept();
 };
 
@@ -788,6 +798,75 @@ std::shared_ptr<EventStream> Server::Impl::CancelTask(Call& call) {
   return nullptr;
 }
 
+// An event stream: its header, then events as they come, until it closes.
+template <typename Socket>
+asio::awaitable<void> Server::Impl::Follow(Socket& stream, EventStream& events, unsigned version) {
+  auto& tcp_stream = beast::get_lowest_layer(stream);
+  http::response<http::empty_body> header{http::status::ok, version};
+  header.set(http::field::server, "orq");
+  header.set(http::field::content_type, "text/event-stream");
+  header.set(http::field::cache_control, "no-store");
+  header.set("X-Content-Type-Options", "nosniff");
+  http::response_serializer<http::empty_body> serializer(header);
+  tcp_stream.expires_after(kRequestDeadline);
+  co_await http::async_write_header(stream, serializer, asio::use_awaitable);
+  events.pending.insert(0, "retry: 2000\n\n");
+  while (!events.closed) {
+    if (events.pending.empty()) {
+      events.wake.expires_after(kStreamKeepAlive);
+      beast::error_code woke;
+      co_await events.wake.async_wait(asio::redirect_error(asio::use_awaitable, woke));
+      if (!woke && events.pending.empty()) events.pending = ": keep-alive\n\n";
+      continue;
+    }
+    std::string text = std::move(events.pending);
+    events.pending.clear();
+    tcp_stream.expires_after(kRequestDeadline);
+    co_await asio::async_write(stream, asio::buffer(text), asio::use_awaitable);
+  }
+}
+
+// One request and its response; whether the connection stays open for another.
+template <typename Socket>
+asio::awaitable<bool> Server::Impl::Exchange(Socket& stream, beast::flat_buffer& buffer,
+                                             const std::string& peer, uint64_t id) {
+  auto& tcp_stream = beast::get_lowest_layer(stream);
+  http::request_parser<http::string_body> parser;
+  parser.header_limit(kMaxHeaderBytes);
+  parser.body_limit(kMaxBodyBytes);
+  tcp_stream.expires_after(kRequestDeadline);
+  co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
+  Request request = parser.release();
+  // The answer comes from another thread's reply, posted back here: wait for it on a timer
+  // (shared: a reply later than the wait must find it still there).
+  auto pending = std::make_shared<Pending>(
+      Pending{std::nullopt, asio::steady_timer(io, asio::steady_timer::time_point::max())});
+  bool proven = false;
+  auto events = Serve(
+      request, peer,
+      [pending](Response r) {
+        pending->response = std::move(r);
+        pending->ready.cancel();
+      },
+      proven);
+  if (proven) connections.Proven(id);
+  std::optional<Response>& response = pending->response;
+  if (events) {
+    co_await Follow(stream, *events, request.version());
+    co_return false;
+  }
+  if (!response) {
+    beast::error_code ignored;
+    pending->ready.expires_after(kBrokerTimeout + seconds(5));
+    co_await pending->ready.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    if (!response) response = Problem(request, 503, "the broker did not answer");
+  }
+  const bool keep_alive = response->keep_alive();
+  tcp_stream.expires_after(kRequestDeadline);
+  co_await http::async_write(stream, *response, asio::use_awaitable);
+  co_return keep_alive;
+}
+
 // One connection: requests in turn (keep-alive), or an event stream to its end.
 template <typename Socket>
 asio::awaitable<void> Server::Impl::Session(Socket stream, std::string peer, uint64_t id) {
@@ -817,66 +896,7 @@ asio::awaitable<void> Server::Impl::Session(Socket stream, std::string peer, uin
       tcp_stream.expires_after(kRequestDeadline);
       co_await stream.async_handshake(ssl::stream_base::server, asio::use_awaitable);
     }
-    for (;;) {
-      http::request_parser<http::string_body> parser;
-      parser.header_limit(kMaxHeaderBytes);
-      parser.body_limit(kMaxBodyBytes);
-      tcp_stream.expires_after(kRequestDeadline);
-      co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
-      Request request = parser.release();
-      // The answer comes from another thread's reply, posted back here: wait for it on a timer
-      // (shared: a reply later than the wait must find it still there).
-      struct Pending {
-        std::optional<Response> response;
-        asio::steady_timer ready;
-      };
-      auto pending = std::make_shared<Pending>(
-          Pending{std::nullopt, asio::steady_timer(io, asio::steady_timer::time_point::max())});
-      bool proven = false;
-      auto events = Serve(
-          request, peer,
-          [pending](Response r) {
-            pending->response = std::move(r);
-            pending->ready.cancel();
-          },
-          proven);
-      if (proven) connections.Proven(id);
-      std::optional<Response>& response = pending->response;
-      if (events) {  // an event stream: its header, then events as they come, until it closes
-        http::response<http::empty_body> header{http::status::ok, request.version()};
-        header.set(http::field::server, "orq");
-        header.set(http::field::content_type, "text/event-stream");
-        header.set(http::field::cache_control, "no-store");
-        header.set("X-Content-Type-Options", "nosniff");
-        http::response_serializer<http::empty_body> serializer(header);
-        tcp_stream.expires_after(kRequestDeadline);
-        co_await http::async_write_header(stream, serializer, asio::use_awaitable);
-        events->pending.insert(0, "retry: 2000\n\n");
-        while (!events->closed) {
-          if (events->pending.empty()) {
-            events->wake.expires_after(kStreamKeepAlive);
-            beast::error_code woke;
-            co_await events->wake.async_wait(asio::redirect_error(asio::use_awaitable, woke));
-            if (!woke && events->pending.empty()) events->pending = ": keep-alive\n\n";
-            continue;
-          }
-          std::string text = std::move(events->pending);
-          events->pending.clear();
-          tcp_stream.expires_after(kRequestDeadline);
-          co_await asio::async_write(stream, asio::buffer(text), asio::use_awaitable);
-        }
-        co_return;
-      }
-      if (!response) {
-        beast::error_code ignored;
-        pending->ready.expires_after(kBrokerTimeout + seconds(5));
-        co_await pending->ready.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-        if (!response) response = Problem(request, 503, "the broker did not answer");
-      }
-      const bool keep_alive = response->keep_alive();
-      tcp_stream.expires_after(kRequestDeadline);
-      co_await http::async_write(stream, *response, asio::use_awaitable);
-      if (!keep_alive) break;
+    while (co_await Exchange(stream, buffer, peer, id)) {
     }
   } catch (const boost::system::system_error& e) {
     const auto code = e.code();
@@ -890,17 +910,15 @@ asio::awaitable<void> Server::Impl::Session(Socket stream, std::string peer, uin
   } catch (const std::exception& e) {  // a bug of ours: this connection ends, the server goes on
     Log(std::string("dashboard: ") + e.what());
   }
-  if (too_large) {
+  if (too_large) {  // said once, then the connection closes
     ++refused["too_large"];
-    {  // Too large: said once, then the connection closes.
-      Request none;
-      none.version(11);
-      Response r = Problem(none, 413, "the request is too large");
-      r.keep_alive(false);
-      beast::error_code ignored;
-      tcp_stream.expires_after(kRequestDeadline);
-      co_await http::async_write(stream, r, asio::redirect_error(asio::use_awaitable, ignored));
-    }
+    Request none;
+    none.version(11);
+    Response r = Problem(none, 413, "the request is too large");
+    r.keep_alive(false);
+    beast::error_code ignored;
+    tcp_stream.expires_after(kRequestDeadline);
+    co_await http::async_write(stream, r, asio::redirect_error(asio::use_awaitable, ignored));
   }
   beast::error_code ignored;
   tcp_stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
