@@ -99,55 +99,13 @@ class Reader {
   bool ok_ = true;
 };
 
-template <typename T> void PutVector(Writer& w, const std::vector<T>& v);
-template <typename T> void GetVector(Reader& r, std::vector<T>& v);
-void Put(Writer& w, const std::string& s);
-void Get(Reader& r, std::string& s);
-
-void Put(Writer& w, const TaskId& id) {
-  w.U64(id.job);
-  w.U64(id.index);
-}
-void Get(Reader& r, TaskId& id) {
-  id.job = r.U64();
-  id.index = r.U32();
+// Makes alternative `index` of the variant the current one (default-constructed).
+template <typename V, size_t... I>
+void EmplaceIndex(V& v, size_t index, std::index_sequence<I...>) {
+  ((index == I ? (void)v.template emplace<I>() : (void)0), ...);
 }
 
-// A kind's own fields (TaskBody's structs list them in Fields()): numbers, strings, string lists.
-// (A shell task's Place: a flag, then its cwd and env.)
-struct BodyOut {
-  Writer& w;
-  void operator()(const double& v) { w.F64(v); }
-  void operator()(const std::string& v) { w.Str(v); }
-  void operator()(const std::vector<std::string>& v) {
-    w.U64(v.size());
-    for (const auto& s : v) w.Str(s);
-  }
-  void operator()(const std::shared_ptr<const ShellTask::Place>& p) {
-    w.U64(p != nullptr);
-    if (!p) return;
-    w.Str(p->cwd);
-    (*this)(p->env);
-  }
-};
-struct BodyIn {
-  Reader& r;
-  void operator()(double& v) { v = r.F64(); }
-  void operator()(std::string& v) { v = r.Str(); }
-  void operator()(std::vector<std::string>& v) {
-    v.resize(r.Count());
-    for (auto& s : v) s = r.Str();
-  }
-  void operator()(std::shared_ptr<const ShellTask::Place>& p) {
-    if (!r.Bool()) return p.reset();
-    auto place = std::make_shared<ShellTask::Place>();
-    place->cwd = r.Str();
-    (*this)(place->env);
-    p = std::move(place);
-  }
-};
-
-// An upper bound of what BodyOut writes.
+// An upper bound of what a task kind's own fields take (EncodeSpecs sizes its blob with it).
 struct BodySize {
   size_t& bytes;
   void operator()(const double&) { bytes += 8; }
@@ -164,373 +122,149 @@ struct BodySize {
   }
 };
 
-// Makes alternative `index` of the variant the current one (default-constructed).
-template <typename V, size_t... I>
-void EmplaceIndex(V& v, size_t index, std::index_sequence<I...>) {
-  ((index == I ? (void)v.template emplace<I>() : (void)0), ...);
+// Whether T is U, const or not: Fields(Is<TaskId> auto& id, ...) takes a const value to encode
+// and a mutable one to decode into.
+template <typename T, typename U>
+concept Is = std::same_as<std::remove_const_t<T>, U>;
+// A struct or message with no layout here: one clear line instead of pages of template errors.
+template <typename T> void Fields(T&, auto&&) {
+  static_assert(sizeof(T) == 0, "a struct or message needs its Fields() in common/codec.cc");
 }
 
-void Put(Writer& w, const ResourceNeed& n) {
-  w.Str(n.name);
-  w.U64(n.amount);
+// Fields with a layout of their own, wrapped where a struct lists them:
+// Below(v, end): an enum or small number, sent as a number, refused on decode at `end` or past.
+template <typename T> struct Bounded {
+  T& v;
+  uint64_t end;
+};
+template <typename T> Bounded<T> Below(T& v, uint64_t end) { return {v, end}; }
+// Exactly(v, n): counts that must number `n` (a histogram's buckets, counts by kind).
+template <typename V> struct Counts {
+  V& v;
+  size_t size;
+};
+template <typename V> Counts<V> Exactly(V& v, size_t size) { return {v, size}; }
+// Two flags in one number: bit 0 and bit 1.
+template <typename B> struct FlagPair {
+  B& low;
+  B& high;
+};
+template <typename B> FlagPair<B> Flags(B& low, B& high) { return {low, high}; }
+// A spec's kind (TaskBody's index), sent before the fields every kind shares.
+template <typename V> struct KindOf { V& body; };
+template <typename V> KindOf<V> KindIndexOf(V& body) { return {body}; }
+
+// Each struct's layout, written once for both directions (as the messages' below): Fields(x, f)
+// calls f on each field in wire order, f being Out (encode) or In (decode). The journal keeps
+// specs, outcomes and contexts in these layouts: a change is a new kJournalFormat.
+void Fields(Is<TaskId> auto& id, auto&& f) { f(id.job), f(id.index); }
+// A job (index 0 on the wire) or one task of it (its index + 1).
+void Fields(Is<IdRef> auto& id, auto&& f) { f(id.job), f(id.index); }
+void Fields(Is<Lease> auto& l, auto&& f) { f(l.id), f(l.attempt); }
+void Fields(Is<ResourceNeed> auto& n, auto&& f) { f(n.name), f(n.amount); }
+void Fields(Is<Dependency> auto& d, auto&& f) {
+  f(d.job), f(d.index), f(Flags(d.whole_job, d.any));
 }
-void Get(Reader& r, ResourceNeed& n) {
-  n.name = r.Str();
-  n.amount = r.U32();
+void Fields(Is<LockNeed> auto& l, auto&& f) {
+  f(l.name), f(Below(l.mode, uint64_t{static_cast<uint8_t>(LockMode::kWrite)} + 1));
+}
+// A spec's Needs (after a flag: a spec without any has none).
+void Fields(Is<Needs> auto& n, auto&& f) {
+  f(n.name), f(n.after), f(n.cpus), f(n.resources), f(n.queue), f(n.limits), f(n.locks),
+      f(n.time_request);
+}
+void Fields(Is<ShellTask::Place> auto& p, auto&& f) { f(p.cwd), f(p.env); }
+// A spec: its kind, the fields every kind shares, then the kind's own (TaskBody's structs list
+// them in their Fields()).
+void Fields(Is<TaskSpec> auto& s, auto&& f) {
+  f(KindIndexOf(s.body)), f(s.delay), f(s.timeout), f(s.priority), f(s.attempts), f(s.retries),
+      f(s.backoff_base), f(s.backoff_max), f(s.needs), f(s.body);
+}
+void Fields(Is<ShellOutput::More> auto& m, auto&& f) {
+  f(m.stdout_file), f(m.stderr_file), f(m.host), f(m.key), f(m.argv);
+}
+void Fields(Is<ShellOutput> auto& s, auto&& f) {
+  f(s.exit_code), f(s.stdout_text), f(s.stderr_text), f(s.truncated), f(s.more);
+}
+void Fields(Is<TaskOutcome> auto& o, auto&& f) {
+  f(o.id), f(Below(o.status, kTaskStatusCount)), f(o.attempt), f(o.worker_pid), f(o.started),
+      f(o.finished), f(o.result), f(o.error), f(o.last_error), f(o.shell);
+}
+void Fields(Is<Assignment> auto& a, auto&& f) {
+  f(a.id), f(a.attempt), f(a.spec), f(a.context), f(a.env);
+}
+void Fields(Is<JobInfo> auto& i, auto&& f) {
+  f(i.job), f(i.age), f(i.tasks), f(i.waiting), f(i.queued), f(i.delayed), f(i.running), f(i.ok),
+      f(i.failed), f(i.cancelled), f(i.finished_age), f(i.label);
+}
+void Fields(Is<LimitSpec> auto& l, auto&& f) { f(l.name), f(l.max), f(l.rate), f(l.burst); }
+void Fields(Is<WorkerInfo> auto& i, auto&& f) {
+  f(i.pid), f(i.host), f(i.remote), f(i.threads), f(i.running), f(i.slots), f(i.resources),
+      f(i.queues), f(i.last_heard), f(i.done), f(i.failed), f(i.allocation), f(i.ends_in);
+}
+void Fields(Is<Histogram> auto& h, auto&& f) {
+  f(Exactly(h.counts, kLatencyBuckets.size() + 1)), f(h.sum);
+}
+void Fields(Is<Metrics> auto& m, auto&& f) {
+  f(Exactly(m.submitted, kTaskKindCount)),
+      f(Exactly(m.finished, kTaskKindCount * kTaskStatusCount)), f(m.dispatch), f(m.end_to_end),
+      f(m.commit), f(m.journal_bytes), f(m.events), f(m.jobs_submitted);
+}
+void Fields(Is<Event> auto& e, auto&& f) {
+  f(e.seq), f(e.at), f(Below(e.kind, uint64_t{Event::kLastKind} + 1)), f(e.task), f(e.count),
+      f(e.worker), f(Below(e.status, kTaskStatusCount)), f(Below(e.task_kind, kTaskKindCount)),
+      f(e.host);
+}
+void Fields(Is<Reason> auto& x, auto&& f) {
+  f(Below(x.kind, uint64_t{Reason::kLastKind} + 1)), f(x.name), f(x.id),
+      f(Below(x.state, kTaskStateCount)), f(x.holders), f(x.count), f(x.max), f(x.seconds),
+      f(x.rate), f(x.pid), f(x.any),
+      f(Below(x.mode, uint64_t{static_cast<uint8_t>(LockMode::kWrite)} + 1));
+}
+void Fields(Is<GateInfo> auto& g, auto&& f) {
+  f(g.name), f(g.limit), f(g.mode), f(g.holders), f(g.held), f(g.waiting);
+}
+void Fields(Is<TaskRow> auto& t, auto&& f) {
+  f(t.index), f(Below(t.state, kTaskStateCount)), f(t.status), f(t.attempt), f(t.worker),
+      f(t.started), f(t.finished), f(t.label), f(t.after), f(t.error);
+}
+void Fields(Is<AllocQueueSpec> auto& q, auto&& f) {
+  f(q.name), f(q.backend), f(q.time_limit_s), f(q.workers_per_alloc), f(q.max_workers),
+      f(q.backlog), f(q.idle_timeout_s), f(q.worker_args), f(q.queues), f(q.resources),
+      f(q.backend_args);
+}
+void Fields(Is<AllocationInfo> auto& a, auto&& f) {
+  f(a.id), f(a.state), f(a.workers), f(a.workers_seen), f(a.submitted), f(a.started), f(a.ended),
+      f(a.end);
+}
+void Fields(Is<AllocQueueInfo> auto& q, auto&& f) {
+  f(q.spec), f(q.paused), f(q.pause_reason), f(q.last_error), f(q.failures_in_row), f(q.submits),
+      f(q.failures), f(q.access_file), f(q.allocations);
 }
 
-// A spec's Needs: a flag, then each field.
-void Put(Writer& w, const std::shared_ptr<const Needs>& p) {
-  w.U64(p != nullptr);
-  if (!p) return;
-  const Needs& n = *p;
-  w.Str(n.name);
-  w.U64(n.after.size());
-  for (const Dependency& d : n.after) {
-    w.U64(d.job);
-    w.U64(d.index);
-    w.U64(uint64_t{d.whole_job} | uint64_t{d.any} << 1);
-  }
-  w.U64(n.cpus);
-  PutVector(w, n.resources);
-  w.Str(n.queue);
-  w.U64(n.limits.size());
-  for (const std::string& l : n.limits) w.Str(l);
-  w.U64(n.locks.size());
-  for (const LockNeed& l : n.locks) {
-    w.Str(l.name);
-    w.U64(static_cast<uint8_t>(l.mode));
-  }
-  w.U64(n.time_request);
-}
-void Get(Reader& r, std::shared_ptr<const Needs>& p) {
-  if (!r.Bool()) return p.reset();
-  auto n = std::make_shared<Needs>();
-  n->name = r.Str();
-  n->after.resize(r.Count(3));
-  for (Dependency& d : n->after) {
-    d.job = r.U64();
-    d.index = r.U32();
-    const uint64_t flags = r.U64();
-    if (flags > 3) return void(r.Fail());
-    d.whole_job = flags & 1;
-    d.any = flags & 2;
-  }
-  n->cpus = r.U32();
-  GetVector(r, n->resources);
-  n->queue = r.Str();
-  n->limits.resize(r.Count());
-  for (std::string& l : n->limits) l = r.Str();
-  n->locks.resize(r.Count(2));
-  for (LockNeed& l : n->locks) {
-    l.name = r.Str();
-    const uint64_t mode = r.U64();
-    if (mode > static_cast<uint8_t>(LockMode::kWrite)) return void(r.Fail());
-    l.mode = static_cast<LockMode>(mode);
-  }
-  n->time_request = r.U32();
-  p = std::move(n);
-}
-
-// A spec: its kind (TaskBody's index), the fields every kind shares, then the kind's own.
-void Put(Writer& w, const TaskSpec& s) {
-  w.U64(s.body.index());
-  w.F64(s.delay);
-  w.F64(s.timeout);
-  w.I64(s.priority);
-  w.U64(s.attempts);
-  w.U64(s.retries);
-  w.F64(s.backoff_base);
-  w.F64(s.backoff_max);
-  Put(w, s.needs);
-  std::visit([&](const auto& body) { std::decay_t<decltype(body)>::Fields(body, BodyOut{w}); },
-             s.body);
-}
-void Get(Reader& r, TaskSpec& s) {
-  const uint64_t kind = r.U64();
-  if (kind >= std::variant_size_v<TaskBody>) return void(r.Fail());
-  EmplaceIndex(s.body, static_cast<size_t>(kind),
-               std::make_index_sequence<std::variant_size_v<TaskBody>>{});
-  s.delay = r.F64();
-  s.timeout = r.F64();
-  int64_t priority = r.I64();
-  if (priority < INT32_MIN || priority > INT32_MAX) return void(r.Fail());
-  s.priority = static_cast<int32_t>(priority);
-  s.attempts = r.U32();
-  s.retries = r.U32();
-  s.backoff_base = r.F64();
-  s.backoff_max = r.F64();
-  Get(r, s.needs);
-  std::visit([&](auto& body) { std::decay_t<decltype(body)>::Fields(body, BodyIn{r}); }, s.body);
-}
-
-void Put(Writer& w, const TaskOutcome& o) {
-  Put(w, o.id);
-  w.U64(static_cast<uint8_t>(o.status));
-  w.U64(o.attempt);
-  w.I64(o.worker_pid);
-  w.F64(o.started);
-  w.F64(o.finished);
-  w.Str(o.result);
-  w.Str(o.error);
-  w.Str(o.last_error);
-  w.U64(o.shell.has_value());
-  if (o.shell) {
-    w.I64(o.shell->exit_code);
-    w.Str(o.shell->stdout_text);
-    w.Str(o.shell->stderr_text);
-    w.U64(o.shell->truncated);
-    const auto& more = o.shell->more;
-    w.U64(more != nullptr);
-    if (more) {
-      w.Str(more->stdout_file);
-      w.Str(more->stderr_file);
-      w.Str(more->host);
-      w.Str(more->key);
-      w.U64(more->argv.size());
-      for (const auto& a : more->argv) w.Str(a);
-    }
-  }
-}
-void Get(Reader& r, TaskOutcome& o) {
-  Get(r, o.id);
-  uint64_t status = r.U64();
-  if (status > static_cast<uint8_t>(TaskStatus::kDependencyFailed)) return void(r.Fail());
-  o.status = static_cast<TaskStatus>(status);
-  o.attempt = r.U32();
-  o.worker_pid = r.I64();
-  o.started = r.F64();
-  o.finished = r.F64();
-  o.result = r.Str();
-  o.error = r.Str();
-  o.last_error = r.Str();
-  if (r.Bool()) {
-    ShellOutput& shell = o.shell.emplace();
-    int64_t code = r.I64();
-    if (code < INT32_MIN || code > INT32_MAX) return void(r.Fail());
-    shell.exit_code = static_cast<int32_t>(code);
-    shell.stdout_text = r.Str();
-    shell.stderr_text = r.Str();
-    shell.truncated = r.Bool();
-    if (r.Bool()) {
-      auto more = std::make_shared<ShellOutput::More>();
-      more->stdout_file = r.Str();
-      more->stderr_file = r.Str();
-      more->host = r.Str();
-      more->key = r.Str();
-      more->argv.resize(r.Count());
-      for (auto& a : more->argv) a = r.Str();
-      shell.more = std::move(more);
-    }
-  }
-}
-
-void Put(Writer& w, const Lease& l) {
-  Put(w, l.id);
-  w.U64(l.attempt);
-}
-void Get(Reader& r, Lease& l) {
-  Get(r, l.id);
-  l.attempt = r.U32();
-}
-
-// Flags: bit 0 an environment follows, bit 1 the named variables follow (journals written
-// before bit 1 existed hold 0 or 1, and read the same).
+// A job's context: its directory, then flags (bit 0 an environment follows, bit 1 the named
+// variables follow; journals written before bit 1 existed hold 0 or 1, and read the same).
+// Written by hand: the flags say which optional follows.
 void Put(Writer& w, const JobContext& c) {
   w.Str(c.cwd);
   w.U64(uint64_t{c.env.has_value()} | uint64_t{c.named.has_value()} << 1);
-  if (c.env) {
-    w.U64(c.env->size());
-    for (const auto& e : *c.env) w.Str(e);
-  }
-  if (c.named) {
-    w.U64(c.named->size());
-    for (const auto& n : *c.named) w.Str(n);
+  for (const auto* list : {&c.env, &c.named}) {
+    if (!*list) continue;
+    w.U64((*list)->size());
+    for (const auto& e : **list) w.Str(e);
   }
 }
 void Get(Reader& r, JobContext& c) {
   c.cwd = r.Str();
   const uint64_t flags = r.U64();
   if (flags > 3) return void(r.Fail());
-  if (flags & 1) {
-    auto& env = c.env.emplace();
-    env.resize(r.Count());
-    for (auto& e : env) e = r.Str();
-  }
-  if (flags & 2) {
-    auto& named = c.named.emplace();
-    named.resize(r.Count());
-    for (auto& n : named) n = r.Str();
+  for (auto [list, bit] : {std::pair{&c.env, 1}, std::pair{&c.named, 2}}) {
+    if (!(flags & bit)) continue;
+    auto& items = list->emplace();
+    items.resize(r.Count());
+    for (auto& e : items) e = r.Str();
   }
 }
-
-void Put(Writer& w, const Assignment& a) {
-  Put(w, a.id);
-  w.U64(a.attempt);
-  Put(w, a.spec);
-  w.U64(a.context != nullptr);
-  if (a.context) Put(w, *a.context);
-  w.U64(a.env.size());
-  for (const auto& e : a.env) w.Str(e);
-}
-void Get(Reader& r, Assignment& a) {
-  Get(r, a.id);
-  a.attempt = r.U32();
-  Get(r, a.spec);
-  if (r.Bool()) {
-    auto context = std::make_shared<JobContext>();
-    Get(r, *context);
-    a.context = std::move(context);
-  }
-  a.env.resize(r.Count());
-  for (auto& e : a.env) e = r.Str();
-}
-
-void Put(Writer& w, const JobInfo& i) {
-  w.U64(i.job);
-  w.F64(i.age);
-  for (uint32_t v :
-       {i.tasks, i.waiting, i.queued, i.delayed, i.running, i.ok, i.failed, i.cancelled})
-    w.U64(v);
-  w.F64(i.finished_age);
-  w.Str(i.label);
-}
-void Get(Reader& r, JobInfo& i) {
-  i.job = r.U64();
-  i.age = r.F64();
-  for (uint32_t* v :
-       {&i.tasks, &i.waiting, &i.queued, &i.delayed, &i.running, &i.ok, &i.failed, &i.cancelled})
-    *v = r.U32();
-  i.finished_age = r.F64();
-  i.label = r.Str();
-}
-
-void Put(Writer& w, const LimitSpec& l) {
-  w.Str(l.name);
-  w.U64(l.max);
-  w.F64(l.rate);
-  w.U64(l.burst);
-}
-void Get(Reader& r, LimitSpec& l) {
-  l.name = r.Str();
-  l.max = r.U32();
-  l.rate = r.F64();
-  l.burst = r.U32();
-}
-
-void Put(Writer& w, const GateInfo& g);
-void Get(Reader& r, GateInfo& g);
-void Put(Writer& w, const Reason& x);
-void Get(Reader& r, Reason& x);
-
-void Put(Writer& w, const WorkerInfo& i) {
-  w.I64(i.pid);
-  w.Str(i.host);
-  w.U64(i.remote);
-  w.U64(i.threads);
-  w.U64(i.running);
-  for (uint32_t s : i.slots) w.U64(s);
-  PutVector(w, i.resources);
-  PutVector(w, i.queues);
-  w.F64(i.last_heard);
-  w.U64(i.done);
-  w.U64(i.failed);
-  w.Str(i.allocation);
-  w.F64(i.ends_in);
-}
-void Get(Reader& r, WorkerInfo& i) {
-  i.pid = r.I64();
-  i.host = r.Str();
-  i.remote = r.Bool();
-  i.threads = r.U32();
-  i.running = r.U32();
-  for (uint32_t& s : i.slots) s = r.U32();
-  GetVector(r, i.resources);
-  GetVector(r, i.queues);
-  i.last_heard = r.F64();
-  i.done = r.U64();
-  i.failed = r.U64();
-  i.allocation = r.Str();
-  i.ends_in = r.F64();
-}
-
-// Allocation queues (their layouts with the messages' below).
-void Put(Writer& w, const AllocQueueSpec& q);
-void Get(Reader& r, AllocQueueSpec& q);
-void Put(Writer& w, const AllocationInfo& a);
-void Get(Reader& r, AllocationInfo& a);
-void Put(Writer& w, const AllocQueueInfo& q);
-void Get(Reader& r, AllocQueueInfo& q);
-
-// A vector of counts that must have `size` of them (a histogram's buckets, counts by kind).
-void PutCountVector(Writer& w, const std::vector<uint64_t>& v) {
-  w.U64(v.size());
-  for (uint64_t c : v) w.U64(c);
-}
-void GetCountVector(Reader& r, std::vector<uint64_t>& v, size_t size) {
-  if (r.Count() != size) return void(r.Fail());
-  v.assign(size, 0);
-  for (uint64_t& c : v) c = r.U64();
-}
-void Put(Writer& w, const Histogram& h) {
-  PutCountVector(w, h.counts);
-  w.F64(h.sum);
-}
-void Get(Reader& r, Histogram& h) {
-  GetCountVector(r, h.counts, kLatencyBuckets.size() + 1);
-  h.sum = r.F64();
-}
-void Put(Writer& w, const Metrics& m) {
-  PutCountVector(w, m.submitted);
-  PutCountVector(w, m.finished);
-  for (const Histogram* h : {&m.dispatch, &m.end_to_end, &m.commit}) Put(w, *h);
-  w.U64(m.journal_bytes);
-  w.U64(m.events);
-  w.U64(m.jobs_submitted);
-}
-void Get(Reader& r, Metrics& m) {
-  GetCountVector(r, m.submitted, kTaskKindCount);
-  GetCountVector(r, m.finished, kTaskKindCount * kTaskStatusCount);
-  for (Histogram* h : {&m.dispatch, &m.end_to_end, &m.commit}) Get(r, *h);
-  m.journal_bytes = r.U64();
-  m.events = r.U64();
-  m.jobs_submitted = r.U64();
-}
-
-void Put(Writer& w, const IdRef& id);
-void Get(Reader& r, IdRef& id);
-
-void Put(Writer& w, const Event& e) {
-  w.U64(e.seq);
-  w.F64(e.at);
-  w.U64(static_cast<uint8_t>(e.kind));
-  Put(w, e.task);
-  w.U64(e.count);
-  w.I64(e.worker);
-  w.U64(static_cast<uint8_t>(e.status));
-  w.U64(e.task_kind);
-  w.Str(e.host);
-}
-void Get(Reader& r, Event& e) {
-  e.seq = r.U64();
-  e.at = r.F64();
-  const uint64_t kind = r.U64();
-  if (kind > Event::kLastKind) return void(r.Fail());
-  e.kind = static_cast<Event::Kind>(kind);
-  Get(r, e.task);
-  e.count = r.U32();
-  e.worker = r.I64();
-  const uint64_t status = r.U64();
-  if (status >= kTaskStatusCount) return void(r.Fail());
-  e.status = static_cast<TaskStatus>(status);
-  const uint64_t task_kind = r.U64();
-  if (task_kind >= kTaskKindCount) return void(r.Fail());
-  e.task_kind = static_cast<uint8_t>(task_kind);
-  e.host = r.Str();
-}
-
-void Put(Writer& w, const TaskRow& t);
-void Get(Reader& r, TaskRow& t);
 
 // Named counts (TaskCounts, BrokerCounters) travel as their values in ForEach order.
 template <typename T> void PutCounts(Writer& w, const T& counts) {
@@ -540,136 +274,13 @@ template <typename T> void GetCounts(Reader& r, T& counts) {
   T::ForEach(counts, [&](const char*, uint64_t& v) { v = r.U64(); });
 }
 
-void Put(Writer& w, const std::string& s) { w.Str(s); }
-void Get(Reader& r, std::string& s) { s = r.Str(); }
-void Put(Writer& w, uint32_t v) { w.U64(v); }
-void Get(Reader& r, uint32_t& v) { v = r.U32(); }
-void Put(Writer& w, uint64_t v) { w.U64(v); }
-void Get(Reader& r, uint64_t& v) { v = r.U64(); }
-// A job (index 0) or one task of it (its index + 1).
-void Put(Writer& w, const IdRef& id) {
-  w.U64(id.job);
-  w.U64(id.index ? uint64_t{*id.index} + 1 : 0);
-}
-void Get(Reader& r, IdRef& id) {
-  id.job = r.U64();
-  const uint64_t index = r.U64();
-  if (index > uint64_t{UINT32_MAX} + 1) return void(r.Fail());
-  id.index = index == 0 ? std::nullopt : std::optional<uint32_t>(index - 1);
-}
-
-template <typename T> void PutVector(Writer& w, const std::vector<T>& v) {
-  w.U64(v.size());
-  for (const auto& item : v) Put(w, item);
-}
-template <typename T> void GetVector(Reader& r, std::vector<T>& v) {
-  v.resize(r.Count());
-  for (auto& item : v) {
-    if (!r.ok()) return;
-    Get(r, item);
-  }
-}
-
-void Put(Writer& w, const Reason& x) {
-  w.U64(static_cast<uint8_t>(x.kind));
-  w.Str(x.name);
-  Put(w, x.id);
-  w.U64(static_cast<uint8_t>(x.state));
-  PutVector(w, x.holders);
-  w.U64(x.count);
-  w.U64(x.max);
-  w.F64(x.seconds);
-  w.F64(x.rate);
-  w.I64(x.pid);
-  w.U64(x.any);
-  w.U64(static_cast<uint8_t>(x.mode));
-}
-void Get(Reader& r, Reason& x) {
-  const uint64_t kind = r.U64();
-  if (kind > Reason::kLastKind) return void(r.Fail());
-  x.kind = static_cast<Reason::Kind>(kind);
-  x.name = r.Str();
-  Get(r, x.id);
-  const uint64_t state = r.U64();
-  if (state >= kTaskStateCount) return void(r.Fail());
-  x.state = static_cast<TaskState>(state);
-  GetVector(r, x.holders);
-  x.count = r.U64();
-  x.max = r.U64();
-  x.seconds = r.F64();
-  x.rate = r.F64();
-  x.pid = r.I64();
-  x.any = r.Bool();
-  const uint64_t mode = r.U64();
-  if (mode > static_cast<uint8_t>(LockMode::kWrite)) return void(r.Fail());
-  x.mode = static_cast<LockMode>(mode);
-}
-
-void Put(Writer& w, const GateInfo& g) {
-  w.Str(g.name);
-  Put(w, g.limit);
-  w.U64(g.mode ? 1 + static_cast<uint8_t>(*g.mode) : 0);  // 0: free
-  PutVector(w, g.holders);
-  w.U64(g.held);
-  w.U64(g.waiting);
-}
-void Get(Reader& r, GateInfo& g) {
-  g.name = r.Str();
-  Get(r, g.limit);
-  const uint64_t mode = r.U64();
-  if (mode > 1 + static_cast<uint8_t>(LockMode::kWrite)) return void(r.Fail());
-  if (mode > 0) g.mode = static_cast<LockMode>(mode - 1);
-  GetVector(r, g.holders);
-  g.held = r.U32();
-  g.waiting = r.U32();
-}
-
-void Put(Writer& w, const TaskRow& t) {
-  w.U64(t.index);
-  w.U64(static_cast<uint8_t>(t.state));
-  w.U64(t.status ? 1 + static_cast<uint8_t>(*t.status) : 0);
-  w.U64(t.attempt);
-  w.I64(t.worker);
-  w.F64(t.started);
-  w.F64(t.finished);
-  w.Str(t.label);
-  PutVector(w, t.after);
-  w.Str(t.error);
-}
-void Get(Reader& r, TaskRow& t) {
-  t.index = r.U32();
-  const uint64_t state = r.U64();
-  if (state >= kTaskStateCount) return void(r.Fail());
-  t.state = static_cast<TaskState>(state);
-  const uint64_t status = r.U64();
-  if (status > kTaskStatusCount) return void(r.Fail());
-  t.status = status == 0 ? std::nullopt : std::optional(static_cast<TaskStatus>(status - 1));
-  t.attempt = r.U32();
-  t.worker = r.I64();
-  t.started = r.F64();
-  t.finished = r.F64();
-  t.label = r.Str();
-  GetVector(r, t.after);
-  t.error = r.Str();
-}
-
-// Whether T is U, const or not: Fields(Is<SubmitRequest> auto& m, ...) takes a const message to
-// encode and a mutable one to decode into.
-template <typename T, typename U>
-concept Is = std::same_as<std::remove_const_t<T>, U>;
-// A message with no layout below: one clear line instead of pages of template errors.
-template <typename T> void Fields(T&, auto&&) {
-  static_assert(sizeof(T) == 0, "a message needs its Fields() in common/codec.cc");
-}
-
-// Each message's body layout, written once for both directions: Fields(message, f) calls f on each
-// field in wire order, and f is Out (encode through a Writer) or In (decode through a Reader).
-// The command code is the message's own kCommand (common/protocol.h).
+// Encodes through a Writer: numbers, strings and the layouts above.
 struct Out {
   Writer& w;
   void operator()(const uint64_t& v) { w.U64(v); }
   void operator()(const uint32_t& v) { w.U64(v); }
   void operator()(const int64_t& v) { w.I64(v); }
+  void operator()(const int32_t& v) { w.I64(v); }
   void operator()(const bool& v) { w.U64(v); }
   void operator()(const double& v) { w.F64(v); }
   void operator()(const std::string& v) { w.Str(v); }
@@ -679,30 +290,55 @@ struct Out {
   }
   void operator()(const TaskCounts& v) { PutCounts(w, v); }
   void operator()(const BrokerCounters& v) { PutCounts(w, v); }
-  void operator()(const std::optional<Metrics>& v) {
-    w.U64(v.has_value());
-    if (v) Put(w, *v);
-  }
   void operator()(const TaskFilter& v) { w.U64(static_cast<uint8_t>(v)); }
   void operator()(const JobContext& v) { Put(w, v); }
-  void operator()(const TaskId& v) { Put(w, v); }
-  void operator()(const Lease& v) { Put(w, v); }
-  void operator()(const LimitSpec& v) { Put(w, v); }
   void operator()(const LimitRequest::Op& v) { w.U64(static_cast<uint8_t>(v)); }
   void operator()(const AllocRequest::Op& v) { w.U64(static_cast<uint8_t>(v)); }
   void operator()(const AllocState& v) { w.U64(static_cast<uint8_t>(v)); }
-  void operator()(const AllocQueueSpec& v) { Put(w, v); }
   void operator()(const TaskState& v) { w.U64(static_cast<uint8_t>(v)); }
-  void operator()(const std::optional<TaskStatus>& v) {  // 0: none
+  // An optional enum: 0 for none, else 1 + its value.
+  void operator()(const std::optional<TaskStatus>& v) {
     w.U64(v ? 1 + static_cast<uint8_t>(*v) : 0);
   }
-  template <typename T> void operator()(const std::vector<T>& v) { PutVector(w, v); }
+  void operator()(const std::optional<LockMode>& v) { w.U64(v ? 1 + static_cast<uint8_t>(*v) : 0); }
+  // An optional index: 0 for none, else 1 + it.
+  void operator()(const std::optional<uint32_t>& v) { w.U64(v ? uint64_t{*v} + 1 : 0); }
+  template <typename T> void operator()(const Bounded<T>& b) { w.U64(static_cast<uint64_t>(b.v)); }
+  template <typename V> void operator()(const Counts<V>& c) { (*this)(c.v); }
+  template <typename B> void operator()(const FlagPair<B>& p) {
+    w.U64(uint64_t{p.low} | uint64_t{p.high} << 1);
+  }
+  template <typename V> void operator()(const KindOf<V>& k) { w.U64(k.body.index()); }
+  void operator()(const TaskBody& body) {
+    std::visit([&](const auto& b) { std::decay_t<decltype(b)>::Fields(b, *this); }, body);
+  }
+  template <typename T> void operator()(const std::vector<T>& v) {
+    w.U64(v.size());
+    for (const auto& item : v) (*this)(item);
+  }
+  // A struct that may be absent: a flag, then its layout.
+  template <typename T> void operator()(const std::optional<T>& v) {
+    w.U64(v.has_value());
+    if (v) (*this)(*v);
+  }
+  template <typename T> void operator()(const std::shared_ptr<const T>& p) {
+    w.U64(p != nullptr);
+    if (p) (*this)(*p);
+  }
+  template <typename T> void operator()(const T& v) { Fields(v, *this); }
 };
+
+// Decodes through a Reader into the same layouts; a value out of its range fails the Reader.
 struct In {
   Reader& r;
   void operator()(uint64_t& v) { v = r.U64(); }
   void operator()(uint32_t& v) { v = r.U32(); }
   void operator()(int64_t& v) { v = r.I64(); }
+  void operator()(int32_t& v) {
+    const int64_t wide = r.I64();
+    if (wide < INT32_MIN || wide > INT32_MAX) return void(r.Fail());
+    v = static_cast<int32_t>(wide);
+  }
   void operator()(bool& v) { v = r.Bool(); }
   void operator()(double& v) { v = r.F64(); }
   void operator()(std::string& v) { v = r.Str(); }
@@ -716,46 +352,72 @@ struct In {
   }
   void operator()(TaskCounts& v) { GetCounts(r, v); }
   void operator()(BrokerCounters& v) { GetCounts(r, v); }
-  void operator()(std::optional<Metrics>& v) {
-    v.reset();
-    if (r.Bool()) Get(r, v.emplace());
-  }
-  void operator()(TaskFilter& v) {
-    const uint64_t filter = r.U64();
-    if (filter > kLastTaskFilter) return void(r.Fail());
-    v = static_cast<TaskFilter>(filter);
-  }
+  void operator()(TaskFilter& v) { (*this)(Below(v, uint64_t{kLastTaskFilter} + 1)); }
   void operator()(JobContext& v) { Get(r, v); }
-  void operator()(TaskId& v) { Get(r, v); }
-  void operator()(Lease& v) { Get(r, v); }
-  void operator()(LimitSpec& v) { Get(r, v); }
   void operator()(LimitRequest::Op& v) {
-    const uint64_t op = r.U64();
-    if (op > static_cast<uint8_t>(LimitRequest::Op::kRemove)) r.Fail();
-    v = static_cast<LimitRequest::Op>(op);
+    (*this)(Below(v, uint64_t{static_cast<uint8_t>(LimitRequest::Op::kRemove)} + 1));
   }
   void operator()(AllocRequest::Op& v) {
-    const uint64_t op = r.U64();
-    if (op > static_cast<uint8_t>(AllocRequest::Op::kRemove)) r.Fail();
-    v = static_cast<AllocRequest::Op>(op);
+    (*this)(Below(v, uint64_t{static_cast<uint8_t>(AllocRequest::Op::kRemove)} + 1));
   }
-  void operator()(AllocState& v) {
-    const uint64_t state = r.U64();
-    if (state >= kAllocStateCount) return void(r.Fail());
-    v = static_cast<AllocState>(state);
+  void operator()(AllocState& v) { (*this)(Below(v, kAllocStateCount)); }
+  void operator()(TaskState& v) { (*this)(Below(v, kTaskStateCount)); }
+  void operator()(std::optional<TaskStatus>& v) { Optional(v, kTaskStatusCount); }
+  void operator()(std::optional<LockMode>& v) {
+    Optional(v, uint64_t{static_cast<uint8_t>(LockMode::kWrite)} + 1);
   }
-  void operator()(AllocQueueSpec& v) { Get(r, v); }
-  void operator()(TaskState& v) {
-    const uint64_t state = r.U64();
-    if (state >= kTaskStateCount) return void(r.Fail());
-    v = static_cast<TaskState>(state);
+  void operator()(std::optional<uint32_t>& v) { Optional(v, uint64_t{UINT32_MAX} + 1); }
+  template <typename T> void operator()(const Bounded<T>& b) {
+    const uint64_t value = r.U64();
+    if (value >= b.end) return void(r.Fail());
+    b.v = static_cast<T>(value);
   }
-  void operator()(std::optional<TaskStatus>& v) {
-    const uint64_t status = r.U64();
-    if (status > 1 + static_cast<uint8_t>(TaskStatus::kDependencyFailed)) return void(r.Fail());
-    v = status == 0 ? std::nullopt : std::optional(static_cast<TaskStatus>(status - 1));
+  template <typename V> void operator()(const Counts<V>& c) {
+    if (r.Count() != c.size) return void(r.Fail());
+    c.v.assign(c.size, 0);
+    for (auto& n : c.v) n = r.U64();
   }
-  template <typename T> void operator()(std::vector<T>& v) { GetVector(r, v); }
+  template <typename B> void operator()(const FlagPair<B>& p) {
+    const uint64_t flags = r.U64();
+    if (flags > 3) return void(r.Fail());
+    p.low = flags & 1;
+    p.high = flags & 2;
+  }
+  template <typename V> void operator()(const KindOf<V>& k) {
+    const uint64_t kind = r.U64();
+    if (kind >= std::variant_size_v<TaskBody>) return void(r.Fail());
+    EmplaceIndex(k.body, static_cast<size_t>(kind),
+                 std::make_index_sequence<std::variant_size_v<TaskBody>>{});
+  }
+  void operator()(TaskBody& body) {
+    std::visit([&](auto& b) { std::decay_t<decltype(b)>::Fields(b, *this); }, body);
+  }
+  template <typename T> void operator()(std::vector<T>& v) {
+    v.resize(r.Count());
+    for (auto& item : v) {
+      if (!r.ok()) return;
+      (*this)(item);
+    }
+  }
+  template <typename T> void operator()(std::optional<T>& v) {
+    v.reset();
+    if (r.Bool()) (*this)(v.emplace());
+  }
+  template <typename T> void operator()(std::shared_ptr<const T>& p) {
+    if (!r.Bool()) return p.reset();
+    auto value = std::make_shared<T>();
+    (*this)(*value);
+    p = std::move(value);
+  }
+  template <typename T> void operator()(T& v) { Fields(v, *this); }
+
+ private:
+  // 0 for none, else 1 + a value below `end`.
+  template <typename T> void Optional(std::optional<T>& v, uint64_t end) {
+    const uint64_t value = r.U64();
+    if (value > end) return void(r.Fail());
+    v = value == 0 ? std::nullopt : std::optional<T>(static_cast<T>(value - 1));
+  }
 };
 
 void Fields(Is<SubmitRequest> auto& m, auto&& f) {
@@ -777,25 +439,6 @@ void Fields(Is<RetryRequest> auto& m, auto&& f) { f(m.job), f(m.all); }
 void Fields(Is<JobsReply> auto& m, auto&& f) { f(m.jobs); }
 void Fields(Is<ScaleRequest> auto& m, auto&& f) { f(m.workers); }
 void Fields(Is<ScaledReply> auto& m, auto&& f) { f(m.before), f(m.after); }
-void Fields(Is<AllocQueueSpec> auto& q, auto&& f) {
-  f(q.name), f(q.backend), f(q.time_limit_s), f(q.workers_per_alloc), f(q.max_workers),
-      f(q.backlog), f(q.idle_timeout_s), f(q.worker_args), f(q.queues), f(q.resources),
-      f(q.backend_args);
-}
-void Fields(Is<AllocationInfo> auto& a, auto&& f) {
-  f(a.id), f(a.state), f(a.workers), f(a.workers_seen), f(a.submitted), f(a.started), f(a.ended),
-      f(a.end);
-}
-void Fields(Is<AllocQueueInfo> auto& q, auto&& f) {
-  f(q.spec), f(q.paused), f(q.pause_reason), f(q.last_error), f(q.failures_in_row), f(q.submits),
-      f(q.failures), f(q.access_file), f(q.allocations);
-}
-void Put(Writer& w, const AllocQueueSpec& q) { Fields(q, Out{w}); }
-void Get(Reader& r, AllocQueueSpec& q) { Fields(q, In{r}); }
-void Put(Writer& w, const AllocationInfo& a) { Fields(a, Out{w}); }
-void Get(Reader& r, AllocationInfo& a) { Fields(a, In{r}); }
-void Put(Writer& w, const AllocQueueInfo& q) { Fields(q, Out{w}); }
-void Get(Reader& r, AllocQueueInfo& q) { Fields(q, In{r}); }
 void Fields(Is<AllocRequest> auto& m, auto&& f) {
   f(m.op), f(m.name), f(m.spec), f(m.access_file), f(m.keep);
 }
@@ -875,7 +518,7 @@ namespace {
 template <typename T> std::optional<std::vector<T>> DecodeBlob(std::string_view bytes) {
   Reader r(bytes);
   std::vector<T> items;
-  GetVector(r, items);
+  In{r}(items);
   if (!r.ok() || !r.AtEnd()) return std::nullopt;
   return items;
 }
@@ -899,8 +542,8 @@ std::string EncodeSpecs(std::span<const TaskSpec> specs) {
   }
   Writer w;
   w.Reserve(bytes);
-  w.U64(specs.size());  // as PutVector writes a vector
-  for (const TaskSpec& s : specs) Put(w, s);
+  w.U64(specs.size());  // as a vector is written
+  for (const TaskSpec& s : specs) Out{w}(s);
   return w.Take();
 }
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes) {
@@ -909,20 +552,20 @@ std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes) {
 std::optional<std::pair<size_t, TaskSpec>> DecodeFirstSpec(std::string_view bytes) {
   Reader r(bytes);
   std::pair<size_t, TaskSpec> first{r.Count(), TaskSpec{}};
-  if (first.first > 0) Get(r, first.second);
+  if (first.first > 0) In{r}(first.second);
   if (!r.ok()) return std::nullopt;
   return first;
 }
 namespace {
 template <typename T> std::string EncodeOne(const T& value) {
   Writer w;
-  Put(w, value);
+  Out{w}(value);
   return w.Take();
 }
 template <typename T> std::optional<T> DecodeOne(std::string_view bytes) {
   Reader r(bytes);
   T value;
-  Get(r, value);
+  In{r}(value);
   if (!r.ok() || !r.AtEnd()) return std::nullopt;
   return value;
 }
