@@ -83,7 +83,7 @@ class AllocPolicyTest : public ::testing::Test {
           break;
         }
         case AllocAction::Kind::kCancel:
-          backend_.Cancel(info, action.id);
+          EXPECT_TRUE(backend_.Cancel(info, action.id).ok());
           break;
       }
     }
