@@ -356,18 +356,9 @@ ExitCode Guard(const std::function<ExitCode()>& verb) {
   };
   try {
     return verb();
-  } catch (const UsageError& e) {
+  } catch (const Exception& e) {
     say(e);
-    return ExitCode::kUsage;
-  } catch (const Unreachable& e) {
-    say(e);
-    return ExitCode::kUnreachable;
-  } catch (const Refused& e) {
-    say(e);
-    return ExitCode::kRefused;
-  } catch (const DiskFull& e) {
-    say(e);
-    return ExitCode::kDiskFull;
+    return ExitCodeOf(e.code());
   } catch (const std::exception& e) {
     say(e);
     return ExitCode::kFailed;

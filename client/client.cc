@@ -124,7 +124,7 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
   explicit ClientCore(BrokerAddress address)
       : requests_(address), results_(address), wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (wake_ < 0)
-      throw Exception(ExitCode::kFailed, std::string("eventfd: ") + std::strerror(errno));
+      throw Exception(Errc::kFailed, std::string("eventfd: ") + std::strerror(errno));
     endpoint_ = requests_.endpoint();
   }
   ~ClientCore() {
@@ -202,7 +202,7 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
         if (e || !reply || !std::holds_alternative<SubmittedReply>(*reply)) {
           if (!e)
             e = std::make_exception_ptr(
-                Exception(ExitCode::kFailed, "submit: the broker sent an unexpected reply"));
+                Exception(Errc::kFailed, "submit: the broker sent an unexpected reply"));
           for (auto& f : futures) Settle(f, std::nullopt, e);
           if (accepted) accepted(SubmittedReply{});
           return;

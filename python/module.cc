@@ -152,7 +152,7 @@ class NativeClient {
 
 PYBIND11_MODULE(_orq, m) {
   m.doc() = "The native part of orq's Python module (use the orq package, not this).";
-  // orq's errors, by exit code: the package maps them to its own exception classes.
+  // orq's errors, by code (orq::Errc): the package maps them to its own exception classes.
   static py::exception<orq::Exception> error(m, "NativeError");
   py::register_exception_translator([](std::exception_ptr p) {
     try {

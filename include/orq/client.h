@@ -13,8 +13,9 @@
 // deadline: each blocking call takes a timeout and throws orq::Timeout when it passes; a broker
 // that stops answering fails what waits on it with orq::Unreachable within seconds.
 //
-// Errors are the orq command's (orq/errors.h), orq::Exception with its exit code: UsageError (a bad
-// task, an unknown id), Unreachable, Refused (a key the broker does not take), DiskFull, Timeout.
+// Errors are the orq command's (orq/errors.h), orq::Exception with its code (orq::Errc):
+// UsageError (a bad task, an unknown id), Unreachable, Refused (a key the broker does not take),
+// DiskFull, Timeout.
 //
 // Versioned: ORQ_CLIENT_API_VERSION is raised whenever this header changes incompatibly.
 // Installed by `cmake --install` with a CMake package: find_package(orq) and
@@ -31,7 +32,7 @@
 #include <string>
 #include <vector>
 
-#define ORQ_CLIENT_API_VERSION 1
+#define ORQ_CLIENT_API_VERSION 2  // 2: Exception::code() is an Errc, not an exit code
 
 namespace orq {
 

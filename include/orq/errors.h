@@ -1,6 +1,8 @@
-// orq's errors: one exception type per kind of failure, each with the exit code the orq command
-// ends with for it (documented in the README: scripts depend on them). The command line and the
-// client library (orq/client.h) throw the same types; what() is one sentence for the user.
+// orq's errors: one exception type per kind of failure, each with its code (Errc): what went
+// wrong, for a program to branch on. The command line and the client library (orq/client.h)
+// throw the same types; what() is one sentence for the user. The orq command ends with the exit
+// code documented for each (the README's table; common/errors.h maps one to the other), which
+// is the command's contract, not the library's.
 #pragma once
 
 #include <stdexcept>
@@ -15,48 +17,44 @@
 
 namespace orq {
 
-enum class ExitCode : int {
-  kOk = 0,
-  kTaskFailed = 1,   // some task did not end ok (run, gather)
-  kUsage = 2,        // bad arguments, bad task file, unknown ids, unsafe files: the user can fix it
-  kUnreachable = 3,  // no broker to talk to: not running, stopped answering, or did not start
-  kRefused = 4,      // the broker refused our key, or the request is outside its role
-  kFailed = 5,       // orq itself failed: a process, socket or file it needs (the message says)
-  kDiskFull = 6,     // the broker's journal disk is full: the submit was refused, nothing accepted
-  kTimeout = 124,  // a deadline passed (gather --timeout; a library call's timeout), as timeout(1)
-  kInterrupted = 130,  // SIGINT/SIGTERM (as a shell reports it); everything started was stopped
+enum class Errc : int {
+  kInvalid = 1,      // a bad argument, task, task file or unknown id: the caller can fix it
+  kUnreachable = 2,  // no broker to talk to: not running, stopped answering, or shut down
+  kRefused = 3,      // the broker refused our key, or the request is outside its role
+  kFailed = 4,       // orq itself failed: a process, socket or file it needs (the sentence says)
+  kDiskFull = 5,     // the broker's journal disk is full: the submit was refused, nothing accepted
+  kTimeout = 6,      // a wait's deadline passed
 };
 
-// The base of every error below: a sentence and the exit code it maps to.
+// The base of every error below: a sentence and its code.
 struct ORQ_API Exception : std::runtime_error {
-  Exception(ExitCode code, const std::string& sentence)
-      : std::runtime_error(sentence), code_(code) {}
-  ExitCode code() const noexcept { return code_; }
+  Exception(Errc code, const std::string& sentence) : std::runtime_error(sentence), code_(code) {}
+  Errc code() const noexcept { return code_; }
 
  private:
-  ExitCode code_;
+  Errc code_;
 };
 
-// A mistake the user can fix; what() is one sentence naming the file, flag or field (exit 2).
+// A mistake the user can fix; what() is one sentence naming the file, flag or field.
 struct ORQ_API UsageError : Exception {
-  explicit UsageError(const std::string& sentence) : Exception(ExitCode::kUsage, sentence) {}
+  explicit UsageError(const std::string& sentence) : Exception(Errc::kInvalid, sentence) {}
 };
-// The broker cannot be reached (exit 3): not running, stopped answering, or it shut down.
+// The broker cannot be reached: not running, stopped answering, or it shut down.
 struct ORQ_API Unreachable : Exception {
-  explicit Unreachable(const std::string& sentence) : Exception(ExitCode::kUnreachable, sentence) {}
+  explicit Unreachable(const std::string& sentence) : Exception(Errc::kUnreachable, sentence) {}
 };
 // The broker refused us: our key was revoked or never added, we hold the wrong broker key, or the
-// request is outside our key's role (exit 4).
+// request is outside our key's role.
 struct ORQ_API Refused : Exception {
-  explicit Refused(const std::string& sentence) : Exception(ExitCode::kRefused, sentence) {}
+  explicit Refused(const std::string& sentence) : Exception(Errc::kRefused, sentence) {}
 };
-// The broker's journal disk is full, so it refused to accept a submit (exit 6).
+// The broker's journal disk is full, so it refused to accept a submit.
 struct ORQ_API DiskFull : Exception {
-  explicit DiskFull(const std::string& sentence) : Exception(ExitCode::kDiskFull, sentence) {}
+  explicit DiskFull(const std::string& sentence) : Exception(Errc::kDiskFull, sentence) {}
 };
-// A wait's deadline passed before what it waited for (exit 124).
+// A wait's deadline passed before what it waited for.
 struct ORQ_API Timeout : Exception {
-  explicit Timeout(const std::string& sentence) : Exception(ExitCode::kTimeout, sentence) {}
+  explicit Timeout(const std::string& sentence) : Exception(Errc::kTimeout, sentence) {}
 };
 
 }  // namespace orq

@@ -68,7 +68,7 @@ __all__ = [
 
 
 def version() -> str:
-    """The client library's version and API version, e.g. ``"0.1.0 (api 1)"``."""
+    """The client library's version and API version, e.g. ``"0.1.0 (api 2)"``."""
     return _orq.version()
 
 
@@ -111,7 +111,8 @@ class Timeout(OrqError):
     exit_code = 124
 
 
-_BY_CODE = {2: UsageError, 3: Unreachable, 4: Refused, 6: DiskFull, 124: Timeout}
+# The native module's error codes (orq::Errc, include/orq/errors.h) to the classes above.
+_BY_CODE = {1: UsageError, 2: Unreachable, 3: Refused, 5: DiskFull, 6: Timeout}
 
 
 class TaskFailed(OrqError):
@@ -172,7 +173,7 @@ def _decode_call(result: bytes, stdout: bytes) -> Any:
 def _settle(item: tuple, decode: Callable[[bytes, bytes], Any]) -> tuple[bool, Any]:
     """(True, value) or (False, exception) for one outcome from the native client."""
     _, _, status, task_id, result, code, stdout, stderr, error, attempt = item
-    if status == "error":  # there will be no outcome: attempt holds the exit code
+    if status == "error":  # there will be no outcome: attempt holds the error code (orq::Errc)
         cls = _BY_CODE.get(attempt, OrqError)
         return False, cls(error)
     if status == "ok":
