@@ -123,8 +123,7 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
 
   explicit ClientCore(BrokerAddress address)
       : requests_(address), results_(address), wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (wake_ < 0)
-      throw Exception(Errc::kFailed, std::string("eventfd: ") + std::strerror(errno));
+    if (wake_ < 0) throw Exception(Errc::kFailed, std::string("eventfd: ") + std::strerror(errno));
     endpoint_ = requests_.endpoint();
   }
   ~ClientCore() {
