@@ -1,16 +1,18 @@
-// The broker's scheduling logic as a pure state machine. The shell (broker/broker.cc) hands it
-// each decoded message with the time it arrived, calls Tick() when NextWakeup() comes, and sends
-// what it returns. It owns no socket, reads no clock and starts no thread, so tests drive it with
-// a fake clock.
+// The broker's scheduling logic as a pure state machine. The shell's route (broker/broker.cc)
+// hands it each decoded message it owns with the time it arrived, and calls Tick() when
+// NextWakeup() comes; what the core decides to send goes into the outbox it was given, which the
+// shell takes once a turn. It owns no socket, reads no clock and starts no thread, so tests drive
+// it with a fake clock (core_fixture.h), through the same entries.
 //
 // It keeps the lifecycle (submit, dispatch, finish, cancel, retry, a lease lost) and calls its
 // parts, which own their state and never call back: the task table (broker/core/task_table.h), the
 // tasks' specs read back from the store in windows (spec_windows.h; a job comes in through
 // job_builder.h), the ready and delayed queues (queues.h), the worker pool (worker_pool.h), limits
-// and locks with the tasks parked on them (parking.h), the dependency graph (dependency_graph.h),
-// result delivery (delivery.h, followers.h, spill_fetch.h) and the reports (reports.h). Dispatch is
-// credit-based: a worker announces its slots when it registers and is never sent more tasks than it
-// has free; each result frees one slot.
+// and locks with the tasks parked on them (parking.h), a lease's grant and return across the two
+// (leases.h), the dependency graph (dependency_graph.h), result delivery (delivery.h, followers.h,
+// spill_fetch.h) and the reports (reports.h). Dispatch is credit-based: a worker announces its
+// slots when it registers and is never sent more tasks than it has free; each result frees one
+// slot.
 #pragma once
 
 #include <chrono>
