@@ -70,7 +70,7 @@ class WorkerPool {
   // The worker registered from this routing id, or with this pid.
   std::optional<uint32_t> IdOf(const std::string& identity) const;
   std::optional<uint32_t> IdOfPid(int64_t pid) const;
-  Map& all() { return workers_; }
+  // Every worker, read only: a worker changes through at(), Lease() and Return().
   const Map& all() const { return workers_; }
   bool empty() const { return workers_.empty(); }
   size_t size() const { return workers_.size(); }
