@@ -37,8 +37,6 @@ class Outbox {
   // Everything sent since the last Take(), in order.
   std::vector<Outgoing> Take() { return std::exchange(out_, {}); }
   bool empty() const { return out_.empty(); }
-  // What is waiting, for the shell to add what only it knows before sending.
-  std::vector<Outgoing>& pending() { return out_; }
 
  private:
   std::vector<Outgoing> out_;
