@@ -1,7 +1,8 @@
 // README.md and docs/*.md against the tree and the orq binary: every relative link names a file
 // (and a heading) that exists, and every orq command line in their shell blocks names a verb orq
-// has, with options its `--help` lists. (Running each command is further work: many need other
-// hosts, Slurm or a browser; the tests named in each document run those.)
+// has, with options its `--help` lists. The README's "Three ways in" are run as written by
+// tests/programs.sh; the other commands are not run here (many need other hosts, Slurm or a
+// browser: the tests named in each document run those).
 #include <gtest/gtest.h>
 
 #include <filesystem>
