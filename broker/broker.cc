@@ -148,12 +148,14 @@ class BrokerShell {
   }
 
   void Receive(Received& received, Clock::time_point now) {
+    // (Before the message is read: a connection that carried any message is known to the
+    // doorman as authenticated.)
+    const Role role = admission_.RoleOf(received.identity, received.user_id, received.fd);
     if (!received.message) {
       const std::string& why = received.message.error().sentence;
       Log("malformed message: " + why);
       return core_.HandleMalformed(received.identity, why);
     }
-    const Role role = admission_.RoleOf(received.identity, received.user_id, received.fd);
     Route(Peer{received.identity, role, received.user_id}, *received.message, received.bytes, now);
   }
 
