@@ -479,28 +479,33 @@ struct Route {
   std::string_view path;
   Access access;
   std::shared_ptr<EventStream> (Server::Impl::*handle)(Call&);
+  std::vector<std::string_view> pattern = {};  // the path's segments (Routes() splits it once)
 };
 
 const std::vector<Route>& Routes() {
   using I = Server::Impl;
   using enum http::verb;
-  static const std::vector<Route> routes = {
-      {get, "/metrics", Access::kRead, &I::Metrics},
-      {post, "/api/v1/login", Access::kLogin, &I::Login},
-      {get, "/api/v1/session", Access::kRead, &I::SessionInfo},
-      {get, "/api/v1/status", Access::kRead, &I::Status},
-      {get, "/api/v1/limits", Access::kRead, &I::Limits},
-      {get, "/api/v1/events", Access::kRead, &I::Events},
-      {get, "/api/v1/stream", Access::kRead, &I::Stream},
-      {get, "/api/v1/jobs", Access::kRead, &I::Jobs},
-      {get, "/api/v1/jobs/:job", Access::kRead, &I::Job},
-      {get, "/api/v1/jobs/:job/tasks", Access::kRead, &I::JobTasks},
-      {post, "/api/v1/jobs/:job/cancel", Access::kAction, &I::CancelJob},
-      {post, "/api/v1/jobs/:job/retry", Access::kAction, &I::RetryJob},
-      {get, "/api/v1/tasks/:task/logs", Access::kRead, &I::TaskLogs},
-      {get, "/api/v1/tasks/:task/explain", Access::kRead, &I::TaskExplain},
-      {post, "/api/v1/tasks/:task/cancel", Access::kAction, &I::CancelTask},
-  };
+  static const std::vector<Route> routes = [] {
+    std::vector<Route> table = {
+        {get, "/metrics", Access::kRead, &I::Metrics},
+        {post, "/api/v1/login", Access::kLogin, &I::Login},
+        {get, "/api/v1/session", Access::kRead, &I::SessionInfo},
+        {get, "/api/v1/status", Access::kRead, &I::Status},
+        {get, "/api/v1/limits", Access::kRead, &I::Limits},
+        {get, "/api/v1/events", Access::kRead, &I::Events},
+        {get, "/api/v1/stream", Access::kRead, &I::Stream},
+        {get, "/api/v1/jobs", Access::kRead, &I::Jobs},
+        {get, "/api/v1/jobs/:job", Access::kRead, &I::Job},
+        {get, "/api/v1/jobs/:job/tasks", Access::kRead, &I::JobTasks},
+        {post, "/api/v1/jobs/:job/cancel", Access::kAction, &I::CancelJob},
+        {post, "/api/v1/jobs/:job/retry", Access::kAction, &I::RetryJob},
+        {get, "/api/v1/tasks/:task/logs", Access::kRead, &I::TaskLogs},
+        {get, "/api/v1/tasks/:task/explain", Access::kRead, &I::TaskExplain},
+        {post, "/api/v1/tasks/:task/cancel", Access::kAction, &I::CancelTask},
+    };
+    for (Route& route : table) route.pattern = Segments(route.path);
+    return table;
+  }();
   return routes;
 }
 
@@ -519,7 +524,7 @@ std::string Token(std::string token) {
 // sets `bad` to what to write instead).
 bool Matches(const Route& route, const std::vector<std::string_view>& segments, Call& call,
              std::string& bad) {
-  const std::vector<std::string_view> pattern = Segments(route.path);
+  const std::vector<std::string_view>& pattern = route.pattern;
   if (pattern.size() != segments.size()) return false;
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern[i] == ":job" || pattern[i] == ":task") {
