@@ -12,6 +12,16 @@ const base = url.split("?")[0];  // the page, once the login URL has given the b
 const orq = (...args) =>
   execFileSync(ORQ, args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
 const step = (what) => console.log(`-- ${what}`);
+// The page redraws its tables as the broker's events arrive, so an element found by one call may
+// be replaced before the next one clicks it ("Node is detached from document"). This finds and
+// clicks it in one turn of the page's own loop, waiting until it is there.
+const clickWhenThere = (page, selector) =>
+  page.waitForFunction((s) => {
+    const element = document.querySelector(s);
+    if (!element) return false;
+    element.click();
+    return true;
+  }, { polling: 100 }, selector);
 
 const browser = await puppeteer.launch({
   executablePath: CHROMIUM,
@@ -50,21 +60,20 @@ try {
   await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
 
   step("clicking a failed task shows its stderr");
-  await page.click(`#jobs tr[data-job="${quick}"] td`);
+  await clickWhenThere(page, `#jobs tr[data-job="${quick}"] td`);
   await page.waitForSelector("#jobpage:not([hidden]) #tasks tbody tr");
   await page.select("#filter", "failed");
   await page.waitForFunction(() => {
     const rows = [...document.querySelectorAll("#tasks tbody tr")];
     return rows.length === 2 && rows.every((r) => r.cells[1].textContent === "failed");
   });
-  await page.click("#tasks tbody tr td");
+  await clickWhenThere(page, "#tasks tbody tr td");
   await page.waitForFunction(() => /trouble in 3/.test(document.getElementById("output").textContent));
   await page.screenshot({ path: `${shots}/job.png`, fullPage: true });
 
   step("cancelling the running job from the page (confirmed) cancels it");
   await page.goto(base + "#/", { waitUntil: "load" });
-  await page.waitForSelector(`#jobs button[data-job="${long}"]`);
-  await page.click(`#jobs button[data-job="${long}"]`);
+  await clickWhenThere(page, `#jobs button[data-job="${long}"]`);
   await page.waitForSelector("#confirm[open]");
   await page.click("#confirm-yes");
   const deadline = Date.now() + 30000;
