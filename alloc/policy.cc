@@ -49,6 +49,7 @@ Slots AllocPolicy::DefaultSlots() {
   slots[static_cast<size_t>(TaskClass::kAsync)] = 16384;  // a worker's default --slots
   slots[static_cast<size_t>(TaskClass::kCpu)] = 2;        // twice one thread
   slots[static_cast<size_t>(TaskClass::kShell)] = 1;      // one thread
+  slots[static_cast<size_t>(TaskClass::kPython)] = 8;     // kPythonPrefetch per interpreter
   return slots;
 }
 

@@ -423,9 +423,9 @@ BuiltJob BuildJob(const JobInput& in) {
     }
     if (in.retry_backoff) std::tie(spec.backoff_base, spec.backoff_max) = *in.retry_backoff;
     if (auto error = ValidateSpec(spec); !error.ok()) throw UsageError(error.error().sentence);
-    shell = shell || std::holds_alternative<ShellTask>(spec.body);
+    shell = shell || RunsInContext(spec);
   }
-  // Only a job with shell tasks carries the submitter's directory and environment.
+  // Only a job with shell or python tasks carries the submitter's directory and environment.
   if (shell) job.context = SubmitterContext(in.cwd, in.env, in.env_all, in.clean_env);
   return job;
 }

@@ -376,6 +376,7 @@ struct WorkerVerbOptions {
   int heartbeat_ms = 1000;
   std::vector<std::string> resources;
   uint64_t idle_timeout_s = 0, lifetime_s = 0;
+  uint64_t python_idle_s = 60, python_max_memory_mib = 0;
 };
 
 ExitCode Worker(WorkerVerbOptions& o) {
@@ -402,6 +403,8 @@ ExitCode Worker(WorkerVerbOptions& o) {
   worker.heartbeat = milliseconds(o.heartbeat_ms);
   worker.idle_timeout = std::chrono::seconds(o.idle_timeout_s);
   worker.lifetime = std::chrono::seconds(o.lifetime_s);
+  worker.python.idle = std::chrono::seconds(o.python_idle_s);
+  worker.python.max_memory = static_cast<size_t>(o.python_max_memory_mib) << 20;
   worker.resources = ParseResources(o.resources);
   for (const std::string& q : worker.queues) {
     if (auto error = ValidateName(q, "--queues"); !error.ok())
@@ -519,6 +522,19 @@ Verb RegisterWorker(CLI::App& app) {
                   "gives it no task whose --time-request is longer than the time it has left "
                   "(default: no end)")
       ->transform(DurationCheck());
+  cmd->add_option("--python", o->config.python.python,
+                  "the Python interpreter for python tasks (default: the one each client runs, "
+                  "as sys.executable names it)");
+  cmd->add_option("--python-idle", o->python_idle_s,
+                  "end a Python interpreter idle this long (default: 60s)")
+      ->transform(DurationCheck());
+  cmd->add_option("--python-max-calls", o->config.python.max_calls,
+                  "replace a Python interpreter after this many calls (default: no limit)")
+      ->check(MoreThanZero());
+  cmd->add_option("--python-max-memory", o->python_max_memory_mib,
+                  "replace a Python interpreter whose resident memory is over this many MiB "
+                  "after a call (default: no limit)")
+      ->check(MoreThanZero());
   cmd->add_option("--allocation", o->config.allocation,
                   "the allocation that started it, QUEUE/JOBID (set by orq alloc's workers)");
   cmd->add_flag("--supervised", o->config.supervised,

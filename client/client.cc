@@ -26,6 +26,7 @@
 #include "common/paths.h"
 #include "common/shapes.h"
 #include "common/task_spec.h"
+#include "common/words.h"
 
 namespace orq {
 namespace detail {
@@ -119,6 +120,10 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
   struct Pending {
     std::variant<Message, SubmitRequest> message;  // a submit may go in parts
     Done done;
+    // A submit's tasks that run after futures (task index, what): their ids are known once the
+    // jobs before it were accepted, which they are when it is its turn to go.
+    std::vector<std::pair<uint32_t, Task::AfterRef>> after;
+    std::vector<std::shared_ptr<FutureState>> own;  // its futures (for those of its own job)
   };
 
   explicit ClientCore(BrokerAddress address)
@@ -190,9 +195,10 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
 
   // Hands a job to the thread: its futures are settled from there.
   void StartJob(SubmitRequest request, std::vector<std::shared_ptr<FutureState>> futures,
-                std::function<void(const SubmittedReply&)> accepted) {
+                std::function<void(const SubmittedReply&)> accepted,
+                std::vector<std::pair<uint32_t, Task::AfterRef>> after = {}) {
     Post([this, request = std::move(request), futures = std::move(futures),
-          accepted = std::move(accepted)]() mutable {
+          accepted = std::move(accepted), after = std::move(after)]() mutable {
       auto done = [this, futures, accepted](std::optional<Message> reply,
                                             std::exception_ptr e) mutable {
         if (!e && reply) {
@@ -210,7 +216,9 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
         Accepted(submitted.job, std::move(futures));
         if (accepted) accepted(submitted);
       };
-      Enqueue({std::move(request), std::move(done)});
+      std::vector<std::shared_ptr<FutureState>> own;
+      if (!after.empty()) own = futures;
+      Enqueue({std::move(request), std::move(done), std::move(after), std::move(own)});
     });
   }
 
@@ -278,10 +286,45 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
     if (in_flight_ || queue_.empty()) return;
     in_flight_ = std::move(queue_.front());
     queue_.pop_front();
-    if (auto* submit = std::get_if<SubmitRequest>(&in_flight_->message))
+    if (auto* submit = std::get_if<SubmitRequest>(&in_flight_->message)) {
+      if (auto resolved = ResolveAfter(*submit, in_flight_->after, in_flight_->own);
+          !resolved.ok()) {
+        auto done = std::move(in_flight_->done);
+        in_flight_.reset();
+        done(std::nullopt, std::make_exception_ptr(UsageError(resolved.error().sentence)));
+        return SendNext();
+      }
       requests_.SendSubmit(std::move(*submit));
-    else
+    } else {
       requests_.Send(std::get<Message>(in_flight_->message));
+    }
+  }
+
+  // Adds to the tasks' `after` what they run after, now that the jobs of those before it have ids.
+  static Expected<void> ResolveAfter(SubmitRequest& request,
+                                     const std::vector<std::pair<uint32_t, Task::AfterRef>>& after,
+                                     const std::vector<std::shared_ptr<FutureState>>& own) {
+    for (const auto& [task, ref] : after) {
+      Dependency d{ref.job, ref.index, false, false};
+      if (ref.future) {
+        auto same = std::find(own.begin(), own.end(), ref.future);
+        if (same != own.end()) {
+          d = Dependency{Dependency::kSameJob, static_cast<uint32_t>(same - own.begin()), false,
+                         false};
+        } else {
+          std::lock_guard lock(ref.future->mu);
+          if (ref.future->job == 0)
+            return Fault("task " + std::to_string(task) +
+                         " runs after a future whose job was not accepted");
+          d = Dependency{ref.future->job, ref.future->index, false, false};
+        }
+      }
+      TaskSpec& spec = request.tasks[task];
+      Needs needs = spec.need();
+      needs.after.push_back(d);
+      spec.needs = MakeNeeds(std::move(needs));
+    }
+    return {};
   }
 
   template <typename T> bool AskedFor() const {
@@ -501,6 +544,23 @@ Task Task::Echo(const std::string& value_json) {
 Task Task::Cpu(double ms) { return Made({{"kind", "cpu"}, {"ms", ms}}); }
 Task Task::Json(std::string line) { return Task(std::move(line)); }
 
+Task& Task::After(const Future& future) {
+  if (!future.valid()) throw UsageError("Task::After: the future is empty");
+  after_.push_back({future.state(), 0, 0});
+  return *this;
+}
+Task& Task::After(const std::string& task_id) {
+  auto id = ParseId(task_id);
+  if (!id || !id->index || id->job == 0)
+    throw UsageError("Task::After: '" + task_id + "' is not a task's id (j4.2)");
+  after_.push_back({nullptr, id->job, *id->index});
+  return *this;
+}
+Task& Task::AfterIndex(uint32_t index) {
+  after_.push_back({nullptr, Dependency::kSameJob, index});
+  return *this;
+}
+
 Task& Task::With(const std::string& field, const std::string& value_json) {
   nlohmann::json task = ParsedValue(json_, "the task");
   if (!task.is_object()) throw UsageError("the task is not a JSON object: '" + json_ + "'");
@@ -622,6 +682,15 @@ Client Client::FromEnvironment() {
 }
 
 namespace {
+std::vector<std::pair<uint32_t, Task::AfterRef>> AfterOf(const JobSpec& job) {
+  std::vector<std::pair<uint32_t, Task::AfterRef>> after;
+  for (size_t i = 0; i < job.tasks.size(); ++i) {
+    for (const Task::AfterRef& ref : job.tasks[i].after())
+      after.emplace_back(static_cast<uint32_t>(i), ref);
+  }
+  return after;
+}
+
 SubmitRequest Request(const JobSpec& job) {
   if (job.tasks.empty()) throw UsageError("a job needs at least one task");
   SubmitRequest request;
@@ -633,7 +702,7 @@ SubmitRequest Request(const JobSpec& job) {
     if (!spec) throw UsageError(spec.error().sentence);
     if (auto error = ValidateSpec(*spec); !error.ok())
       throw UsageError("task " + std::to_string(i) + ": " + error.error().sentence);
-    shell = shell || std::holds_alternative<ShellTask>(spec->body);
+    shell = shell || RunsInContext(*spec);
     request.tasks.push_back(std::move(*spec));
   }
   if (shell) request.context = SubmitterContext(job.cwd, job.env, false, false);
@@ -661,7 +730,7 @@ std::vector<Future> Client::Start(const JobSpec& job) {
   SubmitRequest request = Request(job);
   std::vector<std::shared_ptr<FutureState>> states;
   std::vector<Future> futures = NewFutures(request.tasks.size(), states);
-  core_->StartJob(std::move(request), std::move(states), nullptr);
+  core_->StartJob(std::move(request), std::move(states), nullptr, AfterOf(job));
   return futures;
 }
 
@@ -676,13 +745,16 @@ Job Client::Submit(const JobSpec& spec, milliseconds timeout) {
     std::optional<SubmittedReply> reply;
   };
   auto slot = std::make_shared<Slot>();
-  core_->StartJob(std::move(request), states, [slot](const SubmittedReply& reply) {
-    {
-      std::lock_guard lock(slot->mu);
-      slot->reply = reply;
-    }
-    slot->cv.notify_all();
-  });
+  core_->StartJob(
+      std::move(request), states,
+      [slot](const SubmittedReply& reply) {
+        {
+          std::lock_guard lock(slot->mu);
+          slot->reply = reply;
+        }
+        slot->cv.notify_all();
+      },
+      AfterOf(spec));
   std::unique_lock lock(slot->mu);
   if (!slot->cv.wait_for(lock, timeout, [&] { return slot->reply.has_value(); }))
     throw orq::Timeout("submit: the broker did not accept the job within " +
@@ -756,6 +828,22 @@ uint32_t Client::Cancel(const std::vector<std::string>& ids, milliseconds timeou
     request.ids.push_back(*ref);
   }
   return std::get<CancelledReply>(core_->Call(std::move(request), timeout, "cancel")).count;
+}
+
+std::string Client::ExplainJson(const std::string& task_id, milliseconds timeout) {
+  auto id = ParseId(task_id);
+  if (!id || !id->index || id->job == 0)
+    throw UsageError("explain: '" + task_id + "' is not a task's id (j4.2)");
+  auto reply = std::get<ExplainedReply>(
+      core_->Call(ExplainRequest{TaskId{id->job, *id->index}}, timeout, "explain"));
+  const std::string state(reply.status ? StatusName(*reply.status) : StateName(reply.state));
+  nlohmann::json reasons = nlohmann::json::array();
+  for (const Reason& reason : reply.reasons) reasons.push_back(Sentence(reason));
+  nlohmann::json j{{"task", FormatTaskId(TaskId{id->job, *id->index})},
+                   {"state", state},
+                   {"reasons", std::move(reasons)}};
+  if (reply.eligible_in >= 0) j["eligible_in"] = reply.eligible_in;
+  return j.dump();
 }
 
 std::string Client::StatusJson(milliseconds timeout) {

@@ -120,6 +120,10 @@ struct BodySize {
     bytes += 10 + p->cwd.size() + 10;
     for (const auto& s : p->env) bytes += 10 + s.size();
   }
+  void operator()(const std::shared_ptr<const PythonTask::Call>& c) {
+    bytes += 1;
+    if (c) bytes += 40 + c->fn.size() + c->args.size() + c->function.size() + c->python.size();
+  }
 };
 
 // Whether T is U, const or not: Fields(Is<TaskId> auto& id, ...) takes a const value to encode
@@ -174,6 +178,9 @@ void Fields(Is<Needs> auto& n, auto&& f) {
       f(n.time_request);
 }
 void Fields(Is<ShellTask::Place> auto& p, auto&& f) { f(p.cwd), f(p.env); }
+void Fields(Is<PythonTask::Call> auto& c, auto&& f) {
+  f(c.fn), f(c.args), f(c.function), f(c.python);
+}
 // A spec: its kind, the fields every kind shares, then the kind's own (TaskBody's structs list
 // them in their Fields()).
 void Fields(Is<TaskSpec> auto& s, auto&& f) {
@@ -191,7 +198,7 @@ void Fields(Is<TaskOutcome> auto& o, auto&& f) {
       f(o.finished), f(o.result), f(o.error), f(o.last_error), f(o.shell);
 }
 void Fields(Is<Assignment> auto& a, auto&& f) {
-  f(a.id), f(a.attempt), f(a.spec), f(a.context), f(a.env);
+  f(a.id), f(a.attempt), f(a.spec), f(a.context), f(a.env), f(a.inputs);
 }
 void Fields(Is<JobInfo> auto& i, auto&& f) {
   f(i.job), f(i.age), f(i.tasks), f(i.waiting), f(i.queued), f(i.delayed), f(i.running), f(i.ok),
@@ -628,6 +635,9 @@ size_t ApproxWireBytes(const TaskSpec& spec) {
     n += echo->value.size();
   } else if (const auto* sleep = std::get_if<SleepTask>(&spec.body)) {
     n += sleep->result.size();
+  } else if (const auto* python = std::get_if<PythonTask>(&spec.body)) {
+    const PythonTask::Call& call = python->get();
+    n += call.fn.size() + call.args.size() + call.function.size() + call.python.size() + 20;
   }
   if (spec.needs) {
     const Needs& need = *spec.needs;

@@ -169,6 +169,11 @@ struct SubprocessOptions {
   // What a stream prints beyond output_limit is written to SPILL.out / SPILL.err (mode 0600)
   // instead of being dropped; empty: dropped.
   std::string spill;
+  // A long-lived child that speaks over its pipes (a worker's Python interpreter): its stdin is a
+  // pipe that Write() feeds (else /dev/null), and what it prints on stdout goes to `on_stdout` as
+  // it comes (else it is kept, as above).
+  bool stdin_pipe = false;
+  std::function<void(std::string_view)> on_stdout;
 };
 
 struct SubprocessResult {
@@ -194,9 +199,13 @@ class Subprocess : public std::enable_shared_from_this<Subprocess> {
   void Poll();
   // SIGTERM to the process group now, SIGKILL after the grace if anything of it is left.
   void Terminate();
+  // Queues `bytes` for the child's stdin (options.stdin_pipe); written in order, on the loop. A
+  // child that closed its stdin drops them (its end is reported through `done`).
+  void Write(std::string bytes);
   // SIGKILL to the group and reap the leader now; `done` is never called.
   void Kill();
   pid_t pid() const { return pid_; }
+  bool reaped() const { return reaped_; }
   // What it has printed so far (up to the output limit), for following a running task.
   const std::string& stdout_so_far() const;
   const std::string& stderr_so_far() const;
@@ -206,6 +215,7 @@ class Subprocess : public std::enable_shared_from_this<Subprocess> {
   struct Impl;
   explicit Subprocess(boost::asio::io_context& loop);
   void MaybeDone();
+  void WriteNext();
 
   std::unique_ptr<Impl> impl_;
   pid_t pid_ = -1;  // leader of the child's process group; -1 before start; stays set once reaped

@@ -5,7 +5,7 @@
 // peers on TCP are always CURVE-encrypted and authenticated, and each has a Role from its key (see
 // Role and MaySend below). Every message is three frames after the ROUTER's identity frame:
 //
-//   frame 0: kProtocolVersion ("ORQ13")
+//   frame 0: kProtocolVersion ("ORQ14")
 //   frame 1: one byte, a Command below
 //   frame 2: the body, encoded by common/codec.h (a compact binary form, no JSON on hot paths)
 //
@@ -31,7 +31,7 @@
 
 namespace orq {
 
-inline constexpr std::string_view kProtocolVersion = "ORQ13";
+inline constexpr std::string_view kProtocolVersion = "ORQ14";
 
 // One-byte command codes. Client -> broker requests are 0x1x, broker -> client replies 0x2x,
 // worker -> broker 0x3x, broker -> worker 0x4x, local administration (ipc only) 0x5x.
@@ -321,6 +321,9 @@ struct Assignment {
   // "K=V" set on top for a shell task: the units of resources it was given
   // (ORQ_RESOURCE_GPU=0,1 and CUDA_VISIBLE_DEVICES=0,1).
   std::vector<std::string> env;
+  // A python task's inputs: the result of each task it runs after, in the order of its `after`
+  // ("" for a whole job, or a dependency whose outcome is no longer kept).
+  std::vector<std::string> inputs;
 };
 
 // Every message names its command (kCommand): the codec writes it and dispatches on it, and the

@@ -8,12 +8,15 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/posix.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <deque>
+#include <optional>
 #include <unordered_map>
 #include <utility>  // before Asio under C++20 with Boost 1.74
 
@@ -27,6 +30,8 @@ namespace orq {
 struct Subprocess::Impl {
   explicit Impl(asio::io_context& loop)
       : out_pipe(loop), err_pipe(loop), kill_timer(loop), timeout_timer(loop) {}
+  std::optional<bp::async_pipe> in_pipe;  // options.stdin_pipe
+  std::deque<std::string> writes;         // to in_pipe, the front one being written
   bp::async_pipe out_pipe;
   bp::async_pipe err_pipe;
   asio::steady_timer kill_timer;     // the grace between TERM and KILL
@@ -57,13 +62,15 @@ struct Stream {
   std::string& text;
   bool& truncated;
   size_t limit;
-  std::string spill_path;  // empty: the rest is dropped
-  std::string& spilled;    // spill_path once something was written there
-  int fd = -1;             // the spill file, opened on its first byte
+  std::string spill_path;                      // empty: the rest is dropped
+  std::string& spilled;                        // spill_path once something was written there
+  std::function<void(std::string_view)> sink;  // set: every byte goes here instead
+  int fd = -1;                                 // the spill file, opened on its first byte
   ~Stream() {
     if (fd >= 0) ::close(fd);
   }
   void Add(const char* data, size_t n) {
+    if (sink) return sink(std::string_view(data, n));
     const size_t keep = text.size() < limit ? std::min(n, limit - text.size()) : 0;
     text.append(data, keep);
     if (keep == n) return;
@@ -180,22 +187,27 @@ std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop, Subprocess
     envp.push_back(nullptr);
   }
   std::error_code ec;
-  bp::child child(
-      bp::exe = program, bp::args = std::vector<std::string>(argv.begin() + 1, argv.end()),
-      bp::std_in<bp::null, bp::std_out> impl.out_pipe, bp::std_err > impl.err_pipe,
-      bp::posix::use_vfork,  // no copy of the worker's page tables per task
-      bp::extend::on_setup([&envp](auto& exec) {
-        if (!envp.empty()) exec.env = envp.data();
-      }),
-      bp::extend::on_exec_setup([&cwd](auto&) {
-        if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
-        ::setpgid(0, 0);  // its own group: TERM/KILL reach its children too
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, nullptr);
-        std::signal(SIGPIPE, SIG_DFL);  // the worker ignores SIGPIPE; the task should not
-      }),
-      ec);
+  auto spawn = [&](auto&& std_in) {
+    return bp::child(
+        bp::exe = program, bp::args = std::vector<std::string>(argv.begin() + 1, argv.end()),
+        std::forward<decltype(std_in)>(std_in), bp::std_out > impl.out_pipe,
+        bp::std_err > impl.err_pipe,
+        bp::posix::use_vfork,  // no copy of the worker's page tables per task
+        bp::extend::on_setup([&envp](auto& exec) {
+          if (!envp.empty()) exec.env = envp.data();
+        }),
+        bp::extend::on_exec_setup([&cwd](auto&) {
+          if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
+          ::setpgid(0, 0);  // its own group: TERM/KILL reach its children too
+          sigset_t none;
+          sigemptyset(&none);
+          sigprocmask(SIG_SETMASK, &none, nullptr);
+          std::signal(SIGPIPE, SIG_DFL);  // the worker ignores SIGPIPE; the task should not
+        }),
+        ec);
+  };
+  if (impl.options.stdin_pipe) impl.in_pipe.emplace(loop);
+  bp::child child = impl.in_pipe ? spawn(bp::std_in < *impl.in_pipe) : spawn(bp::std_in < bp::null);
   if (ec) return fail("cannot run '" + argv[0] + "': " + ec.message());
   self->pid_ = child.id();
   ::setpgid(self->pid_, self->pid_);  // also from the parent, so a kill(-pid) right now works
@@ -221,7 +233,7 @@ std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop, Subprocess
   ReadStream(self, impl.out_pipe, impl.out_buf, sizeof impl.out_buf,
              std::make_shared<Stream>(Stream{impl.result.stdout_text, impl.result.truncated, limit,
                                              spill.empty() ? "" : spill + ".out",
-                                             impl.result.stdout_file}),
+                                             impl.result.stdout_file, impl.options.on_stdout}),
              closed);
   ReadStream(self, impl.err_pipe, impl.err_buf, sizeof impl.err_buf,
              std::make_shared<Stream>(Stream{impl.result.stderr_text, impl.result.truncated, limit,
@@ -229,6 +241,27 @@ std::shared_ptr<Subprocess> Subprocess::Start(asio::io_context& loop, Subprocess
                                              impl.result.stderr_file}),
              closed);
   return self;
+}
+
+void Subprocess::Write(std::string bytes) {
+  Impl& impl = *impl_;
+  if (!impl.in_pipe || reaped_ || !impl.in_pipe->is_open()) return;
+  impl.writes.push_back(std::move(bytes));
+  if (impl.writes.size() == 1) WriteNext();
+}
+
+void Subprocess::WriteNext() {
+  Impl& impl = *impl_;
+  asio::async_write(*impl.in_pipe, asio::buffer(impl.writes.front()),
+                    [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+                      auto& writes = self->impl_->writes;
+                      if (ec) {  // it closed its stdin, or is gone: its end tells the rest
+                        writes.clear();
+                        return;
+                      }
+                      writes.pop_front();
+                      if (!writes.empty()) self->WriteNext();
+                    });
 }
 
 const std::string& Subprocess::stdout_so_far() const { return impl_->result.stdout_text; }
@@ -266,6 +299,10 @@ void Subprocess::Kill() {
 }
 
 void Subprocess::MaybeDone() {
+  if (reaped_ && impl_->in_pipe && impl_->in_pipe->is_open()) {
+    boost::system::error_code ignored;
+    impl_->in_pipe->close(ignored);
+  }
   if (!reaped_ || impl_->open_streams > 0 || !impl_->done) return;
   impl_->kill_timer.cancel();
   impl_->timeout_timer.cancel();

@@ -123,6 +123,40 @@ Expected<void> CpuTask::Validate() const {
   return {};
 }
 
+Expected<void> PythonTask::Parse(const json& obj, PythonTask& out) {
+  Call call;
+  for (auto [field, into, required] :
+       {std::tuple{"fn", &call.fn, true}, std::tuple{"args", &call.args, true},
+        std::tuple{"function", &call.function, false}, std::tuple{"python", &call.python, false}}) {
+    auto it = obj.find(field);
+    if (it == obj.end()) {
+      if (required) return Fault("missing field " + Quote(field));
+      continue;
+    }
+    if (!it->is_string()) return Fault("field " + Quote(field) + " must be a string");
+    *into = it->get<std::string>();
+  }
+  out.call = std::make_shared<const Call>(std::move(call));
+  return {};
+}
+Expected<void> PythonTask::Validate() const {
+  const Call& c = get();
+  if (c.fn.empty()) return Fault("field 'fn' must not be empty");
+  if (c.args.empty()) return Fault("field 'args' must not be empty");
+  if (c.fn.size() + c.args.size() > kMaxCallBytes)
+    return Fault("fields 'fn' and 'args' are " + std::to_string(c.fn.size() + c.args.size()) +
+                 " bytes; the limit is " + std::to_string(kMaxCallBytes) +
+                 " (pass large data as a file, or as the result of another call)");
+  if (c.function.size() > 1024) return Fault("field 'function' is over 1024 bytes");
+  if (c.python.size() > kMaxPathBytes)
+    return Fault("field 'python' is over " + std::to_string(kMaxPathBytes) + " bytes");
+  return {};
+}
+const PythonTask::Call& PythonTask::get() const {
+  static const Call kNone;
+  return call ? *call : kNone;
+}
+
 namespace {
 // A shell task's "cwd" (a string) and "env" (an object of strings).
 Expected<void> ParsePlace(const json& obj, ShellTask& out) {
@@ -369,6 +403,11 @@ std::shared_ptr<const Needs> MakeNeeds(Needs needs) {
 const Needs& TaskSpec::need() const {
   static const Needs kNone;
   return needs ? *needs : kNone;
+}
+
+bool RunsInContext(const TaskSpec& spec) {
+  return std::holds_alternative<ShellTask>(spec.body) ||
+         std::holds_alternative<PythonTask>(spec.body);
 }
 
 uint32_t Cpus(const TaskSpec& spec) {

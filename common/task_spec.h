@@ -39,8 +39,10 @@ inline constexpr size_t kMaxPathBytes = 4096;  // a cwd (PATH_MAX)
 
 // Where a kind runs on a worker, and so which of the worker's slots it takes: sleep and echo on
 // the async loop (thousands of slots), cpu on the thread pool, shell as child processes.
-enum class TaskClass : uint8_t { kAsync = 0, kCpu = 1, kShell = 2 };
-inline constexpr size_t kTaskClassCount = 3;
+// python calls on its warm interpreters (as many run at once as it has shell slots; the broker
+// sends it a few more, which wait there for an interpreter).
+enum class TaskClass : uint8_t { kAsync = 0, kCpu = 1, kShell = 2, kPython = 3 };
+inline constexpr size_t kTaskClassCount = 4;
 using Slots = std::array<uint32_t, kTaskClassCount>;
 
 // A parse or check fails with its sentence (common/error.h's Fault), without the "FILE:LINE: "
@@ -125,9 +127,42 @@ struct ShellTask {
   }
 };
 
+// python: a call of a Python function (the orq Python module's `c.call`, `Executor.submit`), run
+// by one of its worker's warm interpreters (worker/python_pool.h), in its job's directory and
+// environment as a shell task. Its inputs are the results of the tasks it runs after (`after`, in
+// order), which the broker hands over with it. Result: the value (python/orq/serve.py says how).
+struct PythonTask {
+  static constexpr std::string_view kName = "python";
+  static constexpr TaskClass kClass = TaskClass::kPython;
+  // The runner enforces its timeout with a timer (which ends the interpreter, not the worker).
+  static constexpr bool kTimesItself = false;
+  static constexpr std::array<std::string_view, 4> kFields = {"fn", "args", "function", "python"};
+  struct Call {
+    // base64 of the pickled function (the same bytes for every call of it, so an interpreter
+    // unpickles it once), and of the pickled (args, kwargs)
+    std::string fn, args;
+    std::string function;  // its qualified name ("__main__.square"), for people
+    std::string python;    // the interpreter the caller runs; empty: python3 (a worker's
+                           // --python wins over both)
+    friend bool operator==(const Call&, const Call&) = default;
+  };
+  std::shared_ptr<const Call> call;  // out of line (as ShellTask's Place); never null once parsed
+  const Call& get() const;
+  static Expected<void> Parse(const nlohmann::json& object, PythonTask& out);
+  Expected<void> Validate() const;
+  template <typename Self, typename F> static void Fields(Self& self, F&& f) { f(self.call); }
+  friend bool operator==(const PythonTask& a, const PythonTask& b) { return a.get() == b.get(); }
+};
+// The largest pickled call a python task may carry, and the largest pickled value (a result, so
+// also an input) a call may return: above it the call fails with a sentence saying so. (A remote
+// worker's messages to the broker are at most 4 MiB: a value at the limit, base64, and a MiB of
+// each output stream fit.)
+inline constexpr size_t kMaxCallBytes = 8u << 20;
+inline constexpr size_t kMaxPythonValueBytes = 1u << 20;
+
 // What a task runs. The index of each alternative is on the wire and in the journal: append new
 // kinds, never reorder.
-using TaskBody = std::variant<SleepTask, EchoTask, CpuTask, ShellTask>;
+using TaskBody = std::variant<SleepTask, EchoTask, CpuTask, ShellTask, PythonTask>;
 inline constexpr size_t kTaskKindCount = std::variant_size_v<TaskBody>;
 
 // --- What a task needs before it may start: coordination across the cluster (issue 10) ---
@@ -214,10 +249,13 @@ struct TaskSpec {
 };
 
 // The cpus a task takes of its worker's: what it asked for, else 1 for a shell task (a process)
-// and none for the kinds that run on the worker's own loop and pool.
+// and none for the kinds that run on the worker's own loop, pool and interpreters.
 uint32_t Cpus(const TaskSpec& spec);
 
 TaskClass ClassOf(const TaskSpec& spec);
+// Whether it runs as a process in its job's directory and environment (shell, python): then its
+// job's context goes to the broker with it and to its worker.
+bool RunsInContext(const TaskSpec& spec);
 std::string_view KindName(const TaskSpec& spec);
 // The name of the kind of TaskBody's alternative `index` ("?" past the last).
 std::string_view KindNameAt(size_t index);

@@ -60,9 +60,9 @@ TEST(TaskSpecTest, EachBadInputNamesLineAndField) {
   EXPECT_EQ(LineError("4E6161").rfind("tasks.jsonl:3: malformed JSON: number overflow", 0), 0u);
   EXPECT_EQ(LineError("[1]"), "tasks.jsonl:3: a task must be a JSON object, not array");
   EXPECT_EQ(LineError(R"({"seconds": 1})"),
-            "tasks.jsonl:3: missing field 'kind' (sleep, echo, cpu or shell)");
+            "tasks.jsonl:3: missing field 'kind' (sleep, echo, cpu, shell or python)");
   EXPECT_EQ(LineError(R"({"kind": "nap"})"),
-            "tasks.jsonl:3: unknown kind 'nap' (expected sleep, echo, cpu or shell)");
+            "tasks.jsonl:3: unknown kind 'nap' (expected sleep, echo, cpu, shell or python)");
   EXPECT_EQ(LineError(R"({"kind": 3})"), "tasks.jsonl:3: field 'kind' must be a string");
   EXPECT_EQ(LineError(R"({"kind": "sleep"})"), "tasks.jsonl:3: missing field 'seconds'");
   EXPECT_EQ(LineError(R"({"kind": "sleep", "seconds": -1})"),

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 namespace py = pybind11;
@@ -23,14 +24,23 @@ class NativeClient {
       : client_(Make(access, endpoint, home)) {}
 
   // Submits `tasks` (task-file lines) as one job under the caller's number `batch`; their
-  // outcomes come out of take() as (batch, index, ...).
+  // outcomes come out of take() as (batch, index, ...). `after`, when given, holds for each task
+  // what it runs after, in order: "j4.2" (a task by its id), "#3" (task 3 of this job) or
+  // "b7:2" (task 2 of batch 7, which the caller has not released).
   void Start(uint64_t batch, const std::vector<std::string>& tasks, const std::string& cwd,
-             const std::vector<std::string>& env) {
+             const std::vector<std::string>& env,
+             const std::vector<std::vector<std::string>>& after) {
     orq::JobSpec spec;
     spec.tasks.reserve(tasks.size());
     for (const std::string& t : tasks) spec.tasks.push_back(orq::Task::Json(t));
     spec.cwd = cwd;
     spec.env = env;
+    if (!after.empty()) {
+      std::lock_guard lock(state_->mu);
+      for (size_t i = 0; i < after.size() && i < spec.tasks.size(); ++i) {
+        for (const std::string& ref : after[i]) AddAfter(spec.tasks[i], ref);
+      }
+    }
     std::vector<orq::Future> futures = client().Start(spec);
     {
       std::lock_guard lock(state_->mu);
@@ -78,17 +88,40 @@ class NativeClient {
                                     static_cast<int>(e.code())));
       }
     }
+    return items;
+  }
+
+  // The id ("j7.2") of task `index` of a batch, once the broker accepted its job (waiting up to
+  // `timeout` seconds for that).
+  std::string TaskId(uint64_t batch, uint32_t index, double timeout) {
+    orq::Future future;
     {
       std::lock_guard lock(state_->mu);
-      for (Done& d : done) {
-        auto it = started_.find(d.batch);
-        if (it != started_.end() && ++finished_[d.batch] == it->second.size()) {
-          started_.erase(it);
-          finished_.erase(d.batch);
-        }
-      }
+      auto it = started_.find(batch);
+      if (it == started_.end() || index >= it->second.size())
+        throw orq::UsageError("task_id: the future is no longer known to the client");
+      future = it->second[index];
     }
-    return items;
+    py::gil_scoped_release release;
+    const auto deadline = std::chrono::steady_clock::now() + Ms(timeout);
+    for (;;) {
+      if (std::string id = future.id(); !id.empty()) return id;
+      if (future.ready()) return future.get(milliseconds(0)).id;  // a refusal throws
+      if (std::chrono::steady_clock::now() > deadline)
+        throw orq::Timeout("task_id: the broker did not accept the job within " +
+                           std::to_string(timeout) + " s");
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+  }
+  std::string Explain(const std::string& task_id, double timeout) {
+    py::gil_scoped_release release;
+    return client().ExplainJson(task_id, Ms(timeout));
+  }
+
+  // The caller is done with a batch: none of its futures will be named in `after` again.
+  void Release(uint64_t batch) {
+    std::lock_guard lock(state_->mu);
+    started_.erase(batch);
   }
 
   std::string Status(double timeout) {
@@ -120,6 +153,19 @@ class NativeClient {
     if (!client_) throw orq::UsageError("this orq client is closed");
     return *client_;
   }
+  // Under state_->mu.
+  void AddAfter(orq::Task& task, const std::string& ref) {
+    if (ref.size() > 1 && ref[0] == '#') return void(task.AfterIndex(std::stoul(ref.substr(1))));
+    if (ref.size() > 1 && ref[0] == 'b') {
+      const size_t colon = ref.find(':');
+      auto it = started_.find(std::stoull(ref.substr(1, colon - 1)));
+      const size_t index = std::stoul(ref.substr(colon + 1));
+      if (it == started_.end() || index >= it->second.size())
+        throw orq::UsageError("a future this task runs after is no longer known to the client");
+      return void(task.After(it->second[index]));
+    }
+    task.After(ref);
+  }
   static milliseconds Ms(double seconds) {
     return milliseconds(static_cast<int64_t>(seconds * 1000));
   }
@@ -143,9 +189,8 @@ class NativeClient {
   };
   std::shared_ptr<State> state_ = std::make_shared<State>();
   std::unique_ptr<orq::Client> client_;
-  // Under state_->mu: the futures of each batch until all of it was taken.
+  // Under state_->mu: the futures of each batch until the caller releases it.
   std::unordered_map<uint64_t, std::vector<orq::Future>> started_;
-  std::unordered_map<uint64_t, size_t> finished_;
 };
 
 }  // namespace
@@ -169,6 +214,9 @@ PYBIND11_MODULE(_orq, m) {
            py::arg("access") = "", py::arg("endpoint") = "", py::arg("home") = "")
       .def("start", &NativeClient::Start)
       .def("cancel", &NativeClient::Cancel)
+      .def("release", &NativeClient::Release)
+      .def("task_id", &NativeClient::TaskId)
+      .def("explain_json", &NativeClient::Explain)
       .def("take", &NativeClient::Take)
       .def("status_json", &NativeClient::Status)
       .def("ping", &NativeClient::Ping)

@@ -4,7 +4,8 @@
 #                             libzmq3-dev cppzmq-dev libboost-dev libboost-filesystem-dev
 #                             libcli11-dev nlohmann-json3-dev libsqlite3-dev libssl-dev (the
 #                             dashboard's TLS), libgtest-dev (the unit tests build with orq),
-#                             pybind11-dev and python3-dev (the Python module)
+#                             pybind11-dev, python3-dev and python3-cloudpickle (the Python
+#                             module: functions sent by value)
 #   scripts/setup.sh --tests  that, and what the test command (scripts/test.sh) uses: git (the
 #          format check lists the sources with it), procps (pgrep), iproute2 (network-namespace
 #          hosts), Slurm and munge (workers started by a real single-node Slurm), python3 (a free
@@ -27,7 +28,7 @@ elif [[ $# -gt 0 ]]; then
 fi
 packages=(g++ cmake make libzmq3-dev cppzmq-dev libboost-dev libboost-filesystem-dev
           libcli11-dev nlohmann-json3-dev libsqlite3-dev libssl-dev libgtest-dev pybind11-dev
-          python3-dev)
+          python3-dev python3-cloudpickle)
 if ((tests)); then
   packages+=(git procps iproute2 slurmctld slurmd slurm-client munge python3 clang
              libclang-rt-14-dev lld clang-format parallel chromium prometheus curl openssl nodejs

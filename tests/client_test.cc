@@ -123,6 +123,23 @@ TEST_F(ClientTest, ThenRunsOnceForEachAndThreadsMaySubmitAtOnce) {
   EXPECT_TRUE(WaitUntil([&] { return called == 100; }, seconds(10)));
 }
 
+TEST_F(ClientTest, ATaskRunsAfterFuturesOfEarlierJobsAndOfItsOwn) {
+  // Started one after another without waiting: the second job's ids of the first are known
+  // when it goes.
+  auto first = client_->Start({{Task::Sleep(0.3, "\"slow\""), Task::Echo("1")}});
+  Task after_both = Task::Echo("2");
+  after_both.After(first[0]).AfterIndex(0);
+  auto second = client_->Start({{Task::Echo("0"), after_both, Task::Echo("3").After(first[1])}});
+  auto outcomes = client_->Gather({first[0], second[1], second[2]}, Long());
+  for (const Outcome& o : outcomes) ASSERT_TRUE(o.ok()) << o.id << ": " << o.error;
+  EXPECT_GE(outcomes[1].started, outcomes[0].finished);  // it waited for the sleep
+  EXPECT_THROW(Task::Echo("4").After("no-id"), UsageError);
+  // A task after one that failed never runs.
+  auto failing = client_->Start({{Task::Shell({"false"})}});
+  auto dependant = client_->Start({{Task::Echo("5").After(failing[0])}});
+  EXPECT_EQ(dependant[0].get(Long()).status, Status::kDependencyFailed);
+}
+
 TEST_F(ClientTest, MistakesAreUsageErrorsNamingTheTaskAndRefusalsFailTheFutures) {
   try {
     client_->Submit({{Task::Echo("1"), Task::Json(R"({"kind":"sleep","seconds":-1})")}});
@@ -148,7 +165,7 @@ TEST_F(ClientTest, StatusLogsAndTheJobContext) {
   auto status = nlohmann::json::parse(client_->StatusJson());
   EXPECT_EQ(status["workers"].size(), 2u);
   EXPECT_GT(client_->Ping(), 0);
-  EXPECT_NE(ClientVersion().find("api 2"), std::string::npos);
+  EXPECT_NE(ClientVersion().find("api 3"), std::string::npos);
 }
 
 TEST_F(ClientTest, ABrokerThatGoesAwayFailsWhatWaitsWithUnreachable) {

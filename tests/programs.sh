@@ -61,7 +61,7 @@ mapfile -d '' blocks < <(awk '/^## Three ways in/ { on = 1; next } /^## / { on =
   on && /^```sh/ { inside = 1; next } on && inside && /^```/ { inside = 0; printf "%s%c", text, 0; text = ""; next }
   inside { text = text $0 "\n" }' README.md)
 (( ${#blocks[@]} == 3 )) || { echo "README: ${#blocks[@]} shell blocks under 'Three ways in', not 3" >&2; exit 1; }
-expected=($'a.log.gz b.log.gz|1\tsim 1' $'a\nb\nc' "['hello', 'world', '!!!']")
+expected=($'a.log.gz b.log.gz|1\tsim 1' $'a\nb\nc' "['hello', 'world', '!!!']|144")
 for i in 0 1 2; do
   home=$tmp/readme-home-$i
   out=$(cd "$readme" && ORQ_HOME=$home timeout 120 bash -euo pipefail -c "${blocks[$i]}" 2>&1) ||

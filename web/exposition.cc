@@ -13,7 +13,8 @@ namespace orq::web {
 namespace {
 
 // TaskClass's names, in its order.
-constexpr std::array<std::string_view, kTaskClassCount> kClassNames = {"async", "cpu", "shell"};
+constexpr std::array<std::string_view, kTaskClassCount> kClassNames = {"async", "cpu", "shell",
+                                                                       "python"};
 
 // What each BrokerCounters counter counts, for its HELP line.
 const std::map<std::string_view, std::string_view>& CounterHelp() {

@@ -58,8 +58,30 @@ std::vector<std::string> ShellEnvironment(const Assignment& a, const ShellTask& 
   return env;
 }
 
+std::string JobDirectory(const Assignment& a, const std::string& own) {
+  return a.context && !a.context->cwd.empty() ? a.context->cwd : own;
+}
+
+std::string PythonRequest(const Assignment& a, const PythonTask& t, int slot) {
+  const PythonTask::Call& call = t.get();
+  const std::string job = FormatJobId(a.id.job);
+  nlohmann::json env = {{"ORQ_JOB_ID", job},
+                        {"ORQ_TASK_ID", FormatTaskId(a.id)},
+                        {"ORQ_TASK_INDEX", std::to_string(a.id.index)},
+                        {"ORQ_ATTEMPT", std::to_string(a.attempt)},
+                        {"ORQ_SLOT", std::to_string(slot)}};
+  for (const std::string& e : a.env) {  // the resource units it was given
+    const size_t eq = e.find('=');
+    env[e.substr(0, eq)] = eq == std::string::npos ? "" : e.substr(eq + 1);
+  }
+  return nlohmann::json{
+      {"task", FormatTaskId(a.id)}, {"function", call.function}, {"fn", call.fn},
+      {"args", call.args},          {"inputs", a.inputs},        {"env", std::move(env)}}
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string ShellDirectory(const Assignment& a, const ShellTask& t, const std::string& own) {
-  const std::string base = a.context && !a.context->cwd.empty() ? a.context->cwd : own;
+  const std::string base = JobDirectory(a, own);
   const std::string& cwd = t.cwd();
   if (cwd.empty()) return base;
   if (cwd[0] == '/' || base.empty()) return cwd;
@@ -78,6 +100,7 @@ struct TaskRunner::Running {
   asio::steady_timer timer;           // sleep tasks
   asio::steady_timer deadline;        // the task's timeout
   std::shared_ptr<Subprocess> child;  // shell tasks
+  uint64_t python_call = 0;           // python tasks: the call's ticket in the PythonPool
   TaskStatus stop_status = TaskStatus::kOk;  // set when a shell task is being stopped
   std::string stop_error;
 };
@@ -86,7 +109,8 @@ TaskRunner::TaskRunner(asio::io_context& loop, RunnerOptions options, Done done)
     : loop_(loop),
       options_(options),
       done_(std::move(done)),
-      pool_(static_cast<size_t>(std::max(1, options.threads))) {
+      pool_(static_cast<size_t>(std::max(1, options.threads))),
+      python_(loop, options.python) {
   for (char** e = environ; *e; ++e) own_env_.emplace_back(*e);
 }
 
@@ -122,8 +146,7 @@ void TaskRunner::Start(const Assignment& a) {
   const auto* sleep = std::get_if<SleepTask>(&a.spec.body);
   const bool times_itself = std::visit(
       [](const auto& t) { return std::decay_t<decltype(t)>::kTimesItself; }, a.spec.body);
-  if (timeout > 0 && !times_itself &&
-      !(sleep && sleep->seconds <= timeout)) {  // a shorter sleep ends first
+  auto arm_deadline = [this, id, timeout](Running& r) {
     r.deadline.expires_after(Seconds(timeout));
     r.deadline.async_wait([this, id, timeout](const boost::system::error_code& ec) {
       if (ec) return;
@@ -131,6 +154,11 @@ void TaskRunner::Start(const Assignment& a) {
       std::snprintf(buf, sizeof buf, "timed out after %g s", timeout);
       Expire(id, TaskStatus::kTimeout, buf);
     });
+  };
+  const bool python = std::holds_alternative<PythonTask>(a.spec.body);
+  if (timeout > 0 && !times_itself && !python &&  // a python call's counts once it starts
+      !(sleep && sleep->seconds <= timeout)) {    // a shorter sleep ends first
+    arm_deadline(r);
   }
 
   // How each kind runs. No default: a new kind does not compile until it is handled here.
@@ -173,6 +201,21 @@ void TaskRunner::Start(const Assignment& a) {
                                std::to_string(a.attempt);
                    r.child = Subprocess::Start(loop_, std::move(o), [this, id](SubprocessResult e) {
                      ShellEnded(id, std::move(e));
+                   });
+                 },
+                 [&](const PythonTask& t) {
+                   PythonCall call;
+                   call.python = t.get().python;
+                   call.cwd = JobDirectory(a, options_.workdir);
+                   call.env = a.context && a.context->env ? *a.context->env : own_env_;
+                   if (!call.cwd.empty()) SetEnv(call.env, "PWD=" + call.cwd);
+                   call.request = [a, t](int slot) { return PythonRequest(a, t, slot); };
+                   if (timeout > 0)
+                     call.started = [this, id, arm_deadline] {
+                       if (auto it = tasks_.find(id); it != tasks_.end()) arm_deadline(*it->second);
+                     };
+                   r.python_call = python_.Call(std::move(call), [this, id](PythonReply reply) {
+                     PythonEnded(id, std::move(reply));
                    });
                  },
              },
@@ -239,6 +282,37 @@ void TaskRunner::ShellEnded(TaskId id, SubprocessResult e) {
   Complete(id, std::move(outcome));
 }
 
+void TaskRunner::PythonEnded(TaskId id, PythonReply reply) {
+  if (!tasks_.count(id)) return;
+  TaskOutcome outcome;
+  if (!reply.answered) {
+    outcome.status = TaskStatus::kFailed;
+    outcome.error = std::move(reply.error);
+    return Complete(id, std::move(outcome));
+  }
+  const auto answer = nlohmann::json::parse(reply.body, nullptr, false);
+  if (!answer.is_object() || !answer.contains("ok") || !answer["ok"].is_boolean()) {
+    outcome.status = TaskStatus::kFailed;
+    outcome.error = "its Python interpreter answered with what is not a reply";
+    return Complete(id, std::move(outcome));
+  }
+  const bool ok = answer["ok"].get<bool>();
+  const auto text = [&](const char* field) {
+    auto it = answer.find(field);
+    std::string s = it != answer.end() && it->is_string() ? it->get<std::string>() : "";
+    if (s.size() > options_.output_limit) s.resize(options_.output_limit);
+    return s;
+  };
+  if (auto it = answer.find("result"); it != answer.end()) outcome.result = it->dump();
+  outcome.shell = ShellOutput{ok ? 0 : 1, text("stdout"), text("stderr"), false, nullptr};
+  if (!ok) {
+    outcome.status = TaskStatus::kFailed;
+    outcome.error = text("error");
+    if (outcome.error.empty()) outcome.error = "the call raised an exception";
+  }
+  Complete(id, std::move(outcome));
+}
+
 void TaskRunner::Complete(TaskId id, TaskOutcome outcome) {
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return;
@@ -269,6 +343,10 @@ void TaskRunner::Expire(TaskId id, TaskStatus status, std::string error) {
   outcome.status = status;
   outcome.error = std::move(error);
   if (r.cpu) outcome.error += " (its thread finishes the work; the result is discarded)";
+  if (r.python_call != 0) {
+    python_.Abort(r.python_call);  // the interpreter goes with the call; the next one starts anew
+    outcome.error += " (its Python interpreter was ended)";
+  }
   Complete(id, std::move(outcome));
 }
 
@@ -309,6 +387,7 @@ void TaskRunner::KillAll() {
   for (auto& [id, r] : tasks_) {
     if (r->child) r->child->Kill();
   }
+  python_.KillAll();
   tasks_.clear();
   watched_.clear();
 }
@@ -319,6 +398,7 @@ void TaskRunner::ReapChildren() {
     if (r->child) children.push_back(r->child);
   }
   for (auto& child : children) child->Poll();  // Poll may complete (and erase) the task
+  python_.Reap();
 }
 
 }  // namespace orq

@@ -3,6 +3,7 @@
 //   echo:  completes at once on the loop
 //   cpu:   busy work on an Asio thread pool of T threads; completion posted back to the loop
 //   shell: a child process (common/process.h's Subprocess) with its output captured
+//   python: a call on one of the worker's warm interpreters (worker/python_pool.h)
 // Every completion, timeout and cancellation is reported through `done` on the loop thread, exactly
 // once per started task. Timeouts: a sleep ends early, a shell task's process group gets TERM then
 // KILL, a cpu task's result is abandoned (the thread finishes its slice of work, then is free).
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "common/protocol.h"
+#include "worker/python_pool.h"
 
 namespace orq {
 
@@ -38,6 +40,7 @@ struct RunnerOptions {
   // it is dropped. `host` is reported with such files.
   std::string spill_dir;
   std::string host;
+  PythonPoolOptions python;  // python tasks' interpreters
 };
 
 // A shell task's environment: its job's (the submitter's; `own`, the worker's, when the job brings
@@ -47,6 +50,11 @@ struct RunnerOptions {
 std::vector<std::string> ShellEnvironment(const Assignment& a, const ShellTask& t, int slot,
                                           const std::vector<std::string>& own,
                                           const std::string& dir);
+// Where a task of its job runs: its job's directory, else `own`.
+std::string JobDirectory(const Assignment& a, const std::string& own);
+// A python call's request to its interpreter (JSON, python/orq/serve.py): the call, its inputs,
+// and the variables a shell task would get that differ per task (ORQ_TASK_ID, ORQ_SLOT...).
+std::string PythonRequest(const Assignment& a, const PythonTask& t, int slot);
 // Where it runs: its own `cwd` (relative to its job's), else its job's, else `own`.
 std::string ShellDirectory(const Assignment& a, const ShellTask& t, const std::string& own);
 
@@ -81,6 +89,8 @@ class TaskRunner {
   void Complete(TaskId id, TaskOutcome outcome);
   // A shell task's child is gone: its outcome from how it ended.
   void ShellEnded(TaskId id, SubprocessResult result);
+  // A python task's interpreter answered, or ended without answering.
+  void PythonEnded(TaskId id, PythonReply reply);
   void Expire(TaskId id, TaskStatus status, std::string error);
 
   boost::asio::io_context& loop_;
@@ -90,6 +100,7 @@ class TaskRunner {
   int TakeSlot();
 
   boost::asio::thread_pool pool_;
+  PythonPool python_;
   std::vector<bool> shell_slots_;  // shell slot numbers in use
   struct Watched {
     size_t out = 0, err = 0;  // bytes of each stream already sent

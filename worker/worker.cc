@@ -85,6 +85,8 @@ class WorkerShell {
       o.spill_dir.clear();
     }
     o.host = HostName();
+    o.python = c.python;
+    o.python.keep = static_cast<size_t>(c.shell_slots > 0 ? c.shell_slots : c.threads);
     return o;
   }
 
@@ -100,6 +102,11 @@ class WorkerShell {
     o.slots[static_cast<size_t>(TaskClass::kCpu)] = static_cast<uint32_t>(2 * c.threads);
     o.slots[static_cast<size_t>(TaskClass::kShell)] =
         static_cast<uint32_t>(c.shell_slots > 0 ? c.shell_slots : c.threads);
+    // Python calls: as many run as there are shell slots (an interpreter each); 8 times that
+    // may be here, so that an interpreter that ends a call starts the next one without waiting
+    // for the broker.
+    o.slots[static_cast<size_t>(TaskClass::kPython)] =
+        kPythonPrefetch * o.slots[static_cast<size_t>(TaskClass::kShell)];
     o.resources = c.resources;
     o.queues = c.queues;
     o.heartbeat_interval = c.heartbeat;

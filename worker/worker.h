@@ -11,6 +11,7 @@
 #include "common/errors.h"
 #include "common/task_spec.h"
 #include "common/zmq_util.h"
+#include "worker/python_pool.h"
 
 namespace orq {
 
@@ -28,9 +29,11 @@ struct WorkerConfig {
   std::chrono::milliseconds idle_timeout{0};  // leave after this long with no task; 0: never
   std::chrono::milliseconds lifetime{0};      // leave this long after starting; 0: never
   std::string allocation;                     // "QUEUE/JOBID": started by an allocation
+  PythonPoolOptions python;  // python tasks' interpreters (keep: set from the shell slots)
 };
 
 inline constexpr int kDefaultAsyncSlots = 16384;
+inline constexpr uint32_t kPythonPrefetch = 8;  // python calls held per interpreter
 
 // Runs until the broker says stop (or, when supervised, is gone), SIGTERM or SIGINT. Returns kOk;
 // kRefused when the broker refused its key (revoked, or never added) or its handshakes keep failing

@@ -270,6 +270,8 @@ class BrokerCore {
               std::shared_ptr<const TaskSpec> spec = nullptr);
   void Dispatch();
   // Leases queued `task` to worker `w` as part of `message`.
+  // A python task's inputs: the results of the tasks it runs after (Assignment::inputs).
+  std::vector<std::string> Inputs(TaskId id, const TaskSpec& spec);
   void Assign(uint32_t worker_id, Worker& w, TaskId id, TaskRecord& task,
               std::shared_ptr<const TaskSpec> spec, TasksMessage& message);
   // Queues again the tasks a gate lets back (Parking returns them).

@@ -14,6 +14,8 @@ std::string Label(const TaskSpec& spec) {
     } else {
       for (const std::string& word : shell->argv) label += (label.empty() ? "" : " ") + word;
     }
+  } else if (const auto* python = std::get_if<PythonTask>(&spec.body)) {
+    label = python->get().function.empty() ? "python" : python->get().function + "()";
   } else {
     label = KindName(spec);
   }

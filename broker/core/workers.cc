@@ -186,9 +186,22 @@ void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, TaskRecord& ta
   telemetry_.TaskStarted(id, task.attempt, w.pid, looked->body.index(), now_ - queued_at, now_);
   if (!orphans_.empty()) orphans_.erase(id);  // leased anew: nobody may adopt the old
   journal_.RecordLease(id, task.attempt);
-  Assignment& a = message.tasks.emplace_back(Assignment{id, task.attempt, *looked, nullptr, {}});
-  if (std::holds_alternative<ShellTask>(looked->body)) ShareContext(w.remote, job, a);
+  Assignment& a =
+      message.tasks.emplace_back(Assignment{id, task.attempt, *looked, nullptr, {}, {}});
+  if (RunsInContext(*looked)) ShareContext(w.remote, job, a);
+  if (std::holds_alternative<PythonTask>(looked->body)) a.inputs = Inputs(id, *looked);
   leases_.Grant(w, id, std::move(looked), a.env, now_);  // (the lease keeps it while it runs)
+}
+
+std::vector<std::string> BrokerCore::Inputs(TaskId id, const TaskSpec& spec) {
+  std::vector<std::string> inputs;
+  for (const Dependency& d : spec.need().after) {
+    std::optional<TaskOutcome> outcome;
+    if (!d.whole_job)
+      outcome = store_.Find({d.job == Dependency::kSameJob ? id.job : d.job, d.index});
+    inputs.push_back(outcome ? std::move(outcome->result) : std::string());
+  }
+  return inputs;
 }
 
 bool BrokerCore::ScheduleRetry(TaskId id, TaskRecord& task, const TaskSpec& spec,

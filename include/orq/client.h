@@ -32,12 +32,20 @@
 #include <string>
 #include <vector>
 
-#define ORQ_CLIENT_API_VERSION 2  // 2: Exception::code() is an Errc, not an exit code
+// 2: Exception::code() is an Errc, not an exit code; 3: Task::After
+#define ORQ_CLIENT_API_VERSION 3
 
 namespace orq {
 
 // The library's version and API version, "0.1.0 (api 1)".
 ORQ_API std::string ClientVersion();
+
+class Client;
+class Future;
+namespace detail {
+struct FutureState;
+struct ClientCore;
+}  // namespace detail
 
 // One task, as a line of a task file says it (docs/COORDINATION.md, "Task files"): JSON with its
 // "kind" and the kind's fields, and what any task may add ("timeout", "retries", "delay",
@@ -64,12 +72,27 @@ class ORQ_API Task {
   Task& Retries(int retries);     // attempts after the first when it fails
   Task& Priority(int priority);   // higher first
   Task& Queue(const std::string& queue);
+  // Runs after another task ended ok (else it ends kDependencyFailed without running): the task
+  // of `future` (of an earlier job started by this client), the task "j4.2", or task `index` of
+  // its own job. Its `after` lists these after the task file's own, in the order given; a python
+  // task gets their results as its inputs in that order.
+  Task& After(const Future& future);
+  Task& After(const std::string& task_id);  // UsageError when it is not a task's id
+  Task& AfterIndex(uint32_t index);
 
+  // One task it runs after: a future's, else a task by its id (job 0: of its own job).
+  struct AfterRef {
+    std::shared_ptr<detail::FutureState> future;
+    uint64_t job = 0;
+    uint32_t index = 0;
+  };
   const std::string& json() const { return json_; }
+  const std::vector<AfterRef>& after() const { return after_; }
 
  private:
   explicit Task(std::string json) : json_(std::move(json)) {}
   std::string json_;
+  std::vector<AfterRef> after_;
 };
 
 // A job: tasks submitted together (one id, "j7"; its tasks are "j7.0", "j7.1", ...).
@@ -107,12 +130,6 @@ struct ORQ_API Outcome {
   double started = 0, finished = 0;  // wall-clock seconds since the epoch
   bool ok() const { return status == Status::kOk; }
 };
-
-class Client;
-namespace detail {
-struct FutureState;
-struct ClientCore;
-}  // namespace detail
 
 // The outcome of one task, once it has one: a handle that can be copied, waited on from any
 // thread, and cancelled. A task that ends badly still has an Outcome (check ok()); get() throws
@@ -225,6 +242,10 @@ class ORQ_API Client {
                   std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // The broker's state as `orq status --json` prints it (a JSON document).
   std::string StatusJson(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Why a task ("j7.2") is where it is, as `orq explain --json` prints it: {"task", "state",
+  // "reasons": [sentences], and for a delayed one "eligible_in" seconds}.
+  std::string ExplainJson(const std::string& task_id,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // What a task printed so far on stdout (or stderr), as `orq logs` shows it.
   std::string Logs(const std::string& task_id, bool stderr_stream = false,
                    std::chrono::milliseconds timeout = std::chrono::seconds(30));

@@ -25,12 +25,14 @@ attempts); one that ran out of time :class:`TaskTimeout`.
 Where a ``concurrent.futures`` executor is wanted, :class:`Executor` is one (``submit``,
 ``map``, ``shutdown``), usable where a ``ProcessPoolExecutor`` is.
 
-``c.call(fn, *args)`` and the Executor run Python functions on workers: the function is pickled
-by reference, as ``ProcessPoolExecutor`` does, so its module must be importable where the worker
-runs (the job's directory and ``sys.path`` travel with it; a function of the main script is
-found by running that script again as ``__mp_main__``, as multiprocessing's spawn does). Its
-arguments and its return value or exception are pickled: use it for functions and data you
-trust, as with any pickle.
+``c.call(fn, *args)`` and the Executor run Python functions on the workers' warm interpreters (a
+call costs a round trip, not an interpreter's start). Functions travel with cloudpickle: a
+module's function by reference (its module must be importable where the worker runs: the job's
+directory and ``sys.path`` travel with it), a script's function, a closure or a lambda by value.
+A call's exception is raised here with the remote traceback as its ``__cause__``. Results come
+back as JSON when JSON says them exactly, else pickled; a client loads a pickled result only
+with a restricted unpickler (plain values, exceptions, its own ``__main__`` classes, and the
+modules named in ``connect(trust=[...])``), so a worker cannot make it run code.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import asyncio
 import atexit
 import base64
 import concurrent.futures
+import io
 import itertools
 import json
 import os
@@ -46,14 +49,16 @@ import pickle
 import sys
 import threading
 import weakref
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
-from . import _orq
+from . import _orq, _values
+from ._values import RemoteError, RemoteTraceback, UnsafeResult
 
 __all__ = [
     "connect",
     "Client",
     "Executor",
+    "Options",
     "OrqError",
     "UsageError",
     "Unreachable",
@@ -63,12 +68,16 @@ __all__ = [
     "TaskFailed",
     "TaskTimeout",
     "TaskCancelled",
+    "RemoteError",
+    "RemoteTraceback",
+    "UnsafeResult",
+    "task_id",
     "version",
 ]
 
 
 def version() -> str:
-    """The client library's version and API version, e.g. ``"0.1.0 (api 2)"``."""
+    """The client library's version and API version, e.g. ``"0.1.0 (api 3)"``."""
     return _orq.version()
 
 
@@ -163,11 +172,20 @@ def _decode_stdout(result: bytes, stdout: bytes) -> str:
     return stdout.decode(errors="replace")
 
 
-def _decode_call(result: bytes, stdout: bytes) -> Any:
-    ok, value = pickle.loads(base64.b64decode(stdout.strip().splitlines()[-1]))
-    if ok:
-        return value
-    raise value
+class _DecodeCall:
+    """A python task's result: its value, or the exception its call raised (raised here). Also
+    read for a failed call (``raised``): its result is the exception."""
+
+    raised = True
+
+    def __init__(self, trust: Union[bool, Sequence[str]]):
+        self.trust = trust
+
+    def __call__(self, result: bytes, stdout: bytes) -> Any:
+        ok, value = _values.decode(result, self.trust, sys.modules.get("__main__"))
+        if ok:
+            return value
+        raise value
 
 
 def _settle(item: tuple, decode: Callable[[bytes, bytes], Any]) -> tuple[bool, Any]:
@@ -180,6 +198,11 @@ def _settle(item: tuple, decode: Callable[[bytes, bytes], Any]) -> tuple[bool, A
         try:
             return True, decode(result, stdout)
         except Exception as e:  # a function's exception (call), or output that is not a result
+            return False, e
+    if status == "failed" and result and getattr(decode, "raised", False):
+        try:
+            decode(result, stdout)
+        except Exception as e:  # the call's own exception, with its remote traceback
             return False, e
     tail = stderr[-_STDERR_TAIL:].decode(errors="replace")
     cls = {"timeout": TaskTimeout, "cancelled": TaskCancelled}.get(status, TaskFailed)
@@ -198,7 +221,9 @@ class Client:
     """
 
     def __init__(self, access: Optional[str] = None, endpoint: Optional[str] = None,
-                 home: Optional[str] = None):
+                 home: Optional[str] = None, trust: Union[bool, Sequence[str]] = ()):
+        self._decode_call = _DecodeCall(trust if trust is True else tuple(trust or ()))
+        self._functions: dict = {}  # id(fn) -> (fn, pickled): this loop turn's or map's
         try:
             self._native = _orq.NativeClient(access or "", endpoint or "", home or "")
         except _orq.NativeError as e:
@@ -268,18 +293,30 @@ class Client:
         return self._async({"kind": "cpu", "ms": ms}, options, _decode_json)
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> "asyncio.Future[Any]":
-        """Runs ``fn(*args, **kwargs)`` on a worker (``python3 -m orq.run``); its return value,
-        or its exception raised here. Pickled by reference: see the module's help."""
-        return self._async(_call_spec(fn, args, kwargs), {}, _decode_call)
+        """Runs ``fn(*args, **kwargs)`` on a worker's warm interpreter; its return value, or its
+        exception raised here (the remote traceback as its ``__cause__``). See the module's
+        help for how functions and values travel."""
+        return self._async(self._call_spec(fn, args, kwargs), {}, self._decode_call)
+
+    def options(self, **options: Any) -> "Options":
+        """The same client with task options for what is submitted through it, kept apart from
+        the function's own keyword arguments: ``c.options(retries=2, timeout=60,
+        resources={"gpu": 1}, queue="gpu").call(f, x)``. The options are task-file fields
+        (docs/COORDINATION.md): ``timeout``, ``retries``, ``retry_backoff``, ``delay``,
+        ``priority``, ``attempts``, ``queue``, ``cpus``, ``resources``, ``limits``, ``locks``,
+        ``time_request``."""
+        return Options(self, _checked_options(options))
 
     def _async(self, spec: dict, options: dict, decode: Callable) -> "asyncio.Future[Any]":
         loop = asyncio.get_running_loop()
         spec.update(options)
         future = _Future(loop=loop)
+        future._orq_client = self
+        after = spec.pop("$after", ())
         with self._lock:
             if self._closed:
                 raise UsageError("this orq client is closed")
-            self._queue.append((json.dumps(spec), future, decode))
+            self._queue.append((json.dumps(spec), future, decode, after))
             flush = not self._flush_due
             self._flush_due = True
         if flush:
@@ -291,33 +328,58 @@ class Client:
         with self._lock:
             queue, self._queue = self._queue, []
             self._flush_due = False
+            self._functions.clear()
         if not queue:
             return
-        entries = [(f, decode, f.get_loop()) for _, f, decode in queue]
+        entries = [(f, decode, f.get_loop()) for _, f, decode, _ in queue]
         try:
-            batch = self._start([t for t, _, _ in queue], entries)
+            batch = self._start([t for t, _, _, _ in queue], entries, [a for _, _, _, a in queue])
         except OrqError as e:
             for f, _, _ in entries:
                 if not f.done():
                     f.set_exception(e)
             return
         for index, (f, _, _) in enumerate(entries):
-            f._orq = (self, batch, index)
             if f.cancelled():  # before its job went
                 self._cancel(batch, index)
 
-    def _start(self, tasks: list[str], entries: list) -> int:
+    def _start(self, tasks: list[str], entries: list, afters: Sequence = ()) -> int:
         batch = next(self._batches)
-        with self._lock:
+        with self._lock:  # held until it went: a batch named in `after` is not released meanwhile
             self._pending[batch] = entries
             self._left[batch] = len(entries)
-        try:
-            self._native.start(batch, tasks, os.getcwd(), _job_env())
-        except _orq.NativeError as e:
-            with self._lock:
+            try:
+                after = self._after_refs(entries, afters) if any(afters) else []
+                self._native.start(batch, tasks, os.getcwd(), _job_env(), after)
+            except _orq.NativeError as e:
                 del self._pending[batch], self._left[batch]
-            raise _native_error(e) from None
+                raise _native_error(e) from None
+            except OrqError:
+                del self._pending[batch], self._left[batch]
+                raise
+            for index, (f, _, _) in enumerate(entries):
+                f._orq = (self, batch, index)
         return batch
+
+    @staticmethod
+    def _after_refs(entries: list, afters: Sequence) -> list:
+        """What each task runs after, as the native client names it: "#3" (a task of this job),
+        "j4.2" (a task whose id came), "b7:2" (task 2 of batch 7, still held)."""
+        here = {id(f): i for i, (f, _, _) in enumerate(entries)}
+
+        def ref(future: Any) -> str:
+            if id(future) in here:
+                return f"#{here[id(future)]}"
+            known = getattr(future, "_orq_id", None)
+            if known:
+                return known
+            started = getattr(future, "_orq", None)
+            if started is not None:
+                return f"b{started[1]}:{started[2]}"
+            raise UsageError("a future passed as an argument never became a task (its job was "
+                             "refused)")
+
+        return [[ref(f) for f in after] for after in afters]
 
     def _cancel(self, batch: int, index: int) -> None:
         if not self._closed:
@@ -327,23 +389,49 @@ class Client:
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future:
         """``fn(*args, **kwargs)`` on a worker, as a ``concurrent.futures.Future``."""
-        return self._sync([_call_spec(fn, args, kwargs)])[0]
+        return self._sync([self._call_spec(fn, args, kwargs)])[0]
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             timeout: Optional[float] = None) -> Iterator[Any]:
         """As ``Executor.map``: all calls go as one job; results in order."""
-        futures = self._sync([_call_spec(fn, args, {}) for args in zip(*iterables)])
+        try:
+            futures = self._sync([self._call_spec(fn, args, {}) for args in zip(*iterables)])
+        finally:
+            with self._lock:
+                self._functions.clear()
         return _results_in_order(futures, timeout)
 
     def _sync(self, specs: list[dict]) -> list[concurrent.futures.Future]:
         if self._closed:
             raise UsageError("this orq client is closed")
         futures = [concurrent.futures.Future() for _ in specs]
-        entries = [(f, _decode_call, None) for f in futures]
-        batch = self._start([json.dumps(s) for s in specs], entries)
+        for f in futures:
+            f._orq_client = self  # type: ignore[attr-defined]
+        entries = [(f, self._decode_call, None) for f in futures]
+        afters = [s.pop("$after", ()) for s in specs]
+        batch = self._start([json.dumps(s) for s in specs], entries, afters)
         for index, f in enumerate(futures):
             f.add_done_callback(lambda f, i=index: f.cancelled() and self._cancel(batch, i))
         return futures
+
+    def _call_spec(self, fn: Callable, args: tuple, kwargs: dict) -> dict:
+        """A python task's spec. The function is pickled once per loop turn (or map): the same
+        bytes for each of its calls, so an interpreter unpickles it once."""
+        if not callable(fn):
+            raise UsageError(f"{fn!r} is not callable")
+        with self._lock:
+            known = self._functions.get(id(fn))
+        if known is None or known[0] is not fn:
+            known = (fn, base64.b64encode(_dumps(fn, fn)).decode())
+            with self._lock:
+                self._functions[id(fn)] = known
+        after: list = []
+        spec = {"kind": "python", "fn": known[1],
+                "args": base64.b64encode(_dumps_args((args, kwargs), fn, self, after)).decode(),
+                "function": _qualified_name(fn), "python": sys.executable}
+        if after:
+            spec["$after"] = after
+        return spec
 
     # -- the broker
 
@@ -354,6 +442,23 @@ class Client:
     def ping(self, timeout: float = 5) -> int:
         """The broker's pid (it answers)."""
         return self._native_call(self._native.ping, timeout)
+
+    def explain(self, task: Any, timeout: float = 30) -> dict:
+        """Why a task is where it is, as ``orq explain --json`` says it: ``{"task", "state",
+        "reasons": [...]}``. ``task``: a future of this client's, or a task's id ("j7.2")."""
+        name = task if isinstance(task, str) else task_id(task, timeout)
+        return json.loads(self._native_call(self._native.explain_json, name, timeout))
+
+    def _task_id(self, future: Any, timeout: float) -> str:
+        if getattr(future, "_orq", None) is None and isinstance(future, asyncio.Future):
+            self._flush()  # made in this loop turn: its job goes now
+        with self._lock:  # (its batch is not released meanwhile)
+            if getattr(future, "_orq_id", None):
+                return future._orq_id
+            started = getattr(future, "_orq", None)
+            if started is None:
+                raise UsageError("this future's job was refused: it has no task")
+            return self._native_call(self._native.task_id, started[1], started[2], timeout)
 
     def cancel(self, *ids: str, timeout: float = 30) -> int:
         """Cancels jobs and tasks by id ("j7", "j7.2"), as ``orq cancel``; how many."""
@@ -380,9 +485,12 @@ class Client:
                     entries = self._pending.get(batch)
                     if entries is None:  # (cannot happen: each outcome comes once)
                         continue
+                    if item[3]:
+                        entries[index][0]._orq_id = item[3]
                     self._left[batch] -= 1
                     if self._left[batch] == 0:
                         del self._pending[batch], self._left[batch]
+                        self._native.release(batch)
                     by_loop.setdefault(entries[index][2], []).append((entries[index], item))
             for loop, done in by_loop.items():
                 if loop is None:
@@ -394,11 +502,63 @@ class Client:
                         pass
 
 
+_OPTIONS = {"timeout", "retries", "retry_backoff", "delay", "priority", "attempts", "queue",
+            "cpus", "resources", "limits", "locks", "time_request"}
+
+
+def _checked_options(options: dict) -> dict:
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise UsageError(f"unknown task option {unknown[0]!r}; the options are "
+                         f"{', '.join(sorted(_OPTIONS))}")
+    return options
+
+
+class Options:
+    """A :class:`Client` with task options (:meth:`Client.options`): its ``call``, ``submit``,
+    ``map``, ``shell``, ``sleep``, ``echo`` and ``cpu`` submit with them."""
+
+    def __init__(self, client: Client, options: dict):
+        self._client = client
+        self._options = options
+
+    def options(self, **options: Any) -> "Options":
+        return Options(self._client, {**self._options, **_checked_options(options)})
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> "asyncio.Future[Any]":
+        c = self._client
+        return c._async(c._call_spec(fn, args, kwargs), dict(self._options), c._decode_call)
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        c = self._client
+        return c._sync([{**c._call_spec(fn, args, kwargs), **self._options}])[0]
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
+            timeout: Optional[float] = None) -> Iterator[Any]:
+        c = self._client
+        specs = [{**c._call_spec(fn, args, {}), **self._options} for args in zip(*iterables)]
+        return _results_in_order(c._sync(specs), timeout)
+
+    def shell(self, argv: Sequence[str] | str) -> "asyncio.Future[str]":
+        return self._client.shell(argv, **self._options)
+
+    def sleep(self, seconds: float, result: Any = None) -> "asyncio.Future[Any]":
+        return self._client.sleep(seconds, result, **self._options)
+
+    def echo(self, value: Any) -> "asyncio.Future[Any]":
+        return self._client.echo(value, **self._options)
+
+    def cpu(self, ms: float) -> "asyncio.Future[float]":
+        return self._client.cpu(ms, **self._options)
+
+
 class _Future(asyncio.Future):
     """An asyncio.Future whose cancel() also cancels its orq task (at once: no done callback
     per future, which would cost a loop callback each in a gather of thousands)."""
 
     _orq: Optional[tuple] = None  # (client, batch, index) once its job went to the broker
+    _orq_id: Optional[str] = None  # its task's id, once its outcome came
+    _orq_client: Optional["Client"] = None
 
     def cancel(self, msg: Any = None) -> bool:
         cancelled = super().cancel(msg)
@@ -447,34 +607,95 @@ def _results_in_order(futures: list, timeout: Optional[float]) -> Iterator[Any]:
 
 def _job_env() -> list[str]:
     """What a job's tasks get on top of the submitter's environment, and carry to remote
-    workers: this interpreter's import path, so ``python3 -m orq.run`` finds orq and the
+    workers: this interpreter's import path, so ``python3 -m orq.serve`` finds orq and the
     caller's modules."""
     paths = [p if p else os.getcwd() for p in sys.path]
     return ["PYTHONPATH=" + os.pathsep.join(paths)]
 
 
-def _call_spec(fn: Callable, args: tuple, kwargs: dict) -> dict:
-    main = ""
-    if getattr(fn, "__module__", None) == "__main__":
-        main = getattr(sys.modules["__main__"], "__file__", "") or ""
-        if not main:
-            raise UsageError(f"{fn!r} is defined in an interactive session: define it in a "
-                             "module (or a script file) so that a worker can import it")
-        main = os.path.abspath(main)
-    payload = base64.b64encode(pickle.dumps((fn, args, kwargs))).decode()
-    return {"kind": "shell", "argv": [sys.executable, "-m", "orq.run", main, payload]}
+def task_id(future: Any, timeout: float = 30) -> str:
+    """The id ("j7.2") of the orq task behind a future that ``c.call``, ``c.shell``... or
+    ``submit`` returned: for ``orq logs``, ``orq explain``, ``orq cancel``, the dashboard and
+    :meth:`Client.explain`. Waits up to ``timeout`` seconds for the broker to accept its job."""
+    known = getattr(future, "_orq_id", None)
+    if known:
+        return known
+    client = getattr(future, "_orq_client", None)
+    if client is None:
+        raise UsageError(f"{future!r} is not a future of an orq task")
+    return client._task_id(future, timeout)
+
+
+def _qualified_name(fn: Callable) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{name}" if module and module != "builtins" else name
+
+
+class _ArgsPickler(_values.cloudpickle.CloudPickler if _values.cloudpickle else pickle.Pickler):
+    """Pickles a call's arguments; each future of the same client becomes a reference to an
+    input, the task runs after its task and the worker puts its value there."""
+
+    def __init__(self, buffer: io.BytesIO, client: "Client", after: list):
+        super().__init__(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        self.client = client
+        self.after = after
+
+    def persistent_id(self, obj: Any) -> Any:
+        if not isinstance(obj, (asyncio.Future, concurrent.futures.Future)):
+            return None
+        if getattr(obj, "_orq_client", None) is not self.client:
+            raise UsageError("a future that is not of this orq client's tasks cannot be an "
+                             "argument (await it first, and pass its value)")
+        for k, known in enumerate(self.after):
+            if known is obj:
+                return ("input", k)
+        self.after.append(obj)
+        return ("input", len(self.after) - 1)
+
+
+def _dumps_args(value: Any, fn: Callable, client: "Client", after: list) -> bytes:
+    buffer = io.BytesIO()
+    try:
+        _ArgsPickler(buffer, client, after).dump(value)
+    except OrqError:
+        raise
+    except Exception as e:
+        hint = "" if _values.cloudpickle is not None else " (install python3-cloudpickle)"
+        raise UsageError(f"the arguments of {_qualified_name(fn)} cannot be sent to a worker: "
+                         f"{e}{hint}") from None
+    return buffer.getvalue()
+
+
+def _dumps(value: Any, fn: Callable) -> bytes:
+    """cloudpickle (a script's functions and classes, closures, lambdas by value), else pickle."""
+    try:
+        if _values.cloudpickle is not None:
+            return _values.cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        if value is fn and getattr(fn, "__module__", None) == "__main__":
+            raise pickle.PicklingError("a function of the main script travels by value only")
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:
+        what = "the function" if value is fn else "the arguments of"
+        hint = "" if _values.cloudpickle is not None else (
+            " (install python3-cloudpickle to send a script's functions, closures and lambdas)")
+        raise UsageError(f"{what} {_qualified_name(fn)} cannot be sent to a worker: {e}{hint}"
+                         ) from None
 
 
 def connect(access: Optional[str] = None, endpoint: Optional[str] = None,
-            home: Optional[str] = None) -> Client:
+            home: Optional[str] = None, trust: Union[bool, Sequence[str]] = ()) -> Client:
     """A client of an orq broker: the one an access file names (``orq access add --client``;
     over TCP with CURVE), the one on an ``ipc://`` endpoint, or the one ``orq up`` runs in
     ``home``. With none of them, as the ``orq`` command finds its broker: ``$ORQ_ACCESS``,
     ``$ORQ_ENDPOINT``, else ``$ORQ_HOME`` (default ``~/.orq``).
 
+    ``trust``: the modules whose classes a call's pickled result may load here (``["numpy"]``),
+    or True for any pickle (as ``ProcessPoolExecutor`` does: only with workers you trust).
+
     Use it as ``async with orq.connect() as c:`` (or ``with``); :meth:`Client.close` otherwise.
     """
-    return Client(access=access, endpoint=endpoint, home=home)
+    return Client(access=access, endpoint=endpoint, home=home, trust=trust)
 
 
 class Executor(concurrent.futures.Executor):

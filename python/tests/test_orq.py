@@ -165,7 +165,7 @@ def test_errors_are_orq_errors_with_exit_codes(broker, tmp_path):
                 c.cancel("j999")
 
     run(main())
-    assert "api 2" in orq.version()
+    assert "api 3" in orq.version()
 
 
 def test_a_client_over_tcp_with_an_access_file(tmp_path):
