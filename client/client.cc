@@ -703,6 +703,12 @@ SubmitRequest Request(const JobSpec& job) {
     if (auto error = ValidateSpec(*spec); !error.ok())
       throw UsageError("task " + std::to_string(i) + ": " + error.error().sentence);
     shell = shell || RunsInContext(*spec);
+    // Calls of one function share it (the codec then writes it once per message).
+    if (auto* python = std::get_if<PythonTask>(&spec->body); python && i > 0) {
+      if (const auto* last = std::get_if<PythonTask>(&request.tasks.back().body);
+          last && last->function() == python->function())
+        python->fn = last->fn;
+    }
     request.tasks.push_back(std::move(*spec));
   }
   if (shell) request.context = SubmitterContext(job.cwd, job.env, false, false);

@@ -120,9 +120,9 @@ struct BodySize {
     bytes += 10 + p->cwd.size() + 10;
     for (const auto& s : p->env) bytes += 10 + s.size();
   }
-  void operator()(const std::shared_ptr<const PythonTask::Call>& c) {
+  void operator()(const std::shared_ptr<const PythonTask::Function>& f) {
     bytes += 1;
-    if (c) bytes += 40 + c->fn.size() + c->args.size() + c->function.size() + c->python.size();
+    if (f) bytes += 30 + f->pickled.size() + f->name.size() + f->python.size();
   }
 };
 
@@ -178,8 +178,8 @@ void Fields(Is<Needs> auto& n, auto&& f) {
       f(n.time_request);
 }
 void Fields(Is<ShellTask::Place> auto& p, auto&& f) { f(p.cwd), f(p.env); }
-void Fields(Is<PythonTask::Call> auto& c, auto&& f) {
-  f(c.fn), f(c.args), f(c.function), f(c.python);
+void Fields(Is<PythonTask::Function> auto& fn, auto&& f) {
+  f(fn.pickled), f(fn.name), f(fn.python);
 }
 // A spec: its kind, the fields every kind shares, then the kind's own (TaskBody's structs list
 // them in their Fields()).
@@ -332,7 +332,17 @@ struct Out {
     w.U64(p != nullptr);
     if (p) (*this)(*p);
   }
+  // A python task's function: 2 when it is the one written last in this message (or window of
+  // specs), so a job's calls of one function carry it once.
+  void operator()(const std::shared_ptr<const PythonTask::Function>& p) {
+    if (p && last_function && *p == *last_function) return w.U64(2);
+    w.U64(p != nullptr);
+    if (!p) return;
+    Fields(*p, *this);
+    last_function = p.get();
+  }
   template <typename T> void operator()(const T& v) { Fields(v, *this); }
+  const PythonTask::Function* last_function = nullptr;
 };
 
 // Decodes through a Reader into the same layouts; a value out of its range fails the Reader.
@@ -416,7 +426,17 @@ struct In {
     (*this)(*value);
     p = std::move(value);
   }
+  void operator()(std::shared_ptr<const PythonTask::Function>& p) {
+    const uint64_t tag = r.U64();
+    if (tag == 0) return p.reset();
+    if (tag == 2 && last_function) return void(p = last_function);
+    if (tag != 1) return void(r.Fail());
+    auto value = std::make_shared<PythonTask::Function>();
+    Fields(*value, *this);
+    p = last_function = std::move(value);
+  }
   template <typename T> void operator()(T& v) { Fields(v, *this); }
+  std::shared_ptr<const PythonTask::Function> last_function;  // the one read last (tag 2)
 
  private:
   // 0 for none, else 1 + a value below `end`.
@@ -550,7 +570,8 @@ std::string EncodeSpecs(std::span<const TaskSpec> specs) {
   Writer w;
   w.Reserve(bytes);
   w.U64(specs.size());  // as a vector is written
-  for (const TaskSpec& s : specs) Out{w}(s);
+  Out out{w};           // one for the window: a function its python tasks share is written once
+  for (const TaskSpec& s : specs) out(s);
   return w.Take();
 }
 std::optional<std::vector<TaskSpec>> DecodeSpecs(std::string_view bytes) {
@@ -636,8 +657,8 @@ size_t ApproxWireBytes(const TaskSpec& spec) {
   } else if (const auto* sleep = std::get_if<SleepTask>(&spec.body)) {
     n += sleep->result.size();
   } else if (const auto* python = std::get_if<PythonTask>(&spec.body)) {
-    const PythonTask::Call& call = python->get();
-    n += call.fn.size() + call.args.size() + call.function.size() + call.python.size() + 20;
+    const PythonTask::Function& fn = python->function();
+    n += fn.pickled.size() + python->args.size() + fn.name.size() + fn.python.size() + 20;
   }
   if (spec.needs) {
     const Needs& need = *spec.needs;

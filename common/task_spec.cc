@@ -124,10 +124,10 @@ Expected<void> CpuTask::Validate() const {
 }
 
 Expected<void> PythonTask::Parse(const json& obj, PythonTask& out) {
-  Call call;
+  Function fn;
   for (auto [field, into, required] :
-       {std::tuple{"fn", &call.fn, true}, std::tuple{"args", &call.args, true},
-        std::tuple{"function", &call.function, false}, std::tuple{"python", &call.python, false}}) {
+       {std::tuple{"fn", &fn.pickled, true}, std::tuple{"args", &out.args, true},
+        std::tuple{"function", &fn.name, false}, std::tuple{"python", &fn.python, false}}) {
     auto it = obj.find(field);
     if (it == obj.end()) {
       if (required) return Fault("missing field " + Quote(field));
@@ -136,25 +136,25 @@ Expected<void> PythonTask::Parse(const json& obj, PythonTask& out) {
     if (!it->is_string()) return Fault("field " + Quote(field) + " must be a string");
     *into = it->get<std::string>();
   }
-  out.call = std::make_shared<const Call>(std::move(call));
+  out.fn = std::make_shared<const Function>(std::move(fn));
   return {};
 }
 Expected<void> PythonTask::Validate() const {
-  const Call& c = get();
-  if (c.fn.empty()) return Fault("field 'fn' must not be empty");
-  if (c.args.empty()) return Fault("field 'args' must not be empty");
-  if (c.fn.size() + c.args.size() > kMaxCallBytes)
-    return Fault("fields 'fn' and 'args' are " + std::to_string(c.fn.size() + c.args.size()) +
+  const Function& f = function();
+  if (f.pickled.empty()) return Fault("field 'fn' must not be empty");
+  if (args.empty()) return Fault("field 'args' must not be empty");
+  if (f.pickled.size() + args.size() > kMaxCallBytes)
+    return Fault("fields 'fn' and 'args' are " + std::to_string(f.pickled.size() + args.size()) +
                  " bytes; the limit is " + std::to_string(kMaxCallBytes) +
                  " (pass large data as a file, or as the result of another call)");
-  if (c.function.size() > 1024) return Fault("field 'function' is over 1024 bytes");
-  if (c.python.size() > kMaxPathBytes)
+  if (f.name.size() > 1024) return Fault("field 'function' is over 1024 bytes");
+  if (f.python.size() > kMaxPathBytes)
     return Fault("field 'python' is over " + std::to_string(kMaxPathBytes) + " bytes");
   return {};
 }
-const PythonTask::Call& PythonTask::get() const {
-  static const Call kNone;
-  return call ? *call : kNone;
+const PythonTask::Function& PythonTask::function() const {
+  static const Function kNone;
+  return fn ? *fn : kNone;
 }
 
 namespace {

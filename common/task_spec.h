@@ -137,21 +137,26 @@ struct PythonTask {
   // The runner enforces its timeout with a timer (which ends the interpreter, not the worker).
   static constexpr bool kTimesItself = false;
   static constexpr std::array<std::string_view, 4> kFields = {"fn", "args", "function", "python"};
-  struct Call {
-    // base64 of the pickled function (the same bytes for every call of it, so an interpreter
-    // unpickles it once), and of the pickled (args, kwargs)
-    std::string fn, args;
-    std::string function;  // its qualified name ("__main__.square"), for people
-    std::string python;    // the interpreter the caller runs; empty: python3 (a worker's
-                           // --python wins over both)
-    friend bool operator==(const Call&, const Call&) = default;
+  // The function: the same for every call of it in a job, so its tasks share one (the client
+  // makes them share it; the codec writes it once per message or window of specs).
+  struct Function {
+    std::string pickled;  // "fn": base64 of the pickled function; an interpreter unpickles it once
+    std::string name;     // "function": its qualified name ("__main__.square"), for people
+    std::string python;   // "python": the interpreter the caller runs; empty: python3 (a worker's
+                          // --python wins over both)
+    friend bool operator==(const Function&, const Function&) = default;
   };
-  std::shared_ptr<const Call> call;  // out of line (as ShellTask's Place); never null once parsed
-  const Call& get() const;
+  std::shared_ptr<const Function> fn;  // never null once parsed
+  std::string args;                    // "args": base64 of the pickled (args, kwargs)
+  const Function& function() const;
   static Expected<void> Parse(const nlohmann::json& object, PythonTask& out);
   Expected<void> Validate() const;
-  template <typename Self, typename F> static void Fields(Self& self, F&& f) { f(self.call); }
-  friend bool operator==(const PythonTask& a, const PythonTask& b) { return a.get() == b.get(); }
+  template <typename Self, typename F> static void Fields(Self& self, F&& f) {
+    f(self.fn), f(self.args);
+  }
+  friend bool operator==(const PythonTask& a, const PythonTask& b) {
+    return a.function() == b.function() && a.args == b.args;
+  }
 };
 // The largest pickled call a python task may carry, and the largest pickled value (a result, so
 // also an input) a call may return: above it the call fails with a sentence saying so. (A remote

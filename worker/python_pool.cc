@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
+#include <unordered_set>
 
 #include "common/process.h"
 #include "common/task_spec.h"
@@ -39,6 +40,7 @@ struct PythonPool::Interpreter {
   std::string buffer;   // what it printed on stdout that is not a whole frame yet
   uint64_t ticket = 0;  // the call it runs; 0: idle
   size_t slot = 0;      // while it runs a call: its number among those running
+  std::unordered_set<std::string> functions;  // the ids of the functions it was sent
   Done done;
   uint32_t calls = 0;
   bool broken = false;  // it sent what is not a frame: ended once its call is answered
@@ -92,7 +94,12 @@ void PythonPool::Run(Waiting call) {
   interpreter->idle_timer.cancel();
   interpreter->ticket = call.ticket;
   interpreter->done = std::move(call.done);
-  interpreter->child->Write(Frame(call.call.request(static_cast<int>(interpreter->slot))));
+  const bool send = !interpreter->functions.count(call.call.function_id);
+  const bool forget = send && interpreter->functions.size() >= options_.functions_kept;
+  if (forget) interpreter->functions.clear();
+  if (send) interpreter->functions.insert(call.call.function_id);
+  interpreter->child->Write(
+      Frame(call.call.request(static_cast<int>(interpreter->slot), send, forget)));
   if (call.call.started) call.call.started();
 }
 

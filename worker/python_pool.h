@@ -39,6 +39,7 @@ struct PythonPoolOptions {
   // Calls beyond it wait here, in order, for an interpreter (the broker sends a worker more
   // calls than it runs at once, so that the next one is here when one ends).
   size_t keep = 2;
+  size_t functions_kept = 1024;  // functions an interpreter keeps; then it forgets them all
 };
 
 // One call: how its interpreter starts, and the request (JSON, serve.py reads it).
@@ -46,9 +47,13 @@ struct PythonCall {
   std::string python;  // the caller's interpreter; empty: python3
   std::string cwd;     // empty: the worker's own directory
   std::vector<std::string> env;
+  // Names the function: an interpreter is sent it once (the request's "fn_id"; "fn" only with
+  // `send_function`).
+  std::string function_id;
   // The request, made when the call starts on an interpreter: `slot` is that interpreter's
-  // number among those running calls, 0 to keep-1 (ORQ_SLOT).
-  std::function<std::string(int slot)> request;
+  // number among those running calls, 0 to keep-1 (ORQ_SLOT); `send_function` when that
+  // interpreter has not been sent it; `forget` when it should drop the functions it was sent.
+  std::function<std::string(int slot, bool send_function, bool forget)> request;
   std::function<void()> started;  // it starts on an interpreter now (its timeout counts from it)
 };
 

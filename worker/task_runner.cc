@@ -62,8 +62,13 @@ std::string JobDirectory(const Assignment& a, const std::string& own) {
   return a.context && !a.context->cwd.empty() ? a.context->cwd : own;
 }
 
-std::string PythonRequest(const Assignment& a, const PythonTask& t, int slot) {
-  const PythonTask::Call& call = t.get();
+std::string FunctionId(const PythonTask::Function& fn) {
+  return std::to_string(std::hash<std::string>{}(fn.pickled)) + "." +
+         std::to_string(fn.pickled.size());
+}
+
+std::string PythonRequest(const Assignment& a, const PythonTask& t, int slot,
+                          const std::string& function_id, bool send_function, bool forget) {
   const std::string job = FormatJobId(a.id.job);
   nlohmann::json env = {{"ORQ_JOB_ID", job},
                         {"ORQ_TASK_ID", FormatTaskId(a.id)},
@@ -74,10 +79,12 @@ std::string PythonRequest(const Assignment& a, const PythonTask& t, int slot) {
     const size_t eq = e.find('=');
     env[e.substr(0, eq)] = eq == std::string::npos ? "" : e.substr(eq + 1);
   }
-  return nlohmann::json{
-      {"task", FormatTaskId(a.id)}, {"function", call.function}, {"fn", call.fn},
-      {"args", call.args},          {"inputs", a.inputs},        {"env", std::move(env)}}
-      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  nlohmann::json request{{"task", FormatTaskId(a.id)}, {"function", t.function().name},
+                         {"fn_id", function_id},       {"args", t.args},
+                         {"inputs", a.inputs},         {"env", std::move(env)}};
+  if (send_function) request["fn"] = t.function().pickled;
+  if (forget) request["forget"] = true;
+  return request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string ShellDirectory(const Assignment& a, const ShellTask& t, const std::string& own) {
@@ -205,11 +212,14 @@ void TaskRunner::Start(const Assignment& a) {
                  },
                  [&](const PythonTask& t) {
                    PythonCall call;
-                   call.python = t.get().python;
+                   call.python = t.function().python;
+                   call.function_id = FunctionId(t.function());
                    call.cwd = JobDirectory(a, options_.workdir);
                    call.env = a.context && a.context->env ? *a.context->env : own_env_;
                    if (!call.cwd.empty()) SetEnv(call.env, "PWD=" + call.cwd);
-                   call.request = [a, t](int slot) { return PythonRequest(a, t, slot); };
+                   call.request = [a, t, fid = call.function_id](int slot, bool send, bool forget) {
+                     return PythonRequest(a, t, slot, fid, send, forget);
+                   };
                    if (timeout > 0)
                      call.started = [this, id, arm_deadline] {
                        if (auto it = tasks_.find(id); it != tasks_.end()) arm_deadline(*it->second);

@@ -54,7 +54,11 @@ std::vector<std::string> ShellEnvironment(const Assignment& a, const ShellTask& 
 std::string JobDirectory(const Assignment& a, const std::string& own);
 // A python call's request to its interpreter (JSON, python/orq/serve.py): the call, its inputs,
 // and the variables a shell task would get that differ per task (ORQ_TASK_ID, ORQ_SLOT...).
-std::string PythonRequest(const Assignment& a, const PythonTask& t, int slot);
+// `function_id` names its function; "fn" goes only with `send_function`.
+std::string PythonRequest(const Assignment& a, const PythonTask& t, int slot,
+                          const std::string& function_id, bool send_function, bool forget);
+// The id an interpreter knows a function by.
+std::string FunctionId(const PythonTask::Function& fn);
 // Where it runs: its own `cwd` (relative to its job's), else its job's, else `own`.
 std::string ShellDirectory(const Assignment& a, const ShellTask& t, const std::string& own);
 

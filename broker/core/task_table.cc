@@ -15,7 +15,7 @@ std::string Label(const TaskSpec& spec) {
       for (const std::string& word : shell->argv) label += (label.empty() ? "" : " ") + word;
     }
   } else if (const auto* python = std::get_if<PythonTask>(&spec.body)) {
-    label = python->get().function.empty() ? "python" : python->get().function + "()";
+    label = python->function().name.empty() ? "python" : python->function().name + "()";
   } else {
     label = KindName(spec);
   }

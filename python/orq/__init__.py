@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
+import collections
 import concurrent.futures
 import io
 import itertools
@@ -71,6 +72,7 @@ __all__ = [
     "RemoteError",
     "RemoteTraceback",
     "UnsafeResult",
+    "progress",
     "task_id",
     "version",
 ]
@@ -617,6 +619,7 @@ def task_id(future: Any, timeout: float = 30) -> str:
     """The id ("j7.2") of the orq task behind a future that ``c.call``, ``c.shell``... or
     ``submit`` returned: for ``orq logs``, ``orq explain``, ``orq cancel``, the dashboard and
     :meth:`Client.explain`. Waits up to ``timeout`` seconds for the broker to accept its job."""
+    future = getattr(future, "_orq_inner", future)  # an Executor's call that waited for room
     known = getattr(future, "_orq_id", None)
     if known:
         return known
@@ -700,41 +703,167 @@ def connect(access: Optional[str] = None, endpoint: Optional[str] = None,
 
 class Executor(concurrent.futures.Executor):
     """A ``concurrent.futures`` executor whose calls run on orq workers; usable where a
-    ``ProcessPoolExecutor`` is (``submit``, ``map``, ``shutdown``, ``with``).
+    ``ProcessPoolExecutor`` is (``submit``, ``map`` with ``chunksize``, ``shutdown``, ``with``).
 
     ``client``: a :class:`Client` to use (left open at shutdown); else it connects as
-    :func:`connect` does with ``access``, ``endpoint`` and ``home``. ``max_workers`` is accepted
-    for compatibility and ignored: the cluster's workers decide.
+    :func:`connect` does with ``access``, ``endpoint``, ``home`` and ``trust``. ``max_workers``:
+    at most this many of its calls in flight at once (the rest wait here, in order); None: as
+    many as the cluster's workers take.
+
+    Leaving its ``with`` block by an exception (Ctrl-C's ``KeyboardInterrupt`` too) cancels its
+    calls that have not ended, on the workers as well; so does ``shutdown(cancel_futures=True)``,
+    and a program that ends by Ctrl-C with an executor open.
     """
 
     def __init__(self, max_workers: Optional[int] = None, *, client: Optional[Client] = None,
                  access: Optional[str] = None, endpoint: Optional[str] = None,
-                 home: Optional[str] = None):
+                 home: Optional[str] = None, trust: Union[bool, Sequence[str]] = ()):
+        if max_workers is not None and max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        self._max = max_workers
         self._own = client is None
-        self._client = client or connect(access=access, endpoint=endpoint, home=home)
-        self._futures: set = set()
+        self._client = client or connect(access=access, endpoint=endpoint, home=home,
+                                         trust=trust)
+        self._lock = threading.RLock()  # (a call that ends at once ends under it)
+        self._futures: set = set()  # submitted to orq, not done
+        self._waiting: "collections.deque[tuple]" = collections.deque()  # (future, spec)
         self._shutdown = False
+        _open_executors.add(self)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
-        if self._shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
-        f = self._client.submit(fn, *args, **kwargs)
-        self._futures.add(f)
-        f.add_done_callback(self._futures.discard)
-        return f
+        self._check_open()
+        return self._go([self._client._call_spec(fn, args, kwargs)])[0]
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: Optional[float] = None,
             chunksize: int = 1) -> Iterator[Any]:
-        if self._shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
-        return self._client.map(fn, *iterables, timeout=timeout)
+        """As ``ProcessPoolExecutor.map``: every call submitted at once (``chunksize`` calls of
+        ``fn`` to a task), the results in order; leaving the iterator early cancels the rest."""
+        self._check_open()
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        calls = list(zip(*iterables))
+        c = self._client
+        try:
+            if chunksize == 1:
+                return _results_in_order(self._go([c._call_spec(fn, a, {}) for a in calls]),
+                                         timeout)
+            specs = []
+            for start in range(0, len(calls), chunksize):
+                chunk = calls[start:start + chunksize]
+                spec = c._call_spec(_values.call_chunk, (fn, chunk), {})
+                spec["function"] = f"{_qualified_name(fn)} x{len(chunk)}"
+                specs.append(spec)
+            return itertools.chain.from_iterable(_results_in_order(self._go(specs), timeout))
+        finally:
+            with c._lock:
+                c._functions.clear()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._shutdown = True
+        with self._lock:
+            self._shutdown = True
+            waiting = [f for f, _ in self._waiting] if cancel_futures else []
+            if cancel_futures:
+                self._waiting.clear()
+            running = list(self._futures)
         if cancel_futures:
-            for f in list(self._futures):
+            for f in waiting + running:
                 f.cancel()
         if wait:
-            concurrent.futures.wait(list(self._futures))
+            while True:
+                with self._lock:
+                    left = list(self._futures) + [f for f, _ in self._waiting]
+                if not left:
+                    break
+                concurrent.futures.wait(left)
         if self._own:
             self._client.close()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            self.shutdown(wait=True)
+        else:  # an error, or Ctrl-C: nobody will wait for these
+            self.shutdown(wait=False, cancel_futures=True)
+        return False
+
+    def _check_open(self) -> None:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def _go(self, specs: list[dict]) -> list[concurrent.futures.Future]:
+        """Submits what max_workers lets go now; the rest wait for a call to end."""
+        with self._lock:
+            room = len(specs) if self._max is None else max(0, self._max - len(self._futures))
+            later = [concurrent.futures.Future() for _ in specs[room:]]
+            for f, spec in zip(later, specs[room:]):
+                f._orq_client = self._client  # type: ignore[attr-defined]
+                f.add_done_callback(self._cancel_waiting)
+                self._waiting.append((f, spec))
+            now = self._client._sync(specs[:room]) if room else []
+            self._futures.update(now)
+        for f in now:
+            f.add_done_callback(self._ended)
+        return now + later
+
+    def _ended(self, future: concurrent.futures.Future) -> None:
+        with self._lock:
+            self._futures.discard(future)
+            while self._waiting and (self._max is None or len(self._futures) < self._max):
+                outer, spec = self._waiting.popleft()
+                if outer.done():  # cancelled while it waited
+                    continue
+                try:
+                    inner = self._client._sync([spec])[0]
+                except OrqError as e:
+                    if outer.set_running_or_notify_cancel():
+                        outer.set_exception(e)
+                    continue
+                outer._orq_inner = inner  # type: ignore[attr-defined]
+                self._futures.add(inner)
+                inner.add_done_callback(self._ended)
+                inner.add_done_callback(lambda i, o=outer: _copy_outcome(i, o))
+
+    def _cancel_waiting(self, outer: concurrent.futures.Future) -> None:
+        inner = getattr(outer, "_orq_inner", None)
+        if outer.cancelled() and inner is not None:
+            inner.cancel()
+
+
+def _copy_outcome(inner: concurrent.futures.Future, outer: concurrent.futures.Future) -> None:
+    if inner.cancelled():
+        outer.cancel()
+    elif outer.set_running_or_notify_cancel():
+        if inner.exception() is not None:
+            outer.set_exception(inner.exception())
+        else:
+            outer.set_result(inner.result())
+
+
+def progress(futures: Iterable[concurrent.futures.Future], file: Any = None,
+             timeout: Optional[float] = None) -> Iterator[concurrent.futures.Future]:
+    """The futures (an Executor's, ``c.submit``'s) as they finish, as
+    ``concurrent.futures.as_completed`` gives them, writing ``done/total`` (and how many
+    failed) to ``file`` (default: stderr) on one line as they do. To draw a bar instead,
+    ``tqdm(concurrent.futures.as_completed(futures), total=len(futures))`` works as well; in a
+    coroutine, ``asyncio.as_completed`` on ``c.call``'s futures."""
+    futures = list(futures)
+    out = sys.stderr if file is None else file
+    failed = 0
+    for done, future in enumerate(concurrent.futures.as_completed(futures, timeout), 1):
+        failed += not future.cancelled() and future.exception() is not None
+        out.write(f"\r{done}/{len(futures)} done" + (f", {failed} failed" if failed else ""))
+        if done == len(futures):
+            out.write("\n")
+        out.flush()
+        yield future
+
+
+_open_executors: "weakref.WeakSet[Executor]" = weakref.WeakSet()
+
+
+@atexit.register
+def _cancel_on_interrupt() -> None:
+    """A program ended by Ctrl-C with an executor open: its calls are cancelled on the workers
+    (registered after the clients' closing, so it runs first)."""
+    if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt):
+        for executor in list(_open_executors):
+            executor.shutdown(wait=False, cancel_futures=True)

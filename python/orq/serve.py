@@ -2,9 +2,10 @@
 (worker/python_pool.h). It takes calls on stdin and answers each on stdout, one at a time, every
 message a frame: 4 bytes of length (big-endian), then JSON.
 
-A call: ``{"task", "function", "fn", "args", "inputs", "env"}``. ``fn`` is the function pickled
-(cloudpickle: by reference for a module's function, by value for a script's, a closure, a
-lambda), the same bytes for every call of it, so it is unpickled once per interpreter; ``args``
+A call: ``{"task", "function", "fn_id", "fn", "args", "inputs", "env", "forget"}``. ``fn`` is
+the function pickled (cloudpickle: by reference for a module's function, by value for a script's,
+a closure, a lambda), sent with the first call of it to this interpreter only and kept by
+``fn_id`` (``forget``: drop those kept first; the worker bounds them); ``args``
 is ``(args, kwargs)`` pickled, where each future of another call was replaced by a reference to
 ``inputs[k]``, that call's result (read as the client reads results: orq/_values.py). ``env``:
 the variables that differ per call (ORQ_TASK_ID, ORQ_SLOT, the resources given).
@@ -25,13 +26,11 @@ import pickle
 import struct
 import sys
 import traceback
-from collections import OrderedDict
 from typing import Any, BinaryIO
 
 from . import _values
 
 _OUTPUT_LIMIT = 1 << 20
-_FUNCTIONS_KEPT = 64
 
 
 class _Capture(io.TextIOBase):
@@ -80,19 +79,16 @@ def _die_with_parent() -> None:
 
 class _Server:
     def __init__(self) -> None:
-        self.functions: OrderedDict[str, Any] = OrderedDict()
+        self.functions: dict[str, Any] = {}  # by "fn_id"; the worker bounds how many
         self.call_env: dict[str, str] = {}  # what the last call set in os.environ
 
-    def function(self, fn: str) -> Any:
-        found = self.functions.get(fn)
-        if found is None:
-            found = pickle.loads(base64.b64decode(fn))
-            self.functions[fn] = found
-            if len(self.functions) > _FUNCTIONS_KEPT:
-                self.functions.popitem(last=False)
-        else:
-            self.functions.move_to_end(fn)
-        return found
+    def function(self, request: dict) -> Any:
+        """The call's function: sent once per interpreter ("fn"), then named by "fn_id"."""
+        if request.get("forget"):
+            self.functions.clear()
+        if "fn" in request:
+            self.functions[request["fn_id"]] = pickle.loads(base64.b64decode(request["fn"]))
+        return self.functions[request["fn_id"]]
 
     def call(self, request: dict) -> dict:
         name = request.get("function") or "the function"
@@ -106,7 +102,7 @@ class _Server:
                 os.environ[name] = value
         self.call_env = env
         try:
-            fn = self.function(request["fn"])
+            fn = self.function(request)
             inputs = request.get("inputs", [])
             main = getattr(fn, "__globals__", None)
 

@@ -46,3 +46,11 @@ def add_all(values):
 
 def keywords(**kwargs):
     return kwargs
+
+
+def span(seconds):
+    import time
+
+    start = time.time()
+    time.sleep(seconds)
+    return start, time.time()

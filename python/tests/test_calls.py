@@ -2,11 +2,15 @@
 functions by value, results and exceptions as they come back, what a hostile worker cannot do."""
 
 import asyncio
+import io
+import json
 import os
+import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -246,3 +250,58 @@ def test_per_call_options_never_reach_the_function(broker):
                 c.options(retriez=2)
 
     run(main())
+
+
+def test_executor_chunksize_max_workers_and_progress(broker):
+    with orq.Executor(home=broker.home) as ex:
+        assert list(ex.map(helpers.square, range(23), chunksize=5)) == [x * x for x in range(23)]
+        with pytest.raises(ValueError):
+            ex.map(helpers.square, range(3), chunksize=0)
+    # max_workers=1: one call in flight at a time, so each starts after the last ended.
+    with orq.Executor(max_workers=1, home=broker.home) as ex:
+        spans = list(ex.map(helpers.span, [0.2] * 3))
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, spans
+    with orq.Executor(home=broker.home) as ex:
+        out = io.StringIO()
+        futures = [ex.submit(helpers.square, i) for i in range(5)] + [ex.submit(helpers.divide, 1, 0)]
+        done = list(orq.progress(futures, file=out))
+        assert sorted(map(id, done)) == sorted(map(id, futures))
+        assert out.getvalue().endswith("6/6 done, 1 failed\n"), out.getvalue()
+
+
+def test_ctrl_c_cancels_the_remote_calls_within_two_seconds(broker, tmp_path):
+    ids = tmp_path / "ids"
+    code = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {HERE!r})
+        import helpers, orq
+        with orq.Executor() as ex:
+            futures = [ex.submit(helpers.nap, 120) for _ in range(3)]
+            with open({str(ids)!r}, "w") as f:
+                f.write(" ".join(orq.task_id(x) for x in futures))
+            futures[0].result()
+        """)
+    p = subprocess.Popen([sys.executable, "-c", code], env=broker.env, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (ids.exists() and ids.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tasks = ids.read_text().split()
+        # Wait until they run, then Ctrl-C.
+        while time.monotonic() < deadline and any(
+                json.loads(broker.run("explain", "--json", t))["state"] != "running" for t in tasks[:2]):
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+        stopped = time.monotonic()
+        while True:
+            states = [json.loads(broker.run("explain", "--json", t))["state"] for t in tasks]
+            if all(s == "cancelled" for s in states) or time.monotonic() > stopped + 2:
+                break
+            time.sleep(0.05)
+        assert states == ["cancelled"] * 3, states
+    finally:
+        p.kill()
+        p.wait()
