@@ -87,6 +87,7 @@ class TaskRunner {
   // Where output over the limit goes (empty: it is dropped).
   const std::string& spill_dir() const { return options_.spill_dir; }
   size_t running() const { return tasks_.size(); }
+  size_t python_waiting() const { return python_.waiting(); }  // calls waiting for an interpreter
 
  private:
   struct Running;

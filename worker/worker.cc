@@ -204,15 +204,23 @@ class WorkerShell {
 
   void OnDone(TaskOutcome outcome) {
     core_.OnDone(std::move(outcome), Clock::now());
-    if (flush_posted_) return;
+    if (flush_posted_) {
+      if (core_.pending() >= kCoalescedResults) flush_timer_.cancel();  // enough: go now
+      return;
+    }
     flush_posted_ = true;
-    // Completions that land in the same loop turn leave in one message.
-    asio::post(loop_, [this] {
+    auto flush = [this] {
       flush_posted_ = false;
       WorkerActions actions;
       core_.Flush(actions);
       Apply(actions);
-    });
+    };
+    // Completions that land in the same loop turn leave in one message. While python calls wait
+    // here for an interpreter (so none idles), results wait up to kCoalesceFor for more: a
+    // message (and a turn of the broker) per call was most of what a call cost.
+    if (runner_.python_waiting() == 0) return asio::post(loop_, std::move(flush));
+    flush_timer_.expires_after(kCoalesceFor);
+    flush_timer_.async_wait([flush](const boost::system::error_code&) { flush(); });
   }
 
   void Apply(WorkerActions& actions) {
@@ -401,6 +409,9 @@ class WorkerShell {
   ExitCode exit_code_ = ExitCode::kOk;
   uint64_t unsent_ = 0;  // messages dropped by Send()
   bool flush_posted_ = false;
+  asio::steady_timer flush_timer_{loop_};
+  static constexpr auto kCoalesceFor = std::chrono::microseconds(1000);
+  static constexpr size_t kCoalescedResults = 64;
   bool exiting_ = false;
   const pid_t parent_ = ::getppid();  // a supervised worker exits when its broker is gone
 };

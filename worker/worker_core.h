@@ -46,6 +46,7 @@ struct WorkerActions {
 
 class WorkerCore {
  public:
+  size_t pending() const { return pending_.size(); }  // results not yet sent
   explicit WorkerCore(WorkerOptions options);
 
   // A (new) connection to the broker: register with our slots and the leases we still hold.
