@@ -138,8 +138,11 @@ std::shared_ptr<PythonPool::Interpreter> PythonPool::Start(const PythonCall& cal
   };
   interpreter->child = Subprocess::Start(loop_, std::move(o), [this, weak](SubprocessResult r) {
     if (auto self = weak.lock()) {
+      if (const auto* never = std::get_if<NotStarted>(&r.status))
+        return Ended(self, "could not start: " + never->why);
       const std::string& err = r.stderr_text;
-      Ended(self, Describe(r.status) + (err.empty() ? "" : "; it said: " + Tail(err, 2000)));
+      Ended(self, "ended during the call: " + Describe(r.status) +
+                      (err.empty() ? "" : "; it said: " + Tail(err, 2000)));
     }
   });
   ++started_;
