@@ -238,6 +238,7 @@ class Client:
         self._queue: list = []  # (task json, asyncio future, decode) of this loop turn
         self._flush_due = False
         self._closed = False
+        self._reader: Optional[asyncio.AbstractEventLoop] = None  # the loop reading outcomes
         self._thread = threading.Thread(target=self._dispatch, name="orq-client", daemon=True)
         self._thread.start()
         _open_clients.add(self)
@@ -266,6 +267,7 @@ class Client:
             return
         self._closed = True
         self._flush()
+        self._disarm()
         self._native.close()
         self._thread.join(timeout=30)
 
@@ -311,6 +313,8 @@ class Client:
 
     def _async(self, spec: dict, options: dict, decode: Callable) -> "asyncio.Future[Any]":
         loop = asyncio.get_running_loop()
+        if self._reader is not loop:
+            self._arm(loop)
         spec.update(options)
         future = _Future(loop=loop)
         future._orq_client = self
@@ -406,6 +410,9 @@ class Client:
     def _sync(self, specs: list[dict]) -> list[concurrent.futures.Future]:
         if self._closed:
             raise UsageError("this orq client is closed")
+        reader = self._reader
+        if reader is not None and (reader.is_closed() or not reader.is_running()):
+            self._disarm()  # nobody would read these outcomes soon
         futures = [concurrent.futures.Future() for _ in specs]
         for f in futures:
             f._orq_client = self  # type: ignore[attr-defined]
@@ -473,35 +480,74 @@ class Client:
         except _orq.NativeError as e:
             raise _native_error(e) from None
 
-    # -- the client's thread: outcomes to futures
+    # -- outcomes to futures: read by an asyncio loop, else by the client's thread
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Lets `loop` read the outcomes as they come (an eventfd it watches), unless another
+        running loop does: its own futures are then resolved without a thread hop."""
+        with self._lock:
+            reader = self._reader
+            if reader is loop or (reader is not None and not reader.is_closed() and
+                                  reader.is_running()):
+                return
+            self._reader = loop
+        loop.add_reader(self._native.arm(True), self._take_now, loop)
+
+    def _disarm(self) -> None:
+        with self._lock:
+            reader, self._reader = self._reader, None
+        if reader is None:
+            return
+        fd = self._native.arm(False)
+        if reader.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is reader:
+            reader.remove_reader(fd)
+        else:
+            try:
+                reader.call_soon_threadsafe(reader.remove_reader, fd)
+            except RuntimeError:  # closed meanwhile
+                pass
+
+    def _take_now(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._route(self._native.take_now(), loop)
 
     def _dispatch(self) -> None:
         while True:
             items = self._native.take(0.5)
             if items is None:
                 return
-            by_loop: dict = {}
-            with self._lock:
-                for item in items:
-                    batch, index = item[0], item[1]
-                    entries = self._pending.get(batch)
-                    if entries is None:  # (cannot happen: each outcome comes once)
-                        continue
-                    if item[3]:
-                        entries[index][0]._orq_id = item[3]
-                    self._left[batch] -= 1
-                    if self._left[batch] == 0:
-                        del self._pending[batch], self._left[batch]
-                        self._native.release(batch)
-                    by_loop.setdefault(entries[index][2], []).append((entries[index], item))
-            for loop, done in by_loop.items():
-                if loop is None:
-                    _resolve(done)
-                else:
-                    try:
-                        loop.call_soon_threadsafe(_resolve, done)
-                    except RuntimeError:  # its loop is closed: nobody waits for these
-                        pass
+            self._route(items, None)
+
+    def _route(self, items: list, here: Optional[asyncio.AbstractEventLoop]) -> None:
+        """Resolves each outcome's future: at once when it belongs to `here` (the loop running
+        this) or to no loop, else in its own loop's thread."""
+        by_loop: dict = {}
+        with self._lock:
+            for item in items:
+                batch, index = item[0], item[1]
+                entries = self._pending.get(batch)
+                if entries is None:  # (cannot happen: each outcome comes once)
+                    continue
+                if item[3]:
+                    entries[index][0]._orq_id = item[3]
+                self._left[batch] -= 1
+                if self._left[batch] == 0:
+                    del self._pending[batch], self._left[batch]
+                    self._native.release(batch)
+                by_loop.setdefault(entries[index][2], []).append((entries[index], item))
+        for loop, done in by_loop.items():
+            if loop is None or loop is here:
+                _resolve(done)
+            else:
+                try:
+                    loop.call_soon_threadsafe(_resolve, done)
+                except RuntimeError:  # its loop is closed: nobody waits for these
+                    pass
 
 
 _OPTIONS = {"timeout", "retries", "retry_backoff", "delay", "priority", "attempts", "queue",

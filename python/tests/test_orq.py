@@ -1,9 +1,11 @@
 """The Python module against a real broker and workers (conftest.py's `broker`)."""
 
 import asyncio
+import concurrent.futures
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -150,6 +152,37 @@ def test_executor_map_submit_and_shutdown(broker):
         assert f.result(timeout=60) == 0.25
         bad = ex.submit(helpers.divide, 1, 0)
         assert isinstance(bad.exception(timeout=60), ZeroDivisionError)
+
+
+def test_one_client_across_loops_threads_and_a_busy_loop(broker):
+    # An asyncio loop reads the client's outcomes itself while it runs; they must still reach
+    # every future when that loop has closed (a second asyncio.run), when futures of another
+    # thread wait, and when the reading loop is busy and does not read at all.
+    c = orq.connect(home=broker.home)
+
+    async def two():
+        return await asyncio.gather(c.echo(1), c.echo(2))
+
+    assert run(two()) == [1, 2]
+    assert run(two()) == [1, 2]  # a new loop: the first one is closed
+    assert c.submit(sum, [1, 2]).result(timeout=60) == 3  # no loop at all
+
+    busy = threading.Event()
+    done = threading.Event()
+
+    async def hog():
+        assert await c.echo("mine") == "mine"  # this loop reads the outcomes now
+        busy.set()
+        done.wait(60)  # and does not read for a while (blocks its own loop)
+        return await c.echo("after")
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        loop_result = pool.submit(lambda: run(hog()))
+        assert busy.wait(60)
+        assert c.submit(sum, [3, 4]).result(timeout=60) == 7  # taken by the client's thread
+        done.set()
+        assert loop_result.result(timeout=60) == "after"
+    c.close()
 
 
 def test_errors_are_orq_errors_with_exit_codes(broker, tmp_path):
