@@ -151,8 +151,8 @@ void CommandSpecs(const JobInput& in, BuiltJob& job) {
   }
   if (t.command.empty() && t.sources.empty())
     throw UsageError("give a command, e.g. orq submit echo hello");
-  if (t.sources.empty()) {  // one task; a lone word with shell syntax runs under sh -c
-    job.specs.push_back(NeedsShell(t.command) ? Shell({"/bin/sh", "-c", t.command[0]})
+  if (t.sources.empty()) {  // one task; under sh -c when it needs a shell (NeedsShell)
+    job.specs.push_back(NeedsShell(t.command) ? Shell({"/bin/sh", "-c", JoinedLine(t.command)})
                                               : Shell(t.command));
     job.tags.push_back(ShellLine(std::get<ShellTask>(job.specs.back().body).argv));
     return;

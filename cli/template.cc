@@ -1,7 +1,9 @@
 #include "cli/template.h"
 
 #include <algorithm>
+#include <cctype>
 #include <optional>
+#include <set>
 #include <tuple>
 
 #include "common/errors.h"
@@ -188,15 +190,89 @@ std::string ShellLine(const std::vector<std::string>& argv) {
   return Join(quoted, false);
 }
 
+namespace {
+
+// The words a shell takes as a keyword, or as a builtin that changes the shell itself or its
+// flow: no program does what they do. (echo, printf, true, false, test, [, kill and pwd have
+// programs that print and exit as the builtins do, so they keep the exec path.)
+bool ShellOnly(const std::string& word) {
+  static const std::set<std::string, std::less<>> kWords = {
+      "!",       "[[",       "]]",        "{",        "}",       "case",    "coproc",   "do",
+      "done",    "elif",     "else",      "esac",     "fi",      "for",     "function", "if",
+      "in",      "select",   "then",      "time",     "until",   "while",   ".",        ":",
+      "alias",   "bg",       "bind",      "break",    "builtin", "caller",  "cd",       "command",
+      "compgen", "complete", "compopt",   "continue", "declare", "dirs",    "disown",   "enable",
+      "eval",    "exec",     "exit",      "export",   "fc",      "fg",      "getopts",  "hash",
+      "help",    "history",  "jobs",      "let",      "local",   "logout",  "mapfile",  "popd",
+      "pushd",   "read",     "readarray", "readonly", "return",  "set",     "shift",    "shopt",
+      "source",  "suspend",  "times",     "trap",     "type",    "typeset", "ulimit",   "umask",
+      "unalias", "unset",    "wait"};
+  return kWords.count(word) != 0;
+}
+
+// A word (its replacement strings taken out: their values are quoted) that a shell would read
+// otherwise than as one literal argument.
+bool ShellWord(const std::string& word, bool first) {
+  std::string text;
+  for (size_t i = 0; i < word.size();) {
+    if (auto t = word[i] == '{' ? TokenAt(word, i) : std::nullopt) {
+      text += 'x';  // a value, quoted: a plain word to the shell
+      i += t->length;
+    } else {
+      text += word[i++];
+    }
+  }
+  if (text.find_first_of(" \t\n|&;<>()$`\\\"'*?[]") != std::string::npos) return true;
+  if (!text.empty() && (text[0] == '~' || text[0] == '#')) return true;  // home, a comment
+  if (const size_t open = text.find('{'); open != std::string::npos) {   // bash's {a,b} {1..3}
+    const size_t close = text.find('}', open);
+    if (close != std::string::npos) {
+      const std::string inside = text.substr(open + 1, close - open - 1);
+      if (inside.find(',') != std::string::npos || inside.find("..") != std::string::npos)
+        return true;
+    }
+  }
+  if (first) {  // NAME=value before the command: an assignment
+    const size_t eq = text.find('=');
+    if (eq != std::string::npos && eq > 0 &&
+        std::all_of(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(eq),
+                    [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }))
+      return true;
+  }
+  return false;
+}
+
+// A word of several words' command that holds a space is one argument, quoted in a shell line
+// (`sh -c 'script' {}` keeps its script); GNU parallel would split it.
+bool OneArgument(const std::string& word) {
+  return word.find_first_of(" \t\n") != std::string::npos;
+}
+
+}  // namespace
+
 bool NeedsShell(const std::vector<std::string>& command) {
-  return command.size() == 1 &&
-         command[0].find_first_of(" \t\n|&;<>()$`\\\"'*?[]~") != std::string::npos;
+  if (command.empty()) return false;
+  if (command.size() == 1) return ShellWord(command[0], /*first=*/false) || ShellOnly(command[0]);
+  if (ShellOnly(command[0])) return true;
+  for (size_t i = 0; i < command.size(); ++i) {
+    if (!OneArgument(command[i]) && ShellWord(command[i], i == 0)) return true;
+  }
+  return false;
+}
+
+std::string JoinedLine(const std::vector<std::string>& command) {
+  if (command.size() == 1) return command[0];
+  std::string line;
+  for (const std::string& word : command)
+    line += (line.empty() ? "" : " ") + (OneArgument(word) ? ShellQuote(word) : word);
+  return line;
 }
 
 CommandTemplate ParseCommandTemplate(const std::vector<std::string>& words, const ReadLines& read) {
   CommandTemplate t;
   enum { kCommand, kArgs, kFiles } mode = kCommand;
   std::string separator;
+  size_t perl = std::string::npos;  // the command word where a {= began
   for (const std::string& w : words) {
     if (w == ":::" || w == ":::+" || w == "::::" || w == "::::+") {
       if (mode == kArgs && t.sources.back().values.empty())
@@ -217,14 +293,22 @@ CommandTemplate ParseCommandTemplate(const std::vector<std::string>& words, cons
       continue;
     }
     switch (mode) {
-      case kCommand:
-        if (const size_t open = w.find("{=");
-            open != std::string::npos && w.find("=}", open + 2) != std::string::npos)
-          throw UsageError("'" + w +
+      case kCommand: {
+        // {= perl expression =}, in one word or over several (as the tutorial writes it).
+        const size_t open = w.find("{=");
+        if (open != std::string::npos) perl = t.command.size();
+        if (perl != std::string::npos &&
+            w.find("=}", perl == t.command.size() ? open + 2 : 0) != std::string::npos) {
+          std::vector<std::string> said(t.command.begin() + static_cast<std::ptrdiff_t>(perl),
+                                        t.command.end());
+          said.push_back(w);
+          throw UsageError("'" + Join(said, false) +
                            "': {= perl expression =} is not supported; compute the value in a "
                            "shell command instead, e.g. 'x=$(echo {} | tr a-z A-Z); cmd \"$x\"'");
+        }
         t.command.push_back(w);
         break;
+      }
       case kArgs:
         t.sources.back().values.push_back(w);
         break;
@@ -293,8 +377,16 @@ std::vector<std::string> ExpandCommand(const std::vector<std::string>& command,
                                        bool append) {
   if (command.empty()) return {"/bin/sh", "-c", Join(args, false)};  // each argument a command
   bool used = false;
-  if (NeedsShell(command)) {
-    std::string line = Join(Substitute(command[0], args, seq, /*quote=*/true, used), false);
+  if (NeedsShell(command)) {  // as GNU parallel: the words joined by spaces, values quoted
+    std::string line;
+    for (const std::string& word : command) {
+      if (!line.empty()) line += ' ';
+      if (command.size() > 1 && OneArgument(word)) {  // one argument: its values put in, quoted
+        line += ShellQuote(Join(Substitute(word, args, seq, /*quote=*/false, used), false));
+        continue;
+      }
+      line += Join(Substitute(word, args, seq, /*quote=*/true, used), false);
+    }
     if (!used && append && !args.empty()) line += " " + Join(args, true);
     return {"/bin/sh", "-c", line};
   }

@@ -55,8 +55,18 @@ std::vector<std::string> ExpandCommand(const std::vector<std::string>& command,
                                        const std::vector<std::string>& args, size_t seq,
                                        bool append = true);
 
-// True when the command is one word that needs a shell (spaces, |, &&, >, $...).
+// GNU parallel runs every command through a shell; orq runs one through /bin/sh -c only when a
+// shell would read it otherwise than as its words: a word with shell syntax (quotes, |, &&, ;,
+// >, $, globs, a leading ~ or #, bash's {a,b}), an assignment before it, or a keyword or builtin
+// of the shell's own (exit, cd, export, if, ...) as its first word. The rest is exec'ed (GNU
+// make's fast path): the same argv, without a shell's start. Replacement strings do not count:
+// their values are quoted. A lone word is a shell line as it is; among several words, one that
+// holds a space is one argument (quoted in the line; parallel would split it), so
+// `sh -c 'script' {}` keeps its script.
 bool NeedsShell(const std::vector<std::string>& command);
+// The shell line of such a command: its words joined by spaces, as GNU parallel joins them
+// (a word with a space quoted).
+std::string JoinedLine(const std::vector<std::string>& command);
 
 // GNU parallel's quoting: as it is when only [A-Za-z0-9_+./-], else in single quotes ('' empty).
 std::string ShellQuote(const std::string& word);

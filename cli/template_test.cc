@@ -114,7 +114,55 @@ TEST(TemplateTest, OneWordWithShellSyntaxRunsUnderShWithQuotedValues) {
   EXPECT_TRUE(NeedsShell({"a && b"}));
   EXPECT_TRUE(NeedsShell({"ls|wc"}));
   EXPECT_FALSE(NeedsShell({"./run.sh"}));
+}
+
+// GNU parallel runs every command line through a shell; orq only those a shell would read
+// otherwise than as their words (GNU parallel's tutorial examples among them).
+TEST(TemplateTest, TheShellRuleAsGnuParallelReadsTheWords) {
+  // Shell syntax in any word, not just a lone one.
+  EXPECT_TRUE(NeedsShell({"sleep", "0.1;", "echo", "x"}));
+  EXPECT_TRUE(NeedsShell({"test", "$VAR"}));
+  EXPECT_TRUE(NeedsShell({"cmd", ">", "{}.out"}));
+  EXPECT_TRUE(NeedsShell({"echo", "'quoted'"}));
+  EXPECT_TRUE(NeedsShell({"echo", "\\n"}));
+  EXPECT_TRUE(NeedsShell({"ls", "*.log"}));
+  EXPECT_TRUE(NeedsShell({"echo", "~/x"}));
+  EXPECT_TRUE(NeedsShell({"echo", "#", "x"}));
+  EXPECT_TRUE(NeedsShell({"echo", "{a,b}"}));
+  EXPECT_TRUE(NeedsShell({"echo", "{1..3}"}));
+  EXPECT_TRUE(NeedsShell({"FOO=1", "env"}));
+  // A keyword or a builtin no program can stand in for.
+  for (const char* word : {"exit", "cd", "export", "if", "for", "source", ".", ":", "eval",
+                           "ulimit", "umask", "set", "wait", "time", "!"})
+    EXPECT_TRUE(NeedsShell({word, "x"})) << word;
+  // The rest is exec'ed: plain words, options with '=', replacement strings (their values are
+  // quoted), and the builtins that programs print and exit as (echo, true, test, printf).
+  EXPECT_FALSE(NeedsShell({"true"}));
+  EXPECT_FALSE(NeedsShell({"echo", "{}"}));
+  EXPECT_FALSE(NeedsShell({"gzip", "-9", "--suffix=.z", "{}"}));
+  EXPECT_FALSE(NeedsShell({"convert", "{1}", "{2/}/{1.}.png", "{#}", "{%}"}));
+  EXPECT_FALSE(NeedsShell({"test", "-f", "{}"}));
+  EXPECT_FALSE(NeedsShell({"printf", "%s-x", "{}"}));
+  EXPECT_FALSE(NeedsShell({"echo", "{x}", "{0}", "{", "a=b"}));
+  // A word with a space among several is one argument (orq's difference: parallel splits it),
+  // so `sh -c 'script' {}` keeps its script.
   EXPECT_FALSE(NeedsShell({"echo", "a b"}));
+  EXPECT_FALSE(NeedsShell({"sh", "-c", "[ $0 = 1 ] || exit 3", "{}"}));
+}
+
+TEST(TemplateTest, ACommandOfSeveralWordsWithShellSyntaxIsOneShellLine) {
+  // As GNU parallel: the words joined by spaces, each value quoted, the arguments appended.
+  EXPECT_EQ(ExpandCommand({"sleep", "0.1;", "echo", "{}"}, {"a b"}, 1),
+            (Words{"/bin/sh", "-c", "sleep 0.1; echo 'a b'"}));
+  EXPECT_EQ(ExpandCommand({"exit", "{}"}, {"3"}, 1), (Words{"/bin/sh", "-c", "exit 3"}));
+  EXPECT_EQ(ExpandCommand({"cmd", ">", "{.}.out"}, {"x.txt"}, 1),
+            (Words{"/bin/sh", "-c", "cmd > x.out"}));
+  EXPECT_EQ(ExpandCommand({"test", "-n", "$X", "&&", "echo"}, {"v w"}, 1),
+            (Words{"/bin/sh", "-c", "test -n $X && echo 'v w'"}));
+  EXPECT_EQ(ExpandCommand({"printf", "%s %s\\n", "{}", ">", "out"}, {"v w"}, 1),
+            (Words{"/bin/sh", "-c", "printf '%s %s\\n' 'v w' > out"}));
+  EXPECT_EQ(ExpandCommand({"sh", "-c", "echo $0; exit 1", "{}"}, {"v"}, 1),
+            (Words{"sh", "-c", "echo $0; exit 1", "v"}));
 }
 
 TEST(TemplateTest, ReplacementStringsThatCannotBeFilledAreRefused) {
@@ -123,6 +171,9 @@ TEST(TemplateTest, ReplacementStringsThatCannotBeFilledAreRefused) {
   EXPECT_THROW(ExpandCommand({"echo", "{-3}"}, {"a", "b"}, 1), UsageError);
   // {= perl =}: refused with a sentence, not passed on as text.
   EXPECT_THROW(ParseCommandTemplate({"echo", "{=uc=}", ":::", "a"}, nullptr), UsageError);
+  EXPECT_THROW(ParseCommandTemplate({"echo", "{=", "s/a/b/", "=}", ":::", "a"}, nullptr),
+               UsageError);
+  EXPECT_THROW(ParseCommandTemplate({"echo", "{=s/a/b/", "=}", ":::", "a"}, nullptr), UsageError);
   // Not replacement strings: left as they are.
   EXPECT_EQ(ExpandCommand({"echo", "{x}", "{0}", "{"}, {"a"}, 1),
             (Words{"echo", "{x}", "{0}", "{", "a"}));

@@ -2,9 +2,10 @@
 // random generator of values (quotes, $, ;, backslashes, tabs, unicode, leading dashes, empty,
 // dots, slashes) and of templates (every replacement string, text around them, one to three
 // sources, ::: and :::: files, linked with :::+ / ::::+), in both of orq's ways of running a
-// command (its words as argv, compared with parallel -q; one word with shell syntax, run by sh,
-// compared with parallel as it is). Each case compares the --dry-run text; the first of each
-// seed also run, comparing stdout, in which printf shows the argv each task received.
+// command (words without shell syntax, exec'ed as argv, compared with parallel -q; one word with
+// shell syntax, run by sh, compared with parallel as it is). Each case compares the --dry-run text;
+// the first of each seed also run, comparing stdout, in which printf shows the argv each task
+// received.
 //
 // Fixed seeds in the test command; any other by hand:
 //   ORQ_DIFF_SEED=12345 ORQ_DIFF_CASES=200 ORQ_DIFF_RUNS=20
@@ -56,7 +57,7 @@ class Generator {
       for (const std::string& w : words) line += " " + w;
       c.command = {line};
     } else {
-      c.command = Concat({"printf", "[%s]\\n"}, words);
+      c.command = Concat({"printf", "%s:"}, words);  // no shell syntax: exec'ed
     }
     for (const std::string& w : Concat(c.command, c.sources)) c.text += " " + w;
     return c;

@@ -61,16 +61,27 @@ TEST(ShellTest, ReplacementStringsAgreeWithGnuParallelsDryRun) {
 
 TEST(ShellTest, CommandsRunAsUnderGnuParallel) {
   OrqEnv env;
-  // argv words: a value with spaces or quotes stays one argument, as with parallel -q.
-  const Words command = {"printf", "[%s|%s|%s]\\n", "{}", "{.}", "{/}", ":::"};
+  // Words without shell syntax are exec'ed: a value with spaces or quotes stays one argument,
+  // as parallel's shell gets it quoted.
+  const Words command = {"printf", "%s:%s:%s.", "{}", "{.}", "{/}", ":::"};
   RunResult r = env.Run(Concat(Concat({"run", "-w", "1", "--"}, command), kValues));
   ASSERT_TRUE(Exits(r, 0));
-  EXPECT_EQ(r.out, Parallel(Concat(Concat({"-q"}, command), kValues)));
-  // One word with shell syntax runs under sh, as parallel runs it.
-  const Words line = {"printf '<%s>' {} && echo {#}", ":::"};
-  r = env.Run(Concat(Concat({"run", "-w", "1", "--"}, line), kValues));
-  ASSERT_TRUE(Exits(r, 0));
-  EXPECT_EQ(r.out, Parallel(Concat(line, kValues)));
+  EXPECT_EQ(r.out, Parallel(Concat(command, kValues)));
+  // One word with shell syntax, or several words of which one has it (as the tutorial writes
+  // `sleep 0.1\; echo x`), or a builtin (exit): one shell line, as parallel runs it.
+  for (const Words& line : {Words{"printf '<%s>' {} && echo {#}", ":::"},
+                            Words{"printf", "%s.", "{}", "&&", "echo", "{#}", ":::"},
+                            Words{"sleep", "0.01;", "echo", "x", ":::"}}) {
+    r = env.Run(Concat(Concat({"run", "-w", "1", "--"}, line), kValues));
+    ASSERT_TRUE(Exits(r, 0)) << line[0];
+    EXPECT_EQ(r.out, Parallel(Concat(line, kValues))) << line[0];
+  }
+  // exit is the shell's: parallel's exit code is the number of tasks that failed, and orq's too.
+  const Words exits = {"exit", "{}", ":::", "0", "3"};
+  r = env.Run(Concat({"run", "-w", "1", "--"}, exits));
+  std::string out;
+  EXPECT_EQ(RunProgram(Concat({"parallel", "--will-cite", "-k"}, exits), out), 1);
+  EXPECT_EQ(r.code, 1) << r.err;
 }
 
 TEST(ShellTest, OutputIsExactlyWhatTheTasksPrintedAsUnderGnuParallel) {
@@ -372,7 +383,9 @@ TEST(ShellTest, UnorderedPrintsInFinishingOrderAndJsonCarriesIndexAndCommand) {
 
 TEST(ShellTest, TagPrefixesEachLineWithTheTasksArguments) {
   OrqEnv env;
-  RunResult r = env.Run({"run", "-w", "1", "--tag", "--", "printf", "x\\ny\\n", ":::", "a", "b c"});
+  // The backslashes are the shell's to read (a word with one runs under sh), as in parallel.
+  RunResult r =
+      env.Run({"run", "-w", "1", "--tag", "--", "printf", "x\\\\ny\\\\n", ":::", "a", "b c"});
   ASSERT_TRUE(Exits(r, 0));
   EXPECT_EQ(r.out, "a\tx\na\ty\nb c\tx\nb c\ty\n");
   // The same as GNU parallel.
