@@ -164,6 +164,10 @@ struct PythonTask {
 // each output stream fit.)
 inline constexpr size_t kMaxCallBytes = 8u << 20;
 inline constexpr size_t kMaxPythonValueBytes = 1u << 20;
+// The most a python task's inputs (the results of the calls it runs after) may weigh together,
+// and a message of assignments to one worker: a call over it fails with a sentence, a message is
+// split, so what the broker sends a worker stays far below kMaxMessageBytes.
+inline constexpr size_t kMaxCallInputBytes = 64u << 20;
 
 // What a task runs. The index of each alternative is on the wire and in the journal: append new
 // kinds, never reorder.

@@ -270,10 +270,15 @@ class BrokerCore {
               std::shared_ptr<const TaskSpec> spec = nullptr);
   void Dispatch();
   // Leases queued `task` to worker `w` as part of `message`.
-  // A python task's inputs: the results of the tasks it runs after (Assignment::inputs).
+  // A python task's inputs: the results of the tasks it runs after (Assignment::inputs), and
+  // their size (a task's and a message's are at most kMaxCallInputBytes).
   std::vector<std::string> Inputs(TaskId id, const TaskSpec& spec);
+  static size_t InputBytes(const std::vector<std::string>& inputs);
+  // Fails the python tasks (id, input bytes) whose inputs are over kMaxCallInputBytes.
+  void EndOverweightCalls(const std::vector<std::pair<TaskId, size_t>>& calls);
   void Assign(uint32_t worker_id, Worker& w, TaskId id, TaskRecord& task,
-              std::shared_ptr<const TaskSpec> spec, TasksMessage& message);
+              std::shared_ptr<const TaskSpec> spec, std::vector<std::string> inputs,
+              TasksMessage& message);
   // Queues again the tasks a gate lets back (Parking returns them).
   void Requeue(const std::vector<TaskId>& ids);
   // `lost`: it did not leave of its own accord (silent, or its process died).

@@ -169,5 +169,51 @@ TEST_F(DependenciesTest, AChainOfTenThousandFailsWithoutRecursion) {
   EXPECT_EQ(Status().tasks.dependency_failed, 9999u);
 }
 
+TaskSpec Call() {
+  TaskSpec spec;
+  PythonTask call;
+  call.fn = std::make_shared<const PythonTask::Function>(PythonTask::Function{"f", "f", ""});
+  call.args = "a";
+  spec.body = std::move(call);
+  return spec;
+}
+
+TEST_F(DependenciesTest, ACallsInputsAreBoundedAndSplitAcrossMessages) {
+  // Given three calls, each with one input of 40 MiB, and one after both of the last two (80 MiB),
+  const uint64_t job =
+      SubmitJob({Sleep(1), Sleep(1), Sleep(1), After(Call(), {Own(0)}), After(Call(), {Own(1)}),
+                 After(Call(), {Own(2)}), After(Call(), {Own(1), Own(2)})});
+  auto out = Register("w1", {10, 10, 10, 10});
+  const std::string big(40u << 20, 'x');
+  WorkerResultsMessage results;
+  for (const Assignment& a : TasksTo(out, "w1")) results.outcomes.push_back(Ok(a, big));
+  ASSERT_EQ(results.outcomes.size(), 3u);
+  // When their results come,
+  out = Send("w1", std::move(results));
+  // Then no message to the worker carries more than kMaxCallInputBytes of inputs: the three
+  // calls go one to a message, each with its input,
+  size_t calls = 0;
+  for (const Outgoing& o : out) {
+    const auto* m = std::get_if<TasksMessage>(&o.message);
+    if (!m) continue;
+    size_t bytes = 0;
+    for (const Assignment& a : m->tasks) {
+      ASSERT_EQ(a.inputs.size(), 1u);
+      EXPECT_EQ(a.inputs[0], big);
+      bytes += a.inputs[0].size();
+      ++calls;
+    }
+    EXPECT_LE(bytes, kMaxCallInputBytes);
+  }
+  EXPECT_EQ(calls, 3u);
+  // and the call whose inputs are over it fails, saying why, without being sent.
+  const auto failed = store_.Find({job, 6});
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_EQ(failed->status, TaskStatus::kFailed);
+  EXPECT_NE(failed->error.find("its inputs (the results of the calls it runs after) are 80 MiB"),
+            std::string::npos)
+      << failed->error;
+}
+
 }  // namespace
 }  // namespace orq

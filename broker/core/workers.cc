@@ -124,6 +124,7 @@ bool BrokerCore::MayAdopt(TaskId id, Role role, const std::string& key) const {
 void BrokerCore::Dispatch() {
   if (!halts_due_.empty()) Halt();  // before any lease: no task of a halted job starts
   if (shutting_down_ || !journal_problem_.empty()) return;
+  std::vector<std::pair<TaskId, size_t>> too_big;  // python tasks whose inputs may not travel
   for (bool progress = true; progress;) {
     progress = false;
     for (const auto& [worker_id, known] : workers_.all()) {
@@ -131,8 +132,10 @@ void BrokerCore::Dispatch() {
       TasksMessage message;
       // Tasks another worker could run, but not this one now: back to their queue afterwards.
       std::vector<std::pair<ReadyQueues::Queue*, QueueEntry>> skipped;
+      size_t input_bytes = 0;  // the python tasks' inputs in `message`: bounded, the rest waits
       for (size_t c = 0; c < kTaskClassCount; ++c) {
-        while (w.in_use[c] < w.capacity[c] && message.tasks.size() < kMaxTasksPerMessage) {
+        while (w.in_use[c] < w.capacity[c] && message.tasks.size() < kMaxTasksPerMessage &&
+               input_bytes < kMaxCallInputBytes) {
           ReadyQueues::Queue* queue = ready_.Next(w, c);
           if (!queue) break;
           const QueueEntry entry = queue->top();
@@ -160,7 +163,21 @@ void BrokerCore::Dispatch() {
               continue;
             }
           }
-          Assign(worker_id, w, id, *task, spec, message);
+          std::vector<std::string> inputs;
+          if (std::holds_alternative<PythonTask>(spec->body)) {
+            inputs = Inputs(id, *spec);
+            const size_t bytes = InputBytes(inputs);
+            if (bytes > kMaxCallInputBytes) {  // ended after the loop (queues stay as they are)
+              too_big.push_back({id, bytes});
+              continue;
+            }
+            if (input_bytes + bytes > kMaxCallInputBytes && !message.tasks.empty()) {
+              skipped.push_back({queue, entry});  // in this worker's next message
+              break;
+            }
+            input_bytes += bytes;
+          }
+          Assign(worker_id, w, id, *task, spec, std::move(inputs), message);
         }
       }
       for (auto& [queue, entry] : skipped) queue->push(entry);
@@ -174,10 +191,24 @@ void BrokerCore::Dispatch() {
       if (!watch.ids.empty()) out_.Send(w.identity, std::move(watch));
     }
   }
+  EndOverweightCalls(too_big);
+}
+
+void BrokerCore::EndOverweightCalls(const std::vector<std::pair<TaskId, size_t>>& calls) {
+  for (const auto& [id, bytes] : calls) {
+    if (TaskRecord* task = tasks_.Find(id); task && task->state() == TaskState::kQueued)
+      Finish(id, *task,
+             Ending(TaskStatus::kFailed,
+                    "its inputs (the results of the calls it runs after) are " +
+                        std::to_string(bytes >> 20) + " MiB; at most " +
+                        std::to_string(kMaxCallInputBytes >> 20) +
+                        " MiB travel with one call: pass fewer futures, or paths"));
+  }
 }
 
 void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, TaskRecord& task,
-                        std::shared_ptr<const TaskSpec> looked, TasksMessage& message) {
+                        std::shared_ptr<const TaskSpec> looked, std::vector<std::string> inputs,
+                        TasksMessage& message) {
   JobRecord& job = tasks_.job(id.job);
   const auto queued_at =
       job.submitted_at + std::chrono::milliseconds(std::get<TaskRecord::Queued>(task.data).since);
@@ -189,8 +220,14 @@ void BrokerCore::Assign(uint32_t worker_id, Worker& w, TaskId id, TaskRecord& ta
   Assignment& a =
       message.tasks.emplace_back(Assignment{id, task.attempt, *looked, nullptr, {}, {}});
   if (RunsInContext(*looked)) ShareContext(w.remote, job, a);
-  if (std::holds_alternative<PythonTask>(looked->body)) a.inputs = Inputs(id, *looked);
+  a.inputs = std::move(inputs);
   leases_.Grant(w, id, std::move(looked), a.env, now_);  // (the lease keeps it while it runs)
+}
+
+size_t BrokerCore::InputBytes(const std::vector<std::string>& inputs) {
+  size_t bytes = 0;
+  for (const std::string& input : inputs) bytes += input.size();
+  return bytes;
 }
 
 std::vector<std::string> BrokerCore::Inputs(TaskId id, const TaskSpec& spec) {
