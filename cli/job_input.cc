@@ -161,9 +161,10 @@ void CommandSpecs(const JobInput& in, BuiltJob& job) {
   if (tuples.empty()) throw UsageError("the input sources are empty: no tasks to run");
   job.specs.reserve(tuples.size());
   job.tags.reserve(tuples.size());
+  const bool shell = NeedsShell(t.command);  // the template's: the same for every task
   for (size_t i = 0; i < tuples.size(); ++i) {
     // An array's index is in $ORQ_ARRAY_ID (HyperQueue's HQ_TASK_ID) and {}; it is not appended.
-    TaskSpec spec = Shell(ExpandCommand(t.command, tuples[i], i + 1, /*append=*/!array));
+    TaskSpec spec = Shell(ExpandCommand(t.command, shell, tuples[i], i + 1, /*append=*/!array));
     if (array)
       std::get<ShellTask>(spec.body).place = std::make_shared<const ShellTask::Place>(
           ShellTask::Place{"", {"ORQ_ARRAY_ID=" + tuples[i][0]}});

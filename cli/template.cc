@@ -375,9 +375,15 @@ std::vector<std::vector<std::string>> CombineSources(const std::vector<InputSour
 std::vector<std::string> ExpandCommand(const std::vector<std::string>& command,
                                        const std::vector<std::string>& args, size_t seq,
                                        bool append) {
+  return ExpandCommand(command, NeedsShell(command), args, seq, append);
+}
+
+std::vector<std::string> ExpandCommand(const std::vector<std::string>& command, bool shell,
+                                       const std::vector<std::string>& args, size_t seq,
+                                       bool append) {
   if (command.empty()) return {"/bin/sh", "-c", Join(args, false)};  // each argument a command
   bool used = false;
-  if (NeedsShell(command)) {  // as GNU parallel: the words joined by spaces, values quoted
+  if (shell) {  // as GNU parallel: the words joined by spaces, values quoted
     std::string line;
     for (const std::string& word : command) {
       if (!line.empty()) line += ' ';

@@ -54,6 +54,10 @@ std::vector<std::vector<std::string>> CombineSources(const std::vector<InputSour
 std::vector<std::string> ExpandCommand(const std::vector<std::string>& command,
                                        const std::vector<std::string>& args, size_t seq,
                                        bool append = true);
+// The same with NeedsShell(command) known (a job's tasks share it).
+std::vector<std::string> ExpandCommand(const std::vector<std::string>& command, bool shell,
+                                       const std::vector<std::string>& args, size_t seq,
+                                       bool append);
 
 // GNU parallel runs every command through a shell; orq runs one through /bin/sh -c only when a
 // shell would read it otherwise than as its words: a word with shell syntax (quotes, |, &&, ;,
